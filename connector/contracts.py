@@ -1,0 +1,191 @@
+"""The message contracts between connectors and the rest of the product, and their Redis keys.
+
+This is the only module the connector shares with ``workbench``/``engine``. A transport (sandbox or
+neonize) turns whatever its provider sends into these neutral events at the edge; nothing past this
+module ever sees a WhatsApp or sandbox type.
+
+Redis layout (``{i}`` = instance id)::
+
+    wb:in:{i}          stream  connector -> workers: InboundMessage / SendAck / Receipt / StateChange
+    wb:out:{i}         stream  workers -> connector: OutboundCommand (consumer group "connector")
+    wb:ctl:{i}         list    panel -> connector: control commands (reconnect, logout, pair_phone)
+    wb:conn:{i}        hash    connector status: state, reason, qr, qr_expires_at, phone, push_name,
+                               heartbeat, last_inbound_at, last_outbound_at, pid (ephemeral)
+    wb:sent:{i}        hash    outbox id -> "sending" | "sent:<wa id>" (a command is sent at most once)
+    wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
+    wb:drain:{i}       string  set while an inbound drain job is queued (one wake-up per burst)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+IN_STREAM = "wb:in:{}"
+OUT_STREAM = "wb:out:{}"
+CONTROL_LIST = "wb:ctl:{}"
+STATUS_HASH = "wb:conn:{}"
+SENT_HASH = "wb:sent:{}"
+INSTANCES_HASH = "wb:instances"
+DRAIN_FLAG = "wb:drain:{}"
+OUT_GROUP = "connector"
+IN_GROUP = "workers"
+
+INBOUND_QUEUE = "inbound"
+DRAIN_JOB = "engine.jobs.drain_inbound"
+
+MESSAGE_TYPES = (
+    "text", "image", "audio", "video", "document", "sticker", "location", "contact",
+    "reaction", "poll", "edit", "revoke", "unsupported",
+)
+MessageType = Literal[
+    "text", "image", "audio", "video", "document", "sticker", "location", "contact",
+    "reaction", "poll", "edit", "revoke", "unsupported",
+]
+
+# Connection states shown on the Conexões page.
+STATES = (
+    "connected", "awaiting_qr", "pairing", "connecting", "reconnecting", "disconnected",
+    "logged_out", "replaced", "banned", "outdated", "failed", "stopped",
+)
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch (the unit every contract timestamp uses)."""
+    return int(time.time() * 1000)
+
+
+class MediaRef(BaseModel):
+    """A file already stored content-addressed under ``<data_dir>/media`` by the connector."""
+
+    sha256: str
+    mime: str
+    size: int
+    filename: str | None = None
+
+
+class InboundMessage(BaseModel):
+    """A message that reached the number (or was sent from its own phone: ``from_me``)."""
+
+    kind: Literal["message"] = "message"
+    instance_id: int
+    wa_id: str
+    chat_jid: str
+    sender_jid: str
+    phone: str
+    push_name: str | None = None
+    timestamp_ms: int
+    type: MessageType
+    text: str | None = None
+    media: MediaRef | None = None
+    quoted_id: str | None = None
+    target_id: str | None = None  # the message an edit, revoke or reaction points at
+    from_me: bool = False
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class SendAck(BaseModel):
+    """The connector's answer to one OutboundCommand."""
+
+    kind: Literal["ack"] = "ack"
+    instance_id: int
+    outbox_id: int
+    ok: bool
+    wa_id: str | None = None
+    error: str | None = None
+    timestamp_ms: int
+
+
+class Receipt(BaseModel):
+    """Delivery or read receipts for messages we sent."""
+
+    kind: Literal["receipt"] = "receipt"
+    instance_id: int
+    wa_ids: list[str]
+    status: Literal["delivered", "read"]
+    timestamp_ms: int
+
+
+class StateChange(BaseModel):
+    """A connection life-cycle change, stored by workers on the instance row."""
+
+    kind: Literal["state"] = "state"
+    instance_id: int
+    state: str
+    reason: str | None = None
+    phone: str | None = None
+    push_name: str | None = None
+    timestamp_ms: int
+
+
+InboundEvent = Annotated[InboundMessage | SendAck | Receipt | StateChange, Field(discriminator="kind")]
+_inbound_adapter: TypeAdapter[InboundMessage | SendAck | Receipt | StateChange] = TypeAdapter(InboundEvent)
+
+
+class OutboundCommand(BaseModel):
+    """Send one message. ``outbox_id`` identifies it end to end; the connector sends it at most once."""
+
+    outbox_id: int
+    instance_id: int
+    to_phone: str
+    to_jid: str | None = None
+    type: Literal["text", "image", "audio", "video", "document"] = "text"
+    text: str | None = None
+    media: MediaRef | None = None
+    quoted_id: str | None = None
+    typing: bool = True
+
+
+class ControlCommand(BaseModel):
+    """A request from the panel to a running connector."""
+
+    action: Literal["reconnect", "logout", "pair_phone", "restart_pairing"]
+    phone: str | None = None
+
+
+def encode(event: BaseModel) -> dict[str, str]:
+    """Stream fields for an event (one JSON field, so nested data survives)."""
+    return {"e": event.model_dump_json(exclude_none=True)}
+
+
+def decode_inbound(fields: dict[bytes | str, bytes | str]) -> InboundMessage | SendAck | Receipt | StateChange:
+    """Parse a ``wb:in`` stream entry; raises ``pydantic.ValidationError`` on a malformed one."""
+    raw = fields.get(b"e", fields.get("e"))
+    return _inbound_adapter.validate_json(raw)
+
+
+def decode_outbound(fields: dict[bytes | str, bytes | str]) -> OutboundCommand:
+    """Parse a ``wb:out`` stream entry."""
+    raw = fields.get(b"e", fields.get("e"))
+    return OutboundCommand.model_validate_json(raw)
+
+
+def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
+    """Make sure one drain job is queued for the instance's inbound stream.
+
+    Called after every XADD to ``wb:in:{i}``. The flag collapses a burst into one job; the job clears
+    the flag *before* it reads, so an event added while it runs always queues a new one.
+    """
+    if redis_client.set(DRAIN_FLAG.format(instance_id), "1", nx=True, ex=300):
+        from rq import Queue
+
+        Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
+            DRAIN_JOB, instance_id, job_timeout=300, result_ttl=0, failure_ttl=86400
+        )
+
+
+def publish_inbound(redis_client: Any, event: BaseModel) -> str:
+    """Hand an event to the workers: append it to the instance's stream, then wake a drain job."""
+    instance_id = event.instance_id  # type: ignore[attr-defined]
+    entry_id = redis_client.xadd(IN_STREAM.format(instance_id), encode(event))
+    wake_inbound_drain(redis_client, instance_id)
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
+def desired_instances(redis_client: Any) -> dict[int, dict[str, Any]]:
+    """What the supervisor should run: instance id -> {"transport", "desired"}."""
+    raw = redis_client.hgetall(INSTANCES_HASH)
+    return {int(k): json.loads(v) for k, v in raw.items()}

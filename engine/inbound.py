@@ -1,0 +1,173 @@
+"""Storing what the connector reports: messages, send acks, receipts and connection states.
+
+``apply_events`` runs inside one transaction for a batch of one number's events, in stream order.
+Storing is idempotent: WhatsApp redelivers after reconnects and our own stream may deliver an entry
+twice after a worker crash, so the (instance, WhatsApp id) pair decides whether a message is new.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from connector.contracts import InboundMessage, OutboundCommand, Receipt, SendAck, StateChange
+from engine import dispatch
+from workbench.models import Contact, Conversation, Instance, Message
+from workbench.outbox import mark_acked
+from workbench.text import clean_text, preview
+
+log = logging.getLogger(__name__)
+
+STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
+# Types that change another message rather than say something new: no unread badge, no bot reply.
+SIDE_EFFECT_TYPES = ("reaction", "edit", "revoke")
+
+
+@dataclass
+class Applied:
+    """What a batch changed: commands to publish after commit and workspaces whose views are stale."""
+
+    commands: list[OutboundCommand] = field(default_factory=list)
+    workspaces: set[int] = field(default_factory=set)
+    stored: int = 0
+    duplicates: int = 0
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def digits(phone: str) -> str:
+    """The phone number as digits only (WhatsApp ids carry no '+', spaces or device suffixes)."""
+    return "".join(ch for ch in phone.split("@")[0].split(":")[0] if ch.isdigit())
+
+
+def apply_events(session: Session, instance_id: int, events: list[Any]) -> Applied:
+    """Apply one number's events in order inside the caller's transaction."""
+    applied = Applied()
+    instance = session.get(Instance, instance_id)
+    if instance is None:
+        log.warning("events for unknown instance %s dropped", instance_id)
+        return applied
+    messages = [e for e in events if isinstance(e, InboundMessage)]
+    known = set()
+    if messages:
+        known = set(session.scalars(select(Message.wa_id).where(
+            Message.instance_id == instance_id, Message.wa_id.in_([m.wa_id for m in messages]))))
+    for event in events:
+        if isinstance(event, InboundMessage):
+            if event.wa_id in known:
+                applied.duplicates += 1
+                continue
+            known.add(event.wa_id)
+            _store_message(session, instance, event, applied)
+            applied.stored += 1
+        elif isinstance(event, SendAck):
+            mark_acked(session, instance_id, event.outbox_id, event.ok, event.wa_id, event.error,
+                       _ts(event.timestamp_ms))
+        elif isinstance(event, Receipt):
+            _apply_receipt(session, instance_id, event)
+        elif isinstance(event, StateChange):
+            _apply_state(instance, event)
+        applied.workspaces.add(instance.workspace_id)
+    return applied
+
+
+def _store_message(session: Session, instance: Instance, event: InboundMessage, applied: Applied) -> None:
+    when = _ts(event.timestamp_ms)
+    phone = digits(event.phone)
+    inbound = not event.from_me
+    side_effect = event.type in SIDE_EFFECT_TYPES
+    text, flags = clean_text(event.text) if event.text is not None else (None, {})
+    contact = pg_insert(Contact).values(
+        workspace_id=instance.workspace_id, instance_id=instance.id, phone=phone, jid=event.chat_jid,
+        push_name=event.push_name if inbound else None, last_inbound_at=when if inbound else None,
+    )
+    contact_id = session.execute(contact.on_conflict_do_update(
+        index_elements=[Contact.instance_id, Contact.phone],
+        set_={
+            "push_name": func.coalesce(contact.excluded.push_name, Contact.push_name),
+            "jid": contact.excluded.jid,
+            "last_inbound_at": func.coalesce(contact.excluded.last_inbound_at, Contact.last_inbound_at),
+        },
+    ).returning(Contact.id)).scalar_one()
+
+    counts = inbound and not side_effect
+    conv = pg_insert(Conversation).values(
+        workspace_id=instance.workspace_id, instance_id=instance.id, contact_id=contact_id, status="open",
+        last_message_at=when, last_message_preview=preview(text), last_message_direction="in" if inbound else "out",
+        last_message_type=event.type, last_inbound_at=when if inbound else None, unread_count=1 if counts else 0,
+    )
+    updates: dict[str, Any] = {
+        "last_message_at": func.greatest(Conversation.last_message_at, conv.excluded.last_message_at),
+        "last_message_preview": conv.excluded.last_message_preview,
+        "last_message_direction": conv.excluded.last_message_direction,
+        "last_message_type": conv.excluded.last_message_type,
+        "last_inbound_at": func.coalesce(conv.excluded.last_inbound_at, Conversation.last_inbound_at),
+        "unread_count": Conversation.unread_count + conv.excluded.unread_count,
+    }
+    if counts:  # a new message from the contact reopens a closed conversation
+        updates["status"] = case((Conversation.status == "closed", "open"), else_=Conversation.status)
+        updates["closed_at"] = None
+    conversation_id, paused = session.execute(
+        conv.on_conflict_do_update(index_elements=[Conversation.contact_id], set_=updates)
+        .returning(Conversation.id, Conversation.bot_paused)
+    ).one()
+
+    data: dict[str, Any] = {**flags}
+    if event.media:
+        data["media"] = event.media.model_dump(exclude_none=True)
+    if event.target_id:
+        data["target_id"] = event.target_id
+    if event.raw:
+        data["raw"] = event.raw
+    session.execute(pg_insert(Message).values(
+        workspace_id=instance.workspace_id, instance_id=instance.id, conversation_id=conversation_id,
+        wa_id=event.wa_id, direction="in" if inbound else "out", type=event.type, text=text, data=data,
+        quoted_wa_id=event.quoted_id, status="received" if inbound else "sent", wa_timestamp=when,
+    ).on_conflict_do_nothing(index_elements=[Message.instance_id, Message.wa_id]))
+    if side_effect and event.target_id:
+        _apply_side_effect(session, instance.id, event, text)
+    if counts:
+        conversation = {"id": conversation_id, "workspace_id": instance.workspace_id, "instance_id": instance.id,
+                        "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused}
+        applied.commands.extend(dispatch.on_inbound_message(session, conversation, event, text))
+
+
+def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage, text: str | None) -> None:
+    """Mark the message an edit or revoke points at, so the chat shows it edited or deleted."""
+    target = select(Message).where(Message.instance_id == instance_id, Message.wa_id == event.target_id)
+    message = session.scalars(target).first()
+    if message is None:
+        return
+    if event.type == "edit":
+        message.data = {**message.data, "edited_text": text, "edited_at": event.timestamp_ms}
+    elif event.type == "revoke":
+        message.data = {**message.data, "revoked": True}
+    elif event.type == "reaction":
+        message.data = {**message.data, "reaction": text or None}
+
+
+def _apply_receipt(session: Session, instance_id: int, event: Receipt) -> None:
+    rank = STATUS_RANK[event.status]
+    lower = [s for s, r in STATUS_RANK.items() if r < rank]
+    session.execute(update(Message).where(
+        Message.instance_id == instance_id, Message.wa_id.in_(event.wa_ids), Message.direction == "out",
+        Message.status.in_(lower),
+    ).values(status=event.status, status_at=_ts(event.timestamp_ms)))
+
+
+def _apply_state(instance: Instance, event: StateChange) -> None:
+    instance.state = event.state
+    instance.state_reason = event.reason
+    instance.state_at = _ts(event.timestamp_ms)
+    if event.phone:
+        instance.phone = digits(event.phone)
+    if event.push_name:
+        instance.push_name = event.push_name

@@ -1,0 +1,108 @@
+"""Test fixtures: real PostgreSQL and Redis, cleaned around each test.
+
+Embedded servers (pgserver + redis-server) in a temporary directory by default; with
+``TEST_DATABASE_URL`` set, a fresh database is created on that server for the session (and dropped
+after); with ``TEST_REDIS_URL`` set, that Redis database is flushed around each test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from workbench import bus, db
+from workbench.config import get_settings
+
+
+def _fresh_database(server_url: str) -> tuple[str, callable]:
+    url = make_url(db.normalize_url(server_url))
+    name = f"wb_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        db.dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Start (or point at) PostgreSQL and Redis once per session and export their URLs."""
+    from workbench.embedded import EmbeddedPostgres, EmbeddedRedis
+    from workbench.migrations import upgrade_database
+
+    data_dir = Path(tmp_path_factory.mktemp("wb"))
+    stops = []
+    pg_server = os.environ.get("TEST_DATABASE_URL")
+    if not pg_server:
+        pg = EmbeddedPostgres(data_dir)
+        pg_server = pg.start()
+        stops.append(pg.stop)
+    database_url, drop = _fresh_database(pg_server)
+    stops.insert(0, drop)
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        # /tmp keeps the socket path short whatever pytest's basetemp is
+        rs = EmbeddedRedis(Path(f"/tmp/wbt-{uuid.uuid4().hex[:8]}"))
+        redis_url = rs.start()
+        stops.insert(0, rs.stop)
+    upgrade_database(database_url)
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "WORKBENCH_DATA_DIR": str(data_dir),
+        "WORKBENCH_TYPING_MS_PER_CHAR": "0",
+        "WORKBENCH_SECRET_KEY": "",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield env
+    finally:
+        db.dispose_engines()
+        bus.reset_clients()
+        for stop in stops:
+            stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
+
+
+TABLES = None
+
+
+@pytest.fixture
+def engine(servers):
+    """The product's engine on a database emptied before the test."""
+    global TABLES
+    eng = db.get_engine()
+    with eng.begin() as conn:
+        if TABLES is None:
+            TABLES = [r[0] for r in conn.execute(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    return eng
+
+
+@pytest.fixture
+def r(servers) -> redis_lib.Redis:
+    """The product's Redis, flushed before the test."""
+    client = bus.get_redis()
+    client.flushdb()
+    return client

@@ -1,0 +1,69 @@
+"""Row factories and helpers shared by the tests (real database, no mocks)."""
+
+from __future__ import annotations
+
+import itertools
+
+from rq import Queue, SimpleWorker
+
+from connector.contracts import INBOUND_QUEUE, InboundMessage, now_ms, publish_inbound
+from workbench.auth import Actor, create_user
+from workbench.bus import get_redis
+from workbench.db import session_scope
+from workbench.models import Instance, Team, TeamMember, Workspace
+
+_ids = itertools.count(1)
+PASSWORD = "senha-de-teste-123"
+
+
+def make_workspace(name: str = "Loja") -> int:
+    with session_scope() as s:
+        ws = Workspace(name=name)
+        s.add(ws)
+        s.flush()
+        return ws.id
+
+
+def make_actor(workspace_id: int, role: str = "admin", email: str | None = None) -> Actor:
+    email = email or f"user{next(_ids)}@example.com"
+    with session_scope() as s:
+        user = create_user(s, email, email.split("@")[0], PASSWORD, workspace_id, role)
+        return Actor(user.id, workspace_id, role, user.name, user.email)
+
+
+def make_team(workspace_id: int, name: str, *user_ids: int) -> int:
+    with session_scope() as s:
+        team = Team(workspace_id=workspace_id, name=name)
+        s.add(team)
+        s.flush()
+        for uid in user_ids:
+            s.add(TeamMember(team_id=team.id, user_id=uid))
+        return team.id
+
+
+def make_instance(workspace_id: int, name: str = "Comercial") -> int:
+    with session_scope() as s:
+        inst = Instance(workspace_id=workspace_id, name=name, transport="sandbox")
+        s.add(inst)
+        s.flush()
+        return inst.id
+
+
+def inbound(instance_id: int, phone: str = "5511999990001", text: str | None = "Olá", wa_id: str | None = None,
+            **kw) -> InboundMessage:
+    return InboundMessage(
+        instance_id=instance_id, wa_id=wa_id or f"WA{next(_ids):08d}", chat_jid=f"{phone}@s.whatsapp.net",
+        sender_jid=f"{phone}@s.whatsapp.net", phone=phone, push_name=kw.pop("push_name", "Maria"),
+        timestamp_ms=kw.pop("timestamp_ms", now_ms()), type=kw.pop("type", "text"), text=text, **kw)
+
+
+def publish(*events) -> None:
+    for event in events:
+        publish_inbound(get_redis(), event)
+
+
+def run_jobs(*queues: str) -> None:
+    """Run every queued job of ``queues`` (default: inbound) in this process until none is left."""
+    client = get_redis()
+    names = queues or (INBOUND_QUEUE,)
+    SimpleWorker([Queue(n, connection=client) for n in names], connection=client).work(burst=True)

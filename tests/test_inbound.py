@@ -1,0 +1,186 @@
+"""The inbound path: connector stream -> drain job -> PostgreSQL, idempotent and in order."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from connector.contracts import IN_STREAM, OUT_STREAM, Receipt, SendAck, StateChange, decode_outbound, now_ms
+from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
+from workbench import conversations
+from workbench.db import session_scope
+from workbench.models import Contact, Conversation, Instance, Message, Outbox
+from workbench.workspace_settings import save_setting
+
+
+def _messages(instance_id: int) -> list[Message]:
+    with session_scope() as s:
+        return list(s.scalars(select(Message).where(Message.instance_id == instance_id).order_by(Message.id)))
+
+
+def test_message_creates_contact_and_conversation(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Quero saber o preço", push_name="Ana"))
+    run_jobs()
+    with session_scope() as s:
+        contact = s.scalars(select(Contact)).one()
+        conv = s.scalars(select(Conversation)).one()
+        assert (contact.phone, contact.push_name, contact.workspace_id) == ("5511999990001", "Ana", ws)
+        assert conv.unread_count == 1 and conv.status == "open"
+        assert conv.last_message_preview == "Quero saber o preço"
+    assert [m.text for m in _messages(inst)] == ["Quero saber o preço"]
+    assert r.xlen(IN_STREAM.format(inst)) == 0  # drained entries are removed
+
+
+def test_same_whatsapp_id_twice_is_one_row(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    event = inbound(inst, wa_id="DUP1")
+    publish(event, event)
+    run_jobs()
+    publish(event)  # redelivered after a reconnect, in a later batch
+    run_jobs()
+    assert len(_messages(inst)) == 1
+    with session_scope() as s:
+        assert s.scalar(select(Conversation.unread_count)) == 1
+
+
+def test_messages_keep_arrival_order_per_conversation(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    texts = [f"m{i}" for i in range(50)]
+    # timestamps deliberately not increasing: arrival order decides, not the phone's clock
+    publish(*[inbound(inst, phone=f"55119{i % 3}", text=t, timestamp_ms=now_ms() - i) for i, t in enumerate(texts)])
+    run_jobs()
+    for p in range(3):
+        stored = [m.text for m in _messages(inst) if m.conversation_id == _conv_of(f"55119{p}")]
+        assert stored == [t for i, t in enumerate(texts) if i % 3 == p]
+
+
+def _conv_of(phone: str) -> int:
+    with session_scope() as s:
+        return s.scalar(select(Conversation.id).join(Contact, Contact.id == Conversation.contact_id)
+                        .where(Contact.phone == phone))
+
+
+def test_hostile_text_is_stored_verbatim(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    big = "ç" * 65536
+    weird = "**negrito** <script>alert(1)</script> [x](http://e.vil) :red[oi] $x^2$ \u202eRTL 👩‍👩‍👧"
+    publish(inbound(inst, text=big), inbound(inst, text=weird), inbound(inst, text="a\x00b"),
+            inbound(inst, text="x" * 70000))
+    run_jobs()
+    stored = _messages(inst)
+    assert stored[0].text == big and "truncated" not in stored[0].data
+    assert stored[1].text == weird
+    assert stored[2].text == "a\ufffdb" and stored[2].data["nul_replaced"] is True
+    assert len(stored[3].text) == 65536 and stored[3].data["truncated"] is True
+
+
+def test_unsupported_types_are_stored_with_their_type(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    first = inbound(inst, text="original", wa_id="T1")
+    publish(first,
+            inbound(inst, type="sticker", text=None),
+            inbound(inst, type="location", text=None, raw={"lat": -23.5, "lng": -46.6}),
+            inbound(inst, type="poll", text="Qual horário?"),
+            inbound(inst, type="reaction", text="👍", target_id="T1"),
+            inbound(inst, type="edit", text="corrigido", target_id="T1"),
+            inbound(inst, type="revoke", text=None, target_id="T1"))
+    run_jobs()
+    stored = _messages(inst)
+    assert [m.type for m in stored] == ["text", "sticker", "location", "poll", "reaction", "edit", "revoke"]
+    assert stored[0].data["edited_text"] == "corrigido" and stored[0].data["revoked"] is True
+    assert stored[0].data["reaction"] == "👍"
+    with session_scope() as s:
+        assert s.scalar(select(Conversation.unread_count)) == 4  # reactions/edits/revokes add no badge
+
+
+def test_malformed_event_is_kept_aside_and_others_go_on(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    r.xadd(IN_STREAM.format(inst), {"e": '{"kind": "message", "instance_id": 1}'})
+    publish(inbound(inst, text="depois"))
+    run_jobs()
+    assert [m.text for m in _messages(inst)] == ["depois"]
+    assert r.xlen(f"wb:in-failed:{inst}") == 1
+
+
+def test_failing_event_is_retried_without_blocking_other_contacts(engine, r, monkeypatch):
+    import engine.inbound as inbound_mod
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    real = inbound_mod._store_message
+    calls = {"n": 0}
+
+    def flaky(session, instance, event, applied):
+        if event.text == "quebra" and calls["n"] < 2:  # the batch and its one-by-one retry
+            calls["n"] += 1
+            raise ValueError("transient failure")
+        return real(session, instance, event, applied)
+
+    monkeypatch.setattr(inbound_mod, "_store_message", flaky)
+    publish(inbound(inst, phone="551101", text="quebra"), inbound(inst, phone="551101", text="seguinte"),
+            inbound(inst, phone="551102", text="outro contato"))
+    run_jobs()
+    assert [m.text for m in _messages(inst)] == ["outro contato"]  # 551101 waits, in order
+    r.delete("wb:drain:%d" % inst)
+    from connector.contracts import wake_inbound_drain
+
+    wake_inbound_drain(r, inst)
+    run_jobs()
+    assert [m.text for m in _messages(inst)] == ["outro contato", "quebra", "seguinte"]
+
+
+def test_agent_reply_goes_to_outbox_and_stream_then_acks_and_receipts(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    agent = make_actor(ws, "agent")
+    publish(inbound(inst))
+    run_jobs()
+    conv = conversations.list_conversations(agent)[0]
+    message_id = conversations.send_text(agent, conv["id"], "Oi, Maria! Como posso ajudar?")
+    entries = r.xrange(OUT_STREAM.format(inst))
+    command = decode_outbound(entries[0][1])
+    assert command.text == "Oi, Maria! Como posso ajudar?" and command.to_phone == "5511999990001"
+    with session_scope() as s:
+        assert s.get(Message, message_id).status == "pending"
+        assert s.get(Outbox, command.outbox_id).status == "pending"
+        assert s.get(Conversation, conv["id"]).bot_paused  # an agent reply pauses the bot
+    publish(SendAck(instance_id=inst, outbox_id=command.outbox_id, ok=True, wa_id="OUT1", timestamp_ms=now_ms()))
+    publish(Receipt(instance_id=inst, wa_ids=["OUT1"], status="delivered", timestamp_ms=now_ms()))
+    run_jobs()
+    with session_scope() as s:
+        assert (s.get(Message, message_id).status, s.get(Message, message_id).wa_id) == ("delivered", "OUT1")
+        assert s.get(Outbox, command.outbox_id).status == "sent"
+    publish(Receipt(instance_id=inst, wa_ids=["OUT1"], status="read", timestamp_ms=now_ms()),
+            Receipt(instance_id=inst, wa_ids=["OUT1"], status="delivered", timestamp_ms=now_ms()))
+    run_jobs()
+    with session_scope() as s:
+        assert s.get(Message, message_id).status == "read"  # a late 'delivered' never goes backwards
+
+
+def test_state_change_updates_instance(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(StateChange(instance_id=inst, state="connected", phone="5511888887777:12@s.whatsapp.net",
+                        push_name="Loja", timestamp_ms=now_ms()))
+    run_jobs()
+    with session_scope() as s:
+        row = s.get(Instance, inst)
+        assert (row.state, row.phone, row.push_name) == ("connected", "5511888887777", "Loja")
+
+
+def test_default_reply_once_per_day(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    admin = make_actor(ws, "admin")
+    save_setting(admin, "default_reply", {"enabled": True, "mode": "once_24h", "text": "Já respondemos!"})
+    publish(inbound(inst, text="1"), inbound(inst, text="2"))
+    run_jobs()
+    assert r.xlen(OUT_STREAM.format(inst)) == 1
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Outbox)) == 1

@@ -1,0 +1,123 @@
+"""Outbound messages: a message row and its outbox command written in one transaction, published after commit.
+
+The outbox row is the durable promise to send; the ``wb:out:{i}`` stream entry is only a wake-up for the
+connector. If Redis loses the entry, ``republish_pending`` puts it back; if an entry is delivered twice,
+the connector's claim (``wb:sent:{i}``) makes sure WhatsApp sees it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from connector.contracts import OUT_STREAM, STATUS_HASH, MediaRef, OutboundCommand, encode
+from workbench.auth import now
+from workbench.bus import get_redis
+from workbench.config import get_settings
+from workbench.models import Conversation, Message, Outbox
+from workbench.text import clean_text, preview
+
+
+def queue_message(
+    session: Session,
+    conversation: dict[str, Any],
+    *,
+    text: str | None,
+    type: str = "text",
+    media: MediaRef | None = None,
+    media_id: int | None = None,
+    user_id: int | None = None,
+    funnel_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> tuple[int, OutboundCommand]:
+    """Write an outbound message and its outbox command; publish the returned command after commit.
+
+    Returns the message id and the command.
+
+    ``conversation`` needs ``id``, ``workspace_id``, ``instance_id``, ``phone`` and optionally ``jid``.
+    """
+    body, flags = clean_text(text) if text is not None else (None, {})
+    when = now()
+    message_id = session.execute(insert(Message).values(
+        workspace_id=conversation["workspace_id"], instance_id=conversation["instance_id"],
+        conversation_id=conversation["id"], direction="out", type=type, text=body,
+        data={**(data or {}), **flags, **({"media": media.model_dump()} if media else {})},
+        media_id=media_id, status="pending", sent_by_user_id=user_id, sent_by_funnel_id=funnel_id,
+        created_at=when, status_at=when,
+    ).returning(Message.id)).scalar_one()
+    command = OutboundCommand(
+        outbox_id=0, instance_id=conversation["instance_id"], to_phone=conversation["phone"],
+        to_jid=conversation.get("jid"), type=type, text=body, media=media,
+    )
+    outbox_id = session.execute(insert(Outbox).values(
+        workspace_id=conversation["workspace_id"], instance_id=conversation["instance_id"],
+        message_id=message_id, command=command.model_dump(exclude={"outbox_id"}, exclude_none=True),
+        publish_count=1, published_at=when,
+    ).returning(Outbox.id)).scalar_one()
+    values: dict[str, Any] = dict(last_message_at=when, last_message_preview=preview(body),
+                                  last_message_direction="out", last_message_type=type)
+    if user_id is not None:
+        values["first_reply_at"] = func.coalesce(Conversation.first_reply_at, when)
+    session.execute(update(Conversation).where(Conversation.id == conversation["id"]).values(**values))
+    return message_id, command.model_copy(update={"outbox_id": outbox_id})
+
+
+def publish(commands: Iterable[OutboundCommand], redis_client=None) -> None:
+    """Append commands to their numbers' outbound streams (call only after the commit)."""
+    commands = list(commands)
+    if not commands:
+        return
+    pipe = (redis_client or get_redis()).pipeline(transaction=False)
+    for command in commands:
+        pipe.xadd(OUT_STREAM.format(command.instance_id), encode(command))
+    pipe.execute()
+
+
+def _command_of(row: Outbox) -> OutboundCommand:
+    return OutboundCommand.model_validate({**row.command, "outbox_id": row.id, "instance_id": row.instance_id})
+
+
+def republish_pending(session: Session, redis_client=None, older_than_s: int | None = None) -> int:
+    """Re-publish unsent outbox rows of connected numbers (after a Redis loss or a lost entry).
+
+    Rows of numbers that are not connected wait in their stream; each re-publish doubles the wait before
+    the next one, so a long outage does not flood the stream. Returns how many were re-published.
+    """
+    client = redis_client or get_redis()
+    base = older_than_s if older_than_s is not None else get_settings().outbox_republish_after_s
+    rows = session.scalars(
+        select(Outbox).where(Outbox.status == "pending", Outbox.created_at < now() - timedelta(seconds=base))
+        .order_by(Outbox.id).limit(1000)
+    ).all()
+    due: list[Outbox] = []
+    connected: dict[int, bool] = {}
+    for row in rows:
+        if row.instance_id not in connected:
+            state = client.hget(STATUS_HASH.format(row.instance_id), "state")
+            connected[row.instance_id] = state == b"connected"
+        wait = timedelta(seconds=base * 2 ** min(row.publish_count, 8))
+        if connected[row.instance_id] and (row.published_at is None or row.published_at < now() - wait):
+            due.append(row)
+    publish([_command_of(row) for row in due], client)
+    for row in due:
+        row.publish_count += 1
+        row.published_at = now()
+    return len(due)
+
+
+def mark_acked(session: Session, instance_id: int, outbox_id: int, ok: bool, wa_id: str | None,
+               error: str | None, at: datetime) -> None:
+    """Record the connector's answer: the outbox row is done and its message sent (with its WhatsApp id) or failed."""
+    message_id = session.execute(
+        update(Outbox).where(Outbox.id == outbox_id, Outbox.instance_id == instance_id, Outbox.status == "pending")
+        .values(status="sent" if ok else "failed", error=error, done_at=at).returning(Outbox.message_id)
+    ).scalar_one_or_none()
+    if message_id is None:
+        return  # an ack we already applied (the stream may deliver twice)
+    values: dict[str, Any] = {"status": "sent", "wa_id": wa_id, "status_at": at} if ok else \
+        {"status": "failed", "error": error, "status_at": at}
+    session.execute(update(Message).where(Message.id == message_id).values(**values))

@@ -1,0 +1,82 @@
+"""Workspaces, members and teams, and the demo workspace created on first start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from workbench.auth import Actor, create_user, generate_password
+from workbench.db import session_scope
+from workbench.models import Setting, Team, TeamMember, User, Workspace, WorkspaceMember
+
+DEMO_ADMIN_EMAIL = "admin@demo.local"
+DEMO_TEAMS = ("Vendas", "Suporte")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Credentials of an account created by the system, shown once."""
+
+    email: str
+    password: str
+
+
+def create_workspace(session: Session, name: str, admin_email: str, admin_name: str,
+                     admin_password: str | None = None) -> tuple[Workspace, Credentials]:
+    """Create a workspace with its first admin; returns the admin's credentials (password generated if None)."""
+    workspace = Workspace(name=name)
+    session.add(workspace)
+    session.flush()
+    password = admin_password or generate_password()
+    create_user(session, admin_email, admin_name, password, workspace.id, "admin")
+    for team in DEMO_TEAMS:
+        session.add(Team(workspace_id=workspace.id, name=team))
+    session.flush()
+    return workspace, Credentials(admin_email, password)
+
+
+def ensure_demo_workspace() -> Credentials | None:
+    """On first start, create the demo workspace and its admin. Returns credentials only when created."""
+    with session_scope() as session:
+        # serialise concurrent first starts on two machines
+        session.execute(select(func.pg_advisory_xact_lock(727002)))
+        if session.scalar(select(func.count()).select_from(Workspace)):
+            return None
+        workspace, creds = create_workspace(session, "Demonstração", DEMO_ADMIN_EMAIL, "Administrador")
+        session.add(Setting(workspace_id=workspace.id, key="default_reply",
+                            value={"enabled": False, "mode": "once_24h",
+                                   "text": "Olá! Recebemos sua mensagem e já vamos responder."}))
+    return creds
+
+
+def list_teams(actor: Actor) -> list[dict]:
+    """Teams of the actor's workspace with their member counts."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(Team.id, Team.name, func.count(TeamMember.user_id))
+            .outerjoin(TeamMember, TeamMember.team_id == Team.id)
+            .where(Team.workspace_id == actor.workspace_id).group_by(Team.id).order_by(Team.name)
+        ).all()
+    return [{"id": r[0], "name": r[1], "members": r[2]} for r in rows]
+
+
+def list_members(actor: Actor) -> list[dict]:
+    """Members of the actor's workspace (any role may see who is on the team)."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(User.id, User.name, User.email, WorkspaceMember.role)
+            .join(WorkspaceMember, WorkspaceMember.user_id == User.id)
+            .where(WorkspaceMember.workspace_id == actor.workspace_id).order_by(User.name)
+        ).all()
+    return [{"id": r[0], "name": r[1], "email": r[2], "role": r[3]} for r in rows]
+
+
+def add_member(actor: Actor, email: str, name: str, role: str, password: str | None = None) -> Credentials:
+    """Admin only: create an account in the actor's workspace; returns its credentials."""
+    actor.require("admin")
+    password = password or generate_password()
+    with session_scope() as session:
+        create_user(session, email, name, password, actor.workspace_id, role)
+    return Credentials(email.strip().lower(), password)
