@@ -170,10 +170,12 @@ def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
     the flag *before* it reads, so an event added while it runs always queues a new one.
     """
     if redis_client.set(DRAIN_FLAG.format(instance_id), "1", nx=True, ex=300):
-        from rq import Queue
+        from rq import Queue, Retry
 
+        # Retries cover a busy lock or PostgreSQL being down; the events stay in the stream meanwhile.
         Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
-            DRAIN_JOB, instance_id, job_timeout=300, result_ttl=0, failure_ttl=86400
+            DRAIN_JOB, instance_id, job_timeout=300, result_ttl=0, failure_ttl=86400,
+            retry=Retry(max=8, interval=[1, 2, 5, 10, 30, 60, 60, 60]),
         )
 
 

@@ -23,6 +23,7 @@ class EmbeddedPostgres:
 
     data_dir: Path
     _server: object = field(default=None, repr=False)
+    started: bool = False  # False when we re-attached to a server another process owns
 
     def start(self) -> str:
         """Start (or re-attach to) the server and return its SQLAlchemy URL."""
@@ -30,14 +31,18 @@ class EmbeddedPostgres:
 
         pgdata = (self.data_dir / "pg").resolve()
         pgdata.mkdir(parents=True, exist_ok=True)
+        self.started = not _postmaster_alive(pgdata)
         # cleanup_mode=None: pgserver's own PID bookkeeping never stops the server behind our back.
         self._server = pgserver.get_server(pgdata, cleanup_mode=None)
         uri = self._server.get_uri()
         return uri.replace("postgresql://", "postgresql+psycopg://", 1)
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown: open sessions are rolled back)."""
-        if self._server is None:
+    def stop(self, force: bool = False) -> None:
+        """Stop the server if we started it, or if ``force`` (the data dir's owner cleaning up after a crash).
+
+        Fast shutdown: open sessions are rolled back.
+        """
+        if self._server is None or not (self.started or force):
             return
         from pgserver._commands import pg_ctl
 
@@ -101,26 +106,33 @@ class EmbeddedRedis:
         except redis.RedisError:
             return False
 
-    def stop(self) -> None:
-        """Save and stop the server we started (a server we re-attached to is stopped too)."""
+    def stop(self, force: bool = False) -> None:
+        """Save and stop the server if we started it, or if ``force`` (an orphan left by a crashed owner)."""
+        if self._proc is None and not force:
+            return
         if self._answers():
             try:
                 redis.Redis(unix_socket_path=str(self.socket_path)).shutdown(save=True)
             except redis.RedisError:
                 pass  # shutdown closes the connection under us
-        if self._proc is not None:
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-            self._proc = None
+        if self._proc is None:
+            return
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._proc = None
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this PID exists."""
+def _postmaster_alive(pgdata: Path) -> bool:
+    """Whether a postmaster already runs on this data directory (a second `up`, or a crashed owner)."""
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
     try:
+        pid = int(pid_file.read_text().splitlines()[0])
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ValueError, IndexError, ProcessLookupError):
         return False
     except PermissionError:
         return True

@@ -1,0 +1,50 @@
+"""Command line: ``python -m workbench up | workers | migrate | create-user``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+
+from workbench.launcher import ROLES
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen command."""
+    parser = argparse.ArgumentParser(prog="python -m workbench", description="WhatsApp funnel workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the product (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL)")
+    up.add_argument("--only", action="append", choices=ROLES,
+                    help="run only this role (repeatable); default: all roles")
+    workers = sub.add_parser("workers", help="run RQ workers with the scheduler (needs REDIS_URL, DATABASE_URL)")
+    workers.add_argument("--count", type=int, default=2)
+    sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every initdb/pg_ctl output at INFO
+    warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
+
+    if args.command == "up":
+        from workbench.launcher import up as run_up
+
+        return run_up(tuple(args.only) if args.only else ROLES)
+    if args.command == "workers":
+        from workbench.launcher import workers as run_workers
+
+        return run_workers(args.count)
+    if args.command == "migrate":
+        from workbench.config import get_settings
+        from workbench.migrations import upgrade_database
+
+        url = get_settings().database_url
+        if not url:
+            print("DATABASE_URL is not set", file=sys.stderr)
+            return 2
+        upgrade_database(url)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

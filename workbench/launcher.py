@@ -1,0 +1,221 @@
+"""``python -m workbench up``: the whole product on one machine, or one role of it.
+
+``up`` owns the embedded servers (when DATABASE_URL / REDIS_URL are unset), applies migrations, creates
+the demo workspace on first run, and runs its roles as child processes that it restarts if they die:
+
+- ``panel``: ``streamlit run app.py``
+- ``workers``: ``python -m workbench workers`` (RQ workers with the scheduler, plus the sweep ticker)
+- ``connectors``: ``python -m connector supervise`` (one process per WhatsApp number)
+
+Ctrl-C or SIGTERM stops the children, then the servers it started; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.config import Settings, get_settings
+
+log = logging.getLogger("workbench")
+ROOT = Path(__file__).resolve().parent.parent
+ROLES = ("panel", "workers", "connectors")
+QUEUES = ("inbound", "default")
+SWEEP_EVERY_S = 15
+
+
+@dataclass
+class Child:
+    """A supervised child process, restarted with exponential backoff when it exits on its own."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = 0.0
+    backoff: float = field(default=1.0)
+
+    def start(self) -> None:
+        """Start the process in its own process group (so stopping it stops its children too)."""
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True)
+        self.started_at = time.monotonic()
+
+    def check(self) -> None:
+        """Restart the process if it died; the delay doubles up to 60 s, and resets after 60 s of uptime."""
+        if self.proc is None:
+            if time.monotonic() >= self.next_start:
+                self.start()
+            return
+        code = self.proc.poll()
+        if code is None:
+            if time.monotonic() - self.started_at > 60:
+                self.backoff = 1.0
+            return
+        log.warning("%s exited with %s; restarting in %.0f s", self.name, code, self.backoff)
+        self.proc = None
+        self.restarts += 1
+        self.next_start = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, 60.0)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+def _child_specs(settings: Settings, roles: tuple[str, ...], env: dict[str, str]) -> list[Child]:
+    py = sys.executable
+    children = []
+    if "connectors" in roles:
+        children.append(Child("connectors", [py, "-m", "connector", "supervise"], env))
+    if "workers" in roles:
+        children.append(Child("workers", [py, "-m", "workbench", "workers", "--count", str(settings.workers)], env))
+    if "panel" in roles:
+        children.append(Child("panel", [
+            py, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+            "--server.port", str(settings.panel_port), "--server.address", settings.panel_address,
+            "--browser.gatherUsageStats", "false",
+        ], env))
+    return children
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise _Stop
+
+
+def up(roles: tuple[str, ...] = ROLES) -> int:
+    """Run the product until Ctrl-C/SIGTERM. Returns the exit code."""
+    from workbench.embedded import EmbeddedPostgres, EmbeddedRedis
+    from workbench.instances import sync_instances
+    from workbench.migrations import upgrade_database
+    from workbench.workspaces import ensure_demo_workspace
+
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    settings = get_settings()
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    owner_lock = _own(data_dir)
+    servers = []
+    children: list[Child] = []
+    try:
+        env = dict(os.environ)
+        env["WORKBENCH_DATA_DIR"] = str(data_dir)
+        if not settings.database_url:
+            pg = EmbeddedPostgres(data_dir)
+            env["DATABASE_URL"] = pg.start()
+            servers.append(pg)
+        if not settings.redis_url:
+            rs = EmbeddedRedis(data_dir)
+            env["REDIS_URL"] = rs.start()
+            servers.append(rs)
+        os.environ.update(env)
+        get_settings.cache_clear()
+        upgrade_database(env["DATABASE_URL"])
+        creds = ensure_demo_workspace()
+        if creds:
+            print("\n  Demo workspace created. Sign in with (shown only this once):")
+            print(f"    e-mail: {creds.email}\n    senha:  {creds.password}\n", flush=True)
+        sync_instances()
+        children = _child_specs(settings, roles, env)
+        for child in children:
+            child.start()
+        if "panel" in roles:
+            print(f"  Workbench panel: http://{settings.panel_address}:{settings.panel_port}", flush=True)
+        print(f"  Running {', '.join(roles)}; data in {data_dir}. Ctrl-C stops everything.", flush=True)
+        while True:
+            time.sleep(1)
+            for child in children:
+                child.check()
+    except (_Stop, KeyboardInterrupt):
+        print("\n  Stopping…", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for child in children:
+            child.stop()
+        from workbench.db import dispose_engines
+
+        dispose_engines()
+        for server in reversed(servers):
+            server.stop(force=owner_lock is not None)
+        if owner_lock is not None:
+            owner_lock.close()
+
+
+def _own(data_dir: Path):
+    """Take the data dir's owner lock; None when another `up` already owns it (then we stop nothing of its)."""
+    handle = open(data_dir / "owner.lock", "w")  # noqa: SIM115 - held open for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def workers(count: int) -> int:
+    """Run ``count`` RQ workers (one with the scheduler) and the sweep ticker until SIGTERM."""
+    from redis import Redis
+
+    settings = get_settings()
+    env = dict(os.environ)
+    base = [sys.executable, "-m", "rq.cli", "worker", "--url", settings.redis_url or "",
+            "--worker-class", "rq.worker.SimpleWorker", "--logging_level", "WARNING"]
+    children = [Child(f"worker-{n}", base + (["--with-scheduler"] if n == 0 else []) + list(QUEUES), env)
+                for n in range(count)]
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    stop = threading.Event()
+    ticker = threading.Thread(target=_sweep_ticker, args=(Redis.from_url(settings.redis_url), stop), daemon=True)
+    try:
+        for child in children:
+            child.start()
+        ticker.start()
+        while True:
+            time.sleep(1)
+            for child in children:
+                child.check()
+    except (_Stop, KeyboardInterrupt):
+        return 0
+    finally:
+        stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for child in children:
+            child.stop(grace=30)  # let a running job finish
+
+
+def _sweep_ticker(client, stop: threading.Event) -> None:
+    """Queue the sweep job every SWEEP_EVERY_S seconds; one ticker wins per period across machines."""
+    from rq import Queue
+
+    queue = Queue("default", connection=client)
+    while not stop.wait(SWEEP_EVERY_S):
+        try:
+            if client.set("wb:sweep-tick", "1", nx=True, ex=SWEEP_EVERY_S - 1):
+                queue.enqueue("engine.jobs.sweep", job_timeout=120, result_ttl=60, failure_ttl=3600)
+        except Exception:  # noqa: BLE001 - Redis down: try again next tick, never kill the workers
+            log.warning("sweep tick skipped: Redis unreachable")
