@@ -127,7 +127,7 @@ def test_failing_event_is_retried_without_blocking_other_contacts(engine, r, mon
             inbound(inst, phone="551102", text="outro contato"))
     run_jobs()
     assert [m.text for m in _messages(inst)] == ["outro contato"]  # 551101 waits, in order
-    r.delete("wb:drain:%d" % inst)
+    r.delete(f"wb:drain:{inst}")
     from connector.contracts import wake_inbound_drain
 
     wake_inbound_drain(r, inst)
