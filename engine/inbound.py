@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -79,46 +80,75 @@ def apply_events(session: Session, instance_id: int, events: list[Any]) -> Appli
     return applied
 
 
+def _contact_upsert():
+    stmt = pg_insert(Contact).values(
+        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"), phone=bindparam("phone"),
+        jid=bindparam("jid"), push_name=bindparam("push_name"), last_inbound_at=bindparam("inbound_at"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[Contact.instance_id, Contact.phone],
+        set_={
+            "push_name": func.coalesce(stmt.excluded.push_name, Contact.push_name),
+            "jid": stmt.excluded.jid,
+            "last_inbound_at": func.coalesce(stmt.excluded.last_inbound_at, Contact.last_inbound_at),
+        },
+    ).returning(Contact.id)
+
+
+def _conversation_upsert():
+    stmt = pg_insert(Conversation).values(
+        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"),
+        contact_id=bindparam("contact_id"), status="open", last_message_at=bindparam("at"),
+        last_message_preview=bindparam("preview"), last_message_direction=bindparam("direction"),
+        last_message_type=bindparam("type"), last_inbound_at=bindparam("inbound_at"),
+        unread_count=bindparam("unread"),
+    )
+    counts = stmt.excluded.unread_count > 0  # a new message from the contact reopens a closed conversation
+    return stmt.on_conflict_do_update(index_elements=[Conversation.contact_id], set_={
+        "last_message_at": func.greatest(Conversation.last_message_at, stmt.excluded.last_message_at),
+        "last_message_preview": stmt.excluded.last_message_preview,
+        "last_message_direction": stmt.excluded.last_message_direction,
+        "last_message_type": stmt.excluded.last_message_type,
+        "last_inbound_at": func.coalesce(stmt.excluded.last_inbound_at, Conversation.last_inbound_at),
+        "unread_count": Conversation.unread_count + stmt.excluded.unread_count,
+        "status": case((and_(counts, Conversation.status == "closed"), "open"), else_=Conversation.status),
+        "closed_at": case((counts, None), else_=Conversation.closed_at),
+    }).returning(Conversation.id, Conversation.bot_paused)
+
+
+def _message_insert():
+    return pg_insert(Message).values(
+        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"),
+        conversation_id=bindparam("conversation_id"), wa_id=bindparam("wa_id"), direction=bindparam("direction"),
+        type=bindparam("type"), text=bindparam("text"), data=bindparam("data", type_=JSONB),
+        quoted_wa_id=bindparam("quoted_id"), status=bindparam("status"), wa_timestamp=bindparam("at"),
+    ).on_conflict_do_nothing(index_elements=[Message.instance_id, Message.wa_id])
+
+
+# Built once: these run for every message, and building an upsert costs more than executing it.
+CONTACT_UPSERT = _contact_upsert()
+CONVERSATION_UPSERT = _conversation_upsert()
+MESSAGE_INSERT = _message_insert()
+
+
 def _store_message(session: Session, instance: Instance, event: InboundMessage, applied: Applied) -> None:
+    conn = session.connection()
     when = _ts(event.timestamp_ms)
     phone = digits(event.phone)
     inbound = not event.from_me
     side_effect = event.type in SIDE_EFFECT_TYPES
-    text, flags = clean_text(event.text) if event.text is not None else (None, {})
-    contact = pg_insert(Contact).values(
-        workspace_id=instance.workspace_id, instance_id=instance.id, phone=phone, jid=event.chat_jid,
-        push_name=event.push_name if inbound else None, last_inbound_at=when if inbound else None,
-    )
-    contact_id = session.execute(contact.on_conflict_do_update(
-        index_elements=[Contact.instance_id, Contact.phone],
-        set_={
-            "push_name": func.coalesce(contact.excluded.push_name, Contact.push_name),
-            "jid": contact.excluded.jid,
-            "last_inbound_at": func.coalesce(contact.excluded.last_inbound_at, Contact.last_inbound_at),
-        },
-    ).returning(Contact.id)).scalar_one()
-
     counts = inbound and not side_effect
-    conv = pg_insert(Conversation).values(
-        workspace_id=instance.workspace_id, instance_id=instance.id, contact_id=contact_id, status="open",
-        last_message_at=when, last_message_preview=preview(text), last_message_direction="in" if inbound else "out",
-        last_message_type=event.type, last_inbound_at=when if inbound else None, unread_count=1 if counts else 0,
-    )
-    updates: dict[str, Any] = {
-        "last_message_at": func.greatest(Conversation.last_message_at, conv.excluded.last_message_at),
-        "last_message_preview": conv.excluded.last_message_preview,
-        "last_message_direction": conv.excluded.last_message_direction,
-        "last_message_type": conv.excluded.last_message_type,
-        "last_inbound_at": func.coalesce(conv.excluded.last_inbound_at, Conversation.last_inbound_at),
-        "unread_count": Conversation.unread_count + conv.excluded.unread_count,
-    }
-    if counts:  # a new message from the contact reopens a closed conversation
-        updates["status"] = case((Conversation.status == "closed", "open"), else_=Conversation.status)
-        updates["closed_at"] = None
-    conversation_id, paused = session.execute(
-        conv.on_conflict_do_update(index_elements=[Conversation.contact_id], set_=updates)
-        .returning(Conversation.id, Conversation.bot_paused)
-    ).one()
+    text, flags = clean_text(event.text) if event.text is not None else (None, {})
+    scope = {"workspace_id": instance.workspace_id, "instance_id": instance.id}
+    contact_id = conn.execute(CONTACT_UPSERT, {
+        **scope, "phone": phone, "jid": event.chat_jid, "push_name": event.push_name if inbound else None,
+        "inbound_at": when if inbound else None,
+    }).scalar_one()
+    conversation_id, paused = conn.execute(CONVERSATION_UPSERT, {
+        **scope, "contact_id": contact_id, "at": when, "preview": preview(text),
+        "direction": "in" if inbound else "out", "type": event.type, "inbound_at": when if inbound else None,
+        "unread": 1 if counts else 0,
+    }).one()
 
     data: dict[str, Any] = {**flags}
     if event.media:
@@ -127,11 +157,11 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
         data["target_id"] = event.target_id
     if event.raw:
         data["raw"] = event.raw
-    session.execute(pg_insert(Message).values(
-        workspace_id=instance.workspace_id, instance_id=instance.id, conversation_id=conversation_id,
-        wa_id=event.wa_id, direction="in" if inbound else "out", type=event.type, text=text, data=data,
-        quoted_wa_id=event.quoted_id, status="received" if inbound else "sent", wa_timestamp=when,
-    ).on_conflict_do_nothing(index_elements=[Message.instance_id, Message.wa_id]))
+    conn.execute(MESSAGE_INSERT, {
+        **scope, "conversation_id": conversation_id, "wa_id": event.wa_id, "direction": "in" if inbound else "out",
+        "type": event.type, "text": text, "data": data, "quoted_id": event.quoted_id,
+        "status": "received" if inbound else "sent", "at": when,
+    })
     if side_effect and event.target_id:
         _apply_side_effect(session, instance.id, event, text)
     if counts:

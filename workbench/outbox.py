@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Boolean, bindparam, case, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from connector.contracts import OUT_STREAM, STATUS_HASH, MediaRef, OutboundCommand, encode
@@ -20,6 +21,26 @@ from workbench.bus import get_redis
 from workbench.config import get_settings
 from workbench.models import Conversation, Message, Outbox
 from workbench.text import clean_text, preview
+
+_MESSAGE_INSERT = insert(Message).values(
+    workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"),
+    conversation_id=bindparam("conversation_id"), direction="out", type=bindparam("type"), text=bindparam("text"),
+    data=bindparam("data", type_=JSONB), media_id=bindparam("media_id"), status="pending",
+    sent_by_user_id=bindparam("user_id"), sent_by_funnel_id=bindparam("funnel_id"), created_at=bindparam("at"),
+    status_at=bindparam("at"),
+).returning(Message.id)
+_OUTBOX_INSERT = insert(Outbox).values(
+    workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"), message_id=bindparam("message_id"),
+    command=bindparam("command", type_=JSONB), publish_count=1, published_at=bindparam("at"),
+).returning(Outbox.id)
+_CONVERSATION_TOUCH = update(Conversation).where(Conversation.id == bindparam("conversation_id")).values(
+    last_message_at=bindparam("at"), last_message_preview=bindparam("preview"), last_message_direction="out",
+    last_message_type=bindparam("type"),
+    # the first human reply is what "time to first response" measures; bot messages do not count
+    first_reply_at=case((bindparam("by_human", type_=Boolean), func.coalesce(Conversation.first_reply_at,
+                                                                             bindparam("at"))),
+                        else_=Conversation.first_reply_at),
+)
 
 
 def queue_message(
@@ -36,33 +57,28 @@ def queue_message(
 ) -> tuple[int, OutboundCommand]:
     """Write an outbound message and its outbox command; publish the returned command after commit.
 
-    Returns the message id and the command.
-
     ``conversation`` needs ``id``, ``workspace_id``, ``instance_id``, ``phone`` and optionally ``jid``.
+    Returns the message id and the command.
     """
+    conn = session.connection()
     body, flags = clean_text(text) if text is not None else (None, {})
     when = now()
-    message_id = session.execute(insert(Message).values(
-        workspace_id=conversation["workspace_id"], instance_id=conversation["instance_id"],
-        conversation_id=conversation["id"], direction="out", type=type, text=body,
-        data={**(data or {}), **flags, **({"media": media.model_dump()} if media else {})},
-        media_id=media_id, status="pending", sent_by_user_id=user_id, sent_by_funnel_id=funnel_id,
-        created_at=when, status_at=when,
-    ).returning(Message.id)).scalar_one()
+    scope = {"workspace_id": conversation["workspace_id"], "instance_id": conversation["instance_id"]}
+    message_id = conn.execute(_MESSAGE_INSERT, {
+        **scope, "conversation_id": conversation["id"], "type": type, "text": body,
+        "data": {**(data or {}), **flags, **({"media": media.model_dump()} if media else {})},
+        "media_id": media_id, "user_id": user_id, "funnel_id": funnel_id, "at": when,
+    }).scalar_one()
     command = OutboundCommand(
         outbox_id=0, instance_id=conversation["instance_id"], to_phone=conversation["phone"],
         to_jid=conversation.get("jid"), type=type, text=body, media=media,
     )
-    outbox_id = session.execute(insert(Outbox).values(
-        workspace_id=conversation["workspace_id"], instance_id=conversation["instance_id"],
-        message_id=message_id, command=command.model_dump(exclude={"outbox_id"}, exclude_none=True),
-        publish_count=1, published_at=when,
-    ).returning(Outbox.id)).scalar_one()
-    values: dict[str, Any] = dict(last_message_at=when, last_message_preview=preview(body),
-                                  last_message_direction="out", last_message_type=type)
-    if user_id is not None:
-        values["first_reply_at"] = func.coalesce(Conversation.first_reply_at, when)
-    session.execute(update(Conversation).where(Conversation.id == conversation["id"]).values(**values))
+    outbox_id = conn.execute(_OUTBOX_INSERT, {
+        **scope, "message_id": message_id, "at": when,
+        "command": command.model_dump(exclude={"outbox_id"}, exclude_none=True),
+    }).scalar_one()
+    conn.execute(_CONVERSATION_TOUCH, {"conversation_id": conversation["id"], "at": when, "preview": preview(body),
+                                       "type": type, "by_human": user_id is not None})
     return message_id, command.model_copy(update={"outbox_id": outbox_id})
 
 

@@ -1,0 +1,359 @@
+"""Every string the panel shows, in one catalog, and the helpers that format them.
+
+The panel speaks Brazilian Portuguese; the catalog is keyed by locale so English (or Spanish) can be added
+as one more dictionary with the same keys. Pages never hold literal UI text: they call ``t(key, **values)``.
+``tests/test_pages_i18n.py`` checks that every key the pages use exists here, and that every error key the
+services raise has a message.
+
+Catalog values are trusted text (we wrote them), so pages may show them with ``st.markdown``; anything a
+contact or user typed is never put *into* a catalog string — pages show it with literal elements.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from workbench.errors import WorkbenchError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCALE = "pt-BR"
+# Times are shown in the workspaces' default zone; Workspace.timezone defaults to the same value.
+DISPLAY_TZ = ZoneInfo("America/Sao_Paulo")
+
+CATALOG: dict[str, dict[str, str]] = {
+    "pt-BR": {
+        # -- application shell ---------------------------------------------------------------------------
+        "app.title": "Painel WhatsApp",
+        "nav.inbox": "Caixa de entrada",
+        "nav.connections": "Conexões",
+        "nav.simulator": "Simulador",
+        "nav.login": "Entrar",
+        "sidebar.signed_in_as": "Conectado como",
+        "sidebar.logout": "Sair",
+        "role.admin": "Administrador",
+        "role.supervisor": "Supervisor",
+        "role.agent": "Atendente",
+        # -- login -----------------------------------------------------------------------------------------
+        "login.title": "Entrar no painel",
+        "login.subtitle": "Use o e-mail e a senha cadastrados pelo administrador do seu espaço de trabalho.",
+        "login.email": "E-mail",
+        "login.password": "Senha",
+        "login.submit": "Entrar",
+        "login.missing": "Informe o e-mail e a senha.",
+        # -- connection states (connector/contracts.py STATES) ---------------------------------------------
+        "state.connected": "Conectado",
+        "state.awaiting_qr": "Aguardando leitura do QR",
+        "state.pairing": "Aguardando código de pareamento",
+        "state.connecting": "Conectando…",
+        "state.reconnecting": "Reconectando…",
+        "state.disconnected": "Desconectado",
+        "state.logged_out": "Sessão encerrada no WhatsApp",
+        "state.replaced": "Sessão aberta em outro aparelho",
+        "state.banned": "Número bloqueado pelo WhatsApp",
+        "state.outdated": "Versão do conector desatualizada",
+        "state.failed": "Falha no conector",
+        "state.stopped": "Parado",
+        "state.unknown": "Estado desconhecido",
+        # Reasons the connectors report with a state; unknown reasons are shown as the raw code.
+        "reason.logout": "Desconectado pelo painel",
+        "reason.requested": "Reconexão pedida pelo painel",
+        "reason.network_unreachable": "Rede indisponível; tentando de novo",
+        "reason.transport_error": "Erro interno do conector; ele será reiniciado",
+        "reason.pair_code": "Digite o código de pareamento no celular",
+        "reason.qr_timeout": "Ninguém leu o QR a tempo",
+        "reason.stale_heartbeat": "O conector parou de responder",
+        # -- message types: placeholders where there is no text to show --------------------------------
+        "msgtype.text": "[Mensagem]",
+        "msgtype.image": "[Imagem]",
+        "msgtype.audio": "[Áudio]",
+        "msgtype.video": "[Vídeo]",
+        "msgtype.document": "[Documento]",
+        "msgtype.sticker": "[Figurinha]",
+        "msgtype.location": "[Localização]",
+        "msgtype.contact": "[Contato]",
+        "msgtype.reaction": "[Reação]",
+        "msgtype.poll": "[Enquete]",
+        "msgtype.edit": "[Mensagem editada]",
+        "msgtype.revoke": "[Mensagem apagada]",
+        "msgtype.unsupported": "[Tipo de mensagem não suportado]",
+        # -- delivery status of messages we sent (literal ticks plus a word, for screen readers too) -----
+        "msgstatus.pending": "🕓 enviando",
+        "msgstatus.sent": "✓ enviada",
+        "msgstatus.delivered": "✓✓ entregue",
+        "msgstatus.read": "✓✓ lida",
+        "msgstatus.failed": "⚠ falha no envio",
+        "msgstatus.received": "",
+        # -- conversation status ----------------------------------------------------------------------------
+        "convstatus.open": "Aberta",
+        "convstatus.pending": "Pendente",
+        "convstatus.closed": "Resolvida",
+        # -- time ---------------------------------------------------------------------------------------------
+        "time.seconds": "{n} s",
+        "time.minutes": "{n} min",
+        "time.minutes_seconds": "{m} min {s} s",
+        "time.hours": "{n} h",
+        "time.hours_minutes": "{h} h {m} min",
+        "time.days": "{n} d",
+        "time.ago": "há {age}",
+        "time.just_now": "agora mesmo",
+        "time.yesterday": "ontem",
+        # -- Conexões ------------------------------------------------------------------------------------------
+        "connections.title": "Conexões",
+        "connections.intro": "Os números de WhatsApp do seu espaço de trabalho e o estado de cada conexão.",
+        "connections.add": "Adicionar número",
+        "connections.name": "Nome do número",
+        "connections.name_help": "Só para a equipe identificar o número, por exemplo “Comercial”.",
+        "connections.transport": "Tipo de conexão",
+        "connections.transport.sandbox": "Sandbox (simulado, para testes)",
+        "connections.transport.neonize": "WhatsApp de verdade (neonize)",
+        "connections.neonize_note": "A conexão com o WhatsApp de verdade ainda não pode ser criada por este painel. "
+                                    "Use o sandbox para montar e testar seus funis.",
+        "connections.create": "Adicionar",
+        "connections.created": "Número adicionado. O QR code aparece aqui em instantes.",
+        "connections.empty": "Nenhum número cadastrado ainda.",
+        "connections.empty_manager": "Nenhum número cadastrado ainda. Clique em “Adicionar número” para começar.",
+        "connections.manage_note": "Só administradores e supervisores podem adicionar ou alterar números.",
+        "connections.phone": "Telefone",
+        "connections.push_name": "Nome no WhatsApp",
+        "connections.no_phone": "ainda não conectado",
+        "connections.heartbeat": "Último sinal do conector",
+        "connections.heartbeat_none": "sem sinal",
+        "connections.restarts": "Reinícios",
+        "connections.transport_label": "Conexão",
+        "connections.qr_title": "Escaneie o QR code para conectar",
+        "connections.qr_help": "No celular, abra o WhatsApp › Aparelhos conectados › Conectar um aparelho e "
+                               "aponte a câmera para o código.",
+        "connections.qr_help_sandbox": "Este é um número de sandbox: leia o código pela página Simulador.",
+        "connections.qr_expires": "O código expira em {seconds} s; um novo aparece sozinho.",
+        "connections.qr_expired": "Código expirado; um novo aparece em instantes.",
+        "connections.pair_code": "Código de pareamento",
+        "connections.reconnect": "Reconectar",
+        "connections.logout": "Desconectar",
+        "connections.stop": "Parar",
+        "connections.start": "Iniciar",
+        "connections.remove": "Remover",
+        "connections.confirm_logout": "Desconectar este número do WhatsApp? Para voltar, será preciso ler um "
+                                      "novo QR code.",
+        "connections.confirm_remove": "Remover este número? As conversas dele continuam no histórico.",
+        "connections.confirm": "Sim, confirmar",
+        "connections.cancel": "Cancelar",
+        "connections.done.reconnect": "Pedido de reconexão enviado.",
+        "connections.done.logout": "Número desconectado.",
+        "connections.done.stop": "Conexão parada.",
+        "connections.done.start": "Conexão iniciada.",
+        "connections.done.remove": "Número removido.",
+        # -- Caixa de entrada --------------------------------------------------------------------------------
+        "inbox.title": "Caixa de entrada",
+        "inbox.filter": "Situação",
+        "inbox.filter.open": "Abertas",
+        "inbox.filter.pending": "Pendentes",
+        "inbox.filter.closed": "Resolvidas",
+        "inbox.mine": "Só as minhas",
+        "inbox.search": "Buscar por nome ou telefone",
+        "inbox.empty": "Nenhuma conversa por aqui.",
+        "inbox.open": "Abrir",
+        "inbox.opened": "Aberta",
+        "inbox.pick": "Escolha uma conversa na lista para ver as mensagens.",
+        "inbox.you": "Você:",
+        "inbox.unread": "{n} não lidas",
+        "inbox.unread_one": "1 não lida",
+        "inbox.reply": "Escreva uma resposta…",
+        "inbox.pause_bot": "Pausar bot",
+        "inbox.resume_bot": "Reativar bot",
+        "inbox.resolve": "Resolver",
+        "inbox.reopen": "Reabrir",
+        "inbox.assign_me": "Assumir",
+        "inbox.bot_active": "🤖 Bot ativo",
+        "inbox.bot_paused": "⏸ Bot pausado",
+        "inbox.no_messages": "Nenhuma mensagem ainda.",
+        "inbox.edited": "editada",
+        "inbox.reaction": "Reação do contato:",
+        "inbox.media_missing": "[Arquivo não encontrado no servidor]",
+        "inbox.from_bot": "enviada pelo bot",
+        "inbox.contact": "Contato",
+        "inbox.name": "Nome",
+        "inbox.phone": "Telefone",
+        "inbox.push_name": "Nome no WhatsApp",
+        "inbox.number": "Número",
+        "inbox.agent": "Responsável",
+        "inbox.unassigned": "Ninguém assumiu ainda",
+        "inbox.status": "Situação",
+        "inbox.bot": "Bot",
+        "inbox.gone": "Esta conversa não está mais disponível para você.",
+        # -- Simulador ----------------------------------------------------------------------------------------
+        "simulator.title": "Simulador",
+        "simulator.intro": "Converse com os seus números de sandbox como se você fosse um cliente no celular.",
+        "simulator.pending_title": "Números aguardando leitura do QR",
+        "simulator.pending_help": "Escolha o telefone que vai “escanear” o código; ele passa a ser o número "
+                                  "da empresa no sandbox.",
+        "simulator.scan_phone": "Telefone da empresa",
+        "simulator.scan_name": "Nome no WhatsApp",
+        "simulator.scan": "Escanear",
+        "simulator.scanned": "QR lido! O número conecta em instantes.",
+        "simulator.scan_failed": "Não deu para ler: o código expirou ou esse telefone já está ligado a outro "
+                                 "número.",
+        "simulator.number": "Número da empresa",
+        "simulator.none": "Nenhum número de sandbox conectado. Adicione um em Conexões e leia o QR code aqui.",
+        "simulator.offline": "Este número está offline: as mensagens ficam esperando até ele reconectar.",
+        "simulator.lead_title": "Cliente simulado",
+        "simulator.lead_phone": "Telefone do cliente",
+        "simulator.lead_name": "Nome do cliente",
+        "simulator.chat_title": "Conversa vista pelo cliente",
+        "simulator.type": "Mensagem como cliente…",
+        "simulator.image": "Enviar imagem",
+        "simulator.image_file": "Imagem",
+        "simulator.image_caption": "Legenda (opcional)",
+        "simulator.send_image": "Enviar imagem",
+        "simulator.image_sent": "Imagem enviada.",
+        "simulator.image_missing": "Escolha uma imagem primeiro.",
+        "simulator.typing": "digitando…",
+        "simulator.read_auto": "Chat aberto no celular (marca as mensagens recebidas como lidas)",
+        "simulator.empty_chat": "Nenhuma mensagem nesta conversa ainda.",
+        "simulator.status.sent": "✓ enviada",
+        "simulator.status.delivered": "✓✓ entregue",
+        "simulator.status.read": "✓✓ lida",
+        # -- errors (``key`` of WorkbenchError and subclasses) ---------------------------------------------
+        "error.generic": "Algo deu errado. Tente de novo em instantes.",
+        "error.auth": "Não foi possível confirmar quem você é. Entre novamente.",
+        "error.bad_credentials": "E-mail ou senha incorretos.",
+        "error.login_throttled": "Muitas tentativas sem sucesso. Aguarde {wait} e tente de novo.",
+        "error.no_workspace": "Sua conta não participa de nenhum espaço de trabalho.",
+        "error.permission": "Seu perfil não tem permissão para fazer isso.",
+        "error.not_found": "Não encontrado.",
+        "error.invalid": "Dados inválidos.",
+        "error.conflict": "Essa ação não combina com a situação atual. Atualize a página e tente de novo.",
+        "error.password_short": "A senha precisa ter pelo menos {min} caracteres.",
+        "error.role": "Perfil desconhecido.",
+        "error.email": "Informe um e-mail válido.",
+        "error.conversation_not_found": "Conversa não encontrada.",
+        "error.agent_not_found": "Atendente não encontrado neste espaço de trabalho.",
+        "error.empty_message": "Escreva alguma coisa antes de enviar.",
+        "error.instance_name": "Dê um nome ao número (até 120 caracteres).",
+        "error.instance_not_found": "Número não encontrado.",
+        "error.transport": "Tipo de conexão desconhecido.",
+        "error.secret_key": "A chave de criptografia do servidor é inválida. Fale com o administrador.",
+        "error.sandbox_number_not_found": "Esse número de sandbox não está ligado ao seu espaço de trabalho.",
+        "error.no_qr": "Este número não está mostrando um QR code agora. Aguarde um novo código.",
+        "error.phone": "Telefone inválido: use só números com DDI e DDD, por exemplo 5511987654321.",
+        "error.media_too_large": "Arquivo grande demais (máximo de {max_mb} MB).",
+        "error.media_type": "Envie uma imagem (PNG, JPEG, GIF ou WebP).",
+    },
+}
+
+
+class _Blank(dict):
+    """``str.format_map`` values that render a missing placeholder empty instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def has_key(key: str, locale: str = DEFAULT_LOCALE) -> bool:
+    """Whether ``key`` has a message in ``locale``."""
+    return key in CATALOG.get(locale, {})
+
+
+def t(key: str, locale: str = DEFAULT_LOCALE, **values: Any) -> str:
+    """The message ``key`` in ``locale`` (falling back to pt-BR), with ``{placeholders}`` filled from ``values``.
+
+    A missing key returns the key itself (and logs it) rather than breaking a page; the catalog test keeps
+    that from reaching users.
+    """
+    text = CATALOG.get(locale, {}).get(key) or CATALOG[DEFAULT_LOCALE].get(key)
+    if text is None:
+        log.warning("missing UI string %s (%s)", key, locale)
+        return key
+    return text.format_map(_Blank(values)) if values else text
+
+
+def error_text(exc: WorkbenchError, locale: str = DEFAULT_LOCALE) -> str:
+    """The user-facing message for a product error: its own key, else its class's, else the generic one."""
+    values = dict(exc.context)
+    if "retry_after_s" in values:
+        values["wait"] = format_duration(values["retry_after_s"])
+    if "max_bytes" in values and "max_mb" not in values:
+        values["max_mb"] = values["max_bytes"] // (1024 * 1024)
+    for key in (exc.key, *(getattr(cls, "key", None) for cls in type(exc).__mro__)):
+        if key and has_key(key, locale):
+            return t(key, locale, **values)
+    return t("error.generic", locale)
+
+
+def state_label(state: str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """The label of a connection state (``connector.contracts.STATES``)."""
+    key = f"state.{state}"
+    return t(key, locale) if has_key(key, locale) else t("state.unknown", locale)
+
+
+def reason_label(reason: str | None, locale: str = DEFAULT_LOCALE) -> str | None:
+    """The label of a state reason code, or None when the code is not in the catalog (show it raw)."""
+    key = f"reason.{reason}"
+    return t(key, locale) if reason and has_key(key, locale) else None
+
+
+def type_placeholder(message_type: str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """What to show for a message type that has no text of its own ("[Figurinha]", ...)."""
+    key = f"msgtype.{message_type}"
+    return t(key, locale) if has_key(key, locale) else t("msgtype.unsupported", locale)
+
+
+def status_label(status: str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """Ticks plus a word for an outbound message's delivery status ("" for unknown statuses)."""
+    key = f"msgstatus.{status}"
+    return t(key, locale) if has_key(key, locale) else ""
+
+
+def role_label(role: str, locale: str = DEFAULT_LOCALE) -> str:
+    """The label of a workspace role."""
+    key = f"role.{role}"
+    return t(key, locale) if has_key(key, locale) else role
+
+
+def format_duration(seconds: float | int | None, locale: str = DEFAULT_LOCALE) -> str:
+    """A short duration: "45 s", "2 min 5 s", "1 h 3 min", "3 d"."""
+    total = max(0, int(round(seconds or 0)))
+    if total < 60:
+        return t("time.seconds", locale, n=total)
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return t("time.minutes_seconds", locale, m=minutes, s=secs) if secs else t("time.minutes", locale, n=minutes)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return t("time.hours_minutes", locale, h=hours, m=minutes) if minutes else t("time.hours", locale, n=hours)
+    return t("time.days", locale, n=hours // 24)
+
+
+def format_age(seconds: float | int | None, locale: str = DEFAULT_LOCALE) -> str:
+    """How long ago something happened: "agora mesmo", "há 12 s", "há 3 min"."""
+    if seconds is not None and seconds < 1:
+        return t("time.just_now", locale)
+    return t("time.ago", locale, age=format_duration(seconds, locale))
+
+
+def format_when(moment: datetime | None, now: datetime | None = None, locale: str = DEFAULT_LOCALE) -> str:
+    """A list timestamp: the time for today, "ontem", else the date (dd/mm, or dd/mm/aaaa in other years)."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(DISPLAY_TZ)
+    today = (now or datetime.now(DISPLAY_TZ)).astimezone(DISPLAY_TZ).date()
+    if local.date() == today:
+        return local.strftime("%H:%M")
+    if local.date() == today - timedelta(days=1):
+        return t("time.yesterday", locale)
+    return local.strftime("%d/%m" if local.year == today.year else "%d/%m/%Y")
+
+
+def format_clock(moment: datetime | None) -> str:
+    """The time of a chat message ("14:05"), in the display zone."""
+    return moment.astimezone(DISPLAY_TZ).strftime("%H:%M") if moment else ""
+
+
+def format_ms_clock(timestamp_ms: int | None) -> str:
+    """The time of an epoch-milliseconds timestamp ("14:05"), in the display zone."""
+    if not timestamp_ms:
+        return ""
+    return datetime.fromtimestamp(timestamp_ms / 1000, DISPLAY_TZ).strftime("%H:%M")
