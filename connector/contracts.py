@@ -166,8 +166,9 @@ def decode_outbound(fields: dict[bytes | str, bytes | str]) -> OutboundCommand:
 def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
     """Make sure one drain job is queued for the instance's inbound stream.
 
-    Called after every XADD to ``wb:in:{i}``. The flag collapses a burst into one job; the job clears
-    the flag *before* it reads, so an event added while it runs always queues a new one.
+    Called after every XADD to ``wb:in:{i}``. The flag collapses a burst into one job. The job keeps the
+    flag while it runs and clears it when it leaves, then queues a new job itself if events arrived
+    in between (``engine.jobs._leave``), so no event is left without a job.
     """
     if redis_client.set(DRAIN_FLAG.format(instance_id), "1", nx=True, ex=300):
         from rq import Queue, Retry

@@ -8,6 +8,7 @@ messages are handled in arrival order. Different numbers drain in parallel on di
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import redis
@@ -34,13 +35,15 @@ from workbench.db import session_scope
 log = logging.getLogger(__name__)
 
 CONSUMER = "drain"
+LOCK_KEY = "wb:lock:in:{}"
+LOCK_TTL_S = 60
+FLAG_TTL_S = 300
+BLOCK_MS = 20
+MAX_RUN_S = 10.0
+RETRY_AFTER_S = 5
 MAX_ATTEMPTS = 5
 FAILED_STREAM = "wb:in-failed:{}"
 ATTEMPTS_HASH = "wb:in-attempts:{}"
-
-
-class DrainBusy(Exception):
-    """Another drain of the same number held the lock for too long; RQ retries the job."""
 
 
 def _ensure_group(client: redis.Redis, stream: str) -> None:
@@ -52,14 +55,19 @@ def _ensure_group(client: redis.Redis, stream: str) -> None:
 
 
 def drain_inbound(instance_id: int) -> dict[str, int]:
-    """Store every pending event of one number's inbound stream; returns counts for the job result."""
+    """Store the pending events of one number's inbound stream; returns counts for the job result.
+
+    The job stays a little after the stream runs dry (``WORKBENCH_DRAIN_LINGER_MS``) so that a steady flow of
+    messages is handled as it arrives instead of paying one RQ job per message, but it yields its worker
+    as soon as another job waits in the queue, and after ``MAX_RUN_S`` in any case.
+    """
     client = get_redis()
-    client.delete(DRAIN_FLAG.format(instance_id))  # before reading: a later event queues a new job
-    lock = client.lock(f"wb:lock:in:{instance_id}", timeout=300, blocking_timeout=120)
+    lock = client.lock(LOCK_KEY.format(instance_id), timeout=LOCK_TTL_S, blocking=False)
     if not lock.acquire():
-        raise DrainBusy(instance_id)
+        # Another drain of this number is running; it re-checks the stream when it stops (see _leave).
+        return {"busy": 1}
     try:
-        return _drain(client, instance_id)
+        return _drain(client, instance_id, lock)
     finally:
         try:
             lock.release()
@@ -67,29 +75,61 @@ def drain_inbound(instance_id: int) -> dict[str, int]:
             log.warning("drain lock of instance %s expired before release", instance_id)
 
 
-def _drain(client: redis.Redis, instance_id: int) -> dict[str, int]:
+def _drain(client: redis.Redis, instance_id: int, lock) -> dict[str, int]:
     stream = IN_STREAM.format(instance_id)
+    flag = DRAIN_FLAG.format(instance_id)
     _ensure_group(client, stream)
-    batch = get_settings().inbound_batch
+    settings = get_settings()
+    batch, linger_s = settings.inbound_batch, settings.drain_linger_ms / 1000
+    queue = Queue(INBOUND_QUEUE, connection=client)
     totals = {"stored": 0, "duplicates": 0, "events": 0, "held": 0, "failed": 0}
     held: set[str] = set()  # contacts whose earlier event failed: later ones wait, keeping their order
-    # First our own unacknowledged entries (a crashed or failed earlier pass), then new ones.
-    for start in ("0", ">"):
-        while True:
-            reply = client.xreadgroup(IN_GROUP, CONSUMER, {stream: start}, count=batch)
-            entries = reply[0][1] if reply else []
-            if not entries:
-                break
-            gone = [entry_id for entry_id, fields in entries if not fields]  # pending but already deleted
-            if gone:
-                client.xack(stream, IN_GROUP, *gone)
-            _process(client, instance_id, [e for e in entries if e[1]], held, totals)
-            if start != ">":
-                start = entries[-1][0].decode()  # pending entries are re-read by id: walk past them
-    if held:
-        # something failed and is waiting: try again later, the backoff grows with the attempts
-        Queue(INBOUND_QUEUE, connection=client).enqueue_in(timedelta(seconds=5), DRAIN_JOB, instance_id)
+    # First our own unacknowledged entries (a crashed or failed earlier pass), by id.
+    start = "0"
+    while entries := _read(client, stream, start, batch):
+        _process(client, instance_id, entries, held, totals)
+        start = entries[-1][0].decode()
+    began = idle_since = time.monotonic()
+    while True:
+        entries = _read(client, stream, ">", batch, block_ms=BLOCK_MS)
+        now = time.monotonic()
+        if entries:
+            _process(client, instance_id, entries, held, totals)
+            idle_since = now
+        # queue.count: another number's drain is waiting for a worker, so give this one back
+        if now - idle_since > linger_s or now - began > MAX_RUN_S or queue.count:
+            break
+        client.expire(flag, FLAG_TTL_S)
+        lock.extend(LOCK_TTL_S, replace_ttl=True)
+    _leave(client, instance_id, held)
     return totals
+
+
+def _read(client: redis.Redis, stream: str, start: str, batch: int, block_ms: int | None = None) -> list:
+    reply = client.xreadgroup(IN_GROUP, CONSUMER, {stream: start}, count=batch, block=block_ms)
+    entries = reply[0][1] if reply else []
+    gone = [entry_id for entry_id, fields in entries if not fields]  # pending but deleted from the stream
+    if gone:
+        client.xack(stream, IN_GROUP, *gone)
+    return [e for e in entries if e[1]] if gone else entries
+
+
+def _leave(client: redis.Redis, instance_id: int, held: set[str]) -> None:
+    """Hand the stream back: clear the flag, then queue a new drain for anything not yet delivered.
+
+    Clearing the flag first closes the race with a connector that appended an event just before: either
+    its SET NX saw no flag and queued a job itself, or its event is already in the stream and seen here.
+    """
+    stream = IN_STREAM.format(instance_id)
+    client.delete(DRAIN_FLAG.format(instance_id))
+    info = client.xinfo_stream(stream)
+    group = next((g for g in client.xinfo_groups(stream) if g["name"] in (IN_GROUP, IN_GROUP.encode())), None)
+    if group and info["last-generated-id"] != group["last-delivered-id"] and info["length"]:
+        wake_inbound_drain(client, instance_id)
+    if held:
+        # events that failed wait for a later try; their attempts are counted until they are set aside
+        Queue(INBOUND_QUEUE, connection=client).enqueue_in(timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB,
+                                                           instance_id)
 
 
 def _process(client: redis.Redis, instance_id: int, entries: list, held: set[str], totals: dict[str, int]) -> None:
@@ -185,7 +225,7 @@ def sweep() -> dict[str, int]:
     woken = 0
     for key in client.scan_iter(match=IN_STREAM.format("*"), count=500):
         instance_id = key.decode().rsplit(":", 1)[1]
-        if instance_id.isdigit() and client.xlen(key):
+        if instance_id.isdigit() and client.xlen(key) and not client.exists(LOCK_KEY.format(instance_id)):
             client.delete(DRAIN_FLAG.format(instance_id))
             wake_inbound_drain(client, int(instance_id))
             woken += 1

@@ -64,6 +64,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         "REDIS_URL": redis_url,
         "WORKBENCH_DATA_DIR": str(data_dir),
         "WORKBENCH_TYPING_MS_PER_CHAR": "0",
+        "WORKBENCH_DRAIN_LINGER_MS": "0",
         "WORKBENCH_SECRET_KEY": "",
     }
     saved = {k: os.environ.get(k) for k in env}

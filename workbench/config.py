@@ -27,6 +27,7 @@ class Settings(BaseModel):
     typing_ms_per_char: int = Field(40, description="Typing indicator time per character of an outbound text.")
     typing_max_ms: int = Field(4000, description="Longest typing indicator before one message.")
     inbound_batch: int = Field(200, description="Most inbound events stored in one transaction.")
+    drain_linger_ms: int = Field(2000, description="How long an inbound job waits for more events before it ends.")
     outbox_republish_after_s: int = Field(30, description="Pending outbox rows older than this are re-published.")
     login_max_failures: int = Field(5, description="Failed logins before the account is slowed down.")
     login_lockout_s: int = Field(60, description="Wait after too many failed logins (doubles each time).")
