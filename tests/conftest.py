@@ -8,6 +8,7 @@ after); with ``TEST_REDIS_URL`` set, that Redis database is flushed around each 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,16 +48,22 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     stops = []
     pg_server = os.environ.get("TEST_DATABASE_URL")
     if not pg_server:
-        pg = EmbeddedPostgres(data_dir)
+        # Outside pytest's temp dir: pgserver runs postgres as another user, and a concurrent pytest session
+        # resets /tmp/pytest-of-<user> to 0700, cutting that user off.
+        pg_dir = Path(f"/tmp/wbt-pg-{uuid.uuid4().hex[:8]}")
+        pg = EmbeddedPostgres(pg_dir)
         pg_server = pg.start()
         stops.append(pg.stop)
+        stops.append(lambda: shutil.rmtree(pg_dir, ignore_errors=True))
     database_url, drop = _fresh_database(pg_server)
     stops.insert(0, drop)
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
         # /tmp keeps the socket path short whatever pytest's basetemp is
-        rs = EmbeddedRedis(Path(f"/tmp/wbt-{uuid.uuid4().hex[:8]}"))
+        redis_dir = Path(f"/tmp/wbt-{uuid.uuid4().hex[:8]}")
+        rs = EmbeddedRedis(redis_dir)
         redis_url = rs.start()
+        stops.insert(0, lambda: shutil.rmtree(redis_dir, ignore_errors=True))
         stops.insert(0, rs.stop)
     upgrade_database(database_url)
     env = {

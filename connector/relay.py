@@ -1,0 +1,436 @@
+"""The relay: one connector process, between one number's transport and Redis.
+
+Threads of one relay::
+
+    main            heartbeat in ``wb:conn:{i}`` every ``heartbeat_s``; waits for stop
+    transport's     connection, pairing, inbound -> ``on_*`` callbacks -> ``wb:in:{i}`` (then acked upstream)
+    control         BLPOP ``wb:ctl:{i}`` -> ``transport.control``
+    outbound        XREADGROUP ``wb:out:{i}`` (only while connected) -> one lane per contact
+    lane per contact  claim in ``wb:sent:{i}``, typing, send, ``SendAck``, XACK; idle lanes end after a while
+
+At most once: a command is claimed with ``HSETNX wb:sent:{i} <outbox id> sending`` before it is sent and
+marked ``sent:<wa id>`` after. A claim found as ``sent:...`` is acknowledged again without sending; a claim
+found as ``sending`` was left by a process that died mid-send, so the message may be out: it is reported as
+failed rather than risked twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+
+from connector import contracts
+from connector.contracts import (
+    ControlCommand,
+    InboundMessage,
+    OutboundCommand,
+    Receipt,
+    SendAck,
+    StateChange,
+    now_ms,
+)
+from connector.media import data_dir_from_env
+from connector.transport import (
+    NotConnectedError,
+    SendError,
+    SendUncertainError,
+    Transport,
+    TransportError,
+    load_transport,
+)
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "relay"  # one relay per instance, so one fixed consumer name finds its own pending entries
+INTERRUPTED = "interrompido durante o envio"  # the error text the brief fixes for a send cut off by a crash
+_STOPPING = object()
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer typing setting from the environment (``WORKBENCH_TYPING_*``)."""
+    return int(os.environ.get(name) or default)
+
+
+class _Lanes:
+    """One FIFO queue and thread per contact, so a typing delay for one contact never holds up another.
+
+    A lane whose queue stays empty for ``idle_s`` ends, so a number talking to thousands of contacts keeps
+    threads only for the active ones.
+    """
+
+    def __init__(self, handle: Callable[[Any], None], idle_s: float) -> None:
+        self._handle = handle
+        self._idle_s = idle_s
+        self._lock = threading.Lock()
+        self._lanes: dict[str, tuple[queue.Queue, threading.Thread]] = {}
+
+    def dispatch(self, key: str, item: Any) -> None:
+        """Queue ``item`` behind the earlier items of the same ``key``."""
+        with self._lock:
+            lane = self._lanes.get(key)
+            if lane is None:
+                q: queue.Queue = queue.Queue()
+                thread = threading.Thread(target=self._run, args=(key, q), name=f"lane-{key}", daemon=True)
+                lane = self._lanes[key] = (q, thread)
+                thread.start()
+            lane[0].put(item)
+
+    def _run(self, key: str, q: queue.Queue) -> None:
+        while True:
+            try:
+                item = q.get(timeout=self._idle_s)
+            except queue.Empty:
+                with self._lock:  # dispatch puts under the same lock, so nothing lands in a dead lane
+                    if q.empty():
+                        self._lanes.pop(key, None)
+                        return
+                continue
+            if item is _STOPPING:
+                return
+            self._handle(item)
+
+    def close(self, timeout: float) -> None:
+        """Let each lane finish the item in hand, then end; items still queued stay pending in the stream."""
+        with self._lock:
+            lanes = list(self._lanes.values())
+            self._lanes.clear()
+        for q, _ in lanes:
+            # Queued items are still pending in wb:out (the next start sends them), so drop them here
+            # rather than wait for their typing delays.
+            with q.mutex:
+                q.queue.clear()
+            q.put(_STOPPING)
+        for _, thread in lanes:
+            thread.join(timeout)
+
+
+class Relay:
+    """Run one number: its transport, its status hash, its inbound and outbound streams.
+
+    Args:
+        redis_client: a redis-py client (thread-safe; each blocking thread takes its own pooled connection).
+        instance_id: the number's instance id.
+        transport: transport name (see ``connector.transport.TRANSPORTS``) or a ``Transport`` class.
+        data_dir: the product's data dir (media store); default ``WORKBENCH_DATA_DIR``.
+        typing_ms_per_char / typing_max_ms: typing indicator pacing; default ``WORKBENCH_TYPING_MS_PER_CHAR``
+            (40) and ``WORKBENCH_TYPING_MAX_MS`` (4000); 0 disables it.
+        heartbeat_s: how often the status hash's ``heartbeat`` is refreshed (the supervisor's liveness check).
+        lane_idle_s: how long an idle per-contact sender thread lives.
+        parent_pid: exit when this process stops being our parent (the supervisor died), so no orphan
+            connector keeps a number busy.
+        transport_options: extra keyword arguments for the transport's constructor.
+    """
+
+    def __init__(
+        self,
+        redis_client: Any,
+        instance_id: int,
+        transport: str | type[Transport] = "sandbox",
+        *,
+        data_dir: Path | str | None = None,
+        typing_ms_per_char: int | None = None,
+        typing_max_ms: int | None = None,
+        heartbeat_s: float = 2.0,
+        lane_idle_s: float = 60.0,
+        parent_pid: int | None = None,
+        transport_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.redis = redis_client
+        self.instance_id = instance_id
+        self.transport_class = load_transport(transport) if isinstance(transport, str) else transport
+        self.data_dir = Path(data_dir) if data_dir is not None else data_dir_from_env()
+        self.typing_ms_per_char = (_env_int("WORKBENCH_TYPING_MS_PER_CHAR", 40)
+                                   if typing_ms_per_char is None else typing_ms_per_char)
+        self.typing_max_ms = _env_int("WORKBENCH_TYPING_MAX_MS", 4000) if typing_max_ms is None else typing_max_ms
+        self.heartbeat_s = heartbeat_s
+        self.parent_pid = parent_pid
+        self.transport_options = transport_options or {}
+        self.status_key = contracts.STATUS_HASH.format(instance_id)
+        self.out_stream = contracts.OUT_STREAM.format(instance_id)
+        self.sent_key = contracts.SENT_HASH.format(instance_id)
+        self.transport: Transport | None = None
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._ready = threading.Event()
+        self._state_lock = threading.Lock()
+        self._last_state: tuple[str, str | None] | None = None
+        # Held across send + SendAck and taken by on_receipt: a receipt never reaches the workers before the
+        # ack that tells them which outbox row its WhatsApp id belongs to.
+        self._send_lock = threading.Lock()
+        self._lanes = _Lanes(self._process, lane_idle_s)
+        self._exit_code = 0
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until ``stop()`` (or a transport failure); returns the process exit code (0 = clean stop)."""
+        self.redis.hdel(self.status_key, "qr", "qr_expires_at", "pair_code", "pair_code_expires_at", "reason")
+        self.redis.hset(self.status_key, mapping={"pid": os.getpid(), "heartbeat": now_ms()})
+        self.on_state("connecting", "starting")
+        try:
+            self.redis.xgroup_create(self.out_stream, contracts.OUT_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self.transport = self.transport_class(self.instance_id, self, redis_client=self.redis,
+                                              data_dir=self.data_dir, **self.transport_options)
+        threads = [
+            threading.Thread(target=self._read_controls, name="control", daemon=True),
+            threading.Thread(target=self._read_outbound, name="outbound", daemon=True),
+        ]
+        self.transport.start()
+        for thread in threads:
+            thread.start()
+        self._ready.set()
+        log.info("instance %s: relay running (pid %s)", self.instance_id, os.getpid())
+        while not self._stop.wait(self.heartbeat_s):
+            self._beat()
+        # Sends in hand finish while the transport is still connected; the reader and control threads end
+        # on their own within a blocking read's timeout, meanwhile.
+        self._lanes.close(timeout=10)
+        self.transport.stop()
+        for thread in threads:
+            thread.join(timeout=5)
+        self._connected.clear()
+        try:
+            self._set_state("stopped", "shutdown" if self._exit_code == 0 else "transport_error")
+        except redis.RedisError as exc:
+            log.warning("instance %s: final state not written (%s)", self.instance_id, type(exc).__name__)
+        log.info("instance %s: relay stopped", self.instance_id)
+        return self._exit_code
+
+    def stop(self) -> None:
+        """Ask ``run()`` to finish: commands in hand complete, the rest stays pending for the next start."""
+        self._stop.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until ``run()`` has started its threads (tests and benchmarks)."""
+        return self._ready.wait(timeout)
+
+    def _beat(self) -> None:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            log.warning("instance %s: supervisor %s is gone; stopping", self.instance_id, self.parent_pid)
+            self.stop()
+            return
+        try:
+            self.redis.hset(self.status_key, "heartbeat", now_ms())
+        except redis.RedisError as exc:
+            log.warning("instance %s: heartbeat not written (%s)", self.instance_id, type(exc).__name__)
+
+    # -- TransportEvents -------------------------------------------------------------------------------------
+
+    def on_state(self, state: str, reason: str | None = None, phone: str | None = None,
+                 push_name: str | None = None) -> None:
+        """Record the state in the status hash; publish a ``StateChange`` when state or reason changed."""
+        if state == "failed":
+            self._exit_code = 1
+            self.stop()
+        self._set_state(state, reason, phone, push_name)
+
+    def _set_state(self, state: str, reason: str | None = None, phone: str | None = None,
+                   push_name: str | None = None) -> None:
+        if state == "connected":
+            self._connected.set()
+        else:
+            self._connected.clear()
+        with self._state_lock:
+            fields: dict[str, Any] = {"state": state, "reason": reason or ""}
+            if phone:
+                fields.update(phone=phone, push_name=push_name or "")
+            stale = [] if state == "awaiting_qr" else ["qr", "qr_expires_at"]
+            if state != "pairing":
+                stale += ["pair_code", "pair_code_expires_at"]
+            if state == "logged_out":
+                stale += ["phone", "push_name"]
+            with self.redis.pipeline() as pipe:
+                if stale:
+                    pipe.hdel(self.status_key, *stale)
+                pipe.hset(self.status_key, mapping=fields)
+                pipe.execute()
+            if (state, reason) != self._last_state:
+                self._last_state = (state, reason)
+                log.info("instance %s: state %s (%s)", self.instance_id, state, reason or "-")
+                contracts.publish_inbound(self.redis, StateChange(
+                    instance_id=self.instance_id, state=state, reason=reason, phone=phone, push_name=push_name,
+                    timestamp_ms=now_ms()))
+
+    def on_qr(self, code: str, expires_at_ms: int) -> None:
+        """Show a new QR code on the Conexões page."""
+        self.redis.hset(self.status_key, mapping={"qr": code, "qr_expires_at": expires_at_ms})
+
+    def on_pair_code(self, code: str, expires_at_ms: int) -> None:
+        """Show a phone pairing code on the Conexões page."""
+        self.redis.hset(self.status_key, mapping={"pair_code": code, "pair_code_expires_at": expires_at_ms})
+
+    def on_message(self, message: InboundMessage) -> None:
+        """Hand an inbound message to the workers (returns only once it is in ``wb:in``)."""
+        contracts.publish_inbound(self.redis, message)
+        self.redis.hset(self.status_key, "last_inbound_at", now_ms())
+
+    def on_receipt(self, receipt: Receipt) -> None:
+        """Hand receipts to the workers, after the ack of any send in progress."""
+        with self._send_lock:
+            contracts.publish_inbound(self.redis, receipt)
+
+    # -- control ---------------------------------------------------------------------------------------------
+
+    def _read_controls(self) -> None:
+        key = contracts.CONTROL_LIST.format(self.instance_id)
+        while not self._stop.is_set():
+            try:
+                item = self.redis.blpop([key], timeout=1)
+            except redis.RedisError as exc:
+                log.warning("instance %s: control list unreadable (%s)", self.instance_id, type(exc).__name__)
+                self._stop.wait(1)
+                continue
+            if item is None:
+                continue
+            try:
+                command = ControlCommand.model_validate_json(item[1])
+            except ValidationError:
+                log.error("instance %s: ignoring malformed control command", self.instance_id)
+                continue
+            self.transport.control(command)
+
+    # -- outbound --------------------------------------------------------------------------------------------
+
+    def _read_outbound(self) -> None:
+        """Feed the lanes from ``wb:out``: first this consumer's pending entries (left by a previous run),
+        then new ones; read only while connected, so commands wait in the stream while we are not."""
+        cursor = "0"  # pending entries after this id; ">" once they are all dispatched
+        while not self._stop.is_set():
+            if not self._connected.wait(0.5):
+                continue
+            try:
+                reply = self.redis.xreadgroup(contracts.OUT_GROUP, CONSUMER, {self.out_stream: cursor}, count=100,
+                                              block=1000 if cursor == ">" else None)
+            except redis.RedisError as exc:
+                log.warning("instance %s: outbound stream unreadable (%s)", self.instance_id, type(exc).__name__)
+                self._stop.wait(1)
+                continue
+            entries = reply[0][1] if reply else []
+            if cursor != ">":
+                # Pending entries stay pending until their lane acks them: page by id, not from "0" again.
+                cursor = entries[-1][0] if entries else ">"
+            for entry_id, fields in entries:
+                if self._stop.is_set():
+                    return  # the rest stays pending for this consumer; the next start reads it from "0"
+                self._dispatch(entry_id, fields)
+
+    def _dispatch(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
+        try:
+            if not fields:
+                raise ValueError("entry deleted while pending")
+            command = contracts.decode_outbound(fields)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            # Without an outbox id there is nobody to answer; it can never be sent, so drop it.
+            log.error("instance %s: dropping malformed outbound entry %s (%s)", self.instance_id, entry_id,
+                      type(exc).__name__)
+            self._done(entry_id)
+            return
+        # digits only, so "+55 11 9..." and "55119..." share one lane and keep their order
+        self._lanes.dispatch(re.sub(r"\D", "", command.to_phone) or command.to_phone, (entry_id, command))
+
+    def _process(self, item: tuple[bytes, OutboundCommand]) -> None:
+        """Send one command at most once (see the module docstring); runs in the contact's lane."""
+        entry_id, command = item
+        while self._connected_or_stopping():
+            try:
+                if self._send_once(entry_id, command):
+                    return
+            except redis.RedisError as exc:
+                log.warning("instance %s: outbox %s: Redis error (%s); retrying", self.instance_id,
+                            command.outbox_id, type(exc).__name__)
+            except Exception:  # noqa: BLE001 - a dead lane would strand this contact's later messages
+                # A bug: leave the entry pending (the next start settles it) and let the lane go on.
+                log.exception("instance %s: outbox %s failed unexpectedly", self.instance_id, command.outbox_id)
+                return
+            self._stop.wait(0.5)
+
+    def _done(self, entry_id: bytes) -> None:
+        """Acknowledge and delete an outbound entry: the outbox row in PostgreSQL is the record, not the stream."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(self.out_stream, contracts.OUT_GROUP, entry_id)
+            pipe.xdel(self.out_stream, entry_id)
+            pipe.execute()
+
+    def _connected_or_stopping(self) -> bool:
+        """Wait until connected; False when stopping (the entry stays pending for the next start)."""
+        while not self._stop.is_set():
+            if self._connected.wait(0.5):
+                return not self._stop.is_set()
+        return False
+
+    def _send_once(self, entry_id: bytes, command: OutboundCommand) -> bool:
+        """One attempt; True when the command is settled (sent, failed, or left for the next start)."""
+        outbox = str(command.outbox_id)
+        if not self.redis.hsetnx(self.sent_key, outbox, "sending"):
+            claim = self.redis.hget(self.sent_key, outbox)
+            claim = claim.decode() if isinstance(claim, bytes) else claim
+            if claim is None:
+                return False  # released a moment ago by a failed attempt; claim again
+            if claim.startswith("sent:"):
+                self._finish(entry_id, command, wa_id=claim[len("sent:"):])
+            else:
+                self._finish(entry_id, command, error=INTERRUPTED)
+            return True
+        typing = self._typing_ms(command)
+        if typing:
+            self._set_typing(command.to_phone, True)
+            if self._stop.wait(typing / 1000):
+                # Shutting down before anything went out: give the claim back, the next start sends it.
+                self._set_typing(command.to_phone, False)
+                self.redis.hdel(self.sent_key, outbox)
+                return True
+        with self._send_lock:
+            try:
+                wa_id = self.transport.send(command)
+            except NotConnectedError:
+                self.redis.hdel(self.sent_key, outbox)
+                return False
+            except SendError as exc:
+                self.redis.hdel(self.sent_key, outbox)
+                self._finish(entry_id, command, error=str(exc))
+                return True
+            except SendUncertainError as exc:
+                # keep the "sending" claim: a re-published copy is then failed too, never sent twice
+                self._finish(entry_id, command, error=str(exc))
+                return True
+            finally:
+                if typing:
+                    self._set_typing(command.to_phone, False)
+            self.redis.hset(self.sent_key, outbox, f"sent:{wa_id}")
+            self._finish(entry_id, command, wa_id=wa_id)
+        return True
+
+    def _typing_ms(self, command: OutboundCommand) -> int:
+        if not command.typing:
+            return 0
+        return max(0, min(len(command.text or "") * self.typing_ms_per_char, self.typing_max_ms))
+
+    def _set_typing(self, to_phone: str, on: bool) -> None:
+        try:
+            self.transport.set_typing(to_phone, on)
+        except (TransportError, redis.RedisError) as exc:  # cosmetic: never a reason not to send
+            log.info("instance %s: typing indicator not shown (%s)", self.instance_id, type(exc).__name__)
+
+    def _finish(self, entry_id: bytes, command: OutboundCommand, wa_id: str | None = None,
+                error: str | None = None) -> None:
+        """Tell the workers how the command ended, then drop it from our pending list."""
+        ack = SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
+                      error=error, timestamp_ms=now_ms())
+        contracts.publish_inbound(self.redis, ack)
+        if error is None:
+            self.redis.hset(self.status_key, "last_outbound_at", ack.timestamp_ms)
+        else:
+            log.warning("instance %s: outbox %s failed: %s", self.instance_id, command.outbox_id, error)
+        self._done(entry_id)

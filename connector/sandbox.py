@@ -1,0 +1,595 @@
+"""The sandbox: a simulated WhatsApp network in Redis, and the transport that connects a number to it.
+
+``SandboxNetwork`` plays WhatsApp's servers and the contacts' phones: the Simulator page scans QR codes and
+types messages as leads through it. ``SandboxTransport`` is a linked device of a business number on that
+network, with the same life cycle as a real one (QR that rotates, a stored device that reconnects without a
+QR, logout, messages that wait while the device is offline and arrive in order when it returns, delivery and
+read receipts, typing indicator).
+
+Redis keys (``wb:sbx:*``; phones are digits only)::
+
+    wb:sbx:device:{i}           hash    the linked device of instance i: phone, push_name, paired_at
+    wb:sbx:numbers              hash    business phone -> instance id (numbers with a linked device)
+    wb:sbx:qr:{code}            string  instance id, expires with the QR code
+    wb:sbx:paircode:{code}      string  JSON {"instance_id", "phone"}, expires with the pairing code
+    wb:sbx:pair:{i}             list    wake-up for a device waiting for its QR or pairing code to be used
+    wb:sbx:inbox:{business}     stream  what the network delivers to the business device: messages and
+                                        receipts (group "device"; entries wait while it is offline)
+    wb:sbx:blob:{sha256}        string  media bytes "on WhatsApp's media servers" (expire after 7 days)
+    wb:sbx:chat:{lead}:{biz}    list    message ids of one chat, both directions, in order
+    wb:sbx:msg:{lead}:{biz}     hash    message id -> JSON (direction, type, text, media, timestamp_ms, ...)
+    wb:sbx:status:{lead}:{biz}  hash    message id -> sent | delivered | read
+    wb:sbx:typing:{lead}:{biz}  string  set while the business shows "typing..." to the lead
+    wb:sbx:leads:{lead}         zset    business phone -> last message time (the lead's chat list)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mimetypes
+import queue
+import re
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from connector.contracts import (
+    MESSAGE_TYPES,
+    STATUS_HASH,
+    ControlCommand,
+    InboundMessage,
+    OutboundCommand,
+    Receipt,
+    now_ms,
+)
+from connector.media import MediaError, data_dir_from_env, load_media, media_path, store_media
+from connector.transport import NotConnectedError, SendError, SendUncertainError, Transport, TransportEvents
+
+log = logging.getLogger(__name__)
+
+DEVICE = "wb:sbx:device:{}"
+NUMBERS = "wb:sbx:numbers"
+QR = "wb:sbx:qr:{}"
+PAIR_CODE = "wb:sbx:paircode:{}"
+PAIR_WAKE = "wb:sbx:pair:{}"
+INBOX = "wb:sbx:inbox:{}"
+BLOB = "wb:sbx:blob:{}"
+CHAT = "wb:sbx:chat:{}:{}"
+MESSAGES = "wb:sbx:msg:{}:{}"
+STATUSES = "wb:sbx:status:{}:{}"
+TYPING = "wb:sbx:typing:{}:{}"
+LEAD_CHATS = "wb:sbx:leads:{}"
+
+INBOX_GROUP = "device"
+INBOX_CONSUMER = "device"
+BLOB_TTL_S = 7 * 24 * 3600
+# A typing indicator that is never cleared (the connector died mid-delay) fades like WhatsApp's does.
+TYPING_TTL_S = 30
+QR_TTL_S = 60
+PAIR_CODE_TTL_S = 180
+_PAIR_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ23456789"
+
+# Raise a message's status only forward (sent < delivered < read): a late "delivered" never undoes "read".
+_RAISE_STATUS = """
+local rank = {sent = 1, delivered = 2, read = 3}
+local changed = {}
+for i = 2, #ARGV do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if cur and rank[cur] < rank[ARGV[1]] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
+    table.insert(changed, ARGV[i])
+  end
+end
+return changed
+"""
+
+
+class SandboxError(ValueError):
+    """A request the simulated network refuses (unknown number, malformed phone, ...)."""
+
+
+def normalize_phone(phone: str) -> str:
+    """Digits only, as WhatsApp identifies accounts (``+55 (11) 9...`` -> ``55119...``).
+
+    Raises:
+        SandboxError: fewer than 5 digits remain.
+    """
+    digits = re.sub(r"\D", "", str(phone or ""))
+    if len(digits) < 5:
+        raise SandboxError(f"not a phone number: {phone!r}")
+    return digits
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _guess_type(media: bytes | None, mime: str | None) -> str:
+    if media is None:
+        return "text"
+    major = (mime or "").split("/", 1)[0]
+    return {"image": "image", "audio": "audio", "video": "video"}.get(major, "document")
+
+
+class SandboxNetwork:
+    """The simulated phone network: what WhatsApp's servers and the leads' phones do.
+
+    Args:
+        redis_client: a redis-py client (bytes or str responses).
+        data_dir: the product's data dir, to read media the business sent; default ``WORKBENCH_DATA_DIR``.
+    """
+
+    def __init__(self, redis_client: Any, data_dir: Path | str | None = None) -> None:
+        self.redis = redis_client
+        self.data_dir = Path(data_dir) if data_dir is not None else data_dir_from_env()
+        self._raise_status = redis_client.register_script(_RAISE_STATUS)
+
+    # -- pairing ---------------------------------------------------------------------------------------------
+
+    def scan(self, qr_code: str, phone: str, push_name: str | None = None) -> bool:
+        """Scan a QR code with the phone ``phone``: link that number to the connector showing the code.
+
+        Returns False when the code is unknown or expired, or the number is already linked to another
+        instance (the sandbox allows one linked device per number, so a lead is never answered twice).
+        """
+        phone = normalize_phone(phone)
+        key = QR.format(qr_code)
+        owner = _text(self.redis.get(key))
+        if owner is None or not self._may_link(phone, int(owner)):
+            return False
+        if self.redis.getdel(key) is None:  # scanned by someone else a moment ago
+            return False
+        self._link(int(owner), phone, push_name)
+        return True
+
+    def enter_pair_code(self, code: str, phone: str, push_name: str | None = None) -> bool:
+        """Type a phone pairing code on the phone ``phone`` (the alternative to scanning a QR code).
+
+        Returns False when the code is unknown, expired, was asked for another number, or the number is
+        linked to another instance.
+        """
+        phone = normalize_phone(phone)
+        key = PAIR_CODE.format(code.replace("-", "").upper())
+        raw = self.redis.get(key)
+        if raw is None:
+            return False
+        wanted = json.loads(raw)
+        if wanted["phone"] != phone or not self._may_link(phone, wanted["instance_id"]):
+            return False
+        if self.redis.getdel(key) is None:
+            return False
+        self._link(wanted["instance_id"], phone, push_name)
+        return True
+
+    def _may_link(self, phone: str, instance_id: int) -> bool:
+        current = _text(self.redis.hget(NUMBERS, phone))
+        return current is None or int(current) == instance_id
+
+    def _link(self, instance_id: int, phone: str, push_name: str | None) -> None:
+        self.ensure_inbox(phone)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(DEVICE.format(instance_id), mapping={
+                "phone": phone, "push_name": push_name or "", "paired_at": now_ms()})
+            pipe.hset(NUMBERS, phone, instance_id)
+            pipe.rpush(PAIR_WAKE.format(instance_id), phone)
+            pipe.expire(PAIR_WAKE.format(instance_id), PAIR_CODE_TTL_S)
+            pipe.execute()
+
+    def ensure_inbox(self, business_phone: str) -> None:
+        """Create the number's inbox stream and consumer group unless they exist (at linking and connecting)."""
+        try:
+            # id 0: a new group sees every message already waiting for the number
+            self.redis.xgroup_create(INBOX.format(business_phone), INBOX_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def business_numbers(self) -> list[dict[str, Any]]:
+        """Business numbers with a linked sandbox device, for the Simulator to pick.
+
+        Each item: ``phone``, ``instance_id``, ``push_name``, ``online`` (its connector is connected now;
+        messages to an offline number wait until it is).
+        """
+        numbers = []
+        for phone, instance in sorted(self.redis.hgetall(NUMBERS).items()):
+            instance_id = int(instance)
+            push_name = _text(self.redis.hget(DEVICE.format(instance_id), "push_name")) or None
+            state = _text(self.redis.hget(STATUS_HASH.format(instance_id), "state"))
+            numbers.append({"phone": _text(phone), "instance_id": instance_id, "push_name": push_name,
+                            "online": state == "connected"})
+        return numbers
+
+    # -- lead side -------------------------------------------------------------------------------------------
+
+    def send_from_lead(
+        self,
+        lead_phone: str,
+        business_phone: str,
+        text: str | None = None,
+        media: bytes | None = None,
+        mime: str | None = None,
+        filename: str | None = None,
+        push_name: str | None = None,
+        type: str | None = None,  # noqa: A002 - the neutral contract's field name
+        quoted_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """The lead ``lead_phone`` sends a message to ``business_phone``; returns its WhatsApp id.
+
+        ``type`` defaults to text, or to image/audio/video/document from ``mime`` when ``media`` is given.
+        Any type of ``contracts.MESSAGE_TYPES`` (sticker, location, reaction, ...) arrives as that type;
+        others arrive as ``unsupported`` with the original type in ``raw["type"]``. ``extra`` lands in the
+        message's ``raw``; ``extra["target_id"]`` is the message an edit, revoke or reaction points at.
+
+        Raises:
+            SandboxError: a malformed phone, or ``business_phone`` has no linked sandbox device.
+        """
+        lead = normalize_phone(lead_phone)
+        business = normalize_phone(business_phone)
+        if self.redis.hget(NUMBERS, business) is None:
+            raise SandboxError(f"{business} is not a linked sandbox number")
+        kind = type or _guess_type(media, mime)
+        raw = dict(extra or {})
+        if kind not in MESSAGE_TYPES:
+            raw["type"] = kind
+            kind = "unsupported"
+        media_info = None
+        if media is not None:
+            mime = mime or mimetypes.guess_type(filename or "")[0] or "application/octet-stream"
+            media_info = self._upload(media, mime, filename)
+        wa_id = "3A" + secrets.token_hex(9).upper()
+        message = {
+            "id": wa_id, "direction": "from_lead", "type": kind, "text": text, "media": media_info,
+            "timestamp_ms": now_ms(), "quoted_id": quoted_id, "target_id": raw.get("target_id"),
+            "push_name": push_name, "raw": raw,
+        }
+        with self.redis.pipeline() as pipe:
+            self._append(pipe, lead, business, message, "sent")
+            pipe.xadd(INBOX.format(business), {"p": json.dumps({"kind": "message", "lead": lead, **message})})
+            pipe.execute()
+        return wa_id
+
+    def _upload(self, data: bytes, mime: str, filename: str | None) -> dict[str, Any]:
+        sha = hashlib.sha256(data).hexdigest()
+        self.redis.set(BLOB.format(sha), data, ex=BLOB_TTL_S)
+        name = Path(filename.replace("\\", "/")).name if filename else None  # a phone sends a name, not a path
+        return {"sha256": sha, "mime": mime, "size": len(data), "filename": name or None}
+
+    def _append(self, pipe: Any, lead: str, business: str, message: dict[str, Any], status: str) -> None:
+        pipe.rpush(CHAT.format(lead, business), message["id"])
+        pipe.hset(MESSAGES.format(lead, business), message["id"], json.dumps(message))
+        pipe.hset(STATUSES.format(lead, business), message["id"], status)
+        pipe.zadd(LEAD_CHATS.format(lead), {business: message["timestamp_ms"]})
+
+    def lead_chat(self, lead_phone: str, business_phone: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The last ``limit`` messages between a lead and a business number, oldest first.
+
+        Each item: ``id``, ``direction`` ("from_lead" | "from_business"), ``type``, ``text``, ``media``
+        (``{sha256, mime, size, filename}`` or None), ``status`` (sent | delivered | read), ``timestamp_ms``,
+        ``quoted_id``.
+        """
+        lead, business = normalize_phone(lead_phone), normalize_phone(business_phone)
+        ids = self.redis.lrange(CHAT.format(lead, business), -limit, -1)
+        if not ids:
+            return []
+        bodies = self.redis.hmget(MESSAGES.format(lead, business), ids)
+        statuses = self.redis.hmget(STATUSES.format(lead, business), ids)
+        chat = []
+        for body, status in zip(bodies, statuses, strict=True):
+            message = json.loads(body)
+            chat.append({key: message.get(key) for key in (
+                "id", "direction", "type", "text", "media", "timestamp_ms", "quoted_id")} | {"status": _text(status)})
+        return chat
+
+    def lead_conversations(self, lead_phone: str) -> list[dict[str, Any]]:
+        """The lead's chats, most recent first: ``business_phone`` and ``last_at`` (epoch ms)."""
+        rows = self.redis.zrevrange(LEAD_CHATS.format(normalize_phone(lead_phone)), 0, -1, withscores=True)
+        return [{"business_phone": _text(phone), "last_at": int(score)} for phone, score in rows]
+
+    def is_typing(self, lead_phone: str, business_phone: str) -> bool:
+        """Whether the business shows "typing..." in its chat with the lead."""
+        return bool(self.redis.exists(TYPING.format(normalize_phone(lead_phone), normalize_phone(business_phone))))
+
+    def mark_read(self, lead_phone: str, business_phone: str) -> list[str]:
+        """The lead opens the chat: the business's messages become read, and the business gets a read receipt.
+
+        Returns the ids that changed (none when everything was already read).
+        """
+        lead, business = normalize_phone(lead_phone), normalize_phone(business_phone)
+        ids = [
+            m["id"] for m in self.lead_chat(lead, business, limit=1000)
+            if m["direction"] == "from_business" and m["status"] != "read"
+        ]
+        if not ids:
+            return []
+        changed = [_text(x) for x in self._raise_status(keys=[STATUSES.format(lead, business)], args=["read", *ids])]
+        if changed:
+            receipt = {"kind": "receipt", "lead": lead, "status": "read", "wa_ids": changed, "timestamp_ms": now_ms()}
+            self.redis.xadd(INBOX.format(business), {"p": json.dumps(receipt)})
+        return changed
+
+    def media_bytes(self, sha256: str) -> bytes | None:
+        """A media file seen in a chat: from the network's media servers, or from the product's media store
+        (where media the business sent lives). None when neither has it."""
+        data = self.redis.get(BLOB.format(sha256))
+        if data is not None:
+            return data
+        try:
+            return load_media(self.data_dir, sha256)
+        except MediaError:
+            return None
+
+    # -- business side (used by SandboxTransport) ------------------------------------------------------------
+
+    def deliver_from_business(self, business: str, lead: str, message: dict[str, Any]) -> None:
+        """Put a business message in the lead's chat (the lead's phone is always on: it is delivered at once)
+        and queue the delivery receipt for the business device. One transaction: all of it or nothing."""
+        receipt = {"kind": "receipt", "lead": lead, "status": "delivered", "wa_ids": [message["id"]],
+                   "timestamp_ms": now_ms()}
+        with self.redis.pipeline(transaction=True) as pipe:
+            self._append(pipe, lead, business, message, "delivered")
+            pipe.delete(TYPING.format(lead, business))
+            pipe.xadd(INBOX.format(business), {"p": json.dumps(receipt)})
+            pipe.execute()
+
+    def set_typing(self, business: str, lead: str, on: bool) -> None:
+        """Show or clear the business's typing indicator in the lead's chat."""
+        if on:
+            self.redis.set(TYPING.format(lead, business), "1", ex=TYPING_TTL_S)
+        else:
+            self.redis.delete(TYPING.format(lead, business))
+
+    def raise_status(self, lead: str, business: str, wa_ids: list[str], status: str) -> None:
+        """Move messages forward to ``status`` (delivered or read); never backwards."""
+        if wa_ids:
+            self._raise_status(keys=[STATUSES.format(lead, business)], args=[status, *wa_ids])
+
+
+class SandboxTransport(Transport):
+    """A linked device of a business number on the ``SandboxNetwork``.
+
+    One thread runs the connection: pair (QR codes rotating every ``qr_ttl_s``, or a phone pairing code),
+    then read the number's inbox until stopped or asked to reconnect or log out. Each inbox entry is handed
+    to the relay and only then acknowledged, so a crash in between redelivers it (duplicates are fine, the
+    workers dedupe on the WhatsApp id; loss is not).
+    """
+
+    def __init__(self, instance_id: int, events: TransportEvents, *, redis_client: Any, data_dir: Path,
+                 qr_ttl_s: float = QR_TTL_S) -> None:
+        super().__init__(instance_id, events, redis_client=redis_client, data_dir=data_dir)
+        self.network = SandboxNetwork(redis_client, data_dir)
+        self.qr_ttl_s = qr_ttl_s
+        self._stop = threading.Event()
+        self._controls: queue.Queue[ControlCommand] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        # The business phone while connected; None otherwise. Read by sender threads.
+        self._phone: str | None = None
+        # Set by a pair_phone request: the next pairing round shows a phone code for this number.
+        self._pair_phone: str | None = None
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in a background thread (see the class docstring)."""
+        self._thread = threading.Thread(target=self._run, name=f"sandbox-{self.instance_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Disconnect; the linked device stays stored for the next start."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def control(self, command: ControlCommand) -> None:
+        """Queue a panel request; the connection thread acts on it within a second."""
+        self._controls.put(command)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                device = self._device()
+                if device is None:
+                    device = self._pair()
+                if device is not None:
+                    self._serve(device)
+                self._apply_control()
+            except redis.RedisError as exc:
+                # Redis is the sandbox's network: losing it is losing the connection. Retry until it is back.
+                log.warning("instance %s: sandbox network unreachable (%s); retrying", self.instance_id,
+                            type(exc).__name__)
+                self._phone = None
+                self._report_state("reconnecting", "network_unreachable")
+                self._stop.wait(1)
+            except Exception:  # noqa: BLE001 - logged and reported, and the process exits
+                # A bug, not a network problem: report it so the relay exits and the supervisor restarts us.
+                log.exception("instance %s: sandbox transport crashed", self.instance_id)
+                self._phone = None
+                self._report_state("failed", "transport_error")
+                return
+
+    def _report_state(self, state: str, reason: str | None = None, **fields: str | None) -> None:
+        try:
+            self.events.on_state(state, reason, **fields)
+        except redis.RedisError:
+            log.warning("instance %s: could not report state %s", self.instance_id, state)
+
+    def _device(self) -> dict[str, str] | None:
+        raw = self.redis.hgetall(DEVICE.format(self.instance_id))
+        return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+
+    def _interrupted(self) -> bool:
+        return self._stop.is_set() or not self._controls.empty()
+
+    def _apply_control(self) -> None:
+        try:
+            command = self._controls.get_nowait()
+        except queue.Empty:
+            return
+        log.info("instance %s: control %s", self.instance_id, command.action)
+        if command.action == "logout":
+            device = self._device()
+            if device is not None:
+                with self.redis.pipeline() as pipe:
+                    pipe.delete(DEVICE.format(self.instance_id))
+                    pipe.hdel(NUMBERS, device["phone"])
+                    pipe.execute()
+            self._report_state("logged_out", "logout")
+        elif command.action == "reconnect":
+            self._report_state("reconnecting", "requested")
+        elif command.action == "pair_phone" and command.phone and self._device() is None:
+            self._pair_phone = normalize_phone(command.phone)
+        # restart_pairing (and pair_phone): the loop goes back to _pair, which starts with a fresh code.
+
+    # -- pairing ---------------------------------------------------------------------------------------------
+
+    def _pair(self) -> dict[str, str] | None:
+        """Show codes until a phone links this device; None when stopped or a control command arrives."""
+        self.redis.delete(PAIR_WAKE.format(self.instance_id))  # wake-ups left from an earlier run
+        while not self._interrupted():
+            if self._pair_phone:
+                code = "".join(secrets.choice(_PAIR_CODE_ALPHABET) for _ in range(8))
+                ttl_s, key = PAIR_CODE_TTL_S, PAIR_CODE.format(code)
+                self.redis.set(key, json.dumps({"instance_id": self.instance_id, "phone": self._pair_phone}),
+                               ex=ttl_s)
+                self._report_state("pairing", "pair_code")
+                self.events.on_pair_code(code, now_ms() + ttl_s * 1000)
+                self._pair_phone = None
+            else:
+                code = f"sandbox:{self.instance_id}:{secrets.token_urlsafe(24)}"
+                ttl_s, key = self.qr_ttl_s, QR.format(code)
+                self.redis.set(key, self.instance_id, px=int(ttl_s * 1000))
+                self._report_state("awaiting_qr")
+                self.events.on_qr(code, now_ms() + int(ttl_s * 1000))
+            deadline = time.monotonic() + ttl_s
+            try:
+                while time.monotonic() < deadline and not self._interrupted():
+                    timeout = max(0.05, min(1.0, deadline - time.monotonic()))
+                    if self.redis.blpop([PAIR_WAKE.format(self.instance_id)], timeout=timeout):
+                        device = self._device()
+                        if device is not None:
+                            return device
+            finally:
+                self.redis.delete(key)  # an old code must not link the device any more
+        return None
+
+    # -- connected -------------------------------------------------------------------------------------------
+
+    def _serve(self, device: dict[str, str]) -> None:
+        """Be connected as ``device``: deliver the number's inbox until stopped or a control command arrives."""
+        phone = device["phone"]
+        inbox = INBOX.format(phone)
+        self.network.ensure_inbox(phone)
+        self._phone = phone
+        self._report_state("connected", None, phone=phone, push_name=device.get("push_name") or None)
+        # First the entries delivered before but never acknowledged (we died between hand-over and ack);
+        # each is acknowledged before the next read, so reading from "0" again pages through them.
+        backlog = True
+        try:
+            while not self._interrupted():
+                reply = self.redis.xreadgroup(INBOX_GROUP, INBOX_CONSUMER, {inbox: "0" if backlog else ">"},
+                                              count=100, block=None if backlog else 1000)
+                entries = reply[0][1] if reply else []
+                if backlog and not entries:
+                    backlog = False
+                for entry_id, fields in entries:
+                    if self._stop.is_set():
+                        return
+                    self._deliver(phone, inbox, entry_id, fields)
+        finally:
+            self._phone = None
+
+    def _deliver(self, phone: str, inbox: str, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
+        """Hand one inbox entry to the relay, then acknowledge it to the network."""
+        if fields:  # an entry deleted from the stream while pending comes back empty
+            try:
+                payload = json.loads(fields[b"p"])
+                event = self._to_inbound(payload) if payload["kind"] == "message" else Receipt(
+                    instance_id=self.instance_id, wa_ids=payload["wa_ids"], status=payload["status"],
+                    timestamp_ms=payload["timestamp_ms"])
+            except (ValueError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+                # It can never be delivered; keeping it would block the inbox behind it forever.
+                log.error("instance %s: dropping malformed sandbox entry %s (%s)", self.instance_id,
+                          _text(entry_id), type(exc).__name__)
+            else:
+                if isinstance(event, InboundMessage):
+                    self.events.on_message(event)
+                    self.network.raise_status(payload["lead"], phone, [event.wa_id], "delivered")
+                else:
+                    self.events.on_receipt(event)
+        self.redis.xack(inbox, INBOX_GROUP, entry_id)
+
+    def _to_inbound(self, payload: dict[str, Any]) -> InboundMessage:
+        """The neutral message for a network entry, with its media downloaded into the media store."""
+        lead = payload["lead"]
+        raw = dict(payload.get("raw") or {})
+        media = None
+        if payload.get("media"):
+            info = payload["media"]
+            data = self.redis.get(BLOB.format(info["sha256"]))
+            if data is None:
+                raw["media_error"] = "expired"  # WhatsApp media expires too; the message still arrives
+            else:
+                try:
+                    media = store_media(self.data_dir, data, info["mime"], info.get("filename"))
+                except MediaError as exc:
+                    log.warning("instance %s: media of %s not stored: %s", self.instance_id, payload["id"], exc)
+                    raw["media_error"] = "too_large"
+        jid = f"{lead}@s.whatsapp.net"
+        return InboundMessage(
+            instance_id=self.instance_id, wa_id=payload["id"], chat_jid=jid, sender_jid=jid, phone=lead,
+            push_name=payload.get("push_name"), timestamp_ms=payload["timestamp_ms"], type=payload["type"],
+            text=payload.get("text"), media=media, quoted_id=payload.get("quoted_id"),
+            target_id=payload.get("target_id"), raw=raw,
+        )
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    def _business(self) -> str:
+        phone = self._phone
+        if phone is None:
+            raise NotConnectedError(f"instance {self.instance_id} is not connected")
+        return phone
+
+    def send(self, command: OutboundCommand) -> str:
+        """Deliver the message to the lead's sandbox phone; returns its id (see ``Transport.send``)."""
+        business = self._business()
+        try:
+            lead = normalize_phone(command.to_phone)
+        except SandboxError as exc:
+            raise SendError(str(exc)) from None
+        if command.type == "text" and not command.text:
+            raise SendError(f"outbox {command.outbox_id}: a text message without text")
+        media = None
+        if command.type != "text":
+            if command.media is None:
+                raise SendError(f"outbox {command.outbox_id}: a {command.type} message without media")
+            if not media_path(self.data_dir, command.media.sha256).is_file():
+                raise SendError(f"outbox {command.outbox_id}: media {command.media.sha256} is not in the store")
+            media = command.media.model_dump()
+        message = {
+            "id": "3EB0" + secrets.token_hex(8).upper(), "direction": "from_business", "type": command.type,
+            "text": command.text, "media": media, "timestamp_ms": now_ms(), "quoted_id": command.quoted_id,
+        }
+        try:
+            self.network.deliver_from_business(business, lead, message)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # the transaction may have run before the connection broke
+            raise SendUncertainError(f"outbox {command.outbox_id}: {type(exc).__name__}") from exc
+        except redis.RedisError as exc:
+            raise SendError(f"outbox {command.outbox_id}: {exc}") from exc
+        return message["id"]
+
+    def set_typing(self, to_phone: str, on: bool) -> None:
+        """Show or clear "typing..." in the lead's chat."""
+        self.network.set_typing(self._business(), normalize_phone(to_phone), on)
+
+    def mark_read(self, chat_phone: str, wa_ids: list[str]) -> None:
+        """Blue ticks on the lead's messages."""
+        self.network.raise_status(normalize_phone(chat_phone), self._business(), wa_ids, "read")
+

@@ -1,0 +1,280 @@
+"""The sandbox network and transport behind a relay: pairing, inbound, outbound, receipts (relay in a thread)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from rq import Queue
+
+from connector import contracts
+from connector.media import media_path, store_media
+from connector.sandbox import SandboxError, SandboxNetwork, SandboxTransport
+from tests.test_connector_support import (
+    BUSINESS,
+    LEAD,
+    acks,
+    events,
+    pair,
+    relay_thread,
+    send_command,
+    status,
+    wait_qr,
+    wait_state,
+    wait_until,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+@pytest.fixture
+def network(r) -> SandboxNetwork:
+    """The simulated phone network on the flushed test Redis."""
+    return SandboxNetwork(r)
+
+
+def _states(r, instance_id: int) -> list[str]:
+    return [e.state for e in events(r, instance_id, "state")]
+
+
+def test_scan_pairs_the_number_and_a_restart_reconnects_without_qr(r, network):
+    with relay_thread(r, 1):
+        shown = wait_qr(r, 1)
+        assert shown["qr"].startswith("sandbox:1:")
+        assert int(shown["qr_expires_at"]) > contracts.now_ms()
+        assert not network.scan("sandbox:1:not-a-code", BUSINESS)
+        assert network.scan(shown["qr"], BUSINESS, "Loja")
+        connected = wait_state(r, 1, "connected")
+        assert (connected["phone"], connected["push_name"]) == (BUSINESS, "Loja")
+        assert "qr" not in connected
+        assert not network.scan(shown["qr"], "5511990000002"), "a used code links nothing"
+        assert network.business_numbers() == [
+            {"phone": BUSINESS, "instance_id": 1, "push_name": "Loja", "online": True}]
+    assert status(r, 1)["state"] == "stopped"
+    assert network.business_numbers()[0]["online"] is False
+    assert _states(r, 1) == ["connecting", "awaiting_qr", "connected", "stopped"]
+
+    r.delete(contracts.IN_STREAM.format(1))
+    with relay_thread(r, 1):
+        wait_state(r, 1, "connected")
+    assert _states(r, 1) == ["connecting", "connected", "stopped"]  # the stored device: no QR this time
+
+
+def test_qr_rotates_and_an_expired_code_is_refused(r, network):
+    with relay_thread(r, 1, transport_options={"qr_ttl_s": 0.3}):
+        first = wait_qr(r, 1)["qr"]
+        wait_until(lambda: status(r, 1).get("qr") not in (None, first), what="a new QR code")
+        assert not network.scan(first, BUSINESS)
+        # the current code may rotate between reading and scanning it: scan until one is still valid
+        wait_until(lambda: network.scan(status(r, 1).get("qr", ""), BUSINESS), what="a successful scan")
+        wait_state(r, 1, "connected")
+
+
+def test_one_number_links_to_one_instance(r, network):
+    with relay_thread(r, 1), relay_thread(r, 2):
+        pair(r, network, 1)
+        assert not network.scan(wait_qr(r, 2)["qr"], BUSINESS)
+        assert wait_state(r, 2, "awaiting_qr")
+
+
+def test_logout_forgets_the_device_and_shows_a_new_qr(r, network):
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        r.rpush(contracts.CONTROL_LIST.format(1), contracts.ControlCommand(action="logout").model_dump_json())
+        shown = wait_qr(r, 1)
+        assert "phone" not in shown
+        assert network.business_numbers() == []
+    assert _states(r, 1)[-3:] == ["logged_out", "awaiting_qr", "stopped"]
+    r.delete(contracts.IN_STREAM.format(1))
+    with relay_thread(r, 1):
+        wait_state(r, 1, "awaiting_qr")  # after a logout a restart needs a new scan
+
+
+def test_reconnect_keeps_the_device(r, network):
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        r.rpush(contracts.CONTROL_LIST.format(1), contracts.ControlCommand(action="reconnect").model_dump_json())
+        wait_until(lambda: _states(r, 1)[-2:] == ["reconnecting", "connected"], what="a reconnect")
+        assert wait_state(r, 1, "connected")["phone"] == BUSINESS
+
+
+def test_pair_by_phone_code(r, network):
+    with relay_thread(r, 1):
+        wait_state(r, 1, "awaiting_qr")
+        command = contracts.ControlCommand(action="pair_phone", phone="+55 11 99000-0001")
+        r.rpush(contracts.CONTROL_LIST.format(1), command.model_dump_json())
+        code = wait_state(r, 1, "pairing")["pair_code"]
+        assert len(code) == 8
+        assert not network.enter_pair_code(code, "5511990000009"), "a code only works on the phone it was asked for"
+        assert network.enter_pair_code(code, BUSINESS, "Loja")
+        assert "pair_code" not in wait_state(r, 1, "connected")
+
+
+def test_lead_text_and_image_arrive_as_inbound_messages(r, network, servers):
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        text_id = network.send_from_lead(LEAD, BUSINESS, text="Oi, quero saber o preço", push_name="Ana")
+        image_id = network.send_from_lead(LEAD, BUSINESS, text="olha", media=PNG, mime="image/png",
+                                          filename="../../foto.png")
+        got = wait_until(lambda: len(m := events(r, 1, "message")) == 2 and m, what="two inbound messages")
+    text, image = got
+    assert (text.wa_id, text.type, text.text, text.phone, text.push_name) == (
+        text_id, "text", "Oi, quero saber o preço", LEAD, "Ana")
+    assert text.chat_jid == text.sender_jid == f"{LEAD}@s.whatsapp.net"
+    assert (image.wa_id, image.type, image.text) == (image_id, "image", "olha")
+    sha = hashlib.sha256(PNG).hexdigest()
+    assert image.media.model_dump() == {"sha256": sha, "mime": "image/png", "size": len(PNG), "filename": "foto.png"}
+    assert media_path(servers["WORKBENCH_DATA_DIR"], sha).read_bytes() == PNG
+    assert status(r, 1)["last_inbound_at"]
+    chat = network.lead_chat(LEAD, BUSINESS)
+    assert [(m["id"], m["direction"], m["status"]) for m in chat] == [
+        (text_id, "from_lead", "delivered"), (image_id, "from_lead", "delivered")]
+    assert network.media_bytes(sha) == PNG
+    assert network.lead_conversations(LEAD)[0]["business_phone"] == BUSINESS
+
+
+def test_publish_inbound_queues_the_drain_job(r, network):
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        network.send_from_lead(LEAD, BUSINESS, text="oi")
+        wait_until(lambda: events(r, 1, "message"), what="the inbound message")
+    jobs = Queue(contracts.INBOUND_QUEUE, connection=r).jobs
+    assert [(job.func_name, job.args) for job in jobs] == [(contracts.DRAIN_JOB, (1,))]
+
+
+def test_other_message_types_keep_their_type(r, network):
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        first = network.send_from_lead(LEAD, BUSINESS, text="oi")
+        network.send_from_lead(LEAD, BUSINESS, media=b"RIFFwebp", mime="image/webp", type="sticker")
+        network.send_from_lead(LEAD, BUSINESS, type="location", extra={"latitude": -23.5, "longitude": -46.6})
+        network.send_from_lead(LEAD, BUSINESS, type="reaction", text="👍", extra={"target_id": first})
+        network.send_from_lead(LEAD, BUSINESS, type="call_log")
+        got = wait_until(lambda: len(m := events(r, 1, "message")) == 5 and m, what="five inbound messages")
+    assert [m.type for m in got] == ["text", "sticker", "location", "reaction", "unsupported"]
+    assert got[1].media.mime == "image/webp"
+    assert got[2].raw == {"latitude": -23.5, "longitude": -46.6}
+    assert (got[3].text, got[3].target_id) == ("👍", first)
+    assert got[4].raw == {"type": "call_log"}
+
+
+def test_messages_sent_while_the_connector_is_down_arrive_in_order_when_it_returns(r, network):
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+    sent = [network.send_from_lead(LEAD, BUSINESS, text=f"mensagem {n}") for n in range(12)]
+    sent.append(network.send_from_lead("5511980000002", BUSINESS, text="outro lead"))
+    assert events(r, 1, "message") == []
+    assert {m["status"] for m in network.lead_chat(LEAD, BUSINESS)} == {"sent"}
+    with relay_thread(r, 1):
+        got = wait_until(lambda: len(m := events(r, 1, "message")) == 13 and m, what="the waiting messages")
+    assert [m.wa_id for m in got] == sent
+    assert {m["status"] for m in network.lead_chat(LEAD, BUSINESS)} == {"delivered"}
+
+
+def test_an_inbound_entry_handed_over_but_not_acknowledged_is_delivered_again(r, network):
+    """A crash between publish and XACK: the entry stays pending in the sandbox inbox and comes back."""
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+    wa_id = network.send_from_lead(LEAD, BUSINESS, text="oi")
+    # What a dead connector leaves behind: the entry read (pending) but never acknowledged.
+    r.xreadgroup("device", "device", {f"wb:sbx:inbox:{BUSINESS}": ">"})
+    with relay_thread(r, 1):
+        got = wait_until(lambda: events(r, 1, "message"), what="the redelivered message")
+    assert [m.wa_id for m in got] == [wa_id]
+
+
+def test_outbound_shows_typing_then_delivers_acks_and_reports_receipts(r, network):
+    with relay_thread(r, 1, typing_ms_per_char=40, typing_max_ms=4000):
+        pair(r, network, 1)
+        send_command(r, 1, 7, "Olá! Sou a assistente da loja, em que posso ajudar hoje?")
+        wait_until(lambda: network.is_typing(LEAD, BUSINESS), what="the typing indicator")
+        assert network.lead_chat(LEAD, BUSINESS) == [], "typing comes before the message"
+        chat = wait_until(lambda: network.lead_chat(LEAD, BUSINESS), what="the message in the lead's chat")
+        assert not network.is_typing(LEAD, BUSINESS)
+        wait_until(lambda: events(r, 1, "receipt"), what="the delivery receipt")
+        assert network.mark_read(LEAD, BUSINESS) == [chat[0]["id"]]
+        wait_until(lambda: len(events(r, 1, "receipt")) == 2, what="the read receipt")
+    message = chat[0]
+    assert (message["direction"], message["type"], message["text"]) == (
+        "from_business", "text", "Olá! Sou a assistente da loja, em que posso ajudar hoje?")
+    published = [e for e in events(r, 1) if e.kind in ("ack", "receipt")]
+    assert [(e.kind, getattr(e, "status", None)) for e in published] == [
+        ("ack", None), ("receipt", "delivered"), ("receipt", "read")]
+    ack = published[0]
+    assert (ack.outbox_id, ack.ok, ack.wa_id) == (7, True, message["id"])
+    assert published[1].wa_ids == published[2].wa_ids == [message["id"]]
+    assert network.lead_chat(LEAD, BUSINESS)[0]["status"] == "read"
+    assert r.hget(contracts.SENT_HASH.format(1), "7") == f"sent:{message['id']}".encode()
+    assert network.mark_read(LEAD, BUSINESS) == [], "already read"
+
+
+def test_the_business_marks_the_leads_messages_read(r, network):
+    with relay_thread(r, 1) as relay:
+        pair(r, network, 1)
+        wa_id = network.send_from_lead(LEAD, BUSINESS, text="oi")
+        wait_until(lambda: events(r, 1, "message"), what="the inbound message")
+        relay.transport.mark_read(LEAD, [wa_id])
+    assert network.lead_chat(LEAD, BUSINESS)[0]["status"] == "read"
+
+
+def test_commands_wait_while_disconnected_and_go_out_once_connected(r, network):
+    with relay_thread(r, 1):
+        send_command(r, 1, 1, "primeira")
+        send_command(r, 1, 2, "segunda")
+        wait_state(r, 1, "awaiting_qr")
+        assert acks(r, 1) == {}
+        pair(r, network, 1)
+        wait_until(lambda: len(acks(r, 1)) == 2, what="both acks")
+    assert [m["text"] for m in network.lead_chat(LEAD, BUSINESS)] == ["primeira", "segunda"]
+
+
+def test_a_long_typing_delay_for_one_contact_does_not_hold_up_another(r, network):
+    other = "5511980000002"
+    with relay_thread(r, 1, typing_ms_per_char=40, typing_max_ms=4000):
+        pair(r, network, 1)
+        send_command(r, 1, 1, "x" * 200, to_phone=LEAD)  # 4 s of typing
+        send_command(r, 1, 2, "depois", to_phone=LEAD)  # same contact: waits its turn
+        send_command(r, 1, 3, "ok", to_phone=other)  # another contact: goes out meanwhile
+        wait_until(lambda: len(acks(r, 1)) == 3, what="three acks")
+    assert [e.outbox_id for e in events(r, 1, "ack")] == [3, 1, 2]
+    assert [m["text"] for m in network.lead_chat(LEAD, BUSINESS)] == ["x" * 200, "depois"]
+
+
+def test_an_already_sent_command_is_acknowledged_again_not_resent(r, network):
+    r.hset(contracts.SENT_HASH.format(1), "5", "sent:3EB0PREVIOUS")
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        send_command(r, 1, 5, "de novo")
+        ack = wait_until(lambda: acks(r, 1).get(5), what="the ack")
+    assert (ack[0].ok, ack[0].wa_id) == (True, "3EB0PREVIOUS")
+    assert network.lead_chat(LEAD, BUSINESS) == []
+
+
+def test_a_refused_send_is_acknowledged_as_failed_and_released(r, network, servers):
+    missing = contracts.MediaRef(sha256="0" * 64, mime="image/png", size=1)
+    stored = store_media(servers["WORKBENCH_DATA_DIR"], PNG, "image/png", "a.png")
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        send_command(r, 1, 1, "legenda", type="image", media=missing)
+        send_command(r, 1, 2, "legenda", type="image", media=stored)
+        wait_until(lambda: len(acks(r, 1)) == 2, what="two acks")
+    by_id = acks(r, 1)
+    assert not by_id[1][0].ok and "not in the store" in by_id[1][0].error
+    assert by_id[2][0].ok
+    assert r.hget(contracts.SENT_HASH.format(1), "1") is None, "nothing went out, so a retry may send it"
+    [message] = network.lead_chat(LEAD, BUSINESS)
+    assert (message["type"], message["media"]["sha256"]) == ("image", stored.sha256)
+    assert network.media_bytes(stored.sha256) == PNG
+
+
+def test_send_from_lead_refuses_an_unlinked_number_and_a_malformed_phone(network):
+    with pytest.raises(SandboxError, match=BUSINESS):
+        network.send_from_lead(LEAD, BUSINESS, text="oi")
+    with pytest.raises(SandboxError, match="not a phone number"):
+        network.send_from_lead("abc", BUSINESS, text="oi")
+
+
+def test_transport_is_registered():
+    from connector.transport import load_transport
+
+    assert load_transport("sandbox") is SandboxTransport
