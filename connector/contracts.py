@@ -13,7 +13,8 @@ Redis layout (``{i}`` = instance id)::
                                heartbeat, last_inbound_at, last_outbound_at, pid (ephemeral)
     wb:sent:{i}        hash    outbox id -> "sending" | "sent:<wa id>" (a command is sent at most once)
     wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
-    wb:drain:{i}       string  set while an inbound drain job is queued (one wake-up per burst)
+    wb:drain:{i}       string  set while an inbound drain job is queued or running (one wake-up per burst)
+    wb:drain:queued    zset    instance id -> when its drain was queued (running drains adopt late ones)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ STATUS_HASH = "wb:conn:{}"
 SENT_HASH = "wb:sent:{}"
 INSTANCES_HASH = "wb:instances"
 DRAIN_FLAG = "wb:drain:{}"
+DRAIN_QUEUED = "wb:drain:queued"
 OUT_GROUP = "connector"
 IN_GROUP = "workers"
 
@@ -173,6 +175,7 @@ def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
     if redis_client.set(DRAIN_FLAG.format(instance_id), "1", nx=True, ex=300):
         from rq import Queue, Retry
 
+        redis_client.zadd(DRAIN_QUEUED, {str(instance_id): now_ms()}, nx=True)
         # Retries cover a busy lock or PostgreSQL being down; the events stay in the stream meanwhile.
         Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
             DRAIN_JOB, instance_id, job_timeout=300, result_ttl=0, failure_ttl=86400,

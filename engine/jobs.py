@@ -2,7 +2,8 @@
 
 Ordering (DESIGN.md "Ordering"): one number's inbound stream is drained by one job at a time (a Redis
 lock per number), in stream order, so one conversation is never handled by two workers at once and its
-messages are handled in arrival order. Different numbers drain in parallel on different workers.
+messages are handled in arrival order. Different numbers drain in parallel on different workers, or
+together in one job when every worker is busy.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from sqlalchemy.exc import OperationalError
 from connector.contracts import (
     DRAIN_FLAG,
     DRAIN_JOB,
+    DRAIN_QUEUED,
     IN_GROUP,
     IN_STREAM,
     INBOUND_QUEUE,
     InboundMessage,
     decode_inbound,
+    now_ms,
     wake_inbound_drain,
 )
 from engine.inbound import Applied, apply_events
@@ -40,6 +43,8 @@ LOCK_TTL_S = 60
 FLAG_TTL_S = 300
 BLOCK_MS = 20
 MAX_RUN_S = 10.0
+ADOPT_AFTER_MS = 50
+ADOPT_MAX = 32
 RETRY_AFTER_S = 5
 MAX_ATTEMPTS = 5
 FAILED_STREAM = "wb:in-failed:{}"
@@ -55,81 +60,134 @@ def _ensure_group(client: redis.Redis, stream: str) -> None:
 
 
 def drain_inbound(instance_id: int) -> dict[str, int]:
-    """Store the pending events of one number's inbound stream; returns counts for the job result.
+    """Store the pending events of one number's inbound stream (and of numbers it adopts); returns counts.
 
-    The job stays a little after the stream runs dry (``WORKBENCH_DRAIN_LINGER_MS``) so that a steady flow of
-    messages is handled as it arrives instead of paying one RQ job per message, but it yields its worker
-    as soon as another job waits in the queue, and after ``MAX_RUN_S`` in any case.
+    The job stays a little after its streams run dry (``WORKBENCH_DRAIN_LINGER_MS``) so that a steady flow
+    of messages is handled as it arrives instead of paying one RQ job per message. When a drain of another
+    number has waited ``ADOPT_AFTER_MS`` in the queue (every worker is busy), this job takes that number
+    too and reads all its streams in one blocking call, so one worker serves many numbers without
+    switching jobs. Each number is still drained by one job at a time, in stream order.
     """
     client = get_redis()
-    lock = client.lock(LOCK_KEY.format(instance_id), timeout=LOCK_TTL_S, blocking=False)
-    if not lock.acquire():
-        # Another drain of this number is running; it re-checks the stream when it stops (see _leave).
+    drain = _Drain(client)
+    if not drain.take(instance_id):
+        # Another drain holds this number; it re-checks the stream when it leaves (see _Drain.leave).
         return {"busy": 1}
     try:
-        return _drain(client, instance_id, lock)
+        return drain.run()
     finally:
-        try:
-            lock.release()
-        except redis.exceptions.LockError:
-            log.warning("drain lock of instance %s expired before release", instance_id)
+        drain.release()
 
 
-def _drain(client: redis.Redis, instance_id: int, lock) -> dict[str, int]:
-    stream = IN_STREAM.format(instance_id)
-    flag = DRAIN_FLAG.format(instance_id)
-    _ensure_group(client, stream)
-    settings = get_settings()
-    batch, linger_s = settings.inbound_batch, settings.drain_linger_ms / 1000
-    queue = Queue(INBOUND_QUEUE, connection=client)
-    totals = {"stored": 0, "duplicates": 0, "events": 0, "held": 0, "failed": 0}
-    held: set[str] = set()  # contacts whose earlier event failed: later ones wait, keeping their order
-    # First our own unacknowledged entries (a crashed or failed earlier pass), by id.
-    start = "0"
-    while entries := _read(client, stream, start, batch):
-        _process(client, instance_id, entries, held, totals)
-        start = entries[-1][0].decode()
-    began = idle_since = time.monotonic()
-    while True:
-        entries = _read(client, stream, ">", batch, block_ms=BLOCK_MS)
-        now = time.monotonic()
+class _Drain:
+    """The numbers one drain job holds: their locks, held-back contacts, and the loop over their streams."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        settings = get_settings()
+        self.client = client
+        self.batch = settings.inbound_batch
+        self.linger_s = settings.drain_linger_ms / 1000
+        self.locks: dict[int, redis.lock.Lock] = {}
+        self.held: dict[int, set[str]] = {}  # per number: contacts whose earlier event failed (order kept)
+        self.totals = {"stored": 0, "duplicates": 0, "events": 0, "held": 0, "failed": 0, "numbers": 0}
+
+    def take(self, instance_id: int) -> bool:
+        """Lock a number for this job and deliver its leftovers (entries read before but not acknowledged)."""
+        lock = self.client.lock(LOCK_KEY.format(instance_id), timeout=LOCK_TTL_S, blocking=False)
+        if not lock.acquire():
+            return False
+        self.client.zrem(DRAIN_QUEUED, str(instance_id))
+        self.locks[instance_id] = lock
+        self.held[instance_id] = set()
+        self.totals["numbers"] += 1
+        stream = IN_STREAM.format(instance_id)
+        _ensure_group(self.client, stream)
+        start = "0"
+        while entries := _read(self.client, {stream: start}, self.batch).get(instance_id):
+            self._process(instance_id, entries)
+            start = entries[-1][0].decode()
+        return True
+
+    def run(self) -> dict[str, int]:
+        """Read the held streams as events arrive until idle for the linger time or MAX_RUN_S is over."""
+        began = idle_since = refreshed = time.monotonic()
+        while True:
+            streams = {IN_STREAM.format(i): ">" for i in self.locks}
+            got = _read(self.client, streams, self.batch, block_ms=BLOCK_MS)
+            for instance_id, entries in got.items():
+                self._process(instance_id, entries)
+            now = time.monotonic()
+            if got:
+                idle_since = now
+            if now - idle_since > self.linger_s or now - began > MAX_RUN_S:
+                break
+            self._adopt()
+            if now - refreshed > 1:
+                self._refresh()
+                refreshed = now
+        for instance_id in list(self.locks):
+            self._leave(instance_id)
+        return self.totals
+
+    def _process(self, instance_id: int, entries: list) -> None:
+        _process(self.client, instance_id, entries, self.held[instance_id], self.totals)
+
+    def _adopt(self) -> None:
+        """Take numbers whose drain job has waited too long for a free worker."""
+        due = now_ms() - ADOPT_AFTER_MS
+        for member in self.client.zrangebyscore(DRAIN_QUEUED, "-inf", due, start=0, num=ADOPT_MAX):
+            if len(self.locks) >= ADOPT_MAX:
+                return
+            self.take(int(member))
+
+    def _refresh(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for instance_id in self.locks:
+            pipe.expire(DRAIN_FLAG.format(instance_id), FLAG_TTL_S)
+        pipe.execute()
+        for lock in self.locks.values():
+            lock.extend(LOCK_TTL_S, replace_ttl=True)
+
+    def _leave(self, instance_id: int) -> None:
+        """Hand a stream back: clear its flag, then queue a new drain for anything not yet delivered.
+
+        Clearing the flag first closes the race with a connector that appended an event just before:
+        either its SET NX saw no flag and queued a job itself, or its event is in the stream and seen here.
+        """
+        client = self.client
+        stream = IN_STREAM.format(instance_id)
+        client.delete(DRAIN_FLAG.format(instance_id))
+        info = client.xinfo_stream(stream)
+        group = next((g for g in client.xinfo_groups(stream) if g["name"] in (IN_GROUP, IN_GROUP.encode())), None)
+        if group and info["last-generated-id"] != group["last-delivered-id"] and info["length"]:
+            wake_inbound_drain(client, instance_id)
+        if self.held[instance_id]:
+            # events that failed wait for a later try; their attempts are counted until they are set aside
+            Queue(INBOUND_QUEUE, connection=client).enqueue_in(timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB,
+                                                               instance_id)
+
+    def release(self) -> None:
+        """Release every lock this job holds."""
+        for instance_id, lock in self.locks.items():
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                log.warning("drain lock of instance %s expired before release", instance_id)
+        self.locks.clear()
+
+
+def _read(client: redis.Redis, streams: dict[str, str], batch: int, block_ms: int | None = None) -> dict[int, list]:
+    """XREADGROUP on several streams; returns entries per instance id (deleted-while-pending ones acked)."""
+    reply = client.xreadgroup(IN_GROUP, CONSUMER, streams, count=batch, block=block_ms)
+    result = {}
+    for stream, entries in reply or []:
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:
+            client.xack(stream, IN_GROUP, *gone)
+            entries = [e for e in entries if e[1]]
         if entries:
-            _process(client, instance_id, entries, held, totals)
-            idle_since = now
-        # queue.count: another number's drain is waiting for a worker, so give this one back
-        if now - idle_since > linger_s or now - began > MAX_RUN_S or queue.count:
-            break
-        client.expire(flag, FLAG_TTL_S)
-        lock.extend(LOCK_TTL_S, replace_ttl=True)
-    _leave(client, instance_id, held)
-    return totals
-
-
-def _read(client: redis.Redis, stream: str, start: str, batch: int, block_ms: int | None = None) -> list:
-    reply = client.xreadgroup(IN_GROUP, CONSUMER, {stream: start}, count=batch, block=block_ms)
-    entries = reply[0][1] if reply else []
-    gone = [entry_id for entry_id, fields in entries if not fields]  # pending but deleted from the stream
-    if gone:
-        client.xack(stream, IN_GROUP, *gone)
-    return [e for e in entries if e[1]] if gone else entries
-
-
-def _leave(client: redis.Redis, instance_id: int, held: set[str]) -> None:
-    """Hand the stream back: clear the flag, then queue a new drain for anything not yet delivered.
-
-    Clearing the flag first closes the race with a connector that appended an event just before: either
-    its SET NX saw no flag and queued a job itself, or its event is already in the stream and seen here.
-    """
-    stream = IN_STREAM.format(instance_id)
-    client.delete(DRAIN_FLAG.format(instance_id))
-    info = client.xinfo_stream(stream)
-    group = next((g for g in client.xinfo_groups(stream) if g["name"] in (IN_GROUP, IN_GROUP.encode())), None)
-    if group and info["last-generated-id"] != group["last-delivered-id"] and info["length"]:
-        wake_inbound_drain(client, instance_id)
-    if held:
-        # events that failed wait for a later try; their attempts are counted until they are set aside
-        Queue(INBOUND_QUEUE, connection=client).enqueue_in(timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB,
-                                                           instance_id)
+            result[int(stream.decode().rsplit(":", 1)[1])] = entries
+    return result
 
 
 def _process(client: redis.Redis, instance_id: int, entries: list, held: set[str], totals: dict[str, int]) -> None:

@@ -18,7 +18,7 @@ import redis as redis_lib
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from workbench import bus, db
+from workbench import bus, db, workspace_settings
 from workbench.config import get_settings
 
 
@@ -105,6 +105,7 @@ def engine(servers):
             TABLES = [r[0] for r in conn.execute(text(
                 "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    workspace_settings.clear_cache()
     return eng
 
 

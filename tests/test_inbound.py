@@ -184,3 +184,21 @@ def test_default_reply_once_per_day(engine, r):
     assert r.xlen(OUT_STREAM.format(inst)) == 1
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Outbox)) == 1
+
+
+def test_a_busy_drain_adopts_numbers_whose_job_waits(engine, r, monkeypatch):
+    from engine import jobs
+    from workbench.config import get_settings
+
+    monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "300")
+    get_settings.cache_clear()
+    ws = make_workspace()
+    first, second = make_instance(ws, "A"), make_instance(ws, "B")
+    publish(inbound(first, text="para A"), inbound(second, text="para B"))
+    r.zadd("wb:drain:queued", {str(second): 1})  # B's job has waited long: every worker is busy
+    totals = jobs.drain_inbound(first)  # one job, run here as a worker would
+    assert totals["numbers"] == 2 and totals["stored"] == 2
+    assert sorted(m.text for m in _messages(first) + _messages(second)) == ["para A", "para B"]
+    run_jobs()  # B's own job finds nothing left to do
+    assert len(_messages(second)) == 1
+    get_settings.cache_clear()

@@ -56,3 +56,8 @@ def save_setting(actor: Actor, key: str, value: BaseModel | dict) -> BaseModel:
                                                    set_={"value": stmt.excluded.value}))
     _cache.pop((actor.workspace_id, key), None)
     return model
+
+
+def clear_cache() -> None:
+    """Forget cached settings (tests that recreate workspaces with the same ids)."""
+    _cache.clear()
