@@ -128,6 +128,24 @@ def _rss_mb(procs: list[psutil.Process]) -> float:
     return total / 2**20
 
 
+def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
+    """Wait until the previous scenario's tail (sends, acks, receipts) is done, so scenarios don't overlap."""
+    from sqlalchemy import func, select
+
+    from connector.contracts import IN_STREAM
+    from workbench.db import session_scope
+    from workbench.models import Outbox
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            pending = session.scalar(select(func.count()).select_from(Outbox).where(
+                Outbox.status == "pending", Outbox.instance_id.in_(instance_ids)))
+        if not pending and not any(client.xlen(IN_STREAM.format(i)) for i in instance_ids):
+            return
+        time.sleep(0.1)
+
+
 def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, procs, timeout: float = 120) -> Result:
     """Send n messages (at ``rate`` per second, or all at once) and wait for their answers."""
     sent_at: dict[str, list[float]] = {}
@@ -283,8 +301,10 @@ def _run(args, children: list[subprocess.Popen]) -> None:
         procs = [psutil.Process(p.pid) for p in workers + connectors]
         results.append(_drive(f"product, {count} worker(s), burst", args.messages, None, product_send,
                               watcher, procs))
+        _settle(client, product)
         results.append(_drive(f"product, {count} worker(s), paced {args.rate:.0f}/s", paced_n, args.rate,
                               product_send, watcher, procs))
+        _settle(client, product)
         for worker in workers:
             worker.terminate()
             worker.wait(10)

@@ -58,14 +58,21 @@ CATALOG: dict[str, dict[str, str]] = {
         "state.failed": "Falha no conector",
         "state.stopped": "Parado",
         "state.unknown": "Estado desconhecido",
-        # Reasons the connectors report with a state; unknown reasons are shown as the raw code.
+        # Reasons the connector and its supervisor report with a state; unknown codes are shown raw.
         "reason.logout": "Desconectado pelo painel",
         "reason.requested": "Reconexão pedida pelo painel",
+        "reason.starting": "Iniciando o conector",
+        "reason.shutdown": "Conector encerrado normalmente",
         "reason.network_unreachable": "Rede indisponível; tentando de novo",
         "reason.transport_error": "Erro interno do conector; ele será reiniciado",
         "reason.pair_code": "Digite o código de pareamento no celular",
-        "reason.qr_timeout": "Ninguém leu o QR a tempo",
-        "reason.stale_heartbeat": "O conector parou de responder",
+        "reason.heartbeat": "O conector parou de responder e foi reiniciado",
+        "reason.memory": "O conector usou memória demais e foi reiniciado",
+        "reason.unknown_transport": "Tipo de conexão desconhecido",
+        "reason.stopped_by_supervisor": "Parado pelo supervisor",
+        "reason.restart_budget_exhausted": "O conector caiu vezes demais; tente Reconectar",
+        "reason.exit": "O conector encerrou (código {code}) e será reiniciado",
+        "reason.signal": "O conector foi interrompido (sinal {code}) e será reiniciado",
         # -- message types: placeholders where there is no text to show --------------------------------
         "msgtype.text": "[Mensagem]",
         "msgtype.image": "[Imagem]",
@@ -120,7 +127,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "connections.phone": "Telefone",
         "connections.push_name": "Nome no WhatsApp",
         "connections.no_phone": "ainda não conectado",
-        "connections.heartbeat": "Último sinal do conector",
+        "connections.heartbeat": "Último sinal",
         "connections.heartbeat_none": "sem sinal",
         "connections.restarts": "Reinícios",
         "connections.transport_label": "Conexão",
@@ -289,9 +296,17 @@ def state_label(state: str | None, locale: str = DEFAULT_LOCALE) -> str:
 
 
 def reason_label(reason: str | None, locale: str = DEFAULT_LOCALE) -> str | None:
-    """The label of a state reason code, or None when the code is not in the catalog (show it raw)."""
+    """The label of a state reason code, or None when the code is not in the catalog (show it raw).
+
+    The supervisor reports crashed children as ``exit:<code>`` or ``signal:<number>``.
+    """
+    if not reason:
+        return None
+    kind, _, code = reason.partition(":")
+    if code and kind in ("exit", "signal"):
+        return t(f"reason.{kind}", locale, code=code)
     key = f"reason.{reason}"
-    return t(key, locale) if reason and has_key(key, locale) else None
+    return t(key, locale) if has_key(key, locale) else None
 
 
 def type_placeholder(message_type: str | None, locale: str = DEFAULT_LOCALE) -> str:

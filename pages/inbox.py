@@ -1,0 +1,279 @@
+"""Caixa de entrada: the shared inbox — conversation list, chat, reply box, bot and status controls.
+
+Layout only: every read and write goes through ``workbench.conversations``. The whole screen is one
+fragment that ticks every two seconds but re-reads PostgreSQL only when the workspace's revision counter
+(``conversations.revision``) or the user's filters/selection changed; otherwise it redraws from the copy
+kept in session state. Everything contacts typed (names, push names, messages, reactions) is shown with
+``st.text`` — literal, so Markdown, HTML and links in it stay inert.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from connector.media import MediaError, load_media
+from workbench import conversations
+from workbench.config import get_settings
+from workbench.errors import NotFound, WorkbenchError
+from workbench.i18n import error_text, format_clock, format_when, status_label, t, type_placeholder
+
+actor = st.session_state["auth_actor"]
+
+SELECTED_KEY = "inbox_selected"
+CACHE_KEY = "inbox_cache"
+FLASH_KEY = "inbox_flash"
+STATUSES = ("open", "pending", "closed")
+# Rows of these types change another message (edited text, deleted, reaction); the target shows the change.
+SIDE_EFFECT_TYPES = ("edit", "revoke", "reaction")
+
+
+# -- data (through the service), cached per revision in session state ---------------------------------------
+
+
+def _filters() -> tuple[str, bool, str]:
+    return (st.session_state.get("inbox_status") or "open", bool(st.session_state.get("inbox_mine")),
+            (st.session_state.get("inbox_search") or "").strip())
+
+
+def _load() -> dict[str, Any]:
+    """The list, the open conversation and its messages: re-read only when something could have changed."""
+    selected = st.session_state.get(SELECTED_KEY)
+    status, mine, search = _filters()
+    signature = (conversations.revision(actor), status, mine, search, selected)
+    cache = st.session_state.get(CACHE_KEY)
+    if cache and cache["signature"] == signature:
+        return cache
+    conversation, messages = None, []
+    if selected:
+        try:
+            conversation = conversations.get_conversation(actor, selected)
+            if conversation["unread_count"]:
+                # The agent is looking at it: new messages are read as they arrive.
+                conversations.mark_read(actor, selected)
+                conversation["unread_count"] = 0
+            messages = conversations.list_messages(actor, selected)
+        except NotFound:
+            # reassigned to someone else, or gone: close the chat instead of failing the page
+            st.session_state.pop(SELECTED_KEY, None)
+            st.session_state[FLASH_KEY] = ("warning", t("inbox.gone"))
+            selected, conversation, messages = None, None, []
+    # Read the revision after our own mark_read, so our change does not trigger one more reload.
+    revision = conversations.revision(actor)
+    rows = conversations.list_conversations(actor, status=status, mine=mine, search=search or None)
+    cache = {"signature": (revision, status, mine, search, selected), "rows": rows,
+             "conversation": conversation, "messages": messages}
+    st.session_state[CACHE_KEY] = cache
+    return cache
+
+
+def _media_bytes(sha256: str) -> bytes | None:
+    """A stored media file (content-addressed under the data dir), or None when it is not there."""
+    try:
+        return load_media(get_settings().data_dir, sha256)
+    except MediaError:
+        return None
+
+
+# -- callbacks: they run before the fragment redraws, so the screen shows their effect ----------------------
+
+
+def _select(conversation_id: int) -> None:
+    st.session_state[SELECTED_KEY] = conversation_id
+
+
+def _act(action: str) -> None:
+    conversation_id = st.session_state.get(SELECTED_KEY)
+    try:
+        if action == "pause":
+            conversations.pause_bot(actor, conversation_id)
+        elif action == "resume":
+            conversations.resume_bot(actor, conversation_id)
+        elif action in STATUSES:
+            conversations.set_status(actor, conversation_id, action)
+        elif action == "assign_me":
+            conversations.assign(actor, conversation_id, agent_id=actor.user_id)
+    except WorkbenchError as exc:
+        st.session_state[FLASH_KEY] = ("error", error_text(exc))
+
+
+def _reply() -> None:
+    conversation_id = st.session_state.get(SELECTED_KEY)
+    try:
+        conversations.send_text(actor, conversation_id, st.session_state.get("inbox_reply") or "")
+    except WorkbenchError as exc:
+        st.session_state[FLASH_KEY] = ("error", error_text(exc))
+
+
+# -- drawing ------------------------------------------------------------------------------------------------
+
+
+def _show_flash() -> None:
+    kind, text = st.session_state.pop(FLASH_KEY, (None, None))
+    if kind:
+        getattr(st, kind)(text)
+
+
+def _preview(row: dict[str, Any]) -> str:
+    """One line for the list: a placeholder for non-text messages, "Você:" for our own last message."""
+    text = row["last_message_preview"] or ""
+    kind = row["last_message_type"] or "text"
+    if kind != "text":
+        text = f"{type_placeholder(kind)} {text}".strip()
+    if row["last_message_direction"] == "out":
+        text = f"{t('inbox.you')} {text}"
+    return text
+
+
+def _conversation_list(rows: list[dict[str, Any]], selected: int | None) -> None:
+    st.segmented_control(t("inbox.filter"), STATUSES, key="inbox_status", default="open", required=True,
+                         format_func=lambda s: t(f"inbox.filter.{s}"), label_visibility="collapsed")
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.text_input(t("inbox.search"), key="inbox_search", label_visibility="collapsed",
+                      placeholder=t("inbox.search"), icon=":material/search:")
+        st.toggle(t("inbox.mine"), key="inbox_mine")
+    if not rows:
+        st.caption(t("inbox.empty"))
+        return
+    with st.container(height=640, border=False):
+        for row in rows:
+            is_open = row["id"] == selected
+            with st.container(border=True, horizontal=True, vertical_alignment="center"):
+                with st.container(gap=None):
+                    st.text(row["display_name"], wrap=False)
+                    st.text(_preview(row), wrap=False)
+                    when = format_when(row["last_message_at"])
+                    unread = row["unread_count"]
+                    if unread:
+                        count = t("inbox.unread_one") if unread == 1 else t("inbox.unread", n=unread)
+                        when = f"{when} · :green-badge[{count}]"
+                    st.caption(when)
+                st.button(t("inbox.open"), key=f"inbox_open_{row['id']}", on_click=_select, args=(row["id"],),
+                          disabled=is_open, type="primary" if unread and not is_open else "secondary",
+                          width="content")
+
+
+def _message(message: dict[str, Any], targets: set[str]) -> None:
+    kind, data = message["type"], message["data"] or {}
+    if kind in SIDE_EFFECT_TYPES and data.get("target_id") in targets:
+        return  # already shown on the message it changed
+    inbound = message["direction"] == "in"
+    if inbound:
+        avatar = ":material/person:"
+    else:
+        avatar = ":material/support_agent:" if message["sent_by_user_id"] else ":material/smart_toy:"
+    with st.chat_message("user" if inbound else "assistant", avatar=avatar):
+        if data.get("revoked"):
+            st.caption(t("msgtype.revoke"))
+        else:
+            media = data.get("media")
+            if media and kind in ("image", "sticker", "audio", "video"):
+                blob = _media_bytes(media.get("sha256", ""))
+                if blob is None:
+                    st.caption(t("inbox.media_missing"))
+                elif kind == "audio":
+                    st.audio(blob, format=media.get("mime") or "audio/ogg")
+                elif kind == "video":
+                    st.video(blob, format=media.get("mime") or "video/mp4")
+                else:
+                    st.image(blob, width=280)
+            elif kind != "text":
+                st.caption(type_placeholder(kind))
+            if media and kind == "document" and media.get("filename"):
+                st.text(media["filename"])
+            text = data.get("edited_text") or message["text"]
+            if text:
+                st.text(text)
+            if data.get("reaction"):
+                st.text(f"{t('inbox.reaction')} {data['reaction']}")
+        footer = [format_clock(message["wa_timestamp"] or message["created_at"])]
+        if data.get("edited_text") and not data.get("revoked"):
+            footer.append(t("inbox.edited"))
+        if not inbound:
+            if not message["sent_by_user_id"]:
+                footer.append(t("inbox.from_bot"))
+            label = status_label(message["status"])
+            if message["status"] == "read":
+                label = f":blue[{label}]"
+            elif message["status"] == "failed":
+                label = f":red[{label}]"
+            footer.append(label)
+        st.caption(" · ".join(part for part in footer if part))
+
+
+def _chat(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+    contact = conversation["contact"]
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.text(contact["display_name"])
+        st.badge(t(f"convstatus.{conversation['status']}"), color="blue")
+        if conversation["bot_paused"]:
+            st.badge(t("inbox.bot_paused"), color="orange", icon=":material/pause:")
+        else:
+            st.badge(t("inbox.bot_active"), color="green", icon=":material/smart_toy:")
+    with st.container(horizontal=True):
+        if conversation["bot_paused"]:
+            st.button(t("inbox.resume_bot"), key="inbox_resume", on_click=_act, args=("resume",),
+                      icon=":material/smart_toy:")
+        else:
+            st.button(t("inbox.pause_bot"), key="inbox_pause", on_click=_act, args=("pause",),
+                      icon=":material/pause:")
+        if conversation["status"] == "closed":
+            st.button(t("inbox.reopen"), key="inbox_reopen", on_click=_act, args=("open",),
+                      icon=":material/replay:")
+        else:
+            st.button(t("inbox.resolve"), key="inbox_resolve", on_click=_act, args=("closed",),
+                      icon=":material/check_circle:")
+        if conversation["agent_id"] != actor.user_id:
+            st.button(t("inbox.assign_me"), key="inbox_assign", on_click=_act, args=("assign_me",),
+                      icon=":material/person_add:")
+    targets = {m["wa_id"] for m in messages if m["wa_id"]}
+    with st.container(height=520, border=True, autoscroll=True):
+        if not messages:
+            st.caption(t("inbox.no_messages"))
+        for message in messages:
+            _message(message, targets)
+    st.chat_input(t("inbox.reply"), key="inbox_reply", on_submit=_reply)
+
+
+def _detail(label: str, value: str | None) -> None:
+    st.caption(label)
+    st.text(value or "—")
+
+
+def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    contact = conversation["contact"]
+    st.subheader(t("inbox.contact"))
+    _detail(t("inbox.name"), contact["name"])
+    _detail(t("inbox.push_name"), contact["push_name"])
+    _detail(t("inbox.phone"), contact["phone"])
+    row = next((r for r in rows if r["id"] == conversation["id"]), None)
+    if row:
+        _detail(t("inbox.number"), row["instance"])
+    _detail(t("inbox.agent"), conversation["agent_name"] or t("inbox.unassigned"))
+    st.caption(t("inbox.status"))
+    st.text(t(f"convstatus.{conversation['status']}"))
+
+
+@st.fragment(run_every=2)
+def _inbox() -> None:
+    """The live part of the page (see the module docstring for when it re-reads)."""
+    data = _load()
+    _show_flash()
+    selected = st.session_state.get(SELECTED_KEY)
+    list_col, chat_col, contact_col = st.columns([1.3, 2.2, 0.85], gap="medium")
+    with list_col:
+        _conversation_list(data["rows"], selected)
+    conversation = data["conversation"]
+    if conversation is None:
+        with chat_col:
+            st.info(t("inbox.pick"), icon=":material/forum:")
+        return
+    with chat_col:
+        _chat(conversation, data["messages"])
+    with contact_col:
+        _contact_panel(conversation, data["rows"])
+
+
+st.title(t("inbox.title"))
+_inbox()

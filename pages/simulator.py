@@ -1,0 +1,179 @@
+"""Simulador: be a lead on a phone, talking to one of the workspace's sandbox numbers.
+
+Layout only: everything goes through ``workbench.simulator`` (which checks the role and that the number
+is the workspace's). The page is one fragment that refreshes every two seconds, so the bot's replies, the
+"digitando…" indicator and newly connected numbers appear by themselves. Message text is shown with
+``st.text`` (literal); names typed by people never go into labels or Markdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from workbench import instances, simulator
+from workbench.errors import WorkbenchError
+from workbench.i18n import error_text, format_ms_clock, t, type_placeholder
+
+actor = st.session_state["auth_actor"]
+
+FLASH_KEY = "sim_flash"
+DEFAULT_LEAD_PHONE = "5511987654321"
+DEFAULT_LEAD_NAME = "Cliente Teste"
+IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
+
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state[FLASH_KEY] = (kind, text)
+
+
+def _show_flash() -> None:
+    kind, text = st.session_state.pop(FLASH_KEY, (None, None))
+    if kind:
+        getattr(st, kind)(text)
+
+
+def _lead() -> tuple[str, str]:
+    return (st.session_state.get("sim_lead_phone") or DEFAULT_LEAD_PHONE,
+            st.session_state.get("sim_lead_name") or DEFAULT_LEAD_NAME)
+
+
+# -- callbacks ----------------------------------------------------------------------------------------------
+
+
+def _send_text() -> None:
+    lead_phone, lead_name = _lead()
+    try:
+        simulator.send_from_lead(actor, st.session_state["sim_number"], lead_phone,
+                                 text=st.session_state.get("sim_text"), push_name=lead_name)
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+
+
+def _send_image() -> None:
+    upload = st.session_state.get("sim_image")
+    if upload is None:
+        _flash("warning", t("simulator.image_missing"))
+        return
+    lead_phone, lead_name = _lead()
+    try:
+        simulator.send_from_lead(actor, st.session_state["sim_number"], lead_phone,
+                                 text=st.session_state.get("sim_caption"), media=upload.getvalue(),
+                                 mime=upload.type, filename=upload.name, push_name=lead_name)
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+    else:
+        st.session_state["sim_caption"] = ""
+        _flash("success", t("simulator.image_sent"))
+
+
+def _scan(instance_id: int) -> None:
+    try:
+        ok = simulator.scan_qr(actor, instance_id, st.session_state.get(f"sim_scan_phone_{instance_id}") or "",
+                               st.session_state.get(f"sim_scan_name_{instance_id}"))
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+        return
+    if ok:
+        _flash("success", t("simulator.scanned"))
+    else:
+        _flash("error", t("simulator.scan_failed"))
+
+
+# -- drawing ------------------------------------------------------------------------------------------------
+
+
+def _pending_qr(pending: list[dict[str, Any]]) -> None:
+    st.subheader(t("simulator.pending_title"))
+    st.caption(t("simulator.pending_help"))
+    for item in pending:
+        instance_id = item["instance_id"]
+        with st.container(border=True):
+            qr_col, form_col = st.columns([1, 2], vertical_alignment="center")
+            with qr_col:
+                st.image(instances.qr_png(item["qr"], scale=4), width=160)
+            with form_col:
+                st.text(item["name"])
+                st.text_input(t("simulator.scan_phone"), key=f"sim_scan_phone_{instance_id}",
+                              placeholder="5511912345678")
+                st.text_input(t("simulator.scan_name"), key=f"sim_scan_name_{instance_id}")
+                st.button(t("simulator.scan"), key=f"sim_scan_{instance_id}", type="primary",
+                          icon=":material/qr_code_scanner:", on_click=_scan, args=(instance_id,))
+
+
+def _bubble(message: dict[str, Any], business_phone: str) -> None:
+    from_lead = message["direction"] == "from_lead"
+    avatar = ":material/smartphone:" if from_lead else ":material/storefront:"
+    with st.chat_message("user" if from_lead else "assistant", avatar=avatar):
+        media = message.get("media")
+        if media and message["type"] in ("image", "sticker"):
+            blob = simulator.media_bytes(actor, business_phone, media["sha256"])
+            if blob:
+                st.image(blob, width=240)
+            else:
+                st.caption(type_placeholder(message["type"]))
+        elif message["type"] != "text":
+            st.caption(type_placeholder(message["type"]))
+        if message.get("text"):
+            st.text(message["text"])
+        footer = format_ms_clock(message.get("timestamp_ms"))
+        if from_lead and message.get("status"):
+            label = t(f"simulator.status.{message['status']}")
+            footer = f"{footer} · " + (f":blue[{label}]" if message["status"] == "read" else label)
+        st.caption(footer)
+
+
+def _chat(number: dict[str, Any]) -> None:
+    business_phone = number["phone"]
+    lead_phone, _ = _lead()
+    if st.session_state.get("sim_read_auto", True):
+        simulator.mark_read(actor, business_phone, lead_phone)
+    messages = simulator.chat(actor, business_phone, lead_phone)
+    st.subheader(t("simulator.chat_title"))
+    with st.container(height=480, border=True, autoscroll=True):
+        if not messages:
+            st.caption(t("simulator.empty_chat"))
+        for message in messages:
+            _bubble(message, business_phone)
+        if simulator.is_typing(actor, business_phone, lead_phone):
+            st.caption(f"_{t('simulator.typing')}_")
+    st.chat_input(t("simulator.type"), key="sim_text", on_submit=_send_text)
+
+
+@st.fragment(run_every=2)
+def _simulator() -> None:
+    """The live page: pending QR codes, the number and lead pickers, and the lead's chat."""
+    _show_flash()
+    pending = simulator.pending_qr_codes(actor)
+    numbers = {n["phone"]: n for n in simulator.business_numbers(actor)}
+    if pending:
+        _pending_qr(pending)
+    if not numbers:
+        st.info(t("simulator.none"), icon=":material/info:")
+        return
+    setup_col, chat_col = st.columns([1, 2], gap="large")
+    with setup_col:
+        phone = st.selectbox(t("simulator.number"), list(numbers), key="sim_number")
+        number = numbers[phone]
+        st.text(number["name"])
+        if not number["online"]:
+            st.warning(t("simulator.offline"), icon=":material/cloud_off:")
+        st.subheader(t("simulator.lead_title"))
+        st.text_input(t("simulator.lead_phone"), key="sim_lead_phone", value=DEFAULT_LEAD_PHONE)
+        st.text_input(t("simulator.lead_name"), key="sim_lead_name", value=DEFAULT_LEAD_NAME)
+        st.toggle(t("simulator.read_auto"), key="sim_read_auto", value=True)
+        with st.expander(t("simulator.image"), icon=":material/image:"):
+            st.file_uploader(t("simulator.image_file"), type=IMAGE_EXTENSIONS, key="sim_image")
+            st.text_input(t("simulator.image_caption"), key="sim_caption")
+            st.button(t("simulator.send_image"), key="sim_send_image", on_click=_send_image)
+    with chat_col:
+        try:
+            _chat(number)
+        except WorkbenchError as exc:  # e.g. the number was unlinked between two reads
+            st.error(error_text(exc))
+
+
+st.title(t("simulator.title"))
+st.caption(t("simulator.intro"))
+_simulator()

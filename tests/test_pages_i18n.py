@@ -1,0 +1,92 @@
+"""The UI catalog: every key the panel uses exists, every error the services raise has a message."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from connector.contracts import MESSAGE_TYPES, STATES
+from workbench import i18n
+from workbench.errors import LoginThrottled, NotFound, WorkbenchError
+from workbench.models import ROLES
+
+ROOT = Path(__file__).resolve().parent.parent
+UI_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+# t("key") and t(f"prefix.{...}") calls; f-string prefixes are checked to have at least one key.
+LITERAL_KEY = re.compile(r"""\bt\(\s*"([a-z_.]+)"\s*[,)]""")
+PREFIX_KEY = re.compile(r"""\bt\(\s*f["']([a-z_.]+)\{""")
+ERROR_KEY = re.compile(r"""key="(error\.[a-z_.]+)\"""")
+
+
+def test_every_key_used_by_pages_exists():
+    used = {key for path in UI_FILES for key in LITERAL_KEY.findall(path.read_text())}
+    assert len(used) > 50  # the regex still finds the calls
+    assert sorted(k for k in used if not i18n.has_key(k)) == []
+    prefixes = {p for path in UI_FILES for p in PREFIX_KEY.findall(path.read_text())}
+    catalog = i18n.CATALOG[i18n.DEFAULT_LOCALE]
+    assert prefixes and all(any(k.startswith(p) for k in catalog) for p in prefixes)
+
+
+def test_every_error_key_raised_has_a_message():
+    sources = [*(ROOT / "workbench").rglob("*.py"), *(ROOT / "engine").rglob("*.py")]
+    raised = {key for path in sources for key in ERROR_KEY.findall(path.read_text())}
+    raised |= {cls.key for cls in [WorkbenchError, *_subclasses(WorkbenchError)]}
+    assert "error.bad_credentials" in raised
+    assert sorted(k for k in raised if not i18n.has_key(k)) == []
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def test_states_types_statuses_and_roles_have_labels():
+    assert all(i18n.has_key(f"state.{s}") for s in STATES)
+    assert all(i18n.has_key(f"msgtype.{m}") for m in MESSAGE_TYPES)
+    assert all(i18n.has_key(f"role.{r}") for r in ROLES)
+    assert i18n.state_label("connected") == "Conectado"
+    assert i18n.state_label("awaiting_qr") == "Aguardando leitura do QR"
+    assert i18n.state_label("disconnected") == "Desconectado"
+    assert i18n.state_label("something-new") == "Estado desconhecido"
+    assert i18n.type_placeholder("sticker") == "[Figurinha]"
+    assert i18n.type_placeholder("revoke") == "[Mensagem apagada]"
+    assert i18n.type_placeholder("hologram") == "[Tipo de mensagem não suportado]"
+    assert i18n.status_label("delivered") == "✓✓ entregue"
+    assert i18n.reason_label("exit:1") == "O conector encerrou (código 1) e será reiniciado"
+    assert i18n.reason_label("logout") == "Desconectado pelo painel"
+    assert i18n.reason_label("brand_new_code") is None
+
+
+def test_error_text():
+    assert i18n.error_text(LoginThrottled(125)) == "Muitas tentativas sem sucesso. Aguarde 2 min 5 s e tente de novo."
+    assert i18n.error_text(NotFound("x", key="error.conversation_not_found")) == "Conversa não encontrada."
+    # an unknown key falls back to the class's message, then to the generic one
+    assert i18n.error_text(NotFound("x", key="error.brand_new")) == "Não encontrado."
+    assert i18n.error_text(WorkbenchError("x", key="error.brand_new")) == i18n.t("error.generic")
+
+
+def test_missing_key_and_placeholders_do_not_crash():
+    assert i18n.t("no.such.key") == "no.such.key"
+    assert i18n.t("inbox.unread") == "{n} não lidas"  # no values: the template as is
+    assert i18n.t("inbox.unread", other=1) == " não lidas"
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0, "0 s"), (59, "59 s"), (60, "1 min"), (125, "2 min 5 s"), (3600, "1 h"), (3720, "1 h 2 min"),
+    (86400 * 3, "3 d"),
+])
+def test_format_duration(seconds, text):
+    assert i18n.format_duration(seconds) == text
+
+
+def test_format_when():
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=i18n.DISPLAY_TZ)
+    assert i18n.format_when(now - timedelta(hours=1), now) == "14:00"
+    assert i18n.format_when(now - timedelta(days=1), now) == "ontem"
+    assert i18n.format_when(now - timedelta(days=3), now) == "22/11"
+    assert i18n.format_when(now - timedelta(days=400), now) == "21/10/2025"
+    assert i18n.format_age(0.2) == "agora mesmo" and i18n.format_age(12) == "há 12 s"

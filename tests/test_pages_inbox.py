@@ -1,0 +1,191 @@
+"""Caixa de entrada page: list from inbound events, chat, mark read, replies, bot and status controls,
+and untrusted text shown only in literal elements."""
+
+from __future__ import annotations
+
+import base64
+
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from connector.contracts import OUT_STREAM, Receipt, decode_outbound, now_ms
+from connector.media import store_media
+from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
+from tests.test_pages_app import new_app
+from workbench import conversations
+from workbench.config import get_settings
+from workbench.db import session_scope
+from workbench.models import Conversation, Message
+
+HOSTILE = "**x** <b>y</b> [l](http://e.vil) :red[z]"
+# A 1x1 PNG.
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAA"
+                       "AABJRU5ErkJggg==")
+
+
+def open_inbox(actor) -> AppTest:
+    at = new_app()
+    at.session_state["auth_actor"] = actor
+    return at.run()  # the inbox is the default page
+
+
+def open_conversation(at: AppTest, conversation_id: int) -> AppTest:
+    return at.button(key=f"inbox_open_{conversation_id}").click().run()
+
+
+def the_conversation() -> Conversation:
+    with session_scope() as s:
+        return s.scalars(select(Conversation)).one()
+
+
+def walk(node):
+    yield node
+    for child in (getattr(node, "children", None) or {}).values():
+        yield from walk(child)
+
+
+def test_list_shows_conversation_from_inbound_events(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Quero um orçamento", push_name="Maria"))
+    publish(inbound(inst, phone="5511999990002", type="sticker", text=None, push_name="João"))
+    run_jobs()
+    at = open_inbox(make_actor(ws))
+    assert not at.exception
+    texts = [t.value for t in at.text]
+    assert {"Maria", "Quero um orçamento", "João", "[Figurinha]"} <= set(texts)
+    assert [c.value.split(" · ")[1] for c in at.caption if "badge" in c.value] == [":green-badge[1 não lida]"] * 2
+    assert at.info[0].value == "Escolha uma conversa na lista para ver as mensagens."
+
+
+def test_opening_shows_messages_and_marks_read(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Oi"), inbound(inst, text="Tem desconto?"))
+    run_jobs()
+    actor = make_actor(ws)
+    at = open_inbox(actor)
+    conv = the_conversation()
+    assert conv.unread_count == 2
+    open_conversation(at, conv.id)
+    assert not at.exception
+    assert len(at.chat_message) == 2
+    assert [m.children[0].value for m in at.chat_message] == ["Oi", "Tem desconto?"]
+    assert the_conversation().unread_count == 0
+    # A new message while the chat is open is read as it arrives (the fragment's next tick).
+    publish(inbound(inst, text="Alô?"))
+    run_jobs()
+    at.run()
+    assert [m.children[0].value for m in at.chat_message][-1] == "Alô?"
+    assert the_conversation().unread_count == 0
+
+
+def test_reply_creates_outbox_command_and_shows_ticks(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Oi"))
+    run_jobs()
+    actor = make_actor(ws)
+    at = open_conversation(open_inbox(actor), the_conversation().id)
+    at.chat_input(key="inbox_reply").set_value("Olá! Como posso ajudar?").run()
+    assert not at.exception
+    [(_, fields)] = r.xrange(OUT_STREAM.format(inst))
+    command = decode_outbound(fields)
+    assert (command.text, command.to_phone, command.instance_id) == ("Olá! Como posso ajudar?", "5511999990001", inst)
+    assert the_conversation().bot_paused  # the agent took over
+    assert at.chat_message[-1].children[0].value == "Olá! Como posso ajudar?"
+    assert "🕓 enviando" in at.chat_message[-1].children[1].value
+    # The connector sends it and the lead reads it: the ticks follow.
+    with session_scope() as s:
+        message = s.scalars(select(Message).where(Message.direction == "out")).one()
+        message.wa_id, message.status = "OUT1", "sent"
+    publish(Receipt(instance_id=inst, wa_ids=["OUT1"], status="read", timestamp_ms=now_ms()))
+    run_jobs()
+    conversations.pause_bot(actor, the_conversation().id)  # any change bumps the revision
+    at.run()
+    assert ":blue[✓✓ lida]" in at.chat_message[-1].children[1].value
+
+
+def test_empty_reply_is_refused(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst))
+    run_jobs()
+    at = open_conversation(open_inbox(make_actor(ws)), the_conversation().id)
+    at.chat_input(key="inbox_reply").set_value("   ").run()
+    assert [e.value for e in at.error] == ["Escreva alguma coisa antes de enviar."]
+    assert r.xlen(OUT_STREAM.format(inst)) == 0
+
+
+def test_bot_status_and_assign_buttons(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst))
+    run_jobs()
+    agent = make_actor(ws, role="agent")
+    at = open_conversation(open_inbox(agent), the_conversation().id)
+    at.button(key="inbox_pause").click().run()
+    assert the_conversation().bot_paused
+    at.button(key="inbox_resume").click().run()
+    assert not the_conversation().bot_paused
+    at.button(key="inbox_assign").click().run()
+    assert the_conversation().agent_id == agent.user_id
+    assert not [b for b in at.button if b.key == "inbox_assign"]
+    at.button(key="inbox_resolve").click().run()
+    assert the_conversation().status == "closed"
+    assert not at.exception
+    at.button(key="inbox_reopen").click().run()
+    assert the_conversation().status == "open"
+
+
+def test_image_edited_deleted_and_unsupported_messages(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    media = store_media(get_settings().data_dir, PNG, "image/png", "foto.png")
+    publish(
+        inbound(inst, type="image", text="Veja a foto", media=media),
+        inbound(inst, text="Texto original", wa_id="E1"),
+        inbound(inst, type="edit", text="Texto corrigido", target_id="E1"),
+        inbound(inst, text="Vou apagar", wa_id="D1"),
+        inbound(inst, type="revoke", text=None, target_id="D1"),
+        inbound(inst, type="location", text=None),
+    )
+    run_jobs()
+    at = open_conversation(open_inbox(make_actor(ws)), the_conversation().id)
+    assert not at.exception
+    assert len(at.chat_message) == 4  # the edit and the revoke show on their targets
+    image, edited, deleted, location = at.chat_message
+    assert image.get("image") and image.get("text")[0].value == "Veja a foto"
+    assert edited.get("text")[0].value == "Texto corrigido" and "editada" in edited.get("caption")[-1].value
+    assert deleted.get("caption")[0].value == "[Mensagem apagada]" and not deleted.get("text")
+    assert location.get("caption")[0].value == "[Localização]"
+
+
+def test_untrusted_text_only_in_literal_elements(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text=HOSTILE, push_name=HOSTILE))
+    run_jobs()
+    at = open_conversation(open_inbox(make_actor(ws)), the_conversation().id)
+    assert not at.exception
+    where = {}
+    for root in (at.main, at.sidebar):
+        for node in walk(root):
+            proto = getattr(node, "proto", None)
+            if proto is not None and "e.vil" in str(proto):
+                where.setdefault(node.type, []).append(node)
+    assert set(where) == {"text"}, f"untrusted text reached {set(where) - {'text'}}"
+    # list name + preview, chat header, the message, the contact panel's push name
+    assert [node.value for node in where["text"]].count(HOSTILE) == 5
+
+
+def test_agents_do_not_see_others_conversations(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, push_name="Cliente do Pedro"))
+    run_jobs()
+    admin, agent, pedro = make_actor(ws), make_actor(ws, role="agent"), make_actor(ws, role="agent")
+    conversations.assign(admin, the_conversation().id, agent_id=pedro.user_id)
+    at = open_inbox(agent)
+    assert "Cliente do Pedro" not in [t.value for t in at.text]
+    assert at.caption[0].value == "Nenhuma conversa por aqui."

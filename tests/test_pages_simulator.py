@@ -1,0 +1,125 @@
+"""Simulador page and service: scanning a sandbox QR, sending as a lead, typing and read receipts."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from connector.contracts import STATUS_HASH, now_ms
+from connector.sandbox import INBOX, QR, SandboxNetwork
+from tests.factories import make_actor, make_instance, make_workspace
+from tests.test_pages_app import new_app
+from tests.test_pages_inbox import PNG
+from workbench import simulator
+from workbench.errors import InvalidInput
+
+BUSINESS = "5511955550001"
+LEAD = "5511987654321"
+
+
+def show_qr(r, instance_id: int, code: str = "sandbox:test:qr") -> str:
+    """Play the connector of a sandbox number that waits for its QR code to be read."""
+    r.set(QR.format(code), instance_id, ex=60)
+    r.hset(STATUS_HASH.format(instance_id), mapping={
+        "state": "awaiting_qr", "qr": code, "qr_expires_at": now_ms() + 60_000, "heartbeat": now_ms()})
+    return code
+
+
+def connect(r, instance_id: int, phone: str = BUSINESS) -> None:
+    """The connector saw the scan and is connected now."""
+    r.hdel(STATUS_HASH.format(instance_id), "qr", "qr_expires_at")
+    r.hset(STATUS_HASH.format(instance_id), mapping={"state": "connected", "phone": phone, "heartbeat": now_ms()})
+
+
+def open_page(actor) -> AppTest:
+    at = new_app()
+    at.session_state["auth_actor"] = actor
+    at.run()
+    return at.switch_page("pages/simulator.py").run()
+
+
+@pytest.fixture
+def linked(engine, r):
+    """A workspace with one sandbox number linked to BUSINESS and connected."""
+    ws = make_workspace()
+    inst = make_instance(ws, "Atendimento")
+    actor = make_actor(ws, role="supervisor")
+    show_qr(r, inst)
+    assert simulator.scan_qr(actor, inst, BUSINESS, "Loja Teste")
+    connect(r, inst)
+    return actor, inst
+
+
+def test_scanning_a_pending_qr_links_the_number(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws, "Atendimento")
+    show_qr(r, inst)
+    at = open_page(make_actor(ws))
+    assert not at.exception
+    assert at.subheader[0].value == "Números aguardando leitura do QR"
+    assert "Atendimento" in [t.value for t in at.text]
+    assert at.info[0].value.startswith("Nenhum número de sandbox conectado")
+    at.text_input(key=f"sim_scan_phone_{inst}").input("+55 (11) 95555-0001")
+    at.button(key=f"sim_scan_{inst}").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["QR lido! O número conecta em instantes."]
+    assert SandboxNetwork(r).business_numbers()[0]["phone"] == BUSINESS
+    # A code that was already used (or expired) cannot link anything.
+    at.button(key=f"sim_scan_{inst}").click().run()
+    assert at.error[0].value.startswith("Não deu para ler")
+
+
+def test_lead_sends_text_and_sees_typing_and_read_ticks(linked, r):
+    actor, inst = linked
+    at = open_page(actor)
+    assert not at.exception
+    assert at.selectbox(key="sim_number").value == BUSINESS
+    at.chat_input(key="sim_text").set_value("Olá, quero comprar").run()
+    assert not at.exception
+    [message] = SandboxNetwork(r).lead_chat(LEAD, BUSINESS)
+    assert (message["direction"], message["text"]) == ("from_lead", "Olá, quero comprar")
+    assert r.xlen(INBOX.format(BUSINESS)) == 1  # waiting for the business device
+    bubble = at.chat_message[0]
+    assert bubble.get("text")[0].value == "Olá, quero comprar" and "✓ enviada" in bubble.get("caption")[-1].value
+
+    network = SandboxNetwork(r)
+    network.set_typing(BUSINESS, LEAD, True)
+    at.run()
+    assert "_digitando…_" in [c.value for c in at.caption]
+    network.deliver_from_business(BUSINESS, LEAD, {
+        "id": "BIZ1", "direction": "from_business", "type": "text", "text": "Oi! Posso ajudar?",
+        "timestamp_ms": now_ms()})
+    at.run()
+    assert "_digitando…_" not in [c.value for c in at.caption]
+    assert at.chat_message[-1].get("text")[0].value == "Oi! Posso ajudar?"
+    # The chat is open on the lead's phone, so the business's message was read.
+    assert network.lead_chat(LEAD, BUSINESS)[-1]["status"] == "read"
+
+
+def test_lead_sends_an_image(linked, r):
+    actor, _ = linked
+    simulator.send_from_lead(actor, BUSINESS, LEAD, text="Foto do produto", media=PNG, mime="image/png",
+                             filename="produto.png")
+    [message] = simulator.chat(actor, BUSINESS, LEAD)
+    assert (message["type"], message["text"], message["media"]["mime"]) == ("image", "Foto do produto", "image/png")
+    at = open_page(actor)
+    assert not at.exception
+    assert at.chat_message[0].get("image")
+    with pytest.raises(InvalidInput) as info:
+        simulator.send_from_lead(actor, BUSINESS, LEAD, media=b"MZ...", mime="application/x-msdownload")
+    assert info.value.key == "error.media_type"
+
+
+def test_bad_lead_phone_shows_error(linked, r):
+    actor, _ = linked
+    at = open_page(actor)
+    at.text_input(key="sim_lead_phone").input("abc").run()
+    assert not at.exception
+    assert at.error[0].value.startswith("Telefone inválido")
+
+
+def test_offline_number_is_flagged(linked, r):
+    actor, inst = linked
+    r.hset(STATUS_HASH.format(inst), "state", "reconnecting")
+    at = open_page(actor)
+    assert at.warning[0].value.startswith("Este número está offline")
