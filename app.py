@@ -148,6 +148,8 @@ def main() -> None:
     if actor.is_manager:
         pages.append(st.Page("pages/simulator.py", title=t("nav.simulator"), icon=":material/smartphone:",
                              url_path="simulador"))
+        pages.append(st.Page("pages/settings.py", title=t("nav.settings"), icon=":material/settings:",
+                             url_path="configuracoes"))
     navigation = st.navigation(pages)
     _sidebar(actor)
     navigation.run()

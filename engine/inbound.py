@@ -184,13 +184,20 @@ def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage
         message.data = {**message.data, "reaction": text or None}
 
 
+_RECEIPT = update(Message).where(
+    Message.instance_id == bindparam("b_instance_id"), Message.wa_id.in_(bindparam("wa_ids", expanding=True)),
+    Message.direction == "out", Message.status.in_(bindparam("lower", expanding=True)),
+).values(status=bindparam("b_status"), status_at=bindparam("at"))
+
+
 def _apply_receipt(session: Session, instance_id: int, event: Receipt) -> None:
+    """Move our messages forward to delivered/read; a late 'delivered' never undoes 'read'."""
     rank = STATUS_RANK[event.status]
-    lower = [s for s, r in STATUS_RANK.items() if r < rank]
-    session.execute(update(Message).where(
-        Message.instance_id == instance_id, Message.wa_id.in_(event.wa_ids), Message.direction == "out",
-        Message.status.in_(lower),
-    ).values(status=event.status, status_at=_ts(event.timestamp_ms)))
+    session.connection().execute(_RECEIPT, {
+        "b_instance_id": instance_id, "wa_ids": event.wa_ids, "b_status": event.status,
+        "at": _ts(event.timestamp_ms),
+        "lower": [s for s, r in STATUS_RANK.items() if r < rank],
+    })
 
 
 def _apply_state(instance: Instance, event: StateChange) -> None:

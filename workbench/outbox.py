@@ -125,15 +125,24 @@ def republish_pending(session: Session, redis_client=None, older_than_s: int | N
     return len(due)
 
 
+_ACK_OUTBOX = update(Outbox).where(
+    Outbox.id == bindparam("b_outbox_id"), Outbox.instance_id == bindparam("b_instance_id"),
+    Outbox.status == "pending",
+).values(status=bindparam("b_status"), error=bindparam("b_error"), done_at=bindparam("at")).returning(Outbox.message_id)
+_ACK_MESSAGE = update(Message).where(Message.id == bindparam("b_message_id")).values(
+    status=bindparam("b_status"), wa_id=func.coalesce(bindparam("b_wa_id"), Message.wa_id),
+    error=bindparam("b_error"), status_at=bindparam("at"),
+)
+
+
 def mark_acked(session: Session, instance_id: int, outbox_id: int, ok: bool, wa_id: str | None,
                error: str | None, at: datetime) -> None:
     """Record the connector's answer: the outbox row is done and its message sent (with its WhatsApp id) or failed."""
-    message_id = session.execute(
-        update(Outbox).where(Outbox.id == outbox_id, Outbox.instance_id == instance_id, Outbox.status == "pending")
-        .values(status="sent" if ok else "failed", error=error, done_at=at).returning(Outbox.message_id)
-    ).scalar_one_or_none()
+    conn = session.connection()
+    status = "sent" if ok else "failed"
+    message_id = conn.execute(_ACK_OUTBOX, {"b_outbox_id": outbox_id, "b_instance_id": instance_id,
+                                            "b_status": status, "b_error": error, "at": at}).scalar_one_or_none()
     if message_id is None:
         return  # an ack we already applied (the stream may deliver twice)
-    values: dict[str, Any] = {"status": "sent", "wa_id": wa_id, "status_at": at} if ok else \
-        {"status": "failed", "error": error, "status_at": at}
-    session.execute(update(Message).where(Message.id == message_id).values(**values))
+    conn.execute(_ACK_MESSAGE, {"b_message_id": message_id, "b_status": status, "b_wa_id": wa_id if ok else None,
+                                "b_error": error, "at": at})

@@ -1,17 +1,24 @@
-"""Per-workspace settings stored as JSON rows (``settings`` table), validated by pydantic models."""
+"""Per-workspace settings stored as JSON rows (``settings`` table), validated by pydantic models.
+
+``save_setting`` turns every refusal into ``InvalidInput`` (with a catalog key), so pages show a message
+instead of a pydantic traceback. Rules that involve more than one field (an enabled reply needs a text) are
+checked on save only: a stored value is always loadable, and readers such as ``engine.dispatch`` stay
+defensive about it.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from workbench.auth import Actor
 from workbench.db import session_scope
+from workbench.errors import InvalidInput
 from workbench.models import Setting
 
 
@@ -49,13 +56,32 @@ def get_setting(actor: Actor, key: str) -> BaseModel:
 def save_setting(actor: Actor, key: str, value: BaseModel | dict) -> BaseModel:
     """Admins and supervisors change a setting; the value is validated before it is stored."""
     actor.require("admin", "supervisor")
-    model = SCHEMAS[key].model_validate(value if isinstance(value, dict) else value.model_dump())
+    try:
+        model = SCHEMAS[key].model_validate(value if isinstance(value, dict) else value.model_dump())
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    _check_rules(key, model)
     with session_scope() as session:
         stmt = pg_insert(Setting).values(workspace_id=actor.workspace_id, key=key, value=model.model_dump())
         session.execute(stmt.on_conflict_do_update(index_elements=[Setting.workspace_id, Setting.key],
                                                    set_={"value": stmt.excluded.value}))
     _cache.pop((actor.workspace_id, key), None)
     return model
+
+
+def _invalid(exc: ValidationError) -> InvalidInput:
+    """The product error for a value pydantic refused; its first problem picks the message."""
+    first = exc.errors()[0]
+    if first["type"] == "string_too_long":
+        return InvalidInput(str(exc), key="error.text_too_long", max=first["ctx"]["max_length"])
+    return InvalidInput(str(exc), key="error.setting_invalid")
+
+
+def _check_rules(key: str, model: BaseModel) -> None:
+    """Refuse values that validate field by field but make no sense together."""
+    if key == "default_reply" and model.enabled and not model.text.strip():  # type: ignore[attr-defined]
+        # An enabled reply with no text would silently answer nothing: say so instead of storing it.
+        raise InvalidInput("default reply enabled without text", key="error.default_reply_blank")
 
 
 def clear_cache() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from workbench.auth import Actor, create_user, generate_password
 from workbench.db import session_scope
+from workbench.errors import Conflict
 from workbench.models import Setting, Team, TeamMember, User, Workspace, WorkspaceMember
 
 DEMO_ADMIN_EMAIL = "admin@demo.local"
@@ -74,9 +76,19 @@ def list_members(actor: Actor) -> list[dict]:
 
 
 def add_member(actor: Actor, email: str, name: str, role: str, password: str | None = None) -> Credentials:
-    """Admin only: create an account in the actor's workspace; returns its credentials."""
+    """Admin only: create an account in the actor's workspace; returns its credentials.
+
+    E-mails are unique across the server (they are the login), so one already in use is a ``Conflict``.
+    """
     actor.require("admin")
     password = password or generate_password()
-    with session_scope() as session:
-        create_user(session, email, name, password, actor.workspace_id, role)
-    return Credentials(email.strip().lower(), password)
+    normalized = email.strip().lower()
+    try:
+        with session_scope() as session:
+            if session.scalar(select(User.id).where(User.email == normalized)) is not None:
+                raise Conflict("e-mail already registered", key="error.email_taken")
+            create_user(session, email, name, password, actor.workspace_id, role)
+    except IntegrityError as exc:
+        # Two admins adding the same e-mail at once: the unique index decides, with the same message.
+        raise Conflict("e-mail already registered", key="error.email_taken") from exc
+    return Credentials(normalized, password)
