@@ -67,3 +67,16 @@ def run_jobs(*queues: str) -> None:
     client = get_redis()
     names = queues or (INBOUND_QUEUE,)
     SimpleWorker([Queue(n, connection=client) for n in names], connection=client).work(burst=True)
+
+
+def inbox_with_one_conversation(role: str = "agent") -> tuple[int, Actor, int]:
+    """A workspace whose number received one message: returns (instance id, actor, conversation id)."""
+    from workbench import conversations
+
+    inst = make_instance(make_workspace())
+    with session_scope() as s:
+        workspace_id = s.get(Instance, inst).workspace_id
+    actor = make_actor(workspace_id, role)
+    publish(inbound(inst))
+    run_jobs()
+    return inst, actor, conversations.list_conversations(actor)[0]["id"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from connector.contracts import IN_STREAM, OUT_STREAM, Receipt, SendAck, StateChange, decode_outbound, now_ms
-from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
+from tests.factories import (
+    inbound,
+    inbox_with_one_conversation,
+    make_actor,
+    make_instance,
+    make_workspace,
+    publish,
+    run_jobs,
+)
 from workbench import conversations
 from workbench.db import session_scope
 from workbench.models import Contact, Conversation, Instance, Message, Outbox
@@ -136,20 +144,15 @@ def test_failing_event_is_retried_without_blocking_other_contacts(engine, r, mon
 
 
 def test_agent_reply_goes_to_outbox_and_stream_then_acks_and_receipts(engine, r):
-    ws = make_workspace()
-    inst = make_instance(ws)
-    agent = make_actor(ws, "agent")
-    publish(inbound(inst))
-    run_jobs()
-    conv = conversations.list_conversations(agent)[0]
-    message_id = conversations.send_text(agent, conv["id"], "Oi, Maria! Como posso ajudar?")
+    inst, agent, conv_id = inbox_with_one_conversation()
+    message_id = conversations.send_text(agent, conv_id, "Oi, Maria! Como posso ajudar?")
     entries = r.xrange(OUT_STREAM.format(inst))
     command = decode_outbound(entries[0][1])
     assert command.text == "Oi, Maria! Como posso ajudar?" and command.to_phone == "5511999990001"
     with session_scope() as s:
         assert s.get(Message, message_id).status == "pending"
         assert s.get(Outbox, command.outbox_id).status == "pending"
-        assert s.get(Conversation, conv["id"]).bot_paused  # an agent reply pauses the bot
+        assert s.get(Conversation, conv_id).bot_paused  # an agent reply pauses the bot
     publish(SendAck(instance_id=inst, outbox_id=command.outbox_id, ok=True, wa_id="OUT1", timestamp_ms=now_ms()))
     publish(Receipt(instance_id=inst, wa_ids=["OUT1"], status="delivered", timestamp_ms=now_ms()))
     run_jobs()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from connector.contracts import INSTANCES_HASH, OUT_STREAM, STATUS_HASH, decode_outbound
 from engine import jobs
-from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
+from tests.factories import inbound, inbox_with_one_conversation, make_instance, make_workspace, publish, run_jobs
 from workbench import conversations, db
 from workbench.config import get_settings
 from workbench.db import session_scope
@@ -42,13 +42,8 @@ def test_events_wait_in_redis_while_postgres_is_down(engine, r, monkeypatch):
 
 
 def test_outbox_is_republished_after_redis_loses_everything(engine, r):
-    ws = make_workspace()
-    inst = make_instance(ws)
-    agent = make_actor(ws, "agent")
-    publish(inbound(inst))
-    run_jobs()
-    conv = conversations.list_conversations(agent)[0]
-    conversations.send_text(agent, conv["id"], "resposta que não pode se perder")
+    inst, agent, conv_id = inbox_with_one_conversation()
+    conversations.send_text(agent, conv_id, "resposta que não pode se perder")
     r.flushdb()  # Redis restarted without its data
     r.hset(STATUS_HASH.format(inst), "state", "connected")  # the connector came back
     with session_scope() as s:
@@ -63,12 +58,8 @@ def test_outbox_is_republished_after_redis_loses_everything(engine, r):
 
 
 def test_sweep_does_not_republish_for_a_disconnected_number(engine, r):
-    ws = make_workspace()
-    inst = make_instance(ws)
-    agent = make_actor(ws, "agent")
-    publish(inbound(inst))
-    run_jobs()
-    conversations.send_text(agent, conversations.list_conversations(agent)[0]["id"], "oi")
+    inst, agent, conv_id = inbox_with_one_conversation()
+    conversations.send_text(agent, conv_id, "oi")
     r.delete(OUT_STREAM.format(inst))
     with session_scope() as s:
         s.execute(Outbox.__table__.update().values(created_at=Outbox.created_at - timedelta(
