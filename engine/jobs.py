@@ -275,7 +275,8 @@ def _bury(client: redis.Redis, instance_id: int, entry_id: bytes, fields: dict, 
 
 
 def sweep() -> dict[str, int]:
-    """Periodic repair: mirror desired states, wake drains with waiting events, re-publish unsent commands."""
+    """Periodic repair: mirror desired states, wake drains with waiting events, re-publish unsent commands,
+    and forget send claims nobody can need any more."""
     from workbench.instances import sync_instances
 
     client = get_redis()
@@ -289,4 +290,5 @@ def sweep() -> dict[str, int]:
             woken += 1
     with session_scope() as session:
         republished = outbox.republish_pending(session, client)
-    return {"running": running, "drains_woken": woken, "republished": republished}
+        pruned = outbox.prune_claims(session, client)
+    return {"running": running, "drains_woken": woken, "republished": republished, "claims_pruned": pruned}

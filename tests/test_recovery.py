@@ -77,3 +77,18 @@ def test_lost_drain_job_is_recovered_by_the_sweep(engine, r):
     jobs.sweep()
     run_jobs()
     assert _texts() == ["perdida"]
+
+
+def test_sweep_prunes_send_claims_of_commands_finished_a_day_ago(engine, r):
+    inst, agent, conv_id = inbox_with_one_conversation()
+    conversations.send_text(agent, conv_id, "antiga")
+    conversations.send_text(agent, conv_id, "recente")
+    with session_scope() as s:
+        old, new = s.scalars(select(Outbox.id).order_by(Outbox.id)).all()
+        s.execute(Outbox.__table__.update().where(Outbox.id == old).values(
+            status="sent", done_at=Outbox.created_at - timedelta(days=2)))
+        s.execute(Outbox.__table__.update().where(Outbox.id == new).values(status="sent", done_at=Outbox.created_at))
+    r.hset(f"wb:sent:{inst}", mapping={str(old): "sent:A", str(new): "sent:B"})
+    assert jobs.sweep()["claims_pruned"] == 1
+    assert r.hkeys(f"wb:sent:{inst}") == [str(new).encode()]
+    assert jobs.sweep()["claims_pruned"] == 0  # the watermark moved on

@@ -15,7 +15,7 @@ from sqlalchemy import Boolean, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from connector.contracts import OUT_STREAM, STATUS_HASH, MediaRef, OutboundCommand, encode
+from connector.contracts import OUT_STREAM, SENT_HASH, STATUS_HASH, MediaRef, OutboundCommand, encode
 from workbench.auth import now
 from workbench.bus import get_redis
 from workbench.config import get_settings
@@ -146,3 +146,29 @@ def mark_acked(session: Session, instance_id: int, outbox_id: int, ok: bool, wa_
         return  # an ack we already applied (the stream may deliver twice)
     conn.execute(_ACK_MESSAGE, {"b_message_id": message_id, "b_status": status, "b_wa_id": wa_id if ok else None,
                                 "b_error": error, "at": at})
+
+
+CLAIMS_KEPT = timedelta(days=1)
+_PRUNED_UNTIL = "wb:sent-pruned-until"
+
+
+def prune_claims(session: Session, redis_client=None) -> int:
+    """Forget the connector's send claims of commands finished more than a day ago.
+
+    A finished row is never re-published, so after a day no copy of its command can still be waiting in a
+    stream; the claim has done its job. A watermark keeps each sweep to the rows finished since the last one.
+    """
+    client = redis_client or get_redis()
+    raw = client.get(_PRUNED_UNTIL)
+    since = datetime.fromisoformat(raw.decode()) if raw else now() - CLAIMS_KEPT * 30
+    until = now() - CLAIMS_KEPT
+    if until <= since:
+        return 0
+    rows = session.execute(select(Outbox.id, Outbox.instance_id).where(
+        Outbox.status != "pending", Outbox.done_at > since, Outbox.done_at <= until)).all()
+    pipe = client.pipeline(transaction=False)
+    for outbox_id, instance_id in rows:
+        pipe.hdel(SENT_HASH.format(instance_id), str(outbox_id))
+    pipe.set(_PRUNED_UNTIL, until.isoformat())
+    pipe.execute()
+    return len(rows)
