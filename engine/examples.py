@@ -1,0 +1,109 @@
+"""Two ready-made funnels (pt-BR), as canvas data: a welcome menu and the scheduling funnel from the spec.
+
+They are functions returning fresh dicts so callers may edit what they get. Teams are named
+(``team_name``) rather than numbered, because ids differ per workspace; the runtime resolves the name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_COLUMN = 300
+_ROW = 150
+
+
+def _node(node_id: str, node_type: str, column: int, row: float, **data: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": node_type, "position": {"x": column * _COLUMN, "y": row * _ROW}, "data": data}
+
+
+def _edge(source: str, target: str, label: str = "next") -> dict[str, Any]:
+    return {"id": f"{source}-{label}-{target}", "source": source, "target": target, "label": label}
+
+
+def welcome_funnel() -> dict[str, Any]:
+    """First message -> welcome -> menu (1 Vendas / 2 Suporte) -> route to the chosen team."""
+    nodes = [
+        _node("inicio", "trigger", 0, 1, kind="first_message", priority=10),
+        _node("boas_vindas", "send_message", 1, 1,
+              text="Olá{% if contact.name %}, {{contact.name}}{% endif %}! 👋 Seja bem-vindo(a) à nossa "
+                   "empresa."),
+        _node("menu", "send_choices", 2, 1, prompt="Como podemos ajudar?", mode="numbered_text",
+              options=[{"key": "vendas", "label": "Vendas"}, {"key": "suporte", "label": "Suporte"}],
+              save_to="vars.assunto", max_retries=2, timeout_s=24 * 3600),
+        _node("rota_vendas", "route", 3, 0, team_name="Vendas", pause_bot=True),
+        _node("msg_vendas", "send_message", 4, 0,
+              text="Perfeito! Um consultor de vendas vai falar com você em instantes."),
+        _node("rota_suporte", "route", 3, 1, team_name="Suporte", pause_bot=True),
+        _node("msg_suporte", "send_message", 4, 1,
+              text="Certo! Nossa equipe de suporte já vai te atender. Se puder, descreva o problema."),
+        _node("nao_entendi", "send_message", 3, 2,
+              text="Não consegui entender sua escolha. Vou chamar alguém da equipe para te ajudar."),
+        _node("rota_atendimento", "route", 4, 2, team_name="Suporte", pause_bot=True),
+        _node("sem_resposta", "send_message", 3, 3,
+              text="Quando quiser continuar, é só mandar uma mensagem por aqui. 😊", typing=False),
+        _node("fim", "end", 5, 1),
+    ]
+    edges = [
+        _edge("inicio", "boas_vindas"),
+        _edge("boas_vindas", "menu"),
+        _edge("menu", "rota_vendas", "vendas"),
+        _edge("rota_vendas", "msg_vendas"),
+        _edge("msg_vendas", "fim"),
+        _edge("menu", "rota_suporte", "suporte"),
+        _edge("rota_suporte", "msg_suporte"),
+        _edge("msg_suporte", "fim"),
+        _edge("menu", "nao_entendi", "no_match"),
+        _edge("nao_entendi", "rota_atendimento"),
+        _edge("menu", "sem_resposta", "timeout"),
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+def scheduling_funnel() -> dict[str, Any]:
+    """Keyword "vendas" -> name -> e-mail (validated, retried) -> best time -> tag -> route to Vendas -> confirm."""
+    nodes = [
+        _node("inicio", "trigger", 0, 1, kind="keyword", mode="contains", words=["vendas"], priority=20),
+        _node("pede_nome", "send_message", 1, 1,
+              text="Olá! Sou o assistente virtual do time de vendas. Para começar, qual é o seu nome?"),
+        _node("espera_nome", "wait_reply", 2, 1, save_to="contact.name", validation="any",
+              timeout_s=24 * 3600),
+        _node("pede_email", "send_message", 3, 1,
+              text="Obrigado, {{contact.name}}! Qual é o seu melhor e-mail?"),
+        _node("espera_email", "wait_reply", 4, 1, save_to="contact.custom_data.email", validation="email",
+              retry_prompt="Hmm, esse e-mail não parece válido. Pode conferir e enviar de novo?", max_retries=2),
+        _node("pede_horario", "send_message", 5, 1,
+              text="Perfeito! Qual o melhor dia e horário para conversarmos?"),
+        _node("espera_horario", "wait_reply", 6, 1, save_to="contact.custom_data.horario", validation="any"),
+        _node("tag_agendamento", "add_tag", 7, 1, tag="agendamento"),
+        _node("rota_vendas", "route", 8, 1, team_name="Vendas", pause_bot=True),
+        _node("confirmacao", "send_message", 9, 1,
+              text="Tudo certo! Um de nossos especialistas já vai te chamar para confirmar o agendamento."),
+        _node("fim", "end", 10, 1),
+        _node("sem_nome", "send_message", 3, 2,
+              text="Sem problemas! Quando quiser falar com vendas, é só mandar \"vendas\".", typing=False),
+        _node("email_invalido", "send_message", 5, 2,
+              text="Tudo bem, seguimos sem o e-mail; o especialista confirma com você depois."),
+    ]
+    edges = [
+        _edge("inicio", "pede_nome"),
+        _edge("pede_nome", "espera_nome"),
+        _edge("espera_nome", "pede_email"),
+        _edge("espera_nome", "sem_nome", "timeout"),
+        _edge("pede_email", "espera_email"),
+        _edge("espera_email", "pede_horario"),
+        _edge("espera_email", "email_invalido", "invalid"),
+        _edge("email_invalido", "pede_horario"),
+        _edge("pede_horario", "espera_horario"),
+        _edge("espera_horario", "tag_agendamento"),
+        _edge("tag_agendamento", "rota_vendas"),
+        _edge("rota_vendas", "confirmacao"),
+        _edge("confirmacao", "fim"),
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+EXAMPLES = {
+    "boas_vindas": ("Funil de Boas-Vindas", welcome_funnel),
+    "agendamento": ("Funil de Agendamento", scheduling_funnel),
+}
+"""key -> (pt-BR funnel name, builder)."""
