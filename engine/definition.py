@@ -18,6 +18,7 @@ schema; publish only what ``validate_definition`` accepts (``ValidationReport.de
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -543,6 +544,7 @@ class Step:
     node_id: str
     node_type: str
     result: NodeResult
+    duration_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -586,6 +588,7 @@ def walk(defn: FunnelDefinition, ctx: ExecutionContext, node_id: str, *, reply: 
     node = defn.node(node_id)
     if node is None:
         return Walk((), "failed", node_id, ctx, error=f"nó '{node_id}' não existe nesta versão do funil")
+    started = time.perf_counter()
     if reply is not None:
         ctx = replace(ctx, last_reply=reply)
         result = resume_node(node, defn.context_for(node_id, ctx), reply)
@@ -597,7 +600,8 @@ def walk(defn: FunnelDefinition, ctx: ExecutionContext, node_id: str, *, reply: 
         result = execute_node(node, defn.context_for(node_id, replace(ctx, attempts=0)))
     steps: list[Step] = []
     while True:
-        steps.append(Step(node.id, node.type, result))  # type: ignore[attr-defined]
+        elapsed = int((time.perf_counter() - started) * 1000)
+        steps.append(Step(node.id, node.type, result, elapsed))  # type: ignore[attr-defined]
         if result.wait is not None and result.error is None:
             # Stay on this node: keep variables/tags the result set, carry attempts for the next reply.
             ctx = replace(ctx.with_result(result), attempts=result.wait.attempts)
@@ -612,4 +616,5 @@ def walk(defn: FunnelDefinition, ctx: ExecutionContext, node_id: str, *, reply: 
             return Walk(tuple(steps), "failed", node.id, ctx,
                         error=f"limite de {max_steps} passos seguidos sem espera atingido")
         node = defn.node(next_id)  # type: ignore[assignment]
+        started = time.perf_counter()
         result = execute_node(node, defn.context_for(next_id, ctx))

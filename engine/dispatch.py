@@ -1,7 +1,7 @@
 """What the bot does with a new message from a contact.
 
-Today: the workspace's default reply. The funnel runtime plugs in here (triggers and waiting runs
-take the message first; the default reply answers only when no funnel did).
+First the funnels (``engine.runtime``): a waiting run takes the reply, or a matching trigger starts a
+run. Only when no funnel took the message does the workspace's default reply answer.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from connector.contracts import InboundMessage, OutboundCommand
+from connector.contracts import InboundMessage
+from engine import runtime
+from engine.runtime import Effects
 from workbench.auth import now
 from workbench.models import Message
 from workbench.outbox import queue_message
@@ -20,17 +22,18 @@ from workbench.workspace_settings import DefaultReply, load_setting
 
 
 def on_inbound_message(session: Session, conversation: dict[str, Any], event: InboundMessage,
-                       text: str | None) -> list[OutboundCommand]:
-    """Run the bot for one stored inbound message; returns commands to publish after commit."""
-    if conversation["bot_paused"]:
-        return []
+                       text: str | None, *, is_new_contact: bool) -> Effects:
+    """Run the bot for one stored inbound message; returns what to publish and schedule after commit."""
+    effects = runtime.on_message(session, conversation, text, is_new_contact=is_new_contact)
+    if effects is not None:
+        return effects
     reply: DefaultReply = load_setting(session, conversation["workspace_id"], "default_reply")  # type: ignore[assignment]
     if not reply.enabled or not reply.text.strip():
-        return []
+        return Effects()
     if reply.mode == "once_24h" and session.scalar(select(exists().where(
         Message.conversation_id == conversation["id"], Message.direction == "out",
         Message.data["auto"].astext == "default_reply", Message.created_at > now() - timedelta(hours=24),
     ))):
-        return []
+        return Effects()
     _, command = queue_message(session, conversation, text=reply.text, data={"auto": "default_reply"})
-    return [command]
+    return Effects(commands=[command])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy import and_, bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ class Applied:
     """What a batch changed: commands to publish after commit and workspaces whose views are stale."""
 
     commands: list[OutboundCommand] = field(default_factory=list)
+    timers: list[tuple[int, str, datetime]] = field(default_factory=list)  # funnel run id, wait token, when
     workspaces: set[int] = field(default_factory=set)
     stored: int = 0
     duplicates: int = 0
@@ -92,7 +93,7 @@ def _contact_upsert():
             "jid": stmt.excluded.jid,
             "last_inbound_at": func.coalesce(stmt.excluded.last_inbound_at, Contact.last_inbound_at),
         },
-    ).returning(Contact.id)
+    ).returning(Contact.id, literal_column("xmax = 0").label("inserted"))
 
 
 def _conversation_upsert():
@@ -140,10 +141,10 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
     counts = inbound and not side_effect
     text, flags = clean_text(event.text) if event.text is not None else (None, {})
     scope = {"workspace_id": instance.workspace_id, "instance_id": instance.id}
-    contact_id = conn.execute(CONTACT_UPSERT, {
+    contact_id, new_contact = conn.execute(CONTACT_UPSERT, {
         **scope, "phone": phone, "jid": event.chat_jid, "push_name": event.push_name if inbound else None,
         "inbound_at": when if inbound else None,
-    }).scalar_one()
+    }).one()
     conversation_id, paused = conn.execute(CONVERSATION_UPSERT, {
         **scope, "contact_id": contact_id, "at": when, "preview": preview(text),
         "direction": "in" if inbound else "out", "type": event.type, "inbound_at": when if inbound else None,
@@ -167,7 +168,9 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
     if counts:
         conversation = {"id": conversation_id, "workspace_id": instance.workspace_id, "instance_id": instance.id,
                         "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused}
-        applied.commands.extend(dispatch.on_inbound_message(session, conversation, event, text))
+        effects = dispatch.on_inbound_message(session, conversation, event, text, is_new_contact=new_contact)
+        applied.commands.extend(effects.commands)
+        applied.timers.extend(effects.timers)
 
 
 def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage, text: str | None) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import redis
 from pydantic import ValidationError
-from rq import Queue
+from rq import Queue, Retry
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from connector.contracts import (
@@ -29,11 +30,13 @@ from connector.contracts import (
     now_ms,
     wake_inbound_drain,
 )
+from engine import runtime
 from engine.inbound import Applied, apply_events
 from workbench import live, outbox
 from workbench.bus import get_redis
 from workbench.config import get_settings
 from workbench.db import session_scope
+from workbench.models import Conversation, FunnelRun
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ ADOPT_AFTER_MS = 50
 ADOPT_MAX = 32
 RETRY_AFTER_S = 5
 MAX_ATTEMPTS = 5
+TIMER_QUEUE = "default"
 FAILED_STREAM = "wb:in-failed:{}"
 ATTEMPTS_HASH = "wb:in-attempts:{}"
 
@@ -237,8 +241,9 @@ def _apply(instance_id: int, events: list) -> Applied:
 
 
 def _finish(client: redis.Redis, stream: str, entry_ids: list, applied: Applied, totals: dict[str, int]) -> None:
-    """After commit: publish outbound commands, tell live views, then drop the entries from the stream."""
+    """After commit: publish outbound commands and timers, tell live views, then drop the entries from the stream."""
     outbox.publish(applied.commands, client)
+    schedule_timers(client, applied.timers)
     live.touch(client, applied.workspaces)
     pipe = client.pipeline(transaction=False)
     pipe.xack(stream, IN_GROUP, *entry_ids)
@@ -274,6 +279,28 @@ def _bury(client: redis.Redis, instance_id: int, entry_id: bytes, fields: dict, 
               FAILED_STREAM.format(instance_id), reason[:200])
 
 
+def schedule_timers(client: redis.Redis, timers: list[tuple[int, str, datetime]]) -> None:
+    """Queue funnel timer jobs (delays, reply timeouts) for after their deadline; call after commit."""
+    if not timers:
+        return
+    queue = Queue(TIMER_QUEUE, connection=client)
+    for run_id, token, when in timers:
+        queue.enqueue_at(when, runtime.TIMER_JOB, run_id, token, job_timeout=120, result_ttl=0,
+                         failure_ttl=86400, retry=Retry(max=5, interval=[1, 5, 30, 60, 300]))
+
+
+def funnel_timer(run_id: int, token: str) -> None:
+    """A funnel run's delay or reply timeout is due (a stale token does nothing)."""
+    client = get_redis()
+    with session_scope() as session:
+        effects = runtime.on_timer(session, run_id, token)
+        workspace_id = session.scalar(select(FunnelRun.workspace_id).where(FunnelRun.id == run_id))
+    outbox.publish(effects.commands, client)
+    schedule_timers(client, effects.timers)
+    if workspace_id:
+        live.touch(client, [workspace_id])
+
+
 def sweep() -> dict[str, int]:
     """Periodic repair: mirror desired states, wake drains with waiting events, re-publish unsent commands,
     and forget send claims nobody can need any more."""
@@ -291,4 +318,17 @@ def sweep() -> dict[str, int]:
     with session_scope() as session:
         republished = outbox.republish_pending(session, client)
         pruned = outbox.prune_claims(session, client)
-    return {"running": running, "drains_woken": woken, "republished": republished, "claims_pruned": pruned}
+        resumed = _end_expired_pauses(session)
+        overdue = runtime.due_timers(session)
+    schedule_timers(client, overdue)
+    return {"running": running, "drains_woken": woken, "republished": republished, "claims_pruned": pruned,
+            "pauses_ended": resumed, "timers_rescheduled": len(overdue)}
+
+
+def _end_expired_pauses(session) -> int:
+    """Give conversations back to the bot when their pause had an end time that passed (auto-resume)."""
+    result = session.execute(update(Conversation).where(
+        Conversation.bot_paused.is_(True), Conversation.bot_paused_until.is_not(None),
+        Conversation.bot_paused_until <= func.now(),
+    ).values(bot_paused=False, bot_paused_reason=None, bot_paused_until=None, bot_paused_by=None))
+    return result.rowcount

@@ -47,6 +47,9 @@ def ensure_demo_workspace() -> Credentials | None:
         if session.scalar(select(func.count()).select_from(Workspace)):
             return None
         workspace, creds = create_workspace(session, "Demonstração", DEMO_ADMIN_EMAIL, "Administrador")
+        from workbench.funnels import install_examples  # funnels import the engine; keep this module light
+
+        install_examples(session, workspace.id)
         session.add(Setting(workspace_id=workspace.id, key="default_reply",
                             value={"enabled": False, "mode": "once_24h",
                                    "text": "Olá! Recebemos sua mensagem e já vamos responder."}))

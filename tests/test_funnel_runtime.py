@@ -1,0 +1,181 @@
+"""Funnels running for real: inbound path -> drain -> runtime -> outbox, on PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from engine import jobs, runtime
+from engine.examples import scheduling_funnel, welcome_funnel
+from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
+from workbench import conversations, funnels
+from workbench.db import session_scope
+from workbench.models import Contact, ContactTag, Conversation, FunnelEvent, FunnelRun, Message, Tag
+
+LEAD = "5521977776666"
+
+
+def setup_workspace(*builders, active=True):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    admin = make_actor(ws, "admin")
+    make_team(ws, "Vendas")
+    make_team(ws, "Suporte")
+    ids = []
+    for name, build in builders:
+        fid = funnels.create_funnel(admin, name, build())
+        funnels.publish(admin, fid)
+        if active:
+            funnels.set_active(admin, fid, True)
+        ids.append(fid)
+    runtime.clear_cache()
+    return ws, inst, admin, ids
+
+
+def say(inst: int, *texts: str, phone: str = LEAD) -> None:
+    publish(*[inbound(inst, phone=phone, text=t) for t in texts])
+    run_jobs()
+
+
+def bot_texts(phone: str = LEAD) -> list[str]:
+    with session_scope() as s:
+        return list(s.scalars(select(Message.text).join(Conversation, Conversation.id == Message.conversation_id)
+                              .join(Contact, Contact.id == Conversation.contact_id)
+                              .where(Contact.phone == phone, Message.direction == "out").order_by(Message.id)))
+
+
+def the_run() -> FunnelRun:
+    with session_scope() as s:
+        return s.scalars(select(FunnelRun).order_by(FunnelRun.id.desc())).first()
+
+
+def test_scheduling_funnel_end_to_end(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Boas-vindas", welcome_funnel), ("Agendamento", scheduling_funnel))
+    say(inst, "Oi, quero falar com VENDAS")  # new contact: both triggers match, the keyword's priority wins
+    assert bot_texts() == ["Olá! Sou o assistente virtual do time de vendas. Para começar, qual é o seu nome?"]
+    say(inst, "Carla")
+    assert bot_texts()[-1] == "Obrigado, Carla! Qual é o seu melhor e-mail?"
+    say(inst, "carla arroba exemplo")
+    assert bot_texts()[-1] == "Hmm, esse e-mail não parece válido. Pode conferir e enviar de novo?"
+    say(inst, "carla@exemplo.com.br")
+    assert bot_texts()[-1] == "Perfeito! Qual o melhor dia e horário para conversarmos?"
+    say(inst, "Amanhã às 10h")
+    assert bot_texts()[-1] == "Tudo certo! Um de nossos especialistas já vai te chamar para confirmar o agendamento."
+    run = the_run()
+    assert run.status == "completed"
+    with session_scope() as s:
+        contact = s.scalars(select(Contact).where(Contact.phone == LEAD)).one()
+        assert contact.name == "Carla"
+        assert contact.custom_data == {"email": "carla@exemplo.com.br", "horario": "Amanhã às 10h"}
+        assert s.scalar(select(Tag.name).join(ContactTag, ContactTag.tag_id == Tag.id)) == "agendamento"
+        conv = s.scalars(select(Conversation)).one()
+        assert conv.bot_paused and conv.bot_paused_reason == "route" and conv.team_id is not None
+        events = s.scalars(select(FunnelEvent.node_id).where(FunnelEvent.run_id == run.id)
+                           .order_by(FunnelEvent.id)).all()
+        assert events[0] == "inicio" and events[-1] == "fim" and "tag_agendamento" in events
+    say(inst, "obrigada!")  # the bot is paused after the route: nothing more is sent
+    assert bot_texts()[-1].startswith("Tudo certo!")
+
+
+def test_welcome_funnel_menu_by_number_and_by_text(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Boas-vindas", welcome_funnel))
+    say(inst, "oi", phone="551101")
+    assert bot_texts("551101")[-1].startswith("Como podemos ajudar?") and "1. Vendas" in bot_texts("551101")[-1]
+    say(inst, "2", phone="551101")
+    assert bot_texts("551101")[-1].startswith("Certo! Nossa equipe de suporte")
+    say(inst, "olá", phone="551102")
+    say(inst, "vendas", phone="551102")
+    assert bot_texts("551102")[-1] == "Perfeito! Um consultor de vendas vai falar com você em instantes."
+
+
+def test_reply_while_paused_waits_and_resume_continues(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel))
+    say(inst, "vendas")
+    conv_id = conversations.list_conversations(admin)[0]["id"]
+    conversations.pause_bot(admin, conv_id)
+    say(inst, "Carla")
+    assert len(bot_texts()) == 1 and the_run().current_node == "espera_nome"
+    conversations.resume_bot(admin, conv_id)
+    say(inst, "Carla")
+    assert bot_texts()[-1] == "Obrigado, Carla! Qual é o seu melhor e-mail?"
+
+
+def test_timeout_branch_fires_and_stale_tokens_do_nothing(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel))
+    say(inst, "vendas")
+    run = the_run()
+    assert run.status == "waiting" and run.wait_deadline is not None
+    assert r.zcard("rq:scheduled:default") == 1  # the timeout is an RQ scheduled job
+    jobs.funnel_timer(run.id, "not-the-token")
+    assert len(bot_texts()) == 1  # a stale timer does nothing
+    jobs.funnel_timer(run.id, run.wait_token)
+    assert bot_texts()[-1].startswith("Sem problemas!")
+    assert the_run().status == "completed"
+
+
+def test_timeout_does_not_fire_after_the_reply(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel))
+    say(inst, "vendas")
+    old = the_run()
+    say(inst, "Carla")
+    jobs.funnel_timer(old.id, old.wait_token)  # the job scheduled for the first wait comes due later
+    assert bot_texts()[-1] == "Obrigado, Carla! Qual é o seu melhor e-mail?"
+    assert the_run().current_node == "espera_email"
+
+
+def test_a_run_keeps_the_version_it_started_with(engine, r):
+    ws, inst, admin, (fid,) = setup_workspace(("Agendamento", scheduling_funnel))
+    say(inst, "vendas")
+    changed = scheduling_funnel()
+    next(n for n in changed["nodes"] if n["id"] == "pede_email")["data"]["text"] = "Versão 2: e-mail?"
+    funnels.save_draft(admin, fid, changed)
+    assert funnels.publish(admin, fid) == 2
+    say(inst, "Carla")
+    assert bot_texts()[-1] == "Obrigado, Carla! Qual é o seu melhor e-mail?"  # still version 1
+    say(inst, "vendas", phone="551199")
+    say(inst, "Ana", phone="551199")
+    assert bot_texts("551199")[-1] == "Versão 2: e-mail?"
+
+
+def test_two_quick_messages_are_handled_in_order(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel))
+    say(inst, "vendas")
+    say(inst, "Carla", "carla@exemplo.com")  # one batch: the name first, then the e-mail
+    assert bot_texts()[-2:] == ["Obrigado, Carla! Qual é o seu melhor e-mail?",
+                                "Perfeito! Qual o melhor dia e horário para conversarmos?"]
+
+
+def test_inactive_funnel_does_not_start_and_default_reply_answers(engine, r):
+    from workbench.workspace_settings import save_setting
+
+    ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel), active=False)
+    save_setting(admin, "default_reply", {"enabled": True, "mode": "every", "text": "Já respondemos!"})
+    say(inst, "vendas")
+    assert bot_texts() == ["Já respondemos!"]
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(FunnelRun)) == 0
+
+
+def test_a_200_node_funnel_runs(engine, r):
+    nodes = [{"id": "t", "type": "trigger", "position": {"x": 0, "y": 0},
+              "data": {"kind": "keyword", "mode": "exact", "words": ["longo"]}}]
+    edges = []
+    previous = "t"
+    for k in range(198):
+        node_id = f"n{k}"
+        if k == 99:
+            nodes.append({"id": node_id, "type": "wait_reply", "position": {"x": k, "y": 0},
+                          "data": {"save_to": "vars.meio", "validation": "any"}})
+        else:
+            nodes.append({"id": node_id, "type": "send_message", "position": {"x": k, "y": 0},
+                          "data": {"text": f"passo {k} {{{{vars.meio}}}}", "typing": False}})
+        edges.append({"id": f"e{k}", "source": previous, "target": node_id, "label": "next"})
+        previous = node_id
+    nodes.append({"id": "fim", "type": "end", "position": {"x": 999, "y": 0}, "data": {}})
+    edges.append({"id": "efim", "source": previous, "target": "fim", "label": "next"})
+    assert len(nodes) == 200
+    ws, inst, admin, _ = setup_workspace(("Longo", lambda: {"nodes": nodes, "edges": edges}))
+    say(inst, "longo")
+    assert len(bot_texts()) == 99
+    say(inst, "X")
+    assert len(bot_texts()) == 197 and bot_texts()[-1] == "passo 197 X"
+    assert the_run().status == "completed"
