@@ -6,7 +6,9 @@ whole inbound-to-outbound path. Next to it, in the same run, a bare *floor*: one
 stream and running the very same statements (``engine.inbound.apply_events``) in one PostgreSQL
 transaction per message, then appending to a Redis stream — no connector, no RQ, no batching.
 
-Scenarios: burst (all messages at once) and paced (100 msgs/s), product with 1 and 2 workers.
+Scenarios: burst (all messages at once) and paced (100 msgs/s), product with 1 and 2 workers, and with
+1 worker again with the welcome funnel active (every message from a new lead starts a run that sends two
+messages; latency to the first).
 Prints msgs/s, p50/p99 latency and peak RSS. Figures, not pass/fail.
 
     python bench/pipeline.py --messages 2000            # embedded servers in a temp dir
@@ -146,8 +148,12 @@ def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
-def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, procs, timeout: float = 120) -> Result:
-    """Send n messages (at ``rate`` per second, or all at once) and wait for their answers."""
+def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, procs, timeout: float = 120,
+           lead_of=lambda k: f"55219{k % LEADS:08d}", answers: int = 1) -> Result:
+    """Send n messages (at ``rate`` per second, or all at once) and wait for their answers.
+
+    ``answers``: outbound commands each message causes; latency is measured to the first of them.
+    """
     sent_at: dict[str, list[float]] = {}
     base = watcher.count
     peak = 0.0
@@ -157,21 +163,42 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, pro
             target = start + k / rate
             while (delay := target - time.perf_counter()) > 0:
                 time.sleep(min(delay, 0.005))
-        lead = f"55219{k % LEADS:08d}"
+        lead = lead_of(k)
         sent_at.setdefault(lead, []).append(time.perf_counter())
         send(k, lead)
         if k % 200 == 0:
             peak = max(peak, _rss_mb(procs))
     deadline = time.perf_counter() + timeout
-    while watcher.count - base < n and time.perf_counter() < deadline:
+    while watcher.count - base < n * answers and time.perf_counter() < deadline:
         peak = max(peak, _rss_mb(procs))
         time.sleep(0.02)
     end = max((t for ts in watcher.seen.values() for t in ts), default=time.perf_counter())
     latencies = []
     for lead, sends in sent_at.items():
-        answers = watcher.seen.get(lead, [])[-len(sends):] if watcher.seen.get(lead) else []
-        latencies.extend((a - s) * 1000 for s, a in zip(sends, answers, strict=False))
-    return Result(name, n, watcher.count - base, end - start, latencies, peak)
+        seen = watcher.seen.get(lead, [])[-len(sends) * answers:]
+        firsts = seen[::answers]
+        latencies.extend((a - s) * 1000 for s, a in zip(sends, firsts, strict=False))
+    return Result(name, n, (watcher.count - base) // answers, end - start, latencies, peak)
+
+
+def _funnel_scenarios(args, client, admin, product, product_send, watcher, procs, results, paced_n) -> None:
+    """The same path with the welcome funnel active: each message comes from a new lead and starts a run
+    that sends two messages (welcome, then the menu) and waits for the choice."""
+    from engine.examples import welcome_funnel
+    from workbench import funnels
+
+    funnel_id = funnels.create_funnel(admin, "Boas-vindas", welcome_funnel())
+    funnels.publish(admin, funnel_id)
+    funnels.set_active(admin, funnel_id, True)
+    time.sleep(6)  # workers cache the active funnels for 5 s
+    results.append(_drive("product, 1 worker, welcome funnel, burst", args.messages, None, product_send,
+                          watcher, procs, lead_of=lambda k: f"55229{k:08d}", answers=2))
+    _settle(client, product)
+    results.append(_drive(f"product, 1 worker, welcome funnel, paced {args.rate:.0f}/s", paced_n, args.rate,
+                          product_send, watcher, procs, lead_of=lambda k: f"55239{k:08d}", answers=2))
+    _settle(client, product)
+    funnels.set_active(admin, funnel_id, False)
+    time.sleep(6)
 
 
 def main() -> None:
@@ -305,6 +332,8 @@ def _run(args, children: list[subprocess.Popen]) -> None:
         results.append(_drive(f"product, {count} worker(s), paced {args.rate:.0f}/s", paced_n, args.rate,
                               product_send, watcher, procs))
         _settle(client, product)
+        if count == 1:
+            _funnel_scenarios(args, client, admin, product, product_send, watcher, procs, results, paced_n)
         for worker in workers:
             worker.terminate()
             worker.wait(10)

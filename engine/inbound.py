@@ -167,7 +167,8 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
         _apply_side_effect(session, instance.id, event, text)
     if counts:
         conversation = {"id": conversation_id, "workspace_id": instance.workspace_id, "instance_id": instance.id,
-                        "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused}
+                        "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused,
+                        "new_contact": new_contact}
         effects = dispatch.on_inbound_message(session, conversation, event, text, is_new_contact=new_contact)
         applied.commands.extend(effects.commands)
         applied.timers.extend(effects.timers)

@@ -65,6 +65,7 @@ HISTORY_MESSAGES = 10
 # Published versions change rarely; workers re-read the active set at most this often per workspace.
 _CACHE_TTL_S = 5.0
 _versions: dict[int, tuple[float, list[tuple[int, str, int, FunnelDefinition]]]] = {}
+_timezones: dict[int, tuple[float, str]] = {}
 
 
 @dataclass
@@ -81,8 +82,9 @@ class Effects:
 
 
 def clear_cache() -> None:
-    """Forget cached published versions (after publishing, and in tests)."""
+    """Forget cached published versions and time zones (after publishing, and in tests)."""
     _versions.clear()
+    _timezones.clear()
 
 
 def active_versions(session: Session, workspace_id: int) -> list[tuple[int, str, int, FunnelDefinition]]:
@@ -156,7 +158,7 @@ def on_timer(session: Session, run_id: int, token: str) -> Effects:
     funnel = session.get(Funnel, run.funnel_id)
     defn = load_definition(version.definition)
     ctx = _context(session, conversation, run, funnel.name, None)
-    return _apply(session, run, conversation, funnel, defn, walk(defn, ctx, run.current_node, timed_out=True))
+    return _apply(session, run, conversation, funnel.id, defn, walk(defn, ctx, run.current_node, timed_out=True))
 
 
 def due_timers(session: Session, older_than_s: int = 30) -> list[tuple[int, str, datetime]]:
@@ -177,6 +179,8 @@ def stop_run(session: Session, run_id: int, reason: str) -> None:
 # -- internals ------------------------------------------------------------------------------------------------
 
 def _bot_paused(session: Session, conversation: dict[str, Any]) -> bool:
+    if conversation.get("bot_paused") is False:
+        return False  # known from the upsert that stored the message: no need to read the row
     conv = session.get(Conversation, conversation["id"])
     if not conv.bot_paused:
         return False
@@ -209,9 +213,8 @@ def _start(session: Session, conversation: dict[str, Any], chosen, text: str | N
                     current_node=node_id, variables={})
     session.add(run)
     session.flush()
-    funnel = session.get(Funnel, funnel_id)
     ctx = _context(session, conversation, run, name, text)
-    return _apply(session, run, conversation, funnel, defn, walk(defn, ctx, node_id))
+    return _apply(session, run, conversation, funnel_id, defn, walk(defn, ctx, node_id))
 
 
 def _resume(session: Session, run: FunnelRun, conversation: dict[str, Any], text: str) -> Effects:
@@ -222,7 +225,7 @@ def _resume(session: Session, run: FunnelRun, conversation: dict[str, Any], text
     result = walk(defn, ctx, run.current_node, reply=text)
     if result.status == "ignored":
         return Effects()
-    return _apply(session, run, conversation, funnel, defn, result)
+    return _apply(session, run, conversation, funnel.id, defn, result)
 
 
 def _stop(session: Session, run: FunnelRun, reason: str) -> None:
@@ -239,12 +242,16 @@ def _conversation(session: Session, conversation_id: int) -> dict[str, Any]:
 def _context(session: Session, conversation: dict[str, Any], run: FunnelRun, funnel_name: str,
              trigger_text: str | None) -> ExecutionContext:
     contact = session.get(Contact, conversation["contact_id"])
-    tags = session.scalars(select(Tag.name).join(ContactTag, ContactTag.tag_id == Tag.id)
-                           .where(ContactTag.contact_id == contact.id)).all()
-    timezone = session.scalar(select(Workspace.timezone).where(Workspace.id == conversation["workspace_id"]))
-    recent = session.execute(select(Message.direction, Message.text).where(
-        Message.conversation_id == conversation["id"], Message.text.is_not(None),
-    ).order_by(Message.id.desc()).limit(HISTORY_MESSAGES)).all()
+    if conversation.get("new_contact"):
+        # a contact created by this very message has no tags yet and one message of history
+        tags, recent = [], [("in", trigger_text)] if trigger_text else []
+    else:
+        tags = session.scalars(select(Tag.name).join(ContactTag, ContactTag.tag_id == Tag.id)
+                               .where(ContactTag.contact_id == contact.id)).all()
+        recent = session.execute(select(Message.direction, Message.text).where(
+            Message.conversation_id == conversation["id"], Message.text.is_not(None),
+        ).order_by(Message.id.desc()).limit(HISTORY_MESSAGES)).all()
+    timezone = _workspace_timezone(session, conversation["workspace_id"])
     variables = dict(run.variables or {})
     if trigger_text is not None:
         variables.setdefault("__trigger", trigger_text)
@@ -257,14 +264,14 @@ def _context(session: Session, conversation: dict[str, Any], run: FunnelRun, fun
     )
 
 
-def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel: Funnel,
+def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel_id: int,
            defn: FunnelDefinition, result: Walk) -> Effects:
     """Apply a walk's actions and events, and store where the run stands."""
     effects = Effects()
     start_next: int | None = None
     for step in result.steps:
         for action in step.result.actions:
-            command = _apply_action(session, run, conversation, funnel, step.node_id, action)
+            command = _apply_action(session, run, conversation, funnel_id, step.node_id, action)
             if command is not None:
                 effects.commands.append(command)
             if isinstance(action, StartFunnel):
@@ -298,15 +305,15 @@ def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funne
     return effects
 
 
-def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel: Funnel, node_id: str,
+def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel_id: int, node_id: str,
                   action: Any) -> OutboundCommand | None:
     data = {"run": run.id, "node": node_id}
     if isinstance(action, SendText):
-        _, command = queue_message(session, conversation, text=action.text, funnel_id=funnel.id, data=data)
+        _, command = queue_message(session, conversation, text=action.text, funnel_id=funnel_id, data=data)
         return command if action.typing else command.model_copy(update={"typing": False})
     if isinstance(action, SendPoll):
         # polls are not delivered through every transport: the numbered list works everywhere
-        _, command = queue_message(session, conversation, text=action.fallback_text, funnel_id=funnel.id, data=data)
+        _, command = queue_message(session, conversation, text=action.fallback_text, funnel_id=funnel_id, data=data)
         return command
     if isinstance(action, SendMedia):
         media = session.get(Media, action.media_id)
@@ -315,7 +322,7 @@ def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any]
             return None
         ref = MediaRef(sha256=media.sha256, mime=media.mime, size=media.size, filename=media.filename)
         _, command = queue_message(session, conversation, text=action.caption, type=action.media_kind, media=ref,
-                                   media_id=media.id, funnel_id=funnel.id, data=data)
+                                   media_id=media.id, funnel_id=funnel_id, data=data)
         return command
     if isinstance(action, AddTag):
         tag_id = _tag_id(session, run.workspace_id, action.name)
@@ -349,6 +356,15 @@ def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any]
         if values:
             session.execute(update(Conversation).where(Conversation.id == conversation["id"]).values(**values))
     return None
+
+
+def _workspace_timezone(session: Session, workspace_id: int) -> str:
+    hit = _timezones.get(workspace_id)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    zone = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id)) or "America/Sao_Paulo"
+    _timezones[workspace_id] = (time.monotonic() + _CACHE_TTL_S, zone)
+    return zone
 
 
 def _tag_id(session: Session, workspace_id: int, name: str) -> int:
