@@ -4,6 +4,7 @@ Threads of one relay::
 
     main            heartbeat in ``wb:conn:{i}`` every ``heartbeat_s``; waits for stop
     transport's     connection, pairing, inbound -> ``on_*`` callbacks -> ``wb:in:{i}`` (then acked upstream)
+    spool           replays events spooled to ``<data_dir>/spool/<i>.jsonl`` while Redis was unreachable
     control         BLPOP ``wb:ctl:{i}`` -> ``transport.control``
     outbound        XREADGROUP ``wb:out:{i}`` (only while connected) -> one lane per contact
     lane per contact  claim in ``wb:sent:{i}``, typing, send, ``SendAck``, XACK; idle lanes end after a while
@@ -12,6 +13,10 @@ At most once: a command is claimed with ``HSETNX wb:sent:{i} <outbox id> sending
 marked ``sent:<wa id>`` after. A claim found as ``sent:...`` is acknowledged again without sending; a claim
 found as ``sending`` was left by a process that died mid-send, so the message may be out: it is reported as
 failed rather than risked twice.
+
+Everything for the workers (messages, acks, receipts, state changes) goes through ``connector.spool``: to
+``wb:in:{i}`` when Redis answers, else to a local file that is replayed in order once it does, so the
+connector keeps running, and loses nothing, while Redis is down.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from connector.contracts import (
     now_ms,
 )
 from connector.media import data_dir_from_env
+from connector.spool import Spool
 from connector.transport import (
     NotConnectedError,
     SendError,
@@ -158,11 +164,14 @@ class Relay:
         self.out_stream = contracts.OUT_STREAM.format(instance_id)
         self.sent_key = contracts.SENT_HASH.format(instance_id)
         self.transport: Transport | None = None
+        self.spool = Spool(redis_client, instance_id, self.data_dir)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._ready = threading.Event()
         self._state_lock = threading.Lock()
         self._last_state: tuple[str, str | None] | None = None
+        # Status fields whose write failed while Redis was down; the next heartbeat writes them again.
+        self._unwritten_status: dict[str, Any] | None = None
         # Held across send + SendAck and taken by on_receipt: a receipt never reaches the workers before the
         # ack that tells them which outbox row its WhatsApp id belongs to.
         self._send_lock = threading.Lock()
@@ -181,6 +190,7 @@ class Relay:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self.spool.start()
         self.transport = self.transport_class(self.instance_id, self, redis_client=self.redis,
                                               data_dir=self.data_dir, **self.transport_options)
         threads = [
@@ -205,6 +215,7 @@ class Relay:
             self._set_state("stopped", "shutdown" if self._exit_code == 0 else "transport_error")
         except redis.RedisError as exc:
             log.warning("instance %s: final state not written (%s)", self.instance_id, type(exc).__name__)
+        self.spool.stop()
         log.info("instance %s: relay stopped", self.instance_id)
         return self._exit_code
 
@@ -222,6 +233,9 @@ class Relay:
             self.stop()
             return
         try:
+            with self._state_lock:
+                if self._unwritten_status is not None:
+                    self._write_status(self._unwritten_status)
             self.redis.hset(self.status_key, "heartbeat", now_ms())
         except redis.RedisError as exc:
             log.warning("instance %s: heartbeat not written (%s)", self.instance_id, type(exc).__name__)
@@ -246,40 +260,60 @@ class Relay:
             fields: dict[str, Any] = {"state": state, "reason": reason or ""}
             if phone:
                 fields.update(phone=phone, push_name=push_name or "")
-            stale = [] if state == "awaiting_qr" else ["qr", "qr_expires_at"]
+            # An expired QR series shows no code: the panel would otherwise offer one that can't be scanned.
+            stale = [] if state == "awaiting_qr" and reason != "qr_expired" else ["qr", "qr_expires_at"]
             if state != "pairing":
                 stale += ["pair_code", "pair_code_expires_at"]
             if state == "logged_out":
                 stale += ["phone", "push_name"]
-            with self.redis.pipeline() as pipe:
-                if stale:
-                    pipe.hdel(self.status_key, *stale)
-                pipe.hset(self.status_key, mapping=fields)
-                pipe.execute()
+            try:
+                self._write_status({"fields": fields, "stale": stale})
+            except redis.RedisError as exc:
+                # The status hash is what the panel shows: keep it and write it again at the next heartbeat.
+                log.warning("instance %s: status not written (%s)", self.instance_id, type(exc).__name__)
+                self._unwritten_status = {"fields": fields, "stale": stale}
             if (state, reason) != self._last_state:
                 self._last_state = (state, reason)
                 log.info("instance %s: state %s (%s)", self.instance_id, state, reason or "-")
-                contracts.publish_inbound(self.redis, StateChange(
+                self.spool.publish(StateChange(
                     instance_id=self.instance_id, state=state, reason=reason, phone=phone, push_name=push_name,
                     timestamp_ms=now_ms()))
 
+    def _write_status(self, status: dict[str, Any]) -> None:
+        """Write state fields and drop stale ones in one transaction (called with ``_state_lock`` held)."""
+        with self.redis.pipeline() as pipe:
+            if status["stale"]:
+                pipe.hdel(self.status_key, *status["stale"])
+            pipe.hset(self.status_key, mapping=status["fields"])
+            pipe.execute()
+        self._unwritten_status = None
+
     def on_qr(self, code: str, expires_at_ms: int) -> None:
-        """Show a new QR code on the Conexões page."""
-        self.redis.hset(self.status_key, mapping={"qr": code, "qr_expires_at": expires_at_ms})
+        """Show a new QR code on the Conexões page (ephemeral: lost, not spooled, while Redis is down)."""
+        try:
+            self.redis.hset(self.status_key, mapping={"qr": code, "qr_expires_at": expires_at_ms})
+        except redis.RedisError as exc:
+            log.warning("instance %s: QR code not shown (%s)", self.instance_id, type(exc).__name__)
 
     def on_pair_code(self, code: str, expires_at_ms: int) -> None:
         """Show a phone pairing code on the Conexões page."""
-        self.redis.hset(self.status_key, mapping={"pair_code": code, "pair_code_expires_at": expires_at_ms})
+        try:
+            self.redis.hset(self.status_key, mapping={"pair_code": code, "pair_code_expires_at": expires_at_ms})
+        except redis.RedisError as exc:
+            log.warning("instance %s: pairing code not shown (%s)", self.instance_id, type(exc).__name__)
 
     def on_message(self, message: InboundMessage) -> None:
-        """Hand an inbound message to the workers (returns only once it is in ``wb:in``)."""
-        contracts.publish_inbound(self.redis, message)
-        self.redis.hset(self.status_key, "last_inbound_at", now_ms())
+        """Hand an inbound message to the workers (returns once it is in ``wb:in`` or in the spool file)."""
+        self.spool.publish(message)
+        try:
+            self.redis.hset(self.status_key, "last_inbound_at", now_ms())
+        except redis.RedisError:
+            pass  # a display field; the message itself is safe
 
     def on_receipt(self, receipt: Receipt) -> None:
         """Hand receipts to the workers, after the ack of any send in progress."""
         with self._send_lock:
-            contracts.publish_inbound(self.redis, receipt)
+            self.spool.publish(receipt)
 
     # -- control ---------------------------------------------------------------------------------------------
 
@@ -428,7 +462,7 @@ class Relay:
         """Tell the workers how the command ended, then drop it from our pending list."""
         ack = SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
                       error=error, timestamp_ms=now_ms())
-        contracts.publish_inbound(self.redis, ack)
+        self.spool.publish(ack)
         if error is None:
             self.redis.hset(self.status_key, "last_outbound_at", ack.timestamp_ms)
         else:

@@ -1,8 +1,8 @@
 """The transport seam: what the relay needs from a WhatsApp connection, whatever provides it.
 
-A transport (the Redis sandbox now, neonize later) owns the provider connection of one number. It turns the
-provider's events into the neutral contracts and hands them to the relay through ``TransportEvents``; the relay
-owns Redis, the outbound stream, pacing and the at-most-once bookkeeping. Errors::
+A transport (the Redis sandbox, or real WhatsApp through neonize) owns the provider connection of one number.
+It turns the provider's events into the neutral contracts and hands them to the relay through
+``TransportEvents``; the relay owns Redis, the outbound stream, pacing and the at-most-once bookkeeping. Errors::
 
     TransportError            base
     ├── NotConnectedError     not connected right now; the relay waits and tries again (nothing was sent)
@@ -105,6 +105,7 @@ class Transport(ABC):
 # Transport name (as in ``wb:instances`` and ``--transport``) -> "module:Class". Import on demand, so a
 # sandbox connector never loads the neonize binary.
 TRANSPORTS = {
+    "neonize": "connector.neonize_transport:NeonizeTransport",
     "sandbox": "connector.sandbox:SandboxTransport",
 }
 

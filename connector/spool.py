@@ -1,0 +1,248 @@
+"""The connector's local spool: inbound events wait on disk while Redis cannot take them.
+
+A connector hands every event for the workers (messages, acks, receipts, state changes) to Redis before
+anything is acknowledged upstream. When Redis does not answer, losing the event is not an option and
+crashing would only make WhatsApp redeliver into the same hole, so the event is appended to a file instead::
+
+    <data_dir>/spool/<instance>.jsonl      one JSON line per event, the ``contracts.encode`` payload
+
+A replay thread re-publishes the file's lines, oldest first, once Redis answers again, and then cuts off
+exactly the lines it published. While the file holds anything, new events are appended behind it rather
+than published directly, so the workers see events in the order the connector produced them.
+
+Delivery is at least once: a crash between publishing a line and cutting it off publishes it again on the
+next start, which the workers absorb (messages are unique on instance + WhatsApp id; acks, receipts and
+state changes are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import redis
+from pydantic import BaseModel
+
+from connector import contracts
+
+log = logging.getLogger(__name__)
+
+SPOOL_DIR = "spool"
+REPLAY_BATCH = 500  # lines published between two cuts of the file (each cut rewrites what is left)
+
+
+def spool_path(data_dir: Path | str, instance_id: int) -> Path:
+    """The spool file of one instance (whether or not it exists)."""
+    return Path(data_dir) / SPOOL_DIR / f"{int(instance_id)}.jsonl"
+
+
+class Spool:
+    """Publish inbound events to ``wb:in:{i}``, or keep them on disk until Redis is back.
+
+    Args:
+        redis_client: the relay's redis-py client.
+        instance_id: the number's instance id.
+        data_dir: the product's data dir (the file lives under its ``spool`` subdirectory).
+        retry_s: how long the replay thread waits between two attempts while Redis is down.
+    """
+
+    def __init__(self, redis_client: Any, instance_id: int, data_dir: Path | str, retry_s: float = 1.0) -> None:
+        self.redis = redis_client
+        self.instance_id = instance_id
+        self.path = spool_path(data_dir, instance_id)
+        self.retry_s = retry_s
+        self.stream = contracts.IN_STREAM.format(instance_id)
+        # Held while deciding between Redis and the file, while appending and while cutting the file, so an
+        # event never overtakes the spooled ones and an append never lands in a file being replaced.
+        self._lock = threading.Lock()
+        self._spooled = self._count_lines()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        # Set when events reached the stream but their drain job could not be queued; retried by the thread.
+        self._drain_owed = False
+        self._thread: threading.Thread | None = None
+        if self._spooled:
+            log.warning("instance %s: %d spooled events from an earlier run will be replayed", instance_id,
+                        self._spooled)
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the replay thread (it replays what an earlier run left at once)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._replay_loop, name=f"spool-{self.instance_id}", daemon=True)
+        self._thread.start()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop replaying; whatever is still spooled stays on disk for the next start."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def pending(self) -> int:
+        """How many events wait in the spool file."""
+        with self._lock:
+            return self._spooled
+
+    # -- publishing ------------------------------------------------------------------------------------------
+
+    def publish(self, event: BaseModel) -> bool:
+        """Hand ``event`` to the workers: to Redis when it answers, else to the spool file.
+
+        Returns True when the event reached Redis now, False when it was spooled. Either way it is safe when
+        this returns (the spool file is fsync'd), so the caller may acknowledge it upstream.
+
+        Raises:
+            OSError: the spool file could not be written either (disk full, permissions): the event is not
+                safe, and the caller must not acknowledge it.
+        """
+        payload = contracts.encode(event)
+        published = False
+        with self._lock:
+            if not self._spooled:
+                try:
+                    self._publish(payload)
+                    published = True
+                except redis.RedisError as exc:
+                    log.warning("instance %s: Redis unavailable (%s); spooling inbound events to %s",
+                                self.instance_id, type(exc).__name__, self.path)
+            if not published:
+                self._append(payload["e"])
+        if published:
+            self._wake_drain()  # outside the lock: the event is in the stream, order is settled
+            return True
+        self._wake.set()
+        return False
+
+    def _publish(self, payload: dict[str, str]) -> None:
+        self.redis.xadd(self.stream, payload)
+
+    def _wake_drain(self) -> None:
+        """Queue the drain job for the stream; the events are already safe in it, so a failure only delays
+        them: the replay thread tries again every ``retry_s``."""
+        try:
+            contracts.wake_inbound_drain(self.redis, self.instance_id)
+        except redis.RedisError as exc:
+            log.warning("instance %s: drain job not queued (%s); retrying", self.instance_id, type(exc).__name__)
+            self._drain_owed = True
+        else:
+            self._drain_owed = False
+
+    # -- the file --------------------------------------------------------------------------------------------
+
+    def _count_lines(self) -> int:
+        try:
+            with self.path.open("rb") as fh:
+                return sum(1 for line in fh if line.strip())
+        except FileNotFoundError:
+            return 0
+
+    def _append(self, line: str) -> None:
+        """Append one event and fsync it (called with the lock held)."""
+        if "\n" in line:  # model_dump_json escapes newlines; a raw one would split the event in two
+            raise ValueError("a spooled event must be a single line")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Opened per append: the replay replaces the file by rename, so a long-lived handle would point at
+        # the old one.
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._spooled += 1
+
+    def _read_lines(self, limit: int) -> list[str]:
+        """The first ``limit`` events of the file. Appends only add after them, so reading without the lock
+        is safe; only this thread removes lines."""
+        lines: list[str] = []
+        try:
+            with self.path.open("r", encoding="utf-8") as fh:
+                for raw in fh:
+                    if not raw.endswith("\n"):
+                        break  # an append in progress (or torn by a crash): not a whole event yet
+                    if raw.strip():
+                        lines.append(raw.rstrip("\n"))
+                        if len(lines) >= limit:
+                            break
+        except FileNotFoundError:
+            pass
+        return lines
+
+    def _cut(self, published: int) -> None:
+        """Drop the first ``published`` events from the file, atomically (called with the lock held)."""
+        with self.path.open("r", encoding="utf-8") as fh:
+            rest = [line for line in fh if line.strip()][published:]
+        if not rest:
+            self.path.unlink(missing_ok=True)
+        else:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".spool-")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.writelines(line if line.endswith("\n") else line + "\n" for line in rest)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        self._fsync_dir()
+        self._spooled = len(rest)
+
+    def _fsync_dir(self) -> None:
+        """Make the rename or unlink itself durable, so a crash cannot bring back published lines."""
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    # -- replay ----------------------------------------------------------------------------------------------
+
+    def _replay_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.retry_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                if self.pending():
+                    done = self._replay_batch()
+                    if done:
+                        self._drain_owed = True
+                        if self.pending():
+                            self._wake.set()  # more to do and Redis answers: go on without waiting
+                if self._drain_owed:
+                    self._wake_drain()
+            except Exception:  # noqa: BLE001 - the thread must outlive a bad line or a disk hiccup
+                log.exception("instance %s: spool replay failed; retrying", self.instance_id)
+
+    def _replay_batch(self) -> int:
+        """Publish up to ``REPLAY_BATCH`` spooled events in order; returns how many were published and cut."""
+        lines = self._read_lines(REPLAY_BATCH)
+        published = 0
+        for line in lines:
+            if self._stop.is_set():
+                break
+            try:
+                self._publish({"e": line})
+            except redis.RedisError as exc:
+                log.info("instance %s: Redis still unavailable (%s); %d events spooled", self.instance_id,
+                         type(exc).__name__, self.pending())
+                break
+            published += 1
+        if published:
+            with self._lock:
+                self._cut(published)
+            log.info("instance %s: replayed %d spooled events; %d left", self.instance_id, published,
+                     self.pending())
+        return published

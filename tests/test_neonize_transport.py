@@ -1,0 +1,642 @@
+"""The neonize transport behind a real relay, with the neonize client faked (``tests/fake_neonize.py``).
+
+Events are real neonize protobufs, fired at the handlers the transport registered; everything past the
+client (relay, Redis streams, status hash, media store, claims) is real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from neonize.events import (
+    ClientOutdatedEv,
+    ConnectedEv,
+    ConnectFailureEv,
+    DisconnectedEv,
+    KeepAliveRestoredEv,
+    KeepAliveTimeoutEv,
+    LoggedOutEv,
+    MessageEv,
+    PairStatusEv,
+    ReceiptEv,
+    StreamReplacedEv,
+    TemporaryBanEv,
+)
+from neonize.exc import PairPhoneError, SendMessageError
+from neonize.proto.Neonize_pb2 import JID, MessageInfo, MessageSource
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as E
+from neonize.utils.enum import ChatPresence, Presence, ReceiptType
+
+from connector import contracts
+from connector.contracts import ControlCommand, MediaRef, OutboundCommand
+from connector.media import media_path, store_media
+from connector.neonize_transport import NeonizeTransport
+from connector.relay import INTERRUPTED, Relay
+from connector.transport import NotConnectedError, SendError, SendUncertainError, load_transport
+from tests.fake_neonize import FakeClient, FakeWhatsApp, make_jid
+from tests.test_connector_support import (
+    BUSINESS,
+    DEADLINE_S,
+    LEAD,
+    ROOT,
+    acks,
+    events,
+    send_command,
+    status,
+    wait_qr,
+    wait_state,
+    wait_until,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+OGG = b"OggS" + bytes(range(200))
+MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(200)
+PDF = b"%PDF-1.4\n" + bytes(300)
+LEAD_JID = f"{LEAD}@s.whatsapp.net"
+
+
+@pytest.fixture
+def wa() -> FakeWhatsApp:
+    """WhatsApp's side, faked: QR codes every 0.3 s."""
+    return FakeWhatsApp()
+
+
+@contextmanager
+def neonize_relay(r: Any, wa: FakeWhatsApp, data_dir: Path, instance_id: int = 1,
+                  relay_options: dict[str, Any] | None = None, **transport_options: Any) -> Iterator[Relay]:
+    """A relay with the neonize transport on the fake client, running in a thread; stopped on exit."""
+    options = {"typing_ms_per_char": 0, "heartbeat_s": 0.2, **(relay_options or {})}
+    transport_options = {"client_factory": wa.factory, "backoff_base_s": 0.05, **transport_options}
+    relay = Relay(r, instance_id, NeonizeTransport, data_dir=data_dir, transport_options=transport_options,
+                  **options)
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", relay.run()), name=f"relay-{instance_id}",
+                              daemon=True)
+    thread.start()
+    assert relay.wait_ready(DEADLINE_S)
+    relay.exit_code = result  # read by tests whose relay stops itself
+    try:
+        yield relay
+    finally:
+        relay.stop()
+        thread.join(DEADLINE_S)
+        assert not thread.is_alive(), "relay did not stop"
+
+
+def connect(r: Any, wa: FakeWhatsApp, instance_id: int = 1, phone: str = BUSINESS) -> FakeClient:
+    """Scan the latest client's QR code with ``phone`` and wait until the instance is connected."""
+    client = wa.client()
+    wa.scan(client, phone)
+    assert wait_state(r, instance_id, "connected")["phone"] == phone
+    return client
+
+
+def control(r: Any, instance_id: int, action: str, **fields: Any) -> None:
+    r.rpush(contracts.CONTROL_LIST.format(instance_id), ControlCommand(action=action, **fields).model_dump_json())
+
+
+def states(r: Any, instance_id: int = 1) -> list[tuple[str, str | None]]:
+    return [(e.state, e.reason) for e in events(r, instance_id, "state")]
+
+
+def wait_reason(r: Any, instance_id: int, state: str, reason: str) -> dict[str, str]:
+    return wait_until(lambda: (s := status(r, instance_id)).get("state") == state and s.get("reason") == reason
+                      and s, what=f"{state} ({reason})")
+
+
+def message_event(message: E.Message, wa_id: str, *, sender: JID | None = None, chat: JID | None = None,
+                  from_me: bool = False, sender_alt: JID | None = None, recipient_alt: JID | None = None,
+                  group: bool = False, push_name: str = "Ana", timestamp_ms: int | None = None) -> MessageEv:
+    """A real neonize ``MessageEv`` (``Neonize_pb2.Message``) as whatsmeow delivers it."""
+    sender = sender or make_jid(LEAD)
+    source = MessageSource(Chat=chat or sender, Sender=sender, IsFromMe=from_me, IsGroup=group)
+    if sender_alt is not None:
+        source.SenderAlt.CopyFrom(sender_alt)
+    if recipient_alt is not None:
+        source.RecipientAlt.CopyFrom(recipient_alt)
+    info = MessageInfo(ID=wa_id, Pushname=push_name, Timestamp=timestamp_ms or contracts.now_ms(),
+                       MessageSource=source)
+    return MessageEv(Info=info, Message=message)
+
+
+def inbound(r: Any, instance_id: int = 1) -> dict[str, Any]:
+    """Inbound messages published so far, by WhatsApp id."""
+    return {m.wa_id: m for m in events(r, instance_id, "message")}
+
+
+# -- loading ---------------------------------------------------------------------------------------------------
+
+
+def test_the_connector_loads_neonize_only_for_the_neonize_transport():
+    code = ("import sys, connector.relay, connector.transport, connector.sandbox, connector.spool;"
+            "assert not any(m.split('.')[0] == 'neonize' for m in sys.modules), 'neonize imported';"
+            "from connector.transport import load_transport;"
+            "cls = load_transport('neonize');"
+            "assert cls.__name__ == 'NeonizeTransport' and 'neonize' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+    assert load_transport("neonize") is NeonizeTransport
+
+
+# -- pairing ---------------------------------------------------------------------------------------------------
+
+
+def test_qr_codes_rotate_and_a_scan_connects_with_a_session_file_per_number(r, wa, tmp_path):
+    with neonize_relay(r, wa, tmp_path, 1), neonize_relay(r, wa, tmp_path, 2):
+        first = wait_qr(r, 1)["qr"]
+        assert int(status(r, 1)["qr_expires_at"]) > contracts.now_ms()
+        wait_until(lambda: status(r, 1).get("qr") not in (None, first), what="a rotated QR code")
+        wa.client(count=2)
+        clients = {c.uuid: c for c in wa.clients}
+        one, two = clients["wb-1"], clients["wb-2"]
+        assert Path(one.name) == tmp_path / "sessions" / "1.sqlite3"
+        assert Path(two.name) == tmp_path / "sessions" / "2.sqlite3"
+        assert one.jid is None and two.jid is None  # nothing stored yet: a new device each
+
+        wa.scan(one, BUSINESS, "Loja")
+        connected = wait_state(r, 1, "connected")
+        assert (connected["phone"], connected["push_name"]) == (BUSINESS, "Loja")
+        assert "qr" not in connected
+        wa.scan(two, "5511990000002", "Filial")
+        assert wait_state(r, 2, "connected")["phone"] == "5511990000002"
+        wait_until(lambda: wa.presences.count(Presence.AVAILABLE) == 2, what="presence after connecting")
+    assert ("awaiting_qr", None) in states(r, 1)
+    assert states(r, 1)[-2:] == [("connected", None), ("stopped", "shutdown")]
+    assert (tmp_path / "sessions" / "1.jid.json").exists() and (tmp_path / "sessions" / "2.jid.json").exists()
+
+
+def test_the_qr_series_expires_and_restart_pairing_starts_a_new_one(r, tmp_path):
+    wa = FakeWhatsApp(qr_codes=2, qr_interval_s=0.2)
+    with neonize_relay(r, wa, tmp_path, qr_ttl_s=0.2, qr_grace_s=0.3):
+        wait_qr(r, 1)
+        expired = wait_reason(r, 1, "awaiting_qr", "qr_expired")
+        assert "qr" not in expired, "no code is offered once the series is over"
+        first = wa.client()
+        assert first.stopped.is_set(), "the dead client is stopped"
+        assert len(wa.clients) == 1, "idle: no new client until the panel asks"
+
+        control(r, 1, "restart_pairing")
+        second = wa.client(count=2)
+        assert second.jid is None
+        wait_qr(r, 1)
+        wa.scan(second, BUSINESS)
+        wait_state(r, 1, "connected")
+
+
+def test_pair_by_phone_code_waits_until_connect_runs(r, wa, tmp_path):
+    wa.qr_gate.clear()  # connect() has not started yet: neonize's PairPhone would fail with "client is nil"
+    with neonize_relay(r, wa, tmp_path) as relay:
+        client = wa.client()
+        control(r, 1, "pair_phone", phone="+55 11 99000-0001")
+        wait_until(lambda: relay.transport._pair_phone == BUSINESS, what="the pairing request to be held")
+        assert wa.pair_requests == []
+        wa.qr_gate.set()
+        shown = wait_state(r, 1, "pairing")
+        code = shown["pair_code"]
+        assert len(code.replace("-", "")) == 8
+        assert int(shown["pair_code_expires_at"]) > contracts.now_ms()
+        assert wa.pair_requests == [(BUSINESS, code)]
+        assert "qr" not in status(r, 1), "the panel shows the code, not a QR code next to it"
+        assert not wa.enter_pair_code(code, "5511990000009"), "a code only works on the phone it was asked for"
+        assert wa.enter_pair_code(code, BUSINESS)
+        assert "pair_code" not in wait_state(r, 1, "connected")
+        assert client.qr_shown >= 1
+    assert not [s for s in states(r) if s[1] == "pair_phone_failed"]
+
+
+def test_a_refused_pairing_code_is_a_state_reason_and_a_new_request_works(r, wa, tmp_path):
+    with neonize_relay(r, wa, tmp_path):
+        wait_qr(r, 1)
+        wa.pair_phone_error = "rate-overlimit"
+        control(r, 1, "pair_phone", phone=BUSINESS)
+        wait_reason(r, 1, "awaiting_qr", "pair_phone_failed")
+        control(r, 1, "pair_phone", phone="12")
+        wait_reason(r, 1, "awaiting_qr", "pair_phone_invalid")
+        wa.pair_phone_error = None
+        control(r, 1, "pair_phone", phone=BUSINESS)
+        assert len(wait_state(r, 1, "pairing")["pair_code"]) == 9
+
+
+def test_the_fake_pair_phone_fails_before_connect_like_neonize(wa, tmp_path):
+    client = wa.factory(str(tmp_path / "s.sqlite3"), uuid="wb-9")
+    with pytest.raises(PairPhoneError, match="client is nil"):
+        client.PairPhone(BUSINESS, True)
+
+
+# -- life cycle ------------------------------------------------------------------------------------------------
+
+
+def test_life_cycle_events_map_to_connection_states(r, wa, tmp_path):
+    with neonize_relay(r, wa, tmp_path):
+        client = connect(r, wa)
+        client.fire(DisconnectedEv(status=True))
+        wait_reason(r, 1, "reconnecting", "disconnected")
+        client.fire(ConnectedEv(status=True))  # whatsmeow's own reconnect
+        wait_state(r, 1, "connected")
+        client.fire(KeepAliveTimeoutEv(ErrorCount=2, LastSuccess=int(time.time())))
+        wait_reason(r, 1, "reconnecting", "keepalive_timeout")
+        client.fire(KeepAliveRestoredEv())
+        assert wait_state(r, 1, "connected")["phone"] == BUSINESS
+
+        client.fire(StreamReplacedEv())
+        wait_reason(r, 1, "replaced", "stream_replaced")
+        wait_until(client.stopped.is_set, what="the replaced client to stop")
+        control(r, 1, "reconnect")
+        client = wa.client(count=2)
+        assert client.jid is not None and client.jid.User == BUSINESS  # the same device, resumed
+        wait_state(r, 1, "connected")
+
+        client.fire(TemporaryBanEv(Code=TemporaryBanEv.SENT_TOO_MANY_SAME_MESSAGE, Expire=3600))
+        banned = wait_state(r, 1, "banned")
+        prefix, code, until = banned["reason"].split(":")
+        assert (prefix, code) == ("temporary_ban", "sent_too_many_same_message")
+        assert int(until.removeprefix("until=")) > contracts.now_ms() + 3500 * 1000
+        control(r, 1, "reconnect")
+        client = wa.client(count=3)
+        wait_state(r, 1, "connected")
+
+        client.fire(ClientOutdatedEv())
+        wait_reason(r, 1, "outdated", "client_outdated")
+        control(r, 1, "reconnect")
+        wa.client(count=4)
+        wait_state(r, 1, "connected")
+    assert [s for s in states(r) if s[0] in ("replaced", "banned", "outdated")] == [
+        ("replaced", "stream_replaced"), ("banned", banned["reason"]), ("outdated", "client_outdated")]
+
+
+def test_logged_out_by_whatsapp_forgets_the_session_until_asked(r, wa, tmp_path):
+    session = tmp_path / "sessions" / "1.sqlite3"
+    with neonize_relay(r, wa, tmp_path):
+        client = connect(r, wa)
+        assert session.exists() and (tmp_path / "sessions" / "1.jid.json").exists()
+        wa.devices.pop(client.name)  # whatsmeow deletes the device when WhatsApp logs it out
+        client.fire(LoggedOutEv(OnConnect=False, Reason=LoggedOutEv.DESCRIPTOR.fields_by_name["Reason"]
+                                .enum_type.values_by_name["MAIN_DEVICE_GONE"].number))
+        gone = wait_reason(r, 1, "logged_out", "main_device_gone")
+        assert "phone" not in gone
+        wait_until(lambda: not session.exists(), what="the session file to be deleted")
+        assert not (tmp_path / "sessions" / "1.jid.json").exists()
+        assert len(wa.clients) == 1 and client.stopped.is_set(), "no new QR series until the panel asks"
+
+        control(r, 1, "reconnect")
+        fresh = wa.client(count=2)
+        assert fresh.jid is None
+        wait_qr(r, 1)
+
+
+def test_a_pairing_error_fails_the_connector(r, wa, tmp_path):
+    with neonize_relay(r, wa, tmp_path) as relay:
+        wait_qr(r, 1)
+        wa.client().fire(PairStatusEv(Status=PairStatusEv.ERROR, Error="key mismatch"))
+        wait_until(lambda: relay.exit_code.get("code") == 1, what="the relay to exit with an error")
+    assert states(r)[-2:] == [("failed", "pair_error"), ("stopped", "transport_error")]
+
+
+def test_a_connect_failure_fails_the_connector(r, wa, tmp_path):
+    with neonize_relay(r, wa, tmp_path) as relay:
+        client = connect(r, wa)
+        client.fire(ConnectFailureEv(Reason=10, Message="service unavailable"))
+        wait_until(lambda: relay.exit_code.get("code") == 1, what="the relay to exit with an error")
+    assert ("failed", "connect_failure:service_unavailable") in states(r)
+
+
+def test_connect_errors_are_retried_with_backoff(r, wa, tmp_path):
+    wa.connect_errors = 2  # as neonize without network: NeonizeError from connect()
+    with neonize_relay(r, wa, tmp_path):
+        wait_qr(r, 1)
+        assert len(wa.clients) == 3
+        assert all(c.stopped.is_set() for c in wa.clients[:2])
+    assert states(r).count(("reconnecting", "connect_error")) >= 1
+
+
+def test_a_restart_resumes_the_stored_device_without_a_qr_code(r, wa, tmp_path):
+    with neonize_relay(r, wa, tmp_path):
+        first = connect(r, wa)
+    r.delete(contracts.IN_STREAM.format(1))
+    with neonize_relay(r, wa, tmp_path):
+        second = wa.client(count=2)
+        assert wait_state(r, 1, "connected")["phone"] == BUSINESS
+        assert second.name == first.name and second.uuid == "wb-1"
+        assert (second.jid.User, second.jid.Device, second.jid.Server) == (BUSINESS, 7, "s.whatsapp.net")
+        assert second.qr_shown == 0
+    assert [s for s, _ in states(r)] == ["connecting", "connecting", "connected", "stopped"]
+    assert states(r)[1] == ("connecting", "resuming")
+
+
+# -- inbound ---------------------------------------------------------------------------------------------------
+
+
+def test_inbound_message_types_map_to_the_neutral_contract(r, wa, tmp_path):
+    poll = E.PollCreationMessage(name="Qual horário?", selectableOptionsCount=1,
+                                 options=[E.PollCreationMessage.Option(optionName=x) for x in ("9h", "14h")])
+    edit = E.ProtocolMessage(type=E.ProtocolMessage.MESSAGE_EDIT, key=MessageKey(ID="T1", fromMe=False),
+                             editedMessage=E.Message(conversation="Oi, tudo bem?"))
+    vcard = "BEGIN:VCARD\nVERSION:3.0\nFN:Bia\nTEL:+5511970000000\nEND:VCARD"
+    cases = {
+        "T1": E.Message(conversation="Oi"),
+        "T2": E.Message(extendedTextMessage=E.ExtendedTextMessage(
+            text="respondendo", contextInfo=E.ContextInfo(stanzaID="3EB0QUOTED", participant=LEAD_JID))),
+        "T3": E.Message(ephemeralMessage=E.FutureProofMessage(message=E.Message(conversation="some em 24h"))),
+        "L1": E.Message(locationMessage=E.LocationMessage(degreesLatitude=-23.561, degreesLongitude=-46.656,
+                                                          name="Loja", address="Av. Paulista, 1000")),
+        "L2": E.Message(liveLocationMessage=E.LiveLocationMessage(degreesLatitude=1.5, degreesLongitude=2.5)),
+        "C1": E.Message(contactMessage=E.ContactMessage(displayName="Bia", vcard=vcard)),
+        "C2": E.Message(contactsArrayMessage=E.ContactsArrayMessage(
+            displayName="2 contatos", contacts=[E.ContactMessage(displayName="Bia", vcard=vcard),
+                                                E.ContactMessage(displayName="Caio", vcard="BEGIN:VCARD")])),
+        "R1": E.Message(reactionMessage=E.ReactionMessage(key=MessageKey(ID="3EB0SENT", fromMe=True), text="👍")),
+        "R2": E.Message(reactionMessage=E.ReactionMessage(key=MessageKey(ID="3EB0SENT", fromMe=True), text="")),
+        "E1": E.Message(protocolMessage=edit),
+        "E2": E.Message(editedMessage=E.FutureProofMessage(message=E.Message(protocolMessage=edit))),
+        "X1": E.Message(protocolMessage=E.ProtocolMessage(type=E.ProtocolMessage.REVOKE, key=MessageKey(ID="T2"))),
+        "P1": E.Message(pollCreationMessageV3=poll),
+        "U1": E.Message(groupInviteMessage=E.GroupInviteMessage(groupName="Promoções")),
+        # not messages: protocol housekeeping and key exchanges
+        "S1": E.Message(protocolMessage=E.ProtocolMessage(type=E.ProtocolMessage.HISTORY_SYNC_NOTIFICATION)),
+        "S2": E.Message(senderKeyDistributionMessage=E.SenderKeyDistributionMessage(groupID="x")),
+        "S3": E.Message(messageContextInfo=E.MessageContextInfo(messageSecret=b"k" * 32)),
+    }
+    with neonize_relay(r, wa, tmp_path):
+        client = connect(r, wa)
+        at = contracts.now_ms() - 5000
+        for wa_id, message in cases.items():
+            assert client.fire(message_event(message, wa_id, timestamp_ms=at))
+        got = inbound(r)
+    assert sorted(got) == sorted(k for k in cases if not k.startswith("S"))
+    text = got["T1"]
+    assert (text.type, text.text, text.phone, text.chat_jid, text.sender_jid, text.push_name, text.from_me) == (
+        "text", "Oi", LEAD, LEAD_JID, LEAD_JID, "Ana", False)
+    assert text.timestamp_ms == at
+    assert (got["T2"].text, got["T2"].quoted_id) == ("respondendo", "3EB0QUOTED")
+    assert (got["T3"].type, got["T3"].text) == ("text", "some em 24h")
+    location = got["L1"]
+    assert (location.type, location.text) == ("location", None)
+    assert (location.raw["latitude"], location.raw["longitude"], location.raw["name"]) == (
+        pytest.approx(-23.561), pytest.approx(-46.656), "Loja")
+    assert got["L2"].type == "location" and got["L2"].raw["live"] is True
+    assert (got["C1"].type, got["C1"].raw["vcard"], got["C1"].raw["display_name"]) == ("contact", vcard, "Bia")
+    assert [c["display_name"] for c in got["C2"].raw["contacts"]] == ["Bia", "Caio"]
+    assert (got["R1"].type, got["R1"].text, got["R1"].target_id) == ("reaction", "👍", "3EB0SENT")
+    assert (got["R2"].text, got["R2"].raw["removed"]) == (None, True)
+    for wa_id in ("E1", "E2"):
+        assert (got[wa_id].type, got[wa_id].target_id, got[wa_id].text) == ("edit", "T1", "Oi, tudo bem?")
+    assert (got["X1"].type, got["X1"].target_id, got["X1"].text) == ("revoke", "T2", None)
+    assert (got["P1"].type, got["P1"].text, got["P1"].raw["options"]) == ("poll", "Qual horário?", ["9h", "14h"])
+    assert (got["U1"].type, got["U1"].raw["type"]) == ("unsupported", "groupInviteMessage")
+
+
+def test_inbound_media_is_downloaded_into_the_store(r, wa, tmp_path):
+    def media(field: str, data: bytes | None, **fields: Any) -> E.Message:
+        digest = wa.upload(data) if data is not None else hashlib.sha256(b"expired").digest()
+        size = fields.pop("fileLength", len(data or b""))
+        return E.Message(**{field: getattr(E, field[0].upper() + field[1:])(fileSHA256=digest, fileLength=size,
+                                                                            **fields)})
+
+    cases = {
+        "IMG": media("imageMessage", PNG, mimetype="image/png", caption="olha a foto"),
+        "PTT": media("audioMessage", OGG, mimetype="audio/ogg; codecs=opus", PTT=True, seconds=4),
+        "VID": media("videoMessage", MP4, mimetype="video/mp4", caption="vídeo"),
+        "DOC": media("documentMessage", PDF, mimetype="application/pdf", fileName="../../proposta.pdf",
+                     caption="segue"),
+        "STK": media("stickerMessage", PNG[:100], mimetype="image/webp"),
+        "OLD": media("imageMessage", None, mimetype="image/jpeg"),
+        "BIG": media("videoMessage", MP4, mimetype="video/mp4", fileLength=10**12),
+    }
+    with neonize_relay(r, wa, tmp_path):
+        client = connect(r, wa)
+        for wa_id, message in cases.items():
+            client.fire(message_event(message, wa_id))
+        got = inbound(r)
+
+    def stored(wa_id: str, data: bytes) -> None:
+        ref = got[wa_id].media
+        assert ref is not None and ref.sha256 == hashlib.sha256(data).hexdigest() and ref.size == len(data)
+        assert media_path(tmp_path, ref.sha256).read_bytes() == data
+
+    stored("IMG", PNG)
+    assert (got["IMG"].type, got["IMG"].text, got["IMG"].media.mime) == ("image", "olha a foto", "image/png")
+    stored("PTT", OGG)
+    assert (got["PTT"].type, got["PTT"].raw["ptt"], got["PTT"].raw["seconds"]) == ("audio", True, 4)
+    stored("VID", MP4)
+    assert (got["VID"].type, got["VID"].text) == ("video", "vídeo")
+    stored("DOC", PDF)
+    assert (got["DOC"].type, got["DOC"].text, got["DOC"].media.filename, got["DOC"].media.mime) == (
+        "document", "segue", "proposta.pdf", "application/pdf")
+    stored("STK", PNG[:100])
+    assert got["STK"].type == "sticker"
+    assert (got["OLD"].type, got["OLD"].media, got["OLD"].raw["media_error"]) == ("image", None, "download_failed")
+    assert (got["BIG"].media, got["BIG"].raw["media_error"]) == (None, "too_large")
+
+
+def test_own_phone_messages_broadcasts_groups_and_lids(r, wa, tmp_path):
+    lid_with_alt, lid_known, lid_unknown = "201234567890123", "209876543210987", "205555555555555"
+    wa.lids[lid_known] = make_jid("5511970000003")
+    group = make_jid("120363000000000001", "g.us")
+    with neonize_relay(r, wa, tmp_path):
+        client = connect(r, wa)
+        fire = client.fire
+        fire(message_event(E.Message(conversation="enviado do celular"), "ME1", sender=make_jid(BUSINESS, device=3),
+                           chat=make_jid(LEAD), from_me=True, push_name="Loja"))
+        fire(message_event(E.Message(conversation="status"), "ST1", chat=make_jid("status", "broadcast")))
+        fire(message_event(E.Message(conversation="no grupo"), "GR1", chat=group, group=True))
+        fire(message_event(E.Message(conversation="nota"), "NT1", sender=make_jid(BUSINESS), chat=make_jid(BUSINESS),
+                           from_me=True))
+        fire(message_event(E.Message(conversation="via lid"), "LD1", sender=make_jid(lid_with_alt, "lid"),
+                           sender_alt=make_jid("5511970000002")))
+        fire(message_event(E.Message(conversation="lid conhecido"), "LD2", sender=make_jid(lid_known, "lid")))
+        fire(message_event(E.Message(conversation="lid novo"), "LD3", sender=make_jid(lid_unknown, "lid")))
+        fire(message_event(E.Message(conversation="celular via lid"), "ME2", sender=make_jid(BUSINESS),
+                           chat=make_jid(lid_with_alt, "lid"), recipient_alt=make_jid("5511970000002"), from_me=True))
+        got = inbound(r)
+    assert sorted(got) == ["LD1", "LD2", "LD3", "ME1", "ME2"]
+    mine = got["ME1"]
+    assert (mine.from_me, mine.phone, mine.chat_jid, mine.sender_jid, mine.push_name) == (
+        True, LEAD, LEAD_JID, f"{BUSINESS}@s.whatsapp.net", None)
+    assert (got["LD1"].phone, got["LD1"].chat_jid) == ("5511970000002", "5511970000002@s.whatsapp.net")
+    assert got["LD2"].phone == "5511970000003"
+    assert (got["LD3"].phone, got["LD3"].raw["lid"]) == (lid_unknown, True)
+    assert (got["ME2"].phone, got["ME2"].from_me) == ("5511970000002", True), "one person, one contact"
+
+
+def test_groups_are_accepted_when_enabled(r, wa, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WA_ACCEPT_GROUPS", "1")
+    with neonize_relay(r, wa, tmp_path):
+        client = connect(r, wa)
+        client.fire(message_event(E.Message(conversation="no grupo"), "GR1",
+                                  chat=make_jid("120363000000000001", "g.us"), group=True))
+        [message] = events(r, 1, "message")
+    assert (message.chat_jid, message.sender_jid, message.phone) == (
+        "120363000000000001@g.us", LEAD_JID, LEAD)
+
+
+def test_receipts_become_neutral_receipts(r, wa, tmp_path):
+    def receipt(kind: int, ids: list[str], from_me: bool = False) -> ReceiptEv:
+        lead = make_jid(LEAD)
+        return ReceiptEv(MessageSource=MessageSource(Chat=lead, Sender=lead, IsFromMe=from_me), MessageIDs=ids,
+                         Timestamp=1_760_000_000, Type=kind)
+
+    with neonize_relay(r, wa, tmp_path):
+        client = connect(r, wa)
+        client.fire(receipt(ReceiptEv.DELIVERED, ["3EB0A", "3EB0B"]))
+        client.fire(receipt(ReceiptEv.READ, ["3EB0A"]))
+        client.fire(receipt(ReceiptEv.PLAYED, ["3EB0C"]))
+        client.fire(receipt(ReceiptEv.READ_SELF, ["3EB0D"]))
+        client.fire(receipt(ReceiptEv.DELIVERED, ["3EB0E"], from_me=True))
+        got = events(r, 1, "receipt")
+    assert [(x.status, x.wa_ids) for x in got] == [
+        ("delivered", ["3EB0A", "3EB0B"]), ("read", ["3EB0A"]), ("read", ["3EB0C"])]
+    assert got[0].timestamp_ms == 1_760_000_000_000
+
+
+# -- outbound --------------------------------------------------------------------------------------------------
+
+
+def test_sends_of_each_type_go_out_from_stored_bytes_with_typing(r, wa, tmp_path):
+    refs = {
+        "image": store_media(tmp_path, PNG, "image/png", "foto.png"),
+        "audio": store_media(tmp_path, OGG, "audio/ogg; codecs=opus", "voz.ogg"),
+        "video": store_media(tmp_path, MP4, "video/mp4"),
+        "document": store_media(tmp_path, PDF, "application/pdf", "dir/proposta.pdf"),
+    }
+    relay_options = {"typing_ms_per_char": 1, "typing_max_ms": 1}
+    with neonize_relay(r, wa, tmp_path, relay_options=relay_options):
+        connect(r, wa)
+        send_command(r, 1, 1, "Olá! Como posso ajudar?")
+        send_command(r, 1, 2, "sobre isso", quoted_id="3EB0LEAD")
+        send_command(r, 1, 3, "nossa loja", type="image", media=refs["image"])
+        send_command(r, 1, 4, None, type="audio", media=refs["audio"])
+        send_command(r, 1, 5, "tour", type="video", media=refs["video"])
+        send_command(r, 1, 6, "a proposta", type="document", media=refs["document"])
+        by_id = wait_until(lambda: len(a := acks(r, 1)) == 6 and a, what="six acks")
+    assert all(ack.ok for [ack] in by_id.values()), by_id
+    sent = {x["id"]: x for x in wa.sent}
+    messages = [sent[by_id[n][0].wa_id]["message"] for n in range(1, 7)]
+    assert all(sent[by_id[n][0].wa_id]["to"] == LEAD_JID for n in range(1, 7))
+    assert messages[0].conversation == "Olá! Como posso ajudar?"
+    assert (messages[1].extendedTextMessage.text, messages[1].extendedTextMessage.contextInfo.stanzaID) == (
+        "sobre isso", "3EB0LEAD")
+    assert messages[2].imageMessage.caption == "nossa loja"
+    assert messages[2].imageMessage.fileSHA256 == hashlib.sha256(PNG).digest()
+    assert messages[3].audioMessage.PTT is True, "Ogg/Opus audio goes as a voice note"
+    assert messages[4].videoMessage.caption == "tour"
+    document = messages[5].documentMessage
+    assert (document.fileName, document.mimetype, document.caption) == ("proposta.pdf", "application/pdf",
+                                                                        "a proposta")
+    assert wa.uploads == [PNG, OGG, MP4, PDF], "media went to neonize as bytes from the store"
+    presences = [state for to, state in wa.chat_presences if to == LEAD_JID]
+    assert presences[:2] == [ChatPresence.CHAT_PRESENCE_COMPOSING, ChatPresence.CHAT_PRESENCE_PAUSED]
+    assert presences.count(ChatPresence.CHAT_PRESENCE_COMPOSING) == 5, "typing for each message with text"
+
+
+def test_media_named_by_a_path_or_url_is_refused(r, wa, tmp_path):
+    (tmp_path / "secret.txt").write_text("not for leads")
+    with neonize_relay(r, wa, tmp_path):
+        connect(r, wa)
+        for outbox_id, name in ((1, "../secret.txt"), (2, str(tmp_path / "secret.txt")),
+                                (3, "https://example.com/x.png")):
+            send_command(r, 1, outbox_id, "veja", type="image",
+                         media=MediaRef(sha256=name, mime="image/png", size=10))
+        by_id = wait_until(lambda: len(a := acks(r, 1)) == 3 and a, what="three acks")
+    assert all(not ack.ok and "not a sha256 digest" in ack.error for [ack] in by_id.values())
+    assert wa.uploads == [] and wa.sent == []
+
+
+def test_send_errors_are_classified(r, wa, tmp_path):
+    command = OutboundCommand(outbox_id=1, instance_id=1, to_phone=LEAD, text="oi")
+    with neonize_relay(r, wa, tmp_path) as relay:
+        client = connect(r, wa)
+        transport = relay.transport
+        wa.send_errors = [
+            SendMessageError("timed out waiting for message send response"),
+            SendMessageError("server returned error 479"),
+            SendMessageError("websocket not connected"),
+            RuntimeError("unexpected"),
+        ]
+        with pytest.raises(SendUncertainError):
+            transport.send(command)
+        with pytest.raises(SendError):
+            transport.send(command)
+        with pytest.raises(NotConnectedError):
+            transport.send(command)
+        with pytest.raises(SendUncertainError):
+            transport.send(command)
+        with pytest.raises(SendError):
+            transport.send(command.model_copy(update={"to_phone": "12"}))
+        with pytest.raises(SendError):
+            transport.send(command.model_copy(update={"text": ""}))
+        assert transport.send(command).startswith("3EB0")
+        client.fire(DisconnectedEv(status=True))
+        wait_state(r, 1, "reconnecting")
+        with pytest.raises(NotConnectedError):
+            transport.send(command)
+    assert len(wa.sent) == 1
+
+
+def test_mark_read_and_presence(r, wa, tmp_path):
+    with neonize_relay(r, wa, tmp_path) as relay:
+        connect(r, wa)
+        wait_until(lambda: wa.presences == [Presence.AVAILABLE], what="presence after connecting")
+        relay.transport.mark_read(LEAD, ["3EB0A", "3EB0B"])
+        relay.transport.set_typing(LEAD, True)
+    assert wa.reads == [{"ids": ["3EB0A", "3EB0B"], "chat": LEAD_JID, "sender": LEAD_JID,
+                         "receipt": ReceiptType.READ}]
+    assert wa.chat_presences == [(LEAD_JID, ChatPresence.CHAT_PRESENCE_COMPOSING)]
+
+
+def test_logout_unlinks_the_device_and_deletes_the_session(r, wa, tmp_path):
+    session = tmp_path / "sessions" / "1.sqlite3"
+    with neonize_relay(r, wa, tmp_path):
+        client = connect(r, wa)
+        assert session.exists()
+        wa.qr_gate.clear()  # hold the next client before it creates a new store, to look at the old one
+        control(r, 1, "logout")
+        fresh = wa.client(count=2)
+        assert wa.logouts == [client.name]
+        assert client.stopped.is_set()
+        assert not session.exists() and not (tmp_path / "sessions" / "1.jid.json").exists()
+        assert fresh.jid is None
+        wa.qr_gate.set()
+        shown = wait_qr(r, 1)
+        assert "phone" not in shown
+    assert ("logged_out", "logout") in states(r)
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: unwinds the sending thread past every ``except Exception``."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_send_cut_off_after_its_claim_is_failed_not_sent_twice(r, wa, tmp_path):
+    killed = threading.Event()
+
+    def kill(state: Any) -> None:
+        if state == ChatPresence.CHAT_PRESENCE_COMPOSING and not killed.is_set():
+            killed.set()
+            raise _Killed  # after the claim, before the send
+
+    relay_options = {"typing_ms_per_char": 1, "typing_max_ms": 1}
+    with neonize_relay(r, wa, tmp_path, relay_options=relay_options):
+        connect(r, wa)
+        wa.on_chat_presence = kill
+        send_command(r, 1, 1, "interrompida")
+        wait_until(killed.is_set, what="the send to be cut off")
+        wait_until(lambda: r.hget(contracts.SENT_HASH.format(1), "1") == b"sending", what="the claim")
+    wa.on_chat_presence = None
+    assert wa.sent == []
+
+    with neonize_relay(r, wa, tmp_path, relay_options=relay_options):
+        wait_state(r, 1, "connected")  # the stored device, resumed
+        [ack] = wait_until(lambda: acks(r, 1).get(1), what="the ack of the cut-off command")
+        assert (ack.ok, ack.error) == (False, INTERRUPTED)
+        send_command(r, 1, 2, "depois")
+        wait_until(lambda: acks(r, 1).get(2), what="the next command's ack")
+    assert [x["message"].conversation for x in wa.sent] == ["depois"], "the cut-off message never went out"

