@@ -211,7 +211,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="wbbench-"))
     database_url, redis_url, stops = _servers(tmp)
     os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WORKBENCH_DATA_DIR": str(tmp),
-                       "WORKBENCH_TYPING_MS_PER_CHAR": "0"})
+                       "WORKBENCH_TYPING_MS_PER_CHAR": "0", "WORKBENCH_SEND_MIN_GAP_MS": "0",
+                       "WORKBENCH_SENDS_PER_MINUTE": "0"})
     from workbench.config import get_settings
 
     get_settings.cache_clear()

@@ -81,6 +81,7 @@ QR_FIRST_TTL_S = 60.0  # whatsmeow's first QR code lives 60 s ...
 QR_NEXT_TTL_S = 20.0  # ... and each of the next five 20 s
 QR_CODES = 6
 QR_GRACE_S = 10.0  # how late a new code may be before the series counts as over
+STALL_S = 60.0  # a connected client whose socket stays down this long with no events is restarted
 PAIR_CODE_TTL_S = 180.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
@@ -236,6 +237,7 @@ class NeonizeTransport(Transport):
         self._paired = False
         self._pair_phone: str | None = None  # asked for before connect() ran: requested after the first QR
         self._pair_code_shown = False
+        self._down_since: float | None = None  # when the connected client's socket was first seen down
 
     # -- life cycle ------------------------------------------------------------------------------------------
 
@@ -257,6 +259,24 @@ class NeonizeTransport(Transport):
             self._retire(client)
         for thread in self._threads:
             thread.join(timeout=10)
+
+    def alive(self) -> bool:
+        """False when we believe we are connected but the client's socket has been down for a while.
+
+        whatsmeow reconnects on its own and reports it (DisconnectedEv, then ConnectedEv); a socket that is
+        down with no such events for ``STALL_S`` means the client is stuck, and only a restart helps.
+        """
+        with self._cond:
+            client, connected = self._client, self._connected
+        if client is None or not connected:
+            self._down_since = None
+            return True
+        if client.is_connected:
+            self._down_since = None
+            return True
+        now = time.monotonic()
+        self._down_since = self._down_since or now
+        return now - self._down_since < STALL_S
 
     def control(self, command: ControlCommand) -> None:
         """Queue a panel request for the action thread."""

@@ -44,6 +44,7 @@ from connector.contracts import (
     now_ms,
 )
 from connector.media import data_dir_from_env
+from connector.pacing import Pacer, pacing_from_env
 from connector.spool import Spool
 from connector.transport import (
     NotConnectedError,
@@ -175,6 +176,7 @@ class Relay:
         # Held across send + SendAck and taken by on_receipt: a receipt never reaches the workers before the
         # ack that tells them which outbox row its WhatsApp id belongs to.
         self._send_lock = threading.Lock()
+        self.pacer = Pacer(*pacing_from_env())
         self._lanes = _Lanes(self._process, lane_idle_s)
         self._exit_code = 0
 
@@ -236,6 +238,10 @@ class Relay:
             with self._state_lock:
                 if self._unwritten_status is not None:
                     self._write_status(self._unwritten_status)
+            if not self.transport.alive():
+                # No heartbeat: the supervisor's liveness check restarts a connection that went quiet.
+                log.warning("instance %s: transport reports no life; heartbeat withheld", self.instance_id)
+                return
             self.redis.hset(self.status_key, "heartbeat", now_ms())
         except redis.RedisError as exc:
             log.warning("instance %s: heartbeat not written (%s)", self.instance_id, type(exc).__name__)
@@ -426,6 +432,12 @@ class Relay:
                 self.redis.hdel(self.sent_key, outbox)
                 return True
         with self._send_lock:
+            if not self.pacer.wait(self._stop):
+                # Shutting down while waiting for the number's pace: nothing went out, the next start sends it.
+                if typing:
+                    self._set_typing(command.to_phone, False)
+                self.redis.hdel(self.sent_key, outbox)
+                return True
             try:
                 wa_id = self.transport.send(command)
             except NotConnectedError:
@@ -442,6 +454,7 @@ class Relay:
             finally:
                 if typing:
                     self._set_typing(command.to_phone, False)
+            self.pacer.record()
             self.redis.hset(self.sent_key, outbox, f"sent:{wa_id}")
             self._finish(entry_id, command, wa_id=wa_id)
         return True

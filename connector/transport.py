@@ -101,6 +101,14 @@ class Transport(ABC):
     def stop(self) -> None:
         """Disconnect and release the connection; the stored session is kept for the next start."""
 
+    def alive(self) -> bool:
+        """Whether the connection is working as far as the transport can tell (probed with each heartbeat).
+
+        False makes the relay withhold its heartbeat, so the supervisor restarts the connector. A probe
+        that hangs (a stuck native library) stops the heartbeat too, with the same effect.
+        """
+        return True
+
 
 # Transport name (as in ``wb:instances`` and ``--transport``) -> "module:Class". Import on demand, so a
 # sandbox connector never loads the neonize binary.

@@ -72,6 +72,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         "WORKBENCH_DATA_DIR": str(data_dir),
         "WORKBENCH_TYPING_MS_PER_CHAR": "0",
         "WORKBENCH_DRAIN_LINGER_MS": "0",
+        "WORKBENCH_SEND_MIN_GAP_MS": "0",
+        "WORKBENCH_SENDS_PER_MINUTE": "0",
         "WORKBENCH_SECRET_KEY": "",
     }
     saved = {k: os.environ.get(k) for k in env}

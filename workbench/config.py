@@ -26,6 +26,8 @@ class Settings(BaseModel):
     workers: int = Field(2, description="RQ workers started by `up`.")
     typing_ms_per_char: int = Field(40, description="Typing indicator time per character of an outbound text.")
     typing_max_ms: int = Field(4000, description="Longest typing indicator before one message.")
+    send_min_gap_ms: int = Field(1000, description="Shortest gap between two sends of one number (0 = none).")
+    sends_per_minute: int = Field(40, description="Most messages one number sends per minute (0 = no limit).")
     inbound_batch: int = Field(200, description="Most inbound events stored in one transaction.")
     drain_linger_ms: int = Field(2000, description="How long an inbound job waits for more events before it ends.")
     outbox_republish_after_s: int = Field(30, description="Pending outbox rows older than this are re-published.")

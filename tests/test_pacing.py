@@ -1,0 +1,108 @@
+"""Pacing per number: a minimum gap between sends and a ceiling per minute (fake clock, and a real relay)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from connector.pacing import Pacer, pacing_from_env
+from connector.sandbox import SandboxNetwork
+from tests.test_connector_support import LEAD, acks, pair, relay_thread, send_command, wait_until
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_minimum_gap_between_sends():
+    clock = Clock()
+    pacer = Pacer(min_gap_s=2.0, per_minute=0, clock=clock)
+    assert pacer.delay() == 0
+    pacer.record()
+    assert pacer.delay() == pytest.approx(2.0)
+    clock.now += 1.5
+    assert pacer.delay() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert pacer.delay() == 0
+
+
+def test_ceiling_per_minute_counts_a_sliding_minute():
+    clock = Clock()
+    pacer = Pacer(min_gap_s=0, per_minute=3, clock=clock)
+    for _ in range(3):
+        assert pacer.delay() == 0
+        pacer.record()
+        clock.now += 10
+    assert pacer.delay() == pytest.approx(30)  # the first of the three left the minute 30 s from now
+    clock.now += 30
+    assert pacer.delay() == 0
+
+
+def test_wait_gives_up_when_stopping():
+    clock = Clock()
+    pacer = Pacer(min_gap_s=3600, per_minute=0, clock=clock)
+    pacer.record()
+    stop = threading.Event()
+    stop.set()
+    assert pacer.wait(stop) is False
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_SEND_MIN_GAP_MS", "1500")
+    monkeypatch.setenv("WORKBENCH_SENDS_PER_MINUTE", "20")
+    assert pacing_from_env() == (1.5, 20)
+    monkeypatch.setenv("WORKBENCH_SEND_MIN_GAP_MS", "0")
+    monkeypatch.setenv("WORKBENCH_SENDS_PER_MINUTE", "0")
+    assert pacing_from_env() == (0.0, 0)
+
+
+def test_relay_holds_sends_past_the_ceiling_and_keeps_them(r, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_SENDS_PER_MINUTE", "2")
+    network = SandboxNetwork(r)
+    with relay_thread(r, 1) as relay:
+        pair(r, network, 1)
+        for outbox_id in (1, 2, 3):
+            send_command(r, 1, outbox_id, f"mensagem {outbox_id}", to_phone=f"{LEAD}{outbox_id}")
+        wait_until(lambda: len(acks(r, 1)) == 2, what="two sends within the ceiling")
+        assert relay.pacer.delay() > 30  # the third waits for the minute to pass
+        assert 3 not in acks(r, 1)
+    # stopped while waiting: the third was not sent and its claim was given back for the next start
+    assert r.hget("wb:sent:1", "3") is None
+
+
+def test_relay_withholds_its_heartbeat_while_the_transport_reports_no_life(r, monkeypatch):
+    network = SandboxNetwork(r)
+    with relay_thread(r, 1) as relay:
+        pair(r, network, 1)
+        first = int(wait_until(lambda: r.hget("wb:conn:1", "heartbeat")))
+        wait_until(lambda: int(r.hget("wb:conn:1", "heartbeat")) > first, what="a fresh heartbeat")
+        monkeypatch.setattr(relay.transport, "alive", lambda: False)
+        time.sleep(0.6)  # let a beat already past its check finish writing
+        last = int(r.hget("wb:conn:1", "heartbeat"))
+        relay._beat()  # the supervisor's liveness check then sees the heartbeat age and restarts the connector
+        assert int(r.hget("wb:conn:1", "heartbeat")) == last
+
+
+def test_neonize_transport_is_not_alive_when_its_socket_stays_down(tmp_path, monkeypatch):
+    import connector.neonize_transport as nt
+
+    class Socket:
+        is_connected = True
+
+    transport = nt.NeonizeTransport(1, events=None, redis_client=None, data_dir=tmp_path)
+    transport._client, transport._connected = Socket(), True
+    assert transport.alive()
+    Socket.is_connected = False
+    clock = [100.0]
+    monkeypatch.setattr(nt.time, "monotonic", lambda: clock[0])
+    assert transport.alive()  # down for a moment: whatsmeow reconnects by itself
+    clock[0] += nt.STALL_S + 1
+    assert not transport.alive()
+    Socket.is_connected = True
+    assert transport.alive()
