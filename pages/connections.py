@@ -2,11 +2,16 @@
 
 Layout only: data and rules come from ``workbench.instances``. The cards refresh every two seconds in a
 fragment, so a QR code that rotates or a number that connects shows up without a page reload. Names and
-push names were typed by people, so they are shown with ``st.text`` (literal), never as Markdown.
+push names were typed by people, so they are shown with ``st.text`` (literal), never as Markdown; so is
+anything else a connector reports (pairing codes, unknown reason codes).
+
+Real numbers (transport ``neonize``) pair either by QR code or by a phone pairing code. WhatsApp shows a
+limited series of QR codes; when it runs out the card says so and offers a new series.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -34,6 +39,8 @@ ACTIONS: dict[str, Callable] = {
 }
 # Actions that lose something (the WhatsApp session, the number) ask for a second click.
 NEEDS_CONFIRMATION = ("logout", "remove")
+# whatsmeow's pairing codes: 8 letters/digits, shown as "ABCD-EFGH". These characters mean nothing to Markdown.
+PAIR_CODE_SHAPE = re.compile(r"[A-Z0-9]{4}-?[A-Z0-9]{4}")
 
 
 def _flash(kind: str, text: str) -> None:
@@ -67,6 +74,26 @@ def _cancel() -> None:
     st.session_state.pop(CONFIRM_KEY, None)
 
 
+def _request_pair_code(instance_id: int) -> None:
+    """Button callback of "Pedir código": the code itself arrives in the status hash a moment later."""
+    try:
+        instances.request_pair_code(actor, instance_id, st.session_state.get(f"conn_pair_phone_{instance_id}", ""))
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+    else:
+        _flash("success", t("connections.done.pair_code"))
+
+
+def _restart_pairing(instance_id: int) -> None:
+    """Button callback of "Gerar novo QR code"."""
+    try:
+        instances.restart_pairing(actor, instance_id)
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+    else:
+        _flash("success", t("connections.done.restart_pairing"))
+
+
 def _create() -> None:
     """Form callback for "Adicionar número"."""
     try:
@@ -85,9 +112,8 @@ def _add_number_form() -> None:
         transport = st.radio(t("connections.transport"), instances.TRANSPORTS, key="conn_new_transport",
                              format_func=lambda x: t(f"connections.transport.{x}"), horizontal=True)
         if transport == "neonize":
-            st.info(t("connections.neonize_note"), icon=":material/info:")
-        st.button(t("connections.create"), key="conn_create", type="primary", on_click=_create,
-                  disabled=transport == "neonize")
+            st.caption(t("connections.neonize_note"))
+        st.button(t("connections.create"), key="conn_create", type="primary", on_click=_create)
 
 
 def _detail(label: str, value: str) -> None:
@@ -96,14 +122,54 @@ def _detail(label: str, value: str) -> None:
     st.text(value)
 
 
+def _seconds_left(expires_ms: str | int | None) -> int | None:
+    """Whole seconds until an epoch-ms deadline from the status hash (None when there is none)."""
+    try:
+        deadline = int(expires_ms or 0)
+    except ValueError:
+        return None
+    return int(deadline / 1000 - time.time()) if deadline else None
+
+
 def _qr_block(inst: dict, status: dict) -> None:
     st.markdown(f"**{t('connections.qr_title')}**")
     st.image(instances.qr_png(status["qr"]), width=300)
-    expires_ms = int(status.get("qr_expires_at") or 0)
-    if expires_ms:
-        left = int(expires_ms / 1000 - time.time())
-        st.caption(t("connections.qr_expires", seconds=left) if left > 0 else t("connections.qr_expired"))
+    left = _seconds_left(status.get("qr_expires_at"))
+    if left is not None:
+        # The sandbox rotates codes forever; WhatsApp shows six (about 2½ minutes) and then stops.
+        suffix = "_neonize" if inst["transport"] == "neonize" else ""
+        st.caption(t(f"connections.qr_expires{suffix}", seconds=left) if left > 0
+                   else t(f"connections.qr_expired{suffix}"))
     st.caption(t("connections.qr_help_sandbox") if inst["transport"] == "sandbox" else t("connections.qr_help"))
+
+
+def _pair_code_block(status: dict) -> None:
+    """A real number's pairing code, big, with its countdown and where to type it on the phone."""
+    code = status["pair_code"]
+    if PAIR_CODE_SHAPE.fullmatch(code):
+        # big and still literal: st.metric renders Markdown, but nothing in this shape is Markdown
+        st.metric(t("connections.pair_code_title"), code)
+    else:  # anything else a connector wrote is shown as it is
+        _detail(t("connections.pair_code_title"), code)
+    left = _seconds_left(status.get("pair_code_expires_at"))
+    if left is not None:
+        st.caption(t("connections.pair_code_expires", seconds=left) if left > 0
+                   else t("connections.pair_code_expired"))
+    st.caption(t("connections.pair_code_help"))
+
+
+def _pairing_controls(inst: dict, status: dict) -> None:
+    """What a manager can do while a real number waits to be linked: new QR series, or a phone code."""
+    instance_id = inst["id"]
+    if status.get("reason") == "qr_expired":
+        st.button(t("connections.restart_pairing"), key=f"conn_restart_pairing_{instance_id}",
+                  icon=":material/qr_code:", type="primary", on_click=_restart_pairing, args=(instance_id,))
+    with st.expander(t("connections.pair_title"), icon=":material/dialpad:"):
+        st.caption(t("connections.pair_intro"))
+        st.text_input(t("connections.pair_phone"), key=f"conn_pair_phone_{instance_id}", max_chars=24,
+                      placeholder=t("connections.pair_phone_placeholder"))
+        st.button(t("connections.pair_request"), key=f"conn_pair_{instance_id}", on_click=_request_pair_code,
+                  args=(instance_id,))
 
 
 def _actions(inst: dict) -> None:
@@ -135,9 +201,13 @@ def _actions(inst: dict) -> None:
 def _card(inst: dict) -> None:
     status = inst["status"]
     state = status.get("state") or "disconnected"
+    real = inst["transport"] == "neonize"
+    # a real number's pairing code takes the QR code's place (the connector shows one or the other)
+    big_code = real and bool(status.get("pair_code"))
     with st.container(border=True):
-        # the QR code gets its own column only while there is one
-        info, side = st.columns([3, 2], gap="large") if status.get("qr") else (st.container(), None)
+        # the QR code (or pairing code) gets its own column only while there is one
+        info, side = (st.columns([3, 2], gap="large") if status.get("qr") or big_code
+                      else (st.container(), None))
         with info:
             with st.container(horizontal=True, vertical_alignment="center"):
                 st.text(inst["name"])
@@ -161,13 +231,18 @@ def _card(inst: dict) -> None:
                     _detail(label, value)
             transport = t(f"connections.transport.{inst['transport']}")
             st.caption(f"{t('connections.transport_label')}: {transport}")
-            if status.get("pair_code"):
+            if status.get("pair_code") and not big_code:
                 _detail(t("connections.pair_code"), status["pair_code"])
+            if actor.is_manager and real and state in ("awaiting_qr", "pairing"):
+                _pairing_controls(inst, status)
             if actor.is_manager:
                 _actions(inst)
         if side is not None:
             with side:
-                _qr_block(inst, status)
+                if big_code:
+                    _pair_code_block(status)
+                else:
+                    _qr_block(inst, status)
 
 
 @st.fragment(run_every=2)

@@ -32,6 +32,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "nav.connections": "Conexões",
         "nav.simulator": "Simulador",
         "nav.settings": "Configurações",
+        "nav.funnels": "Funis",
         "nav.login": "Entrar",
         "sidebar.signed_in_as": "Conectado como",
         "sidebar.logout": "Sair",
@@ -52,11 +53,11 @@ CATALOG: dict[str, dict[str, str]] = {
         "state.connecting": "Conectando…",
         "state.reconnecting": "Reconectando…",
         "state.disconnected": "Desconectado",
-        "state.logged_out": "Sessão encerrada no WhatsApp",
-        "state.replaced": "Sessão aberta em outro aparelho",
-        "state.banned": "Número bloqueado pelo WhatsApp",
-        "state.outdated": "Versão do conector desatualizada",
-        "state.failed": "Falha no conector",
+        "state.logged_out": "Desconectado do WhatsApp",
+        "state.replaced": "Sessão substituída",
+        "state.banned": "Banido temporariamente",
+        "state.outdated": "Versão desatualizada",
+        "state.failed": "Falhou",
         "state.stopped": "Parado",
         "state.unknown": "Estado desconhecido",
         # Reasons the connector and its supervisor report with a state; unknown codes are shown raw.
@@ -74,6 +75,50 @@ CATALOG: dict[str, dict[str, str]] = {
         "reason.restart_budget_exhausted": "O conector caiu vezes demais; tente Reconectar",
         "reason.exit": "O conector encerrou (código {code}) e será reiniciado",
         "reason.signal": "O conector foi interrompido (sinal {code}) e será reiniciado",
+        # ... from the real WhatsApp transport (connector/neonize_transport.py)
+        "reason.resuming": "Retomando a sessão salva deste número",
+        "reason.new_session": "Preparando um novo QR code",
+        "reason.connect_error": "Não deu para falar com o WhatsApp; tentando de novo em instantes",
+        "reason.client_error": "Não deu para abrir a sessão salva deste número; o conector será reiniciado",
+        "reason.qr_expired": "Os QR codes expiraram sem ninguém ler. Gere um novo QR code para tentar de novo",
+        "reason.pair_phone_invalid": "Telefone inválido para o código de pareamento: confira o DDI e o DDD",
+        "reason.pair_phone_failed": "O WhatsApp recusou o pedido de código. Confira se o telefone é o deste "
+                                    "WhatsApp, com DDI, ou use o QR code",
+        "reason.paired": "Celular conectado; terminando de entrar no WhatsApp",
+        "reason.pair_error": "O celular não conseguiu concluir a conexão; tente de novo",
+        "reason.disconnected": "A conexão caiu; o WhatsApp reconecta sozinho",
+        "reason.keepalive_timeout": "O WhatsApp parou de responder; reconectando sozinho",
+        "reason.stream_replaced": "Esta sessão foi aberta em outro computador ou servidor e este parou para não "
+                                  "disputar com ele. Feche o outro e clique em Reconectar",
+        "reason.client_outdated": "O WhatsApp passou a exigir uma versão mais nova do conector. Peça ao "
+                                  "responsável técnico para atualizar o neonize; depois clique em Reconectar",
+        # logged_out states carry WhatsApp's own reason (``wa_reason.*``); failed ones ``connect_failure:<it>``
+        "reason.whatsapp_logout": "O WhatsApp desconectou este aparelho ({detail}). Clique em Reconectar e "
+                                  "leia um novo QR code para voltar",
+        "reason.connect_failure": "O WhatsApp recusou a conexão ({detail}); o conector será reiniciado",
+        "reason.code": "código {code}",
+        "wa_reason.generic": "motivo não informado",
+        "wa_reason.logged_out": "alguém removeu o aparelho em Aparelhos conectados, no celular",
+        "wa_reason.temp_banned": "número banido temporariamente",
+        "wa_reason.main_device_gone": "o WhatsApp do celular foi apagado, reinstalado ou trocado de aparelho",
+        "wa_reason.unknown_logout": "motivo desconhecido",
+        "wa_reason.client_outdated": "versão do conector desatualizada",
+        "wa_reason.bad_user_agent": "o WhatsApp não reconheceu o conector",
+        "wa_reason.internal_server_error": "erro nos servidores do WhatsApp",
+        "wa_reason.experimental": "recurso experimental do WhatsApp",
+        "wa_reason.service_unavailable": "WhatsApp fora do ar no momento",
+        # ``temporary_ban:<code>:until=<epoch ms>``
+        "reason.temporary_ban": "Banido temporariamente pelo WhatsApp até {until}. Motivo: {cause}. Depois "
+                                "desse horário, clique em Reconectar e vá com calma nos envios",
+        "reason.temporary_ban_undated": "Banido temporariamente pelo WhatsApp. Motivo: {cause}. Quando o prazo "
+                                        "acabar, clique em Reconectar e vá com calma nos envios",
+        "reason.temporary_ban_over": "O banimento temporário do WhatsApp terminou em {until}. Clique em "
+                                     "Reconectar para voltar",
+        "wa_ban.send_to_too_many_people": "mensagens para muita gente que não tem o número salvo",
+        "wa_ban.blocked_by_users": "muitas pessoas bloquearam ou denunciaram o número",
+        "wa_ban.created_too_many_groups": "grupos demais criados",
+        "wa_ban.sent_too_many_same_message": "a mesma mensagem enviada para muita gente",
+        "wa_ban.broadcast_list": "uso de lista de transmissão",
         # -- message types: placeholders where there is no text to show --------------------------------
         "msgtype.text": "[Mensagem]",
         "msgtype.image": "[Imagem]",
@@ -118,8 +163,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "connections.transport": "Tipo de conexão",
         "connections.transport.sandbox": "Sandbox (simulado, para testes)",
         "connections.transport.neonize": "WhatsApp de verdade (neonize)",
-        "connections.neonize_note": "A conexão com o WhatsApp de verdade ainda não pode ser criada por este painel. "
-                                    "Use o sandbox para montar e testar seus funis.",
+        "connections.neonize_note": "Conecte pelo QR code ou por um código de telefone. Use o número para "
+                                    "atender quem chama você: disparos em massa levam a banimento.",
         "connections.create": "Adicionar",
         "connections.created": "Número adicionado. O QR code aparece aqui em instantes.",
         "connections.empty": "Nenhum número cadastrado ainda.",
@@ -139,6 +184,20 @@ CATALOG: dict[str, dict[str, str]] = {
         "connections.qr_expires": "O código expira em {seconds} s; um novo aparece sozinho.",
         "connections.qr_expired": "Código expirado; um novo aparece em instantes.",
         "connections.pair_code": "Código de pareamento",
+        "connections.qr_expires_neonize": "O código expira em {seconds} s; outros aparecem por cerca de 2 minutos.",
+        "connections.qr_expired_neonize": "Código expirado; aguarde o próximo.",
+        "connections.pair_title": "Conectar com código de telefone",
+        "connections.pair_intro": "Sem como apontar a câmera? Peça um código de 8 caracteres e digite-o no "
+                                  "celular deste número.",
+        "connections.pair_phone": "Telefone deste WhatsApp, com DDI e DDD",
+        "connections.pair_phone_placeholder": "+55 11 98765-4321",
+        "connections.pair_request": "Pedir código",
+        "connections.pair_code_title": "Digite este código no celular",
+        "connections.pair_code_expires": "O código vale por mais {seconds} s.",
+        "connections.pair_code_expired": "O código expirou. Peça um novo em “Conectar com código de telefone”.",
+        "connections.pair_code_help": "No celular, abra o WhatsApp › Aparelhos conectados › Conectar um "
+                                      "aparelho › Conectar com número de telefone e digite o código.",
+        "connections.restart_pairing": "Gerar novo QR code",
         "connections.reconnect": "Reconectar",
         "connections.logout": "Desconectar",
         "connections.stop": "Parar",
@@ -154,6 +213,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "connections.done.stop": "Conexão parada.",
         "connections.done.start": "Conexão iniciada.",
         "connections.done.remove": "Número removido.",
+        "connections.done.pair_code": "Pedido enviado. O código aparece aqui em instantes.",
+        "connections.done.restart_pairing": "Pedido enviado. Um novo QR code aparece aqui em instantes.",
         # -- Caixa de entrada --------------------------------------------------------------------------------
         "inbox.title": "Caixa de entrada",
         "inbox.filter": "Situação",
@@ -191,6 +252,21 @@ CATALOG: dict[str, dict[str, str]] = {
         "inbox.status": "Situação",
         "inbox.bot": "Bot",
         "inbox.gone": "Esta conversa não está mais disponível para você.",
+        # the contact panel's "Funil" section (workbench.funnels.contact_runs)
+        "inbox.funnel.title": "Funil",
+        "inbox.funnel.none": "Nenhum funil rodou com este contato.",
+        "inbox.funnel.node": "Etapa atual",
+        "inbox.funnel.started": "Início",
+        "inbox.funnel.deadline": "Prazo da espera",
+        "inbox.funnel.error": "Erro",
+        "inbox.funnel.stop": "Parar funil",
+        "inbox.funnel.stopped": "Funil parado. O bot não continua este funil com o contato.",
+        "inbox.funnel.status.active": "Em execução",
+        "inbox.funnel.status.waiting": "Aguardando",
+        "inbox.funnel.status.paused": "Pausado",
+        "inbox.funnel.status.completed": "Concluído",
+        "inbox.funnel.status.failed": "Falhou",
+        "inbox.funnel.status.stopped": "Parado",
         # -- Simulador ----------------------------------------------------------------------------------------
         "simulator.title": "Simulador",
         "simulator.intro": "Converse com os seus números de sandbox como se você fosse um cliente no celular.",
@@ -260,6 +336,83 @@ CATALOG: dict[str, dict[str, str]] = {
         "settings.team.login_email": "E-mail de acesso",
         "settings.team.login_password": "Senha",
         "settings.team.admin_only": "Só administradores podem adicionar pessoas à equipe.",
+        # -- Funis ----------------------------------------------------------------------------------------------
+        "funnels.title": "Funis",
+        "funnels.intro": "Os fluxos automáticos do bot. Cada funil tem um rascunho editável; publicar congela o "
+                         "rascunho numa nova versão, e só um funil publicado e ativo responde aos contatos.",
+        "funnels.manager_only": "Só administradores e supervisores podem abrir os funis.",
+        "funnels.empty": "Nenhum funil ainda. Crie um em branco ou a partir de um exemplo.",
+        "funnels.create": "Criar funil",
+        "funnels.create.name": "Nome do funil",
+        "funnels.create.name_help": "Deixe em branco para usar o nome do exemplo escolhido.",
+        "funnels.create.start": "Começar",
+        "funnels.create.start.empty": "Em branco",
+        "funnels.create.submit": "Criar",
+        "funnels.create.done": "Funil criado como rascunho. Publique e ative quando estiver pronto.",
+        "funnels.example.boas_vindas": "Exemplo: Boas-vindas (primeira mensagem, menu Vendas/Suporte)",
+        "funnels.example.agendamento": "Exemplo: Agendamento (palavra-chave “vendas”, nome, e-mail e horário)",
+        "funnels.import": "Importar JSON",
+        "funnels.import.help": "Um arquivo exportado por “Exportar JSON”. Ele vira um funil novo, em rascunho; "
+                               "problemas na definição aparecem no cartão e não impedem a importação.",
+        "funnels.import.file": "Arquivo JSON",
+        "funnels.import.name": "Nome do funil",
+        "funnels.import.name_help": "Deixe em branco para usar o nome do arquivo.",
+        "funnels.import.submit": "Importar",
+        "funnels.import.missing": "Escolha um arquivo JSON primeiro.",
+        "funnels.import.done": "Funil importado como rascunho.",
+        "funnels.import.done_with_problems": "Funil importado como rascunho, com {count} problema(s) a corrigir "
+                                             "antes de publicar (veja “Definição (JSON)” no cartão).",
+        "funnels.active": "Ativo",
+        "funnels.active_help": "Só um funil publicado pode ser ativado. Desativar não interrompe quem já está "
+                               "no meio do funil.",
+        "funnels.activated": "Funil ativado: ele passa a responder aos contatos.",
+        "funnels.deactivated": "Funil desativado: ele não inicia mais para novos contatos.",
+        "funnels.version": "Versão {version} publicada",
+        "funnels.unpublished": "Nunca publicado",
+        "funnels.draft_changes": "Alterações não publicadas",
+        "funnels.trigger": "Gatilho",
+        "funnels.trigger.keyword": "Palavra-chave",
+        "funnels.trigger.mode.contains": "contém",
+        "funnels.trigger.mode.exact": "exata",
+        "funnels.trigger.mode.regex": "expressão regular",
+        "funnels.trigger.first_message": "Primeira mensagem do contato",
+        "funnels.trigger.any_message": "Qualquer mensagem",
+        "funnels.trigger.tag_added": "Tag adicionada",
+        "funnels.trigger.manual": "Início manual",
+        "funnels.trigger.none": "Sem gatilho",
+        "funnels.trigger.unknown": "Gatilho desconhecido",
+        "funnels.count.entered": "Entraram",
+        "funnels.count.completed": "Concluíram",
+        "funnels.count.waiting": "Em andamento",
+        "funnels.publish": "Publicar",
+        "funnels.published": "Versão {version} publicada. Conversas que já estão no funil seguem na versão em que "
+                             "começaram.",
+        "funnels.published_inactive": "Versão {version} publicada. Ative o funil para ele começar a responder.",
+        "funnels.duplicate": "Duplicar",
+        "funnels.duplicated": "Cópia criada, em rascunho e desativada.",
+        "funnels.export": "Exportar JSON",
+        "funnels.delete": "Excluir",
+        "funnels.confirm_delete": "Excluir este funil? As versões e o histórico de execuções dele são apagados; "
+                                  "as mensagens já enviadas continuam nas conversas.",
+        "funnels.confirm": "Sim, excluir",
+        "funnels.cancel": "Cancelar",
+        "funnels.deleted": "Funil excluído.",
+        "funnels.definition": "Definição (JSON)",
+        "funnels.definition_help": "O rascunho como está salvo. Para alterá-lo, exporte o JSON, edite e importe "
+                                   "de novo.",
+        "funnels.replace": "Substituir o rascunho por um arquivo",
+        "funnels.replace.help": "O arquivo JSON editado substitui o rascunho deste funil; as versões publicadas "
+                                "e o histórico continuam. Nada muda para os contatos até você publicar.",
+        "funnels.replace.file": "Arquivo JSON",
+        "funnels.replace.submit": "Substituir rascunho",
+        "funnels.replace.done": "Rascunho substituído. Publique para ele valer para os contatos.",
+        "funnels.replace.done_with_problems": "Rascunho substituído, com {count} problema(s) a corrigir antes de "
+                                              "publicar.",
+        "funnels.draft_ok": "O rascunho não tem problemas e pode ser publicado.",
+        "funnels.draft_problems": "O rascunho tem {count} problema(s) a corrigir antes de publicar:",
+        "funnels.problems.node": "Nó",
+        "funnels.problems.edge": "Conexão",
+        "funnels.problems.general": "Funil inteiro",
         # -- errors (``key`` of WorkbenchError and subclasses) ---------------------------------------------
         "error.generic": "Algo deu errado. Tente de novo em instantes.",
         "error.auth": "Não foi possível confirmar quem você é. Entre novamente.",
@@ -287,12 +440,15 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.funnel_unpublished": "Publique o funil antes: ainda não há versão publicada.",
         "error.funnel_import": "Não foi possível importar o arquivo: {reason}",
         "error.run_not_found": "Execução de funil não encontrada.",
+        "error.run_not_live": "Este funil já tinha terminado para o contato; não há nada para parar.",
         "error.instance_not_found": "Número não encontrado.",
         "error.transport": "Tipo de conexão desconhecido.",
         "error.secret_key": "A chave de criptografia do servidor é inválida. Fale com o administrador.",
         "error.sandbox_number_not_found": "Esse número de sandbox não está ligado ao seu espaço de trabalho.",
         "error.no_qr": "Este número não está mostrando um QR code agora. Aguarde um novo código.",
         "error.phone": "Telefone inválido: use só números com DDI e DDD, por exemplo 5511987654321.",
+        "error.pair_phone": "Telefone inválido: informe o número com DDI e DDD (10 a 15 dígitos), por exemplo "
+                            "+55 11 98765-4321.",
         "error.media_too_large": "Arquivo grande demais (máximo de {max_mb} MB).",
         "error.media_type": "Envie uma imagem (PNG, JPEG, GIF ou WebP).",
     },
@@ -343,18 +499,55 @@ def state_label(state: str | None, locale: str = DEFAULT_LOCALE) -> str:
     return t(key, locale) if has_key(key, locale) else t("state.unknown", locale)
 
 
-def reason_label(reason: str | None, locale: str = DEFAULT_LOCALE) -> str | None:
+def reason_label(reason: str | None, locale: str = DEFAULT_LOCALE, now: datetime | None = None) -> str | None:
     """The label of a state reason code, or None when the code is not in the catalog (show it raw).
 
-    The supervisor reports crashed children as ``exit:<code>`` or ``signal:<number>``.
+    Some codes carry values: the supervisor reports crashed children as ``exit:<code>`` or ``signal:<number>``;
+    the neonize transport reports ``connect_failure:<whatsapp reason>`` and
+    ``temporary_ban:<code>:until=<epoch ms>``, and a logout by WhatsApp with WhatsApp's bare reason
+    (``main_device_gone``...). ``now`` decides whether a ban is over (tests pass it).
     """
     if not reason:
         return None
     kind, _, code = reason.partition(":")
     if code and kind in ("exit", "signal"):
         return t(f"reason.{kind}", locale, code=code)
+    if code and kind == "connect_failure":
+        return t("reason.connect_failure", locale, detail=_whatsapp_reason(code, locale))
+    if code and kind == "temporary_ban":
+        return _ban_label(code, locale, now)
     key = f"reason.{reason}"
-    return t(key, locale) if has_key(key, locale) else None
+    if has_key(key, locale):
+        # A template with placeholders ("exit", "temporary_ban"...) arrived without its values: show it raw.
+        return None if "{" in CATALOG[locale][key] else t(key, locale)
+    if has_key(f"wa_reason.{reason}", locale):
+        return t("reason.whatsapp_logout", locale, detail=_whatsapp_reason(reason, locale))
+    return None
+
+
+def _whatsapp_reason(code: str, locale: str) -> str:
+    """WhatsApp's reason for a logout or refused connection; a code this build does not know, literally."""
+    key = f"wa_reason.{code}"
+    return t(key, locale) if has_key(key, locale) else t("reason.code", locale, code=code)
+
+
+def _ban_label(value: str, locale: str, now: datetime | None) -> str:
+    """``<code>:until=<epoch ms>`` as "Banido temporariamente pelo WhatsApp até 25/11 14:30. Motivo: ..."."""
+    code, _, until = value.partition(":")
+    try:
+        until_ms = int(until.removeprefix("until="))
+    except ValueError:
+        until_ms = 0  # no usable end: still say it is a ban, without a date
+    current = now or datetime.now(DISPLAY_TZ)
+    cause_key = f"wa_ban.{code}"
+    cause = t(cause_key, locale) if has_key(cause_key, locale) else t("reason.code", locale, code=code)
+    if until_ms <= 0:
+        return t("reason.temporary_ban_undated", locale, cause=cause)
+    until_text = format_ms_datetime(until_ms, current)
+    if until_ms <= current.timestamp() * 1000:
+        # The connector waits in "banned" until someone clicks Reconectar, even after the ban ended.
+        return t("reason.temporary_ban_over", locale, until=until_text)
+    return t("reason.temporary_ban", locale, until=until_text, cause=cause)
 
 
 def type_placeholder(message_type: str | None, locale: str = DEFAULT_LOCALE) -> str:
@@ -409,6 +602,41 @@ def format_when(moment: datetime | None, now: datetime | None = None, locale: st
     return local.strftime("%d/%m" if local.year == today.year else "%d/%m/%Y")
 
 
+def format_moment(moment: datetime | None, now: datetime | None = None) -> str:
+    """A date and time ("25/11 14:05", with the year when it is not this year), in the display zone."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(DISPLAY_TZ)
+    year = (now or datetime.now(DISPLAY_TZ)).astimezone(DISPLAY_TZ).year
+    return local.strftime("%d/%m %H:%M" if local.year == year else "%d/%m/%Y %H:%M")
+
+
+def trigger_label(trigger: dict[str, Any] | None, locale: str = DEFAULT_LOCALE) -> str:
+    """One line saying when a funnel starts: "Palavra-chave: vendas (contém)", "Tag adicionada: vip", ...
+
+    ``trigger`` is the trigger node's data as ``workbench.funnels.list_funnels`` returns it (possibly from an
+    unvalidated draft, so every field is checked). The result contains user-typed keywords and tags: show it
+    with a literal element (``st.text``), never as Markdown.
+    """
+    if not trigger:
+        return t("funnels.trigger.none", locale)
+    kind = trigger.get("kind", "keyword")  # the node schema's default
+    if kind == "keyword":
+        words = trigger.get("words")
+        words = ", ".join(str(w) for w in words) if isinstance(words, list) else str(words or "")
+        mode = trigger.get("mode", "contains")
+        mode_key = f"funnels.trigger.mode.{mode}"
+        mode_text = t(mode_key, locale) if isinstance(mode, str) and has_key(mode_key, locale) else str(mode)
+        return f"{t('funnels.trigger.keyword', locale)}: {words} ({mode_text})"
+    if kind == "tag_added":
+        tag = trigger.get("tag")
+        label = t("funnels.trigger.tag_added", locale)
+        return f"{label}: {tag}" if tag else label
+    if kind in ("first_message", "any_message", "manual"):
+        return t(f"funnels.trigger.{kind}", locale)
+    return t("funnels.trigger.unknown", locale)
+
+
 def format_clock(moment: datetime | None) -> str:
     """The time of a chat message ("14:05"), in the display zone."""
     return moment.astimezone(DISPLAY_TZ).strftime("%H:%M") if moment else ""
@@ -419,3 +647,10 @@ def format_ms_clock(timestamp_ms: int | None) -> str:
     if not timestamp_ms:
         return ""
     return datetime.fromtimestamp(timestamp_ms / 1000, DISPLAY_TZ).strftime("%H:%M")
+
+
+def format_ms_datetime(timestamp_ms: int, now: datetime | None = None) -> str:
+    """Day and time of an epoch-milliseconds timestamp ("25/11 14:30"; "25/11/2027 14:30" in another year)."""
+    moment = datetime.fromtimestamp(timestamp_ms / 1000, DISPLAY_TZ)
+    year = (now or datetime.now(DISPLAY_TZ)).astimezone(DISPLAY_TZ).year
+    return moment.strftime("%d/%m %H:%M" if moment.year == year else "%d/%m/%Y %H:%M")

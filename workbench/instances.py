@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 
 import segno
@@ -19,6 +20,10 @@ from workbench.models import Instance
 TRANSPORTS = ("sandbox", "neonize")
 # A connector whose heartbeat is older than this is shown as disconnected whatever it last said.
 STALE_HEARTBEAT_MS = 15_000
+# What people type around a phone number ("+55 (11) 98765-4321"); a leading "+" is allowed separately.
+_PHONE_DECORATION = re.compile(r"[\s()\-]")
+# E.164 allows 15 digits; fewer than 10 cannot hold a country code, an area code and a subscriber number.
+_PAIR_PHONE = re.compile(r"[0-9]{10,15}")
 
 
 def _get(session, actor: Actor, instance_id: int) -> Instance:
@@ -109,6 +114,40 @@ def logout_instance(actor: Actor, instance_id: int) -> None:
     with session_scope() as session:
         _get(session, actor, instance_id)
     _control(instance_id, ControlCommand(action="logout"))
+
+
+def pair_phone_digits(phone: str | None) -> str:
+    """The digits WhatsApp expects for a pairing code ("5511987654321"), or InvalidInput.
+
+    People paste numbers as "+55 (11) 98765-4321": spaces, dashes, parentheses and a leading "+" are
+    dropped; what is left must be 10-15 ASCII digits starting with the country code.
+    """
+    digits = _PHONE_DECORATION.sub("", phone or "").removeprefix("+")
+    if not _PAIR_PHONE.fullmatch(digits):
+        raise InvalidInput("phone", key="error.pair_phone")
+    return digits
+
+
+def request_pair_code(actor: Actor, instance_id: int, phone: str) -> str:
+    """Ask the number's connector for a phone pairing code (the alternative to scanning the QR code).
+
+    The code shows up in the status hash (``pair_code``) a few seconds later; it is typed on the phone
+    whose number this is. Returns the digits that were sent.
+    """
+    actor.require("admin", "supervisor")
+    with session_scope() as session:
+        _get(session, actor, instance_id)
+    digits = pair_phone_digits(phone)
+    # A stopped connector would only read the command at some later start: make sure it runs now.
+    _set_desired(actor, instance_id, "running")
+    _control(instance_id, ControlCommand(action="pair_phone", phone=digits))
+    return digits
+
+
+def restart_pairing(actor: Actor, instance_id: int) -> None:
+    """Start a new round of QR codes after WhatsApp's series ran out unscanned (reason ``qr_expired``)."""
+    _set_desired(actor, instance_id, "running")
+    _control(instance_id, ControlCommand(action="restart_pairing"))
 
 
 def remove_instance(actor: Actor, instance_id: int) -> None:
