@@ -146,6 +146,9 @@ def main() -> None:
                 url_path="conexoes"),
     ]
     if actor.is_manager:
+        # Funnels are the marketers' work (admins and supervisors); agents answer conversations.
+        pages.append(st.Page("pages/funnels.py", title=t("nav.funnels"), icon=":material/account_tree:",
+                             url_path="funis"))
         pages.append(st.Page("pages/simulator.py", title=t("nav.simulator"), icon=":material/smartphone:",
                              url_path="simulador"))
         pages.append(st.Page("pages/settings.py", title=t("nav.settings"), icon=":material/settings:",

@@ -1,7 +1,8 @@
 """Caixa de entrada: the shared inbox — conversation list, chat, reply box, bot and status controls.
 
-Layout only: every read and write goes through ``workbench.conversations``. The whole screen is one
-fragment that ticks every two seconds but re-reads PostgreSQL only when the workspace's revision counter
+Layout only: every read and write goes through ``workbench.conversations`` (and, for the contact panel's
+funnel runs and their "Parar funil" button, ``workbench.funnels``). The whole screen is one fragment that
+ticks every two seconds but re-reads PostgreSQL only when the workspace's revision counter
 (``conversations.revision``) or the user's filters/selection changed; otherwise it redraws from the copy
 kept in session state. Everything contacts typed (names, push names, messages, reactions) is shown with
 ``st.text`` — literal, so Markdown, HTML and links in it stay inert.
@@ -14,19 +15,25 @@ from typing import Any
 import streamlit as st
 
 from connector.media import MediaError, load_media
-from workbench import conversations
+from workbench import conversations, funnels
 from workbench.config import get_settings
 from workbench.errors import NotFound, WorkbenchError
-from workbench.i18n import error_text, format_clock, format_when, status_label, t, type_placeholder
+from workbench.i18n import error_text, format_clock, format_moment, format_when, status_label, t, type_placeholder
 
 actor = st.session_state["auth_actor"]
 
 SELECTED_KEY = "inbox_selected"
+# (signature of the inbox cache, runs): the contact's funnel runs, re-read only when the inbox re-reads.
+RUNS_CACHE_KEY = "inbox_funnel_runs"
 CACHE_KEY = "inbox_cache"
 FLASH_KEY = "inbox_flash"
 STATUSES = ("open", "pending", "closed")
 # Rows of these types change another message (edited text, deleted, reaction); the target shows the change.
 SIDE_EFFECT_TYPES = ("edit", "revoke", "reaction")
+RUN_COLORS = {"active": "green", "waiting": "blue", "paused": "orange", "completed": "gray", "failed": "red",
+              "stopped": "gray"}
+# Ended runs shown under the live ones: enough to see what just happened, not the whole history.
+ENDED_RUNS_SHOWN = 3
 
 
 # -- data (through the service), cached per revision in session state ---------------------------------------
@@ -241,7 +248,53 @@ def _detail(label: str, value: str | None) -> None:
     st.text(value or "—")
 
 
-def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+def _stop_run(run_id: int) -> None:
+    """"Parar funil": the service re-checks that the run is still live and visible to this user."""
+    try:
+        funnels.stop_contact_run(actor, run_id)
+    except WorkbenchError as exc:
+        st.session_state[FLASH_KEY] = ("error", error_text(exc))
+    else:
+        st.session_state[FLASH_KEY] = ("success", t("inbox.funnel.stopped"))
+    # Re-read now rather than wait for the revision bump to arrive with the next tick.
+    st.session_state.pop(RUNS_CACHE_KEY, None)
+
+
+def _contact_runs(contact_id: int, signature: tuple) -> list[dict[str, Any]]:
+    """The contact's runs, cached like the rest of the inbox: runs change only with events that bump the
+    workspace revision (messages, timers, a stop), so the two-second tick does not query them again."""
+    cached = st.session_state.get(RUNS_CACHE_KEY)
+    if cached and cached[0] == signature:
+        return cached[1]
+    runs = funnels.contact_runs(actor, contact_id)
+    st.session_state[RUNS_CACHE_KEY] = (signature, runs)
+    return runs
+
+
+def _funnel_section(contact_id: int, signature: tuple) -> None:
+    st.subheader(t("inbox.funnel.title"))
+    runs = _contact_runs(contact_id, signature)
+    live = [run for run in runs if run["status"] in funnels.LIVE_STATUSES]
+    shown = live + [run for run in runs if run["status"] not in funnels.LIVE_STATUSES][:ENDED_RUNS_SHOWN]
+    if not shown:
+        st.caption(t("inbox.funnel.none"))
+        return
+    for run in shown:
+        with st.container(border=True):
+            st.text(run["funnel"])  # named by a user: literal
+            st.badge(t(f"inbox.funnel.status.{run['status']}"), color=RUN_COLORS.get(run["status"], "gray"))
+            _detail(t("inbox.funnel.node"), run["node"])
+            _detail(t("inbox.funnel.started"), format_moment(run["started_at"]))
+            if run["status"] == "waiting" and run["deadline"]:
+                _detail(t("inbox.funnel.deadline"), format_moment(run["deadline"]))
+            if run["status"] == "failed" and run["error"]:
+                _detail(t("inbox.funnel.error"), run["error"])
+            if run["status"] in funnels.LIVE_STATUSES:
+                st.button(t("inbox.funnel.stop"), key=f"inbox_stop_run_{run['id']}", on_click=_stop_run,
+                          args=(run["id"],), icon=":material/stop_circle:")
+
+
+def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], signature: tuple) -> None:
     contact = conversation["contact"]
     st.subheader(t("inbox.contact"))
     _detail(t("inbox.name"), contact["name"])
@@ -253,6 +306,7 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]]) -> 
     _detail(t("inbox.agent"), conversation["agent_name"] or t("inbox.unassigned"))
     st.caption(t("inbox.status"))
     st.text(t(f"convstatus.{conversation['status']}"))
+    _funnel_section(contact["id"], signature)
 
 
 @st.fragment(run_every=2)
@@ -272,7 +326,7 @@ def _inbox() -> None:
     with chat_col:
         _chat(conversation, data["messages"])
     with contact_col:
-        _contact_panel(conversation, data["rows"])
+        _contact_panel(conversation, data["rows"], data["signature"])
 
 
 st.title(t("inbox.title"))

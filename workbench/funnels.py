@@ -1,7 +1,9 @@
 """Funnels: drafts, validation, publishing, activation, import/export and the runs of a contact.
 
 A funnel has one editable draft; publishing validates it and freezes it as a new version; a run keeps the
-version it started with. Marketers (admins and supervisors) edit; anyone in the workspace may read.
+version it started with. Marketers (admins and supervisors) edit; anyone in the workspace may read. A draft
+may be anything an import produced (only its outer ``{nodes, edges}`` shape is guaranteed), so code reading
+drafts here never assumes a node is well-formed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from sqlalchemy.orm import Session
 from engine import runtime
 from engine.definition import ValidationReport, export_json, import_json, validate_definition
 from engine.examples import EXAMPLES
+from workbench import conversations, live
 from workbench.auth import Actor, now
+from workbench.bus import get_redis
 from workbench.db import session_scope
 from workbench.errors import Conflict, InvalidInput, NotFound
 from workbench.models import Funnel, FunnelRun, FunnelVersion
 
 EDITORS = ("admin", "supervisor")
+LIVE_STATUSES = runtime.LIVE
+"""Run statuses of a run that may still talk to the contact (the ones ``stop_contact_run`` can stop)."""
 EMPTY = {"nodes": [], "edges": []}
 
 
@@ -38,7 +44,13 @@ def _name(name: str) -> str:
 
 
 def list_funnels(actor: Actor) -> list[dict[str, Any]]:
-    """Funnel cards: name, active, trigger summary, version, and entered/completed/waiting counts."""
+    """Funnel cards, highest priority first.
+
+    Each card has ``id``, ``name``, ``description``, ``is_active``, ``priority``, ``published_version`` (number,
+    or None), ``trigger`` (the draft's trigger settings, or None), ``has_draft_changes``, ``draft`` and the
+    run counts ``entered`` (every run ever started), ``completed`` and ``waiting`` (runs still live: waiting
+    for a reply or a delay, or paused).
+    """
     with session_scope() as session:
         funnels = session.scalars(select(Funnel).where(Funnel.workspace_id == actor.workspace_id)
                                   .order_by(Funnel.priority.desc(), Funnel.name)).all()
@@ -59,14 +71,18 @@ def list_funnels(actor: Actor) -> list[dict[str, Any]]:
         return [{
             "id": f.id, "name": f.name, "description": f.description, "is_active": f.is_active,
             "priority": f.priority, "published_version": versions.get(f.published_version_id),
-            "trigger": _trigger_of(f.draft), "has_draft_changes": _has_changes(session, f),
+            "trigger": _trigger_of(f.draft), "has_draft_changes": _has_changes(session, f), "draft": f.draft,
             **(counts[f.id] or {"entered": 0, "completed": 0, "waiting": 0}),
         } for f in funnels]
 
 
 def _trigger_of(definition: dict[str, Any]) -> dict[str, Any] | None:
-    for node in definition.get("nodes", []):
-        data = node.get("data") or {}
+    """The first trigger node's settings, read defensively: an imported draft may hold malformed nodes."""
+    for node in definition.get("nodes") or []:
+        if not isinstance(node, dict):
+            continue
+        data = node.get("data")
+        data = data if isinstance(data, dict) else {}
         if node.get("type") == "trigger" or data.get("node_type") == "trigger":
             return {k: v for k, v in data.items() if k in ("kind", "mode", "words", "tag", "priority")}
     return None
@@ -176,12 +192,40 @@ def export_funnel(actor: Actor, funnel_id: int) -> str:
 
 
 def import_funnel(actor: Actor, name: str, text: str | bytes) -> int:
-    """A new funnel from exported JSON (malformed JSON is refused with a clear message)."""
+    """A new funnel from exported JSON (malformed JSON is refused with a clear message).
+
+    The definition is stored as a draft even when it does not validate yet, so it can be fixed and published
+    later; only text that cannot be read as ``{nodes, edges}`` is refused.
+
+    Raises:
+        PermissionDenied: the actor may not edit funnels (checked before the file is read).
+        InvalidInput: unreadable JSON (``error.funnel_import`` with the reason) or a bad name.
+    """
+    actor.require(*EDITORS)
+    return create_funnel(actor, name, _read_json(text))
+
+
+def import_draft(actor: Actor, funnel_id: int, text: str | bytes) -> ValidationReport:
+    """Replace a funnel's draft with exported JSON and return the new draft's validation report.
+
+    The way to edit a funnel until the canvas editor exists: export, change the JSON, import it back into
+    the same funnel, so its published versions, runs and counts stay with it. Nothing goes live until the
+    draft is published.
+
+    Raises:
+        PermissionDenied: the actor may not edit funnels (checked before the file is read).
+        InvalidInput: unreadable JSON (``error.funnel_import`` with the reason).
+        NotFound: no such funnel in the actor's workspace.
+    """
+    actor.require(*EDITORS)
+    return save_draft(actor, funnel_id, _read_json(text))
+
+
+def _read_json(text: str | bytes) -> dict[str, Any]:
     try:
-        definition = import_json(text)
+        return import_json(text)
     except ValueError as exc:
         raise InvalidInput(str(exc), key="error.funnel_import", reason=str(exc)) from exc
-    return create_funnel(actor, name, definition)
 
 
 def install_examples(session: Session, workspace_id: int, user_id: int | None = None) -> list[int]:
@@ -213,9 +257,29 @@ def contact_runs(actor: Actor, contact_id: int) -> list[dict[str, Any]]:
 
 
 def stop_contact_run(actor: Actor, run_id: int) -> None:
-    """Stop a contact's live run (any role that sees the conversation may stop the bot talking)."""
+    """Stop a contact's live run (any role that sees the conversation may stop the bot talking).
+
+    Raises:
+        NotFound: no such run in the actor's workspace, or its conversation is not visible to the actor
+            (an agent's view is limited the same way as in the inbox).
+        Conflict: the run already ended (completed, failed or stopped) before the click.
+    """
     with session_scope() as session:
-        run = session.get(FunnelRun, run_id)
-        if run is None or run.workspace_id != actor.workspace_id:
+        conversation_id = session.scalar(select(FunnelRun.conversation_id).where(
+            FunnelRun.id == run_id, FunnelRun.workspace_id == actor.workspace_id))
+    if conversation_id is None:
+        raise NotFound("run", key="error.run_not_found")
+    try:
+        conversations.get_conversation(actor, conversation_id)  # the inbox's visibility rules, in one place
+    except NotFound:
+        raise NotFound("run", key="error.run_not_found") from None
+    with session_scope() as session:
+        # Lock so a reply being processed right now cannot move the run on between this check and the stop.
+        run = session.scalars(select(FunnelRun).where(FunnelRun.id == run_id).with_for_update()).first()
+        if run is None:  # its funnel was deleted in between
             raise NotFound("run", key="error.run_not_found")
+        if run.status not in runtime.LIVE:
+            raise Conflict("run ended", key="error.run_not_live")
         runtime.stop_run(session, run_id, f"stopped by {actor.email}")
+    # After commit, like every other change: open inboxes re-read and show the run as stopped.
+    live.touch(get_redis(), [actor.workspace_id])
