@@ -110,6 +110,26 @@ def supervised(r: redis.Redis, network: SandboxNetwork, count: int) -> tuple[flo
         _stop(supervisor)
 
 
+def neonize_idle(r: redis.Redis) -> tuple[float, float, float, str]:
+    """One neonize connector with the Go core loaded, idle (no network here, so it retries connecting).
+
+    Returns RSS and USS (MiB), seconds from spawn to its first reported state, and that state/reason.
+    """
+    instance_id = 900
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "connector", "run", "--instance", str(instance_id),
+                             "--transport", "neonize"], cwd=ROOT, stdin=subprocess.DEVNULL)
+    try:
+        _wait(lambda: _state(r, instance_id).get("state") not in (None, "", "connecting")
+              or "reason" in _state(r, instance_id))
+        elapsed = time.perf_counter() - started
+        status = _state(r, instance_id)
+        time.sleep(IDLE_S)
+        return *_memory([proc.pid]), elapsed, f"{status.get('state')}/{status.get('reason')}"
+    finally:
+        _stop(proc)
+
+
 def main() -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -125,6 +145,7 @@ def main() -> None:
             network = SandboxNetwork(r)
             to_qr, to_connected, rss, uss = start_to_ready(r, network, args.runs)
             total_rss, total_uss, sup_ready = supervised(r, network, args.connectors)
+            nz_rss, nz_uss, nz_first, nz_state = neonize_idle(r)
         finally:
             server.stop()
     print(f"connector start -> QR shown (new number), median of {args.runs}: {statistics.median(to_qr):.3f} s "
@@ -135,6 +156,8 @@ def main() -> None:
     print(f"supervisor + {args.connectors} idle connected sandbox connectors: RSS {total_rss:.1f} MiB total, "
           f"USS {total_uss:.1f} MiB total")
     print(f"supervisor start -> {args.connectors} QR codes shown: {sup_ready:.3f} s")
+    print(f"one idle neonize connector (Go core loaded, WhatsApp unreachable): RSS {nz_rss:.1f} MiB, "
+          f"USS {nz_uss:.1f} MiB; first state after {nz_first:.3f} s ({nz_state})")
 
 
 if __name__ == "__main__":
