@@ -271,8 +271,36 @@ def _contact_runs(contact_id: int, signature: tuple) -> list[dict[str, Any]]:
     return runs
 
 
-def _funnel_section(contact_id: int, signature: tuple) -> None:
+def _start_funnel(conversation_id: int) -> None:
+    """"Iniciar funil": start the chosen funnel by hand (it replaces a live run and lifts a pause)."""
+    funnel_id = st.session_state.get("inbox_start_funnel")
+    if funnel_id is None:
+        return
+    try:
+        funnels.start_for_conversation(actor, conversation_id, funnel_id)
+    except WorkbenchError as exc:
+        st.session_state[FLASH_KEY] = ("error", error_text(exc))
+    else:
+        st.session_state[FLASH_KEY] = ("success", t("inbox.funnel.started_now"))
+    st.session_state.pop(RUNS_CACHE_KEY, None)
+
+
+def _start_control(conversation_id: int) -> None:
+    choices = funnels.startable_funnels(actor)
+    if not choices:
+        return
+    names = {f["id"]: f["name"] for f in choices}
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        # funnel names are typed by users: the selectbox shows them as plain option text
+        st.selectbox(t("inbox.funnel.start_pick"), list(names), key="inbox_start_funnel",
+                     format_func=lambda fid: names.get(fid, ""))
+        st.button(t("inbox.funnel.start"), key="inbox_start_funnel_go", on_click=_start_funnel,
+                  args=(conversation_id,), icon=":material/play_circle:")
+
+
+def _funnel_section(contact_id: int, signature: tuple, conversation_id: int) -> None:
     st.subheader(t("inbox.funnel.title"))
+    _start_control(conversation_id)
     runs = _contact_runs(contact_id, signature)
     live = [run for run in runs if run["status"] in funnels.LIVE_STATUSES]
     shown = live + [run for run in runs if run["status"] not in funnels.LIVE_STATUSES][:ENDED_RUNS_SHOWN]
@@ -306,7 +334,7 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
     _detail(t("inbox.agent"), conversation["agent_name"] or t("inbox.unassigned"))
     st.caption(t("inbox.status"))
     st.text(t(f"convstatus.{conversation['status']}"))
-    _funnel_section(contact["id"], signature)
+    _funnel_section(contact["id"], signature, conversation["id"])
 
 
 @st.fragment(run_every=2)

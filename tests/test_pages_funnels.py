@@ -282,3 +282,42 @@ def test_inbox_panel_shows_the_live_run_and_stops_it(engine, r):
     with session_scope() as s:
         sent = s.scalars(select(Message.text).where(Message.direction == "out")).all()
         assert len(sent) == 1 and s.scalar(select(Funnel.name)) == HOSTILE
+
+
+def test_agent_starts_a_funnel_by_hand_from_the_inbox(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    make_team(ws, "Vendas")
+    funnel_id, _ = live_funnel(ws, name="Agendamento")
+    say(inst, "bom dia")  # no trigger matches: the contact is not in any funnel
+    agent = make_actor(ws, role="agent")
+    conversation_id = conversations.list_conversations(agent)[0]["id"]
+    conversations.pause_bot(agent, conversation_id)
+    at = new_app()
+    at.session_state["auth_actor"] = agent
+    at = at.run().button(key=f"inbox_open_{conversation_id}").click().run()
+    assert at.selectbox(key="inbox_start_funnel").value == funnel_id
+    at = at.button(key="inbox_start_funnel_go").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Funil iniciado para este contato."]
+    with session_scope() as s:
+        run = s.scalars(select(FunnelRun)).one()
+        assert (run.status, run.current_node) == ("waiting", "espera_nome")
+        sent = s.scalars(select(Message.text).where(Message.direction == "out")).all()
+        assert sent == ["Olá! Sou o assistente virtual do time de vendas. Para começar, qual é o seu nome?"]
+    assert r.xlen(f"wb:out:{inst}") == 1 and r.zcard("rq:scheduled:default") == 1  # published and timer set
+    assert conversations.get_conversation(agent, conversation_id)["bot_paused"] is False
+
+
+def test_starting_an_inactive_funnel_is_refused(engine, r):
+    from workbench import funnels
+    from workbench.errors import Conflict
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    funnel_id, admin = live_funnel(ws, name="Agendamento")
+    funnels.set_active(admin, funnel_id, False)
+    say(inst, "oi")
+    conversation_id = conversations.list_conversations(admin)[0]["id"]
+    with pytest.raises(Conflict):
+        funnels.start_for_conversation(admin, conversation_id, funnel_id)

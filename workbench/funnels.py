@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from engine import runtime
 from engine.definition import ValidationReport, export_json, import_json, validate_definition
 from engine.examples import EXAMPLES
-from workbench import conversations, live
+from engine.jobs import schedule_timers
+from workbench import conversations, live, outbox
 from workbench.auth import Actor, now
 from workbench.bus import get_redis
 from workbench.db import session_scope
 from workbench.errors import Conflict, InvalidInput, NotFound
-from workbench.models import Funnel, FunnelRun, FunnelVersion
+from workbench.models import Contact, Conversation, Funnel, FunnelRun, FunnelVersion
 
 EDITORS = ("admin", "supervisor")
 LIVE_STATUSES = runtime.LIVE
@@ -283,3 +284,36 @@ def stop_contact_run(actor: Actor, run_id: int) -> None:
         runtime.stop_run(session, run_id, f"stopped by {actor.email}")
     # After commit, like every other change: open inboxes re-read and show the run as stopped.
     live.touch(get_redis(), [actor.workspace_id])
+
+
+def startable_funnels(actor: Actor) -> list[dict[str, Any]]:
+    """Active, published funnels an agent may start by hand for a conversation: id and name."""
+    with session_scope() as session:
+        rows = session.execute(select(Funnel.id, Funnel.name).where(
+            Funnel.workspace_id == actor.workspace_id, Funnel.is_active.is_(True),
+            Funnel.published_version_id.is_not(None)).order_by(Funnel.name)).all()
+    return [{"id": fid, "name": name} for fid, name in rows]
+
+
+def start_for_conversation(actor: Actor, conversation_id: int, funnel_id: int) -> None:
+    """Start a funnel by hand for a conversation ("Iniciar funil" in the inbox); the live run is replaced.
+
+    Starting a funnel hands the conversation back to the bot, so a pause is lifted first.
+    """
+    conversations.get_conversation(actor, conversation_id)  # visibility rules of the inbox
+    with session_scope() as session:
+        funnel = _get(session, actor, funnel_id)
+        if not funnel.is_active or funnel.published_version_id is None:
+            raise Conflict("not active", key="error.funnel_not_startable")
+        conv = session.scalars(select(Conversation).where(Conversation.id == conversation_id)
+                               .with_for_update()).one()
+        conv.bot_paused, conv.bot_paused_reason, conv.bot_paused_until, conv.bot_paused_by = False, None, None, None
+        contact = session.get(Contact, conv.contact_id)
+        target = {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
+                  "contact_id": contact.id, "phone": contact.phone, "jid": contact.jid, "bot_paused": False}
+        runtime.clear_cache()  # the funnel may have been activated a moment ago in this process
+        effects = runtime.start_manual(session, target, funnel_id)
+    client = get_redis()
+    outbox.publish(effects.commands, client)
+    schedule_timers(client, effects.timers)
+    live.touch(client, [actor.workspace_id])
