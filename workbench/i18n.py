@@ -253,6 +253,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "inbox.bot": "Bot",
         "inbox.gone": "Esta conversa não está mais disponível para você.",
         # the contact panel's "Funil" section (workbench.funnels.contact_runs)
+        "inbox.funnel.start": "Iniciar funil",
+        "inbox.funnel.start_pick": "Funil a iniciar",
+        "inbox.funnel.started_now": "Funil iniciado para este contato.",
         "inbox.funnel.title": "Funil",
         "inbox.funnel.none": "Nenhum funil rodou com este contato.",
         "inbox.funnel.node": "Etapa atual",
@@ -439,6 +442,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.funnel_invalid": "O funil tem {count} problema(s) a corrigir antes de publicar.",
         "error.funnel_unpublished": "Publique o funil antes: ainda não há versão publicada.",
         "error.funnel_import": "Não foi possível importar o arquivo: {reason}",
+        "error.funnel_not_startable": "Este funil não está ativo e publicado; ative-o em Funis antes.",
         "error.run_not_found": "Execução de funil não encontrada.",
         "error.run_not_live": "Este funil já tinha terminado para o contato; não há nada para parar.",
         "error.instance_not_found": "Número não encontrado.",
