@@ -149,6 +149,9 @@ def main() -> None:
         # Funnels are the marketers' work (admins and supervisors); agents answer conversations.
         pages.append(st.Page("pages/funnels.py", title=t("nav.funnels"), icon=":material/account_tree:",
                              url_path="funis"))
+        # Opened from a funnel card's "Editar" (the funnel id travels in session state), so not in the menu.
+        pages.append(st.Page("pages/editor.py", title=t("nav.editor"), icon=":material/edit:", url_path="editor",
+                             visibility="hidden"))
         pages.append(st.Page("pages/simulator.py", title=t("nav.simulator"), icon=":material/smartphone:",
                              url_path="simulador"))
         pages.append(st.Page("pages/settings.py", title=t("nav.settings"), icon=":material/settings:",

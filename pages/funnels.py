@@ -4,9 +4,9 @@ Layout only: every read and write goes through ``workbench.funnels``, which also
 supervisors edit. Funnel names, node ids, keywords and imported definitions were typed by people, so they are
 shown with literal elements (``st.text``, ``st.code``), never as Markdown.
 
-The canvas editor is separate work. Until it lands, each card shows its draft as JSON next to the draft's
-validation report, so a marketer can inspect a funnel and fix it: export, edit, and load the file back into
-the same funnel's draft ("Substituir rascunho"), then publish.
+Each card's "Editar" opens the canvas editor (``pages/editor.py``). The card also shows its draft as JSON next to
+the draft's validation report, and an edited export can be loaded back into the same funnel's draft
+("Substituir rascunho").
 """
 
 from __future__ import annotations
@@ -239,6 +239,10 @@ def _actions(funnel: dict[str, Any]) -> None:
         return
     published, changed = funnel["published_version"], funnel["has_draft_changes"]
     with st.container(horizontal=True):
+        if st.button(t("funnels.edit"), key=f"funnels_edit_{funnel_id}", icon=":material/edit:"):
+            # Not a callback: st.switch_page does nothing inside one.
+            st.session_state["editor_funnel_id"] = funnel_id
+            st.switch_page("pages/editor.py")
         # Re-publishing an unchanged draft would only add an identical version.
         st.button(t("funnels.publish"), key=f"funnels_publish_{funnel_id}", icon=":material/publish:",
                   type="primary" if changed else "secondary", disabled=bool(published) and not changed,

@@ -1,0 +1,623 @@
+"""Editor de funil: the draft on a streamlit-flow canvas, a form for the selected node, and a test chat.
+
+Layout only. The draft lives in session state while it is edited (``editor_def_<id>``) and reaches the
+database through ``workbench.funnels`` ("Salvar rascunho", "Publicar", "Descartar rascunho"); the conversion
+between the draft and the canvas is ``workbench.canvas``; the test chat is ``engine.preview`` (pure: nothing is
+sent or stored).
+
+How the canvas and Python stay in step (streamlit-flow 1.6.1, see LIBRARIES.md):
+
+- the browser reports every change (drag, click, new edge, delete) as the component's value, kept by Streamlit
+  under the canvas key; each run turns a value it has not seen yet into the draft (``canvas.from_flow``);
+- the browser only takes what Python sends when the state's ``timestamp`` is newer than its own, and taking it
+  resets the viewport, so the timestamp is bumped only when what the nodes *show* changed (content, style,
+  edges), never for positions (``canvas.canvas_signature``);
+- node configuration rides in ``data`` and outputs on edge labels; node content is escaped by ``canvas``.
+
+Node ids, texts typed into nodes and everything the test contact says are shown with literal elements.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Literal, get_args, get_origin
+
+import streamlit as st
+from pydantic import AfterValidator, BaseModel
+from streamlit_flow import StreamlitFlowEdge, StreamlitFlowNode, StreamlitFlowState, streamlit_flow
+
+from engine import preview
+from engine.definition import validate_definition
+from engine.nodes import REGISTRY
+from engine.nodes import base as node_base
+from workbench import canvas, funnels
+from workbench.errors import WorkbenchError
+from workbench.i18n import error_text, has_key, t
+
+actor = st.session_state["auth_actor"]
+
+# Set by the Funis page's "Editar" button; the id also goes to the URL (?funil=) so a reload keeps it.
+# (Comments, not docstrings: Streamlit's "magic" would print a bare string on the page.)
+FUNNEL_KEY = "editor_funnel_id"
+FLASH_KEY = "editor_flash"
+CONFIRM_KEY = "editor_confirm_discard"
+TEXT_AREA_FIELDS = ("text", "prompt", "message", "retry_prompt")
+CANVAS_HEIGHT = 560
+# Low enough for "fit view" to show a long funnel whole; the controls zoom in to read it.
+MIN_ZOOM = 0.25
+
+
+def _funnel_id() -> int | None:
+    raw = st.session_state.get(FUNNEL_KEY) or st.query_params.get("funil")
+    try:
+        return int(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _keys(funnel_id: int) -> types.SimpleNamespace:
+    """Session keys of one funnel's editor (several funnels may be open in one session, one at a time)."""
+    return types.SimpleNamespace(**{name: f"editor_{name}_{funnel_id}" for name in (
+        "draft", "saved", "name", "ts", "sig", "seen", "sel", "nonce", "chat", "canvas", "pick")})
+
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state[FLASH_KEY] = (kind, text)
+
+
+def _show_flash() -> None:
+    pending = st.session_state.pop(FLASH_KEY, None)
+    if pending:
+        getattr(st, pending[0])(pending[1])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- state ------------------------------------------------------------------------------------------------------
+
+def _load(funnel_id: int, k: types.SimpleNamespace) -> None:
+    """(Re)load the stored draft into the editor and make the canvas take it."""
+    funnel = funnels.get_funnel(actor, funnel_id)
+    draft = funnel["draft"] if isinstance(funnel["draft"], dict) else dict(funnels.EMPTY)
+    st.session_state[k.draft] = draft
+    st.session_state[k.saved] = draft
+    st.session_state[k.name] = funnel["name"]
+    st.session_state[k.sig] = None
+    st.session_state[k.nonce] = st.session_state.get(k.nonce, 0) + 1
+    st.session_state.pop(k.chat, None)
+
+
+def _edit(k: types.SimpleNamespace, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Apply a Python-side edit to the draft (from a callback).
+
+    The browser may have reported something (a drag, or its own redraw) that this session has not folded in yet;
+    it is folded in *first*, or the script run that follows would take that older canvas for news and undo the
+    edit.
+    """
+    _take_browser_changes(k)
+    st.session_state[k.draft] = change(st.session_state[k.draft])
+
+
+def _take_browser_changes(k: types.SimpleNamespace) -> None:
+    """Fold a canvas value the page has not seen yet (a drag, click, drawn edge or delete) into the draft."""
+    value = st.session_state.get(k.canvas)
+    if not isinstance(value, dict) or value.get("timestamp") == st.session_state.get(k.seen):
+        return
+    st.session_state[k.seen] = value.get("timestamp")
+    nodes, edges = value.get("nodes"), value.get("edges")
+    if isinstance(nodes, list) and isinstance(edges, list):
+        st.session_state[k.draft] = canvas.from_flow(nodes, edges)
+    selected = value.get("selectedId")
+    definition = st.session_state[k.draft]
+    if isinstance(selected, str):
+        if canvas.find_node(definition, selected) is None:
+            # A clicked edge selects the node it leaves, where its output can be changed.
+            edge = next((e for e in definition["edges"] if e["id"] == selected), None)
+            selected = edge["source"] if edge else None
+        if selected is not None:
+            st.session_state[k.sel] = selected
+
+
+# -- callbacks ----------------------------------------------------------------------------------------------------
+
+def _add_node(k: types.SimpleNamespace) -> None:
+    kind = st.session_state.get("editor_palette_type")
+    if kind not in REGISTRY:
+        return
+    added: list[str] = []
+
+    def add(definition: dict[str, Any]) -> dict[str, Any]:
+        definition, node_id = canvas.add_node(definition, kind, st.session_state.get(k.sel))
+        added.append(node_id)
+        return definition
+
+    _edit(k, add)
+    node_id = added[0]
+    st.session_state[k.sel] = node_id
+    _flash("success", t("editor.palette.added", node_id=node_id))
+
+
+def _layout(k: types.SimpleNamespace) -> None:
+    _edit(k, canvas.auto_layout)
+    st.session_state[k.sig] = None  # positions changed on purpose: push them even though the signature did not
+
+
+def _save(funnel_id: int, k: types.SimpleNamespace) -> None:
+    _take_browser_changes(k)  # a drag just before the click is part of what the user sees, so it is saved
+    definition = st.session_state[k.draft]
+    try:
+        report = funnels.save_draft(actor, funnel_id, definition)
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+        return
+    st.session_state[k.saved] = definition
+    if report.is_valid:
+        _flash("success", t("editor.saved"))
+    else:
+        _flash("warning", t("editor.saved_with_problems", count=len(report.errors)))
+
+
+def _publish(funnel_id: int, k: types.SimpleNamespace) -> None:
+    """Publishing freezes the *stored* draft, so what the editor holds is saved first."""
+    _take_browser_changes(k)
+    definition = st.session_state[k.draft]
+    try:
+        funnels.save_draft(actor, funnel_id, definition)
+        st.session_state[k.saved] = definition
+        version = funnels.publish(actor, funnel_id)
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+        return
+    _flash("success", t("editor.published", version=version))
+
+
+def _discard(funnel_id: int, k: types.SimpleNamespace) -> None:
+    st.session_state.pop(CONFIRM_KEY, None)
+    try:
+        funnels.discard_draft(actor, funnel_id)
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+        return
+    _load(funnel_id, k)
+    st.session_state.pop(k.sel, None)
+    _flash("success", t("editor.discarded"))
+
+
+def _delete_node(k: types.SimpleNamespace, node_id: str) -> None:
+    _edit(k, lambda definition: canvas.delete_node(definition, node_id))
+    st.session_state.pop(k.sel, None)
+    _flash("success", t("editor.panel.deleted", node_id=node_id))
+
+
+def _delete_edge(k: types.SimpleNamespace, edge_id: str) -> None:
+    _edit(k, lambda definition: canvas.delete_edge(definition, edge_id))
+    _flash("success", t("editor.outputs.deleted"))
+
+
+def _relabel(k: types.SimpleNamespace, edge_id: str, widget_key: str) -> None:
+    _edit(k, lambda definition: canvas.set_edge_label(definition, edge_id, st.session_state[widget_key]))
+
+
+def _connect(k: types.SimpleNamespace, node_id: str) -> None:
+    output = st.session_state.get(f"editor_connect_output_{node_id}")
+    target = st.session_state.get(f"editor_connect_target_{node_id}")
+    if not output or not target:
+        return
+    _edit(k, lambda definition: canvas.connect(definition, node_id, output, target))
+    _flash("success", t("editor.outputs.connected", output=output, target=target))
+
+
+def _pick(k: types.SimpleNamespace) -> None:
+    st.session_state[k.sel] = st.session_state.get(k.pick)
+
+
+# -- the node form: generated from the node's pydantic schema ----------------------------------------------------
+
+FieldKind = Literal["text", "template", "int", "float", "bool", "literal", "list_str", "list_int", "options", "json"]
+
+
+def _is_template(metadata: list[Any]) -> bool:
+    return any(isinstance(m, AfterValidator) and m.func is node_base._check_template for m in metadata)
+
+
+def _classify(annotation: Any, metadata: list[Any]) -> tuple[FieldKind, bool, tuple[Any, ...]]:
+    """(widget kind, optional, literal choices) for one data field."""
+    optional = False
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(get_args(annotation))
+        annotation = args[0] if len(args) == 1 else annotation
+        origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        annotation, *extra = get_args(annotation)
+        metadata = [*metadata, *extra]
+        origin = get_origin(annotation)
+    if origin is Literal:
+        return "literal", optional, get_args(annotation)
+    if annotation is bool:
+        return "bool", optional, ()
+    if annotation is int:
+        return "int", optional, ()
+    if annotation is float:
+        return "float", optional, ()
+    if annotation is str:
+        return ("template" if _is_template(metadata) else "text"), optional, ()
+    if origin is list:
+        item = get_args(annotation)[0]
+        if get_origin(item) is typing.Annotated:
+            item = get_args(item)[0]
+        if item is str:
+            return "list_str", optional, ()
+        if item is int:
+            return "list_int", optional, ()
+        if isinstance(item, type) and issubclass(item, BaseModel) and set(item.model_fields) == {"key", "label"}:
+            return "options", optional, ()
+    return "json", optional, ()
+
+
+def _data_fields(kind: str) -> list[tuple[str, FieldKind, bool, tuple[Any, ...], Any]]:
+    """(name, widget kind, optional, choices, default) for each configuration field of a node type."""
+    data_model = REGISTRY[kind].schema.model_fields["data"].annotation
+    fields = []
+    for name, info in data_model.model_fields.items():
+        widget, optional, choices = _classify(info.annotation, list(info.metadata))
+        fields.append((name, widget, optional, choices, info.get_default(call_default_factory=True)))
+    return fields
+
+
+def _label(name: str) -> str:
+    return t(f"editor.field.{name}") if has_key(f"editor.field.{name}") else name
+
+
+def _choice_label(value: Any) -> str:
+    return t(f"editor.value.{value}") if has_key(f"editor.value.{value}") else str(value)
+
+
+def _field_widget(name: str, widget: FieldKind, optional: bool, choices: tuple[Any, ...], value: Any,
+                  key: str) -> None:
+    label = _label(name)
+    if widget == "bool":
+        st.checkbox(label, value=bool(value), key=key)
+    elif widget == "literal":
+        index = choices.index(value) if value in choices else 0
+        st.selectbox(label, choices, index=index, key=key, format_func=_choice_label)
+    elif widget in ("int", "float"):
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if widget == "int":
+            st.number_input(label, value=int(number) if number is not None else (None if optional else 0), step=1,
+                            key=key)
+        else:
+            st.number_input(label, value=float(number) if number is not None else (None if optional else 0.0),
+                            step=1.0, format="%g", key=key)
+    elif widget in ("text", "template"):
+        text = "" if value is None else str(value)
+        if widget == "template" and name in TEXT_AREA_FIELDS:
+            st.text_area(label, value=text, key=key, height=110)
+        else:
+            st.text_input(label, value=text, key=key)
+    elif widget in ("list_str", "list_int"):
+        items = value if isinstance(value, list) else []
+        st.text_area(label, value="\n".join(map(str, items)), key=key, help=t("editor.panel.one_per_line"))
+    elif widget == "options":
+        items = value if isinstance(value, list) else []
+        lines = [f"{o.get('key', '')} | {o.get('label', '')}" for o in items if isinstance(o, dict)]
+        st.text_area(label, value="\n".join(lines), key=key, help=t("editor.panel.options_help"))
+    else:
+        text = "" if value is None else json.dumps(value, ensure_ascii=False, indent=2)
+        st.text_area(label, value=text, key=key, help=t("editor.panel.json_help"))
+
+
+class _FormError(ValueError):
+    # A widget value that cannot become configuration; str(exc) is the pt-BR message.
+    pass
+
+
+def _field_value(name: str, widget: FieldKind, raw: Any) -> Any:
+    """The configuration value for a widget's value; ``None`` means "leave the key out"."""
+    if widget in ("bool", "literal"):
+        return raw
+    if widget in ("int", "float"):
+        return None if raw is None else (int(raw) if widget == "int" else float(raw))
+    if widget in ("text", "template"):
+        return raw if (raw or "").strip() else None
+    if widget == "list_str":
+        return [line.strip() for line in (raw or "").splitlines() if line.strip()]
+    if widget == "list_int":
+        try:
+            return [int(line) for line in (raw or "").split() if line.strip()] or None
+        except ValueError:
+            raise _FormError(t("editor.panel.json_error", field=_label(name), reason=raw)) from None
+    if widget == "options":
+        options = []
+        for line in (raw or "").splitlines():
+            if not line.strip():
+                continue
+            key, sep, text = line.partition("|")
+            if not sep:
+                raise _FormError(t("editor.panel.options_error"))
+            options.append({"key": key.strip(), "label": text.strip()})
+        return options
+    if not (raw or "").strip():
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _FormError(t("editor.panel.json_error", field=_label(name), reason=exc.msg)) from None
+
+
+def _apply_form(k: types.SimpleNamespace, node_id: str, kind: str, prefix: str) -> None:
+    """Form callback: read every field widget back into the node's configuration (the draft, not the database)."""
+    _take_browser_changes(k)
+    node = canvas.find_node(st.session_state[k.draft], node_id)
+    if node is None:
+        return
+    data = canvas.node_data(node)
+    try:
+        for name, widget, optional, _choices, _default in _data_fields(kind):
+            value = _field_value(name, widget, st.session_state.get(f"{prefix}_{name}"))
+            if value is None and widget in ("text", "template") and not optional:
+                value = ""  # a required text left empty stays visible as a problem on the node
+            if value is None:
+                data.pop(name, None)
+            else:
+                data[name] = value
+    except _FormError as exc:
+        _flash("error", str(exc))
+        return
+    _edit(k, lambda definition: canvas.update_node_data(definition, node_id, data))
+    _flash("success", t("editor.panel.applied"))
+
+
+def _node_form(funnel_id: int, k: types.SimpleNamespace, node: dict[str, Any]) -> None:
+    node_id, kind = node["id"], canvas.node_type_of(node)
+    st.caption(t("editor.panel.id"))
+    st.text(node_id)
+    st.caption(t("editor.panel.type"))
+    st.text(canvas.type_label(kind))
+    if kind not in REGISTRY:
+        st.warning(t("editor.panel.unknown"))
+        st.code(json.dumps(node, ensure_ascii=False, indent=2), language="json")
+    else:
+        fields = _data_fields(kind)
+        prefix = f"editor_w_{funnel_id}_{st.session_state[k.nonce]}_{node_id}"
+        data = canvas.node_data(node)
+        with st.form(f"editor_form_{funnel_id}_{node_id}", border=False):
+            if any(widget == "template" for _, widget, *_ in fields):
+                st.caption(t("editor.panel.variables"))
+            for name, widget, optional, choices, default in fields:
+                _field_widget(name, widget, optional, choices, data.get(name, default), f"{prefix}_{name}")
+            st.form_submit_button(t("editor.panel.apply"), key=f"editor_apply_{node_id}", type="primary",
+                                  on_click=_apply_form, args=(k, node_id, kind, prefix))
+    _outputs(k, node)
+    st.button(t("editor.panel.delete"), key=f"editor_delete_node_{node_id}", icon=":material/delete:",
+              on_click=_delete_node, args=(k, node_id))
+
+
+def _outputs(k: types.SimpleNamespace, node: dict[str, Any]) -> None:
+    """Each outgoing edge (its output can be changed, or the edge deleted), then "connect output X to node Y"."""
+    definition = st.session_state[k.draft]
+    node_id = node["id"]
+    outputs = canvas.outputs_for(node)
+    st.markdown(f"**{t('editor.outputs')}**")
+    if not outputs:
+        st.caption(t("editor.outputs.none"))
+    edges = canvas.outgoing(definition, node_id)
+    used = {e.get("label") for e in edges}
+    # Literal: outputs are option keys and node ids typed by people.
+    targets_by_output = {e.get("label"): e.get("target") for e in edges}
+    if outputs:
+        st.text("\n".join(f"{o} → {targets_by_output.get(o) or t('editor.outputs.free')}" for o in outputs))
+    for edge in edges:
+        with st.container(horizontal=True, vertical_alignment="bottom"):
+            options = list(dict.fromkeys([*outputs, edge.get("label") or ""]))
+            widget_key = f"editor_edge_label_{edge['id']}"
+            st.session_state[widget_key] = edge.get("label") or ""
+            st.selectbox(t("editor.outputs.edge", edge_id=edge["target"]), options, key=widget_key,
+                         on_change=_relabel, args=(k, edge["id"], widget_key))
+            st.button(t("editor.outputs.delete"), key=f"editor_delete_edge_{edge['id']}", icon=":material/link_off:",
+                      on_click=_delete_edge, args=(k, edge["id"]))
+    if outputs:
+        targets = [n["id"] for n in definition["nodes"] if isinstance(n, dict) and n.get("id") != node_id
+                   and not (REGISTRY.get(canvas.node_type_of(n)) and REGISTRY[canvas.node_type_of(n)].is_start)]
+        free = [o for o in outputs if o not in used] or outputs
+        with st.container(horizontal=True, vertical_alignment="bottom"):
+            st.selectbox(t("editor.outputs.connect_output"), free, key=f"editor_connect_output_{node_id}")
+            st.selectbox(t("editor.outputs.connect_target"), targets, key=f"editor_connect_target_{node_id}")
+            st.button(t("editor.outputs.connect"), key=f"editor_connect_{node_id}", icon=":material/link:",
+                      on_click=_connect, args=(k, node_id), disabled=not targets)
+
+
+def _type_of(definition: dict[str, Any], node_id: str) -> str:
+    return canvas.type_label(canvas.node_type_of(canvas.find_node(definition, node_id) or {}))
+
+
+def _side_panel(funnel_id: int, k: types.SimpleNamespace) -> None:
+    definition = st.session_state[k.draft]
+    st.subheader(t("editor.panel"))
+    ids = [n["id"] for n in definition["nodes"] if isinstance(n, dict) and isinstance(n.get("id"), str)]
+    selected = st.session_state.get(k.sel)
+    if selected not in ids:
+        selected = None
+    st.session_state[k.pick] = selected
+    st.selectbox(t("editor.panel.pick"), ids, key=k.pick, on_change=_pick, args=(k,), index=None,
+                 placeholder=t("editor.panel.pick_placeholder"),
+                 format_func=lambda node_id: f"{node_id} · {_type_of(definition, node_id)}")
+    node = canvas.find_node(definition, selected)
+    if node is None:
+        st.caption(t("editor.panel.none"))
+        return
+    _node_form(funnel_id, k, node)
+
+
+# -- canvas, toolbar, problems --------------------------------------------------------------------------------
+
+def _canvas(k: types.SimpleNamespace, report) -> None:
+    definition = st.session_state[k.draft]
+    flow = canvas.to_flow(definition, report)
+    signature = canvas.canvas_signature(flow)
+    if signature != st.session_state.get(k.sig) or k.ts not in st.session_state:
+        # Newer than anything the browser has sent, so it takes this state (and resets its view: only on changes).
+        seen = st.session_state.get(k.seen)
+        st.session_state[k.ts] = max(_now_ms(), (seen if isinstance(seen, int) else 0) + 1)
+        st.session_state[k.sig] = signature
+    state = StreamlitFlowState(nodes=[StreamlitFlowNode(**n) for n in flow["nodes"]],
+                               edges=[StreamlitFlowEdge(**e) for e in flow["edges"]],
+                               selected_id=st.session_state.get(k.sel), timestamp=st.session_state[k.ts])
+    st.caption(t("editor.canvas_help"))
+    streamlit_flow(k.canvas, state, height=CANVAS_HEIGHT, fit_view=True, allow_new_edges=True,
+                   get_node_on_click=True, get_edge_on_click=True, show_minimap=False, hide_watermark=True,
+                   min_zoom=MIN_ZOOM)
+
+
+def _toolbar(funnel_id: int, k: types.SimpleNamespace) -> None:
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.selectbox(t("editor.palette.type"), list(REGISTRY), key="editor_palette_type",
+                     format_func=canvas.type_label)
+        st.button(t("editor.palette.add"), key="editor_add", icon=":material/add:", on_click=_add_node, args=(k,))
+        st.button(t("editor.layout"), key="editor_layout", icon=":material/account_tree:", on_click=_layout,
+                  args=(k,), help=t("editor.layout_help"))
+    if st.session_state.get(CONFIRM_KEY) == funnel_id:
+        st.warning(t("editor.confirm_discard"), icon=":material/warning:")
+        with st.container(horizontal=True):
+            st.button(t("editor.confirm"), key="editor_discard_yes", type="primary", on_click=_discard,
+                      args=(funnel_id, k))
+            st.button(t("editor.cancel"), key="editor_discard_no",
+                      on_click=lambda: st.session_state.pop(CONFIRM_KEY, None))
+        return
+    with st.container(horizontal=True):
+        st.button(t("editor.save"), key="editor_save", icon=":material/save:", type="primary", on_click=_save,
+                  args=(funnel_id, k))
+        st.button(t("editor.publish"), key="editor_publish", icon=":material/publish:", on_click=_publish,
+                  args=(funnel_id, k))
+        st.button(t("editor.discard"), key="editor_discard", icon=":material/undo:",
+                  on_click=lambda: st.session_state.__setitem__(CONFIRM_KEY, funnel_id))
+
+
+def _problems(report) -> None:
+    if report.is_valid:
+        st.success(t("editor.no_problems"))
+        return
+    with st.expander(t("editor.problems", count=len(report.errors)), expanded=True, icon=":material/warning:"):
+        lines = []
+        for problem in report.errors:
+            where = problem.node_id or problem.edge_id
+            lines.append(f"• {where}: {problem.message}" if where else f"• {problem.message}")
+        st.text("\n".join(lines))  # literal: messages quote node ids, keywords and labels typed by people
+
+
+# -- test chat ------------------------------------------------------------------------------------------------------
+
+def _chat_send(k: types.SimpleNamespace, input_key: str) -> None:
+    text = st.session_state.get(input_key)
+    if not text:
+        return
+    state = st.session_state.get(k.chat) or preview.PreviewState()
+    st.session_state[k.chat] = preview.send(st.session_state[k.draft], state, text,
+                                            funnel_name=st.session_state.get(k.name, ""))
+
+
+def _chat_timeout(k: types.SimpleNamespace) -> None:
+    state = st.session_state.get(k.chat) or preview.PreviewState()
+    st.session_state[k.chat] = preview.time_out(st.session_state[k.draft], state,
+                                                funnel_name=st.session_state.get(k.name, ""))
+
+
+def _chat_entry(entry: preview.PreviewEntry) -> None:
+    if entry.role == "contact":
+        with st.chat_message("user"):
+            st.text(entry.text)
+    elif entry.role == "bot":
+        with st.chat_message("assistant"):
+            if entry.kind == "media":
+                st.caption(t("editor.chat.media", media_kind=entry.params.get("media_kind", "")))
+            if entry.text:
+                st.text(entry.text)
+    else:
+        st.caption(t(f"editor.chat.note.{entry.kind}"))
+        field = entry.params.get("field")
+        if entry.text or field:
+            st.text(f"{field} = {entry.text}" if field else entry.text)
+
+
+def _test_chat(funnel_id: int, k: types.SimpleNamespace) -> None:
+    st.subheader(t("editor.chat"))
+    st.caption(t("editor.chat.help"))
+    state = st.session_state.get(k.chat) or preview.PreviewState()
+    chat_col, info_col = st.columns([3, 2])
+    with chat_col:
+        with st.container(height=420, border=True):
+            for entry in state.entries:
+                _chat_entry(entry)
+        if state.status == "waiting" and state.wait_kind == "timer":
+            st.text(t("editor.chat.status.waiting_timer", node_id=state.node_id))
+        else:
+            st.text(t(f"editor.chat.status.{state.status}", node_id=state.node_id))
+        input_key = f"editor_chat_input_{funnel_id}"
+        st.chat_input(t("editor.chat.placeholder"), key=input_key, on_submit=_chat_send, args=(k, input_key),
+                      max_chars=1000)
+        with st.container(horizontal=True):
+            st.button(t("editor.chat.timeout"), key="editor_chat_timeout", icon=":material/timer_off:",
+                      disabled=not (state.status == "waiting" and state.can_time_out), on_click=_chat_timeout,
+                      args=(k,))
+            st.button(t("editor.chat.reset"), key="editor_chat_reset", icon=":material/restart_alt:",
+                      on_click=lambda: st.session_state.pop(k.chat, None))
+    with info_col:
+        st.markdown(f"**{t('editor.chat.path')}**")
+        lines = []
+        for number, step in enumerate(state.steps, start=1):
+            outcome = t(f"editor.chat.step.{step.outcome}", output=step.output)
+            lines.append(f"{number}. {step.node_id} ({canvas.type_label(step.node_type)}) → {outcome}")
+            lines.extend(f"     {line}" for line in step.log)
+        st.text("\n".join(lines) or "—")
+        st.markdown(f"**{t('editor.chat.variables')}**")
+        st.json({"vars": dict(state.variables), "contact": dict(state.contact)}, expanded=True)
+
+
+# -- page -----------------------------------------------------------------------------------------------------------
+
+def main() -> None:
+    """Draw the editor for the funnel chosen on the Funis page."""
+    st.title(t("editor.title"))
+    if not actor.is_manager:
+        # app.py leaves this page out of an agent's navigation; this guards a direct load all the same.
+        st.error(t("editor.manager_only"))
+        st.stop()
+    st.page_link("pages/funnels.py", label=t("editor.back"), icon=":material/arrow_back:")
+    funnel_id = _funnel_id()
+    if funnel_id is None:
+        st.info(t("editor.no_funnel"))
+        st.stop()
+    k = _keys(funnel_id)
+    if k.draft not in st.session_state:
+        try:
+            _load(funnel_id, k)
+        except WorkbenchError as exc:
+            st.error(error_text(exc))
+            st.stop()
+    st.session_state[FUNNEL_KEY] = funnel_id
+    st.query_params["funil"] = str(funnel_id)
+    _take_browser_changes(k)
+    st.text(st.session_state[k.name])  # typed by a user: literal
+    if st.session_state[k.draft] != st.session_state[k.saved]:
+        st.caption(t("editor.unsaved"))
+    report = validate_definition(st.session_state[k.draft])
+    canvas_col, panel_col = st.columns([2, 1])
+    with canvas_col:
+        _canvas(k, report)
+        _show_flash()
+        _toolbar(funnel_id, k)
+        _problems(report)
+    with panel_col:
+        _side_panel(funnel_id, k)
+    st.divider()
+    _test_chat(funnel_id, k)
+
+
+main()

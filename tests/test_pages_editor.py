@@ -1,0 +1,221 @@
+"""Editor de funil (pages/editor.py): the canvas, the node form, the palette, save/publish/discard and the test
+chat, driven through AppTest. The canvas is a custom component: AppTest shows it as an ``UnknownElement`` whose
+``json_args`` carry the nodes, and a browser event is faked by setting the canvas' session-state key."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.examples import scheduling_funnel
+from tests.factories import make_actor, make_workspace
+from tests.test_pages_app import new_app
+from workbench import funnels
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def open_editor(actor, funnel_id: int | None) -> AppTest:
+    at = new_app()
+    at.session_state["auth_actor"] = actor
+    if funnel_id is not None:
+        at.session_state["editor_funnel_id"] = funnel_id
+    at.run()
+    return at.switch_page("pages/editor.py").run()
+
+
+def canvas_args(at: AppTest) -> dict:
+    [element] = [el for el in at.get("component_instance")]
+    return json.loads(element.proto.json_args)
+
+
+def click(at: AppTest, funnel_id: int, node_id: str) -> AppTest:
+    """What the browser sends when a node is clicked: its nodes and edges plus the selected id."""
+    args = canvas_args(at)
+    at.session_state[f"editor_canvas_{funnel_id}"] = {
+        "nodes": args["nodes"], "edges": args["edges"], "selectedId": node_id, "timestamp": int(time.time() * 1000)}
+    return at.run()
+
+
+def texts(at: AppTest) -> list[str]:
+    return [el.value for el in at.text]
+
+
+def example(role: str = "admin"):
+    ws = make_workspace()
+    admin = make_actor(ws)
+    fid = funnels.create_funnel(admin, "Agendamento", scheduling_funnel())
+    return fid, admin if role == "admin" else make_actor(ws, role=role)
+
+
+def test_opens_with_the_canvas_holding_the_draft(engine, r):
+    fid, actor = example("supervisor")
+    at = open_editor(actor, fid)
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Editor de funil"]
+    args = canvas_args(at)
+    assert [n["id"] for n in args["nodes"]] == [n["id"] for n in scheduling_funnel()["nodes"]]
+    first = args["nodes"][0]
+    assert (first["type"], first["data"]["node_type"], first["connectable"], first["deletable"]) == (
+        "input", "trigger", True, True)
+    assert "**Gatilho**" in first["data"]["content"]
+    assert {e["label"] for e in args["edges"]} == {"next", "timeout", "invalid"}
+    assert "Agendamento" in texts(at)
+    assert at.success[0].value == "Nenhum problema: o rascunho pode ser publicado."
+
+
+def test_click_shows_the_form_edit_and_save_updates_the_draft(engine, r):
+    fid, admin = example()
+    at = open_editor(admin, fid)
+    assert at.caption and "Clique num nó do quadro" in " ".join(c.value for c in at.caption)
+    at = click(at, fid, "pede_email")
+    assert not at.exception
+    assert "pede_email" in texts(at) and "Enviar mensagem" in texts(at)
+    [text_area] = [w for w in at.text_area if w.label == "Texto"]
+    assert text_area.value == "Obrigado, {{contact.name}}! Qual é o seu melhor e-mail?"
+    assert any("{{contact.custom_data.X}}" in c.value for c in at.caption)
+    text_area.input("Oi {{contact.name}}, seu e-mail?")
+    at = at.button(key="editor_apply_pede_email").click().run()
+    assert "Configurações aplicadas ao rascunho (ainda não salvas)." in [s.value for s in at.success]
+    assert "Há alterações não salvas neste rascunho." in [c.value for c in at.caption]
+    content = next(n for n in canvas_args(at)["nodes"] if n["id"] == "pede_email")["data"]["content"]
+    assert "Oi \\{\\{contact\\.name\\}\\}\\, seu e\\-mail\\?" in content
+    assert funnels.get_funnel(admin, fid)["draft"] == scheduling_funnel()  # not saved yet
+    at = at.button(key="editor_save").click().run()
+    assert not at.exception
+    draft = funnels.get_funnel(admin, fid)["draft"]
+    node = next(n for n in draft["nodes"] if n["id"] == "pede_email")
+    assert node == {"id": "pede_email", "type": "send_message", "position": {"x": 900.0, "y": 150.0},
+                    "data": {"text": "Oi {{contact.name}}, seu e-mail?", "typing": True}}
+    assert draft["edges"] == scheduling_funnel()["edges"]
+
+
+def test_select_widgets_and_number_fields(engine, r):
+    fid, admin = example()
+    at = click(open_editor(admin, fid), fid, "espera_email")
+    assert at.selectbox(key=f"editor_pick_{fid}").value == "espera_email"
+    [validation] = [w for w in at.selectbox if w.label == "Validação"]
+    assert validation.value == "email" and "Uma das opções" in validation.options
+    [retries] = [w for w in at.number_input if w.label == "Novas tentativas"]
+    assert retries.value == 2
+    retries.set_value(4)
+    at = at.button(key="editor_apply_espera_email").click().run()
+    at = at.button(key="editor_save").click().run()
+    node = next(n for n in funnels.get_funnel(admin, fid)["draft"]["nodes"] if n["id"] == "espera_email")
+    assert node["data"]["max_retries"] == 4 and node["data"]["validation"] == "email"
+
+
+def test_palette_adds_a_node_to_the_right_and_connects_it(engine, r):
+    fid, admin = example()
+    at = click(open_editor(admin, fid), fid, "confirmacao")
+    assert "Enviar mensagem" in at.selectbox(key="editor_palette_type").options
+    at.selectbox(key="editor_palette_type").set_value("add_tag")
+    at = at.button(key="editor_add").click().run()
+    assert not at.exception
+    nodes = {n["id"]: n for n in canvas_args(at)["nodes"]}
+    assert nodes["add_tag_1"]["position"]["x"] == nodes["confirmacao"]["position"]["x"] + 300
+    assert nodes["add_tag_1"]["style"]["border"].startswith("2px solid")  # empty tag: a problem
+    assert "⚠" in nodes["add_tag_1"]["data"]["content"]
+    assert at.selectbox(key=f"editor_pick_{fid}").value == "add_tag_1"  # the new node is selected
+    # Connect the new node's output to the end node from the side panel.
+    at.selectbox(key="editor_connect_target_add_tag_1").set_value("fim")
+    at = at.button(key="editor_connect_add_tag_1").click().run()
+    edges = canvas_args(at)["edges"]
+    assert {"source": "add_tag_1", "target": "fim", "label": "next"}.items() <= next(
+        e for e in edges if e["source"] == "add_tag_1").items()
+    problems = at.expander[0]
+    assert problems.label.startswith("Problemas")
+
+
+def test_browser_drawn_edge_gets_the_first_free_output(engine, r):
+    fid, admin = example()
+    at = open_editor(admin, fid)
+    args = canvas_args(at)
+    args["edges"].append({"id": "st-flow-edge_espera_nome-fim", "source": "espera_nome", "target": "fim"})
+    at.session_state[f"editor_canvas_{fid}"] = {"nodes": args["nodes"], "edges": args["edges"], "selectedId": None,
+                                                "timestamp": int(time.time() * 1000)}
+    at = at.run()
+    edge = next(e for e in canvas_args(at)["edges"] if e["id"] == "st-flow-edge_espera_nome-fim")
+    assert edge["label"] == "invalid"  # next and timeout were taken
+
+
+def test_publish_invalid_shows_problems_then_discard(engine, r):
+    fid, admin = example()
+    funnels.publish(admin, fid)
+    at = click(open_editor(admin, fid), fid, "confirmacao")
+    at = at.button(key="editor_delete_node_confirmacao").click().run()
+    assert "confirmacao" not in [n["id"] for n in canvas_args(at)["nodes"]]
+    at = at.button(key="editor_publish").click().run()
+    assert [e.value for e in at.error] == ["O funil tem 1 problema(s) a corrigir antes de publicar."]
+    problems = " ".join(texts(at))
+    assert "rota_vendas: a saída 'next' precisa de uma conexão" not in problems  # route's next is optional
+    assert "fim: nenhum caminho a partir do gatilho chega a este nó" in problems
+    node = next(n for n in canvas_args(at)["nodes"] if n["id"] == "fim")
+    assert "⚠" in node["data"]["content"] and node["style"]["border"] == "2px solid #d32f2f"
+    at = at.button(key="editor_discard").click().run()
+    at = at.button(key="editor_discard_yes").click().run()
+    assert "Rascunho descartado: o editor voltou para a versão publicada." in [s.value for s in at.success]
+    assert [n["id"] for n in canvas_args(at)["nodes"]] == [n["id"] for n in scheduling_funnel()["nodes"]]
+    assert funnels.get_funnel(admin, fid)["draft"] == scheduling_funnel()
+
+
+def test_layout_places_nodes_left_to_right(engine, r):
+    fid, admin = example()
+    at = open_editor(admin, fid).button(key="editor_layout").click().run()
+    nodes = {n["id"]: n["position"] for n in canvas_args(at)["nodes"]}
+    assert nodes["inicio"]["x"] < nodes["pede_nome"]["x"] < nodes["espera_nome"]["x"] < nodes["fim"]["x"]
+
+
+def test_test_chat_runs_the_draft_without_touching_the_database(engine, r):
+    fid, admin = example()
+    at = open_editor(admin, fid)
+    assert "Envie uma mensagem para começar." in texts(at)
+    at = at.chat_input(key=f"editor_chat_input_{fid}").set_value("quero vendas").run()
+    assert not at.exception
+    assert "Olá! Sou o assistente virtual do time de vendas. Para começar, qual é o seu nome?" in texts(at)
+    assert "Aguardando no nó espera_nome." in texts(at)
+    at = at.chat_input(key=f"editor_chat_input_{fid}").set_value("<b>Carla</b>").run()
+    assert "Obrigado, <b>Carla</b>! Qual é o seu melhor e-mail?" in texts(at)  # literal, not HTML
+    path = next(v for v in texts(at) if v.startswith("1. inicio"))
+    assert "3. espera_nome (Aguardar resposta) → aguardando" in path
+    assert "4. espera_nome (Aguardar resposta) → saída next" in path
+    assert at.json[0].value and json.loads(at.json[0].value)["contact"]["name"] == "<b>Carla</b>"
+    assert at.button(key="editor_chat_timeout").disabled  # the e-mail wait has no timeout
+    at = at.button(key="editor_chat_reset").click().run()
+    assert "Envie uma mensagem para começar." in texts(at)
+    assert funnels.list_funnels(admin)[0]["entered"] == 0
+
+
+def test_agent_cannot_open_the_editor(engine, r):
+    fid, agent = example("agent")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        open_editor(agent, fid)  # app.py does not register the page for agents
+    # Loaded directly all the same, the page refuses before reading the funnel.
+    at = AppTest.from_file(str(ROOT / "pages" / "editor.py"), default_timeout=60)
+    at.session_state["auth_actor"] = agent
+    at.session_state["editor_funnel_id"] = fid
+    at.run()
+    assert [e.value for e in at.error] == ["Só administradores e supervisores podem editar funis."]
+    assert not at.get("component_instance")
+
+
+def test_without_a_funnel_points_to_the_list(engine, r):
+    fid, admin = example()
+    at = open_editor(admin, None)
+    assert at.info[0].value == "Escolha um funil em Funis e clique em Editar."
+
+
+def test_funnels_card_opens_the_editor(engine, r):
+    fid, admin = example()
+    at = new_app()
+    at.session_state["auth_actor"] = admin
+    at.run()
+    at = at.switch_page("pages/funnels.py").run()
+    at = at.button(key=f"funnels_edit_{fid}").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Editor de funil"]
+    assert at.session_state["editor_funnel_id"] == fid
