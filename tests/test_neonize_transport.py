@@ -200,7 +200,9 @@ def test_pair_by_phone_code_waits_until_connect_runs(r, wa, tmp_path):
         wait_until(lambda: relay.transport._pair_phone == BUSINESS, what="the pairing request to be held")
         assert wa.pair_requests == []
         wa.qr_gate.set()
-        shown = wait_state(r, 1, "pairing")
+        wait_state(r, 1, "pairing")
+        # the state and the code are two writes: wait for the code too
+        shown = wait_until(lambda: status(r, 1) if status(r, 1).get("pair_code") else None, what="the code")
         code = shown["pair_code"]
         assert len(code.replace("-", "")) == 8
         assert int(shown["pair_code_expires_at"]) > contracts.now_ms()
@@ -223,7 +225,8 @@ def test_a_refused_pairing_code_is_a_state_reason_and_a_new_request_works(r, wa,
         wait_reason(r, 1, "awaiting_qr", "pair_phone_invalid")
         wa.pair_phone_error = None
         control(r, 1, "pair_phone", phone=BUSINESS)
-        assert len(wait_state(r, 1, "pairing")["pair_code"]) == 9
+        wait_state(r, 1, "pairing")
+        assert len(wait_until(lambda: status(r, 1).get("pair_code"), what="the code")) == 9
 
 
 def test_the_fake_pair_phone_fails_before_connect_like_neonize(wa, tmp_path):
