@@ -16,6 +16,7 @@ from workbench.models import ROLES
 
 actor = st.session_state["auth_actor"]
 
+BOT_FLASH_KEY = "settings_bot_flash"
 REPLY_FLASH_KEY = "settings_reply_flash"
 TEAM_FLASH_KEY = "settings_team_flash"
 # The new account's credentials, popped by the run that shows them: the password is on screen exactly once.
@@ -70,6 +71,28 @@ def _default_reply_section() -> None:
         st.form_submit_button(t("settings.reply.save"), key="settings_reply_save", type="primary",
                               on_click=_save_reply)
     _show_flash(REPLY_FLASH_KEY)
+
+
+def _save_bot() -> None:
+    """Form callback: store the bot's auto-resume time."""
+    try:
+        workspace_settings.save_setting(actor, "bot", {
+            "auto_resume_minutes": int(st.session_state.get("settings_bot_resume") or 0)})
+    except WorkbenchError as exc:
+        st.session_state[BOT_FLASH_KEY] = ("error", error_text(exc))
+    else:
+        st.session_state[BOT_FLASH_KEY] = ("success", t("settings.bot.saved"))
+
+
+def _bot_section() -> None:
+    st.subheader(t("settings.bot.title"))
+    if "settings_bot_resume" not in st.session_state:
+        st.session_state["settings_bot_resume"] = workspace_settings.get_setting(actor, "bot").auto_resume_minutes
+    with st.form("settings_bot_form", border=True):
+        st.number_input(t("settings.bot.resume"), key="settings_bot_resume", min_value=0, max_value=60 * 24 * 30,
+                        step=5, help=t("settings.bot.resume_help"))
+        st.form_submit_button(t("settings.bot.save"), key="settings_bot_save", type="primary", on_click=_save_bot)
+    _show_flash(BOT_FLASH_KEY)
 
 
 # -- Equipe ---------------------------------------------------------------------------------------------------
@@ -141,5 +164,6 @@ if not actor.is_manager:
     st.stop()
 st.caption(t("settings.intro"))
 _default_reply_section()
+_bot_section()
 st.divider()
 _team_section()

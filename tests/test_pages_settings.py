@@ -153,3 +153,32 @@ def test_supervisor_sees_the_team_but_cannot_add_members(engine, r):
     with pytest.raises(PermissionDenied):
         workspaces.add_member(supervisor, "novo@example.com", "Novo", "agent")
     assert len(workspaces.list_members(supervisor)) == 2
+
+
+def test_bot_auto_resume_after_an_agent_reply(engine, r):
+    from datetime import timedelta
+
+    from engine import jobs
+    from tests.factories import inbound, make_instance, publish, run_jobs
+    from workbench import conversations
+    from workbench.auth import now
+    from workbench.db import session_scope
+    from workbench.models import Conversation
+
+    ws = make_workspace()
+    admin = make_actor(ws, "admin")
+    at = open_page(admin)
+    at.number_input(key="settings_bot_resume").set_value(30)
+    at = at.button(key="settings_bot_save").click().run()
+    assert not at.exception and [s.value for s in at.success] == ["Configuração do bot salva."]
+    inst = make_instance(ws)
+    publish(inbound(inst))
+    run_jobs()
+    conv_id = conversations.list_conversations(admin)[0]["id"]
+    conversations.send_text(admin, conv_id, "oi")
+    with session_scope() as s:
+        conv = s.get(Conversation, conv_id)
+        assert conv.bot_paused and now() + timedelta(minutes=29) < conv.bot_paused_until
+        conv.bot_paused_until = now() - timedelta(seconds=1)  # the 30 minutes have passed
+    assert jobs.sweep()["pauses_ended"] == 1
+    assert conversations.get_conversation(admin, conv_id)["bot_paused"] is False

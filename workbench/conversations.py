@@ -7,7 +7,7 @@ so ids of other workspaces reveal nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
@@ -28,6 +28,7 @@ from workbench.models import (
     User,
     WorkspaceMember,
 )
+from workbench.workspace_settings import load_setting
 
 LIST_LIMIT = 200
 
@@ -131,7 +132,9 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
         message_id, command = outbox.queue_message(session, _target(conv, contact), text=text,
                                                    user_id=actor.user_id)
         if pause_bot and not conv.bot_paused:
-            _pause(session, actor, conv, "agent_reply", None)
+            minutes = load_setting(session, conv.workspace_id, "bot").auto_resume_minutes
+            # the sweep hands the conversation back to the bot once this time has passed
+            _pause(session, actor, conv, "agent_reply", now() + timedelta(minutes=minutes) if minutes else None)
         if conv.status == "closed":
             conv.status, conv.closed_at = "open", None
         workspace_id = conv.workspace_id

@@ -306,6 +306,13 @@ CATALOG: dict[str, dict[str, str]] = {
         "settings.title": "Configurações",
         "settings.intro": "Como o bot responde e quem faz parte da equipe deste espaço de trabalho.",
         "settings.manager_only": "Só administradores e supervisores podem abrir as configurações.",
+        "settings.bot.title": "Bot e atendentes",
+        "settings.bot.resume": "Reativar o bot depois da resposta de um atendente (minutos)",
+        "settings.bot.resume_help": "Quando um atendente responde, o bot pausa nessa conversa. Com 0, ele só volta "
+                                    "quando alguém clicar em Reativar bot; com outro valor, volta sozinho depois "
+                                    "desse tempo.",
+        "settings.bot.save": "Salvar",
+        "settings.bot.saved": "Configuração do bot salva.",
         "settings.reply.title": "Resposta padrão",
         "settings.reply.caption": "Quando ativada, o bot responde as mensagens dos contatos com este texto, "
                                   "desde que ele não esteja pausado na conversa. Quando um atendente responde, "

@@ -30,7 +30,14 @@ class DefaultReply(BaseModel):
     text: str = Field("Olá! Recebemos sua mensagem e já vamos responder.", max_length=4096)
 
 
-SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply}
+class BotSettings(BaseModel):
+    """How the bot shares a conversation with the agents."""
+
+    # 0 = the bot stays paused after an agent's reply until someone gives it back
+    auto_resume_minutes: int = Field(0, ge=0, le=60 * 24 * 30)
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings}
 # Workers read settings on every message; a few seconds of staleness after an edit is acceptable.
 _CACHE_TTL_S = 5.0
 _cache: dict[tuple[int, str], tuple[float, BaseModel]] = {}
