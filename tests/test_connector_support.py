@@ -88,14 +88,20 @@ def pair(r: Any, network: SandboxNetwork, instance_id: int, phone: str = BUSINES
 
 
 @contextmanager
-def relay_thread(r: Any, instance_id: int, **options: Any) -> Iterator[Relay]:
-    """A relay running in a thread of the test process; stopped and joined on exit."""
+def relay_thread(r: Any, instance_id: int, transport: Any = "sandbox", **options: Any) -> Iterator[Relay]:
+    """A relay running in a thread of the test process; stopped and joined on exit.
+
+    ``relay.exit_code`` holds ``{"code": n}`` once ``run()`` returned (for relays that stop themselves).
+    """
     options.setdefault("typing_ms_per_char", 0)
     options.setdefault("heartbeat_s", 0.2)
-    relay = Relay(r, instance_id, "sandbox", **options)
-    thread = threading.Thread(target=relay.run, name=f"relay-{instance_id}", daemon=True)
+    relay = Relay(r, instance_id, transport, **options)
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", relay.run()), name=f"relay-{instance_id}",
+                              daemon=True)
     thread.start()
     assert relay.wait_ready(DEADLINE_S)
+    relay.exit_code = result
     try:
         yield relay
     finally:

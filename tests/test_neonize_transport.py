@@ -46,11 +46,11 @@ from connector.transport import NotConnectedError, SendError, SendUncertainError
 from tests.fake_neonize import FakeClient, FakeWhatsApp, make_jid
 from tests.test_connector_support import (
     BUSINESS,
-    DEADLINE_S,
     LEAD,
     ROOT,
     acks,
     events,
+    relay_thread,
     send_command,
     status,
     wait_qr,
@@ -75,22 +75,10 @@ def wa() -> FakeWhatsApp:
 def neonize_relay(r: Any, wa: FakeWhatsApp, data_dir: Path, instance_id: int = 1,
                   relay_options: dict[str, Any] | None = None, **transport_options: Any) -> Iterator[Relay]:
     """A relay with the neonize transport on the fake client, running in a thread; stopped on exit."""
-    options = {"typing_ms_per_char": 0, "heartbeat_s": 0.2, **(relay_options or {})}
     transport_options = {"client_factory": wa.factory, "backoff_base_s": 0.05, **transport_options}
-    relay = Relay(r, instance_id, NeonizeTransport, data_dir=data_dir, transport_options=transport_options,
-                  **options)
-    result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.setdefault("code", relay.run()), name=f"relay-{instance_id}",
-                              daemon=True)
-    thread.start()
-    assert relay.wait_ready(DEADLINE_S)
-    relay.exit_code = result  # read by tests whose relay stops itself
-    try:
+    with relay_thread(r, instance_id, NeonizeTransport, data_dir=data_dir, transport_options=transport_options,
+                      **(relay_options or {})) as relay:
         yield relay
-    finally:
-        relay.stop()
-        thread.join(DEADLINE_S)
-        assert not thread.is_alive(), "relay did not stop"
 
 
 def connect(r: Any, wa: FakeWhatsApp, instance_id: int = 1, phone: str = BUSINESS) -> FakeClient:

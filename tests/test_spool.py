@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from connector.neonize_transport import NeonizeTransport
 from connector.relay import Relay
 from connector.spool import Spool, spool_path
 from tests.fake_neonize import FakeWhatsApp, make_jid
-from tests.test_connector_support import DEADLINE_S, wait_until
+from tests.test_connector_support import DEADLINE_S, relay_thread, wait_until
 
 LEAD = "5511980000001"
 BUSINESS = "5511990000001"
@@ -181,18 +180,10 @@ def test_a_spool_left_by_a_dead_process_is_replayed_by_the_next_one(server, tmp_
 
 @contextmanager
 def _relay(client: redis.Redis, wa: FakeWhatsApp, data_dir: Path) -> Iterator[Relay]:
-    relay = Relay(client, 7, NeonizeTransport, data_dir=data_dir, typing_ms_per_char=0, heartbeat_s=0.2,
-                  transport_options={"client_factory": wa.factory})
-    relay.spool.retry_s = 0.05
-    thread = threading.Thread(target=relay.run, name="relay-7", daemon=True)
-    thread.start()
-    assert relay.wait_ready(DEADLINE_S)
-    try:
+    with relay_thread(client, 7, NeonizeTransport, data_dir=data_dir,
+                      transport_options={"client_factory": wa.factory}) as relay:
+        relay.spool.retry_s = 0.05
         yield relay
-    finally:
-        relay.stop()
-        thread.join(DEADLINE_S)
-        assert not thread.is_alive(), "relay did not stop"
 
 
 def test_the_connector_keeps_running_while_redis_is_down_and_loses_nothing(server, tmp_path):
