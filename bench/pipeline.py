@@ -298,7 +298,7 @@ def _run(args, children: list[subprocess.Popen]) -> None:
                     event = decode_inbound(fields)
                     with session_scope() as session:
                         applied = apply_events(session, floor_instance, [event])
-                    outbox.publish(applied.commands, reader)
+                    outbox.publish(applied.effects.commands, reader)
 
     floor_thread = threading.Thread(target=floor_loop, daemon=True)
     floor_thread.start()

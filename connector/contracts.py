@@ -8,7 +8,7 @@ Redis layout (``{i}`` = instance id)::
 
     wb:in:{i}          stream  connector -> workers: InboundMessage / SendAck / Receipt / StateChange
     wb:out:{i}         stream  workers -> connector: OutboundCommand (consumer group "connector")
-    wb:ctl:{i}         list    panel -> connector: control commands (reconnect, logout, pair_phone)
+    wb:ctl:{i}         list    panel/workers -> connector: control commands (reconnect, logout, pair_phone, mark_read)
     wb:conn:{i}        hash    connector status: state, reason, qr, qr_expires_at, phone, push_name,
                                heartbeat, last_inbound_at, last_outbound_at, pid (ephemeral)
     wb:sent:{i}        hash    outbox id -> "sending" | "sent:<wa id>" (a command is sent at most once)
@@ -142,10 +142,15 @@ class OutboundCommand(BaseModel):
 
 
 class ControlCommand(BaseModel):
-    """A request from the panel to a running connector."""
+    """A request from the panel or the workers to a running connector.
 
-    action: Literal["reconnect", "logout", "pair_phone", "restart_pairing"]
+    ``mark_read`` sends read receipts (blue ticks) for ``wa_ids`` in the chat with ``phone``; it is best effort:
+    a connector that is not connected drops it.
+    """
+
+    action: Literal["reconnect", "logout", "pair_phone", "restart_pairing", "mark_read"]
     phone: str | None = None
+    wa_ids: list[str] | None = None
 
 
 def encode(event: BaseModel) -> dict[str, str]:

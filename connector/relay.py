@@ -339,7 +339,19 @@ class Relay:
             except ValidationError:
                 log.error("instance %s: ignoring malformed control command", self.instance_id)
                 continue
-            self.transport.control(command)
+            if command.action == "mark_read":
+                self._mark_read(command)
+            else:
+                self.transport.control(command)
+
+    def _mark_read(self, command: ControlCommand) -> None:
+        """Blue ticks on messages the bot handled: cosmetic, so a failure is logged and nothing retries it."""
+        if not self._connected.is_set() or not command.phone or not command.wa_ids:
+            return
+        try:
+            self.transport.mark_read(command.phone, command.wa_ids)
+        except (TransportError, redis.RedisError) as exc:
+            log.info("instance %s: read receipt not sent (%s)", self.instance_id, type(exc).__name__)
 
     # -- outbound --------------------------------------------------------------------------------------------
 

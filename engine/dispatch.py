@@ -12,21 +12,35 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from connector.contracts import InboundMessage
+from connector.contracts import ControlCommand, InboundMessage
 from engine import runtime
 from engine.runtime import Effects
 from workbench.auth import now
 from workbench.models import Message
 from workbench.outbox import queue_message
-from workbench.workspace_settings import DefaultReply, load_setting
+from workbench.workspace_settings import BotSettings, DefaultReply, load_setting
 
 
 def on_inbound_message(session: Session, conversation: dict[str, Any], event: InboundMessage,
                        text: str | None, *, is_new_contact: bool) -> Effects:
-    """Run the bot for one stored inbound message; returns what to publish and schedule after commit."""
+    """Run the bot for one stored inbound message; returns what to publish and schedule after commit.
+
+    A message the bot acted on (a funnel or the default reply answered it, or a funnel set a timer) gets a
+    read receipt when the workspace's bot setting ``read_receipts`` is on; messages left to agents do not,
+    so the contact's blue ticks mean someone (or something) really read them.
+    """
     effects = runtime.on_message(session, conversation, text, is_new_contact=is_new_contact)
-    if effects is not None:
-        return effects
+    if effects is None:
+        effects = _default_reply(session, conversation)
+    if (effects.commands or effects.timers) and event.wa_id:
+        bot: BotSettings = load_setting(session, conversation["workspace_id"], "bot")  # type: ignore[assignment]
+        if bot.read_receipts:
+            effects.reads.append((conversation["instance_id"],
+                                  ControlCommand(action="mark_read", phone=event.phone, wa_ids=[event.wa_id])))
+    return effects
+
+
+def _default_reply(session: Session, conversation: dict[str, Any]) -> Effects:
     reply: DefaultReply = load_setting(session, conversation["workspace_id"], "default_reply")  # type: ignore[assignment]
     if not reply.enabled or not reply.text.strip():
         return Effects()

@@ -17,8 +17,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from connector.contracts import InboundMessage, OutboundCommand, Receipt, SendAck, StateChange
+from connector.contracts import InboundMessage, Receipt, SendAck, StateChange
 from engine import dispatch
+from engine.runtime import Effects
 from workbench.models import Contact, Conversation, Instance, Message
 from workbench.outbox import mark_acked
 from workbench.text import clean_text, preview
@@ -34,8 +35,7 @@ SIDE_EFFECT_TYPES = ("reaction", "edit", "revoke")
 class Applied:
     """What a batch changed: commands to publish after commit and workspaces whose views are stale."""
 
-    commands: list[OutboundCommand] = field(default_factory=list)
-    timers: list[tuple[int, str, datetime]] = field(default_factory=list)  # funnel run id, wait token, when
+    effects: Effects = field(default_factory=Effects)  # outbound commands, timers, read receipts
     workspaces: set[int] = field(default_factory=set)
     stored: int = 0
     duplicates: int = 0
@@ -170,8 +170,7 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
                         "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused,
                         "new_contact": new_contact}
         effects = dispatch.on_inbound_message(session, conversation, event, text, is_new_contact=new_contact)
-        applied.commands.extend(effects.commands)
-        applied.timers.extend(effects.timers)
+        applied.effects.extend(effects)
 
 
 def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage, text: str | None) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from connector.contracts import (
+    CONTROL_LIST,
     DRAIN_FLAG,
     DRAIN_JOB,
     DRAIN_QUEUED,
@@ -32,6 +33,7 @@ from connector.contracts import (
 )
 from engine import runtime
 from engine.inbound import Applied, apply_events
+from engine.runtime import Effects
 from workbench import live, outbox
 from workbench.bus import get_redis
 from workbench.config import get_settings
@@ -242,8 +244,7 @@ def _apply(instance_id: int, events: list) -> Applied:
 
 def _finish(client: redis.Redis, stream: str, entry_ids: list, applied: Applied, totals: dict[str, int]) -> None:
     """After commit: publish outbound commands and timers, tell live views, then drop the entries from the stream."""
-    outbox.publish(applied.commands, client)
-    schedule_timers(client, applied.timers)
+    publish_effects(client, applied.effects)
     live.touch(client, applied.workspaces)
     pipe = client.pipeline(transaction=False)
     pipe.xack(stream, IN_GROUP, *entry_ids)
@@ -279,6 +280,20 @@ def _bury(client: redis.Redis, instance_id: int, entry_id: bytes, fields: dict, 
               FAILED_STREAM.format(instance_id), reason[:200])
 
 
+def publish_effects(client: redis.Redis, effects: Effects) -> None:
+    """After commit: hand read receipts and outbound commands to the connectors and schedule the timers.
+
+    Read receipts go first, so the contact sees the blue ticks before "typing..." and the answer.
+    """
+    if effects.reads:
+        pipe = client.pipeline(transaction=False)
+        for instance_id, command in effects.reads:
+            pipe.rpush(CONTROL_LIST.format(instance_id), command.model_dump_json(exclude_none=True))
+        pipe.execute()
+    outbox.publish(effects.commands, client)
+    schedule_timers(client, effects.timers)
+
+
 def schedule_timers(client: redis.Redis, timers: list[tuple[int, str, datetime]]) -> None:
     """Queue funnel timer jobs (delays, reply timeouts) for after their deadline; call after commit."""
     if not timers:
@@ -295,8 +310,7 @@ def funnel_timer(run_id: int, token: str) -> None:
     with session_scope() as session:
         effects = runtime.on_timer(session, run_id, token)
         workspace_id = session.scalar(select(FunnelRun.workspace_id).where(FunnelRun.id == run_id))
-    outbox.publish(effects.commands, client)
-    schedule_timers(client, effects.timers)
+    publish_effects(client, effects)
     if workspace_id:
         live.touch(client, [workspace_id])
 

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from connector.contracts import MediaRef, OutboundCommand
+from connector.contracts import ControlCommand, MediaRef, OutboundCommand
 from engine.definition import FunnelDefinition, Walk, load_definition, walk
 from engine.matching import TriggerEvent, pick_trigger
 from engine.nodes.base import (
@@ -74,11 +74,13 @@ class Effects:
 
     commands: list[OutboundCommand] = field(default_factory=list)
     timers: list[tuple[int, str, datetime]] = field(default_factory=list)  # run id, wait token, when
+    reads: list[tuple[int, ControlCommand]] = field(default_factory=list)  # (instance id, read receipt)
 
     def extend(self, other: Effects) -> None:
         """Add another walk's effects."""
         self.commands.extend(other.commands)
         self.timers.extend(other.timers)
+        self.reads.extend(other.reads)
 
 
 def clear_cache() -> None:

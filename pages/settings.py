@@ -74,10 +74,11 @@ def _default_reply_section() -> None:
 
 
 def _save_bot() -> None:
-    """Form callback: store the bot's auto-resume time."""
+    """Form callback: store the bot's auto-resume time and read-receipt choice."""
     try:
         workspace_settings.save_setting(actor, "bot", {
-            "auto_resume_minutes": int(st.session_state.get("settings_bot_resume") or 0)})
+            "auto_resume_minutes": int(st.session_state.get("settings_bot_resume") or 0),
+            "read_receipts": bool(st.session_state.get("settings_bot_read"))})
     except WorkbenchError as exc:
         st.session_state[BOT_FLASH_KEY] = ("error", error_text(exc))
     else:
@@ -87,10 +88,13 @@ def _save_bot() -> None:
 def _bot_section() -> None:
     st.subheader(t("settings.bot.title"))
     if "settings_bot_resume" not in st.session_state:
-        st.session_state["settings_bot_resume"] = workspace_settings.get_setting(actor, "bot").auto_resume_minutes
+        bot = workspace_settings.get_setting(actor, "bot")
+        st.session_state["settings_bot_resume"] = bot.auto_resume_minutes
+        st.session_state["settings_bot_read"] = bot.read_receipts
     with st.form("settings_bot_form", border=True):
         st.number_input(t("settings.bot.resume"), key="settings_bot_resume", min_value=0, max_value=60 * 24 * 30,
                         step=5, help=t("settings.bot.resume_help"))
+        st.toggle(t("settings.bot.read"), key="settings_bot_read", help=t("settings.bot.read_help"))
         st.form_submit_button(t("settings.bot.save"), key="settings_bot_save", type="primary", on_click=_save_bot)
     _show_flash(BOT_FLASH_KEY)
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from connector.contracts import IN_STREAM, OUT_STREAM, Receipt, SendAck, StateChange, decode_outbound, now_ms
+from connector.contracts import (
+    CONTROL_LIST,
+    IN_STREAM,
+    OUT_STREAM,
+    ControlCommand,
+    Receipt,
+    SendAck,
+    StateChange,
+    decode_outbound,
+    now_ms,
+)
 from tests.factories import (
     inbound,
     inbox_with_one_conversation,
@@ -187,6 +197,35 @@ def test_default_reply_once_per_day(engine, r):
     assert r.xlen(OUT_STREAM.format(inst)) == 1
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Outbox)) == 1
+
+
+def _read_receipts(r, instance_id: int) -> list[ControlCommand]:
+    return [ControlCommand.model_validate_json(raw) for raw in r.lrange(CONTROL_LIST.format(instance_id), 0, -1)]
+
+
+def test_messages_the_bot_answers_get_a_read_receipt_others_do_not(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    admin = make_actor(ws, "admin")
+    publish(inbound(inst, text="ninguém responde", wa_id="W1"))
+    run_jobs()
+    assert _read_receipts(r, inst) == [], "left to the agents: stays unread for the contact"
+    save_setting(admin, "default_reply", {"enabled": True, "mode": "once_24h", "text": "Já respondemos!"})
+    publish(inbound(inst, text="agora sim", wa_id="W2"), inbound(inst, text="de novo", wa_id="W3"))
+    run_jobs()
+    assert [(c.action, c.phone, c.wa_ids) for c in _read_receipts(r, inst)] == [
+        ("mark_read", "5511999990001", ["W2"])], "W3 got no answer (once a day), so no blue ticks"
+
+
+def test_read_receipts_can_be_switched_off(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    admin = make_actor(ws, "admin")
+    save_setting(admin, "default_reply", {"enabled": True, "mode": "every", "text": "Já respondemos!"})
+    save_setting(admin, "bot", {"read_receipts": False})
+    publish(inbound(inst, text="oi", wa_id="W1"))
+    run_jobs()
+    assert r.xlen(OUT_STREAM.format(inst)) == 1 and _read_receipts(r, inst) == []
 
 
 def test_a_busy_drain_adopts_numbers_whose_job_waits(engine, r, monkeypatch):

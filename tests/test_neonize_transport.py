@@ -574,9 +574,12 @@ def test_send_errors_are_classified(r, wa, tmp_path):
 
 def test_mark_read_and_presence(r, wa, tmp_path):
     with neonize_relay(r, wa, tmp_path) as relay:
+        control(r, 1, "mark_read", phone=LEAD, wa_ids=["3EB0OLD"])  # not connected yet: dropped, not queued
+        wait_until(lambda: r.llen(contracts.CONTROL_LIST.format(1)) == 0, what="the relay took the command")
         connect(r, wa)
         wait_until(lambda: wa.presences == [Presence.AVAILABLE], what="presence after connecting")
-        relay.transport.mark_read(LEAD, ["3EB0A", "3EB0B"])
+        control(r, 1, "mark_read", phone=LEAD, wa_ids=["3EB0A", "3EB0B"])
+        wait_until(lambda: wa.reads, what="the read receipt")
         relay.transport.set_typing(LEAD, True)
     assert wa.reads == [{"ids": ["3EB0A", "3EB0B"], "chat": LEAD_JID, "sender": LEAD_JID,
                          "receipt": ReceiptType.READ}]

@@ -168,9 +168,12 @@ def test_bot_auto_resume_after_an_agent_reply(engine, r):
     ws = make_workspace()
     admin = make_actor(ws, "admin")
     at = open_page(admin)
+    assert at.toggle(key="settings_bot_read").value is True, "read receipts are on by default"
     at.number_input(key="settings_bot_resume").set_value(30)
+    at.toggle(key="settings_bot_read").set_value(False)
     at = at.button(key="settings_bot_save").click().run()
     assert not at.exception and [s.value for s in at.success] == ["Configuração do bot salva."]
+    assert get_setting(admin, "bot").read_receipts is False
     inst = make_instance(ws)
     publish(inbound(inst))
     run_jobs()

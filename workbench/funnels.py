@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from engine import runtime
 from engine.definition import ValidationReport, export_json, import_json, validate_definition
 from engine.examples import EXAMPLES
-from engine.jobs import schedule_timers
-from workbench import conversations, live, outbox
+from engine.jobs import publish_effects
+from workbench import conversations, live
 from workbench.auth import Actor, now
 from workbench.bus import get_redis
 from workbench.db import session_scope
@@ -314,6 +314,5 @@ def start_for_conversation(actor: Actor, conversation_id: int, funnel_id: int) -
         runtime.clear_cache()  # the funnel may have been activated a moment ago in this process
         effects = runtime.start_manual(session, target, funnel_id)
     client = get_redis()
-    outbox.publish(effects.commands, client)
-    schedule_timers(client, effects.timers)
+    publish_effects(client, effects)
     live.touch(client, [actor.workspace_id])

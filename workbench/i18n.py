@@ -311,6 +311,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "settings.bot.resume_help": "Quando um atendente responde, o bot pausa nessa conversa. Com 0, ele só volta "
                                     "quando alguém clicar em Reativar bot; com outro valor, volta sozinho depois "
                                     "desse tempo.",
+        "settings.bot.read": "Marcar como lidas as mensagens que o bot responde",
+        "settings.bot.read_help": "O contato vê os tiques azuis quando um funil ou a resposta padrão cuida da "
+                                  "mensagem. Mensagens deixadas para os atendentes não são marcadas.",
         "settings.bot.save": "Salvar",
         "settings.bot.saved": "Configuração do bot salva.",
         "settings.reply.title": "Resposta padrão",

@@ -35,6 +35,8 @@ class BotSettings(BaseModel):
 
     # 0 = the bot stays paused after an agent's reply until someone gives it back
     auto_resume_minutes: int = Field(0, ge=0, le=60 * 24 * 30)
+    # blue ticks on the contact's messages the bot answers (funnel or default reply), as a person would
+    read_receipts: bool = True
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings}
