@@ -14,12 +14,12 @@ import json
 
 import streamlit as st
 
-from workbench import auth
+from workbench import auth, conversations, notifications
 from workbench.bus import get_redis
 from workbench.config import get_settings
 from workbench.db import get_engine
-from workbench.errors import AuthError
-from workbench.i18n import error_text, role_label, t
+from workbench.errors import AuthError, WorkbenchError
+from workbench.i18n import error_text, format_when, role_label, t
 
 # Session keys of the gate; pages read the actor from ACTOR_KEY.
 ACTOR_KEY = "auth_actor"
@@ -27,6 +27,8 @@ TOKEN_KEY = "auth_token"
 RESUME_TRIED_KEY = "auth_resume_tried"
 COOKIE_ACTION_KEY = "auth_cookie_action"
 COOKIE_NAME = "wb_session"
+NOTIFY_CACHE_KEY = "notify_cache"  # (workspace revision, unread count, latest notifications)
+INBOX_SELECTED_KEY = "inbox_selected"  # the conversation the inbox opens (pages/inbox.py SELECTED_KEY)
 
 st.set_page_config(page_title=t("app.title"), page_icon="💬", layout="wide")
 
@@ -120,12 +122,63 @@ def _apply_cookie_action() -> None:
         _write_cookie(None)
 
 
-def _sidebar(actor: auth.Actor) -> None:
+def _sidebar(actor: auth.Actor, inbox: st.Page) -> None:
     with st.sidebar:
+        _notifications(actor, inbox)
         st.caption(t("sidebar.signed_in_as"))
         st.text(actor.name)  # typed by a user: literal
         st.caption(role_label(actor.role))
         st.button(t("sidebar.logout"), key="auth_logout", on_click=_logout, icon=":material/logout:")
+
+
+def _dismiss(actor: auth.Actor, notification_id: int | None) -> None:
+    """Mark one notification (or, with None, all of them) read."""
+    try:
+        if notification_id is None:
+            notifications.mark_all_read(actor)
+        else:
+            notifications.mark_read(actor, notification_id)
+    except WorkbenchError:
+        pass  # already gone or no longer visible: the next read of the list shows the truth
+    st.session_state.pop(NOTIFY_CACHE_KEY, None)
+
+
+@st.fragment(run_every=5)
+def _notifications(actor: auth.Actor, inbox: st.Page) -> None:
+    """The bell: notifications for the actor (e.g. a funnel's "notify human"), live every few seconds.
+
+    Re-read only when the workspace's revision moved, like the inbox.
+    """
+    revision = conversations.revision(actor)
+    cache = st.session_state.get(NOTIFY_CACHE_KEY)
+    if not cache or cache[0] != revision:
+        cache = (revision, notifications.unread_count(actor), notifications.list_notifications(actor))
+        st.session_state[NOTIFY_CACHE_KEY] = cache
+    _, unread, items = cache
+    label = t("notify.title_unread", n=unread) if unread else t("notify.title")
+    with st.popover(label, icon=":material/notifications:", width="stretch"):
+        if unread:
+            st.button(t("notify.mark_all"), key="notify_all", on_click=_dismiss, args=(actor, None),
+                      icon=":material/done_all:")
+        if not items:
+            st.caption(t("notify.empty"))
+        for item in items:
+            with st.container(border=True):
+                # rendered from a template with contact data, and names typed by people: literal text only
+                st.text(item["body"])
+                about = " · ".join(part for part in (item["contact"], item["team"]) if part)
+                if about:
+                    st.text(about)
+                when = format_when(item["created_at"])
+                st.caption(when if item["read_at"] else f"{when} · {t('notify.unread')}")
+                if item["conversation_id"] and st.button(t("notify.open"), key=f"notify_open_{item['id']}",
+                                                         icon=":material/forum:"):
+                    _dismiss(actor, item["id"])
+                    st.session_state[INBOX_SELECTED_KEY] = item["conversation_id"]
+                    st.switch_page(inbox)
+                elif not item["conversation_id"] and not item["read_at"]:
+                    st.button(t("notify.dismiss"), key=f"notify_read_{item['id']}", on_click=_dismiss,
+                              args=(actor, item["id"]))
 
 
 def main() -> None:
@@ -157,7 +210,7 @@ def main() -> None:
         pages.append(st.Page("pages/settings.py", title=t("nav.settings"), icon=":material/settings:",
                              url_path="configuracoes"))
     navigation = st.navigation(pages)
-    _sidebar(actor)
+    _sidebar(actor, pages[0])
     navigation.run()
 
 
