@@ -202,6 +202,8 @@ def main() -> None:
         # Funnels are the marketers' work (admins and supervisors); agents answer conversations.
         pages.append(st.Page("pages/funnels.py", title=t("nav.funnels"), icon=":material/account_tree:",
                              url_path="funis"))
+        pages.append(st.Page("pages/media.py", title=t("nav.media"), icon=":material/perm_media:",
+                             url_path="biblioteca-de-midia"))
         # Opened from a funnel card's "Editar" (the funnel id travels in session state), so not in the menu.
         pages.append(st.Page("pages/editor.py", title=t("nav.editor"), icon=":material/edit:", url_path="editor",
                              visibility="hidden"))

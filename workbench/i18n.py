@@ -692,6 +692,52 @@ def reason_label(reason: str | None, locale: str = DEFAULT_LOCALE, now: datetime
 
 
 def _whatsapp_reason(code: str, locale: str) -> str:
+        # -- media library (pages/media.py, workbench/media_library.py) -------------------------------------
+        "nav.media": "Biblioteca de mídia",
+        "media.title": "Biblioteca de mídia",
+        "media.intro": "Arquivos que os funis enviam no nó \"Enviar mensagem\": envie uma vez e escolha no editor.",
+        "media.manager_only": "Só administradores e supervisores gerenciam a biblioteca de mídia.",
+        "media.upload.files": "Arquivos",
+        "media.upload.help": "Até {max_mb} MB cada. Imagens JPEG, PNG ou WebP; áudios OGG (Opus), MP3, M4A, AAC ou "
+                             "AMR; vídeos MP4 ou 3GP; documentos PDF, Word, Excel, PowerPoint, OpenDocument, TXT, "
+                             "CSV ou ZIP.",
+        "media.upload.submit": "Enviar",
+        "media.upload.missing": "Escolha ao menos um arquivo antes de enviar.",
+        "media.upload.added": "Adicionado",
+        "media.upload.known": "Já estava na biblioteca",
+        "media.filter": "Mostrar",
+        "media.filter.all": "Tudo",
+        "media.filter.image": "Imagens",
+        "media.filter.audio": "Áudios",
+        "media.filter.video": "Vídeos",
+        "media.filter.document": "Documentos",
+        "media.kind.image": "Imagem",
+        "media.kind.audio": "Áudio",
+        "media.kind.video": "Vídeo",
+        "media.kind.document": "Documento",
+        "media.empty": "Nenhum arquivo aqui ainda. Envie imagens, áudios, vídeos ou documentos acima.",
+        "media.download": "Baixar",
+        "media.rename": "Renomear",
+        "media.rename.name": "Novo nome",
+        "media.rename.help": "Sem extensão, o arquivo mantém a atual.",
+        "media.rename.submit": "Salvar nome",
+        "media.renamed": "Nome alterado.",
+        "media.remove": "Remover",
+        "media.confirm_remove": "Remover este arquivo da biblioteca? Nenhum funil o envia.",
+        "media.confirm_remove_used": "Este arquivo é enviado por {count} funil(is), listados abaixo. Eles continuam "
+                                     "enviando-o até você trocar a mídia no editor, mas ele sai da biblioteca. "
+                                     "Remover mesmo assim?",
+        "media.confirm": "Remover",
+        "media.cancel": "Cancelar",
+        "media.removed": "Arquivo removido da biblioteca. As mensagens já enviadas continuam com ele.",
+        "error.media_empty": "O arquivo está vazio.",
+        "error.media_unsupported": "O WhatsApp não aceita esse tipo de arquivo. Envie imagem JPEG, PNG ou WebP; "
+                                   "áudio OGG (Opus), MP3, M4A, AAC ou AMR; vídeo MP4 ou 3GP; ou documento PDF, "
+                                   "Office, OpenDocument, TXT, CSV ou ZIP.",
+        "error.media_kind": "Tipo de mídia desconhecido.",
+        "error.media_not_found": "Arquivo não encontrado na biblioteca.",
+        "error.media_file_missing": "O arquivo sumiu do armazenamento do servidor. Envie-o de novo.",
+        "error.media_filename": "Dê um nome ao arquivo.",
     """WhatsApp's reason for a logout or refused connection; a code this build does not know, literally."""
     key = f"wa_reason.{code}"
     return t(key, locale) if has_key(key, locale) else t("reason.code", locale, code=code)

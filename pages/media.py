@@ -1,0 +1,202 @@
+"""Biblioteca de mídia: upload the images, audios, videos and documents that funnels send, preview, rename, remove.
+
+Layout only: ``workbench.media_library`` checks roles, decides each file's type from its content and keeps the
+files. File names were typed by people, so they are shown with ``st.text`` (literal), never as Markdown. Removing
+an item first lists the funnels that still send it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import streamlit as st
+
+from workbench import media_library
+from workbench.config import get_settings
+from workbench.errors import WorkbenchError
+from workbench.i18n import error_text, format_moment, t
+
+actor = st.session_state["auth_actor"]
+
+# (status, file name, catalog text) per file of the last upload: "added", "known" or "failed".
+RESULTS_KEY = "media_upload_results"
+# (kind, text): one message shown above the list after a rename or removal.
+FLASH_KEY = "media_flash"
+# Id of the item whose removal waits for confirmation.
+CONFIRM_KEY = "media_confirm_remove"
+# Part of the uploader's key: a file uploader cannot be cleared through session state, so each upload moves on
+# to a fresh one.
+UPLOAD_NONCE_KEY = "media_upload_nonce"
+FILTERS = ("all", *media_library.KINDS)
+KIND_ICONS = {"image": ":material/image:", "audio": ":material/music_note:", "video": ":material/movie:",
+              "document": ":material/description:"}
+
+
+def format_size(size: int) -> str:
+    """Bytes as "820 KB" or "3,4 MB" (pt-BR decimal comma)."""
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024))} KB"
+    return f"{size / (1024 * 1024):.1f} MB".replace(".", ",")
+
+
+# -- callbacks: they run before the page redraws, so the list shows their effect --------------------------------
+
+
+def _upload() -> None:
+    """Form callback for "Enviar": every chosen file is tried; each gets its own result line."""
+    nonce = st.session_state.get(UPLOAD_NONCE_KEY, 0)
+    files = st.session_state.get(f"media_upload_{nonce}") or []
+    if not files:
+        st.session_state[RESULTS_KEY] = [("failed", "", t("media.upload.missing"))]
+        return
+    known = {item["id"] for item in media_library.list_media(actor)}
+    results = []
+    for upload in files:
+        try:
+            item = media_library.upload_media(actor, upload.name, upload.getvalue(), upload.type)
+        except WorkbenchError as exc:
+            results.append(("failed", upload.name, error_text(exc)))
+            continue
+        status = "known" if item["id"] in known else "added"
+        known.add(item["id"])
+        results.append((status, item["filename"], t(f"media.upload.{status}")))
+    st.session_state[RESULTS_KEY] = results
+    st.session_state[UPLOAD_NONCE_KEY] = nonce + 1
+
+
+def _rename(media_id: int) -> None:
+    key = f"media_name_{media_id}"
+    try:
+        item = media_library.rename_media(actor, media_id, st.session_state.get(key) or "")
+    except WorkbenchError as exc:
+        st.session_state[FLASH_KEY] = ("error", error_text(exc))
+    else:
+        st.session_state[key] = item["filename"]  # the name as kept (sanitized, extension added)
+        st.session_state[FLASH_KEY] = ("success", t("media.renamed"))
+
+
+def _ask_remove(media_id: int) -> None:
+    st.session_state[CONFIRM_KEY] = media_id
+
+
+def _cancel_remove() -> None:
+    st.session_state.pop(CONFIRM_KEY, None)
+
+
+def _remove(media_id: int) -> None:
+    st.session_state.pop(CONFIRM_KEY, None)
+    try:
+        media_library.remove_media(actor, media_id)
+    except WorkbenchError as exc:
+        st.session_state[FLASH_KEY] = ("error", error_text(exc))
+    else:
+        st.session_state[FLASH_KEY] = ("success", t("media.removed"))
+
+
+# -- drawing -------------------------------------------------------------------------------------------------------
+
+
+def _upload_form() -> None:
+    nonce = st.session_state.get(UPLOAD_NONCE_KEY, 0)
+    max_mb = get_settings().media_max_mb
+    with st.form("media_upload_form"):
+        st.file_uploader(t("media.upload.files"), type=list(media_library.ACCEPTED_EXTENSIONS),
+                         accept_multiple_files=True, key=f"media_upload_{nonce}", max_upload_size=max_mb,
+                         help=t("media.upload.help", max_mb=max_mb))
+        st.form_submit_button(t("media.upload.submit"), key="media_upload", type="primary", icon=":material/upload:",
+                              on_click=_upload)
+    colors = {"added": "green", "known": "blue", "failed": "red"}
+    for status, filename, text in st.session_state.pop(RESULTS_KEY, []):
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.badge(text, color=colors[status])
+            if filename:
+                st.text(filename)
+
+
+def _preview(item: dict[str, Any]) -> None:
+    """Thumbnail or player; a file missing from the store shows a warning instead of breaking the list."""
+    if item["kind"] == "document":
+        st.markdown(f"## {KIND_ICONS['document']}")
+        return
+    try:
+        data = media_library.media_content(actor, item["id"])
+    except WorkbenchError as exc:
+        st.warning(error_text(exc), icon=":material/broken_image:")
+        return
+    if item["kind"] == "image":
+        st.image(data, width=160)
+    elif item["kind"] == "audio":
+        st.audio(data, format=item["mime"].split(";")[0])
+    else:
+        st.video(data, format=item["mime"])
+
+
+def _remove_confirmation(item: dict[str, Any]) -> None:
+    media_id = item["id"]
+    try:
+        used_by = media_library.media_usage(actor, media_id)
+    except WorkbenchError as exc:
+        st.error(error_text(exc))
+        return
+    if used_by:
+        st.warning(t("media.confirm_remove_used", count=len(used_by)), icon=":material/warning:")
+        st.text("\n".join(f"• {name}" for name in used_by))  # funnel names were typed by people
+    else:
+        st.warning(t("media.confirm_remove"), icon=":material/warning:")
+    with st.container(horizontal=True):
+        st.button(t("media.confirm"), key=f"media_yes_remove_{media_id}", type="primary", on_click=_remove,
+                  args=(media_id,))
+        st.button(t("media.cancel"), key=f"media_no_remove_{media_id}", on_click=_cancel_remove)
+
+
+def _actions(item: dict[str, Any]) -> None:
+    media_id = item["id"]
+    with st.container(horizontal=True):
+        # Deferred: the file is read only when someone actually downloads it.
+        st.download_button(t("media.download"), data=functools.partial(media_library.media_content, actor, media_id),
+                           file_name=item["filename"], mime=item["mime"], key=f"media_download_{media_id}",
+                           icon=":material/download:", on_click="ignore")
+        with st.popover(t("media.rename"), icon=":material/edit:", key=f"media_rename_popover_{media_id}"):
+            with st.form(f"media_rename_form_{media_id}", border=False):
+                st.session_state.setdefault(f"media_name_{media_id}", item["filename"])
+                st.text_input(t("media.rename.name"), key=f"media_name_{media_id}",
+                              max_chars=media_library.MAX_FILENAME, help=t("media.rename.help"))
+                st.form_submit_button(t("media.rename.submit"), key=f"media_rename_{media_id}", on_click=_rename,
+                                      args=(media_id,))
+        st.button(t("media.remove"), key=f"media_remove_{media_id}", icon=":material/delete:", on_click=_ask_remove,
+                  args=(media_id,))
+
+
+def _card(item: dict[str, Any]) -> None:
+    with st.container(border=True):
+        preview, details = st.columns([1, 3])
+        with preview:
+            _preview(item)
+        with details:
+            st.text(item["filename"])
+            st.caption(" · ".join((t(f"media.kind.{item['kind']}"), format_size(item["size"]),
+                                   format_moment(item["created_at"]))))
+            if st.session_state.get(CONFIRM_KEY) == item["id"]:
+                _remove_confirmation(item)
+            else:
+                _actions(item)
+
+
+st.title(t("media.title"))
+if not actor.is_manager:
+    # app.py leaves this page out of an agent's navigation; this guards a direct load all the same.
+    st.error(t("media.manager_only"))
+    st.stop()
+st.caption(t("media.intro"))
+_upload_form()
+flash = st.session_state.pop(FLASH_KEY, None)
+if flash:
+    getattr(st, flash[0])(flash[1])
+choice = st.radio(t("media.filter"), FILTERS, key="media_filter", horizontal=True,
+                  format_func=lambda kind: t(f"media.filter.{kind}"))
+items = media_library.list_media(actor, None if choice == "all" else choice)
+if not items:
+    st.info(t("media.empty"), icon=":material/perm_media:")
+for entry in items:
+    _card(entry)
