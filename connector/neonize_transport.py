@@ -27,10 +27,15 @@ Things neonize 0.5.2 does that shape this module (see LIBRARIES.md):
   the *next* client. It is detached once we have stopped the client ourselves.
 - ``send_image``/``send_audio``/... read a ``str`` as a local path or download it as a URL: media is always
   passed as bytes loaded from the media store by SHA-256, never a string from a command.
+- ``build_audio_message``/``build_video_message`` run the ``ffprobe``/``ffmpeg`` binaries (duration, video
+  thumbnail), which a pip install does not have: audio and video messages are built here from ``upload()``,
+  with the duration read by mutagen (pure Python). Images (PIL thumbnail) and documents use neonize's
+  builders, which need no ffmpeg.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -44,6 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import mutagen
 from neonize.events import (
     ClientOutdatedEv,
     ConnectedEv,
@@ -60,8 +66,15 @@ from neonize.events import (
 )
 from neonize.exc import NeonizeError
 from neonize.proto.Neonize_pb2 import JID, Device
-from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContextInfo, ExtendedTextMessage, Message, ProtocolMessage
-from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, Presence, ReceiptType
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+    AudioMessage,
+    ContextInfo,
+    ExtendedTextMessage,
+    Message,
+    ProtocolMessage,
+    VideoMessage,
+)
+from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, MediaType, Presence, ReceiptType
 
 from connector.contracts import ControlCommand, InboundMessage, OutboundCommand, Receipt, now_ms
 from connector.media import MediaError, MediaTooLarge, load_media, max_bytes_from_env, store_media
@@ -75,6 +88,9 @@ from connector.transport import (
 )
 
 log = logging.getLogger(__name__)
+# neonize warns at every connect that without ffmpeg "voice notes, video, thumbnails will fail"; we never call
+# its ffmpeg helpers (see the module docstring), so on a pip install that warning would only mislead.
+logging.getLogger("neonize.utils.ffmpeg").setLevel(logging.ERROR)
 
 SESSIONS_DIR = "sessions"
 QR_FIRST_TTL_S = 60.0  # whatsmeow's first QR code lives 60 s ...
@@ -184,6 +200,29 @@ def _text_of(message: Message) -> str | None:
         if _has(message, field):
             return getattr(message, field).caption or None
     return None
+
+
+def _duration_s(data: bytes) -> int:
+    """Whole seconds of an audio or video file, read by mutagen; 0 when it cannot tell.
+
+    The duration only labels the message (WhatsApp plays a file whose ``seconds`` is 0), so a file mutagen
+    does not know or cannot parse must never stop the send.
+    """
+    try:
+        found = mutagen.File(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - mutagen raises more than MutagenError on malformed files
+        log.info("media duration not read (%s: %s); sending with 0 s", type(exc).__name__, exc)
+        return 0
+    length = getattr(getattr(found, "info", None), "length", 0) or 0
+    return max(0, round(length))
+
+
+def _uploaded(upload: Any) -> dict[str, Any]:
+    """The fields of an audio/video message that point at media uploaded with ``client.upload``."""
+    return {
+        "URL": upload.url, "directPath": upload.DirectPath, "mediaKey": upload.MediaKey,
+        "fileEncSHA256": upload.FileEncSHA256, "fileSHA256": upload.FileSHA256, "fileLength": upload.FileLength,
+    }
 
 
 class NeonizeTransport(Transport):
@@ -892,9 +931,17 @@ class NeonizeTransport(Transport):
         elif command.type == "audio":
             # Voice notes (ptt) must be Opus in Ogg; other audio goes as a plain audio file.
             ptt = "ogg" in mime or "opus" in mime
-            message, field = client.build_audio_message(data, ptt=ptt), "audioMessage"
+            upload = client.upload(data, MediaType.MediaAudio)
+            message = Message(audioMessage=AudioMessage(
+                mimetype=mime, PTT=ptt, seconds=_duration_s(data), **_uploaded(upload)))
+            field = "audioMessage"
         elif command.type == "video":
-            message, field = client.build_video_message(data, caption=caption), "videoMessage"
+            # No JPEGThumbnail: making one needs a video decoder (neonize runs ffmpeg); WhatsApp shows a
+            # placeholder until the video is downloaded.
+            upload = client.upload(data, MediaType.MediaVideo)
+            message = Message(videoMessage=VideoMessage(
+                mimetype=mime, caption=caption, seconds=_duration_s(data), **_uploaded(upload)))
+            field = "videoMessage"
         else:
             message, field = client.build_document_message(
                 data, caption=caption, title=filename, filename=filename or "arquivo", mimetype=mime or None,
@@ -911,7 +958,7 @@ class NeonizeTransport(Transport):
                 message = self._build(client, command, to)
             except TransportError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - upload, thumbnail, ffmpeg: nothing was sent
+            except Exception as exc:  # noqa: BLE001 - upload, image thumbnail: nothing was sent
                 raise SendError(f"outbox {command.outbox_id}: media not prepared: {exc}") from exc
             try:
                 response = client.send_message(to, message)

@@ -9,7 +9,10 @@ behaves as the real client does where the transport depends on it:
 - ``connect()`` blocks until ``stop()``; for a session without a paired device it shows ``qr_codes`` QR codes
   (one every ``qr_interval_s``) and then idles, dead, as whatsmeow does after its QR series;
 - ``PairPhone`` raises ``PairPhoneError("client is nil")`` until ``connect()`` has started;
-- media builders and senders refuse a ``str`` file (neonize would read it as a path or fetch it as a URL);
+- ``upload`` and the media builders refuse a ``str`` file (neonize would read it as a path or fetch it as a
+  URL); every upload lands on the fake server, and the builders upload as neonize's do;
+- only the image and document builders exist: neonize's audio and video builders run ffmpeg, which a pip
+  install lacks, so a transport calling them must fail the tests as it would fail in production;
 - calling a stopped client raises, where the real one would dereference nil in Go and kill the process.
 
 Events are real neonize protobufs (``neonize.events.MessageEv`` is ``Neonize_pb2.Message`` ...), built by
@@ -28,15 +31,9 @@ from typing import Any
 
 from neonize.events import EVENT_TO_INT, ConnectedEv, PairStatusEv
 from neonize.exc import DownloadError, GetJIDFromStoreError, LogoutError, NeonizeError, PairPhoneError
-from neonize.proto.Neonize_pb2 import JID, Device, SendResponse
-from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
-    AudioMessage,
-    DocumentMessage,
-    ImageMessage,
-    Message,
-    VideoMessage,
-)
-from neonize.utils.enum import ClientName
+from neonize.proto.Neonize_pb2 import JID, Device, SendResponse, UploadResponse
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import DocumentMessage, ImageMessage, Message
+from neonize.utils.enum import ClientName, MediaType
 
 DEADLINE_S = 30.0
 _MEDIA_FIELDS = ("imageMessage", "audioMessage", "videoMessage", "documentMessage", "stickerMessage", "ptvMessage")
@@ -101,7 +98,7 @@ class FakeWhatsApp:
         self.lids: dict[str, JID] = {}  # LID user -> phone-number JID
         self.blobs: dict[bytes, bytes] = {}  # fileSHA256 -> media bytes "on WhatsApp's media servers"
         self.sent: list[dict[str, Any]] = []  # {"session", "to", "message", "id"}
-        self.uploads: list[bytes] = []  # files given to the media builders
+        self.uploads: list[tuple[bytes, MediaType | None]] = []  # (file, media type) of each client.upload
         self.chat_presences: list[tuple[str, Any]] = []  # (to, ChatPresence)
         self.presences: list[Any] = []
         self.reads: list[dict[str, Any]] = []
@@ -285,38 +282,32 @@ class FakeClient:
 
     # -- media -----------------------------------------------------------------------------------------------
 
-    def _file(self, file: Any) -> bytes:
-        if not isinstance(file, bytes):
-            raise AssertionError(f"fake neonize: a {type(file).__name__} file would be read as a path or URL")
+    def upload(self, binary: Any, media_type: MediaType | None = None) -> UploadResponse:
+        """Encrypt-and-upload, as neonize's ``upload``: the media lands on the fake server."""
+        self._alive()
+        if not isinstance(binary, bytes):
+            raise AssertionError(f"fake neonize: a {type(binary).__name__} file would be read as a path or URL")
+        digest = self.server.upload(binary)
         with self.server.lock:
-            self.server.uploads.append(file)
-        return file
+            self.server.uploads.append((binary, media_type))
+        media_key = secrets.token_bytes(32)
+        return UploadResponse(url=f"https://mmg.whatsapp.net/v/t62/{digest.hex()}", DirectPath=f"/v/t62/{digest.hex()}",
+                              MediaKey=media_key, FileEncSHA256=hashlib.sha256(media_key + binary).digest(),
+                              FileSHA256=digest, FileLength=len(binary))
 
     def build_image_message(self, file: Any, caption: str | None = None, quoted: Any = None,
                             viewonce: bool = False, **_: Any) -> Message:
-        data = self._file(file)
-        return Message(imageMessage=ImageMessage(caption=caption, mimetype="image/png", fileLength=len(data),
-                                                 fileSHA256=hashlib.sha256(data).digest(), viewOnce=viewonce))
-
-    def build_audio_message(self, file: Any, ptt: bool = False, quoted: Any = None) -> Message:
-        data = self._file(file)
-        return Message(audioMessage=AudioMessage(PTT=ptt, mimetype="audio/ogg; codecs=opus", fileLength=len(data),
-                                                 fileSHA256=hashlib.sha256(data).digest()))
-
-    def build_video_message(self, file: Any, caption: str | None = None, quoted: Any = None,
-                            viewonce: bool = False, gifplayback: bool = False, is_gif: bool = False,
-                            **_: Any) -> Message:
-        data = self._file(file)
-        return Message(videoMessage=VideoMessage(caption=caption, mimetype="video/mp4", fileLength=len(data),
-                                                 fileSHA256=hashlib.sha256(data).digest()))
+        upload = self.upload(file, MediaType.MediaImage)
+        return Message(imageMessage=ImageMessage(caption=caption, mimetype="image/png", fileLength=upload.FileLength,
+                                                 fileSHA256=upload.FileSHA256, viewOnce=viewonce))
 
     def build_document_message(self, file: Any, caption: str | None = None, title: str | None = None,
                                filename: str | None = None, mimetype: str | None = None, quoted: Any = None,
                                **_: Any) -> Message:
-        data = self._file(file)
+        upload = self.upload(file, MediaType.MediaDocument)
         return Message(documentMessage=DocumentMessage(
             caption=caption, title=title, fileName=filename, mimetype=mimetype or "application/octet-stream",
-            fileLength=len(data), fileSHA256=hashlib.sha256(data).digest()))
+            fileLength=upload.FileLength, fileSHA256=upload.FileSHA256))
 
     def download_any(self, message: Message, path: str | None = None) -> bytes:
         self._alive()

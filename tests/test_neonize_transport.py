@@ -7,6 +7,9 @@ client (relay, Redis streams, status hash, media store, claims) is real.
 from __future__ import annotations
 
 import hashlib
+import logging
+import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -35,7 +38,8 @@ from neonize.exc import PairPhoneError, SendMessageError
 from neonize.proto.Neonize_pb2 import JID, MessageInfo, MessageSource
 from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as E
-from neonize.utils.enum import ChatPresence, Presence, ReceiptType
+from neonize.utils import ffmpeg as neonize_ffmpeg
+from neonize.utils.enum import ChatPresence, MediaType, Presence, ReceiptType
 
 from connector import contracts
 from connector.contracts import ControlCommand, MediaRef, OutboundCommand
@@ -58,9 +62,57 @@ from tests.test_connector_support import (
     wait_until,
 )
 
+
+def _ogg_crc(data: bytes) -> int:
+    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, not reflected, initial value 0."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def _ogg_page(packets: list[bytes], granule: int, sequence: int, flags: int) -> bytes:
+    lacing = b"".join(bytes([255] * (len(p) // 255) + [len(p) % 255]) for p in packets)
+    page = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, 0x5EED, sequence, 0, len(lacing))
+    page += lacing + b"".join(packets)
+    return page[:22] + struct.pack("<I", _ogg_crc(page)) + page[26:]
+
+
+def ogg_opus(seconds: int) -> bytes:
+    """A WhatsApp voice note: Ogg/Opus (RFC 7845), mono, ``seconds`` of silent 20 ms CELT frames, one page
+    per second."""
+    head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, 0, 48000, 0, 0)  # version, mono, no pre-skip, 48 kHz
+    tags = b"OpusTags" + struct.pack("<I", 4) + b"test" + struct.pack("<I", 0)
+    pages = [_ogg_page([head], 0, 0, 0x02), _ogg_page([tags], 0, 1, 0)]
+    for second in range(1, seconds + 1):
+        pages.append(_ogg_page([b"\xf8\xff\xfe"] * 50, second * 48000, second + 1, 0x04 if second == seconds else 0))
+    return b"".join(pages)
+
+
+def _box(kind: bytes, *payload: bytes) -> bytes:
+    body = b"".join(payload)
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+def mp4(seconds: int, handler: bytes = b"vide") -> bytes:
+    """An ISO-BMFF (MP4/M4A) file of ``seconds``: one track (``vide`` or ``soun``) with no samples."""
+    scale, length = 1000, seconds * 1000
+    matrix = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    mvhd = _box(b"mvhd", struct.pack(">I4I", 0, 0, 0, scale, length), struct.pack(">ih10x", 0x10000, 0x100), matrix,
+                bytes(24), struct.pack(">I", 2))
+    tkhd = _box(b"tkhd", struct.pack(">I3I4xI8x4h", 3, 0, 0, 1, length, 0, 0, 0x100 * (handler == b"soun"), 0),
+                matrix, struct.pack(">2I", 16 << 16, 16 << 16))
+    mdhd = _box(b"mdhd", struct.pack(">I4IHH", 0, 0, 0, scale, length, 0x55C4, 0))
+    hdlr = _box(b"hdlr", struct.pack(">II4s12x", 0, 0, handler), b"test\x00")
+    moov = _box(b"moov", mvhd, _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr)))
+    return _box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isomiso2mp41") + moov + _box(b"mdat", bytes(64))
+
+
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-OGG = b"OggS" + bytes(range(200))
-MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(200)
+OGG = ogg_opus(3)
+MP4 = mp4(2)
 PDF = b"%PDF-1.4\n" + bytes(300)
 LEAD_JID = f"{LEAD}@s.whatsapp.net"
 
@@ -517,15 +569,56 @@ def test_sends_of_each_type_go_out_from_stored_bytes_with_typing(r, wa, tmp_path
         "sobre isso", "3EB0LEAD")
     assert messages[2].imageMessage.caption == "nossa loja"
     assert messages[2].imageMessage.fileSHA256 == hashlib.sha256(PNG).digest()
-    assert messages[3].audioMessage.PTT is True, "Ogg/Opus audio goes as a voice note"
-    assert messages[4].videoMessage.caption == "tour"
+    audio, video = messages[3].audioMessage, messages[4].videoMessage
+    assert (audio.PTT, audio.mimetype, audio.seconds) == (True, "audio/ogg; codecs=opus", 3), "a voice note"
+    assert (video.caption, video.mimetype, video.seconds) == ("tour", "video/mp4", 2)
+    for media, data in ((audio, OGG), (video, MP4)):
+        assert (media.fileSHA256, media.fileLength) == (hashlib.sha256(data).digest(), len(data))
+        assert media.URL and media.directPath and len(media.mediaKey) == 32 and media.fileEncSHA256
+        assert wa.blobs[media.fileSHA256] == data, "uploaded to WhatsApp's media servers"
+    assert not video.JPEGThumbnail, "no thumbnail without a video decoder"
     document = messages[5].documentMessage
     assert (document.fileName, document.mimetype, document.caption) == ("proposta.pdf", "application/pdf",
                                                                         "a proposta")
-    assert wa.uploads == [PNG, OGG, MP4, PDF], "media went to neonize as bytes from the store"
+    assert wa.uploads == [(PNG, MediaType.MediaImage), (OGG, MediaType.MediaAudio), (MP4, MediaType.MediaVideo),
+                          (PDF, MediaType.MediaDocument)], "media went to neonize as bytes from the store"
     presences = [state for to, state in wa.chat_presences if to == LEAD_JID]
     assert presences[:2] == [ChatPresence.CHAT_PRESENCE_COMPOSING, ChatPresence.CHAT_PRESENCE_PAUSED]
     assert presences.count(ChatPresence.CHAT_PRESENCE_COMPOSING) == 5, "typing for each message with text"
+
+
+def test_audio_and_video_go_out_without_ffmpeg_and_with_0_s_when_the_duration_is_unreadable(
+        r, wa, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no ffmpeg/ffprobe, whatever this machine has
+    assert shutil.which("ffmpeg") is None and shutil.which("ffprobe") is None
+    monkeypatch.setattr(neonize_ffmpeg, "_ffmpeg_checked", False)
+    with caplog.at_level(logging.WARNING):
+        assert neonize_ffmpeg.check_ffmpeg_available() is False  # what neonize's connect() runs first
+    assert caplog.records == [], "no misleading 'voice notes will fail' warning at connect"
+    ffmpeg_calls: list[Any] = []
+    monkeypatch.setattr(neonize_ffmpeg.FFmpeg, "__init__", lambda self, *args: ffmpeg_calls.append(args))
+    truncated = OGG[:200]  # Ogg/Opus headers, then the audio pages cut off
+    cases = [
+        ("audio", mp4(5, b"soun"), "audio/mp4", None, 5),  # an M4A: plain audio, not a voice note
+        ("audio", b"OggS" + bytes(200), "audio/ogg; codecs=opus", None, 0),  # mutagen knows no such file
+        ("audio", truncated, "audio/ogg", None, 0),
+        ("video", b"\x00\x00\x00\x18ftypmp42" + bytes(200), "video/mp4", "sem moov", 0),  # mutagen raises
+    ]
+    with neonize_relay(r, wa, tmp_path) as relay:
+        connect(r, wa)
+        sent = []
+        for outbox_id, (kind, data, mime, caption, _) in enumerate(cases, start=1):
+            command = OutboundCommand(outbox_id=outbox_id, instance_id=1, to_phone=LEAD, text=caption, type=kind,
+                                      media=store_media(tmp_path, data, mime))
+            wa_id = relay.transport.send(command)
+            [message] = [x["message"] for x in wa.sent if x["id"] == wa_id]
+            sent.append(getattr(message, f"{kind}Message"))
+    assert [m.seconds for m in sent] == [case[4] for case in cases]
+    assert [m.mimetype for m in sent] == [case[2] for case in cases]
+    assert [m.PTT for m in sent[:3]] == [False, True, True]
+    assert sent[3].caption == "sem moov"
+    assert [data for data, _ in wa.uploads] == [case[1] for case in cases]
+    assert ffmpeg_calls == []
 
 
 def test_media_named_by_a_path_or_url_is_refused(r, wa, tmp_path):
