@@ -176,6 +176,30 @@ def test_agent_reply_goes_to_outbox_and_stream_then_acks_and_receipts(engine, r)
         assert s.get(Message, message_id).status == "read"  # a late 'delivered' never goes backwards
 
 
+def test_outbound_messages_update_the_conversation_and_only_humans_set_first_reply(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    admin = make_actor(ws, "admin")
+    save_setting(admin, "default_reply", {"enabled": True, "mode": "every", "text": "Resposta automática"})
+    publish(inbound(inst, text="oi"))
+    run_jobs()
+    conv_id = conversations.list_conversations(admin)[0]["id"]
+    with session_scope() as s:
+        conv = s.get(Conversation, conv_id)
+        assert (conv.last_message_direction, conv.last_message_preview) == ("out", "Resposta automática")
+        assert conv.first_reply_at is None, "the bot's answer is not a first response"
+    conversations.send_text(admin, conv_id, "Olá, sou a Ana")
+    with session_scope() as s:
+        first = s.get(Conversation, conv_id).first_reply_at
+        assert first is not None and s.get(Conversation, conv_id).last_message_preview == "Olá, sou a Ana"
+    conversations.send_text(admin, conv_id, "Posso ajudar?")
+    with session_scope() as s:
+        assert s.get(Conversation, conv_id).first_reply_at == first, "kept from the first human reply"
+        assert [m.text for m in s.scalars(select(Message).where(Message.direction == "out").order_by(Message.id))] \
+            == ["Resposta automática", "Olá, sou a Ana", "Posso ajudar?"]
+        assert s.scalar(select(func.count()).select_from(Outbox)) == 3
+
+
 def test_state_change_updates_instance(engine, r):
     ws = make_workspace()
     inst = make_instance(ws)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, bindparam, case, func, insert, select, update
+from sqlalchemy import Boolean, DateTime, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -19,28 +19,31 @@ from connector.contracts import OUT_STREAM, SENT_HASH, STATUS_HASH, MediaRef, Ou
 from workbench.auth import now
 from workbench.bus import get_redis
 from workbench.config import get_settings
-from workbench.models import Conversation, Message, Outbox
+from workbench.models import Message, Outbox
 from workbench.text import clean_text, preview
 
-_MESSAGE_INSERT = insert(Message).values(
-    workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"),
-    conversation_id=bindparam("conversation_id"), direction="out", type=bindparam("type"), text=bindparam("text"),
-    data=bindparam("data", type_=JSONB), media_id=bindparam("media_id"), status="pending",
-    sent_by_user_id=bindparam("user_id"), sent_by_funnel_id=bindparam("funnel_id"), created_at=bindparam("at"),
-    status_at=bindparam("at"),
-).returning(Message.id)
-_OUTBOX_INSERT = insert(Outbox).values(
-    workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"), message_id=bindparam("message_id"),
-    command=bindparam("command", type_=JSONB), publish_count=1, published_at=bindparam("at"),
-).returning(Outbox.id)
-_CONVERSATION_TOUCH = update(Conversation).where(Conversation.id == bindparam("conversation_id")).values(
-    last_message_at=bindparam("at"), last_message_preview=bindparam("preview"), last_message_direction="out",
-    last_message_type=bindparam("type"),
-    # the first human reply is what "time to first response" measures; bot messages do not count
-    first_reply_at=case((bindparam("by_human", type_=Boolean), func.coalesce(Conversation.first_reply_at,
-                                                                             bindparam("at"))),
-                        else_=Conversation.first_reply_at),
+# The message, its outbox row and the conversation's last-message fields in one statement (one round trip per
+# message instead of three): data-modifying CTEs all run, in one snapshot, whether or not the outer statement
+# reads them. The first human reply is what "time to first response" measures; bot messages do not count.
+_QUEUE = text("""
+WITH new_message AS (
+    INSERT INTO messages (workspace_id, instance_id, conversation_id, direction, type, text, data, media_id, status,
+                          sent_by_user_id, sent_by_funnel_id, created_at, status_at)
+    VALUES (:workspace_id, :instance_id, :conversation_id, 'out', :type, :text, :data, :media_id, 'pending',
+            :user_id, :funnel_id, :at, :at)
+    RETURNING id
+), touched AS (
+    UPDATE conversations
+    SET last_message_at = :at, last_message_preview = :preview, last_message_direction = 'out',
+        last_message_type = :type,
+        first_reply_at = CASE WHEN :by_human THEN coalesce(first_reply_at, :at) ELSE first_reply_at END
+    WHERE id = :conversation_id
 )
+INSERT INTO outbox (workspace_id, instance_id, message_id, command, publish_count, published_at)
+SELECT :workspace_id, :instance_id, id, :command, 1, :at FROM new_message
+RETURNING id, message_id
+""").bindparams(bindparam("data", type_=JSONB), bindparam("command", type_=JSONB),
+                bindparam("at", type_=DateTime(timezone=True)), bindparam("by_human", type_=Boolean))
 
 
 def queue_message(
@@ -64,21 +67,17 @@ def queue_message(
     body, flags = clean_text(text) if text is not None else (None, {})
     when = now()
     scope = {"workspace_id": conversation["workspace_id"], "instance_id": conversation["instance_id"]}
-    message_id = conn.execute(_MESSAGE_INSERT, {
-        **scope, "conversation_id": conversation["id"], "type": type, "text": body,
-        "data": {**(data or {}), **flags, **({"media": media.model_dump()} if media else {})},
-        "media_id": media_id, "user_id": user_id, "funnel_id": funnel_id, "at": when,
-    }).scalar_one()
     command = OutboundCommand(
         outbox_id=0, instance_id=conversation["instance_id"], to_phone=conversation["phone"],
         to_jid=conversation.get("jid"), type=type, text=body, media=media,
     )
-    outbox_id = conn.execute(_OUTBOX_INSERT, {
-        **scope, "message_id": message_id, "at": when,
+    outbox_id, message_id = conn.execute(_QUEUE, {
+        **scope, "conversation_id": conversation["id"], "type": type, "text": body,
+        "data": {**(data or {}), **flags, **({"media": media.model_dump()} if media else {})},
+        "media_id": media_id, "user_id": user_id, "funnel_id": funnel_id, "at": when,
         "command": command.model_dump(exclude={"outbox_id"}, exclude_none=True),
-    }).scalar_one()
-    conn.execute(_CONVERSATION_TOUCH, {"conversation_id": conversation["id"], "at": when, "preview": preview(body),
-                                       "type": type, "by_human": user_id is not None})
+        "preview": preview(body), "by_human": user_id is not None,
+    }).one()
     return message_id, command.model_copy(update={"outbox_id": outbox_id})
 
 
