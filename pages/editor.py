@@ -14,11 +14,19 @@ How the canvas and Python stay in step (streamlit-flow 1.6.1, see LIBRARIES.md):
   edges), never for positions (``canvas.canvas_signature``);
 - node configuration rides in ``data`` and outputs on edge labels; node content is escaped by ``canvas``.
 
+The node form is generated from the node's schema: scalars get one widget each, and the structured fields get a
+typed editor (a condition's rule rows, a delay's business hours, a message's media-library picker;
+``workbench.node_forms`` converts both ways). It is not an ``st.form``, so those editors can react at once (a
+rule's value box goes away for "está vazio", the picker lists the chosen media kind); nothing reaches the draft
+until "Aplicar" (or adding/removing a rule, which applies the form first). JSON is left only as an "avançado"
+editor for values the typed editors cannot show.
+
 Node ids, texts typed into nodes and everything the test contact says are shown with literal elements.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import types
@@ -32,9 +40,9 @@ from streamlit_flow import StreamlitFlowEdge, StreamlitFlowNode, StreamlitFlowSt
 
 from engine import preview
 from engine.definition import validate_definition
-from engine.nodes import REGISTRY
+from engine.nodes import REGISTRY, condition, delay, send_message
 from engine.nodes import base as node_base
-from workbench import canvas, funnels
+from workbench import canvas, funnels, media_library, node_forms
 from workbench.errors import WorkbenchError
 from workbench.i18n import error_text, has_key, t
 
@@ -219,7 +227,14 @@ def _pick(k: types.SimpleNamespace) -> None:
 
 # -- the node form: generated from the node's pydantic schema ----------------------------------------------------
 
-FieldKind = Literal["text", "template", "int", "float", "bool", "literal", "list_str", "list_int", "options", "json"]
+FieldKind = Literal["text", "template", "int", "float", "bool", "literal", "list_str", "list_int", "options",
+                    "rule_groups", "business_hours", "media", "json"]
+# (name, widget kind, optional, literal choices, the value the widget was drawn from)
+FormField = tuple[str, FieldKind, bool, tuple[Any, ...], Any]
+# The typed editors and the reader that says whether a value fits one (None: show it as advanced JSON).
+TYPED_FORMS: dict[str, Callable[[Any], Any]] = {"rule_groups": node_forms.rule_form,
+                                                "business_hours": node_forms.hours_form,
+                                                "media": node_forms.media_form}
 
 
 def _is_template(metadata: list[Any]) -> bool:
@@ -249,6 +264,10 @@ def _classify(annotation: Any, metadata: list[Any]) -> tuple[FieldKind, bool, tu
         return "float", optional, ()
     if annotation is str:
         return ("template" if _is_template(metadata) else "text"), optional, ()
+    if annotation is delay.BusinessHours:
+        return "business_hours", optional, ()
+    if annotation is send_message.Media:
+        return "media", optional, ()
     if origin is list:
         item = get_args(annotation)[0]
         if get_origin(item) is typing.Annotated:
@@ -257,6 +276,8 @@ def _classify(annotation: Any, metadata: list[Any]) -> tuple[FieldKind, bool, tu
             return "list_str", optional, ()
         if item is int:
             return "list_int", optional, ()
+        if item is condition.RuleGroup:
+            return "rule_groups", optional, ()
         if isinstance(item, type) and issubclass(item, BaseModel) and set(item.model_fields) == {"key", "label"}:
             return "options", optional, ()
     return "json", optional, ()
@@ -268,7 +289,19 @@ def _data_fields(kind: str) -> list[tuple[str, FieldKind, bool, tuple[Any, ...],
     fields = []
     for name, info in data_model.model_fields.items():
         widget, optional, choices = _classify(info.annotation, list(info.metadata))
-        fields.append((name, widget, optional, choices, info.get_default(call_default_factory=True)))
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        fields.append((name, widget, optional, choices, default))
+    return fields
+
+
+def _form_fields(kind: str, data: dict[str, Any]) -> list[FormField]:
+    """The node's fields with the values the form shows; a value a typed editor cannot show goes to JSON."""
+    fields: list[FormField] = []
+    for name, widget, optional, choices, default in _data_fields(kind):
+        shown = data.get(name, default)
+        if widget in TYPED_FORMS and TYPED_FORMS[widget](shown) is None:
+            widget = "json"
+        fields.append((name, widget, optional, choices, shown))
     return fields
 
 
@@ -280,10 +313,16 @@ def _choice_label(value: Any) -> str:
     return t(f"editor.value.{value}") if has_key(f"editor.value.{value}") else str(value)
 
 
-def _field_widget(name: str, widget: FieldKind, optional: bool, choices: tuple[Any, ...], value: Any,
-                  key: str) -> None:
+def _field_widget(field: FormField, key: str, form_args: tuple[Any, ...]) -> None:
+    name, widget, optional, choices, value = field
     label = _label(name)
-    if widget == "bool":
+    if widget == "rule_groups":
+        _rules_widget(label, key, value, (*form_args, name))
+    elif widget == "business_hours":
+        _hours_widget(label, key, value)
+    elif widget == "media":
+        _media_widget(label, key, value)
+    elif widget == "bool":
         st.checkbox(label, value=bool(value), key=key)
     elif widget == "literal":
         index = choices.index(value) if value in choices else 0
@@ -311,7 +350,124 @@ def _field_widget(name: str, widget: FieldKind, optional: bool, choices: tuple[A
         st.text_area(label, value="\n".join(lines), key=key, help=t("editor.panel.options_help"))
     else:
         text = "" if value is None else json.dumps(value, ensure_ascii=False, indent=2)
-        st.text_area(label, value=text, key=key, help=t("editor.panel.json_help"))
+        st.text_area(t("editor.panel.advanced", field=label), value=text, key=key, help=t("editor.panel.json_help"))
+
+
+def _rules_widget(label: str, key: str, groups: Any, change_args: tuple[Any, ...]) -> None:
+    """A condition's groups: bordered boxes of rule rows (AND inside a box, OR between boxes).
+
+    ``change_args`` are ``_change_rules``' arguments but the change itself.
+    """
+    st.markdown(f"**{label}**")
+    st.caption(t("editor.rules.help"))
+    for g, rows in enumerate(node_forms.rule_form(groups) or []):
+        if g:
+            st.caption(t("editor.rules.or"))
+        with st.container(border=True):
+            st.caption(t("editor.rules.group", n=g + 1))
+            for r, row in enumerate(rows):
+                if r:
+                    st.caption(t("editor.rules.and"))
+                _rule_row(f"{key}_{g}_{r}", row)
+                st.button(t("editor.rules.remove"), key=f"{key}_remove_{g}_{r}", icon=":material/close:",
+                          on_click=_change_rules,
+                          args=(*change_args, functools.partial(node_forms.remove_rule, group=g, rule=r)))
+            st.button(t("editor.rules.add_rule"), key=f"{key}_add_{g}", icon=":material/add:",
+                      on_click=_change_rules, args=(*change_args, functools.partial(node_forms.add_rule, group=g)))
+    st.button(t("editor.rules.add_group"), key=f"{key}_add_group", icon=":material/add:", on_click=_change_rules,
+              args=(*change_args, node_forms.add_group))
+
+
+def _rule_row(key: str, row: node_forms.RuleRow) -> None:
+    """Subject (and its name), operator, value. What the chosen operator does not use is not shown."""
+    # Widget values already hold this run's choices, so the row can hide what they make irrelevant.
+    operator = st.session_state.get(f"{key}_op", row.operator)
+    subject = st.session_state.get(f"{key}_subject", row.subject)
+    if operator not in node_forms.TAG_OPERATORS:
+        with st.container(horizontal=True, vertical_alignment="bottom"):
+            st.selectbox(t("editor.rules.subject"), node_forms.SUBJECTS, index=node_forms.SUBJECTS.index(row.subject),
+                         key=f"{key}_subject", format_func=lambda s: t(f"editor.subject.{s}"))
+            if subject in node_forms.NAMED_SUBJECTS:
+                st.text_input(t(f"editor.rules.name.{subject}"), value=row.name, key=f"{key}_name")
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.selectbox(t("editor.rules.operator"), node_forms.OPERATORS, index=node_forms.OPERATORS.index(row.operator),
+                     key=f"{key}_op", format_func=lambda o: t(f"editor.operator.{o}"))
+        if node_forms.operator_needs_value(operator):
+            if operator in node_forms.TAG_OPERATORS:
+                st.text_input(t("editor.rules.tag"), value=row.value, key=f"{key}_value")
+            else:
+                st.text_input(t("editor.rules.value"), value=row.value, key=f"{key}_value",
+                              help=t("editor.rules.value_help"))
+
+
+def _rule_rows_read(key: str, groups: Any) -> list[list[node_forms.RuleRow]]:
+    """The rule rows as the widgets hold them (a hidden widget keeps the row's drawn value)."""
+    state = st.session_state
+    return [[node_forms.RuleRow(state.get(f"{key}_{g}_{r}_subject", row.subject),
+                                state.get(f"{key}_{g}_{r}_name", row.name),
+                                state.get(f"{key}_{g}_{r}_op", row.operator),
+                                state.get(f"{key}_{g}_{r}_value", row.value))
+             for r, row in enumerate(rows)]
+            for g, rows in enumerate(node_forms.rule_form(groups) or [])]
+
+
+def _hours_widget(label: str, key: str, value: Any) -> None:
+    """A delay's business hours: a switch, then the days and the opening and closing times."""
+    form = node_forms.hours_form(value)
+    if not st.toggle(label, value=form.enabled, key=f"{key}_on"):
+        return
+    if form.timezone:
+        st.caption(t("editor.hours.zone_node"))
+        st.text(form.timezone)
+    else:
+        st.caption(t("editor.hours.zone_workspace"))
+    st.multiselect(t("editor.hours.days"), node_forms.WEEKDAYS, default=form.days, key=f"{key}_days",
+                   format_func=lambda day: t(f"editor.weekday.{day}"))
+    with st.container(horizontal=True):
+        st.time_input(t("editor.hours.start"), value=form.start, key=f"{key}_start")
+        st.time_input(t("editor.hours.end"), value=form.end, key=f"{key}_end")
+
+
+def _hours_read(key: str, value: Any) -> node_forms.HoursForm:
+    form = node_forms.hours_form(value)
+    state = st.session_state
+    return node_forms.HoursForm(state.get(f"{key}_on", form.enabled), state.get(f"{key}_days", form.days),
+                                state.get(f"{key}_start", form.start), state.get(f"{key}_end", form.end),
+                                form.timezone)
+
+
+def _media_widget(label: str, key: str, value: Any) -> None:
+    """A message's media: the kind, then a file of that kind from the workspace's library, and a caption."""
+    form = node_forms.media_form(value)
+    kinds = ("", *node_forms.MEDIA_KINDS)
+    kind = st.selectbox(label, kinds, index=kinds.index(form.kind), key=f"{key}_kind",
+                        format_func=lambda k: t(f"media.kind.{k}") if k else t("editor.media.none"))
+    if not kind:
+        return
+    try:
+        library = media_library.list_media(actor, kind)
+    except WorkbenchError as exc:
+        st.error(error_text(exc))
+        library = []
+    kept = form.media_id if kind == form.kind else None
+    ids, names = node_forms.media_options(library, kept)
+    if ids:
+        # File names are typed by people: plain option text, never Markdown.
+        st.selectbox(t("editor.media.file"), ids, index=ids.index(kept) if kept is not None else 0, key=f"{key}_id",
+                     format_func=lambda media_id: names.get(str(media_id)) or t("editor.media.missing",
+                                                                                media_id=media_id))
+    else:
+        st.caption(t("editor.media.empty"))
+    st.text_input(t("editor.media.caption"), value=form.caption, key=f"{key}_caption")
+
+
+def _media_read(key: str, value: Any) -> node_forms.MediaForm:
+    form = node_forms.media_form(value)
+    state = st.session_state
+    kind = state.get(f"{key}_kind", form.kind)
+    # No picker was drawn (an empty library) means no file, unless the kind is the one the node already has.
+    media_id = state.get(f"{key}_id", form.media_id if kind == form.kind else None)
+    return node_forms.MediaForm(kind, media_id, state.get(f"{key}_caption", form.caption))
 
 
 class _FormError(ValueError):
@@ -319,8 +475,16 @@ class _FormError(ValueError):
     pass
 
 
-def _field_value(name: str, widget: FieldKind, raw: Any) -> Any:
-    """The configuration value for a widget's value; ``None`` means "leave the key out"."""
+def _field_value(field: FormField, key: str) -> Any:
+    """The configuration value for a field's widgets; ``None`` means "leave the key out"."""
+    name, widget, _optional, _choices, shown = field
+    if widget == "rule_groups":
+        return node_forms.groups_from_rows(_rule_rows_read(key, shown), shown)
+    if widget == "business_hours":
+        return node_forms.hours_from_form(_hours_read(key, shown), shown)
+    if widget == "media":
+        return node_forms.media_from_form(_media_read(key, shown), shown)
+    raw = st.session_state.get(key)
     if widget in ("bool", "literal"):
         return raw
     if widget in ("int", "float"):
@@ -352,27 +516,59 @@ def _field_value(name: str, widget: FieldKind, raw: Any) -> Any:
         raise _FormError(t("editor.panel.json_error", field=_label(name), reason=exc.msg)) from None
 
 
-def _apply_form(k: types.SimpleNamespace, node_id: str, kind: str, prefix: str) -> None:
-    """Form callback: read every field widget back into the node's configuration (the draft, not the database)."""
-    _take_browser_changes(k)
+def _form_data(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField]) -> dict[str, Any] | None:
+    """The node's configuration with every field's widgets read back (None if the node is gone).
+
+    A field whose value did not change keeps the key as the definition has it (absent, or written out), so
+    applying an untouched form leaves the node identical. Raises ``_FormError``.
+    """
     node = canvas.find_node(st.session_state[k.draft], node_id)
     if node is None:
-        return
+        return None
     data = canvas.node_data(node)
+    for field in fields:
+        name, widget, optional, _choices, shown = field
+        value = _field_value(field, f"{prefix}_{name}")
+        if value is None and widget in ("text", "template") and not optional:
+            value = ""  # a required text left empty stays visible as a problem on the node
+        if value == shown:
+            continue
+        if value is None:
+            data.pop(name, None)
+        else:
+            data[name] = value
+    return data
+
+
+def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField]) -> None:
+    """"Aplicar": read every field widget back into the node's configuration (the draft, not the database)."""
+    _take_browser_changes(k)
     try:
-        for name, widget, optional, _choices, _default in _data_fields(kind):
-            value = _field_value(name, widget, st.session_state.get(f"{prefix}_{name}"))
-            if value is None and widget in ("text", "template") and not optional:
-                value = ""  # a required text left empty stays visible as a problem on the node
-            if value is None:
-                data.pop(name, None)
-            else:
-                data[name] = value
+        data = _form_data(k, node_id, prefix, fields)
     except _FormError as exc:
         _flash("error", str(exc))
         return
+    if data is None:
+        return
     _edit(k, lambda definition: canvas.update_node_data(definition, node_id, data))
     _flash("success", t("editor.panel.applied"))
+
+
+def _change_rules(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField], name: str,
+                  change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    """Add or remove a rule or group: the form is applied first, so nothing typed is lost."""
+    _take_browser_changes(k)
+    try:
+        data = _form_data(k, node_id, prefix, fields)
+    except _FormError as exc:
+        _flash("error", str(exc))
+        return
+    if data is None:
+        return
+    data[name] = change(data.get(name) if isinstance(data.get(name), list) else [])
+    _edit(k, lambda definition: canvas.update_node_data(definition, node_id, data))
+    # The rows moved: new widget keys make every widget start again from the draft.
+    st.session_state[k.nonce] += 1
 
 
 def _node_form(funnel_id: int, k: types.SimpleNamespace, node: dict[str, Any]) -> None:
@@ -385,16 +581,15 @@ def _node_form(funnel_id: int, k: types.SimpleNamespace, node: dict[str, Any]) -
         st.warning(t("editor.panel.unknown"))
         st.code(json.dumps(node, ensure_ascii=False, indent=2), language="json")
     else:
-        fields = _data_fields(kind)
+        fields = _form_fields(kind, canvas.node_data(node))
         prefix = f"editor_w_{funnel_id}_{st.session_state[k.nonce]}_{node_id}"
-        data = canvas.node_data(node)
-        with st.form(f"editor_form_{funnel_id}_{node_id}", border=False):
-            if any(widget == "template" for _, widget, *_ in fields):
-                st.caption(t("editor.panel.variables"))
-            for name, widget, optional, choices, default in fields:
-                _field_widget(name, widget, optional, choices, data.get(name, default), f"{prefix}_{name}")
-            st.form_submit_button(t("editor.panel.apply"), key=f"editor_apply_{node_id}", type="primary",
-                                  on_click=_apply_form, args=(k, node_id, kind, prefix))
+        form_args = (k, node_id, prefix, fields)
+        if any(widget == "template" for _, widget, *_ in fields):
+            st.caption(t("editor.panel.variables"))
+        for field in fields:
+            _field_widget(field, f"{prefix}_{field[0]}", form_args)
+        st.button(t("editor.panel.apply"), key=f"editor_apply_{node_id}", type="primary", on_click=_apply_form,
+                  args=form_args)
     _outputs(k, node)
     st.button(t("editor.panel.delete"), key=f"editor_delete_node_{node_id}", icon=":material/delete:",
               on_click=_delete_node, args=(k, node_id))

@@ -4,17 +4,24 @@ chat, driven through AppTest. The canvas is a custom component: AppTest shows it
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.definition import validate_definition
 from engine.examples import scheduling_funnel
+from engine.nodes.condition import ConditionData
 from tests.factories import make_actor, make_workspace
 from tests.test_pages_app import new_app
 from workbench import funnels
+from workbench.db import session_scope
+from workbench.models import Media
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,8 +96,9 @@ def test_click_shows_the_form_edit_and_save_updates_the_draft(engine, r):
     assert not at.exception
     draft = funnels.get_funnel(admin, fid)["draft"]
     node = next(n for n in draft["nodes"] if n["id"] == "pede_email")
+    # Only the edited key changes: "typing" was left out of the definition and stays out.
     assert node == {"id": "pede_email", "type": "send_message", "position": {"x": 900.0, "y": 150.0},
-                    "data": {"text": "Oi {{contact.name}}, seu e-mail?", "typing": True}}
+                    "data": {"text": "Oi {{contact.name}}, seu e-mail?"}}
     assert draft["edges"] == scheduling_funnel()["edges"]
 
 
@@ -219,3 +227,194 @@ def test_funnels_card_opens_the_editor(engine, r):
     assert not at.exception
     assert [t.value for t in at.title] == ["Editor de funil"]
     assert at.session_state["editor_funnel_id"] == fid
+
+
+# -- typed forms: condition rules, business hours, library media ---------------------------------------------------
+
+TYPED = {
+    "nodes": [
+        {"id": "inicio", "type": "trigger", "position": {"x": 0, "y": 0},
+         "data": {"kind": "keyword", "mode": "contains", "words": ["oi"]}},
+        # Quirks a hand-written import may have: a rule without "field", a value of None, an extra key.
+        {"id": "filtro", "type": "condition", "position": {"x": 300, "y": 0},
+         "data": {"groups": [{"rules": [{"operator": "contains", "value": "sim"},
+                                        {"field": "vars.plano", "operator": "is_empty", "value": None}]},
+                             {"rules": [{"field": "tags", "operator": "has_tag", "value": "vip", "note": "x"}]}]}},
+        {"id": "espera", "type": "delay", "position": {"x": 600, "y": 0},
+         "data": {"seconds": 60, "business_hours": {"days": [4, 0], "start": "08:30", "end": "17:00"}}},
+        {"id": "foto", "type": "send_message", "position": {"x": 900, "y": 0},
+         "data": {"text": "Veja", "media": {"kind": "image", "media_id": 999999}}},
+        {"id": "fim", "type": "end", "position": {"x": 1200, "y": 0}, "data": {}},
+    ],
+    "edges": [
+        {"id": "e1", "source": "inicio", "target": "filtro", "label": "next"},
+        {"id": "e2", "source": "filtro", "target": "espera", "label": "true"},
+        {"id": "e3", "source": "filtro", "target": "fim", "label": "false"},
+        {"id": "e4", "source": "espera", "target": "foto", "label": "next"},
+        {"id": "e5", "source": "foto", "target": "fim", "label": "next"},
+    ],
+}
+
+
+def typed_funnel():
+    ws = make_workspace()
+    admin = make_actor(ws)
+    return ws, admin, funnels.create_funnel(admin, "Tipado", copy.deepcopy(TYPED))
+
+
+def widget(widgets, suffix: str):
+    """The widget whose key ends with ``suffix`` (form widget keys carry the funnel, a counter and the node)."""
+    [found] = [w for w in widgets if w.key and w.key.endswith(suffix)]
+    return found
+
+
+def form_key(at: AppTest, fid: int, node_id: str) -> str:
+    """The prefix of the node form's widget keys now (it changes when rules are added or removed)."""
+    return f"editor_w_{fid}_{at.session_state[f'editor_nonce_{fid}']}_{node_id}"
+
+
+def stored_data(admin, fid: int, node_id: str) -> dict:
+    return next(n for n in funnels.get_funnel(admin, fid)["draft"]["nodes"] if n["id"] == node_id)["data"]
+
+
+def add_library_media(workspace_id: int, filename: str, mime: str, in_library: bool = True) -> int:
+    with session_scope() as s:
+        media = Media(workspace_id=workspace_id, sha256=uuid.uuid4().hex + uuid.uuid4().hex, mime=mime, size=10,
+                      filename=filename, in_library=in_library)
+        s.add(media)
+        s.flush()
+        return media.id
+
+
+def test_untouched_typed_forms_apply_to_identical_data(engine, r):
+    ws, admin, fid = typed_funnel()
+    add_library_media(ws, "outra.png", "image/png")
+    at = open_editor(admin, fid)
+    for node_id in ("filtro", "espera", "foto"):
+        at = click(at, fid, node_id)
+        assert not at.exception
+        assert not [w for w in at.text_area if "avançado" in w.label]  # no JSON for the marketer
+        at = at.button(key=f"editor_apply_{node_id}").click().run()
+        assert "Configurações aplicadas ao rascunho (ainda não salvas)." in [s.value for s in at.success]
+    at = at.button(key="editor_save").click().run()
+    assert funnels.get_funnel(admin, fid)["draft"] == TYPED
+
+
+def test_condition_rules_are_edited_with_widgets(engine, r):
+    ws, admin, fid = typed_funnel()
+    at = click(open_editor(admin, fid), fid, "filtro")
+    subject = widget(at.selectbox, "_groups_0_0_subject")
+    assert subject.value == "last_reply" and "Última resposta" in subject.options
+    operator = widget(at.selectbox, "_groups_0_0_op")
+    assert operator.value == "contains" and "o contato tem a tag" in operator.options
+    assert widget(at.text_input, "_groups_0_0_value").value == "sim"
+    # "is empty" takes no value: its value box is not shown; "has tag" needs no subject, and asks for a tag.
+    assert not [w for w in at.text_input if w.key.endswith("_groups_0_1_value")]
+    assert widget(at.text_input, "_groups_0_1_name").value == "plano"
+    assert not [w for w in at.selectbox if w.key.endswith("_groups_1_0_subject")]
+    assert widget(at.text_input, "_groups_1_0_value").label == "Tag"
+
+    # Rule 1: "contact.custom_data.cidade equals {{vars.cidade}}"; the name box follows the subject at once.
+    widget(at.selectbox, "_groups_0_1_subject").set_value("custom_data")
+    at = widget(at.selectbox, "_groups_0_1_op").set_value("equals").run()
+    assert widget(at.text_input, "_groups_0_1_name").label == "Nome do campo"
+    widget(at.text_input, "_groups_0_1_name").input("cidade")
+    at = widget(at.text_input, "_groups_0_1_value").input("{{vars.cidade}}").run()
+    # Adding a rule applies what was typed, then shows a new row (a fresh, still unfinished rule).
+    at = at.button(key=f"{form_key(at, fid, 'filtro')}_groups_add_0").click().run()
+    assert not at.exception
+    assert widget(at.text_input, "_groups_0_1_name").value == "cidade"
+    widget(at.selectbox, "_groups_0_2_subject").set_value("contact.name")
+    at = widget(at.selectbox, "_groups_0_2_op").set_value("not_empty").run()
+    # Remove the tag group's only rule (the group goes with it), then add a new OR group.
+    at = at.button(key=f"{form_key(at, fid, 'filtro')}_groups_remove_1_0").click().run()
+    at = at.button(key=f"{form_key(at, fid, 'filtro')}_groups_add_group").click().run()
+    widget(at.selectbox, "_groups_1_0_op").set_value("greater")
+    at = widget(at.selectbox, "_groups_1_0_subject").set_value("vars").run()
+    widget(at.text_input, "_groups_1_0_name").input("idade")
+    at = widget(at.text_input, "_groups_1_0_value").input("17").run()
+    at = at.button(key="editor_apply_filtro").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert not at.exception
+    groups = stored_data(admin, fid, "filtro")["groups"]
+    assert groups == [
+        {"rules": [{"operator": "contains", "value": "sim"},
+                   {"field": "contact.custom_data.cidade", "operator": "equals", "value": "{{vars.cidade}}"},
+                   {"field": "contact.name", "operator": "not_empty", "value": ""}]},
+        {"rules": [{"field": "vars.idade", "operator": "greater", "value": "17"}]},
+    ]
+    ConditionData.model_validate({"groups": groups})  # what the form produced is what the schema takes
+    report = validate_definition(funnels.get_funnel(admin, fid)["draft"])
+    assert not [p for p in report.errors if p.node_id == "filtro"]
+
+
+def test_business_hours_switch_days_and_times(engine, r):
+    ws, admin, fid = typed_funnel()
+    at = click(open_editor(admin, fid), fid, "espera")
+    assert widget(at.toggle, "_business_hours_on").value is True
+    days = widget(at.multiselect, "_business_hours_days")
+    assert days.value == [0, 4] and days.options == ["seg", "ter", "qua", "qui", "sex", "sáb", "dom"]
+    assert widget(at.time_input, "_business_hours_start").value == dt.time(8, 30)
+    days.set_value([0, 1, 2, 3, 4, 5])
+    at = widget(at.time_input, "_business_hours_end").set_value(dt.time(12, 0)).run()
+    at = at.button(key="editor_apply_espera").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert stored_data(admin, fid, "espera") == {
+        "seconds": 60, "business_hours": {"days": [0, 1, 2, 3, 4, 5], "start": "08:30", "end": "12:00"}}
+    # Switched off, the days and times go away, and so does the setting.
+    at = widget(at.toggle, "_business_hours_on").set_value(False).run()
+    assert not [w for w in at.multiselect if w.key.endswith("_business_hours_days")]
+    at = at.button(key="editor_apply_espera").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert stored_data(admin, fid, "espera") == {"seconds": 60}
+    # Switched on again, it starts from the usual week (Monday to Friday, 9:00 to 18:00).
+    at = widget(at.toggle, "_business_hours_on").set_value(True).run()
+    assert widget(at.multiselect, "_business_hours_days").value == [0, 1, 2, 3, 4]
+    at = at.button(key="editor_apply_espera").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert stored_data(admin, fid, "espera")["business_hours"] == {"days": [0, 1, 2, 3, 4], "start": "09:00",
+                                                                   "end": "18:00"}
+
+
+def test_media_is_picked_from_the_library(engine, r):
+    ws, admin, fid = typed_funnel()
+    promo = add_library_media(ws, "**promo**.png", "image/png")
+    add_library_media(ws, "audio.ogg", "audio/ogg; codecs=opus")
+    add_library_media(ws, "fora-da-biblioteca.png", "image/png", in_library=False)
+    add_library_media(make_workspace("Outra"), "de-outro-espaco.png", "image/png")
+    at = click(open_editor(admin, fid), fid, "foto")
+    assert widget(at.selectbox, "_media_kind").value == "image"
+    picker = widget(at.selectbox, "_media_id")
+    # The id the node sends is kept even though it is no longer in the library; names are plain option text.
+    assert picker.options == ["mídia #999999", "**promo**.png"] and picker.value == 999999
+    at = picker.set_value(promo).run()
+    at = widget(at.text_input, "_media_caption").input("Promoção de {{contact.name}}").run()
+    at = at.button(key="editor_apply_foto").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert stored_data(admin, fid, "foto") == {
+        "text": "Veja", "media": {"kind": "image", "media_id": promo, "caption": "Promoção de {{contact.name}}"}}
+    # Another kind lists only that kind's files; a kind with none points to the library page.
+    at = widget(at.selectbox, "_media_kind").set_value("audio").run()
+    assert widget(at.selectbox, "_media_id").options == ["audio.ogg"]
+    at = widget(at.selectbox, "_media_kind").set_value("video").run()
+    assert not [w for w in at.selectbox if w.key.endswith("_media_id")]
+    assert "Biblioteca de mídia" in " ".join(c.value for c in at.caption)
+    # "Sem mídia" takes the media off the message.
+    at = widget(at.selectbox, "_media_kind").set_value("").run()
+    at = at.button(key="editor_apply_foto").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert stored_data(admin, fid, "foto") == {"text": "Veja"}
+
+
+def test_a_value_the_typed_form_cannot_show_falls_back_to_json(engine, r):
+    ws = make_workspace()
+    admin = make_actor(ws)
+    definition = copy.deepcopy(TYPED)
+    definition["nodes"][1]["data"]["groups"][0]["rules"][0]["field"] = "contact.email"  # not a known subject
+    fid = funnels.create_funnel(admin, "Importado", definition)
+    at = click(open_editor(admin, fid), fid, "filtro")
+    [advanced] = [w for w in at.text_area if w.label == "Regras (avançado: JSON)"]
+    assert json.loads(advanced.value) == definition["nodes"][1]["data"]["groups"]
+    at = at.button(key="editor_apply_filtro").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert funnels.get_funnel(admin, fid)["draft"] == definition

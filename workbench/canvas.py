@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from engine.definition import CANVAS_TYPES, ValidationReport
 from engine.nodes import REGISTRY, outputs_of
 from engine.nodes.base import NodeBase
+from workbench import node_forms
 from workbench.i18n import t
 
 COLUMN_WIDTH = 300
@@ -315,7 +316,7 @@ def default_data(kind: str) -> dict[str, Any]:
     if kind == "wait_reply":
         return {"validation": "any"}
     if kind == "condition":
-        return {"groups": [{"rules": [{"field": "last_reply", "operator": "equals", "value": ""}]}]}
+        return {"groups": [{"rules": [node_forms.new_rule()]}]}
     if kind == "delay":
         return {"seconds": 60}
     if kind in ("add_tag", "remove_tag"):
