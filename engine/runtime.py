@@ -8,6 +8,10 @@ the sweep re-schedules overdue ones after a Redis loss.
 
 Concurrency: inbound messages of one number are handled by one drain job at a time, and timer jobs take
 the run's row lock (``FOR UPDATE``), so a run is never walked by two workers at once.
+
+Chains: a funnel may start others within the same event — a go-to-funnel step, or an add-tag step whose
+tag is another funnel's ``tag_added`` trigger. Such chains stop at ``MAX_CHAIN`` funnels per incoming event
+(message, timer, tag added by an agent), so funnels that tag each other cannot loop forever.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ log = logging.getLogger(__name__)
 LIVE = ("active", "waiting", "paused")
 TIMER_JOB = "engine.jobs.funnel_timer"
 HISTORY_MESSAGES = 10
+MAX_CHAIN = 5
+"""Funnels one incoming event may start through other funnels (go-to steps, add-tag triggers); more are cut."""
 # Published versions change rarely; workers re-read the active set at most this often per workspace.
 _CACHE_TTL_S = 5.0
 _versions: dict[int, tuple[float, list[tuple[int, str, int, FunnelDefinition]]]] = {}
@@ -139,13 +145,37 @@ def on_message(session: Session, conversation: dict[str, Any], text: str | None,
 
 def start_manual(session: Session, conversation: dict[str, Any], funnel_id: int) -> Effects:
     """An agent starts a funnel by hand for a conversation (stops the live run, if any)."""
-    for fid, name, version_id, defn in active_versions(session, conversation["workspace_id"]):
-        if fid == funnel_id:
-            run = _live_run(session, conversation["id"])
-            if run is not None:
-                _stop(session, run, "replaced by a manual start")
-            return _start(session, conversation, (fid, name, version_id, defn, defn.start_node().id), None)
-    raise LookupError(f"funnel {funnel_id} is not active and published")
+    return _start_funnel(session, conversation, funnel_id, 0)
+
+
+def on_tag_added(session: Session, conversation: dict[str, Any], tag: str) -> Effects:
+    """A tag was newly put on the contact: start the funnel whose ``tag_added`` trigger matches.
+
+    The rules of messages apply: a paused bot starts nothing, and a live run is interrupted only by a
+    trigger with ``restart_running``. Call it in the transaction that added the tag.
+    """
+    return _on_tag_added(session, conversation, tag, 0)
+
+
+def tag_contact(session: Session, workspace_id: int, contact_id: int, name: str) -> tuple[str, bool]:
+    """Put a tag on a contact: (the tag's name as stored, whether the contact did not carry it yet).
+
+    The workspace tag of that name is reused whatever its case ("VIP" for "vip"), else created.
+    """
+    tag_id, stored = _tag(session, workspace_id, name)
+    added = session.execute(pg_insert(ContactTag).values(contact_id=contact_id, tag_id=tag_id)
+                            .on_conflict_do_nothing().returning(ContactTag.tag_id)).scalar_one_or_none()
+    return stored, added is not None
+
+
+def untag_contact(session: Session, workspace_id: int, contact_id: int, name: str) -> bool:
+    """Take a tag (any case) off a contact; False when the contact did not carry it."""
+    removed = session.execute(delete(ContactTag).where(
+        ContactTag.contact_id == contact_id,
+        ContactTag.tag_id.in_(select(Tag.id).where(Tag.workspace_id == workspace_id,
+                                                   func.lower(Tag.name) == func.lower(name))),
+    ).returning(ContactTag.tag_id)).first()
+    return removed is not None
 
 
 def on_timer(session: Session, run_id: int, token: str) -> Effects:
@@ -208,7 +238,31 @@ def _match(session: Session, conversation: dict[str, Any], event: TriggerEvent):
     return (*by_id[match.candidate.funnel_id], match.candidate.node_id)
 
 
-def _start(session: Session, conversation: dict[str, Any], chosen, text: str | None) -> Effects:
+def _on_tag_added(session: Session, conversation: dict[str, Any], tag: str, depth: int) -> Effects:
+    if _bot_paused(session, conversation):
+        return Effects()
+    run = _live_run(session, conversation["id"])
+    event = TriggerEvent(kind="tag_added", tag=tag, instance_id=conversation["instance_id"],
+                         run_active=run is not None)
+    match = _match(session, conversation, event)
+    if match is None:
+        return Effects()
+    if run is not None:
+        _stop(session, run, "restarted by trigger")
+    return _start(session, conversation, match, None, depth)
+
+
+def _start_funnel(session: Session, conversation: dict[str, Any], funnel_id: int, depth: int) -> Effects:
+    for fid, name, version_id, defn in active_versions(session, conversation["workspace_id"]):
+        if fid == funnel_id:
+            run = _live_run(session, conversation["id"])
+            if run is not None:
+                _stop(session, run, "replaced by a manual start")
+            return _start(session, conversation, (fid, name, version_id, defn, defn.start_node().id), None, depth)
+    raise LookupError(f"funnel {funnel_id} is not active and published")
+
+
+def _start(session: Session, conversation: dict[str, Any], chosen, text: str | None, depth: int = 0) -> Effects:
     funnel_id, name, version_id, defn, node_id = chosen
     run = FunnelRun(workspace_id=conversation["workspace_id"], funnel_id=funnel_id, version_id=version_id,
                     conversation_id=conversation["id"], contact_id=conversation["contact_id"], status="active",
@@ -216,7 +270,7 @@ def _start(session: Session, conversation: dict[str, Any], chosen, text: str | N
     session.add(run)
     session.flush()
     ctx = _context(session, conversation, run, name, text)
-    return _apply(session, run, conversation, funnel_id, defn, walk(defn, ctx, node_id))
+    return _apply(session, run, conversation, funnel_id, defn, walk(defn, ctx, node_id), depth)
 
 
 def _resume(session: Session, run: FunnelRun, conversation: dict[str, Any], text: str) -> Effects:
@@ -267,12 +321,22 @@ def _context(session: Session, conversation: dict[str, Any], run: FunnelRun, fun
 
 
 def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel_id: int,
-           defn: FunnelDefinition, result: Walk) -> Effects:
-    """Apply a walk's actions and events, and store where the run stands."""
+           defn: FunnelDefinition, result: Walk, depth: int = 0) -> Effects:
+    """Apply a walk's actions and events, and store where the run stands.
+
+    ``depth`` counts the funnels that started this one within the current event (see ``MAX_CHAIN``).
+    """
     effects = Effects()
     start_next: int | None = None
+    added: list[str] = []
     for step in result.steps:
         for action in step.result.actions:
+            if isinstance(action, AddTag):
+                # applied here rather than in _apply_action: a tag new to the contact may start other funnels
+                name, new = tag_contact(session, run.workspace_id, run.contact_id, action.name)
+                if new:
+                    added.append(name)
+                continue
             command = _apply_action(session, run, conversation, funnel_id, step.node_id, action)
             if command is not None:
                 effects.commands.append(command)
@@ -299,11 +363,24 @@ def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funne
         run.status = "completed" if result.status == "completed" else "failed"
         run.error = result.error
         run.ended_at, run.wait_token, run.wait_deadline = now(), None, None
-    if start_next is not None and result.status == "completed":
+    go_to = start_next if result.status == "completed" else None
+    if go_to is None and not added:
+        return effects
+    if depth >= MAX_CHAIN:
+        log.warning("run %s: chain of %s funnels in one event cut here (go-to %s, tags added %s not fired)",
+                    run.id, depth + 1, go_to, added)
+        return effects
+    # Funnels started now see the conversation as this walk left it: drop what the incoming event knew
+    # beforehand (the walk may have paused the bot, and a brand-new contact now has tags).
+    current = {k: v for k, v in conversation.items() if k not in ("bot_paused", "new_contact")}
+    if go_to is not None:
         try:
-            effects.extend(start_manual(session, conversation, start_next))
+            effects.extend(_start_funnel(session, current, go_to, depth + 1))
         except LookupError:
-            log.warning("run %s: go-to funnel %s is not active", run.id, start_next)
+            log.warning("run %s: go-to funnel %s is not active", run.id, go_to)
+    # After the go-to: a funnel it started is live, so only restart_running tag triggers interrupt it.
+    for tag in added:
+        effects.extend(_on_tag_added(session, current, tag, depth + 1))
     return effects
 
 
@@ -326,14 +403,8 @@ def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any]
         _, command = queue_message(session, conversation, text=action.caption, type=action.media_kind, media=ref,
                                    media_id=media.id, funnel_id=funnel_id, data=data)
         return command
-    if isinstance(action, AddTag):
-        tag_id = _tag_id(session, run.workspace_id, action.name)
-        session.execute(pg_insert(ContactTag).values(contact_id=run.contact_id, tag_id=tag_id)
-                        .on_conflict_do_nothing())
-    elif isinstance(action, RemoveTag):
-        session.execute(delete(ContactTag).where(
-            ContactTag.contact_id == run.contact_id,
-            ContactTag.tag_id.in_(select(Tag.id).where(Tag.workspace_id == run.workspace_id, Tag.name == action.name))))
+    if isinstance(action, RemoveTag):
+        untag_contact(session, run.workspace_id, run.contact_id, action.name)
     elif isinstance(action, SetContactField):
         contact = session.get(Contact, run.contact_id)
         if action.field == "name":
@@ -369,13 +440,18 @@ def _workspace_timezone(session: Session, workspace_id: int) -> str:
     return zone
 
 
-def _tag_id(session: Session, workspace_id: int, name: str) -> int:
-    """The tag's id, created on first use (concurrent creators meet on the unique constraint)."""
-    stmt = pg_insert(Tag).values(workspace_id=workspace_id, name=name[:80])
+def _tag(session: Session, workspace_id: int, name: str) -> tuple[int, str]:
+    """(id, stored name) of the workspace's tag called ``name`` in any case, created on first use."""
+    name = name[:80]
+    found = session.execute(select(Tag.id, Tag.name).where(
+        Tag.workspace_id == workspace_id, func.lower(Tag.name) == func.lower(name)).order_by(Tag.id).limit(1)).first()
+    if found is not None:
+        return found[0], found[1]
+    stmt = pg_insert(Tag).values(workspace_id=workspace_id, name=name)
     tag_id = session.execute(stmt.on_conflict_do_nothing().returning(Tag.id)).scalar_one_or_none()
-    if tag_id is None:
-        tag_id = session.scalar(select(Tag.id).where(Tag.workspace_id == workspace_id, Tag.name == name[:80]))
-    return tag_id
+    if tag_id is None:  # a concurrent transaction created it a moment ago (they meet on the unique constraint)
+        tag_id = session.scalar(select(Tag.id).where(Tag.workspace_id == workspace_id, Tag.name == name))
+    return tag_id, name
 
 
 def _team_id(session: Session, workspace_id: int, name: str | None) -> int | None:

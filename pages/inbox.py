@@ -1,21 +1,24 @@
 """Caixa de entrada: the shared inbox — conversation list, chat, reply box, bot and status controls.
 
 Layout only: every read and write goes through ``workbench.conversations`` (and, for the contact panel's
-funnel runs and their "Parar funil" button, ``workbench.funnels``). The whole screen is one fragment that
+tags and fields, ``workbench.contacts``; for its funnel runs and their "Parar funil" button,
+``workbench.funnels``). The whole screen is one fragment that
 ticks every two seconds but re-reads PostgreSQL only when the workspace's revision counter
 (``conversations.revision``) or the user's filters/selection changed; otherwise it redraws from the copy
 kept in session state. Everything contacts typed (names, push names, messages, reactions) is shown with
-``st.text`` — literal, so Markdown, HTML and links in it stay inert.
+``st.text`` — literal, so Markdown, HTML and links in it stay inert; so are tag names and custom fields
+(``st.text``, plain option text, ``st.dataframe`` / ``st.data_editor`` cells).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from connector.media import MediaError, load_media
-from workbench import conversations, funnels
+from workbench import contacts, conversations, funnels
 from workbench.config import get_settings
 from workbench.errors import NotFound, WorkbenchError
 from workbench.i18n import error_text, format_clock, format_moment, format_when, status_label, t, type_placeholder
@@ -25,6 +28,9 @@ actor = st.session_state["auth_actor"]
 SELECTED_KEY = "inbox_selected"
 # (signature of the inbox cache, runs): the contact's funnel runs, re-read only when the inbox re-reads.
 RUNS_CACHE_KEY = "inbox_funnel_runs"
+# (signature of the inbox cache, contact profile, workspace tags): re-read only when the inbox re-reads.
+CONTACT_CACHE_KEY = "inbox_contact_profile"
+TAG_PICK_KEY = "inbox_tag_add"
 CACHE_KEY = "inbox_cache"
 FLASH_KEY = "inbox_flash"
 STATUSES = ("open", "pending", "closed")
@@ -322,6 +328,91 @@ def _funnel_section(contact_id: int, signature: tuple, conversation_id: int) -> 
                           args=(run["id"],), icon=":material/stop_circle:")
 
 
+def _contact_data(contact_id: int, signature: tuple) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The contact's profile (tags, fields) and the workspace's tags, cached like the rest of the inbox."""
+    cached = st.session_state.get(CONTACT_CACHE_KEY)
+    if cached and cached[0] == signature:
+        return cached[1], cached[2]
+    profile, tags = contacts.contact_profile(actor, contact_id), contacts.list_tags(actor)
+    st.session_state[CONTACT_CACHE_KEY] = (signature, profile, tags)
+    return profile, tags
+
+
+def _add_tag(contact_id: int) -> None:
+    """A tag was picked or typed: put it on the contact (this may start a "Tag adicionada" funnel)."""
+    name = st.session_state.get(TAG_PICK_KEY)
+    st.session_state[TAG_PICK_KEY] = None  # ready for the next tag
+    if not name:
+        return
+    try:
+        contacts.add_tag(actor, contact_id, name)
+    except WorkbenchError as exc:
+        st.session_state[FLASH_KEY] = ("error", error_text(exc))
+
+
+def _remove_tag(contact_id: int, name: str) -> None:
+    try:
+        contacts.remove_tag(actor, contact_id, name)
+    except WorkbenchError as exc:
+        st.session_state[FLASH_KEY] = ("error", error_text(exc))
+
+
+def _tags_section(profile: dict[str, Any], workspace_tags: list[dict[str, Any]]) -> None:
+    st.caption(t("inbox.tags"))
+    if not profile["tags"]:
+        st.text(t("inbox.tags.none"))
+    for index, name in enumerate(profile["tags"]):
+        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+            st.text(name)  # typed by users: literal
+            st.button("", key=f"inbox_tag_remove_{index}", on_click=_remove_tag, args=(profile["id"], name),
+                      icon=":material/close:", help=t("inbox.tags.remove"), type="tertiary")
+    carried = {name.casefold() for name in profile["tags"]}
+    # option labels are plain text; a typed name that is not in the list becomes a new tag
+    st.selectbox(t("inbox.tags.add"), [tag["name"] for tag in workspace_tags if tag["name"].casefold() not in carried],
+                 index=None, key=TAG_PICK_KEY, accept_new_options=True, placeholder=t("inbox.tags.add_placeholder"),
+                 on_change=_add_tag, args=(profile["id"],))
+
+
+def _cell(value: Any) -> str | None:
+    """A data_editor cell as text (new rows hold NA where nothing was typed)."""
+    return None if value is None or pd.isna(value) else str(value)
+
+
+def _save_contact(contact_id: int, name: str, table: pd.DataFrame) -> None:
+    rows = [(_cell(row["key"]), _cell(row["value"])) for row in table.to_dict("records")]
+    try:
+        contacts.update_contact(actor, contact_id, name=name, custom_data=rows)
+    except WorkbenchError as exc:
+        st.error(error_text(exc))  # here, under the form, which keeps what was typed
+        return
+    st.session_state[FLASH_KEY] = ("success", t("inbox.contact.saved"))
+    st.rerun()  # show the saved contact everywhere on the screen at once
+
+
+def _fields_section(profile: dict[str, Any]) -> None:
+    fields = {key: str(value) for key, value in profile["custom_data"].items()}
+    st.caption(t("inbox.fields"))
+    table = pd.DataFrame({"key": pd.Series(list(fields), dtype="string"),
+                          "value": pd.Series(list(fields.values()), dtype="string")})
+    columns = {"key": st.column_config.TextColumn(t("inbox.fields.key"), help=t("inbox.fields.key_help")),
+               "value": st.column_config.TextColumn(t("inbox.fields.value"), help=t("inbox.fields.value_help"),
+                                                    max_chars=contacts.MAX_FIELD_CHARS)}
+    if fields:
+        st.dataframe(table, hide_index=True, column_config=columns)  # literal cells
+    else:
+        st.text(t("inbox.fields.none"))
+    # Keyed by the saved values: a save (here or anywhere else) gives fresh widgets, while unrelated
+    # revisions (new messages) keep what the agent is typing.
+    version = hash((profile["id"], profile["name"], tuple(sorted(fields.items()))))
+    with st.expander(t("inbox.contact.edit"), icon=":material/edit:"), st.form("inbox_contact_form", border=False):
+        name = st.text_input(t("inbox.name"), value=profile["name"] or "", max_chars=contacts.MAX_NAME_CHARS,
+                             key=f"inbox_contact_name_{version}")
+        edited = st.data_editor(table, hide_index=True, column_config=columns, num_rows="dynamic",
+                                key=f"inbox_contact_fields_{version}")
+        if st.form_submit_button(t("inbox.contact.save"), key="inbox_contact_save", icon=":material/save:"):
+            _save_contact(profile["id"], name, edited)
+
+
 def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], signature: tuple) -> None:
     contact = conversation["contact"]
     st.subheader(t("inbox.contact"))
@@ -334,6 +425,9 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
     _detail(t("inbox.agent"), conversation["agent_name"] or t("inbox.unassigned"))
     st.caption(t("inbox.status"))
     st.text(t(f"convstatus.{conversation['status']}"))
+    profile, workspace_tags = _contact_data(contact["id"], signature)
+    _tags_section(profile, workspace_tags)
+    _fields_section(profile)
     _funnel_section(contact["id"], signature, conversation["id"])
 
 

@@ -189,3 +189,102 @@ def test_agents_do_not_see_others_conversations(engine, r):
     at = open_inbox(agent)
     assert "Cliente do Pedro" not in [t.value for t in at.text]
     assert at.caption[0].value == "Nenhuma conversa por aqui."
+
+
+def pick_tag(at: AppTest, name: str) -> AppTest:
+    """Pick a tag in "Adicionar tag", or type a new one (the browser sends a typed name like an option)."""
+    picker = at.selectbox(key="inbox_tag_add")
+    if name not in picker.options:
+        picker.options.append(name)
+    return picker.set_value(name).run()
+
+
+def test_add_and_remove_tags_from_the_contact_panel(engine, r):
+    from workbench import contacts
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Oi"), inbound(inst, phone="5511999990002", text="Olá"))
+    run_jobs()
+    agent = make_actor(ws, role="agent")
+    other = next(c for c in conversations.list_conversations(agent) if c["phone"] == "5511999990002")
+    contacts.add_tag(agent, other["contact_id"], "Cliente antigo")  # a workspace tag to pick from
+    conversation = conversations.list_conversations(agent)[-1]
+    at = open_conversation(open_inbox(agent), conversation["id"])
+    assert at.selectbox(key="inbox_tag_add").options == ["Cliente antigo"]
+    assert "Nenhuma tag." in [t.value for t in at.text]
+
+    at = pick_tag(at, "Cliente antigo")
+    at = pick_tag(at, "  Quer   desconto ")  # typed: a new tag, trimmed
+    assert not at.exception
+    assert contacts.contact_profile(agent, conversation["contact_id"])["tags"] == ["Cliente antigo", "Quer desconto"]
+    panel = [t.value for t in at.text]
+    assert "Cliente antigo" in panel and "Quer desconto" in panel and "Nenhuma tag." not in panel
+    assert at.selectbox(key="inbox_tag_add").value is None and at.selectbox(key="inbox_tag_add").options == []
+
+    at = at.button(key="inbox_tag_remove_0").click().run()  # alphabetical: "Cliente antigo" first
+    assert not at.exception
+    assert contacts.contact_profile(agent, conversation["contact_id"])["tags"] == ["Quer desconto"]
+    assert "Cliente antigo" not in [t.value for t in at.text]
+    assert at.selectbox(key="inbox_tag_add").options == ["Cliente antigo"]
+
+    at = pick_tag(at, "x" * 81)
+    assert [e.value for e in at.error] == ["O nome da tag precisa ter de 1 a 80 caracteres."]
+
+
+def test_hostile_tag_names_show_literally(engine, r):
+    from workbench import contacts
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Oi"))
+    run_jobs()
+    actor = make_actor(ws)
+    at = pick_tag(open_conversation(open_inbox(actor), the_conversation().id), "<b>x</b> **y**")
+    contacts.add_tag(actor, the_conversation().contact_id, "[l](http://e.vil)")
+    at.run()
+    assert not at.exception
+    where = {}
+    for root in (at.main, at.sidebar):
+        for node in walk(root):
+            proto = getattr(node, "proto", None)
+            if proto is not None and ("e.vil" in str(proto) or "<b>x</b>" in str(proto)):
+                where.setdefault(node.type, []).append(node)
+    assert set(where) == {"text"}, f"tag names reached {set(where) - {'text'}}"
+    assert [node.value for node in where["text"]] == ["<b>x</b> **y**", "[l](http://e.vil)"]
+
+
+def fields_editor(at: AppTest, delta: dict) -> None:
+    """Edit the custom fields table as the browser would: st.data_editor's state is the delta of the edits."""
+    [editor] = [n for n in walk(at.main) if n.type == "dataframe" and "inbox_contact_fields_" in n.proto.id]
+    at.session_state[editor.proto.id[editor.proto.id.index("inbox_contact_fields_"):]] = {
+        "edited_rows": {}, "added_rows": [], "deleted_rows": [], **delta}
+
+
+def test_edit_the_contacts_name_and_fields(engine, r):
+    from workbench import contacts
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Oi"))
+    run_jobs()
+    actor = make_actor(ws, role="agent")
+    contact_id = the_conversation().contact_id
+    contacts.update_contact(actor, contact_id, custom_data={"email": "maria@ex.com", "plano": "Prata"})
+    at = open_conversation(open_inbox(actor), the_conversation().id)
+    [name] = [w for w in at.text_input if w.label == "Nome"]
+    name.input("Maria Souza")
+    fields_editor(at, {"edited_rows": {1: {"value": "Ouro"}}, "deleted_rows": [0],
+                       "added_rows": [{"key": "cidade", "value": "Recife"}, {"key": "vazio"}]})
+    at = at.button(key="inbox_contact_save").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Contato atualizado."]
+    profile = contacts.contact_profile(actor, contact_id)
+    assert (profile["name"], profile["custom_data"]) == ("Maria Souza", {"plano": "Ouro", "cidade": "Recife"})
+    assert "Maria Souza" in [t.value for t in at.text]  # the list, the chat header and the panel follow at once
+
+    fields_editor(at, {"added_rows": [{"key": "e-mail", "value": "x"}]})
+    at = at.button(key="inbox_contact_save").click().run()
+    assert [e.value for e in at.error] == [
+        "Campo 3: nome inválido. Use letras sem acento, números e _, começando por letra (até 64 caracteres)."]
+    assert contacts.contact_profile(actor, contact_id)["custom_data"] == {"plano": "Ouro", "cidade": "Recife"}
