@@ -12,6 +12,7 @@ kept in session state. Everything contacts typed (names, push names, messages, r
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -87,6 +88,11 @@ def _media_bytes(sha256: str) -> bytes | None:
         return load_media(get_settings().data_dir, sha256)
     except MediaError:
         return None
+
+
+def _media_bytes_or_empty(sha256: str) -> bytes:
+    """The file for a download button (empty when it is gone: the button then saves an empty file)."""
+    return _media_bytes(sha256) or b""
 
 
 # -- callbacks: they run before the fragment redraws, so the screen shows their effect ----------------------
@@ -193,8 +199,13 @@ def _message(message: dict[str, Any], targets: set[str]) -> None:
                     st.image(blob, width=280)
             elif kind != "text":
                 st.caption(type_placeholder(kind))
-            if media and kind == "document" and media.get("filename"):
-                st.text(media["filename"])
+            if media and kind == "document":
+                name = media.get("filename") or t("inbox.document")
+                st.text(name)  # named by the contact: literal
+                # read from disk only when clicked: the chat redraws every two seconds
+                st.download_button(t("inbox.download"), data=partial(_media_bytes_or_empty, media.get("sha256", "")),
+                                   file_name=name, mime=media.get("mime") or "application/octet-stream",
+                                   key=f"inbox_download_{message['id']}", icon=":material/download:")
             text = data.get("edited_text") or message["text"]
             if text:
                 st.text(text)

@@ -142,8 +142,10 @@ def test_image_edited_deleted_and_unsupported_messages(engine, r):
     ws = make_workspace()
     inst = make_instance(ws)
     media = store_media(get_settings().data_dir, PNG, "image/png", "foto.png")
+    pdf = store_media(get_settings().data_dir, b"%PDF-1.4 proposta", "application/pdf", "proposta **v2**.pdf")
     publish(
         inbound(inst, type="image", text="Veja a foto", media=media),
+        inbound(inst, type="document", text=None, media=pdf),
         inbound(inst, text="Texto original", wa_id="E1"),
         inbound(inst, type="edit", text="Texto corrigido", target_id="E1"),
         inbound(inst, text="Vou apagar", wa_id="D1"),
@@ -153,9 +155,11 @@ def test_image_edited_deleted_and_unsupported_messages(engine, r):
     run_jobs()
     at = open_conversation(open_inbox(make_actor(ws)), the_conversation().id)
     assert not at.exception
-    assert len(at.chat_message) == 4  # the edit and the revoke show on their targets
-    image, edited, deleted, location = at.chat_message
+    assert len(at.chat_message) == 5  # the edit and the revoke show on their targets
+    image, document, edited, deleted, location = at.chat_message
     assert image.get("image") and image.get("text")[0].value == "Veja a foto"
+    assert document.get("text")[0].value == "proposta **v2**.pdf"  # the contact's file name, literally
+    assert [b.proto.label for b in document.get("download_button")] == ["Baixar"]
     assert edited.get("text")[0].value == "Texto corrigido" and "editada" in edited.get("caption")[-1].value
     assert deleted.get("caption")[0].value == "[Mensagem apagada]" and not deleted.get("text")
     assert location.get("caption")[0].value == "[Localização]"

@@ -248,6 +248,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "inbox.edited": "editada",
         "inbox.reaction": "Reação do contato:",
         "inbox.media_missing": "[Arquivo não encontrado no servidor]",
+        "inbox.document": "documento",
+        "inbox.download": "Baixar",
         "inbox.from_bot": "enviada pelo bot",
         "inbox.contact": "Contato",
         "inbox.name": "Nome",
