@@ -204,7 +204,8 @@ def _canvas_nodes(devtools: DevTools, count: int) -> list[dict[str, Any]]:
     def probe() -> list[dict[str, Any]] | None:
         nodes = devtools.js(CANVAS_NODES)
         seen[:] = [nodes]
-        return nodes if nodes and len(nodes) == count else None
+        # the nodes exist a moment before their labels are drawn
+        return nodes if nodes and len(nodes) == count and all(n["text"].strip() for n in nodes) else None
 
     try:
         return _wait(f"the canvas to draw {count} nodes", probe, timeout=90)
