@@ -168,7 +168,7 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
     if counts:
         conversation = {"id": conversation_id, "workspace_id": instance.workspace_id, "instance_id": instance.id,
                         "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused,
-                        "new_contact": new_contact}
+                        "new_contact": new_contact, "push_name": event.push_name}
         effects = dispatch.on_inbound_message(session, conversation, event, text, is_new_contact=new_contact)
         applied.effects.extend(effects)
 

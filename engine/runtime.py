@@ -124,7 +124,8 @@ def on_message(session: Session, conversation: dict[str, Any], text: str | None,
     """
     if _bot_paused(session, conversation):
         return Effects()  # a human has the conversation: store only
-    run = _live_run(session, conversation["id"])
+    # a contact created by this very message cannot be in a funnel yet: no need to look
+    run = None if conversation.get("new_contact") else _live_run(session, conversation["id"])
     if run is not None and run.status == "waiting":
         event = TriggerEvent(kind="message", text=text or "", instance_id=conversation["instance_id"],
                              is_new_contact=is_new_contact, run_active=True)
@@ -266,9 +267,8 @@ def _start(session: Session, conversation: dict[str, Any], chosen, text: str | N
     funnel_id, name, version_id, defn, node_id = chosen
     run = FunnelRun(workspace_id=conversation["workspace_id"], funnel_id=funnel_id, version_id=version_id,
                     conversation_id=conversation["id"], contact_id=conversation["contact_id"], status="active",
-                    current_node=node_id, variables={})
-    session.add(run)
-    session.flush()
+                    current_node=node_id, variables={}, attempts=0)
+    session.add(run)  # inserted by _apply once the walk is done
     ctx = _context(session, conversation, run, name, text)
     return _apply(session, run, conversation, funnel_id, defn, walk(defn, ctx, node_id), depth)
 
@@ -297,13 +297,17 @@ def _conversation(session: Session, conversation_id: int) -> dict[str, Any]:
 
 def _context(session: Session, conversation: dict[str, Any], run: FunnelRun, funnel_name: str,
              trigger_text: str | None) -> ExecutionContext:
-    contact = session.get(Contact, conversation["contact_id"])
     if conversation.get("new_contact"):
-        # a contact created by this very message has no tags yet and one message of history
-        tags, recent = [], [("in", trigger_text)] if trigger_text else []
+        # a contact created by this very message: no name, fields or tags yet, and one message of history
+        contact = {"name": conversation.get("push_name"), "phone": conversation["phone"], "custom_data": {},
+                   "tags": []}
+        recent = [("in", trigger_text)] if trigger_text else []
     else:
+        row = session.get(Contact, conversation["contact_id"])
         tags = session.scalars(select(Tag.name).join(ContactTag, ContactTag.tag_id == Tag.id)
-                               .where(ContactTag.contact_id == contact.id)).all()
+                               .where(ContactTag.contact_id == row.id)).all()
+        contact = {"name": row.name or row.push_name, "phone": row.phone, "custom_data": row.custom_data or {},
+                   "tags": list(tags)}
         recent = session.execute(select(Message.direction, Message.text).where(
             Message.conversation_id == conversation["id"], Message.text.is_not(None),
         ).order_by(Message.id.desc()).limit(HISTORY_MESSAGES)).all()
@@ -313,8 +317,7 @@ def _context(session: Session, conversation: dict[str, Any], run: FunnelRun, fun
         variables.setdefault("__trigger", trigger_text)
     return ExecutionContext(
         now=now(), variables=variables, funnel_name=funnel_name, timezone=timezone or "America/Sao_Paulo",
-        contact={"name": contact.name or contact.push_name, "phone": contact.phone,
-                 "custom_data": contact.custom_data or {}, "tags": list(tags)},
+        contact=contact,
         trigger_message=variables.get("__trigger"), attempts=run.attempts,
         history=[HistoryEntry(d, t) for d, t in reversed(recent)],
     )
@@ -327,6 +330,23 @@ def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funne
     ``depth`` counts the funnels that started this one within the current event (see ``MAX_CHAIN``).
     """
     effects = Effects()
+    run.variables = dict(result.context.variables)
+    run.current_node = result.node_id
+    run.updated_at = now()
+    if result.status == "waiting":
+        run.status = "waiting"
+        run.attempts = result.wait.attempts
+        run.wait_deadline = result.wait.deadline(now())
+        run.wait_token = secrets.token_hex(8) if run.wait_deadline else None
+    else:
+        run.status = "completed" if result.status == "completed" else "failed"
+        run.error = result.error
+        run.ended_at, run.wait_token, run.wait_deadline = now(), None, None
+    # A new run is inserted here with where the walk left it (one statement, no insert-then-update); its id
+    # is what the messages and events below refer to.
+    session.flush([run])
+    if run.wait_deadline:
+        effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     start_next: int | None = None
     added: list[str] = []
     for step in result.steps:
@@ -349,20 +369,6 @@ def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funne
             duration_ms=step.duration_ms, error=step.result.error,
             data={**dict(step.result.data), **({"log": list(step.result.log)} if step.result.log else {})},
         ))
-    run.variables = dict(result.context.variables)
-    run.current_node = result.node_id
-    run.updated_at = now()
-    if result.status == "waiting":
-        run.status = "waiting"
-        run.attempts = result.wait.attempts
-        run.wait_deadline = result.wait.deadline(now())
-        run.wait_token = secrets.token_hex(8) if run.wait_deadline else None
-        if run.wait_deadline:
-            effects.timers.append((run.id, run.wait_token, run.wait_deadline))
-    else:
-        run.status = "completed" if result.status == "completed" else "failed"
-        run.error = result.error
-        run.ended_at, run.wait_token, run.wait_deadline = now(), None, None
     go_to = start_next if result.status == "completed" else None
     if go_to is None and not added:
         return effects
