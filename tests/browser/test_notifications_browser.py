@@ -47,9 +47,10 @@ def test_the_bell_opens_the_conversation(app_server, browser):  # noqa: F811 - f
     browser.type_into("Senha", PASSWORD)
     assert browser.js(CLICK_BUTTON % json.dumps("Entrar"))
     _wait("the bell with one unread notification", lambda: "Notificações (1)" in _body_text(browser))
-    assert browser.js(CLICK_CONTAINING % json.dumps("Notificações (1)"))
+    _wait("the bell's button", lambda: browser.js(CLICK_CONTAINING % json.dumps("Notificações (1)")))
     _wait("the popover", lambda: "Maria pediu ajuda: Quero um orçamento" in _body_text(browser))
-    assert browser.js(CLICK_CONTAINING % json.dumps("Abrir conversa"))
+    # the popover's body is drawn a moment before its buttons: click as soon as one is there
+    _wait("the 'Abrir conversa' button", lambda: browser.js(CLICK_CONTAINING % json.dumps("Abrir conversa")))
     _wait("the conversation open in the inbox",
           lambda: "Parar funil" in _body_text(browser) or "Iniciar funil" in _body_text(browser), timeout=60)
     browser.screenshot("notifications_opened.png")
