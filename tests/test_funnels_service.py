@@ -277,6 +277,8 @@ def test_contact_runs_and_stopping_a_live_run(engine, r):
 
     # Only someone who sees the conversation may stop it.
     conversations.assign(admin, conversation["id"], agent_id=pedro.user_id)
+    assert funnels.contact_runs(agent, conversation["contact_id"]) == [], "not listed either"
+    assert [r["id"] for r in funnels.contact_runs(pedro, conversation["contact_id"])] == [run["id"]]
     with pytest.raises(NotFound) as hidden:
         funnels.stop_contact_run(agent, run["id"])
     assert error_text(hidden.value) == "Execução de funil não encontrada."

@@ -1,6 +1,6 @@
 """Contacts in the inbox: their profile, tags and custom fields.
 
-Any role edits the contacts whose conversation it sees under the inbox rules (``conversations._visible``);
+Any role edits the contacts whose conversation it sees under the inbox rules (``conversations.visible``);
 other contacts, including other workspaces', are reported as not found. Custom field keys are what funnel
 templates reach as ``{{contact.custom_data.KEY}}``, so they follow the funnel's own rule for field names.
 Putting a tag on a contact fires the funnels' "Tag adicionada" triggers (``engine.runtime.on_tag_added``)
@@ -35,7 +35,7 @@ FIELD_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 def _load(session: Session, actor: Actor, contact_id: int, lock: bool = False) -> tuple[Contact, Conversation]:
-    query = conversations._visible(actor, select(Contact, Conversation)
+    query = conversations.visible(actor, select(Contact, Conversation)
                                    .join(Conversation, Conversation.contact_id == Contact.id)
                                    .where(Contact.id == contact_id))
     if lock:

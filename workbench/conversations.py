@@ -33,7 +33,8 @@ from workbench.workspace_settings import load_setting
 LIST_LIMIT = 200
 
 
-def _visible(actor: Actor, query: Select) -> Select:
+def visible(actor: Actor, query: Select) -> Select:
+    """Restrict a query over ``Conversation`` to what the actor may see (module docstring: visibility)."""
     query = query.where(Conversation.workspace_id == actor.workspace_id)
     if actor.is_manager:
         return query
@@ -45,7 +46,7 @@ def _visible(actor: Actor, query: Select) -> Select:
 
 
 def _load(session: Session, actor: Actor, conversation_id: int) -> tuple[Conversation, Contact]:
-    row = session.execute(_visible(actor, select(Conversation, Contact)
+    row = session.execute(visible(actor, select(Conversation, Contact)
                                    .join(Contact, Contact.id == Conversation.contact_id)
                                    .where(Conversation.id == conversation_id))).first()
     if row is None:
@@ -56,7 +57,7 @@ def _load(session: Session, actor: Actor, conversation_id: int) -> tuple[Convers
 def list_conversations(actor: Actor, status: str | None = "open", mine: bool = False, search: str | None = None,
                        limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
     """Conversations for the inbox list, newest activity first, with contact and last message."""
-    query = _visible(actor, select(
+    query = visible(actor, select(
         Conversation.id, Conversation.status, Conversation.unread_count, Conversation.last_message_at,
         Conversation.last_message_preview, Conversation.last_message_direction, Conversation.last_message_type,
         Conversation.bot_paused, Conversation.agent_id, Conversation.team_id, Conversation.instance_id,
@@ -222,6 +223,6 @@ def revision(actor: Actor) -> int:
 def unread_total(actor: Actor) -> int:
     """Unread messages across the conversations the actor sees (for the menu badge)."""
     with session_scope() as session:
-        return int(session.scalar(_visible(actor, select(func.coalesce(func.sum(Conversation.unread_count), 0))
+        return int(session.scalar(visible(actor, select(func.coalesce(func.sum(Conversation.unread_count), 0))
                                            .where(Conversation.status != "closed"))) or 0)
 

@@ -249,8 +249,11 @@ def install_examples(session: Session, workspace_id: int, user_id: int | None = 
 def contact_runs(actor: Actor, contact_id: int) -> list[dict[str, Any]]:
     """The contact's funnel runs, newest first: funnel, node, status (for the contact panel)."""
     with session_scope() as session:
+        # only runs of conversations the actor sees in the inbox (an agent's view is limited there)
+        seen = conversations.visible(actor, select(Conversation.id))
         rows = session.execute(select(FunnelRun, Funnel.name).join(Funnel, Funnel.id == FunnelRun.funnel_id).where(
             FunnelRun.contact_id == contact_id, FunnelRun.workspace_id == actor.workspace_id,
+            FunnelRun.conversation_id.in_(seen),
         ).order_by(FunnelRun.id.desc()).limit(20)).all()
         return [{"id": run.id, "funnel": name, "status": run.status, "node": run.current_node,
                  "started_at": run.started_at, "deadline": run.wait_deadline, "error": run.error}
