@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from workbench import auth, conversations, notifications
+from workbench import auth, conversations, i18n, notifications, workspaces
 from workbench.bus import get_redis
 from workbench.config import get_settings
 from workbench.db import get_engine
@@ -27,6 +28,7 @@ TOKEN_KEY = "auth_token"
 RESUME_TRIED_KEY = "auth_resume_tried"
 COOKIE_ACTION_KEY = "auth_cookie_action"
 COOKIE_NAME = "wb_session"
+DISPLAY_ZONE_KEY = "display_zone"  # the workspace's time zone, read once per session (Configurações updates it)
 NOTIFY_CACHE_KEY = "notify_cache"  # (workspace revision, unread count, latest notifications)
 INBOX_SELECTED_KEY = "inbox_selected"  # the conversation the inbox opens (pages/inbox.py SELECTED_KEY)
 
@@ -181,8 +183,21 @@ def _notifications(actor: auth.Actor, inbox: st.Page) -> None:
                               args=(actor, item["id"]))
 
 
+def _session_zone() -> str | None:
+    """The signed-in workspace's zone for ``workbench.i18n``'s time formats (None outside a session)."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None  # a worker thread or plain code in the same process: the default zone
+    actor = st.session_state.get(ACTOR_KEY)
+    if actor is None:
+        return None
+    if DISPLAY_ZONE_KEY not in st.session_state:
+        st.session_state[DISPLAY_ZONE_KEY] = workspaces.get_timezone(actor)
+    return st.session_state[DISPLAY_ZONE_KEY]
+
+
 def main() -> None:
     """Gate every page behind a login, then show the pages the actor's role may use."""
+    i18n.use_zone_provider(_session_zone)
     _connect()
     _resume_from_cookie()
     _apply_cookie_action()

@@ -1,4 +1,4 @@
-"""Configurações: the bot's default reply and the workspace's team (admins and supervisors).
+"""Configurações: the bot's default reply, the workspace's time zone and team (admins and supervisors).
 
 Layout only: settings go through ``workbench.workspace_settings`` and people through ``workbench.workspaces``,
 which also enforce who may change what. Names and e-mails were typed by people, so they are shown with literal
@@ -19,6 +19,8 @@ actor = st.session_state["auth_actor"]
 BOT_FLASH_KEY = "settings_bot_flash"
 REPLY_FLASH_KEY = "settings_reply_flash"
 TEAM_FLASH_KEY = "settings_team_flash"
+ZONE_FLASH_KEY = "settings_zone_flash"
+DISPLAY_ZONE_KEY = "display_zone"  # the zone app.py shows this session's times in
 # The new account's credentials, popped by the run that shows them: the password is on screen exactly once.
 CREDENTIALS_KEY = "settings_new_credentials"
 REPLY_MODES = ("every", "once_24h")
@@ -99,6 +101,31 @@ def _bot_section() -> None:
     _show_flash(BOT_FLASH_KEY)
 
 
+# -- Fuso horário ---------------------------------------------------------------------------------------------
+
+
+def _save_zone() -> None:
+    """Form callback: store the workspace's time zone and show this session's times in it at once."""
+    try:
+        zone = workspaces.set_timezone(actor, st.session_state.get("settings_zone") or "")
+    except WorkbenchError as exc:
+        st.session_state[ZONE_FLASH_KEY] = ("error", error_text(exc))
+    else:
+        st.session_state[DISPLAY_ZONE_KEY] = zone
+        st.session_state[ZONE_FLASH_KEY] = ("success", t("settings.zone.saved"))
+
+
+def _zone_section() -> None:
+    st.subheader(t("settings.zone.title"))
+    choices = workspaces.timezone_choices()
+    if "settings_zone" not in st.session_state:
+        st.session_state["settings_zone"] = workspaces.get_timezone(actor)
+    with st.form("settings_zone_form", border=True):
+        st.selectbox(t("settings.zone.label"), choices, key="settings_zone", help=t("settings.zone.help"))
+        st.form_submit_button(t("settings.zone.save"), key="settings_zone_save", type="primary", on_click=_save_zone)
+    _show_flash(ZONE_FLASH_KEY)
+
+
 # -- Equipe ---------------------------------------------------------------------------------------------------
 
 
@@ -169,5 +196,6 @@ if not actor.is_manager:
 st.caption(t("settings.intro"))
 _default_reply_section()
 _bot_section()
+_zone_section()
 st.divider()
 _team_section()

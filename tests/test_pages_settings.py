@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from connector.contracts import OUT_STREAM, decode_outbound
 from tests.factories import PASSWORD, inbound, make_actor, make_instance, make_workspace, publish, run_jobs
 from tests.test_pages_app import login, new_app
-from workbench import auth, workspaces
+from workbench import auth, conversations, workspaces
 from workbench.errors import Conflict, InvalidInput, PermissionDenied
 from workbench.i18n import error_text
 from workbench.workspace_settings import get_setting, save_setting
@@ -185,3 +185,37 @@ def test_bot_auto_resume_after_an_agent_reply(engine, r):
         conv.bot_paused_until = now() - timedelta(seconds=1)  # the 30 minutes have passed
     assert jobs.sweep()["pauses_ended"] == 1
     assert conversations.get_conversation(admin, conv_id)["bot_paused"] is False
+
+
+def test_time_zone_moves_the_panel_times_and_is_checked(engine, r):
+    from datetime import UTC, datetime
+
+    ws = make_workspace()
+    admin = make_actor(ws, "admin")
+    inst = make_instance(ws)
+    at_15_utc = int(datetime(2026, 11, 20, 15, 0, tzinfo=UTC).timestamp() * 1000)
+    publish(inbound(inst, text="bom dia", timestamp_ms=at_15_utc))
+    run_jobs()
+
+    def chat_clock(at) -> str:
+        at.session_state["inbox_selected"] = conversations.list_conversations(admin)[0]["id"]
+        at = at.switch_page("pages/inbox.py").run()
+        return at.chat_message[0].get("caption")[-1].value
+
+    at = open_page(admin)
+    assert at.selectbox(key="settings_zone").value == "America/Sao_Paulo"
+    assert chat_clock(at) == "12:00", "São Paulo by default"
+    at = at.switch_page("pages/settings.py").run()
+    at.selectbox(key="settings_zone").set_value("America/Manaus")
+    at = at.button(key="settings_zone_save").click().run()
+    assert not at.exception and "Fuso horário salvo." in [s.value for s in at.success]
+    assert workspaces.get_timezone(admin) == "America/Manaus"
+    assert chat_clock(at) == "11:00", "the same message, now in Manaus time"
+    assert chat_clock(open_page(admin)) == "11:00", "a new session reads the workspace's zone"
+
+    with pytest.raises(InvalidInput) as bad:
+        workspaces.set_timezone(admin, "Marte/Olympus")
+    assert error_text(bad.value) == "Escolha um fuso horário da lista."
+    with pytest.raises(PermissionDenied):
+        workspaces.set_timezone(make_actor(ws, "agent", "agente@example.com"), "America/Manaus")
+    assert workspaces.timezone_choices()[:2] == ["America/Sao_Paulo", "America/Bahia"]

@@ -12,17 +12,42 @@ contact or user typed is never put *into* a catalog string — pages show it wit
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workbench.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCALE = "pt-BR"
-# Times are shown in the workspaces' default zone; Workspace.timezone defaults to the same value.
+# The default display zone; Workspace.timezone defaults to the same value.
 DISPLAY_TZ = ZoneInfo("America/Sao_Paulo")
+# Where the zone of the reader comes from: the panel registers a provider that reads the signed-in session's
+# workspace zone (``use_zone_provider``); workers and scripts have none and use the default.
+_zone_provider: Callable[[], str | None] | None = None
+
+
+def use_zone_provider(provider: Callable[[], str | None] | None) -> None:
+    """Register where ``display_zone`` reads the current reader's zone name (None: the default zone)."""
+    global _zone_provider
+    _zone_provider = provider
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else DISPLAY_TZ
+    except (ZoneInfoNotFoundError, ValueError):
+        return DISPLAY_TZ
+
+
+def display_zone() -> ZoneInfo:
+    """The zone times are shown in for the current reader (an unknown zone name falls back to the default)."""
+    return _zone(_zone_provider() if _zone_provider else None)
+
 
 CATALOG: dict[str, dict[str, str]] = {
     "pt-BR": {
@@ -339,6 +364,11 @@ CATALOG: dict[str, dict[str, str]] = {
         "settings.bot.read_help": "O contato vê os tiques azuis quando um funil ou a resposta padrão cuida da "
                                   "mensagem. Mensagens deixadas para os atendentes não são marcadas.",
         "settings.bot.save": "Salvar",
+        "settings.zone.title": "Fuso horário",
+        "settings.zone.label": "Fuso horário do espaço de trabalho",
+        "settings.zone.help": "Os horários do painel e o horário comercial dos funis usam este fuso.",
+        "settings.zone.save": "Salvar fuso horário",
+        "settings.zone.saved": "Fuso horário salvo.",
         "settings.bot.saved": "Configuração do bot salva.",
         "settings.reply.title": "Resposta padrão",
         "settings.reply.caption": "Quando ativada, o bot responde as mensagens dos contatos com este texto, "
@@ -664,6 +694,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.default_reply_blank": "Escreva o texto da resposta padrão antes de ativá-la.",
         "error.conversation_not_found": "Conversa não encontrada.",
         "error.notification_not_found": "Notificação não encontrada.",
+        "error.timezone": "Escolha um fuso horário da lista.",
         "error.agent_not_found": "Atendente não encontrado neste espaço de trabalho.",
         "error.empty_message": "Escreva alguma coisa antes de enviar.",
         "error.instance_name": "Dê um nome ao número (até 120 caracteres).",
@@ -827,7 +858,7 @@ def _ban_label(value: str, locale: str, now: datetime | None) -> str:
         until_ms = int(until.removeprefix("until="))
     except ValueError:
         until_ms = 0  # no usable end: still say it is a ban, without a date
-    current = now or datetime.now(DISPLAY_TZ)
+    current = now or datetime.now(display_zone())
     cause_key = f"wa_ban.{code}"
     cause = t(cause_key, locale) if has_key(cause_key, locale) else t("reason.code", locale, code=code)
     if until_ms <= 0:
@@ -882,8 +913,8 @@ def format_when(moment: datetime | None, now: datetime | None = None, locale: st
     """A list timestamp: the time for today, "ontem", else the date (dd/mm, or dd/mm/aaaa in other years)."""
     if moment is None:
         return ""
-    local = moment.astimezone(DISPLAY_TZ)
-    today = (now or datetime.now(DISPLAY_TZ)).astimezone(DISPLAY_TZ).date()
+    local = moment.astimezone(display_zone())
+    today = (now or datetime.now(display_zone())).astimezone(display_zone()).date()
     if local.date() == today:
         return local.strftime("%H:%M")
     if local.date() == today - timedelta(days=1):
@@ -895,8 +926,8 @@ def format_moment(moment: datetime | None, now: datetime | None = None) -> str:
     """A date and time ("25/11 14:05", with the year when it is not this year), in the display zone."""
     if moment is None:
         return ""
-    local = moment.astimezone(DISPLAY_TZ)
-    year = (now or datetime.now(DISPLAY_TZ)).astimezone(DISPLAY_TZ).year
+    local = moment.astimezone(display_zone())
+    year = (now or datetime.now(display_zone())).astimezone(display_zone()).year
     return local.strftime("%d/%m %H:%M" if local.year == year else "%d/%m/%Y %H:%M")
 
 
@@ -928,18 +959,18 @@ def trigger_label(trigger: dict[str, Any] | None, locale: str = DEFAULT_LOCALE) 
 
 def format_clock(moment: datetime | None) -> str:
     """The time of a chat message ("14:05"), in the display zone."""
-    return moment.astimezone(DISPLAY_TZ).strftime("%H:%M") if moment else ""
+    return moment.astimezone(display_zone()).strftime("%H:%M") if moment else ""
 
 
 def format_ms_clock(timestamp_ms: int | None) -> str:
     """The time of an epoch-milliseconds timestamp ("14:05"), in the display zone."""
     if not timestamp_ms:
         return ""
-    return datetime.fromtimestamp(timestamp_ms / 1000, DISPLAY_TZ).strftime("%H:%M")
+    return datetime.fromtimestamp(timestamp_ms / 1000, display_zone()).strftime("%H:%M")
 
 
 def format_ms_datetime(timestamp_ms: int, now: datetime | None = None) -> str:
     """Day and time of an epoch-milliseconds timestamp ("25/11 14:30"; "25/11/2027 14:30" in another year)."""
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, DISPLAY_TZ)
-    year = (now or datetime.now(DISPLAY_TZ)).astimezone(DISPLAY_TZ).year
+    moment = datetime.fromtimestamp(timestamp_ms / 1000, display_zone())
+    year = (now or datetime.now(display_zone())).astimezone(display_zone()).year
     return moment.strftime("%d/%m %H:%M" if moment.year == year else "%d/%m/%Y %H:%M")

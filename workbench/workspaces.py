@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import available_timezones
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from workbench.auth import Actor, create_user, generate_password
 from workbench.db import session_scope
-from workbench.errors import Conflict
+from workbench.errors import Conflict, InvalidInput
 from workbench.models import Setting, Team, TeamMember, User, Workspace, WorkspaceMember
 
 DEMO_ADMIN_EMAIL = "admin@demo.local"
@@ -95,3 +96,32 @@ def add_member(actor: Actor, email: str, name: str, role: str, password: str | N
         # Two admins adding the same e-mail at once: the unique index decides, with the same message.
         raise Conflict("e-mail already registered", key="error.email_taken") from exc
     return Credentials(normalized, password)
+
+
+# Brazil's zones first (the product's people), then every other zone the system knows.
+BRAZIL_ZONES = ("America/Sao_Paulo", "America/Bahia", "America/Fortaleza", "America/Recife", "America/Belem",
+                "America/Maceio", "America/Araguaina", "America/Manaus", "America/Cuiaba", "America/Campo_Grande",
+                "America/Porto_Velho", "America/Boa_Vista", "America/Rio_Branco", "America/Noronha")
+
+
+def timezone_choices() -> list[str]:
+    """Zones offered in Configurações: Brazil's first, then the rest alphabetically."""
+    others = sorted(zone for zone in available_timezones() if "/" in zone and zone not in BRAZIL_ZONES
+                    and not zone.startswith(("Etc/", "SystemV/", "posix/", "right/")))
+    return [*BRAZIL_ZONES, *others]
+
+
+def get_timezone(actor: Actor) -> str:
+    """The workspace's time zone: times in the panel and funnels' business hours use it."""
+    with session_scope() as session:
+        return session.scalar(select(Workspace.timezone).where(Workspace.id == actor.workspace_id))
+
+
+def set_timezone(actor: Actor, zone: str) -> str:
+    """Admins and supervisors set the workspace's time zone (an IANA name such as "America/Manaus")."""
+    actor.require("admin", "supervisor")
+    if zone not in available_timezones():
+        raise InvalidInput("unknown time zone", key="error.timezone")
+    with session_scope() as session:
+        session.execute(update(Workspace).where(Workspace.id == actor.workspace_id).values(timezone=zone))
+    return zone
