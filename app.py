@@ -19,8 +19,9 @@ from workbench import auth, conversations, i18n, notifications, workspaces
 from workbench.bus import get_redis
 from workbench.config import get_settings
 from workbench.db import get_engine
-from workbench.errors import AuthError, WorkbenchError
+from workbench.errors import PAGE_ERRORS, UNAVAILABLE, AuthError
 from workbench.i18n import error_text, format_when, role_label, t
+from workbench.panel import live_fragment, unavailable_notice
 
 # Session keys of the gate; pages read the actor from ACTOR_KEY.
 ACTOR_KEY = "auth_actor"
@@ -140,12 +141,12 @@ def _dismiss(actor: auth.Actor, notification_id: int | None) -> None:
             notifications.mark_all_read(actor)
         else:
             notifications.mark_read(actor, notification_id)
-    except WorkbenchError:
+    except PAGE_ERRORS:
         pass  # already gone or no longer visible: the next read of the list shows the truth
     st.session_state.pop(NOTIFY_CACHE_KEY, None)
 
 
-@st.fragment(run_every=5)
+@live_fragment(run_every=5)
 def _notifications(actor: auth.Actor, inbox: st.Page) -> None:
     """The bell: notifications for the actor (e.g. a funnel's "notify human"), live every few seconds.
 
@@ -196,6 +197,23 @@ def _session_zone() -> str | None:
 
 
 def main() -> None:
+    """Gate every page, keeping the panel up (with a notice) while PostgreSQL or Redis is out of reach."""
+    navigated: list[bool] = []
+    try:
+        _main(navigated)
+    except UNAVAILABLE as exc:
+        if navigated:
+            unavailable_notice(exc, retry_key="unavailable_retry")  # inside the page that failed
+        else:
+            # no navigation yet in this run: give it one page, so no other page (nor pages/ discovery) shows
+            def unavailable_page(error: Exception = exc) -> None:
+                unavailable_notice(error, retry_key="unavailable_retry")
+
+            st.navigation([st.Page(unavailable_page, title=t("app.title"), url_path="indisponivel")],
+                          position="hidden").run()
+
+
+def _main(navigated: list[bool]) -> None:
     """Gate every page behind a login, then show the pages the actor's role may use."""
     i18n.use_zone_provider(_session_zone)
     _connect()
@@ -204,8 +222,10 @@ def main() -> None:
     actor = st.session_state.get(ACTOR_KEY)
     if actor is None:
         # A navigation with only the login page: no other page (nor pages/ discovery) is reachable.
-        st.navigation([st.Page(_login_page, title=t("nav.login"), icon=":material/login:")],
-                      position="hidden").run()
+        login = st.navigation([st.Page(_login_page, title=t("nav.login"), icon=":material/login:")],
+                              position="hidden")
+        navigated.append(True)
+        login.run()
         return
     pages = [
         st.Page("pages/inbox.py", title=t("nav.inbox"), icon=":material/forum:", url_path="caixa-de-entrada",
@@ -227,6 +247,7 @@ def main() -> None:
         pages.append(st.Page("pages/settings.py", title=t("nav.settings"), icon=":material/settings:",
                              url_path="configuracoes"))
     navigation = st.navigation(pages)
+    navigated.append(True)
     _sidebar(actor, pages[0])
     navigation.run()
 

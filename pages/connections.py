@@ -18,8 +18,9 @@ from collections.abc import Callable
 import streamlit as st
 
 from workbench import instances
-from workbench.errors import WorkbenchError
+from workbench.errors import PAGE_ERRORS
 from workbench.i18n import error_text, format_age, reason_label, state_label, t
+from workbench.panel import live_fragment
 
 actor = st.session_state["auth_actor"]
 
@@ -60,7 +61,7 @@ def _do(action: str, instance_id: int) -> None:
     st.session_state.pop(CONFIRM_KEY, None)
     try:
         ACTIONS[action](actor, instance_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
     else:
         _flash("success", t(f"connections.done.{action}"))
@@ -78,7 +79,7 @@ def _request_pair_code(instance_id: int) -> None:
     """Button callback of "Pedir código": the code itself arrives in the status hash a moment later."""
     try:
         instances.request_pair_code(actor, instance_id, st.session_state.get(f"conn_pair_phone_{instance_id}", ""))
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
     else:
         _flash("success", t("connections.done.pair_code"))
@@ -88,7 +89,7 @@ def _restart_pairing(instance_id: int) -> None:
     """Button callback of "Gerar novo QR code"."""
     try:
         instances.restart_pairing(actor, instance_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
     else:
         _flash("success", t("connections.done.restart_pairing"))
@@ -99,7 +100,7 @@ def _create() -> None:
     try:
         instances.create_instance(actor, st.session_state.get("conn_new_name", ""),
                                   st.session_state.get("conn_new_transport", "sandbox"))
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
     else:
         st.session_state["conn_new_name"] = ""
@@ -245,7 +246,7 @@ def _card(inst: dict) -> None:
                     _qr_block(inst, status)
 
 
-@st.fragment(run_every=2)
+@live_fragment(run_every=2)
 def _cards() -> None:
     """The numbers with their live status, re-read every two seconds (connector state lives in Redis)."""
     _show_flash()

@@ -43,7 +43,7 @@ from engine.definition import validate_definition
 from engine.nodes import REGISTRY, condition, delay, send_message
 from engine.nodes import base as node_base
 from workbench import canvas, funnels, media_library, node_forms
-from workbench.errors import WorkbenchError
+from workbench.errors import PAGE_ERRORS
 from workbench.i18n import error_text, has_key, t
 
 actor = st.session_state["auth_actor"]
@@ -161,7 +161,7 @@ def _save(funnel_id: int, k: types.SimpleNamespace) -> None:
     definition = st.session_state[k.draft]
     try:
         report = funnels.save_draft(actor, funnel_id, definition)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
         return
     st.session_state[k.saved] = definition
@@ -179,7 +179,7 @@ def _publish(funnel_id: int, k: types.SimpleNamespace) -> None:
         funnels.save_draft(actor, funnel_id, definition)
         st.session_state[k.saved] = definition
         version = funnels.publish(actor, funnel_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
         return
     _flash("success", t("editor.published", version=version))
@@ -189,7 +189,7 @@ def _discard(funnel_id: int, k: types.SimpleNamespace) -> None:
     st.session_state.pop(CONFIRM_KEY, None)
     try:
         funnels.discard_draft(actor, funnel_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
         return
     _load(funnel_id, k)
@@ -446,7 +446,7 @@ def _media_widget(label: str, key: str, value: Any) -> None:
         return
     try:
         library = media_library.list_media(actor, kind)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.error(error_text(exc))
         library = []
     kept = form.media_id if kind == form.kind else None
@@ -793,7 +793,7 @@ def main() -> None:
     if k.draft not in st.session_state:
         try:
             _load(funnel_id, k)
-        except WorkbenchError as exc:
+        except PAGE_ERRORS as exc:
             st.error(error_text(exc))
             st.stop()
     st.session_state[FUNNEL_KEY] = funnel_id

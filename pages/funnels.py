@@ -21,7 +21,7 @@ import streamlit as st
 from engine.definition import MAX_DEFINITION_BYTES, ValidationReport, export_json, validate_definition
 from engine.examples import EXAMPLES
 from workbench import funnels
-from workbench.errors import WorkbenchError
+from workbench.errors import PAGE_ERRORS
 from workbench.i18n import error_text, t, trigger_label
 
 actor = st.session_state["auth_actor"]
@@ -74,7 +74,7 @@ def _create() -> None:
         definition = build()
     try:
         funnels.create_funnel(actor, name, definition)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
         return
     st.session_state["funnels_new_name"] = ""
@@ -92,7 +92,7 @@ def _import() -> None:
     try:
         funnel_id = funnels.import_funnel(actor, name, upload.getvalue())
         problems = len(validate_definition(funnels.get_funnel(actor, funnel_id)["draft"]).errors)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
         return
     st.session_state[UPLOAD_NONCE_KEY] = nonce + 1
@@ -112,7 +112,7 @@ def _replace(funnel_id: int) -> None:
         return
     try:
         report = funnels.import_draft(actor, funnel_id, upload.getvalue())
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc), funnel_id)
         return
     st.session_state[UPLOAD_NONCE_KEY] = nonce + 1
@@ -127,7 +127,7 @@ def _toggle(funnel_id: int) -> None:
     wanted = bool(st.session_state.get(f"funnels_active_{funnel_id}"))
     try:
         funnels.set_active(actor, funnel_id, wanted)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         # The next run puts the switch back to the stored value.
         _flash("error", error_text(exc), funnel_id)
     else:
@@ -138,7 +138,7 @@ def _publish(funnel_id: int, is_active: bool) -> None:
     st.session_state.pop(PROBLEMS_KEY, None)
     try:
         version = funnels.publish(actor, funnel_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         if exc.key == "error.funnel_invalid":
             st.session_state[PROBLEMS_KEY] = funnel_id
         _flash("error", error_text(exc), funnel_id)
@@ -151,7 +151,7 @@ def _publish(funnel_id: int, is_active: bool) -> None:
 def _duplicate(funnel_id: int) -> None:
     try:
         funnels.duplicate(actor, funnel_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc), funnel_id)
     else:
         _flash("success", t("funnels.duplicated"))
@@ -169,7 +169,7 @@ def _delete(funnel_id: int) -> None:
     st.session_state.pop(CONFIRM_KEY, None)
     try:
         funnels.delete_funnel(actor, funnel_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
     else:
         _flash("success", t("funnels.deleted"))

@@ -21,8 +21,9 @@ import streamlit as st
 from connector.media import MediaError, load_media
 from workbench import contacts, conversations, funnels
 from workbench.config import get_settings
-from workbench.errors import NotFound, WorkbenchError
+from workbench.errors import PAGE_ERRORS, NotFound
 from workbench.i18n import error_text, format_clock, format_moment, format_when, status_label, t, type_placeholder
+from workbench.panel import live_fragment
 
 actor = st.session_state["auth_actor"]
 
@@ -113,7 +114,7 @@ def _act(action: str) -> None:
             conversations.set_status(actor, conversation_id, action)
         elif action == "assign_me":
             conversations.assign(actor, conversation_id, agent_id=actor.user_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[FLASH_KEY] = ("error", error_text(exc))
 
 
@@ -121,7 +122,7 @@ def _reply() -> None:
     conversation_id = st.session_state.get(SELECTED_KEY)
     try:
         conversations.send_text(actor, conversation_id, st.session_state.get("inbox_reply") or "")
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[FLASH_KEY] = ("error", error_text(exc))
 
 
@@ -269,7 +270,7 @@ def _stop_run(run_id: int) -> None:
     """"Parar funil": the service re-checks that the run is still live and visible to this user."""
     try:
         funnels.stop_contact_run(actor, run_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[FLASH_KEY] = ("error", error_text(exc))
     else:
         st.session_state[FLASH_KEY] = ("success", t("inbox.funnel.stopped"))
@@ -295,7 +296,7 @@ def _start_funnel(conversation_id: int) -> None:
         return
     try:
         funnels.start_for_conversation(actor, conversation_id, funnel_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[FLASH_KEY] = ("error", error_text(exc))
     else:
         st.session_state[FLASH_KEY] = ("success", t("inbox.funnel.started_now"))
@@ -357,14 +358,14 @@ def _add_tag(contact_id: int) -> None:
         return
     try:
         contacts.add_tag(actor, contact_id, name)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[FLASH_KEY] = ("error", error_text(exc))
 
 
 def _remove_tag(contact_id: int, name: str) -> None:
     try:
         contacts.remove_tag(actor, contact_id, name)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[FLASH_KEY] = ("error", error_text(exc))
 
 
@@ -393,7 +394,7 @@ def _save_contact(contact_id: int, name: str, table: pd.DataFrame) -> None:
     rows = [(_cell(row["key"]), _cell(row["value"])) for row in table.to_dict("records")]
     try:
         contacts.update_contact(actor, contact_id, name=name, custom_data=rows)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.error(error_text(exc))  # here, under the form, which keeps what was typed
         return
     st.session_state[FLASH_KEY] = ("success", t("inbox.contact.saved"))
@@ -442,7 +443,7 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
     _funnel_section(contact["id"], signature, conversation["id"])
 
 
-@st.fragment(run_every=2)
+@live_fragment(run_every=2)
 def _inbox() -> None:
     """The live part of the page (see the module docstring for when it re-reads)."""
     data = _load()

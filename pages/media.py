@@ -14,7 +14,7 @@ import streamlit as st
 
 from workbench import media_library
 from workbench.config import get_settings
-from workbench.errors import WorkbenchError
+from workbench.errors import PAGE_ERRORS
 from workbench.i18n import error_text, format_moment, t
 
 actor = st.session_state["auth_actor"]
@@ -55,7 +55,7 @@ def _upload() -> None:
     for upload in files:
         try:
             item = media_library.upload_media(actor, upload.name, upload.getvalue(), upload.type)
-        except WorkbenchError as exc:
+        except PAGE_ERRORS as exc:
             results.append(("failed", upload.name, error_text(exc)))
             continue
         status = "known" if item["id"] in known else "added"
@@ -69,7 +69,7 @@ def _rename(media_id: int) -> None:
     key = f"media_name_{media_id}"
     try:
         item = media_library.rename_media(actor, media_id, st.session_state.get(key) or "")
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[FLASH_KEY] = ("error", error_text(exc))
     else:
         st.session_state[key] = item["filename"]  # the name as kept (sanitized, extension added)
@@ -88,7 +88,7 @@ def _remove(media_id: int) -> None:
     st.session_state.pop(CONFIRM_KEY, None)
     try:
         media_library.remove_media(actor, media_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[FLASH_KEY] = ("error", error_text(exc))
     else:
         st.session_state[FLASH_KEY] = ("success", t("media.removed"))
@@ -121,7 +121,7 @@ def _preview(item: dict[str, Any]) -> None:
         return
     try:
         data = media_library.media_content(actor, item["id"])
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.warning(error_text(exc), icon=":material/broken_image:")
         return
     if item["kind"] == "image":
@@ -136,7 +136,7 @@ def _remove_confirmation(item: dict[str, Any]) -> None:
     media_id = item["id"]
     try:
         used_by = media_library.media_usage(actor, media_id)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.error(error_text(exc))
         return
     if used_by:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from workbench import workspace_settings, workspaces
-from workbench.errors import WorkbenchError
+from workbench.errors import PAGE_ERRORS
 from workbench.i18n import error_text, role_label, t
 from workbench.models import ROLES
 
@@ -54,7 +54,7 @@ def _save_reply() -> None:
     value = {field: st.session_state.get(key) for key, field in REPLY_FIELDS.items()}
     try:
         workspace_settings.save_setting(actor, "default_reply", value)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[REPLY_FLASH_KEY] = ("error", error_text(exc))
     else:
         st.session_state[REPLY_FLASH_KEY] = ("success", t("settings.reply.saved"))
@@ -81,7 +81,7 @@ def _save_bot() -> None:
         workspace_settings.save_setting(actor, "bot", {
             "auto_resume_minutes": int(st.session_state.get("settings_bot_resume") or 0),
             "read_receipts": bool(st.session_state.get("settings_bot_read"))})
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[BOT_FLASH_KEY] = ("error", error_text(exc))
     else:
         st.session_state[BOT_FLASH_KEY] = ("success", t("settings.bot.saved"))
@@ -108,7 +108,7 @@ def _save_zone() -> None:
     """Form callback: store the workspace's time zone and show this session's times in it at once."""
     try:
         zone = workspaces.set_timezone(actor, st.session_state.get("settings_zone") or "")
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[ZONE_FLASH_KEY] = ("error", error_text(exc))
     else:
         st.session_state[DISPLAY_ZONE_KEY] = zone
@@ -135,7 +135,7 @@ def _add_member() -> None:
         credentials = workspaces.add_member(actor, st.session_state.get("settings_new_email") or "",
                                             st.session_state.get("settings_new_name") or "",
                                             st.session_state.get("settings_new_role") or "agent")
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         st.session_state[TEAM_FLASH_KEY] = ("error", error_text(exc))
     else:
         st.session_state["settings_new_name"] = ""

@@ -15,6 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+from sqlalchemy import exc as sa_exc
+
+# PostgreSQL or Redis cannot be reached (down, restarting, network): pages say so and offer a retry instead
+# of a traceback; nothing was lost, because every write is one transaction or a Redis command that failed whole.
+UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, redis.ConnectionError, redis.TimeoutError)
+
 
 class WorkbenchError(Exception):
     """Base of every product error. ``key`` names the catalog message; ``context`` fills it."""
@@ -55,3 +62,8 @@ class InvalidInput(WorkbenchError):
 
 class Conflict(WorkbenchError):
     key = "error.conflict"
+
+
+# What a page's action handler catches and shows with ``workbench.i18n.error_text``: product errors, and a
+# server out of reach (the action did nothing; the user may retry).
+PAGE_ERRORS = (WorkbenchError, *UNAVAILABLE)

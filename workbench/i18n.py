@@ -694,6 +694,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.default_reply_blank": "Escreva o texto da resposta padrão antes de ativá-la.",
         "error.conversation_not_found": "Conversa não encontrada.",
         "error.notification_not_found": "Notificação não encontrada.",
+        "error.unavailable": "O servidor de dados não está respondendo agora. Nada do que já foi salvo se perdeu; "
+                             "tente de novo em alguns segundos.",
+        "error.retry": "Tentar de novo",
         "error.timezone": "Escolha um fuso horário da lista.",
         "error.agent_not_found": "Atendente não encontrado neste espaço de trabalho.",
         "error.empty_message": "Escreva alguma coisa antes de enviar.",
@@ -800,8 +803,11 @@ def t(key: str, locale: str = DEFAULT_LOCALE, **values: Any) -> str:
     return text.format_map(_Blank(values)) if values else text
 
 
-def error_text(exc: WorkbenchError, locale: str = DEFAULT_LOCALE) -> str:
-    """The user-facing message for a product error: its own key, else its class's, else the generic one."""
+def error_text(exc: Exception, locale: str = DEFAULT_LOCALE) -> str:
+    """The user-facing message for a product error (its own key, else its class's, else the generic one), or
+    for PostgreSQL/Redis out of reach (``workbench.errors.PAGE_ERRORS``)."""
+    if not isinstance(exc, WorkbenchError):
+        return t("error.unavailable", locale)
     values = dict(exc.context)
     if "retry_after_s" in values:
         values["wait"] = format_duration(values["retry_after_s"])

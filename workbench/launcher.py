@@ -93,6 +93,8 @@ def _child_specs(settings: Settings, roles: tuple[str, ...], env: dict[str, str]
             py, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
             "--server.port", str(settings.panel_port), "--server.address", settings.panel_address,
             "--browser.gatherUsageStats", "false",
+            # an unexpected error shows its type only: tracebacks may carry SQL, paths or data
+            "--client.showErrorDetails", "type",
         ], env))
     return children
 

@@ -1,0 +1,106 @@
+"""PostgreSQL or Redis out of reach: the panel says so in Portuguese and offers a retry, instead of a traceback.
+
+The servers are made unreachable for real: the product is pointed at a closed port (nothing listens on port 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.factories import inbox_with_one_conversation
+from tests.test_pages_app import login, new_app
+from tests.test_pages_inbox import open_conversation, open_inbox
+from workbench import bus, db
+from workbench.config import get_settings
+from workbench.models import Message
+
+NOTICE = "O servidor de dados não está respondendo agora."
+
+
+class Outage:
+    """Points the product at a closed port (nothing listens on port 1) and back."""
+
+    DEAD = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2",
+            "REDIS_URL": "redis://127.0.0.1:1/0"}
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def cut(self, name: str) -> None:
+        """Make PostgreSQL (``DATABASE_URL``) or Redis (``REDIS_URL``) unreachable."""
+        self.monkeypatch.setenv(name, self.DEAD[name])
+        self._reconnect()
+
+    def restore(self) -> None:
+        """The servers answer again."""
+        self.monkeypatch.undo()
+        self._reconnect()
+
+    @staticmethod
+    def _reconnect() -> None:
+        get_settings.cache_clear()
+        db.dispose_engines()
+        bus.reset_clients()
+
+
+@pytest.fixture
+def outage(monkeypatch) -> Iterator[Outage]:
+    """Cut a server for the test; it answers again afterwards."""
+    cut = Outage(monkeypatch)
+    yield cut
+    cut.restore()
+
+
+def _notice(at) -> bool:
+    return any(NOTICE in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("server", ["DATABASE_URL", "REDIS_URL"])
+def test_the_inbox_says_the_server_is_out_of_reach(engine, r, outage, server):
+    inst, agent, conv_id = inbox_with_one_conversation()
+    at = open_conversation(open_inbox(agent), conv_id)
+    assert not at.exception
+    outage.cut(server)
+    at = at.run()
+    assert not at.exception and _notice(at)
+
+
+def test_an_agent_reply_while_postgres_is_down_is_refused_visibly(engine, r, outage):
+    inst, agent, conv_id = inbox_with_one_conversation()
+    at = open_conversation(open_inbox(agent), conv_id)
+    outage.cut("DATABASE_URL")
+    at = at.chat_input(key="inbox_reply").set_value("Oi!").run()
+    assert not at.exception and _notice(at)
+
+
+def test_signing_in_without_postgres_shows_the_notice(engine, r, outage):
+    outage.cut("DATABASE_URL")
+    at = new_app().run()
+    assert not at.exception and at.text_input(key="auth_email"), "the form needs no database"
+    at = login(at, "ana@example.com", "segredo")
+    assert not at.exception and _notice(at)
+    assert "auth_actor" not in at.session_state
+
+
+def test_live_parts_recover_by_themselves_and_nothing_is_lost(engine, r, outage):
+    inst, agent, conv_id = inbox_with_one_conversation()
+    at = open_conversation(open_inbox(agent), conv_id)
+    outage.cut("REDIS_URL")
+    at = at.run()
+    assert _notice(at)
+    outage.restore()
+    at = at.run()  # the next tick of the live parts
+    assert not at.exception and not _notice(at)
+    with db.session_scope() as s:
+        assert s.query(Message).count() == 1, "nothing was lost"
+
+
+def test_retry_button_after_the_server_is_back(engine, r, outage):
+    outage.cut("DATABASE_URL")
+    at = login(new_app().run(), "ana@example.com", "segredo")
+    assert _notice(at)
+    outage.restore()
+    at = at.button(key="unavailable_retry").click().run()
+    assert not at.exception and not _notice(at) and at.text_input(key="auth_email")
