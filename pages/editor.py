@@ -540,14 +540,20 @@ def _form_data(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list
     return data
 
 
-def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField]) -> None:
-    """"Aplicar": read every field widget back into the node's configuration (the draft, not the database)."""
+def _read_form(k: types.SimpleNamespace, node_id: str, prefix: str,
+               fields: list[FormField]) -> dict[str, Any] | None:
+    """The node's configuration as the form's widgets hold it; None (with a message) when a field is invalid."""
     _take_browser_changes(k)
     try:
-        data = _form_data(k, node_id, prefix, fields)
+        return _form_data(k, node_id, prefix, fields)
     except _FormError as exc:
         _flash("error", str(exc))
-        return
+        return None
+
+
+def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField]) -> None:
+    """"Aplicar": read every field widget back into the node's configuration (the draft, not the database)."""
+    data = _read_form(k, node_id, prefix, fields)
     if data is None:
         return
     _edit(k, lambda definition: canvas.update_node_data(definition, node_id, data))
@@ -557,12 +563,7 @@ def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: lis
 def _change_rules(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField], name: str,
                   change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
     """Add or remove a rule or group: the form is applied first, so nothing typed is lost."""
-    _take_browser_changes(k)
-    try:
-        data = _form_data(k, node_id, prefix, fields)
-    except _FormError as exc:
-        _flash("error", str(exc))
-        return
+    data = _read_form(k, node_id, prefix, fields)
     if data is None:
         return
     data[name] = change(data.get(name) if isinstance(data.get(name), list) else [])
