@@ -15,6 +15,8 @@ Redis layout (``{i}`` = instance id)::
     wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
     wb:drain:{i}       string  set while an inbound drain job is queued or running (one wake-up per burst)
     wb:drain:queued    zset    instance id -> when its drain was queued (running drains adopt late ones)
+    wb:poll:{i}:{id}   string  JSON list of the options of the poll the neonize connector sent as WhatsApp id
+                               ``id``: votes name options by SHA-256, so they are read back through it (expires)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ SENT_HASH = "wb:sent:{}"
 INSTANCES_HASH = "wb:instances"
 DRAIN_FLAG = "wb:drain:{}"
 DRAIN_QUEUED = "wb:drain:queued"
+POLL_OPTIONS_KEY = "wb:poll:{}:{}"
 OUT_GROUP = "connector"
 IN_GROUP = "workers"
 
@@ -47,6 +50,10 @@ MessageType = Literal[
     "text", "image", "audio", "video", "document", "sticker", "location", "contact",
     "reaction", "poll", "edit", "revoke", "unsupported",
 ]
+
+# What WhatsApp takes in a poll; a poll command outside this is sent as its fallback text.
+POLL_MIN_OPTIONS = 2
+POLL_MAX_OPTIONS = 12
 
 # Connection states shown on the Conexões page.
 STATES = (
@@ -70,7 +77,12 @@ class MediaRef(BaseModel):
 
 
 class InboundMessage(BaseModel):
-    """A message that reached the number (or was sent from its own phone: ``from_me``)."""
+    """A message that reached the number (or was sent from its own phone: ``from_me``).
+
+    A vote on one of our polls arrives as a ``text`` whose text is the chosen option's label (what a waiting
+    choices node matches), with ``quoted_id`` and ``raw["poll_id"]`` naming the poll and ``raw["poll_vote"]``
+    set; a vote that cannot be read arrives as ``unsupported`` with ``raw["poll_error"]``.
+    """
 
     kind: Literal["message"] = "message"
     instance_id: int
@@ -128,17 +140,35 @@ _inbound_adapter: TypeAdapter[InboundMessage | SendAck | Receipt | StateChange] 
 
 
 class OutboundCommand(BaseModel):
-    """Send one message. ``outbox_id`` identifies it end to end; the connector sends it at most once."""
+    """Send one message. ``outbox_id`` identifies it end to end; the connector sends it at most once.
+
+    ``text`` is the message's text, a media caption, or a poll's question. A ``poll`` (single choice) has its
+    options in ``poll_options`` and, in ``fallback_text``, the question with numbered options: what goes out
+    instead where a poll cannot (see ``sendable_poll``).
+    """
 
     outbox_id: int
     instance_id: int
     to_phone: str
     to_jid: str | None = None
-    type: Literal["text", "image", "audio", "video", "document"] = "text"
+    type: Literal["text", "image", "audio", "video", "document", "poll"] = "text"
     text: str | None = None
     media: MediaRef | None = None
     quoted_id: str | None = None
     typing: bool = True
+    poll_options: list[str] | None = None
+    fallback_text: str | None = None
+
+    def sendable_poll(self) -> OutboundCommand:
+        """This poll as a transport with polls sends it: unchanged when WhatsApp takes its options (2 to 12,
+        all different), else its fallback as a plain text message. Other commands are returned unchanged."""
+        if self.type != "poll":
+            return self
+        options = self.poll_options or []
+        if POLL_MIN_OPTIONS <= len(options) <= POLL_MAX_OPTIONS and len(set(options)) == len(options):
+            return self
+        return self.model_copy(update={"type": "text", "text": self.fallback_text or self.text,
+                                       "poll_options": None, "fallback_text": None})
 
 
 class ControlCommand(BaseModel):

@@ -31,10 +31,14 @@ Things neonize 0.5.2 does that shape this module (see LIBRARIES.md):
   thumbnail), which a pip install does not have: audio and video messages are built here from ``upload()``,
   with the duration read by mutagen (pure Python). Images (PIL thumbnail) and documents use neonize's
   builders, which need no ffmpeg.
+- Polls go out from ``build_poll_vote_creation`` (single choice). A vote arrives as a ``pollUpdateMessage``
+  that ``decrypt_poll_vote`` opens into SHA-256 hashes of the chosen options' names, so the options of each
+  poll we send are kept in Redis (``contracts.POLL_OPTIONS_KEY``) to read its votes back as the label.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -50,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import mutagen
+import redis
 from neonize.events import (
     ClientOutdatedEv,
     ConnectedEv,
@@ -74,9 +79,17 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
     ProtocolMessage,
     VideoMessage,
 )
-from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, MediaType, Presence, ReceiptType
+from neonize.utils.enum import (
+    ChatPresence,
+    ChatPresenceMedia,
+    ClientName,
+    MediaType,
+    Presence,
+    ReceiptType,
+    VoteType,
+)
 
-from connector.contracts import ControlCommand, InboundMessage, OutboundCommand, Receipt, now_ms
+from connector.contracts import POLL_OPTIONS_KEY, ControlCommand, InboundMessage, OutboundCommand, Receipt, now_ms
 from connector.media import MediaError, MediaTooLarge, load_media, max_bytes_from_env, store_media
 from connector.transport import (
     NotConnectedError,
@@ -102,6 +115,7 @@ PAIR_CODE_TTL_S = 180.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
 RETIRE_WAIT_S = 30.0  # how long stopping a client waits for sends in progress
+POLL_OPTIONS_TTL_S = 90 * 24 * 3600  # votes on a poll older than this arrive as unsupported
 
 USER_SERVER = "s.whatsapp.net"
 LID_SERVER = "lid"
@@ -801,7 +815,10 @@ class NeonizeTransport(Transport):
             raw["lid"] = True  # no phone number known yet; the digits are the LID's
         if event.IsViewOnce or event.IsViewOnceV2:
             raw["view_once"] = True
-        fields = self._map_content(client, message, field, content, raw, info.ID)
+        if field == "pollUpdateMessage":
+            fields = self._map_vote(client, event, content, raw)
+        else:
+            fields = self._map_content(client, message, field, content, raw, info.ID)
         if fields is None:
             return None
         return InboundMessage(
@@ -862,6 +879,37 @@ class NeonizeTransport(Transport):
             out.update(type="unsupported", text=None)
         return out
 
+    def _map_vote(self, client: Any, event: MessageEv, content: Any, raw: dict[str, Any]) -> dict[str, Any] | None:
+        """A vote on a poll: the chosen option's label as text (what a waiting choices node matches); a vote
+        that cannot be read stays an ``unsupported`` message; a withdrawn vote (nothing chosen) is skipped."""
+        poll_id = content.pollCreationMessageKey.ID or None
+        raw["poll_id"] = poll_id
+        try:
+            chosen = list(client.decrypt_poll_vote(event).selectedOptions)
+        except NeonizeError as exc:  # no key for that poll (not sent from this device) or a corrupt vote
+            log.warning("instance %s: vote on poll %s not decrypted: %s", self.instance_id, poll_id, exc)
+            return self._unreadable_vote(raw, poll_id, "undecryptable")
+        if not chosen:
+            log.info("instance %s: vote on poll %s withdrawn; ignored", self.instance_id, poll_id)
+            return None
+        try:
+            stored = self.redis.get(POLL_OPTIONS_KEY.format(self.instance_id, poll_id))
+        except redis.RedisError as exc:
+            log.warning("instance %s: options of poll %s unreadable (%s)", self.instance_id, poll_id, exc)
+            return self._unreadable_vote(raw, poll_id, "options_unavailable")
+        if stored is None:
+            return self._unreadable_vote(raw, poll_id, "unknown_poll")  # not ours, or expired
+        by_hash = {hashlib.sha256(option.encode()).digest(): option for option in json.loads(stored)}
+        labels = [by_hash.get(digest) for digest in chosen]
+        if None in labels:
+            return self._unreadable_vote(raw, poll_id, "unknown_option")
+        raw["poll_vote"] = True
+        return {"type": "text", "text": ", ".join(labels), "quoted_id": poll_id}
+
+    def _unreadable_vote(self, raw: dict[str, Any], poll_id: str | None, reason: str) -> dict[str, Any]:
+        raw.update(type="pollUpdateMessage", poll_error=reason)
+        return {"type": "unsupported", "text": None, "quoted_id": poll_id}
+
     def _download(self, client: Any, message: Message, content: Any, filename: str | None,
                   raw: dict[str, Any], wa_id: str) -> Any:
         """Download and store a message's media; on failure the message still arrives, with ``media_error``."""
@@ -921,6 +969,12 @@ class NeonizeTransport(Transport):
             if quote is None:
                 return Message(conversation=command.text)
             return Message(extendedTextMessage=ExtendedTextMessage(text=command.text, contextInfo=quote))
+        if command.type == "poll":
+            message = client.build_poll_vote_creation(command.text or "", list(command.poll_options or []),
+                                                      VoteType.SINGLE)
+            if quote is not None:
+                _content(message)[1].contextInfo.MergeFrom(quote)
+            return message
         data = self._media_bytes(command)
         caption = command.text or None
         mime = command.media.mime if command.media else ""
@@ -952,14 +1006,15 @@ class NeonizeTransport(Transport):
 
     def send(self, command: OutboundCommand) -> str:
         """Send one message; returns its WhatsApp id (see ``Transport.send`` for the errors)."""
+        command = command.sendable_poll()
         to = self._recipient(command.to_phone, command.to_jid)
         with self._borrow() as client:
             try:
                 message = self._build(client, command, to)
             except TransportError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - upload, image thumbnail: nothing was sent
-                raise SendError(f"outbox {command.outbox_id}: media not prepared: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - upload, image thumbnail, poll builder: nothing was sent
+                raise SendError(f"outbox {command.outbox_id}: message not prepared: {exc}") from exc
             try:
                 response = client.send_message(to, message)
             except NeonizeError as exc:  # SendMessageError and kin carry whatsmeow's error text
@@ -969,7 +1024,18 @@ class NeonizeTransport(Transport):
         wa_id = getattr(response, "ID", "")
         if not wa_id:
             raise SendUncertainError(f"outbox {command.outbox_id}: no message id in the send response")
+        if command.type == "poll":
+            self._remember_poll(wa_id, command.poll_options or [])
         return wa_id
+
+    def _remember_poll(self, wa_id: str, options: list[str]) -> None:
+        """Keep a sent poll's options: its votes name them only by SHA-256."""
+        try:
+            self.redis.set(POLL_OPTIONS_KEY.format(self.instance_id, wa_id), json.dumps(options),
+                           ex=POLL_OPTIONS_TTL_S)
+        except redis.RedisError as exc:
+            # The poll went out and must be acked as sent; its votes will arrive as unsupported.
+            log.warning("instance %s: options of poll %s not kept (%s)", self.instance_id, wa_id, exc)
 
     def _send_failure(self, command: OutboundCommand, error: str) -> TransportError:
         """Classify a whatsmeow send error: not sent (retry later or fail) or maybe sent (never retried)."""

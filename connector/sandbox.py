@@ -4,7 +4,7 @@
 types messages as leads through it. ``SandboxTransport`` is a linked device of a business number on that
 network, with the same life cycle as a real one (QR that rotates, a stored device that reconnects without a
 QR, logout, messages that wait while the device is offline and arrive in order when it returns, delivery and
-read receipts, typing indicator).
+read receipts, typing indicator, polls the lead votes on).
 
 Redis keys (``wb:sbx:*``; phones are digits only)::
 
@@ -17,7 +17,8 @@ Redis keys (``wb:sbx:*``; phones are digits only)::
                                         receipts (group "device"; entries wait while it is offline)
     wb:sbx:blob:{sha256}        string  media bytes "on WhatsApp's media servers" (expire after 7 days)
     wb:sbx:chat:{lead}:{biz}    list    message ids of one chat, both directions, in order
-    wb:sbx:msg:{lead}:{biz}     hash    message id -> JSON (direction, type, text, media, timestamp_ms, ...)
+    wb:sbx:msg:{lead}:{biz}     hash    message id -> JSON (direction, type, text, media, timestamp_ms, ...;
+                                        a poll also has ``options`` and the lead's ``vote``)
     wb:sbx:status:{lead}:{biz}  hash    message id -> sent | delivered | read
     wb:sbx:typing:{lead}:{biz}  string  set while the business shows "typing..." to the lead
     wb:sbx:leads:{lead}         zset    business phone -> last message time (the lead's chat list)
@@ -255,6 +256,40 @@ class SandboxNetwork:
             pipe.execute()
         return wa_id
 
+    def vote(self, lead_phone: str, business_phone: str, poll_id: str, option: str,
+             push_name: str | None = None) -> str:
+        """The lead votes ``option`` on the business's poll ``poll_id``; returns the vote's WhatsApp id.
+
+        The vote reaches the business as a WhatsApp vote leaves the neonize transport: a ``text`` message
+        whose text is the option, with ``quoted_id`` and ``raw["poll_id"]`` naming the poll and
+        ``raw["poll_vote"]`` set. As on a phone, a vote is no bubble of its own: the poll shows it.
+
+        Raises:
+            SandboxError: a malformed phone, an unlinked business number, no such poll from the business in
+                this chat, or an option the poll does not have.
+        """
+        lead = normalize_phone(lead_phone)
+        business = normalize_phone(business_phone)
+        if self.redis.hget(NUMBERS, business) is None:
+            raise SandboxError(f"{business} is not a linked sandbox number")
+        body = self.redis.hget(MESSAGES.format(lead, business), poll_id)
+        poll = json.loads(body) if body else {}
+        if poll.get("type") != "poll" or poll.get("direction") != "from_business":
+            raise SandboxError(f"no poll {poll_id!r} in this chat")
+        if option not in poll.get("options", []):
+            raise SandboxError(f"poll {poll_id} has no option {option!r}")
+        wa_id = "3A" + secrets.token_hex(9).upper()
+        message = {
+            "id": wa_id, "direction": "from_lead", "type": "text", "text": option, "media": None,
+            "timestamp_ms": now_ms(), "quoted_id": poll_id, "push_name": push_name,
+            "raw": {"poll_vote": True, "poll_id": poll_id},
+        }
+        with self.redis.pipeline() as pipe:
+            pipe.hset(MESSAGES.format(lead, business), poll_id, json.dumps({**poll, "vote": option}))
+            pipe.xadd(INBOX.format(business), {"p": json.dumps({"kind": "message", "lead": lead, **message})})
+            pipe.execute()
+        return wa_id
+
     def _upload(self, data: bytes, mime: str, filename: str | None) -> dict[str, Any]:
         sha = hashlib.sha256(data).hexdigest()
         self.redis.set(BLOB.format(sha), data, ex=BLOB_TTL_S)
@@ -272,7 +307,7 @@ class SandboxNetwork:
 
         Each item: ``id``, ``direction`` ("from_lead" | "from_business"), ``type``, ``text``, ``media``
         (``{sha256, mime, size, filename}`` or None), ``status`` (sent | delivered | read), ``timestamp_ms``,
-        ``quoted_id``.
+        ``quoted_id``, and for a poll (``text`` is its question) ``options`` and the lead's ``vote`` (or None).
         """
         lead, business = normalize_phone(lead_phone), normalize_phone(business_phone)
         ids = self.redis.lrange(CHAT.format(lead, business), -limit, -1)
@@ -283,8 +318,11 @@ class SandboxNetwork:
         chat = []
         for body, status in zip(bodies, statuses, strict=True):
             message = json.loads(body)
-            chat.append({key: message.get(key) for key in (
-                "id", "direction", "type", "text", "media", "timestamp_ms", "quoted_id")} | {"status": _text(status)})
+            item = {key: message.get(key) for key in (
+                "id", "direction", "type", "text", "media", "timestamp_ms", "quoted_id")} | {"status": _text(status)}
+            if message["type"] == "poll":
+                item.update(options=message.get("options") or [], vote=message.get("vote"))
+            chat.append(item)
         return chat
 
     def lead_conversations(self, lead_phone: str) -> list[dict[str, Any]]:
@@ -557,7 +595,11 @@ class SandboxTransport(Transport):
         return phone
 
     def send(self, command: OutboundCommand) -> str:
-        """Deliver the message to the lead's sandbox phone; returns its id (see ``Transport.send``)."""
+        """Deliver the message to the lead's sandbox phone; returns its id (see ``Transport.send``).
+
+        A poll WhatsApp would take arrives as a poll the lead can vote on; any other goes as its fallback text.
+        """
+        command = command.sendable_poll()
         business = self._business()
         try:
             lead = normalize_phone(command.to_phone)
@@ -566,7 +608,7 @@ class SandboxTransport(Transport):
         if command.type == "text" and not command.text:
             raise SendError(f"outbox {command.outbox_id}: a text message without text")
         media = None
-        if command.type != "text":
+        if command.type not in ("text", "poll"):
             if command.media is None:
                 raise SendError(f"outbox {command.outbox_id}: a {command.type} message without media")
             if not media_path(self.data_dir, command.media.sha256).is_file():
@@ -576,6 +618,8 @@ class SandboxTransport(Transport):
             "id": "3EB0" + secrets.token_hex(8).upper(), "direction": "from_business", "type": command.type,
             "text": command.text, "media": media, "timestamp_ms": now_ms(), "quoted_id": command.quoted_id,
         }
+        if command.type == "poll":
+            message["options"] = command.poll_options
         try:
             self.network.deliver_from_business(business, lead, message)
         except (redis.ConnectionError, redis.TimeoutError) as exc:

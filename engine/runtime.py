@@ -397,9 +397,12 @@ def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any]
         _, command = queue_message(session, conversation, text=action.text, funnel_id=funnel_id, data=data)
         return command if action.typing else command.model_copy(update={"typing": False})
     if isinstance(action, SendPoll):
-        # polls are not delivered through every transport: the numbered list works everywhere
-        _, command = queue_message(session, conversation, text=action.fallback_text, funnel_id=funnel_id, data=data)
-        return command
+        # The inbox shows the question with its numbered options; the command carries the poll, plus that text
+        # for where a poll cannot go (see OutboundCommand.sendable_poll).
+        poll = {"question": action.question, "options": list(action.options)}
+        _, command = queue_message(session, conversation, text=action.fallback_text, type="poll", funnel_id=funnel_id,
+                                   data={**data, "poll": poll}, poll=(action.question, poll["options"]))
+        return command if action.typing else command.model_copy(update={"typing": False})
     if isinstance(action, SendMedia):
         media = session.get(Media, action.media_id)
         if media is None or media.workspace_id != run.workspace_id:

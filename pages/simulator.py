@@ -3,7 +3,8 @@
 Layout only: everything goes through ``workbench.simulator`` (which checks the role and that the number
 is the workspace's). The page is one fragment that refreshes every two seconds, so the bot's replies, the
 "digitando…" indicator and newly connected numbers appear by themselves. Message text is shown with
-``st.text`` (literal); names typed by people never go into labels or Markdown.
+``st.text`` (literal); names typed by people never go into labels or Markdown, so a poll's options are
+``st.text`` rows, each with a plain "Votar" button.
 """
 
 from __future__ import annotations
@@ -68,6 +69,14 @@ def _send_image() -> None:
         _flash("success", t("simulator.image_sent"))
 
 
+def _vote(poll_id: str, option: str) -> None:
+    lead_phone, lead_name = _lead()
+    try:
+        simulator.vote(actor, st.session_state["sim_number"], lead_phone, poll_id, option, push_name=lead_name)
+    except WorkbenchError as exc:
+        _flash("error", error_text(exc))
+
+
 def _scan(instance_id: int) -> None:
     try:
         ok = simulator.scan_qr(actor, instance_id, st.session_state.get(f"sim_scan_phone_{instance_id}") or "",
@@ -117,11 +126,24 @@ def _bubble(message: dict[str, Any], business_phone: str) -> None:
             st.caption(type_placeholder(message["type"]))
         if message.get("text"):
             st.text(message["text"])
+        if message["type"] == "poll" and not from_lead:
+            _poll_options(message)
         footer = format_ms_clock(message.get("timestamp_ms"))
         if from_lead and message.get("status"):
             label = t(f"simulator.status.{message['status']}")
             footer = f"{footer} · " + (f":blue[{label}]" if message["status"] == "read" else label)
         st.caption(footer)
+
+
+def _poll_options(poll: dict[str, Any]) -> None:
+    for index, option in enumerate(poll["options"]):
+        chosen = poll["vote"] == option
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.text(option)
+            if chosen:
+                st.caption(t("simulator.your_vote"))
+            st.button(t("simulator.vote"), key=f"sim_vote_{poll['id']}_{index}", on_click=_vote,
+                      args=(poll["id"], option), disabled=chosen)
 
 
 def _chat(number: dict[str, Any]) -> None:

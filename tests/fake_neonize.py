@@ -13,7 +13,10 @@ behaves as the real client does where the transport depends on it:
   URL); every upload lands on the fake server, and the builders upload as neonize's do;
 - only the image and document builders exist: neonize's audio and video builders run ffmpeg, which a pip
   install lacks, so a transport calling them must fail the tests as it would fail in production;
-- calling a stopped client raises, where the real one would dereference nil in Go and kill the process.
+- calling a stopped client raises, where the real one would dereference nil in Go and kill the process;
+- polls: ``build_poll_vote_creation`` gives the poll a secret as whatsmeow does, the server keeps the secret of
+  each poll sent, and ``decrypt_poll_vote`` opens only votes made with it (``FakeWhatsApp.poll_vote`` casts one;
+  whatsmeow's AES-GCM is replaced by an HMAC tag, which fails the same way on a wrong or missing key).
 
 Events are real neonize protobufs (``neonize.events.MessageEv`` is ``Neonize_pb2.Message`` ...), built by
 the tests and delivered with ``client.fire(event)``, one at a time like neonize's single event goroutine.
@@ -22,6 +25,7 @@ the tests and delivered with ``client.fire(event)``, one at a time like neonize'
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -29,11 +33,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from neonize.events import EVENT_TO_INT, ConnectedEv, PairStatusEv
-from neonize.exc import DownloadError, GetJIDFromStoreError, LogoutError, NeonizeError, PairPhoneError
+from neonize.events import EVENT_TO_INT, ConnectedEv, MessageEv, PairStatusEv
+from neonize.exc import (
+    DecryptPollVoteError,
+    DownloadError,
+    GetJIDFromStoreError,
+    LogoutError,
+    NeonizeError,
+    PairPhoneError,
+)
 from neonize.proto.Neonize_pb2 import JID, Device, SendResponse, UploadResponse
-from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import DocumentMessage, ImageMessage, Message
-from neonize.utils.enum import ClientName, MediaType
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+    DocumentMessage,
+    ImageMessage,
+    Message,
+    MessageContextInfo,
+    PollCreationMessage,
+    PollEncValue,
+    PollUpdateMessage,
+    PollVoteMessage,
+)
+from neonize.utils.enum import ClientName, MediaType, VoteType
 
 DEADLINE_S = 30.0
 _MEDIA_FIELDS = ("imageMessage", "audioMessage", "videoMessage", "documentMessage", "stickerMessage", "ptvMessage")
@@ -110,6 +131,7 @@ class FakeWhatsApp:
         self.qr_gate = threading.Event()  # connect() waits here before it starts (the Go client's setup)
         self.qr_gate.set()
         self.on_chat_presence: Callable[[Any], None] | None = None  # a hook run before a typing indicator
+        self.poll_secrets: dict[str, bytes] = {}  # WhatsApp id of a poll sent -> its message secret
 
     # -- clients ---------------------------------------------------------------------------------------------
 
@@ -152,6 +174,32 @@ class FakeWhatsApp:
         client.fire(PairStatusEv(ID=make_jid(phone), BusinessName=push_name, Platform="android",
                                  Status=PairStatusEv.SUCCESS))
         client.fire(ConnectedEv(status=True))
+
+    # -- polls -----------------------------------------------------------------------------------------------
+
+    def poll_vote(self, poll_id: str, option_names: list[str], secret: bytes | None = None) -> Message:
+        """The ``pollUpdateMessage`` a contact's phone sends to vote ``option_names`` (none: withdraw the vote)
+        on the poll ``poll_id``, encrypted with the poll's secret (or ``secret``, to forge a bad one)."""
+        with self.lock:
+            key = secret if secret is not None else self.poll_secrets[poll_id]
+        payload = PollVoteMessage(selectedOptions=[hashlib.sha256(n.encode()).digest() for n in option_names])
+        iv = secrets.token_bytes(12)
+        body = payload.SerializeToString()
+        tag = hmac.new(key, iv + body, hashlib.sha256).digest()
+        return Message(pollUpdateMessage=PollUpdateMessage(
+            pollCreationMessageKey=MessageKey(ID=poll_id, fromMe=True),
+            vote=PollEncValue(encPayload=body + tag, encIV=iv), senderTimestampMS=int(time.time() * 1000)))
+
+    def decrypt_vote(self, update: PollUpdateMessage) -> PollVoteMessage:
+        """Open a vote with its poll's secret, as whatsmeow does (see ``poll_vote``)."""
+        with self.lock:
+            key = self.poll_secrets.get(update.pollCreationMessageKey.ID)
+        if key is None:
+            raise DecryptPollVoteError("failed to get message secret: original message secret key not found")
+        body, tag = update.vote.encPayload[:-32], update.vote.encPayload[-32:]
+        if not hmac.compare_digest(tag, hmac.new(key, update.vote.encIV + body, hashlib.sha256).digest()):
+            raise DecryptPollVoteError("failed to decrypt poll vote: cipher: message authentication failed")
+        return PollVoteMessage.FromString(body)
 
     # -- media -----------------------------------------------------------------------------------------------
 
@@ -309,6 +357,25 @@ class FakeClient:
             caption=caption, title=title, fileName=filename, mimetype=mimetype or "application/octet-stream",
             fileLength=upload.FileLength, fileSHA256=upload.FileSHA256))
 
+    def build_poll_vote_creation(self, name: str, options: list[str], selectable_count: VoteType,
+                                 quoted: Any = None) -> Message:
+        """A single- or multiple-choice poll with a fresh message secret, as neonize's builder returns it."""
+        self._alive()
+        if not isinstance(selectable_count, VoteType):
+            raise AssertionError("fake neonize: selectable_count is a VoteType (neonize reads its .value)")
+        return Message(
+            pollCreationMessage=PollCreationMessage(
+                name=name, options=[PollCreationMessage.Option(optionName=o) for o in options],
+                selectableOptionsCount=selectable_count.value),
+            messageContextInfo=MessageContextInfo(messageSecret=secrets.token_bytes(32)))
+
+    def decrypt_poll_vote(self, message: MessageEv) -> PollVoteMessage:
+        """The choices of a vote event (neonize passes the whole ``MessageEv``)."""
+        self._alive()
+        if not isinstance(message, MessageEv):
+            raise AssertionError("fake neonize: decrypt_poll_vote takes the MessageEv, not its Message")
+        return self.server.decrypt_vote(message.Message.pollUpdateMessage)
+
     def download_any(self, message: Message, path: str | None = None) -> bytes:
         self._alive()
         for field in _MEDIA_FIELDS:
@@ -334,6 +401,8 @@ class FakeClient:
         wa_id = "3EB0" + secrets.token_hex(8).upper()
         with self.server.lock:
             self.server.sent.append({"session": self.name, "to": jid_text(to), "message": message, "id": wa_id})
+            if message.HasField("pollCreationMessage"):  # whatsmeow keeps a sent poll's secret to read its votes
+                self.server.poll_secrets[wa_id] = message.messageContextInfo.messageSecret
         return SendResponse(ID=wa_id, Timestamp=int(time.time()), Message=message)
 
     def send_chat_presence(self, jid: JID, state: Any, media: Any) -> None:

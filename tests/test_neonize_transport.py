@@ -7,6 +7,7 @@ client (relay, Redis streams, status hash, media store, claims) is real.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import struct
@@ -632,6 +633,70 @@ def test_media_named_by_a_path_or_url_is_refused(r, wa, tmp_path):
         by_id = wait_until(lambda: len(a := acks(r, 1)) == 3 and a, what="three acks")
     assert all(not ack.ok and "not a sha256 digest" in ack.error for [ack] in by_id.values())
     assert wa.uploads == [] and wa.sent == []
+
+
+def test_polls_go_out_as_single_choice_polls_and_outside_2_to_12_options_as_their_fallback(r, wa, tmp_path):
+    def poll(outbox_id: int, options: list[str]) -> OutboundCommand:
+        fallback = "Qual horário?\n\n" + "\n".join(f"{i}. {o}" for i, o in enumerate(options, start=1))
+        return OutboundCommand(outbox_id=outbox_id, instance_id=1, to_phone=LEAD, type="poll", text="Qual horário?",
+                               poll_options=options, fallback_text=fallback)
+
+    twelve = [f"{h}h" for h in range(8, 20)]
+    commands = [poll(1, ["9h", "14h", "*18h*"]), poll(2, twelve), poll(3, ["9h"]), poll(4, [*twelve, "20h"]),
+                poll(5, ["9h", "9h"])]
+    with neonize_relay(r, wa, tmp_path):
+        connect(r, wa)
+        for command in commands:
+            r.xadd(contracts.OUT_STREAM.format(1), contracts.encode(command))
+        by_id = wait_until(lambda: len(a := acks(r, 1)) == 5 and a, what="five acks")
+    assert all(ack.ok for [ack] in by_id.values()), by_id
+    sent = {x["id"]: x["message"] for x in wa.sent}
+    first, second = (sent[by_id[n][0].wa_id].pollCreationMessage for n in (1, 2))
+    assert (first.name, [o.optionName for o in first.options], first.selectableOptionsCount) == (
+        "Qual horário?", ["9h", "14h", "*18h*"], 1)
+    assert [o.optionName for o in second.options] == twelve
+    for n in (3, 4, 5):  # one option, thirteen, or two alike: WhatsApp takes no such poll
+        assert sent[by_id[n][0].wa_id].conversation == commands[n - 1].fallback_text
+    kept = {n: r.get(contracts.POLL_OPTIONS_KEY.format(1, by_id[n][0].wa_id)) for n in range(1, 6)}
+    assert json.loads(kept[1]) == ["9h", "14h", "*18h*"] and json.loads(kept[2]) == twelve
+    assert kept[3] is kept[4] is kept[5] is None
+    assert 0 < r.ttl(contracts.POLL_OPTIONS_KEY.format(1, by_id[1][0].wa_id))
+
+
+def test_votes_arrive_as_the_chosen_label_and_unreadable_ones_as_unsupported(r, wa, tmp_path):
+    command = OutboundCommand(outbox_id=1, instance_id=1, to_phone=LEAD, type="poll", text="Qual horário?",
+                              poll_options=["Manhã", "Tarde"], fallback_text="Qual horário?\n\n1. Manhã\n2. Tarde")
+    with neonize_relay(r, wa, tmp_path) as relay:
+        client = connect(r, wa)
+        poll_id = relay.transport.send(command)
+        other_id = relay.transport.send(command)
+        votes = {
+            "V1": wa.poll_vote(poll_id, ["Tarde"]),
+            "V2": wa.poll_vote(poll_id, []),  # the lead took the vote back
+            "V3": wa.poll_vote(poll_id, ["Tarde"], secret=b"x" * 32),  # not made with the poll's key
+            "V4": wa.poll_vote(other_id, ["Noite"]),  # an option the poll never had
+        }
+        unknown = wa.poll_vote(poll_id, ["Manhã"])
+        unknown.pollUpdateMessage.pollCreationMessageKey.ID = "3EB0NEVERSENT"  # a poll from another device
+        votes["V5"] = unknown
+        for wa_id, message in votes.items():
+            assert client.fire(message_event(message, wa_id))
+        r.delete(contracts.POLL_OPTIONS_KEY.format(1, other_id))  # the poll's options expired
+        assert client.fire(message_event(wa.poll_vote(other_id, ["Manhã"]), "V6"))
+        got = inbound(r)
+    assert sorted(got) == ["V1", "V3", "V4", "V5", "V6"], "a withdrawn vote is not a message"
+    vote = got["V1"]
+    assert (vote.type, vote.text, vote.quoted_id, vote.phone) == ("text", "Tarde", poll_id, LEAD)
+    assert (vote.raw["poll_vote"], vote.raw["poll_id"]) == (True, poll_id)
+    errors = {wa_id: (m.type, m.text, m.raw.get("poll_error"), m.quoted_id) for wa_id, m in got.items()
+              if wa_id != "V1"}
+    assert errors == {
+        "V3": ("unsupported", None, "undecryptable", poll_id),
+        "V4": ("unsupported", None, "unknown_option", other_id),
+        "V5": ("unsupported", None, "undecryptable", "3EB0NEVERSENT"),
+        "V6": ("unsupported", None, "unknown_poll", other_id),
+    }
+    assert all(m.raw["type"] == "pollUpdateMessage" for wa_id, m in got.items() if wa_id != "V1")
 
 
 def test_send_errors_are_classified(r, wa, tmp_path):

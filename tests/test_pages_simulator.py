@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -123,3 +125,29 @@ def test_offline_number_is_flagged(linked, r):
     r.hset(STATUS_HASH.format(inst), "state", "reconnecting")
     at = open_page(actor)
     assert at.warning[0].value.startswith("Este número está offline")
+
+
+def test_lead_votes_on_a_poll_by_clicking_an_option(linked, r):
+    actor, _ = linked
+    network = SandboxNetwork(r)
+    network.deliver_from_business(BUSINESS, LEAD, {
+        "id": "POLL1", "direction": "from_business", "type": "poll", "text": "Qual horário?",
+        "options": ["**Manhã**", "Tarde"], "timestamp_ms": now_ms()})
+    at = open_page(actor)
+    assert not at.exception
+    bubble = at.chat_message[0]
+    assert [x.value for x in bubble.get("text")] == ["Qual horário?", "**Manhã**", "Tarde"], "options stay literal"
+    assert bubble.get("caption")[0].value == "[Enquete]"
+    assert [b.label for b in at.button if b.key.startswith("sim_vote_")] == ["Votar", "Votar"]
+    at.button(key="sim_vote_POLL1_1").click().run()
+    assert not at.exception and not at.error
+    entries = [json.loads(fields[b"p"]) for _, fields in r.xrange(INBOX.format(BUSINESS))]
+    [vote] = [e for e in entries if e["kind"] == "message"]  # the rest are the poll's receipts
+    assert (vote["type"], vote["text"], vote["quoted_id"], vote["push_name"]) == (
+        "text", "Tarde", "POLL1", "Cliente Teste")
+    assert vote["raw"] == {"poll_vote": True, "poll_id": "POLL1"}
+    assert at.button(key="sim_vote_POLL1_1").disabled and not at.button(key="sim_vote_POLL1_0").disabled
+    assert "✓ seu voto" in [c.value for c in at.chat_message[0].get("caption")]
+    with pytest.raises(InvalidInput) as info:
+        simulator.vote(actor, BUSINESS, LEAD, "POLL1", "Noite")
+    assert info.value.key == "error.poll_vote"

@@ -269,6 +269,31 @@ def test_a_refused_send_is_acknowledged_as_failed_and_released(r, network, serve
     assert network.media_bytes(stored.sha256) == PNG
 
 
+def test_a_poll_is_delivered_and_the_leads_vote_arrives_as_the_option_text(r, network):
+    fallback = "Qual horário?\n\n1. Manhã\n2. Tarde"
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        send_command(r, 1, 1, "Qual horário?", type="poll", poll_options=["Manhã", "Tarde"], fallback_text=fallback)
+        send_command(r, 1, 2, "Qual horário?", type="poll", poll_options=["Manhã"], fallback_text="Qual?\n\n1. Manhã")
+        wait_until(lambda: len(acks(r, 1)) == 2, what="two acks")
+        poll, single = network.lead_chat(LEAD, BUSINESS)
+        assert (poll["type"], poll["text"], poll["options"], poll["vote"]) == (
+            "poll", "Qual horário?", ["Manhã", "Tarde"], None)
+        assert (single["type"], single["text"]) == ("text", "Qual?\n\n1. Manhã"), "WhatsApp takes no 1-option poll"
+        with pytest.raises(SandboxError, match="no option"):
+            network.vote(LEAD, BUSINESS, poll["id"], "Noite")
+        with pytest.raises(SandboxError, match="no poll"):
+            network.vote(LEAD, BUSINESS, single["id"], "Manhã")
+        vote_id = network.vote(LEAD, BUSINESS, poll["id"], "Tarde", push_name="Ana")
+        [vote] = wait_until(lambda: events(r, 1, "message"), what="the vote")
+    assert (vote.wa_id, vote.type, vote.text, vote.quoted_id, vote.push_name) == (
+        vote_id, "text", "Tarde", poll["id"], "Ana")
+    assert vote.raw == {"poll_vote": True, "poll_id": poll["id"]}
+    chat = network.lead_chat(LEAD, BUSINESS)
+    assert [m["id"] for m in chat] == [poll["id"], single["id"]], "a vote is not a chat bubble"
+    assert chat[0]["vote"] == "Tarde"
+
+
 def test_send_from_lead_refuses_an_unlinked_number_and_a_malformed_phone(network):
     with pytest.raises(SandboxError, match=BUSINESS):
         network.send_from_lead(LEAD, BUSINESS, text="oi")

@@ -351,6 +351,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "simulator.status.sent": "✓ enviada",
         "simulator.status.delivered": "✓✓ entregue",
         "simulator.status.read": "✓✓ lida",
+        "simulator.vote": "Votar",
+        "simulator.your_vote": "✓ seu voto",
+        "error.poll_vote": "Não deu para votar: essa enquete ou opção não existe mais nesta conversa.",
         # -- Configurações ---------------------------------------------------------------------------------
         "settings.title": "Configurações",
         "settings.intro": "Como o bot responde e quem faz parte da equipe deste espaço de trabalho.",

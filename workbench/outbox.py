@@ -57,10 +57,13 @@ def queue_message(
     user_id: int | None = None,
     funnel_id: int | None = None,
     data: dict[str, Any] | None = None,
+    poll: tuple[str, list[str]] | None = None,
 ) -> tuple[int, OutboundCommand]:
     """Write an outbound message and its outbox command; publish the returned command after commit.
 
     ``conversation`` needs ``id``, ``workspace_id``, ``instance_id``, ``phone`` and optionally ``jid``.
+    ``poll`` = (question, options) makes the command a single-choice poll; ``text`` is then what the inbox shows
+    and what goes out where a poll cannot (the question with numbered options).
     Returns the message id and the command.
     """
     conn = session.connection()
@@ -69,7 +72,8 @@ def queue_message(
     scope = {"workspace_id": conversation["workspace_id"], "instance_id": conversation["instance_id"]}
     command = OutboundCommand(
         outbox_id=0, instance_id=conversation["instance_id"], to_phone=conversation["phone"],
-        to_jid=conversation.get("jid"), type=type, text=body, media=media,
+        to_jid=conversation.get("jid"), type=type, text=poll[0] if poll else body, media=media,
+        **({"poll_options": list(poll[1]), "fallback_text": body} if poll else {}),
     )
     outbox_id, message_id = conn.execute(_QUEUE, {
         **scope, "conversation_id": conversation["id"], "type": type, "text": body,

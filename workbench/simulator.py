@@ -120,6 +120,24 @@ def send_from_lead(actor: Actor, business_phone: str, lead_phone: str, text: str
                                      push_name=(push_name or "").strip() or None)
 
 
+def vote(actor: Actor, business_phone: str, lead_phone: str, poll_id: str, option: str,
+         push_name: str | None = None) -> str:
+    """The simulated lead votes ``option`` on a poll the number sent; returns the vote's id.
+
+    The vote arrives as a WhatsApp vote does (see ``SandboxNetwork.vote``): the option's text, so a waiting
+    "send choices" node takes that option.
+
+    Raises:
+        InvalidInput: no such poll in the chat, an option it does not have, or a malformed phone.
+        NotFound: the business number is not the workspace's.
+    """
+    business = _check_number(actor, business_phone)
+    try:
+        return _network().vote(_phone(lead_phone), business, poll_id, option, (push_name or "").strip() or None)
+    except SandboxError:
+        raise InvalidInput("poll vote", key="error.poll_vote") from None
+
+
 def chat(actor: Actor, business_phone: str, lead_phone: str, limit: int = 200) -> list[dict[str, Any]]:
     """The chat as the lead's phone shows it, oldest first (see ``SandboxNetwork.lead_chat``)."""
     return _network().lead_chat(_phone(lead_phone), _check_number(actor, business_phone), limit=limit)
