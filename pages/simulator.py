@@ -14,8 +14,9 @@ from typing import Any
 import streamlit as st
 
 from workbench import instances, simulator
-from workbench.errors import WorkbenchError
+from workbench.errors import PAGE_ERRORS
 from workbench.i18n import error_text, format_ms_clock, t, type_placeholder
+from workbench.panel import live_fragment
 
 actor = st.session_state["auth_actor"]
 
@@ -48,7 +49,7 @@ def _send_text() -> None:
     try:
         simulator.send_from_lead(actor, st.session_state["sim_number"], lead_phone,
                                  text=st.session_state.get("sim_text"), push_name=lead_name)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
 
 
@@ -62,7 +63,7 @@ def _send_image() -> None:
         simulator.send_from_lead(actor, st.session_state["sim_number"], lead_phone,
                                  text=st.session_state.get("sim_caption"), media=upload.getvalue(),
                                  mime=upload.type, filename=upload.name, push_name=lead_name)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
     else:
         st.session_state["sim_caption"] = ""
@@ -73,7 +74,7 @@ def _vote(poll_id: str, option: str) -> None:
     lead_phone, lead_name = _lead()
     try:
         simulator.vote(actor, st.session_state["sim_number"], lead_phone, poll_id, option, push_name=lead_name)
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
 
 
@@ -81,7 +82,7 @@ def _scan(instance_id: int) -> None:
     try:
         ok = simulator.scan_qr(actor, instance_id, st.session_state.get(f"sim_scan_phone_{instance_id}") or "",
                                st.session_state.get(f"sim_scan_name_{instance_id}"))
-    except WorkbenchError as exc:
+    except PAGE_ERRORS as exc:
         _flash("error", error_text(exc))
         return
     if ok:
@@ -163,7 +164,7 @@ def _chat(number: dict[str, Any]) -> None:
     st.chat_input(t("simulator.type"), key="sim_text", on_submit=_send_text)
 
 
-@st.fragment(run_every=2)
+@live_fragment(run_every=2)
 def _simulator() -> None:
     """The live page: pending QR codes, the number and lead pickers, and the lead's chat."""
     _show_flash()
@@ -192,7 +193,7 @@ def _simulator() -> None:
     with chat_col:
         try:
             _chat(number)
-        except WorkbenchError as exc:  # e.g. the number was unlinked between two reads
+        except PAGE_ERRORS as exc:  # e.g. the number was unlinked between two reads
             st.error(error_text(exc))
 
 
