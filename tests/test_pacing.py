@@ -71,9 +71,11 @@ def test_relay_holds_sends_past_the_ceiling_and_keeps_them(r, monkeypatch):
             send_command(r, 1, outbox_id, f"mensagem {outbox_id}", to_phone=f"{LEAD}{outbox_id}")
         wait_until(lambda: len(acks(r, 1)) == 2, what="two sends within the ceiling")
         assert relay.pacer.delay() > 30  # the third waits for the minute to pass
-        assert 3 not in acks(r, 1)
+        # three contacts, three lanes: any one of the three may be the one left waiting
+        [held] = {1, 2, 3} - set(acks(r, 1))
+    assert held not in acks(r, 1)
     # stopped while waiting: the third was not sent and its claim was given back for the next start
-    assert r.hget("wb:sent:1", "3") is None
+    assert r.hget("wb:sent:1", str(held)) is None
 
 
 def test_relay_withholds_its_heartbeat_while_the_transport_reports_no_life(r, monkeypatch):
