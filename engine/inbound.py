@@ -93,7 +93,13 @@ def _contact_upsert():
             "jid": stmt.excluded.jid,
             "last_inbound_at": func.coalesce(stmt.excluded.last_inbound_at, Contact.last_inbound_at),
         },
-    ).returning(Contact.id, literal_column("xmax = 0").label("inserted"))
+    ).returning(
+        Contact.id, literal_column("xmax = 0").label("inserted"),
+        # The row as it was before this statement (subqueries in RETURNING see the statement's snapshot): no
+        # inbound message yet means this is the contact's first, even if we wrote to them first from the phone.
+        literal_column("(SELECT before.last_inbound_at IS NULL FROM contacts AS before"
+                       " WHERE before.id = contacts.id)").label("never_wrote"),
+    )
 
 
 def _conversation_upsert():
@@ -141,7 +147,7 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
     counts = inbound and not side_effect
     text, flags = clean_text(event.text) if event.text is not None else (None, {})
     scope = {"workspace_id": instance.workspace_id, "instance_id": instance.id}
-    contact_id, new_contact = conn.execute(CONTACT_UPSERT, {
+    contact_id, new_contact, never_wrote = conn.execute(CONTACT_UPSERT, {
         **scope, "phone": phone, "jid": event.chat_jid, "push_name": event.push_name if inbound else None,
         "inbound_at": when if inbound else None,
     }).one()
@@ -169,7 +175,10 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
         conversation = {"id": conversation_id, "workspace_id": instance.workspace_id, "instance_id": instance.id,
                         "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused,
                         "new_contact": new_contact, "push_name": event.push_name}
-        effects = dispatch.on_inbound_message(session, conversation, event, text, is_new_contact=new_contact)
+        # "first message ever": a new row, or a contact we had only written to (new_contact alone tells the
+        # runtime that the row holds nothing yet: no tags, fields or runs)
+        first = new_contact or bool(never_wrote)
+        effects = dispatch.on_inbound_message(session, conversation, event, text, is_new_contact=first)
         applied.effects.extend(effects)
 
 

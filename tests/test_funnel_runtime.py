@@ -87,6 +87,18 @@ def test_welcome_funnel_menu_by_number_and_by_text(engine, r):
     assert bot_texts("551102")[-1] == "Perfeito! Um consultor de vendas vai falar com você em instantes."
 
 
+def test_first_message_counts_for_a_contact_we_wrote_to_first_from_the_phone(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Boas-vindas", welcome_funnel))
+    publish(inbound(inst, phone="551103", text="Oi, aqui é a Ana da loja", from_me=True))  # sent from the phone
+    run_jobs()
+    assert bot_texts("551103") == ["Oi, aqui é a Ana da loja"], "our own message starts nothing"
+    say(inst, "oi Ana", phone="551103")
+    assert bot_texts("551103")[1].startswith("Olá, Maria! 👋"), "the contact's first message ever"
+    say(inst, "2", phone="551103")
+    say(inst, "outra coisa", phone="551103")
+    assert sum(text.startswith("Olá") for text in bot_texts("551103")) == 1, "and only the first"
+
+
 def test_reply_while_paused_waits_and_resume_continues(engine, r):
     ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel))
     say(inst, "vendas")
