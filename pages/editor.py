@@ -42,7 +42,7 @@ from engine import preview
 from engine.definition import validate_definition
 from engine.nodes import REGISTRY, condition, delay, send_message
 from engine.nodes import base as node_base
-from workbench import canvas, funnels, media_library, node_forms
+from workbench import canvas, funnels, instances, media_library, node_forms, workspaces
 from workbench.errors import PAGE_ERRORS
 from workbench.i18n import error_text, has_key, t
 
@@ -228,7 +228,11 @@ def _pick(k: types.SimpleNamespace) -> None:
 # -- the node form: generated from the node's pydantic schema ----------------------------------------------------
 
 FieldKind = Literal["text", "template", "int", "float", "bool", "literal", "list_str", "list_int", "options",
-                    "rule_groups", "business_hours", "media", "json"]
+                    "rule_groups", "business_hours", "media", "pick_one", "pick_many", "json"]
+# Fields holding ids of the workspace's rows: picked by name from a list, never typed as numbers.
+PICKED_FIELDS: dict[str, tuple[FieldKind, str]] = {"team_id": ("pick_one", "teams"), "user_id": ("pick_one", "members"),
+                                                   "agent_id": ("pick_one", "members"),
+                                                   "instance_ids": ("pick_many", "numbers")}
 # (name, widget kind, optional, literal choices, the value the widget was drawn from)
 FormField = tuple[str, FieldKind, bool, tuple[Any, ...], Any]
 # The typed editors and the reader that says whether a value fits one (None: show it as advanced JSON).
@@ -289,6 +293,8 @@ def _data_fields(kind: str) -> list[tuple[str, FieldKind, bool, tuple[Any, ...],
     fields = []
     for name, info in data_model.model_fields.items():
         widget, optional, choices = _classify(info.annotation, list(info.metadata))
+        if name in PICKED_FIELDS and widget in ("int", "list_int"):
+            widget = PICKED_FIELDS[name][0]
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         fields.append((name, widget, optional, choices, default))
     return fields
@@ -322,6 +328,8 @@ def _field_widget(field: FormField, key: str, form_args: tuple[Any, ...]) -> Non
         _hours_widget(label, key, value)
     elif widget == "media":
         _media_widget(label, key, value)
+    elif widget in ("pick_one", "pick_many"):
+        _pick_widget(name, label, widget, key, value)
     elif widget == "bool":
         st.checkbox(label, value=bool(value), key=key)
     elif widget == "literal":
@@ -351,6 +359,32 @@ def _field_widget(field: FormField, key: str, form_args: tuple[Any, ...]) -> Non
     else:
         text = "" if value is None else json.dumps(value, ensure_ascii=False, indent=2)
         st.text_area(t("editor.panel.advanced", field=label), value=text, key=key, help=t("editor.panel.json_help"))
+
+
+def _choices_of(source: str) -> dict[int, str]:
+    """id -> name of the workspace's teams, members or numbers."""
+    if source == "teams":
+        return {row["id"]: row["name"] for row in workspaces.list_teams(actor)}
+    if source == "members":
+        return {row["id"]: row["name"] for row in workspaces.list_members(actor)}
+    return {row["id"]: row["name"] for row in instances.list_instances(actor)}
+
+
+def _pick_widget(name: str, label: str, widget: FieldKind, key: str, value: Any) -> None:
+    """A team, person or numbers picked by name; an id no longer in the workspace stays, shown as "#id"."""
+    names = _choices_of(PICKED_FIELDS[name][1])
+    current = [value] if isinstance(value, int) else [v for v in value or [] if isinstance(v, int)]
+    options = [*names, *(v for v in current if v not in names)]
+
+    def show(option: int | None) -> str:  # names typed by people: plain option text
+        return t("editor.pick.none") if option is None else names.get(option, f"#{option}")
+
+    if widget == "pick_one":
+        choices = [None, *options]
+        st.selectbox(label, choices, index=choices.index(current[0]) if current else 0, key=key, format_func=show)
+    else:
+        st.multiselect(label, options, default=current, key=key, format_func=show,
+                       placeholder=t("editor.pick.all_numbers"))
 
 
 def _rules_widget(label: str, key: str, groups: Any, change_args: tuple[Any, ...]) -> None:
@@ -485,8 +519,10 @@ def _field_value(field: FormField, key: str) -> Any:
     if widget == "media":
         return node_forms.media_from_form(_media_read(key, shown), shown)
     raw = st.session_state.get(key)
-    if widget in ("bool", "literal"):
+    if widget in ("bool", "literal", "pick_one"):
         return raw
+    if widget == "pick_many":
+        return list(raw) or None
     if widget in ("int", "float"):
         return None if raw is None else (int(raw) if widget == "int" else float(raw))
     if widget in ("text", "template"):

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from engine.definition import validate_definition
 from engine.examples import scheduling_funnel
 from engine.nodes.condition import ConditionData
-from tests.factories import make_actor, make_workspace
+from tests.factories import make_actor, make_instance, make_team, make_workspace
 from tests.test_pages_app import new_app
 from workbench import funnels
 from workbench.db import session_scope
@@ -418,3 +418,28 @@ def test_a_value_the_typed_form_cannot_show_falls_back_to_json(engine, r):
     at = at.button(key="editor_apply_filtro").click().run()
     at = at.button(key="editor_save").click().run()
     assert funnels.get_funnel(admin, fid)["draft"] == definition
+
+
+def test_teams_people_and_numbers_are_picked_by_name(engine, r):
+    ws = make_workspace()
+    admin = make_actor(ws)
+    seller = make_actor(ws, "agent", "ana.vendas@example.com")
+    team = make_team(ws, "Vendas <b>SP</b>", seller.user_id)
+    number = make_instance(ws, "Comercial **SP**")
+    fid = funnels.create_funnel(admin, "Agendamento", scheduling_funnel())
+    at = click(open_editor(admin, fid), fid, "rota_vendas")
+    team_box, agent_box = widget(at.selectbox, "_team_id"), widget(at.selectbox, "_agent_id")
+    assert team_box.options == ["—", "Vendas <b>SP</b>"] and team_box.value is None  # names as plain option text
+    assert "ana.vendas" in agent_box.options
+    team_box.set_value(team)
+    at = agent_box.set_value(seller.user_id).run()
+    at = at.button(key="editor_apply_rota_vendas").click().run()
+    at = click(at, fid, "inicio")
+    numbers = widget(at.multiselect, "_instance_ids")
+    assert numbers.options == ["Comercial **SP**"] and numbers.value == []
+    at = numbers.set_value([number]).run()
+    at = at.button(key="editor_apply_inicio").click().run()
+    at = at.button(key="editor_save").click().run()
+    route = stored_data(admin, fid, "rota_vendas")
+    assert (route["team_id"], route["agent_id"], route["team_name"]) == (team, seller.user_id, "Vendas")
+    assert stored_data(admin, fid, "inicio")["instance_ids"] == [number]
