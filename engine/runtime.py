@@ -344,7 +344,7 @@ def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funne
         run.ended_at, run.wait_token, run.wait_deadline = now(), None, None
     # A new run is inserted here with where the walk left it (one statement, no insert-then-update); its id
     # is what the messages and events below refer to.
-    session.flush([run])
+    session.flush()
     if run.wait_deadline:
         effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     start_next: int | None = None
