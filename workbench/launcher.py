@@ -95,6 +95,8 @@ def _child_specs(settings: Settings, roles: tuple[str, ...], env: dict[str, str]
             "--browser.gatherUsageStats", "false",
             # an unexpected error shows its type only: tracebacks may carry SQL, paths or data
             "--client.showErrorDetails", "type",
+            # a product, not a Streamlit app being developed: no "Deploy" button nor developer menu
+            "--client.toolbarMode", "viewer",
         ], env))
     return children
 
