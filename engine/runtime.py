@@ -458,8 +458,9 @@ def _tag(session: Session, workspace_id: int, name: str) -> tuple[int, str]:
         return found[0], found[1]
     stmt = pg_insert(Tag).values(workspace_id=workspace_id, name=name)
     tag_id = session.execute(stmt.on_conflict_do_nothing().returning(Tag.id)).scalar_one_or_none()
-    if tag_id is None:  # a concurrent transaction created it a moment ago (they meet on the unique constraint)
-        tag_id = session.scalar(select(Tag.id).where(Tag.workspace_id == workspace_id, Tag.name == name))
+    if tag_id is None:  # a concurrent transaction created it a moment ago (they meet on the unique index)
+        tag_id, name = session.execute(select(Tag.id, Tag.name).where(
+            Tag.workspace_id == workspace_id, func.lower(Tag.name) == func.lower(name))).one()
     return tag_id, name
 
 

@@ -169,7 +169,8 @@ class Contact(Base):
 
 class Tag(Base):
     __tablename__ = "tags"
-    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    # unique ignoring case: "vip" is the same tag as "VIP" (see engine.runtime.tag_contact)
+    __table_args__ = (Index("uq_tags_workspace_lower_name", "workspace_id", sql("lower(name)"), unique=True),)
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = _ws()
     name: Mapped[str] = mapped_column(String(80))

@@ -1,0 +1,50 @@
+"""Schema migrations on real PostgreSQL: each revision upgrades data written under the one before."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
+
+from tests.conftest import _fresh_database
+from tests.factories import make_workspace
+from workbench import db
+from workbench.db import session_scope
+from workbench.migrations import upgrade_database
+from workbench.models import Tag
+
+
+def test_tags_that_differ_only_in_case_are_merged_keeping_their_contacts(servers):
+    url, drop = _fresh_database(servers["DATABASE_URL"])
+    try:
+        upgrade_database(url, "0001")
+        engine = create_engine(db.normalize_url(url))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO workspaces (id, name) VALUES (1, 'Loja'), (2, 'Outra')"))
+            conn.execute(text("INSERT INTO instances (id, workspace_id, name, transport) VALUES "
+                              "(1, 1, 'Comercial', 'sandbox')"))
+            conn.execute(text("INSERT INTO contacts (id, workspace_id, instance_id, phone) VALUES "
+                              "(1, 1, 1, '5511900000001'), (2, 1, 1, '5511900000002')"))
+            conn.execute(text("INSERT INTO tags (id, workspace_id, name) VALUES "
+                              "(1, 1, 'VIP'), (2, 1, 'vip'), (3, 1, 'Vip'), (4, 2, 'vip'), (5, 1, 'novo')"))
+            # contact 1 carries two spellings, contact 2 only a later one
+            conn.execute(text("INSERT INTO contact_tags (contact_id, tag_id) VALUES (1, 1), (1, 2), (2, 3), (2, 5)"))
+        upgrade_database(url)
+        with engine.begin() as conn:
+            tags = conn.execute(text("SELECT id, workspace_id, name FROM tags ORDER BY id")).all()
+            carried = conn.execute(text("SELECT contact_id, tag_id FROM contact_tags ORDER BY 1, 2")).all()
+            assert [tuple(t) for t in tags] == [(1, 1, "VIP"), (4, 2, "vip"), (5, 1, "novo")]
+            assert [tuple(c) for c in carried] == [(1, 1), (2, 1), (2, 5)]
+            with pytest.raises(IntegrityError):
+                conn.execute(text("INSERT INTO tags (workspace_id, name) VALUES (1, 'vIp')"))
+        engine.dispose()
+    finally:
+        drop()
+
+
+def test_the_database_refuses_a_second_spelling_of_a_tag(engine, r):
+    ws, other = make_workspace(), make_workspace("Outra")
+    with session_scope() as s:
+        s.add_all([Tag(workspace_id=ws, name="VIP"), Tag(workspace_id=other, name="vip")])
+    with pytest.raises(IntegrityError), session_scope() as s:
+        s.add(Tag(workspace_id=ws, name="vip"))
