@@ -45,7 +45,6 @@ import logging
 import os
 import queue
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -91,6 +90,7 @@ from neonize.utils.enum import (
 
 from connector.contracts import POLL_OPTIONS_KEY, ControlCommand, InboundMessage, OutboundCommand, Receipt, now_ms
 from connector.media import MediaError, MediaTooLarge, load_media, max_bytes_from_env, store_media
+from connector.spool import replace_file
 from connector.transport import (
     NotConnectedError,
     SendError,
@@ -479,17 +479,7 @@ class NeonizeTransport(Transport):
             return None  # whatsmeow then resumes the only device of this instance's own file
 
     def _store_jid(self, jid: JID) -> None:
-        data = json.dumps({"user": jid.User, "server": jid.Server, "device": jid.Device})
-        fd, tmp = tempfile.mkstemp(dir=self.jid_path.parent, prefix=".jid-")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.jid_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(self.jid_path, json.dumps({"user": jid.User, "server": jid.Server, "device": jid.Device}))
 
     def _forget_session(self) -> None:
         """Delete the session (the client must be stopped): the next start pairs a new device."""

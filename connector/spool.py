@@ -40,6 +40,20 @@ def spool_path(data_dir: Path | str, instance_id: int) -> Path:
     return Path(data_dir) / SPOOL_DIR / f"{int(instance_id)}.jsonl"
 
 
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` all or nothing: a temporary file beside it, synced, then renamed over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
 class Spool:
     """Publish inbound events to ``wb:in:{i}``, or keep them on disk until Redis is back.
 
@@ -180,16 +194,7 @@ class Spool:
         if not rest:
             self.path.unlink(missing_ok=True)
         else:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".spool-")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.writelines(line if line.endswith("\n") else line + "\n" for line in rest)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            replace_file(self.path, "".join(line if line.endswith("\n") else line + "\n" for line in rest))
         self._fsync_dir()
         self._spooled = len(rest)
 

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from engine.examples import scheduling_funnel, welcome_funnel
 from tests.factories import PASSWORD, inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
 from tests.test_pages_app import login, new_app
+from tests.test_pages_inbox import walk
 from workbench import conversations, funnels
 from workbench.db import session_scope
 from workbench.models import Funnel, FunnelRun, Message
@@ -47,12 +48,6 @@ def live_funnel(ws: int, name: str = "Agendamento", build=scheduling_funnel) -> 
 def say(inst: int, *messages: str, phone: str = LEAD) -> None:
     publish(*[inbound(inst, phone=phone, text=text) for text in messages])
     run_jobs()
-
-
-def walk(node):
-    yield node
-    for child in (getattr(node, "children", None) or {}).values():
-        yield from walk(child)
 
 
 def test_cards_show_trigger_version_switch_and_counts(engine, r):
