@@ -15,13 +15,14 @@ import json
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from workbench import auth, conversations, i18n, notifications, workspaces
-from workbench.bus import get_redis
-from workbench.config import get_settings
-from workbench.db import get_engine
-from workbench.errors import PAGE_ERRORS, UNAVAILABLE, AuthError
-from workbench.i18n import error_text, format_when, role_label, t
-from workbench.panel import live_fragment, unavailable_notice
+from pages.ui.panel import live_fragment, unavailable_notice
+from workbench.base import i18n
+from workbench.base.errors import PAGE_ERRORS, UNAVAILABLE, AuthError
+from workbench.base.i18n import error_text, format_when, role_label, t
+from workbench.services import auth, conversations, notifications, workspaces
+from workbench.store.bus import get_redis
+from workbench.store.config import get_settings
+from workbench.store.db import get_engine
 
 # Session keys of the gate; pages read the actor from ACTOR_KEY.
 ACTOR_KEY = "auth_actor"
@@ -185,7 +186,7 @@ def _notifications(actor: auth.Actor, inbox: st.Page) -> None:
 
 
 def _session_zone() -> str | None:
-    """The signed-in workspace's zone for ``workbench.i18n``'s time formats (None outside a session)."""
+    """The signed-in workspace's zone for ``workbench.base.i18n``'s time formats (None outside a session)."""
     if get_script_run_ctx(suppress_warning=True) is None:
         return None  # a worker thread or plain code in the same process: the default zone
     actor = st.session_state.get(ACTOR_KEY)

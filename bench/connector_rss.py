@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from connector import contracts  # noqa: E402
 from connector.sandbox import SandboxNetwork  # noqa: E402
-from workbench.embedded import EmbeddedRedis  # noqa: E402
+from workbench.store.embedded import EmbeddedRedis  # noqa: E402
 
 IDLE_S = 3.0
 

@@ -3,7 +3,7 @@
 Each inbound message makes the bot answer once (the workspace's default reply in "every message" mode),
 so the time from a lead's send to the answer's command in the number's outbound stream is the product's
 whole inbound-to-outbound path. Next to it, in the same run, a bare *floor*: one process reading a Redis
-stream and running the very same statements (``engine.inbound.apply_events``) in one PostgreSQL
+stream and running the very same statements (``engine.worker.inbound.apply_events``) in one PostgreSQL
 transaction per message, then appending to a Redis stream — no connector, no RQ, no batching.
 
 Scenarios: burst (all messages at once) and paced (100 msgs/s), product with 1 and 2 workers, and with
@@ -59,7 +59,7 @@ class Result:
 
 
 def _servers(tmp: Path) -> tuple[str, str, list]:
-    from workbench.embedded import EmbeddedPostgres, EmbeddedRedis
+    from workbench.store.embedded import EmbeddedPostgres, EmbeddedRedis
 
     stops = []
     pg_url = os.environ.get("DATABASE_URL")
@@ -73,7 +73,7 @@ def _servers(tmp: Path) -> tuple[str, str, list]:
         redis_url = rs.start()
         stops.append(rs.stop)
     # a database of our own on that server, dropped at the end
-    from workbench.db import normalize_url
+    from workbench.store.db import normalize_url
 
     url = make_url(normalize_url(pg_url))
     name = f"wb_bench_{uuid.uuid4().hex[:8]}"
@@ -82,7 +82,7 @@ def _servers(tmp: Path) -> tuple[str, str, list]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
 
     def drop() -> None:
-        from workbench.db import dispose_engines
+        from workbench.store.db import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:
@@ -135,8 +135,8 @@ def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
     from sqlalchemy import func, select
 
     from connector.contracts import IN_STREAM
-    from workbench.db import session_scope
-    from workbench.models import Outbox
+    from workbench.store.db import session_scope
+    from workbench.store.models import Outbox
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -184,8 +184,8 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, pro
 def _funnel_scenarios(args, client, admin, product, product_send, watcher, procs, results, paced_n) -> None:
     """The same path with the welcome funnel active: each message comes from a new lead and starts a run
     that sends two messages (welcome, then the menu) and waits for the choice."""
-    from engine.examples import welcome_funnel
-    from workbench import funnels
+    from engine.core.examples import welcome_funnel
+    from workbench.services import funnels
 
     funnel_id = funnels.create_funnel(admin, "Boas-vindas", welcome_funnel())
     funnels.publish(admin, funnel_id)
@@ -213,7 +213,7 @@ def main() -> None:
     os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WORKBENCH_DATA_DIR": str(tmp),
                        "WORKBENCH_TYPING_MS_PER_CHAR": "0", "WORKBENCH_SEND_MIN_GAP_MS": "0",
                        "WORKBENCH_SENDS_PER_MINUTE": "0"})
-    from workbench.config import get_settings
+    from workbench.store.config import get_settings
 
     get_settings.cache_clear()
     children: list[subprocess.Popen] = []
@@ -250,13 +250,13 @@ def _wait(predicate, timeout: float = 60, what: str = "condition") -> None:
 def _run(args, children: list[subprocess.Popen]) -> None:
     from connector.contracts import IN_STREAM, OUT_STREAM, STATUS_HASH, encode, now_ms
     from connector.sandbox import SandboxNetwork
-    from engine.inbound import apply_events
+    from engine.worker.inbound import apply_events
     from tests.factories import inbound, make_actor, make_instance, make_workspace
-    from workbench import outbox
-    from workbench.bus import get_redis
-    from workbench.db import session_scope
-    from workbench.migrations import upgrade_database
-    from workbench.workspace_settings import save_setting
+    from workbench.services import outbox
+    from workbench.services.workspace_settings import save_setting
+    from workbench.store.bus import get_redis
+    from workbench.store.db import session_scope
+    from workbench.store.migrations import upgrade_database
 
     upgrade_database(os.environ["DATABASE_URL"])
     client = get_redis()

@@ -40,7 +40,7 @@ OUT_GROUP = "connector"
 IN_GROUP = "workers"
 
 INBOUND_QUEUE = "inbound"
-DRAIN_JOB = "engine.jobs.drain_inbound"
+DRAIN_JOB = "engine.worker.jobs.drain_inbound"
 
 MESSAGE_TYPES = (
     "text", "image", "audio", "video", "document", "sticker", "location", "contact",
@@ -205,7 +205,7 @@ def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
 
     Called after every XADD to ``wb:in:{i}``. The flag collapses a burst into one job. The job keeps the
     flag while it runs and clears it when it leaves, then queues a new job itself if events arrived
-    in between (``engine.jobs._leave``), so no event is left without a job.
+    in between (``engine.worker.jobs._leave``), so no event is left without a job.
     """
     if redis_client.set(DRAIN_FLAG.format(instance_id), "1", nx=True, ex=300):
         from rq import Queue, Retry

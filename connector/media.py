@@ -3,7 +3,7 @@
 Connectors download media from the provider and store it here; workers, the panel and notebooks read it by
 the ``MediaRef`` carried in the contracts. Files are named by their SHA-256, so the same image sent twice is
 stored once and a file is never rewritten in place. The connector shares only ``contracts`` with the product,
-so the data dir comes from ``WORKBENCH_DATA_DIR`` (or the caller), not from ``workbench.config``.
+so the data dir comes from ``WORKBENCH_DATA_DIR`` (or the caller), not from ``workbench.store.config``.
 """
 
 from __future__ import annotations

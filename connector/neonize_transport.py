@@ -14,7 +14,7 @@ Threads::
                  inside a neonize callback (stopping the client, presence), and the QR-series watchdog
     neonize's    event callbacks: map to the neutral contracts and hand them to the relay, one at a time
 
-Things neonize 0.5.2 does that shape this module (see LIBRARIES.md):
+Things neonize 0.5.2 does that shape this module (docs/libraries.md, "neonize"):
 
 - whatsmeow shows 6 QR codes (60 s, then 20 s each) and then gives up without telling Python; the client
   idles, dead. A watchdog notices that no new code came in time, stops the client and waits in

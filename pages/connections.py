@@ -1,6 +1,6 @@
 """Conexões: the workspace's WhatsApp numbers, their live connection state and QR codes.
 
-Layout only: data and rules come from ``workbench.instances``. The cards refresh every two seconds in a
+Layout only: data and rules come from ``workbench.services.instances``. The cards refresh every two seconds in a
 fragment, so a QR code that rotates or a number that connects shows up without a page reload. Names and
 push names were typed by people, so they are shown with ``st.text`` (literal), never as Markdown; so is
 anything else a connector reports (pairing codes, unknown reason codes).
@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from workbench import instances
-from workbench.errors import PAGE_ERRORS
-from workbench.i18n import error_text, format_age, reason_label, state_label, t
-from workbench.panel import live_fragment
+from pages.ui.panel import live_fragment
+from workbench.base.errors import PAGE_ERRORS
+from workbench.base.i18n import error_text, format_age, reason_label, state_label, t
+from workbench.services import instances
 
 actor = st.session_state["auth_actor"]
 

@@ -1,11 +1,12 @@
 """Editor de funil: the draft on a streamlit-flow canvas, a form for the selected node, and a test chat.
 
 Layout only. The draft lives in session state while it is edited (``editor_def_<id>``) and reaches the
-database through ``workbench.funnels`` ("Salvar rascunho", "Publicar", "Descartar rascunho"); the conversion
-between the draft and the canvas is ``workbench.canvas``; the test chat is ``engine.preview`` (pure: nothing is
-sent or stored).
+database through ``workbench.services.funnels`` ("Salvar rascunho", "Publicar", "Descartar rascunho"); the
+conversion between the draft and the canvas is ``workbench.editor.canvas``; the test chat is
+``engine.core.preview`` (pure: nothing is sent or stored).
 
-How the canvas and Python stay in step (streamlit-flow 1.6.1, see LIBRARIES.md):
+
+How the canvas and Python stay in step (streamlit-flow 1.6.1, docs/libraries.md):
 
 - the browser reports every change (drag, click, new edge, delete) as the component's value, kept by Streamlit
   under the canvas key; each run turns a value it has not seen yet into the draft (``canvas.from_flow``);
@@ -16,7 +17,7 @@ How the canvas and Python stay in step (streamlit-flow 1.6.1, see LIBRARIES.md):
 
 The node form is generated from the node's schema: scalars get one widget each, and the structured fields get a
 typed editor (a condition's rule rows, a delay's business hours, a message's media-library picker;
-``workbench.node_forms`` converts both ways). It is not an ``st.form``, so those editors can react at once (a
+``workbench.editor.node_forms`` converts both ways). It is not an ``st.form``, so those editors can react at once (a
 rule's value box goes away for "está vazio", the picker lists the chosen media kind); nothing reaches the draft
 until "Aplicar" (or adding/removing a rule, which applies the form first). JSON is left only as an "avançado"
 editor for values the typed editors cannot show.
@@ -38,13 +39,14 @@ import streamlit as st
 from pydantic import AfterValidator, BaseModel
 from streamlit_flow import StreamlitFlowEdge, StreamlitFlowNode, StreamlitFlowState, streamlit_flow
 
-from engine import preview
-from engine.definition import validate_definition
-from engine.nodes import REGISTRY, condition, delay, send_message
-from engine.nodes import base as node_base
-from workbench import canvas, funnels, instances, media_library, node_forms, workspaces
-from workbench.errors import PAGE_ERRORS
-from workbench.i18n import error_text, has_key, t
+from engine.core import preview
+from engine.core.definition import validate_definition
+from engine.core.nodes import REGISTRY, condition, delay, send_message
+from engine.core.nodes import base as node_base
+from workbench.base.errors import PAGE_ERRORS
+from workbench.base.i18n import error_text, has_key, t
+from workbench.editor import canvas, node_forms
+from workbench.services import funnels, instances, media_library, workspaces
 
 actor = st.session_state["auth_actor"]
 

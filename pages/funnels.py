@@ -1,6 +1,6 @@
 """Funis: the workspace's funnels as cards (trigger, active switch, version, run counts) and their actions.
 
-Layout only: every read and write goes through ``workbench.funnels``, which also enforces that only admins and
+Layout only: every read and write goes through ``workbench.services.funnels``, which also enforces that only admins and
 supervisors edit. Funnel names, node ids, keywords and imported definitions were typed by people, so they are
 shown with literal elements (``st.text``, ``st.code``), never as Markdown.
 
@@ -18,11 +18,11 @@ from typing import Any
 
 import streamlit as st
 
-from engine.definition import MAX_DEFINITION_BYTES, ValidationReport, export_json, validate_definition
-from engine.examples import EXAMPLES
-from workbench import funnels
-from workbench.errors import PAGE_ERRORS
-from workbench.i18n import error_text, t, trigger_label
+from engine.core.definition import MAX_DEFINITION_BYTES, ValidationReport, export_json, validate_definition
+from engine.core.examples import EXAMPLES
+from workbench.base.errors import PAGE_ERRORS
+from workbench.base.i18n import error_text, t, trigger_label
+from workbench.services import funnels
 
 actor = st.session_state["auth_actor"]
 

@@ -1,8 +1,8 @@
 """Caixa de entrada: the shared inbox — conversation list, chat, reply box, bot and status controls.
 
-Layout only: every read and write goes through ``workbench.conversations`` (and, for the contact panel's
-tags and fields, ``workbench.contacts``; for its funnel runs and their "Parar funil" button,
-``workbench.funnels``). The whole screen is one fragment that
+Layout only: every read and write goes through ``workbench.services.conversations`` (and, for the contact panel's
+tags and fields, ``workbench.services.contacts``; for its funnel runs and their "Parar funil" button,
+``workbench.services.funnels``). The whole screen is one fragment that
 ticks every two seconds but re-reads PostgreSQL only when the workspace's revision counter
 (``conversations.revision``) or the user's filters/selection changed; otherwise it redraws from the copy
 kept in session state. Everything contacts typed (names, push names, messages, reactions) is shown with
@@ -19,11 +19,11 @@ import pandas as pd
 import streamlit as st
 
 from connector.media import MediaError, load_media
-from workbench import contacts, conversations, funnels
-from workbench.config import get_settings
-from workbench.errors import PAGE_ERRORS, NotFound
-from workbench.i18n import error_text, format_clock, format_moment, format_when, status_label, t, type_placeholder
-from workbench.panel import live_fragment
+from pages.ui.panel import live_fragment
+from workbench.base.errors import PAGE_ERRORS, NotFound
+from workbench.base.i18n import error_text, format_clock, format_moment, format_when, status_label, t, type_placeholder
+from workbench.services import contacts, conversations, funnels
+from workbench.store.config import get_settings
 
 actor = st.session_state["auth_actor"]
 

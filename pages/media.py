@@ -1,6 +1,6 @@
 """Biblioteca de mídia: upload the images, audios, videos and documents that funnels send, preview, rename, remove.
 
-Layout only: ``workbench.media_library`` checks roles, decides each file's type from its content and keeps the
+Layout only: ``workbench.services.media_library`` checks roles, decides each file's type from its content and keeps the
 files. File names were typed by people, so they are shown with ``st.text`` (literal), never as Markdown. Removing
 an item first lists the funnels that still send it.
 """
@@ -12,10 +12,10 @@ from typing import Any
 
 import streamlit as st
 
-from workbench import media_library
-from workbench.config import get_settings
-from workbench.errors import PAGE_ERRORS
-from workbench.i18n import error_text, format_moment, t
+from workbench.base.errors import PAGE_ERRORS
+from workbench.base.i18n import error_text, format_moment, t
+from workbench.services import media_library
+from workbench.store.config import get_settings
 
 actor = st.session_state["auth_actor"]
 

@@ -1,18 +1,18 @@
 """Configurações: the bot's default reply, the workspace's time zone and team (admins and supervisors).
 
-Layout only: settings go through ``workbench.workspace_settings`` and people through ``workbench.workspaces``,
-which also enforce who may change what. Names and e-mails were typed by people, so they are shown with literal
-elements (``st.dataframe``, ``st.code``), never as Markdown.
+Layout only: settings go through ``workbench.services.workspace_settings`` and people through
+``workbench.services.workspaces``, which also enforce who may change what. Names and e-mails were typed by
+people, so they are shown with literal elements (``st.dataframe``, ``st.code``), never as Markdown.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from workbench import workspace_settings, workspaces
-from workbench.errors import PAGE_ERRORS
-from workbench.i18n import error_text, role_label, t
-from workbench.models import ROLES
+from workbench.base.errors import PAGE_ERRORS
+from workbench.base.i18n import error_text, role_label, t
+from workbench.services import workspace_settings, workspaces
+from workbench.store.models import ROLES
 
 actor = st.session_state["auth_actor"]
 

@@ -1,6 +1,6 @@
 """Simulador: be a lead on a phone, talking to one of the workspace's sandbox numbers.
 
-Layout only: everything goes through ``workbench.simulator`` (which checks the role and that the number
+Layout only: everything goes through ``workbench.services.simulator`` (which checks the role and that the number
 is the workspace's). The page is one fragment that refreshes every two seconds, so the bot's replies, the
 "digitando…" indicator and newly connected numbers appear by themselves. Message text is shown with
 ``st.text`` (literal); names typed by people never go into labels or Markdown, so a poll's options are
@@ -13,10 +13,10 @@ from typing import Any
 
 import streamlit as st
 
-from workbench import instances, simulator
-from workbench.errors import PAGE_ERRORS
-from workbench.i18n import error_text, format_ms_clock, t, type_placeholder
-from workbench.panel import live_fragment
+from pages.ui.panel import live_fragment
+from workbench.base.errors import PAGE_ERRORS
+from workbench.base.i18n import error_text, format_ms_clock, t, type_placeholder
+from workbench.services import instances, simulator
 
 actor = st.session_state["auth_actor"]
 

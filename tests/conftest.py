@@ -18,8 +18,9 @@ import redis as redis_lib
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from workbench import bus, db, workspace_settings
-from workbench.config import get_settings
+from workbench.services import workspace_settings
+from workbench.store import bus, db
+from workbench.store.config import get_settings
 
 
 def _fresh_database(server_url: str) -> tuple[str, callable]:
@@ -41,8 +42,8 @@ def _fresh_database(server_url: str) -> tuple[str, callable]:
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Start (or point at) PostgreSQL and Redis once per session and export their URLs."""
-    from workbench.embedded import EmbeddedPostgres, EmbeddedRedis
-    from workbench.migrations import upgrade_database
+    from workbench.store.embedded import EmbeddedPostgres, EmbeddedRedis
+    from workbench.store.migrations import upgrade_database
 
     data_dir = Path(tmp_path_factory.mktemp("wb"))
     stops = []

@@ -7,10 +7,10 @@ import itertools
 from rq import Queue, SimpleWorker
 
 from connector.contracts import INBOUND_QUEUE, InboundMessage, now_ms, publish_inbound
-from workbench.auth import Actor, create_user
-from workbench.bus import get_redis
-from workbench.db import session_scope
-from workbench.models import Instance, Team, TeamMember, Workspace
+from workbench.services.auth import Actor, create_user
+from workbench.store.bus import get_redis
+from workbench.store.db import session_scope
+from workbench.store.models import Instance, Team, TeamMember, Workspace
 
 _ids = itertools.count(1)
 PASSWORD = "senha-de-teste-123"
@@ -71,7 +71,7 @@ def run_jobs(*queues: str) -> None:
 
 def inbox_with_one_conversation(role: str = "agent") -> tuple[int, Actor, int]:
     """A workspace whose number received one message: returns (instance id, actor, conversation id)."""
-    from workbench import conversations
+    from workbench.services import conversations
 
     inst = make_instance(make_workspace())
     with session_scope() as s:

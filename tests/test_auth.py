@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.factories import PASSWORD, make_actor, make_workspace
-from workbench import auth
-from workbench.config import get_settings
-from workbench.db import session_scope
-from workbench.errors import AuthError, InvalidInput, LoginThrottled
-from workbench.i18n import error_text
-from workbench.models import AuthSession, User
+from workbench.base.errors import AuthError, InvalidInput, LoginThrottled
+from workbench.base.i18n import error_text
+from workbench.services import auth
+from workbench.store.config import get_settings
+from workbench.store.db import session_scope
+from workbench.store.models import AuthSession, User
 
 
 def _user(email: str) -> User:

@@ -1,12 +1,12 @@
-"""workbench.canvas: definition <-> streamlit-flow conversion, escaping of node content, edits and auto-layout."""
+"""workbench.editor.canvas: definition <-> streamlit-flow conversion, node content escaping, edits, auto-layout."""
 
 from __future__ import annotations
 
 from streamlit_flow import StreamlitFlowEdge, StreamlitFlowNode
 
-from engine.definition import validate_definition
-from engine.examples import scheduling_funnel, welcome_funnel
-from workbench import canvas
+from engine.core.definition import validate_definition
+from engine.core.examples import scheduling_funnel, welcome_funnel
+from workbench.editor import canvas
 
 
 def browser_view(flow: dict) -> tuple[list[dict], list[dict]]:

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import inbound, inbox_with_one_conversation, make_actor, make_workspace, publish, run_jobs
-from workbench import contacts, conversations
-from workbench.db import session_scope
-from workbench.errors import InvalidInput, NotFound
-from workbench.models import ActivityEvent, Instance
+from workbench.base.errors import InvalidInput, NotFound
+from workbench.services import contacts, conversations
+from workbench.store.db import session_scope
+from workbench.store.models import ActivityEvent, Instance
 
 
 def setup(role: str = "admin"):

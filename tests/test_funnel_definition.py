@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.definition import (
+from engine.core.definition import (
     MAX_DEFINITION_BYTES,
     PROBLEM_CODES,
     DefinitionImportError,
@@ -18,8 +18,8 @@ from engine.definition import (
     outputs_of,
     validate_definition,
 )
-from engine.examples import EXAMPLES, scheduling_funnel, welcome_funnel
-from engine.nodes import NODE_ADAPTER, PLANNED_TYPES, REGISTRY, parse_node
+from engine.core.examples import EXAMPLES, scheduling_funnel, welcome_funnel
+from engine.core.nodes import NODE_ADAPTER, PLANNED_TYPES, REGISTRY, parse_node
 
 
 def node(node_id: str, node_type: str, **data: Any) -> dict[str, Any]:

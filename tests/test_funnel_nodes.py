@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.definition import load_definition, walk
-from engine.examples import scheduling_funnel, welcome_funnel
-from engine.nodes import execute_node, parse_node, resume_node, timeout_node
-from engine.nodes.base import (
+from engine.core.definition import load_definition, walk
+from engine.core.examples import scheduling_funnel, welcome_funnel
+from engine.core.nodes import execute_node, parse_node, resume_node, timeout_node
+from engine.core.nodes.base import (
     AddTag,
     ExecutionContext,
     NodeResult,
@@ -27,8 +27,8 @@ from engine.nodes.base import (
     StartFunnel,
     Wait,
 )
-from engine.nodes.delay import BusinessHours, next_business_instant
-from engine.nodes.wait_reply import parse_date, parse_number
+from engine.core.nodes.delay import BusinessHours, next_business_instant
+from engine.core.nodes.wait_reply import parse_date, parse_number
 
 SP = ZoneInfo("America/Sao_Paulo")
 NOW = datetime(2025, 5, 5, 15, 0, tzinfo=UTC)  # Monday 12:00 in São Paulo
@@ -474,7 +474,7 @@ def test_walk_edge_cases() -> None:
 
 
 def test_walk_stops_a_loop_that_never_waits() -> None:
-    from engine.definition import FunnelDefinition
+    from engine.core.definition import FunnelDefinition
     # Validation refuses this; the walker must still not spin forever on an unvalidated definition.
     defn = FunnelDefinition.model_validate({
         "nodes": [{"id": "t", "type": "trigger", "data": {"kind": "any_message"}},

@@ -1,11 +1,11 @@
-"""engine.preview: the editor's test chat walks a draft with a simulated contact, purely."""
+"""engine.core.preview: the editor's test chat walks a draft with a simulated contact, purely."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from engine import preview
-from engine.examples import scheduling_funnel, welcome_funnel
+from engine.core import preview
+from engine.core.examples import scheduling_funnel, welcome_funnel
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from engine import jobs, runtime
-from engine.examples import scheduling_funnel, welcome_funnel
+from engine.core.examples import scheduling_funnel, welcome_funnel
+from engine.worker import jobs
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
-from workbench import conversations, funnels
-from workbench.db import session_scope
-from workbench.models import Contact, ContactTag, Conversation, FunnelEvent, FunnelRun, Message, Tag
+from workbench.services import conversations, funnels, runs
+from workbench.store.db import session_scope
+from workbench.store.models import Contact, ContactTag, Conversation, FunnelEvent, FunnelRun, Message, Tag
 
 LEAD = "5521977776666"
 
@@ -27,7 +27,7 @@ def setup_workspace(*builders, active=True):
         if active:
             funnels.set_active(admin, fid, True)
         ids.append(fid)
-    runtime.clear_cache()
+    runs.clear_cache()
     return ws, inst, admin, ids
 
 
@@ -157,7 +157,7 @@ def test_two_quick_messages_are_handled_in_order(engine, r):
 
 
 def test_inactive_funnel_does_not_start_and_default_reply_answers(engine, r):
-    from workbench.workspace_settings import save_setting
+    from workbench.services.workspace_settings import save_setting
 
     ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel), active=False)
     save_setting(admin, "default_reply", {"enabled": True, "mode": "every", "text": "Já respondemos!"})

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import select
 
 from connector.contracts import OUT_STREAM
-from engine import runtime
-from engine.examples import scheduling_funnel
+from engine.core.examples import scheduling_funnel
 from tests.test_funnel_runtime import bot_texts, say, setup_workspace
-from workbench import contacts, conversations
-from workbench.db import session_scope
-from workbench.models import Funnel, FunnelEvent, FunnelRun
+from workbench.services import contacts, conversations
+from workbench.services.runs import MAX_CHAIN
+from workbench.store.db import session_scope
+from workbench.store.models import Funnel, FunnelEvent, FunnelRun
 
 
 def linear(trigger: dict[str, Any], *steps: tuple[str, dict[str, Any]]):
@@ -40,7 +40,7 @@ def send(text: str) -> tuple[str, dict[str, Any]]:
     return "send_message", {"text": text, "typing": False}
 
 
-def runs() -> list[tuple[str, str, str | None]]:
+def run_rows() -> list[tuple[str, str, str | None]]:
     """(funnel name, status, error) of every run, oldest first."""
     with session_scope() as s:
         return [tuple(row) for row in s.execute(select(Funnel.name, FunnelRun.status, FunnelRun.error)
@@ -57,25 +57,25 @@ def workspace(*builders):
 def test_an_agent_tag_starts_the_funnel_and_its_message_goes_out(engine, r):
     inst, admin, conversation = workspace(
         ("Clube VIP", linear(on_tag("VIP"), send("Bem-vindo ao clube VIP, plano {{contact.custom_data.plano}}!"))))
-    assert bot_texts() == [] and runs() == []
+    assert bot_texts() == [] and run_rows() == []
     contacts.update_contact(admin, conversation["contact_id"], custom_data={"plano": "Ouro"})
 
     assert contacts.add_tag(admin, conversation["contact_id"], " vip ") == "vip"  # the trigger ignores case
     assert bot_texts() == ["Bem-vindo ao clube VIP, plano Ouro!"]
-    assert runs() == [("Clube VIP", "completed", None)]
+    assert run_rows() == [("Clube VIP", "completed", None)]
     assert r.xlen(OUT_STREAM.format(inst)) == 1  # published to the connector after commit
     with session_scope() as s:
         assert s.scalars(select(FunnelEvent.node_id).order_by(FunnelEvent.id)).all() == ["gatilho", "passo0", "fim"]
 
     contacts.add_tag(admin, conversation["contact_id"], "VIP")  # already carried: nothing new, nothing starts
-    assert len(bot_texts()) == 1 and len(runs()) == 1
+    assert len(bot_texts()) == 1 and len(run_rows()) == 1
 
 
 def test_no_start_while_the_bot_is_paused(engine, r):
     inst, admin, conversation = workspace(("Clube VIP", linear(on_tag("vip"), send("Bem-vindo!"))))
     conversations.pause_bot(admin, conversation["id"])
     contacts.add_tag(admin, conversation["contact_id"], "vip")
-    assert bot_texts() == [] and runs() == [] and r.xlen(OUT_STREAM.format(inst)) == 0
+    assert bot_texts() == [] and run_rows() == [] and r.xlen(OUT_STREAM.format(inst)) == 0
 
 
 def test_a_live_run_is_interrupted_only_by_restart_running(engine, r):
@@ -85,14 +85,14 @@ def test_a_live_run_is_interrupted_only_by_restart_running(engine, r):
         ("Urgente", linear(on_tag("urgente", restart_running=True), send("Atendimento urgente!"))),
     )
     say(inst, "quero falar com vendas")
-    assert runs() == [("Agendamento", "waiting", None)]
+    assert run_rows() == [("Agendamento", "waiting", None)]
 
     contacts.add_tag(admin, conversation["contact_id"], "quente")
-    assert runs() == [("Agendamento", "waiting", None)]  # the reply still goes to the waiting run
+    assert run_rows() == [("Agendamento", "waiting", None)]  # the reply still goes to the waiting run
     assert bot_texts()[-1].endswith("qual é o seu nome?")
 
     contacts.add_tag(admin, conversation["contact_id"], "urgente")
-    assert runs() == [("Agendamento", "stopped", "restarted by trigger"), ("Urgente", "completed", None)]
+    assert run_rows() == [("Agendamento", "stopped", "restarted by trigger"), ("Urgente", "completed", None)]
     assert bot_texts()[-1] == "Atendimento urgente!"
 
 
@@ -103,7 +103,7 @@ def test_an_add_tag_step_starts_the_funnel_of_that_tag(engine, r):
     )
     say(inst, "oi")
     assert bot_texts() == ["Olá!", "Vamos te conhecer melhor."]
-    assert runs() == [("Entrada", "completed", None), ("Qualificação", "completed", None)]
+    assert run_rows() == [("Entrada", "completed", None), ("Qualificação", "completed", None)]
     assert r.xlen(OUT_STREAM.format(inst)) == 2
     assert contacts.contact_profile(admin, conversations.list_conversations(admin)[0]["contact_id"])["tags"] == [
         "lead"]
@@ -116,7 +116,7 @@ def test_a_step_tag_does_not_restart_the_running_funnel_without_restart_running(
         ("Qualificação", linear(on_tag("lead"), send("Vamos te conhecer melhor."))),
     )
     say(inst, "oi")  # Entrada waits for the reply after tagging: the tag trigger may not interrupt it
-    assert runs() == [("Entrada", "waiting", None)] and bot_texts() == []
+    assert run_rows() == [("Entrada", "waiting", None)] and bot_texts() == []
     say(inst, "certo")
     assert bot_texts() == ["Anotado."]
 
@@ -126,12 +126,12 @@ def test_funnels_tagging_each_other_are_cut_after_the_chain_limit(engine, r, cap
         ("A", linear(on_tag("a"), send("A"), ("remove_tag", {"tag": "a"}), ("add_tag", {"tag": "b"}))),
         ("B", linear(on_tag("b"), send("B"), ("remove_tag", {"tag": "b"}), ("add_tag", {"tag": "a"}))),
     )
-    with caplog.at_level(logging.WARNING, logger="engine.runtime"):
+    with caplog.at_level(logging.WARNING, logger="workbench.services.runs"):
         contacts.add_tag(admin, conversation["contact_id"], "a")
     # the agent's tag starts A; then MAX_CHAIN more funnels, one per tag a funnel added
-    assert len(runs()) == runtime.MAX_CHAIN + 1
-    assert bot_texts() == ["A", "B"] * ((runtime.MAX_CHAIN + 1) // 2)
-    assert r.xlen(OUT_STREAM.format(inst)) == runtime.MAX_CHAIN + 1
+    assert len(run_rows()) == MAX_CHAIN + 1
+    assert bot_texts() == ["A", "B"] * ((MAX_CHAIN + 1) // 2)
+    assert r.xlen(OUT_STREAM.format(inst)) == MAX_CHAIN + 1
     assert any("cut" in record.getMessage() for record in caplog.records)
 
 
@@ -141,5 +141,5 @@ def test_a_funnel_that_hands_over_to_a_human_starts_no_tag_funnel(engine, r):
         ("Pós-agendamento", linear(on_tag("agendamento"), send("Não deveria sair."))),
     )
     say(inst, "vendas", "Carla", "carla@exemplo.com", "Amanhã às 10h")
-    assert runs() == [("Agendamento", "completed", None)]
+    assert run_rows() == [("Agendamento", "completed", None)]
     assert bot_texts()[-1].startswith("Tudo certo!")

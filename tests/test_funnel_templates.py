@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.nodes.base import ExecutionContext, HistoryEntry
-from engine.templates import MAX_OUTPUT_CHARS, check_syntax, history_text, render
+from engine.core.nodes.base import ExecutionContext, HistoryEntry
+from engine.core.templates import MAX_OUTPUT_CHARS, check_syntax, history_text, render
 
 
 @pytest.fixture

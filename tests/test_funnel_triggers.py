@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from engine.matching import (
+from engine.core.matching import (
     MAX_MATCH_INPUT,
     TriggerCandidate,
     TriggerEvent,
@@ -17,7 +17,7 @@ from engine.matching import (
     regex_problem,
     regex_search,
 )
-from engine.nodes.trigger import TriggerData
+from engine.core.nodes.trigger import TriggerData
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -1,4 +1,4 @@
-"""workbench.funnels: drafts, versions, activation, copies, import/export, permissions, isolation, run counts,
+"""workbench.services.funnels: drafts, versions, activation, copies, import/export, permissions, isolation, run counts,
 and stopping a contact's run — on the real database."""
 
 from __future__ import annotations
@@ -8,16 +8,18 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from engine.definition import validate_definition
-from engine.examples import EXAMPLES, scheduling_funnel, welcome_funnel
+from engine.core.definition import validate_definition
+from engine.core.examples import EXAMPLES, scheduling_funnel, welcome_funnel
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
-from workbench import conversations, funnels, i18n, live
-from workbench.bus import get_redis
-from workbench.db import session_scope
-from workbench.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from workbench.i18n import error_text, trigger_label
-from workbench.models import Funnel, FunnelRun, FunnelVersion
-from workbench.workspaces import ensure_demo_workspace
+from workbench.base import i18n
+from workbench.base.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from workbench.base.i18n import error_text, trigger_label
+from workbench.services import conversations, funnels
+from workbench.services.workspaces import ensure_demo_workspace
+from workbench.store import live
+from workbench.store.bus import get_redis
+from workbench.store.db import session_scope
+from workbench.store.models import Funnel, FunnelRun, FunnelVersion
 
 
 def broken_scheduling() -> dict:

@@ -24,10 +24,10 @@ from tests.factories import (
     publish,
     run_jobs,
 )
-from workbench import conversations
-from workbench.db import session_scope
-from workbench.models import Contact, Conversation, Instance, Message, Outbox
-from workbench.workspace_settings import save_setting
+from workbench.services import conversations
+from workbench.services.workspace_settings import save_setting
+from workbench.store.db import session_scope
+from workbench.store.models import Contact, Conversation, Instance, Message, Outbox
 
 
 def _messages(instance_id: int) -> list[Message]:
@@ -127,7 +127,7 @@ def test_malformed_event_is_kept_aside_and_others_go_on(engine, r):
 
 
 def test_failing_event_is_retried_without_blocking_other_contacts(engine, r, monkeypatch):
-    import engine.inbound as inbound_mod
+    import engine.worker.inbound as inbound_mod
 
     ws = make_workspace()
     inst = make_instance(ws)
@@ -253,8 +253,8 @@ def test_read_receipts_can_be_switched_off(engine, r):
 
 
 def test_a_busy_drain_adopts_numbers_whose_job_waits(engine, r, monkeypatch):
-    from engine import jobs
-    from workbench.config import get_settings
+    from engine.worker import jobs
+    from workbench.store.config import get_settings
 
     monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "300")
     get_settings.cache_clear()

@@ -8,8 +8,8 @@ import pytest
 
 from connector.contracts import CONTROL_LIST, INSTANCES_HASH
 from tests.factories import make_actor, make_instance, make_workspace
-from workbench import instances
-from workbench.errors import InvalidInput, NotFound, PermissionDenied
+from workbench.base.errors import InvalidInput, NotFound, PermissionDenied
+from workbench.services import instances
 
 
 def commands(r, instance_id: int) -> list[dict]:

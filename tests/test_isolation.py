@@ -11,10 +11,10 @@ from sqlalchemy import select
 from connector.contracts import OUT_STREAM, STATUS_HASH, now_ms
 from connector.sandbox import QR, SandboxNetwork
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
-from workbench import conversations, instances, simulator
-from workbench.db import session_scope
-from workbench.errors import NotFound, PermissionDenied
-from workbench.models import Contact, Conversation
+from workbench.base.errors import NotFound, PermissionDenied
+from workbench.services import conversations, instances, simulator
+from workbench.store.db import session_scope
+from workbench.store.models import Contact, Conversation
 
 
 def _conversation_of(phone: str) -> int:

@@ -17,7 +17,7 @@ import pytest
 
 from connector.sandbox import SandboxNetwork
 from tests.factories import make_actor, make_workspace
-from workbench import conversations, instances
+from workbench.services import conversations, instances
 
 ROOT = Path(__file__).resolve().parent.parent
 BUSINESS = "5511900000001"

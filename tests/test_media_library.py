@@ -11,14 +11,13 @@ from sqlalchemy import func, select
 
 from connector.contracts import OUT_STREAM, decode_outbound
 from connector.media import media_path
-from engine import runtime
 from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
-from workbench import funnels, media_library
-from workbench.config import get_settings
-from workbench.db import session_scope
-from workbench.errors import InvalidInput, NotFound, PermissionDenied
-from workbench.i18n import error_text
-from workbench.models import Media, Message
+from workbench.base.errors import InvalidInput, NotFound, PermissionDenied
+from workbench.base.i18n import error_text
+from workbench.services import funnels, media_library, runs
+from workbench.store.config import get_settings
+from workbench.store.db import session_scope
+from workbench.store.models import Media, Message
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100)
@@ -276,7 +275,7 @@ def test_a_funnel_sends_a_library_item(ws, admin, r):
     funnel_id = funnels.create_funnel(admin, "Promoção", sending(item["id"]))
     funnels.publish(admin, funnel_id)
     funnels.set_active(admin, funnel_id, True)
-    runtime.clear_cache()
+    runs.clear_cache()
     publish(inbound(inst, phone="5511955554444", text="oi"))
     run_jobs()
     [(_, fields)] = r.xrange(OUT_STREAM.format(inst))

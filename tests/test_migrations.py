@@ -8,10 +8,10 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import _fresh_database
 from tests.factories import make_workspace
-from workbench import db
-from workbench.db import session_scope
-from workbench.migrations import upgrade_database
-from workbench.models import Tag
+from workbench.store import db
+from workbench.store.db import session_scope
+from workbench.store.migrations import upgrade_database
+from workbench.store.models import Tag
 
 
 def test_tags_that_differ_only_in_case_are_merged_keeping_their_contacts(servers):

@@ -7,12 +7,12 @@ from datetime import time
 
 import pytest
 
-from engine.nodes import REGISTRY
-from engine.nodes.condition import ConditionData
-from engine.nodes.delay import BusinessHours
-from engine.nodes.send_message import Media
-from workbench import canvas, node_forms
-from workbench.node_forms import HoursForm, MediaForm, RuleRow
+from engine.core.nodes import REGISTRY
+from engine.core.nodes.condition import ConditionData
+from engine.core.nodes.delay import BusinessHours
+from engine.core.nodes.send_message import Media
+from workbench.editor import canvas, node_forms
+from workbench.editor.node_forms import HoursForm, MediaForm, RuleRow
 
 GROUPS = [
     {"rules": [{"operator": "contains", "value": "sim"},

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from engine import runtime
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
 from tests.test_pages_app import new_app
-from workbench import funnels, notifications
-from workbench.db import session_scope
-from workbench.errors import NotFound
-from workbench.models import Conversation, Notification
+from workbench.base.errors import NotFound
+from workbench.services import funnels, notifications, runs
+from workbench.store.db import session_scope
+from workbench.store.models import Conversation, Notification
 
 LEAD = "5511988887777"
 HOSTILE = "**x** <b>y</b> [l](http://e.vil)"
@@ -45,7 +44,7 @@ def team_setup(engine, r):
     fid = funnels.create_funnel(admin, "Aviso", notify_funnel("Vendas"))
     funnels.publish(admin, fid)
     funnels.set_active(admin, fid, True)
-    runtime.clear_cache()
+    runs.clear_cache()
     publish(inbound(inst, phone=LEAD, text=HOSTILE))
     run_jobs()
     return {"ws": ws, "admin": admin, "seller": seller, "support": support, "supervisor": supervisor}

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.factories import PASSWORD, make_actor, make_workspace
-from workbench import auth
+from workbench.services import auth
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 

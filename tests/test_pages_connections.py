@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 from connector.contracts import CONTROL_LIST, INSTANCES_HASH, STATUS_HASH, now_ms
 from tests.factories import make_actor, make_instance, make_workspace
 from tests.test_pages_app import new_app
-from workbench import instances
-from workbench.i18n import DISPLAY_TZ, reason_label
+from workbench.base.i18n import DISPLAY_TZ, reason_label
+from workbench.services import instances
 
 
 def open_page(actor) -> AppTest:

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.definition import validate_definition
-from engine.examples import scheduling_funnel
-from engine.nodes.condition import ConditionData
+from engine.core.definition import validate_definition
+from engine.core.examples import scheduling_funnel
+from engine.core.nodes.condition import ConditionData
 from tests.factories import make_actor, make_instance, make_team, make_workspace
 from tests.test_pages_app import new_app
-from workbench import funnels
-from workbench.db import session_scope
-from workbench.models import Media
+from workbench.services import funnels
+from workbench.store.db import session_scope
+from workbench.store.models import Media
 
 ROOT = Path(__file__).resolve().parent.parent
 

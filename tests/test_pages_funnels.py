@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from engine.examples import scheduling_funnel, welcome_funnel
+from engine.core.examples import scheduling_funnel, welcome_funnel
 from tests.factories import PASSWORD, inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
 from tests.test_pages_app import login, new_app
 from tests.test_pages_inbox import walk
-from workbench import conversations, funnels
-from workbench.db import session_scope
-from workbench.models import Funnel, FunnelRun, Message
+from workbench.services import conversations, funnels
+from workbench.store.db import session_scope
+from workbench.store.models import Funnel, FunnelRun, Message
 
 HOSTILE = "**x** <b>y</b> [l](http://e.vil) :red[z]"
 LEAD = "5511900000001"
@@ -305,8 +305,8 @@ def test_agent_starts_a_funnel_by_hand_from_the_inbox(engine, r):
 
 
 def test_starting_an_inactive_funnel_is_refused(engine, r):
-    from workbench import funnels
-    from workbench.errors import Conflict
+    from workbench.base.errors import Conflict
+    from workbench.services import funnels
 
     ws = make_workspace()
     inst = make_instance(ws)

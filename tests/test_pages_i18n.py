@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from connector.contracts import MESSAGE_TYPES, STATES
-from workbench import i18n
-from workbench.errors import LoginThrottled, NotFound, WorkbenchError
-from workbench.models import ROLES
+from workbench.base import i18n
+from workbench.base.errors import LoginThrottled, NotFound, WorkbenchError
+from workbench.store.models import ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
 UI_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]

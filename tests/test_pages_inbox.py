@@ -12,10 +12,10 @@ from connector.contracts import OUT_STREAM, Receipt, decode_outbound, now_ms
 from connector.media import store_media
 from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
 from tests.test_pages_app import new_app
-from workbench import conversations
-from workbench.config import get_settings
-from workbench.db import session_scope
-from workbench.models import Conversation, Message
+from workbench.services import conversations
+from workbench.store.config import get_settings
+from workbench.store.db import session_scope
+from workbench.store.models import Conversation, Message
 
 HOSTILE = "**x** <b>y</b> [l](http://e.vil) :red[z]"
 # A 1x1 PNG.
@@ -204,7 +204,7 @@ def pick_tag(at: AppTest, name: str) -> AppTest:
 
 
 def test_add_and_remove_tags_from_the_contact_panel(engine, r):
-    from workbench import contacts
+    from workbench.services import contacts
 
     ws = make_workspace()
     inst = make_instance(ws)
@@ -237,7 +237,7 @@ def test_add_and_remove_tags_from_the_contact_panel(engine, r):
 
 
 def test_hostile_tag_names_show_literally(engine, r):
-    from workbench import contacts
+    from workbench.services import contacts
 
     ws = make_workspace()
     inst = make_instance(ws)
@@ -266,7 +266,7 @@ def fields_editor(at: AppTest, delta: dict) -> None:
 
 
 def test_edit_the_contacts_name_and_fields(engine, r):
-    from workbench import contacts
+    from workbench.services import contacts
 
     ws = make_workspace()
     inst = make_instance(ws)

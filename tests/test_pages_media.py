@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from tests.factories import PASSWORD, make_actor, make_workspace
 from tests.test_media_library import MP3, PDF, sending
 from tests.test_pages_app import login, new_app
-from workbench import funnels, media_library
+from workbench.services import funnels, media_library
 
 # A real 1x1 PNG: st.image reads it.
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAA"

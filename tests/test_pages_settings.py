@@ -8,10 +8,10 @@ from streamlit.testing.v1 import AppTest
 from connector.contracts import OUT_STREAM, decode_outbound
 from tests.factories import PASSWORD, inbound, make_actor, make_instance, make_workspace, publish, run_jobs
 from tests.test_pages_app import login, new_app
-from workbench import auth, conversations, workspaces
-from workbench.errors import Conflict, InvalidInput, PermissionDenied
-from workbench.i18n import error_text
-from workbench.workspace_settings import get_setting, save_setting
+from workbench.base.errors import Conflict, InvalidInput, PermissionDenied
+from workbench.base.i18n import error_text
+from workbench.services import auth, conversations, workspaces
+from workbench.services.workspace_settings import get_setting, save_setting
 
 
 def open_page(actor) -> AppTest:
@@ -158,12 +158,12 @@ def test_supervisor_sees_the_team_but_cannot_add_members(engine, r):
 def test_bot_auto_resume_after_an_agent_reply(engine, r):
     from datetime import timedelta
 
-    from engine import jobs
+    from engine.worker import jobs
     from tests.factories import inbound, make_instance, publish, run_jobs
-    from workbench import conversations
-    from workbench.auth import now
-    from workbench.db import session_scope
-    from workbench.models import Conversation
+    from workbench.services import conversations
+    from workbench.services.auth import now
+    from workbench.store.db import session_scope
+    from workbench.store.models import Conversation
 
     ws = make_workspace()
     admin = make_actor(ws, "admin")

@@ -12,8 +12,8 @@ from connector.sandbox import INBOX, QR, SandboxNetwork
 from tests.factories import make_actor, make_instance, make_workspace
 from tests.test_pages_app import new_app
 from tests.test_pages_inbox import PNG
-from workbench import simulator
-from workbench.errors import InvalidInput
+from workbench.base.errors import InvalidInput
+from workbench.services import simulator
 
 BUSINESS = "5511955550001"
 LEAD = "5511987654321"

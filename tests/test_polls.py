@@ -8,12 +8,11 @@ from sqlalchemy import select
 
 from connector.contracts import OutboundCommand
 from connector.sandbox import SandboxNetwork
-from engine import runtime
 from tests.factories import make_actor, make_instance, make_workspace, run_jobs
 from tests.test_connector_support import BUSINESS, LEAD, pair, relay_thread, wait_until
-from workbench import conversations, funnels
-from workbench.db import session_scope
-from workbench.models import FunnelEvent, FunnelRun, Message, Outbox
+from workbench.services import conversations, funnels, runs
+from workbench.store.db import session_scope
+from workbench.store.models import FunnelEvent, FunnelRun, Message, Outbox
 
 QUESTION = "Qual período é melhor para você?"
 FALLBACK = f"{QUESTION}\n\n1. Manhã\n2. Tarde"
@@ -22,9 +21,9 @@ FALLBACK = f"{QUESTION}\n\n1. Manhã\n2. Tarde"
 @pytest.fixture(autouse=True)
 def fresh_runtime():
     """Forget the runtime's cached funnels before and after: later tests reuse the workspace ids."""
-    runtime.clear_cache()
+    runs.clear_cache()
     yield
-    runtime.clear_cache()
+    runs.clear_cache()
 
 
 def poll_funnel() -> dict:

@@ -10,12 +10,13 @@ from rq import Queue
 from sqlalchemy import select
 
 from connector.contracts import INSTANCES_HASH, OUT_STREAM, STATUS_HASH, decode_outbound
-from engine import jobs
+from engine.worker import jobs
 from tests.factories import inbound, inbox_with_one_conversation, make_instance, make_workspace, publish, run_jobs
-from workbench import conversations, db
-from workbench.config import get_settings
-from workbench.db import session_scope
-from workbench.models import Message, Outbox
+from workbench.services import conversations
+from workbench.store import db
+from workbench.store.config import get_settings
+from workbench.store.db import session_scope
+from workbench.store.models import Message, Outbox
 
 
 def _texts() -> list[str]:

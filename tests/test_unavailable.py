@@ -12,9 +12,9 @@ import pytest
 from tests.factories import inbox_with_one_conversation
 from tests.test_pages_app import login, new_app
 from tests.test_pages_inbox import open_conversation, open_inbox
-from workbench import bus, db
-from workbench.config import get_settings
-from workbench.models import Message
+from workbench.store import bus, db
+from workbench.store.config import get_settings
+from workbench.store.models import Message
 
 NOTICE = "O servidor de dados não está respondendo agora."
 

@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_workers(args.count)
     if args.command == "migrate":
-        from workbench.config import get_settings
-        from workbench.migrations import upgrade_database
+        from workbench.store.config import get_settings
+        from workbench.store.migrations import upgrade_database
 
         url = get_settings().database_url
         if not url:

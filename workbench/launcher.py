@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.config import Settings, get_settings
+from workbench.store.config import Settings, get_settings
 
 log = logging.getLogger("workbench")
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,10 +111,10 @@ def _raise_stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signatu
 
 def up(roles: tuple[str, ...] = ROLES) -> int:
     """Run the product until Ctrl-C/SIGTERM. Returns the exit code."""
-    from workbench.embedded import EmbeddedPostgres, EmbeddedRedis
-    from workbench.instances import sync_instances
-    from workbench.migrations import upgrade_database
-    from workbench.workspaces import ensure_demo_workspace
+    from workbench.services.instances import sync_instances
+    from workbench.services.workspaces import ensure_demo_workspace
+    from workbench.store.embedded import EmbeddedPostgres, EmbeddedRedis
+    from workbench.store.migrations import upgrade_database
 
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
@@ -161,7 +161,7 @@ def up(roles: tuple[str, ...] = ROLES) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in children:
             child.stop()
-        from workbench.db import dispose_engines
+        from workbench.store.db import dispose_engines
 
         dispose_engines()
         for server in reversed(servers):
@@ -220,6 +220,6 @@ def _sweep_ticker(client, stop: threading.Event) -> None:
     while not stop.wait(SWEEP_EVERY_S):
         try:
             if client.set("wb:sweep-tick", "1", nx=True, ex=SWEEP_EVERY_S - 1):
-                queue.enqueue("engine.jobs.sweep", job_timeout=120, result_ttl=60, failure_ttl=3600)
+                queue.enqueue("engine.worker.jobs.sweep", job_timeout=120, result_ttl=60, failure_ttl=3600)
         except Exception:  # noqa: BLE001 - Redis down: try again next tick, never kill the workers
             log.warning("sweep tick skipped: Redis unreachable")

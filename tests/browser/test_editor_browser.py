@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from engine.examples import scheduling_funnel
+from engine.core.examples import scheduling_funnel
 from tests.factories import PASSWORD, make_actor, make_workspace
-from workbench import funnels
+from workbench.services import funnels
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]

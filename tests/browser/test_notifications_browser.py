@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-from engine import runtime
 from tests.browser.test_editor_browser import (  # noqa: F401 - app_server and browser are fixtures
     CLICK_BUTTON,
     _body_text,
@@ -16,7 +15,7 @@ from tests.browser.test_editor_browser import (  # noqa: F401 - app_server and b
 )
 from tests.factories import PASSWORD, inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
 from tests.test_notifications import notify_funnel
-from workbench import funnels, notifications
+from workbench.services import funnels, notifications, runs
 
 __all__ = ["pytestmark"]
 # The popover's button text also holds its icons' ligatures ("notifications", "expand_more").
@@ -37,7 +36,7 @@ def test_the_bell_opens_the_conversation(app_server, browser):  # noqa: F811 - f
     fid = funnels.create_funnel(admin, "Aviso", notify_funnel("Vendas"))
     funnels.publish(admin, fid)
     funnels.set_active(admin, fid, True)
-    runtime.clear_cache()
+    runs.clear_cache()
     publish(inbound(inst, phone="5511988887777", text="Quero um orçamento"))
     run_jobs()
 

@@ -1,0 +1,256 @@
+"""Text matching for funnels: normalisation, keyword triggers, choice replies and picking a trigger.
+
+Everything here is pure. Comparisons are case- and accent-insensitive ("Olá" == "ola"), because contacts
+type on phones with and without accents and caps. Regular expressions come from funnel authors and run on
+contact text, and Python's ``re`` has no timeout, so the input is cut at ``MAX_MATCH_INPUT`` characters,
+patterns at ``MAX_PATTERN_CHARS``, and ``regex_problem`` refuses (at validation time) the classic
+catastrophic-backtracking shape, a quantified group that itself contains ``+`` or ``*``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal, Protocol
+
+MAX_MATCH_INPUT = 2_000
+"""Characters of a message looked at by keyword, regex and choice matching."""
+MAX_PATTERN_CHARS = 300
+"""Longest regular expression an author may write."""
+
+_SPACES = re.compile(r"\s+")
+# A group whose body holds + or * and that is itself repeated: (a+)+, (\w+\s?)*, (x*){2,}.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*](?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,\d*\})")
+_NUMBERED_REPLY = re.compile(r"^(?:op(?:cao|t|tion)?\.?\s*|n[o.]?\s*|#\s*)?(\d{1,3})\s*[.)\-:]?$")
+
+
+def normalize(text: str | None) -> str:
+    """Casefold, strip accents and collapse whitespace: ``"  Olá,\\tMundo "`` -> ``"ola, mundo"``.
+
+    Accents go via NFKD decomposition minus combining marks, which also turns keycap emoji ("1️⃣") and
+    full-width digits into plain digits.
+    """
+    if not text:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    stripped = "".join(ch for ch in decomposed if not unicodedata.category(ch).startswith("M"))
+    return _SPACES.sub(" ", stripped).strip()
+
+
+def _words(text: str | None) -> list[str]:
+    """Normalised text split into words, punctuation dropped ("Vendas!!" -> ["vendas"])."""
+    cleaned = "".join(ch if ch.isalnum() else " " for ch in normalize((text or "")[:MAX_MATCH_INPUT]))
+    return cleaned.split()
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Return a pt-BR reason why ``pattern`` cannot be used, or None when it compiles and looks safe."""
+    if not pattern:
+        return "expressão regular vazia"
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return f"expressão regular maior que {MAX_PATTERN_CHARS} caracteres"
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"expressão regular inválida: {exc}"
+    if _NESTED_QUANTIFIER.search(pattern):
+        return "expressão regular arriscada (repetição dentro de repetição, como (a+)+); simplifique-a"
+    return None
+
+
+@lru_cache(maxsize=512)
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    return None if regex_problem(pattern) else re.compile(pattern, re.IGNORECASE)
+
+
+def regex_search(pattern: str, text: str | None) -> bool:
+    """Search ``pattern`` case-insensitively in the text as typed and in its normalised form.
+
+    Trying both makes ``ol[aá]`` and ``ola`` alike match "Olá". An unusable pattern never matches (the
+    validator reports it before a funnel is published).
+    """
+    compiled = _compiled(pattern)
+    if compiled is None or text is None:
+        return False
+    sample = text[:MAX_MATCH_INPUT]
+    return bool(compiled.search(sample) or compiled.search(normalize(sample)))
+
+
+KeywordMode = Literal["contains", "exact", "regex"]
+
+
+def match_keyword(text: str | None, words: Iterable[str], mode: KeywordMode) -> str | None:
+    """Return the first keyword (as configured) that matches ``text``, or None.
+
+    - ``exact``: the whole message equals the keyword, ignoring case, accents and punctuation
+      ("Vendas!" matches "vendas").
+    - ``contains``: the keyword appears as whole words ("quero vendas" matches "vendas"; "oito" does not
+      match "oi"); multi-word keywords must appear in sequence.
+    - ``regex``: ``regex_search``.
+    """
+    if not text:
+        return None
+    if mode == "regex":
+        return next((w for w in words if regex_search(w, text)), None)
+    message = _words(text)
+    for word in words:
+        wanted = _words(word)
+        if not wanted:
+            continue
+        if mode == "exact" and message == wanted:
+            return word
+        if mode == "contains" and _contains_run(message, wanted):
+            return word
+    return None
+
+
+def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+    n = len(needle)
+    return any(list(haystack[i:i + n]) == list(needle) for i in range(len(haystack) - n + 1))
+
+
+def match_choice(reply: str | None, labels: Sequence[str], keys: Sequence[str] | None = None) -> int | None:
+    """Return the index of the option a reply picks, or None.
+
+    Accepted, in order: the option's number as shown ("2", "2.", "opção 2", "2️⃣"); the label or key typed
+    in full ("suporte", "Suporte!"); a label appearing as whole words in a longer reply ("quero suporte"),
+    only when exactly one label does. Poll votes arrive as the voted label, so they match the same way.
+    """
+    if not reply:
+        return None
+    text = normalize(reply[:MAX_MATCH_INPUT])
+    numbered = _NUMBERED_REPLY.match(text)
+    if numbered:
+        index = int(numbered.group(1)) - 1
+        if 0 <= index < len(labels):
+            return index
+        # out of range: maybe the labels themselves are numbers ("10", "20"); try them as text below
+    words = _words(text)
+    candidates = [list(labels)] + ([list(keys)] if keys else [])
+    for names in candidates:
+        for i, name in enumerate(names):
+            if _words(name) and _words(name) == words:
+                return i
+    inside = [i for i, label in enumerate(labels) if _words(label) and _contains_run(words, _words(label))]
+    return inside[0] if len(inside) == 1 else None
+
+
+# -- picking the trigger that starts a funnel -------------------------------------------------------------
+
+class TriggerConfig(Protocol):
+    """What ``pick_trigger`` reads from a trigger node's ``data`` (``engine.core.nodes.trigger.TriggerData``)."""
+
+    kind: str
+    mode: str
+    words: list[str]
+    tag: str | None
+    priority: int
+    restart_running: bool
+    instance_ids: list[int] | None
+
+
+@dataclass(frozen=True)
+class TriggerCandidate:
+    """One active funnel's start node, as the runtime feeds it to ``pick_trigger``.
+
+    Attributes:
+        funnel_id: the funnel (its published version is what would start).
+        node_id: the trigger node's id in that version.
+        config: the trigger node's ``data`` (``TriggerData``).
+    """
+
+    funnel_id: Any
+    node_id: str
+    config: TriggerConfig
+
+
+@dataclass(frozen=True)
+class TriggerEvent:
+    """What happened, from the runtime's point of view.
+
+    Attributes:
+        kind: ``message`` (a contact wrote), ``tag_added`` (a tag was put on the contact) or ``manual``
+            (an agent started a funnel by hand).
+        text: the message text (``message`` events).
+        tag: the tag name (``tag_added`` events).
+        funnel_id: the funnel asked for (``manual`` events).
+        instance_id: the WhatsApp number the event came through (for triggers scoped to numbers).
+        is_new_contact: this is the contact's first message ever (``first_message`` triggers).
+        run_active: the conversation already has a live run (active, waiting or paused).
+    """
+
+    kind: Literal["message", "tag_added", "manual"]
+    text: str | None = None
+    tag: str | None = None
+    funnel_id: Any = None
+    instance_id: int | None = None
+    is_new_contact: bool = False
+    run_active: bool = False
+
+
+@dataclass(frozen=True)
+class TriggerMatch:
+    """The winning candidate and why it matched (for the funnel event log)."""
+
+    candidate: TriggerCandidate
+    reason: str
+    keyword: str | None = None
+
+
+# Higher = more specific; decides ties between equal priorities. A keyword someone typed on purpose
+# beats "first message", which beats "any message".
+_SPECIFICITY = {("keyword", "exact"): 60, ("keyword", "regex"): 50, ("keyword", "contains"): 40,
+                ("manual", ""): 70, ("tag_added", ""): 70, ("first_message", ""): 20, ("any_message", ""): 10}
+
+
+def trigger_matches(config: TriggerConfig, event: TriggerEvent) -> tuple[str, str | None] | None:
+    """Return ``(reason, keyword)`` when one trigger fires for ``event``, else None (ignores priority)."""
+    if config.instance_ids and event.instance_id not in config.instance_ids:
+        return None
+    if event.run_active and not config.restart_running:
+        return None
+    if event.kind == "message":
+        if config.kind == "first_message" and event.is_new_contact:
+            return "primeira mensagem", None
+        if config.kind == "any_message":
+            return "qualquer mensagem", None
+        if config.kind == "keyword":
+            keyword = match_keyword(event.text, config.words, config.mode)  # type: ignore[arg-type]
+            return (f"palavra-chave '{keyword}'", keyword) if keyword is not None else None
+        return None
+    if event.kind == "tag_added" and config.kind == "tag_added":
+        return (f"tag '{config.tag}' adicionada", None) if normalize(config.tag) == normalize(event.tag) else None
+    if event.kind == "manual" and config.kind == "manual":
+        return "início manual", None
+    return None
+
+
+def pick_trigger(triggers: Iterable[TriggerCandidate], event: TriggerEvent) -> TriggerMatch | None:
+    """Pick the trigger that should start a funnel for ``event``, or None.
+
+    Among the candidates that fire (``trigger_matches``), the winner has the highest ``priority``; ties go
+    to the more specific kind (manual/tag > exact keyword > regex > contains > first message > any
+    message), then to the longer keyword, then to the earlier candidate — so the runtime should pass
+    candidates in a stable order (e.g. by funnel id). For ``manual`` events only candidates of
+    ``event.funnel_id`` are considered.
+
+    While a run is live (``event.run_active``) only triggers with ``restart_running`` fire: they interrupt
+    the live run; the others leave the message to it.
+    """
+    best: tuple[tuple[int, int, int, int], TriggerMatch] | None = None
+    for order, candidate in enumerate(triggers):
+        if event.kind == "manual" and candidate.funnel_id != event.funnel_id:
+            continue
+        fired = trigger_matches(candidate.config, event)
+        if fired is None:
+            continue
+        reason, keyword = fired
+        cfg = candidate.config
+        specificity = _SPECIFICITY.get((cfg.kind, cfg.mode if cfg.kind == "keyword" else ""), 0)
+        rank = (cfg.priority, specificity, len(normalize(keyword)) if keyword else 0, -order)
+        if best is None or rank > best[0]:
+            best = (rank, TriggerMatch(candidate, reason, keyword))
+    return best[1] if best else None

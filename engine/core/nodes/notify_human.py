@@ -1,0 +1,63 @@
+"""Notify human: send a panel notification to a team or a user (the conversation stays with the bot)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from engine.core.nodes.base import (
+    ExecutionContext,
+    NodeBase,
+    NodeData,
+    NodeResult,
+    NodeSpec,
+    Notify,
+    TemplateStr,
+    next_only,
+    render_text,
+)
+
+
+class NotifyHumanData(NodeData):
+    """Who to notify and what to say.
+
+    Attributes:
+        team_id: a team; or ``team_name`` when the definition was written without ids (imported, examples);
+            the runtime resolves the name within the workspace.
+        user_id: a user.
+        message: the notification text (template).
+    """
+
+    team_id: int | None = None
+    team_name: Annotated[str, Field(min_length=1, max_length=120)] | None = None
+    user_id: int | None = None
+    message: Annotated[TemplateStr, Field(min_length=1, max_length=4_000)]
+
+    @model_validator(mode="after")
+    def _check_recipient(self) -> NotifyHumanData:
+        if self.team_id is None and self.user_id is None and not self.team_name:
+            raise PydanticCustomError("recipient_missing", "escolha a equipe ou o usuário a notificar")
+        return self
+
+
+class NotifyHumanNode(NodeBase):
+    """Schema of a ``notify_human`` node."""
+
+    type: Literal["notify_human"]
+    data: NotifyHumanData
+
+
+def execute(node: NotifyHumanNode, ctx: ExecutionContext) -> NodeResult:
+    """Render the message and ask the runtime to notify, then continue."""
+    cfg = node.data
+    rendered = render_text(cfg.message, ctx, "notificação")
+    if rendered.error:
+        return NodeResult(log=rendered.log, error=rendered.error)
+    action = Notify(rendered.text, team_id=cfg.team_id, user_id=cfg.user_id, team_name=cfg.team_name)
+    return NodeResult(output="next", actions=(action,), log=rendered.log)
+
+
+SPEC = NodeSpec(type="notify_human", label="Notificar humano", schema=NotifyHumanNode, execute=execute,
+                outputs=next_only)

@@ -1,0 +1,182 @@
+"""Send choices: a question with options (numbered text or a poll), then wait for the pick.
+
+One output per option key, so the canvas routes each answer with an edge labelled by that key. A reply
+picks an option by its number ("2", "2️⃣", "opção 2") or by its text, accent- and case-insensitively; a
+poll vote arrives as the option's text. Unmatched replies are re-prompted up to ``max_retries`` times, then
+``no_match`` (or the run fails when that output has no edge).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from engine.core.matching import match_choice, normalize
+from engine.core.nodes.base import (
+    OUTPUT_PATTERN,
+    Action,
+    ExecutionContext,
+    NodeBase,
+    NodeData,
+    NodeResult,
+    NodeSpec,
+    SendPoll,
+    SendText,
+    TargetStr,
+    TemplateStr,
+    Wait,
+    check_wait_seconds,
+    render_text,
+    store_value,
+)
+
+RESERVED_OUTPUTS = ("timeout", "no_match")
+DEFAULT_RETRY_PROMPT = "Não entendi. Responda com o número de uma das opções:"
+
+
+class Choice(NodeData):
+    """One option: ``key`` labels its edge; ``label`` is what the contact sees (template)."""
+
+    key: Annotated[str, Field(pattern=OUTPUT_PATTERN)]
+    label: Annotated[TemplateStr, Field(min_length=1, max_length=100)]
+
+
+class SendChoicesData(NodeData):
+    """The question and its options.
+
+    Attributes:
+        prompt: the question (template).
+        options: 1 to 12 options with unique keys.
+        mode: ``numbered_text`` ("1. Vendas" lines under the prompt) or ``poll`` (a WhatsApp poll; the
+            runtime falls back to the numbered text where polls are not delivered).
+        save_to: optional place to store the chosen label (``vars.X`` / ``contact...``).
+        retry_prompt: sent, followed by the options again, after an unmatched reply (template).
+        max_retries: re-prompts before ``no_match``.
+        timeout_s: seconds without a reply before ``timeout``; None waits forever.
+        typing: show "digitando..." before sending.
+    """
+
+    prompt: Annotated[TemplateStr, Field(min_length=1, max_length=4_000)]
+    options: list[Choice] = Field(min_length=1, max_length=12)
+    mode: Literal["numbered_text", "poll"] = "numbered_text"
+    save_to: TargetStr | None = None
+    retry_prompt: TemplateStr | None = Field(default=None, max_length=4_000)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    timeout_s: float | None = None
+    typing: bool = True
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _check_timeout(cls, value: float | None) -> float | None:
+        return check_wait_seconds(value)
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> SendChoicesData:
+        seen: set[str] = set()
+        for option in self.options:
+            key = option.key.lower()
+            if key in RESERVED_OUTPUTS:
+                raise PydanticCustomError("option_key_reserved", "a chave '{key}' é reservada; escolha outra",
+                                          {"key": option.key})
+            if key in seen:
+                raise PydanticCustomError("option_key_duplicate", "chave de opção repetida: '{key}'",
+                                          {"key": option.key})
+            seen.add(key)
+        labels = [normalize(o.label) for o in self.options]
+        if len(set(labels)) != len(labels):
+            raise PydanticCustomError("option_label_duplicate", "há opções com o mesmo texto")
+        return self
+
+
+class SendChoicesNode(NodeBase):
+    """Schema of a ``send_choices`` node."""
+
+    type: Literal["send_choices"]
+    data: SendChoicesData
+
+
+def outputs(node: SendChoicesNode) -> list[str]:
+    """One output per option key, ``no_match``, and ``timeout`` when a timeout is set."""
+    return [o.key for o in node.data.options] + ["no_match"] + (["timeout"] if node.data.timeout_s else [])
+
+
+def required_outputs(node: SendChoicesNode) -> list[str]:
+    """Every option key; ``timeout`` when set (``no_match`` is optional)."""
+    return [o.key for o in node.data.options] + (["timeout"] if node.data.timeout_s else [])
+
+
+def numbered_text(prompt: str, labels: list[str]) -> str:
+    """``prompt`` followed by "1. Label" lines: the format replies are matched against."""
+    lines = "\n".join(f"{i}. {label}" for i, label in enumerate(labels, start=1))
+    return f"{prompt}\n\n{lines}" if prompt else lines
+
+
+def _labels(node: SendChoicesNode, ctx: ExecutionContext) -> tuple[list[str], list[str], str | None]:
+    labels, log = [], []
+    for option in node.data.options:
+        rendered = render_text(option.label, ctx, f"opção {option.key}")
+        log += rendered.log
+        if rendered.error:
+            return [], log, rendered.error
+        labels.append(rendered.text.strip() or option.key)
+    return labels, log, None
+
+
+def _ask(node: SendChoicesNode, ctx: ExecutionContext, prompt: str, attempts: int, log: list[str]) -> NodeResult:
+    labels, label_log, error = _labels(node, ctx)
+    log = log + label_log
+    if error:
+        return NodeResult(log=tuple(log), error=error)
+    cfg = node.data
+    fallback = numbered_text(prompt, labels)
+    action: Action
+    if cfg.mode == "poll":
+        action = SendPoll(prompt, tuple(labels), fallback, typing=cfg.typing)
+    else:
+        action = SendText(fallback, typing=cfg.typing)
+    return NodeResult(actions=(action,), log=tuple(log), wait=Wait("reply", timeout_s=cfg.timeout_s, attempts=attempts),
+                      data={"options": labels})
+
+
+def execute(node: SendChoicesNode, ctx: ExecutionContext) -> NodeResult:
+    """Send the question with its options and wait for the pick."""
+    prompt = render_text(node.data.prompt, ctx, "pergunta")
+    if prompt.error:
+        return NodeResult(log=prompt.log, error=prompt.error)
+    return _ask(node, ctx, prompt.text, 0, list(prompt.log))
+
+
+def resume(node: SendChoicesNode, ctx: ExecutionContext, reply_text: str) -> NodeResult:
+    """Match the reply to an option: follow its key; or re-ask; or ``no_match``."""
+    cfg = node.data
+    labels, log, error = _labels(node, ctx)
+    if error:
+        return NodeResult(log=tuple(log), error=error)
+    index = match_choice(reply_text, labels, [o.key for o in cfg.options])
+    if index is not None:
+        option = cfg.options[index]
+        actions: tuple[Action, ...] = (store_value(cfg.save_to, labels[index]),) if cfg.save_to else ()
+        return NodeResult(output=option.key, actions=actions, log=tuple(log),
+                          data={"choice": option.key, "label": labels[index]})
+    attempts = ctx.attempts + 1
+    log.append(f"resposta não corresponde a nenhuma opção, tentativa {attempts}")
+    if ctx.attempts < cfg.max_retries:
+        retry = render_text(cfg.retry_prompt or DEFAULT_RETRY_PROMPT, ctx, "nova pergunta")
+        if retry.error:
+            return NodeResult(log=tuple(log) + retry.log, error=retry.error)
+        return _ask(node, ctx, retry.text, attempts, log + list(retry.log))
+    if ctx.is_connected("no_match"):
+        return NodeResult(output="no_match", log=tuple(log) + ("tentativas esgotadas",))
+    return NodeResult(log=tuple(log), error=f"nenhuma opção escolhida depois de {cfg.max_retries} nova(s) tentativa(s)")
+
+
+def on_timeout(node: SendChoicesNode, ctx: ExecutionContext) -> NodeResult:
+    """No pick in time: take ``timeout``."""
+    return NodeResult(output="timeout", log=("tempo de espera esgotado",))
+
+
+SPEC = NodeSpec(type="send_choices", label="Enviar opções", schema=SendChoicesNode, execute=execute,
+                outputs=outputs, required_outputs=required_outputs, waits=lambda node: True, resume=resume,
+                on_timeout=on_timeout)

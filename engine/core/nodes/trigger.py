@@ -1,0 +1,73 @@
+"""Trigger: the start of a funnel (first message, keyword, any message, tag added, manual start).
+
+The trigger's configuration is read *before* a run exists, by ``engine.core.matching.pick_trigger``; executing
+it only moves the new run on to ``next``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from engine.core.matching import regex_problem
+from engine.core.nodes.base import ExecutionContext, NodeBase, NodeData, NodeResult, NodeSpec, next_only
+
+TriggerKind = Literal["first_message", "keyword", "any_message", "tag_added", "manual"]
+
+
+class TriggerData(NodeData):
+    """When the funnel starts.
+
+    Attributes:
+        kind: ``first_message`` (a contact's first message ever), ``keyword``, ``any_message``,
+            ``tag_added`` or ``manual`` (an agent starts it).
+        mode: keyword matching: ``contains`` (whole words), ``exact`` or ``regex``; always case- and
+            accent-insensitive.
+        words: the keywords (or patterns in ``regex`` mode); any one matching is enough.
+        tag: the tag for ``tag_added``.
+        priority: higher wins when several funnels' triggers match.
+        restart_running: may interrupt a conversation's live run (otherwise the message goes to that run).
+        instance_ids: only these WhatsApp numbers; None or empty = all.
+    """
+
+    kind: TriggerKind = "keyword"
+    mode: Literal["contains", "exact", "regex"] = "contains"
+    words: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(default_factory=list, max_length=50)
+    tag: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    restart_running: bool = False
+    instance_ids: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> TriggerData:
+        if self.kind == "keyword":
+            self.words = [w.strip() for w in self.words if w.strip()]
+            if not self.words:
+                raise PydanticCustomError("keywords_missing", "informe ao menos uma palavra-chave")
+            if self.mode == "regex":
+                for word in self.words:
+                    problem = regex_problem(word)
+                    if problem:
+                        raise PydanticCustomError("regex_invalid", "palavra-chave '{word}': {problem}",
+                                                  {"word": word, "problem": problem})
+        if self.kind == "tag_added" and not (self.tag and self.tag.strip()):
+            raise PydanticCustomError("tag_missing", "informe a tag que inicia o funil")
+        return self
+
+
+class TriggerNode(NodeBase):
+    """Schema of a ``trigger`` node."""
+
+    type: Literal["trigger"]
+    data: TriggerData = Field(default_factory=TriggerData)
+
+
+def execute(node: TriggerNode, ctx: ExecutionContext) -> NodeResult:
+    """Start the run: nothing to do but move on."""
+    return NodeResult(output="next", data={"kind": node.data.kind})
+
+
+SPEC = NodeSpec(type="trigger", label="Gatilho", schema=TriggerNode, execute=execute, outputs=next_only,
+                required_outputs=next_only, is_start=True)

@@ -1,0 +1,233 @@
+"""The editor's test chat: run a draft against a simulated contact, without publishing and without a database.
+
+Pure: every call takes the draft and the previous ``PreviewState`` and returns a new state, built with the same
+``walk`` the runtime uses, on a fresh ``ExecutionContext``. Side effects are only *described*: messages become
+chat entries, tags/fields/variables change the simulated contact, and routing, notifications and "go to
+funnel" become notes (``PreviewEntry`` with a ``kind``) that the page words from the catalog.
+
+The trigger is not matched: the first message typed starts the draft at its trigger, whatever it says, so a
+marketer can test a funnel before its keywords are final.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from engine.core.definition import FunnelDefinition, Walk, walk
+from engine.core.nodes.base import (
+    AddTag,
+    Contact,
+    ExecutionContext,
+    HistoryEntry,
+    Notify,
+    RemoveTag,
+    Route,
+    SendMedia,
+    SendPoll,
+    SendText,
+    SetContactField,
+    SetVariable,
+    StartFunnel,
+)
+
+DEFAULT_CONTACT = {"name": None, "phone": "5511999999999", "custom_data": {}, "tags": []}
+"""The simulated contact: no name yet (so "ask the name" flows behave as with a new lead)."""
+MAX_HISTORY = 20
+
+
+@dataclass(frozen=True)
+class PreviewEntry:
+    """One line of the test chat.
+
+    Attributes:
+        role: ``bot`` (a message the funnel sends), ``contact`` (what the tester typed) or ``note`` (something
+            the funnel did that is not a message).
+        kind: ``text``, ``poll``, ``media``, or for notes ``add_tag``, ``remove_tag``, ``set_field``,
+            ``set_variable``, ``notify``, ``route``, ``start_funnel``, ``timeout``, ``completed``, ``failed``.
+        text: the message text (bot/contact) or the main value of a note.
+        params: extra values for the note's wording (tag name, team, field...).
+    """
+
+    role: Literal["bot", "contact", "note"]
+    kind: str
+    text: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreviewStep:
+    """One node execution: which node, what it decided (output / waiting / end / error) and its log."""
+
+    node_id: str
+    node_type: str
+    outcome: Literal["next", "wait", "end", "error"]
+    output: str | None = None
+    log: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreviewState:
+    """Where the simulated run stands. Immutable; kept in the page's session state.
+
+    Attributes:
+        status: ``idle`` (not started), ``waiting``, ``completed`` or ``failed``.
+        node_id: the node the run waits on (or the last node executed).
+        wait_kind: ``reply`` or ``timer`` while waiting.
+        can_time_out: the wait has a deadline (a reply timeout or a delay), so "tempo esgotado" applies.
+        attempts: invalid replies received on the waiting node.
+        variables: the run's variables.
+        contact: the simulated contact (name, phone, custom_data, tags).
+        entries: the chat, oldest first.
+        steps: every node executed, in order.
+        error: why the run failed.
+    """
+
+    status: Literal["idle", "waiting", "completed", "failed"] = "idle"
+    node_id: str | None = None
+    wait_kind: str | None = None
+    can_time_out: bool = False
+    attempts: int = 0
+    trigger_message: str | None = None
+    last_reply: str | None = None
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    contact: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_CONTACT))
+    entries: tuple[PreviewEntry, ...] = ()
+    steps: tuple[PreviewStep, ...] = ()
+    error: str | None = None
+
+    @property
+    def waiting_for_reply(self) -> bool:
+        """The run waits for the contact to answer."""
+        return self.status == "waiting" and self.wait_kind == "reply"
+
+
+def _definition(raw: Mapping[str, Any]) -> tuple[FunnelDefinition | None, str | None]:
+    try:
+        return FunnelDefinition.model_validate(raw), None
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return None, f"corrija os nós com problemas antes de testar ({where}: {first['msg']})"
+
+
+def _context(state: PreviewState, funnel_name: str, now: datetime) -> ExecutionContext:
+    history = [HistoryEntry("in" if e.role == "contact" else "out", e.text)
+               for e in state.entries if e.role in ("bot", "contact")][-MAX_HISTORY:]
+    return ExecutionContext(now=now, variables=dict(state.variables), contact=Contact.from_dict(state.contact),
+                            trigger_message=state.trigger_message, last_reply=state.last_reply,
+                            funnel_name=funnel_name, history=history, attempts=state.attempts,
+                            rng=random.Random(0))
+
+
+def _entries(run: Walk) -> list[PreviewEntry]:
+    entries: list[PreviewEntry] = []
+    for action in run.actions:
+        if isinstance(action, SendText):
+            entries.append(PreviewEntry("bot", "text", action.text))
+        elif isinstance(action, SendPoll):
+            entries.append(PreviewEntry("bot", "poll", action.fallback_text))
+        elif isinstance(action, SendMedia):
+            entries.append(PreviewEntry("bot", "media", action.caption or "",
+                                        {"media_kind": action.media_kind, "media_id": action.media_id}))
+        elif isinstance(action, AddTag | RemoveTag):
+            entries.append(PreviewEntry("note", action.kind, action.name))
+        elif isinstance(action, SetContactField):
+            entries.append(PreviewEntry("note", "set_field", str(action.value), {"field": action.field}))
+        elif isinstance(action, SetVariable):
+            entries.append(PreviewEntry("note", "set_variable", str(action.value), {"field": action.name}))
+        elif isinstance(action, Notify):
+            entries.append(PreviewEntry("note", "notify", action.text))
+        elif isinstance(action, Route):
+            who = action.team_name or action.team_id or action.agent_id or ""
+            entries.append(PreviewEntry("note", "route", str(who), {"pause_bot": action.pause_bot}))
+        elif isinstance(action, StartFunnel):
+            entries.append(PreviewEntry("note", "start_funnel", str(action.funnel_id)))
+    return entries
+
+
+def _steps(run: Walk) -> list[PreviewStep]:
+    steps = []
+    for step in run.steps:
+        result = step.result
+        outcome = result.outcome
+        steps.append(PreviewStep(step.node_id, step.node_type, outcome, result.output if outcome == "next" else None,
+                                 tuple(result.log) + ((result.error,) if result.error else ())))
+    return steps
+
+
+def _apply(state: PreviewState, run: Walk, before: list[PreviewEntry]) -> PreviewState:
+    ctx = run.context
+    entries = [*state.entries, *before, *_entries(run)]
+    if run.status == "completed":
+        entries.append(PreviewEntry("note", "completed"))
+    elif run.status == "failed":
+        entries.append(PreviewEntry("note", "failed", run.error or ""))
+    wait = run.wait if run.status == "waiting" else None
+    return replace(
+        state, status=run.status if run.status != "ignored" else state.status, node_id=run.node_id,
+        wait_kind=wait.kind if wait else None,
+        can_time_out=bool(wait and (wait.kind == "timer" or wait.timeout_s)),
+        attempts=ctx.attempts if wait else 0, last_reply=ctx.last_reply, variables=dict(ctx.variables),
+        contact={"name": ctx.contact.name, "phone": ctx.contact.phone, "custom_data": dict(ctx.contact.custom_data),
+                 "tags": list(ctx.contact.tags)},
+        entries=tuple(entries), steps=(*state.steps, *_steps(run)), error=run.error)
+
+
+def _failed(state: PreviewState, error: str, before: list[PreviewEntry]) -> PreviewState:
+    return replace(state, status="failed", error=error,
+                   entries=(*state.entries, *before, PreviewEntry("note", "failed", error)))
+
+
+def start(raw: Mapping[str, Any], message: str, *, funnel_name: str = "", now: datetime | None = None,
+          contact: Mapping[str, Any] | None = None) -> PreviewState:
+    """A new simulated run: the contact sends ``message``, which starts the draft at its trigger."""
+    state = PreviewState(trigger_message=message, contact=dict(contact or DEFAULT_CONTACT))
+    before = [PreviewEntry("contact", "text", message)]
+    defn, error = _definition(raw)
+    if defn is None:
+        return _failed(state, error or "", before)
+    trigger = defn.start_node()
+    if trigger is None:
+        return _failed(state, "o funil precisa de um gatilho (nó inicial)", before)
+    now = now or datetime.now(UTC)
+    run = walk(defn, _context(state, funnel_name, now), trigger.id)
+    return _apply(state, run, before)
+
+
+def send(raw: Mapping[str, Any], state: PreviewState, text: str, *, funnel_name: str = "",
+         now: datetime | None = None) -> PreviewState:
+    """The contact answers: start the run when idle or finished, else resume the waiting node.
+
+    A message while a delay runs is shown but changes nothing, as in the runtime.
+    """
+    if state.status in ("idle", "completed", "failed"):
+        return start(raw, text, funnel_name=funnel_name, now=now, contact=state.contact if state.steps else None)
+    before = [PreviewEntry("contact", "text", text)]
+    defn, error = _definition(raw)
+    if defn is None:
+        return _failed(state, error or "", before)
+    if not state.waiting_for_reply:
+        return replace(state, entries=(*state.entries, *before, PreviewEntry("note", "ignored")))
+    run = walk(defn, _context(state, funnel_name, now or datetime.now(UTC)), state.node_id or "", reply=text)
+    if run.status == "ignored":
+        return replace(state, entries=(*state.entries, *before, PreviewEntry("note", "ignored")))
+    return _apply(state, run, before)
+
+
+def time_out(raw: Mapping[str, Any], state: PreviewState, *, funnel_name: str = "",
+             now: datetime | None = None) -> PreviewState:
+    """The waiting node's deadline passes (a reply timeout, or a delay that ends)."""
+    if state.status != "waiting" or not state.can_time_out:
+        return state
+    before = [PreviewEntry("note", "timeout")]
+    defn, error = _definition(raw)
+    if defn is None:
+        return _failed(state, error or "", before)
+    run = walk(defn, _context(state, funnel_name, now or datetime.now(UTC)), state.node_id or "", timed_out=True)
+    return _apply(state, run, before)

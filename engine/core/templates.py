@@ -1,0 +1,464 @@
+"""The one template function: every text a funnel sends goes through ``render``.
+
+Templates are Jinja2 on ``ImmutableSandboxedEnvironment``. Authors are workspace users, but the *values* are
+contact-supplied (names, replies, custom fields), so the sandbox is tightened beyond Jinja's defaults:
+
+- attribute access is an allow-list: keys of our own namespaces, a few pure ``str`` methods, the ``loop``
+  helper; everything else (``__class__``, ``str.center``, ``int.to_bytes`` ...) raises ``SecurityError``;
+- the only global is a ``range`` capped at ``MAX_RANGE`` items; ``lipsum``, ``cycler``, ``namespace`` and
+  ``dict`` are gone; filters are an allow-list, and those that build text check the size they would produce;
+- ``+``, ``*``, ``**``, ``%`` and ``~`` are intercepted so no single value can outgrow ``MAX_VALUE_CHARS``;
+- macros, call blocks, includes, imports, recursive loops and nested loops are refused at compile time, so
+  the work a template can do is roughly proportional to its size times the size of its data;
+- output is consumed chunk by chunk and cut at ``MAX_OUTPUT_CHARS``.
+
+A missing value renders as an empty string and its dotted path is reported in ``RenderResult.missing`` (for
+the funnel event log); ``{% if vars.x %}`` and ``| default(...)`` do not count as missing. ``render`` never
+raises: syntax errors, sandbox violations and runtime errors come back as ``RenderResult.error`` (pt-BR).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Template, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.runtime import LoopContext, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_TEMPLATE_CHARS = 20_000
+"""Longest template source accepted (a WhatsApp text is at most ~65k; prompts are far shorter)."""
+MAX_OUTPUT_CHARS = 64 * 1024
+"""Rendered text is cut here and ``RenderResult.truncated`` is set."""
+MAX_VALUE_CHARS = 64 * 1024
+"""Largest string/list any single template expression may build."""
+MAX_RANGE = 1_000
+"""Largest ``range()`` a template may create."""
+MAX_POW_BITS = 4_096
+"""``a ** b`` is refused when the result would need more bits than this."""
+HISTORY_LINES = 20
+"""How many recent messages ``{{history}}`` shows."""
+
+_missing_paths: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("_missing_paths", default=None)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What ``render`` produced.
+
+    Attributes:
+        text: the rendered text ("" when ``error`` is set).
+        missing: dotted paths of values that were referenced but absent, in first-use order, without repeats.
+        error: pt-BR description of why nothing was rendered, or None.
+        truncated: True when the output was cut at ``MAX_OUTPUT_CHARS``.
+    """
+
+    text: str
+    missing: list[str] = field(default_factory=list)
+    error: str | None = None
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the template rendered (possibly with missing values or truncated)."""
+        return self.error is None
+
+
+class _Bag:
+    """A read-only namespace whose keys are reachable as attributes (``contact.custom_data.email``).
+
+    Not a ``dict``: a dict would expose ``items``/``keys``/``get`` ahead of same-named keys (Jinja prefers
+    attributes), so a custom field called ``items`` would be unreachable. ``None`` values count as missing.
+    """
+
+    __slots__ = ("_data", "_path")
+
+    def __init__(self, data: Mapping[str, Any], path: str) -> None:
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_path", path)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            value = self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        if value is None:
+            raise AttributeError(name)
+        return _wrap(value, f"{self._path}.{name}")
+
+    def __getitem__(self, name: Any) -> Any:
+        if not isinstance(name, str):
+            raise KeyError(name)
+        try:
+            return self.__getattr__(name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._data.get(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def __str__(self) -> str:
+        # Printing a whole namespace is almost always a mistake; printing nothing beats leaking a repr.
+        return ""
+
+
+def _wrap(value: Any, path: str) -> Any:
+    if isinstance(value, Mapping):
+        return _Bag(value, path)
+    if isinstance(value, list | tuple):
+        return [_wrap(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+class _TrackingUndefined(Undefined):
+    """Renders as "" and records its dotted path when printed; chains through ``.x`` and ``[x]``."""
+
+    __slots__ = ("_wb_path",)
+
+    def __init__(self, hint: str | None = None, obj: Any = None, name: str | None = None,
+                 exc: type[TemplateError] = UndefinedError) -> None:
+        if obj is None:
+            super().__init__(hint=hint, name=name, exc=exc)
+        else:
+            super().__init__(hint=hint, obj=obj, name=name, exc=exc)
+        base = obj._path if isinstance(obj, _Bag) else None
+        self._wb_path = f"{base}.{name}" if base and name else (name or "?")
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:1] == "_":
+            raise AttributeError(name)
+        return _TrackingUndefined(name=f"{self._wb_path}.{name}")
+
+    def __getitem__(self, key: Any) -> Any:
+        return _TrackingUndefined(name=f"{self._wb_path}.{key}")
+
+    def _record(self) -> None:
+        paths = _missing_paths.get()
+        if paths is not None and self._wb_path not in paths:
+            paths.append(self._wb_path)
+
+    def __str__(self) -> str:
+        self._record()
+        return ""
+
+    def __iter__(self) -> Iterator[Any]:
+        self._record()
+        return iter(())
+
+    __html__ = __str__
+
+
+class _LimitError(SecurityError):
+    """A template tried to build something larger than the limits allow."""
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | list | tuple) else 0
+
+
+def _check_size(value: Any) -> Any:
+    if _size(value) > MAX_VALUE_CHARS:
+        raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+    return value
+
+
+def _mul(left: Any, right: Any) -> Any:
+    for seq, n in ((left, right), (right, left)):
+        if isinstance(seq, str | list | tuple) and isinstance(n, int):
+            if len(seq) * max(n, 0) > MAX_VALUE_CHARS:
+                raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+    return left * right
+
+
+def _add(left: Any, right: Any) -> Any:
+    if _size(left) + _size(right) > MAX_VALUE_CHARS:
+        raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+    return left + right
+
+
+def _pow(left: Any, right: Any) -> Any:
+    if isinstance(left, int | float) and isinstance(right, int | float) and abs(left) > 1 and right > 0:
+        if math.log2(abs(left)) * right > MAX_POW_BITS:
+            raise _LimitError("potência grande demais")
+    return left**right
+
+
+def _mod(left: Any, right: Any) -> Any:
+    # printf-style formatting can pad to any width ('%999999999s'); numbers only.
+    if isinstance(left, str):
+        raise SecurityError("formatação com % não é permitida; use filtros ou concatenação")
+    return left % right
+
+
+def _safe_range(*args: Any) -> range:
+    rng = range(*args)
+    if len(rng) > MAX_RANGE:
+        raise _LimitError(f"range() maior que {MAX_RANGE} itens")
+    return rng
+
+
+def _join(value: Iterable[Any], d: str = "", attribute: Any = None) -> str:
+    items = [str(v) for v in value] if attribute is None else [str(getattr(v, str(attribute), "")) for v in value]
+    if sum(map(len, items)) + len(d) * max(len(items) - 1, 0) > MAX_VALUE_CHARS:
+        raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+    return d.join(items)
+
+
+def _replace(s: Any, old: str, new: str, count: int | None = None) -> str:
+    s = str(s)
+    occurrences = s.count(old) if old else len(s) + 1
+    if count is not None and count >= 0:
+        occurrences = min(occurrences, count)
+    if len(s) + occurrences * (len(new) - len(old)) > MAX_VALUE_CHARS:
+        raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+    return s.replace(old, new, -1 if count is None else count)
+
+
+# Pure, output-bounded str methods; padding/formatting ones (center, zfill, format, expandtabs ...) are absent.
+_SAFE_STR_METHODS = frozenset({
+    "upper", "lower", "title", "capitalize", "casefold", "swapcase", "strip", "lstrip", "rstrip",
+    "startswith", "endswith", "split", "rsplit", "splitlines", "count", "find", "rfind", "isdigit",
+    "isnumeric", "isalpha", "isalnum", "isspace", "islower", "isupper", "removeprefix", "removesuffix",
+})
+_SAFE_SEQ_METHODS = frozenset({"index", "count"})
+_SAFE_FILTERS = frozenset({
+    "abs", "capitalize", "count", "d", "default", "first", "float", "int", "last", "length", "list", "lower",
+    "max", "min", "reject", "rejectattr", "reverse", "round", "select", "selectattr", "sort", "string",
+    "striptags", "sum", "title", "trim", "truncate", "unique", "upper", "urlencode", "wordcount",
+})
+_FORBIDDEN_NODES: dict[type[nodes.Node], str] = {
+    nodes.Macro: "macros não são permitidas",
+    nodes.CallBlock: "blocos {% call %} não são permitidos",
+    nodes.Include: "{% include %} não é permitido",
+    nodes.Import: "{% import %} não é permitido",
+    nodes.FromImport: "{% from ... import %} não é permitido",
+    nodes.Extends: "{% extends %} não é permitido",
+    nodes.Block: "{% block %} não é permitido",
+}
+
+
+class _CheckedCodeGenerator(CodeGenerator):
+    """Routes ``a ~ b`` through a size check: Jinja compiles it to a direct join the sandbox cannot see."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _FunnelEnvironment(ImmutableSandboxedEnvironment):
+    code_generator_class = _CheckedCodeGenerator
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
+
+    def __init__(self) -> None:
+        super().__init__(autoescape=False, undefined=_TrackingUndefined, finalize=_finalize,
+                         keep_trailing_newline=True, auto_reload=False)
+        self.globals.clear()
+        self.globals["range"] = _safe_range
+        kept = {name: f for name, f in self.filters.items() if name in _SAFE_FILTERS}
+        self.filters.clear()
+        self.filters.update(kept, join=_join, replace=_replace)
+        self.binop_table.update({"+": _add, "*": _mul, "**": _pow, "%": _mod})
+
+    def checked_concat(self, parts: Sequence[Any]) -> str:
+        """Size-checked version of Jinja's ``~`` operator."""
+        texts = [str(self.finalize(p)) if p is not None else "" for p in parts]
+        return _check_size("".join(texts))
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if not super().is_safe_attribute(obj, attr, value):
+            return False
+        if isinstance(obj, _Bag | Undefined):
+            return True
+        if isinstance(obj, str):
+            return attr in _SAFE_STR_METHODS
+        if isinstance(obj, list | tuple):
+            return attr in _SAFE_SEQ_METHODS
+        return isinstance(obj, LoopContext)
+
+    def wrap_str_format(self, value: Any) -> None:
+        # Jinja hands out a sandboxed str.format before consulting is_safe_attribute; format can still pad to
+        # any width ('{:>999999999}'), so it goes through the allow-list like every other method.
+        return None
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        # Fail at the access itself rather than handing back a lazy undefined the template could test.
+        raise SecurityError(f"acesso a '{attribute}' não é permitido em modelos")
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        return _check_size(super().call_binop(context, operator_name, left, right))
+
+
+def _finalize(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(_finalize(v)) for v in value)
+    return value
+
+
+_ENV = _FunnelEnvironment()
+
+
+def _check_ast(tree: nodes.Template) -> str | None:
+    for node in tree.find_all(tuple(_FORBIDDEN_NODES)):
+        return f"linha {node.lineno}: {_FORBIDDEN_NODES[type(node)]}"
+    for loop in tree.find_all(nodes.For):
+        if loop.recursive:
+            return f"linha {loop.lineno}: laços recursivos não são permitidos"
+        # One level of looping keeps the work linear in the data; nested loops multiply it.
+        if next(loop.find_all(nodes.For), None) is not None:
+            return f"linha {loop.lineno}: laços dentro de laços não são permitidos"
+    return None
+
+
+_SYNTAX_HINTS = (
+    ("unexpected 'end of template'", "o texto terminou sem fechar um '}}' ou '%}'"),
+    ("no filter named", "filtro desconhecido ou não permitido"),
+    ("no test named", "teste desconhecido"),
+    ("unexpected end of template", "um bloco {% if %} ou {% for %} não foi fechado"),
+    ("encountered unknown tag", "comando {% ... %} desconhecido ou fora de lugar"),
+    ("expected token", "expressão incompleta"),
+)
+
+
+def _syntax_message(exc: TemplateSyntaxError) -> str:
+    detail = exc.message or "erro de sintaxe"
+    for english, portuguese in _SYNTAX_HINTS:
+        if detail.lower().startswith(english):
+            detail = f"{portuguese} ({detail})"
+            break
+    return f"erro de sintaxe na linha {exc.lineno}: {detail}"
+
+
+@lru_cache(maxsize=1024)
+def _compile(source: str) -> Template | str:
+    """Compile once per distinct source; returns the template or a pt-BR error message."""
+    if len(source) > MAX_TEMPLATE_CHARS:
+        return f"modelo maior que o limite de {MAX_TEMPLATE_CHARS} caracteres"
+    try:
+        tree = _ENV.parse(source)
+        problem = _check_ast(tree)
+        if problem:
+            return problem
+        return _ENV.from_string(tree)
+    except TemplateSyntaxError as exc:
+        return _syntax_message(exc)
+    except SecurityError as exc:
+        return f"modelo bloqueado: {exc}"
+
+
+def check_syntax(template: str) -> str | None:
+    """Return a pt-BR description of what is wrong with ``template``, or None when it compiles.
+
+    Covers Jinja syntax errors, constructs the sandbox refuses (macros, includes, nested loops ...)
+    and oversized templates. It does not catch runtime problems such as a missing value.
+    """
+    compiled = _compile(template)
+    return compiled if isinstance(compiled, str) else None
+
+
+def history_text(history: Iterable[Any]) -> str:
+    """Format recent messages as ``Contato: ...`` / ``Bot: ...`` lines (the ``{{history}}`` value)."""
+    lines = []
+    for entry in list(history)[-HISTORY_LINES:]:
+        if isinstance(entry, Mapping):
+            direction, text, author = entry.get("direction"), entry.get("text"), entry.get("author")
+        else:
+            direction, text, author = (getattr(entry, "direction", None), getattr(entry, "text", None),
+                                       getattr(entry, "author", None))
+        if not text:
+            continue
+        who = author or ("Contato" if direction == "in" else "Bot")
+        lines.append(f"{who}: {' '.join(str(text).split())}")
+    return "\n".join(lines)
+
+
+def template_namespace(ctx: Any) -> dict[str, Any]:
+    """Build the names a template sees from an execution context (or pass a ready mapping through).
+
+    ``ctx`` is anything with the attributes of ``engine.core.nodes.base.ExecutionContext`` (``contact``,
+    ``variables``, ``trigger_message``, ``last_reply``, ``funnel_name``, ``history``); duck-typed so this
+    module does not import the node package. A ``Mapping`` is taken as the namespace itself.
+    """
+    if isinstance(ctx, Mapping):
+        raw: dict[str, Any] = dict(ctx)
+    else:
+        contact = getattr(ctx, "contact", None)
+        if contact is not None and not isinstance(contact, Mapping):
+            contact = {"name": contact.name, "phone": contact.phone, "custom_data": dict(contact.custom_data),
+                       "tags": list(contact.tags)}
+        raw = {
+            "contact": contact or {},
+            "vars": dict(getattr(ctx, "variables", {}) or {}),
+            "trigger": {"message": getattr(ctx, "trigger_message", None)},
+            "funnel": {"name": getattr(ctx, "funnel_name", None) or None},
+            "last_reply": getattr(ctx, "last_reply", None),
+            "history": history_text(getattr(ctx, "history", ()) or ()),
+        }
+    return {key: _wrap(value, key) for key, value in raw.items() if value is not None}
+
+
+def render(template: str, ctx: Any) -> RenderResult:
+    """Render one funnel text with the sandboxed environment; never raises.
+
+    Args:
+        template: Jinja2 source, e.g. ``"Olá {{contact.name}}!"``.
+        ctx: an ``ExecutionContext`` (or any object with its attributes), or a ready namespace mapping
+            with keys such as ``contact``, ``vars``, ``trigger``, ``funnel``, ``history``.
+
+    Returns:
+        ``RenderResult``: the text, the dotted paths of missing values, and an error (pt-BR) when the
+        template could not be rendered — in which case ``text`` is "".
+    """
+    if not template:
+        return RenderResult("")
+    compiled = _compile(template)
+    if isinstance(compiled, str):
+        return RenderResult("", error=compiled)
+    missing: list[str] = []
+    token = _missing_paths.set(missing)
+    try:
+        chunks: list[str] = []
+        size = 0
+        truncated = False
+        for chunk in compiled.generate(template_namespace(ctx)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                truncated = True
+                break
+        text = "".join(chunks)[:MAX_OUTPUT_CHARS]
+        return RenderResult(text, missing, truncated=truncated)
+    except SecurityError as exc:
+        return RenderResult("", missing, error=f"modelo bloqueado: {exc}")
+    except TemplateError as exc:
+        return RenderResult("", missing, error=f"erro no modelo: {exc}")
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, RecursionError) as exc:
+        # Runtime mistakes in an author's expression ({{ vars.n / 0 }}, {{ 'a' + 1 }}) are data for the
+        # run's log, not crashes; anything else is a bug and propagates.
+        return RenderResult("", missing, error=f"erro ao montar o texto: {type(exc).__name__}: {exc}")
+    finally:
+        _missing_paths.reset(token)
+
+
+__all__ = ["MAX_OUTPUT_CHARS", "RenderResult", "check_syntax", "history_text", "render", "template_namespace"]

@@ -1,0 +1,222 @@
+"""Storing what the connector reports: messages, send acks, receipts and connection states.
+
+``apply_events`` runs inside one transaction for a batch of one number's events, in stream order.
+Storing is idempotent: WhatsApp redelivers after reconnects and our own stream may deliver an entry
+twice after a worker crash, so the (instance, WhatsApp id) pair decides whether a message is new.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from connector.contracts import InboundMessage, Receipt, SendAck, StateChange
+from engine.worker import dispatch
+from workbench.services.outbox import mark_acked
+from workbench.services.runs import Effects
+from workbench.store.models import Contact, Conversation, Instance, Message
+from workbench.store.text import clean_text, preview
+
+log = logging.getLogger(__name__)
+
+STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
+# Types that change another message rather than say something new: no unread badge, no bot reply.
+SIDE_EFFECT_TYPES = ("reaction", "edit", "revoke")
+
+
+@dataclass
+class Applied:
+    """What a batch changed: commands to publish after commit and workspaces whose views are stale."""
+
+    effects: Effects = field(default_factory=Effects)  # outbound commands, timers, read receipts
+    workspaces: set[int] = field(default_factory=set)
+    stored: int = 0
+    duplicates: int = 0
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def digits(phone: str) -> str:
+    """The phone number as digits only (WhatsApp ids carry no '+', spaces or device suffixes)."""
+    return "".join(ch for ch in phone.split("@")[0].split(":")[0] if ch.isdigit())
+
+
+def apply_events(session: Session, instance_id: int, events: list[Any]) -> Applied:
+    """Apply one number's events in order inside the caller's transaction."""
+    applied = Applied()
+    instance = session.get(Instance, instance_id)
+    if instance is None:
+        log.warning("events for unknown instance %s dropped", instance_id)
+        return applied
+    messages = [e for e in events if isinstance(e, InboundMessage)]
+    known = set()
+    if messages:
+        known = set(session.scalars(select(Message.wa_id).where(
+            Message.instance_id == instance_id, Message.wa_id.in_([m.wa_id for m in messages]))))
+    for event in events:
+        if isinstance(event, InboundMessage):
+            if event.wa_id in known:
+                applied.duplicates += 1
+                continue
+            known.add(event.wa_id)
+            _store_message(session, instance, event, applied)
+            applied.stored += 1
+        elif isinstance(event, SendAck):
+            mark_acked(session, instance_id, event.outbox_id, event.ok, event.wa_id, event.error,
+                       _ts(event.timestamp_ms))
+        elif isinstance(event, Receipt):
+            _apply_receipt(session, instance_id, event)
+        elif isinstance(event, StateChange):
+            _apply_state(instance, event)
+        applied.workspaces.add(instance.workspace_id)
+    return applied
+
+
+def _contact_upsert():
+    stmt = pg_insert(Contact).values(
+        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"), phone=bindparam("phone"),
+        jid=bindparam("jid"), push_name=bindparam("push_name"), last_inbound_at=bindparam("inbound_at"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[Contact.instance_id, Contact.phone],
+        set_={
+            "push_name": func.coalesce(stmt.excluded.push_name, Contact.push_name),
+            "jid": stmt.excluded.jid,
+            "last_inbound_at": func.coalesce(stmt.excluded.last_inbound_at, Contact.last_inbound_at),
+        },
+    ).returning(
+        Contact.id, literal_column("xmax = 0").label("inserted"),
+        # The row as it was before this statement (subqueries in RETURNING see the statement's snapshot): no
+        # inbound message yet means this is the contact's first, even if we wrote to them first from the phone.
+        literal_column("(SELECT before.last_inbound_at IS NULL FROM contacts AS before"
+                       " WHERE before.id = contacts.id)").label("never_wrote"),
+    )
+
+
+def _conversation_upsert():
+    stmt = pg_insert(Conversation).values(
+        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"),
+        contact_id=bindparam("contact_id"), status="open", last_message_at=bindparam("at"),
+        last_message_preview=bindparam("preview"), last_message_direction=bindparam("direction"),
+        last_message_type=bindparam("type"), last_inbound_at=bindparam("inbound_at"),
+        unread_count=bindparam("unread"),
+    )
+    counts = stmt.excluded.unread_count > 0  # a new message from the contact reopens a closed conversation
+    return stmt.on_conflict_do_update(index_elements=[Conversation.contact_id], set_={
+        "last_message_at": func.greatest(Conversation.last_message_at, stmt.excluded.last_message_at),
+        "last_message_preview": stmt.excluded.last_message_preview,
+        "last_message_direction": stmt.excluded.last_message_direction,
+        "last_message_type": stmt.excluded.last_message_type,
+        "last_inbound_at": func.coalesce(stmt.excluded.last_inbound_at, Conversation.last_inbound_at),
+        "unread_count": Conversation.unread_count + stmt.excluded.unread_count,
+        "status": case((and_(counts, Conversation.status == "closed"), "open"), else_=Conversation.status),
+        "closed_at": case((counts, None), else_=Conversation.closed_at),
+    }).returning(Conversation.id, Conversation.bot_paused)
+
+
+def _message_insert():
+    return pg_insert(Message).values(
+        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"),
+        conversation_id=bindparam("conversation_id"), wa_id=bindparam("wa_id"), direction=bindparam("direction"),
+        type=bindparam("type"), text=bindparam("text"), data=bindparam("data", type_=JSONB),
+        quoted_wa_id=bindparam("quoted_id"), status=bindparam("status"), wa_timestamp=bindparam("at"),
+    ).on_conflict_do_nothing(index_elements=[Message.instance_id, Message.wa_id])
+
+
+# Built once: these run for every message, and building an upsert costs more than executing it.
+CONTACT_UPSERT = _contact_upsert()
+CONVERSATION_UPSERT = _conversation_upsert()
+MESSAGE_INSERT = _message_insert()
+
+
+def _store_message(session: Session, instance: Instance, event: InboundMessage, applied: Applied) -> None:
+    conn = session.connection()
+    when = _ts(event.timestamp_ms)
+    phone = digits(event.phone)
+    inbound = not event.from_me
+    side_effect = event.type in SIDE_EFFECT_TYPES
+    counts = inbound and not side_effect
+    text, flags = clean_text(event.text) if event.text is not None else (None, {})
+    scope = {"workspace_id": instance.workspace_id, "instance_id": instance.id}
+    contact_id, new_contact, never_wrote = conn.execute(CONTACT_UPSERT, {
+        **scope, "phone": phone, "jid": event.chat_jid, "push_name": event.push_name if inbound else None,
+        "inbound_at": when if inbound else None,
+    }).one()
+    conversation_id, paused = conn.execute(CONVERSATION_UPSERT, {
+        **scope, "contact_id": contact_id, "at": when, "preview": preview(text),
+        "direction": "in" if inbound else "out", "type": event.type, "inbound_at": when if inbound else None,
+        "unread": 1 if counts else 0,
+    }).one()
+
+    data: dict[str, Any] = {**flags}
+    if event.media:
+        data["media"] = event.media.model_dump(exclude_none=True)
+    if event.target_id:
+        data["target_id"] = event.target_id
+    if event.raw:
+        data["raw"] = event.raw
+    conn.execute(MESSAGE_INSERT, {
+        **scope, "conversation_id": conversation_id, "wa_id": event.wa_id, "direction": "in" if inbound else "out",
+        "type": event.type, "text": text, "data": data, "quoted_id": event.quoted_id,
+        "status": "received" if inbound else "sent", "at": when,
+    })
+    if side_effect and event.target_id:
+        _apply_side_effect(session, instance.id, event, text)
+    if counts:
+        conversation = {"id": conversation_id, "workspace_id": instance.workspace_id, "instance_id": instance.id,
+                        "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused,
+                        "new_contact": new_contact, "push_name": event.push_name}
+        # "first message ever": a new row, or a contact we had only written to (new_contact alone tells the
+        # runtime that the row holds nothing yet: no tags, fields or runs)
+        first = new_contact or bool(never_wrote)
+        effects = dispatch.on_inbound_message(session, conversation, event, text, is_new_contact=first)
+        applied.effects.extend(effects)
+
+
+def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage, text: str | None) -> None:
+    """Mark the message an edit or revoke points at, so the chat shows it edited or deleted."""
+    target = select(Message).where(Message.instance_id == instance_id, Message.wa_id == event.target_id)
+    message = session.scalars(target).first()
+    if message is None:
+        return
+    if event.type == "edit":
+        message.data = {**message.data, "edited_text": text, "edited_at": event.timestamp_ms}
+    elif event.type == "revoke":
+        message.data = {**message.data, "revoked": True}
+    elif event.type == "reaction":
+        message.data = {**message.data, "reaction": text or None}
+
+
+_RECEIPT = update(Message).where(
+    Message.instance_id == bindparam("b_instance_id"), Message.wa_id.in_(bindparam("wa_ids", expanding=True)),
+    Message.direction == "out", Message.status.in_(bindparam("lower", expanding=True)),
+).values(status=bindparam("b_status"), status_at=bindparam("at"))
+
+
+def _apply_receipt(session: Session, instance_id: int, event: Receipt) -> None:
+    """Move our messages forward to delivered/read; a late 'delivered' never undoes 'read'."""
+    rank = STATUS_RANK[event.status]
+    session.connection().execute(_RECEIPT, {
+        "b_instance_id": instance_id, "wa_ids": event.wa_ids, "b_status": event.status,
+        "at": _ts(event.timestamp_ms),
+        "lower": [s for s, r in STATUS_RANK.items() if r < rank],
+    })
+
+
+def _apply_state(instance: Instance, event: StateChange) -> None:
+    instance.state = event.state
+    instance.state_reason = event.reason
+    instance.state_at = _ts(event.timestamp_ms)
+    if event.phone:
+        instance.phone = digits(event.phone)
+    if event.push_name:
+        instance.push_name = event.push_name

@@ -1,0 +1,50 @@
+"""The floors of docs/architecture.md hold: import-linter checks every contract in pyproject.toml.
+
+A wrong arrow (a service importing the worker, the pure core importing SQLAlchemy, a page-less module importing
+Streamlit) fails here, and so in CI. The second test proves the check bites: the same contracts on a copy of the
+code with one upward import added must fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("workbench", "engine", "connector", "pages")
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run import-linter on the project at ``cwd`` (a fresh process, so the import graph is read from disk)."""
+    code = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True, no_logo=True))"
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"})
+
+
+def test_import_contracts_hold() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "BROKEN" not in result.stdout
+
+
+@pytest.mark.parametrize(("module", "line", "contract"), [
+    ("workbench/services/outbox.py", "from engine.worker import jobs", "Floors"),
+    ("engine/core/matching.py", "import sqlalchemy", "pure"),
+    ("workbench/store/models.py", "from workbench.services import auth", "Floors"),
+    ("connector/relay.py", "from workbench.store import db", "connector imports nothing"),
+    ("workbench/services/contacts.py", "def _x():\n    import streamlit", "Streamlit"),
+])
+def test_a_wrong_import_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / module
+    target.write_text(target.read_text() + f"\n{line}\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN")]
+    assert any(contract in row for row in broken), result.stdout

@@ -1,0 +1,987 @@
+"""Every string the panel shows, in one catalog, and the helpers that format them.
+
+The panel speaks Brazilian Portuguese; the catalog is keyed by locale so English (or Spanish) can be added
+as one more dictionary with the same keys. Pages never hold literal UI text: they call ``t(key, **values)``.
+``tests/test_pages_i18n.py`` checks that every key the pages use exists here, and that every error key the
+services raise has a message.
+
+Catalog values are trusted text (we wrote them), so pages may show them with ``st.markdown``; anything a
+contact or user typed is never put *into* a catalog string — pages show it with literal elements.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from workbench.base.errors import WorkbenchError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCALE = "pt-BR"
+# The default display zone; Workspace.timezone defaults to the same value.
+DISPLAY_TZ = ZoneInfo("America/Sao_Paulo")
+# Where the zone of the reader comes from: the panel registers a provider that reads the signed-in session's
+# workspace zone (``use_zone_provider``); workers and scripts have none and use the default.
+_zone_provider: Callable[[], str | None] | None = None
+
+
+def use_zone_provider(provider: Callable[[], str | None] | None) -> None:
+    """Register where ``display_zone`` reads the current reader's zone name (None: the default zone)."""
+    global _zone_provider
+    _zone_provider = provider
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else DISPLAY_TZ
+    except (ZoneInfoNotFoundError, ValueError):
+        return DISPLAY_TZ
+
+
+def display_zone() -> ZoneInfo:
+    """The zone times are shown in for the current reader (an unknown zone name falls back to the default)."""
+    return _zone(_zone_provider() if _zone_provider else None)
+
+
+CATALOG: dict[str, dict[str, str]] = {
+    "pt-BR": {
+        # -- application shell ---------------------------------------------------------------------------
+        "app.title": "Painel WhatsApp",
+        "nav.inbox": "Caixa de entrada",
+        "nav.connections": "Conexões",
+        "nav.simulator": "Simulador",
+        "nav.settings": "Configurações",
+        "nav.funnels": "Funis",
+        "nav.login": "Entrar",
+        "sidebar.signed_in_as": "Conectado como",
+        "sidebar.logout": "Sair",
+        "notify.title": "Notificações",
+        "notify.title_unread": "Notificações ({n})",
+        "notify.mark_all": "Marcar todas como lidas",
+        "notify.empty": "Nenhuma notificação.",
+        "notify.unread": "não lida",
+        "notify.open": "Abrir conversa",
+        "notify.dismiss": "Marcar como lida",
+        "role.admin": "Administrador",
+        "role.supervisor": "Supervisor",
+        "role.agent": "Atendente",
+        # -- login -----------------------------------------------------------------------------------------
+        "login.title": "Entrar no painel",
+        "login.subtitle": "Use o e-mail e a senha cadastrados pelo administrador do seu espaço de trabalho.",
+        "login.email": "E-mail",
+        "login.password": "Senha",
+        "login.submit": "Entrar",
+        "login.missing": "Informe o e-mail e a senha.",
+        # -- connection states (connector/contracts.py STATES) ---------------------------------------------
+        "state.connected": "Conectado",
+        "state.awaiting_qr": "Aguardando leitura do QR",
+        "state.pairing": "Aguardando código de pareamento",
+        "state.connecting": "Conectando…",
+        "state.reconnecting": "Reconectando…",
+        "state.disconnected": "Desconectado",
+        "state.logged_out": "Desconectado do WhatsApp",
+        "state.replaced": "Sessão substituída",
+        "state.banned": "Banido temporariamente",
+        "state.outdated": "Versão desatualizada",
+        "state.failed": "Falhou",
+        "state.stopped": "Parado",
+        "state.unknown": "Estado desconhecido",
+        # Reasons the connector and its supervisor report with a state; unknown codes are shown raw.
+        "reason.logout": "Desconectado pelo painel",
+        "reason.requested": "Reconexão pedida pelo painel",
+        "reason.starting": "Iniciando o conector",
+        "reason.shutdown": "Conector encerrado normalmente",
+        "reason.network_unreachable": "Rede indisponível; tentando de novo",
+        "reason.transport_error": "Erro interno do conector; ele será reiniciado",
+        "reason.pair_code": "Digite o código de pareamento no celular",
+        "reason.heartbeat": "O conector parou de responder e foi reiniciado",
+        "reason.memory": "O conector usou memória demais e foi reiniciado",
+        "reason.unknown_transport": "Tipo de conexão desconhecido",
+        "reason.stopped_by_supervisor": "Parado pelo supervisor",
+        "reason.restart_budget_exhausted": "O conector caiu vezes demais; tente Reconectar",
+        "reason.exit": "O conector encerrou (código {code}) e será reiniciado",
+        "reason.signal": "O conector foi interrompido (sinal {code}) e será reiniciado",
+        # ... from the real WhatsApp transport (connector/neonize_transport.py)
+        "reason.resuming": "Retomando a sessão salva deste número",
+        "reason.new_session": "Preparando um novo QR code",
+        "reason.connect_error": "Não deu para falar com o WhatsApp; tentando de novo em instantes",
+        "reason.client_error": "Não deu para abrir a sessão salva deste número; o conector será reiniciado",
+        "reason.qr_expired": "Os QR codes expiraram sem ninguém ler. Gere um novo QR code para tentar de novo",
+        "reason.pair_phone_invalid": "Telefone inválido para o código de pareamento: confira o DDI e o DDD",
+        "reason.pair_phone_failed": "O WhatsApp recusou o pedido de código. Confira se o telefone é o deste "
+                                    "WhatsApp, com DDI, ou use o QR code",
+        "reason.paired": "Celular conectado; terminando de entrar no WhatsApp",
+        "reason.pair_error": "O celular não conseguiu concluir a conexão; tente de novo",
+        "reason.disconnected": "A conexão caiu; o WhatsApp reconecta sozinho",
+        "reason.keepalive_timeout": "O WhatsApp parou de responder; reconectando sozinho",
+        "reason.stream_replaced": "Esta sessão foi aberta em outro computador ou servidor e este parou para não "
+                                  "disputar com ele. Feche o outro e clique em Reconectar",
+        "reason.client_outdated": "O WhatsApp passou a exigir uma versão mais nova do conector. Peça ao "
+                                  "responsável técnico para atualizar o neonize; depois clique em Reconectar",
+        # logged_out states carry WhatsApp's own reason (``wa_reason.*``); failed ones ``connect_failure:<it>``
+        "reason.whatsapp_logout": "O WhatsApp desconectou este aparelho ({detail}). Clique em Reconectar e "
+                                  "leia um novo QR code para voltar",
+        "reason.connect_failure": "O WhatsApp recusou a conexão ({detail}); o conector será reiniciado",
+        "reason.code": "código {code}",
+        "wa_reason.generic": "motivo não informado",
+        "wa_reason.logged_out": "alguém removeu o aparelho em Aparelhos conectados, no celular",
+        "wa_reason.temp_banned": "número banido temporariamente",
+        "wa_reason.main_device_gone": "o WhatsApp do celular foi apagado, reinstalado ou trocado de aparelho",
+        "wa_reason.unknown_logout": "motivo desconhecido",
+        "wa_reason.client_outdated": "versão do conector desatualizada",
+        "wa_reason.bad_user_agent": "o WhatsApp não reconheceu o conector",
+        "wa_reason.internal_server_error": "erro nos servidores do WhatsApp",
+        "wa_reason.experimental": "recurso experimental do WhatsApp",
+        "wa_reason.service_unavailable": "WhatsApp fora do ar no momento",
+        # ``temporary_ban:<code>:until=<epoch ms>``
+        "reason.temporary_ban": "Banido temporariamente pelo WhatsApp até {until}. Motivo: {cause}. Depois "
+                                "desse horário, clique em Reconectar e vá com calma nos envios",
+        "reason.temporary_ban_undated": "Banido temporariamente pelo WhatsApp. Motivo: {cause}. Quando o prazo "
+                                        "acabar, clique em Reconectar e vá com calma nos envios",
+        "reason.temporary_ban_over": "O banimento temporário do WhatsApp terminou em {until}. Clique em "
+                                     "Reconectar para voltar",
+        "wa_ban.send_to_too_many_people": "mensagens para muita gente que não tem o número salvo",
+        "wa_ban.blocked_by_users": "muitas pessoas bloquearam ou denunciaram o número",
+        "wa_ban.created_too_many_groups": "grupos demais criados",
+        "wa_ban.sent_too_many_same_message": "a mesma mensagem enviada para muita gente",
+        "wa_ban.broadcast_list": "uso de lista de transmissão",
+        # -- message types: placeholders where there is no text to show --------------------------------
+        "msgtype.text": "[Mensagem]",
+        "msgtype.image": "[Imagem]",
+        "msgtype.audio": "[Áudio]",
+        "msgtype.video": "[Vídeo]",
+        "msgtype.document": "[Documento]",
+        "msgtype.sticker": "[Figurinha]",
+        "msgtype.location": "[Localização]",
+        "msgtype.contact": "[Contato]",
+        "msgtype.reaction": "[Reação]",
+        "msgtype.poll": "[Enquete]",
+        "msgtype.edit": "[Mensagem editada]",
+        "msgtype.revoke": "[Mensagem apagada]",
+        "msgtype.unsupported": "[Tipo de mensagem não suportado]",
+        # -- delivery status of messages we sent (literal ticks plus a word, for screen readers too) -----
+        "msgstatus.pending": "🕓 enviando",
+        "msgstatus.sent": "✓ enviada",
+        "msgstatus.delivered": "✓✓ entregue",
+        "msgstatus.read": "✓✓ lida",
+        "msgstatus.failed": "⚠ falha no envio",
+        "msgstatus.received": "",
+        # -- conversation status ----------------------------------------------------------------------------
+        "convstatus.open": "Aberta",
+        "convstatus.pending": "Pendente",
+        "convstatus.closed": "Resolvida",
+        # -- time ---------------------------------------------------------------------------------------------
+        "time.seconds": "{n} s",
+        "time.minutes": "{n} min",
+        "time.minutes_seconds": "{m} min {s} s",
+        "time.hours": "{n} h",
+        "time.hours_minutes": "{h} h {m} min",
+        "time.days": "{n} d",
+        "time.ago": "há {age}",
+        "time.just_now": "agora mesmo",
+        "time.yesterday": "ontem",
+        # -- Conexões ------------------------------------------------------------------------------------------
+        "connections.title": "Conexões",
+        "connections.intro": "Os números de WhatsApp do seu espaço de trabalho e o estado de cada conexão.",
+        "connections.add": "Adicionar número",
+        "connections.name": "Nome do número",
+        "connections.name_help": "Só para a equipe identificar o número, por exemplo “Comercial”.",
+        "connections.transport": "Tipo de conexão",
+        "connections.transport.sandbox": "Sandbox (simulado, para testes)",
+        "connections.transport.neonize": "WhatsApp de verdade (neonize)",
+        "connections.neonize_note": "Conecte pelo QR code ou por um código de telefone. Use o número para "
+                                    "atender quem chama você: disparos em massa levam a banimento.",
+        "connections.create": "Adicionar",
+        "connections.created": "Número adicionado. O QR code aparece aqui em instantes.",
+        "connections.empty": "Nenhum número cadastrado ainda.",
+        "connections.empty_manager": "Nenhum número cadastrado ainda. Clique em “Adicionar número” para começar.",
+        "connections.manage_note": "Só administradores e supervisores podem adicionar ou alterar números.",
+        "connections.phone": "Telefone",
+        "connections.push_name": "Nome no WhatsApp",
+        "connections.no_phone": "ainda não conectado",
+        "connections.heartbeat": "Último sinal",
+        "connections.heartbeat_none": "sem sinal",
+        "connections.restarts": "Reinícios",
+        "connections.transport_label": "Conexão",
+        "connections.qr_title": "Escaneie o QR code para conectar",
+        "connections.qr_help": "No celular, abra o WhatsApp › Aparelhos conectados › Conectar um aparelho e "
+                               "aponte a câmera para o código.",
+        "connections.qr_help_sandbox": "Este é um número de sandbox: leia o código pela página Simulador.",
+        "connections.qr_expires": "O código expira em {seconds} s; um novo aparece sozinho.",
+        "connections.qr_expired": "Código expirado; um novo aparece em instantes.",
+        "connections.pair_code": "Código de pareamento",
+        "connections.qr_expires_neonize": "O código expira em {seconds} s; outros aparecem por cerca de 2 minutos.",
+        "connections.qr_expired_neonize": "Código expirado; aguarde o próximo.",
+        "connections.pair_title": "Conectar com código de telefone",
+        "connections.pair_intro": "Sem como apontar a câmera? Peça um código de 8 caracteres e digite-o no "
+                                  "celular deste número.",
+        "connections.pair_phone": "Telefone deste WhatsApp, com DDI e DDD",
+        "connections.pair_phone_placeholder": "+55 11 98765-4321",
+        "connections.pair_request": "Pedir código",
+        "connections.pair_code_title": "Digite este código no celular",
+        "connections.pair_code_expires": "O código vale por mais {seconds} s.",
+        "connections.pair_code_expired": "O código expirou. Peça um novo em “Conectar com código de telefone”.",
+        "connections.pair_code_help": "No celular, abra o WhatsApp › Aparelhos conectados › Conectar um "
+                                      "aparelho › Conectar com número de telefone e digite o código.",
+        "connections.restart_pairing": "Gerar novo QR code",
+        "connections.reconnect": "Reconectar",
+        "connections.logout": "Desconectar",
+        "connections.stop": "Parar",
+        "connections.start": "Iniciar",
+        "connections.remove": "Remover",
+        "connections.confirm_logout": "Desconectar este número do WhatsApp? Para voltar, será preciso ler um "
+                                      "novo QR code.",
+        "connections.confirm_remove": "Remover este número? As conversas dele continuam no histórico.",
+        "connections.confirm": "Sim, confirmar",
+        "connections.cancel": "Cancelar",
+        "connections.done.reconnect": "Pedido de reconexão enviado.",
+        "connections.done.logout": "Número desconectado.",
+        "connections.done.stop": "Conexão parada.",
+        "connections.done.start": "Conexão iniciada.",
+        "connections.done.remove": "Número removido.",
+        "connections.done.pair_code": "Pedido enviado. O código aparece aqui em instantes.",
+        "connections.done.restart_pairing": "Pedido enviado. Um novo QR code aparece aqui em instantes.",
+        # -- Caixa de entrada --------------------------------------------------------------------------------
+        "inbox.title": "Caixa de entrada",
+        "inbox.filter": "Situação",
+        "inbox.filter.open": "Abertas",
+        "inbox.filter.pending": "Pendentes",
+        "inbox.filter.closed": "Resolvidas",
+        "inbox.mine": "Só as minhas",
+        "inbox.search": "Buscar por nome ou telefone",
+        "inbox.empty": "Nenhuma conversa por aqui.",
+        "inbox.open": "Abrir",
+        "inbox.pick": "Escolha uma conversa na lista para ver as mensagens.",
+        "inbox.you": "Você:",
+        "inbox.unread": "{n} não lidas",
+        "inbox.unread_one": "1 não lida",
+        "inbox.reply": "Escreva uma resposta…",
+        "inbox.pause_bot": "Pausar bot",
+        "inbox.resume_bot": "Reativar bot",
+        "inbox.resolve": "Resolver",
+        "inbox.reopen": "Reabrir",
+        "inbox.assign_me": "Assumir",
+        "inbox.bot_active": "Bot ativo",
+        "inbox.bot_paused": "Bot pausado",
+        "inbox.no_messages": "Nenhuma mensagem ainda.",
+        "inbox.edited": "editada",
+        "inbox.reaction": "Reação do contato:",
+        "inbox.media_missing": "[Arquivo não encontrado no servidor]",
+        "inbox.document": "documento",
+        "inbox.download": "Baixar",
+        "inbox.from_bot": "enviada pelo bot",
+        "inbox.contact": "Contato",
+        "inbox.name": "Nome",
+        "inbox.phone": "Telefone",
+        "inbox.push_name": "Nome no WhatsApp",
+        "inbox.number": "Número",
+        "inbox.agent": "Responsável",
+        "inbox.unassigned": "Ninguém assumiu ainda",
+        "inbox.status": "Situação",
+        "inbox.bot": "Bot",
+        "inbox.gone": "Esta conversa não está mais disponível para você.",
+        # the contact panel's "Funil" section (workbench.funnels.contact_runs)
+        "inbox.funnel.start": "Iniciar funil",
+        "inbox.funnel.start_pick": "Funil a iniciar",
+        "inbox.funnel.started_now": "Funil iniciado para este contato.",
+        "inbox.funnel.title": "Funil",
+        "inbox.funnel.none": "Nenhum funil rodou com este contato.",
+        "inbox.funnel.node": "Etapa atual",
+        "inbox.funnel.started": "Início",
+        "inbox.funnel.deadline": "Prazo da espera",
+        "inbox.funnel.error": "Erro",
+        "inbox.funnel.stop": "Parar funil",
+        "inbox.funnel.stopped": "Funil parado. O bot não continua este funil com o contato.",
+        "inbox.funnel.status.active": "Em execução",
+        "inbox.funnel.status.waiting": "Aguardando",
+        "inbox.funnel.status.paused": "Pausado",
+        "inbox.funnel.status.completed": "Concluído",
+        "inbox.funnel.status.failed": "Falhou",
+        "inbox.funnel.status.stopped": "Parado",
+        "inbox.tags": "Tags",
+        "inbox.tags.none": "Nenhuma tag.",
+        "inbox.tags.add": "Adicionar tag",
+        "inbox.tags.add_placeholder": "Escolha uma tag ou digite uma nova",
+        "inbox.tags.remove": "Remover esta tag",
+        "inbox.fields": "Campos personalizados",
+        "inbox.fields.none": "Nenhum campo preenchido.",
+        "inbox.fields.key": "Campo",
+        "inbox.fields.key_help": "Letras sem acento, números e _, começando por letra. Nos funis o campo email "
+                                 "aparece como contact.custom_data.email.",
+        "inbox.fields.value": "Valor",
+        "inbox.fields.value_help": "Deixe vazio para apagar o campo.",
+        "inbox.contact.edit": "Editar contato",
+        "inbox.contact.save": "Salvar contato",
+        "inbox.contact.saved": "Contato atualizado.",
+        # -- Simulador ----------------------------------------------------------------------------------------
+        "simulator.title": "Simulador",
+        "simulator.intro": "Converse com os seus números de sandbox como se você fosse um cliente no celular.",
+        "simulator.pending_title": "Números aguardando leitura do QR",
+        "simulator.pending_help": "Escolha o telefone que vai “escanear” o código; ele passa a ser o número "
+                                  "da empresa no sandbox.",
+        "simulator.scan_phone": "Telefone da empresa",
+        "simulator.scan_name": "Nome no WhatsApp",
+        "simulator.scan": "Escanear",
+        "simulator.scanned": "QR lido! O número conecta em instantes.",
+        "simulator.scan_failed": "Não deu para ler: o código expirou ou esse telefone já está ligado a outro "
+                                 "número.",
+        "simulator.number": "Número da empresa",
+        "simulator.none": "Nenhum número de sandbox conectado. Adicione um em Conexões e leia o QR code aqui.",
+        "simulator.offline": "Este número está offline: as mensagens ficam esperando até ele reconectar.",
+        "simulator.lead_title": "Cliente simulado",
+        "simulator.lead_phone": "Telefone do cliente",
+        "simulator.lead_name": "Nome do cliente",
+        "simulator.chat_title": "Conversa vista pelo cliente",
+        "simulator.type": "Mensagem como cliente…",
+        "simulator.image": "Enviar imagem",
+        "simulator.image_file": "Imagem",
+        "simulator.image_caption": "Legenda (opcional)",
+        "simulator.send_image": "Enviar imagem",
+        "simulator.image_sent": "Imagem enviada.",
+        "simulator.image_missing": "Escolha uma imagem primeiro.",
+        "simulator.typing": "digitando…",
+        "simulator.read_auto": "Chat aberto no celular (marca as mensagens recebidas como lidas)",
+        "simulator.empty_chat": "Nenhuma mensagem nesta conversa ainda.",
+        "simulator.status.sent": "✓ enviada",
+        "simulator.status.delivered": "✓✓ entregue",
+        "simulator.status.read": "✓✓ lida",
+        "simulator.vote": "Votar",
+        "simulator.your_vote": "✓ seu voto",
+        "error.poll_vote": "Não deu para votar: essa enquete ou opção não existe mais nesta conversa.",
+        # -- Configurações ---------------------------------------------------------------------------------
+        "settings.title": "Configurações",
+        "settings.intro": "Como o bot responde e quem faz parte da equipe deste espaço de trabalho.",
+        "settings.manager_only": "Só administradores e supervisores podem abrir as configurações.",
+        "settings.bot.title": "Bot e atendentes",
+        "settings.bot.resume": "Reativar o bot depois da resposta de um atendente (minutos)",
+        "settings.bot.resume_help": "Quando um atendente responde, o bot pausa nessa conversa. Com 0, ele só volta "
+                                    "quando alguém clicar em Reativar bot; com outro valor, volta sozinho depois "
+                                    "desse tempo.",
+        "settings.bot.read": "Marcar como lidas as mensagens que o bot responde",
+        "settings.bot.read_help": "O contato vê os tiques azuis quando um funil ou a resposta padrão cuida da "
+                                  "mensagem. Mensagens deixadas para os atendentes não são marcadas.",
+        "settings.bot.save": "Salvar",
+        "settings.zone.title": "Fuso horário",
+        "settings.zone.label": "Fuso horário do espaço de trabalho",
+        "settings.zone.help": "Os horários do painel e o horário comercial dos funis usam este fuso.",
+        "settings.zone.save": "Salvar fuso horário",
+        "settings.zone.saved": "Fuso horário salvo.",
+        "settings.bot.saved": "Configuração do bot salva.",
+        "settings.reply.title": "Resposta padrão",
+        "settings.reply.caption": "Quando ativada, o bot responde as mensagens dos contatos com este texto, "
+                                  "desde que ele não esteja pausado na conversa. Quando um atendente responde, "
+                                  "o bot é pausado naquela conversa e para de enviar a resposta padrão.",
+        "settings.reply.enabled": "Ativar resposta padrão",
+        "settings.reply.mode": "Quando responder",
+        "settings.reply.mode.every": "Em toda mensagem",
+        "settings.reply.mode.once_24h": "No máximo uma vez a cada 24 h por conversa",
+        "settings.reply.text": "Texto da resposta",
+        "settings.reply.text_help": "Enviado exatamente como está escrito, em até 4.096 caracteres.",
+        "settings.reply.save": "Salvar resposta padrão",
+        "settings.reply.saved": "Resposta padrão salva. Ela vale para as próximas mensagens.",
+        "settings.team.title": "Equipe",
+        "settings.team.members": "Pessoas",
+        "settings.team.name": "Nome",
+        "settings.team.email": "E-mail",
+        "settings.team.role": "Perfil",
+        "settings.team.teams": "Times",
+        "settings.team.team_name": "Time",
+        "settings.team.team_members": "Pessoas no time",
+        "settings.team.no_teams": "Nenhum time criado ainda.",
+        "settings.team.add": "Adicionar pessoa",
+        "settings.team.add_help": "Uma senha é gerada na hora e mostrada uma única vez; passe o e-mail e a "
+                                  "senha para a pessoa por um canal seguro.",
+        "settings.team.new_name": "Nome",
+        "settings.team.new_email": "E-mail",
+        "settings.team.new_role": "Perfil",
+        "settings.team.submit": "Adicionar",
+        "settings.team.added": "Pessoa adicionada à equipe.",
+        "settings.team.password_once": "Anote esta senha agora: ela não será mostrada de novo.",
+        "settings.team.login_email": "E-mail de acesso",
+        "settings.team.login_password": "Senha",
+        "settings.team.admin_only": "Só administradores podem adicionar pessoas à equipe.",
+        # -- Funis ----------------------------------------------------------------------------------------------
+        "funnels.title": "Funis",
+        "funnels.intro": "Os fluxos automáticos do bot. Cada funil tem um rascunho editável; publicar congela o "
+                         "rascunho numa nova versão, e só um funil publicado e ativo responde aos contatos.",
+        "funnels.manager_only": "Só administradores e supervisores podem abrir os funis.",
+        "funnels.empty": "Nenhum funil ainda. Crie um em branco ou a partir de um exemplo.",
+        "funnels.create": "Criar funil",
+        "funnels.create.name": "Nome do funil",
+        "funnels.create.name_help": "Deixe em branco para usar o nome do exemplo escolhido.",
+        "funnels.create.start": "Começar",
+        "funnels.create.start.empty": "Em branco",
+        "funnels.create.submit": "Criar",
+        "funnels.create.done": "Funil criado como rascunho. Publique e ative quando estiver pronto.",
+        "funnels.example.boas_vindas": "Exemplo: Boas-vindas (primeira mensagem, menu Vendas/Suporte)",
+        "funnels.example.agendamento": "Exemplo: Agendamento (palavra-chave “vendas”, nome, e-mail e horário)",
+        "funnels.import": "Importar JSON",
+        "funnels.import.help": "Um arquivo exportado por “Exportar JSON”. Ele vira um funil novo, em rascunho; "
+                               "problemas na definição aparecem no cartão e não impedem a importação.",
+        "funnels.import.file": "Arquivo JSON",
+        "funnels.import.name": "Nome do funil",
+        "funnels.import.name_help": "Deixe em branco para usar o nome do arquivo.",
+        "funnels.import.submit": "Importar",
+        "funnels.import.missing": "Escolha um arquivo JSON primeiro.",
+        "funnels.import.done": "Funil importado como rascunho.",
+        "funnels.import.done_with_problems": "Funil importado como rascunho, com {count} problema(s) a corrigir "
+                                             "antes de publicar (veja “Definição (JSON)” no cartão).",
+        "funnels.active": "Ativo",
+        "funnels.active_help": "Só um funil publicado pode ser ativado. Desativar não interrompe quem já está "
+                               "no meio do funil.",
+        "funnels.activated": "Funil ativado: ele passa a responder aos contatos.",
+        "funnels.deactivated": "Funil desativado: ele não inicia mais para novos contatos.",
+        "funnels.version": "Versão {version} publicada",
+        "funnels.unpublished": "Nunca publicado",
+        "funnels.draft_changes": "Alterações não publicadas",
+        "funnels.trigger": "Gatilho",
+        "funnels.trigger.keyword": "Palavra-chave",
+        "funnels.trigger.mode.contains": "contém",
+        "funnels.trigger.mode.exact": "exata",
+        "funnels.trigger.mode.regex": "expressão regular",
+        "funnels.trigger.first_message": "Primeira mensagem do contato",
+        "funnels.trigger.any_message": "Qualquer mensagem",
+        "funnels.trigger.tag_added": "Tag adicionada",
+        "funnels.trigger.manual": "Início manual",
+        "funnels.trigger.none": "Sem gatilho",
+        "funnels.trigger.unknown": "Gatilho desconhecido",
+        "funnels.count.entered": "Entraram",
+        "funnels.count.completed": "Concluíram",
+        "funnels.count.waiting": "Em andamento",
+        "funnels.publish": "Publicar",
+        "funnels.published": "Versão {version} publicada. Conversas que já estão no funil seguem na versão em que "
+                             "começaram.",
+        "funnels.published_inactive": "Versão {version} publicada. Ative o funil para ele começar a responder.",
+        "funnels.duplicate": "Duplicar",
+        "funnels.duplicated": "Cópia criada, em rascunho e desativada.",
+        "funnels.export": "Exportar JSON",
+        "funnels.delete": "Excluir",
+        "funnels.confirm_delete": "Excluir este funil? As versões e o histórico de execuções dele são apagados; "
+                                  "as mensagens já enviadas continuam nas conversas.",
+        "funnels.confirm": "Sim, excluir",
+        "funnels.cancel": "Cancelar",
+        "funnels.deleted": "Funil excluído.",
+        "funnels.definition": "Definição (JSON)",
+        "funnels.definition_help": "O rascunho como está salvo. Para alterá-lo, exporte o JSON, edite e importe "
+                                   "de novo.",
+        "funnels.replace": "Substituir o rascunho por um arquivo",
+        "funnels.replace.help": "O arquivo JSON editado substitui o rascunho deste funil; as versões publicadas "
+                                "e o histórico continuam. Nada muda para os contatos até você publicar.",
+        "funnels.replace.file": "Arquivo JSON",
+        "funnels.replace.submit": "Substituir rascunho",
+        "funnels.replace.done": "Rascunho substituído. Publique para ele valer para os contatos.",
+        "funnels.replace.done_with_problems": "Rascunho substituído, com {count} problema(s) a corrigir antes de "
+                                              "publicar.",
+        "funnels.draft_ok": "O rascunho não tem problemas e pode ser publicado.",
+        "funnels.draft_problems": "O rascunho tem {count} problema(s) a corrigir antes de publicar:",
+        "funnels.problems.node": "Nó",
+        "funnels.problems.edge": "Conexão",
+        "funnels.problems.general": "Funil inteiro",
+        "funnels.edit": "Editar",
+        # -- funnel editor (pages/editor.py, workbench/canvas.py) --------------------------------------------
+        "nav.editor": "Editor de funil",
+        "editor.title": "Editor de funil",
+        "editor.no_funnel": "Escolha um funil em Funis e clique em Editar.",
+        "editor.back": "Voltar para Funis",
+        "editor.manager_only": "Só administradores e supervisores podem editar funis.",
+        "editor.unsaved": "Há alterações não salvas neste rascunho.",
+        "editor.saved_state": "Rascunho salvo.",
+        "editor.canvas_help": "Clique num nó para editá-lo ao lado. Arraste da bolinha à direita de um nó até outro "
+                              "para conectá-los; a conexão recebe a primeira saída livre, que você pode trocar no "
+                              "painel. Selecione e tecle Delete para apagar.",
+        "editor.palette": "Adicionar nó",
+        "editor.palette.type": "Tipo de nó",
+        "editor.palette.add": "Adicionar",
+        "editor.palette.added": "Nó {node_id} adicionado.",
+        "editor.layout": "Organizar",
+        "editor.layout_help": "Reposiciona os nós da esquerda para a direita, seguindo o caminho a partir do gatilho.",
+        "editor.save": "Salvar rascunho",
+        "editor.saved": "Rascunho salvo. Ele ainda não está no ar: publique quando estiver pronto.",
+        "editor.saved_with_problems": "Rascunho salvo com {count} problema(s); corrija-os antes de publicar.",
+        "editor.publish": "Publicar",
+        "editor.published": "Versão {version} publicada.",
+        "editor.discard": "Descartar rascunho",
+        "editor.confirm_discard": "Descartar todas as alterações e voltar para a versão publicada?",
+        "editor.confirm": "Confirmar",
+        "editor.cancel": "Cancelar",
+        "editor.discarded": "Rascunho descartado: o editor voltou para a versão publicada.",
+        "editor.problems": "Problemas ({count})",
+        "editor.no_problems": "Nenhum problema: o rascunho pode ser publicado.",
+        "editor.panel": "Nó selecionado",
+        "editor.panel.none": "Clique num nó do quadro (ou escolha abaixo) para editar suas configurações.",
+        "editor.panel.pick": "Editar o nó",
+        "editor.panel.pick_placeholder": "Escolha um nó",
+        "editor.panel.id": "Id do nó",
+        "editor.panel.type": "Tipo",
+        "editor.panel.apply": "Aplicar",
+        "editor.panel.applied": "Configurações aplicadas ao rascunho (ainda não salvas).",
+        "editor.panel.unknown": "Este tipo de nó não pode ser editado aqui; apague-o ou corrija o JSON importado.",
+        "editor.panel.json_error": "{field}: JSON inválido ({reason}).",
+        "editor.panel.options_error": "Opções: use uma por linha no formato chave | texto.",
+        "editor.panel.delete": "Apagar nó",
+        "editor.panel.deleted": "Nó {node_id} apagado.",
+        "editor.panel.variables": "Variáveis disponíveis nos textos: {{contact.name}}, {{contact.phone}}, "
+                                  "{{contact.custom_data.X}}, {{vars.X}}, {{trigger.message}}, {{funnel.name}}, "
+                                  "{{history}}.",
+        "editor.panel.one_per_line": "Um item por linha.",
+        "editor.panel.options_help": "Uma opção por linha: chave | texto. A chave vira a saída (rótulo da conexão).",
+        "editor.panel.json_help": "Configuração avançada em JSON.",
+        "editor.panel.advanced": "{field} (avançado: JSON)",
+        "editor.pick.none": "—",
+        "editor.pick.all_numbers": "Todos os números",
+        "editor.outputs": "Saídas",
+        "editor.outputs.none": "Este nó encerra o funil: não tem saídas.",
+        "editor.outputs.free": "livre",
+        "editor.outputs.edge": "Conexão {edge_id}",
+        "editor.outputs.label": "Saída",
+        "editor.outputs.delete": "Apagar conexão",
+        "editor.outputs.connect": "Conectar",
+        "editor.outputs.connect_output": "Saída",
+        "editor.outputs.connect_target": "Para o nó",
+        "editor.outputs.connected": "Saída {output} conectada a {target}.",
+        "editor.outputs.deleted": "Conexão apagada.",
+        "editor.unknown_type": "Tipo desconhecido: {type}",
+        "editor.default.option": "Opção {n}",
+        "editor.summary.keyword": "Palavras: {words}",
+        "editor.summary.tag_added": "Tag adicionada: {tag}",
+        "editor.summary.media": "Mídia",
+        "editor.summary.groups": "{n} grupo(s) de regras",
+        "editor.summary.route": "Para: {who}",
+        "editor.summary.go_to_funnel": "Funil nº {funnel_id}",
+        "editor.field.kind": "Quando começa",
+        "editor.field.mode": "Modo",
+        "editor.field.words": "Palavras-chave",
+        "editor.field.tag": "Tag",
+        "editor.field.priority": "Prioridade",
+        "editor.field.restart_running": "Pode interromper um funil em andamento",
+        "editor.field.instance_ids": "Só nestes números (vazio = todos)",
+        "editor.field.text": "Texto",
+        "editor.field.media": "Mídia",
+        "editor.field.typing": "Mostrar “digitando…” antes",
+        "editor.field.prompt": "Pergunta",
+        "editor.field.options": "Opções",
+        "editor.field.save_to": "Salvar em (vars.X, contact.name ou contact.custom_data.X)",
+        "editor.field.retry_prompt": "Mensagem após resposta inválida",
+        "editor.field.max_retries": "Novas tentativas",
+        "editor.field.timeout_s": "Tempo de espera (segundos; vazio = sem limite)",
+        "editor.field.validation": "Validação",
+        "editor.field.groups": "Regras",
+        "editor.field.seconds": "Segundos",
+        "editor.field.jitter_s": "Variação aleatória (segundos)",
+        "editor.field.business_hours": "Só continuar em horário comercial",
+        "editor.field.target": "Destino (vars.X, contact.name ou contact.custom_data.X)",
+        "editor.field.value": "Valor",
+        "editor.field.team_id": "Equipe",
+        "editor.field.team_name": "Nome da equipe (se não escolher acima)",
+        "editor.field.user_id": "Usuário",
+        "editor.field.agent_id": "Atendente",
+        "editor.field.message": "Mensagem",
+        "editor.field.funnel_id": "Id do funil",
+        "editor.field.pause_bot": "Pausar o bot",
+        "editor.field.pause_minutes": "Retomar o bot após (minutos; vazio = nunca)",
+        "editor.value.first_message": "Primeira mensagem do contato",
+        "editor.value.keyword": "Palavra-chave",
+        "editor.value.any_message": "Qualquer mensagem",
+        "editor.value.tag_added": "Tag adicionada",
+        "editor.value.manual": "Início manual",
+        "editor.value.contains": "Contém",
+        "editor.value.exact": "Exata",
+        "editor.value.regex": "Expressão regular",
+        "editor.value.numbered_text": "Texto numerado",
+        "editor.value.poll": "Enquete",
+        "editor.value.any": "Qualquer resposta",
+        "editor.value.number": "Número",
+        "editor.value.email": "E-mail",
+        "editor.value.phone": "Telefone",
+        "editor.value.date": "Data",
+        "editor.value.options": "Uma das opções",
+        # typed node forms (pages/editor.py, workbench/node_forms.py)
+        "editor.rules.help": "Segue pela saída true quando todas as regras de algum grupo valem; senão, pela false.",
+        "editor.rules.group": "Grupo {n}: todas estas regras (E)",
+        "editor.rules.and": "E",
+        "editor.rules.or": "OU",
+        "editor.rules.subject": "Campo",
+        "editor.rules.name.vars": "Nome da variável",
+        "editor.rules.name.custom_data": "Nome do campo",
+        "editor.rules.operator": "Condição",
+        "editor.rules.value": "Valor",
+        "editor.rules.tag": "Tag",
+        "editor.rules.value_help": "Sem diferença entre maiúsculas e acentos. Maior/menor que compara números ou datas "
+                                   "(AAAA-MM-DD). Aceita variáveis como {{vars.X}}.",
+        "editor.rules.remove": "Remover regra",
+        "editor.rules.add_rule": "Adicionar regra (E)",
+        "editor.rules.add_group": "Adicionar grupo (OU)",
+        "editor.subject.last_reply": "Última resposta",
+        "editor.subject.trigger.message": "Mensagem que iniciou o funil",
+        "editor.subject.contact.name": "Nome do contato",
+        "editor.subject.contact.phone": "Telefone do contato",
+        "editor.subject.vars": "Variável",
+        "editor.subject.custom_data": "Campo personalizado do contato",
+        "editor.subject.tags": "Tags do contato",
+        "editor.operator.equals": "é igual a",
+        "editor.operator.not_equals": "é diferente de",
+        "editor.operator.contains": "contém",
+        "editor.operator.regex": "combina com a expressão regular",
+        "editor.operator.greater": "é maior que",
+        "editor.operator.less": "é menor que",
+        "editor.operator.is_empty": "está vazio",
+        "editor.operator.not_empty": "não está vazio",
+        "editor.operator.has_tag": "o contato tem a tag",
+        "editor.operator.not_has_tag": "o contato não tem a tag",
+        "editor.hours.zone_workspace": "Horários no fuso horário do espaço de trabalho.",
+        "editor.hours.zone_node": "Horários neste fuso horário:",
+        "editor.hours.days": "Dias",
+        "editor.hours.start": "Das",
+        "editor.hours.end": "Até",
+        "editor.weekday.0": "seg",
+        "editor.weekday.1": "ter",
+        "editor.weekday.2": "qua",
+        "editor.weekday.3": "qui",
+        "editor.weekday.4": "sex",
+        "editor.weekday.5": "sáb",
+        "editor.weekday.6": "dom",
+        "editor.media.none": "Sem mídia",
+        "editor.media.file": "Arquivo da biblioteca",
+        "editor.media.missing": "mídia #{media_id}",
+        "editor.media.empty": "Nenhum arquivo deste tipo ainda: envie-o na página Biblioteca de mídia e volte aqui.",
+        "editor.media.caption": "Legenda",
+        "editor.chat": "Chat de teste",
+        "editor.chat.help": "Simula o rascunho atual com um contato fictício: nada é publicado nem enviado, e nada é "
+                            "gravado. A primeira mensagem inicia o funil pelo gatilho.",
+        "editor.chat.placeholder": "Escreva como se fosse o contato…",
+        "editor.chat.timeout": "Simular tempo esgotado",
+        "editor.chat.reset": "Recomeçar",
+        "editor.chat.status.idle": "Envie uma mensagem para começar.",
+        "editor.chat.status.waiting": "Aguardando no nó {node_id}.",
+        "editor.chat.status.waiting_timer": "Num atraso no nó {node_id}: use “Simular tempo esgotado” para seguir.",
+        "editor.chat.status.completed": "Funil concluído.",
+        "editor.chat.status.failed": "O funil parou com erro.",
+        "editor.chat.path": "Caminho percorrido",
+        "editor.chat.variables": "Variáveis e contato",
+        "editor.chat.step.next": "saída {output}",
+        "editor.chat.step.wait": "aguardando",
+        "editor.chat.step.end": "fim",
+        "editor.chat.step.error": "erro",
+        "editor.chat.note.add_tag": "Tag adicionada:",
+        "editor.chat.note.remove_tag": "Tag removida:",
+        "editor.chat.note.set_field": "Campo do contato alterado:",
+        "editor.chat.note.set_variable": "Variável definida:",
+        "editor.chat.note.notify": "Notificação para a equipe:",
+        "editor.chat.note.route": "Conversa encaminhada para:",
+        "editor.chat.note.start_funnel": "Iniciaria o funil nº",
+        "editor.chat.note.timeout": "⏱ Tempo esgotado (simulado).",
+        "editor.chat.note.completed": "✅ Fim do funil.",
+        "editor.chat.note.failed": "❌ Erro:",
+        "editor.chat.note.ignored": "Mensagem ignorada: o funil está num atraso, não esperando resposta.",
+        "editor.chat.media": "[Mídia: {media_kind}]",
+        # -- errors (``key`` of WorkbenchError and subclasses) ---------------------------------------------
+        "error.generic": "Algo deu errado. Tente de novo em instantes.",
+        "error.auth": "Não foi possível confirmar quem você é. Entre novamente.",
+        "error.bad_credentials": "E-mail ou senha incorretos.",
+        "error.login_throttled": "Muitas tentativas sem sucesso. Aguarde {wait} e tente de novo.",
+        "error.no_workspace": "Sua conta não participa de nenhum espaço de trabalho.",
+        "error.permission": "Seu perfil não tem permissão para fazer isso.",
+        "error.not_found": "Não encontrado.",
+        "error.invalid": "Dados inválidos.",
+        "error.conflict": "Essa ação não combina com a situação atual. Atualize a página e tente de novo.",
+        "error.password_short": "A senha precisa ter pelo menos {min} caracteres.",
+        "error.role": "Perfil desconhecido.",
+        "error.email": "Informe um e-mail válido.",
+        "error.email_taken": "Já existe uma conta com esse e-mail.",
+        "error.setting_invalid": "Essa configuração tem um valor inválido. Confira os campos e tente de novo.",
+        "error.text_too_long": "Texto longo demais: use no máximo {max} caracteres.",
+        "error.default_reply_blank": "Escreva o texto da resposta padrão antes de ativá-la.",
+        "error.conversation_not_found": "Conversa não encontrada.",
+        "error.notification_not_found": "Notificação não encontrada.",
+        "error.unavailable": "O servidor de dados não está respondendo agora. Nada do que já foi salvo se perdeu; "
+                             "tente de novo em alguns segundos.",
+        "error.retry": "Tentar de novo",
+        "error.timezone": "Escolha um fuso horário da lista.",
+        "error.agent_not_found": "Atendente não encontrado neste espaço de trabalho.",
+        "error.empty_message": "Escreva alguma coisa antes de enviar.",
+        "error.instance_name": "Dê um nome ao número (até 120 caracteres).",
+        "error.funnel_not_found": "Funil não encontrado.",
+        "error.funnel_name": "Dê ao funil um nome de até 120 caracteres.",
+        "error.funnel_invalid": "O funil tem {count} problema(s) a corrigir antes de publicar.",
+        "error.funnel_unpublished": "Publique o funil antes: ainda não há versão publicada.",
+        "error.funnel_import": "Não foi possível importar o arquivo: {reason}",
+        "error.funnel_not_startable": "Este funil não está ativo e publicado; ative-o em Funis antes.",
+        "error.run_not_found": "Execução de funil não encontrada.",
+        "error.run_not_live": "Este funil já tinha terminado para o contato; não há nada para parar.",
+        "error.contact_not_found": "Contato não encontrado.",
+        "error.tag_name": "O nome da tag precisa ter de 1 a {max} caracteres.",
+        "error.contact_name": "O nome pode ter no máximo {max} caracteres.",
+        "error.field_key": "Campo {n}: nome inválido. Use letras sem acento, números e _, começando por letra "
+                           "(até 64 caracteres).",
+        "error.field_duplicate": "Campo {n}: já existe outro campo com esse nome.",
+        "error.field_value_text": "Campo {n}: o valor precisa ser texto.",
+        "error.field_value_long": "Campo {n}: o valor pode ter no máximo {max} caracteres.",
+        "error.field_count": "Um contato pode ter no máximo {max} campos.",
+        "error.instance_not_found": "Número não encontrado.",
+        "error.transport": "Tipo de conexão desconhecido.",
+        "error.secret_key": "A chave de criptografia do servidor é inválida. Fale com o administrador.",
+        "error.sandbox_number_not_found": "Esse número de sandbox não está ligado ao seu espaço de trabalho.",
+        "error.no_qr": "Este número não está mostrando um QR code agora. Aguarde um novo código.",
+        "error.phone": "Telefone inválido: use só números com DDI e DDD, por exemplo 5511987654321.",
+        "error.pair_phone": "Telefone inválido: informe o número com DDI e DDD (10 a 15 dígitos), por exemplo "
+                            "+55 11 98765-4321.",
+        "error.media_too_large": "Arquivo grande demais (máximo de {max_mb} MB).",
+        "error.media_type": "Envie uma imagem (PNG, JPEG, GIF ou WebP).",
+        # -- media library (pages/media.py, workbench/media_library.py) -------------------------------------
+        "nav.media": "Biblioteca de mídia",
+        "media.title": "Biblioteca de mídia",
+        "media.intro": "Arquivos que os funis enviam no nó \"Enviar mensagem\": envie uma vez e escolha no editor.",
+        "media.manager_only": "Só administradores e supervisores gerenciam a biblioteca de mídia.",
+        "media.upload.files": "Arquivos",
+        "media.upload.help": "Até {max_mb} MB cada. Imagens JPEG, PNG ou WebP; áudios OGG (Opus), MP3, M4A, AAC ou "
+                             "AMR; vídeos MP4 ou 3GP; documentos PDF, Word, Excel, PowerPoint, OpenDocument, TXT, "
+                             "CSV ou ZIP.",
+        "media.upload.submit": "Enviar",
+        "media.upload.missing": "Escolha ao menos um arquivo antes de enviar.",
+        "media.upload.added": "Adicionado",
+        "media.upload.known": "Já estava na biblioteca",
+        "media.filter": "Mostrar",
+        "media.filter.all": "Tudo",
+        "media.filter.image": "Imagens",
+        "media.filter.audio": "Áudios",
+        "media.filter.video": "Vídeos",
+        "media.filter.document": "Documentos",
+        "media.kind.image": "Imagem",
+        "media.kind.audio": "Áudio",
+        "media.kind.video": "Vídeo",
+        "media.kind.document": "Documento",
+        "media.empty": "Nenhum arquivo aqui ainda. Envie imagens, áudios, vídeos ou documentos acima.",
+        "media.download": "Baixar",
+        "media.rename": "Renomear",
+        "media.rename.name": "Novo nome",
+        "media.rename.help": "Sem extensão, o arquivo mantém a atual.",
+        "media.rename.submit": "Salvar nome",
+        "media.renamed": "Nome alterado.",
+        "media.remove": "Remover",
+        "media.confirm_remove": "Remover este arquivo da biblioteca? Nenhum funil o envia.",
+        "media.confirm_remove_used": "Este arquivo é enviado por {count} funil(is), listados abaixo. Eles continuam "
+                                     "enviando-o até você trocar a mídia no editor, mas ele sai da biblioteca. "
+                                     "Remover mesmo assim?",
+        "media.confirm": "Remover",
+        "media.cancel": "Cancelar",
+        "media.removed": "Arquivo removido da biblioteca. As mensagens já enviadas continuam com ele.",
+        "error.media_empty": "O arquivo está vazio.",
+        "error.media_unsupported": "O WhatsApp não aceita esse tipo de arquivo. Envie imagem JPEG, PNG ou WebP; "
+                                   "áudio OGG (Opus), MP3, M4A, AAC ou AMR; vídeo MP4 ou 3GP; ou documento PDF, "
+                                   "Office, OpenDocument, TXT, CSV ou ZIP.",
+        "error.media_kind": "Tipo de mídia desconhecido.",
+        "error.media_not_found": "Arquivo não encontrado na biblioteca.",
+        "error.media_file_missing": "O arquivo sumiu do armazenamento do servidor. Envie-o de novo.",
+        "error.media_filename": "Dê um nome ao arquivo.",
+    },
+}
+
+
+class _Blank(dict):
+    """``str.format_map`` values that render a missing placeholder empty instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def has_key(key: str, locale: str = DEFAULT_LOCALE) -> bool:
+    """Whether ``key`` has a message in ``locale``."""
+    return key in CATALOG.get(locale, {})
+
+
+def t(key: str, locale: str = DEFAULT_LOCALE, **values: Any) -> str:
+    """The message ``key`` in ``locale`` (falling back to pt-BR), with ``{placeholders}`` filled from ``values``.
+
+    A missing key returns the key itself (and logs it) rather than breaking a page; the catalog test keeps
+    that from reaching users.
+    """
+    text = CATALOG.get(locale, {}).get(key) or CATALOG[DEFAULT_LOCALE].get(key)
+    if text is None:
+        log.warning("missing UI string %s (%s)", key, locale)
+        return key
+    return text.format_map(_Blank(values)) if values else text
+
+
+def error_text(exc: Exception, locale: str = DEFAULT_LOCALE) -> str:
+    """The user-facing message for a product error (its own key, else its class's, else the generic one), or
+    for PostgreSQL/Redis out of reach (``workbench.base.errors.PAGE_ERRORS``)."""
+    if not isinstance(exc, WorkbenchError):
+        return t("error.unavailable", locale)
+    values = dict(exc.context)
+    if "retry_after_s" in values:
+        values["wait"] = format_duration(values["retry_after_s"])
+    if "max_bytes" in values and "max_mb" not in values:
+        values["max_mb"] = values["max_bytes"] // (1024 * 1024)
+    for key in (exc.key, *(getattr(cls, "key", None) for cls in type(exc).__mro__)):
+        if key and has_key(key, locale):
+            return t(key, locale, **values)
+    return t("error.generic", locale)
+
+
+def state_label(state: str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """The label of a connection state (``connector.contracts.STATES``)."""
+    key = f"state.{state}"
+    return t(key, locale) if has_key(key, locale) else t("state.unknown", locale)
+
+
+def reason_label(reason: str | None, locale: str = DEFAULT_LOCALE, now: datetime | None = None) -> str | None:
+    """The label of a state reason code, or None when the code is not in the catalog (show it raw).
+
+    Some codes carry values: the supervisor reports crashed children as ``exit:<code>`` or ``signal:<number>``;
+    the neonize transport reports ``connect_failure:<whatsapp reason>`` and
+    ``temporary_ban:<code>:until=<epoch ms>``, and a logout by WhatsApp with WhatsApp's bare reason
+    (``main_device_gone``...). ``now`` decides whether a ban is over (tests pass it).
+    """
+    if not reason:
+        return None
+    kind, _, code = reason.partition(":")
+    if code and kind in ("exit", "signal"):
+        return t(f"reason.{kind}", locale, code=code)
+    if code and kind == "connect_failure":
+        return t("reason.connect_failure", locale, detail=_whatsapp_reason(code, locale))
+    if code and kind == "temporary_ban":
+        return _ban_label(code, locale, now)
+    key = f"reason.{reason}"
+    if has_key(key, locale):
+        # A template with placeholders ("exit", "temporary_ban"...) arrived without its values: show it raw.
+        return None if "{" in CATALOG[locale][key] else t(key, locale)
+    if has_key(f"wa_reason.{reason}", locale):
+        return t("reason.whatsapp_logout", locale, detail=_whatsapp_reason(reason, locale))
+    return None
+
+
+def _whatsapp_reason(code: str, locale: str) -> str:
+    """WhatsApp's reason for a logout or refused connection; a code this build does not know, literally."""
+    key = f"wa_reason.{code}"
+    return t(key, locale) if has_key(key, locale) else t("reason.code", locale, code=code)
+
+
+def _ban_label(value: str, locale: str, now: datetime | None) -> str:
+    """``<code>:until=<epoch ms>`` as "Banido temporariamente pelo WhatsApp até 25/11 14:30. Motivo: ..."."""
+    code, _, until = value.partition(":")
+    try:
+        until_ms = int(until.removeprefix("until="))
+    except ValueError:
+        until_ms = 0  # no usable end: still say it is a ban, without a date
+    current = now or datetime.now(display_zone())
+    cause_key = f"wa_ban.{code}"
+    cause = t(cause_key, locale) if has_key(cause_key, locale) else t("reason.code", locale, code=code)
+    if until_ms <= 0:
+        return t("reason.temporary_ban_undated", locale, cause=cause)
+    until_text = format_ms_datetime(until_ms, current)
+    if until_ms <= current.timestamp() * 1000:
+        # The connector waits in "banned" until someone clicks Reconectar, even after the ban ended.
+        return t("reason.temporary_ban_over", locale, until=until_text)
+    return t("reason.temporary_ban", locale, until=until_text, cause=cause)
+
+
+def type_placeholder(message_type: str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """What to show for a message type that has no text of its own ("[Figurinha]", ...)."""
+    key = f"msgtype.{message_type}"
+    return t(key, locale) if has_key(key, locale) else t("msgtype.unsupported", locale)
+
+
+def status_label(status: str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """Ticks plus a word for an outbound message's delivery status ("" for unknown statuses)."""
+    key = f"msgstatus.{status}"
+    return t(key, locale) if has_key(key, locale) else ""
+
+
+def role_label(role: str, locale: str = DEFAULT_LOCALE) -> str:
+    """The label of a workspace role."""
+    key = f"role.{role}"
+    return t(key, locale) if has_key(key, locale) else role
+
+
+def format_duration(seconds: float | int | None, locale: str = DEFAULT_LOCALE) -> str:
+    """A short duration: "45 s", "2 min 5 s", "1 h 3 min", "3 d"."""
+    total = max(0, int(round(seconds or 0)))
+    if total < 60:
+        return t("time.seconds", locale, n=total)
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return t("time.minutes_seconds", locale, m=minutes, s=secs) if secs else t("time.minutes", locale, n=minutes)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return t("time.hours_minutes", locale, h=hours, m=minutes) if minutes else t("time.hours", locale, n=hours)
+    return t("time.days", locale, n=hours // 24)
+
+
+def format_age(seconds: float | int | None, locale: str = DEFAULT_LOCALE) -> str:
+    """How long ago something happened: "agora mesmo", "há 12 s", "há 3 min"."""
+    if seconds is not None and seconds < 1:
+        return t("time.just_now", locale)
+    return t("time.ago", locale, age=format_duration(seconds, locale))
+
+
+def format_when(moment: datetime | None, now: datetime | None = None, locale: str = DEFAULT_LOCALE) -> str:
+    """A list timestamp: the time for today, "ontem", else the date (dd/mm, or dd/mm/aaaa in other years)."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(display_zone())
+    today = (now or datetime.now(display_zone())).astimezone(display_zone()).date()
+    if local.date() == today:
+        return local.strftime("%H:%M")
+    if local.date() == today - timedelta(days=1):
+        return t("time.yesterday", locale)
+    return local.strftime("%d/%m" if local.year == today.year else "%d/%m/%Y")
+
+
+def format_moment(moment: datetime | None, now: datetime | None = None) -> str:
+    """A date and time ("25/11 14:05", with the year when it is not this year), in the display zone."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(display_zone())
+    year = (now or datetime.now(display_zone())).astimezone(display_zone()).year
+    return local.strftime("%d/%m %H:%M" if local.year == year else "%d/%m/%Y %H:%M")
+
+
+def trigger_label(trigger: dict[str, Any] | None, locale: str = DEFAULT_LOCALE) -> str:
+    """One line saying when a funnel starts: "Palavra-chave: vendas (contém)", "Tag adicionada: vip", ...
+
+    ``trigger`` is the trigger node's data as ``workbench.services.funnels.list_funnels`` returns it (possibly from an
+    unvalidated draft, so every field is checked). The result contains user-typed keywords and tags: show it
+    with a literal element (``st.text``), never as Markdown.
+    """
+    if not trigger:
+        return t("funnels.trigger.none", locale)
+    kind = trigger.get("kind", "keyword")  # the node schema's default
+    if kind == "keyword":
+        words = trigger.get("words")
+        words = ", ".join(str(w) for w in words) if isinstance(words, list) else str(words or "")
+        mode = trigger.get("mode", "contains")
+        mode_key = f"funnels.trigger.mode.{mode}"
+        mode_text = t(mode_key, locale) if isinstance(mode, str) and has_key(mode_key, locale) else str(mode)
+        return f"{t('funnels.trigger.keyword', locale)}: {words} ({mode_text})"
+    if kind == "tag_added":
+        tag = trigger.get("tag")
+        label = t("funnels.trigger.tag_added", locale)
+        return f"{label}: {tag}" if tag else label
+    if kind in ("first_message", "any_message", "manual"):
+        return t(f"funnels.trigger.{kind}", locale)
+    return t("funnels.trigger.unknown", locale)
+
+
+def format_clock(moment: datetime | None) -> str:
+    """The time of a chat message ("14:05"), in the display zone."""
+    return moment.astimezone(display_zone()).strftime("%H:%M") if moment else ""
+
+
+def format_ms_clock(timestamp_ms: int | None) -> str:
+    """The time of an epoch-milliseconds timestamp ("14:05"), in the display zone."""
+    if not timestamp_ms:
+        return ""
+    return datetime.fromtimestamp(timestamp_ms / 1000, display_zone()).strftime("%H:%M")
+
+
+def format_ms_datetime(timestamp_ms: int, now: datetime | None = None) -> str:
+    """Day and time of an epoch-milliseconds timestamp ("25/11 14:30"; "25/11/2027 14:30" in another year)."""
+    moment = datetime.fromtimestamp(timestamp_ms / 1000, display_zone())
+    year = (now or datetime.now(display_zone())).astimezone(display_zone()).year
+    return moment.strftime("%d/%m %H:%M" if moment.year == year else "%d/%m/%Y %H:%M")

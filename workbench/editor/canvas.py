@@ -1,0 +1,464 @@
+"""Conversion between a funnel definition and the streamlit-flow canvas, plus the editor's graph edits.
+
+Pure functions on plain dicts (no Streamlit here): ``pages/editor.py`` wraps what ``to_flow`` returns in
+``StreamlitFlowNode`` / ``StreamlitFlowEdge`` and feeds what the browser sends back to ``from_flow``.
+
+Why the shapes look the way they do (docs/libraries.md, streamlit-flow 1.6.1):
+
+- the canvas only draws the React Flow types ``default`` / ``input`` / ``output``, so the funnel type travels in
+  ``data.node_type`` and the node's configuration in the rest of ``data`` (extra keys survive the round trip);
+- a node has a single source handle, so an edge's *label* names the output it carries;
+- ``data["content"]`` is rendered as Markdown *with raw HTML*, inside an iframe allowed to run scripts, so every
+  piece of user text put there goes through ``escape_content`` first;
+- the library shares one default ``style`` dict between nodes, so every node gets a fresh one here.
+
+A draft may hold anything an import produced; nothing here assumes a node is well-formed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.core.definition import CANVAS_TYPES, ValidationReport
+from engine.core.nodes import REGISTRY, outputs_of
+from engine.core.nodes.base import NodeBase
+from workbench.base.i18n import t
+from workbench.editor import node_forms
+
+COLUMN_WIDTH = 300
+ROW_HEIGHT = 150
+SUMMARY_CHARS = 80
+CANVAS_KEYS = ("content", "node_type")
+"""Keys the canvas adds to ``data``; they are dropped when the canvas goes back to a definition."""
+BROWSER_EDGE_PREFIX = "st-flow-edge_"
+"""Id prefix streamlit-flow gives edges drawn in the browser (they arrive without a label)."""
+
+_NODE_STYLE = {"width": 220, "fontSize": 12, "textAlign": "left", "padding": 8}
+_PROBLEM_STYLE = {"border": "2px solid #d32f2f", "background": "#fff5f5"}
+_SELECTED_STYLE = {"boxShadow": "0 0 0 3px #1976d2"}
+# Every ASCII punctuation character may be backslash-escaped in CommonMark; & < > become entities instead so
+# that rehype-raw never sees a tag.
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_MARKDOWN_PUNCTUATION = set("\\`*_{}[]()#+-.!|~:$\"'=/;,?@%^")
+
+
+# -- reading a (possibly malformed) draft -------------------------------------------------------------------------
+
+def _nodes(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [n for n in (definition.get("nodes") or []) if isinstance(n, dict) and isinstance(n.get("id"), str)]
+
+
+def _edges(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in (definition.get("edges") or []) if isinstance(e, dict)]
+
+
+def node_type_of(node: Mapping[str, Any]) -> str:
+    """The funnel type of a definition or canvas node (``data.node_type`` on canvas types)."""
+    data = node.get("data") if isinstance(node.get("data"), dict) else {}
+    kind = node.get("type")
+    if kind in CANVAS_TYPES and isinstance(data.get("node_type"), str):
+        return data["node_type"]
+    return kind if isinstance(kind, str) else ""
+
+
+def node_data(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The node's configuration without the canvas' own keys."""
+    data = node.get("data") if isinstance(node.get("data"), dict) else {}
+    return {k: v for k, v in data.items() if k not in CANVAS_KEYS}
+
+
+def _position(node: Mapping[str, Any]) -> dict[str, float]:
+    pos = node.get("position") if isinstance(node.get("position"), dict) else {}
+    x, y = pos.get("x", 0), pos.get("y", 0)
+    return {"x": float(x) if isinstance(x, int | float) else 0.0, "y": float(y) if isinstance(y, int | float) else 0.0}
+
+
+def parse(node: Mapping[str, Any]) -> NodeBase | None:
+    """The node through its schema, or None when its type is unknown or its configuration invalid."""
+    kind = node_type_of(node)
+    spec = REGISTRY.get(kind)
+    if spec is None:
+        return None
+    try:
+        return spec.schema.model_validate({"id": node.get("id"), "type": kind, "data": node_data(node)})
+    except ValidationError:
+        return None
+
+
+def find_node(definition: Mapping[str, Any], node_id: str | None) -> dict[str, Any] | None:
+    """The node with that id, or None."""
+    return next((n for n in _nodes(definition) if n["id"] == node_id), None)
+
+
+def outputs_for(node: Mapping[str, Any]) -> list[str]:
+    """Every output the node may produce (the registry's answer when the node parses).
+
+    A node being edited is often unfinished (an empty question), and its outputs must still be offered; so for
+    a node that does not parse, the multi-output types are read from the raw configuration, as the registry
+    would once it is filled in.
+    """
+    parsed = parse(node)
+    if parsed is not None:
+        return outputs_of(parsed)
+    kind, data = node_type_of(node), node_data(node)
+    timeout = ["timeout"] if data.get("timeout_s") else []
+    if kind == "send_choices":
+        options = data.get("options") if isinstance(data.get("options"), list) else []
+        keys = [o["key"] for o in options if isinstance(o, dict) and isinstance(o.get("key"), str) and o["key"]]
+        return list(dict.fromkeys(keys)) + ["no_match"] + timeout
+    if kind == "wait_reply":
+        return ["next", "invalid"] + timeout
+    if kind == "condition":
+        return ["true", "false"]
+    return [] if kind in ("end", "go_to_funnel") else ["next"]
+
+
+# -- escaping and summaries --------------------------------------------------------------------------------------
+
+def escape_content(text: Any) -> str:
+    """``text`` made inert for streamlit-flow's Markdown + raw HTML renderer: tags become entities, Markdown
+    punctuation is backslash-escaped and line breaks become spaces (a node shows one line per item)."""
+    out = []
+    for char in " ".join(str(text).split()):
+        if char in _ENTITIES:
+            out.append(_ENTITIES[char])
+        elif char in _MARKDOWN_PUNCTUATION:
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _short(text: Any, limit: int = SUMMARY_CHARS) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float) or seconds <= 0:
+        return "0 s"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} s"
+
+
+def summary(node: Mapping[str, Any]) -> str:
+    """A short plain-text description of the node's configuration (unescaped; ``node_content`` escapes it)."""
+    kind = node_type_of(node)
+    data = node_data(node)
+    words = data.get("words") if isinstance(data.get("words"), list) else []
+    options = data.get("options") if isinstance(data.get("options"), list) else []
+    if kind == "trigger":
+        trigger_kind = data.get("kind", "keyword")
+        if trigger_kind == "keyword":
+            return t("editor.summary.keyword", words=", ".join(map(str, words)))
+        if trigger_kind == "tag_added":
+            return t("editor.summary.tag_added", tag=data.get("tag") or "")
+        return t(f"editor.value.{trigger_kind}") if isinstance(trigger_kind, str) else ""
+    if kind == "send_message":
+        text = data.get("text") or ""
+        return text if text or not data.get("media") else t("editor.summary.media")
+    if kind == "send_choices":
+        labels = [str(o.get("label", "")) for o in options if isinstance(o, dict)]
+        return f"{data.get('prompt') or ''} [{' / '.join(labels)}]"
+    if kind == "wait_reply":
+        validation = data.get("validation", "any")
+        text = t(f"editor.value.{validation}") if isinstance(validation, str) else ""
+        return f"{text} → {data['save_to']}" if data.get("save_to") else text
+    if kind == "condition":
+        groups = data.get("groups") if isinstance(data.get("groups"), list) else []
+        return t("editor.summary.groups", n=len(groups))
+    if kind == "delay":
+        return _duration(data.get("seconds", 0))
+    if kind in ("add_tag", "remove_tag"):
+        return str(data.get("tag") or "")
+    if kind == "set_field":
+        return f"{data.get('target') or ''} = {data.get('value') or ''}"
+    if kind == "notify_human":
+        return str(data.get("message") or "")
+    if kind == "route":
+        who = data.get("team_name") or data.get("team_id") or data.get("agent_id") or ""
+        return t("editor.summary.route", who=who)
+    if kind == "go_to_funnel":
+        return t("editor.summary.go_to_funnel", funnel_id=data.get("funnel_id") or "")
+    return ""
+
+
+def type_label(kind: str) -> str:
+    """The pt-BR name of a node type (the registry's palette label)."""
+    spec = REGISTRY.get(kind)
+    return spec.label if spec is not None else t("editor.unknown_type", type=kind)
+
+
+def node_content(node: Mapping[str, Any], problems: Sequence[str] = ()) -> str:
+    """The Markdown the canvas shows in a node: its type in bold, the summary and a ⚠ line per problem.
+
+    Everything that comes from the definition (the type name of an unknown node, the summary, the problem
+    messages, which quote user text) is escaped; only the ``**`` and line breaks are ours.
+    """
+    lines = [f"**{escape_content(type_label(node_type_of(node)))}**"]
+    text = _short(summary(node))
+    if text:
+        lines.append(escape_content(text))
+    lines.extend(f"⚠ {escape_content(_short(message, 120))}" for message in problems)
+    return "\n\n".join(lines)
+
+
+# -- definition <-> canvas ----------------------------------------------------------------------------------------
+
+def problems_by_node(report: ValidationReport | None) -> dict[str, list[str]]:
+    """Problem messages grouped by the node they concern (edge problems go to the edge's source node)."""
+    grouped: dict[str, list[str]] = {}
+    for problem in report.errors if report is not None else ():
+        if problem.node_id is not None:
+            grouped.setdefault(problem.node_id, []).append(problem.message)
+    return grouped
+
+
+def _canvas_type(kind: str) -> str:
+    spec = REGISTRY.get(kind)
+    if spec is not None and spec.is_start:
+        return "input"  # no target handle: nothing may connect into a trigger
+    if kind in ("end", "go_to_funnel"):
+        return "output"  # no source handle: these end the run
+    return "default"
+
+
+def to_flow(definition: Mapping[str, Any], report: ValidationReport | None = None,
+            selected_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The canvas for a definition: ``StreamlitFlowNode`` / ``StreamlitFlowEdge`` keyword arguments.
+
+    Nodes get a fresh ``style`` each (a red border when the node has problems), handles on the left and right
+    (funnels read left to right), and ``data`` = configuration + ``node_type`` + escaped ``content``.
+    """
+    problems = problems_by_node(report)
+    nodes = []
+    for node in _nodes(definition):
+        kind = node_type_of(node)
+        style = dict(_NODE_STYLE)
+        if problems.get(node["id"]):
+            style.update(_PROBLEM_STYLE)
+        if node["id"] == selected_id:
+            style.update(_SELECTED_STYLE)
+        pos = _position(node)
+        nodes.append({
+            "id": node["id"], "pos": (pos["x"], pos["y"]), "node_type": _canvas_type(kind),
+            "data": {**copy.deepcopy(node_data(node)), "node_type": kind,
+                     "content": node_content(node, problems.get(node["id"], []))},
+            "source_position": "right", "target_position": "left", "connectable": True, "deletable": True,
+            "selectable": True, "style": style,
+        })
+    edges = [{
+        "id": str(edge.get("id", "")), "source": str(edge.get("source", "")), "target": str(edge.get("target", "")),
+        "label": str(edge.get("label") or ""), "edge_type": "default", "deletable": True, "focusable": True,
+        "label_show_bg": True, "marker_end": {"type": "arrowclosed"}, "style": {},
+    } for edge in _edges(definition)]
+    return {"nodes": nodes, "edges": edges}
+
+
+def from_flow(nodes: list[Mapping[str, Any]], edges: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The definition for what the canvas holds (``StreamlitFlowNode.asdict()`` shapes, or the browser's).
+
+    Keeps ids, types, configuration and positions; edge labels stay, except that an edge drawn in the browser
+    (no label) gets the first output of its source that no other edge uses yet.
+    """
+    definition_nodes = [{"id": n.get("id"), "type": node_type_of(n), "position": _position(n), "data": node_data(n)}
+                        for n in nodes if isinstance(n, Mapping)]
+    by_id = {n["id"]: n for n in definition_nodes}
+    definition_edges = [{"id": str(e.get("id", "")), "source": str(e.get("source", "")),
+                         "target": str(e.get("target", "")), "label": str(e.get("label") or "")}
+                        for e in edges if isinstance(e, Mapping)]
+    for edge in definition_edges:
+        if not edge["label"] and edge["source"] in by_id:
+            edge["label"] = first_free_output(
+                {"nodes": definition_nodes, "edges": definition_edges}, edge["source"]) or ""
+    return {"nodes": definition_nodes, "edges": definition_edges}
+
+
+def first_free_output(definition: Mapping[str, Any], node_id: str) -> str | None:
+    """The first output of ``node_id`` that no edge carries yet, or None."""
+    node = find_node(definition, node_id)
+    if node is None:
+        return None
+    used = {e.get("label") for e in _edges(definition) if e.get("source") == node_id}
+    return next((o for o in outputs_for(node) if o not in used), None)
+
+
+# -- edits ------------------------------------------------------------------------------------------------------
+
+def new_node_id(definition: Mapping[str, Any], kind: str) -> str:
+    """``<type>_<n>`` with the smallest n not taken."""
+    taken = {n["id"] for n in _nodes(definition)}
+    number = 1
+    while f"{kind}_{number}" in taken:
+        number += 1
+    return f"{kind}_{number}"
+
+
+def default_data(kind: str) -> dict[str, Any]:
+    """Configuration a new node starts with: the schema's defaults, plus a starting point for lists of options.
+
+    Required texts stay empty on purpose, so the new node shows a ⚠ until the marketer fills it in.
+    """
+    if kind == "trigger":
+        return {"kind": "keyword", "mode": "contains", "words": []}
+    if kind == "send_message":
+        return {"text": ""}
+    if kind == "send_choices":
+        return {"prompt": "", "options": [{"key": "op1", "label": t("editor.default.option", n=1)},
+                                          {"key": "op2", "label": t("editor.default.option", n=2)}]}
+    if kind == "wait_reply":
+        return {"validation": "any"}
+    if kind == "condition":
+        return {"groups": [{"rules": [node_forms.new_rule()]}]}
+    if kind == "delay":
+        return {"seconds": 60}
+    if kind in ("add_tag", "remove_tag"):
+        return {"tag": ""}
+    if kind == "set_field":
+        return {"target": "", "value": ""}
+    if kind == "notify_human":
+        return {"message": ""}
+    if kind == "route":
+        return {"pause_bot": True}
+    if kind == "go_to_funnel":
+        return {}
+    return {}
+
+
+def add_node(definition: Mapping[str, Any], kind: str, after_id: str | None = None) -> tuple[dict[str, Any], str]:
+    """A copy of the definition with a new ``kind`` node placed to the right of ``after_id`` (or of the last node).
+
+    The new node is placed in the first free row of that column so it never covers another node.
+    """
+    result = copy.deepcopy(dict(definition))
+    result["nodes"] = list(result.get("nodes") or [])
+    result["edges"] = list(result.get("edges") or [])
+    anchor = find_node(result, after_id) or (_nodes(result)[-1] if _nodes(result) else None)
+    x, y = (0.0, 0.0)
+    if anchor is not None:
+        pos = _position(anchor)
+        x, y = pos["x"] + COLUMN_WIDTH, pos["y"]
+    occupied = {(round(p["x"]), round(p["y"])) for p in map(_position, _nodes(result))}
+    while (round(x), round(y)) in occupied:
+        y += ROW_HEIGHT
+    node_id = new_node_id(result, kind)
+    result["nodes"].append({"id": node_id, "type": kind, "position": {"x": x, "y": y}, "data": default_data(kind)})
+    return result, node_id
+
+
+def update_node_data(definition: Mapping[str, Any], node_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with ``node_id``'s configuration replaced."""
+    result = copy.deepcopy(dict(definition))
+    for node in _nodes(result):
+        if node["id"] == node_id:
+            node["data"] = copy.deepcopy(dict(data))
+    return result
+
+
+def delete_node(definition: Mapping[str, Any], node_id: str) -> dict[str, Any]:
+    """A copy without the node and every edge touching it."""
+    kept = [n for n in (definition.get("nodes") or []) if not (isinstance(n, dict) and n.get("id") == node_id)]
+    return {**definition, "nodes": kept,
+            "edges": [e for e in _edges(definition) if node_id not in (e.get("source"), e.get("target"))]}
+
+
+def delete_edge(definition: Mapping[str, Any], edge_id: str) -> dict[str, Any]:
+    """A copy without that edge."""
+    return {**definition, "edges": [e for e in _edges(definition) if e.get("id") != edge_id]}
+
+
+def connect(definition: Mapping[str, Any], source: str, output: str, target: str) -> dict[str, Any]:
+    """A copy where ``source``'s ``output`` leads to ``target`` (replacing the edge that output had)."""
+    edges = [e for e in _edges(definition) if not (e.get("source") == source and e.get("label") == output)]
+    edge_id = f"{source}-{output}-{target}"
+    edges.append({"id": edge_id, "source": source, "target": target, "label": output})
+    return {**definition, "edges": edges}
+
+
+def set_edge_label(definition: Mapping[str, Any], edge_id: str, label: str) -> dict[str, Any]:
+    """A copy where the edge carries ``label``."""
+    edges = [{**e, "label": label} if e.get("id") == edge_id else e for e in _edges(definition)]
+    return {**definition, "edges": edges}
+
+
+def outgoing(definition: Mapping[str, Any], node_id: str) -> list[dict[str, Any]]:
+    """The edges leaving ``node_id``, in definition order."""
+    return [e for e in _edges(definition) if e.get("source") == node_id]
+
+
+# -- layout -------------------------------------------------------------------------------------------------------
+
+def auto_layout(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with positions laid out left to right: column = longest path from the trigger (edges that close a
+    loop are ignored), rows in the order nodes were reached. Nodes no path reaches go to one last column."""
+    nodes = _nodes(definition)
+    ids = [n["id"] for n in nodes]
+    succ: dict[str, list[str]] = {i: [] for i in ids}
+    for edge in _edges(definition):
+        if edge.get("source") in succ and edge.get("target") in succ:
+            succ[edge["source"]].append(edge["target"])
+    starts = [n["id"] for n in nodes if node_type_of(n) in REGISTRY and REGISTRY[node_type_of(n)].is_start]
+    roots = starts or [i for i in ids if not any(i in targets for targets in succ.values())][:1]
+    # Depth-first order to find back edges (loops), then longest-path layering over the remaining DAG.
+    back: set[tuple[str, str]] = set()
+    state: dict[str, int] = {}
+    for root in roots:
+        stack = [(root, iter(succ[root]))]
+        state[root] = 1
+        while stack:
+            current, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[current] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                back.add((current, child))
+            elif child not in state:
+                state[child] = 1
+                stack.append((child, iter(succ[child])))
+    reached = [i for i in ids if i in state]
+    indegree = {i: 0 for i in reached}
+    for source in reached:
+        for target in succ[source]:
+            if (source, target) not in back and target in indegree:
+                indegree[target] += 1
+    layer = {i: 0 for i in reached}
+    order: list[str] = []
+    queue = deque(i for i in reached if indegree[i] == 0)
+    while queue:
+        current = queue.popleft()
+        order.append(current)
+        for target in succ[current]:
+            if (current, target) in back or target not in indegree:
+                continue
+            layer[target] = max(layer[target], layer[current] + 1)
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                queue.append(target)
+    last = max(layer.values(), default=-1) + 1
+    rows: dict[int, int] = {}
+    positions: dict[str, dict[str, float]] = {}
+    for node_id in order + [i for i in ids if i not in layer]:
+        column = layer.get(node_id, last)
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        positions[node_id] = {"x": float(column * COLUMN_WIDTH), "y": float(row * ROW_HEIGHT)}
+    result = copy.deepcopy(dict(definition))
+    for node in _nodes(result):
+        node["position"] = positions[node["id"]]
+    return result
+
+
+def canvas_signature(flow: Mapping[str, list[dict[str, Any]]]) -> str:
+    """What the browser must be told about (everything but positions): when it changes, the page pushes the
+    canvas again. Positions are left out because the browser owns them while someone drags nodes."""
+    parts = [repr((n["id"], n["node_type"], n["data"], sorted(n["style"].items()))) for n in flow["nodes"]]
+    parts += [repr((e["id"], e["source"], e["target"], e["label"])) for e in flow["edges"]]
+    return "|".join(parts)

@@ -1,0 +1,280 @@
+"""The editor's typed forms for the structured node fields, as pure conversions (no Streamlit here).
+
+Three node fields are more than a scalar: a condition's rule ``groups``, a delay's ``business_hours`` and a
+send-message node's ``media``. ``pages/editor.py`` draws each as widgets (rule rows, a day multiselect and two
+clocks, a media-library picker); this module says what those widgets start from and turns their values back
+into configuration.
+
+Turning a form back into configuration starts from the value the form was drawn from and changes only what
+the widgets changed: keys the definition left out stay out, keys the schema ignores stay in, so opening a form
+and applying it unchanged gives back identical data. A value a widget cannot show (an import with a field
+path the subjects do not cover, a clock that is not HH:MM) makes the ``*_form`` function answer None, and the
+page falls back to the advanced JSON editor for that field.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import time
+from typing import Any, get_args
+
+from engine.core.nodes import condition, delay, send_message
+
+# -- condition rules ----------------------------------------------------------------------------------------------
+
+SUBJECTS = ("last_reply", "trigger.message", "contact.name", "contact.phone", "vars", "custom_data", "tags")
+"""What a rule reads; ``vars`` and ``custom_data`` also need a name (``vars.X``, ``contact.custom_data.X``)."""
+NAMED_SUBJECTS = {"vars": "vars.", "custom_data": "contact.custom_data."}
+OPERATORS: tuple[str, ...] = get_args(condition.Operator)
+TAG_OPERATORS = ("has_tag", "not_has_tag")
+"""Operators that test the contact's tags and ignore the rule's subject."""
+_RULE_DEFAULTS = {name: info.default for name, info in condition.Rule.model_fields.items()}
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    """One rule as the form shows it: subject (``SUBJECTS``), name (for named subjects), operator, value text."""
+
+    subject: str
+    name: str
+    operator: str
+    value: str
+
+
+def new_rule() -> dict[str, Any]:
+    """The rule a new condition (or "add rule") starts with: the last reply equals an empty value (a ⚠)."""
+    return {"field": "last_reply", "operator": "equals", "value": ""}
+
+
+def split_field(field: str) -> tuple[str, str] | None:
+    """``(subject, name)`` for a rule's field path, or None when no subject covers it."""
+    for subject, prefix in NAMED_SUBJECTS.items():
+        if field.startswith(prefix):
+            return subject, field[len(prefix):]
+    return (field, "") if field in SUBJECTS and field not in NAMED_SUBJECTS else None
+
+
+def join_field(subject: str, name: str) -> str:
+    """The field path for a subject and, for named subjects, a name (``vars`` + ``email`` -> ``vars.email``)."""
+    return NAMED_SUBJECTS[subject] + name.strip() if subject in NAMED_SUBJECTS else subject
+
+
+def operator_needs_value(operator: str) -> bool:
+    """Whether the operator compares with a value (``is_empty`` / ``not_empty`` do not)."""
+    return operator in condition._NEEDS_VALUE  # the engine's own list, so the form cannot disagree with it
+
+
+def rule_form(groups: Any) -> list[list[RuleRow]] | None:
+    """The rows of each group (missing groups: none), or None when the shape is beyond the typed form."""
+    if groups is None:
+        return []
+    if not isinstance(groups, list):
+        return None
+    rows = []
+    for group in groups:
+        rules = group.get("rules") if isinstance(group, dict) else None
+        if not isinstance(rules, list):
+            return None
+        group_rows = []
+        for rule in rules:
+            if not isinstance(rule, dict):
+                return None
+            field = rule.get("field", _RULE_DEFAULTS["field"])
+            operator = rule.get("operator", _RULE_DEFAULTS["operator"])
+            value = rule.get("value")
+            subject = split_field(field) if isinstance(field, str) else None
+            if subject is None or operator not in OPERATORS or not isinstance(value, str | None):
+                return None
+            group_rows.append(RuleRow(subject[0], subject[1], operator, value or ""))
+        rows.append(group_rows)
+    return rows
+
+
+def rule_from_row(row: RuleRow, original: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A rule for the row, keeping what the row leaves as it was in ``original`` (absent keys, extra keys)."""
+    shown = original.get("value") if isinstance(original, Mapping) else None
+    return _merged(original, {"field": join_field(row.subject, row.name), "operator": row.operator,
+                              "value": _text(row.value, shown)}, _RULE_DEFAULTS)
+
+
+def groups_from_rows(rows: list[list[RuleRow]], original: Any) -> list[dict[str, Any]] | None:
+    """The ``groups`` for the form's rows; ``original`` is the value the rows were drawn from (same shape)."""
+    if not isinstance(original, list):
+        return [{"rules": [rule_from_row(row) for row in group]} for group in rows] if rows else None
+    groups = []
+    for group_rows, group in zip(rows, original, strict=True):
+        rules = [rule_from_row(row, rule) for row, rule in zip(group_rows, group["rules"], strict=True)]
+        groups.append({**group, "rules": rules})
+    return groups
+
+
+def add_rule(groups: list[dict[str, Any]], group: int) -> list[dict[str, Any]]:
+    """A copy with a new rule at the end of group ``group`` (AND)."""
+    result = copy.deepcopy(groups)
+    result[group]["rules"].append(new_rule())
+    return result
+
+
+def remove_rule(groups: list[dict[str, Any]], group: int, rule: int) -> list[dict[str, Any]]:
+    """A copy without that rule; a group left with no rules goes too (a group needs at least one)."""
+    result = copy.deepcopy(groups)
+    del result[group]["rules"][rule]
+    if not result[group]["rules"]:
+        del result[group]
+    return result
+
+
+def add_group(groups: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """A copy with a new group (OR) holding one new rule."""
+    return [*copy.deepcopy(groups or []), {"rules": [new_rule()]}]
+
+
+# -- business hours -----------------------------------------------------------------------------------------------
+
+WEEKDAYS = tuple(range(7))
+"""0 = Monday ... 6 = Sunday, as the delay node stores them."""
+_HOURS_DEFAULTS = delay.BusinessHours().model_dump(exclude={"timezone"})
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class HoursForm:
+    """Business hours as the form shows them. ``timezone`` is only displayed (None: the workspace's zone)."""
+
+    enabled: bool
+    days: list[int]
+    start: time
+    end: time
+    timezone: str | None = None
+
+
+def hours_form(value: Any) -> HoursForm | None:
+    """The form for a ``business_hours`` value (None or a dict), or None when it is beyond the typed form.
+
+    Switched off, the form still holds the schema's defaults, ready for when the toggle is turned on.
+    """
+    if value is None:
+        return HoursForm(False, list(_HOURS_DEFAULTS["days"]), _clock(_HOURS_DEFAULTS["start"]),
+                         _clock(_HOURS_DEFAULTS["end"]))
+    if not isinstance(value, dict):
+        return None
+    days = value.get("days", _HOURS_DEFAULTS["days"])
+    start, end = value.get("start", _HOURS_DEFAULTS["start"]), value.get("end", _HOURS_DEFAULTS["end"])
+    zone = value.get("timezone")
+    if not (isinstance(days, list) and all(type(d) is int and d in WEEKDAYS for d in days)):
+        return None
+    if not all(isinstance(s, str) and _HHMM.match(s) for s in (start, end)) or not isinstance(zone, str | None):
+        return None
+    return HoursForm(True, sorted(set(days)), _clock(start), _clock(end), zone)
+
+
+def hours_from_form(form: HoursForm, original: Any) -> dict[str, Any] | None:
+    """The ``business_hours`` for the form (None when switched off); ``original`` is what it was drawn from.
+
+    A clock left empty becomes "" so the node shows the problem instead of silently keeping a time.
+    """
+    if not form.enabled:
+        return None
+    days: list[int] = sorted(set(form.days))
+    start, end = _hhmm(form.start), _hhmm(form.end)
+    shown_days = original.get("days") if isinstance(original, Mapping) else None
+    if isinstance(shown_days, list) and sorted(set(shown_days)) == days:
+        days = shown_days  # the same days in another order are the same setting
+    return _merged(original, {"days": days, "start": start, "end": end}, _HOURS_DEFAULTS)
+
+
+def _clock(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _hhmm(clock: time | None) -> str:
+    return clock.strftime("%H:%M") if clock is not None else ""
+
+
+# -- send-message media -------------------------------------------------------------------------------------------
+
+MEDIA_KINDS: tuple[str, ...] = get_args(send_message.Media.model_fields["kind"].annotation)
+
+
+@dataclass(frozen=True)
+class MediaForm:
+    """The media as the form shows it: kind ("" = no media), the media id (None = none chosen) and the caption."""
+
+    kind: str
+    media_id: int | str | None
+    caption: str
+
+
+def media_form(value: Any) -> MediaForm | None:
+    """The form for a ``media`` value (None or a dict), or None when it is beyond the typed form."""
+    if value is None:
+        return MediaForm("", None, "")
+    if not isinstance(value, dict):
+        return None
+    kind, media_id, caption = value.get("kind"), value.get("media_id"), value.get("caption")
+    if kind not in MEDIA_KINDS or isinstance(media_id, bool) or not isinstance(media_id, int | str | None) \
+            or not isinstance(caption, str | None):
+        return None
+    return MediaForm(kind, media_id, caption or "")
+
+
+def media_options(library: list[Mapping[str, Any]], kept: int | str | None) -> tuple[list[int | str], dict[str, str]]:
+    """The picker's media ids and their file names (keyed by ``str(id)``) for the library items of one kind.
+
+    ``kept`` (the id the node sends now) stays offered even when it is no longer in the library, with no name,
+    and keeps its own type (an imported ``"12"`` is not silently turned into ``12``).
+    """
+    ids: list[int | str] = []
+    names: dict[str, str] = {}
+    for item in library:
+        same = kept is not None and str(item["id"]) == str(kept)
+        ids.append(kept if same else item["id"])
+        names[str(item["id"])] = str(item.get("filename") or "")
+    if kept is not None and str(kept) not in names:
+        ids.insert(0, kept)
+    return ids, names
+
+
+def media_from_form(form: MediaForm, original: Any) -> dict[str, Any] | None:
+    """The ``media`` for the form (None: no media); ``original`` is what it was drawn from.
+
+    With no file chosen the id is left out, so the node shows that a file is missing.
+    """
+    if not form.kind:
+        return None
+    shown = original.get("caption") if isinstance(original, Mapping) else None
+    return _merged(original, {"kind": form.kind, "media_id": form.media_id, "caption": _text(form.caption, shown)},
+                   {"caption": None})
+
+
+# -- shared -------------------------------------------------------------------------------------------------------
+
+def _text(text: str, shown: str | None) -> str | None:
+    """A text box's value: what it was drawn from when unchanged ("", None and absent all show as an empty box),
+    else the text, or None when blank."""
+    if text == (shown or ""):
+        return shown
+    return text if text.strip() else None
+
+
+def _merged(original: Any, values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` over a copy of ``original``, None removing a key.
+
+    A value equal to what ``original`` means (its own, or the default when absent) leaves the key as it was.
+    Without an original (a new value) every value that is not None is written out.
+    """
+    if not isinstance(original, Mapping):
+        return {key: value for key, value in values.items() if value is not None}
+    result = dict(original)
+    for key, value in values.items():
+        if value == original.get(key, defaults.get(key)):
+            continue
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result

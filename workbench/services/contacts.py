@@ -1,0 +1,194 @@
+"""Contacts in the inbox: their profile, tags and custom fields.
+
+Any role edits the contacts whose conversation it sees under the inbox rules (``conversations.visible``);
+other contacts, including other workspaces', are reported as not found. Custom field keys are what funnel
+templates reach as ``{{contact.custom_data.KEY}}``, so they follow the funnel's own rule for field names.
+Putting a tag on a contact fires the funnels' "Tag adicionada" triggers (``workbench.services.runs.on_tag_added``)
+in the same transaction; what they send is published after commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from workbench.base.errors import InvalidInput, NotFound
+from workbench.services import conversations, runs
+from workbench.services.auth import Actor
+from workbench.store import live
+from workbench.store.bus import get_redis
+from workbench.store.db import session_scope
+from workbench.store.models import ActivityEvent, Contact, ContactTag, Conversation, Tag
+
+MAX_TAG_CHARS = 80
+MAX_NAME_CHARS = 255
+MAX_FIELDS = 50
+MAX_FIELD_CHARS = 1_000
+"""Longest custom field value: a note or an address, not a document."""
+# The same rule as the set-field step's contact.custom_data.X targets (engine/nodes/base.py).
+FIELD_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def _load(session: Session, actor: Actor, contact_id: int, lock: bool = False) -> tuple[Contact, Conversation]:
+    query = conversations.visible(actor, select(Contact, Conversation)
+                                   .join(Conversation, Conversation.contact_id == Contact.id)
+                                   .where(Contact.id == contact_id))
+    if lock:
+        # the inbound worker upserts this row too: a tag trigger and a message never start runs side by side
+        query = query.with_for_update(of=Conversation)
+    row = session.execute(query).first()
+    if row is None:
+        raise NotFound("contact", key="error.contact_not_found")
+    return row[0], row[1]
+
+
+def _tags(session: Session, contact_id: int) -> list[str]:
+    return list(session.scalars(select(Tag.name).join(ContactTag, ContactTag.tag_id == Tag.id)
+                                .where(ContactTag.contact_id == contact_id).order_by(func.lower(Tag.name))))
+
+
+def _record(session: Session, actor: Actor, contact: Contact, kind: str, data: dict[str, Any]) -> None:
+    session.add(ActivityEvent(workspace_id=contact.workspace_id, actor_user_id=actor.user_id, kind=kind,
+                              subject_type="contact", subject_id=contact.id, data=data))
+
+
+def contact_profile(actor: Actor, contact_id: int) -> dict[str, Any]:
+    """The contact for the inbox panel.
+
+    Returns:
+        ``id``, ``name``, ``push_name``, ``phone``, ``custom_data`` (dict) and ``tags`` (names, alphabetical).
+
+    Raises:
+        NotFound: no such contact, or its conversation is not visible to the actor.
+    """
+    with session_scope() as session:
+        contact, _ = _load(session, actor, contact_id)
+        return {"id": contact.id, "name": contact.name, "push_name": contact.push_name, "phone": contact.phone,
+                "custom_data": dict(contact.custom_data or {}), "tags": _tags(session, contact.id)}
+
+
+def list_tags(actor: Actor) -> list[dict[str, Any]]:
+    """The workspace's tags, alphabetical: ``id``, ``name``, ``color`` and ``contacts`` (how many carry it)."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(Tag.id, Tag.name, Tag.color, func.count(ContactTag.contact_id).label("contacts"))
+            .outerjoin(ContactTag, ContactTag.tag_id == Tag.id).where(Tag.workspace_id == actor.workspace_id)
+            .group_by(Tag.id).order_by(func.lower(Tag.name), Tag.id)).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def _tag_name(name: str | None) -> str:
+    name = " ".join((name or "").split())  # the add-tag step stores names the same way
+    if not 1 <= len(name) <= MAX_TAG_CHARS:
+        raise InvalidInput("tag name", key="error.tag_name", max=MAX_TAG_CHARS)
+    return name
+
+
+def add_tag(actor: Actor, contact_id: int, name: str) -> str:
+    """Put a tag on the contact, creating the workspace tag if needed; returns the tag's name as stored.
+
+    An existing tag is reused whatever its case (typing "vip" adds "VIP"). When the contact did not carry it
+    yet, funnels whose trigger is "Tag adicionada" for it start by the usual rules (not while the bot is
+    paused; a live run is interrupted only by a trigger that may restart it).
+
+    Raises:
+        InvalidInput: the name is empty or longer than ``MAX_TAG_CHARS`` after trimming.
+        NotFound: no such contact, or its conversation is not visible to the actor.
+    """
+    name = _tag_name(name)
+    with session_scope() as session:
+        contact, conv = _load(session, actor, contact_id, lock=True)
+        stored, added = runs.tag_contact(session, contact.workspace_id, contact.id, name)
+        effects = runs.Effects()
+        if added:
+            _record(session, actor, contact, "tag_added", {"tag": stored})
+            target = {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
+                      "contact_id": contact.id, "phone": contact.phone, "jid": contact.jid}
+            effects = runs.on_tag_added(session, target, stored)
+    if added:
+        client = get_redis()
+        runs.publish_effects(client, effects)
+        live.touch(client, [actor.workspace_id])
+    return stored
+
+
+def remove_tag(actor: Actor, contact_id: int, name: str) -> None:
+    """Take a tag off the contact (any case); nothing happens when the contact does not carry it.
+
+    Raises:
+        NotFound: no such contact, or its conversation is not visible to the actor.
+    """
+    with session_scope() as session:
+        contact, _ = _load(session, actor, contact_id)
+        removed = runs.untag_contact(session, contact.workspace_id, contact.id, (name or "").strip())
+        if removed:
+            _record(session, actor, contact, "tag_removed", {"tag": name})
+    if removed:
+        live.touch(get_redis(), [actor.workspace_id])
+
+
+def _fields(custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, str]:
+    """Validated custom fields; a field with an empty value is dropped (that is how a field is cleared)."""
+    pairs = custom_data.items() if isinstance(custom_data, Mapping) else custom_data
+    fields: dict[str, str] = {}
+    seen: set[str] = set()
+    for position, (key, value) in enumerate(pairs, start=1):
+        key = key.strip() if isinstance(key, str) else key
+        value = value.strip() if isinstance(value, str) else value
+        if not key and not value:
+            continue  # a blank row left in the editor
+        if not isinstance(key, str) or not FIELD_KEY.match(key):
+            raise InvalidInput("field key", key="error.field_key", n=position)
+        if key in seen:
+            raise InvalidInput("field key", key="error.field_duplicate", n=position)
+        seen.add(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput("field value", key="error.field_value_text", n=position)
+        if value and len(value) > MAX_FIELD_CHARS:
+            raise InvalidInput("field value", key="error.field_value_long", n=position, max=MAX_FIELD_CHARS)
+        if value:
+            fields[key] = value
+    if len(fields) > MAX_FIELDS:
+        raise InvalidInput("fields", key="error.field_count", max=MAX_FIELDS)
+    return fields
+
+
+def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
+                   custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None) -> None:
+    """Change the contact's name and/or replace its custom fields; None leaves that part as it is.
+
+    Args:
+        name: the name agents know the contact by; "" clears it (the WhatsApp push name shows instead).
+        custom_data: the complete set of fields, ``{key: text}`` or ``(key, text)`` pairs in the order the user
+            typed them (so a repeated key is reported rather than silently merged). Keys start with a letter and
+            hold letters, digits and ``_`` (at most 64), so ``{{contact.custom_data.KEY}}`` reaches them; values
+            are text of at most ``MAX_FIELD_CHARS`` characters; an empty value removes the field, and a row with
+            neither key nor value is skipped.
+
+    Raises:
+        InvalidInput: a name too long, an invalid or repeated key, a value that is not text or too long, too
+            many fields (the message names the field's position, never its user-typed key).
+        NotFound: no such contact, or its conversation is not visible to the actor.
+    """
+    if name is not None:
+        name = name.strip()
+        if len(name) > MAX_NAME_CHARS:
+            raise InvalidInput("name", key="error.contact_name", max=MAX_NAME_CHARS)
+    fields = _fields(custom_data) if custom_data is not None else None
+    with session_scope() as session:
+        contact, _ = _load(session, actor, contact_id)
+        changed: list[str] = []
+        if name is not None and (name or None) != contact.name:
+            contact.name = name or None
+            changed.append("name")
+        if fields is not None and fields != (contact.custom_data or {}):
+            contact.custom_data = fields
+            changed.append("custom_data")
+        if changed:
+            _record(session, actor, contact, "contact_updated", {"changed": changed})
+    if changed:
+        live.touch(get_redis(), [actor.workspace_id])

@@ -1,0 +1,221 @@
+"""The shared inbox: conversation lists, chat history, agent replies and bot control.
+
+Visibility: admins and supervisors see every conversation of their workspace; agents see unassigned
+ones, their own, and those of their teams. A conversation outside that set is reported as not found,
+so ids of other workspaces reveal nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from workbench.base.errors import InvalidInput, NotFound
+from workbench.services import outbox
+from workbench.services.auth import Actor, now
+from workbench.services.workspace_settings import load_setting
+from workbench.store import live
+from workbench.store.bus import get_redis
+from workbench.store.db import session_scope
+from workbench.store.models import (
+    ActivityEvent,
+    Contact,
+    Conversation,
+    Instance,
+    Message,
+    TeamMember,
+    User,
+    WorkspaceMember,
+)
+
+LIST_LIMIT = 200
+
+
+def visible(actor: Actor, query: Select) -> Select:
+    """Restrict a query over ``Conversation`` to what the actor may see (module docstring: visibility)."""
+    query = query.where(Conversation.workspace_id == actor.workspace_id)
+    if actor.is_manager:
+        return query
+    my_teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
+    return query.where(or_(
+        Conversation.agent_id == actor.user_id,
+        and_(Conversation.agent_id.is_(None), or_(Conversation.team_id.is_(None), Conversation.team_id.in_(my_teams))),
+    ))
+
+
+def _load(session: Session, actor: Actor, conversation_id: int) -> tuple[Conversation, Contact]:
+    row = session.execute(visible(actor, select(Conversation, Contact)
+                                   .join(Contact, Contact.id == Conversation.contact_id)
+                                   .where(Conversation.id == conversation_id))).first()
+    if row is None:
+        raise NotFound("conversation", key="error.conversation_not_found")
+    return row[0], row[1]
+
+
+def list_conversations(actor: Actor, status: str | None = "open", mine: bool = False, search: str | None = None,
+                       limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+    """Conversations for the inbox list, newest activity first, with contact and last message."""
+    query = visible(actor, select(
+        Conversation.id, Conversation.status, Conversation.unread_count, Conversation.last_message_at,
+        Conversation.last_message_preview, Conversation.last_message_direction, Conversation.last_message_type,
+        Conversation.bot_paused, Conversation.agent_id, Conversation.team_id, Conversation.instance_id,
+        Contact.id.label("contact_id"), Contact.name, Contact.push_name, Contact.phone, Instance.name.label("instance"),
+    ).join(Contact, Contact.id == Conversation.contact_id).join(Instance, Instance.id == Conversation.instance_id))
+    if status:
+        query = query.where(Conversation.status == status)
+    if mine:
+        query = query.where(Conversation.agent_id == actor.user_id)
+    if search:
+        like = f"%{search.strip()}%"
+        query = query.where(or_(Contact.name.ilike(like), Contact.push_name.ilike(like), Contact.phone.like(like)))
+    query = query.order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc()).limit(limit)
+    with session_scope() as session:
+        rows = session.execute(query).mappings().all()
+    return [{**row, "display_name": row["name"] or row["push_name"] or row["phone"]} for row in rows]
+
+
+def get_conversation(actor: Actor, conversation_id: int) -> dict[str, Any]:
+    """One conversation with its contact, for the chat header and the contact panel."""
+    with session_scope() as session:
+        conv, contact = _load(session, actor, conversation_id)
+        agent = session.get(User, conv.agent_id) if conv.agent_id else None
+        return {
+            "id": conv.id, "status": conv.status, "bot_paused": conv.bot_paused,
+            "bot_paused_reason": conv.bot_paused_reason, "bot_paused_until": conv.bot_paused_until,
+            "agent_id": conv.agent_id, "agent_name": agent.name if agent else None, "team_id": conv.team_id,
+            "unread_count": conv.unread_count, "instance_id": conv.instance_id,
+            "contact": {"id": contact.id, "name": contact.name, "push_name": contact.push_name,
+                        "phone": contact.phone, "custom_data": contact.custom_data,
+                        "display_name": contact.name or contact.push_name or contact.phone},
+        }
+
+
+def list_messages(actor: Actor, conversation_id: int, after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    """Messages of a conversation in order (the newest ``limit`` when ``after_id`` is 0)."""
+    with session_scope() as session:
+        _load(session, actor, conversation_id)
+        query = select(Message.id, Message.direction, Message.type, Message.text, Message.data, Message.status,
+                       Message.error, Message.created_at, Message.wa_timestamp, Message.quoted_wa_id,
+                       Message.wa_id, Message.sent_by_user_id, Message.sent_by_funnel_id) \
+            .where(Message.conversation_id == conversation_id)
+        if after_id:
+            query = query.where(Message.id > after_id).order_by(Message.id).limit(limit)
+            rows = session.execute(query).mappings().all()
+        else:
+            rows = list(reversed(session.execute(query.order_by(Message.id.desc()).limit(limit)).mappings().all()))
+    return [dict(row) for row in rows]
+
+
+def mark_read(actor: Actor, conversation_id: int) -> None:
+    """The agent opened the conversation: clear its unread badge."""
+    with session_scope() as session:
+        conv, _ = _load(session, actor, conversation_id)
+        if conv.unread_count:
+            conv.unread_count = 0
+            workspace_id = conv.workspace_id
+        else:
+            return
+    live.touch(get_redis(), [workspace_id])
+
+
+def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = True) -> int:
+    """An agent's reply: message + outbox in one transaction, published after commit. Returns the message id.
+
+    Replying pauses the bot for this conversation (so a funnel does not talk over the agent) unless
+    ``pause_bot`` is False.
+    """
+    if not text or not text.strip():
+        raise InvalidInput("empty message", key="error.empty_message")
+    with session_scope() as session:
+        conv, contact = _load(session, actor, conversation_id)
+        message_id, command = outbox.queue_message(session, _target(conv, contact), text=text,
+                                                   user_id=actor.user_id)
+        if pause_bot and not conv.bot_paused:
+            minutes = load_setting(session, conv.workspace_id, "bot").auto_resume_minutes
+            # the sweep hands the conversation back to the bot once this time has passed
+            _pause(session, actor, conv, "agent_reply", now() + timedelta(minutes=minutes) if minutes else None)
+        if conv.status == "closed":
+            conv.status, conv.closed_at = "open", None
+        workspace_id = conv.workspace_id
+    outbox.publish([command])
+    live.touch(get_redis(), [workspace_id])
+    return message_id
+
+
+def _target(conv: Conversation, contact: Contact) -> dict[str, Any]:
+    return {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
+            "phone": contact.phone, "jid": contact.jid}
+
+
+def _pause(session: Session, actor: Actor | None, conv: Conversation, reason: str, until: datetime | None) -> None:
+    conv.bot_paused = True
+    conv.bot_paused_by = actor.user_id if actor else None
+    conv.bot_paused_reason = reason
+    conv.bot_paused_until = until
+    _record(session, actor, conv, "bot_paused", {"reason": reason})
+
+
+def _record(session: Session, actor: Actor | None, conv: Conversation, kind: str, data: dict[str, Any]) -> None:
+    session.add(ActivityEvent(workspace_id=conv.workspace_id, actor_user_id=actor.user_id if actor else None,
+                              kind=kind, subject_type="conversation", subject_id=conv.id, data=data))
+
+
+def pause_bot(actor: Actor, conversation_id: int, until: datetime | None = None) -> None:
+    """Stop the bot for this conversation (optionally until a time) so a human can talk."""
+    with session_scope() as session:
+        conv, _ = _load(session, actor, conversation_id)
+        _pause(session, actor, conv, "agent", until)
+        workspace_id = conv.workspace_id
+    live.touch(get_redis(), [workspace_id])
+
+
+def resume_bot(actor: Actor, conversation_id: int) -> None:
+    """Give the conversation back to the bot."""
+    with session_scope() as session:
+        conv, _ = _load(session, actor, conversation_id)
+        conv.bot_paused, conv.bot_paused_by, conv.bot_paused_reason, conv.bot_paused_until = False, None, None, None
+        _record(session, actor, conv, "bot_resumed", {})
+        workspace_id = conv.workspace_id
+    live.touch(get_redis(), [workspace_id])
+
+
+def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team_id: int | None = None) -> None:
+    """Assign to an agent and/or team. Agents may only take a conversation for themselves."""
+    if not actor.is_manager and agent_id not in (None, actor.user_id):
+        actor.require("admin", "supervisor")
+    with session_scope() as session:
+        conv, _ = _load(session, actor, conversation_id)
+        if agent_id is not None:
+            _check_member(session, actor, agent_id)
+        conv.agent_id = agent_id
+        conv.team_id = team_id if team_id is not None else conv.team_id
+        conv.assigned_at = now() if agent_id else None
+        _record(session, actor, conv, "assigned", {"agent_id": agent_id, "team_id": team_id})
+        workspace_id = conv.workspace_id
+    live.touch(get_redis(), [workspace_id])
+
+
+def _check_member(session: Session, actor: Actor, user_id: int) -> None:
+    if session.get(WorkspaceMember, (actor.workspace_id, user_id)) is None:
+        raise NotFound("agent", key="error.agent_not_found")
+
+
+def set_status(actor: Actor, conversation_id: int, status: str) -> None:
+    """Open, mark pending or close (resolve) a conversation."""
+    if status not in ("open", "pending", "closed"):
+        raise InvalidInput(status, key="error.invalid")
+    with session_scope() as session:
+        conv, _ = _load(session, actor, conversation_id)
+        conv.status = status
+        conv.closed_at = now() if status == "closed" else None
+        _record(session, actor, conv, f"status_{status}", {})
+        workspace_id = conv.workspace_id
+    live.touch(get_redis(), [workspace_id])
+
+
+def revision(actor: Actor) -> int:
+    """The workspace's change counter: live views re-read only when it moved."""
+    return live.revision(get_redis(), actor.workspace_id)

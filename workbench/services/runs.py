@@ -1,0 +1,499 @@
+"""The funnel runtime: durable runs in PostgreSQL driven by the pure engine (``engine.core.definition.walk``).
+
+A run lives in ``funnel_runs`` (current node, variables, status, wait token and deadline). Everything a
+walk decides is applied in the caller's transaction: outbound messages through the outbox, tags, contact
+fields, notifications, routing, one ``funnel_events`` row per node execution. Timers (delays and reply
+timeouts) are RQ jobs scheduled after commit that carry the run's wait token, so a stale job does nothing;
+the sweep re-schedules overdue ones after a Redis loss.
+
+Concurrency: inbound messages of one number are handled by one drain job at a time, and timer jobs take
+the run's row lock (``FOR UPDATE``), so a run is never walked by two workers at once.
+
+Chains: a funnel may start others within the same event — a go-to-funnel step, or an add-tag step whose
+tag is another funnel's ``tag_added`` trigger. Such chains stop at ``MAX_CHAIN`` funnels per incoming event
+(message, timer, tag added by an agent), so funnels that tag each other cannot loop forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from connector.contracts import CONTROL_LIST, ControlCommand, MediaRef, OutboundCommand
+from engine.core.definition import FunnelDefinition, Walk, load_definition, walk
+from engine.core.matching import TriggerEvent, pick_trigger
+from engine.core.nodes.base import (
+    AddTag,
+    ExecutionContext,
+    HistoryEntry,
+    Notify,
+    RemoveTag,
+    Route,
+    SendMedia,
+    SendPoll,
+    SendText,
+    SetContactField,
+    StartFunnel,
+)
+from workbench.services.auth import now
+from workbench.services.outbox import publish as publish_commands
+from workbench.services.outbox import queue_message
+from workbench.store.models import (
+    Contact,
+    ContactTag,
+    Conversation,
+    Funnel,
+    FunnelEvent,
+    FunnelRun,
+    FunnelVersion,
+    Media,
+    Message,
+    Notification,
+    Tag,
+    Team,
+    Workspace,
+)
+
+log = logging.getLogger(__name__)
+
+LIVE = ("active", "waiting", "paused")
+TIMER_JOB = "engine.worker.jobs.funnel_timer"
+TIMER_QUEUE = "default"
+HISTORY_MESSAGES = 10
+MAX_CHAIN = 5
+"""Funnels one incoming event may start through other funnels (go-to steps, add-tag triggers); more are cut."""
+# Published versions change rarely; workers re-read the active set at most this often per workspace.
+_CACHE_TTL_S = 5.0
+_versions: dict[int, tuple[float, list[tuple[int, str, int, FunnelDefinition]]]] = {}
+_timezones: dict[int, tuple[float, str]] = {}
+
+
+@dataclass
+class Effects:
+    """What to do after the transaction commits."""
+
+    commands: list[OutboundCommand] = field(default_factory=list)
+    timers: list[tuple[int, str, datetime]] = field(default_factory=list)  # run id, wait token, when
+    reads: list[tuple[int, ControlCommand]] = field(default_factory=list)  # (instance id, read receipt)
+
+    def extend(self, other: Effects) -> None:
+        """Add another walk's effects."""
+        self.commands.extend(other.commands)
+        self.timers.extend(other.timers)
+        self.reads.extend(other.reads)
+
+
+def clear_cache() -> None:
+    """Forget cached published versions and time zones (after publishing, and in tests)."""
+    _versions.clear()
+    _timezones.clear()
+
+
+def active_versions(session: Session, workspace_id: int) -> list[tuple[int, str, int, FunnelDefinition]]:
+    """(funnel id, name, version id, definition) of the workspace's active, published funnels."""
+    hit = _versions.get(workspace_id)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    rows = session.execute(
+        select(Funnel.id, Funnel.name, FunnelVersion.id, FunnelVersion.definition)
+        .join(FunnelVersion, FunnelVersion.id == Funnel.published_version_id)
+        .where(Funnel.workspace_id == workspace_id, Funnel.is_active.is_(True))
+        .order_by(Funnel.priority.desc(), Funnel.id)
+    ).all()
+    loaded = []
+    for funnel_id, name, version_id, definition in rows:
+        try:
+            loaded.append((funnel_id, name, version_id, load_definition(definition)))
+        except ValueError:
+            log.error("published version %s of funnel %s does not load; skipped", version_id, funnel_id)
+    _versions[workspace_id] = (time.monotonic() + _CACHE_TTL_S, loaded)
+    return loaded
+
+
+def on_message(session: Session, conversation: dict[str, Any], text: str | None, *,
+               is_new_contact: bool) -> Effects | None:
+    """A contact's new message: resume its waiting run, or start the funnel whose trigger matches.
+
+    Returns None when no funnel took the message (the default reply may answer then).
+    """
+    if _bot_paused(session, conversation):
+        return Effects()  # a human has the conversation: store only
+    # a contact created by this very message cannot be in a funnel yet: no need to look
+    run = None if conversation.get("new_contact") else _live_run(session, conversation["id"])
+    if run is not None and run.status == "waiting":
+        event = TriggerEvent(kind="message", text=text or "", instance_id=conversation["instance_id"],
+                             is_new_contact=is_new_contact, run_active=True)
+        restart = _match(session, conversation, event)
+        if restart is None:
+            return _resume(session, run, conversation, text or "")
+        _stop(session, run, "restarted by trigger")
+        return _start(session, conversation, restart, text)
+    event = TriggerEvent(kind="message", text=text or "", instance_id=conversation["instance_id"],
+                         is_new_contact=is_new_contact, run_active=run is not None)
+    match = _match(session, conversation, event)
+    if match is None:
+        return Effects() if run is not None else None  # a run in a delay keeps the contact
+    if run is not None:
+        _stop(session, run, "restarted by trigger")
+    return _start(session, conversation, match, text)
+
+
+def start_manual(session: Session, conversation: dict[str, Any], funnel_id: int) -> Effects:
+    """An agent starts a funnel by hand for a conversation (stops the live run, if any)."""
+    return _start_funnel(session, conversation, funnel_id, 0)
+
+
+def on_tag_added(session: Session, conversation: dict[str, Any], tag: str) -> Effects:
+    """A tag was newly put on the contact: start the funnel whose ``tag_added`` trigger matches.
+
+    The rules of messages apply: a paused bot starts nothing, and a live run is interrupted only by a
+    trigger with ``restart_running``. Call it in the transaction that added the tag.
+    """
+    return _on_tag_added(session, conversation, tag, 0)
+
+
+def tag_contact(session: Session, workspace_id: int, contact_id: int, name: str) -> tuple[str, bool]:
+    """Put a tag on a contact: (the tag's name as stored, whether the contact did not carry it yet).
+
+    The workspace tag of that name is reused whatever its case ("VIP" for "vip"), else created.
+    """
+    tag_id, stored = _tag(session, workspace_id, name)
+    added = session.execute(pg_insert(ContactTag).values(contact_id=contact_id, tag_id=tag_id)
+                            .on_conflict_do_nothing().returning(ContactTag.tag_id)).scalar_one_or_none()
+    return stored, added is not None
+
+
+def untag_contact(session: Session, workspace_id: int, contact_id: int, name: str) -> bool:
+    """Take a tag (any case) off a contact; False when the contact did not carry it."""
+    removed = session.execute(delete(ContactTag).where(
+        ContactTag.contact_id == contact_id,
+        ContactTag.tag_id.in_(select(Tag.id).where(Tag.workspace_id == workspace_id,
+                                                   func.lower(Tag.name) == func.lower(name))),
+    ).returning(ContactTag.tag_id)).first()
+    return removed is not None
+
+
+def on_timer(session: Session, run_id: int, token: str) -> Effects:
+    """A delay or reply timeout came due. Stale tokens and paused conversations do nothing."""
+    run = session.scalars(select(FunnelRun).where(FunnelRun.id == run_id).with_for_update()).first()
+    if run is None or run.status != "waiting" or run.wait_token != token:
+        return Effects()  # the run moved on (a reply arrived, it was stopped, or a newer timer exists)
+    conversation = _conversation(session, run.conversation_id)
+    if _bot_paused(session, conversation):
+        return Effects()  # timers wait while a human has the conversation; resuming re-schedules them
+    version = session.get(FunnelVersion, run.version_id)
+    funnel = session.get(Funnel, run.funnel_id)
+    defn = load_definition(version.definition)
+    ctx = _context(session, conversation, run, funnel.name, None)
+    return _apply(session, run, conversation, funnel.id, defn, walk(defn, ctx, run.current_node, timed_out=True))
+
+
+def due_timers(session: Session, older_than_s: int = 30) -> list[tuple[int, str, datetime]]:
+    """Waiting runs whose deadline passed a while ago (their timer job was lost): re-schedule them."""
+    rows = session.execute(select(FunnelRun.id, FunnelRun.wait_token, FunnelRun.wait_deadline).where(
+        FunnelRun.status == "waiting", FunnelRun.wait_deadline < now() - timedelta(seconds=older_than_s),
+    ).limit(1000)).all()
+    return [(run_id, token, when) for run_id, token, when in rows if token]
+
+
+def stop_run(session: Session, run_id: int, reason: str) -> None:
+    """Stop a live run (an agent's "stop funnel" on the contact)."""
+    run = session.scalars(select(FunnelRun).where(FunnelRun.id == run_id).with_for_update()).first()
+    if run is not None and run.status in LIVE:
+        _stop(session, run, reason)
+
+
+# -- internals ------------------------------------------------------------------------------------------------
+
+def _bot_paused(session: Session, conversation: dict[str, Any]) -> bool:
+    if conversation.get("bot_paused") is False:
+        return False  # known from the upsert that stored the message: no need to read the row
+    conv = session.get(Conversation, conversation["id"])
+    if not conv.bot_paused:
+        return False
+    if conv.bot_paused_until is not None and conv.bot_paused_until <= now():
+        conv.bot_paused, conv.bot_paused_reason, conv.bot_paused_until, conv.bot_paused_by = False, None, None, None
+        return False
+    return True
+
+
+def _live_run(session: Session, conversation_id: int) -> FunnelRun | None:
+    return session.scalars(select(FunnelRun).where(
+        FunnelRun.conversation_id == conversation_id, FunnelRun.status.in_(LIVE),
+    ).order_by(FunnelRun.id.desc()).with_for_update()).first()
+
+
+def _match(session: Session, conversation: dict[str, Any], event: TriggerEvent):
+    versions = active_versions(session, conversation["workspace_id"])
+    by_id = {fid: (fid, name, version_id, defn) for fid, name, version_id, defn in versions}
+    candidates = [c for fid, _, _, defn in versions for c in defn.trigger_candidates(fid)]
+    match = pick_trigger(candidates, event)
+    if match is None:
+        return None
+    return (*by_id[match.candidate.funnel_id], match.candidate.node_id)
+
+
+def _on_tag_added(session: Session, conversation: dict[str, Any], tag: str, depth: int) -> Effects:
+    if _bot_paused(session, conversation):
+        return Effects()
+    run = _live_run(session, conversation["id"])
+    event = TriggerEvent(kind="tag_added", tag=tag, instance_id=conversation["instance_id"],
+                         run_active=run is not None)
+    match = _match(session, conversation, event)
+    if match is None:
+        return Effects()
+    if run is not None:
+        _stop(session, run, "restarted by trigger")
+    return _start(session, conversation, match, None, depth)
+
+
+def _start_funnel(session: Session, conversation: dict[str, Any], funnel_id: int, depth: int) -> Effects:
+    for fid, name, version_id, defn in active_versions(session, conversation["workspace_id"]):
+        if fid == funnel_id:
+            run = _live_run(session, conversation["id"])
+            if run is not None:
+                _stop(session, run, "replaced by a manual start")
+            return _start(session, conversation, (fid, name, version_id, defn, defn.start_node().id), None, depth)
+    raise LookupError(f"funnel {funnel_id} is not active and published")
+
+
+def _start(session: Session, conversation: dict[str, Any], chosen, text: str | None, depth: int = 0) -> Effects:
+    funnel_id, name, version_id, defn, node_id = chosen
+    run = FunnelRun(workspace_id=conversation["workspace_id"], funnel_id=funnel_id, version_id=version_id,
+                    conversation_id=conversation["id"], contact_id=conversation["contact_id"], status="active",
+                    current_node=node_id, variables={}, attempts=0)
+    session.add(run)  # inserted by _apply once the walk is done
+    ctx = _context(session, conversation, run, name, text)
+    return _apply(session, run, conversation, funnel_id, defn, walk(defn, ctx, node_id), depth)
+
+
+def _resume(session: Session, run: FunnelRun, conversation: dict[str, Any], text: str) -> Effects:
+    version = session.get(FunnelVersion, run.version_id)  # the version the run started on, even if republished
+    funnel = session.get(Funnel, run.funnel_id)
+    defn = load_definition(version.definition)
+    ctx = _context(session, conversation, run, funnel.name, run.variables.get("__trigger"))
+    result = walk(defn, ctx, run.current_node, reply=text)
+    if result.status == "ignored":
+        return Effects()
+    return _apply(session, run, conversation, funnel.id, defn, result)
+
+
+def _stop(session: Session, run: FunnelRun, reason: str) -> None:
+    run.status, run.error, run.ended_at, run.wait_token, run.wait_deadline = "stopped", reason, now(), None, None
+
+
+def _conversation(session: Session, conversation_id: int) -> dict[str, Any]:
+    conv = session.get(Conversation, conversation_id)
+    contact = session.get(Contact, conv.contact_id)
+    return {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
+            "contact_id": contact.id, "phone": contact.phone, "jid": contact.jid}
+
+
+def _context(session: Session, conversation: dict[str, Any], run: FunnelRun, funnel_name: str,
+             trigger_text: str | None) -> ExecutionContext:
+    if conversation.get("new_contact"):
+        # a contact created by this very message: no name, fields or tags yet, and one message of history
+        contact = {"name": conversation.get("push_name"), "phone": conversation["phone"], "custom_data": {},
+                   "tags": []}
+        recent = [("in", trigger_text)] if trigger_text else []
+    else:
+        row = session.get(Contact, conversation["contact_id"])
+        tags = session.scalars(select(Tag.name).join(ContactTag, ContactTag.tag_id == Tag.id)
+                               .where(ContactTag.contact_id == row.id)).all()
+        contact = {"name": row.name or row.push_name, "phone": row.phone, "custom_data": row.custom_data or {},
+                   "tags": list(tags)}
+        recent = session.execute(select(Message.direction, Message.text).where(
+            Message.conversation_id == conversation["id"], Message.text.is_not(None),
+        ).order_by(Message.id.desc()).limit(HISTORY_MESSAGES)).all()
+    timezone = _workspace_timezone(session, conversation["workspace_id"])
+    variables = dict(run.variables or {})
+    if trigger_text is not None:
+        variables.setdefault("__trigger", trigger_text)
+    return ExecutionContext(
+        now=now(), variables=variables, funnel_name=funnel_name, timezone=timezone or "America/Sao_Paulo",
+        contact=contact,
+        trigger_message=variables.get("__trigger"), attempts=run.attempts,
+        history=[HistoryEntry(d, t) for d, t in reversed(recent)],
+    )
+
+
+def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel_id: int,
+           defn: FunnelDefinition, result: Walk, depth: int = 0) -> Effects:
+    """Apply a walk's actions and events, and store where the run stands.
+
+    ``depth`` counts the funnels that started this one within the current event (see ``MAX_CHAIN``).
+    """
+    effects = Effects()
+    run.variables = dict(result.context.variables)
+    run.current_node = result.node_id
+    run.updated_at = now()
+    if result.status == "waiting":
+        run.status = "waiting"
+        run.attempts = result.wait.attempts
+        run.wait_deadline = result.wait.deadline(now())
+        run.wait_token = secrets.token_hex(8) if run.wait_deadline else None
+    else:
+        run.status = "completed" if result.status == "completed" else "failed"
+        run.error = result.error
+        run.ended_at, run.wait_token, run.wait_deadline = now(), None, None
+    # A new run is inserted here with where the walk left it (one statement, no insert-then-update); its id
+    # is what the messages and events below refer to.
+    session.flush()
+    if run.wait_deadline:
+        effects.timers.append((run.id, run.wait_token, run.wait_deadline))
+    start_next: int | None = None
+    added: list[str] = []
+    for step in result.steps:
+        for action in step.result.actions:
+            if isinstance(action, AddTag):
+                # applied here rather than in _apply_action: a tag new to the contact may start other funnels
+                name, new = tag_contact(session, run.workspace_id, run.contact_id, action.name)
+                if new:
+                    added.append(name)
+                continue
+            command = _apply_action(session, run, conversation, funnel_id, step.node_id, action)
+            if command is not None:
+                effects.commands.append(command)
+            if isinstance(action, StartFunnel):
+                start_next = action.funnel_id
+        session.add(FunnelEvent(
+            workspace_id=run.workspace_id, run_id=run.id, funnel_id=run.funnel_id, version_id=run.version_id,
+            node_id=step.node_id, node_type=step.node_type, output=step.result.output,
+            status="error" if step.result.error else ("waiting" if step.result.wait else "ok"),
+            duration_ms=step.duration_ms, error=step.result.error,
+            data={**dict(step.result.data), **({"log": list(step.result.log)} if step.result.log else {})},
+        ))
+    go_to = start_next if result.status == "completed" else None
+    if go_to is None and not added:
+        return effects
+    if depth >= MAX_CHAIN:
+        log.warning("run %s: chain of %s funnels in one event cut here (go-to %s, tags added %s not fired)",
+                    run.id, depth + 1, go_to, added)
+        return effects
+    # Funnels started now see the conversation as this walk left it: drop what the incoming event knew
+    # beforehand (the walk may have paused the bot, and a brand-new contact now has tags).
+    current = {k: v for k, v in conversation.items() if k not in ("bot_paused", "new_contact")}
+    if go_to is not None:
+        try:
+            effects.extend(_start_funnel(session, current, go_to, depth + 1))
+        except LookupError:
+            log.warning("run %s: go-to funnel %s is not active", run.id, go_to)
+    # After the go-to: a funnel it started is live, so only restart_running tag triggers interrupt it.
+    for tag in added:
+        effects.extend(_on_tag_added(session, current, tag, depth + 1))
+    return effects
+
+
+def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel_id: int, node_id: str,
+                  action: Any) -> OutboundCommand | None:
+    data = {"run": run.id, "node": node_id}
+    if isinstance(action, SendText):
+        _, command = queue_message(session, conversation, text=action.text, funnel_id=funnel_id, data=data)
+        return command if action.typing else command.model_copy(update={"typing": False})
+    if isinstance(action, SendPoll):
+        # The inbox shows the question with its numbered options; the command carries the poll, plus that text
+        # for where a poll cannot go (see OutboundCommand.sendable_poll).
+        poll = {"question": action.question, "options": list(action.options)}
+        _, command = queue_message(session, conversation, text=action.fallback_text, type="poll", funnel_id=funnel_id,
+                                   data={**data, "poll": poll}, poll=(action.question, poll["options"]))
+        return command if action.typing else command.model_copy(update={"typing": False})
+    if isinstance(action, SendMedia):
+        media = session.get(Media, action.media_id)
+        if media is None or media.workspace_id != run.workspace_id:
+            log.warning("run %s: media %s not found; skipped", run.id, action.media_id)
+            return None
+        ref = MediaRef(sha256=media.sha256, mime=media.mime, size=media.size, filename=media.filename)
+        _, command = queue_message(session, conversation, text=action.caption, type=action.media_kind, media=ref,
+                                   media_id=media.id, funnel_id=funnel_id, data=data)
+        return command
+    if isinstance(action, RemoveTag):
+        untag_contact(session, run.workspace_id, run.contact_id, action.name)
+    elif isinstance(action, SetContactField):
+        contact = session.get(Contact, run.contact_id)
+        if action.field == "name":
+            contact.name = str(action.value)[:255]
+        else:
+            contact.custom_data = {**(contact.custom_data or {}), action.field.removeprefix("custom_data."):
+                                   action.value}
+    elif isinstance(action, Notify):
+        session.add(Notification(workspace_id=run.workspace_id, user_id=action.user_id,
+                                 team_id=action.team_id or _team_id(session, run.workspace_id, action.team_name),
+                                 conversation_id=conversation["id"], body=action.text))
+    elif isinstance(action, Route):
+        values: dict[str, Any] = {}
+        team_id = action.team_id or _team_id(session, run.workspace_id, action.team_name)
+        if team_id:
+            values["team_id"] = team_id
+        if action.agent_id:
+            values.update(agent_id=action.agent_id, assigned_at=now())
+        if action.pause_bot:
+            until = now() + timedelta(minutes=action.pause_minutes) if action.pause_minutes else None
+            values.update(bot_paused=True, bot_paused_reason="route", bot_paused_until=until, bot_paused_by=None)
+        if values:
+            session.execute(update(Conversation).where(Conversation.id == conversation["id"]).values(**values))
+    return None
+
+
+def _workspace_timezone(session: Session, workspace_id: int) -> str:
+    hit = _timezones.get(workspace_id)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    zone = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id)) or "America/Sao_Paulo"
+    _timezones[workspace_id] = (time.monotonic() + _CACHE_TTL_S, zone)
+    return zone
+
+
+def _tag(session: Session, workspace_id: int, name: str) -> tuple[int, str]:
+    """(id, stored name) of the workspace's tag called ``name`` in any case, created on first use."""
+    name = name[:80]
+    found = session.execute(select(Tag.id, Tag.name).where(
+        Tag.workspace_id == workspace_id, func.lower(Tag.name) == func.lower(name)).order_by(Tag.id).limit(1)).first()
+    if found is not None:
+        return found[0], found[1]
+    stmt = pg_insert(Tag).values(workspace_id=workspace_id, name=name)
+    tag_id = session.execute(stmt.on_conflict_do_nothing().returning(Tag.id)).scalar_one_or_none()
+    if tag_id is None:  # a concurrent transaction created it a moment ago (they meet on the unique index)
+        tag_id, name = session.execute(select(Tag.id, Tag.name).where(
+            Tag.workspace_id == workspace_id, func.lower(Tag.name) == func.lower(name))).one()
+    return tag_id, name
+
+
+def _team_id(session: Session, workspace_id: int, name: str | None) -> int | None:
+    if not name:
+        return None
+    return session.scalar(select(Team.id).where(Team.workspace_id == workspace_id,
+                                                func.lower(Team.name) == name.lower()))
+
+
+def publish_effects(client: redis.Redis, effects: Effects) -> None:
+    """After commit: hand read receipts and outbound commands to the connectors and schedule the timers.
+
+    Read receipts go first, so the contact sees the blue ticks before "typing..." and the answer.
+    """
+    if effects.reads:
+        pipe = client.pipeline(transaction=False)
+        for instance_id, command in effects.reads:
+            pipe.rpush(CONTROL_LIST.format(instance_id), command.model_dump_json(exclude_none=True))
+        pipe.execute()
+    publish_commands(effects.commands, client)
+    schedule_timers(client, effects.timers)
+
+
+def schedule_timers(client: redis.Redis, timers: list[tuple[int, str, datetime]]) -> None:
+    """Queue funnel timer jobs (delays, reply timeouts) for after their deadline; call after commit."""
+    if not timers:
+        return
+    queue = Queue(TIMER_QUEUE, connection=client)
+    for run_id, token, when in timers:
+        queue.enqueue_at(when, TIMER_JOB, run_id, token, job_timeout=120, result_ttl=0,
+                         failure_ttl=86400, retry=Retry(max=5, interval=[1, 5, 30, 60, 300]))

@@ -1,0 +1,62 @@
+"""Settings: one validated object read from the environment.
+
+Every setting is an environment variable named ``WORKBENCH_<FIELD>`` (upper case), except the two
+server URLs, which follow the usual names ``DATABASE_URL`` and ``REDIS_URL``. README's "Settings"
+table lists each of them; ``tests/test_docs.py`` checks that it does.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    """Product settings with their documented defaults."""
+
+    data_dir: Path = Field(Path(".workbench"), description="Where embedded PostgreSQL, Redis, media and keys live.")
+    database_url: str | None = Field(None, description="PostgreSQL URL; unset = embedded server in the data dir.")
+    redis_url: str | None = Field(None, description="Redis URL; unset = embedded server in the data dir.")
+    secret_key: str | None = Field(None, description="Fernet key for secrets at rest; unset = 0600 key file.")
+    panel_port: int = Field(8501, description="Port of the Streamlit panel.")
+    panel_address: str = Field("127.0.0.1", description="Address the panel listens on.")
+    workers: int = Field(2, description="RQ workers started by `up`.")
+    typing_ms_per_char: int = Field(40, description="Typing indicator time per character of an outbound text.")
+    typing_max_ms: int = Field(4000, description="Longest typing indicator before one message.")
+    send_min_gap_ms: int = Field(1000, description="Shortest gap between two sends of one number (0 = none).")
+    sends_per_minute: int = Field(40, description="Most messages one number sends per minute (0 = no limit).")
+    inbound_batch: int = Field(200, description="Most inbound events stored in one transaction.")
+    drain_linger_ms: int = Field(2000, description="How long an inbound job waits for more events before it ends.")
+    outbox_republish_after_s: int = Field(30, description="Pending outbox rows older than this are re-published.")
+    login_max_failures: int = Field(5, description="Failed logins before the account is slowed down.")
+    login_lockout_s: int = Field(60, description="Wait after too many failed logins (doubles each time).")
+    session_ttl_h: int = Field(72, description="How long a login survives without activity.")
+    max_text_chars: int = Field(65536, description="Longest text accepted in one message; longer is cut and flagged.")
+    media_max_mb: int = Field(64, description="Largest media file stored.")
+
+
+def _env_name(field: str) -> str:
+    if field in ("database_url", "redis_url"):
+        return field.upper()
+    return f"WORKBENCH_{field.upper()}"
+
+
+def env_names() -> dict[str, str]:
+    """Map each setting to the environment variable that sets it."""
+    return {name: _env_name(name) for name in Settings.model_fields}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from an environment mapping (``os.environ`` by default)."""
+    environ = os.environ if environ is None else environ
+    values = {name: environ[var] for name, var in env_names().items() if environ.get(var)}
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,23 @@
+"""Alembic environment: online migrations against the URL the caller set."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from workbench.store.db import normalize_url
+from workbench.store.models import Base
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL", "")
+connectable = create_engine(normalize_url(url), poolclass=pool.NullPool)
+with connectable.connect() as connection:
+    # one migrator at a time: `up` on two machines must not race on the same database
+    connection.exec_driver_sql("SELECT pg_advisory_lock(727001)")
+    context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.exec_driver_sql("SELECT pg_advisory_unlock(727001)")
+    connection.commit()

@@ -1,0 +1,427 @@
+"""SQLAlchemy 2 models: the whole product's schema. PostgreSQL is the source of truth.
+
+Every product row carries ``workspace_id`` (directly, or through the one parent it cannot exist
+without) so services can check isolation with one filter. Schema changes go through Alembic
+(``workbench/migrations``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy import (
+    text as sql,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES = ("admin", "supervisor", "agent")
+CONVERSATION_STATUSES = ("open", "pending", "closed")
+MESSAGE_STATUSES = ("received", "pending", "sent", "delivered", "read", "failed")
+OUTBOX_STATUSES = ("pending", "sent", "failed")
+RUN_STATUSES = ("active", "waiting", "paused", "completed", "failed", "stopped")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSONB, datetime: DateTime(timezone=True)}
+
+
+def _pk() -> Mapped[int]:
+    return mapped_column(BigInteger, primary_key=True, autoincrement=True)
+
+
+def _ws() -> Mapped[int]:
+    return mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+    id: Mapped[int] = _pk()
+    name: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), server_default="America/Sao_Paulo")
+    created_at: Mapped[datetime] = _created()
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = _pk()
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased
+    name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=sql("true"))
+    failed_logins: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+
+
+class WorkspaceMember(Base):
+    __tablename__ = "workspace_members"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _created()
+
+
+class AuthSession(Base):
+    """A login: the browser keeps the token, we keep only its SHA-256."""
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[int] = _pk()
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[int] = _ws()
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    name: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = _created()
+
+
+class TeamMember(Base):
+    __tablename__ = "team_members"
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class Instance(Base):
+    """A WhatsApp number. ``desired_state`` is what the supervisor reconciles towards."""
+
+    __tablename__ = "instances"
+    __table_args__ = (
+        CheckConstraint(_in("transport", ("sandbox", "neonize")), name="transport"),
+        CheckConstraint(_in("desired_state", ("running", "stopped", "removed")), name="desired_state"),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    name: Mapped[str] = mapped_column(String(120))
+    transport: Mapped[str] = mapped_column(String(16))
+    desired_state: Mapped[str] = mapped_column(String(16), server_default="running")
+    phone: Mapped[str | None] = mapped_column(String(32))
+    push_name: Mapped[str | None] = mapped_column(String(120))
+    state: Mapped[str] = mapped_column(String(32), server_default="disconnected")  # last state seen by a worker
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    state_at: Mapped[datetime | None]
+    settings: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+    removed_at: Mapped[datetime | None]
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "phone"),
+        Index("ix_contacts_workspace_name", "workspace_id", "name"),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    phone: Mapped[str] = mapped_column(String(32))
+    jid: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(255))
+    push_name: Mapped[str | None] = mapped_column(String(255))
+    custom_data: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    last_inbound_at: Mapped[datetime | None]
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    # unique ignoring case: "vip" is the same tag as "VIP" (see workbench.services.runs.tag_contact)
+    __table_args__ = (Index("uq_tags_workspace_lower_name", "workspace_id", sql("lower(name)"), unique=True),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    name: Mapped[str] = mapped_column(String(80))
+    color: Mapped[str] = mapped_column(String(16), server_default="#64748b")
+    created_at: Mapped[datetime] = _created()
+
+
+class ContactTag(Base):
+    __tablename__ = "contact_tags"
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class Conversation(Base):
+    """One thread per contact; closing and a new message reopen the same thread."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        CheckConstraint(_in("status", CONVERSATION_STATUSES), name="status"),
+        UniqueConstraint("contact_id"),
+        # the inbox list: newest activity first within a workspace, filtered by status
+        Index("ix_conversations_inbox", "workspace_id", "status", sql("last_message_at DESC")),
+        Index("ix_conversations_agent", "agent_id", "status"),
+        Index("ix_conversations_team", "team_id", "status"),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    assigned_at: Mapped[datetime | None]
+    bot_paused: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
+    bot_paused_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    bot_paused_reason: Mapped[str | None] = mapped_column(String(32))  # agent | route | agent_reply
+    bot_paused_until: Mapped[datetime | None]
+    first_reply_at: Mapped[datetime | None]
+    last_message_at: Mapped[datetime | None]
+    last_message_preview: Mapped[str | None] = mapped_column(String(200))
+    last_message_direction: Mapped[str | None] = mapped_column(String(3))
+    last_message_type: Mapped[str | None] = mapped_column(String(16))
+    last_inbound_at: Mapped[datetime | None]
+    unread_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _created()
+    closed_at: Mapped[datetime | None]
+
+
+class Media(Base):
+    """Metadata of a content-addressed file under ``<data_dir>/media``."""
+
+    __tablename__ = "media"
+    __table_args__ = (UniqueConstraint("workspace_id", "sha256"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    sha256: Mapped[str] = mapped_column(String(64))
+    mime: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    in_library: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))  # reusable in funnels
+    created_at: Mapped[datetime] = _created()
+
+
+class Funnel(Base):
+    __tablename__ = "funnels"
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str | None] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
+    priority: Mapped[int] = mapped_column(Integer, server_default="100")
+    draft: Mapped[dict[str, Any]] = mapped_column(server_default=sql("""'{"nodes": [], "edges": []}'::jsonb"""))
+    published_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("funnel_versions.id", ondelete="SET NULL", use_alter=True)
+    )
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class FunnelVersion(Base):
+    __tablename__ = "funnel_versions"
+    __table_args__ = (UniqueConstraint("funnel_id", "version"),)
+    id: Mapped[int] = _pk()
+    funnel_id: Mapped[int] = mapped_column(ForeignKey("funnels.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]]
+    published_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    published_at: Mapped[datetime] = _created()
+
+
+class FunnelRun(Base):
+    """Durable state of one conversation walking one funnel version."""
+
+    __tablename__ = "funnel_runs"
+    __table_args__ = (
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        Index("ix_funnel_runs_live", "conversation_id",
+              postgresql_where=sql("status IN ('active','waiting','paused')")),
+        Index("ix_funnel_runs_deadline", "wait_deadline", postgresql_where=sql("status = 'waiting'")),
+        Index("ix_funnel_runs_funnel", "funnel_id", "status"),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    funnel_id: Mapped[int] = mapped_column(ForeignKey("funnels.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("funnel_versions.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+    current_node: Mapped[str | None] = mapped_column(String(64))
+    variables: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    wait_token: Mapped[str | None] = mapped_column(String(64))
+    wait_deadline: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    ended_at: Mapped[datetime | None]
+
+
+class FunnelEvent(Base):
+    """One node execution: the drop-off data behind the funnel charts."""
+
+    __tablename__ = "funnel_events"
+    __table_args__ = (Index("ix_funnel_events_funnel_node", "funnel_id", "node_id"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    run_id: Mapped[int] = mapped_column(ForeignKey("funnel_runs.id", ondelete="CASCADE"), index=True)
+    funnel_id: Mapped[int] = mapped_column(ForeignKey("funnels.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("funnel_versions.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(String(64))
+    node_type: Mapped[str] = mapped_column(String(32))
+    output: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # ok | waiting | error
+    duration_ms: Mapped[int] = mapped_column(Integer, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint(_in("direction", ("in", "out")), name="direction"),
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        # WhatsApp redelivers after reconnects: the provider id makes storing idempotent.
+        UniqueConstraint("instance_id", "wa_id"),
+        Index("ix_messages_conversation", "conversation_id", "id"),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    wa_id: Mapped[str | None] = mapped_column(String(128))
+    direction: Mapped[str] = mapped_column(String(3))
+    type: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    media_id: Mapped[int | None] = mapped_column(ForeignKey("media.id", ondelete="SET NULL"))
+    quoted_wa_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    sent_by_funnel_id: Mapped[int | None] = mapped_column(ForeignKey("funnels.id", ondelete="SET NULL"))
+    wa_timestamp: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    status_at: Mapped[datetime | None]
+
+
+class Outbox(Base):
+    """An outbound command, written in the same transaction as the message it sends."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(_in("status", OUTBOX_STATUSES), name="status"),
+        Index("ix_outbox_pending", "created_at", postgresql_where=sql("status = 'pending'")),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
+    command: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    publish_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    published_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class Notification(Base):
+    """In-app notice to an agent or a team (e.g. a funnel's 'notify human' step)."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text)
+    read_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+
+
+class ActivityEvent(Base):
+    """Audit and timeline: who did what to which row."""
+
+    __tablename__ = "activity_events"
+    __table_args__ = (Index("ix_activity_subject", "workspace_id", "subject_type", "subject_id"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int | None] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+
+
+class Integration(Base):
+    """An outside service (LLM, Odoo, webhook); ``secret`` is Fernet-encrypted."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(120))
+    config: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class Setting(Base):
+    """Per-workspace settings (business hours, default reply, ...)."""
+
+    __tablename__ = "settings"
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
