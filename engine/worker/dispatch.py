@@ -13,8 +13,8 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from connector.contracts import ControlCommand, InboundMessage
+from workbench.base.clock import now
 from workbench.services import runs
-from workbench.services.auth import now
 from workbench.services.outbox import queue_message
 from workbench.services.runs import Effects
 from workbench.services.workspace_settings import BotSettings, DefaultReply, load_setting

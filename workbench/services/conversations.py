@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
+from workbench.base.clock import now
 from workbench.base.errors import InvalidInput, NotFound
 from workbench.services import outbox
-from workbench.services.auth import Actor, now
+from workbench.services.auth import Actor
 from workbench.services.workspace_settings import load_setting
 from workbench.store import live
 from workbench.store.bus import get_redis

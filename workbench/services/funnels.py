@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from engine.core.definition import ValidationReport, export_json, import_json, validate_definition
 from engine.core.examples import EXAMPLES
+from workbench.base.clock import now
 from workbench.base.errors import Conflict, InvalidInput, NotFound
 from workbench.services import conversations, runs
-from workbench.services.auth import Actor, now
+from workbench.services.auth import Actor
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope

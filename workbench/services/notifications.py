@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
 
+from workbench.base.clock import now
 from workbench.base.errors import NotFound
-from workbench.services.auth import Actor, now
+from workbench.services.auth import Actor
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope

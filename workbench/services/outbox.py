@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from connector.contracts import OUT_STREAM, SENT_HASH, STATUS_HASH, MediaRef, OutboundCommand, encode
-from workbench.services.auth import now
+from workbench.base.clock import now
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.models import Message, Outbox

@@ -45,7 +45,7 @@ from engine.core.nodes.base import (
     SetContactField,
     StartFunnel,
 )
-from workbench.services.auth import now
+from workbench.base.clock import DEFAULT_TIMEZONE, now
 from workbench.services.outbox import publish as publish_commands
 from workbench.services.outbox import queue_message
 from workbench.store.models import (
@@ -320,7 +320,7 @@ def _context(session: Session, conversation: dict[str, Any], run: FunnelRun, fun
     if trigger_text is not None:
         variables.setdefault("__trigger", trigger_text)
     return ExecutionContext(
-        now=now(), variables=variables, funnel_name=funnel_name, timezone=timezone or "America/Sao_Paulo",
+        now=now(), variables=variables, funnel_name=funnel_name, timezone=timezone,
         contact=contact,
         trigger_message=variables.get("__trigger"), attempts=run.attempts,
         history=[HistoryEntry(d, t) for d, t in reversed(recent)],
@@ -448,7 +448,7 @@ def _workspace_timezone(session: Session, workspace_id: int) -> str:
     hit = _timezones.get(workspace_id)
     if hit and hit[0] > time.monotonic():
         return hit[1]
-    zone = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id)) or "America/Sao_Paulo"
+    zone = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id)) or DEFAULT_TIMEZONE
     _timezones[workspace_id] = (time.monotonic() + _CACHE_TTL_S, zone)
     return zone
 
