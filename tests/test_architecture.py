@@ -7,6 +7,7 @@ code with one upward import added must fail.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -48,3 +49,29 @@ def test_a_wrong_import_breaks_a_contract(tmp_path: Path, module: str, line: str
     assert result.returncode != 0
     broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN")]
     assert any(contract in row for row in broken), result.stdout
+
+
+ENV_READS = ("os.getenv", "os.environ.get", "os.environ.setdefault")
+
+
+def environment_reads(source: str) -> list[str]:
+    """Where some code reads one environment variable: ``os.getenv``, ``os.environ.get``, ``os.environ[...]``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        called = isinstance(node, ast.Call) and ast.unparse(node.func) in ENV_READS
+        indexed = isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and \
+            ast.unparse(node.value) == "os.environ"
+        if called or indexed:
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_environment_is_read_only_by_settings() -> None:
+    """Every environment default lives in one documented place: the Settings of workbench/store/config.py."""
+    config = ROOT / "workbench" / "store" / "config.py"
+    reads = {str(path.relative_to(ROOT)): hits for package in ("workbench", "engine")
+             for path in sorted((ROOT / package).rglob("*.py")) if path != config
+             if (hits := environment_reads(path.read_text()))}
+    assert reads == {}
+    # the check bites on each way of reading one variable
+    assert len(environment_reads('import os\nos.getenv("A", "1")\nos.environ.get("B", "")\nos.environ["C"]\n')) == 3
