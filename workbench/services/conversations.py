@@ -1,8 +1,9 @@
 """The shared inbox: conversation lists, chat history, agent replies and bot control.
 
-Visibility: admins and supervisors see every conversation of their workspace; agents see unassigned
-ones, their own, and those of their teams. A conversation outside that set is reported as not found,
-so ids of other workspaces reveal nothing.
+Visibility (``visible``, the one rule for conversations and notifications): admins and supervisors see
+everything of their workspace; agents see what is unassigned, their own, and what is their teams' (assigned
+to a team of theirs and to no agent). A conversation outside that set is reported as not found, so ids of
+other workspaces reveal nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from workbench.store.models import (
     Conversation,
     Instance,
     Message,
+    Notification,
     TeamMember,
     User,
     WorkspaceMember,
@@ -35,15 +37,24 @@ from workbench.store.models import (
 LIST_LIMIT = 200
 
 
-def visible(actor: Actor, query: Select) -> Select:
-    """Restrict a query over ``Conversation`` to what the actor may see (module docstring: visibility)."""
-    query = query.where(Conversation.workspace_id == actor.workspace_id)
+def visible(actor: Actor, query: Select, of: type[Conversation] | type[Notification] = Conversation) -> Select:
+    """Restrict a query over conversations, or over notifications, to what the actor may see.
+
+    One rule for both (module docstring: visibility); a notification's user plays the conversation's agent.
+
+    Args:
+        actor: who is looking.
+        query: a select over ``of`` (joins to other tables are fine).
+        of: ``Conversation`` or ``Notification``.
+    """
+    owner = of.agent_id if of is Conversation else of.user_id
+    query = query.where(of.workspace_id == actor.workspace_id)
     if actor.is_manager:
         return query
     my_teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
     return query.where(or_(
-        Conversation.agent_id == actor.user_id,
-        and_(Conversation.agent_id.is_(None), or_(Conversation.team_id.is_(None), Conversation.team_id.in_(my_teams))),
+        owner == actor.user_id,
+        and_(owner.is_(None), or_(of.team_id.is_(None), of.team_id.in_(my_teams))),
     ))
 
 
