@@ -18,6 +18,7 @@ from workbench.base.clock import now
 from workbench.base.errors import InvalidInput, NotFound
 from workbench.services import outbox
 from workbench.services.auth import Actor
+from workbench.services.conversation_ref import ConversationRef
 from workbench.services.workspace_settings import load_setting
 from workbench.store import live
 from workbench.store.bus import get_redis
@@ -143,7 +144,7 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
         raise InvalidInput("empty message", key="error.empty_message")
     with session_scope() as session:
         conv, contact = _load(session, actor, conversation_id)
-        message_id, command = outbox.queue_message(session, _target(conv, contact), text=text,
+        message_id, command = outbox.queue_message(session, ConversationRef.of(conv, contact), text=text,
                                                    user_id=actor.user_id)
         if pause_bot and not conv.bot_paused:
             minutes = load_setting(session, conv.workspace_id, "bot").auto_resume_minutes
@@ -155,11 +156,6 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
     outbox.publish([command])
     live.touch(get_redis(), [workspace_id])
     return message_id
-
-
-def _target(conv: Conversation, contact: Contact) -> dict[str, Any]:
-    return {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
-            "phone": contact.phone, "jid": contact.jid}
 
 
 def _pause(session: Session, actor: Actor | None, conv: Conversation, reason: str, until: datetime | None) -> None:
