@@ -75,3 +75,24 @@ def test_environment_is_read_only_by_settings() -> None:
     assert reads == {}
     # the check bites on each way of reading one variable
     assert len(environment_reads('import os\nos.getenv("A", "1")\nos.environ.get("B", "")\nos.environ["C"]\n')) == 3
+
+
+def test_one_clock_and_one_default_zone() -> None:
+    """``workbench/base/clock.py`` is the only place that reads the clock or names the default time zone.
+
+    Besides it, the zone's name appears only in the first migration (history, never edited) and in the list of
+    Brazil's zones Configurações offers.
+    """
+    allowed = {"workbench/base/clock.py": ("datetime.now(", '"America/Sao_Paulo"'),
+               "workbench/store/migrations/versions/0001_initial_schema.py": ("'America/Sao_Paulo'",),
+               "workbench/services/workspaces.py": ('BRAZIL_ZONES = ("America/Sao_Paulo"',)}
+    found = {}
+    for package in ("workbench", "engine", "pages"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            text = path.read_text()
+            for needle in ("datetime.now(", "datetime.utcnow(", "America/Sao_Paulo"):
+                for line in text.splitlines():
+                    if needle in line and not any(ok in line for ok in allowed.get(name, ())):
+                        found.setdefault(name, []).append(line.strip())
+    assert found == {}
