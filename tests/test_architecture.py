@@ -2,7 +2,8 @@
 
 A wrong arrow (a service importing the worker, the pure core importing SQLAlchemy, a page-less module importing
 Streamlit) fails here, and so in CI. The second test proves the check bites: the same contracts on a copy of the
-code with one upward import added must fail.
+code with one upward import added must fail. The last tests keep two other things in one place each: environment
+reads (Settings) and the clock with its default time zone.
 """
 
 from __future__ import annotations
