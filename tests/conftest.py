@@ -18,7 +18,7 @@ import redis as redis_lib
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from workbench.services import workspace_settings
+from workbench.services import runs, workspace_settings
 from workbench.store import bus, db
 from workbench.store.config import get_settings
 
@@ -108,7 +108,9 @@ def engine(servers):
             TABLES = [r[0] for r in conn.execute(text(
                 "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    # per-process caches keyed by workspace id: ids restart at 1 in every test
     workspace_settings.clear_cache()
+    runs.clear_cache()
     return eng
 
 

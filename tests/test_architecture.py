@@ -2,11 +2,13 @@
 
 A wrong arrow (a service importing the worker, the pure core importing SQLAlchemy, a page-less module importing
 Streamlit) fails here, and so in CI. The second test proves the check bites: the same contracts on a copy of the
-code with one upward import added must fail.
+code with one upward import added must fail. The last tests keep two other things in one place each: environment
+reads (Settings) and the clock with its default time zone.
 """
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -48,3 +50,50 @@ def test_a_wrong_import_breaks_a_contract(tmp_path: Path, module: str, line: str
     assert result.returncode != 0
     broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN")]
     assert any(contract in row for row in broken), result.stdout
+
+
+ENV_READS = ("os.getenv", "os.environ.get", "os.environ.setdefault")
+
+
+def environment_reads(source: str) -> list[str]:
+    """Where some code reads one environment variable: ``os.getenv``, ``os.environ.get``, ``os.environ[...]``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        called = isinstance(node, ast.Call) and ast.unparse(node.func) in ENV_READS
+        indexed = isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and \
+            ast.unparse(node.value) == "os.environ"
+        if called or indexed:
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_environment_is_read_only_by_settings() -> None:
+    """Every environment default lives in one documented place: the Settings of workbench/store/config.py."""
+    config = ROOT / "workbench" / "store" / "config.py"
+    reads = {str(path.relative_to(ROOT)): hits for package in ("workbench", "engine")
+             for path in sorted((ROOT / package).rglob("*.py")) if path != config
+             if (hits := environment_reads(path.read_text()))}
+    assert reads == {}
+    # the check bites on each way of reading one variable
+    assert len(environment_reads('import os\nos.getenv("A", "1")\nos.environ.get("B", "")\nos.environ["C"]\n')) == 3
+
+
+def test_one_clock_and_one_default_zone() -> None:
+    """``workbench/base/clock.py`` is the only place that reads the clock or names the default time zone.
+
+    Besides it, the zone's name appears only in the first migration (history, never edited) and in the list of
+    Brazil's zones Configurações offers.
+    """
+    allowed = {"workbench/base/clock.py": ("datetime.now(", '"America/Sao_Paulo"'),
+               "workbench/store/migrations/versions/0001_initial_schema.py": ("'America/Sao_Paulo'",),
+               "workbench/services/workspaces.py": ('BRAZIL_ZONES = ("America/Sao_Paulo"',)}
+    found = {}
+    for package in ("workbench", "engine", "pages"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            text = path.read_text()
+            for needle in ("datetime.now(", "datetime.utcnow(", "America/Sao_Paulo"):
+                for line in text.splitlines():
+                    if needle in line and not any(ok in line for ok in allowed.get(name, ())):
+                        found.setdefault(name, []).append(line.strip())
+    assert found == {}

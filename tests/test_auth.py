@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.factories import PASSWORD, make_actor, make_workspace
+from workbench.base import clock
 from workbench.base.errors import AuthError, InvalidInput, LoginThrottled
 from workbench.base.i18n import error_text
 from workbench.services import auth
@@ -74,16 +75,16 @@ def test_throttle_after_max_failures_doubles(engine):
 
     # The lock expires; one more failure locks for twice as long.
     with session_scope() as s:
-        s.execute(update(User).where(User.email == actor.email).values(locked_until=auth.now() - timedelta(1)))
+        s.execute(update(User).where(User.email == actor.email).values(locked_until=clock.now() - timedelta(1)))
     with pytest.raises(AuthError):
         auth.login(actor.email, "senha-errada-123")
     second = _user(actor.email).locked_until
-    wait = (second - auth.now()).total_seconds()
+    wait = (second - clock.now()).total_seconds()
     assert settings.login_lockout_s * 2 - 5 < wait <= settings.login_lockout_s * 2
 
     # After the lock, the right password works and clears the counter.
     with session_scope() as s:
-        s.execute(update(User).where(User.email == actor.email).values(locked_until=auth.now() - timedelta(1)))
+        s.execute(update(User).where(User.email == actor.email).values(locked_until=clock.now() - timedelta(1)))
     auth.login(actor.email, PASSWORD)
     user = _user(actor.email)
     assert (user.failed_logins, user.locked_until) == (0, None)
@@ -105,11 +106,11 @@ def test_expired_login_does_not_resume_and_resume_slides_expiry(engine):
     actor = make_actor(make_workspace())
     _, token = auth.login(actor.email, PASSWORD)
     with session_scope() as s:
-        s.execute(update(AuthSession).values(expires_at=auth.now() + timedelta(minutes=1)))
+        s.execute(update(AuthSession).values(expires_at=clock.now() + timedelta(minutes=1)))
     assert auth.resume(token) == actor
     with session_scope() as s:
-        assert s.scalar(select(AuthSession.expires_at)) > auth.now() + timedelta(hours=1)
-        s.execute(update(AuthSession).values(expires_at=auth.now() - timedelta(seconds=1)))
+        assert s.scalar(select(AuthSession.expires_at)) > clock.now() + timedelta(hours=1)
+        s.execute(update(AuthSession).values(expires_at=clock.now() - timedelta(seconds=1)))
     assert auth.resume(token) is None
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from engine.core.examples import scheduling_funnel, welcome_funnel
 from engine.worker import jobs
+from engine.worker.inbound import apply_events
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
-from workbench.services import conversations, funnels, runs
+from workbench.services import conversations, funnels, runs, workspace_settings
+from workbench.store import db
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, ContactTag, Conversation, FunnelEvent, FunnelRun, Message, Tag
 
@@ -191,3 +194,33 @@ def test_a_200_node_funnel_runs(engine, r):
     say(inst, "X")
     assert len(bot_texts()) == 197 and bot_texts()[-1] == "passo 197 X"
     assert the_run().status == "completed"
+
+
+def statements_for(message) -> int:
+    """How many SQL statements the inbound path runs to store and answer one message (caches warm)."""
+    executed = []
+
+    def count(*_args) -> None:
+        executed.append(1)
+
+    sa_event.listen(db.get_engine(), "before_cursor_execute", count)
+    try:
+        with session_scope() as s:
+            apply_events(s, message.instance_id, [message])
+    finally:
+        sa_event.remove(db.get_engine(), "before_cursor_execute", count)
+    return len(executed)
+
+
+def test_the_welcome_funnel_costs_the_same_statements_per_message(engine, monkeypatch):
+    """The hot path's budget: a change that adds a statement per message fails here (update the numbers only
+    for a reason worth the cost)."""
+    for module in (runs, workspace_settings):
+        monkeypatch.setattr(module, "_CACHE_TTL_S", 3600.0)  # warm caches stay warm however slow the machine is
+    ws, inst, admin, _ = setup_workspace(("Boas-vindas", welcome_funnel))
+    statements_for(inbound(inst, phone="551190", text="oi"))  # published versions, time zone and settings cached
+    first = statements_for(inbound(inst, phone=LEAD, text="oi"))  # a new contact: the funnel starts
+    reply = statements_for(inbound(inst, phone=LEAD, text="2"))  # the waiting run takes the reply
+    quiet = statements_for(inbound(inst, phone=LEAD, text="obrigado"))  # the run ended: nothing answers
+    assert len(bot_texts()) == 3, "the greeting and the menu, then the support answer"
+    assert (first, reply, quiet) == (9, 17, 6)

@@ -99,3 +99,18 @@ def test_the_bell_lists_literally_and_opens_the_conversation(team_setup):
     assert at.session_state["inbox_selected"] == item["conversation_id"]
     assert notifications.unread_count(seller) == 0
     assert any(el.value.endswith(HOSTILE) for el in at.text), "the inbox shows the conversation's messages"
+
+
+def test_notifications_follow_the_inbox_rule(team_setup):
+    """One rule with the inbox: addressed to someone = theirs only, even with a team; addressed to nobody = all."""
+    ws, seller, support, supervisor = (team_setup[k] for k in ("ws", "seller", "support", "supervisor"))
+    with session_scope() as s:
+        sales_team = s.scalar(select(Notification.team_id).where(Notification.team_id.is_not(None)))
+        s.add_all([Notification(workspace_id=ws, user_id=support.user_id, team_id=sales_team, body="para o suporte"),
+                   Notification(workspace_id=ws, body="para ninguém")])
+    bodies = {actor: {n["body"] for n in notifications.list_notifications(actor)}
+              for actor in (seller, support, supervisor)}
+    assert bodies[seller] == {f"Maria pediu ajuda: {HOSTILE}", "para ninguém"}
+    assert bodies[support] == {"para o suporte", "para ninguém"}
+    assert bodies[supervisor] == bodies[seller] | bodies[support]
+    assert (notifications.unread_count(seller), notifications.unread_count(support)) == (2, 2)

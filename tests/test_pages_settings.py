@@ -160,8 +160,8 @@ def test_bot_auto_resume_after_an_agent_reply(engine, r):
 
     from engine.worker import jobs
     from tests.factories import inbound, make_instance, publish, run_jobs
+    from workbench.base.clock import now
     from workbench.services import conversations
-    from workbench.services.auth import now
     from workbench.store.db import session_scope
     from workbench.store.models import Conversation
 

@@ -191,13 +191,25 @@ class TriggerEvent:
     run_active: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TriggerMatch:
-    """The winning candidate and why it matched (for the funnel event log)."""
+    """A candidate that fires for an event, and why (for the funnel event log).
+
+    Attributes:
+        candidate: the funnel and trigger node that would start.
+        reason: why it fired, in pt-BR ("palavra-chave 'vendas'", "primeira mensagem", ...).
+        keyword: the configured keyword that matched (keyword triggers only).
+    """
 
     candidate: TriggerCandidate
     reason: str
     keyword: str | None = None
+
+    def rank(self) -> tuple[int, int, int]:
+        """How strongly it should win: priority, then the kind's specificity, then the keyword's length."""
+        cfg = self.candidate.config
+        specificity = _SPECIFICITY.get((cfg.kind, cfg.mode if cfg.kind == "keyword" else ""), 0)
+        return cfg.priority, specificity, len(normalize(self.keyword)) if self.keyword else 0
 
 
 # Higher = more specific; decides ties between equal priorities. A keyword someone typed on purpose
@@ -206,25 +218,28 @@ _SPECIFICITY = {("keyword", "exact"): 60, ("keyword", "regex"): 50, ("keyword", 
                 ("manual", ""): 70, ("tag_added", ""): 70, ("first_message", ""): 20, ("any_message", ""): 10}
 
 
-def trigger_matches(config: TriggerConfig, event: TriggerEvent) -> tuple[str, str | None] | None:
-    """Return ``(reason, keyword)`` when one trigger fires for ``event``, else None (ignores priority)."""
+def trigger_matches(candidate: TriggerCandidate, event: TriggerEvent) -> TriggerMatch | None:
+    """The match when one trigger fires for ``event``, else None (priority is ``pick_trigger``'s business)."""
+    config = candidate.config
     if config.instance_ids and event.instance_id not in config.instance_ids:
         return None
     if event.run_active and not config.restart_running:
         return None
     if event.kind == "message":
         if config.kind == "first_message" and event.is_new_contact:
-            return "primeira mensagem", None
+            return TriggerMatch(candidate, "primeira mensagem")
         if config.kind == "any_message":
-            return "qualquer mensagem", None
+            return TriggerMatch(candidate, "qualquer mensagem")
         if config.kind == "keyword":
             keyword = match_keyword(event.text, config.words, config.mode)  # type: ignore[arg-type]
-            return (f"palavra-chave '{keyword}'", keyword) if keyword is not None else None
+            return TriggerMatch(candidate, f"palavra-chave '{keyword}'", keyword) if keyword is not None else None
         return None
     if event.kind == "tag_added" and config.kind == "tag_added":
-        return (f"tag '{config.tag}' adicionada", None) if normalize(config.tag) == normalize(event.tag) else None
+        if normalize(config.tag) == normalize(event.tag):
+            return TriggerMatch(candidate, f"tag '{config.tag}' adicionada")
+        return None
     if event.kind == "manual" and config.kind == "manual":
-        return "início manual", None
+        return TriggerMatch(candidate, "início manual")
     return None
 
 
@@ -240,17 +255,11 @@ def pick_trigger(triggers: Iterable[TriggerCandidate], event: TriggerEvent) -> T
     While a run is live (``event.run_active``) only triggers with ``restart_running`` fire: they interrupt
     the live run; the others leave the message to it.
     """
-    best: tuple[tuple[int, int, int, int], TriggerMatch] | None = None
-    for order, candidate in enumerate(triggers):
+    best: TriggerMatch | None = None
+    for candidate in triggers:
         if event.kind == "manual" and candidate.funnel_id != event.funnel_id:
             continue
-        fired = trigger_matches(candidate.config, event)
-        if fired is None:
-            continue
-        reason, keyword = fired
-        cfg = candidate.config
-        specificity = _SPECIFICITY.get((cfg.kind, cfg.mode if cfg.kind == "keyword" else ""), 0)
-        rank = (cfg.priority, specificity, len(normalize(keyword)) if keyword else 0, -order)
-        if best is None or rank > best[0]:
-            best = (rank, TriggerMatch(candidate, reason, keyword))
-    return best[1] if best else None
+        match = trigger_matches(candidate, event)
+        if match is not None and (best is None or match.rank() > best.rank()):  # a tie keeps the earlier one
+            best = match
+    return best

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -35,6 +35,7 @@ from engine.core.nodes.base import (
     SetVariable,
     StartFunnel,
 )
+from workbench.base import clock
 
 DEFAULT_CONTACT = {"name": None, "phone": "5511999999999", "custom_data": {}, "tags": []}
 """The simulated contact: no name yet (so "ask the name" flows behave as with a new lead)."""
@@ -195,7 +196,7 @@ def start(raw: Mapping[str, Any], message: str, *, funnel_name: str = "", now: d
     trigger = defn.start_node()
     if trigger is None:
         return _failed(state, "o funil precisa de um gatilho (nó inicial)", before)
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     run = walk(defn, _context(state, funnel_name, now), trigger.id)
     return _apply(state, run, before)
 
@@ -214,7 +215,7 @@ def send(raw: Mapping[str, Any], state: PreviewState, text: str, *, funnel_name:
         return _failed(state, error or "", before)
     if not state.waiting_for_reply:
         return replace(state, entries=(*state.entries, *before, PreviewEntry("note", "ignored")))
-    run = walk(defn, _context(state, funnel_name, now or datetime.now(UTC)), state.node_id or "", reply=text)
+    run = walk(defn, _context(state, funnel_name, now or clock.now()), state.node_id or "", reply=text)
     if run.status == "ignored":
         return replace(state, entries=(*state.entries, *before, PreviewEntry("note", "ignored")))
     return _apply(state, run, before)
@@ -229,5 +230,5 @@ def time_out(raw: Mapping[str, Any], state: PreviewState, *, funnel_name: str = 
     defn, error = _definition(raw)
     if defn is None:
         return _failed(state, error or "", before)
-    run = walk(defn, _context(state, funnel_name, now or datetime.now(UTC)), state.node_id or "", timed_out=True)
+    run = walk(defn, _context(state, funnel_name, now or clock.now()), state.node_id or "", timed_out=True)
     return _apply(state, run, before)

@@ -7,45 +7,45 @@ run. Only when no funnel took the message does the workspace's default reply ans
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from connector.contracts import ControlCommand, InboundMessage
+from workbench.base.clock import now
 from workbench.services import runs
-from workbench.services.auth import now
+from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import queue_message
 from workbench.services.runs import Effects
 from workbench.services.workspace_settings import BotSettings, DefaultReply, load_setting
 from workbench.store.models import Message
 
 
-def on_inbound_message(session: Session, conversation: dict[str, Any], event: InboundMessage,
-                       text: str | None, *, is_new_contact: bool) -> Effects:
+def on_inbound_message(session: Session, conversation: ConversationRef, event: InboundMessage,
+                       text: str | None) -> Effects:
     """Run the bot for one stored inbound message; returns what to publish and schedule after commit.
 
     A message the bot acted on (a funnel or the default reply answered it, or a funnel set a timer) gets a
     read receipt when the workspace's bot setting ``read_receipts`` is on; messages left to agents do not,
     so the contact's blue ticks mean someone (or something) really read them.
     """
-    effects = runs.on_message(session, conversation, text, is_new_contact=is_new_contact)
+    effects = runs.on_message(session, conversation, text)
     if effects is None:
         effects = _default_reply(session, conversation)
     if (effects.commands or effects.timers) and event.wa_id:
-        bot: BotSettings = load_setting(session, conversation["workspace_id"], "bot")  # type: ignore[assignment]
+        bot: BotSettings = load_setting(session, conversation.workspace_id, "bot")  # type: ignore[assignment]
         if bot.read_receipts:
-            effects.reads.append((conversation["instance_id"],
+            effects.reads.append((conversation.instance_id,
                                   ControlCommand(action="mark_read", phone=event.phone, wa_ids=[event.wa_id])))
     return effects
 
 
-def _default_reply(session: Session, conversation: dict[str, Any]) -> Effects:
-    reply: DefaultReply = load_setting(session, conversation["workspace_id"], "default_reply")  # type: ignore[assignment]
+def _default_reply(session: Session, conversation: ConversationRef) -> Effects:
+    reply: DefaultReply = load_setting(session, conversation.workspace_id, "default_reply")  # type: ignore[assignment]
     if not reply.enabled or not reply.text.strip():
         return Effects()
     if reply.mode == "once_24h" and session.scalar(select(exists().where(
-        Message.conversation_id == conversation["id"], Message.direction == "out",
+        Message.conversation_id == conversation.id, Message.direction == "out",
         Message.data["auto"].astext == "default_reply", Message.created_at > now() - timedelta(hours=24),
     ))):
         return Effects()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from connector.contracts import InboundMessage, Receipt, SendAck, StateChange
 from engine.worker import dispatch
+from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import mark_acked
 from workbench.services.runs import Effects
 from workbench.store.models import Contact, Conversation, Instance, Message
@@ -172,14 +173,14 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
     if side_effect and event.target_id:
         _apply_side_effect(session, instance.id, event, text)
     if counts:
-        conversation = {"id": conversation_id, "workspace_id": instance.workspace_id, "instance_id": instance.id,
-                        "phone": phone, "jid": event.chat_jid, "contact_id": contact_id, "bot_paused": paused,
-                        "new_contact": new_contact, "push_name": event.push_name}
-        # "first message ever": a new row, or a contact we had only written to (new_contact alone tells the
-        # runtime that the row holds nothing yet: no tags, fields or runs)
-        first = new_contact or bool(never_wrote)
-        effects = dispatch.on_inbound_message(session, conversation, event, text, is_new_contact=first)
-        applied.effects.extend(effects)
+        # What the statements above learnt saves the runtime reading it again: whether the bot is paused,
+        # and whether the contact row is brand new (no tags, fields or runs). "First message ever" is wider:
+        # a new row, or a contact we had only written to.
+        conversation = ConversationRef(
+            id=conversation_id, workspace_id=instance.workspace_id, instance_id=instance.id, contact_id=contact_id,
+            phone=phone, jid=event.chat_jid, push_name=event.push_name, known_unpaused=not paused,
+            contact_created=new_contact, first_message=new_contact or bool(never_wrote))
+        applied.effects.extend(dispatch.on_inbound_message(session, conversation, event, text))
 
 
 def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage, text: str | None) -> None:

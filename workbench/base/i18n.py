@@ -18,13 +18,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from workbench.base import clock
 from workbench.base.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCALE = "pt-BR"
-# The default display zone; Workspace.timezone defaults to the same value.
-DISPLAY_TZ = ZoneInfo("America/Sao_Paulo")
+# The display zone when the reader has none (the product's default zone, as for workspaces).
+DISPLAY_TZ = ZoneInfo(clock.DEFAULT_TIMEZONE)
 # Where the zone of the reader comes from: the panel registers a provider that reads the signed-in session's
 # workspace zone (``use_zone_provider``); workers and scripts have none and use the default.
 _zone_provider: Callable[[], str | None] | None = None
@@ -869,7 +870,7 @@ def _ban_label(value: str, locale: str, now: datetime | None) -> str:
         until_ms = int(until.removeprefix("until="))
     except ValueError:
         until_ms = 0  # no usable end: still say it is a ban, without a date
-    current = now or datetime.now(display_zone())
+    current = now or clock.now()
     cause_key = f"wa_ban.{code}"
     cause = t(cause_key, locale) if has_key(cause_key, locale) else t("reason.code", locale, code=code)
     if until_ms <= 0:
@@ -925,7 +926,7 @@ def format_when(moment: datetime | None, now: datetime | None = None, locale: st
     if moment is None:
         return ""
     local = moment.astimezone(display_zone())
-    today = (now or datetime.now(display_zone())).astimezone(display_zone()).date()
+    today = (now or clock.now()).astimezone(display_zone()).date()
     if local.date() == today:
         return local.strftime("%H:%M")
     if local.date() == today - timedelta(days=1):
@@ -938,7 +939,7 @@ def format_moment(moment: datetime | None, now: datetime | None = None) -> str:
     if moment is None:
         return ""
     local = moment.astimezone(display_zone())
-    year = (now or datetime.now(display_zone())).astimezone(display_zone()).year
+    year = (now or clock.now()).astimezone(display_zone()).year
     return local.strftime("%d/%m %H:%M" if local.year == year else "%d/%m/%Y %H:%M")
 
 
@@ -983,5 +984,5 @@ def format_ms_clock(timestamp_ms: int | None) -> str:
 def format_ms_datetime(timestamp_ms: int, now: datetime | None = None) -> str:
     """Day and time of an epoch-milliseconds timestamp ("25/11 14:30"; "25/11/2027 14:30" in another year)."""
     moment = datetime.fromtimestamp(timestamp_ms / 1000, display_zone())
-    year = (now or datetime.now(display_zone())).astimezone(display_zone()).year
+    year = (now or clock.now()).astimezone(display_zone()).year
     return moment.strftime("%d/%m %H:%M" if moment.year == year else "%d/%m/%Y %H:%M")

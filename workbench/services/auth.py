@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from workbench.base.clock import now
 from workbench.base.errors import AuthError, InvalidInput, LoginThrottled, PermissionDenied
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
@@ -47,11 +48,6 @@ class Actor:
     def is_manager(self) -> bool:
         """Admins and supervisors see and manage everything in the workspace."""
         return self.role in ("admin", "supervisor")
-
-
-def now() -> datetime:
-    """Timezone-aware current time (UTC)."""
-    return datetime.now(UTC)
 
 
 def hash_password(password: str) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from workbench.base.errors import InvalidInput, NotFound
 from workbench.services import conversations, runs
 from workbench.services.auth import Actor
+from workbench.services.conversation_ref import ConversationRef
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
@@ -106,9 +107,7 @@ def add_tag(actor: Actor, contact_id: int, name: str) -> str:
         effects = runs.Effects()
         if added:
             _record(session, actor, contact, "tag_added", {"tag": stored})
-            target = {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
-                      "contact_id": contact.id, "phone": contact.phone, "jid": contact.jid}
-            effects = runs.on_tag_added(session, target, stored)
+            effects = runs.on_tag_added(session, ConversationRef.of(conv, contact), stored)
     if added:
         client = get_redis()
         runs.publish_effects(client, effects)

@@ -1,8 +1,9 @@
 """The shared inbox: conversation lists, chat history, agent replies and bot control.
 
-Visibility: admins and supervisors see every conversation of their workspace; agents see unassigned
-ones, their own, and those of their teams. A conversation outside that set is reported as not found,
-so ids of other workspaces reveal nothing.
+Visibility (``visible``, the one rule for conversations and notifications): admins and supervisors see
+everything of their workspace; agents see what is unassigned, their own, and what is their teams' (assigned
+to a team of theirs and to no agent). A conversation outside that set is reported as not found, so ids of
+other workspaces reveal nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
+from workbench.base.clock import now
 from workbench.base.errors import InvalidInput, NotFound
 from workbench.services import outbox
-from workbench.services.auth import Actor, now
+from workbench.services.auth import Actor
+from workbench.services.conversation_ref import ConversationRef
 from workbench.services.workspace_settings import load_setting
 from workbench.store import live
 from workbench.store.bus import get_redis
@@ -26,6 +29,7 @@ from workbench.store.models import (
     Conversation,
     Instance,
     Message,
+    Notification,
     TeamMember,
     User,
     WorkspaceMember,
@@ -34,15 +38,24 @@ from workbench.store.models import (
 LIST_LIMIT = 200
 
 
-def visible(actor: Actor, query: Select) -> Select:
-    """Restrict a query over ``Conversation`` to what the actor may see (module docstring: visibility)."""
-    query = query.where(Conversation.workspace_id == actor.workspace_id)
+def visible(actor: Actor, query: Select, of: type[Conversation] | type[Notification] = Conversation) -> Select:
+    """Restrict a query over conversations, or over notifications, to what the actor may see.
+
+    One rule for both (module docstring: visibility); a notification's user plays the conversation's agent.
+
+    Args:
+        actor: who is looking.
+        query: a select over ``of`` (joins to other tables are fine).
+        of: ``Conversation`` or ``Notification``.
+    """
+    owner = of.agent_id if of is Conversation else of.user_id
+    query = query.where(of.workspace_id == actor.workspace_id)
     if actor.is_manager:
         return query
     my_teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
     return query.where(or_(
-        Conversation.agent_id == actor.user_id,
-        and_(Conversation.agent_id.is_(None), or_(Conversation.team_id.is_(None), Conversation.team_id.in_(my_teams))),
+        owner == actor.user_id,
+        and_(owner.is_(None), or_(of.team_id.is_(None), of.team_id.in_(my_teams))),
     ))
 
 
@@ -131,7 +144,7 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
         raise InvalidInput("empty message", key="error.empty_message")
     with session_scope() as session:
         conv, contact = _load(session, actor, conversation_id)
-        message_id, command = outbox.queue_message(session, _target(conv, contact), text=text,
+        message_id, command = outbox.queue_message(session, ConversationRef.of(conv, contact), text=text,
                                                    user_id=actor.user_id)
         if pause_bot and not conv.bot_paused:
             minutes = load_setting(session, conv.workspace_id, "bot").auto_resume_minutes
@@ -143,11 +156,6 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
     outbox.publish([command])
     live.touch(get_redis(), [workspace_id])
     return message_id
-
-
-def _target(conv: Conversation, contact: Contact) -> dict[str, Any]:
-    return {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
-            "phone": contact.phone, "jid": contact.jid}
 
 
 def _pause(session: Session, actor: Actor | None, conv: Conversation, reason: str, until: datetime | None) -> None:

@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 
 from engine.core.definition import ValidationReport, export_json, import_json, validate_definition
 from engine.core.examples import EXAMPLES
+from workbench.base.clock import now
 from workbench.base.errors import Conflict, InvalidInput, NotFound
 from workbench.services import conversations, runs
-from workbench.services.auth import Actor, now
+from workbench.services.auth import Actor
+from workbench.services.conversation_ref import ConversationRef
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
@@ -310,9 +312,7 @@ def start_for_conversation(actor: Actor, conversation_id: int, funnel_id: int) -
         conv = session.scalars(select(Conversation).where(Conversation.id == conversation_id)
                                .with_for_update()).one()
         conv.bot_paused, conv.bot_paused_reason, conv.bot_paused_until, conv.bot_paused_by = False, None, None, None
-        contact = session.get(Contact, conv.contact_id)
-        target = {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
-                  "contact_id": contact.id, "phone": contact.phone, "jid": contact.jid, "bot_paused": False}
+        target = ConversationRef.of(conv, session.get(Contact, conv.contact_id))
         runs.clear_cache()  # the funnel may have been activated a moment ago in this process
         effects = runs.start_manual(session, target, funnel_id)
     client = get_redis()

@@ -11,8 +11,9 @@ import segno
 from sqlalchemy import select
 
 from connector.contracts import CONTROL_LIST, INSTANCES_HASH, STATUS_HASH, ControlCommand
+from workbench.base.clock import now
 from workbench.base.errors import InvalidInput, NotFound
-from workbench.services.auth import Actor, now
+from workbench.services.auth import Actor
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import Instance

@@ -1,50 +1,47 @@
 """In-app notifications: what a funnel's "notify human" step (and later other parts) asks people to look at.
 
-A notification goes to one user or to a team. Who sees it: its user; the members of its team; admins and
-supervisors see every notification of the workspace (they oversee the teams). A team notification is shared
-like a conversation in the inbox: when one member opens or dismisses it, it is read for the whole team.
+A notification goes to a user or to a team. Who sees it is the inbox's rule (``conversations.visible``), its
+user playing the conversation's agent: the user it is addressed to; the members of its team when it names no
+user; everyone when it names neither (a team name that matched no team); admins and supervisors see every
+notification of the workspace (they oversee the teams). A team notification is shared like a conversation in
+the inbox: when one member opens or dismisses it, it is read for the whole team.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import func, select, update
 
+from workbench.base.clock import now
 from workbench.base.errors import NotFound
-from workbench.services.auth import Actor, now
+from workbench.services.auth import Actor
+from workbench.services.conversations import visible
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
-from workbench.store.models import Contact, Conversation, Notification, Team, TeamMember
+from workbench.store.models import Contact, Conversation, Notification, Team
 
 LIST_LIMIT = 30
-
-
-def _visible(actor: Actor, query: Select) -> Select:
-    query = query.where(Notification.workspace_id == actor.workspace_id)
-    if actor.is_manager:
-        return query
-    my_teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
-    return query.where(or_(Notification.user_id == actor.user_id, Notification.team_id.in_(my_teams)))
 
 
 def unread_count(actor: Actor) -> int:
     """How many notifications the actor can see are still unread (the menu badge)."""
     with session_scope() as session:
-        return int(session.scalar(_visible(actor, select(func.count(Notification.id))
-                                           .where(Notification.read_at.is_(None)))) or 0)
+        unread = select(func.count(Notification.id)).where(Notification.read_at.is_(None))
+        return int(session.scalar(visible(actor, unread, Notification)) or 0)
 
 
 def list_notifications(actor: Actor, *, unread_only: bool = False, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
     """The actor's notifications, newest first, with the contact and team they concern."""
-    query = _visible(actor, select(
+    query = select(
         Notification.id, Notification.body, Notification.conversation_id, Notification.read_at,
         Notification.created_at, Notification.user_id, Team.name.label("team"),
         func.coalesce(Contact.name, Contact.push_name, Contact.phone).label("contact"),
-    ).outerjoin(Team, Team.id == Notification.team_id)
-        .outerjoin(Conversation, Conversation.id == Notification.conversation_id)
-        .outerjoin(Contact, Contact.id == Conversation.contact_id))
+    ).outerjoin(Team, Team.id == Notification.team_id) \
+        .outerjoin(Conversation, Conversation.id == Notification.conversation_id) \
+        .outerjoin(Contact, Contact.id == Conversation.contact_id)
+    query = visible(actor, query, Notification)
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
     query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
@@ -55,8 +52,8 @@ def list_notifications(actor: Actor, *, unread_only: bool = False, limit: int = 
 def mark_read(actor: Actor, notification_id: int) -> int | None:
     """Mark one notification read; returns the conversation it points to (to open it), if any."""
     with session_scope() as session:
-        row = session.execute(_visible(actor, select(Notification.id, Notification.conversation_id)
-                                       .where(Notification.id == notification_id))).first()
+        query = select(Notification.id, Notification.conversation_id).where(Notification.id == notification_id)
+        row = session.execute(visible(actor, query, Notification)).first()
         if row is None:
             raise NotFound("notification", key="error.notification_not_found")
         session.execute(update(Notification).where(Notification.id == notification_id,
@@ -68,7 +65,7 @@ def mark_read(actor: Actor, notification_id: int) -> int | None:
 def mark_all_read(actor: Actor) -> int:
     """Mark every notification the actor can see as read; returns how many changed."""
     with session_scope() as session:
-        ids = _visible(actor, select(Notification.id).where(Notification.read_at.is_(None)))
+        ids = visible(actor, select(Notification.id).where(Notification.read_at.is_(None)), Notification)
         changed = session.execute(update(Notification).where(Notification.id.in_(ids))
                                   .values(read_at=now())).rowcount
     if changed:

@@ -16,7 +16,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from connector.contracts import OUT_STREAM, SENT_HASH, STATUS_HASH, MediaRef, OutboundCommand, encode
-from workbench.services.auth import now
+from workbench.base.clock import now
+from workbench.services.conversation_ref import ConversationRef
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.models import Message, Outbox
@@ -48,7 +49,7 @@ RETURNING id, message_id
 
 def queue_message(
     session: Session,
-    conversation: dict[str, Any],
+    conversation: ConversationRef,
     *,
     text: str | None,
     type: str = "text",
@@ -61,7 +62,6 @@ def queue_message(
 ) -> tuple[int, OutboundCommand]:
     """Write an outbound message and its outbox command; publish the returned command after commit.
 
-    ``conversation`` needs ``id``, ``workspace_id``, ``instance_id``, ``phone`` and optionally ``jid``.
     ``poll`` = (question, options) makes the command a single-choice poll; ``text`` is then what the inbox shows
     and what goes out where a poll cannot (the question with numbered options).
     Returns the message id and the command.
@@ -69,14 +69,14 @@ def queue_message(
     conn = session.connection()
     body, flags = clean_text(text) if text is not None else (None, {})
     when = now()
-    scope = {"workspace_id": conversation["workspace_id"], "instance_id": conversation["instance_id"]}
+    scope = {"workspace_id": conversation.workspace_id, "instance_id": conversation.instance_id}
     command = OutboundCommand(
-        outbox_id=0, instance_id=conversation["instance_id"], to_phone=conversation["phone"],
-        to_jid=conversation.get("jid"), type=type, text=poll[0] if poll else body, media=media,
+        outbox_id=0, instance_id=conversation.instance_id, to_phone=conversation.phone, to_jid=conversation.jid,
+        type=type, text=poll[0] if poll else body, media=media,
         **({"poll_options": list(poll[1]), "fallback_text": body} if poll else {}),
     )
     outbox_id, message_id = conn.execute(_QUEUE, {
-        **scope, "conversation_id": conversation["id"], "type": type, "text": body,
+        **scope, "conversation_id": conversation.id, "type": type, "text": body,
         "data": {**(data or {}), **flags, **({"media": media.model_dump()} if media else {})},
         "media_id": media_id, "user_id": user_id, "funnel_id": funnel_id, "at": when,
         "command": command.model_dump(exclude={"outbox_id"}, exclude_none=True),

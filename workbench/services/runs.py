@@ -45,7 +45,8 @@ from engine.core.nodes.base import (
     SetContactField,
     StartFunnel,
 )
-from workbench.services.auth import now
+from workbench.base.clock import DEFAULT_TIMEZONE, now
+from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import publish as publish_commands
 from workbench.services.outbox import queue_message
 from workbench.store.models import (
@@ -72,9 +73,29 @@ TIMER_QUEUE = "default"
 HISTORY_MESSAGES = 10
 MAX_CHAIN = 5
 """Funnels one incoming event may start through other funnels (go-to steps, add-tag triggers); more are cut."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveVersion:
+    """An active funnel of a workspace at its published version (what messages and tags may start)."""
+
+    funnel_id: int
+    name: str
+    version_id: int
+    definition: FunnelDefinition
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelStart:
+    """Where a new run starts: a matched trigger (or a manual start) of an active funnel's published version."""
+
+    version: ActiveVersion
+    node_id: str
+
+
 # Published versions change rarely; workers re-read the active set at most this often per workspace.
 _CACHE_TTL_S = 5.0
-_versions: dict[int, tuple[float, list[tuple[int, str, int, FunnelDefinition]]]] = {}
+_versions: dict[int, tuple[float, list[ActiveVersion]]] = {}
 _timezones: dict[int, tuple[float, str]] = {}
 
 
@@ -99,8 +120,8 @@ def clear_cache() -> None:
     _timezones.clear()
 
 
-def active_versions(session: Session, workspace_id: int) -> list[tuple[int, str, int, FunnelDefinition]]:
-    """(funnel id, name, version id, definition) of the workspace's active, published funnels."""
+def active_versions(session: Session, workspace_id: int) -> list[ActiveVersion]:
+    """The workspace's active, published funnels, highest priority first (cached for a few seconds)."""
     hit = _versions.get(workspace_id)
     if hit and hit[0] > time.monotonic():
         return hit[1]
@@ -113,15 +134,14 @@ def active_versions(session: Session, workspace_id: int) -> list[tuple[int, str,
     loaded = []
     for funnel_id, name, version_id, definition in rows:
         try:
-            loaded.append((funnel_id, name, version_id, load_definition(definition)))
+            loaded.append(ActiveVersion(funnel_id, name, version_id, load_definition(definition)))
         except ValueError:
             log.error("published version %s of funnel %s does not load; skipped", version_id, funnel_id)
     _versions[workspace_id] = (time.monotonic() + _CACHE_TTL_S, loaded)
     return loaded
 
 
-def on_message(session: Session, conversation: dict[str, Any], text: str | None, *,
-               is_new_contact: bool) -> Effects | None:
+def on_message(session: Session, conversation: ConversationRef, text: str | None) -> Effects | None:
     """A contact's new message: resume its waiting run, or start the funnel whose trigger matches.
 
     Returns None when no funnel took the message (the default reply may answer then).
@@ -129,17 +149,17 @@ def on_message(session: Session, conversation: dict[str, Any], text: str | None,
     if _bot_paused(session, conversation):
         return Effects()  # a human has the conversation: store only
     # a contact created by this very message cannot be in a funnel yet: no need to look
-    run = None if conversation.get("new_contact") else _live_run(session, conversation["id"])
+    run = None if conversation.contact_created else _live_run(session, conversation.id)
     if run is not None and run.status == "waiting":
-        event = TriggerEvent(kind="message", text=text or "", instance_id=conversation["instance_id"],
-                             is_new_contact=is_new_contact, run_active=True)
+        event = TriggerEvent(kind="message", text=text or "", instance_id=conversation.instance_id,
+                             is_new_contact=conversation.first_message, run_active=True)
         restart = _match(session, conversation, event)
         if restart is None:
             return _resume(session, run, conversation, text or "")
         _stop(session, run, "restarted by trigger")
         return _start(session, conversation, restart, text)
-    event = TriggerEvent(kind="message", text=text or "", instance_id=conversation["instance_id"],
-                         is_new_contact=is_new_contact, run_active=run is not None)
+    event = TriggerEvent(kind="message", text=text or "", instance_id=conversation.instance_id,
+                         is_new_contact=conversation.first_message, run_active=run is not None)
     match = _match(session, conversation, event)
     if match is None:
         return Effects() if run is not None else None  # a run in a delay keeps the contact
@@ -148,12 +168,12 @@ def on_message(session: Session, conversation: dict[str, Any], text: str | None,
     return _start(session, conversation, match, text)
 
 
-def start_manual(session: Session, conversation: dict[str, Any], funnel_id: int) -> Effects:
+def start_manual(session: Session, conversation: ConversationRef, funnel_id: int) -> Effects:
     """An agent starts a funnel by hand for a conversation (stops the live run, if any)."""
     return _start_funnel(session, conversation, funnel_id, 0)
 
 
-def on_tag_added(session: Session, conversation: dict[str, Any], tag: str) -> Effects:
+def on_tag_added(session: Session, conversation: ConversationRef, tag: str) -> Effects:
     """A tag was newly put on the contact: start the funnel whose ``tag_added`` trigger matches.
 
     The rules of messages apply: a paused bot starts nothing, and a live run is interrupted only by a
@@ -215,10 +235,10 @@ def stop_run(session: Session, run_id: int, reason: str) -> None:
 
 # -- internals ------------------------------------------------------------------------------------------------
 
-def _bot_paused(session: Session, conversation: dict[str, Any]) -> bool:
-    if conversation.get("bot_paused") is False:
-        return False  # known from the upsert that stored the message: no need to read the row
-    conv = session.get(Conversation, conversation["id"])
+def _bot_paused(session: Session, conversation: ConversationRef) -> bool:
+    if conversation.known_unpaused:
+        return False
+    conv = session.get(Conversation, conversation.id)
     if not conv.bot_paused:
         return False
     if conv.bot_paused_until is not None and conv.bot_paused_until <= now():
@@ -233,21 +253,20 @@ def _live_run(session: Session, conversation_id: int) -> FunnelRun | None:
     ).order_by(FunnelRun.id.desc()).with_for_update()).first()
 
 
-def _match(session: Session, conversation: dict[str, Any], event: TriggerEvent):
-    versions = active_versions(session, conversation["workspace_id"])
-    by_id = {fid: (fid, name, version_id, defn) for fid, name, version_id, defn in versions}
-    candidates = [c for fid, _, _, defn in versions for c in defn.trigger_candidates(fid)]
+def _match(session: Session, conversation: ConversationRef, event: TriggerEvent) -> FunnelStart | None:
+    versions = {v.funnel_id: v for v in active_versions(session, conversation.workspace_id)}
+    candidates = [c for v in versions.values() for c in v.definition.trigger_candidates(v.funnel_id)]
     match = pick_trigger(candidates, event)
     if match is None:
         return None
-    return (*by_id[match.candidate.funnel_id], match.candidate.node_id)
+    return FunnelStart(versions[match.candidate.funnel_id], match.candidate.node_id)
 
 
-def _on_tag_added(session: Session, conversation: dict[str, Any], tag: str, depth: int) -> Effects:
+def _on_tag_added(session: Session, conversation: ConversationRef, tag: str, depth: int) -> Effects:
     if _bot_paused(session, conversation):
         return Effects()
-    run = _live_run(session, conversation["id"])
-    event = TriggerEvent(kind="tag_added", tag=tag, instance_id=conversation["instance_id"],
+    run = _live_run(session, conversation.id)
+    event = TriggerEvent(kind="tag_added", tag=tag, instance_id=conversation.instance_id,
                          run_active=run is not None)
     match = _match(session, conversation, event)
     if match is None:
@@ -257,27 +276,31 @@ def _on_tag_added(session: Session, conversation: dict[str, Any], tag: str, dept
     return _start(session, conversation, match, None, depth)
 
 
-def _start_funnel(session: Session, conversation: dict[str, Any], funnel_id: int, depth: int) -> Effects:
-    for fid, name, version_id, defn in active_versions(session, conversation["workspace_id"]):
-        if fid == funnel_id:
-            run = _live_run(session, conversation["id"])
+def _start_funnel(session: Session, conversation: ConversationRef, funnel_id: int, depth: int) -> Effects:
+    for version in active_versions(session, conversation.workspace_id):
+        if version.funnel_id == funnel_id:
+            run = _live_run(session, conversation.id)
             if run is not None:
                 _stop(session, run, "replaced by a manual start")
-            return _start(session, conversation, (fid, name, version_id, defn, defn.start_node().id), None, depth)
+            start = FunnelStart(version, version.definition.start_node().id)
+            return _start(session, conversation, start, None, depth)
     raise LookupError(f"funnel {funnel_id} is not active and published")
 
 
-def _start(session: Session, conversation: dict[str, Any], chosen, text: str | None, depth: int = 0) -> Effects:
-    funnel_id, name, version_id, defn, node_id = chosen
-    run = FunnelRun(workspace_id=conversation["workspace_id"], funnel_id=funnel_id, version_id=version_id,
-                    conversation_id=conversation["id"], contact_id=conversation["contact_id"], status="active",
-                    current_node=node_id, variables={}, attempts=0)
+def _start(session: Session, conversation: ConversationRef, start: FunnelStart, text: str | None,
+           depth: int = 0) -> Effects:
+    version = start.version
+    run = FunnelRun(workspace_id=conversation.workspace_id, funnel_id=version.funnel_id,
+                    version_id=version.version_id, conversation_id=conversation.id,
+                    contact_id=conversation.contact_id, status="active", current_node=start.node_id, variables={},
+                    attempts=0)
     session.add(run)  # inserted by _apply once the walk is done
-    ctx = _context(session, conversation, run, name, text)
-    return _apply(session, run, conversation, funnel_id, defn, walk(defn, ctx, node_id), depth)
+    ctx = _context(session, conversation, run, version.name, text)
+    return _apply(session, run, conversation, version.funnel_id, version.definition,
+                  walk(version.definition, ctx, start.node_id), depth)
 
 
-def _resume(session: Session, run: FunnelRun, conversation: dict[str, Any], text: str) -> Effects:
+def _resume(session: Session, run: FunnelRun, conversation: ConversationRef, text: str) -> Effects:
     version = session.get(FunnelVersion, run.version_id)  # the version the run started on, even if republished
     funnel = session.get(Funnel, run.funnel_id)
     defn = load_definition(version.definition)
@@ -292,42 +315,38 @@ def _stop(session: Session, run: FunnelRun, reason: str) -> None:
     run.status, run.error, run.ended_at, run.wait_token, run.wait_deadline = "stopped", reason, now(), None, None
 
 
-def _conversation(session: Session, conversation_id: int) -> dict[str, Any]:
+def _conversation(session: Session, conversation_id: int) -> ConversationRef:
     conv = session.get(Conversation, conversation_id)
-    contact = session.get(Contact, conv.contact_id)
-    return {"id": conv.id, "workspace_id": conv.workspace_id, "instance_id": conv.instance_id,
-            "contact_id": contact.id, "phone": contact.phone, "jid": contact.jid}
+    return ConversationRef.of(conv, session.get(Contact, conv.contact_id))
 
 
-def _context(session: Session, conversation: dict[str, Any], run: FunnelRun, funnel_name: str,
+def _context(session: Session, conversation: ConversationRef, run: FunnelRun, funnel_name: str,
              trigger_text: str | None) -> ExecutionContext:
-    if conversation.get("new_contact"):
-        # a contact created by this very message: no name, fields or tags yet, and one message of history
-        contact = {"name": conversation.get("push_name"), "phone": conversation["phone"], "custom_data": {},
-                   "tags": []}
+    if conversation.contact_created:
+        # created by this very message: no name, fields or tags yet, and one message of history
+        contact = {"name": conversation.push_name, "phone": conversation.phone, "custom_data": {}, "tags": []}
         recent = [("in", trigger_text)] if trigger_text else []
     else:
-        row = session.get(Contact, conversation["contact_id"])
+        row = session.get(Contact, conversation.contact_id)
         tags = session.scalars(select(Tag.name).join(ContactTag, ContactTag.tag_id == Tag.id)
                                .where(ContactTag.contact_id == row.id)).all()
         contact = {"name": row.name or row.push_name, "phone": row.phone, "custom_data": row.custom_data or {},
                    "tags": list(tags)}
         recent = session.execute(select(Message.direction, Message.text).where(
-            Message.conversation_id == conversation["id"], Message.text.is_not(None),
+            Message.conversation_id == conversation.id, Message.text.is_not(None),
         ).order_by(Message.id.desc()).limit(HISTORY_MESSAGES)).all()
-    timezone = _workspace_timezone(session, conversation["workspace_id"])
     variables = dict(run.variables or {})
     if trigger_text is not None:
         variables.setdefault("__trigger", trigger_text)
     return ExecutionContext(
-        now=now(), variables=variables, funnel_name=funnel_name, timezone=timezone or "America/Sao_Paulo",
-        contact=contact,
+        now=now(), variables=variables, funnel_name=funnel_name,
+        timezone=_workspace_timezone(session, conversation.workspace_id), contact=contact,
         trigger_message=variables.get("__trigger"), attempts=run.attempts,
         history=[HistoryEntry(d, t) for d, t in reversed(recent)],
     )
 
 
-def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel_id: int,
+def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funnel_id: int,
            defn: FunnelDefinition, result: Walk, depth: int = 0) -> Effects:
     """Apply a walk's actions and events, and store where the run stands.
 
@@ -380,9 +399,7 @@ def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funne
         log.warning("run %s: chain of %s funnels in one event cut here (go-to %s, tags added %s not fired)",
                     run.id, depth + 1, go_to, added)
         return effects
-    # Funnels started now see the conversation as this walk left it: drop what the incoming event knew
-    # beforehand (the walk may have paused the bot, and a brand-new contact now has tags).
-    current = {k: v for k, v in conversation.items() if k not in ("bot_paused", "new_contact")}
+    current = conversation.forget_event()  # funnels started now see the conversation as this walk left it
     if go_to is not None:
         try:
             effects.extend(_start_funnel(session, current, go_to, depth + 1))
@@ -394,7 +411,7 @@ def _apply(session: Session, run: FunnelRun, conversation: dict[str, Any], funne
     return effects
 
 
-def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any], funnel_id: int, node_id: str,
+def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRef, funnel_id: int, node_id: str,
                   action: Any) -> OutboundCommand | None:
     data = {"run": run.id, "node": node_id}
     if isinstance(action, SendText):
@@ -428,7 +445,7 @@ def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any]
     elif isinstance(action, Notify):
         session.add(Notification(workspace_id=run.workspace_id, user_id=action.user_id,
                                  team_id=action.team_id or _team_id(session, run.workspace_id, action.team_name),
-                                 conversation_id=conversation["id"], body=action.text))
+                                 conversation_id=conversation.id, body=action.text))
     elif isinstance(action, Route):
         values: dict[str, Any] = {}
         team_id = action.team_id or _team_id(session, run.workspace_id, action.team_name)
@@ -440,7 +457,7 @@ def _apply_action(session: Session, run: FunnelRun, conversation: dict[str, Any]
             until = now() + timedelta(minutes=action.pause_minutes) if action.pause_minutes else None
             values.update(bot_paused=True, bot_paused_reason="route", bot_paused_until=until, bot_paused_by=None)
         if values:
-            session.execute(update(Conversation).where(Conversation.id == conversation["id"]).values(**values))
+            session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**values))
     return None
 
 
@@ -448,7 +465,7 @@ def _workspace_timezone(session: Session, workspace_id: int) -> str:
     hit = _timezones.get(workspace_id)
     if hit and hit[0] > time.monotonic():
         return hit[1]
-    zone = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id)) or "America/Sao_Paulo"
+    zone = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id)) or DEFAULT_TIMEZONE
     _timezones[workspace_id] = (time.monotonic() + _CACHE_TTL_S, zone)
     return zone
 

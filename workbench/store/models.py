@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from workbench.base.clock import DEFAULT_TIMEZONE
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -71,7 +73,7 @@ class Workspace(Base):
     __tablename__ = "workspaces"
     id: Mapped[int] = _pk()
     name: Mapped[str] = mapped_column(String(120))
-    timezone: Mapped[str] = mapped_column(String(64), server_default="America/Sao_Paulo")
+    timezone: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TIMEZONE)
     created_at: Mapped[datetime] = _created()
 
 

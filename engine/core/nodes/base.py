@@ -30,8 +30,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from engine.core.templates import check_syntax, render
+from workbench.base.clock import DEFAULT_TIMEZONE
 
-DEFAULT_TIMEZONE = "America/Sao_Paulo"
 MAX_WAIT_SECONDS = 30 * 24 * 3600
 """Longest delay or reply timeout a node may ask for (30 days)."""
 OUTPUT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from workbench.store.config import get_settings
 from workbench.store.db import normalize_url
 from workbench.store.models import Base
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL", "")
+# upgrade_database sets the URL; the alembic command line falls back to the DATABASE_URL setting
+url = config.get_main_option("sqlalchemy.url") or get_settings().database_url or ""
 connectable = create_engine(normalize_url(url), poolclass=pool.NullPool)
 with connectable.connect() as connection:
     # one migrator at a time: `up` on two machines must not race on the same database
