@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from workbench.base.errors import WorkbenchError
+from workbench.base.product_errors import WorkbenchError
 
 log = logging.getLogger(__name__)
 
