@@ -159,7 +159,7 @@ def test_media_the_form_cannot_show(value):
 
 
 def test_media_options_keep_the_current_id():
-    library = [{"id": 5, "filename": "b.png"}, {"id": 12, "filename": "a.png"}]
+    library = [{"id": 5, "name": "b.png"}, {"id": 12, "name": "a.png"}]
     assert node_forms.media_options(library, None) == ([5, 12], {"5": "b.png", "12": "a.png"})
     assert node_forms.media_options(library, "12")[0] == [5, "12"]  # the stored id keeps its type
     assert node_forms.media_options(library, 99)[0] == [99, 5, 12]  # no longer in the library: still offered

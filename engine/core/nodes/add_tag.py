@@ -8,13 +8,14 @@ from pydantic import Field
 
 from engine.core.nodes.base import (
     AddTag,
+    Config,
     ExecutionContext,
     NodeBase,
     NodeData,
     NodeResult,
     NodeSpec,
     TemplateStr,
-    next_only,
+    raw_text,
     render_text,
 )
 
@@ -51,4 +52,9 @@ def execute(node: AddTagNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="next", actions=(AddTag(name),), log=log)
 
 
-SPEC = NodeSpec(type="add_tag", label="Adicionar tag", schema=AddTagNode, execute=execute, outputs=next_only)
+def summary(data: Config) -> str:
+    """The tag."""
+    return raw_text(data, "tag")
+
+
+SPEC = NodeSpec(type="add_tag", schema=AddTagNode, execute=execute, summary=summary, default_data=lambda: {"tag": ""})

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from engine.core.nodes.base import ExecutionContext, NodeBase, NodeData, NodeResult, NodeSpec
+from engine.core.nodes.base import ExecutionContext, NodeBase, NodeData, NodeResult, NodeSpec, no_outputs
 
 
 class EndNode(NodeBase):
@@ -21,9 +21,4 @@ def execute(node: EndNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output=None, log=("fim do funil",))
 
 
-def no_outputs(node: EndNode) -> list[str]:
-    """None."""
-    return []
-
-
-SPEC = NodeSpec(type="end", label="Fim", schema=EndNode, execute=execute, outputs=no_outputs)
+SPEC = NodeSpec(type="end", schema=EndNode, execute=execute, outputs=no_outputs)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from engine.core.nodes.base import (
+    Config,
     ExecutionContext,
     NodeBase,
     NodeData,
@@ -14,7 +15,7 @@ from engine.core.nodes.base import (
     NodeSpec,
     TargetStr,
     TemplateStr,
-    next_only,
+    raw_text,
     render_text,
     store_value,
 )
@@ -42,4 +43,10 @@ def execute(node: SetFieldNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="next", actions=(store_value(node.data.target, rendered.text),), log=rendered.log)
 
 
-SPEC = NodeSpec(type="set_field", label="Definir campo", schema=SetFieldNode, execute=execute, outputs=next_only)
+def summary(data: Config) -> str:
+    """``target = value``."""
+    return f"{raw_text(data, 'target')} = {raw_text(data, 'value')}"
+
+
+SPEC = NodeSpec(type="set_field", schema=SetFieldNode, execute=execute, summary=summary,
+                default_data=lambda: {"target": "", "value": ""})

@@ -19,7 +19,9 @@ from pydantic_core import PydanticCustomError
 from engine.core.matching import match_choice, normalize
 from engine.core.nodes.base import (
     Action,
+    Config,
     ExecutionContext,
+    FieldHint,
     NodeBase,
     NodeData,
     NodeResult,
@@ -28,10 +30,12 @@ from engine.core.nodes.base import (
     TargetStr,
     TemplateStr,
     Wait,
+    always_waits,
     check_wait_seconds,
     render_text,
     store_value,
 )
+from workbench.base.i18n import t
 
 Validation = Literal["any", "number", "email", "phone", "date", "options"]
 
@@ -167,7 +171,7 @@ class WaitReplyData(NodeData):
     @model_validator(mode="after")
     def _check_options(self) -> WaitReplyData:
         if self.validation == "options" and not self.options:
-            raise PydanticCustomError("options_missing", "informe as opções aceitas")
+            raise PydanticCustomError("options_missing", t("node.wait_reply.error.options_missing"))
         return self
 
 
@@ -178,14 +182,14 @@ class WaitReplyNode(NodeBase):
     data: WaitReplyData = Field(default_factory=WaitReplyData)
 
 
-def outputs(node: WaitReplyNode) -> list[str]:
+def outputs(data: Config) -> list[str]:
     """``next``, ``invalid`` and, with a timeout, ``timeout``."""
-    return ["next", "invalid"] + (["timeout"] if node.data.timeout_s else [])
+    return ["next", "invalid"] + (["timeout"] if data.get("timeout_s") else [])
 
 
-def required_outputs(node: WaitReplyNode) -> list[str]:
+def required_outputs(data: Config) -> list[str]:
     """``next`` always; ``timeout`` when a timeout is set (``invalid`` is optional)."""
-    return ["next"] + (["timeout"] if node.data.timeout_s else [])
+    return ["next"] + (["timeout"] if data.get("timeout_s") else [])
 
 
 def execute(node: WaitReplyNode, ctx: ExecutionContext) -> NodeResult:
@@ -227,6 +231,14 @@ def on_timeout(node: WaitReplyNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="timeout", log=("tempo de espera esgotado",))
 
 
-SPEC = NodeSpec(type="wait_reply", label="Aguardar resposta", schema=WaitReplyNode, execute=execute,
-                outputs=outputs, required_outputs=required_outputs, waits=lambda node: True, resume=resume,
-                on_timeout=on_timeout)
+def summary(data: Config) -> str:
+    """The kind of answer expected, and where it is saved."""
+    validation = data.get("validation", "any")
+    text = SPEC.choice_label("validation", validation) if isinstance(validation, str) else ""
+    return f"{text} → {data['save_to']}" if data.get("save_to") else text
+
+
+SPEC = NodeSpec(type="wait_reply", schema=WaitReplyNode, execute=execute, outputs=outputs,
+                required_outputs=required_outputs, waits=always_waits, resume=resume, on_timeout=on_timeout,
+                summary=summary, default_data=lambda: {"validation": "any"},
+                hints={"retry_prompt": FieldHint(kind="long_text")})
