@@ -1,85 +1,47 @@
 """A node type is one module plus its catalog strings: a type registered at run time, here in the test only, gets a
 palette entry, a form, a summary, a canvas box and validation, and runs in the test chat; nothing else changes.
 
-The type is docs/nodes.md's worked example ("Teste A/B"), written as its module would be.
+The type is docs/nodes.md's worked example ("Teste A/B"): its module and its strings are read from there, so the
+guide cannot drift from what is tested.
 """
 
 from __future__ import annotations
 
+import ast
 import random
+import re
+import sys
+import types
 from datetime import UTC, datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
 import pytest
-from pydantic import Field
 
 from engine.core.definition import load_definition, validate_definition, walk
 from engine.core.nodes import register, unregister
-from engine.core.nodes.base import (
-    Config,
-    ExecutionContext,
-    NodeBase,
-    NodeData,
-    NodeResult,
-    NodeSpec,
-    TargetStr,
-    store_value,
-)
+from engine.core.nodes.base import ExecutionContext
 from tests.factories import make_actor, make_workspace
 from tests.test_pages_editor import canvas_args, click, open_editor, texts, widget
 from workbench.base import i18n
-from workbench.base.i18n import t
 from workbench.editor import canvas
 from workbench.services import funnels
 
-# -- engine/core/nodes/ab_split.py ------------------------------------------------------------------------------
+GUIDE = (Path(__file__).resolve().parent.parent / "docs" / "nodes.md").read_text()
 
 
-class ABSplitData(NodeData):
-    """``percent_a``: the share of contacts that take output ``a``; ``save_to``: where to note the path taken."""
-
-    percent_a: int = Field(default=50, ge=0, le=100)
-    save_to: TargetStr | None = None
-
-
-class ABSplitNode(NodeBase):
-    """Schema of an ``ab_split`` node."""
-
-    type: Literal["ab_split"]
-    data: ABSplitData = Field(default_factory=ABSplitData)
+def worked_example() -> tuple[types.ModuleType, dict[str, str]]:
+    """The guide's ``engine/core/nodes/ab_split.py`` as a module, and its catalog lines as a dict."""
+    code = re.search(r"`engine/core/nodes/ab_split.py`:\n\n```python\n(.*?)```", GUIDE, re.S)[1]
+    strings = re.search(r"In `workbench/base/i18n.py`.*?```python\n(.*?)```", GUIDE, re.S)[1]
+    module = types.ModuleType("ab_split_example")
+    sys.modules[module.__name__] = module  # pydantic resolves the schema's annotations through it
+    exec(compile(code, "docs/nodes.md", "exec"), module.__dict__)
+    return module, ast.literal_eval("{" + strings + "}")
 
 
-def execute(node: ABSplitNode, ctx: ExecutionContext) -> NodeResult:
-    """Draw the path: ``a`` for ``percent_a`` % of the contacts, else ``b``."""
-    path = "a" if ctx.rng.random() * 100 < node.data.percent_a else "b"
-    actions = (store_value(node.data.save_to, path),) if node.data.save_to else ()
-    return NodeResult(output=path, actions=actions, data={"path": path})
-
-
-def both_paths(data: Config) -> list[str]:
-    """``a`` and ``b``, both required."""
-    return ["a", "b"]
-
-
-def summary(data: Config) -> str:
-    """The split, e.g. "A 70% · B 30%"."""
-    percent = data.get("percent_a", 50)
-    return t("node.ab_split.summary", a=percent, b=100 - percent) if isinstance(percent, int) else ""
-
-
-SPEC = NodeSpec(type="ab_split", schema=ABSplitNode, execute=execute, outputs=both_paths, required_outputs=both_paths,
-                summary=summary, default_data=lambda: {"percent_a": 50})
-
-# -- its strings in workbench/base/i18n.py ------------------------------------------------------------------------
-
-STRINGS = {
-    "node.ab_split.label": "Teste A/B",
-    "node.ab_split.description": "Divide os contatos entre dois caminhos, A e B.",
-    "node.ab_split.field.percent_a": "Porcentagem no caminho A",
-    "node.ab_split.field.save_to": "Salvar o caminho em (opcional)",
-    "node.ab_split.help.percent_a": "De 0 a 100; o resto segue pelo caminho B.",
-    "node.ab_split.summary": "A {a}% · B {b}%",
-}
+EXAMPLE, STRINGS = worked_example()
+SPEC = EXAMPLE.SPEC
 
 
 @pytest.fixture
