@@ -115,7 +115,7 @@ def timeout_node(node: NodeBase, ctx: ExecutionContext) -> NodeResult:
     """The node's wait deadline passed. Nodes without a deadline handler simply end the run."""
     spec = spec_for(node)
     if spec.on_timeout is None:
-        return NodeResult(log=("prazo vencido num nó sem espera; fim do funil",))
+        return NodeResult(log=(t("run.timeout_without_wait"),))
     return spec.on_timeout(node, ctx)
 
 

@@ -18,6 +18,7 @@ from engine.core.nodes.base import (
     raw_text,
     render_text,
 )
+from workbench.base.i18n import t
 
 
 class TagData(NodeData):
@@ -35,12 +36,12 @@ class AddTagNode(NodeBase):
 
 def tag_name(data: TagData, ctx: ExecutionContext) -> tuple[str, tuple[str, ...], str | None]:
     """Render the tag name: (name, log, error). An empty name is an error (a tag needs a name)."""
-    rendered = render_text(data.tag, ctx, "tag")
+    rendered = render_text(data.tag, ctx, t("run.what.tag"))
     name = " ".join(rendered.text.split())[:80]
     if rendered.error:
         return "", rendered.log, rendered.error
     if not name:
-        return "", rendered.log, "o nome da tag ficou vazio"
+        return "", rendered.log, t("node.add_tag.error.empty")
     return name, rendered.log, None
 
 

@@ -385,16 +385,20 @@ class Rendered:
     error: str | None = None
 
 
-def render_text(template: str | None, ctx: ExecutionContext, what: str = "texto") -> Rendered:
-    """Render one node field, turning missing values and truncation into log lines (pt-BR)."""
+def render_text(template: str | None, ctx: ExecutionContext, what: str | None = None) -> Rendered:
+    """Render one node field, turning missing values and truncation into log lines (pt-BR).
+
+    ``what`` names the field in those lines (from the catalog, ``run.what.*``; "texto" when not given).
+    """
     if not template:
         return Rendered("")
     result = render(template, ctx)
-    log = tuple(f"{what}: valor ausente '{path}' ficou vazio" for path in result.missing)
+    name = what or t("run.what.text")
+    log = tuple(t("run.value_missing", what=name, path=path) for path in result.missing)
     if result.truncated:
-        log += (f"{what}: texto cortado no limite de tamanho",)
+        log += (t("run.truncated", what=name),)
     if result.error:
-        return Rendered("", log, f"{what}: {result.error}")
+        return Rendered("", log, t("run.render_error", what=name, error=result.error))
     return Rendered(result.text, log)
 
 

@@ -123,7 +123,7 @@ def evaluate_rule(rule: Rule, ctx: ExecutionContext) -> tuple[bool, tuple[str, .
     if rule.operator == "regex":
         expected = rule.value or ""
     else:
-        rendered = render_text(rule.value, ctx, "valor da regra")
+        rendered = render_text(rule.value, ctx, t("run.what.rule_value"))
         if rendered.error:
             return False, rendered.log + (rendered.error,)
         expected, log = rendered.text, rendered.log

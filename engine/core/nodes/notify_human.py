@@ -55,7 +55,7 @@ class NotifyHumanNode(NodeBase):
 def execute(node: NotifyHumanNode, ctx: ExecutionContext) -> NodeResult:
     """Render the message and ask the runtime to notify, then continue."""
     cfg = node.data
-    rendered = render_text(cfg.message, ctx, "notificação")
+    rendered = render_text(cfg.message, ctx, t("run.what.notification"))
     if rendered.error:
         return NodeResult(log=rendered.log, error=rendered.error)
     action = Notify(rendered.text, team_id=cfg.team_id, user_id=cfg.user_id, team_name=cfg.team_name)

@@ -39,7 +39,6 @@ from engine.core.nodes.base import (
 from workbench.base.i18n import t
 
 RESERVED_OUTPUTS = ("timeout", "no_match")
-DEFAULT_RETRY_PROMPT = "Não entendi. Responda com o número de uma das opções:"
 
 
 class Choice(NodeData):
@@ -128,7 +127,7 @@ def numbered_text(prompt: str, labels: list[str]) -> str:
 def _labels(node: SendChoicesNode, ctx: ExecutionContext) -> tuple[list[str], list[str], str | None]:
     labels, log = [], []
     for option in node.data.options:
-        rendered = render_text(option.label, ctx, f"opção {option.key}")
+        rendered = render_text(option.label, ctx, t("run.what.option", option=option.key))
         log += rendered.log
         if rendered.error:
             return [], log, rendered.error
@@ -154,7 +153,7 @@ def _ask(node: SendChoicesNode, ctx: ExecutionContext, prompt: str, attempts: in
 
 def execute(node: SendChoicesNode, ctx: ExecutionContext) -> NodeResult:
     """Send the question with its options and wait for the pick."""
-    prompt = render_text(node.data.prompt, ctx, "pergunta")
+    prompt = render_text(node.data.prompt, ctx, t("run.what.prompt"))
     if prompt.error:
         return NodeResult(log=prompt.log, error=prompt.error)
     return _ask(node, ctx, prompt.text, 0, list(prompt.log))
@@ -173,20 +172,20 @@ def resume(node: SendChoicesNode, ctx: ExecutionContext, reply_text: str) -> Nod
         return NodeResult(output=option.key, actions=actions, log=tuple(log),
                           data={"choice": option.key, "label": labels[index]})
     attempts = ctx.attempts + 1
-    log.append(f"resposta não corresponde a nenhuma opção, tentativa {attempts}")
+    log.append(t("node.send_choices.log.no_match", attempt=attempts))
     if ctx.attempts < cfg.max_retries:
-        retry = render_text(cfg.retry_prompt or DEFAULT_RETRY_PROMPT, ctx, "nova pergunta")
+        retry = render_text(cfg.retry_prompt or t("node.send_choices.retry"), ctx, t("run.what.retry_prompt"))
         if retry.error:
             return NodeResult(log=tuple(log) + retry.log, error=retry.error)
         return _ask(node, ctx, retry.text, attempts, log + list(retry.log))
     if ctx.is_connected("no_match"):
-        return NodeResult(output="no_match", log=tuple(log) + ("tentativas esgotadas",))
-    return NodeResult(log=tuple(log), error=f"nenhuma opção escolhida depois de {cfg.max_retries} nova(s) tentativa(s)")
+        return NodeResult(output="no_match", log=tuple(log) + (t("run.retries_exhausted"),))
+    return NodeResult(log=tuple(log), error=t("node.send_choices.error.no_choice", retries=cfg.max_retries))
 
 
 def on_timeout(node: SendChoicesNode, ctx: ExecutionContext) -> NodeResult:
     """No pick in time: take ``timeout``."""
-    return NodeResult(output="timeout", log=("tempo de espera esgotado",))
+    return NodeResult(output="timeout", log=(t("run.timeout"),))
 
 
 def summary(data: Config) -> str:

@@ -72,9 +72,9 @@ def execute(node: SendMessageNode, ctx: ExecutionContext) -> NodeResult:
     if text.text.strip():
         actions.append(SendText(text.text, typing=cfg.typing))
     elif cfg.text:
-        log.append("texto ficou vazio depois de preenchido; nada enviado")
+        log.append(t("node.send_message.log.empty_text"))
     if cfg.media is not None:
-        caption = render_text(cfg.media.caption, ctx, "legenda")
+        caption = render_text(cfg.media.caption, ctx, t("run.what.caption"))
         log += caption.log
         if caption.error:
             return NodeResult(log=tuple(log), error=caption.error)

@@ -19,6 +19,7 @@ from engine.core.nodes.base import (
     render_text,
     store_value,
 )
+from workbench.base.i18n import t
 
 
 class SetFieldData(NodeData):
@@ -37,7 +38,7 @@ class SetFieldNode(NodeBase):
 
 def execute(node: SetFieldNode, ctx: ExecutionContext) -> NodeResult:
     """Render the value and store it; an empty value clears the field."""
-    rendered = render_text(node.data.value, ctx, "valor")
+    rendered = render_text(node.data.value, ctx, t("run.what.value"))
     if rendered.error:
         return NodeResult(log=rendered.log, error=rendered.error)
     return NodeResult(output="next", actions=(store_value(node.data.target, rendered.text),), log=rendered.log)
