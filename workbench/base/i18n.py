@@ -484,18 +484,16 @@ CATALOG: dict[str, dict[str, str]] = {
         "funnels.problems.edge": "Conexão",
         "funnels.problems.general": "Funil inteiro",
         "funnels.edit": "Editar",
-        # -- funnel editor (pages/editor.py, workbench/canvas.py) --------------------------------------------
+        # -- funnel editor (pages/editor.py, workbench/editor/canvas.py) -------------------------------------
         "nav.editor": "Editor de funil",
         "editor.title": "Editor de funil",
         "editor.no_funnel": "Escolha um funil em Funis e clique em Editar.",
         "editor.back": "Voltar para Funis",
         "editor.manager_only": "Só administradores e supervisores podem editar funis.",
         "editor.unsaved": "Há alterações não salvas neste rascunho.",
-        "editor.saved_state": "Rascunho salvo.",
         "editor.canvas_help": "Clique num nó para editá-lo ao lado. Arraste da bolinha à direita de um nó até outro "
                               "para conectá-los; a conexão recebe a primeira saída livre, que você pode trocar no "
                               "painel. Selecione e tecle Delete para apagar.",
-        "editor.palette": "Adicionar nó",
         "editor.palette.type": "Tipo de nó",
         "editor.palette.add": "Adicionar",
         "editor.palette.added": "Nó {node_id} adicionado.",
@@ -540,7 +538,6 @@ CATALOG: dict[str, dict[str, str]] = {
         "editor.outputs.none": "Este nó encerra o funil: não tem saídas.",
         "editor.outputs.free": "livre",
         "editor.outputs.edge": "Conexão {edge_id}",
-        "editor.outputs.label": "Saída",
         "editor.outputs.delete": "Apagar conexão",
         "editor.outputs.connect": "Conectar",
         "editor.outputs.connect_output": "Saída",
@@ -548,7 +545,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "editor.outputs.connected": "Saída {output} conectada a {target}.",
         "editor.outputs.deleted": "Conexão apagada.",
         "editor.unknown_type": "Tipo desconhecido: {type}",
-        # typed node forms (pages/editor.py, workbench/node_forms.py)
+        # typed node forms (pages/ui/fields.py, workbench/editor/node_forms.py)
         "editor.rules.help": "Segue pela saída true quando todas as regras de algum grupo valem; senão, pela false.",
         "editor.rules.group": "Grupo {n}: todas estas regras (E)",
         "editor.rules.and": "E",

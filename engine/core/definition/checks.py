@@ -36,13 +36,10 @@ PROBLEM_CODES = {code: t(f"definition.problem.{code}") for code in (
     "missing_output", "no_start", "multiple_starts", "unreachable_node", "loop_without_wait")}
 """Every ``Problem.code`` with a short pt-BR description (for docs and filters)."""
 
-_CODE_BY_ERROR_TYPE = {
-    "missing": "missing_field", "template_syntax": "template_error", "regex_invalid": "invalid_regex",
-    # our own "fill this in" checks (raised by model validators) are missing fields too
-    "keywords_missing": "missing_field", "tag_missing": "missing_field", "content_missing": "missing_field",
-    "options_missing": "missing_field", "recipient_missing": "missing_field", "route_target_missing": "missing_field",
-    "value_missing": "missing_field",
-}
+_CODE_BY_ERROR_TYPE = {"missing": "missing_field", "template_syntax": "template_error",
+                       "regex_invalid": "invalid_regex"}
+"""Problem codes of schema errors; any other error type ending in ``_missing`` (a node's own "fill this in" check,
+e.g. ``keywords_missing``) is a ``missing_field`` too, and the rest are ``invalid_field``."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +181,7 @@ def pydantic_problems(exc: ValidationError, node_id: str) -> list[Problem]:
         path = ".".join(str(part) for part in err["loc"])
         key = f"definition.pydantic.{kind}"
         text = t(key, **(err.get("ctx") or {})) if has_key(key) else err["msg"].removeprefix("Value error, ")
-        code = _CODE_BY_ERROR_TYPE.get(kind, "invalid_field")
+        code = _CODE_BY_ERROR_TYPE.get(kind, "missing_field" if kind.endswith("_missing") else "invalid_field")
         problems.append(Problem(code, f"{path}: {text}" if path else text, node_id=node_id, field=path or None))
     return problems
 

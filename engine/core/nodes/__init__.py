@@ -3,8 +3,8 @@
 A node type is one module (``engine/core/nodes/<type>.py``) with its schema, executor(s) and a ``SPEC``
 (``NodeSpec``), plus its strings in the catalog (``workbench/base/i18n.py``); docs/nodes.md walks through
 adding one. The validator, the runtime, the canvas, the editor's forms and the test chat all read ``REGISTRY``,
-so nothing else changes. ``register`` also takes a spec at run time (a test registers a throw-away type and
-``unregister`` s it again): parsing reads the live registry, never a union frozen at import.
+so nothing else changes. ``register`` and ``unregister`` also work at run time (a test adds a throw-away type and
+takes it away again): parsing reads the registry as it is, never a union frozen at import.
 """
 
 from __future__ import annotations
