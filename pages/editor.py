@@ -260,7 +260,7 @@ def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: lis
 
 
 def _change_field(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[node_forms.FormField], name: str,
-                  change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+                  change: Callable[[list[Any]], list[Any]]) -> None:
     """Restructure a field's value (add or remove a rule or group): the form is applied first, so nothing typed is
     lost."""
     data = _read_form(k, node_id, prefix, fields)
