@@ -15,12 +15,12 @@ How the canvas and Python stay in step (streamlit-flow 1.6.1, docs/libraries.md)
   edges), never for positions (``canvas.canvas_signature``);
 - node configuration rides in ``data`` and outputs on edge labels; node content is escaped by ``canvas``.
 
-The node form is generated from the node's schema: scalars get one widget each, and the structured fields get a
-typed editor (a condition's rule rows, a delay's business hours, a message's media-library picker;
-``workbench.editor.node_forms`` converts both ways). It is not an ``st.form``, so those editors can react at once (a
-rule's value box goes away for "está vazio", the picker lists the chosen media kind); nothing reaches the draft
-until "Aplicar" (or adding/removing a rule, which applies the form first). JSON is left only as an "avançado"
-editor for values the typed editors cannot show.
+The node form is generated from the node type's ``NodeSpec``: ``workbench.editor.node_forms`` lists its fields and
+their kinds, ``pages.ui.fields`` draws and reads each kind (scalars get one widget each; a condition's rule rows, a
+delay's business hours and a message's media-library picker are typed editors). It is not an ``st.form``, so those
+editors can react at once (a rule's value box goes away for "está vazio", the picker lists the chosen media kind);
+nothing reaches the draft until "Aplicar" (or adding/removing a rule, which applies the form first). JSON is left
+only as an "avançado" editor for values the typed editors cannot show.
 
 Node ids, texts typed into nodes and everything the test contact says are shown with literal elements.
 """
@@ -31,22 +31,20 @@ import functools
 import json
 import time
 import types
-import typing
 from collections.abc import Callable
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 import streamlit as st
-from pydantic import AfterValidator, BaseModel
 from streamlit_flow import StreamlitFlowEdge, StreamlitFlowNode, StreamlitFlowState, streamlit_flow
 
 from engine.core import preview
 from engine.core.definition import validate_definition
-from engine.core.nodes import REGISTRY, condition, delay, send_message
-from engine.core.nodes import base as node_base
+from engine.core.nodes import REGISTRY
+from pages.ui import fields as form_fields
 from workbench.base.errors import PAGE_ERRORS
-from workbench.base.i18n import error_text, has_key, t
+from workbench.base.i18n import error_text, t
 from workbench.editor import canvas, node_forms
-from workbench.services import funnels, instances, media_library, workspaces
+from workbench.services import funnels
 
 actor = st.session_state["auth_actor"]
 
@@ -55,7 +53,6 @@ actor = st.session_state["auth_actor"]
 FUNNEL_KEY = "editor_funnel_id"
 FLASH_KEY = "editor_flash"
 CONFIRM_KEY = "editor_confirm_discard"
-TEXT_AREA_FIELDS = ("text", "prompt", "message", "retry_prompt")
 CANVAS_HEIGHT = 560
 # Low enough for "fit view" to show a long funnel whole; the controls zoom in to read it.
 MIN_ZOOM = 0.25
@@ -227,369 +224,33 @@ def _pick(k: types.SimpleNamespace) -> None:
     st.session_state[k.sel] = st.session_state.get(k.pick)
 
 
-# -- the node form: generated from the node's pydantic schema ----------------------------------------------------
+# -- the node form: generated from the node type's spec ----------------------------------------------------------
 
-FieldKind = Literal["text", "template", "int", "float", "bool", "literal", "list_str", "list_int", "options",
-                    "rule_groups", "business_hours", "media", "pick_one", "pick_many", "json"]
-# Fields holding ids of the workspace's rows: picked by name from a list, never typed as numbers.
-PICKED_FIELDS: dict[str, tuple[FieldKind, str]] = {"team_id": ("pick_one", "teams"), "user_id": ("pick_one", "members"),
-                                                   "agent_id": ("pick_one", "members"),
-                                                   "instance_ids": ("pick_many", "numbers")}
-# (name, widget kind, optional, literal choices, the value the widget was drawn from)
-FormField = tuple[str, FieldKind, bool, tuple[Any, ...], Any]
-# The typed editors and the reader that says whether a value fits one (None: show it as advanced JSON).
-TYPED_FORMS: dict[str, Callable[[Any], Any]] = {"rule_groups": node_forms.rule_form,
-                                                "business_hours": node_forms.hours_form,
-                                                "media": node_forms.media_form}
-
-
-def _is_template(metadata: list[Any]) -> bool:
-    return any(isinstance(m, AfterValidator) and m.func is node_base._check_template for m in metadata)
-
-
-def _classify(annotation: Any, metadata: list[Any]) -> tuple[FieldKind, bool, tuple[Any, ...]]:
-    """(widget kind, optional, literal choices) for one data field."""
-    optional = False
-    origin = get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        optional = len(args) < len(get_args(annotation))
-        annotation = args[0] if len(args) == 1 else annotation
-        origin = get_origin(annotation)
-    if origin is typing.Annotated:
-        annotation, *extra = get_args(annotation)
-        metadata = [*metadata, *extra]
-        origin = get_origin(annotation)
-    if origin is Literal:
-        return "literal", optional, get_args(annotation)
-    if annotation is bool:
-        return "bool", optional, ()
-    if annotation is int:
-        return "int", optional, ()
-    if annotation is float:
-        return "float", optional, ()
-    if annotation is str:
-        return ("template" if _is_template(metadata) else "text"), optional, ()
-    if annotation is delay.BusinessHours:
-        return "business_hours", optional, ()
-    if annotation is send_message.Media:
-        return "media", optional, ()
-    if origin is list:
-        item = get_args(annotation)[0]
-        if get_origin(item) is typing.Annotated:
-            item = get_args(item)[0]
-        if item is str:
-            return "list_str", optional, ()
-        if item is int:
-            return "list_int", optional, ()
-        if item is condition.RuleGroup:
-            return "rule_groups", optional, ()
-        if isinstance(item, type) and issubclass(item, BaseModel) and set(item.model_fields) == {"key", "label"}:
-            return "options", optional, ()
-    return "json", optional, ()
-
-
-def _data_fields(kind: str) -> list[tuple[str, FieldKind, bool, tuple[Any, ...], Any]]:
-    """(name, widget kind, optional, choices, default) for each configuration field of a node type."""
-    data_model = REGISTRY[kind].schema.model_fields["data"].annotation
-    fields = []
-    for name, info in data_model.model_fields.items():
-        widget, optional, choices = _classify(info.annotation, list(info.metadata))
-        if name in PICKED_FIELDS and widget in ("int", "list_int"):
-            widget = PICKED_FIELDS[name][0]
-        default = None if info.is_required() else info.get_default(call_default_factory=True)
-        fields.append((name, widget, optional, choices, default))
-    return fields
-
-
-def _form_fields(kind: str, data: dict[str, Any]) -> list[FormField]:
-    """The node's fields with the values the form shows; a value a typed editor cannot show goes to JSON."""
-    fields: list[FormField] = []
-    for name, widget, optional, choices, default in _data_fields(kind):
-        shown = data.get(name, default)
-        if widget in TYPED_FORMS and TYPED_FORMS[widget](shown) is None:
-            widget = "json"
-        fields.append((name, widget, optional, choices, shown))
-    return fields
-
-
-def _label(name: str) -> str:
-    return t(f"editor.field.{name}") if has_key(f"editor.field.{name}") else name
-
-
-def _choice_label(value: Any) -> str:
-    return t(f"editor.value.{value}") if has_key(f"editor.value.{value}") else str(value)
-
-
-def _field_widget(field: FormField, key: str, form_args: tuple[Any, ...]) -> None:
-    name, widget, optional, choices, value = field
-    label = _label(name)
-    if widget == "rule_groups":
-        _rules_widget(label, key, value, (*form_args, name))
-    elif widget == "business_hours":
-        _hours_widget(label, key, value)
-    elif widget == "media":
-        _media_widget(label, key, value)
-    elif widget in ("pick_one", "pick_many"):
-        _pick_widget(name, label, widget, key, value)
-    elif widget == "bool":
-        st.checkbox(label, value=bool(value), key=key)
-    elif widget == "literal":
-        index = choices.index(value) if value in choices else 0
-        st.selectbox(label, choices, index=index, key=key, format_func=_choice_label)
-    elif widget in ("int", "float"):
-        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-        if widget == "int":
-            st.number_input(label, value=int(number) if number is not None else (None if optional else 0), step=1,
-                            key=key)
-        else:
-            st.number_input(label, value=float(number) if number is not None else (None if optional else 0.0),
-                            step=1.0, format="%g", key=key)
-    elif widget in ("text", "template"):
-        text = "" if value is None else str(value)
-        if widget == "template" and name in TEXT_AREA_FIELDS:
-            st.text_area(label, value=text, key=key, height=110)
-        else:
-            st.text_input(label, value=text, key=key)
-    elif widget in ("list_str", "list_int"):
-        items = value if isinstance(value, list) else []
-        st.text_area(label, value="\n".join(map(str, items)), key=key, help=t("editor.panel.one_per_line"))
-    elif widget == "options":
-        items = value if isinstance(value, list) else []
-        lines = [f"{o.get('key', '')} | {o.get('label', '')}" for o in items if isinstance(o, dict)]
-        st.text_area(label, value="\n".join(lines), key=key, help=t("editor.panel.options_help"))
-    else:
-        text = "" if value is None else json.dumps(value, ensure_ascii=False, indent=2)
-        st.text_area(t("editor.panel.advanced", field=label), value=text, key=key, help=t("editor.panel.json_help"))
-
-
-def _choices_of(source: str) -> dict[int, str]:
-    """id -> name of the workspace's teams, members or numbers."""
-    if source == "teams":
-        return {row["id"]: row["name"] for row in workspaces.list_teams(actor)}
-    if source == "members":
-        return {row["id"]: row["name"] for row in workspaces.list_members(actor)}
-    return {row["id"]: row["name"] for row in instances.list_instances(actor)}
-
-
-def _pick_widget(name: str, label: str, widget: FieldKind, key: str, value: Any) -> None:
-    """A team, person or numbers picked by name; an id no longer in the workspace stays, shown as "#id"."""
-    names = _choices_of(PICKED_FIELDS[name][1])
-    current = [value] if isinstance(value, int) else [v for v in value or [] if isinstance(v, int)]
-    options = [*names, *(v for v in current if v not in names)]
-
-    def show(option: int | None) -> str:  # names typed by people: plain option text
-        return t("editor.pick.none") if option is None else names.get(option, f"#{option}")
-
-    if widget == "pick_one":
-        choices = [None, *options]
-        st.selectbox(label, choices, index=choices.index(current[0]) if current else 0, key=key, format_func=show)
-    else:
-        st.multiselect(label, options, default=current, key=key, format_func=show,
-                       placeholder=t("editor.pick.all_numbers"))
-
-
-def _rules_widget(label: str, key: str, groups: Any, change_args: tuple[Any, ...]) -> None:
-    """A condition's groups: bordered boxes of rule rows (AND inside a box, OR between boxes).
-
-    ``change_args`` are ``_change_rules``' arguments but the change itself.
-    """
-    st.markdown(f"**{label}**")
-    st.caption(t("editor.rules.help"))
-    for g, rows in enumerate(node_forms.rule_form(groups) or []):
-        if g:
-            st.caption(t("editor.rules.or"))
-        with st.container(border=True):
-            st.caption(t("editor.rules.group", n=g + 1))
-            for r, row in enumerate(rows):
-                if r:
-                    st.caption(t("editor.rules.and"))
-                _rule_row(f"{key}_{g}_{r}", row)
-                st.button(t("editor.rules.remove"), key=f"{key}_remove_{g}_{r}", icon=":material/close:",
-                          on_click=_change_rules,
-                          args=(*change_args, functools.partial(node_forms.remove_rule, group=g, rule=r)))
-            st.button(t("editor.rules.add_rule"), key=f"{key}_add_{g}", icon=":material/add:",
-                      on_click=_change_rules, args=(*change_args, functools.partial(node_forms.add_rule, group=g)))
-    st.button(t("editor.rules.add_group"), key=f"{key}_add_group", icon=":material/add:", on_click=_change_rules,
-              args=(*change_args, node_forms.add_group))
-
-
-def _rule_row(key: str, row: node_forms.RuleRow) -> None:
-    """Subject (and its name), operator, value. What the chosen operator does not use is not shown."""
-    # Widget values already hold this run's choices, so the row can hide what they make irrelevant.
-    operator = st.session_state.get(f"{key}_op", row.operator)
-    subject = st.session_state.get(f"{key}_subject", row.subject)
-    if operator not in node_forms.TAG_OPERATORS:
-        with st.container(horizontal=True, vertical_alignment="bottom"):
-            st.selectbox(t("editor.rules.subject"), node_forms.SUBJECTS, index=node_forms.SUBJECTS.index(row.subject),
-                         key=f"{key}_subject", format_func=lambda s: t(f"editor.subject.{s}"))
-            if subject in node_forms.NAMED_SUBJECTS:
-                st.text_input(t(f"editor.rules.name.{subject}"), value=row.name, key=f"{key}_name")
-    with st.container(horizontal=True, vertical_alignment="bottom"):
-        st.selectbox(t("editor.rules.operator"), node_forms.OPERATORS, index=node_forms.OPERATORS.index(row.operator),
-                     key=f"{key}_op", format_func=lambda o: t(f"editor.operator.{o}"))
-        if node_forms.operator_needs_value(operator):
-            if operator in node_forms.TAG_OPERATORS:
-                st.text_input(t("editor.rules.tag"), value=row.value, key=f"{key}_value")
-            else:
-                st.text_input(t("editor.rules.value"), value=row.value, key=f"{key}_value",
-                              help=t("editor.rules.value_help"))
-
-
-def _rule_rows_read(key: str, groups: Any) -> list[list[node_forms.RuleRow]]:
-    """The rule rows as the widgets hold them (a hidden widget keeps the row's drawn value)."""
-    state = st.session_state
-    return [[node_forms.RuleRow(state.get(f"{key}_{g}_{r}_subject", row.subject),
-                                state.get(f"{key}_{g}_{r}_name", row.name),
-                                state.get(f"{key}_{g}_{r}_op", row.operator),
-                                state.get(f"{key}_{g}_{r}_value", row.value))
-             for r, row in enumerate(rows)]
-            for g, rows in enumerate(node_forms.rule_form(groups) or [])]
-
-
-def _hours_widget(label: str, key: str, value: Any) -> None:
-    """A delay's business hours: a switch, then the days and the opening and closing times."""
-    form = node_forms.hours_form(value)
-    if not st.toggle(label, value=form.enabled, key=f"{key}_on"):
-        return
-    if form.timezone:
-        st.caption(t("editor.hours.zone_node"))
-        st.text(form.timezone)
-    else:
-        st.caption(t("editor.hours.zone_workspace"))
-    st.multiselect(t("editor.hours.days"), node_forms.WEEKDAYS, default=form.days, key=f"{key}_days",
-                   format_func=lambda day: t(f"editor.weekday.{day}"))
-    with st.container(horizontal=True):
-        st.time_input(t("editor.hours.start"), value=form.start, key=f"{key}_start")
-        st.time_input(t("editor.hours.end"), value=form.end, key=f"{key}_end")
-
-
-def _hours_read(key: str, value: Any) -> node_forms.HoursForm:
-    form = node_forms.hours_form(value)
-    state = st.session_state
-    return node_forms.HoursForm(state.get(f"{key}_on", form.enabled), state.get(f"{key}_days", form.days),
-                                state.get(f"{key}_start", form.start), state.get(f"{key}_end", form.end),
-                                form.timezone)
-
-
-def _media_widget(label: str, key: str, value: Any) -> None:
-    """A message's media: the kind, then a file of that kind from the workspace's library, and a caption."""
-    form = node_forms.media_form(value)
-    kinds = ("", *node_forms.MEDIA_KINDS)
-    kind = st.selectbox(label, kinds, index=kinds.index(form.kind), key=f"{key}_kind",
-                        format_func=lambda k: t(f"media.kind.{k}") if k else t("editor.media.none"))
-    if not kind:
-        return
-    try:
-        library = media_library.list_media(actor, kind)
-    except PAGE_ERRORS as exc:
-        st.error(error_text(exc))
-        library = []
-    kept = form.media_id if kind == form.kind else None
-    ids, names = node_forms.media_options(library, kept)
-    if ids:
-        # File names are typed by people: plain option text, never Markdown.
-        st.selectbox(t("editor.media.file"), ids, index=ids.index(kept) if kept is not None else 0, key=f"{key}_id",
-                     format_func=lambda media_id: names.get(str(media_id)) or t("editor.media.missing",
-                                                                                media_id=media_id))
-    else:
-        st.caption(t("editor.media.empty"))
-    st.text_input(t("editor.media.caption"), value=form.caption, key=f"{key}_caption")
-
-
-def _media_read(key: str, value: Any) -> node_forms.MediaForm:
-    form = node_forms.media_form(value)
-    state = st.session_state
-    kind = state.get(f"{key}_kind", form.kind)
-    # No picker was drawn (an empty library) means no file, unless the kind is the one the node already has.
-    media_id = state.get(f"{key}_id", form.media_id if kind == form.kind else None)
-    return node_forms.MediaForm(kind, media_id, state.get(f"{key}_caption", form.caption))
-
-
-class _FormError(ValueError):
-    # A widget value that cannot become configuration; str(exc) is the pt-BR message.
-    pass
-
-
-def _field_value(field: FormField, key: str) -> Any:
-    """The configuration value for a field's widgets; ``None`` means "leave the key out"."""
-    name, widget, _optional, _choices, shown = field
-    if widget == "rule_groups":
-        return node_forms.groups_from_rows(_rule_rows_read(key, shown), shown)
-    if widget == "business_hours":
-        return node_forms.hours_from_form(_hours_read(key, shown), shown)
-    if widget == "media":
-        return node_forms.media_from_form(_media_read(key, shown), shown)
-    raw = st.session_state.get(key)
-    if widget in ("bool", "literal", "pick_one"):
-        return raw
-    if widget == "pick_many":
-        return list(raw) or None
-    if widget in ("int", "float"):
-        return None if raw is None else (int(raw) if widget == "int" else float(raw))
-    if widget in ("text", "template"):
-        return raw if (raw or "").strip() else None
-    if widget == "list_str":
-        return [line.strip() for line in (raw or "").splitlines() if line.strip()]
-    if widget == "list_int":
-        try:
-            return [int(line) for line in (raw or "").split() if line.strip()] or None
-        except ValueError:
-            raise _FormError(t("editor.panel.json_error", field=_label(name), reason=raw)) from None
-    if widget == "options":
-        options = []
-        for line in (raw or "").splitlines():
-            if not line.strip():
-                continue
-            key, sep, text = line.partition("|")
-            if not sep:
-                raise _FormError(t("editor.panel.options_error"))
-            options.append({"key": key.strip(), "label": text.strip()})
-        return options
-    if not (raw or "").strip():
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise _FormError(t("editor.panel.json_error", field=_label(name), reason=exc.msg)) from None
-
-
-def _form_data(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField]) -> dict[str, Any] | None:
+def _form_data(k: types.SimpleNamespace, node_id: str, prefix: str,
+               fields: list[node_forms.FormField]) -> dict[str, Any] | None:
     """The node's configuration with every field's widgets read back (None if the node is gone).
 
-    A field whose value did not change keeps the key as the definition has it (absent, or written out), so
-    applying an untouched form leaves the node identical. Raises ``_FormError``.
+    Raises ``node_forms.FormError``.
     """
     node = canvas.find_node(st.session_state[k.draft], node_id)
     if node is None:
         return None
-    data = canvas.node_data(node)
-    for field in fields:
-        name, widget, optional, _choices, shown = field
-        value = _field_value(field, f"{prefix}_{name}")
-        if value is None and widget in ("text", "template") and not optional:
-            value = ""  # a required text left empty stays visible as a problem on the node
-        if value == shown:
-            continue
-        if value is None:
-            data.pop(name, None)
-        else:
-            data[name] = value
-    return data
+    values = {field.name: form_fields.read(field, f"{prefix}_{field.name}") for field in fields}
+    return node_forms.apply_form(canvas.node_data(node), fields, values)
 
 
 def _read_form(k: types.SimpleNamespace, node_id: str, prefix: str,
-               fields: list[FormField]) -> dict[str, Any] | None:
+               fields: list[node_forms.FormField]) -> dict[str, Any] | None:
     """The node's configuration as the form's widgets hold it; None (with a message) when a field is invalid."""
     _take_browser_changes(k)
     try:
         return _form_data(k, node_id, prefix, fields)
-    except _FormError as exc:
+    except node_forms.FormError as exc:
         _flash("error", str(exc))
         return None
 
 
-def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField]) -> None:
+def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[node_forms.FormField]) -> None:
     """"Aplicar": read every field widget back into the node's configuration (the draft, not the database)."""
     data = _read_form(k, node_id, prefix, fields)
     if data is None:
@@ -598,9 +259,10 @@ def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: lis
     _flash("success", t("editor.panel.applied"))
 
 
-def _change_rules(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[FormField], name: str,
-                  change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
-    """Add or remove a rule or group: the form is applied first, so nothing typed is lost."""
+def _change_field(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[node_forms.FormField], name: str,
+                  change: Callable[[list[Any]], list[Any]]) -> None:
+    """Restructure a field's value (add or remove a rule or group): the form is applied first, so nothing typed is
+    lost."""
     data = _read_form(k, node_id, prefix, fields)
     if data is None:
         return
@@ -616,17 +278,20 @@ def _node_form(funnel_id: int, k: types.SimpleNamespace, node: dict[str, Any]) -
     st.text(node_id)
     st.caption(t("editor.panel.type"))
     st.text(canvas.type_label(kind))
-    if kind not in REGISTRY:
+    spec = REGISTRY.get(kind)
+    if spec is None:
         st.warning(t("editor.panel.unknown"))
         st.code(json.dumps(node, ensure_ascii=False, indent=2), language="json")
     else:
-        fields = _form_fields(kind, canvas.node_data(node))
+        st.caption(spec.description)
+        fields = node_forms.form_fields(spec, canvas.node_data(node))
         prefix = f"editor_w_{funnel_id}_{st.session_state[k.nonce]}_{node_id}"
         form_args = (k, node_id, prefix, fields)
-        if any(widget == "template" for _, widget, *_ in fields):
+        context = form_fields.FormContext(actor, functools.partial(_change_field, *form_args))
+        if any(field.template for field in fields):
             st.caption(t("editor.panel.variables"))
         for field in fields:
-            _field_widget(field, f"{prefix}_{field[0]}", form_args)
+            form_fields.draw(field, f"{prefix}_{field.name}", context)
         st.button(t("editor.panel.apply"), key=f"editor_apply_{node_id}", type="primary", on_click=_apply_form,
                   args=form_args)
     _outputs(k, node)

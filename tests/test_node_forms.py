@@ -11,6 +11,7 @@ from engine.core.nodes import REGISTRY
 from engine.core.nodes.condition import ConditionData
 from engine.core.nodes.delay import BusinessHours
 from engine.core.nodes.send_message import Media
+from pages.ui import fields
 from workbench.editor import canvas, node_forms
 from workbench.editor.node_forms import HoursForm, MediaForm, RuleRow
 
@@ -159,7 +160,7 @@ def test_media_the_form_cannot_show(value):
 
 
 def test_media_options_keep_the_current_id():
-    library = [{"id": 5, "filename": "b.png"}, {"id": 12, "filename": "a.png"}]
+    library = [{"id": 5, "name": "b.png"}, {"id": 12, "name": "a.png"}]
     assert node_forms.media_options(library, None) == ([5, 12], {"5": "b.png", "12": "a.png"})
     assert node_forms.media_options(library, "12")[0] == [5, "12"]  # the stored id keeps its type
     assert node_forms.media_options(library, 99)[0] == [99, 5, 12]  # no longer in the library: still offered
@@ -179,3 +180,64 @@ def test_typed_fields_of_new_nodes_round_trip():
                 assert write(read(data[name]), data[name]) == data[name]
                 checked += 1
     assert checked
+
+
+# -- fields of a node type's form ---------------------------------------------------------------------------------
+
+def kinds(node_type: str, data: dict | None = None) -> dict[str, str]:
+    return {f.name: f.kind for f in node_forms.form_fields(REGISTRY[node_type], data or {})}
+
+
+def test_field_kinds_come_from_the_schema_and_the_hints():
+    assert kinds("send_message") == {"text": "long_text", "media": "media", "typing": "bool"}
+    assert kinds("trigger") == {"kind": "literal", "mode": "literal", "words": "list_str", "tag": "text",
+                                "priority": "int", "restart_running": "bool", "instance_ids": "pick_many"}
+    assert kinds("send_choices")["options"] == "options" and kinds("wait_reply")["timeout_s"] == "float"
+    assert kinds("route")["team_id"] == "pick_one" and kinds("go_to_funnel") == {"funnel_id": "pick_one"}
+    assert kinds("condition") == {"groups": "rule_groups"} and kinds("delay")["business_hours"] == "business_hours"
+    # a value the typed editor cannot show is edited as JSON
+    assert kinds("condition", {"groups": [{"rules": [{"field": "contact.email"}]}]}) == {"groups": "json"}
+
+
+def test_form_fields_carry_labels_values_and_choices():
+    [kind, mode, *_] = node_forms.form_fields(REGISTRY["trigger"], {"kind": "tag_added"})
+    assert (kind.label, kind.value, kind.optional, kind.template) == ("Quando começa", "tag_added", False, False)
+    assert kind.choices == ("first_message", "keyword", "any_message", "tag_added", "manual")
+    assert kind.choice_labels["manual"] == "Início manual"
+    assert mode.value == "contains"  # the schema's default when the draft leaves it out
+    text = node_forms.form_fields(REGISTRY["send_message"], {})[0]
+    assert (text.template, text.optional, text.value) == (True, True, None)
+    assert node_forms.form_fields(REGISTRY["route"], {})[0].source == "teams"
+
+
+def test_every_kind_is_drawn_and_every_hint_is_known():
+    assert set(fields.KINDS) == set(node_forms.FIELD_KINDS)
+    for spec in REGISTRY.values():
+        assert {f.kind for f in node_forms.form_fields(spec, spec.default_data())} <= set(node_forms.FIELD_KINDS)
+        for hint in spec.hints.values():
+            assert hint.kind in (None, *node_forms.FIELD_KINDS) and hint.source in (None, *fields.SOURCES)
+
+
+def test_an_untouched_form_applies_to_identical_data():
+    data = {"prompt": "Oi?", "options": [{"key": "a", "label": "A"}], "extra": 1}
+    form = node_forms.form_fields(REGISTRY["send_choices"], data)
+    values = {f.name: f.value for f in form}
+    assert node_forms.apply_form(data, form, values) == data
+    values.update(prompt=None, retry_prompt="De novo?", max_retries=2)
+    assert node_forms.apply_form(data, form, values) == {**data, "prompt": "", "retry_prompt": "De novo?"}
+
+
+def test_text_conversions():
+    options = [{"key": "a", "label": "A"}]
+    assert node_forms.options_value(node_forms.options_text(options)) == options
+    assert node_forms.str_lines_value(" a \n\n b") == ["a", "b"] and node_forms.int_lines_value("", "x") is None
+    assert node_forms.json_value(node_forms.json_text({"a": [1]}), "x") == {"a": [1]}
+    assert node_forms.pick_options({1: "Vendas"}, [1, 7]) == ([1, 7], [1, 7])  # 7 left the workspace: kept
+
+
+@pytest.mark.parametrize("convert", [lambda: node_forms.options_value("sem barra"),
+                                     lambda: node_forms.int_lines_value("1 dois", "Ids"),
+                                     lambda: node_forms.json_value("{", "Regras")])
+def test_conversions_refuse_what_cannot_be_configuration(convert):
+    with pytest.raises(node_forms.FormError):
+        convert()

@@ -17,11 +17,12 @@ from streamlit.testing.v1 import AppTest
 from engine.core.definition import validate_definition
 from engine.core.examples import scheduling_funnel
 from engine.core.nodes.condition import ConditionData
+from pages.ui import fields
 from tests.factories import make_actor, make_instance, make_team, make_workspace
 from tests.test_pages_app import new_app
 from workbench.services import funnels
 from workbench.store.db import session_scope
-from workbench.store.models import Media
+from workbench.store.models import Media, Tag
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -443,3 +444,36 @@ def test_teams_people_and_numbers_are_picked_by_name(engine, r):
     route = stored_data(admin, fid, "rota_vendas")
     assert (route["team_id"], route["agent_id"], route["team_name"]) == (team, seller.user_id, "Vendas")
     assert stored_data(admin, fid, "inicio")["instance_ids"] == [number]
+
+
+def test_the_funnel_to_go_to_is_picked_by_name(engine, r):
+    ws = make_workspace()
+    admin = make_actor(ws)
+    target = funnels.create_funnel(admin, "Pós-venda <i>nova</i>")
+    fid = funnels.create_funnel(admin, "Triagem", {
+        "nodes": [{"id": "inicio", "type": "trigger", "position": {"x": 0, "y": 0}, "data": {"kind": "manual"}},
+                  {"id": "ir", "type": "go_to_funnel", "position": {"x": 300, "y": 0}, "data": {}}],
+        "edges": [{"id": "e1", "source": "inicio", "target": "ir", "label": "next"}]})
+    at = click(open_editor(admin, fid), fid, "ir")
+    picker = widget(at.selectbox, "_funnel_id")
+    assert picker.label == "Funil" and picker.value is None
+    assert set(picker.options) == {"—", "Pós-venda <i>nova</i>", "Triagem"}  # names as plain option text
+    at = picker.set_value(target).run()
+    at = at.button(key="editor_apply_ir").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert stored_data(admin, fid, "ir") == {"funnel_id": target}
+
+
+def test_every_choice_source_gives_ids_and_names(engine, r):
+    ws = make_workspace()
+    admin = make_actor(ws)
+    make_team(ws, "Vendas")
+    make_instance(ws, "Comercial")
+    funnels.create_funnel(admin, "Agendamento", scheduling_funnel())
+    add_library_media(ws, "promo.png", "image/png")
+    with session_scope() as s:
+        s.add(Tag(workspace_id=ws, name="vip"))
+    for source, rows_of in fields.SOURCES.items():
+        rows = rows_of(admin)
+        assert rows and all(isinstance(row["name"], str) and row["id"] is not None for row in rows), source
+    assert fields.SOURCES["tags"](admin) == [{"id": "vip", "name": "vip"}]  # a node stores the tag's name

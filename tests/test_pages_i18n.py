@@ -1,4 +1,5 @@
-"""The UI catalog: every key the panel uses exists, every error the services raise has a message."""
+"""The one pt-BR catalog: every key the panel, the editor and the engine use exists, every error the services raise
+has a message, every node type has its strings."""
 
 from __future__ import annotations
 
@@ -9,25 +10,42 @@ from pathlib import Path
 import pytest
 
 from connector.contracts import MESSAGE_TYPES, STATES
+from engine.core.definition import PROBLEM_CODES
+from engine.core.nodes import PLANNED_TYPES, REGISTRY
 from workbench.base import i18n
 from workbench.base.errors import LoginThrottled, NotFound, WorkbenchError
+from workbench.editor import node_forms
 from workbench.store.models import ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
-UI_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+UI_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").rglob("*.py"))]
+CORE_FILES = [*sorted((ROOT / "engine").rglob("*.py")), *sorted((ROOT / "workbench" / "editor").glob("*.py"))]
 # t("key") and t(f"prefix.{...}") calls; f-string prefixes are checked to have at least one key.
 LITERAL_KEY = re.compile(r"""\bt\(\s*"([a-z_.]+)"\s*[,)]""")
 PREFIX_KEY = re.compile(r"""\bt\(\s*f["']([a-z_.]+)\{""")
 ERROR_KEY = re.compile(r"""key="(error\.[a-z_.]+)\"""")
 
 
-def test_every_key_used_by_pages_exists():
-    used = {key for path in UI_FILES for key in LITERAL_KEY.findall(path.read_text())}
-    assert len(used) > 50  # the regex still finds the calls
+@pytest.mark.parametrize("files", [UI_FILES, CORE_FILES], ids=["panel", "engine and editor"])
+def test_every_key_used_exists(files):
+    used = {key for path in files for key in LITERAL_KEY.findall(path.read_text())}
+    assert len(used) > 40  # the regex still finds the calls
     assert sorted(k for k in used if not i18n.has_key(k)) == []
-    prefixes = {p for path in UI_FILES for p in PREFIX_KEY.findall(path.read_text())}
+    prefixes = {p for path in files for p in PREFIX_KEY.findall(path.read_text())}
     catalog = i18n.CATALOG[i18n.DEFAULT_LOCALE]
     assert prefixes and all(any(k.startswith(p) for k in catalog) for p in prefixes)
+
+
+def test_every_node_type_and_problem_has_its_strings():
+    wanted = [f"node.{kind}.label" for kind in PLANNED_TYPES]
+    wanted += [f"definition.problem.{code}" for code in PROBLEM_CODES]
+    for kind, spec in REGISTRY.items():
+        wanted += [f"node.{kind}.label", f"node.{kind}.description"]
+        for field in node_forms.form_fields(spec, {}):
+            wanted.append(f"node.{kind}.field.{field.name}")
+            wanted += [f"node.{kind}.value.{field.name}.{choice}" for choice in field.choices]
+    assert len(wanted) > 100
+    assert [key for key in wanted if not i18n.has_key(key)] == []
 
 
 def test_every_error_key_raised_has_a_message():

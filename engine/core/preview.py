@@ -36,6 +36,7 @@ from engine.core.nodes.base import (
     StartFunnel,
 )
 from workbench.base import clock
+from workbench.base.i18n import t
 
 DEFAULT_CONTACT = {"name": None, "phone": "5511999999999", "custom_data": {}, "tags": []}
 """The simulated contact: no name yet (so "ask the name" flows behave as with a new lead)."""
@@ -114,7 +115,7 @@ def _definition(raw: Mapping[str, Any]) -> tuple[FunnelDefinition | None, str | 
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
-        return None, f"corrija os nós com problemas antes de testar ({where}: {first['msg']})"
+        return None, t("preview.invalid", where=where, reason=first["msg"])
 
 
 def _context(state: PreviewState, funnel_name: str, now: datetime) -> ExecutionContext:
@@ -195,7 +196,7 @@ def start(raw: Mapping[str, Any], message: str, *, funnel_name: str = "", now: d
         return _failed(state, error or "", before)
     trigger = defn.start_node()
     if trigger is None:
-        return _failed(state, "o funil precisa de um gatilho (nó inicial)", before)
+        return _failed(state, t("definition.no_start"), before)
     now = now or clock.now()
     run = walk(defn, _context(state, funnel_name, now), trigger.id)
     return _apply(state, run, before)

@@ -1,7 +1,9 @@
 """Conversion between a funnel definition and the streamlit-flow canvas, plus the editor's graph edits.
 
 Pure functions on plain dicts (no Streamlit here): ``pages/editor.py`` wraps what ``to_flow`` returns in
-``StreamlitFlowNode`` / ``StreamlitFlowEdge`` and feeds what the browser sends back to ``from_flow``.
+``StreamlitFlowNode`` / ``StreamlitFlowEdge`` and feeds what the browser sends back to ``from_flow``. What a node
+type looks like (its name, summary, outputs, starting configuration) is read from its ``NodeSpec`` in the
+registry; nothing here is written per node type.
 
 Why the shapes look the way they do (docs/libraries.md, streamlit-flow 1.6.1):
 
@@ -22,13 +24,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from engine.core.definition import CANVAS_TYPES, ValidationReport
-from engine.core.nodes import REGISTRY, outputs_of
-from engine.core.nodes.base import NodeBase
+from engine.core.nodes import REGISTRY
 from workbench.base.i18n import t
-from workbench.editor import node_forms
 
 COLUMN_WIDTH = 300
 ROW_HEIGHT = 150
@@ -78,17 +76,6 @@ def _position(node: Mapping[str, Any]) -> dict[str, float]:
     return {"x": float(x) if isinstance(x, int | float) else 0.0, "y": float(y) if isinstance(y, int | float) else 0.0}
 
 
-def parse(node: Mapping[str, Any]) -> NodeBase | None:
-    """The node through its schema, or None when its type is unknown or its configuration invalid."""
-    kind = node_type_of(node)
-    spec = REGISTRY.get(kind)
-    if spec is None:
-        return None
-    try:
-        return spec.schema.model_validate({"id": node.get("id"), "type": kind, "data": node_data(node)})
-    except ValidationError:
-        return None
-
 
 def find_node(definition: Mapping[str, Any], node_id: str | None) -> dict[str, Any] | None:
     """The node with that id, or None."""
@@ -96,26 +83,10 @@ def find_node(definition: Mapping[str, Any], node_id: str | None) -> dict[str, A
 
 
 def outputs_for(node: Mapping[str, Any]) -> list[str]:
-    """Every output the node may produce (the registry's answer when the node parses).
-
-    A node being edited is often unfinished (an empty question), and its outputs must still be offered; so for
-    a node that does not parse, the multi-output types are read from the raw configuration, as the registry
-    would once it is filled in.
-    """
-    parsed = parse(node)
-    if parsed is not None:
-        return outputs_of(parsed)
-    kind, data = node_type_of(node), node_data(node)
-    timeout = ["timeout"] if data.get("timeout_s") else []
-    if kind == "send_choices":
-        options = data.get("options") if isinstance(data.get("options"), list) else []
-        keys = [o["key"] for o in options if isinstance(o, dict) and isinstance(o.get("key"), str) and o["key"]]
-        return list(dict.fromkeys(keys)) + ["no_match"] + timeout
-    if kind == "wait_reply":
-        return ["next", "invalid"] + timeout
-    if kind == "condition":
-        return ["true", "false"]
-    return [] if kind in ("end", "go_to_funnel") else ["next"]
+    """Every output the node may produce, read from its configuration as it is: a node being edited is often
+    unfinished (an empty question), and its outputs must still be offered. An unknown type offers ``next``."""
+    spec = REGISTRY.get(node_type_of(node))
+    return spec.outputs(node_data(node)) if spec is not None else ["next"]
 
 
 # -- escaping and summaries --------------------------------------------------------------------------------------
@@ -139,55 +110,10 @@ def _short(text: Any, limit: int = SUMMARY_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _duration(seconds: Any) -> str:
-    if not isinstance(seconds, int | float) or seconds <= 0:
-        return "0 s"
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)} {unit}"
-    return f"{seconds:g} s"
-
-
 def summary(node: Mapping[str, Any]) -> str:
     """A short plain-text description of the node's configuration (unescaped; ``node_content`` escapes it)."""
-    kind = node_type_of(node)
-    data = node_data(node)
-    words = data.get("words") if isinstance(data.get("words"), list) else []
-    options = data.get("options") if isinstance(data.get("options"), list) else []
-    if kind == "trigger":
-        trigger_kind = data.get("kind", "keyword")
-        if trigger_kind == "keyword":
-            return t("editor.summary.keyword", words=", ".join(map(str, words)))
-        if trigger_kind == "tag_added":
-            return t("editor.summary.tag_added", tag=data.get("tag") or "")
-        return t(f"editor.value.{trigger_kind}") if isinstance(trigger_kind, str) else ""
-    if kind == "send_message":
-        text = data.get("text") or ""
-        return text if text or not data.get("media") else t("editor.summary.media")
-    if kind == "send_choices":
-        labels = [str(o.get("label", "")) for o in options if isinstance(o, dict)]
-        return f"{data.get('prompt') or ''} [{' / '.join(labels)}]"
-    if kind == "wait_reply":
-        validation = data.get("validation", "any")
-        text = t(f"editor.value.{validation}") if isinstance(validation, str) else ""
-        return f"{text} → {data['save_to']}" if data.get("save_to") else text
-    if kind == "condition":
-        groups = data.get("groups") if isinstance(data.get("groups"), list) else []
-        return t("editor.summary.groups", n=len(groups))
-    if kind == "delay":
-        return _duration(data.get("seconds", 0))
-    if kind in ("add_tag", "remove_tag"):
-        return str(data.get("tag") or "")
-    if kind == "set_field":
-        return f"{data.get('target') or ''} = {data.get('value') or ''}"
-    if kind == "notify_human":
-        return str(data.get("message") or "")
-    if kind == "route":
-        who = data.get("team_name") or data.get("team_id") or data.get("agent_id") or ""
-        return t("editor.summary.route", who=who)
-    if kind == "go_to_funnel":
-        return t("editor.summary.go_to_funnel", funnel_id=data.get("funnel_id") or "")
-    return ""
+    spec = REGISTRY.get(node_type_of(node))
+    return spec.summary(node_data(node)) if spec is not None else ""
 
 
 def type_label(kind: str) -> str:
@@ -221,12 +147,12 @@ def problems_by_node(report: ValidationReport | None) -> dict[str, list[str]]:
     return grouped
 
 
-def _canvas_type(kind: str) -> str:
-    spec = REGISTRY.get(kind)
+def _canvas_type(node: Mapping[str, Any]) -> str:
+    spec = REGISTRY.get(node_type_of(node))
     if spec is not None and spec.is_start:
         return "input"  # no target handle: nothing may connect into a trigger
-    if kind in ("end", "go_to_funnel"):
-        return "output"  # no source handle: these end the run
+    if spec is not None and not spec.outputs(node_data(node)):
+        return "output"  # no source handle: the run ends here
     return "default"
 
 
@@ -248,7 +174,7 @@ def to_flow(definition: Mapping[str, Any], report: ValidationReport | None = Non
             style.update(_SELECTED_STYLE)
         pos = _position(node)
         nodes.append({
-            "id": node["id"], "pos": (pos["x"], pos["y"]), "node_type": _canvas_type(kind),
+            "id": node["id"], "pos": (pos["x"], pos["y"]), "node_type": _canvas_type(node),
             "data": {**copy.deepcopy(node_data(node)), "node_type": kind,
                      "content": node_content(node, problems.get(node["id"], []))},
             "source_position": "right", "target_position": "left", "connectable": True, "deletable": True,
@@ -302,34 +228,9 @@ def new_node_id(definition: Mapping[str, Any], kind: str) -> str:
 
 
 def default_data(kind: str) -> dict[str, Any]:
-    """Configuration a new node starts with: the schema's defaults, plus a starting point for lists of options.
-
-    Required texts stay empty on purpose, so the new node shows a ⚠ until the marketer fills it in.
-    """
-    if kind == "trigger":
-        return {"kind": "keyword", "mode": "contains", "words": []}
-    if kind == "send_message":
-        return {"text": ""}
-    if kind == "send_choices":
-        return {"prompt": "", "options": [{"key": "op1", "label": t("editor.default.option", n=1)},
-                                          {"key": "op2", "label": t("editor.default.option", n=2)}]}
-    if kind == "wait_reply":
-        return {"validation": "any"}
-    if kind == "condition":
-        return {"groups": [{"rules": [node_forms.new_rule()]}]}
-    if kind == "delay":
-        return {"seconds": 60}
-    if kind in ("add_tag", "remove_tag"):
-        return {"tag": ""}
-    if kind == "set_field":
-        return {"target": "", "value": ""}
-    if kind == "notify_human":
-        return {"message": ""}
-    if kind == "route":
-        return {"pause_bot": True}
-    if kind == "go_to_funnel":
-        return {}
-    return {}
+    """The configuration a new ``kind`` node starts with (its spec's ``default_data``)."""
+    spec = REGISTRY.get(kind)
+    return spec.default_data() if spec is not None else {}
 
 
 def add_node(definition: Mapping[str, Any], kind: str, after_id: str | None = None) -> tuple[dict[str, Any], str]:

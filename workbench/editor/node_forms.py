@@ -1,27 +1,219 @@
-"""The editor's typed forms for the structured node fields, as pure conversions (no Streamlit here).
+"""The editor's node forms as pure logic (no Streamlit here): the fields of a node type's form, the kind of each
+field, and the conversions between configuration values and what the widgets hold.
 
-Three node fields are more than a scalar: a condition's rule ``groups``, a delay's ``business_hours`` and a
-send-message node's ``media``. ``pages/editor.py`` draws each as widgets (rule rows, a day multiselect and two
-clocks, a media-library picker); this module says what those widgets start from and turns their values back
-into configuration.
+A field's kind (``FIELD_KINDS``) is read from its schema annotation, unless the node's ``NodeSpec.hints`` say
+otherwise (a text area, a typed editor, a choice source); ``pages/ui/fields.py`` holds one (draw, read) pair per
+kind. Three kinds are typed editors for structured values: a condition's rule ``groups`` (``rule_groups``), a
+delay's ``business_hours`` and a message's ``media`` (a media-library picker); this module says what those
+widgets start from and turns their values back into configuration.
 
 Turning a form back into configuration starts from the value the form was drawn from and changes only what
 the widgets changed: keys the definition left out stay out, keys the schema ignores stay in, so opening a form
-and applying it unchanged gives back identical data. A value a widget cannot show (an import with a field
-path the subjects do not cover, a clock that is not HH:MM) makes the ``*_form`` function answer None, and the
-page falls back to the advanced JSON editor for that field.
+and applying it unchanged gives back identical data. A value a typed editor cannot show (an import with a field
+path the subjects do not cover, a clock that is not HH:MM) makes the field a ``json`` field: the advanced JSON
+editor.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import time
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel
 
 from engine.core.nodes import condition, delay, send_message
+from engine.core.nodes.base import FieldHint, NodeSpec, check_template
+from engine.core.nodes.condition import new_rule
+from workbench.base.i18n import t
+
+FIELD_KINDS = ("text", "long_text", "int", "float", "bool", "literal", "list_str", "list_int", "options", "pick_one",
+               "pick_many", "rule_groups", "business_hours", "media", "json")
+"""Every kind of form field; ``pages/ui/fields.py`` draws and reads each."""
+TEXT_KINDS = ("text", "long_text")
+_PICKED = {"int": "pick_one", "text": "pick_one", "list_int": "pick_many", "list_str": "pick_many"}
+"""A field with a choice source is picked by name from a list, never typed."""
+
+
+class FormError(ValueError):
+    """A widget value that cannot become configuration; ``str(exc)`` is the pt-BR message."""
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One configuration field as the form shows it.
+
+    Attributes:
+        name: the key in the node's ``data``.
+        kind: one of ``FIELD_KINDS``: how the field is drawn and read back.
+        label: the pt-BR label.
+        help: pt-BR help text, or None.
+        optional: None is a valid value (an empty widget leaves the key out).
+        template: the text is rendered with ``{{...}}`` (the form then lists the variables).
+        choices: what a ``literal`` field offers, with their labels in ``choice_labels``.
+        source: where a ``pick_one`` / ``pick_many`` / ``media`` field's choices come from (``FieldHint.source``).
+        value: what the widgets are drawn from: the configuration's value, or the schema's default.
+    """
+
+    name: str
+    kind: str
+    label: str
+    help: str | None = None
+    optional: bool = False
+    template: bool = False
+    choices: tuple[Any, ...] = ()
+    choice_labels: Mapping[Any, str] = field(default_factory=dict)
+    source: str | None = None
+    value: Any = None
+
+
+def form_fields(spec: NodeSpec, data: Mapping[str, Any]) -> list[FormField]:
+    """The form of a node of type ``spec`` whose configuration is ``data``: one field per schema field."""
+    fields = []
+    for name, info in spec.data_schema.model_fields.items():
+        hint = spec.hints.get(name) or FieldHint()
+        kind, optional, choices, template = classify(info.annotation, list(info.metadata), hint)
+        value = data.get(name, None if info.is_required() else info.get_default(call_default_factory=True))
+        if kind in _FITS and not _FITS[kind](value):
+            kind = "json"
+        fields.append(FormField(name, kind, spec.field_label(name), spec.field_help(name), optional, template, choices,
+                                {choice: spec.choice_label(name, choice) for choice in choices}, hint.source, value))
+    return fields
+
+
+def classify(annotation: Any, metadata: list[Any], hint: FieldHint) -> tuple[str, bool, tuple[Any, ...], bool]:
+    """(kind, optional, literal choices, is a template) of one configuration field."""
+    optional = False
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(get_args(annotation))
+        annotation = args[0] if len(args) == 1 else annotation
+        origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        annotation, *extra = get_args(annotation)
+        metadata = [*metadata, *extra]
+        origin = get_origin(annotation)
+    template = annotation is str and any(isinstance(m, AfterValidator) and m.func is check_template for m in metadata)
+    kind = hint.kind or _kind_of(annotation, origin)
+    if hint.source and kind in _PICKED:
+        kind = _PICKED[kind]
+    return kind, optional, get_args(annotation) if origin is Literal else (), template
+
+
+def _kind_of(annotation: Any, origin: Any) -> str:
+    if origin is Literal:
+        return "literal"
+    scalars = {bool: "bool", int: "int", float: "float", str: "text"}
+    if annotation in scalars:
+        return scalars[annotation]
+    if origin is list:
+        item = get_args(annotation)[0]
+        if get_origin(item) is typing.Annotated:
+            item = get_args(item)[0]
+        if item in (str, int):
+            return f"list_{item.__name__}"
+        if isinstance(item, type) and issubclass(item, BaseModel) and set(item.model_fields) == {"key", "label"}:
+            return "options"
+    return "json"
+
+
+def apply_form(data: Mapping[str, Any], fields: list[FormField], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with every field set to what its widgets hold (``values``: field name -> value, None = no value).
+
+    A field whose value did not change keeps the key as the definition has it (absent, or written out), so
+    applying an untouched form leaves the node identical. A required text left empty becomes "", so the node
+    shows the problem.
+    """
+    result = dict(data)
+    for form_field in fields:
+        value = values[form_field.name]
+        if value is None and form_field.kind in TEXT_KINDS and not form_field.optional:
+            value = ""
+        if value == form_field.value:
+            continue
+        if value is None:
+            result.pop(form_field.name, None)
+        else:
+            result[form_field.name] = value
+    return result
+
+
+# -- scalar and list fields ---------------------------------------------------------------------------------------
+
+def text_value(raw: str | None) -> str | None:
+    """A text box's value: None when blank."""
+    return raw if (raw or "").strip() else None
+
+
+def number_value(raw: float | None, kind: str) -> int | float | None:
+    """A number box's value as the field's type (``int`` or ``float``)."""
+    return None if raw is None else int(raw) if kind == "int" else float(raw)
+
+
+def lines_text(value: Any) -> str:
+    """A list shown one item per line."""
+    return "\n".join(map(str, value)) if isinstance(value, list) else ""
+
+
+def str_lines_value(raw: str | None) -> list[str]:
+    """The non-blank lines, trimmed."""
+    return [line.strip() for line in (raw or "").splitlines() if line.strip()]
+
+
+def int_lines_value(raw: str | None, label: str) -> list[int] | None:
+    """Whole numbers, one per line (None when there are none); ``FormError`` for anything else."""
+    try:
+        return [int(line) for line in (raw or "").split() if line.strip()] or None
+    except ValueError:
+        raise FormError(t("editor.panel.json_error", field=label, reason=raw)) from None
+
+
+def options_text(value: Any) -> str:
+    """Menu options as ``key | label`` lines."""
+    items = value if isinstance(value, list) else []
+    return "\n".join(f"{o.get('key', '')} | {o.get('label', '')}" for o in items if isinstance(o, dict))
+
+
+def options_value(raw: str | None) -> list[dict[str, str]]:
+    """``key | label`` lines back into options; ``FormError`` for a line without ``|``."""
+    options = []
+    for line in (raw or "").splitlines():
+        if not line.strip():
+            continue
+        key, sep, text = line.partition("|")
+        if not sep:
+            raise FormError(t("editor.panel.options_error"))
+        options.append({"key": key.strip(), "label": text.strip()})
+    return options
+
+
+def json_text(value: Any) -> str:
+    """A value in the advanced JSON editor."""
+    return "" if value is None else json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def json_value(raw: str | None, label: str) -> Any:
+    """The advanced JSON editor's value (None when blank); ``FormError`` for invalid JSON."""
+    if not (raw or "").strip():
+        return None
+    try:
+        return json.loads(raw)  # type: ignore[arg-type]
+    except json.JSONDecodeError as exc:
+        raise FormError(t("editor.panel.json_error", field=label, reason=exc.msg)) from None
+
+
+def pick_options(names: Mapping[Any, str], value: Any) -> tuple[list[Any], list[Any]]:
+    """(options, chosen) of a picker: the source's ids, then chosen ids no longer in it (shown as "#id")."""
+    chosen = list(value) if isinstance(value, list) else [] if value is None else [value]
+    return [*names, *(v for v in chosen if v not in names)], chosen
+
 
 # -- condition rules ----------------------------------------------------------------------------------------------
 
@@ -44,11 +236,6 @@ class RuleRow:
     value: str
 
 
-def new_rule() -> dict[str, Any]:
-    """The rule a new condition (or "add rule") starts with: the last reply equals an empty value (a ⚠)."""
-    return {"field": "last_reply", "operator": "equals", "value": ""}
-
-
 def split_field(field: str) -> tuple[str, str] | None:
     """``(subject, name)`` for a rule's field path, or None when no subject covers it."""
     for subject, prefix in NAMED_SUBJECTS.items():
@@ -64,7 +251,7 @@ def join_field(subject: str, name: str) -> str:
 
 def operator_needs_value(operator: str) -> bool:
     """Whether the operator compares with a value (``is_empty`` / ``not_empty`` do not)."""
-    return operator in condition._NEEDS_VALUE  # the engine's own list, so the form cannot disagree with it
+    return operator in condition.NEEDS_VALUE  # the engine's own list, so the form cannot disagree with it
 
 
 def rule_form(groups: Any) -> list[list[RuleRow]] | None:
@@ -223,7 +410,8 @@ def media_form(value: Any) -> MediaForm | None:
 
 
 def media_options(library: list[Mapping[str, Any]], kept: int | str | None) -> tuple[list[int | str], dict[str, str]]:
-    """The picker's media ids and their file names (keyed by ``str(id)``) for the library items of one kind.
+    """The picker's media ids and their file names (keyed by ``str(id)``) for the library items of one kind
+    (rows of the ``media`` choice source: ``id`` and ``name``).
 
     ``kept`` (the id the node sends now) stays offered even when it is no longer in the library, with no name,
     and keeps its own type (an imported ``"12"`` is not silently turned into ``12``).
@@ -233,7 +421,7 @@ def media_options(library: list[Mapping[str, Any]], kept: int | str | None) -> t
     for item in library:
         same = kept is not None and str(item["id"]) == str(kept)
         ids.append(kept if same else item["id"])
-        names[str(item["id"])] = str(item.get("filename") or "")
+        names[str(item["id"])] = str(item.get("name") or "")
     if kept is not None and str(kept) not in names:
         ids.insert(0, kept)
     return ids, names
@@ -249,6 +437,14 @@ def media_from_form(form: MediaForm, original: Any) -> dict[str, Any] | None:
     shown = original.get("caption") if isinstance(original, Mapping) else None
     return _merged(original, {"kind": form.kind, "media_id": form.media_id, "caption": _text(form.caption, shown)},
                    {"caption": None})
+
+
+_FITS: dict[str, Callable[[Any], bool]] = {
+    "rule_groups": lambda value: rule_form(value) is not None,
+    "business_hours": lambda value: hours_form(value) is not None,
+    "media": lambda value: media_form(value) is not None,
+}
+"""The typed editors, and whether a value fits one (otherwise the field is shown as advanced JSON)."""
 
 
 # -- shared -------------------------------------------------------------------------------------------------------

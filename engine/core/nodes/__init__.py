@@ -1,20 +1,19 @@
-"""The node registry: one module per node type, one discriminated union, one dispatch.
+"""The node registry: one module per node type, one parse path, one dispatch.
 
-To add a node type (``ai_reply``, ``webhook`` and ``odoo`` are next): write ``engine/nodes/<type>.py`` with
-its schema (``type: Literal["<type>"]``, configuration in ``data``), ``execute`` (and ``resume`` /
-``on_timeout`` if it waits) and a ``SPEC``; add the module to ``NODE_MODULES`` and drop its name from
-``PLANNED_TYPES``. Integrations that can fail (webhook, Odoo) should expose ``success``/``failure`` outputs
-and turn errors into the ``failure`` branch rather than a run error. Nothing else needs to change: the
-union, the validator and the runtime all read this registry.
+A node type is one module (``engine/core/nodes/<type>.py``) with its schema, executor(s) and a ``SPEC``
+(``NodeSpec``), plus its strings in the catalog (``workbench/base/i18n.py``); docs/nodes.md walks through
+adding one. The validator, the runtime, the canvas, the editor's forms and the test chat all read ``REGISTRY``,
+so nothing else changes. ``register`` and ``unregister`` also work at run time (a test adds a throw-away type and
+takes it away again): parsing reads the registry as it is, never a union frozen at import.
 """
 
 from __future__ import annotations
 
-import operator
-from functools import reduce
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter
+from pydantic import PlainValidator, SerializeAsAny, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 from engine.core.nodes import (
     add_tag,
@@ -32,22 +31,47 @@ from engine.core.nodes import (
     wait_reply,
 )
 from engine.core.nodes.base import ExecutionContext, NodeBase, NodeResult, NodeSpec
+from workbench.base.i18n import t
 
 NODE_MODULES = (trigger, send_message, send_choices, wait_reply, condition, delay, add_tag, remove_tag, set_field,
                 notify_human, go_to_funnel, route, end)
 
-REGISTRY: dict[str, NodeSpec] = {module.SPEC.type: module.SPEC for module in NODE_MODULES}
-"""type -> NodeSpec (schema, executors, outputs)."""
+REGISTRY: dict[str, NodeSpec] = {}
+"""type -> NodeSpec, in palette order."""
 
-PLANNED_TYPES: dict[str, str] = {
-    "ai_reply": "Resposta com IA",
-    "webhook": "Webhook",
-    "odoo": "Enviar para o Odoo",
-}
+PLANNED_TYPES = ("ai_reply", "webhook", "odoo")
 """Types the product will have but this version cannot run yet: reported as "not available", not "unknown"."""
 
-# The one discriminated union of every node schema, built from the registry so it cannot drift from it.
-AnyNode = Annotated[reduce(operator.or_, (spec.schema for spec in REGISTRY.values())), Field(discriminator="type")]
+
+def register(spec: NodeSpec) -> None:
+    """Add a node type; ``ValueError`` when its type is taken."""
+    if spec.type in REGISTRY:
+        raise ValueError(f"node type {spec.type!r} is already registered")
+    REGISTRY[spec.type] = spec
+
+
+def unregister(node_type: str) -> None:
+    """Remove a node type (drafts that use it then report it as unknown)."""
+    del REGISTRY[node_type]
+
+
+for _module in NODE_MODULES:
+    register(_module.SPEC)
+
+
+def _parse(raw: Any) -> NodeBase:
+    """Validate a raw node with the schema its ``type`` names in the registry as it is now."""
+    if isinstance(raw, NodeBase):
+        return raw
+    kind = raw.get("type") if isinstance(raw, Mapping) else None
+    spec = REGISTRY.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        raise PydanticCustomError("node_type_unknown", t("definition.unknown_node_type"), {"type": str(kind)})
+    return spec.schema.model_validate(raw)
+
+
+AnyNode = SerializeAsAny[Annotated[NodeBase, PlainValidator(_parse)]]
+"""Any registered node: validated by its type's schema, serialized with all of its fields."""
 NODE_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyNode)
 
 
@@ -63,17 +87,17 @@ def parse_node(raw: Any) -> NodeBase:
 
 def outputs_of(node: NodeBase) -> list[str]:
     """Every edge label ``node`` may produce (e.g. ``["true", "false"]``)."""
-    return spec_for(node).outputs(node)
+    return spec_for(node).outputs(node.data.model_dump())  # type: ignore[attr-defined]
 
 
 def required_outputs_of(node: NodeBase) -> list[str]:
     """The outputs that must have an edge before the funnel can be published."""
-    return spec_for(node).required_outputs(node)
+    return spec_for(node).required_outputs(node.data.model_dump())  # type: ignore[attr-defined]
 
 
 def node_waits(node: NodeBase) -> bool:
     """Whether executing ``node`` suspends the run."""
-    return spec_for(node).waits(node)
+    return spec_for(node).waits(node.data.model_dump())  # type: ignore[attr-defined]
 
 
 def execute_node(node: NodeBase, ctx: ExecutionContext) -> NodeResult:
@@ -91,9 +115,10 @@ def timeout_node(node: NodeBase, ctx: ExecutionContext) -> NodeResult:
     """The node's wait deadline passed. Nodes without a deadline handler simply end the run."""
     spec = spec_for(node)
     if spec.on_timeout is None:
-        return NodeResult(log=("prazo vencido num nó sem espera; fim do funil",))
+        return NodeResult(log=(t("run.timeout_without_wait"),))
     return spec.on_timeout(node, ctx)
 
 
 __all__ = ["NODE_ADAPTER", "NODE_MODULES", "PLANNED_TYPES", "REGISTRY", "AnyNode", "execute_node", "node_waits",
-           "outputs_of", "parse_node", "required_outputs_of", "resume_node", "spec_for", "timeout_node"]
+           "outputs_of", "parse_node", "register", "required_outputs_of", "resume_node", "spec_for", "timeout_node",
+           "unregister"]

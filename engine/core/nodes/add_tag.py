@@ -8,15 +8,17 @@ from pydantic import Field
 
 from engine.core.nodes.base import (
     AddTag,
+    Config,
     ExecutionContext,
     NodeBase,
     NodeData,
     NodeResult,
     NodeSpec,
     TemplateStr,
-    next_only,
+    raw_text,
     render_text,
 )
+from workbench.base.i18n import t
 
 
 class TagData(NodeData):
@@ -34,12 +36,12 @@ class AddTagNode(NodeBase):
 
 def tag_name(data: TagData, ctx: ExecutionContext) -> tuple[str, tuple[str, ...], str | None]:
     """Render the tag name: (name, log, error). An empty name is an error (a tag needs a name)."""
-    rendered = render_text(data.tag, ctx, "tag")
+    rendered = render_text(data.tag, ctx, t("run.what.tag"))
     name = " ".join(rendered.text.split())[:80]
     if rendered.error:
         return "", rendered.log, rendered.error
     if not name:
-        return "", rendered.log, "o nome da tag ficou vazio"
+        return "", rendered.log, t("node.add_tag.error.empty")
     return name, rendered.log, None
 
 
@@ -51,4 +53,9 @@ def execute(node: AddTagNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="next", actions=(AddTag(name),), log=log)
 
 
-SPEC = NodeSpec(type="add_tag", label="Adicionar tag", schema=AddTagNode, execute=execute, outputs=next_only)
+def summary(data: Config) -> str:
+    """The tag."""
+    return raw_text(data, "tag")
+
+
+SPEC = NodeSpec(type="add_tag", schema=AddTagNode, execute=execute, summary=summary, default_data=lambda: {"tag": ""})

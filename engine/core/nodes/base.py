@@ -1,8 +1,8 @@
-"""What every node type shares: the schema base, the execution context, results, actions and waits.
+"""What every node type shares: the schema base, the execution context, results, actions, waits and ``NodeSpec``.
 
-The contract: a node module holds a pydantic schema (``type: Literal[...]`` plus
-its configuration in ``data``, which is where the canvas keeps it) and a pure ``execute(node, ctx) ->
-NodeResult``. Waiting nodes also have ``resume(node, ctx, reply_text)`` and ``on_timeout(node, ctx)``.
+The contract (docs/nodes.md): a node module holds a pydantic schema (``type: Literal[...]`` plus its
+configuration in ``data``, which is where the canvas keeps it), a pure ``execute(node, ctx) -> NodeResult`` and
+a ``SPEC``. Waiting nodes also have ``resume(node, ctx, reply_text)`` and ``on_timeout(node, ctx)``.
 Executors never touch a database or the network: they *describe* what should happen (``actions``), where
 to go next (``output``, an edge label) and whether to suspend (``wait``); the runtime applies all of it in
 one transaction.
@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.core.templates import check_syntax, render
 from workbench.base.clock import DEFAULT_TIMEZONE
+from workbench.base.i18n import has_key, t
 
 MAX_WAIT_SECONDS = 30 * 24 * 3600
 """Longest delay or reply timeout a node may ask for (30 days)."""
@@ -42,14 +43,15 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 # -- schema building blocks ----------------------------------------------------------------------------------
 
-def _check_template(value: str) -> str:
+def check_template(value: str) -> str:
+    """Refuse a template with a syntax error (pt-BR message from the catalog)."""
     problem = check_syntax(value)
     if problem:
-        raise PydanticCustomError("template_syntax", "modelo de texto inválido: {problem}", {"problem": problem})
+        raise PydanticCustomError("template_syntax", t("node.error.template_syntax"), {"problem": problem})
     return value
 
 
-TemplateStr = Annotated[str, AfterValidator(_check_template)]
+TemplateStr = Annotated[str, AfterValidator(check_template)]
 """A text field rendered by ``engine.core.templates.render``; its syntax is checked when the node is validated."""
 
 
@@ -64,12 +66,7 @@ def _check_target(value: str) -> str:
         return value
     if len(parts) == 3 and parts[:2] == ["contact", "custom_data"] and _NAME.match(parts[2]):
         return value
-    raise PydanticCustomError(
-        "target_invalid",
-        "destino '{value}' inválido: use vars.nome, contact.name ou contact.custom_data.campo "
-        "(letras, números e _; começando por letra)",
-        {"value": value},
-    )
+    raise PydanticCustomError("target_invalid", t("node.error.target_invalid"), {"value": value})
 
 
 TargetStr = Annotated[str, AfterValidator(_check_target)]
@@ -388,55 +385,147 @@ class Rendered:
     error: str | None = None
 
 
-def render_text(template: str | None, ctx: ExecutionContext, what: str = "texto") -> Rendered:
-    """Render one node field, turning missing values and truncation into log lines (pt-BR)."""
+def render_text(template: str | None, ctx: ExecutionContext, what: str | None = None) -> Rendered:
+    """Render one node field, turning missing values and truncation into log lines (pt-BR).
+
+    ``what`` names the field in those lines (from the catalog, ``run.what.*``; "texto" when not given).
+    """
     if not template:
         return Rendered("")
     result = render(template, ctx)
-    log = tuple(f"{what}: valor ausente '{path}' ficou vazio" for path in result.missing)
+    name = what or t("run.what.text")
+    log = tuple(t("run.value_missing", what=name, path=path) for path in result.missing)
     if result.truncated:
-        log += (f"{what}: texto cortado no limite de tamanho",)
+        log += (t("run.truncated", what=name),)
     if result.error:
-        return Rendered("", log, f"{what}: {result.error}")
+        return Rendered("", log, t("run.render_error", what=name, error=result.error))
     return Rendered(result.text, log)
 
 
 def check_wait_seconds(value: float | None) -> float | None:
     """Shared bound for timeouts and delays."""
     if value is not None and not 0 < value <= MAX_WAIT_SECONDS:
-        raise PydanticCustomError("duration_invalid", "duração deve ficar entre 1 segundo e 30 dias")
+        raise PydanticCustomError("duration_invalid", t("node.error.duration_invalid"))
     return value
+
+
+# -- the registry entry ------------------------------------------------------------------------------------------
+
+Config = Mapping[str, Any]
+"""A node's ``data`` as a draft holds it: possibly unfinished or malformed, so functions reading it are lenient."""
+
+
+def raw_text(data: Config, name: str) -> str:
+    """``data[name]`` as text for a summary ("" when absent or empty)."""
+    return str(data.get(name) or "")
+
+
+def raw_list(data: Config, name: str) -> list[Any]:
+    """``data[name]`` when it is a list, else an empty list."""
+    value = data.get(name)
+    return value if isinstance(value, list) else []
+
+
+def next_only(data: Config) -> list[str]:
+    """Outputs of a node that simply continues."""
+    return ["next"]
+
+
+def no_outputs(data: Config) -> list[str]:
+    """No outputs: for a node that ends the run, or as "no output is required"."""
+    return []
+
+
+def never_waits(data: Config) -> bool:
+    """A node that runs through without suspending the run."""
+    return False
+
+
+def always_waits(data: Config) -> bool:
+    """A node that always suspends the run (it waits for a reply)."""
+    return True
+
+
+@dataclass(frozen=True)
+class FieldHint:
+    """How the editor shows one configuration field; what is not said here is read from the schema.
+
+    Attributes:
+        kind: the field kind (``workbench.editor.node_forms.FIELD_KINDS``) when the schema's type does not say it:
+            ``long_text`` (a text area), ``rule_groups``, ``business_hours`` or ``media``.
+        source: where the choices come from, for ids (or names) of the workspace's rows: ``teams``, ``people``,
+            ``numbers``, ``media``, ``tags`` or ``funnels`` (``pages/ui/fields.py`` resolves them).
+    """
+
+    kind: str | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One registry entry: everything the definition validator and the runtime need about a node type.
+    """One registry entry: everything the validator, the runtime, the canvas and the editor need about a node type.
+
+    The texts come from the catalog (``workbench/base/i18n.py``) by key: ``node.<type>.label`` and
+    ``node.<type>.description``, ``node.<type>.field.<name>`` for each configuration field, and where they
+    exist ``node.<type>.help.<name>`` (form help) and ``node.<type>.value.<name>.<choice>`` (a ``Literal``'s
+    choices).
 
     Attributes:
         type: the ``type`` value.
-        label: pt-BR name for the palette.
         schema: the pydantic model of the whole node.
         execute: ``(node, ctx) -> NodeResult``.
-        outputs: ``node -> list[str]``: every edge label the node may produce.
-        required_outputs: ``node -> list[str]``: outputs that must have an edge to publish.
-        waits: ``node -> bool``: whether executing it suspends the run (breaks loops).
+        outputs: ``data -> list[str]``: every edge label the node may produce. It reads the raw configuration
+            (``Config``) because the editor asks about unfinished nodes too; for a valid node it must give the
+            same answer as for its parsed ``data``.
+        required_outputs: ``data -> list[str]``: outputs that must have an edge to publish.
+        waits: ``data -> bool``: whether executing it always suspends the run (what breaks a loop).
         resume: ``(node, ctx, reply_text) -> NodeResult`` for nodes that wait for a reply.
         on_timeout: ``(node, ctx) -> NodeResult`` for nodes whose wait has a deadline.
         is_start: the node type starts a funnel (exactly one per definition).
+        summary: ``data -> str``: one line of plain text for the canvas box (the canvas escapes it).
+        default_data: ``() -> dict``: the configuration a new node starts with. Required texts stay empty on
+            purpose, so the new node shows a ⚠ until someone fills them in.
+        hints: field name -> ``FieldHint``, for the fields whose schema type does not say how to edit them.
     """
 
     type: str
-    label: str
     schema: type[NodeBase]
     execute: Callable[[Any, ExecutionContext], NodeResult]
-    outputs: Callable[[Any], list[str]]
-    required_outputs: Callable[[Any], list[str]] = lambda node: []
-    waits: Callable[[Any], bool] = lambda node: False
+    outputs: Callable[[Config], list[str]] = next_only
+    required_outputs: Callable[[Config], list[str]] = no_outputs
+    waits: Callable[[Config], bool] = never_waits
     resume: Callable[[Any, ExecutionContext, str], NodeResult] | None = None
     on_timeout: Callable[[Any, ExecutionContext], NodeResult] | None = None
     is_start: bool = False
+    summary: Callable[[Config], str] = lambda data: ""
+    default_data: Callable[[], dict[str, Any]] = dict
+    hints: Mapping[str, FieldHint] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """The pt-BR name: palette, canvas box, side panel, test chat."""
+        return t(f"node.{self.type}.label")
 
-def next_only(node: Any) -> list[str]:
-    """Outputs of a node that simply continues."""
-    return ["next"]
+    @property
+    def description(self) -> str:
+        """One pt-BR sentence on what the node does, shown with its form."""
+        return t(f"node.{self.type}.description")
+
+    @property
+    def data_schema(self) -> type[NodeData]:
+        """The pydantic model of the node's configuration (``data``)."""
+        return self.schema.model_fields["data"].annotation  # type: ignore[return-value]
+
+    def field_label(self, name: str) -> str:
+        """The form label of configuration field ``name``."""
+        return t(f"node.{self.type}.field.{name}")
+
+    def field_help(self, name: str) -> str | None:
+        """The form help of configuration field ``name``, if the catalog has one."""
+        key = f"node.{self.type}.help.{name}"
+        return t(key) if has_key(key) else None
+
+    def choice_label(self, name: str, value: Any) -> str:
+        """How a choice of field ``name`` reads (the value itself when the catalog has no label for it)."""
+        key = f"node.{self.type}.value.{name}.{value}"
+        return t(key) if has_key(key) else str(value)

@@ -19,16 +19,20 @@ from pydantic_core import PydanticCustomError
 
 from engine.core.matching import normalize, regex_problem, regex_search
 from engine.core.nodes.base import (
+    Config,
     ExecutionContext,
+    FieldHint,
     NodeBase,
     NodeData,
     NodeResult,
     NodeSpec,
     TemplateStr,
+    raw_list,
     read_value,
     render_text,
 )
 from engine.core.nodes.wait_reply import parse_number
+from workbench.base.i18n import t
 
 Operator = Literal["equals", "not_equals", "contains", "regex", "greater", "less", "is_empty", "not_empty",
                    "has_tag", "not_has_tag"]
@@ -37,7 +41,8 @@ _FIELD = re.compile(
     r"^(last_reply|trigger\.message|tags|contact\.name|contact\.phone"
     r"|vars\.[A-Za-z][A-Za-z0-9_]{0,63}|contact\.custom_data\.[A-Za-z][A-Za-z0-9_]{0,63})$"
 )
-_NEEDS_VALUE = {"equals", "not_equals", "contains", "regex", "greater", "less", "has_tag", "not_has_tag"}
+NEEDS_VALUE = frozenset({"equals", "not_equals", "contains", "regex", "greater", "less", "has_tag", "not_has_tag"})
+"""Operators that compare with the rule's value (``is_empty`` / ``not_empty`` do not)."""
 
 
 class Rule(NodeData):
@@ -58,17 +63,15 @@ class Rule(NodeData):
     @model_validator(mode="after")
     def _check(self) -> Rule:
         if self.operator not in {"has_tag", "not_has_tag"} and not _FIELD.match(self.field):
-            raise PydanticCustomError(
-                "field_invalid",
-                "campo '{field}' inválido: use last_reply, trigger.message, vars.X, contact.name, contact.phone, "
-                "contact.custom_data.X ou tags", {"field": self.field})
-        if self.operator in _NEEDS_VALUE and not (self.value and self.value.strip()):
-            raise PydanticCustomError("value_missing", "informe o valor para comparar ({operator})",
+            raise PydanticCustomError("field_invalid", t("node.condition.error.field_invalid"), {"field": self.field})
+        if self.operator in NEEDS_VALUE and not (self.value and self.value.strip()):
+            raise PydanticCustomError("value_missing", t("node.condition.error.value_missing"),
                                       {"operator": self.operator})
         if self.operator == "regex":
             problem = regex_problem(self.value or "")
             if problem:
-                raise PydanticCustomError("regex_invalid", "{problem}", {"problem": problem})
+                raise PydanticCustomError("regex_invalid", t("node.condition.error.regex_invalid"),
+                                          {"problem": problem})
         return self
 
 
@@ -120,7 +123,7 @@ def evaluate_rule(rule: Rule, ctx: ExecutionContext) -> tuple[bool, tuple[str, .
     if rule.operator == "regex":
         expected = rule.value or ""
     else:
-        rendered = render_text(rule.value, ctx, "valor da regra")
+        rendered = render_text(rule.value, ctx, t("run.what.rule_value"))
         if rendered.error:
             return False, rendered.log + (rendered.error,)
         expected, log = rendered.text, rendered.log
@@ -171,9 +174,22 @@ def execute(node: ConditionNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="false", log=tuple(log), data={"group": None})
 
 
-def _true_false(node: ConditionNode) -> list[str]:
+def true_false(data: Config) -> list[str]:
+    """``true`` and ``false``, both required."""
     return ["true", "false"]
 
 
-SPEC = NodeSpec(type="condition", label="Condição", schema=ConditionNode, execute=execute, outputs=_true_false,
-                required_outputs=_true_false)
+def new_rule() -> dict[str, Any]:
+    """The rule a new condition (or "add rule") starts with: the last reply equals an empty value (a ⚠)."""
+    return {"field": "last_reply", "operator": "equals", "value": ""}
+
+
+def summary(data: Config) -> str:
+    """How many groups of rules."""
+    return t("node.condition.summary", n=len(raw_list(data, "groups")))
+
+
+SPEC = NodeSpec(type="condition", schema=ConditionNode, execute=execute, outputs=true_false,
+                required_outputs=true_false, summary=summary,
+                default_data=lambda: {"groups": [{"rules": [new_rule()]}]},
+                hints={"groups": FieldHint(kind="rule_groups")})

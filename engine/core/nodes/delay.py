@@ -14,14 +14,16 @@ from pydantic_core import PydanticCustomError
 
 from engine.core.nodes.base import (
     MAX_WAIT_SECONDS,
+    Config,
     ExecutionContext,
+    FieldHint,
     NodeBase,
     NodeData,
     NodeResult,
     NodeSpec,
     Wait,
-    next_only,
 )
+from workbench.base.i18n import t
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 WEEKDAY_NAMES = ("segunda", "terça", "quarta", "quinta", "sexta", "sábado", "domingo")
@@ -49,7 +51,7 @@ class BusinessHours(NodeData):
             try:
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError):
-                raise PydanticCustomError("timezone_invalid", "fuso horário desconhecido: '{zone}'",
+                raise PydanticCustomError("timezone_invalid", t("node.delay.error.timezone_invalid"),
                                           {"zone": value}) from None
         return value
 
@@ -57,20 +59,20 @@ class BusinessHours(NodeData):
     @classmethod
     def _check_days(cls, value: list[int]) -> list[int]:
         if any(not 0 <= d <= 6 for d in value):
-            raise PydanticCustomError("days_invalid", "dias devem ir de 0 (segunda) a 6 (domingo)")
+            raise PydanticCustomError("days_invalid", t("node.delay.error.days_invalid"))
         return sorted(set(value))
 
     @field_validator("start", "end")
     @classmethod
     def _check_time(cls, value: str) -> str:
         if not _HHMM.match(value):
-            raise PydanticCustomError("time_invalid", "horário '{value}' inválido: use HH:MM", {"value": value})
+            raise PydanticCustomError("time_invalid", t("node.delay.error.time_invalid"), {"value": value})
         return value
 
     @model_validator(mode="after")
     def _check_window(self) -> BusinessHours:
         if self.end <= self.start:
-            raise PydanticCustomError("window_invalid", "o horário final deve ser depois do inicial")
+            raise PydanticCustomError("window_invalid", t("node.delay.error.window_invalid"))
         return self
 
 
@@ -133,10 +135,22 @@ def on_timeout(node: DelayNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="next")
 
 
-def waits(node: DelayNode) -> bool:
+def waits(data: Config) -> bool:
     """A delay breaks a loop only if it always waits at least a second."""
-    return node.data.seconds >= 1
+    seconds = data.get("seconds", 0)
+    return isinstance(seconds, int | float) and seconds >= 1
 
 
-SPEC = NodeSpec(type="delay", label="Atraso", schema=DelayNode, execute=execute, outputs=next_only, waits=waits,
-                on_timeout=on_timeout)
+def summary(data: Config) -> str:
+    """The duration, in the largest whole unit ("2 h", "90 s")."""
+    seconds = data.get("seconds", 0)
+    if not isinstance(seconds, int | float) or seconds <= 0:
+        return "0 s"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} s"
+
+
+SPEC = NodeSpec(type="delay", schema=DelayNode, execute=execute, waits=waits, on_timeout=on_timeout, summary=summary,
+                default_data=lambda: {"seconds": 60}, hints={"business_hours": FieldHint(kind="business_hours")})

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from engine.core.nodes.base import ExecutionContext, NodeBase, NodeData, NodeResult, NodeSpec
+from engine.core.nodes.base import ExecutionContext, NodeBase, NodeData, NodeResult, NodeSpec, no_outputs
+from workbench.base.i18n import t
 
 
 class EndNode(NodeBase):
@@ -18,12 +19,7 @@ class EndNode(NodeBase):
 
 def execute(node: EndNode, ctx: ExecutionContext) -> NodeResult:
     """Finish the run."""
-    return NodeResult(output=None, log=("fim do funil",))
+    return NodeResult(output=None, log=(t("run.end"),))
 
 
-def no_outputs(node: EndNode) -> list[str]:
-    """None."""
-    return []
-
-
-SPEC = NodeSpec(type="end", label="Fim", schema=EndNode, execute=execute, outputs=no_outputs)
+SPEC = NodeSpec(type="end", schema=EndNode, execute=execute, outputs=no_outputs)

@@ -10,7 +10,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from engine.core.nodes.base import ExecutionContext, NodeBase, NodeData, NodeResult, NodeSpec, StartFunnel
+from engine.core.nodes.base import (
+    Config,
+    ExecutionContext,
+    FieldHint,
+    NodeBase,
+    NodeData,
+    NodeResult,
+    NodeSpec,
+    StartFunnel,
+    no_outputs,
+)
+from workbench.base.i18n import t
 
 
 class GoToFunnelData(NodeData):
@@ -31,10 +42,11 @@ def execute(node: GoToFunnelNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(actions=(StartFunnel(node.data.funnel_id),), data={"funnel_id": node.data.funnel_id})
 
 
-def no_outputs(node: GoToFunnelNode) -> list[str]:
-    """None: the run ends here."""
-    return []
+def summary(data: Config) -> str:
+    """The funnel's number."""
+    return t("node.go_to_funnel.summary", funnel_id=data.get("funnel_id") or "")
 
 
-SPEC = NodeSpec(type="go_to_funnel", label="Ir para funil", schema=GoToFunnelNode, execute=execute,
-                outputs=no_outputs)
+# No outputs: the run ends here.
+SPEC = NodeSpec(type="go_to_funnel", schema=GoToFunnelNode, execute=execute, outputs=no_outputs, summary=summary,
+                hints={"funnel_id": FieldHint(source="funnels")})

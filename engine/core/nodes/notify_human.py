@@ -8,16 +8,19 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from engine.core.nodes.base import (
+    Config,
     ExecutionContext,
+    FieldHint,
     NodeBase,
     NodeData,
     NodeResult,
     NodeSpec,
     Notify,
     TemplateStr,
-    next_only,
+    raw_text,
     render_text,
 )
+from workbench.base.i18n import t
 
 
 class NotifyHumanData(NodeData):
@@ -38,7 +41,7 @@ class NotifyHumanData(NodeData):
     @model_validator(mode="after")
     def _check_recipient(self) -> NotifyHumanData:
         if self.team_id is None and self.user_id is None and not self.team_name:
-            raise PydanticCustomError("recipient_missing", "escolha a equipe ou o usuário a notificar")
+            raise PydanticCustomError("recipient_missing", t("node.notify_human.error.recipient_missing"))
         return self
 
 
@@ -52,12 +55,19 @@ class NotifyHumanNode(NodeBase):
 def execute(node: NotifyHumanNode, ctx: ExecutionContext) -> NodeResult:
     """Render the message and ask the runtime to notify, then continue."""
     cfg = node.data
-    rendered = render_text(cfg.message, ctx, "notificação")
+    rendered = render_text(cfg.message, ctx, t("run.what.notification"))
     if rendered.error:
         return NodeResult(log=rendered.log, error=rendered.error)
     action = Notify(rendered.text, team_id=cfg.team_id, user_id=cfg.user_id, team_name=cfg.team_name)
     return NodeResult(output="next", actions=(action,), log=rendered.log)
 
 
-SPEC = NodeSpec(type="notify_human", label="Notificar humano", schema=NotifyHumanNode, execute=execute,
-                outputs=next_only)
+def summary(data: Config) -> str:
+    """The notification text."""
+    return raw_text(data, "message")
+
+
+SPEC = NodeSpec(type="notify_human", schema=NotifyHumanNode, execute=execute, summary=summary,
+                default_data=lambda: {"message": ""},
+                hints={"team_id": FieldHint(source="teams"), "user_id": FieldHint(source="people"),
+                       "message": FieldHint(kind="long_text")})

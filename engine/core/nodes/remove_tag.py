@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from engine.core.nodes.add_tag import TagData, tag_name
-from engine.core.nodes.base import ExecutionContext, NodeBase, NodeResult, NodeSpec, RemoveTag, next_only
+from engine.core.nodes.add_tag import TagData, summary, tag_name
+from engine.core.nodes.base import ExecutionContext, NodeBase, NodeResult, NodeSpec, RemoveTag
 
 
 class RemoveTagNode(NodeBase):
@@ -23,4 +23,5 @@ def execute(node: RemoveTagNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="next", actions=(RemoveTag(name),), log=log)
 
 
-SPEC = NodeSpec(type="remove_tag", label="Remover tag", schema=RemoveTagNode, execute=execute, outputs=next_only)
+SPEC = NodeSpec(type="remove_tag", schema=RemoveTagNode, execute=execute, summary=summary,
+                default_data=lambda: {"tag": ""})

@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from engine.core.nodes.base import ExecutionContext, NodeBase, NodeData, NodeResult, NodeSpec, Route, next_only
+from engine.core.nodes.base import Config, ExecutionContext, FieldHint, NodeBase, NodeData, NodeResult, NodeSpec, Route
+from workbench.base.i18n import t
 
 
 class RouteData(NodeData):
@@ -34,7 +35,7 @@ class RouteData(NodeData):
     @model_validator(mode="after")
     def _check_target(self) -> RouteData:
         if self.team_id is None and self.agent_id is None and not self.team_name:
-            raise PydanticCustomError("route_target_missing", "escolha a equipe ou o atendente")
+            raise PydanticCustomError("route_target_missing", t("node.route.error.route_target_missing"))
         return self
 
 
@@ -53,4 +54,11 @@ def execute(node: RouteNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="next", actions=(action,))
 
 
-SPEC = NodeSpec(type="route", label="Rotear conversa", schema=RouteNode, execute=execute, outputs=next_only)
+def summary(data: Config) -> str:
+    """Who the conversation goes to."""
+    return t("node.route.summary", who=data.get("team_name") or data.get("team_id") or data.get("agent_id") or "")
+
+
+SPEC = NodeSpec(type="route", schema=RouteNode, execute=execute, summary=summary,
+                default_data=lambda: {"pause_bot": True},
+                hints={"team_id": FieldHint(source="teams"), "agent_id": FieldHint(source="people")})

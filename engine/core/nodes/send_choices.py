@@ -8,7 +8,7 @@ poll vote arrives as the option's text. Unmatched replies are re-prompted up to 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -17,7 +17,9 @@ from engine.core.matching import match_choice, normalize
 from engine.core.nodes.base import (
     OUTPUT_PATTERN,
     Action,
+    Config,
     ExecutionContext,
+    FieldHint,
     NodeBase,
     NodeData,
     NodeResult,
@@ -27,13 +29,16 @@ from engine.core.nodes.base import (
     TargetStr,
     TemplateStr,
     Wait,
+    always_waits,
     check_wait_seconds,
+    raw_list,
+    raw_text,
     render_text,
     store_value,
 )
+from workbench.base.i18n import t
 
 RESERVED_OUTPUTS = ("timeout", "no_match")
-DEFAULT_RETRY_PROMPT = "Não entendi. Responda com o número de uma das opções:"
 
 
 class Choice(NodeData):
@@ -78,15 +83,15 @@ class SendChoicesData(NodeData):
         for option in self.options:
             key = option.key.lower()
             if key in RESERVED_OUTPUTS:
-                raise PydanticCustomError("option_key_reserved", "a chave '{key}' é reservada; escolha outra",
+                raise PydanticCustomError("option_key_reserved", t("node.send_choices.error.option_key_reserved"),
                                           {"key": option.key})
             if key in seen:
-                raise PydanticCustomError("option_key_duplicate", "chave de opção repetida: '{key}'",
+                raise PydanticCustomError("option_key_duplicate", t("node.send_choices.error.option_key_duplicate"),
                                           {"key": option.key})
             seen.add(key)
         labels = [normalize(o.label) for o in self.options]
         if len(set(labels)) != len(labels):
-            raise PydanticCustomError("option_label_duplicate", "há opções com o mesmo texto")
+            raise PydanticCustomError("option_label_duplicate", t("node.send_choices.error.option_label_duplicate"))
         return self
 
 
@@ -97,14 +102,20 @@ class SendChoicesNode(NodeBase):
     data: SendChoicesData
 
 
-def outputs(node: SendChoicesNode) -> list[str]:
+def _option_keys(data: Config) -> list[str]:
+    keys = [o["key"] for o in raw_list(data, "options") if isinstance(o, dict) and isinstance(o.get("key"), str)
+            and o["key"]]
+    return list(dict.fromkeys(keys))
+
+
+def outputs(data: Config) -> list[str]:
     """One output per option key, ``no_match``, and ``timeout`` when a timeout is set."""
-    return [o.key for o in node.data.options] + ["no_match"] + (["timeout"] if node.data.timeout_s else [])
+    return _option_keys(data) + ["no_match"] + (["timeout"] if data.get("timeout_s") else [])
 
 
-def required_outputs(node: SendChoicesNode) -> list[str]:
+def required_outputs(data: Config) -> list[str]:
     """Every option key; ``timeout`` when set (``no_match`` is optional)."""
-    return [o.key for o in node.data.options] + (["timeout"] if node.data.timeout_s else [])
+    return _option_keys(data) + (["timeout"] if data.get("timeout_s") else [])
 
 
 def numbered_text(prompt: str, labels: list[str]) -> str:
@@ -116,7 +127,7 @@ def numbered_text(prompt: str, labels: list[str]) -> str:
 def _labels(node: SendChoicesNode, ctx: ExecutionContext) -> tuple[list[str], list[str], str | None]:
     labels, log = [], []
     for option in node.data.options:
-        rendered = render_text(option.label, ctx, f"opção {option.key}")
+        rendered = render_text(option.label, ctx, t("run.what.option", option=option.key))
         log += rendered.log
         if rendered.error:
             return [], log, rendered.error
@@ -142,7 +153,7 @@ def _ask(node: SendChoicesNode, ctx: ExecutionContext, prompt: str, attempts: in
 
 def execute(node: SendChoicesNode, ctx: ExecutionContext) -> NodeResult:
     """Send the question with its options and wait for the pick."""
-    prompt = render_text(node.data.prompt, ctx, "pergunta")
+    prompt = render_text(node.data.prompt, ctx, t("run.what.prompt"))
     if prompt.error:
         return NodeResult(log=prompt.log, error=prompt.error)
     return _ask(node, ctx, prompt.text, 0, list(prompt.log))
@@ -161,22 +172,35 @@ def resume(node: SendChoicesNode, ctx: ExecutionContext, reply_text: str) -> Nod
         return NodeResult(output=option.key, actions=actions, log=tuple(log),
                           data={"choice": option.key, "label": labels[index]})
     attempts = ctx.attempts + 1
-    log.append(f"resposta não corresponde a nenhuma opção, tentativa {attempts}")
+    log.append(t("node.send_choices.log.no_match", attempt=attempts))
     if ctx.attempts < cfg.max_retries:
-        retry = render_text(cfg.retry_prompt or DEFAULT_RETRY_PROMPT, ctx, "nova pergunta")
+        retry = render_text(cfg.retry_prompt or t("node.send_choices.retry"), ctx, t("run.what.retry_prompt"))
         if retry.error:
             return NodeResult(log=tuple(log) + retry.log, error=retry.error)
         return _ask(node, ctx, retry.text, attempts, log + list(retry.log))
     if ctx.is_connected("no_match"):
-        return NodeResult(output="no_match", log=tuple(log) + ("tentativas esgotadas",))
-    return NodeResult(log=tuple(log), error=f"nenhuma opção escolhida depois de {cfg.max_retries} nova(s) tentativa(s)")
+        return NodeResult(output="no_match", log=tuple(log) + (t("run.retries_exhausted"),))
+    return NodeResult(log=tuple(log), error=t("node.send_choices.error.no_choice", retries=cfg.max_retries))
 
 
 def on_timeout(node: SendChoicesNode, ctx: ExecutionContext) -> NodeResult:
     """No pick in time: take ``timeout``."""
-    return NodeResult(output="timeout", log=("tempo de espera esgotado",))
+    return NodeResult(output="timeout", log=(t("run.timeout"),))
 
 
-SPEC = NodeSpec(type="send_choices", label="Enviar opções", schema=SendChoicesNode, execute=execute,
-                outputs=outputs, required_outputs=required_outputs, waits=lambda node: True, resume=resume,
-                on_timeout=on_timeout)
+def summary(data: Config) -> str:
+    """The question and the options' labels."""
+    labels = [str(o.get("label", "")) for o in raw_list(data, "options") if isinstance(o, dict)]
+    return f"{raw_text(data, 'prompt')} [{' / '.join(labels)}]"
+
+
+def default_data() -> dict[str, Any]:
+    """An empty question with two options to rename."""
+    return {"prompt": "", "options": [{"key": f"op{n}", "label": t("node.send_choices.default.option", n=n)}
+                                      for n in (1, 2)]}
+
+
+SPEC = NodeSpec(type="send_choices", schema=SendChoicesNode, execute=execute, outputs=outputs,
+                required_outputs=required_outputs, waits=always_waits, resume=resume, on_timeout=on_timeout,
+                summary=summary, default_data=default_data,
+                hints={"prompt": FieldHint(kind="long_text"), "retry_prompt": FieldHint(kind="long_text")})

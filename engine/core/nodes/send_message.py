@@ -9,7 +9,9 @@ from pydantic_core import PydanticCustomError
 
 from engine.core.nodes.base import (
     Action,
+    Config,
     ExecutionContext,
+    FieldHint,
     NodeBase,
     NodeData,
     NodeResult,
@@ -17,9 +19,10 @@ from engine.core.nodes.base import (
     SendMedia,
     SendText,
     TemplateStr,
-    next_only,
+    raw_text,
     render_text,
 )
+from workbench.base.i18n import t
 
 
 class Media(NodeData):
@@ -46,7 +49,7 @@ class SendMessageData(NodeData):
     @model_validator(mode="after")
     def _check_content(self) -> SendMessageData:
         if not (self.text and self.text.strip()) and self.media is None:
-            raise PydanticCustomError("content_missing", "informe o texto ou a mídia da mensagem")
+            raise PydanticCustomError("content_missing", t("node.send_message.error.content_missing"))
         return self
 
 
@@ -69,9 +72,9 @@ def execute(node: SendMessageNode, ctx: ExecutionContext) -> NodeResult:
     if text.text.strip():
         actions.append(SendText(text.text, typing=cfg.typing))
     elif cfg.text:
-        log.append("texto ficou vazio depois de preenchido; nada enviado")
+        log.append(t("node.send_message.log.empty_text"))
     if cfg.media is not None:
-        caption = render_text(cfg.media.caption, ctx, "legenda")
+        caption = render_text(cfg.media.caption, ctx, t("run.what.caption"))
         log += caption.log
         if caption.error:
             return NodeResult(log=tuple(log), error=caption.error)
@@ -79,5 +82,12 @@ def execute(node: SendMessageNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="next", actions=tuple(actions), log=tuple(log))
 
 
-SPEC = NodeSpec(type="send_message", label="Enviar mensagem", schema=SendMessageNode, execute=execute,
-                outputs=next_only)
+def summary(data: Config) -> str:
+    """The text, or "Mídia" for a message without one."""
+    text = raw_text(data, "text")
+    return text if text or not data.get("media") else t("node.send_message.summary.media")
+
+
+SPEC = NodeSpec(type="send_message", schema=SendMessageNode, execute=execute, summary=summary,
+                default_data=lambda: {"text": ""},
+                hints={"text": FieldHint(kind="long_text"), "media": FieldHint(kind="media", source="media")})

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from engine.core.nodes.base import (
+    Config,
     ExecutionContext,
     NodeBase,
     NodeData,
@@ -14,10 +15,11 @@ from engine.core.nodes.base import (
     NodeSpec,
     TargetStr,
     TemplateStr,
-    next_only,
+    raw_text,
     render_text,
     store_value,
 )
+from workbench.base.i18n import t
 
 
 class SetFieldData(NodeData):
@@ -36,10 +38,16 @@ class SetFieldNode(NodeBase):
 
 def execute(node: SetFieldNode, ctx: ExecutionContext) -> NodeResult:
     """Render the value and store it; an empty value clears the field."""
-    rendered = render_text(node.data.value, ctx, "valor")
+    rendered = render_text(node.data.value, ctx, t("run.what.value"))
     if rendered.error:
         return NodeResult(log=rendered.log, error=rendered.error)
     return NodeResult(output="next", actions=(store_value(node.data.target, rendered.text),), log=rendered.log)
 
 
-SPEC = NodeSpec(type="set_field", label="Definir campo", schema=SetFieldNode, execute=execute, outputs=next_only)
+def summary(data: Config) -> str:
+    """``target = value``."""
+    return f"{raw_text(data, 'target')} = {raw_text(data, 'value')}"
+
+
+SPEC = NodeSpec(type="set_field", schema=SetFieldNode, execute=execute, summary=summary,
+                default_data=lambda: {"target": "", "value": ""})

@@ -12,7 +12,17 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from engine.core.matching import regex_problem
-from engine.core.nodes.base import ExecutionContext, NodeBase, NodeData, NodeResult, NodeSpec, next_only
+from engine.core.nodes.base import (
+    Config,
+    ExecutionContext,
+    FieldHint,
+    NodeBase,
+    NodeData,
+    NodeResult,
+    NodeSpec,
+    raw_list,
+)
+from workbench.base.i18n import t
 
 TriggerKind = Literal["first_message", "keyword", "any_message", "tag_added", "manual"]
 
@@ -45,15 +55,15 @@ class TriggerData(NodeData):
         if self.kind == "keyword":
             self.words = [w.strip() for w in self.words if w.strip()]
             if not self.words:
-                raise PydanticCustomError("keywords_missing", "informe ao menos uma palavra-chave")
+                raise PydanticCustomError("keywords_missing", t("node.trigger.error.keywords_missing"))
             if self.mode == "regex":
                 for word in self.words:
                     problem = regex_problem(word)
                     if problem:
-                        raise PydanticCustomError("regex_invalid", "palavra-chave '{word}': {problem}",
+                        raise PydanticCustomError("regex_invalid", t("node.trigger.error.regex_invalid"),
                                                   {"word": word, "problem": problem})
         if self.kind == "tag_added" and not (self.tag and self.tag.strip()):
-            raise PydanticCustomError("tag_missing", "informe a tag que inicia o funil")
+            raise PydanticCustomError("tag_missing", t("node.trigger.error.tag_missing"))
         return self
 
 
@@ -69,5 +79,17 @@ def execute(node: TriggerNode, ctx: ExecutionContext) -> NodeResult:
     return NodeResult(output="next", data={"kind": node.data.kind})
 
 
-SPEC = NodeSpec(type="trigger", label="Gatilho", schema=TriggerNode, execute=execute, outputs=next_only,
-                required_outputs=next_only, is_start=True)
+def summary(data: Config) -> str:
+    """The keywords, the tag, or how the funnel starts."""
+    kind = data.get("kind", "keyword")
+    if kind == "keyword":
+        return t("node.trigger.summary.keyword", words=", ".join(map(str, raw_list(data, "words"))))
+    if kind == "tag_added":
+        return t("node.trigger.summary.tag_added", tag=data.get("tag") or "")
+    return SPEC.choice_label("kind", kind) if isinstance(kind, str) else ""
+
+
+SPEC = NodeSpec(type="trigger", schema=TriggerNode, execute=execute, required_outputs=lambda data: ["next"],
+                is_start=True, summary=summary,
+                default_data=lambda: {"kind": "keyword", "mode": "contains", "words": []},
+                hints={"instance_ids": FieldHint(source="numbers")})

@@ -19,7 +19,9 @@ from pydantic_core import PydanticCustomError
 from engine.core.matching import match_choice, normalize
 from engine.core.nodes.base import (
     Action,
+    Config,
     ExecutionContext,
+    FieldHint,
     NodeBase,
     NodeData,
     NodeResult,
@@ -28,21 +30,14 @@ from engine.core.nodes.base import (
     TargetStr,
     TemplateStr,
     Wait,
+    always_waits,
     check_wait_seconds,
     render_text,
     store_value,
 )
+from workbench.base.i18n import t
 
 Validation = Literal["any", "number", "email", "phone", "date", "options"]
-
-DEFAULT_RETRY_PROMPTS: dict[str, str] = {
-    "any": "Não recebi sua resposta. Pode escrever de novo?",
-    "number": "Por favor, responda apenas com um número.",
-    "email": "Esse e-mail não parece válido. Pode conferir e enviar de novo?",
-    "phone": "Esse telefone não parece válido. Envie com DDD, por exemplo 11 91234-5678.",
-    "date": "Não entendi a data. Envie no formato dia/mês/ano, por exemplo 25/12/2025.",
-    "options": "Por favor, escolha uma das opções: {options}.",
-}
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 _NUMBER = re.compile(r"^[+-]?(\d+(?:[.,]\d+)*)$")
@@ -115,29 +110,30 @@ def parse_reply(cfg: WaitReplyData, text: str, ctx: ExecutionContext) -> ParsedR
     """Validate one reply against the node's rule."""
     stripped = (text or "").strip()
     if not stripped:
-        return Rejected("resposta vazia")
+        return Rejected(t("node.wait_reply.reject.empty"))
     if cfg.validation == "any":
         return Accepted(stripped)
     if cfg.validation == "number":
         number = parse_number(stripped)
-        return Accepted(number) if number is not None else Rejected("não é um número")
+        return Accepted(number) if number is not None else Rejected(t("node.wait_reply.reject.number"))
     if cfg.validation == "email":
         email = stripped.lower()
-        return Accepted(email) if _EMAIL.match(email) and ".." not in email else Rejected("e-mail inválido")
+        valid = _EMAIL.match(email) and ".." not in email
+        return Accepted(email) if valid else Rejected(t("node.wait_reply.reject.email"))
     if cfg.validation == "phone":
         if re.search(r"[^\d\s()+.\-]", stripped):
-            return Rejected("telefone com caracteres inválidos")
+            return Rejected(t("node.wait_reply.reject.phone_characters"))
         digits = re.sub(r"\D", "", stripped)
-        return Accepted(digits) if 8 <= len(digits) <= 15 else Rejected("telefone com quantidade de dígitos inválida")
+        return Accepted(digits) if 8 <= len(digits) <= 15 else Rejected(t("node.wait_reply.reject.phone_digits"))
     if cfg.validation == "date":
         try:
             today = ctx.now.astimezone(ZoneInfo(ctx.timezone)).date()
         except (ZoneInfoNotFoundError, ValueError):
             today = ctx.now.date()
         parsed = parse_date(stripped, today)
-        return Accepted(parsed.isoformat()) if parsed else Rejected("data inválida")
+        return Accepted(parsed.isoformat()) if parsed else Rejected(t("node.wait_reply.reject.date"))
     index = match_choice(stripped, cfg.options)
-    return Accepted(cfg.options[index]) if index is not None else Rejected("não corresponde a nenhuma opção")
+    return Accepted(cfg.options[index]) if index is not None else Rejected(t("node.wait_reply.reject.options"))
 
 
 class WaitReplyData(NodeData):
@@ -147,7 +143,7 @@ class WaitReplyData(NodeData):
         save_to: where the accepted reply goes: ``vars.X``, ``contact.name`` or ``contact.custom_data.X``.
         validation: ``any``, ``number``, ``email``, ``phone``, ``date`` (stored ISO) or ``options``.
         options: accepted answers for ``options`` (matched by text or by number, accent-insensitive).
-        retry_prompt: sent after an invalid reply (template); a sensible pt-BR default otherwise.
+        retry_prompt: sent after an invalid reply (template); otherwise the catalog's prompt for the validation.
         max_retries: re-prompts before giving up (then ``invalid``, or the run fails).
         timeout_s: seconds without a reply before ``timeout``; None waits forever.
     """
@@ -167,7 +163,7 @@ class WaitReplyData(NodeData):
     @model_validator(mode="after")
     def _check_options(self) -> WaitReplyData:
         if self.validation == "options" and not self.options:
-            raise PydanticCustomError("options_missing", "informe as opções aceitas")
+            raise PydanticCustomError("options_missing", t("node.wait_reply.error.options_missing"))
         return self
 
 
@@ -178,14 +174,14 @@ class WaitReplyNode(NodeBase):
     data: WaitReplyData = Field(default_factory=WaitReplyData)
 
 
-def outputs(node: WaitReplyNode) -> list[str]:
+def outputs(data: Config) -> list[str]:
     """``next``, ``invalid`` and, with a timeout, ``timeout``."""
-    return ["next", "invalid"] + (["timeout"] if node.data.timeout_s else [])
+    return ["next", "invalid"] + (["timeout"] if data.get("timeout_s") else [])
 
 
-def required_outputs(node: WaitReplyNode) -> list[str]:
+def required_outputs(data: Config) -> list[str]:
     """``next`` always; ``timeout`` when a timeout is set (``invalid`` is optional)."""
-    return ["next"] + (["timeout"] if node.data.timeout_s else [])
+    return ["next"] + (["timeout"] if data.get("timeout_s") else [])
 
 
 def execute(node: WaitReplyNode, ctx: ExecutionContext) -> NodeResult:
@@ -196,10 +192,9 @@ def execute(node: WaitReplyNode, ctx: ExecutionContext) -> NodeResult:
 def retry_text(cfg: WaitReplyData, ctx: ExecutionContext) -> tuple[str, tuple[str, ...], str | None]:
     """The re-prompt text for an invalid reply: (text, log, error)."""
     if cfg.retry_prompt:
-        rendered = render_text(cfg.retry_prompt, ctx, "nova pergunta")
+        rendered = render_text(cfg.retry_prompt, ctx, t("run.what.retry_prompt"))
         return rendered.text, rendered.log, rendered.error
-    default = DEFAULT_RETRY_PROMPTS[cfg.validation].format(options=", ".join(cfg.options))
-    return default, (), None
+    return t(f"node.wait_reply.retry.{cfg.validation}", options=", ".join(cfg.options)), (), None
 
 
 def resume(node: WaitReplyNode, ctx: ExecutionContext, reply_text: str) -> NodeResult:
@@ -210,7 +205,7 @@ def resume(node: WaitReplyNode, ctx: ExecutionContext, reply_text: str) -> NodeR
         actions: tuple[Action, ...] = (store_value(cfg.save_to, parsed.value),) if cfg.save_to else ()
         return NodeResult(output="next", actions=actions, data={"value": parsed.value})
     attempts = ctx.attempts + 1
-    log = (f"resposta inválida ({parsed.reason}), tentativa {attempts}",)
+    log = (t("node.wait_reply.log.invalid", reason=parsed.reason, attempt=attempts),)
     if ctx.attempts < cfg.max_retries:
         text, render_log, error = retry_text(cfg, ctx)
         if error:
@@ -218,15 +213,23 @@ def resume(node: WaitReplyNode, ctx: ExecutionContext, reply_text: str) -> NodeR
         return NodeResult(actions=(SendText(text),) if text.strip() else (), log=log + render_log,
                           wait=Wait("reply", timeout_s=cfg.timeout_s, attempts=attempts))
     if ctx.is_connected("invalid"):
-        return NodeResult(output="invalid", log=log + ("tentativas esgotadas",))
-    return NodeResult(log=log, error=f"resposta inválida depois de {cfg.max_retries} nova(s) tentativa(s)")
+        return NodeResult(output="invalid", log=log + (t("run.retries_exhausted"),))
+    return NodeResult(log=log, error=t("node.wait_reply.error.retries", retries=cfg.max_retries))
 
 
 def on_timeout(node: WaitReplyNode, ctx: ExecutionContext) -> NodeResult:
     """No reply in time: take ``timeout`` (ends the run quietly when that output has no edge)."""
-    return NodeResult(output="timeout", log=("tempo de espera esgotado",))
+    return NodeResult(output="timeout", log=(t("run.timeout"),))
 
 
-SPEC = NodeSpec(type="wait_reply", label="Aguardar resposta", schema=WaitReplyNode, execute=execute,
-                outputs=outputs, required_outputs=required_outputs, waits=lambda node: True, resume=resume,
-                on_timeout=on_timeout)
+def summary(data: Config) -> str:
+    """The kind of answer expected, and where it is saved."""
+    validation = data.get("validation", "any")
+    text = SPEC.choice_label("validation", validation) if isinstance(validation, str) else ""
+    return f"{text} → {data['save_to']}" if data.get("save_to") else text
+
+
+SPEC = NodeSpec(type="wait_reply", schema=WaitReplyNode, execute=execute, outputs=outputs,
+                required_outputs=required_outputs, waits=always_waits, resume=resume, on_timeout=on_timeout,
+                summary=summary, default_data=lambda: {"validation": "any"},
+                hints={"retry_prompt": FieldHint(kind="long_text")})
