@@ -1,6 +1,10 @@
-"""The funnel editor in a real browser, on the demo's scheduling funnel: a node added with the palette appears,
-a drag and a drawn edge reach the draft, "Salvar rascunho" stores it, and a reload draws it again. Screenshots
-go to the temporary directory.
+"""The funnel editor in a real browser, on the demo's scheduling funnel.
+
+Opening it: the boxes are drawn at their normal size (not shrunk to fit the whole funnel), the trigger is in
+view, and the canvas takes the page's width and most of the window's height; "Ver o funil inteiro" then fits
+every box in, and editing keeps that view. Editing it: a node added with the palette appears, a drag and a
+drawn edge reach the draft, "Salvar rascunho" stores it, and a reload draws it again. Screenshots go to the
+temporary directory.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from engine.core.examples import scheduling_funnel
-from tests.browser.support import log_in, shot, wait_for
+from tests.browser.support import WINDOW, log_in, shot, wait_for
 from tests.factories import make_actor, make_workspace
 from workbench.services import funnels
 
@@ -34,6 +39,11 @@ READ_CANVAS = """() => {
                              font: label && parseFloat(getComputedStyle(label).fontSize)}];
     })),
   };
+}"""
+# The width the page gives its content (Streamlit's main block, without its padding).
+CONTENT_WIDTH = """() => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]'), style = getComputedStyle(main);
+  return main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
 }"""
 
 
@@ -65,6 +75,41 @@ def wait_canvas(page: Page, what: str, condition: Callable[[dict[str, Any]], boo
 def read(page: Page) -> dict[str, Any]:
     """The canvas as READ_CANVAS measures it (the iframe is looked up anew: Streamlit may replace it)."""
     return page.frame_locator(CANVAS).locator("body").evaluate(READ_CANVAS)
+
+
+def inside(box: dict[str, float], pane: dict[str, float]) -> bool:
+    return (box["left"] >= pane["left"] and box["right"] <= pane["right"] and box["top"] >= pane["top"]
+            and box["bottom"] <= pane["bottom"])
+
+
+def test_scheduling_funnel_opens_readable_on_its_trigger(app_server, page):
+    ws = make_workspace()
+    make_actor(ws, email="marketing@example.com")
+    funnel_id = funnels.create_funnel(make_actor(ws), "Agendamento", scheduling_funnel())
+    log_in(page, app_server, "marketing@example.com")
+    canvas = open_editor(page, app_server, funnel_id, NODES)
+    shot(page, "editor_readable.png")
+    trigger = canvas["nodes"]["inicio"]
+    assert "Gatilho" in trigger["text"]
+    # The box text is drawn at its normal size (12 px type at zoom 1), not at the third or so of it that fitting
+    # the whole funnel into the canvas gives.
+    assert trigger["font"] * canvas["scale"] >= 12
+    assert trigger["label"]["height"] >= 12
+    assert inside(trigger["box"], canvas["pane"])
+    # The canvas spans the page's content width and most of a laptop window's height.
+    frame_box = page.locator(CANVAS).bounding_box()
+    content_width = page.evaluate(CONTENT_WIDTH)
+    assert frame_box["width"] >= 0.95 * content_width
+    assert frame_box["height"] >= 0.7 * WINDOW["height"]
+
+    # "Ver o funil inteiro" fits every box into the canvas (zooming out to do it).
+    page.get_by_role("button", name="Ver o funil inteiro").click()
+    fitted = wait_canvas(page, "every box to fit in the canvas", lambda canvas: canvas["scale"] < 1 and all(
+        inside(n["box"], canvas["pane"]) for n in canvas["nodes"].values()))
+    shot(page, "editor_fitted.png")
+    # Editing keeps the view: the canvas takes the new node without zooming back.
+    page.get_by_role("button", name="Adicionar").click()
+    assert wait_drawn(page, NODES + 1)["scale"] == pytest.approx(fitted["scale"])
 
 
 def test_editor_draws_saves_and_survives_a_reload(app_server, page):
