@@ -11,8 +11,10 @@ How the canvas and Python stay in step (streamlit-flow 1.6.1, docs/libraries.md)
 - the browser reports every change (drag, click, new edge, delete) as the component's value, kept by Streamlit
   under the canvas key; each run turns a value it has not seen yet into the draft (``canvas.from_flow``);
 - the browser only takes what Python sends when the state's ``timestamp`` is newer than its own, and taking it
-  resets the viewport, so the timestamp is bumped only when what the nodes *show* changed (content, style,
-  edges), never for positions (``canvas.canvas_signature``);
+  replaces every node it holds, so the timestamp is bumped only when what the nodes *show* changed (content,
+  style, edges), never for positions, which the browser owns while someone drags (``canvas.canvas_signature``);
+- the canvas opens at zoom 1 on the flow's origin, where the layout puts the trigger, and keeps the user's pan
+  and zoom; "Ver o funil inteiro" turns ``fit_view`` on for one render, with a push (it only fits then);
 - node configuration rides in ``data`` and outputs on edge labels; node content is escaped by ``canvas``.
 
 The node form is generated from the node type's ``NodeSpec``: ``workbench.editor.node_forms`` lists its fields and
@@ -53,9 +55,12 @@ actor = st.session_state["auth_actor"]
 FUNNEL_KEY = "editor_funnel_id"
 FLASH_KEY = "editor_flash"
 CONFIRM_KEY = "editor_confirm_discard"
-CANVAS_HEIGHT = 560
-# Low enough for "fit view" to show a long funnel whole; the controls zoom in to read it.
+# About three quarters of a laptop's 900 px window: the canvas is the page's main element.
+CANVAS_HEIGHT = 680
+# Low enough for "Ver o funil inteiro" (fit view) to show a long funnel whole.
 MIN_ZOOM = 0.25
+# Set by "Ver o funil inteiro": the next canvas render fits the view once, then the canvas keeps the user's view.
+FIT_KEY = "editor_fit_view"
 
 
 def _funnel_id() -> int | None:
@@ -153,6 +158,12 @@ def _add_node(k: types.SimpleNamespace) -> None:
 def _layout(k: types.SimpleNamespace) -> None:
     _edit(k, canvas.auto_layout)
     st.session_state[k.sig] = None  # positions changed on purpose: push them even though the signature did not
+
+
+def _fit_view(k: types.SimpleNamespace) -> None:
+    """"Ver o funil inteiro": fit the view on the next render, with a push (the canvas fits only after one)."""
+    st.session_state[FIT_KEY] = True
+    st.session_state[k.sig] = None
 
 
 def _save(funnel_id: int, k: types.SimpleNamespace) -> None:
@@ -370,9 +381,11 @@ def _canvas(k: types.SimpleNamespace, report) -> None:
                                edges=[StreamlitFlowEdge(**e) for e in flow["edges"]],
                                selected_id=st.session_state.get(k.sel), timestamp=st.session_state[k.ts])
     st.caption(t("editor.canvas_help"))
-    streamlit_flow(k.canvas, state, height=CANVAS_HEIGHT, fit_view=True, allow_new_edges=True,
-                   get_node_on_click=True, get_edge_on_click=True, show_minimap=False, hide_watermark=True,
-                   min_zoom=MIN_ZOOM)
+    # Without fit_view the canvas opens at zoom 1 on the flow's origin, where the layout puts the trigger, so the
+    # boxes are drawn at their normal size; fitting a long funnel would shrink them below reading size.
+    streamlit_flow(k.canvas, state, height=CANVAS_HEIGHT, fit_view=st.session_state.pop(FIT_KEY, False),
+                   allow_new_edges=True, get_node_on_click=True, get_edge_on_click=True, show_minimap=False,
+                   hide_watermark=True, min_zoom=MIN_ZOOM)
 
 
 def _toolbar(funnel_id: int, k: types.SimpleNamespace) -> None:
@@ -382,6 +395,8 @@ def _toolbar(funnel_id: int, k: types.SimpleNamespace) -> None:
         st.button(t("editor.palette.add"), key="editor_add", icon=":material/add:", on_click=_add_node, args=(k,))
         st.button(t("editor.layout"), key="editor_layout", icon=":material/account_tree:", on_click=_layout,
                   args=(k,), help=t("editor.layout_help"))
+        st.button(t("editor.fit"), key="editor_fit", icon=":material/fit_screen:", on_click=_fit_view, args=(k,),
+                  help=t("editor.fit_help"))
     if st.session_state.get(CONFIRM_KEY) == funnel_id:
         st.warning(t("editor.confirm_discard"), icon=":material/warning:")
         with st.container(horizontal=True):
@@ -507,13 +522,13 @@ def main() -> None:
     if st.session_state[k.draft] != st.session_state[k.saved]:
         st.caption(t("editor.unsaved"))
     report = validate_definition(st.session_state[k.draft])
-    canvas_col, panel_col = st.columns([2, 1])
-    with canvas_col:
-        _canvas(k, report)
-        _show_flash()
-        _toolbar(funnel_id, k)
-        _problems(report)
-    with panel_col:
+    # The canvas takes the page's width; the node's panel goes below it rather than beside it, so it never
+    # narrows the drawing.
+    _canvas(k, report)
+    _toolbar(funnel_id, k)
+    _show_flash()
+    _problems(report)
+    with st.container(border=True):
         _side_panel(funnel_id, k)
     st.divider()
     _test_chat(funnel_id, k)

@@ -179,6 +179,22 @@ def test_layout_places_nodes_left_to_right(engine, r):
     assert nodes["inicio"]["x"] < nodes["pede_nome"]["x"] < nodes["espera_nome"]["x"] < nodes["fim"]["x"]
 
 
+def test_canvas_opens_at_reading_size_and_fits_only_when_asked(engine, r):
+    fid, admin = example()
+    at = open_editor(admin, fid)
+    args = canvas_args(at)
+    # No fit: the canvas opens at zoom 1 on the flow's origin, where the trigger is.
+    assert args["fitView"] is False and args["height"] >= 600
+    trigger = next(n for n in args["nodes"] if n["id"] == "inicio")["position"]
+    assert 0 <= trigger["x"] and 0 <= trigger["y"] <= args["height"] - 150
+    at = at.button(key="editor_fit").click().run()
+    fitted = canvas_args(at)
+    # Fitted once, with a push (a newer timestamp): the canvas fits only when it takes a state.
+    assert fitted["fitView"] is True and fitted["timestamp"] > args["timestamp"]
+    at = click(at, fid, "pede_email")
+    assert canvas_args(at)["fitView"] is False
+
+
 def test_test_chat_runs_the_draft_without_touching_the_database(engine, r):
     fid, admin = example()
     at = open_editor(admin, fid)

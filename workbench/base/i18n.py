@@ -492,14 +492,17 @@ CATALOG: dict[str, dict[str, str]] = {
         "editor.back": "Voltar para Funis",
         "editor.manager_only": "Só administradores e supervisores podem editar funis.",
         "editor.unsaved": "Há alterações não salvas neste rascunho.",
-        "editor.canvas_help": "Clique num nó para editá-lo ao lado. Arraste da bolinha à direita de um nó até outro "
-                              "para conectá-los; a conexão recebe a primeira saída livre, que você pode trocar no "
-                              "painel. Selecione e tecle Delete para apagar.",
+        "editor.canvas_help": "Clique num nó para editá-lo no painel abaixo do quadro. Arraste da bolinha à "
+                              "direita de um nó até outro para conectá-los; a conexão recebe a primeira saída livre, "
+                              "que você pode trocar no painel. Selecione e tecle Delete para apagar.",
         "editor.palette.type": "Tipo de nó",
         "editor.palette.add": "Adicionar",
         "editor.palette.added": "Nó {node_id} adicionado.",
         "editor.layout": "Organizar",
         "editor.layout_help": "Reposiciona os nós da esquerda para a direita, seguindo o caminho a partir do gatilho.",
+        "editor.fit": "Ver o funil inteiro",
+        "editor.fit_help": "Diminui o zoom até o funil inteiro caber no quadro. Use + e − no canto do quadro para "
+                           "voltar ao tamanho de leitura.",
         "editor.save": "Salvar rascunho",
         "editor.saved": "Rascunho salvo. Ele ainda não está no ar: publique quando estiver pronto.",
         "editor.saved_with_problems": "Rascunho salvo com {count} problema(s); corrija-os antes de publicar.",
