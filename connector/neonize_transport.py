@@ -88,7 +88,15 @@ from neonize.utils.enum import (
     VoteType,
 )
 
-from connector.contracts import POLL_OPTIONS_KEY, ControlCommand, InboundMessage, OutboundCommand, Receipt, now_ms
+from connector.contracts import (
+    POLL_OPTIONS_KEY,
+    ControlCommand,
+    InboundMessage,
+    OutboundCommand,
+    Receipt,
+    now_ms,
+    phone_digits,
+)
 from connector.media import MediaError, MediaTooLarge, load_media, max_bytes_from_env, store_media
 from connector.spool import replace_file
 from connector.transport import (
@@ -153,10 +161,6 @@ def default_client_factory(name: str, jid: JID | None = None, uuid: str | None =
     from neonize.client import NewClient
 
     return NewClient(name, jid=jid, uuid=uuid)
-
-
-def _digits(value: str | None) -> str:
-    return re.sub(r"\D", "", value or "")
 
 
 def _jid_str(jid: JID) -> str:
@@ -566,7 +570,7 @@ class NeonizeTransport(Transport):
         if connected:
             log.info("instance %s: already paired; pair_phone ignored", self.instance_id)
             return
-        digits = _digits(phone)
+        digits = phone_digits(phone)
         if len(digits) < 8:
             self._report("awaiting_qr", "pair_phone_invalid")
             return
@@ -646,7 +650,7 @@ class NeonizeTransport(Transport):
             with self._cond:
                 self._paired = True
                 self._qr_deadline = None
-            self._report("connecting", "paired", phone=_digits(event.ID.User) or None,
+            self._report("connecting", "paired", phone=phone_digits(event.ID.User) or None,
                          push_name=event.BusinessName or None)
         else:
             log.warning("instance %s: pairing failed: %s", self.instance_id, event.Error)
@@ -669,7 +673,7 @@ class NeonizeTransport(Transport):
             self._own = own
             if me is not None and me.PushName:
                 self._push_name = me.PushName
-        self._report("connected", None, phone=_digits(own.User) if own is not None else None,
+        self._report("connected", None, phone=phone_digits(own.User) if own is not None else None,
                      push_name=self._push_name)
         self._actions.put((self._send_presence, (client,)))
 
@@ -688,7 +692,7 @@ class NeonizeTransport(Transport):
         with self._cond:
             self._connected = True
             own, push_name = self._own, self._push_name
-        self._report("connected", None, phone=_digits(own.User) if own is not None else None, push_name=push_name)
+        self._report("connected", None, phone=phone_digits(own.User) if own is not None else None, push_name=push_name)
 
     def _on_logged_out(self, client: Any, event: LoggedOutEv) -> None:
         reason = _enum_name(LoggedOutEv, "Reason", event.Reason)
@@ -813,7 +817,7 @@ class NeonizeTransport(Transport):
             return None
         return InboundMessage(
             instance_id=self.instance_id, wa_id=info.ID, chat_jid=chat_jid, sender_jid=sender_jid,
-            phone=_digits(person.User), push_name=None if from_me else (info.Pushname or None),
+            phone=phone_digits(person.User), push_name=None if from_me else (info.Pushname or None),
             timestamp_ms=_to_ms(info.Timestamp), from_me=from_me, raw=raw, **fields,
         )
 
@@ -933,7 +937,7 @@ class NeonizeTransport(Transport):
             user = to_jid.rsplit("@", 1)[0]
             if re.fullmatch(r"[0-9-]+", user):
                 return JID(User=user, Server=GROUP_SERVER, Device=0, RawAgent=0, Integrator=0, IsEmpty=False)
-        digits = _digits(to_phone)
+        digits = phone_digits(to_phone)
         if len(digits) < 5:
             raise SendError(f"not a phone number: {to_phone[:40]!r}")
         return JID(User=digits, Server=USER_SERVER, Device=0, RawAgent=0, Integrator=0, IsEmpty=False)

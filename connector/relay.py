@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +41,7 @@ from connector.contracts import (
     SendAck,
     StateChange,
     now_ms,
+    phone_digits,
 )
 from connector.media import data_dir_from_env
 from connector.pacing import Pacer, pacing_from_env
@@ -390,7 +390,7 @@ class Relay:
             self._done(entry_id)
             return
         # digits only, so "+55 11 9..." and "55119..." share one lane and keep their order
-        self._lanes.dispatch(re.sub(r"\D", "", command.to_phone) or command.to_phone, (entry_id, command))
+        self._lanes.dispatch(phone_digits(command.to_phone) or command.to_phone, (entry_id, command))
 
     def _process(self, item: tuple[bytes, OutboundCommand]) -> None:
         """Send one command at most once (see the module docstring); runs in the contact's lane."""

@@ -31,7 +31,6 @@ import json
 import logging
 import mimetypes
 import queue
-import re
 import secrets
 import threading
 import time
@@ -48,6 +47,7 @@ from connector.contracts import (
     OutboundCommand,
     Receipt,
     now_ms,
+    phone_digits,
 )
 from connector.media import MediaError, data_dir_from_env, load_media, media_path, store_media
 from connector.transport import NotConnectedError, SendError, SendUncertainError, Transport, TransportEvents
@@ -96,12 +96,12 @@ class SandboxError(ValueError):
 
 
 def normalize_phone(phone: str) -> str:
-    """Digits only, as WhatsApp identifies accounts (``+55 (11) 9...`` -> ``55119...``).
+    """The account a phone names on the network: ``contracts.phone_digits`` (``+55 (11) 9...`` -> ``55119...``).
 
     Raises:
         SandboxError: fewer than 5 digits remain.
     """
-    digits = re.sub(r"\D", "", str(phone or ""))
+    digits = phone_digits(phone)
     if len(digits) < 5:
         raise SandboxError(f"not a phone number: {phone!r}")
     return digits
