@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from connector.contracts import MediaRef
+from connector.files import replace_file
 
 DEFAULT_DATA_DIR = ".workbench"
 DEFAULT_MAX_MB = 64
@@ -61,8 +61,7 @@ def store_media(
 ) -> MediaRef:
     """Store ``data`` under its SHA-256 and describe it.
 
-    The file is written to a temporary name in the target directory, flushed to disk and renamed, so a
-    reader never sees half a file and a crash leaves at most a stray temporary file.
+    The file is written all or nothing (``connector.files.replace_file``), so a reader never sees half a file.
 
     Args:
         data_dir: the product's data dir (the store is its ``media`` subdirectory).
@@ -81,16 +80,7 @@ def store_media(
     path = media_path(data_dir, sha)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(path, data)
     # Contacts choose file names: keep only a base name so it can never be used as a path.
     safe_name = Path(filename.replace("\\", "/")).name if filename else None
     return MediaRef(sha256=sha, mime=mime or "application/octet-stream", size=len(data), filename=safe_name or None)

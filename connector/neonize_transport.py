@@ -97,8 +97,8 @@ from connector.contracts import (
     now_ms,
     phone_digits,
 )
+from connector.files import replace_file
 from connector.media import MediaError, MediaTooLarge, load_media, max_bytes_from_env, store_media
-from connector.spool import replace_file
 from connector.transport import (
     NotConnectedError,
     SendError,
