@@ -42,7 +42,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import queue
 import re
 import threading
@@ -98,7 +97,7 @@ from connector.contracts import (
     phone_digits,
 )
 from connector.files import replace_file
-from connector.media import MediaError, MediaTooLarge, load_media, max_bytes_from_env, store_media
+from connector.media import MediaError, MediaTooLarge, load_media, max_media_bytes, store_media
 from connector.transport import (
     NotConnectedError,
     SendError,
@@ -107,6 +106,7 @@ from connector.transport import (
     TransportError,
     TransportEvents,
 )
+from workbench.store.config import get_settings
 
 log = logging.getLogger(__name__)
 # neonize warns at every connect that without ffmpeg "voice notes, video, thumbnails will fail"; we never call
@@ -252,7 +252,7 @@ class NeonizeTransport(Transport):
         qr_ttl_s: lifetime of every QR code (whatsmeow's 60 s / 20 s by default); for tests.
         qr_grace_s: how late a new QR code may be before the series counts as expired.
         backoff_base_s / backoff_max_s: retry delays after ``connect()`` fails (doubling).
-        accept_groups: accept group messages; default from ``WORKBENCH_WA_ACCEPT_GROUPS`` (off).
+        accept_groups: accept group messages and reply in groups; default the settings' ``wa_accept_groups``.
     """
 
     def __init__(self, instance_id: int, events: TransportEvents, *, redis_client: Any, data_dir: Path,
@@ -266,9 +266,7 @@ class NeonizeTransport(Transport):
         self.qr_grace_s = qr_grace_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        if accept_groups is None:
-            accept_groups = os.environ.get("WORKBENCH_WA_ACCEPT_GROUPS", "").strip().lower() in ("1", "true", "yes")
-        self.accept_groups = accept_groups
+        self.accept_groups = get_settings().wa_accept_groups if accept_groups is None else accept_groups
         self.uuid = f"wb-{instance_id}"
         sessions = self.data_dir / SESSIONS_DIR
         self.session_path = sessions / f"{instance_id}.sqlite3"
@@ -907,7 +905,7 @@ class NeonizeTransport(Transport):
     def _download(self, client: Any, message: Message, content: Any, filename: str | None,
                   raw: dict[str, Any], wa_id: str) -> Any:
         """Download and store a message's media; on failure the message still arrives, with ``media_error``."""
-        limit = max_bytes_from_env()
+        limit = max_media_bytes()
         if getattr(content, "fileLength", 0) > limit:
             raw["media_error"] = "too_large"  # not even downloaded
             return None

@@ -49,8 +49,9 @@ from connector.contracts import (
     now_ms,
     phone_digits,
 )
-from connector.media import MediaError, data_dir_from_env, load_media, media_path, store_media
+from connector.media import MediaError, load_media, media_path, store_media
 from connector.transport import NotConnectedError, SendError, SendUncertainError, Transport, TransportEvents
+from workbench.store.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +124,12 @@ class SandboxNetwork:
 
     Args:
         redis_client: a redis-py client (bytes or str responses).
-        data_dir: the product's data dir, to read media the business sent; default ``WORKBENCH_DATA_DIR``.
+        data_dir: the product's data dir, to read media the business sent; default the settings' ``data_dir``.
     """
 
     def __init__(self, redis_client: Any, data_dir: Path | str | None = None) -> None:
         self.redis = redis_client
-        self.data_dir = Path(data_dir) if data_dir is not None else data_dir_from_env()
+        self.data_dir = Path(data_dir) if data_dir is not None else get_settings().data_dir
         self._raise_status = redis_client.register_script(_RAISE_STATUS)
 
     # -- pairing ---------------------------------------------------------------------------------------------

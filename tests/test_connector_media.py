@@ -36,8 +36,8 @@ def test_too_large_is_refused_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "media").exists()
 
 
-def test_the_size_cap_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_MEDIA_MAX_MB", "1")
+def test_the_size_cap_comes_from_the_settings(tmp_path, settings_env):
+    settings_env(WORKBENCH_MEDIA_MAX_MB="1")
     with pytest.raises(MediaTooLarge):
         store_media(tmp_path, b"x" * (1024 * 1024 + 1), "application/octet-stream")
 

@@ -511,8 +511,8 @@ def test_own_phone_messages_broadcasts_groups_and_lids(r, wa, tmp_path):
     assert (got["ME2"].phone, got["ME2"].from_me) == ("5511970000002", True), "one person, one contact"
 
 
-def test_groups_are_accepted_when_enabled(r, wa, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_WA_ACCEPT_GROUPS", "1")
+def test_groups_are_accepted_when_enabled(r, wa, tmp_path, settings_env):
+    settings_env(WORKBENCH_WA_ACCEPT_GROUPS="1")
     with neonize_relay(r, wa, tmp_path):
         client = connect(r, wa)
         client.fire(message_event(E.Message(conversation="no grupo"), "GR1",
