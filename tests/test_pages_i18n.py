@@ -14,7 +14,7 @@ from workbench.base.errors import LoginThrottled, NotFound, WorkbenchError
 from workbench.store.models import ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
-UI_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+UI_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").rglob("*.py"))]  # with the pages' helpers (pages/ui)
 # t("key") and t(f"prefix.{...}") calls; f-string prefixes are checked to have at least one key.
 LITERAL_KEY = re.compile(r"""\bt\(\s*"([a-z_.]+)"\s*[,)]""")
 PREFIX_KEY = re.compile(r"""\bt\(\s*f["']([a-z_.]+)\{""")
