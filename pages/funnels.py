@@ -116,6 +116,7 @@ def _publish(funnel_id: int, is_active: bool) -> None:
         text = t("funnels.published", version=version) if is_active else t("funnels.published_inactive",
                                                                              version=version)
         flash(FLASH_KEY, "success", text, funnel_id)
+    # Refused for the draft's problems: the card lists them. (An outage is refused too, but carries no key.)
     if getattr(outcome.error, "key", None) == "error.funnel_invalid":
         st.session_state[PROBLEMS_KEY] = funnel_id
 

@@ -60,7 +60,8 @@ def attempt(key: str | None = None, success: str | None = None, *, scope: Hashab
     Args:
         key: the flash key the message goes to (shown by ``show_flash(key, scope)``); None shows a refusal at
             once, where the page is drawing (for actions that run while the page draws, not in a callback).
-        success: flashed when the block ends without a refusal; the block may ``flash`` its own message instead.
+        success: flashed when the block ends without a refusal. A block whose message depends on the result
+            passes none and calls ``flash`` itself, after the service calls.
         scope: where the flashed message is shown (see ``flash``).
 
     Yields:
