@@ -1,7 +1,8 @@
 """The panel's entry point: the login gate, then navigation over the pages in ``pages/``.
 
 Run with ``streamlit run app.py`` (``python -m workbench up`` does it for you). Nothing here but the gate
-and the menu: every screen is a file in ``pages/`` and every rule lives in ``workbench/``.
+and the menu: every screen is a file in ``pages/`` (the sidebar's notifications bell is ``pages/ui/bell.py``)
+and every rule lives in ``workbench/``.
 
 A login survives a browser refresh: the login token goes into a cookie (set from the browser, because
 Streamlit cannot set response headers), and a new session reads it from ``st.context.cookies`` and resumes
@@ -15,11 +16,12 @@ import json
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from pages.ui.panel import live_fragment, unavailable_notice
+from pages.ui.bell import bell
+from pages.ui.panel import unavailable_notice
 from workbench.base import i18n
-from workbench.base.errors import PAGE_ERRORS, UNAVAILABLE, AuthError
-from workbench.base.i18n import error_text, format_when, role_label, t
-from workbench.services import auth, conversations, notifications, workspaces
+from workbench.base.errors import UNAVAILABLE, AuthError
+from workbench.base.i18n import error_text, role_label, t
+from workbench.services import auth, workspaces
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.db import get_engine
@@ -31,8 +33,6 @@ RESUME_TRIED_KEY = "auth_resume_tried"
 COOKIE_ACTION_KEY = "auth_cookie_action"
 COOKIE_NAME = "wb_session"
 DISPLAY_ZONE_KEY = "display_zone"  # the workspace's time zone, read once per session (Configurações updates it)
-NOTIFY_CACHE_KEY = "notify_cache"  # (workspace revision, unread count, latest notifications)
-INBOX_SELECTED_KEY = "inbox_selected"  # the conversation the inbox opens (pages/inbox.py SELECTED_KEY)
 
 st.set_page_config(page_title=t("app.title"), page_icon="💬", layout="wide")
 
@@ -128,61 +128,11 @@ def _apply_cookie_action() -> None:
 
 def _sidebar(actor: auth.Actor, inbox: st.Page) -> None:
     with st.sidebar:
-        _notifications(actor, inbox)
+        bell(actor, inbox)
         st.caption(t("sidebar.signed_in_as"))
         st.text(actor.name)  # typed by a user: literal
         st.caption(role_label(actor.role))
         st.button(t("sidebar.logout"), key="auth_logout", on_click=_logout, icon=":material/logout:")
-
-
-def _dismiss(actor: auth.Actor, notification_id: int | None) -> None:
-    """Mark one notification (or, with None, all of them) read."""
-    try:
-        if notification_id is None:
-            notifications.mark_all_read(actor)
-        else:
-            notifications.mark_read(actor, notification_id)
-    except PAGE_ERRORS:
-        pass  # already gone or no longer visible: the next read of the list shows the truth
-    st.session_state.pop(NOTIFY_CACHE_KEY, None)
-
-
-@live_fragment(run_every=5)
-def _notifications(actor: auth.Actor, inbox: st.Page) -> None:
-    """The bell: notifications for the actor (e.g. a funnel's "notify human"), live every few seconds.
-
-    Re-read only when the workspace's revision moved, like the inbox.
-    """
-    revision = conversations.revision(actor)
-    cache = st.session_state.get(NOTIFY_CACHE_KEY)
-    if not cache or cache[0] != revision:
-        cache = (revision, notifications.unread_count(actor), notifications.list_notifications(actor))
-        st.session_state[NOTIFY_CACHE_KEY] = cache
-    _, unread, items = cache
-    label = t("notify.title_unread", n=unread) if unread else t("notify.title")
-    with st.popover(label, icon=":material/notifications:", width="stretch"):
-        if unread:
-            st.button(t("notify.mark_all"), key="notify_all", on_click=_dismiss, args=(actor, None),
-                      icon=":material/done_all:")
-        if not items:
-            st.caption(t("notify.empty"))
-        for item in items:
-            with st.container(border=True):
-                # rendered from a template with contact data, and names typed by people: literal text only
-                st.text(item["body"])
-                about = " · ".join(part for part in (item["contact"], item["team"]) if part)
-                if about:
-                    st.text(about)
-                when = format_when(item["created_at"])
-                st.caption(when if item["read_at"] else f"{when} · {t('notify.unread')}")
-                if item["conversation_id"] and st.button(t("notify.open"), key=f"notify_open_{item['id']}",
-                                                         icon=":material/forum:"):
-                    _dismiss(actor, item["id"])
-                    st.session_state[INBOX_SELECTED_KEY] = item["conversation_id"]
-                    st.switch_page(inbox)
-                elif not item["conversation_id"] and not item["read_at"]:
-                    st.button(t("notify.dismiss"), key=f"notify_read_{item['id']}", on_click=_dismiss,
-                              args=(actor, item["id"]))
 
 
 def _session_zone() -> str | None:

@@ -1,4 +1,5 @@
-"""WhatsApp connectors: transports (sandbox, later neonize), the relay loop of one number, the supervisor.
+"""WhatsApp connectors: transports (sandbox and neonize), the relay loop of one number, the supervisor.
 
-Talks to Redis only and shares nothing with the product but ``connector.contracts``.
+Talks to Redis only. Shares ``connector.contracts`` with the product and reads its settings from
+``workbench.store.config``; imports nothing else of it (pyproject.toml's import contracts).
 """

@@ -1,13 +1,13 @@
 """Command line: ``python -m connector run --instance N --transport sandbox`` and ``python -m connector supervise``.
 
-Both read the Redis URL from ``REDIS_URL``; SIGTERM and SIGINT shut them down cleanly.
+Both read the Redis URL (``REDIS_URL``) and the log level (``WORKBENCH_LOG_LEVEL``) from the settings
+(``workbench.store.config``); SIGTERM and SIGINT shut them down cleanly.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -15,10 +15,11 @@ from collections.abc import Callable
 import redis
 
 from connector.transport import TRANSPORTS
+from workbench.store.config import get_settings
 
 
 def _redis() -> redis.Redis:
-    url = os.environ.get("REDIS_URL")
+    url = get_settings().redis_url
     if not url:
         sys.exit("REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0).")
     return redis.Redis.from_url(url, health_check_interval=30)
@@ -57,7 +58,7 @@ def _supervise(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m connector", description="WhatsApp connectors.")
-    parser.add_argument("--log-level", default=os.environ.get("WORKBENCH_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=get_settings().log_level)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the connector of one number")

@@ -67,6 +67,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def phone_digits(value: str | None) -> str:
+    """A phone number as WhatsApp names accounts: its ASCII digits only.
+
+    ``"+55 (11) 98765-4321"`` becomes ``"5511987654321"``; a JID keeps only its user part, without the device
+    (``"5511987654321:12@s.whatsapp.net"`` becomes ``"5511987654321"``). Other digits (full-width, Arabic-Indic)
+    are not WhatsApp's and are dropped. The result is empty when nothing is left; each caller decides how many
+    digits it accepts as a phone.
+    """
+    text = value or ""
+    if "@" in text:
+        text = text.split("@", 1)[0].split(":", 1)[0]
+    return "".join(ch for ch in text if "0" <= ch <= "9")
+
+
 class MediaRef(BaseModel):
     """A file already stored content-addressed under ``<data_dir>/media`` by the connector."""
 

@@ -2,22 +2,20 @@
 
 Connectors download media from the provider and store it here; workers, the panel and notebooks read it by
 the ``MediaRef`` carried in the contracts. Files are named by their SHA-256, so the same image sent twice is
-stored once and a file is never rewritten in place. The connector shares only ``contracts`` with the product,
-so the data dir comes from ``WORKBENCH_DATA_DIR`` (or the caller), not from ``workbench.store.config``.
+stored once and a file is never rewritten in place. Callers pass the data dir; the size cap defaults to the
+settings' ``media_max_mb``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from connector.contracts import MediaRef
+from connector.files import replace_file
+from workbench.store.config import get_settings
 
-DEFAULT_DATA_DIR = ".workbench"
-DEFAULT_MAX_MB = 64
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -26,7 +24,7 @@ class MediaError(ValueError):
 
 
 class MediaTooLarge(MediaError):
-    """The file is larger than the configured cap (``WORKBENCH_MEDIA_MAX_MB``)."""
+    """The file is larger than the size cap (``WORKBENCH_MEDIA_MAX_MB``)."""
 
     def __init__(self, size: int, max_bytes: int) -> None:
         super().__init__(f"media file of {size} bytes exceeds the limit of {max_bytes} bytes")
@@ -34,14 +32,9 @@ class MediaTooLarge(MediaError):
         self.max_bytes = max_bytes
 
 
-def data_dir_from_env() -> Path:
-    """The product's data dir as the environment sets it (``WORKBENCH_DATA_DIR``, default ``.workbench``)."""
-    return Path(os.environ.get("WORKBENCH_DATA_DIR") or DEFAULT_DATA_DIR)
-
-
-def max_bytes_from_env() -> int:
-    """The media size cap as the environment sets it (``WORKBENCH_MEDIA_MAX_MB``, default 64)."""
-    return int(os.environ.get("WORKBENCH_MEDIA_MAX_MB") or DEFAULT_MAX_MB) * 1024 * 1024
+def max_media_bytes() -> int:
+    """The media size cap in bytes (the settings' ``media_max_mb``, ``WORKBENCH_MEDIA_MAX_MB``)."""
+    return get_settings().media_max_mb * 1024 * 1024
 
 
 def media_path(data_dir: Path | str, sha256: str) -> Path:
@@ -61,36 +54,26 @@ def store_media(
 ) -> MediaRef:
     """Store ``data`` under its SHA-256 and describe it.
 
-    The file is written to a temporary name in the target directory, flushed to disk and renamed, so a
-    reader never sees half a file and a crash leaves at most a stray temporary file.
+    The file is written all or nothing (``connector.files.replace_file``), so a reader never sees half a file.
 
     Args:
         data_dir: the product's data dir (the store is its ``media`` subdirectory).
         data: the file's bytes.
         mime: its MIME type as the sender declared it.
         filename: the sender's file name; only the last path component is kept.
-        max_bytes: size cap; ``None`` reads ``WORKBENCH_MEDIA_MAX_MB``.
+        max_bytes: size cap; ``None`` = ``max_media_bytes()``.
 
     Raises:
         MediaTooLarge: ``data`` is larger than the cap.
     """
-    limit = max_bytes_from_env() if max_bytes is None else max_bytes
+    limit = max_media_bytes() if max_bytes is None else max_bytes
     if len(data) > limit:
         raise MediaTooLarge(len(data), limit)
     sha = hashlib.sha256(data).hexdigest()
     path = media_path(data_dir, sha)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(path, data)
     # Contacts choose file names: keep only a base name so it can never be used as a path.
     safe_name = Path(filename.replace("\\", "/")).name if filename else None
     return MediaRef(sha256=sha, mime=mime or "application/octet-stream", size=len(data), filename=safe_name or None)

@@ -25,26 +25,17 @@ Things neonize 0.5.2 does that shape this module (docs/libraries.md, "neonize"):
   the process. Senders borrow the client under a counter, and it is only stopped once nobody holds it.
 - The client's garbage-collection finalizer calls Go's ``Stop(uuid)``; with a fixed uuid that would stop
   the *next* client. It is detached once we have stopped the client ourselves.
-- ``send_image``/``send_audio``/... read a ``str`` as a local path or download it as a URL: media is always
-  passed as bytes loaded from the media store by SHA-256, never a string from a command.
-- ``build_audio_message``/``build_video_message`` run the ``ffprobe``/``ffmpeg`` binaries (duration, video
-  thumbnail), which a pip install does not have: audio and video messages are built here from ``upload()``,
-  with the duration read by mutagen (pure Python). Images (PIL thumbnail) and documents use neonize's
-  builders, which need no ffmpeg.
-- Polls go out from ``build_poll_vote_creation`` (single choice). A vote arrives as a ``pollUpdateMessage``
-  that ``decrypt_poll_vote`` opens into SHA-256 hashes of the chosen options' names, so the options of each
-  poll we send are kept in Redis (``contracts.POLL_OPTIONS_KEY``) to read its votes back as the label.
+
+What an event or a command becomes is not decided here: ``connector.wa_inbound`` maps events to the neutral
+contracts and ``connector.wa_outbound`` builds the messages to send (media, polls, and what neonize's own
+helpers would get wrong), both without connection state.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
-import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,8 +43,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import mutagen
-import redis
 from neonize.events import (
     ClientOutdatedEv,
     ConnectedEv,
@@ -70,27 +59,10 @@ from neonize.events import (
 )
 from neonize.exc import NeonizeError
 from neonize.proto.Neonize_pb2 import JID, Device
-from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
-    AudioMessage,
-    ContextInfo,
-    ExtendedTextMessage,
-    Message,
-    ProtocolMessage,
-    VideoMessage,
-)
-from neonize.utils.enum import (
-    ChatPresence,
-    ChatPresenceMedia,
-    ClientName,
-    MediaType,
-    Presence,
-    ReceiptType,
-    VoteType,
-)
+from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, Presence, ReceiptType
 
-from connector.contracts import POLL_OPTIONS_KEY, ControlCommand, InboundMessage, OutboundCommand, Receipt, now_ms
-from connector.media import MediaError, MediaTooLarge, load_media, max_bytes_from_env, store_media
-from connector.spool import replace_file
+from connector.contracts import ControlCommand, OutboundCommand, now_ms, phone_digits
+from connector.files import replace_file
 from connector.transport import (
     NotConnectedError,
     SendError,
@@ -99,10 +71,13 @@ from connector.transport import (
     TransportError,
     TransportEvents,
 )
+from connector.wa_inbound import USER_SERVER, InboundMapper
+from connector.wa_outbound import build_message, recipient, remember_poll, send_failure
+from workbench.store.config import get_settings
 
 log = logging.getLogger(__name__)
 # neonize warns at every connect that without ffmpeg "voice notes, video, thumbnails will fail"; we never call
-# its ffmpeg helpers (see the module docstring), so on a pip install that warning would only mislead.
+# its ffmpeg helpers (see connector.wa_outbound), so on a pip install that warning would only mislead.
 logging.getLogger("neonize.utils.ffmpeg").setLevel(logging.ERROR)
 
 SESSIONS_DIR = "sessions"
@@ -115,35 +90,6 @@ PAIR_CODE_TTL_S = 180.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
 RETIRE_WAIT_S = 30.0  # how long stopping a client waits for sends in progress
-POLL_OPTIONS_TTL_S = 90 * 24 * 3600  # votes on a poll older than this arrive as unsupported
-
-USER_SERVER = "s.whatsapp.net"
-LID_SERVER = "lid"
-GROUP_SERVER = "g.us"
-
-# Messages that only wrap another one (view once, disappearing, documents with captions, edits ...).
-_WRAPPERS = (
-    "deviceSentMessage", "ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "viewOnceMessageV2Extension",
-    "documentWithCaptionMessage", "editedMessage", "lottieStickerMessage", "botInvokeMessage",
-)
-# Fields that travel next to the content and are not content themselves.
-_NOT_CONTENT = ("messageContextInfo", "senderKeyDistributionMessage", "fastRatchetKeySenderKeyDistributionMessage")
-_MEDIA = {
-    "imageMessage": "image", "audioMessage": "audio", "videoMessage": "video", "ptvMessage": "video",
-    "documentMessage": "document", "stickerMessage": "sticker",
-}
-_POLLS = (
-    "pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3", "pollCreationMessageV4",
-    "pollCreationMessageV5", "pollCreationMessageV6",
-)
-_RECEIPTS = {ReceiptEv.DELIVERED: "delivered", ReceiptEv.READ: "read", ReceiptEv.PLAYED: "read"}
-
-# whatsmeow's send errors, by what they mean for the message (matched in lower case).
-_NOT_CONNECTED_ERRORS = ("websocket not connected", "not logged in", "doesn't contain a device jid", "client is nil")
-_UNCERTAIN_ERRORS = (
-    "timed out", "timeout", "deadline exceeded", "context canceled", "failed to send message node", "eof",
-    "broken pipe", "connection reset", "closed network connection",
-)
 
 ClientFactory = Callable[..., Any]
 
@@ -155,88 +101,10 @@ def default_client_factory(name: str, jid: JID | None = None, uuid: str | None =
     return NewClient(name, jid=jid, uuid=uuid)
 
 
-def _digits(value: str | None) -> str:
-    return re.sub(r"\D", "", value or "")
-
-
-def _jid_str(jid: JID) -> str:
-    """``user@server`` without the device part (one chat, whatever device wrote in it)."""
-    return f"{jid.User}@{jid.Server}" if jid.User else jid.Server
-
-
-def _has(message: Any, field: str) -> bool:
-    """Whether a protobuf message has ``field`` set (False for plain values such as a conversation's str)."""
-    descriptor = getattr(message, "DESCRIPTOR", None)
-    return descriptor is not None and field in descriptor.fields_by_name and message.HasField(field)
-
-
 def _enum_name(message_class: Any, field: str, value: int) -> str:
     """The lower-case name of an enum field's value (its number when this neonize build does not know it)."""
     known = message_class.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number.get(value)
     return known.name.lower() if known is not None else str(value)
-
-
-def _to_ms(timestamp: int) -> int:
-    """neonize encodes message times in milliseconds (older builds: seconds); 0 means unknown."""
-    if timestamp <= 0:
-        return now_ms()
-    return timestamp if timestamp > 10**11 else timestamp * 1000
-
-
-def _unwrap(message: Message) -> Message:
-    """The message inside wrappers (whatsmeow usually unwraps already; this costs nothing when it did)."""
-    for _ in range(6):
-        for field in _WRAPPERS:
-            if _has(message, field) and _has(getattr(message, field), "message"):
-                message = getattr(message, field).message
-                break
-        else:
-            return message
-    return message
-
-
-def _content(message: Message) -> tuple[str, Any] | None:
-    """The message's content field (name and value), or None when it carries none (key exchanges only)."""
-    for descriptor, value in message.ListFields():
-        if descriptor.name not in _NOT_CONTENT:
-            return descriptor.name, value
-    return None
-
-
-def _text_of(message: Message) -> str | None:
-    """The readable text of a message: its text or its media caption."""
-    message = _unwrap(message)
-    if message.conversation:
-        return message.conversation
-    if _has(message, "extendedTextMessage"):
-        return message.extendedTextMessage.text or None
-    for field in ("imageMessage", "videoMessage", "documentMessage"):
-        if _has(message, field):
-            return getattr(message, field).caption or None
-    return None
-
-
-def _duration_s(data: bytes) -> int:
-    """Whole seconds of an audio or video file, read by mutagen; 0 when it cannot tell.
-
-    The duration only labels the message (WhatsApp plays a file whose ``seconds`` is 0), so a file mutagen
-    does not know or cannot parse must never stop the send.
-    """
-    try:
-        found = mutagen.File(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - mutagen raises more than MutagenError on malformed files
-        log.info("media duration not read (%s: %s); sending with 0 s", type(exc).__name__, exc)
-        return 0
-    length = getattr(getattr(found, "info", None), "length", 0) or 0
-    return max(0, round(length))
-
-
-def _uploaded(upload: Any) -> dict[str, Any]:
-    """The fields of an audio/video message that point at media uploaded with ``client.upload``."""
-    return {
-        "URL": upload.url, "directPath": upload.DirectPath, "mediaKey": upload.MediaKey,
-        "fileEncSHA256": upload.FileEncSHA256, "fileSHA256": upload.FileSHA256, "fileLength": upload.FileLength,
-    }
 
 
 class NeonizeTransport(Transport):
@@ -248,7 +116,7 @@ class NeonizeTransport(Transport):
         qr_ttl_s: lifetime of every QR code (whatsmeow's 60 s / 20 s by default); for tests.
         qr_grace_s: how late a new QR code may be before the series counts as expired.
         backoff_base_s / backoff_max_s: retry delays after ``connect()`` fails (doubling).
-        accept_groups: accept group messages; default from ``WORKBENCH_WA_ACCEPT_GROUPS`` (off).
+        accept_groups: accept group messages and reply in groups; default the settings' ``wa_accept_groups``.
     """
 
     def __init__(self, instance_id: int, events: TransportEvents, *, redis_client: Any, data_dir: Path,
@@ -262,9 +130,9 @@ class NeonizeTransport(Transport):
         self.qr_grace_s = qr_grace_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        if accept_groups is None:
-            accept_groups = os.environ.get("WORKBENCH_WA_ACCEPT_GROUPS", "").strip().lower() in ("1", "true", "yes")
-        self.accept_groups = accept_groups
+        self.accept_groups = get_settings().wa_accept_groups if accept_groups is None else accept_groups
+        self.inbound = InboundMapper(instance_id, redis_client=redis_client, data_dir=self.data_dir,
+                                     accept_groups=self.accept_groups)
         self.uuid = f"wb-{instance_id}"
         sessions = self.data_dir / SESSIONS_DIR
         self.session_path = sessions / f"{instance_id}.sqlite3"
@@ -566,7 +434,7 @@ class NeonizeTransport(Transport):
         if connected:
             log.info("instance %s: already paired; pair_phone ignored", self.instance_id)
             return
-        digits = _digits(phone)
+        digits = phone_digits(phone)
         if len(digits) < 8:
             self._report("awaiting_qr", "pair_phone_invalid")
             return
@@ -646,7 +514,7 @@ class NeonizeTransport(Transport):
             with self._cond:
                 self._paired = True
                 self._qr_deadline = None
-            self._report("connecting", "paired", phone=_digits(event.ID.User) or None,
+            self._report("connecting", "paired", phone=phone_digits(event.ID.User) or None,
                          push_name=event.BusinessName or None)
         else:
             log.warning("instance %s: pairing failed: %s", self.instance_id, event.Error)
@@ -669,7 +537,7 @@ class NeonizeTransport(Transport):
             self._own = own
             if me is not None and me.PushName:
                 self._push_name = me.PushName
-        self._report("connected", None, phone=_digits(own.User) if own is not None else None,
+        self._report("connected", None, phone=phone_digits(own.User) if own is not None else None,
                      push_name=self._push_name)
         self._actions.put((self._send_presence, (client,)))
 
@@ -688,7 +556,7 @@ class NeonizeTransport(Transport):
         with self._cond:
             self._connected = True
             own, push_name = self._own, self._push_name
-        self._report("connected", None, phone=_digits(own.User) if own is not None else None, push_name=push_name)
+        self._report("connected", None, phone=phone_digits(own.User) if own is not None else None, push_name=push_name)
 
     def _on_logged_out(self, client: Any, event: LoggedOutEv) -> None:
         reason = _enum_name(LoggedOutEv, "Reason", event.Reason)
@@ -741,266 +609,26 @@ class NeonizeTransport(Transport):
             delay = min(delay * 2, 10.0)
 
     def _on_message(self, client: Any, event: MessageEv) -> None:
-        message = self.to_inbound(client, event)
+        with self._cond:
+            own = self._own
+        message = self.inbound.message(client, event, own)
         if message is not None:
             self._hand_over(self.events.on_message, message)
 
     def _on_receipt(self, client: Any, event: ReceiptEv) -> None:
-        status = _RECEIPTS.get(event.Type)
-        # Receipts from our own devices (IsFromMe) say nothing about the contact.
-        if status is None or event.MessageSource.IsFromMe or not event.MessageIDs:
-            return
-        receipt = Receipt(instance_id=self.instance_id, wa_ids=list(event.MessageIDs), status=status,
-                          timestamp_ms=_to_ms(event.Timestamp))
-        self._hand_over(self.events.on_receipt, receipt)
-
-    def _resolve(self, client: Any, jid: JID, alt: JID) -> JID:
-        """A phone-number JID for a LID (WhatsApp's hidden id), so one person is one contact."""
-        if jid.Server != LID_SERVER:
-            return jid
-        if alt.User and alt.Server != LID_SERVER:
-            return alt
-        try:
-            found = client.get_pn_from_lid(jid)
-        except Exception as exc:  # noqa: BLE001 - unknown mapping: keep the LID
-            log.info("instance %s: no phone number for a LID (%s)", self.instance_id, exc)
-            return jid
-        return found if found.User and found.Server != LID_SERVER else jid
-
-    def to_inbound(self, client: Any, event: MessageEv) -> InboundMessage | None:
-        """The neutral message for a ``MessageEv``, or None for what the product ignores (status broadcasts,
-        groups unless accepted, key exchanges and other protocol messages, notes to self)."""
-        info = event.Info
-        source = info.MessageSource
-        chat = source.Chat
-        if chat.Server in ("broadcast", "newsletter"):
-            return None  # status@broadcast, broadcast lists, channels
-        group = source.IsGroup or chat.Server == GROUP_SERVER
-        if group and not self.accept_groups:
-            return None
-        message = _unwrap(event.Message)
-        found = _content(message)
-        if found is None:
-            return None
-        field, content = found
-        from_me = source.IsFromMe
-        if group:
-            person = self._resolve(client, source.Sender, source.SenderAlt)
-            chat_jid = _jid_str(chat)
-        else:
-            # The contact is the chat's other side: the sender of what they wrote, the recipient of what we
-            # wrote from the phone.
-            if from_me:
-                person = self._resolve(client, chat, source.RecipientAlt)
-            else:
-                person = self._resolve(client, source.Sender, source.SenderAlt)
-            chat_jid = _jid_str(person)
-            with self._cond:
-                own = self._own
-            if own is not None and person.User == own.User:
-                return None  # the number's notes to itself
-        sender_jid = _jid_str(source.Sender) if from_me else _jid_str(person)
-        raw: dict[str, Any] = {"wa_type": field}
-        if person.Server == LID_SERVER:
-            raw["lid"] = True  # no phone number known yet; the digits are the LID's
-        if event.IsViewOnce or event.IsViewOnceV2:
-            raw["view_once"] = True
-        if field == "pollUpdateMessage":
-            fields = self._map_vote(client, event, content, raw)
-        else:
-            fields = self._map_content(client, message, field, content, raw, info.ID)
-        if fields is None:
-            return None
-        return InboundMessage(
-            instance_id=self.instance_id, wa_id=info.ID, chat_jid=chat_jid, sender_jid=sender_jid,
-            phone=_digits(person.User), push_name=None if from_me else (info.Pushname or None),
-            timestamp_ms=_to_ms(info.Timestamp), from_me=from_me, raw=raw, **fields,
-        )
-
-    def _map_content(self, client: Any, message: Message, field: str, content: Any, raw: dict[str, Any],
-                     wa_id: str) -> dict[str, Any] | None:
-        """Type, text, media, quoted and target ids of one content field; None to skip the message."""
-        quoted = None
-        if _has(content, "contextInfo") and content.contextInfo.stanzaID:
-            quoted = content.contextInfo.stanzaID
-        out: dict[str, Any] = {"quoted_id": quoted}
-        if field == "conversation":
-            out.update(type="text", text=content)
-        elif field == "extendedTextMessage":
-            out.update(type="text", text=content.text)
-        elif field in _MEDIA:
-            out.update(type=_MEDIA[field], text=getattr(content, "caption", "") or None)
-            if field == "audioMessage":
-                raw["ptt"] = bool(content.PTT)
-            if getattr(content, "seconds", 0):
-                raw["seconds"] = content.seconds
-            filename = content.fileName if field == "documentMessage" else None
-            out["media"] = self._download(client, message, content, filename, raw, wa_id)
-        elif field in ("locationMessage", "liveLocationMessage"):
-            raw.update(latitude=content.degreesLatitude, longitude=content.degreesLongitude,
-                       live=field == "liveLocationMessage")
-            for key in ("name", "address"):
-                if getattr(content, key, ""):
-                    raw[key] = getattr(content, key)
-            out.update(type="location", text=None)
-        elif field == "contactMessage":
-            raw.update(display_name=content.displayName, vcard=content.vcard)
-            out.update(type="contact", text=None)
-        elif field == "contactsArrayMessage":
-            raw.update(display_name=content.displayName,
-                       contacts=[{"display_name": c.displayName, "vcard": c.vcard} for c in content.contacts])
-            out.update(type="contact", text=None)
-        elif field == "reactionMessage":
-            raw["removed"] = not content.text  # an empty reaction takes the earlier one back
-            out.update(type="reaction", text=content.text or None, target_id=content.key.ID or None)
-        elif field == "protocolMessage":
-            if content.type == ProtocolMessage.REVOKE:
-                out.update(type="revoke", text=None, target_id=content.key.ID or None)
-            elif content.type == ProtocolMessage.MESSAGE_EDIT:
-                out.update(type="edit", text=_text_of(content.editedMessage), target_id=content.key.ID or None)
-            else:
-                return None  # history sync, key shares, ephemeral settings ...: not messages
-        elif field in _POLLS:
-            raw.update(options=[o.optionName for o in content.options],
-                       selectable=content.selectableOptionsCount)
-            out.update(type="poll", text=content.name or None)
-        else:
-            raw["type"] = field
-            out.update(type="unsupported", text=None)
-        return out
-
-    def _map_vote(self, client: Any, event: MessageEv, content: Any, raw: dict[str, Any]) -> dict[str, Any] | None:
-        """A vote on a poll: the chosen option's label as text (what a waiting choices node matches); a vote
-        that cannot be read stays an ``unsupported`` message; a withdrawn vote (nothing chosen) is skipped."""
-        poll_id = content.pollCreationMessageKey.ID or None
-        raw["poll_id"] = poll_id
-        try:
-            chosen = list(client.decrypt_poll_vote(event).selectedOptions)
-        except NeonizeError as exc:  # no key for that poll (not sent from this device) or a corrupt vote
-            log.warning("instance %s: vote on poll %s not decrypted: %s", self.instance_id, poll_id, exc)
-            return self._unreadable_vote(raw, poll_id, "undecryptable")
-        if not chosen:
-            log.info("instance %s: vote on poll %s withdrawn; ignored", self.instance_id, poll_id)
-            return None
-        try:
-            stored = self.redis.get(POLL_OPTIONS_KEY.format(self.instance_id, poll_id))
-        except redis.RedisError as exc:
-            log.warning("instance %s: options of poll %s unreadable (%s)", self.instance_id, poll_id, exc)
-            return self._unreadable_vote(raw, poll_id, "options_unavailable")
-        if stored is None:
-            return self._unreadable_vote(raw, poll_id, "unknown_poll")  # not ours, or expired
-        by_hash = {hashlib.sha256(option.encode()).digest(): option for option in json.loads(stored)}
-        labels = [by_hash.get(digest) for digest in chosen]
-        if None in labels:
-            return self._unreadable_vote(raw, poll_id, "unknown_option")
-        raw["poll_vote"] = True
-        return {"type": "text", "text": ", ".join(labels), "quoted_id": poll_id}
-
-    def _unreadable_vote(self, raw: dict[str, Any], poll_id: str | None, reason: str) -> dict[str, Any]:
-        raw.update(type="pollUpdateMessage", poll_error=reason)
-        return {"type": "unsupported", "text": None, "quoted_id": poll_id}
-
-    def _download(self, client: Any, message: Message, content: Any, filename: str | None,
-                  raw: dict[str, Any], wa_id: str) -> Any:
-        """Download and store a message's media; on failure the message still arrives, with ``media_error``."""
-        limit = max_bytes_from_env()
-        if getattr(content, "fileLength", 0) > limit:
-            raw["media_error"] = "too_large"  # not even downloaded
-            return None
-        try:
-            data = client.download_any(message)
-        except Exception as exc:  # noqa: BLE001 - expired media, network, decryption: report, don't drop
-            log.warning("instance %s: media of %s not downloaded: %s", self.instance_id, wa_id, exc)
-            raw["media_error"] = "download_failed"
-            return None
-        if not isinstance(data, bytes | bytearray) or not data:
-            raw["media_error"] = "download_failed"
-            return None
-        try:
-            return store_media(self.data_dir, bytes(data), content.mimetype, filename, max_bytes=limit)
-        except MediaTooLarge:
-            raw["media_error"] = "too_large"
-        except (MediaError, OSError) as exc:
-            log.warning("instance %s: media of %s not stored: %s", self.instance_id, wa_id, exc)
-            raw["media_error"] = "store_failed"
-        return None
+        receipt = self.inbound.receipt(event)
+        if receipt is not None:
+            self._hand_over(self.events.on_receipt, receipt)
 
     # -- sending ---------------------------------------------------------------------------------------------
-
-    def _recipient(self, to_phone: str, to_jid: str | None = None) -> JID:
-        """The JID to write to: a group JID when groups are on and the command names one, else the phone."""
-        if to_jid and self.accept_groups and to_jid.endswith("@" + GROUP_SERVER):
-            user = to_jid.rsplit("@", 1)[0]
-            if re.fullmatch(r"[0-9-]+", user):
-                return JID(User=user, Server=GROUP_SERVER, Device=0, RawAgent=0, Integrator=0, IsEmpty=False)
-        digits = _digits(to_phone)
-        if len(digits) < 5:
-            raise SendError(f"not a phone number: {to_phone[:40]!r}")
-        return JID(User=digits, Server=USER_SERVER, Device=0, RawAgent=0, Integrator=0, IsEmpty=False)
-
-    def _media_bytes(self, command: OutboundCommand) -> bytes:
-        """The command's media from the store, by digest only: a command never names a path or URL."""
-        if command.media is None:
-            raise SendError(f"outbox {command.outbox_id}: a {command.type} message without media")
-        try:
-            data = load_media(self.data_dir, command.media.sha256)
-        except MediaError as exc:
-            raise SendError(f"outbox {command.outbox_id}: {exc}") from None
-        if not isinstance(data, bytes):  # neonize would read a str as a path or fetch it as a URL
-            raise SendError(f"outbox {command.outbox_id}: media is not bytes")
-        return data
-
-    def _build(self, client: Any, command: OutboundCommand, to: JID) -> Message:
-        """The WhatsApp message for a command (media is uploaded here, before anything is sent)."""
-        quote = ContextInfo(stanzaID=command.quoted_id, participant=_jid_str(to)) if command.quoted_id else None
-        if command.type == "text":
-            if not command.text:
-                raise SendError(f"outbox {command.outbox_id}: a text message without text")
-            if quote is None:
-                return Message(conversation=command.text)
-            return Message(extendedTextMessage=ExtendedTextMessage(text=command.text, contextInfo=quote))
-        if command.type == "poll":
-            message = client.build_poll_vote_creation(command.text or "", list(command.poll_options or []),
-                                                      VoteType.SINGLE)
-            if quote is not None:
-                _content(message)[1].contextInfo.MergeFrom(quote)
-            return message
-        data = self._media_bytes(command)
-        caption = command.text or None
-        mime = command.media.mime if command.media else ""
-        # Only a base name: a contact sees it, and it must never be usable as a path.
-        filename = Path(((command.media and command.media.filename) or "").replace("\\", "/")).name or None
-        if command.type == "image":
-            message, field = client.build_image_message(data, caption=caption), "imageMessage"
-        elif command.type == "audio":
-            # Voice notes (ptt) must be Opus in Ogg; other audio goes as a plain audio file.
-            ptt = "ogg" in mime or "opus" in mime
-            upload = client.upload(data, MediaType.MediaAudio)
-            message = Message(audioMessage=AudioMessage(
-                mimetype=mime, PTT=ptt, seconds=_duration_s(data), **_uploaded(upload)))
-            field = "audioMessage"
-        elif command.type == "video":
-            # No JPEGThumbnail: making one needs a video decoder (neonize runs ffmpeg); WhatsApp shows a
-            # placeholder until the video is downloaded.
-            upload = client.upload(data, MediaType.MediaVideo)
-            message = Message(videoMessage=VideoMessage(
-                mimetype=mime, caption=caption, seconds=_duration_s(data), **_uploaded(upload)))
-            field = "videoMessage"
-        else:
-            message, field = client.build_document_message(
-                data, caption=caption, title=filename, filename=filename or "arquivo", mimetype=mime or None,
-            ), "documentMessage"
-        if quote is not None:
-            getattr(message, field).contextInfo.MergeFrom(quote)
-        return message
 
     def send(self, command: OutboundCommand) -> str:
         """Send one message; returns its WhatsApp id (see ``Transport.send`` for the errors)."""
         command = command.sendable_poll()
-        to = self._recipient(command.to_phone, command.to_jid)
+        to = recipient(command.to_phone, command.to_jid, accept_groups=self.accept_groups)
         with self._borrow() as client:
             try:
-                message = self._build(client, command, to)
+                message = build_message(client, command, to, self.data_dir)
             except TransportError:
                 raise
             except Exception as exc:  # noqa: BLE001 - upload, image thumbnail, poll builder: nothing was sent
@@ -1008,37 +636,19 @@ class NeonizeTransport(Transport):
             try:
                 response = client.send_message(to, message)
             except NeonizeError as exc:  # SendMessageError and kin carry whatsmeow's error text
-                raise self._send_failure(command, str(exc)) from exc
+                raise send_failure(command, str(exc)) from exc
             except Exception as exc:  # noqa: BLE001 - we cannot tell whether it left
                 raise SendUncertainError(f"outbox {command.outbox_id}: {type(exc).__name__}: {exc}") from exc
         wa_id = getattr(response, "ID", "")
         if not wa_id:
             raise SendUncertainError(f"outbox {command.outbox_id}: no message id in the send response")
         if command.type == "poll":
-            self._remember_poll(wa_id, command.poll_options or [])
+            remember_poll(self.redis, self.instance_id, wa_id, command.poll_options or [])
         return wa_id
-
-    def _remember_poll(self, wa_id: str, options: list[str]) -> None:
-        """Keep a sent poll's options: its votes name them only by SHA-256."""
-        try:
-            self.redis.set(POLL_OPTIONS_KEY.format(self.instance_id, wa_id), json.dumps(options),
-                           ex=POLL_OPTIONS_TTL_S)
-        except redis.RedisError as exc:
-            # The poll went out and must be acked as sent; its votes will arrive as unsupported.
-            log.warning("instance %s: options of poll %s not kept (%s)", self.instance_id, wa_id, exc)
-
-    def _send_failure(self, command: OutboundCommand, error: str) -> TransportError:
-        """Classify a whatsmeow send error: not sent (retry later or fail) or maybe sent (never retried)."""
-        text = error.lower()
-        if any(marker in text for marker in _NOT_CONNECTED_ERRORS):
-            return NotConnectedError(f"outbox {command.outbox_id}: {error}")
-        if any(marker in text for marker in _UNCERTAIN_ERRORS):
-            return SendUncertainError(f"outbox {command.outbox_id}: {error}")
-        return SendError(f"outbox {command.outbox_id}: {error}")
 
     def set_typing(self, to_phone: str, on: bool) -> None:
         """Show or clear "typing..." in the contact's chat."""
-        to = self._recipient(to_phone)
+        to = recipient(to_phone)
         state = ChatPresence.CHAT_PRESENCE_COMPOSING if on else ChatPresence.CHAT_PRESENCE_PAUSED
         with self._borrow() as client:
             try:
@@ -1050,7 +660,7 @@ class NeonizeTransport(Transport):
         """Blue ticks on the contact's messages."""
         if not wa_ids:
             return
-        chat = self._recipient(chat_phone)
+        chat = recipient(chat_phone)
         with self._borrow() as client:
             try:
                 client.mark_read(*wa_ids, chat=chat, sender=chat, receipt=ReceiptType.READ)

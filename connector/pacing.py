@@ -7,27 +7,24 @@ contact's message — only the moment of sending is spaced out.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 
-def pacing_from_env() -> tuple[float, int]:
-    """(minimum gap in seconds, sends per minute; 0 = no limit) from WORKBENCH_SEND_MIN_GAP_MS and
-    WORKBENCH_SENDS_PER_MINUTE."""
-    gap_ms = int(os.environ.get("WORKBENCH_SEND_MIN_GAP_MS") or 1000)
-    per_minute = int(os.environ.get("WORKBENCH_SENDS_PER_MINUTE") or 40)
-    return max(gap_ms, 0) / 1000, max(per_minute, 0)
-
-
 class Pacer:
-    """Decides when the next send of one number may go out. Thread-safe."""
+    """Decides when the next send of one number may go out. Thread-safe.
+
+    Args:
+        min_gap_s: shortest time between two sends (0 or less = none).
+        per_minute: most sends within any 60 seconds (0 or less = no limit).
+        clock: monotonic seconds; tests pass a fake.
+    """
 
     def __init__(self, min_gap_s: float, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.min_gap_s = min_gap_s
-        self.per_minute = per_minute
+        self.min_gap_s = max(min_gap_s, 0.0)
+        self.per_minute = max(per_minute, 0)
         self._clock = clock
         self._lock = threading.Lock()
         self._sent: deque[float] = deque()  # send times of the last minute

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -42,9 +41,9 @@ from connector.contracts import (
     SendAck,
     StateChange,
     now_ms,
+    phone_digits,
 )
-from connector.media import data_dir_from_env
-from connector.pacing import Pacer, pacing_from_env
+from connector.pacing import Pacer
 from connector.spool import Spool
 from connector.transport import (
     NotConnectedError,
@@ -54,17 +53,13 @@ from connector.transport import (
     TransportError,
     load_transport,
 )
+from workbench.store.config import get_settings
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "relay"  # one relay per instance, so one fixed consumer name finds its own pending entries
 INTERRUPTED = "interrompido durante o envio"  # the error text the brief fixes for a send cut off by a crash
 _STOPPING = object()
-
-
-def _env_int(name: str, default: int) -> int:
-    """An integer typing setting from the environment (``WORKBENCH_TYPING_*``)."""
-    return int(os.environ.get(name) or default)
 
 
 class _Lanes:
@@ -127,9 +122,9 @@ class Relay:
         redis_client: a redis-py client (thread-safe; each blocking thread takes its own pooled connection).
         instance_id: the number's instance id.
         transport: transport name (see ``connector.transport.TRANSPORTS``) or a ``Transport`` class.
-        data_dir: the product's data dir (media store); default ``WORKBENCH_DATA_DIR``.
-        typing_ms_per_char / typing_max_ms: typing indicator pacing; default ``WORKBENCH_TYPING_MS_PER_CHAR``
-            (40) and ``WORKBENCH_TYPING_MAX_MS`` (4000); 0 disables it.
+        data_dir: the product's data dir (media store, spool); default the settings' ``data_dir``.
+        typing_ms_per_char / typing_max_ms: typing indicator pacing; default the settings'
+            (``WORKBENCH_TYPING_MS_PER_CHAR``, ``WORKBENCH_TYPING_MAX_MS``); 0 disables it.
         heartbeat_s: how often the status hash's ``heartbeat`` is refreshed (the supervisor's liveness check).
         lane_idle_s: how long an idle per-contact sender thread lives.
         parent_pid: exit when this process stops being our parent (the supervisor died), so no orphan
@@ -154,10 +149,10 @@ class Relay:
         self.redis = redis_client
         self.instance_id = instance_id
         self.transport_class = load_transport(transport) if isinstance(transport, str) else transport
-        self.data_dir = Path(data_dir) if data_dir is not None else data_dir_from_env()
-        self.typing_ms_per_char = (_env_int("WORKBENCH_TYPING_MS_PER_CHAR", 40)
-                                   if typing_ms_per_char is None else typing_ms_per_char)
-        self.typing_max_ms = _env_int("WORKBENCH_TYPING_MAX_MS", 4000) if typing_max_ms is None else typing_max_ms
+        settings = get_settings()
+        self.data_dir = Path(data_dir) if data_dir is not None else settings.data_dir
+        self.typing_ms_per_char = settings.typing_ms_per_char if typing_ms_per_char is None else typing_ms_per_char
+        self.typing_max_ms = settings.typing_max_ms if typing_max_ms is None else typing_max_ms
         self.heartbeat_s = heartbeat_s
         self.parent_pid = parent_pid
         self.transport_options = transport_options or {}
@@ -176,7 +171,7 @@ class Relay:
         # Held across send + SendAck and taken by on_receipt: a receipt never reaches the workers before the
         # ack that tells them which outbox row its WhatsApp id belongs to.
         self._send_lock = threading.Lock()
-        self.pacer = Pacer(*pacing_from_env())
+        self.pacer = Pacer(settings.send_min_gap_ms / 1000, settings.sends_per_minute)
         self._lanes = _Lanes(self._process, lane_idle_s)
         self._exit_code = 0
 
@@ -390,7 +385,7 @@ class Relay:
             self._done(entry_id)
             return
         # digits only, so "+55 11 9..." and "55119..." share one lane and keep their order
-        self._lanes.dispatch(re.sub(r"\D", "", command.to_phone) or command.to_phone, (entry_id, command))
+        self._lanes.dispatch(phone_digits(command.to_phone) or command.to_phone, (entry_id, command))
 
     def _process(self, item: tuple[bytes, OutboundCommand]) -> None:
         """Send one command at most once (see the module docstring); runs in the contact's lane."""

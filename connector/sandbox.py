@@ -31,7 +31,6 @@ import json
 import logging
 import mimetypes
 import queue
-import re
 import secrets
 import threading
 import time
@@ -48,9 +47,11 @@ from connector.contracts import (
     OutboundCommand,
     Receipt,
     now_ms,
+    phone_digits,
 )
-from connector.media import MediaError, data_dir_from_env, load_media, media_path, store_media
+from connector.media import MediaError, load_media, media_path, store_media
 from connector.transport import NotConnectedError, SendError, SendUncertainError, Transport, TransportEvents
+from workbench.store.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,12 @@ class SandboxError(ValueError):
 
 
 def normalize_phone(phone: str) -> str:
-    """Digits only, as WhatsApp identifies accounts (``+55 (11) 9...`` -> ``55119...``).
+    """The account a phone names on the network: ``contracts.phone_digits`` (``+55 (11) 9...`` -> ``55119...``).
 
     Raises:
         SandboxError: fewer than 5 digits remain.
     """
-    digits = re.sub(r"\D", "", str(phone or ""))
+    digits = phone_digits(phone)
     if len(digits) < 5:
         raise SandboxError(f"not a phone number: {phone!r}")
     return digits
@@ -123,12 +124,12 @@ class SandboxNetwork:
 
     Args:
         redis_client: a redis-py client (bytes or str responses).
-        data_dir: the product's data dir, to read media the business sent; default ``WORKBENCH_DATA_DIR``.
+        data_dir: the product's data dir, to read media the business sent; default the settings' ``data_dir``.
     """
 
     def __init__(self, redis_client: Any, data_dir: Path | str | None = None) -> None:
         self.redis = redis_client
-        self.data_dir = Path(data_dir) if data_dir is not None else data_dir_from_env()
+        self.data_dir = Path(data_dir) if data_dir is not None else get_settings().data_dir
         self._raise_status = redis_client.register_script(_RAISE_STATUS)
 
     # -- pairing ---------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import redis
 from pydantic import BaseModel
 
 from connector import contracts
+from connector.files import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +40,6 @@ def spool_path(data_dir: Path | str, instance_id: int) -> Path:
     return Path(data_dir) / SPOOL_DIR / f"{int(instance_id)}.jsonl"
 
 
-
-def replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` all or nothing: a temporary file beside it, synced, then renamed over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 class Spool:
     """Publish inbound events to ``wb:in:{i}``, or keep them on disk until Redis is back.

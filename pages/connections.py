@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from pages.ui.feedback import attempt, show_flash
 from pages.ui.panel import live_fragment
-from workbench.base.errors import PAGE_ERRORS
-from workbench.base.i18n import error_text, format_age, reason_label, state_label, t
+from workbench.base.i18n import format_age, reason_label, state_label, t
 from workbench.services import instances
 
 actor = st.session_state["auth_actor"]
@@ -44,27 +44,11 @@ NEEDS_CONFIRMATION = ("logout", "remove")
 PAIR_CODE_SHAPE = re.compile(r"[A-Z0-9]{4}-?[A-Z0-9]{4}")
 
 
-def _flash(kind: str, text: str) -> None:
-    st.session_state[FLASH_KEY] = (kind, text)
-
-
-def _show_flash() -> None:
-    kind, text = st.session_state.pop(FLASH_KEY, (None, None))
-    if kind == "success":
-        st.success(text)
-    elif kind == "error":
-        st.error(text)
-
-
 def _do(action: str, instance_id: int) -> None:
     """Button callback: run the action before the fragment re-reads, so the cards show its effect."""
     st.session_state.pop(CONFIRM_KEY, None)
-    try:
+    with attempt(FLASH_KEY, t(f"connections.done.{action}")):
         ACTIONS[action](actor, instance_id)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-    else:
-        _flash("success", t(f"connections.done.{action}"))
 
 
 def _ask(action: str, instance_id: int) -> None:
@@ -77,34 +61,22 @@ def _cancel() -> None:
 
 def _request_pair_code(instance_id: int) -> None:
     """Button callback of "Pedir código": the code itself arrives in the status hash a moment later."""
-    try:
+    with attempt(FLASH_KEY, t("connections.done.pair_code")):
         instances.request_pair_code(actor, instance_id, st.session_state.get(f"conn_pair_phone_{instance_id}", ""))
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-    else:
-        _flash("success", t("connections.done.pair_code"))
 
 
 def _restart_pairing(instance_id: int) -> None:
     """Button callback of "Gerar novo QR code"."""
-    try:
+    with attempt(FLASH_KEY, t("connections.done.restart_pairing")):
         instances.restart_pairing(actor, instance_id)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-    else:
-        _flash("success", t("connections.done.restart_pairing"))
 
 
 def _create() -> None:
     """Form callback for "Adicionar número"."""
-    try:
+    with attempt(FLASH_KEY, t("connections.created")):
         instances.create_instance(actor, st.session_state.get("conn_new_name", ""),
                                   st.session_state.get("conn_new_transport", "sandbox"))
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-    else:
         st.session_state["conn_new_name"] = ""
-        _flash("success", t("connections.created"))
 
 
 def _add_number_form() -> None:
@@ -249,7 +221,7 @@ def _card(inst: dict) -> None:
 @live_fragment(run_every=2)
 def _cards() -> None:
     """The numbers with their live status, re-read every two seconds (connector state lives in Redis)."""
-    _show_flash()
+    show_flash(FLASH_KEY)
     numbers = instances.list_instances(actor)
     if not numbers:
         st.info(t("connections.empty_manager") if actor.is_manager else t("connections.empty"))

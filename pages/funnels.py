@@ -20,13 +20,13 @@ import streamlit as st
 
 from engine.core.definition import MAX_DEFINITION_BYTES, ValidationReport, export_json, validate_definition
 from engine.core.examples import EXAMPLES
-from workbench.base.errors import PAGE_ERRORS
-from workbench.base.i18n import error_text, t, trigger_label
+from pages.ui.feedback import attempt, flash, show_flash
+from workbench.base.i18n import t, trigger_label
 from workbench.services import funnels
 
 actor = st.session_state["auth_actor"]
 
-# (funnel id or None, kind, text): shown once, on that funnel's card or (None) above the list.
+# Messages after an action, shown once on the funnel's card (scope: its id) or (None) above the list.
 FLASH_KEY = "funnels_flash"
 # Id of the funnel whose deletion waits for a second click.
 CONFIRM_KEY = "funnels_confirm_delete"
@@ -37,17 +37,6 @@ PROBLEMS_KEY = "funnels_publish_problems"
 UPLOAD_NONCE_KEY = "funnels_upload_nonce"
 START_OPTIONS = ("empty", *EXAMPLES)
 MAX_UPLOAD_MB = max(1, MAX_DEFINITION_BYTES // (1024 * 1024))
-
-
-def _flash(kind: str, text: str, funnel_id: int | None = None) -> None:
-    st.session_state[FLASH_KEY] = (funnel_id, kind, text)
-
-
-def _show_flash(funnel_id: int | None = None) -> None:
-    pending = st.session_state.get(FLASH_KEY)
-    if pending and pending[0] == funnel_id:
-        del st.session_state[FLASH_KEY]
-        getattr(st, pending[1])(pending[2])
 
 
 def _start_label(option: str) -> str:
@@ -72,13 +61,9 @@ def _create() -> None:
         example_name, build = EXAMPLES[choice]
         name = name or example_name
         definition = build()
-    try:
+    with attempt(FLASH_KEY, t("funnels.create.done")):
         funnels.create_funnel(actor, name, definition)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-        return
-    st.session_state["funnels_new_name"] = ""
-    _flash("success", t("funnels.create.done"))
+        st.session_state["funnels_new_name"] = ""
 
 
 def _import() -> None:
@@ -86,21 +71,18 @@ def _import() -> None:
     nonce = st.session_state.get(UPLOAD_NONCE_KEY, 0)
     upload = st.session_state.get(f"funnels_import_file_{nonce}")
     if upload is None:
-        _flash("error", t("funnels.import.missing"))
+        flash(FLASH_KEY, "error", t("funnels.import.missing"))
         return
     name = (st.session_state.get("funnels_import_name") or "").strip() or PurePath(upload.name).stem[:120]
-    try:
+    with attempt(FLASH_KEY):
         funnel_id = funnels.import_funnel(actor, name, upload.getvalue())
         problems = len(validate_definition(funnels.get_funnel(actor, funnel_id)["draft"]).errors)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-        return
-    st.session_state[UPLOAD_NONCE_KEY] = nonce + 1
-    st.session_state["funnels_import_name"] = ""
-    if problems:
-        _flash("warning", t("funnels.import.done_with_problems", count=problems))
-    else:
-        _flash("success", t("funnels.import.done"))
+        st.session_state[UPLOAD_NONCE_KEY] = nonce + 1
+        st.session_state["funnels_import_name"] = ""
+        if problems:
+            flash(FLASH_KEY, "warning", t("funnels.import.done_with_problems", count=problems))
+        else:
+            flash(FLASH_KEY, "success", t("funnels.import.done"))
 
 
 def _replace(funnel_id: int) -> None:
@@ -108,53 +90,41 @@ def _replace(funnel_id: int) -> None:
     nonce = st.session_state.get(UPLOAD_NONCE_KEY, 0)
     upload = st.session_state.get(f"funnels_replace_file_{funnel_id}_{nonce}")
     if upload is None:
-        _flash("error", t("funnels.import.missing"), funnel_id)
+        flash(FLASH_KEY, "error", t("funnels.import.missing"), funnel_id)
         return
-    try:
+    with attempt(FLASH_KEY, scope=funnel_id):
         report = funnels.import_draft(actor, funnel_id, upload.getvalue())
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc), funnel_id)
-        return
-    st.session_state[UPLOAD_NONCE_KEY] = nonce + 1
-    if report.is_valid:
-        _flash("success", t("funnels.replace.done"), funnel_id)
-    else:
-        _flash("warning", t("funnels.replace.done_with_problems", count=len(report.errors)), funnel_id)
+        st.session_state[UPLOAD_NONCE_KEY] = nonce + 1
+        if report.is_valid:
+            flash(FLASH_KEY, "success", t("funnels.replace.done"), funnel_id)
+        else:
+            flash(FLASH_KEY, "warning", t("funnels.replace.done_with_problems", count=len(report.errors)), funnel_id)
 
 
 def _toggle(funnel_id: int) -> None:
     """Active switch: the service refuses to switch on a funnel that was never published."""
     wanted = bool(st.session_state.get(f"funnels_active_{funnel_id}"))
-    try:
+    # On a refusal the next run puts the switch back to the stored value.
+    with attempt(FLASH_KEY, t("funnels.activated") if wanted else t("funnels.deactivated"), scope=funnel_id):
         funnels.set_active(actor, funnel_id, wanted)
-    except PAGE_ERRORS as exc:
-        # The next run puts the switch back to the stored value.
-        _flash("error", error_text(exc), funnel_id)
-    else:
-        _flash("success", t("funnels.activated") if wanted else t("funnels.deactivated"), funnel_id)
 
 
 def _publish(funnel_id: int, is_active: bool) -> None:
     st.session_state.pop(PROBLEMS_KEY, None)
-    try:
+    with attempt(FLASH_KEY, scope=funnel_id) as outcome:
         version = funnels.publish(actor, funnel_id)
-    except PAGE_ERRORS as exc:
-        if exc.key == "error.funnel_invalid":
-            st.session_state[PROBLEMS_KEY] = funnel_id
-        _flash("error", error_text(exc), funnel_id)
-    else:
         text = t("funnels.published", version=version) if is_active else t("funnels.published_inactive",
                                                                              version=version)
-        _flash("success", text, funnel_id)
+        flash(FLASH_KEY, "success", text, funnel_id)
+    # Refused for the draft's problems: the card lists them. (An outage is refused too, but carries no key.)
+    if getattr(outcome.error, "key", None) == "error.funnel_invalid":
+        st.session_state[PROBLEMS_KEY] = funnel_id
 
 
 def _duplicate(funnel_id: int) -> None:
-    try:
+    with attempt(FLASH_KEY, scope=funnel_id):
         funnels.duplicate(actor, funnel_id)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc), funnel_id)
-    else:
-        _flash("success", t("funnels.duplicated"))
+        flash(FLASH_KEY, "success", t("funnels.duplicated"))  # above the list, where the copy appears
 
 
 def _ask_delete(funnel_id: int) -> None:
@@ -167,12 +137,8 @@ def _cancel_delete() -> None:
 
 def _delete(funnel_id: int) -> None:
     st.session_state.pop(CONFIRM_KEY, None)
-    try:
+    with attempt(FLASH_KEY, t("funnels.deleted")):
         funnels.delete_funnel(actor, funnel_id)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-    else:
-        _flash("success", t("funnels.deleted"))
 
 
 # -- drawing -------------------------------------------------------------------------------------------------------
@@ -298,7 +264,7 @@ def _card(funnel: dict[str, Any]) -> None:
         st.session_state[f"funnels_active_{funnel_id}"] = funnel["is_active"]
         st.toggle(t("funnels.active"), key=f"funnels_active_{funnel_id}", on_change=_toggle, args=(funnel_id,),
                   help=t("funnels.active_help"))
-        _show_flash(funnel_id)
+        show_flash(FLASH_KEY, funnel_id)
         if st.session_state.get(PROBLEMS_KEY) == funnel_id:
             del st.session_state[PROBLEMS_KEY]
             _problems(report)
@@ -317,7 +283,7 @@ with create_col:
     _create_form()
 with import_col:
     _import_form()
-_show_flash()
+show_flash(FLASH_KEY)
 cards = funnels.list_funnels(actor)
 if not cards:
     st.info(t("funnels.empty"), icon=":material/account_tree:")

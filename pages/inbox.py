@@ -19,9 +19,10 @@ import pandas as pd
 import streamlit as st
 
 from connector.media import MediaError, load_media
+from pages.ui.feedback import attempt, flash, show_flash
 from pages.ui.panel import live_fragment
-from workbench.base.errors import PAGE_ERRORS, NotFound
-from workbench.base.i18n import error_text, format_clock, format_moment, format_when, status_label, t, type_placeholder
+from workbench.base.errors import NotFound
+from workbench.base.i18n import format_clock, format_moment, format_when, status_label, t, type_placeholder
 from workbench.services import contacts, conversations, funnels
 from workbench.store.config import get_settings
 
@@ -72,7 +73,7 @@ def _load() -> dict[str, Any]:
         except NotFound:
             # reassigned to someone else, or gone: close the chat instead of failing the page
             st.session_state.pop(SELECTED_KEY, None)
-            st.session_state[FLASH_KEY] = ("warning", t("inbox.gone"))
+            flash(FLASH_KEY, "warning", t("inbox.gone"))
             selected, conversation, messages = None, None, []
     # Read the revision after our own mark_read, so our change does not trigger one more reload.
     revision = conversations.revision(actor)
@@ -105,7 +106,7 @@ def _select(conversation_id: int) -> None:
 
 def _act(action: str) -> None:
     conversation_id = st.session_state.get(SELECTED_KEY)
-    try:
+    with attempt(FLASH_KEY):
         if action == "pause":
             conversations.pause_bot(actor, conversation_id)
         elif action == "resume":
@@ -114,25 +115,15 @@ def _act(action: str) -> None:
             conversations.set_status(actor, conversation_id, action)
         elif action == "assign_me":
             conversations.assign(actor, conversation_id, agent_id=actor.user_id)
-    except PAGE_ERRORS as exc:
-        st.session_state[FLASH_KEY] = ("error", error_text(exc))
 
 
 def _reply() -> None:
     conversation_id = st.session_state.get(SELECTED_KEY)
-    try:
+    with attempt(FLASH_KEY):
         conversations.send_text(actor, conversation_id, st.session_state.get("inbox_reply") or "")
-    except PAGE_ERRORS as exc:
-        st.session_state[FLASH_KEY] = ("error", error_text(exc))
 
 
 # -- drawing ------------------------------------------------------------------------------------------------
-
-
-def _show_flash() -> None:
-    kind, text = st.session_state.pop(FLASH_KEY, (None, None))
-    if kind:
-        getattr(st, kind)(text)
 
 
 def _preview(row: dict[str, Any]) -> str:
@@ -268,12 +259,8 @@ def _detail(label: str, value: str | None) -> None:
 
 def _stop_run(run_id: int) -> None:
     """"Parar funil": the service re-checks that the run is still live and visible to this user."""
-    try:
+    with attempt(FLASH_KEY, t("inbox.funnel.stopped")):
         funnels.stop_contact_run(actor, run_id)
-    except PAGE_ERRORS as exc:
-        st.session_state[FLASH_KEY] = ("error", error_text(exc))
-    else:
-        st.session_state[FLASH_KEY] = ("success", t("inbox.funnel.stopped"))
     # Re-read now rather than wait for the revision bump to arrive with the next tick.
     st.session_state.pop(RUNS_CACHE_KEY, None)
 
@@ -294,12 +281,8 @@ def _start_funnel(conversation_id: int) -> None:
     funnel_id = st.session_state.get("inbox_start_funnel")
     if funnel_id is None:
         return
-    try:
+    with attempt(FLASH_KEY, t("inbox.funnel.started_now")):
         funnels.start_for_conversation(actor, conversation_id, funnel_id)
-    except PAGE_ERRORS as exc:
-        st.session_state[FLASH_KEY] = ("error", error_text(exc))
-    else:
-        st.session_state[FLASH_KEY] = ("success", t("inbox.funnel.started_now"))
     st.session_state.pop(RUNS_CACHE_KEY, None)
 
 
@@ -356,17 +339,13 @@ def _add_tag(contact_id: int) -> None:
     st.session_state[TAG_PICK_KEY] = None  # ready for the next tag
     if not name:
         return
-    try:
+    with attempt(FLASH_KEY):
         contacts.add_tag(actor, contact_id, name)
-    except PAGE_ERRORS as exc:
-        st.session_state[FLASH_KEY] = ("error", error_text(exc))
 
 
 def _remove_tag(contact_id: int, name: str) -> None:
-    try:
+    with attempt(FLASH_KEY):
         contacts.remove_tag(actor, contact_id, name)
-    except PAGE_ERRORS as exc:
-        st.session_state[FLASH_KEY] = ("error", error_text(exc))
 
 
 def _tags_section(profile: dict[str, Any], workspace_tags: list[dict[str, Any]]) -> None:
@@ -392,13 +371,10 @@ def _cell(value: Any) -> str | None:
 
 def _save_contact(contact_id: int, name: str, table: pd.DataFrame) -> None:
     rows = [(_cell(row["key"]), _cell(row["value"])) for row in table.to_dict("records")]
-    try:
+    with attempt():  # a refusal shows here, under the form, which keeps what was typed
         contacts.update_contact(actor, contact_id, name=name, custom_data=rows)
-    except PAGE_ERRORS as exc:
-        st.error(error_text(exc))  # here, under the form, which keeps what was typed
-        return
-    st.session_state[FLASH_KEY] = ("success", t("inbox.contact.saved"))
-    st.rerun()  # show the saved contact everywhere on the screen at once
+        flash(FLASH_KEY, "success", t("inbox.contact.saved"))
+        st.rerun()  # show the saved contact everywhere on the screen at once
 
 
 def _fields_section(profile: dict[str, Any]) -> None:
@@ -447,7 +423,7 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
 def _inbox() -> None:
     """The live part of the page (see the module docstring for when it re-reads)."""
     data = _load()
-    _show_flash()
+    show_flash(FLASH_KEY)
     selected = st.session_state.get(SELECTED_KEY)
     list_col, chat_col, contact_col = st.columns([1.3, 2.2, 0.85], gap="medium")
     with list_col:

@@ -12,6 +12,7 @@ from typing import Any
 
 import streamlit as st
 
+from pages.ui.feedback import attempt, show_flash
 from workbench.base.errors import PAGE_ERRORS
 from workbench.base.i18n import error_text, format_moment, t
 from workbench.services import media_library
@@ -21,7 +22,7 @@ actor = st.session_state["auth_actor"]
 
 # (status, file name, catalog text) per file of the last upload: "added", "known" or "failed".
 RESULTS_KEY = "media_upload_results"
-# (kind, text): one message shown above the list after a rename or removal.
+# One message shown above the list after a rename or removal.
 FLASH_KEY = "media_flash"
 # Id of the item whose removal waits for confirmation.
 CONFIRM_KEY = "media_confirm_remove"
@@ -67,13 +68,9 @@ def _upload() -> None:
 
 def _rename(media_id: int) -> None:
     key = f"media_name_{media_id}"
-    try:
+    with attempt(FLASH_KEY, t("media.renamed")):
         item = media_library.rename_media(actor, media_id, st.session_state.get(key) or "")
-    except PAGE_ERRORS as exc:
-        st.session_state[FLASH_KEY] = ("error", error_text(exc))
-    else:
         st.session_state[key] = item["filename"]  # the name as kept (sanitized, extension added)
-        st.session_state[FLASH_KEY] = ("success", t("media.renamed"))
 
 
 def _ask_remove(media_id: int) -> None:
@@ -86,12 +83,8 @@ def _cancel_remove() -> None:
 
 def _remove(media_id: int) -> None:
     st.session_state.pop(CONFIRM_KEY, None)
-    try:
+    with attempt(FLASH_KEY, t("media.removed")):
         media_library.remove_media(actor, media_id)
-    except PAGE_ERRORS as exc:
-        st.session_state[FLASH_KEY] = ("error", error_text(exc))
-    else:
-        st.session_state[FLASH_KEY] = ("success", t("media.removed"))
 
 
 # -- drawing -------------------------------------------------------------------------------------------------------
@@ -134,10 +127,9 @@ def _preview(item: dict[str, Any]) -> None:
 
 def _remove_confirmation(item: dict[str, Any]) -> None:
     media_id = item["id"]
-    try:
+    with attempt() as outcome:
         used_by = media_library.media_usage(actor, media_id)
-    except PAGE_ERRORS as exc:
-        st.error(error_text(exc))
+    if not outcome.ok:
         return
     if used_by:
         st.warning(t("media.confirm_remove_used", count=len(used_by)), icon=":material/warning:")
@@ -190,9 +182,7 @@ if not actor.is_manager:
     st.stop()
 st.caption(t("media.intro"))
 _upload_form()
-flash = st.session_state.pop(FLASH_KEY, None)
-if flash:
-    getattr(st, flash[0])(flash[1])
+show_flash(FLASH_KEY)
 choice = st.radio(t("media.filter"), FILTERS, key="media_filter", horizontal=True,
                   format_func=lambda kind: t(f"media.filter.{kind}"))
 items = media_library.list_media(actor, None if choice == "all" else choice)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.base.errors import PAGE_ERRORS
-from workbench.base.i18n import error_text, role_label, t
+from pages.ui.feedback import attempt, show_flash
+from workbench.base.i18n import role_label, t
 from workbench.services import workspace_settings, workspaces
 from workbench.store.models import ROLES
 
@@ -26,12 +26,6 @@ CREDENTIALS_KEY = "settings_new_credentials"
 REPLY_MODES = ("every", "once_24h")
 # Widget key -> field of workspace_settings.DefaultReply.
 REPLY_FIELDS = {"settings_reply_enabled": "enabled", "settings_reply_mode": "mode", "settings_reply_text": "text"}
-
-
-def _show_flash(key: str) -> None:
-    kind, text = st.session_state.pop(key, (None, None))
-    if kind:
-        getattr(st, kind)(text)
 
 
 # -- Resposta padrão ------------------------------------------------------------------------------------------
@@ -52,12 +46,8 @@ def _seed_reply_form() -> None:
 def _save_reply() -> None:
     """Form callback: validate and store through the service; refusals come back as catalog messages."""
     value = {field: st.session_state.get(key) for key, field in REPLY_FIELDS.items()}
-    try:
+    with attempt(REPLY_FLASH_KEY, t("settings.reply.saved")):
         workspace_settings.save_setting(actor, "default_reply", value)
-    except PAGE_ERRORS as exc:
-        st.session_state[REPLY_FLASH_KEY] = ("error", error_text(exc))
-    else:
-        st.session_state[REPLY_FLASH_KEY] = ("success", t("settings.reply.saved"))
 
 
 def _default_reply_section() -> None:
@@ -72,19 +62,15 @@ def _default_reply_section() -> None:
                      help=t("settings.reply.text_help"))
         st.form_submit_button(t("settings.reply.save"), key="settings_reply_save", type="primary",
                               on_click=_save_reply)
-    _show_flash(REPLY_FLASH_KEY)
+    show_flash(REPLY_FLASH_KEY)
 
 
 def _save_bot() -> None:
     """Form callback: store the bot's auto-resume time and read-receipt choice."""
-    try:
+    with attempt(BOT_FLASH_KEY, t("settings.bot.saved")):
         workspace_settings.save_setting(actor, "bot", {
             "auto_resume_minutes": int(st.session_state.get("settings_bot_resume") or 0),
             "read_receipts": bool(st.session_state.get("settings_bot_read"))})
-    except PAGE_ERRORS as exc:
-        st.session_state[BOT_FLASH_KEY] = ("error", error_text(exc))
-    else:
-        st.session_state[BOT_FLASH_KEY] = ("success", t("settings.bot.saved"))
 
 
 def _bot_section() -> None:
@@ -98,7 +84,7 @@ def _bot_section() -> None:
                         step=5, help=t("settings.bot.resume_help"))
         st.toggle(t("settings.bot.read"), key="settings_bot_read", help=t("settings.bot.read_help"))
         st.form_submit_button(t("settings.bot.save"), key="settings_bot_save", type="primary", on_click=_save_bot)
-    _show_flash(BOT_FLASH_KEY)
+    show_flash(BOT_FLASH_KEY)
 
 
 # -- Fuso horário ---------------------------------------------------------------------------------------------
@@ -106,13 +92,8 @@ def _bot_section() -> None:
 
 def _save_zone() -> None:
     """Form callback: store the workspace's time zone and show this session's times in it at once."""
-    try:
-        zone = workspaces.set_timezone(actor, st.session_state.get("settings_zone") or "")
-    except PAGE_ERRORS as exc:
-        st.session_state[ZONE_FLASH_KEY] = ("error", error_text(exc))
-    else:
-        st.session_state[DISPLAY_ZONE_KEY] = zone
-        st.session_state[ZONE_FLASH_KEY] = ("success", t("settings.zone.saved"))
+    with attempt(ZONE_FLASH_KEY, t("settings.zone.saved")):
+        st.session_state[DISPLAY_ZONE_KEY] = workspaces.set_timezone(actor, st.session_state.get("settings_zone") or "")
 
 
 def _zone_section() -> None:
@@ -123,7 +104,7 @@ def _zone_section() -> None:
     with st.form("settings_zone_form", border=True):
         st.selectbox(t("settings.zone.label"), choices, key="settings_zone", help=t("settings.zone.help"))
         st.form_submit_button(t("settings.zone.save"), key="settings_zone_save", type="primary", on_click=_save_zone)
-    _show_flash(ZONE_FLASH_KEY)
+    show_flash(ZONE_FLASH_KEY)
 
 
 # -- Equipe ---------------------------------------------------------------------------------------------------
@@ -131,16 +112,12 @@ def _zone_section() -> None:
 
 def _add_member() -> None:
     """Form callback for "Adicionar pessoa": on success, keep the credentials for the next run to show."""
-    try:
+    with attempt(TEAM_FLASH_KEY, t("settings.team.added")):
         credentials = workspaces.add_member(actor, st.session_state.get("settings_new_email") or "",
                                             st.session_state.get("settings_new_name") or "",
                                             st.session_state.get("settings_new_role") or "agent")
-    except PAGE_ERRORS as exc:
-        st.session_state[TEAM_FLASH_KEY] = ("error", error_text(exc))
-    else:
         st.session_state["settings_new_name"] = ""
         st.session_state["settings_new_email"] = ""
-        st.session_state[TEAM_FLASH_KEY] = ("success", t("settings.team.added"))
         st.session_state[CREDENTIALS_KEY] = credentials
 
 
@@ -173,7 +150,7 @@ def _team_section() -> None:
         _add_member_form()
     else:
         st.caption(t("settings.team.admin_only"))
-    _show_flash(TEAM_FLASH_KEY)
+    show_flash(TEAM_FLASH_KEY)
     _show_credentials_once()
     st.markdown(f"**{t('settings.team.members')}**")
     members = workspaces.list_members(actor)

@@ -13,9 +13,9 @@ from typing import Any
 
 import streamlit as st
 
+from pages.ui.feedback import attempt, flash, show_flash
 from pages.ui.panel import live_fragment
-from workbench.base.errors import PAGE_ERRORS
-from workbench.base.i18n import error_text, format_ms_clock, t, type_placeholder
+from workbench.base.i18n import format_ms_clock, t, type_placeholder
 from workbench.services import instances, simulator
 
 actor = st.session_state["auth_actor"]
@@ -24,16 +24,6 @@ FLASH_KEY = "sim_flash"
 DEFAULT_LEAD_PHONE = "5511987654321"
 DEFAULT_LEAD_NAME = "Cliente Teste"
 IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
-
-
-def _flash(kind: str, text: str) -> None:
-    st.session_state[FLASH_KEY] = (kind, text)
-
-
-def _show_flash() -> None:
-    kind, text = st.session_state.pop(FLASH_KEY, (None, None))
-    if kind:
-        getattr(st, kind)(text)
 
 
 def _lead() -> tuple[str, str]:
@@ -46,49 +36,37 @@ def _lead() -> tuple[str, str]:
 
 def _send_text() -> None:
     lead_phone, lead_name = _lead()
-    try:
+    with attempt(FLASH_KEY):
         simulator.send_from_lead(actor, st.session_state["sim_number"], lead_phone,
                                  text=st.session_state.get("sim_text"), push_name=lead_name)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
 
 
 def _send_image() -> None:
     upload = st.session_state.get("sim_image")
     if upload is None:
-        _flash("warning", t("simulator.image_missing"))
+        flash(FLASH_KEY, "warning", t("simulator.image_missing"))
         return
     lead_phone, lead_name = _lead()
-    try:
+    with attempt(FLASH_KEY, t("simulator.image_sent")):
         simulator.send_from_lead(actor, st.session_state["sim_number"], lead_phone,
                                  text=st.session_state.get("sim_caption"), media=upload.getvalue(),
                                  mime=upload.type, filename=upload.name, push_name=lead_name)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-    else:
         st.session_state["sim_caption"] = ""
-        _flash("success", t("simulator.image_sent"))
 
 
 def _vote(poll_id: str, option: str) -> None:
     lead_phone, lead_name = _lead()
-    try:
+    with attempt(FLASH_KEY):
         simulator.vote(actor, st.session_state["sim_number"], lead_phone, poll_id, option, push_name=lead_name)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
 
 
 def _scan(instance_id: int) -> None:
-    try:
-        ok = simulator.scan_qr(actor, instance_id, st.session_state.get(f"sim_scan_phone_{instance_id}") or "",
-                               st.session_state.get(f"sim_scan_name_{instance_id}"))
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-        return
-    if ok:
-        _flash("success", t("simulator.scanned"))
-    else:
-        _flash("error", t("simulator.scan_failed"))
+    with attempt(FLASH_KEY):
+        if simulator.scan_qr(actor, instance_id, st.session_state.get(f"sim_scan_phone_{instance_id}") or "",
+                             st.session_state.get(f"sim_scan_name_{instance_id}")):
+            flash(FLASH_KEY, "success", t("simulator.scanned"))
+        else:
+            flash(FLASH_KEY, "error", t("simulator.scan_failed"))
 
 
 # -- drawing ------------------------------------------------------------------------------------------------
@@ -167,7 +145,7 @@ def _chat(number: dict[str, Any]) -> None:
 @live_fragment(run_every=2)
 def _simulator() -> None:
     """The live page: pending QR codes, the number and lead pickers, and the lead's chat."""
-    _show_flash()
+    show_flash(FLASH_KEY)
     pending = simulator.pending_qr_codes(actor)
     numbers = {n["phone"]: n for n in simulator.business_numbers(actor)}
     if pending:
@@ -190,11 +168,8 @@ def _simulator() -> None:
             st.file_uploader(t("simulator.image_file"), type=IMAGE_EXTENSIONS, key="sim_image")
             st.text_input(t("simulator.image_caption"), key="sim_caption")
             st.button(t("simulator.send_image"), key="sim_send_image", on_click=_send_image)
-    with chat_col:
-        try:
-            _chat(number)
-        except PAGE_ERRORS as exc:  # e.g. the number was unlinked between two reads
-            st.error(error_text(exc))
+    with chat_col, attempt():  # a refusal (e.g. the number was unlinked between two reads) shows in place
+        _chat(number)
 
 
 st.title(t("simulator.title"))

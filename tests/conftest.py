@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -93,6 +93,27 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             else:
                 os.environ[k] = v
         get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings_env() -> Iterator[Callable[..., None]]:
+    """Set environment variables for one test, as ``set(WORKBENCH_X="1")``, and have ``get_settings`` read them;
+    the environment and the settings are restored afterwards."""
+    saved: dict[str, str | None] = {}
+
+    def set_env(**values: str) -> None:
+        for name, value in values.items():
+            saved.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        get_settings.cache_clear()
+
+    yield set_env
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    get_settings.cache_clear()
 
 
 TABLES = None

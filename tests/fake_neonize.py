@@ -1,8 +1,8 @@
 """A fake of the neonize 0.5.2 client surface the connector uses (this module holds no tests).
 
 WhatsApp's servers cannot be reached from the test suite, so ``FakeWhatsApp`` plays them and ``FakeClient``
-stands in for ``neonize.client.NewClient``. Only what ``connector.neonize_transport`` calls is faked, and it
-behaves as the real client does where the transport depends on it:
+stands in for ``neonize.client.NewClient``. Only what ``connector.neonize_transport`` (with ``wa_inbound`` and
+``wa_outbound``) calls is faked, and it behaves as the real client does where the connector depends on it:
 
 - ``client.event(EvClass)`` is a decorator that registers one handler per event class and returns None;
   ``client.event.qr(fn)`` sets the QR callback, called as ``fn(client, code_bytes)``;

@@ -1,4 +1,4 @@
-"""The content-addressed media store."""
+"""The content-addressed media store, and the all-or-nothing file write it shares with the spool."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 
+from connector.files import replace_file
 from connector.media import MediaError, MediaTooLarge, load_media, media_path, store_media
 
 DATA = b"GIF89a" + bytes(range(200))
@@ -35,8 +36,8 @@ def test_too_large_is_refused_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "media").exists()
 
 
-def test_the_size_cap_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_MEDIA_MAX_MB", "1")
+def test_the_size_cap_comes_from_the_settings(tmp_path, settings_env):
+    settings_env(WORKBENCH_MEDIA_MAX_MB="1")
     with pytest.raises(MediaTooLarge):
         store_media(tmp_path, b"x" * (1024 * 1024 + 1), "application/octet-stream")
 
@@ -46,3 +47,14 @@ def test_digests_are_checked_before_they_touch_the_file_system(tmp_path):
         media_path(tmp_path, "../../etc/passwd")
     with pytest.raises(MediaError, match="not in the store"):
         load_media(tmp_path, "0" * 64)
+
+
+def test_a_file_is_replaced_all_or_nothing(tmp_path):
+    path = tmp_path / "1.jid.json"
+    replace_file(path, '{"user": "5511990000001"}')
+    replace_file(path, "ação".encode())
+    assert path.read_text() == "ação"
+    with pytest.raises(TypeError):
+        replace_file(path, 42)  # type: ignore[arg-type]  # fails after the temporary file was made
+    assert path.read_text() == "ação", "the old file stays whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["1.jid.json"], "no temporary file left behind"

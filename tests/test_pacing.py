@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from connector.pacing import Pacer, pacing_from_env
+from connector.pacing import Pacer
+from connector.relay import Relay
 from connector.sandbox import SandboxNetwork
 from tests.test_connector_support import LEAD, acks, pair, relay_thread, send_command, wait_until
 
@@ -53,17 +54,20 @@ def test_wait_gives_up_when_stopping():
     assert pacer.wait(stop) is False
 
 
-def test_settings_from_environment(monkeypatch):
-    monkeypatch.setenv("WORKBENCH_SEND_MIN_GAP_MS", "1500")
-    monkeypatch.setenv("WORKBENCH_SENDS_PER_MINUTE", "20")
-    assert pacing_from_env() == (1.5, 20)
-    monkeypatch.setenv("WORKBENCH_SEND_MIN_GAP_MS", "0")
-    monkeypatch.setenv("WORKBENCH_SENDS_PER_MINUTE", "0")
-    assert pacing_from_env() == (0.0, 0)
+def test_the_relay_paces_and_types_as_the_settings_say(r, settings_env, tmp_path):
+    settings_env(WORKBENCH_SEND_MIN_GAP_MS="1500", WORKBENCH_SENDS_PER_MINUTE="20",
+                 WORKBENCH_TYPING_MS_PER_CHAR="25", WORKBENCH_TYPING_MAX_MS="3000", WORKBENCH_DATA_DIR=str(tmp_path))
+    relay = Relay(r, 1)
+    assert (relay.pacer.min_gap_s, relay.pacer.per_minute) == (1.5, 20)
+    assert (relay.typing_ms_per_char, relay.typing_max_ms, relay.data_dir) == (25, 3000, tmp_path)
+    settings_env(WORKBENCH_SEND_MIN_GAP_MS="-5", WORKBENCH_SENDS_PER_MINUTE="0")
+    relay = Relay(r, 1, typing_ms_per_char=0, data_dir=tmp_path / "other")
+    assert (relay.pacer.min_gap_s, relay.pacer.per_minute) == (0.0, 0), "no gap, no ceiling"
+    assert (relay.typing_ms_per_char, relay.data_dir) == (0, tmp_path / "other"), "arguments win"
 
 
-def test_relay_holds_sends_past_the_ceiling_and_keeps_them(r, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_SENDS_PER_MINUTE", "2")
+def test_relay_holds_sends_past_the_ceiling_and_keeps_them(r, settings_env):
+    settings_env(WORKBENCH_SENDS_PER_MINUTE="2")
     network = SandboxNetwork(r)
     with relay_thread(r, 1) as relay:
         pair(r, network, 1)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from connector.contracts import InboundMessage, Receipt, SendAck, StateChange
+from connector.contracts import InboundMessage, Receipt, SendAck, StateChange, phone_digits
 from engine.worker import dispatch
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import mark_acked
@@ -44,11 +44,6 @@ class Applied:
 
 def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def digits(phone: str) -> str:
-    """The phone number as digits only (WhatsApp ids carry no '+', spaces or device suffixes)."""
-    return "".join(ch for ch in phone.split("@")[0].split(":")[0] if ch.isdigit())
 
 
 def apply_events(session: Session, instance_id: int, events: list[Any]) -> Applied:
@@ -142,7 +137,7 @@ MESSAGE_INSERT = _message_insert()
 def _store_message(session: Session, instance: Instance, event: InboundMessage, applied: Applied) -> None:
     conn = session.connection()
     when = _ts(event.timestamp_ms)
-    phone = digits(event.phone)
+    phone = phone_digits(event.phone)
     inbound = not event.from_me
     side_effect = event.type in SIDE_EFFECT_TYPES
     counts = inbound and not side_effect
@@ -218,6 +213,6 @@ def _apply_state(instance: Instance, event: StateChange) -> None:
     instance.state_reason = event.reason
     instance.state_at = _ts(event.timestamp_ms)
     if event.phone:
-        instance.phone = digits(event.phone)
+        instance.phone = phone_digits(event.phone)
     if event.push_name:
         instance.push_name = event.push_name

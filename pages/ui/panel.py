@@ -1,7 +1,7 @@
 """Streamlit helpers the panel's pages share: what to show while PostgreSQL or Redis is out of reach.
 
-A page's action handlers catch ``workbench.base.errors.PAGE_ERRORS`` and show ``error_text``; ``app.py`` catches an
-outage during a page's run; live parts (fragments) rerun on their own, outside ``app.py``, so they use
+A page's actions report an outage like any refusal (``pages/ui/feedback.py``); ``app.py`` catches an outage
+during a page's run; live parts (fragments) rerun on their own, outside ``app.py``, so they use
 ``live_fragment``, which shows the notice in place and tries again at the next tick.
 """
 

@@ -1,8 +1,11 @@
-"""Settings: one validated object read from the environment.
+"""Settings: one validated object read from the environment, for the whole product and its connectors.
 
 Every setting is an environment variable named ``WORKBENCH_<FIELD>`` (upper case), except the two
 server URLs, which follow the usual names ``DATABASE_URL`` and ``REDIS_URL``. README's "Settings"
 table lists each of them; ``tests/test_docs.py`` checks that it does.
+
+The connector reads its settings here too, and imports nothing else of ``workbench`` (pyproject.toml's
+import contracts), so this module stays a leaf: it imports no module of the product.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class Settings(BaseModel):
     session_ttl_h: int = Field(72, description="How long a login survives without activity.")
     max_text_chars: int = Field(65536, description="Longest text accepted in one message; longer is cut and flagged.")
     media_max_mb: int = Field(64, description="Largest media file stored.")
+    wa_accept_groups: bool = Field(False, description="Real numbers (neonize) accept WhatsApp group messages "
+                                                      "and reply in the group; off = groups are ignored.")
+    log_level: str = Field("INFO", description="Log level of the connector processes (DEBUG, INFO, WARNING, ...).")
 
 
 def _env_name(field: str) -> str:
