@@ -19,12 +19,13 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from pages.ui.bell import bell
 from pages.ui.panel import unavailable_notice
 from workbench.base import i18n
-from workbench.base.errors import UNAVAILABLE, AuthError
+from workbench.base.errors import AuthError
 from workbench.base.i18n import error_text, role_label, t
 from workbench.services import auth, workspaces
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.db import get_engine
+from workbench.store.outages import UNAVAILABLE
 
 # Session keys of the gate; pages read the actor from ACTOR_KEY.
 ACTOR_KEY = "auth_actor"

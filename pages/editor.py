@@ -43,8 +43,8 @@ from engine.core import preview
 from engine.core.definition import validate_definition
 from engine.core.nodes import REGISTRY
 from pages.ui import fields as form_fields
-from workbench.base.errors import PAGE_ERRORS
-from workbench.base.i18n import error_text, t
+from pages.ui.feedback import attempt, flash, show_flash
+from workbench.base.i18n import t
 from workbench.editor import canvas, node_forms
 from workbench.services import funnels
 
@@ -75,16 +75,6 @@ def _keys(funnel_id: int) -> types.SimpleNamespace:
     """Session keys of one funnel's editor (several funnels may be open in one session, one at a time)."""
     return types.SimpleNamespace(**{name: f"editor_{name}_{funnel_id}" for name in (
         "draft", "saved", "name", "ts", "sig", "seen", "sel", "nonce", "chat", "canvas", "pick")})
-
-
-def _flash(kind: str, text: str) -> None:
-    st.session_state[FLASH_KEY] = (kind, text)
-
-
-def _show_flash() -> None:
-    pending = st.session_state.pop(FLASH_KEY, None)
-    if pending:
-        getattr(st, pending[0])(pending[1])
 
 
 def _now_ms() -> int:
@@ -152,7 +142,7 @@ def _add_node(k: types.SimpleNamespace) -> None:
     _edit(k, add)
     node_id = added[0]
     st.session_state[k.sel] = node_id
-    _flash("success", t("editor.palette.added", node_id=node_id))
+    flash(FLASH_KEY, "success", t("editor.palette.added", node_id=node_id))
 
 
 def _layout(k: types.SimpleNamespace) -> None:
@@ -169,53 +159,43 @@ def _fit_view(k: types.SimpleNamespace) -> None:
 def _save(funnel_id: int, k: types.SimpleNamespace) -> None:
     _take_browser_changes(k)  # a drag just before the click is part of what the user sees, so it is saved
     definition = st.session_state[k.draft]
-    try:
+    with attempt(FLASH_KEY):
         report = funnels.save_draft(actor, funnel_id, definition)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-        return
-    st.session_state[k.saved] = definition
-    if report.is_valid:
-        _flash("success", t("editor.saved"))
-    else:
-        _flash("warning", t("editor.saved_with_problems", count=len(report.errors)))
+        st.session_state[k.saved] = definition
+        if report.is_valid:
+            flash(FLASH_KEY, "success", t("editor.saved"))
+        else:
+            flash(FLASH_KEY, "warning", t("editor.saved_with_problems", count=len(report.errors)))
 
 
 def _publish(funnel_id: int, k: types.SimpleNamespace) -> None:
     """Publishing freezes the *stored* draft, so what the editor holds is saved first."""
     _take_browser_changes(k)
     definition = st.session_state[k.draft]
-    try:
+    with attempt(FLASH_KEY):
         funnels.save_draft(actor, funnel_id, definition)
         st.session_state[k.saved] = definition
         version = funnels.publish(actor, funnel_id)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-        return
-    _flash("success", t("editor.published", version=version))
+        flash(FLASH_KEY, "success", t("editor.published", version=version))
 
 
 def _discard(funnel_id: int, k: types.SimpleNamespace) -> None:
     st.session_state.pop(CONFIRM_KEY, None)
-    try:
+    with attempt(FLASH_KEY, t("editor.discarded")):
         funnels.discard_draft(actor, funnel_id)
-    except PAGE_ERRORS as exc:
-        _flash("error", error_text(exc))
-        return
-    _load(funnel_id, k)
-    st.session_state.pop(k.sel, None)
-    _flash("success", t("editor.discarded"))
+        _load(funnel_id, k)
+        st.session_state.pop(k.sel, None)
 
 
 def _delete_node(k: types.SimpleNamespace, node_id: str) -> None:
     _edit(k, lambda definition: canvas.delete_node(definition, node_id))
     st.session_state.pop(k.sel, None)
-    _flash("success", t("editor.panel.deleted", node_id=node_id))
+    flash(FLASH_KEY, "success", t("editor.panel.deleted", node_id=node_id))
 
 
 def _delete_edge(k: types.SimpleNamespace, edge_id: str) -> None:
     _edit(k, lambda definition: canvas.delete_edge(definition, edge_id))
-    _flash("success", t("editor.outputs.deleted"))
+    flash(FLASH_KEY, "success", t("editor.outputs.deleted"))
 
 
 def _relabel(k: types.SimpleNamespace, edge_id: str, widget_key: str) -> None:
@@ -228,7 +208,7 @@ def _connect(k: types.SimpleNamespace, node_id: str) -> None:
     if not output or not target:
         return
     _edit(k, lambda definition: canvas.connect(definition, node_id, output, target))
-    _flash("success", t("editor.outputs.connected", output=output, target=target))
+    flash(FLASH_KEY, "success", t("editor.outputs.connected", output=output, target=target))
 
 
 def _pick(k: types.SimpleNamespace) -> None:
@@ -257,7 +237,7 @@ def _read_form(k: types.SimpleNamespace, node_id: str, prefix: str,
     try:
         return _form_data(k, node_id, prefix, fields)
     except node_forms.FormError as exc:
-        _flash("error", str(exc))
+        flash(FLASH_KEY, "error", str(exc))
         return None
 
 
@@ -267,7 +247,7 @@ def _apply_form(k: types.SimpleNamespace, node_id: str, prefix: str, fields: lis
     if data is None:
         return
     _edit(k, lambda definition: canvas.update_node_data(definition, node_id, data))
-    _flash("success", t("editor.panel.applied"))
+    flash(FLASH_KEY, "success", t("editor.panel.applied"))
 
 
 def _change_field(k: types.SimpleNamespace, node_id: str, prefix: str, fields: list[node_forms.FormField], name: str,
@@ -510,10 +490,9 @@ def main() -> None:
         st.stop()
     k = _keys(funnel_id)
     if k.draft not in st.session_state:
-        try:
+        with attempt() as loaded:
             _load(funnel_id, k)
-        except PAGE_ERRORS as exc:
-            st.error(error_text(exc))
+        if not loaded.ok:
             st.stop()
     st.session_state[FUNNEL_KEY] = funnel_id
     st.query_params["funil"] = str(funnel_id)
@@ -526,7 +505,7 @@ def main() -> None:
     # narrows the drawing.
     _canvas(k, report)
     _toolbar(funnel_id, k)
-    _show_flash()
+    show_flash(FLASH_KEY)
     _problems(report)
     with st.container(border=True):
         _side_panel(funnel_id, k)

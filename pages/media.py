@@ -13,10 +13,10 @@ from typing import Any
 import streamlit as st
 
 from pages.ui.feedback import attempt, show_flash
-from workbench.base.errors import PAGE_ERRORS
 from workbench.base.i18n import error_text, format_moment, t
 from workbench.services import media_library
 from workbench.store.config import get_settings
+from workbench.store.outages import PAGE_ERRORS
 
 actor = st.session_state["auth_actor"]
 

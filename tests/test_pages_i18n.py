@@ -3,6 +3,7 @@ has a message, every node type has its strings."""
 
 from __future__ import annotations
 
+import ast
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -108,3 +109,33 @@ def test_format_when():
     assert i18n.format_when(now - timedelta(days=3), now) == "22/11"
     assert i18n.format_when(now - timedelta(days=400), now) == "21/10/2025"
     assert i18n.format_age(0.2) == "agora mesmo" and i18n.format_age(12) == "há 12 s"
+
+
+# Portuguese text a module might keep for itself: accented letters or the words our messages start with.
+PORTUGUESE = re.compile(r"[à-úÀ-Ú]|\b(não|nó|inválid[oa]|erro|deve)\b")
+# Content rather than messages: the example funnels' texts are what the bot says in the demo.
+CONTENT_FILES = {ROOT / "engine" / "core" / "examples.py", ROOT / "workbench" / "base" / "i18n.py"}
+
+
+def _literals(path: Path) -> list[tuple[int, str]]:
+    """String literals of a module that are not docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        for statement, following in zip([None, *body], body, strict=False):
+            documents = statement is None or isinstance(statement, ast.Assign | ast.AnnAssign)
+            if documents and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+                docstrings.add(id(following.value))
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_portuguese_text_lives_in_the_catalog():
+    sources = [path for folder in ("engine", "workbench") for path in sorted((ROOT / folder).rglob("*.py"))
+               if "migrations" not in path.parts and path not in CONTENT_FILES]
+    found = [f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}" for path in sources
+             for line, text in _literals(path) if PORTUGUESE.search(text)]
+    assert found == []

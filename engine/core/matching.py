@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, Protocol
 
+from workbench.base.i18n import t
+
 MAX_MATCH_INPUT = 2_000
 """Characters of a message looked at by keyword, regex and choice matching."""
 MAX_PATTERN_CHARS = 300
@@ -49,15 +51,15 @@ def _words(text: str | None) -> list[str]:
 def regex_problem(pattern: str) -> str | None:
     """Return a pt-BR reason why ``pattern`` cannot be used, or None when it compiles and looks safe."""
     if not pattern:
-        return "expressão regular vazia"
+        return t("regex.empty")
     if len(pattern) > MAX_PATTERN_CHARS:
-        return f"expressão regular maior que {MAX_PATTERN_CHARS} caracteres"
+        return t("regex.too_long", max=MAX_PATTERN_CHARS)
     try:
         re.compile(pattern)
     except re.error as exc:
-        return f"expressão regular inválida: {exc}"
+        return t("regex.invalid", detail=exc)
     if _NESTED_QUANTIFIER.search(pattern):
-        return "expressão regular arriscada (repetição dentro de repetição, como (a+)+); simplifique-a"
+        return t("regex.nested_repeat")
     return None
 
 
@@ -227,19 +229,21 @@ def trigger_matches(candidate: TriggerCandidate, event: TriggerEvent) -> Trigger
         return None
     if event.kind == "message":
         if config.kind == "first_message" and event.is_new_contact:
-            return TriggerMatch(candidate, "primeira mensagem")
+            return TriggerMatch(candidate, t("trigger.reason.first_message"))
         if config.kind == "any_message":
-            return TriggerMatch(candidate, "qualquer mensagem")
+            return TriggerMatch(candidate, t("trigger.reason.any_message"))
         if config.kind == "keyword":
             keyword = match_keyword(event.text, config.words, config.mode)  # type: ignore[arg-type]
-            return TriggerMatch(candidate, f"palavra-chave '{keyword}'", keyword) if keyword is not None else None
+            if keyword is None:
+                return None
+            return TriggerMatch(candidate, t("trigger.reason.keyword", keyword=keyword), keyword)
         return None
     if event.kind == "tag_added" and config.kind == "tag_added":
         if normalize(config.tag) == normalize(event.tag):
-            return TriggerMatch(candidate, f"tag '{config.tag}' adicionada")
+            return TriggerMatch(candidate, t("trigger.reason.tag_added", tag=config.tag))
         return None
     if event.kind == "manual" and config.kind == "manual":
-        return TriggerMatch(candidate, "início manual")
+        return TriggerMatch(candidate, t("trigger.reason.manual"))
     return None
 
 

@@ -32,6 +32,8 @@ from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError,
 from jinja2.runtime import LoopContext, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from workbench.base.i18n import t
+
 MAX_TEMPLATE_CHARS = 20_000
 """Longest template source accepted (a WhatsApp text is at most ~65k; prompts are far shorter)."""
 MAX_OUTPUT_CHARS = 64 * 1024
@@ -175,7 +177,7 @@ def _size(value: Any) -> int:
 
 def _check_size(value: Any) -> Any:
     if _size(value) > MAX_VALUE_CHARS:
-        raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+        raise _LimitError(t("template.value_too_long", max=MAX_VALUE_CHARS))
     return value
 
 
@@ -183,41 +185,41 @@ def _mul(left: Any, right: Any) -> Any:
     for seq, n in ((left, right), (right, left)):
         if isinstance(seq, str | list | tuple) and isinstance(n, int):
             if len(seq) * max(n, 0) > MAX_VALUE_CHARS:
-                raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+                raise _LimitError(t("template.value_too_long", max=MAX_VALUE_CHARS))
     return left * right
 
 
 def _add(left: Any, right: Any) -> Any:
     if _size(left) + _size(right) > MAX_VALUE_CHARS:
-        raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+        raise _LimitError(t("template.value_too_long", max=MAX_VALUE_CHARS))
     return left + right
 
 
 def _pow(left: Any, right: Any) -> Any:
     if isinstance(left, int | float) and isinstance(right, int | float) and abs(left) > 1 and right > 0:
         if math.log2(abs(left)) * right > MAX_POW_BITS:
-            raise _LimitError("potência grande demais")
+            raise _LimitError(t("template.power_too_big"))
     return left**right
 
 
 def _mod(left: Any, right: Any) -> Any:
     # printf-style formatting can pad to any width ('%999999999s'); numbers only.
     if isinstance(left, str):
-        raise SecurityError("formatação com % não é permitida; use filtros ou concatenação")
+        raise SecurityError(t("template.percent_format"))
     return left % right
 
 
 def _safe_range(*args: Any) -> range:
     rng = range(*args)
     if len(rng) > MAX_RANGE:
-        raise _LimitError(f"range() maior que {MAX_RANGE} itens")
+        raise _LimitError(t("template.range_too_big", max=MAX_RANGE))
     return rng
 
 
 def _join(value: Iterable[Any], d: str = "", attribute: Any = None) -> str:
     items = [str(v) for v in value] if attribute is None else [str(getattr(v, str(attribute), "")) for v in value]
     if sum(map(len, items)) + len(d) * max(len(items) - 1, 0) > MAX_VALUE_CHARS:
-        raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+        raise _LimitError(t("template.value_too_long", max=MAX_VALUE_CHARS))
     return d.join(items)
 
 
@@ -227,7 +229,7 @@ def _replace(s: Any, old: str, new: str, count: int | None = None) -> str:
     if count is not None and count >= 0:
         occurrences = min(occurrences, count)
     if len(s) + occurrences * (len(new) - len(old)) > MAX_VALUE_CHARS:
-        raise _LimitError(f"valor maior que o limite de {MAX_VALUE_CHARS} caracteres")
+        raise _LimitError(t("template.value_too_long", max=MAX_VALUE_CHARS))
     return s.replace(old, new, -1 if count is None else count)
 
 
@@ -244,13 +246,13 @@ _SAFE_FILTERS = frozenset({
     "striptags", "sum", "title", "trim", "truncate", "unique", "upper", "urlencode", "wordcount",
 })
 _FORBIDDEN_NODES: dict[type[nodes.Node], str] = {
-    nodes.Macro: "macros não são permitidas",
-    nodes.CallBlock: "blocos {% call %} não são permitidos",
-    nodes.Include: "{% include %} não é permitido",
-    nodes.Import: "{% import %} não é permitido",
-    nodes.FromImport: "{% from ... import %} não é permitido",
-    nodes.Extends: "{% extends %} não é permitido",
-    nodes.Block: "{% block %} não é permitido",
+    nodes.Macro: "template.forbidden.macro",
+    nodes.CallBlock: "template.forbidden.call",
+    nodes.Include: "template.forbidden.include",
+    nodes.Import: "template.forbidden.import",
+    nodes.FromImport: "template.forbidden.from_import",
+    nodes.Extends: "template.forbidden.extends",
+    nodes.Block: "template.forbidden.block",
 }
 
 
@@ -302,7 +304,7 @@ class _FunnelEnvironment(ImmutableSandboxedEnvironment):
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         # Fail at the access itself rather than handing back a lazy undefined the template could test.
-        raise SecurityError(f"acesso a '{attribute}' não é permitido em modelos")
+        raise SecurityError(t("template.attribute_denied", attribute=attribute))
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         return _check_size(super().call_binop(context, operator_name, left, right))
@@ -321,40 +323,40 @@ _ENV = _FunnelEnvironment()
 
 def _check_ast(tree: nodes.Template) -> str | None:
     for node in tree.find_all(tuple(_FORBIDDEN_NODES)):
-        return f"linha {node.lineno}: {_FORBIDDEN_NODES[type(node)]}"
+        return t("template.at_line", line=node.lineno, problem=t(_FORBIDDEN_NODES[type(node)]))
     for loop in tree.find_all(nodes.For):
         if loop.recursive:
-            return f"linha {loop.lineno}: laços recursivos não são permitidos"
+            return t("template.at_line", line=loop.lineno, problem=t("template.recursive_loop"))
         # One level of looping keeps the work linear in the data; nested loops multiply it.
         if next(loop.find_all(nodes.For), None) is not None:
-            return f"linha {loop.lineno}: laços dentro de laços não são permitidos"
+            return t("template.at_line", line=loop.lineno, problem=t("template.nested_loop"))
     return None
 
 
 _SYNTAX_HINTS = (
-    ("unexpected 'end of template'", "o texto terminou sem fechar um '}}' ou '%}'"),
-    ("no filter named", "filtro desconhecido ou não permitido"),
-    ("no test named", "teste desconhecido"),
-    ("unexpected end of template", "um bloco {% if %} ou {% for %} não foi fechado"),
-    ("encountered unknown tag", "comando {% ... %} desconhecido ou fora de lugar"),
-    ("expected token", "expressão incompleta"),
+    ("unexpected 'end of template'", "template.syntax.unclosed_tag"),
+    ("no filter named", "template.syntax.unknown_filter"),
+    ("no test named", "template.syntax.unknown_test"),
+    ("unexpected end of template", "template.syntax.unclosed_block"),
+    ("encountered unknown tag", "template.syntax.unknown_tag"),
+    ("expected token", "template.syntax.incomplete"),
 )
 
 
 def _syntax_message(exc: TemplateSyntaxError) -> str:
-    detail = exc.message or "erro de sintaxe"
-    for english, portuguese in _SYNTAX_HINTS:
+    detail = exc.message or ""
+    for english, key in _SYNTAX_HINTS:
         if detail.lower().startswith(english):
-            detail = f"{portuguese} ({detail})"
+            detail = f"{t(key)} ({detail})"
             break
-    return f"erro de sintaxe na linha {exc.lineno}: {detail}"
+    return t("template.syntax", line=exc.lineno, detail=detail)
 
 
 @lru_cache(maxsize=1024)
 def _compile(source: str) -> Template | str:
     """Compile once per distinct source; returns the template or a pt-BR error message."""
     if len(source) > MAX_TEMPLATE_CHARS:
-        return f"modelo maior que o limite de {MAX_TEMPLATE_CHARS} caracteres"
+        return t("template.too_long", max=MAX_TEMPLATE_CHARS)
     try:
         tree = _ENV.parse(source)
         problem = _check_ast(tree)
@@ -450,13 +452,13 @@ def render(template: str, ctx: Any) -> RenderResult:
         text = "".join(chunks)[:MAX_OUTPUT_CHARS]
         return RenderResult(text, missing, truncated=truncated)
     except SecurityError as exc:
-        return RenderResult("", missing, error=f"modelo bloqueado: {exc}")
+        return RenderResult("", missing, error=t("template.blocked", detail=exc))
     except TemplateError as exc:
-        return RenderResult("", missing, error=f"erro no modelo: {exc}")
+        return RenderResult("", missing, error=t("template.error", detail=exc))
     except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, RecursionError) as exc:
         # Runtime mistakes in an author's expression ({{ vars.n / 0 }}, {{ 'a' + 1 }}) are data for the
         # run's log, not crashes; anything else is a bug and propagates.
-        return RenderResult("", missing, error=f"erro ao montar o texto: {type(exc).__name__}: {exc}")
+        return RenderResult("", missing, error=t("template.render_error", kind=type(exc).__name__, detail=exc))
     finally:
         _missing_paths.reset(token)
 

@@ -32,6 +32,7 @@ from connector.contracts import (
 )
 from engine.worker.inbound import Applied, apply_events
 from workbench.services import outbox, runs
+from workbench.services.instances import sync_instances
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
@@ -291,8 +292,6 @@ def funnel_timer(run_id: int, token: str) -> None:
 def sweep() -> dict[str, int]:
     """Periodic repair: mirror desired states, wake drains with waiting events, re-publish unsent commands,
     and forget send claims nobody can need any more."""
-    from workbench.services.instances import sync_instances
-
     client = get_redis()
     running = sync_instances(client)
     woken = 0

@@ -12,10 +12,10 @@ from contextlib import suppress
 import streamlit as st
 
 from pages.ui.panel import live_fragment
-from workbench.base.errors import PAGE_ERRORS
 from workbench.base.i18n import format_when, t
 from workbench.services import conversations, notifications
 from workbench.services.auth import Actor
+from workbench.store.outages import PAGE_ERRORS
 
 NOTIFY_CACHE_KEY = "notify_cache"  # (workspace revision, unread count, latest notifications)
 INBOX_SELECTED_KEY = "inbox_selected"  # the conversation the inbox opens (pages/inbox.py SELECTED_KEY)

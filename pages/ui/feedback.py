@@ -2,7 +2,7 @@
 
 Buttons and forms run their callbacks before the page draws again, so a message for the user is kept in session
 state ("flashed") and shown once by the next run, where the page calls ``show_flash``. ``attempt`` runs the
-service calls of one action and flashes ``error_text`` for ``workbench.base.errors.PAGE_ERRORS`` (a refusal,
+service calls of one action and flashes ``error_text`` for ``workbench.store.outages.PAGE_ERRORS`` (a refusal,
 or PostgreSQL/Redis out of reach) instead of letting it break the page::
 
     def _delete(funnel_id: int) -> None:
@@ -22,8 +22,8 @@ from typing import Literal
 
 import streamlit as st
 
-from workbench.base.errors import PAGE_ERRORS
 from workbench.base.i18n import error_text
+from workbench.store.outages import PAGE_ERRORS
 
 Kind = Literal["success", "info", "warning", "error"]
 

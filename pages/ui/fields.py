@@ -16,8 +16,8 @@ from typing import Any
 
 import streamlit as st
 
-from workbench.base.errors import PAGE_ERRORS
-from workbench.base.i18n import error_text, has_key, t
+from pages.ui.feedback import attempt
+from workbench.base.i18n import has_key, t
 from workbench.editor import node_forms
 from workbench.editor.node_forms import FormField
 from workbench.services import contacts, funnels, instances, media_library, workspaces
@@ -59,11 +59,10 @@ def read(field: FormField, key: str) -> Any:
 
 def source_rows(ctx: FormContext, source: str | None) -> list[dict[str, Any]]:
     """The rows of a choice source (none, with the error shown, when the database cannot be read)."""
-    try:
-        return SOURCES[source](ctx.actor) if source else []
-    except PAGE_ERRORS as exc:
-        st.error(error_text(exc))
-        return []
+    rows: list[dict[str, Any]] = []
+    with attempt():
+        rows = SOURCES[source](ctx.actor) if source else []
+    return rows
 
 
 def _raw(field: FormField, key: str) -> Any:

@@ -14,8 +14,8 @@ from typing import Any
 
 import streamlit as st
 
-from workbench.base.errors import UNAVAILABLE
 from workbench.base.i18n import t
+from workbench.store.outages import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 

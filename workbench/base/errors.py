@@ -1,29 +1,58 @@
-"""The product's exceptions (``workbench.base.product_errors``) and the outages pages catch. Pages turn both into
-messages with ``workbench.base.i18n.error_text``.
+"""The product's exceptions. Free of database and Redis imports, so the catalog (``workbench.base.i18n``) and
+through it the pure funnel core may use them; the outages pages also catch are in ``workbench.store.outages``.
+
+::
+
+    WorkbenchError                 base; carries a message key and context for the catalog
+    ├── AuthError                  wrong credentials, expired login
+    │   └── LoginThrottled         too many failures; ``retry_after_s``
+    ├── PermissionDenied           the acting user's role does not allow it
+    ├── NotFound                   no such row in the acting user's workspace (also: another workspace's row)
+    ├── InvalidInput               bad user input (empty reply, malformed CSV row, ...)
+    └── Conflict                   the action does not fit the current state
 """
 
 from __future__ import annotations
 
-import redis
-from sqlalchemy import exc as sa_exc
+from typing import Any
 
-from workbench.base.product_errors import (
-    AuthError,
-    Conflict,
-    InvalidInput,
-    LoginThrottled,
-    NotFound,
-    PermissionDenied,
-    WorkbenchError,
-)
 
-# PostgreSQL or Redis cannot be reached (down, restarting, network): pages say so and offer a retry instead
-# of a traceback; nothing was lost, because every write is one transaction or a Redis command that failed whole.
-UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, redis.ConnectionError, redis.TimeoutError)
+class WorkbenchError(Exception):
+    """Base of every product error. ``key`` names the catalog message; ``context`` fills it."""
 
-# What a page's action handler catches and shows with ``workbench.base.i18n.error_text``: product errors, and a
-# server out of reach (the action did nothing; the user may retry).
-PAGE_ERRORS = (WorkbenchError, *UNAVAILABLE)
+    key = "error.generic"
 
-__all__ = ["PAGE_ERRORS", "UNAVAILABLE", "AuthError", "Conflict", "InvalidInput", "LoginThrottled", "NotFound",
-           "PermissionDenied", "WorkbenchError"]
+    def __init__(self, detail: str = "", *, key: str | None = None, **context: Any) -> None:
+        super().__init__(detail or (key or self.key))
+        self.detail = detail
+        if key:
+            self.key = key
+        self.context = context
+
+
+class AuthError(WorkbenchError):
+    key = "error.auth"
+
+
+class LoginThrottled(AuthError):
+    key = "error.login_throttled"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"retry after {retry_after_s} s", retry_after_s=retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
+class PermissionDenied(WorkbenchError):
+    key = "error.permission"
+
+
+class NotFound(WorkbenchError):
+    key = "error.not_found"
+
+
+class InvalidInput(WorkbenchError):
+    key = "error.invalid"
+
+
+class Conflict(WorkbenchError):
+    key = "error.conflict"

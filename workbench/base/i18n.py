@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workbench.base import clock
-from workbench.base.product_errors import WorkbenchError
+from workbench.base.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +409,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "settings.team.admin_only": "Só administradores podem adicionar pessoas à equipe.",
         # -- Funis ----------------------------------------------------------------------------------------------
         "funnels.title": "Funis",
+        "funnels.copy_name": "{name} (cópia)",
+        "settings.default_reply.text_default": "Olá! Recebemos sua mensagem e já vamos responder.",
+        "demo.workspace_name": "Demonstração",
+        "demo.admin_name": "Administrador",
         "funnels.intro": "Os fluxos automáticos do bot. Cada funil tem um rascunho editável; publicar congela o "
                          "rascunho numa nova versão, e só um funil publicado e ativo responde aos contatos.",
         "funnels.manager_only": "Só administradores e supervisores podem abrir os funis.",
@@ -788,6 +792,42 @@ CATALOG: dict[str, dict[str, str]] = {
         "node.wait_reply.retry.date": "Não entendi a data. Envie no formato dia/mês/ano, por exemplo 25/12/2025.",
         "node.wait_reply.retry.options": "Por favor, escolha uma das opções: {options}.",
         # -- funnel definitions (engine/core/definition/): problems, pydantic's own errors, import, walking ------
+        # templates ({{...}}) and regular expressions, as the editor and run logs show them
+        "template.value_too_long": "valor maior que o limite de {max} caracteres",
+        "template.power_too_big": "potência grande demais",
+        "template.percent_format": "formatação com % não é permitida; use filtros ou concatenação",
+        "template.range_too_big": "range() maior que {max} itens",
+        "template.forbidden.macro": "macros não são permitidas",
+        "template.forbidden.call": "blocos {% call %} não são permitidos",
+        "template.forbidden.include": "{% include %} não é permitido",
+        "template.forbidden.import": "{% import %} não é permitido",
+        "template.forbidden.from_import": "{% from ... import %} não é permitido",
+        "template.forbidden.extends": "{% extends %} não é permitido",
+        "template.forbidden.block": "{% block %} não é permitido",
+        "template.attribute_denied": "acesso a '{attribute}' não é permitido em modelos",
+        "template.at_line": "linha {line}: {problem}",
+        "template.recursive_loop": "laços recursivos não são permitidos",
+        "template.nested_loop": "laços dentro de laços não são permitidos",
+        "template.syntax": "erro de sintaxe na linha {line}: {detail}",
+        "template.syntax.unclosed_tag": "o texto terminou sem fechar um '}}' ou '%}'",
+        "template.syntax.unknown_filter": "filtro desconhecido ou não permitido",
+        "template.syntax.unknown_test": "teste desconhecido",
+        "template.syntax.unclosed_block": "um bloco {% if %} ou {% for %} não foi fechado",
+        "template.syntax.unknown_tag": "comando {% ... %} desconhecido ou fora de lugar",
+        "template.syntax.incomplete": "expressão incompleta",
+        "template.too_long": "modelo maior que o limite de {max} caracteres",
+        "template.blocked": "modelo bloqueado: {detail}",
+        "template.error": "erro no modelo: {detail}",
+        "template.render_error": "erro ao montar o texto: {kind}: {detail}",
+        "regex.empty": "expressão regular vazia",
+        "regex.too_long": "expressão regular maior que {max} caracteres",
+        "regex.invalid": "expressão regular inválida: {detail}",
+        "regex.nested_repeat": "expressão regular arriscada (repetição dentro de repetição, como (a+)+); simplifique-a",
+        "trigger.reason.first_message": "primeira mensagem",
+        "trigger.reason.any_message": "qualquer mensagem",
+        "trigger.reason.keyword": "palavra-chave '{keyword}'",
+        "trigger.reason.tag_added": "tag '{tag}' adicionada",
+        "trigger.reason.manual": "início manual",
         "definition.problem.invalid_definition": "o JSON não tem a forma {nodes, edges}",
         "definition.problem.too_large": "nós ou conexões demais",
         "definition.problem.invalid_node": "nó malformado (sem id, id não é texto)",
@@ -999,7 +1039,7 @@ def t(key: str, locale: str = DEFAULT_LOCALE, **values: Any) -> str:
 
 def error_text(exc: Exception, locale: str = DEFAULT_LOCALE) -> str:
     """The user-facing message for a product error (its own key, else its class's, else the generic one), or
-    for PostgreSQL/Redis out of reach (``workbench.base.errors.PAGE_ERRORS``)."""
+    for PostgreSQL/Redis out of reach (``workbench.store.outages.PAGE_ERRORS``)."""
     if not isinstance(exc, WorkbenchError):
         return t("error.unavailable", locale)
     values = dict(exc.context)

@@ -17,6 +17,7 @@ from engine.core.definition import ValidationReport, export_json, import_json, v
 from engine.core.examples import EXAMPLES
 from workbench.base.clock import now
 from workbench.base.errors import Conflict, InvalidInput, NotFound
+from workbench.base.i18n import t
 from workbench.services import conversations, runs
 from workbench.services.auth import Actor
 from workbench.services.conversation_ref import ConversationRef
@@ -172,8 +173,9 @@ def duplicate(actor: Actor, funnel_id: int) -> int:
     actor.require(*EDITORS)
     with session_scope() as session:
         source = _get(session, actor, funnel_id)
-        copy = Funnel(workspace_id=actor.workspace_id, name=f"{source.name} (cópia)"[:120], draft=source.draft,
-                      description=source.description, priority=source.priority, created_by=actor.user_id)
+        copy = Funnel(workspace_id=actor.workspace_id, name=t("funnels.copy_name", name=source.name)[:120],
+                      draft=source.draft, description=source.description, priority=source.priority,
+                      created_by=actor.user_id)
         session.add(copy)
         session.flush()
         return copy.id

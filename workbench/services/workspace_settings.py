@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from workbench.base.errors import InvalidInput
+from workbench.base.i18n import t
 from workbench.services.auth import Actor
 from workbench.store.db import session_scope
 from workbench.store.models import Setting
@@ -27,7 +28,7 @@ class DefaultReply(BaseModel):
 
     enabled: bool = False
     mode: Literal["every", "once_24h"] = "once_24h"
-    text: str = Field("Olá! Recebemos sua mensagem e já vamos responder.", max_length=4096)
+    text: str = Field(default_factory=lambda: t("settings.default_reply.text_default"), max_length=4096)
 
 
 class BotSettings(BaseModel):

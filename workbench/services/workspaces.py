@@ -10,7 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from workbench.base.errors import Conflict, InvalidInput
+from workbench.base.i18n import t
 from workbench.services.auth import Actor, create_user, generate_password
+from workbench.services.funnels import install_examples
+from workbench.services.workspace_settings import DefaultReply
 from workbench.store.db import session_scope
 from workbench.store.models import Setting, Team, TeamMember, User, Workspace, WorkspaceMember
 
@@ -47,13 +50,10 @@ def ensure_demo_workspace() -> Credentials | None:
         session.execute(select(func.pg_advisory_xact_lock(727002)))
         if session.scalar(select(func.count()).select_from(Workspace)):
             return None
-        workspace, creds = create_workspace(session, "Demonstração", DEMO_ADMIN_EMAIL, "Administrador")
-        from workbench.services.funnels import install_examples  # funnels import the engine; keep this module light
-
+        workspace, creds = create_workspace(session, t("demo.workspace_name"), DEMO_ADMIN_EMAIL, t("demo.admin_name"))
         install_examples(session, workspace.id)
         session.add(Setting(workspace_id=workspace.id, key="default_reply",
-                            value={"enabled": False, "mode": "once_24h",
-                                   "text": "Olá! Recebemos sua mensagem e já vamos responder."}))
+                            value=DefaultReply().model_dump()))
     return creds
 
 

@@ -26,7 +26,6 @@ from engine.core.nodes.base import (
 from workbench.base.i18n import t
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-WEEKDAY_NAMES = ("segunda", "terça", "quarta", "quinta", "sexta", "sábado", "domingo")
 
 
 class BusinessHours(NodeData):
