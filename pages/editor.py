@@ -87,6 +87,9 @@ def _load(funnel_id: int, k: types.SimpleNamespace) -> None:
     """(Re)load the stored draft into the editor and make the canvas take it."""
     funnel = funnels.get_funnel(actor, funnel_id)
     draft = funnel["draft"] if isinstance(funnel["draft"], dict) else dict(funnels.EMPTY)
+    # A drawing whose trigger lies off the opening view is moved as a whole (only positions change, so it is
+    # not an unsaved edit; a later save keeps the new positions).
+    draft = canvas.trigger_in_view(draft)
     st.session_state[k.draft] = draft
     st.session_state[k.saved] = draft
     st.session_state[k.name] = funnel["name"]

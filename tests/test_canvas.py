@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from streamlit_flow import StreamlitFlowEdge, StreamlitFlowNode
 
 from engine.core.definition import validate_definition
@@ -128,3 +130,19 @@ def test_malformed_drafts_do_not_break_the_canvas():
     assert [n["id"] for n in flow["nodes"]] == ["a"]
     assert flow["nodes"][0]["pos"] == (0.0, 0.0)
     assert canvas.auto_layout(definition)["nodes"][1]["position"] == {"x": 0.0, "y": 0.0}
+
+
+def test_a_drawing_far_from_the_origin_is_moved_so_the_trigger_opens_in_view():
+    definition = scheduling_funnel()
+    assert canvas.trigger_in_view(definition) == definition  # already in view: untouched
+    far = copy.deepcopy(definition)
+    for node in far["nodes"]:
+        node["position"] = {"x": node["position"]["x"] + 5000, "y": node["position"]["y"] - 3000}
+    moved = canvas.trigger_in_view(far)
+    trigger = next(n for n in moved["nodes"] if n["type"] == "trigger")
+    assert trigger["position"] == {"x": canvas.VIEW_MARGIN, "y": canvas.VIEW_MARGIN}
+    # the shape is kept: every node moved by the same amount
+    shifts = {(m["position"]["x"] - f["position"]["x"], m["position"]["y"] - f["position"]["y"])
+              for m, f in zip(moved["nodes"], far["nodes"], strict=True)}
+    assert len(shifts) == 1
+    assert moved["edges"] == far["edges"]

@@ -296,6 +296,34 @@ def outgoing(definition: Mapping[str, Any], node_id: str) -> list[dict[str, Any]
 
 # -- layout -------------------------------------------------------------------------------------------------------
 
+VIEW_MARGIN = 40.0
+"""Where the trigger lands (x and y) when a draft is moved into view."""
+VIEW_WIDTH, VIEW_HEIGHT = 900.0, 500.0
+"""The part of the drawing the canvas shows when it opens at zoom 1 (its top-left corner is the origin)."""
+
+
+def trigger_in_view(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The draft as it is when its trigger is already where the canvas opens; otherwise a copy with every node
+    moved by the same amount so that the trigger sits near the top-left corner.
+
+    The canvas opens at reading size on the drawing's origin and cannot pan by itself, so an imported or
+    hand-arranged funnel whose trigger lies far away would open on an empty corner. Moving the whole drawing
+    keeps its shape; positions mean nothing else.
+    """
+    start = next((n for n in _nodes(definition) if (spec := REGISTRY.get(node_type_of(n))) and spec.is_start), None)
+    if start is None:
+        return dict(definition)
+    pos = _position(start)
+    if 0 <= pos["x"] <= VIEW_WIDTH / 2 and 0 <= pos["y"] <= VIEW_HEIGHT / 2:
+        return dict(definition)
+    dx, dy = VIEW_MARGIN - pos["x"], VIEW_MARGIN - pos["y"]
+    result = copy.deepcopy(dict(definition))
+    for node in _nodes(result):
+        moved = _position(node)
+        node["position"] = {"x": moved["x"] + dx, "y": moved["y"] + dy}
+    return result
+
+
 def auto_layout(definition: Mapping[str, Any]) -> dict[str, Any]:
     """A copy with positions laid out left to right: column = longest path from the trigger (edges that close a
     loop are ignored), rows in the order nodes were reached. Nodes no path reaches go to one last column."""
