@@ -15,6 +15,9 @@ Redis layout (``{i}`` = instance id)::
     wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
     wb:drain:{i}       string  set while an inbound drain job is queued or running (one wake-up per burst)
     wb:drain:queued    zset    instance id -> when its drain was queued (running drains adopt late ones)
+    wb:lock:in:{i}     string  the drain holding the number: its token, a short lease renewed while it runs
+    wb:in-attempts:{i} hash    entry id -> tries of an event handled on its own (counted before each try)
+    wb:in-failed:{i}   stream  events set aside (malformed, or failed MAX tries): the event, code, reason, tries
     wb:poll:{i}:{id}   string  JSON list of the options of the poll the neonize connector sent as WhatsApp id
                                ``id``: votes name options by SHA-256, so they are read back through it (expires)
 """
@@ -35,12 +38,17 @@ SENT_HASH = "wb:sent:{}"
 INSTANCES_HASH = "wb:instances"
 DRAIN_FLAG = "wb:drain:{}"
 DRAIN_QUEUED = "wb:drain:queued"
+DRAIN_LOCK = "wb:lock:in:{}"
+IN_ATTEMPTS_HASH = "wb:in-attempts:{}"
+IN_FAILED_STREAM = "wb:in-failed:{}"
 POLL_OPTIONS_KEY = "wb:poll:{}:{}"
 OUT_GROUP = "connector"
 IN_GROUP = "workers"
 
 INBOUND_QUEUE = "inbound"
 DRAIN_JOB = "engine.worker.jobs.drain_inbound"
+DRAIN_JOB_TIMEOUT_S = 60
+"""RQ ends a drain job after this long; a drain reads for at most 10 s, so only an event that hangs gets here."""
 
 MESSAGE_TYPES = (
     "text", "image", "audio", "video", "document", "sticker", "location", "contact",
@@ -217,9 +225,10 @@ def decode_outbound(fields: dict[bytes | str, bytes | str]) -> OutboundCommand:
 def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
     """Make sure one drain job is queued for the instance's inbound stream.
 
-    Called after every XADD to ``wb:in:{i}``. The flag collapses a burst into one job. The job keeps the
-    flag while it runs and clears it when it leaves, then queues a new job itself if events arrived
-    in between (``engine.worker.jobs._leave``), so no event is left without a job.
+    Called after every XADD to ``wb:in:{i}``. The flag collapses a burst into one job. The running job renews
+    the flag with its lock (a few seconds at a time, so a killed job's flag soon lapses) and clears it when it
+    leaves, then queues a new job itself if events arrived in between (``engine.worker.jobs._Drain._leave``),
+    so no event is left without a job.
     """
     if redis_client.set(DRAIN_FLAG.format(instance_id), "1", nx=True, ex=300):
         from rq import Queue, Retry
@@ -227,7 +236,7 @@ def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
         redis_client.zadd(DRAIN_QUEUED, {str(instance_id): now_ms()}, nx=True)
         # Retries cover a busy lock or PostgreSQL being down; the events stay in the stream meanwhile.
         Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
-            DRAIN_JOB, instance_id, job_timeout=300, result_ttl=0, failure_ttl=86400,
+            DRAIN_JOB, instance_id, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
             retry=Retry(max=8, interval=[1, 2, 5, 10, 30, 60, 60, 60]),
         )
 

@@ -2,7 +2,8 @@
 
 ``apply_events`` runs inside one transaction for a batch of one number's events, in stream order.
 Storing is idempotent: WhatsApp redelivers after reconnects and our own stream may deliver an entry
-twice after a worker crash, so the (instance, WhatsApp id) pair decides whether a message is new.
+twice after a worker crash, so the (instance, WhatsApp id) pair decides whether a message is new, and only a
+message actually inserted updates its conversation and reaches the bot.
 """
 
 from __future__ import annotations
@@ -46,10 +47,41 @@ def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def apply_events(session: Session, instance_id: int, events: list[Any]) -> Applied:
-    """Apply one number's events in order inside the caller's transaction."""
+class LostDrain(Exception):
+    """Another drain took the number over (this one's lock expired): this transaction must not commit."""
+
+
+class AlreadyStored(Exception):
+    """A message of the batch was stored by another transaction after this one looked: roll back, apply again."""
+
+
+def apply_events(session: Session, instance_id: int, events: list[Any], epoch: int | None = None) -> Applied:
+    """Apply one number's events in order inside the caller's transaction.
+
+    Args:
+        session: the caller's session; its transaction holds the whole batch.
+        instance_id: the number the events came to.
+        events: decoded ``wb:in`` events, in stream order.
+        epoch: the drain's fencing token (the ``instances.drain_epoch`` it set when it took the number). The
+            instance row is locked first and its epoch compared, so the transactions of one number never overlap
+            and a drain that lost the number cannot commit after the next one took it. None skips the check.
+
+    Returns:
+        What to publish after commit, and the counts.
+
+    Raises:
+        LostDrain: the epoch moved on; the caller rolls back and leaves the number to its new drain.
+        AlreadyStored: a message was inserted by someone else meanwhile (only possible without ``epoch``, or for a
+            writer outside the drains); the caller rolls back and applies the batch again.
+    """
     applied = Applied()
-    instance = session.get(Instance, instance_id)
+    if epoch is None:
+        instance = session.get(Instance, instance_id)
+    else:
+        instance = session.scalars(select(Instance).where(Instance.id == instance_id)
+                                   .with_for_update(key_share=True)).first()
+        if instance is not None and instance.drain_epoch != epoch:
+            raise LostDrain(instance_id)
     if instance is None:
         log.warning("events for unknown instance %s dropped", instance_id)
         return applied
@@ -125,7 +157,7 @@ def _message_insert():
         conversation_id=bindparam("conversation_id"), wa_id=bindparam("wa_id"), direction=bindparam("direction"),
         type=bindparam("type"), text=bindparam("text"), data=bindparam("data", type_=JSONB),
         quoted_wa_id=bindparam("quoted_id"), status=bindparam("status"), wa_timestamp=bindparam("at"),
-    ).on_conflict_do_nothing(index_elements=[Message.instance_id, Message.wa_id])
+    ).on_conflict_do_nothing(index_elements=[Message.instance_id, Message.wa_id]).returning(Message.id)
 
 
 # Built once: these run for every message, and building an upsert costs more than executing it.
@@ -160,11 +192,15 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
         data["target_id"] = event.target_id
     if event.raw:
         data["raw"] = event.raw
-    conn.execute(MESSAGE_INSERT, {
+    inserted = conn.execute(MESSAGE_INSERT, {
         **scope, "conversation_id": conversation_id, "wa_id": event.wa_id, "direction": "in" if inbound else "out",
         "type": event.type, "text": text, "data": data, "quoted_id": event.quoted_id,
         "status": "received" if inbound else "sent", "at": when,
-    })
+    }).first()
+    if inserted is None:
+        # Stored by another transaction after apply_events looked: the upserts above counted it a second time.
+        # Nothing of this batch may commit, and the bot must not answer twice.
+        raise AlreadyStored(instance.id)
     if side_effect and event.target_id:
         _apply_side_effect(session, instance.id, event, text)
     if counts:

@@ -1,27 +1,49 @@
 """RQ entry points. Jobs take ids, open their own sessions and publish only after commit.
 
-Ordering (docs/architecture.md, "Message paths"): one number's inbound stream is drained by one job at a time (a Redis
-lock per number), in stream order, so one conversation is never handled by two workers at once and its
-messages are handled in arrival order. Different numbers drain in parallel on different workers, or
-together in one job when every worker is busy.
+Inbound drains (docs/architecture.md, "Message paths"): one number's stream is drained by one job at a time, in
+stream order, so one conversation is never handled by two workers at once and its messages are handled in arrival
+order. Different numbers drain in parallel on different workers, or together in one job when every worker is
+busy. Three things keep that true when a worker dies, hangs or loses Redis:
+
+- **A short lease.** The number's lock (``wb:lock:in:{id}``) lives ``LOCK_TTL_MS`` and a heartbeat thread renews it,
+  with the wake-up flag, every ``HEARTBEAT_S`` while the job runs. A worker killed mid-drain stops renewing, so
+  within a few seconds the flag and the lock are gone and the next wake-up (the connector's next event, the sweep)
+  starts a new drain.
+- **A fencing token.** Taking a number adds one to ``instances.drain_epoch``; every transaction that stores the
+  number's events locks that row and checks the value (``apply_events``). A drain that lost its lease cannot
+  commit over the next one, and the transactions of one number never overlap.
+- **Tries counted first.** Entries a previous drain read but never finished (it died, timed out or failed) are
+  tried one at a time, least-tried first, and each try is counted in Redis *before* it runs. An event that killed
+  or hung its worker, or raised, ``MAX_ATTEMPTS`` times moves to ``wb:in-failed:{id}`` with its reason; only its
+  own contact's later events wait for it meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import redis
 from pydantic import ValidationError
 from rq import Queue
+from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from connector.contracts import (
     DRAIN_FLAG,
     DRAIN_JOB,
+    DRAIN_JOB_TIMEOUT_S,
+    DRAIN_LOCK,
     DRAIN_QUEUED,
+    IN_ATTEMPTS_HASH,
+    IN_FAILED_STREAM,
     IN_GROUP,
     IN_STREAM,
     INBOUND_QUEUE,
@@ -30,29 +52,48 @@ from connector.contracts import (
     now_ms,
     wake_inbound_drain,
 )
-from engine.worker.inbound import Applied, apply_events
+from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_events
 from workbench.services import outbox, runs
 from workbench.services.instances import sync_instances
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
-from workbench.store.models import Conversation, FunnelRun
+from workbench.store.models import Conversation, FunnelRun, Instance
+from workbench.store.outages import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "drain"
-LOCK_KEY = "wb:lock:in:{}"
-LOCK_TTL_S = 60
-FLAG_TTL_S = 300
+LOCK_TTL_MS = 5000
+HEARTBEAT_S = 1.0
+FLAG_TTL_S = 300  # a drain job is queued (wake_inbound_drain, or RQ's retry after PostgreSQL refused)
 BLOCK_MS = 20
 MAX_RUN_S = 10.0
 ADOPT_AFTER_MS = 50
 ADOPT_MAX = 32
 RETRY_AFTER_S = 5
 MAX_ATTEMPTS = 5
-FAILED_STREAM = "wb:in-failed:{}"
-ATTEMPTS_HASH = "wb:in-attempts:{}"
+# Why an event was set aside (the ``code`` field of wb:in-failed; the panel names each one).
+MALFORMED, ERROR, STUCK = "malformed", "error", "stuck"
+
+# What ends a drain job instead of counting as one event's failure: a server out of reach, RQ's job timeout, or
+# the number taken over by another drain.
+_STOP = (*UNAVAILABLE, JobTimeoutException, LostDrain)
+
+# Renew a lease (and the flag that keeps connectors from queueing more jobs) only while the lock is still ours.
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  redis.call('set', KEYS[2], '1', 'px', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 def _ensure_group(client: redis.Redis, stream: str) -> None:
@@ -71,211 +112,369 @@ def drain_inbound(instance_id: int) -> dict[str, int]:
     number has waited ``ADOPT_AFTER_MS`` in the queue (every worker is busy), this job takes that number
     too and reads all its streams in one blocking call, so one worker serves many numbers without
     switching jobs. Each number is still drained by one job at a time, in stream order.
+
+    The job always ends with its numbers handed back: RQ's timeout (an event that hangs) hands them to a new
+    drain at once; PostgreSQL out of reach re-raises so that RQ retries later; Redis out of reach ends the job
+    quietly. In every case the events stay pending in their streams.
     """
-    client = get_redis()
-    drain = _Drain(client)
-    if not drain.take(instance_id):
-        # Another drain holds this number; it re-checks the stream when it leaves (see _Drain.leave).
-        return {"busy": 1}
-    try:
-        return drain.run()
-    finally:
-        drain.release()
+    drain = _Drain(get_redis())
+    with drain.heartbeat():
+        try:
+            if not drain.take(instance_id):
+                # Another drain holds this number; it re-checks the stream when it leaves (see _Drain._leave).
+                return {"busy": 1}
+            return drain.run()
+        except JobTimeoutException:
+            log.warning("drain job of instance %s timed out; its numbers go to a new drain", instance_id)
+            drain.abandon(wake=True)
+            return {**drain.totals, "timed_out": 1}
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("drain job of instance %s stopped: Redis out of reach; its events stay pending", instance_id)
+            drain.abandon(wake=False, quiet=True)
+            return {**drain.totals, "redis_down": 1}
+        except BaseException:
+            drain.abandon(wake=False, quiet=True)  # RQ retries the job (PostgreSQL out of reach)
+            raise
 
 
 class _Drain:
-    """The numbers one drain job holds: their locks, held-back contacts, and the loop over their streams."""
+    """The numbers one drain job holds: their leases and epochs, held-back contacts, and the loop over streams."""
 
     def __init__(self, client: redis.Redis) -> None:
         settings = get_settings()
         self.client = client
         self.batch = settings.inbound_batch
         self.linger_s = settings.drain_linger_ms / 1000
-        self.locks: dict[int, redis.lock.Lock] = {}
+        self.tokens: dict[int, str] = {}  # numbers held -> lock token (shared with the heartbeat thread)
+        self.epochs: dict[int, int | None] = {}
         self.held: dict[int, set[str]] = {}  # per number: contacts whose earlier event failed (order kept)
+        self.lost: set[int] = set()  # numbers whose lock the heartbeat found in other hands
+        self.renewed_at = time.monotonic()
+        self.guard = threading.Lock()
+        self.renew = client.register_script(_RENEW)
+        self.release = client.register_script(_RELEASE)
         self.totals = {"stored": 0, "duplicates": 0, "events": 0, "held": 0, "failed": 0, "numbers": 0}
 
+    # --- the lease ---------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Renew the leases of the held numbers every ``HEARTBEAT_S`` while the block runs."""
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(stop,), name="drain-heartbeat", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join(timeout=2 * HEARTBEAT_S)  # a renewal stuck on a dead Redis must not hold the job
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with self.guard:
+                held = list(self.tokens.items())
+            began = time.monotonic()
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for instance_id, token in held:
+                    self.renew(keys=[DRAIN_LOCK.format(instance_id), DRAIN_FLAG.format(instance_id)],
+                               args=[token, LOCK_TTL_MS], client=pipe)
+                kept = pipe.execute() if held else []
+            except redis.RedisError:
+                continue  # Redis out of reach: the main loop fails too, or the lease lapses and another drain fences
+            with self.guard:
+                self.lost.update(instance_id for (instance_id, _), ok in zip(held, kept, strict=True) if not ok)
+                self.renewed_at = began
+
+    def _lease_lapsed(self) -> bool:
+        """True when the leases were not renewed for so long that they may have expired (a frozen process)."""
+        with self.guard:
+            return time.monotonic() - self.renewed_at > LOCK_TTL_MS / 1000 - HEARTBEAT_S
+
+    def _drop_lost(self) -> None:
+        with self.guard:
+            lost, self.lost = self.lost & set(self.tokens), set()
+        for instance_id in lost:
+            self._drop(instance_id)
+
+    def _drop(self, instance_id: int) -> None:
+        """Forget a number another drain took over: its keys and its pending entries are that drain's now."""
+        log.warning("drain of instance %s lost its lock; the drain that took it carries on", instance_id)
+        self._forget(instance_id)
+
+    def _forget(self, instance_id: int) -> str:
+        with self.guard:
+            token = self.tokens.pop(instance_id)
+        self.epochs.pop(instance_id, None)
+        return token
+
+    # --- taking, reading and leaving numbers -------------------------------------------------------------------
+
     def take(self, instance_id: int) -> bool:
-        """Lock a number for this job and deliver its leftovers (entries read before but not acknowledged)."""
-        lock = self.client.lock(LOCK_KEY.format(instance_id), timeout=LOCK_TTL_S, blocking=False)
-        if not lock.acquire():
+        """Lock a number for this job, fence it, and settle its leftovers (entries read before but not finished)."""
+        token = secrets.token_hex(8)
+        if not self.client.set(DRAIN_LOCK.format(instance_id), token, nx=True, px=LOCK_TTL_MS):
             return False
-        self.client.zrem(DRAIN_QUEUED, str(instance_id))
-        self.locks[instance_id] = lock
+        with self.guard:
+            self.tokens[instance_id] = token
+            self.renewed_at = time.monotonic()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(DRAIN_QUEUED, str(instance_id))
+        pipe.set(DRAIN_FLAG.format(instance_id), "1", px=LOCK_TTL_MS)  # lives as long as the lease from now on
+        pipe.execute()
         self.held[instance_id] = set()
         self.totals["numbers"] += 1
+        self.epochs[instance_id] = _claim(instance_id)
         stream = IN_STREAM.format(instance_id)
         _ensure_group(self.client, stream)
-        start = "0"
-        while entries := _read(self.client, {stream: start}, self.batch).get(instance_id):
-            self._process(instance_id, entries)
-            start = entries[-1][0].decode()
+        try:
+            self._settle(instance_id, self._history(instance_id))
+        except LostDrain:
+            self._drop(instance_id)
         return True
 
     def run(self) -> dict[str, int]:
         """Read the held streams as events arrive until idle for the linger time or MAX_RUN_S is over."""
-        began = idle_since = refreshed = time.monotonic()
-        while True:
-            streams = {IN_STREAM.format(i): ">" for i in self.locks}
+        began = idle_since = time.monotonic()
+        while self.tokens:
+            self._drop_lost()
+            if not self.tokens or self._lease_lapsed():
+                break
+            streams = {IN_STREAM.format(i): ">" for i in self.tokens}
             got = _read(self.client, streams, self.batch, block_ms=BLOCK_MS)
             for instance_id, entries in got.items():
-                self._process(instance_id, entries)
+                try:
+                    self._process(instance_id, entries)
+                except LostDrain:
+                    self._drop(instance_id)
             now = time.monotonic()
             if got:
                 idle_since = now
             if now - idle_since > self.linger_s or now - began > MAX_RUN_S:
                 break
             self._adopt()
-            if now - refreshed > 1:
-                self._refresh()
-                refreshed = now
-        for instance_id in list(self.locks):
+        for instance_id in list(self.tokens):
             self._leave(instance_id)
         return self.totals
-
-    def _process(self, instance_id: int, entries: list) -> None:
-        _process(self.client, instance_id, entries, self.held[instance_id], self.totals)
 
     def _adopt(self) -> None:
         """Take numbers whose drain job has waited too long for a free worker."""
         due = now_ms() - ADOPT_AFTER_MS
         for member in self.client.zrangebyscore(DRAIN_QUEUED, "-inf", due, start=0, num=ADOPT_MAX):
-            if len(self.locks) >= ADOPT_MAX:
+            if len(self.tokens) >= ADOPT_MAX:
                 return
             self.take(int(member))
 
-    def _refresh(self) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for instance_id in self.locks:
-            pipe.expire(DRAIN_FLAG.format(instance_id), FLAG_TTL_S)
-        pipe.execute()
-        for lock in self.locks.values():
-            lock.extend(LOCK_TTL_S, replace_ttl=True)
+    def _history(self, instance_id: int) -> list:
+        """Every entry of the number's stream delivered to the drains but not finished, in stream order."""
+        stream = IN_STREAM.format(instance_id)
+        entries, start = [], "0"
+        while reply := self.client.xreadgroup(IN_GROUP, CONSUMER, {stream: start}, count=self.batch):
+            chunk = reply[0][1]
+            if not chunk:
+                break
+            start = chunk[-1][0]
+            gone = [entry_id for entry_id, fields in chunk if not fields]  # deleted while pending
+            if gone:
+                self.client.xack(stream, IN_GROUP, *gone)
+            entries.extend(e for e in chunk if e[1])
+        return entries
 
     def _leave(self, instance_id: int) -> None:
-        """Hand a stream back: clear its flag, then queue a new drain for anything not yet delivered.
+        """Hand a stream back: release the lock, clear the flag, then queue a new drain for anything not delivered.
 
-        Clearing the flag first closes the race with a connector that appended an event just before:
-        either its SET NX saw no flag and queued a job itself, or its event is in the stream and seen here.
+        The lock goes first, so a drain queued from here finds the number free. Clearing the flag before looking
+        closes the race with a connector that appended an event just before: either its SET NX saw no flag and
+        queued a job itself, or its event is in the stream and seen here.
         """
         client = self.client
         stream = IN_STREAM.format(instance_id)
+        self.release(keys=[DRAIN_LOCK.format(instance_id)], args=[self._forget(instance_id)])
         client.delete(DRAIN_FLAG.format(instance_id))
         info = client.xinfo_stream(stream)
         group = next((g for g in client.xinfo_groups(stream) if g["name"] in (IN_GROUP, IN_GROUP.encode())), None)
         if group and info["last-generated-id"] != group["last-delivered-id"] and info["length"]:
             wake_inbound_drain(client, instance_id)
         if self.held[instance_id]:
-            # events that failed wait for a later try; their attempts are counted until they are set aside
-            Queue(INBOUND_QUEUE, connection=client).enqueue_in(timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB,
-                                                               instance_id)
+            # events that failed wait for a later try; their tries are counted until they are set aside
+            Queue(INBOUND_QUEUE, connection=client).enqueue_in(
+                timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB, instance_id, job_timeout=DRAIN_JOB_TIMEOUT_S,
+                result_ttl=0, failure_ttl=86400)
 
-    def release(self) -> None:
-        """Release every lock this job holds."""
-        for instance_id, lock in self.locks.items():
+    def abandon(self, *, wake: bool, quiet: bool = False) -> None:
+        """Hand back every number still held after the job was cut short; their events stay pending.
+
+        Args:
+            wake: queue a new drain for each number at once (after RQ's timeout: the try that hung is counted).
+                Otherwise the flag stays up as "a job is queued", for RQ retries the failed job.
+            quiet: Redis is out of reach: try, and let the leases lapse by themselves where that fails.
+        """
+        for instance_id in list(self.tokens):
+            token = self._forget(instance_id)
             try:
-                lock.release()
-            except redis.exceptions.LockError:
-                log.warning("drain lock of instance %s expired before release", instance_id)
-        self.locks.clear()
+                self.release(keys=[DRAIN_LOCK.format(instance_id)], args=[token])
+                if wake:
+                    self.client.delete(DRAIN_FLAG.format(instance_id))
+                    wake_inbound_drain(self.client, instance_id)
+                else:
+                    self.client.set(DRAIN_FLAG.format(instance_id), "1", ex=FLAG_TTL_S)
+            except redis.RedisError:
+                if not quiet:
+                    raise
+
+    # --- storing -----------------------------------------------------------------------------------------------
+
+    def _parse(self, instance_id: int, entries: list) -> list[tuple[bytes, dict, object]]:
+        """Decode entries; a malformed one is set aside at once (it will never read better)."""
+        parsed = []
+        for entry_id, fields in entries:
+            try:
+                parsed.append((entry_id, fields, decode_inbound(fields)))
+            except ValidationError as exc:
+                self._bury(instance_id, entry_id, fields, MALFORMED, exc.errors()[0]["msg"], 0)
+        return parsed
+
+    def _process(self, instance_id: int, entries: list) -> None:
+        """Store newly read entries in one transaction; if that fails, try them one at a time."""
+        held = self.held[instance_id]
+        parsed = self._parse(instance_id, entries)
+        ready = [item for item in parsed if _contact_key(item[2]) not in held]
+        self.totals["held"] += len(parsed) - len(ready)
+        if not ready:
+            return
+        try:
+            applied = _apply(instance_id, [event for _, _, event in ready], self.epochs[instance_id])
+        except _STOP:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad event must not block the batch: try one at a time
+            log.warning("batch of %s events for instance %s failed (%s); trying them one at a time",
+                        len(ready), instance_id, _where(exc))
+            for entry_id, fields, event in ready:
+                if _contact_key(event) in held:
+                    self.totals["held"] += 1
+                    continue
+                self._try_alone(instance_id, entry_id, fields, event)
+            return
+        self._finish(instance_id, [entry_id for entry_id, _, _ in ready], applied)
+        self.totals["events"] += len(ready)
+
+    def _settle(self, instance_id: int, entries: list) -> None:
+        """Try leftovers one at a time: per contact in stream order, the least-tried contact first.
+
+        A leftover was read by a drain that did not finish it: that drain died, hung or failed on it or on an
+        event of its batch. Trying each alone finds the culprit; trying the least-tried first lets every other
+        contact through before the culprit's next try, which may kill this job too.
+        """
+        parsed = self._parse(instance_id, entries)
+        if not parsed:
+            return
+        tries = self.client.hmget(IN_ATTEMPTS_HASH.format(instance_id), [entry_id for entry_id, _, _ in parsed])
+        queues: dict[str, deque] = {}
+        for order, ((entry_id, fields, event), tried) in enumerate(zip(parsed, tries, strict=True)):
+            queues.setdefault(_contact_key(event), deque()).append((int(tried or 0), order, entry_id, fields, event))
+        while queues:
+            key = min(queues, key=lambda k: queues[k][0][:2])
+            tried, _, entry_id, fields, event = queues[key].popleft()
+            if tried >= MAX_ATTEMPTS:  # its worker died or hung on every try
+                self._bury(instance_id, entry_id, fields, STUCK, "", tried)
+            elif not self._try_alone(instance_id, entry_id, fields, event):
+                del queues[key]  # its contact's later events wait, in order, for the next try
+                continue
+            if not queues[key]:
+                del queues[key]
+
+    def _try_alone(self, instance_id: int, entry_id: bytes, fields: dict, event) -> bool:
+        """One event in its own transaction, its try counted before it runs; False when it failed and waits."""
+        tried = self.client.hincrby(IN_ATTEMPTS_HASH.format(instance_id), entry_id, 1)
+        try:
+            applied = _apply(instance_id, [event], self.epochs[instance_id])
+        except _STOP:
+            raise
+        except Exception as exc:  # noqa: BLE001 - counted, tried again later, then kept in the failed stream
+            log.warning("event %s of instance %s failed on try %s (%s)", entry_id, instance_id, tried, _where(exc))
+            if tried >= MAX_ATTEMPTS:
+                self._bury(instance_id, entry_id, fields, ERROR, _describe(exc), tried)
+                return True
+            self.held[instance_id].add(_contact_key(event))
+            self.totals["held"] += 1
+            return False
+        self._finish(instance_id, [entry_id], applied, counted=True)
+        self.totals["events"] += 1
+        return True
+
+    def _finish(self, instance_id: int, entry_ids: list, applied: Applied, counted: bool = False) -> None:
+        """After commit: publish commands and timers, tell live views, then drop the entries from the stream."""
+        stream = IN_STREAM.format(instance_id)
+        runs.publish_effects(self.client, applied.effects)
+        live.touch(self.client, applied.workspaces)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xack(stream, IN_GROUP, *entry_ids)
+        pipe.xdel(stream, *entry_ids)
+        if counted:
+            pipe.hdel(IN_ATTEMPTS_HASH.format(instance_id), *entry_ids)
+        pipe.execute()
+        self.totals["stored"] += applied.stored
+        self.totals["duplicates"] += applied.duplicates
+
+    def _bury(self, instance_id: int, entry_id: bytes, fields: dict, code: str, reason: str, tried: int) -> None:
+        """Move an event that cannot be stored to the failed stream (kept for the panel), never dropping it."""
+        stream = IN_STREAM.format(instance_id)
+        kept = {k: v for k, v in fields.items() if k in (b"e", "e")} or {"e": ""}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(IN_FAILED_STREAM.format(instance_id),
+                  {**kept, "code": code, "reason": reason[:500], "tries": tried, "entry": entry_id})
+        pipe.xack(stream, IN_GROUP, entry_id)
+        pipe.xdel(stream, entry_id)
+        pipe.hdel(IN_ATTEMPTS_HASH.format(instance_id), entry_id)
+        pipe.execute()
+        self.totals["failed"] += 1
+        log.error("event %s of instance %s set aside in %s (%s, %s tries)", entry_id, instance_id,
+                  IN_FAILED_STREAM.format(instance_id), code, tried)
+
+
+def _claim(instance_id: int) -> int | None:
+    """Take the number's next fencing token (None for a number PostgreSQL does not know)."""
+    with session_scope() as session:
+        return session.scalar(update(Instance).where(Instance.id == instance_id)
+                              .values(drain_epoch=Instance.drain_epoch + 1).returning(Instance.drain_epoch))
 
 
 def _read(client: redis.Redis, streams: dict[str, str], batch: int, block_ms: int | None = None) -> dict[int, list]:
-    """XREADGROUP on several streams; returns entries per instance id (deleted-while-pending ones acked)."""
+    """XREADGROUP of new entries on several streams; returns entries per instance id."""
     reply = client.xreadgroup(IN_GROUP, CONSUMER, streams, count=batch, block=block_ms)
-    result = {}
-    for stream, entries in reply or []:
-        gone = [entry_id for entry_id, fields in entries if not fields]
-        if gone:
-            client.xack(stream, IN_GROUP, *gone)
-            entries = [e for e in entries if e[1]]
-        if entries:
-            result[int(stream.decode().rsplit(":", 1)[1])] = entries
-    return result
+    return {int(stream.decode().rsplit(":", 1)[1]): entries for stream, entries in reply or [] if entries}
 
 
-def _process(client: redis.Redis, instance_id: int, entries: list, held: set[str], totals: dict[str, int]) -> None:
-    stream = IN_STREAM.format(instance_id)
-    parsed, malformed = [], []
-    for entry_id, fields in entries:
-        try:
-            parsed.append((entry_id, decode_inbound(fields)))
-        except ValidationError as exc:
-            malformed.append((entry_id, fields, f"malformed event: {exc.errors()[0]['msg']}"))
-    for entry_id, fields, reason in malformed:
-        _bury(client, instance_id, entry_id, fields, reason)
-        totals["failed"] += 1
-    ready = [(eid, ev) for eid, ev in parsed if _contact_key(ev) not in held]
-    totals["held"] += len(parsed) - len(ready)
-    if not ready:
-        return
+def _apply(instance_id: int, events: list, epoch: int | None) -> Applied:
+    """Store events in one transaction, fenced by the drain's epoch."""
     try:
-        applied = _apply(instance_id, [ev for _, ev in ready])
-        _finish(client, stream, [eid for eid, _ in ready], applied, totals)
-        totals["events"] += len(ready)
-    except OperationalError:
-        raise  # PostgreSQL is down: leave everything pending; RQ retries the whole job later
-    except Exception:  # noqa: BLE001 - one bad event must not block the batch: retry one by one
-        log.exception("batch of %s events for instance %s failed; retrying one by one", len(ready), instance_id)
-        for entry_id, event in ready:
-            key = _contact_key(event)
-            if key in held:
-                totals["held"] += 1
-                continue
-            try:
-                applied = _apply(instance_id, [event])
-            except OperationalError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - counted, retried, then kept in the failed stream
-                held.add(key)
-                totals["held"] += 1
-                _count_failure(client, instance_id, entry_id, event, exc, totals)
-                continue
-            _finish(client, stream, [entry_id], applied, totals)
-            totals["events"] += 1
-
-
-def _apply(instance_id: int, events: list) -> Applied:
-    with session_scope() as session:
-        return apply_events(session, instance_id, events)
-
-
-def _finish(client: redis.Redis, stream: str, entry_ids: list, applied: Applied, totals: dict[str, int]) -> None:
-    """After commit: publish outbound commands and timers, tell live views, then drop the entries from the stream."""
-    runs.publish_effects(client, applied.effects)
-    live.touch(client, applied.workspaces)
-    pipe = client.pipeline(transaction=False)
-    pipe.xack(stream, IN_GROUP, *entry_ids)
-    pipe.xdel(stream, *entry_ids)
-    pipe.execute()
-    totals["stored"] += applied.stored
-    totals["duplicates"] += applied.duplicates
+        with session_scope() as session:
+            return apply_events(session, instance_id, events, epoch)
+    except AlreadyStored:
+        # another transaction stored one of them after this one looked: once more, where the check sees it
+        with session_scope() as session:
+            return apply_events(session, instance_id, events, epoch)
 
 
 def _contact_key(event) -> str:
     return event.phone if isinstance(event, InboundMessage) else "__connector__"
 
 
-def _count_failure(client: redis.Redis, instance_id: int, entry_id: bytes, event, exc: Exception,
-                   totals: dict[str, int]) -> None:
-    attempts = client.hincrby(ATTEMPTS_HASH.format(instance_id), entry_id, 1)
-    log.warning("event %s of instance %s failed (attempt %s): %s", entry_id, instance_id, attempts, exc)
-    if attempts >= MAX_ATTEMPTS:
-        _bury(client, instance_id, entry_id, {"e": event.model_dump_json()}, f"{type(exc).__name__}: {exc}")
-        totals["failed"] += 1
+def _describe(exc: BaseException) -> str:
+    """Why an event failed, for the panel: the error's type and first line, without SQL, parameters or data."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig  # SQLAlchemy's own text carries the statement and its parameters (message bodies)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
 
 
-def _bury(client: redis.Redis, instance_id: int, entry_id: bytes, fields: dict, reason: str) -> None:
-    """Move an event that cannot be stored to the failed stream (kept for inspection), never dropping it."""
-    stream = IN_STREAM.format(instance_id)
-    pipe = client.pipeline(transaction=False)
-    pipe.xadd(FAILED_STREAM.format(instance_id), {**fields, "reason": reason[:2000], "entry": entry_id})
-    pipe.xack(stream, IN_GROUP, entry_id)
-    pipe.xdel(stream, entry_id)
-    pipe.hdel(ATTEMPTS_HASH.format(instance_id), entry_id)
-    pipe.execute()
-    log.error("event %s of instance %s moved to %s: %s", entry_id, instance_id,
-              FAILED_STREAM.format(instance_id), reason[:200])
+def _where(exc: BaseException) -> str:
+    """An error's type and the line that raised it, for the log: never its message, which may carry a body."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    place = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else ""
+    return f"{type(exc).__name__}{place}"
 
 
 def funnel_timer(run_id: int, token: str) -> None:
@@ -297,7 +496,7 @@ def sweep() -> dict[str, int]:
     woken = 0
     for key in client.scan_iter(match=IN_STREAM.format("*"), count=500):
         instance_id = key.decode().rsplit(":", 1)[1]
-        if instance_id.isdigit() and client.xlen(key) and not client.exists(LOCK_KEY.format(instance_id)):
+        if instance_id.isdigit() and client.xlen(key) and not client.exists(DRAIN_LOCK.format(instance_id)):
             client.delete(DRAIN_FLAG.format(instance_id))
             wake_inbound_drain(client, int(instance_id))
             woken += 1

@@ -146,6 +146,8 @@ class Instance(Base):
     state_reason: Mapped[str | None] = mapped_column(Text)
     state_at: Mapped[datetime | None]
     settings: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    # the fencing token of inbound drains: +1 each time a drain takes the number (engine/worker/jobs.py)
+    drain_epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = _created()
     removed_at: Mapped[datetime | None]
 

@@ -1,0 +1,279 @@
+"""The inbound drain under faults: poison events, lost and stolen locks, a Redis that drops, duplicate replies.
+
+Real PostgreSQL and Redis; the worker is RQ's SimpleWorker (as in production) or, where the event kills its
+process, RQ's forking Worker, so that only the work horse dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import psycopg
+import pytest
+from rq import Queue, Worker
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DataError
+
+import connector.contracts as contracts
+import engine.worker.inbound as inbound_mod
+from connector.contracts import (
+    DRAIN_FLAG,
+    DRAIN_LOCK,
+    IN_FAILED_STREAM,
+    IN_STREAM,
+    INBOUND_QUEUE,
+    OUT_STREAM,
+    wake_inbound_drain,
+)
+from engine.worker import jobs
+from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
+from workbench.services.workspace_settings import save_setting
+from workbench.store import bus, db
+from workbench.store.db import session_scope
+from workbench.store.models import Conversation, Message, Outbox
+
+
+def _texts(instance_id: int) -> list[str]:
+    with session_scope() as s:
+        return list(s.scalars(select(Message.text).where(Message.instance_id == instance_id,
+                                                         Message.direction == "in").order_by(Message.id)))
+
+
+def _replies() -> int:
+    with session_scope() as s:
+        return s.scalar(select(func.count()).select_from(Outbox))
+
+
+def _failed(r, instance_id: int) -> list[dict[str, str]]:
+    return [{k.decode(): v.decode() for k, v in fields.items()}
+            for _, fields in r.xrange(IN_FAILED_STREAM.format(instance_id))]
+
+
+def _poison(monkeypatch, text_: str, action) -> None:
+    """Make storing the message whose text is ``text_`` run ``action`` (raise, hang, kill) instead."""
+    real = inbound_mod._store_message
+
+    def store(session, instance, event, applied):
+        if event.text == text_:
+            action()
+        return real(session, instance, event, applied)
+
+    monkeypatch.setattr(inbound_mod, "_store_message", store)
+
+
+def _wake_again(r, instance_id: int) -> None:
+    """What the next wake-up does once a dead drain's lease lapsed (the connector's next event, or the sweep)."""
+    r.delete(DRAIN_FLAG.format(instance_id), DRAIN_LOCK.format(instance_id))
+    wake_inbound_drain(r, instance_id)
+
+
+def test_an_event_that_always_raises_is_set_aside_and_its_body_stays_out_of_the_log(engine, r, monkeypatch,
+                                                                                    caplog):
+    ws = make_workspace()
+    inst = make_instance(ws)
+
+    def fail():
+        raise ValueError("cannot handle segredo do cliente")
+
+    _poison(monkeypatch, "segredo do cliente", fail)
+    caplog.set_level(logging.INFO)
+    publish(inbound(inst, phone="551101", text="segredo do cliente"), inbound(inst, phone="551101", text="depois"),
+            inbound(inst, phone="551102", text="outro contato"))
+    run_jobs()
+    assert _texts(inst) == ["outro contato"]  # 551101 waits behind its failing event, in order
+    for _ in range(jobs.MAX_ATTEMPTS):
+        _wake_again(r, inst)
+        run_jobs()
+    assert _texts(inst) == ["outro contato", "depois"]
+    [failed] = _failed(r, inst)
+    assert (failed["code"], failed["tries"]) == ("error", str(jobs.MAX_ATTEMPTS))
+    assert failed["reason"] == "ValueError: cannot handle segredo do cliente"
+    assert contracts.decode_inbound({"e": failed["e"]}).text == "segredo do cliente"
+    assert r.xlen(IN_STREAM.format(inst)) == 0 and not r.exists(f"wb:in-attempts:{inst}")
+    assert "segredo" not in caplog.text, "message bodies never reach the log"
+
+
+def test_an_event_that_hangs_is_cut_by_the_job_timeout_and_set_aside(engine, r, monkeypatch):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    monkeypatch.setattr(contracts, "DRAIN_JOB_TIMEOUT_S", 1)  # RQ's SIGALRM after one second
+    _poison(monkeypatch, "trava", lambda: time.sleep(5))  # longer than the job may run
+    publish(inbound(inst, phone="551101", text="trava"), inbound(inst, phone="551102", text="oi"),
+            inbound(inst, phone="551103", text="olá"))
+    run_jobs()  # each timed-out job hands the number to a new one at once, until the event is set aside
+    assert sorted(_texts(inst)) == ["oi", "olá"]
+    [failed] = _failed(r, inst)
+    assert (failed["code"], failed["tries"]) == ("stuck", str(jobs.MAX_ATTEMPTS))
+    assert r.xlen(IN_STREAM.format(inst)) == 0
+    publish(inbound(inst, phone="551101", text="de novo"))
+    run_jobs()
+    assert _texts(inst)[-1] == "de novo"  # the contact is not held back any more
+
+
+def _forked_worker(r) -> None:
+    """Run the inbound queue with RQ's forking worker: a job that kills its process kills only the work horse."""
+    db.dispose_engines()  # the horse must open its own PostgreSQL connections, not share ours
+    Worker([Queue(INBOUND_QUEUE, connection=r)], connection=r).work(burst=True)
+
+
+def test_an_event_that_kills_its_worker_is_set_aside_and_the_number_is_drained_again_at_once(engine, r,
+                                                                                           monkeypatch):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    _poison(monkeypatch, "mata", lambda: os._exit(1))
+    publish(inbound(inst, phone="551101", text="mata"), inbound(inst, phone="551102", text="a"),
+            inbound(inst, phone="551103", text="b"))
+    _forked_worker(r)  # the whole batch dies with the horse
+    assert _texts(inst) == []
+    kills = 1
+    while not _failed(r, inst):
+        # the dead drain renews nothing: its lock and flag lapse within the lease, not a minute later
+        assert 0 < r.pttl(DRAIN_LOCK.format(inst)) <= jobs.LOCK_TTL_MS
+        assert 0 < r.pttl(DRAIN_FLAG.format(inst)) <= jobs.LOCK_TTL_MS
+        if kills == 1:
+            r.delete(DRAIN_FLAG.format(inst), DRAIN_LOCK.format(inst))  # the lease lapsed
+            publish(inbound(inst, phone="551104", text="c"))  # the connector's next event queues the next drain
+        else:
+            _wake_again(r, inst)
+        _forked_worker(r)
+        kills += 1
+        assert kills <= jobs.MAX_ATTEMPTS + 2, "set aside after its tries"
+    assert sorted(_texts(inst)) == ["a", "b", "c"]
+    [failed] = _failed(r, inst)
+    assert (failed["code"], failed["tries"]) == ("stuck", str(jobs.MAX_ATTEMPTS))
+    assert r.xlen(IN_STREAM.format(inst)) == 0
+
+
+def test_a_drain_keeps_its_lease_while_it_works(engine, r, monkeypatch):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    lock = DRAIN_LOCK.format(inst)
+    renewed = []
+
+    def slow():
+        r.pexpire(lock, 1500)  # far less than a full lease: only a renewal can push it up again
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not renewed:
+            if r.pttl(lock) > 1500:
+                renewed.append(r.pttl(lock))
+            time.sleep(0.05)
+
+    _poison(monkeypatch, "lento", slow)
+    publish(inbound(inst, text="lento"))
+    run_jobs()
+    assert renewed and renewed[0] <= jobs.LOCK_TTL_MS, "the heartbeat renewed the lease while the batch ran"
+    assert _texts(inst) == ["lento"] and not r.exists(lock)
+
+
+def _bot_answers_every_message(ws: int) -> None:
+    save_setting(make_actor(ws, "admin"), "default_reply", {"enabled": True, "mode": "every", "text": "Recebido!"})
+
+
+def _waiting_on_a_lock(done: threading.Event) -> None:
+    """Until the other drain finished or waits for a PostgreSQL row lock (it cannot go further then)."""
+    deadline = time.monotonic() + 30
+    with db.get_engine().connect() as conn:
+        while not done.is_set() and time.monotonic() < deadline:
+            if conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                return
+            conn.rollback()
+            time.sleep(0.02)
+
+
+def test_a_drain_that_lost_its_lock_cannot_answer_a_second_time(engine, r, monkeypatch):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    _bot_answers_every_message(ws)
+    real = inbound_mod._store_message
+    other: dict = {}
+
+    def store(session, instance, event, applied):
+        if not other:  # the first drain is about to store: its lock is stolen and a second drain starts
+            done = threading.Event()
+            other["thread"] = threading.Thread(
+                target=lambda: (other.update(totals=jobs.drain_inbound(inst)), done.set()))
+            r.delete(DRAIN_LOCK.format(inst))
+            other["thread"].start()
+            _waiting_on_a_lock(done)
+        return real(session, instance, event, applied)
+
+    monkeypatch.setattr(inbound_mod, "_store_message", store)
+    publish(inbound(inst, text="quero comprar"))
+    run_jobs()
+    other["thread"].join()
+    assert _texts(inst) == ["quero comprar"]
+    assert _replies() == 1 and r.xlen(OUT_STREAM.format(inst)) == 1, "one answer, not two"
+    with session_scope() as s:
+        assert s.scalar(select(Conversation.unread_count)) == 1
+
+
+def test_a_message_stored_meanwhile_by_another_writer_gets_no_second_answer(engine, r, monkeypatch):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="primeira"))
+    run_jobs()
+    _bot_answers_every_message(ws)
+    event = inbound(inst, text="segunda")
+    real = inbound_mod._store_message
+
+    def store(session, instance, ev, applied):
+        if ev.wa_id == event.wa_id and not _texts(inst)[1:]:
+            with session_scope() as other:  # committed after the drain looked for it, before it inserts
+                conversation_id = other.scalar(select(Conversation.id))
+                other.add(Message(workspace_id=ws, instance_id=inst, conversation_id=conversation_id,
+                                  wa_id=ev.wa_id, direction="in", type="text", text="segunda", data={},
+                                  status="received"))
+        return real(session, instance, ev, applied)
+
+    monkeypatch.setattr(inbound_mod, "_store_message", store)
+    publish(event)
+    run_jobs()
+    assert _texts(inst) == ["primeira", "segunda"]
+    assert _replies() == 0, "the writer that stored it answers, not this drain"
+    with session_scope() as s:
+        assert s.scalar(select(Conversation.unread_count)) == 1, "counted once, by the first message"
+
+
+def test_a_drain_ends_cleanly_when_redis_drops_and_its_events_stay_pending(engine, r, monkeypatch):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    _bot_answers_every_message(ws)
+    pool = bus.get_redis().connection_pool
+    saved = dict(pool.connection_kwargs)
+
+    def redis_goes_away():  # every connection from here on finds no server
+        pool.connection_kwargs["path"] = "/nonexistent/redis.sock"
+        pool.reset()
+
+    _poison(monkeypatch, "oi", redis_goes_away)
+    publish(inbound(inst, text="oi"), inbound(inst, phone="551102", text="olá"))
+    try:
+        totals = jobs.drain_inbound(inst)  # as a worker runs it; committed, but Redis is gone before the ack
+    finally:
+        pool.connection_kwargs.clear()
+        pool.connection_kwargs.update(saved)
+        pool.reset()
+    assert totals["redis_down"] == 1
+    assert r.xlen(IN_STREAM.format(inst)) == 2, "nothing acknowledged: the events wait in the stream"
+    monkeypatch.undo()
+    _wake_again(r, inst)  # Redis is back; the lease of the cut-off drain lapsed
+    run_jobs()
+    assert sorted(_texts(inst)) == ["oi", "olá"] and r.xlen(IN_STREAM.format(inst)) == 0
+    assert _replies() == 2, "each stored once and answered once (the sweep publishes what was not sent)"
+
+
+def test_a_failure_reason_carries_no_sql_or_parameters():
+    error = DataError("INSERT INTO messages (text) VALUES (%(text)s)", {"text": "segredo"},
+                      psycopg.errors.StringDataRightTruncation("value too long for type character varying(10)"))
+    assert jobs._describe(error) == "StringDataRightTruncation: value too long for type character varying(10)"
+    assert "segredo" not in jobs._where(error)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engines():
+    """The forking worker's horses must not inherit pooled connections; give every test fresh ones after."""
+    yield
+    db.dispose_engines()
