@@ -7,6 +7,10 @@ anything else a connector reports (pairing codes, unknown reason codes).
 
 Real numbers (transport ``neonize``) pair either by QR code or by a phone pairing code. WhatsApp shows a
 limited series of QR codes; when it runs out the card says so and offers a new series.
+
+Admins and supervisors also see, per number, the inbound events set aside after failing every try ("Falhas",
+from ``workbench.services.failures``), with Reprocessar and Descartar. Their phone, text and reason came from
+outside and are shown literally.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import streamlit as st
 
 from pages.ui.feedback import attempt, show_flash
 from pages.ui.panel import live_fragment
-from workbench.base.i18n import format_age, reason_label, state_label, t
-from workbench.services import instances
+from workbench.base.i18n import format_age, format_moment, reason_label, state_label, t, type_placeholder
+from workbench.services import failures, instances
 
 actor = st.session_state["auth_actor"]
 
 FLASH_KEY = "conn_flash"
 CONFIRM_KEY = "conn_confirm"
+DISCARD_KEY = "conn_discard"  # (instance id, failure id) waiting for the second click of Descartar
 STATE_COLORS = {
     "connected": "green", "awaiting_qr": "orange", "pairing": "orange", "connecting": "blue",
     "reconnecting": "blue", "stopped": "gray", "disconnected": "red", "logged_out": "red", "replaced": "red",
@@ -171,6 +176,76 @@ def _actions(inst: dict) -> None:
                   on_click=_ask, args=("remove", instance_id))
 
 
+def _retry_failure(instance_id: int, failure_id: str) -> None:
+    """Button callback of "Reprocessar"."""
+    with attempt(FLASH_KEY, t("failures.done.retry")):
+        failures.retry_failure(actor, instance_id, failure_id)
+
+
+def _discard_failure(instance_id: int, failure_id: str) -> None:
+    """Button callback of the confirmed "Descartar"."""
+    st.session_state.pop(DISCARD_KEY, None)
+    with attempt(FLASH_KEY, t("failures.done.discard")):
+        failures.discard_failure(actor, instance_id, failure_id)
+
+
+def _ask_discard(instance_id: int, failure_id: str) -> None:
+    st.session_state[DISCARD_KEY] = (instance_id, failure_id)
+
+
+def _cancel_discard() -> None:
+    st.session_state.pop(DISCARD_KEY, None)
+
+
+def _failure_kind(failure: failures.Failure) -> str:
+    if failure.kind is None:
+        return t("failures.kind.unreadable")
+    if failure.kind in ("ack", "receipt", "state"):
+        return t(f"failures.kind.{failure.kind}")
+    return type_placeholder(failure.kind)
+
+
+def _failure(instance_id: int, failure: failures.Failure) -> None:
+    with st.container(border=True):
+        when = [t("failures.failed_at", when=format_moment(failure.failed_at))]
+        if failure.received_at:
+            when.append(t("failures.received_at", when=format_moment(failure.received_at)))
+        st.caption(" · ".join([*when, _failure_kind(failure), t("failures.tries", count=failure.tries)]))
+        if failure.phone:
+            _detail(t("failures.contact"), failure.phone)
+        if failure.preview:
+            st.text(failure.preview)
+        st.caption(t(f"failures.code.{failure.code}"))
+        if failure.reason:
+            _detail(t("failures.reason"), failure.reason)
+        key = f"{instance_id}_{failure.id}"
+        if st.session_state.get(DISCARD_KEY) == (instance_id, failure.id):
+            st.warning(t("failures.confirm_discard"), icon=":material/warning:")
+            with st.container(horizontal=True):
+                st.button(t("connections.confirm"), key=f"conn_fail_yes_{key}", type="primary",
+                          on_click=_discard_failure, args=(instance_id, failure.id))
+                st.button(t("connections.cancel"), key=f"conn_fail_no_{key}", on_click=_cancel_discard)
+            return
+        with st.container(horizontal=True):
+            st.button(t("failures.retry"), key=f"conn_fail_retry_{key}", icon=":material/replay:",
+                      disabled=not failure.readable, on_click=_retry_failure, args=(instance_id, failure.id))
+            st.button(t("failures.discard"), key=f"conn_fail_discard_{key}", icon=":material/delete:",
+                      on_click=_ask_discard, args=(instance_id, failure.id))
+
+
+def _failures(inst: dict) -> None:
+    """The number's set-aside events, most recent first, when there are any."""
+    total, items = failures.list_failures(actor, inst["id"])
+    if not total:
+        return
+    with st.expander(t("failures.title", count=total), icon=":material/error:"):
+        st.caption(t("failures.intro"))
+        if total > len(items):
+            st.caption(t("failures.more", shown=len(items), total=total))
+        for failure in items:
+            _failure(inst["id"], failure)
+
+
 def _card(inst: dict) -> None:
     status = inst["status"]
     state = status.get("state") or "disconnected"
@@ -210,6 +285,7 @@ def _card(inst: dict) -> None:
                 _pairing_controls(inst, status)
             if actor.is_manager:
                 _actions(inst)
+                _failures(inst)
         if side is not None:
             with side:
                 if big_code:

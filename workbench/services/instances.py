@@ -27,7 +27,8 @@ _PHONE_DECORATION = re.compile(r"[\s()\-]")
 _PAIR_PHONE = re.compile(r"[0-9]{10,15}")
 
 
-def _get(session, actor: Actor, instance_id: int) -> Instance:
+def owned_instance(session, actor: Actor, instance_id: int) -> Instance:
+    """The actor's workspace's number ``instance_id``; NotFound for another workspace's or a removed one."""
     inst = session.get(Instance, instance_id)
     if inst is None or inst.workspace_id != actor.workspace_id or inst.removed_at is not None:
         raise NotFound("instance", key="error.instance_not_found")
@@ -86,7 +87,7 @@ def create_instance(actor: Actor, name: str, transport: str = "sandbox") -> int:
 def _set_desired(actor: Actor, instance_id: int, desired: str) -> None:
     actor.require("admin", "supervisor")
     with session_scope() as session:
-        inst = _get(session, actor, instance_id)
+        inst = owned_instance(session, actor, instance_id)
         inst.desired_state = desired
         if desired == "removed":
             inst.removed_at = now()
@@ -113,7 +114,7 @@ def logout_instance(actor: Actor, instance_id: int) -> None:
     """Unlink the device from WhatsApp; the number then shows a new QR code."""
     actor.require("admin", "supervisor")
     with session_scope() as session:
-        _get(session, actor, instance_id)
+        owned_instance(session, actor, instance_id)
     _control(instance_id, ControlCommand(action="logout"))
 
 
@@ -137,7 +138,7 @@ def request_pair_code(actor: Actor, instance_id: int, phone: str) -> str:
     """
     actor.require("admin", "supervisor")
     with session_scope() as session:
-        _get(session, actor, instance_id)
+        owned_instance(session, actor, instance_id)
     digits = pair_phone_digits(phone)
     # A stopped connector would only read the command at some later start: make sure it runs now.
     _set_desired(actor, instance_id, "running")
