@@ -265,6 +265,12 @@ def test_a_drain_ends_cleanly_when_redis_drops_and_its_events_stay_pending(engin
     assert _replies() == 2, "each stored once and answered once (the sweep publishes what was not sent)"
 
 
+def test_database_errors_never_quote_the_values_of_their_statement(engine):
+    with pytest.raises(DataError) as failed, session_scope() as s:
+        s.execute(text("SELECT :body, 1 / 0"), {"body": "segredo do cliente"})
+    assert "segredo" not in str(failed.value), "RQ logs and keeps this text with a failed job"
+
+
 def test_a_failure_reason_carries_no_sql_or_parameters():
     error = DataError("INSERT INTO messages (text) VALUES (%(text)s)", {"text": "segredo"},
                       psycopg.errors.StringDataRightTruncation("value too long for type character varying(10)"))

@@ -35,7 +35,10 @@ def get_engine(url: str | None = None) -> Engine:
         raise RuntimeError("DATABASE_URL is not set; start the product with `python -m workbench up`.")
     engine = _engines.get(url)
     if engine is None:
-        engine = _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        # hide_parameters: an error's text (logged by RQ, stored with a failed job) would otherwise quote the
+        # statement's values, which are message bodies, names and phones
+        engine = _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                                               hide_parameters=True)
         _makers[engine] = sessionmaker(engine, expire_on_commit=False)
     return engine
 
