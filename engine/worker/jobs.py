@@ -130,10 +130,10 @@ def drain_inbound(instance_id: int) -> dict[str, int]:
             return {**drain.totals, "timed_out": 1}
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("drain job of instance %s stopped: Redis out of reach; its events stay pending", instance_id)
-            drain.abandon(wake=False, quiet=True)
+            drain.abandon(wake=False)
             return {**drain.totals, "redis_down": 1}
         except BaseException:
-            drain.abandon(wake=False, quiet=True)  # RQ retries the job (PostgreSQL out of reach)
+            drain.abandon(wake=False)  # RQ retries the job (PostgreSQL out of reach)
             raise
 
 
@@ -301,13 +301,14 @@ class _Drain:
                 timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB, instance_id, job_timeout=DRAIN_JOB_TIMEOUT_S,
                 result_ttl=0, failure_ttl=86400)
 
-    def abandon(self, *, wake: bool, quiet: bool = False) -> None:
+    def abandon(self, *, wake: bool) -> None:
         """Hand back every number still held after the job was cut short; their events stay pending.
+
+        Where Redis is out of reach this does what it can, and the leases lapse by themselves.
 
         Args:
             wake: queue a new drain for each number at once (after RQ's timeout: the try that hung is counted).
                 Otherwise the flag stays up as "a job is queued", for RQ retries the failed job.
-            quiet: Redis is out of reach: try, and let the leases lapse by themselves where that fails.
         """
         for instance_id in list(self.tokens):
             token = self._forget(instance_id)
@@ -319,8 +320,7 @@ class _Drain:
                 else:
                     self.client.set(DRAIN_FLAG.format(instance_id), "1", ex=FLAG_TTL_S)
             except redis.RedisError:
-                if not quiet:
-                    raise
+                pass  # Redis is out of reach: the lease lapses by itself
 
     # --- storing -----------------------------------------------------------------------------------------------
 
