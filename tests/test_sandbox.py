@@ -146,7 +146,8 @@ def test_other_message_types_keep_their_type(r, network):
     with relay_thread(r, 1):
         pair(r, network, 1)
         first = network.send_from_lead(LEAD, BUSINESS, text="oi")
-        network.send_from_lead(LEAD, BUSINESS, media=b"RIFFwebp", mime="image/webp", type="sticker")
+        network.send_from_lead(LEAD, BUSINESS, media=b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(20), mime="image/webp",
+                               type="sticker")
         network.send_from_lead(LEAD, BUSINESS, type="location", extra={"latitude": -23.5, "longitude": -46.6})
         network.send_from_lead(LEAD, BUSINESS, type="reaction", text="👍", extra={"target_id": first})
         network.send_from_lead(LEAD, BUSINESS, type="call_log")
