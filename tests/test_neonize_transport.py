@@ -317,7 +317,8 @@ def test_messages_and_receipts_reach_the_relay(r, wa, tmp_path):
         client = connect(r, wa)
         assert client.fire(message_event(E.Message(conversation="Oi"), "T1"))
         assert client.fire(message_event(E.Message(imageMessage=E.ImageMessage(
-            fileSHA256=digest, fileLength=len(PNG), mimetype="image/png")), "IMG"))
+            fileSHA256=digest, fileLength=len(PNG), mimetype="image/png", directPath=f"/v/t62/{digest.hex()}")),
+            "IMG"))
         assert client.fire(message_event(E.Message(conversation="nota"), "NT1", sender=make_jid(BUSINESS),
                                          chat=make_jid(BUSINESS), from_me=True))
         assert client.fire(message_event(E.Message(conversation="no grupo"), "GR1",
