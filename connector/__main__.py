@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 
 import redis
 
+from connector.files import PRIVATE_UMASK
 from connector.transport import TRANSPORTS
 from workbench.store.config import get_settings
 
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     sup.set_defaults(func=_supervise)
 
     args = parser.parse_args(argv)
+    os.umask(PRIVATE_UMASK)  # session files, spool and media are the owner's only (WhatsApp's keys, messages)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
     return args.func(args)

@@ -90,7 +90,13 @@ def phone_digits(value: str | None) -> str:
 
 
 class MediaRef(BaseModel):
-    """A file already stored content-addressed under ``<data_dir>/media`` by the connector."""
+    """A file already stored content-addressed under ``<data_dir>/media`` (``connector.media.store_media``).
+
+    ``mime`` is decided from the file's content, never taken from the sender (``application/octet-stream`` when
+    the content names no type WhatsApp delivers); references stored before types were decided carry the
+    sender's claim, so readers decide by content again (``connector.media.inline_type``, ``thumbnail``).
+    ``filename`` is the sender's name, last path component only (downloads use ``connector.media.safe_filename``).
+    """
 
     sha256: str
     mime: str

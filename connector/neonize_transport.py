@@ -6,6 +6,8 @@ device keys) is a SQLite file per instance, so numbers never resume each other's
     <data_dir>/sessions/<instance>.sqlite3     whatsmeow's store (deleted on logout)
     <data_dir>/sessions/<instance>.jid.json    the paired device's JID, passed back as ``jid=`` on restart
 
+The directory is 0700 and its files 0600 (the connector also runs with umask 077, which the Go driver honours).
+
 Threads::
 
     connection   builds a client, registers every handler, then blocks in ``client.connect()`` (neonize runs
@@ -62,7 +64,7 @@ from neonize.proto.Neonize_pb2 import JID, Device
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, Presence, ReceiptType
 
 from connector.contracts import ControlCommand, OutboundCommand, now_ms, phone_digits
-from connector.files import replace_file
+from connector.files import private_dir, private_files, replace_file
 from connector.transport import (
     NotConnectedError,
     SendError,
@@ -164,7 +166,10 @@ class NeonizeTransport(Transport):
 
     def start(self) -> None:
         """Start the connection and action threads (returns at once)."""
-        self.session_path.parent.mkdir(parents=True, exist_ok=True)
+        # The session holds the device's keys: a private directory, and files narrowed that an older run (or the
+        # Go SQLite driver, under a wider umask) created readable by others.
+        private_dir(self.session_path.parent)
+        private_files(*self._session_files())
         for target, name in ((self._run, "conn"), (self._run_actions, "actions")):
             thread = threading.Thread(target=target, name=f"neonize-{name}-{self.instance_id}", daemon=True)
             self._threads.append(thread)
@@ -349,10 +354,14 @@ class NeonizeTransport(Transport):
     def _store_jid(self, jid: JID) -> None:
         replace_file(self.jid_path, json.dumps({"user": jid.User, "server": jid.Server, "device": jid.Device}))
 
+    def _session_files(self) -> tuple[Path, ...]:
+        """The session database with its SQLite companions, and the JID file."""
+        return (self.session_path, *(Path(f"{self.session_path}{s}") for s in ("-journal", "-wal", "-shm")),
+                self.jid_path)
+
     def _forget_session(self) -> None:
         """Delete the session (the client must be stopped): the next start pairs a new device."""
-        for path in (self.session_path, *(Path(f"{self.session_path}{s}") for s in ("-journal", "-wal", "-shm")),
-                     self.jid_path):
+        for path in self._session_files():
             path.unlink(missing_ok=True)
 
     # -- actions ---------------------------------------------------------------------------------------------

@@ -49,9 +49,8 @@ from connector.contracts import (
     now_ms,
     phone_digits,
 )
-from connector.media import MediaError, load_media, media_path, store_media
+from connector.media import MediaError, media_path, store_media
 from connector.transport import NotConnectedError, SendError, SendUncertainError, Transport, TransportEvents
-from workbench.store.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +123,10 @@ class SandboxNetwork:
 
     Args:
         redis_client: a redis-py client (bytes or str responses).
-        data_dir: the product's data dir, to read media the business sent; default the settings' ``data_dir``.
     """
 
-    def __init__(self, redis_client: Any, data_dir: Path | str | None = None) -> None:
+    def __init__(self, redis_client: Any) -> None:
         self.redis = redis_client
-        self.data_dir = Path(data_dir) if data_dir is not None else get_settings().data_dir
         self._raise_status = redis_client.register_script(_RAISE_STATUS)
 
     # -- pairing ---------------------------------------------------------------------------------------------
@@ -353,17 +350,6 @@ class SandboxNetwork:
             self.redis.xadd(INBOX.format(business), {"p": json.dumps(receipt)})
         return changed
 
-    def media_bytes(self, sha256: str) -> bytes | None:
-        """A media file seen in a chat: from the network's media servers, or from the product's media store
-        (where media the business sent lives). None when neither has it."""
-        data = self.redis.get(BLOB.format(sha256))
-        if data is not None:
-            return data
-        try:
-            return load_media(self.data_dir, sha256)
-        except MediaError:
-            return None
-
     # -- business side (used by SandboxTransport) ------------------------------------------------------------
 
     def deliver_from_business(self, business: str, lead: str, message: dict[str, Any]) -> None:
@@ -402,7 +388,7 @@ class SandboxTransport(Transport):
     def __init__(self, instance_id: int, events: TransportEvents, *, redis_client: Any, data_dir: Path,
                  qr_ttl_s: float = QR_TTL_S) -> None:
         super().__init__(instance_id, events, redis_client=redis_client, data_dir=data_dir)
-        self.network = SandboxNetwork(redis_client, data_dir)
+        self.network = SandboxNetwork(redis_client)
         self.qr_ttl_s = qr_ttl_s
         self._stop = threading.Event()
         self._controls: queue.Queue[ControlCommand] = queue.Queue()

@@ -5,6 +5,7 @@ anything is acknowledged upstream. When Redis does not answer, losing the event 
 crashing would only make WhatsApp redeliver into the same hole, so the event is appended to a file instead::
 
     <data_dir>/spool/<instance>.jsonl      one JSON line per event, the ``contracts.encode`` payload
+                                           (the directory 0700, the file 0600: message bodies)
 
 A replay thread re-publishes the file's lines, oldest first, once Redis answers again, and then cuts off
 exactly the lines it published. While the file holds anything, new events are appended behind it rather
@@ -27,7 +28,7 @@ import redis
 from pydantic import BaseModel
 
 from connector import contracts
-from connector.files import replace_file
+from connector.files import PRIVATE_FILE, private_dir, replace_file
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,11 @@ class Spool:
         """Append one event and fsync it (called with the lock held)."""
         if "\n" in line:  # model_dump_json escapes newlines; a raw one would split the event in two
             raise ValueError("a spooled event must be a single line")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         # Opened per append: the replay replaces the file by rename, so a long-lived handle would point at
-        # the old one.
-        with self.path.open("a", encoding="utf-8") as fh:
+        # the old one. Message bodies: the owner's only.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -9,7 +9,8 @@ test maps real neonize protobufs with a fake client and no transport.
   the chosen options' names; the options of each poll this number sent are kept in Redis
   (``contracts.POLL_OPTIONS_KEY``, written by the transport after the send) to read the vote back as its label.
 - Media is downloaded and stored in the media store at once (WhatsApp's links expire); a message whose media
-  cannot be had still arrives, with ``raw["media_error"]``.
+  cannot be had still arrives, with ``raw["media_error"]`` (``too_large``, ``unknown_size``, ``download_failed``,
+  ``store_failed``). The sender's declared length and links are checked before anything is fetched.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,11 @@ _POLLS = (
     "pollCreationMessageV5", "pollCreationMessageV6",
 )
 _RECEIPTS = {ReceiptEv.DELIVERED: "delivered", ReceiptEv.READ: "read", ReceiptEv.PLAYED: "read"}
+# Where media may be fetched from (see _download_request): printable ASCII with no user part, port, backslash
+# or fragment that could hide another host.
+_URL_CHARS = r"[^\x00-\x20\x7f-\U0010ffff\\@#]*"
+_MEDIA_URL = re.compile(r"https://(?:[a-z0-9-]+\.)+whatsapp\.net/" + _URL_CHARS)
+_DIRECT_PATH = re.compile(r"/(?!/)" + _URL_CHARS)
 
 
 def jid_str(jid: JID) -> str:
@@ -209,7 +216,7 @@ class InboundMapper:
             if getattr(content, "seconds", 0):
                 raw["seconds"] = content.seconds
             filename = content.fileName if field == "documentMessage" else None
-            out["media"] = self._download(client, message, content, filename, raw, wa_id)
+            out["media"] = self._download(client, field, content, filename, raw, wa_id)
         elif field in ("locationMessage", "liveLocationMessage"):
             raw.update(latitude=content.degreesLatitude, longitude=content.degreesLongitude,
                        live=field == "liveLocationMessage")
@@ -275,21 +282,41 @@ class InboundMapper:
         raw.update(type="pollUpdateMessage", poll_error=reason)
         return {"type": "unsupported", "text": None, "quoted_id": poll_id}
 
-    def _download(self, client: Any, message: Message, content: Any, filename: str | None,
-                  raw: dict[str, Any], wa_id: str) -> MediaRef | None:
-        """Download and store a message's media; on failure the message still arrives, with ``media_error``."""
+    def _download(self, client: Any, field: str, content: Any, filename: str | None, raw: dict[str, Any],
+                  wa_id: str) -> MediaRef | None:
+        """Download and store a message's media; on failure the message still arrives, with ``media_error``.
+
+        The sender writes every field of a media message, so none is taken on trust: a file that does not declare
+        its length, or declares one over the cap, is not downloaded (whatsmeow downloads the whole body before it
+        compares it with the declared length, so the declaration is all that bounds the download); the length
+        received is checked again; and only WhatsApp's media hosts are contacted (``_download_request``).
+        """
         limit = max_media_bytes()
-        if getattr(content, "fileLength", 0) > limit:
+        declared = getattr(content, "fileLength", 0)
+        if declared > limit:
             raw["media_error"] = "too_large"  # not even downloaded
             return None
+        if declared <= 0:
+            raw["media_error"] = "unknown_size"  # nothing would bound the download
+            return None
+        request = _download_request(field, content)
+        if request is None:
+            log.warning("instance %s: media of %s names no WhatsApp media host; not downloaded", self.instance_id,
+                        wa_id)
+            raw["media_error"] = "download_failed"
+            return None
         try:
-            data = client.download_any(message)
+            data = client.download_any(request)
         except Exception as exc:  # noqa: BLE001 - expired media, network, decryption: report, don't drop
-            log.warning("instance %s: media of %s not downloaded: %s", self.instance_id, wa_id, exc)
+            # The type only: the message of a network error carries the media URL and its access tokens.
+            log.warning("instance %s: media of %s not downloaded: %s", self.instance_id, wa_id, type(exc).__name__)
             raw["media_error"] = "download_failed"
             return None
         if not isinstance(data, bytes | bytearray) or not data:
             raw["media_error"] = "download_failed"
+            return None
+        if len(data) > limit:
+            raw["media_error"] = "too_large"
             return None
         try:
             return store_media(self.data_dir, bytes(data), content.mimetype, filename, max_bytes=limit)
@@ -299,3 +326,21 @@ class InboundMapper:
             log.warning("instance %s: media of %s not stored: %s", self.instance_id, wa_id, exc)
             raw["media_error"] = "store_failed"
         return None
+
+
+def _download_request(field: str, content: Any) -> Message | None:
+    """The message to hand to ``download_any``: the media field alone, pointing only at WhatsApp's media hosts.
+
+    whatsmeow fetches the sender's ``URL`` as given when there is one, and otherwise joins a media host and the
+    ``directPath``, so either could make the connector request any address (its own network included). A ``URL``
+    that is not HTTPS on a ``whatsapp.net`` host is dropped (the direct path is used), and a direct path that is
+    not a plain absolute path refuses the download. None when nothing safe is left.
+    """
+    request = Message()
+    media = getattr(request, field)
+    media.CopyFrom(content)
+    if media.URL and not _MEDIA_URL.fullmatch(media.URL):
+        media.URL = ""
+    if media.directPath and not _DIRECT_PATH.fullmatch(media.directPath):
+        media.directPath = ""
+    return request if media.URL or media.directPath else None

@@ -7,7 +7,8 @@ ticks every two seconds but re-reads PostgreSQL only when the workspace's revisi
 (``conversations.revision``) or the user's filters/selection changed; otherwise it redraws from the copy
 kept in session state. Everything contacts typed (names, push names, messages, reactions) is shown with
 ``st.text`` — literal, so Markdown, HTML and links in it stay inert; so are tag names and custom fields
-(``st.text``, plain option text, ``st.dataframe`` / ``st.data_editor`` cells).
+(``st.text``, plain option text, ``st.dataframe`` / ``st.data_editor`` cells). Contacts' files are shown as
+``pages/ui/media.py`` allows: thumbnails, players for inline-safe types, else a download.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from connector.media import MediaError, load_media
+from connector.media import MediaError, has_media, inline_type, load_media, thumbnail
 from pages.ui.feedback import attempt, flash, show_flash
+from pages.ui.media import PLAYER_KINDS, download_button, show_inline
 from pages.ui.panel import live_fragment
 from workbench.base.errors import NotFound
 from workbench.base.i18n import format_clock, format_moment, format_when, status_label, t, type_placeholder
@@ -39,6 +41,8 @@ FLASH_KEY = "inbox_flash"
 STATUSES = ("open", "pending", "closed")
 # Rows of these types change another message (edited text, deleted, reaction); the target shows the change.
 SIDE_EFFECT_TYPES = ("edit", "revoke", "reaction")
+# Message types that carry a file.
+MEDIA_TYPES = ("image", "sticker", "audio", "video", "document")
 RUN_COLORS = {"active": "green", "waiting": "blue", "paused": "orange", "completed": "gray", "failed": "red",
               "stopped": "gray"}
 # Ended runs shown under the live ones: enough to see what just happened, not the whole history.
@@ -84,17 +88,12 @@ def _load() -> dict[str, Any]:
     return cache
 
 
-def _media_bytes(sha256: str) -> bytes | None:
-    """A stored media file (content-addressed under the data dir), or None when it is not there."""
+def _file_or_empty(sha256: str) -> bytes:
+    """A stored file for a download button (empty when it is gone: the button then saves an empty file)."""
     try:
         return load_media(get_settings().data_dir, sha256)
     except MediaError:
-        return None
-
-
-def _media_bytes_or_empty(sha256: str) -> bytes:
-    """The file for a download button (empty when it is gone: the button then saves an empty file)."""
-    return _media_bytes(sha256) or b""
+        return b""
 
 
 # -- callbacks: they run before the fragment redraws, so the screen shows their effect ----------------------
@@ -179,25 +178,10 @@ def _message(message: dict[str, Any], targets: set[str]) -> None:
             st.caption(t("msgtype.revoke"))
         else:
             media = data.get("media")
-            if media and kind in ("image", "sticker", "audio", "video"):
-                blob = _media_bytes(media.get("sha256", ""))
-                if blob is None:
-                    st.caption(t("inbox.media_missing"))
-                elif kind == "audio":
-                    st.audio(blob, format=media.get("mime") or "audio/ogg")
-                elif kind == "video":
-                    st.video(blob, format=media.get("mime") or "video/mp4")
-                else:
-                    st.image(blob, width=280)
+            if isinstance(media, dict) and kind in MEDIA_TYPES:
+                _media(message["id"], kind, media)
             elif kind != "text":
                 st.caption(type_placeholder(kind))
-            if media and kind == "document":
-                name = media.get("filename") or t("inbox.document")
-                st.text(name)  # named by the contact: literal
-                # read from disk only when clicked: the chat redraws every two seconds
-                st.download_button(t("inbox.download"), data=partial(_media_bytes_or_empty, media.get("sha256", "")),
-                                   file_name=name, mime=media.get("mime") or "application/octet-stream",
-                                   key=f"inbox_download_{message['id']}", icon=":material/download:")
             text = data.get("edited_text") or message["text"]
             if text:
                 st.text(text)
@@ -216,6 +200,27 @@ def _message(message: dict[str, Any], targets: set[str]) -> None:
                 label = f":red[{label}]"
             footer.append(label)
         st.caption(" · ".join(part for part in footer if part))
+
+
+def _media(message_id: int, kind: str, media: dict[str, Any]) -> None:
+    """A message's file, decided by its content (``pages/ui/media.py``): an image's thumbnail or a player when the
+    content allows, else its name and a download."""
+    data_dir = get_settings().data_dir
+    sha256 = str(media.get("sha256") or "")
+    if not has_media(data_dir, sha256):
+        st.caption(t("inbox.media_missing"))
+        return
+    if kind in PLAYER_KINDS:
+        shown = show_inline(kind, partial(load_media, data_dir, sha256), inline_type(data_dir, sha256))
+    else:
+        shown = show_inline(kind, partial(thumbnail, data_dir, sha256))
+    if shown:
+        return
+    st.caption(type_placeholder(kind) if kind == "document" else t("inbox.media_unshown"))
+    name = media.get("filename") or t("inbox.document")
+    st.text(name)  # named by the contact: literal (the download's name is made safe)
+    # read from disk only when clicked: the chat redraws every two seconds
+    download_button(t("inbox.download"), partial(_file_or_empty, sha256), name, key=f"inbox_download_{message_id}")
 
 
 def _chat(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:

@@ -1,7 +1,8 @@
 """Biblioteca de mídia: upload the images, audios, videos and documents that funnels send, preview, rename, remove.
 
 Layout only: ``workbench.services.media_library`` checks roles, decides each file's type from its content and keeps the
-files. File names were typed by people, so they are shown with ``st.text`` (literal), never as Markdown. Removing
+files. File names were typed by people, so they are shown with ``st.text`` (literal), never as Markdown. Previews
+and downloads go through ``pages/ui/media.py`` (thumbnails, inline-safe players, octet-stream downloads). Removing
 an item first lists the funnels that still send it.
 """
 
@@ -12,7 +13,9 @@ from typing import Any
 
 import streamlit as st
 
+from connector.filetypes import inline_type
 from pages.ui.feedback import attempt, show_flash
+from pages.ui.media import download_button, show_inline
 from workbench.base.i18n import error_text, format_moment, t
 from workbench.services import media_library
 from workbench.store.config import get_settings
@@ -108,21 +111,21 @@ def _upload_form() -> None:
 
 
 def _preview(item: dict[str, Any]) -> None:
-    """Thumbnail or player; a file missing from the store shows a warning instead of breaking the list."""
-    if item["kind"] == "document":
+    """Thumbnail or player (``pages/ui/media.py``); a file missing from the store, or one that cannot be shown,
+    gets a note instead of breaking the list."""
+    kind = item["kind"]
+    if kind == "document":
         st.markdown(f"## {KIND_ICONS['document']}")
         return
+    load = media_library.media_thumbnail if kind == "image" else media_library.media_content
     try:
-        data = media_library.media_content(actor, item["id"])
+        data = load(actor, item["id"])
     except PAGE_ERRORS as exc:
         st.warning(error_text(exc), icon=":material/broken_image:")
         return
-    if item["kind"] == "image":
-        st.image(data, width=160)
-    elif item["kind"] == "audio":
-        st.audio(data, format=item["mime"].split(";")[0])
-    else:
-        st.video(data, format=item["mime"])
+    # The type was decided from the content at upload; only inline-safe ones reach a player.
+    if not show_inline(kind, lambda: data, inline_type(item["mime"]), width=160):
+        st.caption(t("media.preview_unavailable"))
 
 
 def _remove_confirmation(item: dict[str, Any]) -> None:
@@ -146,9 +149,8 @@ def _actions(item: dict[str, Any]) -> None:
     media_id = item["id"]
     with st.container(horizontal=True):
         # Deferred: the file is read only when someone actually downloads it.
-        st.download_button(t("media.download"), data=functools.partial(media_library.media_content, actor, media_id),
-                           file_name=item["filename"], mime=item["mime"], key=f"media_download_{media_id}",
-                           icon=":material/download:", on_click="ignore")
+        download_button(t("media.download"), functools.partial(media_library.media_content, actor, media_id),
+                        item["filename"], key=f"media_download_{media_id}")
         with st.popover(t("media.rename"), icon=":material/edit:", key=f"media_rename_popover_{media_id}"):
             with st.form(f"media_rename_form_{media_id}", border=False):
                 st.session_state.setdefault(f"media_name_{media_id}", item["filename"])

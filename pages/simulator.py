@@ -4,7 +4,8 @@ Layout only: everything goes through ``workbench.services.simulator`` (which che
 is the workspace's). The page is one fragment that refreshes every two seconds, so the bot's replies, the
 "digitando…" indicator and newly connected numbers appear by themselves. Message text is shown with
 ``st.text`` (literal); names typed by people never go into labels or Markdown, so a poll's options are
-``st.text`` rows, each with a plain "Votar" button.
+``st.text`` rows, each with a plain "Votar" button. Images are shown as the thumbnails ``simulator.chat`` gives
+(``pages/ui/media.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from pages.ui.feedback import attempt, flash, show_flash
+from pages.ui.media import show_inline
 from pages.ui.panel import live_fragment
 from workbench.base.i18n import format_ms_clock, t, type_placeholder
 from workbench.services import instances, simulator
@@ -23,7 +25,7 @@ actor = st.session_state["auth_actor"]
 FLASH_KEY = "sim_flash"
 DEFAULT_LEAD_PHONE = "5511987654321"
 DEFAULT_LEAD_NAME = "Cliente Teste"
-IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
+IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "webp"]
 
 
 def _lead() -> tuple[str, str]:
@@ -90,18 +92,12 @@ def _pending_qr(pending: list[dict[str, Any]]) -> None:
                           icon=":material/qr_code_scanner:", on_click=_scan, args=(instance_id,))
 
 
-def _bubble(message: dict[str, Any], business_phone: str) -> None:
+def _bubble(message: dict[str, Any]) -> None:
     from_lead = message["direction"] == "from_lead"
     avatar = ":material/smartphone:" if from_lead else ":material/storefront:"
     with st.chat_message("user" if from_lead else "assistant", avatar=avatar):
-        media = message.get("media")
-        if media and message["type"] in ("image", "sticker"):
-            blob = simulator.media_bytes(actor, business_phone, media["sha256"])
-            if blob:
-                st.image(blob, width=240)
-            else:
-                st.caption(type_placeholder(message["type"]))
-        elif message["type"] != "text":
+        shown = show_inline(message["type"], lambda: message.get("thumbnail"), width=240)
+        if not shown and message["type"] != "text":
             st.caption(type_placeholder(message["type"]))
         if message.get("text"):
             st.text(message["text"])
@@ -136,7 +132,7 @@ def _chat(number: dict[str, Any]) -> None:
         if not messages:
             st.caption(t("simulator.empty_chat"))
         for message in messages:
-            _bubble(message, business_phone)
+            _bubble(message)
         if simulator.is_typing(actor, business_phone, lead_phone):
             st.caption(f"_{t('simulator.typing')}_")
     st.chat_input(t("simulator.type"), key="sim_text", on_submit=_send_text)

@@ -120,6 +120,7 @@ class FakeWhatsApp:
         self.blobs: dict[bytes, bytes] = {}  # fileSHA256 -> media bytes "on WhatsApp's media servers"
         self.sent: list[dict[str, Any]] = []  # {"session", "to", "message", "id"}
         self.uploads: list[tuple[bytes, MediaType | None]] = []  # (file, media type) of each client.upload
+        self.downloads: list[Message] = []  # what each download_any was asked to fetch
         self.chat_presences: list[tuple[str, Any]] = []  # (to, ChatPresence)
         self.presences: list[Any] = []
         self.reads: list[dict[str, Any]] = []
@@ -378,6 +379,8 @@ class FakeClient:
 
     def download_any(self, message: Message, path: str | None = None) -> bytes:
         self._alive()
+        with self.server.lock:
+            self.server.downloads.append(message)
         for field in _MEDIA_FIELDS:
             if message.HasField(field):
                 with self.server.lock:

@@ -4,9 +4,11 @@ and a funnel sending a library item for real (inbound -> runtime -> outbox -> Re
 from __future__ import annotations
 
 import io
+import tracemalloc
 import zipfile
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from connector.contracts import OUT_STREAM, decode_outbound
@@ -19,9 +21,16 @@ from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import Media, Message
 
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100)
-WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(100)
+
+def image(kind: str, size: tuple[int, int] = (8, 8)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, kind)
+    return out.getvalue()
+
+
+PNG = image("PNG")
+JPEG = image("JPEG")
+WEBP = image("WEBP")
 OPUS = b"OggS\x00\x02" + bytes(22) + b"OpusHead\x01\x02" + bytes(100)
 VORBIS = b"OggS\x00\x02" + bytes(22) + b"\x01vorbis" + bytes(100)
 MP3 = b"ID3\x04\x00\x00" + bytes(100)
@@ -112,13 +121,69 @@ def test_the_type_comes_from_the_content(admin, data, filename, mime, kind):
     (OLE, "mensagem.msg", "application/vnd.ms-outlook"),
     (b"#!/bin/sh\nrm -rf /\n", "script.sh", "text/plain"),  # text, but not a .txt or .csv
     (b"abc\x00def", "dados.txt", "text/plain"),  # binary calling itself text
-    (b"PK\x03\x04not really a zip", "arquivo.zip", "application/zip"),
 ])
 def test_types_whatsapp_does_not_take_are_refused(admin, data, filename, mime):
     with pytest.raises(InvalidInput) as caught:
         media_library.upload_media(admin, filename, data, mime)
     assert caught.value.key == "error.media_unsupported"
     assert media_library.list_media(admin) == []
+
+
+def encrypted_zip() -> bytes:
+    """An archive whose entries are password-protected (the "encrypted" flag bit set on each)."""
+    plain = zipped("content.xml", mimetype="application/vnd.oasis.opendocument.text")
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = plain.find(signature)
+        while at >= 0:
+            plain = plain[:at + flags_at] + bytes([plain[at + flags_at] | 1]) + plain[at + flags_at + 1:]
+            at = plain.find(signature, at + 4)
+    return plain
+
+
+@pytest.mark.parametrize("data", [encrypted_zip(), b"PK\x03\x04not really a zip", DOCX[:-30]])
+def test_archives_that_cannot_be_read_are_refused_plainly(admin, data):
+    with pytest.raises(InvalidInput) as caught:
+        media_library.upload_media(admin, "pacote.zip", data, "application/zip")
+    assert caught.value.key == "error.media_archive"
+    assert error_text(caught.value).startswith("Não foi possível abrir esse arquivo compactado")
+    assert media_library.list_media(admin) == []
+
+
+def test_looking_into_an_archive_is_bounded(admin):
+    # An OpenDocument "mimetype" entry of 200 MB of zeros: a few hundred KB on disk. Only its first bytes are read.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("mimetype", "w", force_zip64=True) as entry:
+            for _ in range(200):
+                entry.write(bytes(1024 * 1024))
+    tracemalloc.start()
+    try:
+        item = media_library.upload_media(admin, "bomba.zip", buffer.getvalue(), "application/zip")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert item["mime"] == "application/zip"
+    assert peak < 20 * 1024 * 1024, f"{peak} bytes to look into a {len(buffer.getvalue())}-byte archive"
+    # So many entries that listing them would cost memory: a plain archive, not looked into.
+    many = zipped(*(f"f/{n}" for n in range(10_001)), "word/document.xml")
+    assert media_library.upload_media(admin, "muitos.zip", many, "application/zip")["mime"] == "application/zip"
+
+
+def test_images_that_do_not_decode_are_refused(admin):
+    broken = PNG[:-30]
+    bomb = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x9c\x40\x00\x00\x9c\x40\x08\x02\x00\x00\x00"
+    for data in (broken, bomb):
+        with pytest.raises(InvalidInput) as caught:
+            media_library.upload_media(admin, "foto.png", data, "image/png")
+        assert caught.value.key == "error.media_image"
+        assert error_text(caught.value).startswith("Essa imagem não abre")
+    assert media_library.list_media(admin) == []
+    item = media_library.upload_media(admin, "foto.png", image("PNG", (1200, 900)))
+    thumb = media_library.media_thumbnail(admin, item["id"])
+    with Image.open(io.BytesIO(thumb)) as shown:
+        assert shown.size == (320, 240)
+    with pytest.raises(NotFound):
+        media_library.media_thumbnail(make_actor(make_workspace("Outra"), "admin"), item["id"])
 
 
 def test_text_without_extension_uses_the_declared_type(admin):

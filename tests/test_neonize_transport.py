@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -118,6 +119,21 @@ def test_the_connector_loads_neonize_only_for_the_neonize_transport():
 
 
 # -- pairing ---------------------------------------------------------------------------------------------------
+
+
+def test_session_files_are_readable_by_their_owner_only(r, wa, tmp_path):
+    """The session holds the device's keys: its directory is 0700, and files an older run (or the Go driver under
+    a wider umask) left readable by others are narrowed to 0600 when the connector starts."""
+    sessions = tmp_path / "sessions"
+    sessions.mkdir(mode=0o755)
+    left = [sessions / name for name in ("1.sqlite3", "1.sqlite3-wal", "1.sqlite3-shm", "1.jid.json")]
+    for path in left:
+        path.write_bytes(b"")
+        path.chmod(0o644)
+    with neonize_relay(r, wa, tmp_path, 1):
+        wait_qr(r, 1)
+        assert stat.S_IMODE(sessions.stat().st_mode) == 0o700
+        assert [stat.S_IMODE(path.stat().st_mode) for path in left] == [0o600] * 4
 
 
 def test_qr_codes_rotate_and_a_scan_connects_with_a_session_file_per_number(r, wa, tmp_path):
@@ -317,7 +333,8 @@ def test_messages_and_receipts_reach_the_relay(r, wa, tmp_path):
         client = connect(r, wa)
         assert client.fire(message_event(E.Message(conversation="Oi"), "T1"))
         assert client.fire(message_event(E.Message(imageMessage=E.ImageMessage(
-            fileSHA256=digest, fileLength=len(PNG), mimetype="image/png")), "IMG"))
+            fileSHA256=digest, fileLength=len(PNG), mimetype="image/png", directPath=f"/v/t62/{digest.hex()}")),
+            "IMG"))
         assert client.fire(message_event(E.Message(conversation="nota"), "NT1", sender=make_jid(BUSINESS),
                                          chat=make_jid(BUSINESS), from_me=True))
         assert client.fire(message_event(E.Message(conversation="no grupo"), "GR1",

@@ -4,12 +4,16 @@ and untrusted text shown only in literal elements."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 
+import streamlit as st
+from PIL import Image
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from connector.contracts import OUT_STREAM, Receipt, decode_outbound, now_ms
-from connector.media import store_media
+from connector.contracts import OUT_STREAM, MediaRef, Receipt, decode_outbound, now_ms
+from connector.media import store_media, thumbnail
 from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
 from tests.test_pages_app import new_app
 from workbench.services import conversations
@@ -163,6 +167,75 @@ def test_image_edited_deleted_and_unsupported_messages(engine, r):
     assert edited.get("text")[0].value == "Texto corrigido" and "editada" in edited.get("caption")[-1].value
     assert deleted.get("caption")[0].value == "[Mensagem apagada]" and not deleted.get("text")
     assert location.get("caption")[0].value == "[Localização]"
+
+
+def media_urls(at: AppTest, element: str) -> list[str]:
+    """The media URLs of the page's ``element``s ("audio" or "video"): the extension Streamlit gives each tells
+    the type the file is served with."""
+    return [node.proto.url for node in walk(at.main) if node.type == element]
+
+
+def test_contacts_files_never_break_the_chat(engine, r):
+    """Whatever a contact sends as an image, the chat shows a thumbnail or a placeholder with a download."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    data_dir = get_settings().data_dir
+    bomb = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x4e\x20\x00\x00\x4e\x20\x08\x02\x00\x00\x00"
+            b"\x00\x00\x00\x00IEND\xaeB`\x82")  # claims 20000 x 20000 pixels
+    photo = io.BytesIO()
+    Image.new("RGB", (1600, 1200), (0, 90, 200)).save(photo, "JPEG")
+    publish(
+        inbound(inst, type="image", text="bomba", media=store_media(data_dir, bomb, "image/png", "a.png")),
+        inbound(inst, type="image", text="texto", media=store_media(data_dir, b"nada de imagem", "image/png")),
+        inbound(inst, type="sticker", text=None, media=store_media(data_dir, HOSTILE.encode(), "image/webp")),
+        inbound(inst, type="image", text="foto", media=store_media(data_dir, photo.getvalue(), "image/jpeg")),
+    )
+    run_jobs()
+    at = open_conversation(open_inbox(make_actor(ws)), the_conversation().id)
+    assert not at.exception
+    bombed, text, sticker, shown = at.chat_message
+    for bubble in (bombed, text, sticker):
+        assert not bubble.get("image")
+        assert bubble.get("caption")[0].value == "[Este arquivo não pode ser exibido aqui; baixe-o para abrir]"
+        assert [b.proto.label for b in bubble.get("download_button")] == ["Baixar"]
+    assert [t.value for t in sticker.get("text")] == ["documento"]  # no name: the placeholder name
+    assert len(shown.get("image")) == 1 and not shown.get("download_button")
+    with Image.open(io.BytesIO(thumbnail(data_dir, hashlib.sha256(photo.getvalue()).hexdigest()))) as thumb:
+        assert max(thumb.size) == 320, "the chat shows the bounded thumbnail, not the photo"
+
+
+def test_declared_types_are_never_served(engine, r, monkeypatch):
+    """A file is played inline only when its content is an audio or video type; anything else is a download
+    served as application/octet-stream, so a contact's "audio" that is a web page never becomes a page."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    data_dir = get_settings().data_dir
+    page = b"<html><script>fetch('/x?c=' + document.cookie)</script></html>"
+    voice = b"OggS\x00\x02" + bytes(22) + b"OpusHead\x01\x02" + bytes(100)
+    old = {"sha256": hashlib.sha256(page).hexdigest(), "mime": "text/html", "size": len(page)}
+    publish(
+        inbound(inst, type="audio", text=None, media=store_media(data_dir, page, "text/html", "audio.html")),
+        inbound(inst, type="audio", text=None, media=store_media(data_dir, voice, "text/html")),
+        # stored before types were decided: the sender's claim is in the message itself
+        inbound(inst, type="video", text=None, media=MediaRef(**old)),
+        inbound(inst, type="document", text=None, media=MediaRef(**old, filename="fatura.html")),
+    )
+    run_jobs()
+    downloads = []
+    real_button = st.download_button
+
+    def download_button(*args, **kwargs):
+        downloads.append((kwargs.get("file_name"), kwargs.get("mime")))
+        return real_button(*args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", download_button)
+    at = open_conversation(open_inbox(make_actor(ws)), the_conversation().id)
+    assert not at.exception
+    # Streamlit names a served file by its type: .oga is audio/ogg (the sender said text/html).
+    assert [url.rsplit(".", 1)[-1] for url in media_urls(at, "audio")] == ["oga"]
+    assert media_urls(at, "video") == []
+    assert downloads[-3:] == [("audio.html", "application/octet-stream"), ("documento", "application/octet-stream"),
+                              ("fatura.html", "application/octet-stream")]
 
 
 def test_untrusted_text_only_in_literal_elements(engine, r):

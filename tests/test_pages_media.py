@@ -4,15 +4,22 @@ rename, removal confirmed against the funnels that use the file, and agents kept
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 
 import pytest
+import streamlit as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from connector.media import thumbnail_path
 from tests.factories import PASSWORD, make_actor, make_workspace
 from tests.test_media_library import MP3, PDF, sending
 from tests.test_pages_app import login, new_app
 from workbench.services import funnels, media_library
+from workbench.store.config import get_settings
+from workbench.store.db import session_scope
+from workbench.store.models import Media
 
 # A real 1x1 PNG: st.image reads it.
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAA"
@@ -60,6 +67,22 @@ def test_the_page_lists_the_library_with_previews(admin):
     at.radio(key="media_filter").set_value("video").run()
     assert texts(at) == [] and [i.value for i in at.info] == [
         "Nenhum arquivo aqui ainda. Envie imagens, áudios, vídeos ou documentos acima."]
+
+
+def test_previews_are_thumbnails_and_downloads_are_never_inline(admin, monkeypatch):
+    photo = io.BytesIO()
+    Image.new("RGB", (2000, 1500), (10, 120, 60)).save(photo, "PNG")
+    item = media_library.upload_media(admin, "foto grande.png", photo.getvalue())
+    with session_scope() as s:
+        sha = s.get(Media, item["id"]).sha256
+    thumbnail_path(get_settings().data_dir, sha).unlink()  # uploaded before thumbnails were kept
+    downloads = []
+    real_button = st.download_button
+    monkeypatch.setattr(st, "download_button", lambda *a, **kw: downloads.append(kw["mime"]) or real_button(*a, **kw))
+    at = open_page(admin)
+    assert not at.exception
+    assert len(at.image) == 1 and thumbnail_path(get_settings().data_dir, sha).exists(), "made on first view"
+    assert downloads == ["application/octet-stream"]
 
 
 def test_uploading_several_files_shows_each_result(admin):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import io
 import json
 
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from connector.contracts import STATUS_HASH, now_ms
@@ -107,9 +110,27 @@ def test_lead_sends_an_image(linked, r):
     at = open_page(actor)
     assert not at.exception
     assert at.chat_message[0].get("image")
-    with pytest.raises(InvalidInput) as info:
-        simulator.send_from_lead(actor, BUSINESS, LEAD, media=b"MZ...", mime="application/x-msdownload")
-    assert info.value.key == "error.media_type"
+    for data, mime in ((b"MZ...", "application/x-msdownload"), (b"<html>", "image/png"), (PNG[:-12], "image/png")):
+        with pytest.raises(InvalidInput) as info:  # the content decides, and the image must decode
+            simulator.send_from_lead(actor, BUSINESS, LEAD, media=data, mime=mime, filename="foto.png")
+        assert info.value.key == "error.media_type"
+    assert len(simulator.chat(actor, BUSINESS, LEAD)) == 1
+
+
+def test_the_simulator_shows_only_the_images_of_its_own_chats(linked, r):
+    """Images reach the page only as thumbnails of the chat's messages: no call takes a file's digest, so another
+    workspace's files (or any stored file) cannot be asked for."""
+    actor, _ = linked
+    public = [call for name, call in vars(simulator).items()
+              if inspect.isfunction(call) and not name.startswith("_") and call.__module__ == simulator.__name__]
+    taking_a_digest = [call.__name__ for call in public
+                       if {"sha256", "digest"} & set(inspect.signature(call).parameters)]
+    assert taking_a_digest == []
+    simulator.send_from_lead(actor, BUSINESS, LEAD, media=PNG, mime="text/html", filename="foto")
+    [message] = simulator.chat(actor, BUSINESS, LEAD)
+    assert message["media"]["mime"] == "image/png", "decided from the content, not from the browser"
+    with Image.open(io.BytesIO(message["thumbnail"])) as thumb:
+        assert thumb.size == (1, 1)
 
 
 def test_bad_lead_phone_shows_error(linked, r):

@@ -129,7 +129,6 @@ def test_lead_text_and_image_arrive_as_inbound_messages(r, network, servers):
     chat = network.lead_chat(LEAD, BUSINESS)
     assert [(m["id"], m["direction"], m["status"]) for m in chat] == [
         (text_id, "from_lead", "delivered"), (image_id, "from_lead", "delivered")]
-    assert network.media_bytes(sha) == PNG
     assert network.lead_conversations(LEAD)[0]["business_phone"] == BUSINESS
 
 
@@ -146,7 +145,8 @@ def test_other_message_types_keep_their_type(r, network):
     with relay_thread(r, 1):
         pair(r, network, 1)
         first = network.send_from_lead(LEAD, BUSINESS, text="oi")
-        network.send_from_lead(LEAD, BUSINESS, media=b"RIFFwebp", mime="image/webp", type="sticker")
+        network.send_from_lead(LEAD, BUSINESS, media=b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(20), mime="image/webp",
+                               type="sticker")
         network.send_from_lead(LEAD, BUSINESS, type="location", extra={"latitude": -23.5, "longitude": -46.6})
         network.send_from_lead(LEAD, BUSINESS, type="reaction", text="👍", extra={"target_id": first})
         network.send_from_lead(LEAD, BUSINESS, type="call_log")
@@ -266,7 +266,6 @@ def test_a_refused_send_is_acknowledged_as_failed_and_released(r, network, serve
     assert r.hget(contracts.SENT_HASH.format(1), "1") is None, "nothing went out, so a retry may send it"
     [message] = network.lead_chat(LEAD, BUSINESS)
     assert (message["type"], message["media"]["sha256"]) == ("image", stored.sha256)
-    assert network.media_bytes(stored.sha256) == PNG
 
 
 def test_a_poll_is_delivered_and_the_leads_vote_arrives_as_the_option_text(r, network):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -158,6 +159,22 @@ def test_a_partial_replay_cuts_only_what_was_published(server, tmp_path, monkeyp
     left = [json.loads(line)["wa_id"] for line in spool_path(tmp_path, 7).read_text().splitlines()]
     assert left == ["M002", "M003", "M004"]
     assert spool.pending() == 3
+
+
+def test_the_spool_is_readable_by_its_owner_only(server, tmp_path):
+    """Spooled events are message bodies: the directory is 0700 and the file 0600, after appends and cuts alike,
+    whatever the process umask."""
+    client = server.client()
+    spool = Spool(client, 7, tmp_path)
+    (tmp_path / "spool").mkdir(mode=0o755)  # as an older version left it
+    server.stop()
+    for n in range(3):
+        spool.publish(_message(n))
+    path = spool_path(tmp_path, 7)
+    assert (stat.S_IMODE(path.parent.stat().st_mode), stat.S_IMODE(path.stat().st_mode)) == (0o700, 0o600)
+    server.start()
+    spool._cut(1)  # the replay rewrites what is left
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_a_spool_left_by_a_dead_process_is_replayed_by_the_next_one(server, tmp_path):

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
+import pytest
+import redis
+
+from workbench.store.embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def assert_private(directory: Path) -> None:
+    """``directory`` is 0700 and nothing in it is open to the group or others."""
+    assert mode_of(directory) == 0o700
+    opened = {str(p.relative_to(directory)): oct(mode_of(p)) for p in directory.rglob("*") if mode_of(p) & 0o077}
+    assert opened == {}
+    assert list(directory.rglob("*")), "the check saw files"
 
 
 def _start(data_dir: Path, log: Path) -> subprocess.Popen:
@@ -61,6 +80,9 @@ def test_up_creates_demo_once_stops_cleanly_and_reuses_data(tmp_path):
     password = re.search(r"senha:\s+(\S+)", out).group(1)
     assert len(password) >= 12 and "admin@demo.local" in out
     assert (data_dir / "pg" / "PG_VERSION").exists() and (data_dir / "redis").is_dir()
+    # As root, pgserver runs PostgreSQL as another user, which must pass through the data dir (and only that).
+    assert mode_of(data_dir) == (0o711 if os.geteuid() == 0 else 0o700)
+    assert_private(data_dir / "redis")
 
     second = _start(data_dir, tmp_path / "second.log")
     try:
@@ -68,3 +90,37 @@ def test_up_creates_demo_once_stops_cleanly_and_reuses_data(tmp_path):
     finally:
         _stop(second, data_dir)
     assert "senha:" not in out2  # same data: the demo workspace already exists
+
+
+def test_embedded_redis_keeps_its_files_private():
+    """redis-server has no option for its files' mode: it runs with umask 077 in a 0700 directory, so its
+    append-only file (messages not yet in PostgreSQL), snapshot and log are the owner's only."""
+    data_dir = Path(f"/tmp/wbt-perm-{uuid.uuid4().hex[:8]}")  # short: the socket path is limited
+    (data_dir / "redis").mkdir(parents=True, mode=0o755)  # as an older version left it
+    server = EmbeddedRedis(data_dir)
+    try:
+        client = redis.Redis.from_url(server.start())
+        client.xadd("wb:in:1", {"e": "mensagem do contato"})
+        client.close()
+    finally:
+        server.stop(force=True)
+    try:
+        assert (data_dir / "redis" / "dump.rdb").exists()
+        assert_private(data_dir / "redis")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("workbench.__main__", ["migrate"]),  # up, workers, migrate: the launcher's children inherit it
+    ("connector.__main__", ["run", "--instance", "1"]),  # supervise and run: the connectors
+])
+def test_every_entry_point_runs_with_a_private_umask(module, argv):
+    """Files that libraries create (the Go SQLite driver, Streamlit, RQ) follow the process umask."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    code = (f"import os, {module} as entry\n"
+            f"try:\n    entry.main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print('umask', oct(os.umask(0)))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.splitlines()[-1] == "umask 0o77", done.stderr

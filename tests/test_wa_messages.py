@@ -191,12 +191,17 @@ def test_message_types_map_to_the_neutral_contract(mapper, client):
     assert (got["U1"].type, got["U1"].raw["type"]) == ("unsupported", "groupInviteMessage")
 
 
+def media_message(wa: FakeWhatsApp, field: str, data: bytes | None, **fields: Any) -> E.Message:
+    """A media message whose file is on the fake WhatsApp (``data`` None: expired), declaring its length and
+    direct path as WhatsApp's do unless ``fields`` say otherwise."""
+    digest = wa.upload(data) if data is not None else hashlib.sha256(b"expired").digest()
+    fields = {"fileLength": len(data or b""), "directPath": f"/v/t62.7118-24/{digest.hex()}.enc", **fields}
+    return E.Message(**{field: getattr(E, field[0].upper() + field[1:])(fileSHA256=digest, **fields)})
+
+
 def test_media_is_downloaded_into_the_store(mapper, client, wa, tmp_path):
     def media(field: str, data: bytes | None, **fields: Any) -> E.Message:
-        digest = wa.upload(data) if data is not None else hashlib.sha256(b"expired").digest()
-        size = fields.pop("fileLength", len(data or b""))
-        return E.Message(**{field: getattr(E, field[0].upper() + field[1:])(fileSHA256=digest, fileLength=size,
-                                                                            **fields)})
+        return media_message(wa, field, data, **fields)
 
     cases = {
         "IMG": media("imageMessage", PNG, mimetype="image/png", caption="olha a foto"),
@@ -205,7 +210,7 @@ def test_media_is_downloaded_into_the_store(mapper, client, wa, tmp_path):
         "DOC": media("documentMessage", PDF, mimetype="application/pdf", fileName="../../proposta.pdf",
                      caption="segue"),
         "STK": media("stickerMessage", PNG[:100], mimetype="image/webp"),
-        "OLD": media("imageMessage", None, mimetype="image/jpeg"),
+        "OLD": media("imageMessage", None, mimetype="image/jpeg", fileLength=5000),
         "BIG": media("videoMessage", MP4, mimetype="video/mp4", fileLength=10**12),
     }
     got = mapped(mapper, client, {wa_id: message_event(m, wa_id) for wa_id, m in cases.items()})
@@ -228,6 +233,38 @@ def test_media_is_downloaded_into_the_store(mapper, client, wa, tmp_path):
     assert got["STK"].type == "sticker"
     assert (got["OLD"].type, got["OLD"].media, got["OLD"].raw["media_error"]) == ("image", None, "download_failed")
     assert (got["BIG"].media, got["BIG"].raw["media_error"]) == (None, "too_large")
+
+
+def test_media_downloads_trust_neither_the_declared_length_nor_the_links(mapper, client, wa, tmp_path,
+                                                                       settings_env):
+    """The sender writes every field of a media message: what is fetched, and how much is kept, is bounded."""
+    settings_env(WORKBENCH_MEDIA_MAX_MB="1")
+    big = PDF + bytes(2 * 1024 * 1024)
+    wa_path = "/v/t62.7118-24/19_2.enc?ccb=11-4&oh=01_Q5&oe=68&_nc_sid=5e03e0"
+    cases = {
+        # no declared length: nothing would bound whatsmeow's download, so it is not made
+        "NOLEN": media_message(wa, "documentMessage", PDF, fileLength=0, mimetype="application/pdf"),
+        # a small declared length and a big body: refused by its real size, nothing stored
+        "LIAR": media_message(wa, "documentMessage", big, fileLength=len(PDF), mimetype="application/pdf"),
+        # links into the connector's own network: the URL is dropped (the direct path goes to WhatsApp's hosts)
+        "URL": media_message(wa, "imageMessage", PNG, URL="http://127.0.0.1:6379/", directPath=wa_path),
+        "USERINFO": media_message(wa, "imageMessage", PNG, URL="https://mmg.whatsapp.net@evil.example/x",
+                                  directPath=wa_path),
+        # a direct path that would change the host whatsmeow joins it to: not downloaded at all
+        "HOST": media_message(wa, "stickerMessage", PNG, directPath="@evil.example/x"),
+        "OK": media_message(wa, "imageMessage", PNG, URL=f"https://mmg.whatsapp.net{wa_path}", directPath=wa_path),
+    }
+    got = mapped(mapper, client, {wa_id: message_event(m, wa_id) for wa_id, m in cases.items()})
+    assert {wa_id: (m.media is not None, m.raw.get("media_error")) for wa_id, m in got.items()} == {
+        "NOLEN": (False, "unknown_size"), "LIAR": (False, "too_large"), "URL": (True, None),
+        "USERINFO": (True, None), "HOST": (False, "download_failed"), "OK": (True, None)}
+    assert not media_path(tmp_path, hashlib.sha256(big).hexdigest()).exists()
+    # What reached download_any: the media field alone, with only WhatsApp's links left in it.
+    requests = [(field.name, value.URL, value.directPath) for m in wa.downloads for field, value in m.ListFields()]
+    assert [(name, url) for name, url, _ in requests] == [
+        ("documentMessage", ""), ("imageMessage", ""), ("imageMessage", ""),
+        ("imageMessage", f"https://mmg.whatsapp.net{wa_path}")]
+    assert all(path.startswith("/v/t62.7118-24/") for _, _, path in requests)
 
 
 def test_own_phone_messages_broadcasts_groups_and_lids(r, mapper, client, wa, tmp_path):
@@ -399,7 +436,10 @@ def test_audio_and_video_are_built_without_ffmpeg_and_with_0_s_when_the_duration
     ]
     built = []
     for kind, data, mime, caption, _ in cases:
-        outbound = command(type=kind, text=caption, media=store_media(tmp_path, data, mime))
+        # the type a library item was given (store_media alone decides by content, where some of these are
+        # ambiguous or unreadable on purpose)
+        ref = store_media(tmp_path, data).model_copy(update={"mime": mime})
+        outbound = command(type=kind, text=caption, media=ref)
         built.append(getattr(build_message(client, outbound, recipient(LEAD), tmp_path), f"{kind}Message"))
     assert [m.seconds for m in built] == [case[4] for case in cases]
     assert [m.mimetype for m in built] == [case[2] for case in cases]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 
+from connector.files import PRIVATE_UMASK, private_dir
 from workbench.launcher import ROLES
 
 
@@ -21,12 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     workers.add_argument("--count", type=int, default=2)
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     args = parser.parse_args(argv)
+    os.umask(PRIVATE_UMASK)  # every file and directory we (and the processes we start) create is the owner's only
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every initdb/pg_ctl output at INFO
     warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
 
     if args.command == "up":
         from workbench.launcher import up as run_up
+        from workbench.store.config import get_settings
+
+        private_dir(get_settings().data_dir)  # made before this umask, an older data dir may be open to others
 
         return run_up(tuple(args.only) if args.only else ROLES)
     if args.command == "workers":

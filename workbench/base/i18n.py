@@ -296,6 +296,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "inbox.edited": "editada",
         "inbox.reaction": "Reação do contato:",
         "inbox.media_missing": "[Arquivo não encontrado no servidor]",
+        "inbox.media_unshown": "[Este arquivo não pode ser exibido aqui; baixe-o para abrir]",
         "inbox.document": "documento",
         "inbox.download": "Baixar",
         "inbox.from_bot": "enviada pelo bot",
@@ -985,7 +986,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.pair_phone": "Telefone inválido: informe o número com DDI e DDD (10 a 15 dígitos), por exemplo "
                             "+55 11 98765-4321.",
         "error.media_too_large": "Arquivo grande demais (máximo de {max_mb} MB).",
-        "error.media_type": "Envie uma imagem (PNG, JPEG, GIF ou WebP).",
+        "error.media_type": "Envie uma imagem JPEG, PNG ou WebP que abra normalmente.",
         # -- media library (pages/media.py, workbench/media_library.py) -------------------------------------
         "nav.media": "Biblioteca de mídia",
         "media.title": "Biblioteca de mídia",
@@ -1032,6 +1033,11 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.media_not_found": "Arquivo não encontrado na biblioteca.",
         "error.media_file_missing": "O arquivo sumiu do armazenamento do servidor. Envie-o de novo.",
         "error.media_filename": "Dê um nome ao arquivo.",
+        "error.media_archive": "Não foi possível abrir esse arquivo compactado: ele está corrompido ou protegido "
+                               "por senha. Envie-o sem senha.",
+        "error.media_image": "Essa imagem não abre: o arquivo está corrompido ou é grande demais (mais de "
+                             "{max_mp} megapixels). Envie outra imagem.",
+        "media.preview_unavailable": "Prévia indisponível",
     },
 }
 

@@ -3,7 +3,8 @@
 A thin, permission-checked layer over ``connector.sandbox.SandboxNetwork``. The network itself knows
 nothing about workspaces, so every call here first checks that the business number (or the instance whose
 QR is scanned) belongs to the acting user's workspace; another workspace's number is reported as not found.
-The Simulator is a testing tool: admins and supervisors only.
+Images are shown only as the thumbnails of the chat's own messages (``chat``), never as whatever file a digest
+names. The Simulator is a testing tool: admins and supervisors only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from connector.media import decide_mime, keep_thumbnail, thumbnail
 from connector.sandbox import SandboxError, SandboxNetwork, normalize_phone
 from workbench.base.errors import InvalidInput, NotFound
 from workbench.services import instances
@@ -22,11 +24,12 @@ from workbench.store.db import session_scope
 from workbench.store.models import Instance
 
 ROLES = ("admin", "supervisor")
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+SHOWN_TYPES = ("image", "sticker")
 
 
 def _network() -> SandboxNetwork:
-    return SandboxNetwork(get_redis(), get_settings().data_dir)
+    return SandboxNetwork(get_redis())
 
 
 def _sandbox_instance_ids(actor: Actor) -> set[int]:
@@ -101,8 +104,12 @@ def send_from_lead(actor: Actor, business_phone: str, lead_phone: str, text: str
                    push_name: str | None = None) -> str:
     """The simulated lead sends text or an image to one of the workspace's sandbox numbers; returns its id.
 
+    An image's type is decided from its content (``mime``, the browser's claim, is ignored), and it must decode:
+    its thumbnail is kept in the media store at once, so the chat shows it before the connector fetches it.
+
     Raises:
-        InvalidInput: nothing to send, a file that is not an image, or a malformed phone.
+        InvalidInput: nothing to send, a file that is not a JPEG, PNG or WebP image that decodes, or a malformed
+            phone.
         NotFound: the business number is not the workspace's.
     """
     business = _check_number(actor, business_phone)
@@ -111,11 +118,13 @@ def send_from_lead(actor: Actor, business_phone: str, lead_phone: str, text: str
     if media is None and text is None:
         raise InvalidInput("empty message", key="error.empty_message")
     if media is not None:
-        if mime not in IMAGE_TYPES:
-            raise InvalidInput(str(mime), key="error.media_type")
-        max_bytes = get_settings().media_max_mb * 1024 * 1024
+        settings = get_settings()
+        max_bytes = settings.media_max_mb * 1024 * 1024
         if len(media) > max_bytes:
             raise InvalidInput("too large", key="error.media_too_large", max_bytes=max_bytes)
+        mime = decide_mime(media, filename)
+        if mime not in IMAGE_TYPES or not keep_thumbnail(settings.data_dir, media):
+            raise InvalidInput(mime, key="error.media_type")
     return _network().send_from_lead(lead, business, text=text, media=media, mime=mime, filename=filename,
                                      push_name=(push_name or "").strip() or None)
 
@@ -139,8 +148,17 @@ def vote(actor: Actor, business_phone: str, lead_phone: str, poll_id: str, optio
 
 
 def chat(actor: Actor, business_phone: str, lead_phone: str, limit: int = 200) -> list[dict[str, Any]]:
-    """The chat as the lead's phone shows it, oldest first (see ``SandboxNetwork.lead_chat``)."""
-    return _network().lead_chat(_phone(lead_phone), _check_number(actor, business_phone), limit=limit)
+    """The chat as the lead's phone shows it, oldest first (see ``SandboxNetwork.lead_chat``).
+
+    Images and stickers also carry ``thumbnail``: the bytes to show (``connector.media.thumbnail``), or None.
+    """
+    messages = _network().lead_chat(_phone(lead_phone), _check_number(actor, business_phone), limit=limit)
+    data_dir = get_settings().data_dir
+    for message in messages:
+        media = message.get("media")
+        if message["type"] in SHOWN_TYPES and isinstance(media, dict):
+            message["thumbnail"] = thumbnail(data_dir, str(media.get("sha256", "")))
+    return messages
 
 
 def is_typing(actor: Actor, business_phone: str, lead_phone: str) -> bool:
@@ -151,9 +169,3 @@ def is_typing(actor: Actor, business_phone: str, lead_phone: str) -> bool:
 def mark_read(actor: Actor, business_phone: str, lead_phone: str) -> list[str]:
     """The lead has the chat open: the business's messages become read (and read receipts go out)."""
     return _network().mark_read(_phone(lead_phone), _check_number(actor, business_phone))
-
-
-def media_bytes(actor: Actor, business_phone: str, sha256: str) -> bytes | None:
-    """A media file shown in one of the workspace's sandbox chats, or None when it is gone."""
-    _check_number(actor, business_phone)
-    return _network().media_bytes(sha256)

