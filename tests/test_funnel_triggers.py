@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 
 import pytest
 
@@ -190,3 +191,23 @@ def test_regex_trigger_accent_insensitive() -> None:
     regex = _candidate(1, kind="keyword", mode="regex", words=[r"^or[cç]amento\b"])
     assert pick_trigger([regex], TriggerEvent("message", text="Orçamento, por favor")) is not None
     assert pick_trigger([regex], TriggerEvent("message", text="um orçamento")) is None
+
+
+def test_a_hostile_message_is_normalised_once_for_every_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each of these characters decomposes into 18: normalising the message is the costly part, so it happens once
+    # per message, not once per keyword of every funnel.
+    hostile = "\ufdfa" * (MAX_MATCH_INPUT - 5) + "único"  # not normalised by an earlier test
+    real = unicodedata.normalize
+    hostile_inputs: list[str] = []
+
+    def spy(form: str, text: str) -> str:
+        if "\ufdfa" in text:
+            hostile_inputs.append(text)
+        return real(form, text)
+
+    monkeypatch.setattr(unicodedata, "normalize", spy)
+    triggers = [_candidate(i, kind="keyword", mode=mode, words=[f"palavra {i}", r"\bvendas", "(a+)+$"])
+                for i, mode in enumerate(["regex", "contains", "exact"] * 10)]
+    assert pick_trigger(triggers, TriggerEvent("message", text=hostile)) is None
+    assert match_choice(hostile, ["Vendas", "Suporte"]) is None
+    assert len(hostile_inputs) == 1

@@ -26,9 +26,10 @@ MAX_MATCH_INPUT = 2_000
 """Characters of a message (and of its normalised form) looked at by keyword, regex and choice matching."""
 MAX_PATTERN_CHARS = 300
 """Longest regular expression an author may write."""
-MAX_PATTERN_PROGRAM = 400
+MAX_PATTERN_PROGRAM = 300
 """Largest RE2 program (instructions) a pattern may compile to. A search does at most about this much work per
-character, so this and ``MAX_MATCH_INPUT`` bound its cost; a 300-character list of words needs about 300."""
+character, so this and ``MAX_MATCH_INPUT`` bound its cost (``bench/guards.py``). A list of words needs about one
+instruction per character: a longer one can be split into several keywords."""
 
 _SPACES = re.compile(r"\s+")
 _NUMBERED_REPLY = re.compile(r"^(?:op(?:cao|t|tion)?\.?\s*|n[o.]?\s*|#\s*)?(\d{1,3})\s*[.)\-:]?$")
@@ -76,10 +77,22 @@ def normalize(text: str | None) -> str:
     return _SPACES.sub(" ", stripped).strip()
 
 
-def _words(text: str | None) -> list[str]:
-    """Normalised text split into words, punctuation dropped ("Vendas!!" -> ["vendas"])."""
-    cleaned = "".join(ch if ch.isalnum() else " " for ch in normalize((text or "")[:MAX_MATCH_INPUT]))
-    return cleaned.split()
+@lru_cache(maxsize=256)
+def _normalised(sample: str) -> str:
+    """``normalize`` of a text already cut at ``MAX_MATCH_INPUT``, cut again (one ligature may become 18 letters).
+
+    Cached: every trigger of every funnel reads the same message, and a hostile one (2,000 ligatures) takes
+    about 10 ms to normalise. Inputs and results are bounded, so the cache is too.
+    """
+    return normalize(sample)[:MAX_MATCH_INPUT]
+
+
+@lru_cache(maxsize=256)
+def _words(text: str | None) -> tuple[str, ...]:
+    """Normalised text split into words, punctuation dropped ("Vendas!!" -> ("vendas",)); cached like
+    ``_normalised``."""
+    cleaned = "".join(ch if ch.isalnum() else " " for ch in _normalised((text or "")[:MAX_MATCH_INPUT]))
+    return tuple(cleaned.split())
 
 
 def regex_problem(pattern: str) -> str | None:
@@ -134,7 +147,7 @@ def regex_search(pattern: str, text: str | None) -> bool:
     sample = text[:MAX_MATCH_INPUT]
     if matcher.search(sample) is not None:
         return True
-    normalised = normalize(sample)[:MAX_MATCH_INPUT]
+    normalised = _normalised(sample)
     return normalised != sample and matcher.search(normalised) is not None
 
 
@@ -166,9 +179,10 @@ def match_keyword(text: str | None, words: Iterable[str], mode: KeywordMode) -> 
     return None
 
 
-def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+def _contains_run(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
     n = len(needle)
-    return any(list(haystack[i:i + n]) == list(needle) for i in range(len(haystack) - n + 1))
+    first = needle[0]
+    return any(word == first and haystack[i:i + n] == needle for i, word in enumerate(haystack[:len(haystack) - n + 1]))
 
 
 def match_choice(reply: str | None, labels: Sequence[str], keys: Sequence[str] | None = None) -> int | None:
@@ -180,7 +194,7 @@ def match_choice(reply: str | None, labels: Sequence[str], keys: Sequence[str] |
     """
     if not reply:
         return None
-    text = normalize(reply[:MAX_MATCH_INPUT])
+    text = _normalised(reply[:MAX_MATCH_INPUT])
     numbered = _NUMBERED_REPLY.match(text)
     if numbered:
         index = int(numbered.group(1)) - 1

@@ -795,7 +795,9 @@ CATALOG: dict[str, dict[str, str]] = {
         # -- funnel definitions (engine/core/definition/): problems, pydantic's own errors, import, walking ------
         # templates ({{...}}) and regular expressions, as the editor and run logs show them
         "template.value_too_long": "valor maior que o limite de {max} caracteres",
-        "template.power_too_big": "potência grande demais",
+        "template.int_too_big": "número grande demais (mais de {max} bits)",
+        "template.too_much_work": "o modelo faz trabalho demais (limite de {max} unidades de trabalho); "
+                                  "simplifique laços, filtros e comparações com listas ou textos longos",
         "template.percent_format": "formatação com % não é permitida; use filtros ou concatenação",
         "template.range_too_big": "range() maior que {max} itens",
         "template.forbidden.macro": "macros não são permitidas",
@@ -817,14 +819,17 @@ CATALOG: dict[str, dict[str, str]] = {
         "template.syntax.unknown_tag": "comando {% ... %} desconhecido ou fora de lugar",
         "template.syntax.incomplete": "expressão incompleta",
         "template.too_long": "modelo maior que o limite de {max} caracteres",
+        "template.too_deep": "expressão aninhada demais (parênteses, filtros ou operadores encadeados em excesso); "
+                             "divida-a em partes com {% set %}",
         "template.blocked": "modelo bloqueado: {detail}",
         "template.error": "erro no modelo: {detail}",
         "template.render_error": "erro ao montar o texto: {kind}: {detail}",
         "regex.empty": "expressão regular vazia",
         "regex.too_long": "expressão regular maior que {max} caracteres",
         "regex.invalid": "expressão regular inválida: {detail}",
-        "regex.too_complex": "expressão regular complexa demais (repetições longas como {500} ou classes Unicode "
-                             "como \\pL); simplifique-a, por exemplo com [a-zà-ú] no lugar de \\pL",
+        "regex.too_complex": "expressão regular complexa demais (repetições longas como {500}, classes Unicode "
+                             "como \\pL ou listas de palavras muito longas); simplifique-a, por exemplo com [a-zà-ú] "
+                             "no lugar de \\pL, ou divida-a em várias palavras-chave",
         "regex.unsupported": "{feature} não é suportado: as expressões regulares rodam no RE2, que responde sempre "
                              "rápido mas não tem retrovisores, lookahead/lookbehind nem grupos atômicos",
         "regex.feature.backreference": "retrovisor (\\1, (?P=nome))",
