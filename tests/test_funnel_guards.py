@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from engine.core.matching import MAX_MATCH_INPUT, MAX_PATTERN_PROGRAM, pattern_matcher, regex_problem, regex_search
 from engine.core.templates import MAX_OUTPUT_CHARS, MAX_RENDER_WORK, check_syntax, render
 
+RE2_PATTERN = type(re2.compile("x"))  # the linear engine's compiled pattern
+
 # No example database: nothing is written into the repository, and every run draws the same examples.
 GUARD_SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -61,7 +63,7 @@ def assert_runs_on_re2_only(pattern: str, texts: list[str]) -> None:
     assert pattern not in seen
     matcher = pattern_matcher(pattern)
     if problem is None:
-        assert isinstance(matcher, re2._Regexp)
+        assert isinstance(matcher, RE2_PATTERN)
         assert max(matcher.programsize, matcher.reverseprogramsize) <= MAX_PATTERN_PROGRAM
     else:
         assert isinstance(problem, str) and problem and matcher is None
@@ -116,13 +118,16 @@ _BINARY = st.sampled_from(["*", "+", "-", "**", "//", "%", "~", "in", "==", "<",
 _METHODS = st.sampled_from(["split()", "count('a')", "upper()", "find('b')", "splitlines()", "strip()"])
 
 
+def _around(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """One level more: an operator, a filter, a method call or a slice around smaller expressions."""
+    binary = st.tuples(inner, _BINARY, inner).map(lambda p: f"({p[0]} {p[1]} {p[2]})")
+    filtered = st.tuples(inner, _FILTERS).map(lambda p: f"({p[0]} | {p[1]})")
+    method = st.tuples(inner, _METHODS).map(lambda p: f"({p[0]}).{p[1]}")
+    return st.one_of(binary, filtered, method, inner.map(lambda e: f"({e})[1:]"))
+
+
 def _expressions() -> st.SearchStrategy[str]:
-    return st.recursive(_VALUES, lambda inner: st.one_of(
-        st.tuples(inner, _BINARY, inner).map(lambda p: f"({p[0]} {p[1]} {p[2]})"),
-        st.tuples(inner, _FILTERS).map(lambda p: f"({p[0]} | {p[1]})"),
-        st.tuples(inner, _METHODS).map(lambda p: f"({p[0]}).{p[1]}"),
-        inner.map(lambda e: f"({e})[1:]"),
-    ), max_leaves=6)
+    return st.recursive(_VALUES, _around, max_leaves=6)
 
 
 def _statements(expr: st.SearchStrategy[str], loops: bool) -> st.SearchStrategy[str]:
