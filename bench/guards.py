@@ -85,13 +85,15 @@ def bench_patterns(repeat: int) -> None:
 _S = "{% set s = 'a <' * 20000 %}"
 _L = "{% set l = (range(1000) | list) * 30 %}"
 _W = "{% set l = ('ab cd' * 6000).split() %}"
+_S_SHORT = "{% set s = 'a <' * 2000 %}"
+_W_SHORT = "{% set l = ('ab cd' * 600).split() %}"
 UNIT_CASES = {
-    "title": _S + "{{ s | title | length }}", "wordcount": _S + "{{ s | wordcount }}",
+    "title": _S_SHORT + "{{ s | title | length }}", "wordcount": _S + "{{ s | wordcount }}",
     "urlencode": _S + "{{ s | urlencode | length }}", "striptags": _S + "{{ s | striptags | length }}",
     "sort": _W + "{{ l | sort | length }}", "unique": _L + "{{ l | unique | list | length }}",
     "min": _L + "{{ l | min }}", "max": _W + "{{ l | max }}", "sum": _L + "{{ l | sum }}",
     "join": _W + "{{ l | join(',') | length }}", "select": _L + "{{ l | select('odd') | list | length }}",
-    "selectattr": _W + "{{ l | selectattr('x') | list | length }}", "in (list)": _W + "{{ 'zz' in l }}",
+    "selectattr": _W_SHORT + "{{ l | selectattr('x') | list | length }}", "in (list)": _W + "{{ 'zz' in l }}",
     "split": _S + "{{ s.split() | length }}", "output of a list": _W + "{{ l }}",
     "loop, tests": "{% for i in range(1000) %}{% if i == 1 %}{% endif %}{% if i %}{% endif %}{% endfor %}",
     "loop, loop.*": "{% for i in range(1000) %}{{ loop.index }}{{ loop.first }}{% endfor %}",

@@ -26,7 +26,7 @@ MAX_MATCH_INPUT = 2_000
 """Characters of a message (and of its normalised form) looked at by keyword, regex and choice matching."""
 MAX_PATTERN_CHARS = 300
 """Longest regular expression an author may write."""
-MAX_PATTERN_PROGRAM = 300
+MAX_PATTERN_PROGRAM = 200
 """Largest RE2 program (instructions) a pattern may compile to. A search does at most about this much work per
 character, so this and ``MAX_MATCH_INPUT`` bound its cost (``bench/guards.py``). A list of words needs about one
 instruction per character: a longer one can be split into several keywords."""
