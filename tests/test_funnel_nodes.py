@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.core.definition import load_definition, walk
+from engine.core.definition import load_definition, validate_definition, walk
 from engine.core.examples import scheduling_funnel, welcome_funnel
+from engine.core.matching import TriggerEvent, pick_trigger
 from engine.core.nodes import execute_node, parse_node, resume_node, timeout_node
 from engine.core.nodes.base import (
     AddTag,
@@ -483,3 +484,29 @@ def test_walk_stops_a_loop_that_never_waits() -> None:
     })
     result = walk(defn, make_ctx(), "t", max_steps=20)
     assert result.status == "failed" and len(result.steps) == 20 and "limite" in (result.error or "")
+
+
+def test_published_patterns_the_engine_cannot_run_load_never_match_and_say_why() -> None:
+    # A version published while patterns ran on Python's re may hold a backreference: RE2 cannot run it.
+    raw = {
+        "nodes": [
+            {"id": "t", "type": "trigger", "data": {"kind": "keyword", "mode": "regex", "words": [r"(a)\1", "^oi"]}},
+            {"id": "c", "type": "condition", "data": {"groups": [{"rules": [
+                {"field": "last_reply", "operator": "regex", "value": r"(s)\1"}]}]}},
+            {"id": "yes", "type": "end", "data": {}},
+            {"id": "no", "type": "end", "data": {}},
+        ],
+        "edges": [{"id": "e1", "source": "t", "target": "c", "label": "next"},
+                  {"id": "e2", "source": "c", "target": "yes", "label": "true"},
+                  {"id": "e3", "source": "c", "target": "no", "label": "false"}],
+    }
+    draft = validate_definition(raw)  # the editor and publishing say why
+    assert {(p.code, p.node_id) for p in draft.errors} == {("invalid_regex", "t"), ("invalid_regex", "c")}
+    assert all("retrovisor" in p.message for p in draft.errors)
+    defn = load_definition(raw)  # the published version still runs
+    candidates = defn.trigger_candidates(1)
+    assert pick_trigger(candidates, TriggerEvent("message", text="aa")) is None
+    assert pick_trigger(candidates, TriggerEvent("message", text="oi")).keyword == "^oi"  # type: ignore[union-attr]
+    result = walk(defn, make_ctx(last_reply="ss"), "c")
+    assert result.status == "completed" and [s.node_id for s in result.steps] == ["c", "no"]
+    assert any("retrovisor" in line and "falsa" in line for line in result.steps[0].result.log)

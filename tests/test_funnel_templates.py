@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.core.nodes.base import ExecutionContext, HistoryEntry
-from engine.core.templates import MAX_OUTPUT_CHARS, check_syntax, history_text, render
+from engine.core.templates import MAX_OUTPUT_CHARS, MAX_RENDER_WORK, check_syntax, history_text, render
 
 
 @pytest.fixture
@@ -123,6 +123,59 @@ def test_expensive_expressions_are_bounded(ctx: ExecutionContext, template: str)
     assert result.text == ""
 
 
+# 299 characters that rendered for about 23 s: every step squares a 3,000-bit number.
+SQUARING = "{% set a = 3 ** 2000 %}" + "{% set a = a * a %}" * 14
+
+
+@pytest.mark.parametrize("template", [
+    SQUARING,
+    "{{ (3 ** 2000) * (3 ** 2000) }}",
+    "{% set a = 2 ** 4000 %}{{ (a * 2) * (a * 2) }}",
+    "{% set a = ('9' * 4000) | int %}{{ a > 0 }}",  # int() of a long string: 13,000 bits
+    "{% set a = 2 ** 4095 %}{{ a + a }}",
+    "{% set a = 2 ** 4095 %}{{ a - (0 - a) }}",
+])
+def test_integers_stay_small(template: str) -> None:
+    assert check_syntax(template) is None
+    result = render(template, {})
+    assert result.error is not None and "número grande demais" in result.error
+    assert result.text == ""
+
+
+HEAVY_TEMPLATES = [
+    "{% set a = 3 %}" + "{% set a = a * a %}" * 11,  # the same shape, within 4,096 bits: fine
+    "{% set l = (range(1000) | list) * 60 %}" + "{{ l | sort | length }}" * 40,  # about 20 s before
+    "{% set l = (range(1000) | list) * 60 %}" + "{{ l | unique | list | length }}" * 40,  # about 5 s
+    "{% set l = ['a'] * 60000 %}" + "{{ 'b' in l }}" * 200,  # about 2 s
+    "{% set s = 'a ' * 30000 %}{% for w in s.split() %}{{ s.count('a') > 0 and '' }}{% endfor %}",  # about 13 s
+    "{% for x in ['a'] * 60000 %}{% if x == 'b' %}{% endif %}{% if x == 'c' %}{% endif %}{% endfor %}",
+    "{% set l = ['a'] * 60000 %}" + "{{ l[1:] | length }}" * 300,  # slices copy
+    "{% set l = range(1000) %}" + "{% set l = l | select %}" * 300 + "{{ l | list | length }}",  # lazy filters
+    "{% for i in range(1000) %}{% set s = 'x' * 60000 %}{{ s | upper | length > 0 and '' }}{% endfor %}",
+    "{{ '" + "a " * 5000 + "'" + " | title" * 100 + " }}",  # constants: Jinja computed them in check_syntax
+    "{% set l = ['a'] * 60000 %}{{ [l] * 1000 }}",  # a list holding one list many times
+    "{% set l = ['a'] * 60000 %}{{ [l, l, l, l, l, l, l, l, l, l] | join }}",
+]
+
+
+@pytest.mark.parametrize("template", HEAVY_TEMPLATES[1:])
+def test_render_work_is_bounded(template: str) -> None:
+    assert check_syntax(template) is None
+    result = render(template, {})
+    assert result.error is not None and "trabalho demais" in result.error
+    assert result.text == ""
+    assert result.work <= MAX_RENDER_WORK
+
+
+def test_work_is_counted_and_small_for_everyday_templates(ctx: ExecutionContext) -> None:
+    greeting = render("Olá {{contact.name}}! {% for t in contact.tags %}{{ t | upper }} {% endfor %}", ctx)
+    assert greeting.text == "Olá Ana! LEAD VIP "
+    assert 0 < greeting.work < 200  # a thousandth of the budget
+    assert render("Olá {{contact.name}}! {% for t in contact.tags %}{{ t | upper }} {% endfor %}", ctx).work \
+        == greeting.work  # the same render costs the same
+    assert render(HEAVY_TEMPLATES[0], {}).ok
+
+
 def test_huge_output_is_capped(ctx: ExecutionContext) -> None:
     result = render("{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}", ctx)
     assert result.error is None
@@ -136,6 +189,10 @@ def test_huge_output_is_capped(ctx: ExecutionContext) -> None:
     "{% include 'x' %}",
     "{% for i in [1] recursive %}{{ loop([]) }}{% endfor %}",
     "x" * 20_001,
+    "{{ " + "(" * 400 + "1" + ")" * 400 + " }}",  # raised RecursionError out of check_syntax and render
+    "{{ " + "(" * 150 + "1" + ")" * 150 + " }}",  # too deep for Python's own parser
+    "{{ 1" + " + 1" * 3000 + " }}",
+    "{{ range(10)" + " | select" * 1500 + " | list }}",
 ])
 def test_risky_constructs_are_refused_at_compile_time(template: str) -> None:
     assert check_syntax(template) is not None

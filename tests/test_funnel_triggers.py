@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 
 import pytest
 
@@ -55,15 +56,42 @@ def test_match_keyword(text: str | None, words: list[str], mode: str, expected: 
     assert match_keyword(text, words, mode) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("pattern", ["(", "[a-", "a{2,1}", "", "(a+)+$", r"(\w+\s?)*$", "(x*){2,}", "a" * 400])
+@pytest.mark.parametrize("pattern", ["(", "[a-", "a{2,1}", "", "a" * 400, r"(a)\1", "a(?=a)", "(?<!b)a", "a{1001}",
+                                     r"(?:\pL\pN){5}"])
 def test_regex_problems(pattern: str) -> None:
     assert regex_problem(pattern) is not None
     assert regex_search(pattern, "aaaa") is False
 
 
-@pytest.mark.parametrize("pattern", [r"^\d{5}-?\d{3}$", r"(\d{2})+", "ol[aá]", "vendas|comercial"])
+@pytest.mark.parametrize("pattern", [r"^\d{5}-?\d{3}$", r"(\d{2})+", "ol[aá]", "vendas|comercial", "(a+)+$",
+                                     r"(\w+\s?)*$", "(x*){2,}", r"(?i)^PRE[CÇ]O\b"])
 def test_regex_ok(pattern: str) -> None:
     assert regex_problem(pattern) is None
+
+
+@pytest.mark.parametrize(("pattern", "named"), [
+    (r"(a)\1", r"\1"), ("(?P<x>a)(?P=x)", "(?P=nome)"), ("a(?=b)", "(?=…)"), ("a(?!b)", "(?!…)"),
+    ("(?<=a)b", "(?<=…)"), ("(?<!a)b", "(?<!…)"), ("(?>a)", "(?>…)"), ("a++", "a++"), (r"fim\Z", r"\z"),
+])
+def test_features_the_linear_engine_lacks_are_named_in_portuguese(pattern: str, named: str,
+                                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    problem = regex_problem(pattern)
+    assert problem is not None and "não é suportad" in problem and named in problem
+    assert "invalid" not in problem  # the engine's English detail is not the message
+    assert capfd.readouterr().err == ""  # the engine's own logging stays quiet
+
+
+def test_too_complex_patterns_are_refused_in_portuguese() -> None:
+    for pattern in ["a{1001}", r"(?:\pL\pN){5}", ".{999}.{999}x"]:
+        assert "complexa demais" in (regex_problem(pattern) or ""), pattern
+
+
+def test_regex_looks_at_a_bounded_normalised_text() -> None:
+    # One ligature decomposes to 18 letters: the normalised text is cut like the message itself.
+    ligatures = "\ufdfa" * MAX_MATCH_INPUT
+    assert normalize(ligatures).endswith("سلم")
+    assert regex_search("سلم$", ligatures) is False
+    assert regex_search("^صلى", ligatures) is True
 
 
 def test_regex_input_is_capped() -> None:
@@ -163,3 +191,23 @@ def test_regex_trigger_accent_insensitive() -> None:
     regex = _candidate(1, kind="keyword", mode="regex", words=[r"^or[cç]amento\b"])
     assert pick_trigger([regex], TriggerEvent("message", text="Orçamento, por favor")) is not None
     assert pick_trigger([regex], TriggerEvent("message", text="um orçamento")) is None
+
+
+def test_a_hostile_message_is_normalised_once_for_every_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each of these characters decomposes into 18: normalising the message is the costly part, so it happens once
+    # per message, not once per keyword of every funnel.
+    hostile = "\ufdfa" * (MAX_MATCH_INPUT - 5) + "único"  # not normalised by an earlier test
+    real = unicodedata.normalize
+    hostile_inputs: list[str] = []
+
+    def spy(form: str, text: str) -> str:
+        if "\ufdfa" in text:
+            hostile_inputs.append(text)
+        return real(form, text)
+
+    monkeypatch.setattr(unicodedata, "normalize", spy)
+    triggers = [_candidate(i, kind="keyword", mode=mode, words=[f"palavra {i}", r"\bvendas", "(a+)+$"])
+                for i, mode in enumerate(["regex", "contains", "exact"] * 10)]
+    assert pick_trigger(triggers, TriggerEvent("message", text=hostile)) is None
+    assert match_choice(hostile, ["Vendas", "Suporte"]) is None
+    assert len(hostile_inputs) == 1

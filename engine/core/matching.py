@@ -2,9 +2,11 @@
 
 Everything here is pure. Comparisons are case- and accent-insensitive ("Olá" == "ola"), because contacts
 type on phones with and without accents and caps. Regular expressions come from funnel authors and run on
-contact text, and Python's ``re`` has no timeout, so the input is cut at ``MAX_MATCH_INPUT`` characters,
-patterns at ``MAX_PATTERN_CHARS``, and ``regex_problem`` refuses (at validation time) the classic
-catastrophic-backtracking shape, a quantified group that itself contains ``+`` or ``*``.
+contact text, so they run on RE2 (``google-re2``), whose matching time grows linearly with the text and never
+backtracks: ``(a+)+$`` costs the same as ``a+$``. On top of that the text is cut at ``MAX_MATCH_INPUT``
+characters and a pattern may not compile to more than ``MAX_PATTERN_PROGRAM`` instructions, so one search
+costs at most a few milliseconds whatever the pattern and the message. RE2 has no backreferences, lookaround
+or atomic groups; ``regex_problem`` names what is missing in pt-BR.
 """
 
 from __future__ import annotations
@@ -16,17 +18,50 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, Protocol
 
+import re2
+
 from workbench.base.i18n import t
 
 MAX_MATCH_INPUT = 2_000
-"""Characters of a message looked at by keyword, regex and choice matching."""
+"""Characters of a message (and of its normalised form) looked at by keyword, regex and choice matching."""
 MAX_PATTERN_CHARS = 300
 """Longest regular expression an author may write."""
+MAX_PATTERN_PROGRAM = 200
+"""Largest RE2 program (instructions) a pattern may compile to. A search does at most about this much work per
+character, so this and ``MAX_MATCH_INPUT`` bound its cost (``bench/guards.py``). A list of words needs about one
+instruction per character: a longer one can be split into several keywords."""
 
 _SPACES = re.compile(r"\s+")
-# A group whose body holds + or * and that is itself repeated: (a+)+, (\w+\s?)*, (x*){2,}.
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*](?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,\d*\})")
 _NUMBERED_REPLY = re.compile(r"^(?:op(?:cao|t|tion)?\.?\s*|n[o.]?\s*|#\s*)?(\d{1,3})\s*[.)\-:]?$")
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.never_capture = True  # only "is there a match" is asked: no submatch bookkeeping
+    options.log_errors = False  # the author gets the problem in pt-BR; nothing goes to stderr
+    options.max_mem = 1 << 20  # per compiled pattern (program and match cache); the cache below holds 128
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+# RE2's error text (English, after the colon the offending piece) -> catalog key naming the feature it lacks.
+# Anything else RE2 refuses (\q, a{2,1}, unbalanced brackets ...) is reported as invalid, with RE2's detail.
+_UNSUPPORTED = (
+    (re.compile(r"invalid escape sequence: \\[1-9]|invalid perl operator: \(\?P$"), "regex.feature.backreference"),
+    (re.compile(r"invalid perl operator: \(\?[=!]$"), "regex.feature.lookahead"),
+    (re.compile(r"invalid perl operator: \(\?<[=!]$"), "regex.feature.lookbehind"),
+    (re.compile(r"invalid perl operator: \(\?>$"), "regex.feature.atomic"),
+    (re.compile(r"invalid perl operator: \(\?\($"), "regex.feature.conditional"),
+    (re.compile(r"invalid perl operator: \(\?#$"), "regex.feature.comment"),
+    (re.compile(r"invalid perl operator: \(\?[aLux]"), "regex.feature.flag"),
+    (re.compile(r"bad repetition operator: [*+?}]\+$"), "regex.feature.possessive"),
+    (re.compile(r"invalid escape sequence: \\Z$"), "regex.feature.end_z"),
+    (re.compile(r"invalid escape sequence: \\[uUN]$"), "regex.feature.unicode_escape"),
+)
+# A counted repeat past RE2's 1000 (alone or nested: (a{100}){100}); {2,1} is malformed instead.
+_REPEAT_SIZE = re.compile(r"^invalid repetition size: \{(\d+)(?:,(\d*))?\}$")
 
 
 def normalize(text: str | None) -> str:
@@ -42,43 +77,78 @@ def normalize(text: str | None) -> str:
     return _SPACES.sub(" ", stripped).strip()
 
 
-def _words(text: str | None) -> list[str]:
-    """Normalised text split into words, punctuation dropped ("Vendas!!" -> ["vendas"])."""
-    cleaned = "".join(ch if ch.isalnum() else " " for ch in normalize((text or "")[:MAX_MATCH_INPUT]))
-    return cleaned.split()
+@lru_cache(maxsize=256)
+def _normalised(sample: str) -> str:
+    """``normalize`` of a text already cut at ``MAX_MATCH_INPUT``, cut again (one ligature may become 18 letters).
+
+    Cached: every trigger of every funnel reads the same message, and a hostile one (2,000 ligatures) takes
+    about 10 ms to normalise. Inputs and results are bounded, so the cache is too.
+    """
+    return normalize(sample)[:MAX_MATCH_INPUT]
+
+
+@lru_cache(maxsize=256)
+def _words(text: str | None) -> tuple[str, ...]:
+    """Normalised text split into words, punctuation dropped ("Vendas!!" -> ("vendas",)); cached like
+    ``_normalised``."""
+    cleaned = "".join(ch if ch.isalnum() else " " for ch in _normalised((text or "")[:MAX_MATCH_INPUT]))
+    return tuple(cleaned.split())
 
 
 def regex_problem(pattern: str) -> str | None:
-    """Return a pt-BR reason why ``pattern`` cannot be used, or None when it compiles and looks safe."""
+    """Return a pt-BR reason why ``pattern`` cannot be used, or None when RE2 runs it within the bounds."""
     if not pattern:
         return t("regex.empty")
     if len(pattern) > MAX_PATTERN_CHARS:
         return t("regex.too_long", max=MAX_PATTERN_CHARS)
+    return _compile(pattern)[1]
+
+
+def pattern_matcher(pattern: str) -> Any:
+    """The compiled RE2 matcher (case-insensitive) of a usable pattern, or None when ``regex_problem`` refuses it."""
+    if not pattern or len(pattern) > MAX_PATTERN_CHARS:
+        return None
+    return _compile(pattern)[0]
+
+
+@lru_cache(maxsize=128)
+def _compile(pattern: str) -> tuple[Any, str | None]:
+    """(matcher, None) or (None, pt-BR problem); ``re2`` ships no type hints, hence ``Any``."""
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        return t("regex.invalid", detail=exc)
-    if _NESTED_QUANTIFIER.search(pattern):
-        return t("regex.nested_repeat")
-    return None
+        matcher = re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        return None, _re2_problem(exc)
+    if max(matcher.programsize, matcher.reverseprogramsize) > MAX_PATTERN_PROGRAM:
+        return None, t("regex.too_complex")
+    return matcher, None
 
 
-@lru_cache(maxsize=512)
-def _compiled(pattern: str) -> re.Pattern[str] | None:
-    return None if regex_problem(pattern) else re.compile(pattern, re.IGNORECASE)
+def _re2_problem(exc: re2.error) -> str:
+    detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+    repeat = _REPEAT_SIZE.match(detail)
+    if detail.startswith("pattern too large") or repeat and not (repeat[2] and int(repeat[2]) < int(repeat[1])):
+        return t("regex.too_complex")
+    for shape, key in _UNSUPPORTED:
+        if shape.search(detail):
+            return t("regex.unsupported", feature=t(key))
+    return t("regex.invalid", detail=detail)
 
 
 def regex_search(pattern: str, text: str | None) -> bool:
     """Search ``pattern`` case-insensitively in the text as typed and in its normalised form.
 
-    Trying both makes ``ol[aá]`` and ``ola`` alike match "Olá". An unusable pattern never matches (the
-    validator reports it before a funnel is published).
+    Trying both makes ``ol[aá]`` and ``ola`` alike match "Olá". Both are cut at ``MAX_MATCH_INPUT`` characters
+    (normalising can lengthen a text: one ligature may become 18 letters). An unusable pattern never matches
+    (the validator reports it before a funnel is published).
     """
-    compiled = _compiled(pattern)
-    if compiled is None or text is None:
+    matcher = pattern_matcher(pattern)
+    if matcher is None or text is None:
         return False
     sample = text[:MAX_MATCH_INPUT]
-    return bool(compiled.search(sample) or compiled.search(normalize(sample)))
+    if matcher.search(sample) is not None:
+        return True
+    normalised = _normalised(sample)
+    return normalised != sample and matcher.search(normalised) is not None
 
 
 KeywordMode = Literal["contains", "exact", "regex"]
@@ -109,9 +179,10 @@ def match_keyword(text: str | None, words: Iterable[str], mode: KeywordMode) -> 
     return None
 
 
-def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+def _contains_run(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
     n = len(needle)
-    return any(list(haystack[i:i + n]) == list(needle) for i in range(len(haystack) - n + 1))
+    first = needle[0]
+    return any(word == first and haystack[i:i + n] == needle for i, word in enumerate(haystack[:len(haystack) - n + 1]))
 
 
 def match_choice(reply: str | None, labels: Sequence[str], keys: Sequence[str] | None = None) -> int | None:
@@ -123,7 +194,7 @@ def match_choice(reply: str | None, labels: Sequence[str], keys: Sequence[str] |
     """
     if not reply:
         return None
-    text = normalize(reply[:MAX_MATCH_INPUT])
+    text = _normalised(reply[:MAX_MATCH_INPUT])
     numbered = _NUMBERED_REPLY.match(text)
     if numbered:
         index = int(numbered.group(1)) - 1

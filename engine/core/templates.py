@@ -7,9 +7,15 @@ contact-supplied (names, replies, custom fields), so the sandbox is tightened be
   helper; everything else (``__class__``, ``str.center``, ``int.to_bytes`` ...) raises ``SecurityError``;
 - the only global is a ``range`` capped at ``MAX_RANGE`` items; ``lipsum``, ``cycler``, ``namespace`` and
   ``dict`` are gone; filters are an allow-list, and those that build text check the size they would produce;
-- ``+``, ``*``, ``**``, ``%`` and ``~`` are intercepted so no single value can outgrow ``MAX_VALUE_CHARS``;
-- macros, call blocks, includes, imports, recursive loops and nested loops are refused at compile time, so
-  the work a template can do is roughly proportional to its size times the size of its data;
+- operators and ``~`` are intercepted so no single value can outgrow ``MAX_VALUE_CHARS`` and no integer
+  ``MAX_INT_BITS`` (``a ** b`` is checked before it is computed);
+- macros, call blocks, includes, imports, recursive loops and nested loops are refused at compile time;
+- every render runs on a work meter (``RenderResult.work``): each operator, comparison, call, filter, test,
+  attribute or item access and output costs ``_OP`` units plus the size of the values it reads or builds (nested
+  values included), each loop step costs the size of the loop's body, and the render stops at
+  ``MAX_RENDER_WORK`` units. Nothing is computed at compile time, where the meter does not run. The meter is
+  deterministic (the same template on the same data always costs the same) and needs no timer or signal, so it
+  works in the panel's script thread and in workers alike;
 - output is consumed chunk by chunk and cut at ``MAX_OUTPUT_CHARS``.
 
 A missing value renders as an empty string and its dotted path is reported in ``RenderResult.missing`` (for
@@ -21,14 +27,16 @@ from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, wraps
 from typing import Any
 
-from jinja2 import Template, nodes
+from jinja2 import Template, nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.nodes import EvalContext
 from jinja2.runtime import LoopContext, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -42,8 +50,11 @@ MAX_VALUE_CHARS = 64 * 1024
 """Largest string/list any single template expression may build."""
 MAX_RANGE = 1_000
 """Largest ``range()`` a template may create."""
-MAX_POW_BITS = 4_096
-"""``a ** b`` is refused when the result would need more bits than this."""
+MAX_INT_BITS = 4_096
+"""Largest integer (in bits, about 1,200 digits) a template may use or compute."""
+MAX_RENDER_WORK = 100_000
+"""Work units one render may spend (see the module docstring); a greeting with a loop over the contact's tags
+costs about 100, and spending all of it takes some tens of milliseconds (``bench/guards.py``)."""
 HISTORY_LINES = 20
 """How many recent messages ``{{history}}`` shows."""
 
@@ -59,12 +70,14 @@ class RenderResult:
         missing: dotted paths of values that were referenced but absent, in first-use order, without repeats.
         error: pt-BR description of why nothing was rendered, or None.
         truncated: True when the output was cut at ``MAX_OUTPUT_CHARS``.
+        work: work units the render spent, at most ``MAX_RENDER_WORK``.
     """
 
     text: str
     missing: list[str] = field(default_factory=list)
     error: str | None = None
     truncated: bool = False
+    work: int = 0
 
     @property
     def ok(self) -> bool:
@@ -171,6 +184,88 @@ class _LimitError(SecurityError):
     """A template tried to build something larger than the limits allow."""
 
 
+class _Meter:
+    """Work units spent by the render in progress."""
+
+    __slots__ = ("spent",)
+
+    def __init__(self) -> None:
+        self.spent = 0
+
+
+_meter: contextvars.ContextVar[_Meter | None] = contextvars.ContextVar("_meter", default=None)
+
+
+_OP = 10
+"""Units of one metered operation before the size of its values: a sandboxed attribute lookup or call costs about
+as much Python as ten loop-body nodes or ten list items."""
+_LOOP_STEP = 4
+"""Units of one loop step's own bookkeeping, before the size of the loop's body."""
+# Filters doing Python-level work per character or item pay that many units per unit of size (measured with
+# bench/guards.py).
+_FILTER_FACTORS = {"title": 128, "wordcount": 32, "selectattr": 16, "rejectattr": 16, "urlencode": 16, "sort": 4,
+                   "select": 4, "reject": 4, "striptags": 4, "unique": 2, "min": 2, "max": 2}
+
+
+def _charge(units: int) -> None:
+    meter = _meter.get()
+    if meter is None:
+        return  # outside a render (a filter called directly)
+    if meter.spent + units > MAX_RENDER_WORK:
+        meter.spent = MAX_RENDER_WORK
+        raise _LimitError(t("template.too_much_work", max=MAX_RENDER_WORK))
+    meter.spent += units
+
+
+def _weight(value: Any) -> int:
+    """Units for reading or building ``value``: one per item of a collection, nested ones included (``[l] * 1000``
+    holds ``l`` a thousand times), per 64 characters or 64 integer bits. Counting stops past the budget."""
+    total, pending = 0, [value]
+    while pending and total <= MAX_RENDER_WORK:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += len(item) >> 6
+        elif isinstance(item, int):
+            total += item.bit_length() >> 6
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += len(item)
+            pending.extend(item)
+        elif isinstance(item, dict):
+            total += len(item)
+            pending.extend(item.values())
+        elif isinstance(item, range | _Bag):
+            total += len(item)
+    return total
+
+
+def _check_int(value: Any) -> Any:
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise _LimitError(t("template.int_too_big", max=MAX_INT_BITS))
+    return value
+
+
+def _steps(iterable: Iterable[Any], units: int) -> Iterator[Any]:
+    """``iterable``, charging ``units`` for each item taken (loops, lazy filters such as ``select``)."""
+    for item in iterable:
+        _charge(units)
+        yield item
+
+
+def _metered(func: Callable[..., Any], factor: int = 1) -> Callable[..., Any]:
+    """A filter or test that charges for what it reads and builds (keeping Jinja's ``pass_*`` marks)."""
+
+    @wraps(func)
+    def metered(*args: Any, **kwargs: Any) -> Any:
+        _charge(_OP + factor * (sum(map(_weight, args)) + sum(map(_weight, kwargs.values()))))
+        result = func(*args, **kwargs)
+        if isinstance(result, Iterator):
+            return _steps(result, 1)
+        _charge(_weight(result))
+        return _check_int(result)
+
+    return metered
+
+
 def _size(value: Any) -> int:
     return len(value) if isinstance(value, str | list | tuple) else 0
 
@@ -197,8 +292,8 @@ def _add(left: Any, right: Any) -> Any:
 
 def _pow(left: Any, right: Any) -> Any:
     if isinstance(left, int | float) and isinstance(right, int | float) and abs(left) > 1 and right > 0:
-        if math.log2(abs(left)) * right > MAX_POW_BITS:
-            raise _LimitError(t("template.power_too_big"))
+        if math.log2(abs(left)) * right > MAX_INT_BITS:
+            raise _LimitError(t("template.int_too_big", max=MAX_INT_BITS))
     return left**right
 
 
@@ -256,8 +351,15 @@ _FORBIDDEN_NODES: dict[type[nodes.Node], str] = {
 }
 
 
+_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lteq": operator.le, "gt": operator.gt,
+    "gteq": operator.ge, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}
+
+
 class _CheckedCodeGenerator(CodeGenerator):
-    """Routes ``a ~ b`` through a size check: Jinja compiles it to a direct join the sandbox cannot see."""
+    """Routes what Jinja compiles to plain Python, out of the sandbox's sight, through the environment's checks:
+    ``a ~ b`` (a join), comparisons (``x in a_long_list`` reads the whole list) and slices (``l[1:]`` copies)."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.checked_concat((")
@@ -266,25 +368,72 @@ class _CheckedCodeGenerator(CodeGenerator):
             self.write(", ")
         self.write("))")
 
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        self.write("environment.checked_compare(")
+        self.visit(node.expr, frame)
+        self.write(", (")
+        for operand in node.ops:
+            self.write(f"({operand.op!r}, ")
+            self.visit(operand.expr, frame)
+            self.write("), ")
+        self.write("))")
+
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        if not isinstance(node.arg, nodes.Slice):
+            super().visit_Getitem(node, frame)
+            return
+        self.write("environment.getitem(")
+        self.visit(node.node, frame)
+        self.write(", slice(")
+        for index, part in enumerate((node.arg.start, node.arg.stop, node.arg.step)):
+            self.write(", " if index else "")
+            if part is None:
+                self.write("None")
+            else:
+                self.visit(part, frame)
+        self.write("))")
+
 
 class _FunnelEnvironment(ImmutableSandboxedEnvironment):
     code_generator_class = _CheckedCodeGenerator
-    intercepted_binops = frozenset({"+", "*", "**", "%"})
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
 
     def __init__(self) -> None:
+        # optimized=False: Jinja would otherwise compute constant expressions while compiling, out of the
+        # meter's sight (300 '| title' on a long literal took 1.5 s in check_syntax).
         super().__init__(autoescape=False, undefined=_TrackingUndefined, finalize=_finalize,
-                         keep_trailing_newline=True, auto_reload=False)
+                         keep_trailing_newline=True, auto_reload=False, optimized=False)
         self.globals.clear()
         self.globals["range"] = _safe_range
         kept = {name: f for name, f in self.filters.items() if name in _SAFE_FILTERS}
+        kept.update(join=_join, replace=_replace)
         self.filters.clear()
-        self.filters.update(kept, join=_join, replace=_replace)
+        self.filters.update({name: _metered(f, _FILTER_FACTORS.get(name, 1)) for name, f in kept.items()})
+        self.tests.update({name: _metered(f) for name, f in self.tests.items()})
         self.binop_table.update({"+": _add, "*": _mul, "**": _pow, "%": _mod})
 
     def checked_concat(self, parts: Sequence[Any]) -> str:
-        """Size-checked version of Jinja's ``~`` operator."""
-        texts = [str(self.finalize(p)) if p is not None else "" for p in parts]
-        return _check_size("".join(texts))
+        """Size-checked and metered version of Jinja's ``~`` operator."""
+        _charge(sum(map(_weight, parts)))
+        texts = [str(_shown(p)) for p in parts]
+        joined = _check_size("".join(texts))
+        _charge(_OP + _weight(joined))
+        return joined
+
+    def checked_compare(self, left: Any, operands: Sequence[tuple[str, Any]]) -> Any:
+        """Metered version of Jinja's comparisons, chains included (``a < b < c``)."""
+        result: Any = True
+        for op, right in operands:
+            _charge(_OP + _weight(left) + _weight(right))
+            result = _COMPARISONS[op](left, right)
+            if not result:
+                return result
+            left = right
+        return result
+
+    def loop_steps(self, iterable: Any, units: int) -> Iterator[Any]:
+        """A ``{% for %}``'s iterable, charged ``units`` (the loop body's size) per step (see ``_meter_loops``)."""
+        return _steps(iterable, units)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if not super().is_safe_attribute(obj, attr, value):
@@ -307,18 +456,60 @@ class _FunnelEnvironment(ImmutableSandboxedEnvironment):
         raise SecurityError(t("template.attribute_denied", attribute=attribute))
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        return _check_size(super().call_binop(context, operator_name, left, right))
+        _charge(_OP + _weight(_check_int(left)) + _weight(_check_int(right)))
+        result = _check_int(_check_size(super().call_binop(context, operator_name, left, right)))
+        _charge(_weight(result))
+        return result
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        # Positional-only, so a template's own keyword arguments may be called "context" or "obj". A bound method
+        # reads its object: 'x'.split() costs the size of the string.
+        _charge(_OP + _weight(getattr(obj, "__self__", None)) + sum(map(_weight, args))
+                + sum(map(_weight, kwargs.values())))
+        result = super().call(context, obj, *args, **kwargs)
+        _charge(_weight(result))
+        return result
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        value = super().getattr(obj, attribute)
+        _charge(_OP + _weight(value))
+        return value
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
+        _charge(_OP + _weight(value))
+        return value
 
 
-def _finalize(value: Any) -> Any:
+def _shown(value: Any) -> Any:
+    """What an output shows: None as "", lists as their items joined with ", "."""
     if value is None:
         return ""
     if isinstance(value, list | tuple):
-        return ", ".join(str(_finalize(v)) for v in value)
+        return ", ".join(str(_shown(v)) for v in value)
     return value
 
 
+@pass_eval_context
+def _finalize(eval_ctx: EvalContext, value: Any) -> Any:
+    # Asking for the evaluation context keeps Jinja from computing constant outputs ({{ 'a b' | title }}) at
+    # compile time, where the meter does not run.
+    _charge(_OP + _weight(value))
+    return _shown(value)
+
+
 _ENV = _FunnelEnvironment()
+
+
+def _meter_loops(tree: nodes.Template) -> None:
+    """Route each ``{% for %}``'s iterable through ``loop_steps``: every step costs the size of the loop's body
+    (its nodes and its ``if`` test), so the work the loop does between metered operations is paid for too."""
+    for loop in tree.find_all(nodes.For):
+        per_step = [*loop.body, *([loop.test] if loop.test else [])]
+        units = _LOOP_STEP + sum(1 + sum(1 for _ in node.find_all(nodes.Node)) for node in per_step)
+        steps = nodes.Call(nodes.EnvironmentAttribute("loop_steps"), [loop.iter, nodes.Const(units)], [], None, None,
+                           lineno=loop.lineno)
+        loop.iter = steps.set_environment(_ENV)
 
 
 def _check_ast(tree: nodes.Template) -> str | None:
@@ -362,11 +553,16 @@ def _compile(source: str) -> Template | str:
         problem = _check_ast(tree)
         if problem:
             return problem
+        _meter_loops(tree)
         return _ENV.from_string(tree)
     except TemplateSyntaxError as exc:
         return _syntax_message(exc)
     except SecurityError as exc:
-        return f"modelo bloqueado: {exc}"
+        return t("template.blocked", detail=exc)
+    except (RecursionError, SyntaxError):
+        # Jinja parses and compiles recursively, and Python refuses ~200 nested parentheses: a few hundred
+        # characters of '((((' or '| f | f | f' are too deep for either.
+        return t("template.too_deep")
 
 
 def check_syntax(template: str) -> str | None:
@@ -438,7 +634,8 @@ def render(template: str, ctx: Any) -> RenderResult:
     if isinstance(compiled, str):
         return RenderResult("", error=compiled)
     missing: list[str] = []
-    token = _missing_paths.set(missing)
+    meter = _Meter()
+    missing_token, meter_token = _missing_paths.set(missing), _meter.set(meter)
     try:
         chunks: list[str] = []
         size = 0
@@ -450,17 +647,20 @@ def render(template: str, ctx: Any) -> RenderResult:
                 truncated = True
                 break
         text = "".join(chunks)[:MAX_OUTPUT_CHARS]
-        return RenderResult(text, missing, truncated=truncated)
+        return RenderResult(text, missing, truncated=truncated, work=meter.spent)
     except SecurityError as exc:
-        return RenderResult("", missing, error=t("template.blocked", detail=exc))
+        error = t("template.blocked", detail=exc)
     except TemplateError as exc:
-        return RenderResult("", missing, error=t("template.error", detail=exc))
+        error = t("template.error", detail=exc)
     except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, RecursionError) as exc:
         # Runtime mistakes in an author's expression ({{ vars.n / 0 }}, {{ 'a' + 1 }}) are data for the
         # run's log, not crashes; anything else is a bug and propagates.
-        return RenderResult("", missing, error=t("template.render_error", kind=type(exc).__name__, detail=exc))
+        error = t("template.render_error", kind=type(exc).__name__, detail=exc)
     finally:
-        _missing_paths.reset(token)
+        _meter.reset(meter_token)
+        _missing_paths.reset(missing_token)
+    return RenderResult("", missing, error=error, work=meter.spent)
 
 
-__all__ = ["MAX_OUTPUT_CHARS", "RenderResult", "check_syntax", "history_text", "render", "template_namespace"]
+__all__ = ["MAX_INT_BITS", "MAX_OUTPUT_CHARS", "MAX_RENDER_WORK", "RenderResult", "check_syntax", "history_text",
+           "render", "template_namespace"]

@@ -790,6 +790,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "run.value_missing": "{what}: valor ausente '{path}' ficou vazio",
         "run.truncated": "{what}: texto cortado no limite de tamanho",
         "run.render_error": "{what}: {error}",
+        "run.regex_unusable": "regra com expressão regular que não pode ser usada, tratada como falsa: {problem}",
         "run.end": "fim do funil",
         "run.timeout": "tempo de espera esgotado",
         "run.timeout_without_wait": "prazo vencido num nó sem espera; fim do funil",
@@ -817,7 +818,9 @@ CATALOG: dict[str, dict[str, str]] = {
         # -- funnel definitions (engine/core/definition/): problems, pydantic's own errors, import, walking ------
         # templates ({{...}}) and regular expressions, as the editor and run logs show them
         "template.value_too_long": "valor maior que o limite de {max} caracteres",
-        "template.power_too_big": "potência grande demais",
+        "template.int_too_big": "número grande demais (mais de {max} bits)",
+        "template.too_much_work": "o modelo faz trabalho demais (limite de {max} unidades de trabalho); "
+                                  "simplifique laços, filtros e comparações com listas ou textos longos",
         "template.percent_format": "formatação com % não é permitida; use filtros ou concatenação",
         "template.range_too_big": "range() maior que {max} itens",
         "template.forbidden.macro": "macros não são permitidas",
@@ -839,13 +842,29 @@ CATALOG: dict[str, dict[str, str]] = {
         "template.syntax.unknown_tag": "comando {% ... %} desconhecido ou fora de lugar",
         "template.syntax.incomplete": "expressão incompleta",
         "template.too_long": "modelo maior que o limite de {max} caracteres",
+        "template.too_deep": "expressão aninhada demais (parênteses, filtros ou operadores encadeados em excesso); "
+                             "divida-a em partes com {% set %}",
         "template.blocked": "modelo bloqueado: {detail}",
         "template.error": "erro no modelo: {detail}",
         "template.render_error": "erro ao montar o texto: {kind}: {detail}",
         "regex.empty": "expressão regular vazia",
         "regex.too_long": "expressão regular maior que {max} caracteres",
         "regex.invalid": "expressão regular inválida: {detail}",
-        "regex.nested_repeat": "expressão regular arriscada (repetição dentro de repetição, como (a+)+); simplifique-a",
+        "regex.too_complex": "expressão regular complexa demais (repetições longas como {500}, classes Unicode "
+                             "como \\pL ou listas de palavras muito longas); simplifique-a, por exemplo com [a-zà-ú] "
+                             "no lugar de \\pL, ou divida-a em várias palavras-chave",
+        "regex.unsupported": "{feature} não é suportado: as expressões regulares rodam no RE2, que responde sempre "
+                             "rápido mas não tem retrovisores, lookahead/lookbehind nem grupos atômicos",
+        "regex.feature.backreference": "retrovisor (\\1, (?P=nome))",
+        "regex.feature.lookahead": "lookahead ((?=…), (?!…))",
+        "regex.feature.lookbehind": "lookbehind ((?<=…), (?<!…))",
+        "regex.feature.atomic": "grupo atômico ((?>…))",
+        "regex.feature.conditional": "grupo condicional ((?(1)…))",
+        "regex.feature.comment": "comentário ((?#…))",
+        "regex.feature.flag": "esse modificador (use só (?i), (?m), (?s) ou (?U))",
+        "regex.feature.possessive": "quantificador possessivo (a++, a*+, a?+)",
+        "regex.feature.end_z": "\\Z (use \\z para o fim do texto)",
+        "regex.feature.unicode_escape": "\\u… ou \\N{…} (use \\x{00e9} ou o próprio caractere)",
         "trigger.reason.first_message": "primeira mensagem",
         "trigger.reason.any_message": "qualquer mensagem",
         "trigger.reason.keyword": "palavra-chave '{keyword}'",

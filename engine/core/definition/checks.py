@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from engine.core.definition.model import Edge, FunnelDefinition, canvas_node, effective_label
 from engine.core.nodes import PLANNED_TYPES, REGISTRY, node_waits, outputs_of, required_outputs_of
-from engine.core.nodes.base import NodeBase
+from engine.core.nodes.base import PUBLISHED, NodeBase
 from workbench.base.i18n import has_key, t
 
 MAX_NODES = 500
@@ -96,8 +96,12 @@ class ValidationReport:
 
 @dataclass
 class _Graph:
-    """What the checks learn as they go: node ids and types, parsed nodes, triggers, used outputs, successors."""
+    """What the checks learn as they go: node ids and types, parsed nodes, triggers, used outputs, successors.
 
+    ``context`` is the pydantic validation context the node schemas get (``PUBLISHED`` when loading to run).
+    """
+
+    context: dict[str, Any] = field(default_factory=dict)
     types: dict[str, str | None] = field(default_factory=dict)  # every id present, parsed or not
     parsed: dict[str, NodeBase] = field(default_factory=dict)
     starts: list[str] = field(default_factory=list)
@@ -107,6 +111,10 @@ class _Graph:
 
 def validate_definition(raw: Any) -> ValidationReport:
     """Check a raw definition and report every problem (see ``PROBLEM_CODES``), each with its node/edge id."""
+    return _validate(raw, {})
+
+
+def _validate(raw: Any, context: dict[str, Any]) -> ValidationReport:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("nodes"), list) \
             or not isinstance(raw.get("edges", []), list):
         return ValidationReport((Problem("invalid_definition", t("definition.invalid_definition")),))
@@ -115,16 +123,21 @@ def validate_definition(raw: Any) -> ValidationReport:
     if len(raw_nodes) > MAX_NODES or len(raw_edges) > MAX_EDGES:
         return ValidationReport((Problem("too_large", t("definition.too_large", max_nodes=MAX_NODES,
                                                         max_edges=MAX_EDGES)),))
-    graph = _Graph()
+    graph = _Graph(context=context)
     problems = [*check_nodes(raw_nodes, graph), *check_edges(raw_edges, graph), *check_graph(graph)]
     if problems:
         return ValidationReport(tuple(problems))
-    return ValidationReport((), FunnelDefinition.model_validate({"nodes": raw_nodes, "edges": raw_edges}))
+    return ValidationReport((), FunnelDefinition.model_validate({"nodes": raw_nodes, "edges": raw_edges},
+                                                                context=context))
 
 
 def load_definition(raw: Any) -> FunnelDefinition:
-    """Parse a definition that must be valid (e.g. a published version); raises ``ValueError`` otherwise."""
-    report = validate_definition(raw)
+    """Parse a published version to run it; raises ``ValueError`` when it is not valid.
+
+    Checks added after a version was published do not stop it from loading (``PUBLISHED``): a regular
+    expression RE2 cannot run loads and never matches.
+    """
+    report = _validate(raw, {PUBLISHED: True})
     if report.definition is None:
         first = report.errors[0]
         where = t("definition.invalid.node", node_id=first.node_id) if first.node_id \
@@ -166,7 +179,7 @@ def _check_node(position: int, item: Any, graph: _Graph) -> list[Problem]:
         return [Problem("unknown_node_type", t("definition.unknown_node_type", type=node_type), node_id=node_id,
                         field="type")]
     try:
-        graph.parsed[node_id] = REGISTRY[node_type].schema.model_validate(item)
+        graph.parsed[node_id] = REGISTRY[node_type].schema.model_validate(item, context=graph.context)
     except ValidationError as exc:
         return pydantic_problems(exc, node_id)
     return []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import PlainValidator, SerializeAsAny, TypeAdapter
+from pydantic import PlainValidator, SerializeAsAny, TypeAdapter, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from engine.core.nodes import (
@@ -59,15 +59,16 @@ for _module in NODE_MODULES:
     register(_module.SPEC)
 
 
-def _parse(raw: Any) -> NodeBase:
-    """Validate a raw node with the schema its ``type`` names in the registry as it is now."""
+def _parse(raw: Any, info: ValidationInfo) -> NodeBase:
+    """Validate a raw node with the schema its ``type`` names in the registry as it is now (passing on the
+    validation context, e.g. ``base.PUBLISHED``)."""
     if isinstance(raw, NodeBase):
         return raw
     kind = raw.get("type") if isinstance(raw, Mapping) else None
     spec = REGISTRY.get(kind) if isinstance(kind, str) else None
     if spec is None:
         raise PydanticCustomError("node_type_unknown", t("definition.unknown_node_type"), {"type": str(kind)})
-    return spec.schema.model_validate(raw)
+    return spec.schema.model_validate(raw, context=info.context)
 
 
 AnyNode = SerializeAsAny[Annotated[NodeBase, PlainValidator(_parse)]]

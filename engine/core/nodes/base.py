@@ -26,9 +26,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from engine.core.matching import regex_problem
 from engine.core.templates import check_syntax, render
 from workbench.base.clock import DEFAULT_TIMEZONE
 from workbench.base.i18n import has_key, t
@@ -53,6 +54,23 @@ def check_template(value: str) -> str:
 
 TemplateStr = Annotated[str, AfterValidator(check_template)]
 """A text field rendered by ``engine.core.templates.render``; its syntax is checked when the node is validated."""
+
+
+PUBLISHED = "published"
+"""Validation context key (``model_validate(..., context={PUBLISHED: True})``) set when a published version is
+loaded to run (``engine.core.definition.load_definition``): what was published keeps running even when a check
+added later would refuse it in a draft."""
+
+
+def regex_refusal(pattern: str, info: ValidationInfo) -> str | None:
+    """``regex_problem`` for a draft; None when loading a published version.
+
+    A version published while patterns ran on Python's ``re`` may hold one RE2 cannot run (a backreference):
+    it loads, never matches, and the condition's log says why; the draft still shows the problem in the editor.
+    """
+    if info.context and info.context.get(PUBLISHED):
+        return None
+    return regex_problem(pattern)
 
 
 def _check_target(value: str) -> str:

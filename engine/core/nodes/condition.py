@@ -14,7 +14,7 @@ import re
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from engine.core.matching import normalize, regex_problem, regex_search
@@ -29,6 +29,7 @@ from engine.core.nodes.base import (
     TemplateStr,
     raw_list,
     read_value,
+    regex_refusal,
     render_text,
 )
 from engine.core.nodes.wait_reply import parse_number
@@ -61,14 +62,14 @@ class Rule(NodeData):
     value: TemplateStr | None = Field(default=None, max_length=1_000)
 
     @model_validator(mode="after")
-    def _check(self) -> Rule:
+    def _check(self, info: ValidationInfo) -> Rule:
         if self.operator not in {"has_tag", "not_has_tag"} and not _FIELD.match(self.field):
             raise PydanticCustomError("field_invalid", t("node.condition.error.field_invalid"), {"field": self.field})
         if self.operator in NEEDS_VALUE and not (self.value and self.value.strip()):
             raise PydanticCustomError("value_missing", t("node.condition.error.value_missing"),
                                       {"operator": self.operator})
         if self.operator == "regex":
-            problem = regex_problem(self.value or "")
+            problem = regex_refusal(self.value or "", info)
             if problem:
                 raise PydanticCustomError("regex_invalid", t("node.condition.error.regex_invalid"),
                                           {"problem": problem})
@@ -142,6 +143,9 @@ def evaluate_rule(rule: Rule, ctx: ExecutionContext) -> tuple[bool, tuple[str, .
         present = normalize(expected) in tags
         return (not present) if op == "not_equals" else present, log
     if op == "regex":
+        problem = regex_problem(expected)  # only in a version published before the pattern became unusable
+        if problem:
+            return False, log + (t("run.regex_unusable", problem=problem),)
         return regex_search(expected, _as_text(actual)), log
     if op in {"greater", "less"}:
         left, right = _ordered(actual), _ordered(expected)

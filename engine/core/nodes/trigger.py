@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
-from engine.core.matching import regex_problem
 from engine.core.nodes.base import (
     Config,
     ExecutionContext,
@@ -21,6 +20,7 @@ from engine.core.nodes.base import (
     NodeResult,
     NodeSpec,
     raw_list,
+    regex_refusal,
 )
 from workbench.base.i18n import t
 
@@ -51,14 +51,14 @@ class TriggerData(NodeData):
     instance_ids: list[int] | None = None
 
     @model_validator(mode="after")
-    def _check_kind(self) -> TriggerData:
+    def _check_kind(self, info: ValidationInfo) -> TriggerData:
         if self.kind == "keyword":
             self.words = [w.strip() for w in self.words if w.strip()]
             if not self.words:
                 raise PydanticCustomError("keywords_missing", t("node.trigger.error.keywords_missing"))
             if self.mode == "regex":
                 for word in self.words:
-                    problem = regex_problem(word)
+                    problem = regex_refusal(word, info)
                     if problem:
                         raise PydanticCustomError("regex_invalid", t("node.trigger.error.regex_invalid"),
                                                   {"word": word, "problem": problem})
