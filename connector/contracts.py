@@ -11,7 +11,9 @@ Redis layout (``{i}`` = instance id)::
     wb:ctl:{i}         list    panel/workers -> connector: control commands (reconnect, logout, pair_phone, mark_read)
     wb:conn:{i}        hash    connector status: state, reason, qr, qr_expires_at, phone, push_name,
                                heartbeat, last_inbound_at, last_outbound_at, pid (ephemeral)
-    wb:sent:{i}        hash    outbox id -> "sending" | "sent:<wa id>" (a command is sent at most once)
+    wb:claim-horizons  hash    instance id -> JSON {"below": lowest pending outbox id or null, "at": ms}: which
+                               send claims the connector may forget (``connector.claims``; the claims
+                               themselves live in the data dir, where a Redis loss cannot take them)
     wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
     wb:drain:{i}       string  set while an inbound drain job is queued or running (one wake-up per burst)
     wb:drain:queued    zset    instance id -> when its drain was queued (running drains adopt late ones)
@@ -31,7 +33,7 @@ IN_STREAM = "wb:in:{}"
 OUT_STREAM = "wb:out:{}"
 CONTROL_LIST = "wb:ctl:{}"
 STATUS_HASH = "wb:conn:{}"
-SENT_HASH = "wb:sent:{}"
+CLAIM_HORIZONS = "wb:claim-horizons"
 INSTANCES_HASH = "wb:instances"
 DRAIN_FLAG = "wb:drain:{}"
 DRAIN_QUEUED = "wb:drain:queued"

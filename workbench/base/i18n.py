@@ -173,6 +173,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "msgstatus.read": "✓✓ lida",
         "msgstatus.failed": "⚠ falha no envio",
         "msgstatus.received": "",
+        # the error stored on a message that can no longer go out
+        "outbox.number_removed": "o número foi removido antes do envio",
         # -- conversation status ----------------------------------------------------------------------------
         "convstatus.open": "Aberta",
         "convstatus.pending": "Pendente",
