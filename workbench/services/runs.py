@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -210,7 +210,7 @@ def on_timer(session: Session, run_id: int, token: str) -> Effects:
         return Effects()  # the run moved on (a reply arrived, it was stopped, or a newer timer exists)
     conversation = _conversation(session, run.conversation_id)
     if _bot_paused(session, conversation):
-        return Effects()  # timers wait while a human has the conversation; resuming re-schedules them
+        return Effects()  # timers wait while a human has the conversation; after resuming, the sweep re-schedules
     version = session.get(FunnelVersion, run.version_id)
     funnel = session.get(Funnel, run.funnel_id)
     defn = load_definition(version.definition)
@@ -219,11 +219,21 @@ def on_timer(session: Session, run_id: int, token: str) -> Effects:
 
 
 def due_timers(session: Session, older_than_s: int = 30) -> list[tuple[int, str, datetime]]:
-    """Waiting runs whose deadline passed a while ago (their timer job was lost): re-schedule them."""
-    rows = session.execute(select(FunnelRun.id, FunnelRun.wait_token, FunnelRun.wait_deadline).where(
-        FunnelRun.status == "waiting", FunnelRun.wait_deadline < now() - timedelta(seconds=older_than_s),
-    ).limit(1000)).all()
-    return [(run_id, token, when) for run_id, token, when in rows if token]
+    """Waiting runs whose deadline passed a while ago (their timer job was lost): re-schedule them, longest
+    overdue first.
+
+    Runs of conversations whose bot is paused are left out: their timer job came due and waits for the bot
+    (``on_timer``); once it is resumed they are due here again and fire. Re-queuing them meanwhile would only
+    wake every open inbox on each sweep.
+    """
+    rows = session.execute(
+        select(FunnelRun.id, FunnelRun.wait_token, FunnelRun.wait_deadline)
+        .join(Conversation, Conversation.id == FunnelRun.conversation_id)
+        .where(FunnelRun.status == "waiting", FunnelRun.wait_token.is_not(None),
+               FunnelRun.wait_deadline < now() - timedelta(seconds=older_than_s),
+               or_(Conversation.bot_paused.is_(False), Conversation.bot_paused_until <= now()))
+        .order_by(FunnelRun.wait_deadline).limit(1000)).all()
+    return [(run_id, token, when) for run_id, token, when in rows]
 
 
 def stop_run(session: Session, run_id: int, reason: str) -> None:
