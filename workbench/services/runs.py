@@ -63,6 +63,8 @@ from workbench.store.models import (
     Tag,
     Team,
     Workspace,
+    WorkspaceMember,
+    is_row_id,
 )
 
 log = logging.getLogger(__name__)
@@ -435,7 +437,7 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
                                    data={**data, "poll": poll}, poll=(action.question, poll["options"]))
         return command if action.typing else command.model_copy(update={"typing": False})
     if isinstance(action, SendMedia):
-        media = session.get(Media, action.media_id)
+        media = session.get(Media, action.media_id) if is_row_id(action.media_id) else None
         if media is None or media.workspace_id != run.workspace_id:
             log.warning("run %s: media %s not found; skipped", run.id, action.media_id)
             return None
@@ -453,16 +455,18 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
             contact.custom_data = {**(contact.custom_data or {}), action.field.removeprefix("custom_data."):
                                    action.value}
     elif isinstance(action, Notify):
-        session.add(Notification(workspace_id=run.workspace_id, user_id=action.user_id,
-                                 team_id=action.team_id or _team_id(session, run.workspace_id, action.team_name),
+        session.add(Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
+                                 team_id=_own_team(session, run, action.team_id)
+                                 or _team_id(session, run.workspace_id, action.team_name),
                                  conversation_id=conversation.id, body=action.text))
     elif isinstance(action, Route):
         values: dict[str, Any] = {}
-        team_id = action.team_id or _team_id(session, run.workspace_id, action.team_name)
+        team_id = _own_team(session, run, action.team_id) or _team_id(session, run.workspace_id, action.team_name)
         if team_id:
             values["team_id"] = team_id
-        if action.agent_id:
-            values.update(agent_id=action.agent_id, assigned_at=now())
+        agent_id = _own_person(session, run, action.agent_id)
+        if agent_id:
+            values.update(agent_id=agent_id, assigned_at=now())
         if action.pause_bot:
             until = now() + timedelta(minutes=action.pause_minutes) if action.pause_minutes else None
             values.update(bot_paused=True, bot_paused_reason="route", bot_paused_until=until, bot_paused_by=None)
@@ -493,6 +497,28 @@ def _tag(session: Session, workspace_id: int, name: str) -> tuple[int, str]:
         tag_id, name = session.execute(select(Tag.id, Tag.name).where(
             Tag.workspace_id == workspace_id, func.lower(Tag.name) == func.lower(name))).one()
     return tag_id, name
+
+
+def _own_team(session: Session, run: FunnelRun, team_id: int | None) -> int | None:
+    """``team_id`` when it is a team of the run's workspace, else None (logged): a definition imported from
+    another workspace, or published before publishing checked it, may name someone else's team."""
+    if team_id is None:
+        return None
+    if is_row_id(team_id) and session.scalar(select(Team.id).where(
+            Team.id == team_id, Team.workspace_id == run.workspace_id)) is not None:
+        return team_id
+    log.warning("run %s: team %s is not of workspace %s; ignored", run.id, team_id, run.workspace_id)
+    return None
+
+
+def _own_person(session: Session, run: FunnelRun, user_id: int | None) -> int | None:
+    """``user_id`` when that user is a member of the run's workspace, else None (logged; see ``_own_team``)."""
+    if user_id is None:
+        return None
+    if is_row_id(user_id) and session.get(WorkspaceMember, (run.workspace_id, user_id)) is not None:
+        return user_id
+    log.warning("run %s: user %s is not of workspace %s; ignored", run.id, user_id, run.workspace_id)
+    return None
 
 
 def _team_id(session: Session, workspace_id: int, name: str | None) -> int | None:
