@@ -45,6 +45,7 @@ from workbench.store.models import (
     WorkspaceMember,
     is_row_id,
 )
+from workbench.store.text import clean_json, clean_text
 
 EDITORS = ("admin", "supervisor")
 LIVE_STATUSES = runs.LIVE
@@ -60,7 +61,7 @@ def _get(session: Session, actor: Actor, funnel_id: int) -> Funnel:
 
 
 def _name(name: str) -> str:
-    name = (name or "").strip()
+    name = clean_text((name or "").strip())[0]
     if not name or len(name) > 120:
         raise InvalidInput("name", key="error.funnel_name")
     return name
@@ -128,11 +129,12 @@ def get_funnel(actor: Actor, funnel_id: int) -> dict[str, Any]:
 
 
 def create_funnel(actor: Actor, name: str, definition: dict[str, Any] | None = None) -> int:
-    """A new funnel with a draft (empty, or the given definition, stored even if not yet valid)."""
+    """A new funnel with a draft (empty, or the given definition, stored even if not yet valid; cleaned as
+    ``save_draft`` cleans it)."""
     actor.require(*EDITORS)
+    name, definition = _name(name), clean_json(definition or EMPTY)
     with session_scope() as session:
-        funnel = Funnel(workspace_id=actor.workspace_id, name=_name(name), draft=definition or EMPTY,
-                        created_by=actor.user_id)
+        funnel = Funnel(workspace_id=actor.workspace_id, name=name, draft=definition, created_by=actor.user_id)
         session.add(funnel)
         session.flush()
         return funnel.id
@@ -208,8 +210,15 @@ def validate(actor: Actor, definition: Any) -> ValidationReport:
 
 
 def save_draft(actor: Actor, funnel_id: int, definition: dict[str, Any]) -> ValidationReport:
-    """Store the draft as it is (a draft may be unfinished) and return its validation report (``validate``)."""
+    """Store the draft as it is (a draft may be unfinished) and return its validation report (``validate``).
+
+    Text PostgreSQL cannot hold is cleaned (``workbench.store.text.clean_json``).
+
+    Raises:
+        InvalidInput: a number no database holds (infinite or NaN), or nesting too deep to store.
+    """
     actor.require(*EDITORS)
+    definition = clean_json(definition)
     with session_scope() as session:
         _get(session, actor, funnel_id).draft = definition
         return _check(session, actor.workspace_id, definition)

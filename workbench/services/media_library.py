@@ -25,6 +25,7 @@ from workbench.services.funnels import EDITORS
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import Funnel, FunnelVersion, Media
+from workbench.store.text import clean_text
 
 KINDS = ("image", "audio", "video", "document")
 MAX_FILENAME = 120
@@ -169,6 +170,7 @@ def sanitize_filename(filename: str | None, mime: str) -> str:
     """
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = _UNSAFE_NAME.sub("_", unicodedata.normalize("NFC", name)).strip().lstrip(".").strip()
+    name = clean_text(name)[0]  # lone surrogates (control characters are gone already)
     if not name:
         return f"arquivo.{EXTENSIONS.get(mime, 'bin')}"
     if len(name) > MAX_FILENAME:

@@ -66,6 +66,7 @@ from workbench.store.models import (
     WorkspaceMember,
     is_row_id,
 )
+from workbench.store.text import clean_json, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -450,15 +451,15 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
     elif isinstance(action, SetContactField):
         contact = session.get(Contact, run.contact_id)
         if action.field == "name":
-            contact.name = str(action.value)[:255]
+            contact.name = clean_text(str(action.value), limit=255)[0]
         else:
             contact.custom_data = {**(contact.custom_data or {}), action.field.removeprefix("custom_data."):
-                                   action.value}
+                                   clean_json(action.value)}
     elif isinstance(action, Notify):
         session.add(Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
                                  team_id=_own_team(session, run, action.team_id)
                                  or _team_id(session, run.workspace_id, action.team_name),
-                                 conversation_id=conversation.id, body=action.text))
+                                 conversation_id=conversation.id, body=clean_text(action.text)[0]))
     elif isinstance(action, Route):
         values: dict[str, Any] = {}
         team_id = _own_team(session, run, action.team_id) or _team_id(session, run.workspace_id, action.team_name)
@@ -486,7 +487,7 @@ def _workspace_timezone(session: Session, workspace_id: int) -> str:
 
 def _tag(session: Session, workspace_id: int, name: str) -> tuple[int, str]:
     """(id, stored name) of the workspace's tag called ``name`` in any case, created on first use."""
-    name = name[:80]
+    name = clean_text(name, limit=80)[0]
     found = session.execute(select(Tag.id, Tag.name).where(
         Tag.workspace_id == workspace_id, func.lower(Tag.name) == func.lower(name)).order_by(Tag.id).limit(1)).first()
     if found is not None:
