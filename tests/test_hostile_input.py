@@ -202,3 +202,9 @@ def test_number_member_and_setting_texts_are_cleaned(inbox, value):
     saved = workspace_settings.save_setting(admin, "default_reply", {"enabled": True, "text": value})
     assert saved.text == CLEANED
     assert workspace_settings.get_setting(admin, "default_reply").text == CLEANED
+
+
+@pytest.mark.parametrize("value", [NUL, SURROGATE])
+def test_an_inbox_search_with_hostile_text_finds_nothing_rather_than_failing(inbox, value):
+    _, admin, _ = inbox
+    assert conversations.list_conversations(admin, search=value) == []

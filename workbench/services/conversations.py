@@ -36,6 +36,7 @@ from workbench.store.models import (
     WorkspaceMember,
     is_row_id,
 )
+from workbench.store.text import clean_text
 
 LIST_LIMIT = 200
 
@@ -84,7 +85,7 @@ def list_conversations(actor: Actor, status: str | None = "open", mine: bool = F
     if mine:
         query = query.where(Conversation.agent_id == actor.user_id)
     if search:
-        like = f"%{search.strip()}%"
+        like = f"%{clean_text(search)[0].strip()}%"
         query = query.where(or_(Contact.name.ilike(like), Contact.push_name.ilike(like), Contact.phone.like(like)))
     query = query.order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc()).limit(limit)
     with session_scope() as session:
