@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.core.definition import (
+    MAX_NODES,
     Problem,
     ValidationReport,
     canvas_node,
@@ -156,7 +157,8 @@ def _references(definition: Any) -> list[tuple[str, str, str, Any]]:
     a node its schema refuses is skipped, its problems being reported by ``validate_definition``.
     """
     found: list[tuple[str, str, str, Any]] = []
-    if not isinstance(definition, Mapping) or not isinstance(definition.get("nodes"), list):
+    if not isinstance(definition, Mapping) or not isinstance(definition.get("nodes"), list) \
+            or len(definition["nodes"]) > MAX_NODES:  # refused as a whole by validate_definition
         return found
     for raw in definition["nodes"]:
         node_type = canvas_node(raw).get("type") if isinstance(raw, Mapping) else None
