@@ -494,12 +494,22 @@ class Relay:
 
     def _finish(self, entry_id: bytes, command: OutboundCommand, wa_id: str | None = None,
                 error: str | None = None) -> None:
-        """Tell the workers how the command ended, then drop it from our pending list."""
+        """Tell the workers how the command ended, then drop it from our pending list.
+
+        Once the ack is safe (in Redis or the spool) the command is settled: a Redis error after that is only
+        logged, never retried from the claim, which would publish the ack again on every attempt. An entry left
+        pending is settled again by the next start (its claim answers).
+        """
         ack = SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
                       error=error, timestamp_ms=now_ms())
         self.spool.publish(ack)
         if error is None:
-            self.redis.hset(self.status_key, "last_outbound_at", ack.timestamp_ms)
+            with contextlib.suppress(redis.RedisError):  # a display field
+                self.redis.hset(self.status_key, "last_outbound_at", ack.timestamp_ms)
         else:
             log.warning("instance %s: outbox %s failed: %s", self.instance_id, command.outbox_id, error)
-        self._done(entry_id)
+        try:
+            self._done(entry_id)
+        except redis.RedisError as exc:
+            log.warning("instance %s: outbox %s settled but left pending in the stream (%s)", self.instance_id,
+                        command.outbox_id, type(exc).__name__)

@@ -1,4 +1,5 @@
-"""The connector's send claims file: durable across restarts and crashes, pruned only as the workers allow."""
+"""The connector's send claims file: durable across restarts, crashes and Redis outages, pruned only as the workers
+allow."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 import redis
 
 from connector.claims import Claims, claims_path, read_claims
-from connector.contracts import CLAIM_HORIZONS, now_ms
+from connector.contracts import CLAIM_HORIZONS, OUT_GROUP, OUT_STREAM, now_ms
+from connector.sandbox import SandboxNetwork
+from tests.test_connector_support import BUSINESS, LEAD, acks, pair, relay_thread, send_command, wait_until
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -67,3 +70,32 @@ def test_pruning_compacts_the_file(r, tmp_path):
     lines = claims_path(tmp_path, 1).read_text().splitlines()
     assert len(lines) == 52, "one line per claim left"
     assert read_claims(tmp_path, 1)[150] == "sent:WA150"
+
+
+class _Blip:
+    """The relay's Redis, failing the writes that follow a send a few times (Redis restarting just then)."""
+
+    def __init__(self, client, failures: int) -> None:
+        self._client, self.failures = client, failures
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def hset(self, key, *args, **kwargs):
+        if args[:1] == ("last_outbound_at",) and self.failures:
+            self.failures -= 1
+            raise redis.ConnectionError("restarting")
+        return self._client.hset(key, *args, **kwargs)
+
+
+def test_a_redis_blip_after_a_send_neither_resends_nor_repeats_the_ack(r, tmp_path):
+    blip = _Blip(r, failures=3)
+    network = SandboxNetwork(r)
+    with relay_thread(blip, 1, data_dir=tmp_path):
+        pair(r, network, 1)
+        send_command(r, 1, 1, "uma vez")
+        wait_until(lambda: acks(r, 1).get(1), what="the ack")
+        wait_until(lambda: r.xpending(OUT_STREAM.format(1), OUT_GROUP)["pending"] == 0, what="the entry settled")
+    assert [(a.ok, a.error) for a in acks(r, 1)[1]] == [(True, None)]
+    assert [m["text"] for m in network.lead_chat(LEAD, BUSINESS)] == ["uma vez"]
+    assert read_claims(tmp_path, 1)[1].startswith("sent:")
