@@ -11,7 +11,9 @@ Redis layout (``{i}`` = instance id)::
     wb:ctl:{i}         list    panel/workers -> connector: control commands (reconnect, logout, pair_phone, mark_read)
     wb:conn:{i}        hash    connector status: state, reason, qr, qr_expires_at, phone, push_name,
                                heartbeat, last_inbound_at, last_outbound_at, pid (ephemeral)
-    wb:sent:{i}        hash    outbox id -> "sending" | "sent:<wa id>" (a command is sent at most once)
+    wb:claim-horizons  hash    instance id -> JSON {"below": lowest pending outbox id or null, "at": ms}: which
+                               send claims the connector may forget (``connector.claims``; the claims
+                               themselves live in the data dir, where a Redis loss cannot take them)
     wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
     wb:drain:{i}       string  set while an inbound drain job is queued or running (one wake-up per burst)
     wb:drain:queued    zset    instance id -> when its drain was queued (running drains adopt late ones)
@@ -28,13 +30,13 @@ import json
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, ValidationInfo, model_validator
 
 IN_STREAM = "wb:in:{}"
 OUT_STREAM = "wb:out:{}"
 CONTROL_LIST = "wb:ctl:{}"
 STATUS_HASH = "wb:conn:{}"
-SENT_HASH = "wb:sent:{}"
+CLAIM_HORIZONS = "wb:claim-horizons"
 INSTANCES_HASH = "wb:instances"
 DRAIN_FLAG = "wb:drain:{}"
 DRAIN_QUEUED = "wb:drain:queued"
@@ -104,12 +106,25 @@ class MediaRef(BaseModel):
     filename: str | None = None
 
 
+MAX_ID_CHARS = 128
+"""Longest WhatsApp message id or JID a stored message may carry (what the database keeps)."""
+MAX_PHONE_DIGITS = 32
+STORABLE = {"storable": True}
+"""Validation context of the workers' reading (``decode_inbound``): see ``InboundMessage``."""
+
+
 class InboundMessage(BaseModel):
     """A message that reached the number (or was sent from its own phone: ``from_me``).
 
     A vote on one of our polls arrives as a ``text`` whose text is the chosen option's label (what a waiting
     choices node matches), with ``quoted_id`` and ``raw["poll_id"]`` naming the poll and ``raw["poll_vote"]``
     set; a vote that cannot be read arrives as ``unsupported`` with ``raw["poll_error"]``.
+
+    When the workers read it (``decode_inbound``), a message the database could not keep is refused as
+    malformed, so it is set aside at once (kept in ``wb:in-failed:{i}``) rather than failing five times: a
+    phone without 1 to ``MAX_PHONE_DIGITS`` WhatsApp digits, an id or JID longer than ``MAX_ID_CHARS``. The
+    connector builds messages without that check, so nothing is lost before it reaches Redis. Text (push
+    name, text, ``raw``) is cleaned where it is stored.
     """
 
     kind: Literal["message"] = "message"
@@ -127,6 +142,18 @@ class InboundMessage(BaseModel):
     target_id: str | None = None  # the message an edit, revoke or reaction points at
     from_me: bool = False
     raw: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _storable(self, info: ValidationInfo) -> InboundMessage:
+        if not (info.context or {}).get("storable"):
+            return self
+        if not 1 <= len(phone_digits(self.phone)) <= MAX_PHONE_DIGITS:
+            raise ValueError(f"phone: 1 to {MAX_PHONE_DIGITS} ASCII digits needed")
+        for name in ("wa_id", "chat_jid", "sender_jid", "quoted_id", "target_id"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= len(value) <= MAX_ID_CHARS:
+                raise ValueError(f"{name}: 1 to {MAX_ID_CHARS} characters needed")
+        return self
 
 
 class SendAck(BaseModel):
@@ -217,9 +244,10 @@ def encode(event: BaseModel) -> dict[str, str]:
 
 
 def decode_inbound(fields: dict[bytes | str, bytes | str]) -> InboundMessage | SendAck | Receipt | StateChange:
-    """Parse a ``wb:in`` stream entry; raises ``pydantic.ValidationError`` on a malformed one."""
+    """Parse a ``wb:in`` stream entry; raises ``pydantic.ValidationError`` on a malformed one (including a message
+    the database could not keep, see ``InboundMessage``)."""
     raw = fields.get(b"e", fields.get("e"))
-    return _inbound_adapter.validate_json(raw)
+    return _inbound_adapter.validate_json(raw, context=STORABLE)
 
 
 def decode_outbound(fields: dict[bytes | str, bytes | str]) -> OutboundCommand:

@@ -31,7 +31,9 @@ MAX_FILENAME = 120
 """Longest file name kept (WhatsApp shows it under a document; longer names are cut, keeping the extension)."""
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Control and reserved characters, and the bidirectional controls that make "fatura\u202efdp.exe" read as a PDF.
-_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*\u200e\u200f\u202a-\u202e\u2066-\u2069]')
+# Control and reserved characters, the invisible direction marks that disguise an extension, and lone
+# surrogates (a name PostgreSQL could not store).
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]')
 _HEAD_BYTES = 64  # what sniff_mime reads of an image, audio or video file
 
 

@@ -7,12 +7,13 @@ Threads of one relay::
     spool           replays events spooled to ``<data_dir>/spool/<i>.jsonl`` while Redis was unreachable
     control         BLPOP ``wb:ctl:{i}`` -> ``transport.control``
     outbound        XREADGROUP ``wb:out:{i}`` (only while connected) -> one lane per contact
-    lane per contact  claim in ``wb:sent:{i}``, typing, send, ``SendAck``, XACK; idle lanes end after a while
+    lane per contact  claim (``connector.claims``), typing, send, ``SendAck``, XACK; idle lanes end after a while
 
-At most once: a command is claimed with ``HSETNX wb:sent:{i} <outbox id> sending`` before it is sent and
+At most once: a command is claimed in the number's claims file (data dir, fsync'd) before it is sent and
 marked ``sent:<wa id>`` after. A claim found as ``sent:...`` is acknowledged again without sending; a claim
 found as ``sending`` was left by a process that died mid-send, so the message may be out: it is reported as
-failed rather than risked twice.
+failed rather than risked twice. The file, not Redis, holds the claims so that a Redis restart between a
+send and the worker storing its ack cannot make the re-published command go out again.
 
 Everything for the workers (messages, acks, receipts, state changes) goes through ``connector.spool``: to
 ``wb:in:{i}`` when Redis answers, else to a local file that is replayed in order once it does, so the
@@ -21,6 +22,7 @@ connector keeps running, and loses nothing, while Redis is down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -33,6 +35,7 @@ import redis
 from pydantic import ValidationError
 
 from connector import contracts
+from connector.claims import Claims
 from connector.contracts import (
     ControlCommand,
     InboundMessage,
@@ -158,15 +161,17 @@ class Relay:
         self.transport_options = transport_options or {}
         self.status_key = contracts.STATUS_HASH.format(instance_id)
         self.out_stream = contracts.OUT_STREAM.format(instance_id)
-        self.sent_key = contracts.SENT_HASH.format(instance_id)
         self.transport: Transport | None = None
         self.spool = Spool(redis_client, instance_id, self.data_dir)
+        self.claims = Claims(redis_client, instance_id, self.data_dir)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._ready = threading.Event()
         self._state_lock = threading.Lock()
         self._last_state: tuple[str, str | None] | None = None
-        # Status fields whose write failed while Redis was down; the next heartbeat writes them again.
+        # The state fields last set, and those whose write failed while Redis was down (the next heartbeat
+        # writes them again).
+        self._status: dict[str, Any] | None = None
         self._unwritten_status: dict[str, Any] | None = None
         # Held across send + SendAck and taken by on_receipt: a receipt never reaches the workers before the
         # ack that tells them which outbox row its WhatsApp id belongs to.
@@ -182,11 +187,7 @@ class Relay:
         self.redis.hdel(self.status_key, "qr", "qr_expires_at", "pair_code", "pair_code_expires_at", "reason")
         self.redis.hset(self.status_key, mapping={"pid": os.getpid(), "heartbeat": now_ms()})
         self.on_state("connecting", "starting")
-        try:
-            self.redis.xgroup_create(self.out_stream, contracts.OUT_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self._create_out_group()
         self.spool.start()
         self.transport = self.transport_class(self.instance_id, self, redis_client=self.redis,
                                               data_dir=self.data_dir, **self.transport_options)
@@ -220,6 +221,13 @@ class Relay:
         """Ask ``run()`` to finish: commands in hand complete, the rest stays pending for the next start."""
         self._stop.set()
 
+    def _create_out_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.out_stream, contracts.OUT_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until ``run()`` has started its threads (tests and benchmarks)."""
         return self._ready.wait(timeout)
@@ -233,6 +241,9 @@ class Relay:
             with self._state_lock:
                 if self._unwritten_status is not None:
                     self._write_status(self._unwritten_status)
+                elif self._status is not None and not self.redis.hexists(self.status_key, "state"):
+                    # Redis restarted empty: the sweep re-publishes only to numbers it sees connected.
+                    self._write_status(self._status)
             if not self.transport.alive():
                 # No heartbeat: the supervisor's liveness check restarts a connection that went quiet.
                 log.warning("instance %s: transport reports no life; heartbeat withheld", self.instance_id)
@@ -267,8 +278,9 @@ class Relay:
                 stale += ["pair_code", "pair_code_expires_at"]
             if state == "logged_out":
                 stale += ["phone", "push_name"]
+            self._status = {"fields": fields, "stale": stale}
             try:
-                self._write_status({"fields": fields, "stale": stale})
+                self._write_status(self._status)
             except redis.RedisError as exc:
                 # The status hash is what the panel shows: keep it and write it again at the next heartbeat.
                 log.warning("instance %s: status not written (%s)", self.instance_id, type(exc).__name__)
@@ -362,6 +374,12 @@ class Relay:
                                               block=1000 if cursor == ">" else None)
             except redis.RedisError as exc:
                 log.warning("instance %s: outbound stream unreadable (%s)", self.instance_id, type(exc).__name__)
+                if "NOGROUP" in str(exc):
+                    # Redis lost the stream and its group (restarted empty): the sweep re-publishes into a
+                    # new stream, read from its start.
+                    cursor = "0"
+                    with contextlib.suppress(redis.RedisError):
+                        self._create_out_group()
                 self._stop.wait(1)
                 continue
             entries = reply[0][1] if reply else []
@@ -419,12 +437,9 @@ class Relay:
 
     def _send_once(self, entry_id: bytes, command: OutboundCommand) -> bool:
         """One attempt; True when the command is settled (sent, failed, or left for the next start)."""
-        outbox = str(command.outbox_id)
-        if not self.redis.hsetnx(self.sent_key, outbox, "sending"):
-            claim = self.redis.hget(self.sent_key, outbox)
-            claim = claim.decode() if isinstance(claim, bytes) else claim
-            if claim is None:
-                return False  # released a moment ago by a failed attempt; claim again
+        outbox = command.outbox_id
+        claim = self.claims.claim(outbox)
+        if claim is not None:
             if claim.startswith("sent:"):
                 self._finish(entry_id, command, wa_id=claim[len("sent:"):])
             else:
@@ -436,22 +451,22 @@ class Relay:
             if self._stop.wait(typing / 1000):
                 # Shutting down before anything went out: give the claim back, the next start sends it.
                 self._set_typing(command.to_phone, False)
-                self.redis.hdel(self.sent_key, outbox)
+                self.claims.release(outbox)
                 return True
         with self._send_lock:
             if not self.pacer.wait(self._stop):
                 # Shutting down while waiting for the number's pace: nothing went out, the next start sends it.
                 if typing:
                     self._set_typing(command.to_phone, False)
-                self.redis.hdel(self.sent_key, outbox)
+                self.claims.release(outbox)
                 return True
             try:
                 wa_id = self.transport.send(command)
             except NotConnectedError:
-                self.redis.hdel(self.sent_key, outbox)
+                self.claims.release(outbox)
                 return False
             except SendError as exc:
-                self.redis.hdel(self.sent_key, outbox)
+                self.claims.release(outbox)
                 self._finish(entry_id, command, error=str(exc))
                 return True
             except SendUncertainError as exc:
@@ -462,7 +477,7 @@ class Relay:
                 if typing:
                     self._set_typing(command.to_phone, False)
             self.pacer.record()
-            self.redis.hset(self.sent_key, outbox, f"sent:{wa_id}")
+            self.claims.sent(outbox, wa_id)
             self._finish(entry_id, command, wa_id=wa_id)
         return True
 
@@ -479,12 +494,22 @@ class Relay:
 
     def _finish(self, entry_id: bytes, command: OutboundCommand, wa_id: str | None = None,
                 error: str | None = None) -> None:
-        """Tell the workers how the command ended, then drop it from our pending list."""
+        """Tell the workers how the command ended, then drop it from our pending list.
+
+        Once the ack is safe (in Redis or the spool) the command is settled: a Redis error after that is only
+        logged, never retried from the claim, which would publish the ack again on every attempt. An entry left
+        pending is settled again by the next start (its claim answers).
+        """
         ack = SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
                       error=error, timestamp_ms=now_ms())
         self.spool.publish(ack)
         if error is None:
-            self.redis.hset(self.status_key, "last_outbound_at", ack.timestamp_ms)
+            with contextlib.suppress(redis.RedisError):  # a display field
+                self.redis.hset(self.status_key, "last_outbound_at", ack.timestamp_ms)
         else:
             log.warning("instance %s: outbox %s failed: %s", self.instance_id, command.outbox_id, error)
-        self._done(entry_id)
+        try:
+            self._done(entry_id)
+        except redis.RedisError as exc:
+            log.warning("instance %s: outbox %s settled but left pending in the stream (%s)", self.instance_id,
+                        command.outbox_id, type(exc).__name__)

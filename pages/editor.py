@@ -40,7 +40,6 @@ import streamlit as st
 from streamlit_flow import StreamlitFlowEdge, StreamlitFlowNode, StreamlitFlowState, streamlit_flow
 
 from engine.core import preview
-from engine.core.definition import validate_definition
 from engine.core.nodes import REGISTRY
 from pages.ui import fields as form_fields
 from pages.ui.feedback import attempt, flash, show_flash
@@ -503,7 +502,7 @@ def main() -> None:
     st.text(st.session_state[k.name])  # typed by a user: literal
     if st.session_state[k.draft] != st.session_state[k.saved]:
         st.caption(t("editor.unsaved"))
-    report = validate_definition(st.session_state[k.draft])
+    report = funnels.validate(actor, st.session_state[k.draft])
     # The canvas takes the page's width; the node's panel goes below it rather than beside it, so it never
     # narrows the drawing.
     _canvas(k, report)

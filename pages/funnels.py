@@ -18,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine.core.definition import MAX_DEFINITION_BYTES, ValidationReport, export_json, validate_definition
+from engine.core.definition import MAX_DEFINITION_BYTES, ValidationReport, export_json
 from engine.core.examples import EXAMPLES
 from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import t, trigger_label
@@ -76,7 +76,7 @@ def _import() -> None:
     name = (st.session_state.get("funnels_import_name") or "").strip() or PurePath(upload.name).stem[:120]
     with attempt(FLASH_KEY):
         funnel_id = funnels.import_funnel(actor, name, upload.getvalue())
-        problems = len(validate_definition(funnels.get_funnel(actor, funnel_id)["draft"]).errors)
+        problems = len(funnels.validate(actor, funnels.get_funnel(actor, funnel_id)["draft"]).errors)
         st.session_state[UPLOAD_NONCE_KEY] = nonce + 1
         st.session_state["funnels_import_name"] = ""
         if problems:
@@ -246,7 +246,7 @@ def _definition(funnel: dict[str, Any], report: ValidationReport) -> None:
 
 def _card(funnel: dict[str, Any]) -> None:
     funnel_id = funnel["id"]
-    report = validate_definition(funnel["draft"])
+    report = funnels.validate(actor, funnel["draft"])
     with st.container(border=True):
         with st.container(horizontal=True, vertical_alignment="center"):
             st.text(funnel["name"])

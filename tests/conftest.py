@@ -18,6 +18,7 @@ import redis as redis_lib
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from connector.claims import CLAIMS_DIR
 from workbench.services import runs, workspace_settings
 from workbench.store import bus, db
 from workbench.store.config import get_settings
@@ -137,7 +138,8 @@ def engine(servers):
 
 @pytest.fixture
 def r(servers) -> redis_lib.Redis:
-    """The product's Redis, flushed before the test."""
+    """The product's Redis, flushed before the test, and the connectors' send claims (outbox ids start again)."""
     client = bus.get_redis()
     client.flushdb()
+    shutil.rmtree(Path(servers["WORKBENCH_DATA_DIR"]) / CLAIMS_DIR, ignore_errors=True)
     return client

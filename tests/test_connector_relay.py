@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from connector import contracts
+from connector.claims import read_claims
 from connector.relay import INTERRUPTED
 from connector.sandbox import SandboxNetwork
 from tests.test_connector_support import (
@@ -26,6 +27,7 @@ from tests.test_connector_support import (
     wait_state,
     wait_until,
 )
+from workbench.store.config import get_settings
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def test_a_command_cut_off_between_claim_and_send_is_failed_and_the_queue_behind
     send_command(r, 1, 1, "interrompida")
     send_command(r, 1, 2, "na fila")  # same contact: waits behind the first, read but not claimed
     wait_until(lambda: network.is_typing(LEAD, BUSINESS), what="the typing indicator of the first command")
-    assert r.hget(contracts.SENT_HASH.format(1), "1") == b"sending"
+    assert read_claims(get_settings().data_dir, 1)[1] == "sending"
     _kill(first)  # after the claim, before the send
 
     processes.connector(1)
@@ -95,7 +97,7 @@ def test_sigterm_stops_cleanly_and_leaves_unsent_commands_for_the_next_start(r, 
     assert proc.wait(DEADLINE_S) == 0
     assert status(r, 1)["state"] == "stopped"
     assert events(r, 1, "state")[-1].reason == "shutdown"
-    assert r.hget(contracts.SENT_HASH.format(1), "1") is None, "nothing went out, so the claim was given back"
+    assert 1 not in read_claims(get_settings().data_dir, 1), "nothing went out, so the claim was given back"
     assert not network.is_typing(LEAD, BUSINESS)
     assert acks(r, 1) == {}
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from engine.core.examples import scheduling_funnel, welcome_funnel
 from engine.worker import jobs
 from engine.worker.inbound import apply_events
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
+from workbench.base.clock import now
 from workbench.services import conversations, funnels, runs, workspace_settings
-from workbench.store import db
+from workbench.store import db, live
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, ContactTag, Conversation, FunnelEvent, FunnelRun, Message, Tag
 
@@ -125,6 +128,47 @@ def test_timeout_branch_fires_and_stale_tokens_do_nothing(engine, r):
     jobs.funnel_timer(run.id, run.wait_token)
     assert bot_texts()[-1].startswith("Sem problemas!")
     assert the_run().status == "completed"
+
+
+def _overdue(run_id: int, minutes: int) -> None:
+    """The run's deadline passed ``minutes`` ago (its timer job came due, or was lost with Redis)."""
+    with session_scope() as s:
+        s.execute(update(FunnelRun).where(FunnelRun.id == run_id).values(
+            wait_deadline=now() - timedelta(minutes=minutes)))
+
+
+def test_timers_of_a_paused_conversation_wait_and_fire_once_the_bot_resumes(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel))
+    say(inst, "vendas")
+    conv_id = conversations.list_conversations(admin)[0]["id"]
+    conversations.pause_bot(admin, conv_id)
+    run = the_run()
+    _overdue(run.id, 5)
+    jobs.funnel_timer(run.id, run.wait_token)  # came due while a human has the conversation: it waits
+    assert len(bot_texts()) == 1 and the_run().status == "waiting"
+    revision = live.revision(r, ws)
+    assert jobs.sweep()["timers_rescheduled"] == 0, "a paused run's timer is not re-queued on every sweep"
+    assert live.revision(r, ws) == revision, "so open inboxes are not made to re-read"
+
+    conversations.resume_bot(admin, conv_id)
+    with session_scope() as s:
+        assert runs.due_timers(s) == [(run.id, run.wait_token, the_run().wait_deadline)]
+    assert jobs.sweep()["timers_rescheduled"] == 1
+    jobs.funnel_timer(run.id, run.wait_token)  # the re-scheduled job
+    assert bot_texts()[-1].startswith("Sem problemas!")
+    assert the_run().status == "completed"
+
+
+def test_overdue_timers_are_rescheduled_longest_overdue_first(engine, r):
+    ws, inst, admin, _ = setup_workspace(("Agendamento", scheduling_funnel))
+    say(inst, "vendas", phone="551101")
+    say(inst, "vendas", phone="551102")
+    with session_scope() as s:
+        first, second = s.scalars(select(FunnelRun.id).order_by(FunnelRun.id)).all()
+    _overdue(first, 1)
+    _overdue(second, 10)
+    with session_scope() as s:
+        assert [run_id for run_id, _, _ in runs.due_timers(s)] == [second, first]
 
 
 def test_timeout_does_not_fire_after_the_reply(engine, r):

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from connector.contracts import OUT_STREAM, STATUS_HASH, now_ms
 from connector.sandbox import QR, SandboxNetwork
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
-from workbench.base.errors import NotFound, PermissionDenied
-from workbench.services import conversations, instances, simulator
+from workbench.base.errors import InvalidInput, NotFound, PermissionDenied
+from workbench.services import conversations, funnels, instances, notifications, runs, simulator
 from workbench.store.db import session_scope
-from workbench.store.models import Contact, Conversation
+from workbench.store.models import Contact, Conversation, Funnel, FunnelRun, FunnelVersion, Instance, Notification
 
 
 def _conversation_of(phone: str) -> int:
@@ -140,3 +140,81 @@ def test_agents_cannot_manage_numbers_or_use_the_simulator(engine, r):
         simulator.business_numbers(agent)
     with pytest.raises(PermissionDenied):
         simulator.send_from_lead(agent, "5511955550002", "5511911112222", text="oi")
+
+
+def _addressing(team_id: int, user_id: int, instance_id: int) -> dict:
+    """A funnel that names a team, a person and a number by id: trigger -> route -> notify -> end."""
+    def node(node_id: str, node_type: str, **data) -> dict:
+        return {"id": node_id, "type": node_type, "position": {"x": 0, "y": 0}, "data": data}
+
+    return {"nodes": [
+        node("inicio", "trigger", kind="first_message", instance_ids=[instance_id]),
+        node("rota", "route", team_id=team_id, agent_id=user_id, pause_bot=False),
+        node("aviso", "notify_human", team_id=team_id, user_id=user_id, message="Novo contato"),
+        node("fim", "end"),
+    ], "edges": [{"id": "e1", "source": "inicio", "target": "rota"}, {"id": "e2", "source": "rota", "target": "aviso"},
+                 {"id": "e3", "source": "aviso", "target": "fim"}]}
+
+
+def test_publish_refuses_teams_people_and_numbers_of_another_workspace(two_workspaces):
+    a, b = two_workspaces["a"], two_workspaces["b"]
+    with session_scope() as s:
+        ws_b = s.get(Instance, two_workspaces["inst_b"]).workspace_id
+    team_b = make_team(ws_b, "Vendas B", b.user_id)
+    fid = funnels.create_funnel(a, "Importado", _addressing(team_b, b.user_id, two_workspaces["inst_b"]))
+    with pytest.raises(InvalidInput) as refused:
+        funnels.publish(a, fid)
+    assert refused.value.key == "error.funnel_invalid" and refused.value.context["count"] == 5
+    report = funnels.validate(a, funnels.get_funnel(a, fid)["draft"])
+    fields = {(p.node_id, p.field, p.code) for p in report.errors}
+    assert fields == {
+        ("inicio", "data.instance_ids", "unknown_reference"), ("rota", "data.team_id", "unknown_reference"),
+        ("rota", "data.agent_id", "unknown_reference"), ("aviso", "data.team_id", "unknown_reference"),
+        ("aviso", "data.user_id", "unknown_reference")}
+    assert {p.message for p in report.by_node()["rota"]} == {
+        f"data.team_id: a equipe {team_b} não existe neste espaço de trabalho",
+        f"data.agent_id: a pessoa {b.user_id} não faz parte deste espaço de trabalho"}
+
+    with session_scope() as s:
+        ws_a = s.get(Instance, two_workspaces["inst_a"]).workspace_id
+    team_a = make_team(ws_a, "Vendas A", a.user_id)
+    funnels.save_draft(a, fid, _addressing(team_a, a.user_id, two_workspaces["inst_a"]))
+    assert funnels.publish(a, fid) == 1, "the workspace's own ids are fine"
+
+
+def test_a_published_funnel_never_routes_or_notifies_into_another_workspace(two_workspaces, caplog):
+    b = two_workspaces["b"]
+    with session_scope() as s:
+        ws_a, ws_b = (s.get(Instance, two_workspaces[k]).workspace_id for k in ("inst_a", "inst_b"))
+    team_b = make_team(ws_b, "Vendas B", b.user_id)
+    with session_scope() as s:  # published before the check existed (or its ids changed hands since)
+        definition = _addressing(team_b, b.user_id, two_workspaces["inst_a"])
+        funnel = Funnel(workspace_id=ws_a, name="Antigo", draft=definition, is_active=True)
+        s.add(funnel)
+        s.flush()
+        version = FunnelVersion(funnel_id=funnel.id, version=1, definition=definition)
+        s.add(version)
+        s.flush()
+        funnel.published_version_id = version.id
+    runs.clear_cache()
+    publish(inbound(two_workspaces["inst_a"], phone="5511900000009"))
+    run_jobs()
+    with session_scope() as s:
+        conv = s.scalars(select(Conversation).join(Contact, Contact.id == Conversation.contact_id)
+                         .where(Contact.phone == "5511900000009")).one()
+        assert (conv.team_id, conv.agent_id) == (None, None)
+        [note] = s.scalars(select(Notification)).all()
+        assert (note.workspace_id, note.team_id, note.user_id) == (ws_a, None, None)
+        assert s.scalars(select(FunnelRun.status)).one() == "completed"
+    assert notifications.list_notifications(b) == []
+    assert "not of workspace" in caplog.text
+
+
+def test_cannot_assign_to_a_team_of_another_workspace(two_workspaces):
+    a, b = two_workspaces["a"], two_workspaces["b"]
+    with session_scope() as s:
+        ws_b = s.get(Instance, two_workspaces["inst_b"]).workspace_id
+    team_b = make_team(ws_b, "Vendas B", b.user_id)
+    with pytest.raises(NotFound):
+        conversations.assign(a, two_workspaces["conv_a"], team_id=team_b)
+    assert conversations.get_conversation(a, two_workspaces["conv_a"])["team_id"] is None

@@ -41,6 +41,7 @@ from neonize.utils import ffmpeg as neonize_ffmpeg
 from neonize.utils.enum import ChatPresence, MediaType, Presence, ReceiptType
 
 from connector import contracts
+from connector.claims import read_claims
 from connector.contracts import ControlCommand, OutboundCommand
 from connector.media import media_path, store_media
 from connector.neonize_transport import NeonizeTransport
@@ -541,7 +542,7 @@ def test_a_send_cut_off_after_its_claim_is_failed_not_sent_twice(r, wa, tmp_path
         wa.on_chat_presence = kill
         send_command(r, 1, 1, "interrompida")
         wait_until(killed.is_set, what="the send to be cut off")
-        wait_until(lambda: r.hget(contracts.SENT_HASH.format(1), "1") == b"sending", what="the claim")
+        wait_until(lambda: read_claims(tmp_path, 1).get(1) == "sending", what="the claim")
     wa.on_chat_presence = None
     assert wa.sent == []
 

@@ -164,6 +164,19 @@ def test_publishing_an_invalid_draft_lists_problems_by_node(engine, r):
     assert [c["id"] for c in funnels.list_funnels(admin)] == [fid]  # the same funnel, not a new one
 
 
+def test_a_team_of_another_workspace_is_listed_as_a_problem_of_its_node(engine, r):
+    admin = make_actor(make_workspace())
+    elsewhere = make_team(make_workspace("Outra"), "Vendas")
+    definition = welcome_funnel()
+    next(n for n in definition["nodes"] if n["id"] == "rota_vendas")["data"] = {"team_id": elsewhere}
+    fid = funnels.create_funnel(admin, "Importado", definition)
+    at = open_page(admin)
+    assert [w.value for w in at.warning] == ["O rascunho tem 1 problema(s) a corrigir antes de publicar:"]
+    at = at.button(key=f"funnels_publish_{fid}").click().run()
+    assert [e.value for e in at.error] == ["O funil tem 1 problema(s) a corrigir antes de publicar."]
+    assert f"Nó rota_vendas:\n  • data.team_id: a equipe {elsewhere} não existe neste espaço de trabalho" in texts(at)
+
+
 def test_delete_asks_for_confirmation(engine, r):
     ws = make_workspace()
     admin = make_actor(ws)

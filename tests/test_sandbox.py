@@ -8,6 +8,7 @@ import pytest
 from rq import Queue
 
 from connector import contracts
+from connector.claims import Claims, read_claims
 from connector.media import media_path, store_media
 from connector.sandbox import SandboxError, SandboxNetwork, SandboxTransport
 from tests.test_connector_support import (
@@ -23,6 +24,7 @@ from tests.test_connector_support import (
     wait_state,
     wait_until,
 )
+from workbench.store.config import get_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -204,7 +206,7 @@ def test_outbound_shows_typing_then_delivers_acks_and_reports_receipts(r, networ
     assert (ack.outbox_id, ack.ok, ack.wa_id) == (7, True, message["id"])
     assert published[1].wa_ids == published[2].wa_ids == [message["id"]]
     assert network.lead_chat(LEAD, BUSINESS)[0]["status"] == "read"
-    assert r.hget(contracts.SENT_HASH.format(1), "7") == f"sent:{message['id']}".encode()
+    assert read_claims(get_settings().data_dir, 1)[7] == f"sent:{message['id']}"
     assert network.mark_read(LEAD, BUSINESS) == [], "already read"
 
 
@@ -243,7 +245,9 @@ def test_a_long_typing_delay_for_one_contact_does_not_hold_up_another(r, network
 
 
 def test_an_already_sent_command_is_acknowledged_again_not_resent(r, network):
-    r.hset(contracts.SENT_HASH.format(1), "5", "sent:3EB0PREVIOUS")
+    claims = Claims(r, 1, get_settings().data_dir)
+    assert claims.claim(5) is None
+    claims.sent(5, "3EB0PREVIOUS")
     with relay_thread(r, 1):
         pair(r, network, 1)
         send_command(r, 1, 5, "de novo")
@@ -263,7 +267,7 @@ def test_a_refused_send_is_acknowledged_as_failed_and_released(r, network, serve
     by_id = acks(r, 1)
     assert not by_id[1][0].ok and "not in the store" in by_id[1][0].error
     assert by_id[2][0].ok
-    assert r.hget(contracts.SENT_HASH.format(1), "1") is None, "nothing went out, so a retry may send it"
+    assert 1 not in read_claims(get_settings().data_dir, 1), "nothing went out, so a retry may send it"
     [message] = network.lead_chat(LEAD, BUSINESS)
     assert (message["type"], message["media"]["sha256"]) == ("image", stored.sha256)
 

@@ -24,11 +24,12 @@ from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import mark_acked
 from workbench.services.runs import Effects
 from workbench.store.models import Contact, Conversation, Instance, Message
-from workbench.store.text import clean_text, preview
+from workbench.store.text import clean_json, clean_text, preview
 
 log = logging.getLogger(__name__)
 
 STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
+PUSH_NAME_CHARS = 255  # the contacts column; a longer WhatsApp profile name is cut
 # Types that change another message rather than say something new: no unread badge, no bot reply.
 SIDE_EFFECT_TYPES = ("reaction", "edit", "revoke")
 
@@ -174,9 +175,10 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
     side_effect = event.type in SIDE_EFFECT_TYPES
     counts = inbound and not side_effect
     text, flags = clean_text(event.text) if event.text is not None else (None, {})
+    push_name = clean_text(event.push_name, limit=PUSH_NAME_CHARS)[0] if event.push_name and inbound else None
     scope = {"workspace_id": instance.workspace_id, "instance_id": instance.id}
     contact_id, new_contact, never_wrote = conn.execute(CONTACT_UPSERT, {
-        **scope, "phone": phone, "jid": event.chat_jid, "push_name": event.push_name if inbound else None,
+        **scope, "phone": phone, "jid": event.chat_jid, "push_name": push_name,
         "inbound_at": when if inbound else None,
     }).one()
     conversation_id, paused = conn.execute(CONVERSATION_UPSERT, {
@@ -194,7 +196,7 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
         data["raw"] = event.raw
     inserted = conn.execute(MESSAGE_INSERT, {
         **scope, "conversation_id": conversation_id, "wa_id": event.wa_id, "direction": "in" if inbound else "out",
-        "type": event.type, "text": text, "data": data, "quoted_id": event.quoted_id,
+        "type": event.type, "text": text, "data": clean_json(data), "quoted_id": event.quoted_id,
         "status": "received" if inbound else "sent", "at": when,
     }).first()
     if inserted is None:
@@ -209,7 +211,7 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
         # a new row, or a contact we had only written to.
         conversation = ConversationRef(
             id=conversation_id, workspace_id=instance.workspace_id, instance_id=instance.id, contact_id=contact_id,
-            phone=phone, jid=event.chat_jid, push_name=event.push_name, known_unpaused=not paused,
+            phone=phone, jid=event.chat_jid, push_name=push_name, known_unpaused=not paused,
             contact_created=new_contact, first_message=new_contact or bool(never_wrote))
         applied.effects.extend(dispatch.on_inbound_message(session, conversation, event, text))
 
@@ -245,10 +247,10 @@ def _apply_receipt(session: Session, instance_id: int, event: Receipt) -> None:
 
 
 def _apply_state(instance: Instance, event: StateChange) -> None:
-    instance.state = event.state
-    instance.state_reason = event.reason
+    instance.state = clean_text(event.state, limit=32)[0]
+    instance.state_reason = clean_text(event.reason)[0] if event.reason is not None else None
     instance.state_at = _ts(event.timestamp_ms)
     if event.phone:
-        instance.phone = phone_digits(event.phone)
+        instance.phone = phone_digits(event.phone)[:32] or instance.phone
     if event.push_name:
-        instance.push_name = event.push_name
+        instance.push_name = clean_text(event.push_name, limit=120)[0]

@@ -24,6 +24,7 @@ from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import ActivityEvent, Contact, ContactTag, Conversation, Tag
+from workbench.store.text import clean_text
 
 MAX_TAG_CHARS = 80
 MAX_NAME_CHARS = 255
@@ -83,7 +84,7 @@ def list_tags(actor: Actor) -> list[dict[str, Any]]:
 
 
 def _tag_name(name: str | None) -> str:
-    name = " ".join((name or "").split())  # the add-tag step stores names the same way
+    name = " ".join(clean_text(name or "")[0].split())  # the add-tag step stores names the same way
     if not 1 <= len(name) <= MAX_TAG_CHARS:
         raise InvalidInput("tag name", key="error.tag_name", max=MAX_TAG_CHARS)
     return name
@@ -121,9 +122,10 @@ def remove_tag(actor: Actor, contact_id: int, name: str) -> None:
     Raises:
         NotFound: no such contact, or its conversation is not visible to the actor.
     """
+    name = clean_text(name or "")[0].strip()
     with session_scope() as session:
         contact, _ = _load(session, actor, contact_id)
-        removed = runs.untag_contact(session, contact.workspace_id, contact.id, (name or "").strip())
+        removed = runs.untag_contact(session, contact.workspace_id, contact.id, name)
         if removed:
             _record(session, actor, contact, "tag_removed", {"tag": name})
     if removed:
@@ -137,7 +139,7 @@ def _fields(custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[
     seen: set[str] = set()
     for position, (key, value) in enumerate(pairs, start=1):
         key = key.strip() if isinstance(key, str) else key
-        value = value.strip() if isinstance(value, str) else value
+        value = clean_text(value)[0].strip() if isinstance(value, str) else value
         if not key and not value:
             continue  # a blank row left in the editor
         if not isinstance(key, str) or not FIELD_KEY.match(key):
@@ -174,7 +176,7 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
         NotFound: no such contact, or its conversation is not visible to the actor.
     """
     if name is not None:
-        name = name.strip()
+        name = clean_text(name)[0].strip()
         if len(name) > MAX_NAME_CHARS:
             raise InvalidInput("name", key="error.contact_name", max=MAX_NAME_CHARS)
     fields = _fields(custom_data) if custom_data is not None else None

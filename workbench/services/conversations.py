@@ -30,10 +30,13 @@ from workbench.store.models import (
     Instance,
     Message,
     Notification,
+    Team,
     TeamMember,
     User,
     WorkspaceMember,
+    is_row_id,
 )
+from workbench.store.text import clean_text
 
 LIST_LIMIT = 200
 
@@ -82,7 +85,7 @@ def list_conversations(actor: Actor, status: str | None = "open", mine: bool = F
     if mine:
         query = query.where(Conversation.agent_id == actor.user_id)
     if search:
-        like = f"%{search.strip()}%"
+        like = f"%{clean_text(search)[0].strip()}%"
         query = query.where(or_(Contact.name.ilike(like), Contact.push_name.ilike(like), Contact.phone.like(like)))
     query = query.order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc()).limit(limit)
     with session_scope() as session:
@@ -191,13 +194,19 @@ def resume_bot(actor: Actor, conversation_id: int) -> None:
 
 
 def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team_id: int | None = None) -> None:
-    """Assign to an agent and/or team. Agents may only take a conversation for themselves."""
+    """Assign to an agent and/or team. Agents may only take a conversation for themselves.
+
+    Raises:
+        NotFound: the conversation, the agent (not a member of the workspace) or the team is not the workspace's.
+    """
     if not actor.is_manager and agent_id not in (None, actor.user_id):
         actor.require("admin", "supervisor")
     with session_scope() as session:
         conv, _ = _load(session, actor, conversation_id)
         if agent_id is not None:
             _check_member(session, actor, agent_id)
+        if team_id is not None:
+            _check_team(session, actor, team_id)
         conv.agent_id = agent_id
         conv.team_id = team_id if team_id is not None else conv.team_id
         conv.assigned_at = now() if agent_id else None
@@ -207,8 +216,14 @@ def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team
 
 
 def _check_member(session: Session, actor: Actor, user_id: int) -> None:
-    if session.get(WorkspaceMember, (actor.workspace_id, user_id)) is None:
+    if not is_row_id(user_id) or session.get(WorkspaceMember, (actor.workspace_id, user_id)) is None:
         raise NotFound("agent", key="error.agent_not_found")
+
+
+def _check_team(session: Session, actor: Actor, team_id: int) -> None:
+    team = session.get(Team, team_id) if is_row_id(team_id) else None
+    if team is None or team.workspace_id != actor.workspace_id:
+        raise NotFound("team", key="error.team_not_found")
 
 
 def set_status(actor: Actor, conversation_id: int, status: str) -> None:

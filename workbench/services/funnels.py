@@ -8,13 +8,24 @@ drafts here never assumes a node is well-formed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.core.definition import ValidationReport, export_json, import_json, validate_definition
+from engine.core.definition import (
+    MAX_NODES,
+    Problem,
+    ValidationReport,
+    canvas_node,
+    export_json,
+    import_json,
+    validate_definition,
+)
 from engine.core.examples import EXAMPLES
+from engine.core.nodes import REGISTRY
 from workbench.base.clock import now
 from workbench.base.errors import Conflict, InvalidInput, NotFound
 from workbench.base.i18n import t
@@ -24,7 +35,18 @@ from workbench.services.conversation_ref import ConversationRef
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
-from workbench.store.models import Contact, Conversation, Funnel, FunnelRun, FunnelVersion
+from workbench.store.models import (
+    Contact,
+    Conversation,
+    Funnel,
+    FunnelRun,
+    FunnelVersion,
+    Instance,
+    Team,
+    WorkspaceMember,
+    is_row_id,
+)
+from workbench.store.text import clean_json, clean_text
 
 EDITORS = ("admin", "supervisor")
 LIVE_STATUSES = runs.LIVE
@@ -40,7 +62,7 @@ def _get(session: Session, actor: Actor, funnel_id: int) -> Funnel:
 
 
 def _name(name: str) -> str:
-    name = (name or "").strip()
+    name = clean_text((name or "").strip())[0]
     if not name or len(name) > 120:
         raise InvalidInput("name", key="error.funnel_name")
     return name
@@ -108,31 +130,108 @@ def get_funnel(actor: Actor, funnel_id: int) -> dict[str, Any]:
 
 
 def create_funnel(actor: Actor, name: str, definition: dict[str, Any] | None = None) -> int:
-    """A new funnel with a draft (empty, or the given definition, stored even if not yet valid)."""
+    """A new funnel with a draft (empty, or the given definition, stored even if not yet valid; cleaned as
+    ``save_draft`` cleans it)."""
     actor.require(*EDITORS)
+    name, definition = _name(name), clean_json(definition or EMPTY)
     with session_scope() as session:
-        funnel = Funnel(workspace_id=actor.workspace_id, name=_name(name), draft=definition or EMPTY,
-                        created_by=actor.user_id)
+        funnel = Funnel(workspace_id=actor.workspace_id, name=name, draft=definition, created_by=actor.user_id)
         session.add(funnel)
         session.flush()
         return funnel.id
 
 
-def save_draft(actor: Actor, funnel_id: int, definition: dict[str, Any]) -> ValidationReport:
-    """Store the draft as it is (a draft may be unfinished) and return its validation report."""
-    actor.require(*EDITORS)
+# Where the ids a node names must belong to the workspace, by the editor's source of their choices (FieldHint).
+# (id column, workspace column) of each source.
+_REFERENCES = {
+    "teams": (Team.id, Team.workspace_id),
+    "people": (WorkspaceMember.user_id, WorkspaceMember.workspace_id),
+    "numbers": (Instance.id, Instance.workspace_id),
+}
+
+
+def _references(definition: Any) -> list[tuple[str, str, str, Any]]:
+    """(node id, field, source, id) for every team, person and number id the definition's nodes name.
+
+    Each node that can name one is read through its schema, as the runtime will read it (so ``"7"`` is 7);
+    a node its schema refuses is skipped, its problems being reported by ``validate_definition``.
+    """
+    found: list[tuple[str, str, str, Any]] = []
+    if not isinstance(definition, Mapping) or not isinstance(definition.get("nodes"), list) \
+            or len(definition["nodes"]) > MAX_NODES:  # refused as a whole by validate_definition
+        return found
+    for raw in definition["nodes"]:
+        node_type = canvas_node(raw).get("type") if isinstance(raw, Mapping) else None
+        spec = REGISTRY.get(node_type) if isinstance(node_type, str) else None
+        hints = spec.hints.items() if spec else ()
+        fields = {name: hint.source for name, hint in hints if hint.source in _REFERENCES}
+        if not fields:
+            continue
+        try:
+            node = spec.schema.model_validate(canvas_node(raw))
+        except ValidationError:
+            continue
+        for name, source in fields.items():
+            value = getattr(node.data, name, None)
+            found += [(node.id, name, source, item) for item in (value if isinstance(value, list) else [value])
+                      if item is not None]
+    return found
+
+
+def _foreign(session: Session, workspace_id: int, references: list[tuple[str, str, str, Any]]) -> list[Problem]:
+    """An ``unknown_reference`` problem for every referenced id that is not the workspace's."""
+    known: dict[str, set[int]] = {}
+    for source, (id_column, workspace_column) in _REFERENCES.items():
+        wanted = {item for _, _, kind, item in references if kind == source and is_row_id(item)}
+        known[source] = set(session.scalars(select(id_column).where(
+            workspace_column == workspace_id, id_column.in_(wanted)))) if wanted else set()
+    return [Problem("unknown_reference", f"data.{name}: " + t(f"definition.unknown_reference.{source}", id=item),
+                    node_id=node_id, field=f"data.{name}")
+            for node_id, name, source, item in references if item not in known[source]]
+
+
+def _check(session: Session | None, workspace_id: int, definition: Any) -> ValidationReport:
+    """``validate_definition``'s report plus the ``unknown_reference`` problems (a session is opened when none is
+    given and the definition names ids at all)."""
     report = validate_definition(definition)
+    references = _references(definition)
+    if not references:
+        return report
+    if session is None:
+        with session_scope() as own:
+            foreign = _foreign(own, workspace_id, references)
+    else:
+        foreign = _foreign(session, workspace_id, references)
+    return ValidationReport((*report.errors, *foreign)) if foreign else report
+
+
+def validate(actor: Actor, definition: Any) -> ValidationReport:
+    """Every problem of a definition, as publishing would find them: ``validate_definition``'s, and the team,
+    person and number ids it names that are not of the actor's workspace (``unknown_reference``)."""
+    return _check(None, actor.workspace_id, definition)
+
+
+def save_draft(actor: Actor, funnel_id: int, definition: dict[str, Any]) -> ValidationReport:
+    """Store the draft as it is (a draft may be unfinished) and return its validation report (``validate``).
+
+    Text PostgreSQL cannot hold is cleaned (``workbench.store.text.clean_json``).
+
+    Raises:
+        InvalidInput: a number no database holds (infinite or NaN), or nesting too deep to store.
+    """
+    actor.require(*EDITORS)
+    definition = clean_json(definition)
     with session_scope() as session:
         _get(session, actor, funnel_id).draft = definition
-    return report
+        return _check(session, actor.workspace_id, definition)
 
 
 def publish(actor: Actor, funnel_id: int) -> int:
-    """Freeze the draft as a new version; refused with every problem listed when the draft is invalid."""
+    """Freeze the draft as a new version; refused with every problem listed (``validate``) when it has any."""
     actor.require(*EDITORS)
     with session_scope() as session:
         funnel = _get(session, actor, funnel_id)
-        report = validate_definition(funnel.draft)
+        report = _check(session, actor.workspace_id, funnel.draft)
         if not report.is_valid:
             raise InvalidInput("invalid funnel", key="error.funnel_invalid", count=len(report.errors))
         number = (session.scalar(select(func.max(FunnelVersion.version)).where(

@@ -17,6 +17,7 @@ from workbench.services.auth import Actor
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import Instance
+from workbench.store.text import clean_text
 
 TRANSPORTS = ("sandbox", "neonize")
 # A connector whose heartbeat is older than this is shown as disconnected whatever it last said.
@@ -70,7 +71,7 @@ def list_instances(actor: Actor) -> list[dict]:
 def create_instance(actor: Actor, name: str, transport: str = "sandbox") -> int:
     """Admins and supervisors add a number; its connector starts and shows a QR code."""
     actor.require("admin", "supervisor")
-    name = name.strip()
+    name = clean_text(name)[0].strip()
     if not name or len(name) > 120:
         raise InvalidInput("name", key="error.instance_name")
     if transport not in TRANSPORTS:

@@ -2,25 +2,27 @@
 
 The outbox row is the durable promise to send; the ``wb:out:{i}`` stream entry is only a wake-up for the
 connector. If Redis loses the entry, ``republish_pending`` puts it back; if an entry is delivered twice,
-the connector's claim (``wb:sent:{i}``) makes sure WhatsApp sees it once.
+the connector's claim (``connector.claims``, kept in its data dir) makes sure WhatsApp sees it once.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, bindparam, func, select, text, update
+from sqlalchemy import Boolean, DateTime, Interval, bindparam, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from connector.contracts import OUT_STREAM, SENT_HASH, STATUS_HASH, MediaRef, OutboundCommand, encode
+from connector.contracts import CLAIM_HORIZONS, OUT_STREAM, STATUS_HASH, MediaRef, OutboundCommand, encode
 from workbench.base.clock import now
+from workbench.base.i18n import t
 from workbench.services.conversation_ref import ConversationRef
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
-from workbench.store.models import Message, Outbox
+from workbench.store.models import Instance, Message, Outbox
 from workbench.store.text import clean_text, preview
 
 # The message, its outbox row and the conversation's last-message fields in one statement (one round trip per
@@ -100,32 +102,52 @@ def _command_of(row: Outbox) -> OutboundCommand:
     return OutboundCommand.model_validate({**row.command, "outbox_id": row.id, "instance_id": row.instance_id})
 
 
+REPUBLISH_BATCH = 1000
+"""Rows re-published per sweep at most (oldest first); the next sweep takes the rest."""
+
+# The outbox rows of removed numbers, and their messages, are failed: no connector will ever send them.
+_FAIL_REMOVED = text("""
+WITH failed AS (
+    UPDATE outbox SET status = 'failed', error = :error, done_at = :at
+    WHERE status = 'pending' AND instance_id IN (SELECT id FROM instances WHERE desired_state = 'removed')
+    RETURNING message_id
+)
+UPDATE messages SET status = 'failed', error = :error, status_at = :at
+WHERE id IN (SELECT message_id FROM failed) AND status = 'pending'
+""").bindparams(bindparam("at", type_=DateTime(timezone=True)))
+
+
 def republish_pending(session: Session, redis_client=None, older_than_s: int | None = None) -> int:
     """Re-publish unsent outbox rows of connected numbers (after a Redis loss or a lost entry).
 
     Rows of numbers that are not connected wait in their stream; each re-publish doubles the wait before
-    the next one, so a long outage does not flood the stream. Returns how many were re-published.
+    the next one, so a long outage does not flood the stream. Both filters are in the query, so rows that
+    must wait never take the places of rows that may go. Rows of removed numbers are failed first.
+    Returns how many were re-published.
     """
     client = redis_client or get_redis()
-    base = older_than_s if older_than_s is not None else get_settings().outbox_republish_after_s
+    base = timedelta(seconds=older_than_s if older_than_s is not None else get_settings().outbox_republish_after_s)
+    when = now()
+    session.execute(_FAIL_REMOVED, {"error": t("outbox.number_removed"), "at": when})
+    numbers = session.scalars(select(Instance.id).where(Instance.desired_state != "removed")).all()
+    pipe = client.pipeline(transaction=False)
+    for instance_id in numbers:
+        pipe.hget(STATUS_HASH.format(instance_id), "state")
+    connected = [i for i, state in zip(numbers, pipe.execute(), strict=True) if state == b"connected"]
+    if not connected:
+        return 0
+    wait = literal(base, Interval) * func.power(2, func.least(Outbox.publish_count, 8))
     rows = session.scalars(
-        select(Outbox).where(Outbox.status == "pending", Outbox.created_at < now() - timedelta(seconds=base))
-        .order_by(Outbox.id).limit(1000)
+        select(Outbox).where(
+            Outbox.status == "pending", Outbox.instance_id.in_(connected), Outbox.created_at < when - base,
+            or_(Outbox.published_at.is_(None), Outbox.published_at < literal(when, DateTime(timezone=True)) - wait),
+        ).order_by(Outbox.id).limit(REPUBLISH_BATCH)
     ).all()
-    due: list[Outbox] = []
-    connected: dict[int, bool] = {}
+    publish([_command_of(row) for row in rows], client)
     for row in rows:
-        if row.instance_id not in connected:
-            state = client.hget(STATUS_HASH.format(row.instance_id), "state")
-            connected[row.instance_id] = state == b"connected"
-        wait = timedelta(seconds=base * 2 ** min(row.publish_count, 8))
-        if connected[row.instance_id] and (row.published_at is None or row.published_at < now() - wait):
-            due.append(row)
-    publish([_command_of(row) for row in due], client)
-    for row in due:
         row.publish_count += 1
-        row.published_at = now()
-    return len(due)
+        row.published_at = when
+    return len(rows)
 
 
 _ACK_OUTBOX = update(Outbox).where(
@@ -151,27 +173,20 @@ def mark_acked(session: Session, instance_id: int, outbox_id: int, ok: bool, wa_
                                 "b_error": error, "at": at})
 
 
-CLAIMS_KEPT = timedelta(days=1)
-_PRUNED_UNTIL = "wb:sent-pruned-until"
-
-
 def prune_claims(session: Session, redis_client=None) -> int:
-    """Forget the connector's send claims of commands finished more than a day ago.
+    """Tell each number's connector which of its send claims it may forget (``connector.claims``).
 
-    A finished row is never re-published, so after a day no copy of its command can still be waiting in a
-    stream; the claim has done its job. A watermark keeps each sweep to the rows finished since the last one.
+    Per number: the lowest outbox id still pending (None: nothing is) and when that was seen. The connector
+    forgets a claim below it once the claim is old enough. Returns how many numbers were told.
     """
-    client = redis_client or get_redis()
-    raw = client.get(_PRUNED_UNTIL)
-    since = datetime.fromisoformat(raw.decode()) if raw else now() - CLAIMS_KEPT * 30
-    until = now() - CLAIMS_KEPT
-    if until <= since:
-        return 0
-    rows = session.execute(select(Outbox.id, Outbox.instance_id).where(
-        Outbox.status != "pending", Outbox.done_at > since, Outbox.done_at <= until)).all()
-    pipe = client.pipeline(transaction=False)
-    for outbox_id, instance_id in rows:
-        pipe.hdel(SENT_HASH.format(instance_id), str(outbox_id))
-    pipe.set(_PRUNED_UNTIL, until.isoformat())
+    at_ms = int(now().timestamp() * 1000)  # before the query: every row committed before it is seen
+    lowest = dict(session.execute(select(Outbox.instance_id, func.min(Outbox.id)).where(
+        Outbox.status == "pending").group_by(Outbox.instance_id)).all())
+    numbers = session.scalars(select(Instance.id).where(Instance.desired_state != "removed")).all()
+    horizons = {str(i): json.dumps({"below": lowest.get(i), "at": at_ms}) for i in numbers}
+    pipe = (redis_client or get_redis()).pipeline()
+    pipe.delete(CLAIM_HORIZONS)
+    if horizons:
+        pipe.hset(CLAIM_HORIZONS, mapping=horizons)
     pipe.execute()
-    return len(rows)
+    return len(horizons)

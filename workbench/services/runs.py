@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -63,7 +63,10 @@ from workbench.store.models import (
     Tag,
     Team,
     Workspace,
+    WorkspaceMember,
+    is_row_id,
 )
+from workbench.store.text import clean_json, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +213,7 @@ def on_timer(session: Session, run_id: int, token: str) -> Effects:
         return Effects()  # the run moved on (a reply arrived, it was stopped, or a newer timer exists)
     conversation = _conversation(session, run.conversation_id)
     if _bot_paused(session, conversation):
-        return Effects()  # timers wait while a human has the conversation; resuming re-schedules them
+        return Effects()  # timers wait while a human has the conversation; after resuming, the sweep re-schedules
     version = session.get(FunnelVersion, run.version_id)
     funnel = session.get(Funnel, run.funnel_id)
     defn = load_definition(version.definition)
@@ -219,11 +222,21 @@ def on_timer(session: Session, run_id: int, token: str) -> Effects:
 
 
 def due_timers(session: Session, older_than_s: int = 30) -> list[tuple[int, str, datetime]]:
-    """Waiting runs whose deadline passed a while ago (their timer job was lost): re-schedule them."""
-    rows = session.execute(select(FunnelRun.id, FunnelRun.wait_token, FunnelRun.wait_deadline).where(
-        FunnelRun.status == "waiting", FunnelRun.wait_deadline < now() - timedelta(seconds=older_than_s),
-    ).limit(1000)).all()
-    return [(run_id, token, when) for run_id, token, when in rows if token]
+    """Waiting runs whose deadline passed a while ago (their timer job was lost): re-schedule them, longest
+    overdue first.
+
+    Runs of conversations whose bot is paused are left out: their timer job came due and waits for the bot
+    (``on_timer``); once it is resumed they are due here again and fire. Re-queuing them meanwhile would only
+    wake every open inbox on each sweep.
+    """
+    rows = session.execute(
+        select(FunnelRun.id, FunnelRun.wait_token, FunnelRun.wait_deadline)
+        .join(Conversation, Conversation.id == FunnelRun.conversation_id)
+        .where(FunnelRun.status == "waiting", FunnelRun.wait_token.is_not(None),
+               FunnelRun.wait_deadline < now() - timedelta(seconds=older_than_s),
+               or_(Conversation.bot_paused.is_(False), Conversation.bot_paused_until <= now()))
+        .order_by(FunnelRun.wait_deadline).limit(1000)).all()
+    return [(run_id, token, when) for run_id, token, when in rows]
 
 
 def stop_run(session: Session, run_id: int, reason: str) -> None:
@@ -425,7 +438,7 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
                                    data={**data, "poll": poll}, poll=(action.question, poll["options"]))
         return command if action.typing else command.model_copy(update={"typing": False})
     if isinstance(action, SendMedia):
-        media = session.get(Media, action.media_id)
+        media = session.get(Media, action.media_id) if is_row_id(action.media_id) else None
         if media is None or media.workspace_id != run.workspace_id:
             log.warning("run %s: media %s not found; skipped", run.id, action.media_id)
             return None
@@ -438,21 +451,23 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
     elif isinstance(action, SetContactField):
         contact = session.get(Contact, run.contact_id)
         if action.field == "name":
-            contact.name = str(action.value)[:255]
+            contact.name = clean_text(str(action.value), limit=255)[0]
         else:
             contact.custom_data = {**(contact.custom_data or {}), action.field.removeprefix("custom_data."):
-                                   action.value}
+                                   clean_json(action.value)}
     elif isinstance(action, Notify):
-        session.add(Notification(workspace_id=run.workspace_id, user_id=action.user_id,
-                                 team_id=action.team_id or _team_id(session, run.workspace_id, action.team_name),
-                                 conversation_id=conversation.id, body=action.text))
+        session.add(Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
+                                 team_id=_own_team(session, run, action.team_id)
+                                 or _team_id(session, run.workspace_id, action.team_name),
+                                 conversation_id=conversation.id, body=clean_text(action.text)[0]))
     elif isinstance(action, Route):
         values: dict[str, Any] = {}
-        team_id = action.team_id or _team_id(session, run.workspace_id, action.team_name)
+        team_id = _own_team(session, run, action.team_id) or _team_id(session, run.workspace_id, action.team_name)
         if team_id:
             values["team_id"] = team_id
-        if action.agent_id:
-            values.update(agent_id=action.agent_id, assigned_at=now())
+        agent_id = _own_person(session, run, action.agent_id)
+        if agent_id:
+            values.update(agent_id=agent_id, assigned_at=now())
         if action.pause_bot:
             until = now() + timedelta(minutes=action.pause_minutes) if action.pause_minutes else None
             values.update(bot_paused=True, bot_paused_reason="route", bot_paused_until=until, bot_paused_by=None)
@@ -472,7 +487,7 @@ def _workspace_timezone(session: Session, workspace_id: int) -> str:
 
 def _tag(session: Session, workspace_id: int, name: str) -> tuple[int, str]:
     """(id, stored name) of the workspace's tag called ``name`` in any case, created on first use."""
-    name = name[:80]
+    name = clean_text(name, limit=80)[0]
     found = session.execute(select(Tag.id, Tag.name).where(
         Tag.workspace_id == workspace_id, func.lower(Tag.name) == func.lower(name)).order_by(Tag.id).limit(1)).first()
     if found is not None:
@@ -483,6 +498,28 @@ def _tag(session: Session, workspace_id: int, name: str) -> tuple[int, str]:
         tag_id, name = session.execute(select(Tag.id, Tag.name).where(
             Tag.workspace_id == workspace_id, func.lower(Tag.name) == func.lower(name))).one()
     return tag_id, name
+
+
+def _own_team(session: Session, run: FunnelRun, team_id: int | None) -> int | None:
+    """``team_id`` when it is a team of the run's workspace, else None (logged): a definition imported from
+    another workspace, or published before publishing checked it, may name someone else's team."""
+    if team_id is None:
+        return None
+    if is_row_id(team_id) and session.scalar(select(Team.id).where(
+            Team.id == team_id, Team.workspace_id == run.workspace_id)) is not None:
+        return team_id
+    log.warning("run %s: team %s is not of workspace %s; ignored", run.id, team_id, run.workspace_id)
+    return None
+
+
+def _own_person(session: Session, run: FunnelRun, user_id: int | None) -> int | None:
+    """``user_id`` when that user is a member of the run's workspace, else None (logged; see ``_own_team``)."""
+    if user_id is None:
+        return None
+    if is_row_id(user_id) and session.get(WorkspaceMember, (run.workspace_id, user_id)) is not None:
+        return user_id
+    log.warning("run %s: user %s is not of workspace %s; ignored", run.id, user_id, run.workspace_id)
+    return None
 
 
 def _team_id(session: Session, workspace_id: int, name: str | None) -> int | None:

@@ -21,6 +21,7 @@ from workbench.base.i18n import t
 from workbench.services.auth import Actor
 from workbench.store.db import session_scope
 from workbench.store.models import Setting
+from workbench.store.text import clean_json
 
 
 class DefaultReply(BaseModel):
@@ -67,7 +68,7 @@ def save_setting(actor: Actor, key: str, value: BaseModel | dict) -> BaseModel:
     """Admins and supervisors change a setting; the value is validated before it is stored."""
     actor.require("admin", "supervisor")
     try:
-        model = SCHEMAS[key].model_validate(value if isinstance(value, dict) else value.model_dump())
+        model = SCHEMAS[key].model_validate(clean_json(value if isinstance(value, dict) else value.model_dump()))
     except ValidationError as exc:
         raise _invalid(exc) from exc
     _check_rules(key, model)

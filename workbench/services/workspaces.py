@@ -16,6 +16,7 @@ from workbench.services.funnels import install_examples
 from workbench.services.workspace_settings import DefaultReply
 from workbench.store.db import session_scope
 from workbench.store.models import Setting, Team, TeamMember, User, Workspace, WorkspaceMember
+from workbench.store.text import clean_text
 
 DEMO_ADMIN_EMAIL = "admin@demo.local"
 DEMO_TEAMS = ("Vendas", "Suporte")
@@ -86,6 +87,7 @@ def add_member(actor: Actor, email: str, name: str, role: str, password: str | N
     """
     actor.require("admin")
     password = password or generate_password()
+    email, name = clean_text(email)[0], clean_text(name)[0]
     normalized = email.strip().lower()
     try:
         with session_scope() as session:

@@ -48,6 +48,16 @@ OUTBOX_STATUSES = ("pending", "sent", "failed")
 RUN_STATUSES = ("active", "waiting", "paused", "completed", "failed", "stopped")
 
 
+MAX_ID = 2**63 - 1
+"""The largest id a row can have (ids are BIGINT)."""
+
+
+def is_row_id(value: Any) -> bool:
+    """Whether ``value`` can be a row's id: a positive BIGINT. Ids from imported definitions or forms are checked
+    with this before a lookup, so a string or a 400-digit number is "not found" rather than a database error."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 

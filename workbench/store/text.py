@@ -1,26 +1,74 @@
 """Untrusted text: what may be stored and how it is shortened for lists.
 
-Message text is stored verbatim (emoji, right-to-left marks, Markdown and HTML included). Only two
-things change it, and both are flagged in the message's ``data``: NUL characters, which PostgreSQL text
-cannot hold, and text past ``max_text_chars``.
+Text from contacts, users and imported files is stored verbatim (emoji, right-to-left marks, Markdown and HTML
+included). Only what PostgreSQL cannot hold changes it, at the edge where it enters (``clean_text`` for one
+text, ``clean_json`` for a whole JSON value): NUL characters and lone UTF-16 surrogates (an unpaired
+``\\ud800`` escape in JSON) become U+FFFD, and text past the limit is cut. A message's ``data`` flags each
+change. Numbers jsonb cannot hold (infinite, NaN) are refused.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from typing import Any
+
+from workbench.base.errors import InvalidInput
 from workbench.store.config import get_settings
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 
-def clean_text(text: str) -> tuple[str, dict[str, bool]]:
-    """Return text that PostgreSQL can store, and flags describing any change made."""
+
+def clean_text(text: str, limit: int | None = None) -> tuple[str, dict[str, bool]]:
+    """Return text that PostgreSQL can store, and flags describing any change made.
+
+    Args:
+        text: the untrusted text.
+        limit: the most characters kept (default ``max_text_chars``); fields with a smaller column pass theirs,
+            or check the length themselves afterwards to refuse rather than cut.
+
+    Returns:
+        The text, and ``{"nul_replaced", "surrogates_replaced", "truncated": True}`` for what was changed.
+    """
     flags: dict[str, bool] = {}
     if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
+        text = text.replace("\x00", REPLACEMENT)
         flags["nul_replaced"] = True
-    limit = get_settings().max_text_chars
+    if not text.isascii() and _SURROGATES.search(text):
+        text = _SURROGATES.sub(REPLACEMENT, text)
+        flags["surrogates_replaced"] = True
+    limit = get_settings().max_text_chars if limit is None else limit
     if len(text) > limit:
         text = text[:limit]
         flags["truncated"] = True
     return text, flags
+
+
+def clean_json(value: Any) -> Any:
+    """A JSON value (from a file, a form or a connector) that jsonb can store: every string, keys included,
+    through ``clean_text``.
+
+    Raises:
+        InvalidInput: a number jsonb cannot hold (infinite or NaN: ``error.value_number``), or nesting too deep
+            to walk (``error.value_depth``).
+    """
+    try:
+        return _clean(value)
+    except RecursionError:
+        raise InvalidInput("nested too deep", key="error.value_depth") from None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)[0]
+    if isinstance(value, dict):
+        return {(clean_text(k)[0] if isinstance(k, str) else k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"number {value}", key="error.value_number")
+    return value
 
 
 def preview(text: str | None, length: int = 120) -> str | None:

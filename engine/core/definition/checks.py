@@ -33,8 +33,10 @@ PROBLEM_CODES = {code: t(f"definition.problem.{code}") for code in (
     "invalid_definition", "too_large", "invalid_node", "duplicate_node_id", "unknown_node_type",
     "node_type_unavailable", "missing_field", "invalid_field", "template_error", "invalid_regex", "invalid_edge",
     "duplicate_edge_id", "dangling_edge", "duplicate_edge", "invalid_edge_label", "edge_into_trigger",
-    "missing_output", "no_start", "multiple_starts", "unreachable_node", "loop_without_wait")}
-"""Every ``Problem.code`` with a short pt-BR description (for docs and filters)."""
+    "missing_output", "no_start", "multiple_starts", "unreachable_node", "loop_without_wait", "unknown_reference")}
+"""Every ``Problem.code`` with a short pt-BR description (for docs and filters). ``unknown_reference`` (a team,
+person or number id that is not the workspace's) needs the database: ``workbench.services.funnels.validate``
+adds it."""
 
 _CODE_BY_ERROR_TYPE = {"missing": "missing_field", "template_syntax": "template_error",
                        "regex_invalid": "invalid_regex"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,15 +27,33 @@ def export_json(defn: FunnelDefinition | Mapping[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
+MAX_INT_DIGITS = 15
+"""Longest integer accepted in an imported file: any id or setting fits, and the browser's canvas (JavaScript
+numbers) keeps it exact."""
+
+
 def _no_constants(name: str) -> Any:
     raise DefinitionImportError(t("definition.import.constant", name=name))
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:  # checked before int(): 5,000 digits would raise, and cost
+        raise DefinitionImportError(t("definition.import.number", number=f"{text[:20]}…"))
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as infinity, which no database column holds
+        raise DefinitionImportError(t("definition.import.number", number=text[:20]))
+    return value
 
 
 def import_json(text: str | bytes) -> dict[str, Any]:
     """Read an exported definition; raises ``DefinitionImportError`` (pt-BR message) when it cannot.
 
-    Only the reading is checked here (size, JSON syntax, the ``{nodes, edges}`` shape); run
-    ``validate_definition`` on the result before saving it.
+    Only the reading is checked here (size, JSON syntax, numbers a database can hold, the ``{nodes, edges}``
+    shape); run ``validate_definition`` on the result before saving it.
     """
     size = len(text.encode("utf-8") if isinstance(text, str) else text)
     if size > MAX_DEFINITION_BYTES:
@@ -48,7 +67,7 @@ def import_json(text: str | bytes) -> dict[str, Any]:
     if not text.strip():
         raise DefinitionImportError(t("definition.import.empty"))
     try:
-        data = json.loads(text, parse_constant=_no_constants)
+        data = json.loads(text, parse_constant=_no_constants, parse_int=_bounded_int, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise DefinitionImportError(t("definition.import.syntax", line=exc.lineno, column=exc.colno,
                                       reason=exc.msg)) from None
