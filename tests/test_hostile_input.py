@@ -9,8 +9,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from connector.contracts import IN_STREAM, wake_inbound_drain
-from engine.worker.jobs import ATTEMPTS_HASH, FAILED_STREAM
+from connector.contracts import IN_ATTEMPTS_HASH, IN_FAILED_STREAM, IN_STREAM, wake_inbound_drain
 from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
 from tests.test_media_library import PNG
 from workbench.base.errors import InvalidInput
@@ -134,7 +133,7 @@ def test_contact_events_with_hostile_text_are_stored_cleaned(inbox, r):
                  media={"sha256": "0" * 64, "mime": "application/pdf", "size": 1, "filename": NUL + ".pdf"},
                  type="document")
     run_jobs()
-    assert r.xlen(FAILED_STREAM.format(inst)) == 0
+    assert r.xlen(IN_FAILED_STREAM.format(inst)) == 0
     with session_scope() as s:
         contact = s.scalars(select(Contact).where(Contact.phone == "5511999990002")).one()
         assert contact.push_name == (CLEANED + "x" * 400)[:255]
@@ -157,9 +156,9 @@ def test_contact_events_that_cannot_be_stored_are_set_aside_at_once(inbox, r, ch
     _publish_raw(r, inst, **changes)
     publish(inbound(inst, phone="5511999990003", text="depois"))
     run_jobs()
-    [(_, fields)] = r.xrange(FAILED_STREAM.format(inst))
-    assert fields[b"reason"].startswith(b"malformed event")  # on its first try, not after five
-    assert r.hlen(ATTEMPTS_HASH.format(inst)) == 0
+    [(_, fields)] = r.xrange(IN_FAILED_STREAM.format(inst))
+    assert fields[b"code"] == b"malformed"  # on its first try, not after five
+    assert r.hlen(IN_ATTEMPTS_HASH.format(inst)) == 0
     with session_scope() as s:
         assert s.scalar(select(Message.text).order_by(Message.id.desc())) == "depois"
 
@@ -176,7 +175,7 @@ def test_notification_texts_are_cleaned(inbox, r):
     runs.clear_cache()
     _publish_raw(r, inst, push_name=NUL)
     run_jobs()
-    assert r.xlen(FAILED_STREAM.format(inst)) == 0
+    assert r.xlen(IN_FAILED_STREAM.format(inst)) == 0
     with session_scope() as s:
         assert s.scalar(select(Notification.body)) == "Novo: " + CLEANED
         assert s.scalar(select(Contact.push_name).where(Contact.phone == "5511999990002")) == CLEANED
