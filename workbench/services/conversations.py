@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from workbench.base.clock import now
@@ -38,25 +38,32 @@ from workbench.store.models import (
 LIST_LIMIT = 200
 
 
-def visible(actor: Actor, query: Select, of: type[Conversation] | type[Notification] = Conversation) -> Select:
-    """Restrict a query over conversations, or over notifications, to what the actor may see.
+def can_see(actor: Actor, of: type[Conversation] | type[Notification] = Conversation) -> ColumnElement[bool]:
+    """The condition that a conversation, or a notification, is one the actor may see.
 
     One rule for both (module docstring: visibility); a notification's user plays the conversation's agent.
+    A condition rather than a filter where a query must keep rows it may not open (a join's ``ON``).
+    """
+    owner = of.agent_id if of is Conversation else of.user_id
+    same_workspace = of.workspace_id == actor.workspace_id
+    if actor.is_manager:
+        return same_workspace
+    my_teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
+    return and_(same_workspace, or_(
+        owner == actor.user_id,
+        and_(owner.is_(None), or_(of.team_id.is_(None), of.team_id.in_(my_teams))),
+    ))
+
+
+def visible(actor: Actor, query: Select, of: type[Conversation] | type[Notification] = Conversation) -> Select:
+    """Restrict a query over conversations, or over notifications, to what the actor may see (``can_see``).
 
     Args:
         actor: who is looking.
         query: a select over ``of`` (joins to other tables are fine).
         of: ``Conversation`` or ``Notification``.
     """
-    owner = of.agent_id if of is Conversation else of.user_id
-    query = query.where(of.workspace_id == actor.workspace_id)
-    if actor.is_manager:
-        return query
-    my_teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
-    return query.where(or_(
-        owner == actor.user_id,
-        and_(owner.is_(None), or_(of.team_id.is_(None), of.team_id.in_(my_teams))),
-    ))
+    return query.where(can_see(actor, of))
 
 
 def _load(session: Session, actor: Actor, conversation_id: int) -> tuple[Conversation, Contact]:
