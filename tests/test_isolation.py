@@ -140,3 +140,16 @@ def test_agents_cannot_manage_numbers_or_use_the_simulator(engine, r):
         simulator.business_numbers(agent)
     with pytest.raises(PermissionDenied):
         simulator.send_from_lead(agent, "5511955550002", "5511911112222", text="oi")
+
+
+def test_agents_do_not_get_qr_or_pairing_codes(engine, r):
+    """Whoever sees a QR or pairing code can link the number to their own phone: managers only."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    codes = {"qr": "2@secret-qr", "qr_expires_at": "1", "pair_code": "ABCD-EFGH", "pair_code_expires_at": "1"}
+    r.hset(STATUS_HASH.format(inst), mapping={"state": "awaiting_qr", "heartbeat": now_ms(), **codes})
+    [seen] = instances.list_instances(make_actor(ws, "agent"))
+    assert seen["status"]["state"] == "awaiting_qr" and not set(codes) & set(seen["status"])
+    for role in ("admin", "supervisor"):
+        [managed] = instances.list_instances(make_actor(ws, role))
+        assert {key: managed["status"][key] for key in codes} == codes

@@ -316,3 +316,15 @@ def test_agents_see_numbers_without_controls(engine, r):
     assert not at.expander  # no "Adicionar número"
     assert not [b for b in at.button if b.key and b.key.startswith("conn_")]
     assert "Desconectado" in badges(at)[0] and inst
+
+
+def test_agents_see_no_qr_code_nor_pairing_code(engine, r):
+    ws = make_workspace()
+    inst = real_number(ws)
+    r.hset(STATUS_HASH.format(inst), mapping={"state": "awaiting_qr", "qr": "2@qr", "pair_code": "ABCD-EFGH",
+                                              "heartbeat": now_ms()})
+    at = open_page(make_actor(ws, role="agent"))
+    assert not at.exception
+    assert badges(at) == [":orange-badge[Aguardando leitura do QR]"]
+    assert not at.get("image") and not at.metric
+    assert "ABCD-EFGH" not in [t.value for t in at.text]
