@@ -1,7 +1,8 @@
 """Funnels: drafts, validation, publishing, activation, import/export and the runs of a contact.
 
 A funnel has one editable draft; publishing validates it and freezes it as a new version; a run keeps the
-version it started with. Marketers (admins and supervisors) edit; anyone in the workspace may read. A draft
+version it started with. Funnels are the marketers' work (admins and supervisors): only they read and edit them;
+agents start active funnels by name (``startable_funnels``) and see their contacts' runs. A draft
 may be anything an import produced (only its outer ``{nodes, edges}`` shape is guaranteed), so code reading
 drafts here never assumes a node is well-formed.
 """
@@ -54,6 +55,7 @@ def list_funnels(actor: Actor) -> list[dict[str, Any]]:
     run counts ``entered`` (every run ever started), ``completed`` and ``waiting`` (runs still live: waiting
     for a reply or a delay, or paused).
     """
+    actor.require(*EDITORS)
     with session_scope() as session:
         funnels = session.scalars(select(Funnel).where(Funnel.workspace_id == actor.workspace_id)
                                   .order_by(Funnel.priority.desc(), Funnel.name)).all()
@@ -100,6 +102,7 @@ def _has_changes(session: Session, funnel: Funnel) -> bool:
 
 def get_funnel(actor: Actor, funnel_id: int) -> dict[str, Any]:
     """One funnel with its draft (for the editor)."""
+    actor.require(*EDITORS)
     with session_scope() as session:
         funnel = _get(session, actor, funnel_id)
         return {"id": funnel.id, "name": funnel.name, "description": funnel.description,
@@ -191,6 +194,7 @@ def delete_funnel(actor: Actor, funnel_id: int) -> None:
 
 def export_funnel(actor: Actor, funnel_id: int) -> str:
     """The draft as JSON, to download."""
+    actor.require(*EDITORS)
     with session_scope() as session:
         return export_json(_get(session, actor, funnel_id).draft)
 
