@@ -25,6 +25,7 @@ from workbench.base.errors import NotFound
 from workbench.base.i18n import format_clock, format_moment, format_when, status_label, t, type_placeholder
 from workbench.services import contacts, conversations, funnels
 from workbench.store.config import get_settings
+from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_NAME_CHARS
 
 actor = st.session_state["auth_actor"]
 
@@ -384,7 +385,7 @@ def _fields_section(profile: dict[str, Any]) -> None:
                           "value": pd.Series(list(fields.values()), dtype="string")})
     columns = {"key": st.column_config.TextColumn(t("inbox.fields.key"), help=t("inbox.fields.key_help")),
                "value": st.column_config.TextColumn(t("inbox.fields.value"), help=t("inbox.fields.value_help"),
-                                                    max_chars=contacts.MAX_FIELD_CHARS)}
+                                                    max_chars=MAX_CONTACT_FIELD_CHARS)}
     if fields:
         st.dataframe(table, hide_index=True, column_config=columns)  # literal cells
     else:
@@ -393,7 +394,7 @@ def _fields_section(profile: dict[str, Any]) -> None:
     # revisions (new messages) keep what the agent is typing.
     version = hash((profile["id"], profile["name"], tuple(sorted(fields.items()))))
     with st.expander(t("inbox.contact.edit"), icon=":material/edit:"), st.form("inbox_contact_form", border=False):
-        name = st.text_input(t("inbox.name"), value=profile["name"] or "", max_chars=contacts.MAX_NAME_CHARS,
+        name = st.text_input(t("inbox.name"), value=profile["name"] or "", max_chars=MAX_CONTACT_NAME_CHARS,
                              key=f"inbox_contact_name_{version}")
         edited = st.data_editor(table, hide_index=True, column_config=columns, num_rows="dynamic",
                                 key=f"inbox_contact_fields_{version}")

@@ -9,7 +9,6 @@ in the same transaction; what they send is published after commit.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,14 +23,14 @@ from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import ActivityEvent, Contact, ContactTag, Conversation, Tag
+from workbench.store.text import (
+    CONTACT_FIELD_KEY,
+    MAX_CONTACT_FIELD_CHARS,
+    MAX_CONTACT_FIELDS,
+    MAX_CONTACT_NAME_CHARS,
+)
 
 MAX_TAG_CHARS = 80
-MAX_NAME_CHARS = 255
-MAX_FIELDS = 50
-MAX_FIELD_CHARS = 1_000
-"""Longest custom field value: a note or an address, not a document."""
-# The same rule as the set-field step's contact.custom_data.X targets (engine/nodes/base.py).
-FIELD_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 def _load(session: Session, actor: Actor, contact_id: int, lock: bool = False) -> tuple[Contact, Conversation]:
@@ -140,19 +139,19 @@ def _fields(custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[
         value = value.strip() if isinstance(value, str) else value
         if not key and not value:
             continue  # a blank row left in the editor
-        if not isinstance(key, str) or not FIELD_KEY.match(key):
+        if not isinstance(key, str) or not CONTACT_FIELD_KEY.match(key):
             raise InvalidInput("field key", key="error.field_key", n=position)
         if key in seen:
             raise InvalidInput("field key", key="error.field_duplicate", n=position)
         seen.add(key)
         if value is not None and not isinstance(value, str):
             raise InvalidInput("field value", key="error.field_value_text", n=position)
-        if value and len(value) > MAX_FIELD_CHARS:
-            raise InvalidInput("field value", key="error.field_value_long", n=position, max=MAX_FIELD_CHARS)
+        if value and len(value) > MAX_CONTACT_FIELD_CHARS:
+            raise InvalidInput("field value", key="error.field_value_long", n=position, max=MAX_CONTACT_FIELD_CHARS)
         if value:
             fields[key] = value
-    if len(fields) > MAX_FIELDS:
-        raise InvalidInput("fields", key="error.field_count", max=MAX_FIELDS)
+    if len(fields) > MAX_CONTACT_FIELDS:
+        raise InvalidInput("fields", key="error.field_count", max=MAX_CONTACT_FIELDS)
     return fields
 
 
@@ -165,7 +164,7 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
         custom_data: the complete set of fields, ``{key: text}`` or ``(key, text)`` pairs in the order the user
             typed them (so a repeated key is reported rather than silently merged). Keys start with a letter and
             hold letters, digits and ``_`` (at most 64), so ``{{contact.custom_data.KEY}}`` reaches them; values
-            are text of at most ``MAX_FIELD_CHARS`` characters; an empty value removes the field, and a row with
+            are text of at most ``MAX_CONTACT_FIELD_CHARS`` characters; an empty value removes the field, and a row with
             neither key nor value is skipped.
 
     Raises:
@@ -175,8 +174,8 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
     """
     if name is not None:
         name = name.strip()
-        if len(name) > MAX_NAME_CHARS:
-            raise InvalidInput("name", key="error.contact_name", max=MAX_NAME_CHARS)
+        if len(name) > MAX_CONTACT_NAME_CHARS:
+            raise InvalidInput("name", key="error.contact_name", max=MAX_CONTACT_NAME_CHARS)
     fields = _fields(custom_data) if custom_data is not None else None
     with session_scope() as session:
         contact, _ = _load(session, actor, contact_id)
