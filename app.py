@@ -25,7 +25,7 @@ from workbench.services import auth, workspaces
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.db import get_engine
-from workbench.store.outages import UNAVAILABLE
+from workbench.store.outages import DRAWING_ERRORS
 
 # Session keys of the gate; pages read the actor from ACTOR_KEY.
 ACTOR_KEY = "auth_actor"
@@ -153,7 +153,7 @@ def main() -> None:
     navigated: list[bool] = []
     try:
         _main(navigated)
-    except UNAVAILABLE as exc:
+    except DRAWING_ERRORS as exc:
         if navigated:
             unavailable_notice(exc, retry_key="unavailable_retry")  # inside the page that failed
         else:

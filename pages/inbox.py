@@ -74,7 +74,7 @@ def _load() -> dict[str, Any]:
         except NotFound:
             # reassigned to someone else, or gone: close the chat instead of failing the page
             st.session_state.pop(SELECTED_KEY, None)
-            flash(FLASH_KEY, "warning", t("inbox.gone"))
+            st.warning(t("inbox.gone"))
             selected, conversation, messages = None, None, []
     # Read the revision after our own mark_read, so our change does not trigger one more reload.
     revision = conversations.revision(actor)
@@ -423,8 +423,8 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
 @live_fragment(run_every=2)
 def _inbox() -> None:
     """The live part of the page (see the module docstring for when it re-reads)."""
+    show_flash(FLASH_KEY)  # before reading: what an action said shows even when the read meets a server down
     data = _load()
-    show_flash(FLASH_KEY)
     selected = st.session_state.get(SELECTED_KEY)
     list_col, chat_col, contact_col = st.columns([1.3, 2.2, 0.85], gap="medium")
     with list_col:

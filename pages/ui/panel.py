@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from workbench.base.i18n import t
-from workbench.store.outages import UNAVAILABLE
+from workbench.store.outages import DRAWING_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def live_fragment(run_every: float) -> Callable[[Callable[..., None]], Callable[
         def body(*args: Any, **kwargs: Any) -> None:
             try:
                 func(*args, **kwargs)
-            except UNAVAILABLE as exc:
+            except DRAWING_ERRORS as exc:
                 unavailable_notice(exc)
 
         return st.fragment(run_every=run_every)(body)

@@ -931,6 +931,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.unavailable": "O servidor de dados não está respondendo agora. Nada do que já foi salvo se perdeu; "
                              "tente de novo em alguns segundos.",
         "error.retry": "Tentar de novo",
+        "error.after_commit": "Salvo. O servidor de mensagens não respondeu agora: o envio e as atualizações seguem "
+                              "sozinhos quando ele voltar. Não repita a ação.",
         "error.timezone": "Escolha um fuso horário da lista.",
         "error.agent_not_found": "Atendente não encontrado neste espaço de trabalho.",
         "error.empty_message": "Escreva alguma coisa antes de enviar.",

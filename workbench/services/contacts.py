@@ -4,7 +4,8 @@ Any role edits the contacts whose conversation it sees under the inbox rules (``
 other contacts, including other workspaces', are reported as not found. Custom field keys are what funnel
 templates reach as ``{{contact.custom_data.KEY}}``, so they follow the funnel's own rule for field names.
 Putting a tag on a contact fires the funnels' "Tag adicionada" triggers (``workbench.services.runs.on_tag_added``)
-in the same transaction; what they send is published after commit.
+in the same transaction; what they send is published after commit (``workbench.store.outages.after_commit``:
+with Redis out of reach then, the change is saved and ``AfterCommit`` says so).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import ActivityEvent, Contact, ContactTag, Conversation, Tag
+from workbench.store.outages import after_commit
 from workbench.store.text import (
     CONTACT_FIELD_KEY,
     MAX_CONTACT_FIELD_CHARS,
@@ -98,6 +100,7 @@ def add_tag(actor: Actor, contact_id: int, name: str) -> str:
     Raises:
         InvalidInput: the name is empty or longer than ``MAX_TAG_CHARS`` after trimming.
         NotFound: no such contact, or its conversation is not visible to the actor.
+        AfterCommit: the tag (and any funnel it started) is saved; what the funnel sends waits for Redis.
     """
     name = _tag_name(name)
     with session_scope() as session:
@@ -108,9 +111,10 @@ def add_tag(actor: Actor, contact_id: int, name: str) -> str:
             _record(session, actor, contact, "tag_added", {"tag": stored})
             effects = runs.on_tag_added(session, ConversationRef.of(conv, contact), stored)
     if added:
-        client = get_redis()
-        runs.publish_effects(client, effects)
-        live.touch(client, [actor.workspace_id])
+        with after_commit():
+            client = get_redis()
+            runs.publish_effects(client, effects)
+            live.touch(client, [actor.workspace_id])
     return stored
 
 
@@ -126,7 +130,8 @@ def remove_tag(actor: Actor, contact_id: int, name: str) -> None:
         if removed:
             _record(session, actor, contact, "tag_removed", {"tag": name})
     if removed:
-        live.touch(get_redis(), [actor.workspace_id])
+        with after_commit():
+            live.touch(get_redis(), [actor.workspace_id])
 
 
 def _fields(custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, str]:
@@ -189,4 +194,5 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
         if changed:
             _record(session, actor, contact, "contact_updated", {"changed": changed})
     if changed:
-        live.touch(get_redis(), [actor.workspace_id])
+        with after_commit():
+            live.touch(get_redis(), [actor.workspace_id])

@@ -4,6 +4,10 @@ Visibility (``visible``, the one rule for conversations and notifications): admi
 everything of their workspace; agents see what is unassigned, their own, and what is their teams' (assigned
 to a team of theirs and to no agent). A conversation outside that set is reported as not found, so ids of
 other workspaces reveal nothing.
+
+Every change commits first, then publishes (the reply to its number's stream, the live revision) inside
+``workbench.store.outages.after_commit``: Redis out of reach at that point raises ``AfterCommit`` — the change
+is saved and what it publishes follows when Redis answers, so the page must not invite a second try.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from workbench.store.models import (
     User,
     WorkspaceMember,
 )
+from workbench.store.outages import after_commit
 
 LIST_LIMIT = 200
 
@@ -138,7 +143,8 @@ def mark_read(actor: Actor, conversation_id: int) -> None:
             workspace_id = conv.workspace_id
         else:
             return
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = True) -> int:
@@ -146,6 +152,9 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
 
     Replying pauses the bot for this conversation (so a funnel does not talk over the agent) unless
     ``pause_bot`` is False.
+
+    Raises:
+        AfterCommit: the reply is stored and queued, but Redis did not take it; the sweep re-publishes it.
     """
     if not text or not text.strip():
         raise InvalidInput("empty message", key="error.empty_message")
@@ -160,8 +169,9 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
         if conv.status == "closed":
             conv.status, conv.closed_at = "open", None
         workspace_id = conv.workspace_id
-    outbox.publish([command])
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        outbox.publish([command])
+        live.touch(get_redis(), [workspace_id])
     return message_id
 
 
@@ -184,7 +194,8 @@ def pause_bot(actor: Actor, conversation_id: int, until: datetime | None = None)
         conv, _ = _load(session, actor, conversation_id)
         _pause(session, actor, conv, "agent", until)
         workspace_id = conv.workspace_id
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def resume_bot(actor: Actor, conversation_id: int) -> None:
@@ -194,7 +205,8 @@ def resume_bot(actor: Actor, conversation_id: int) -> None:
         conv.bot_paused, conv.bot_paused_by, conv.bot_paused_reason, conv.bot_paused_until = False, None, None, None
         _record(session, actor, conv, "bot_resumed", {})
         workspace_id = conv.workspace_id
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team_id: int | None = None) -> None:
@@ -210,7 +222,8 @@ def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team
         conv.assigned_at = now() if agent_id else None
         _record(session, actor, conv, "assigned", {"agent_id": agent_id, "team_id": team_id})
         workspace_id = conv.workspace_id
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def _check_member(session: Session, actor: Actor, user_id: int) -> None:
@@ -228,7 +241,8 @@ def set_status(actor: Actor, conversation_id: int, status: str) -> None:
         conv.closed_at = now() if status == "closed" else None
         _record(session, actor, conv, f"status_{status}", {})
         workspace_id = conv.workspace_id
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def revision(actor: Actor) -> int:

@@ -26,6 +26,7 @@ from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, Conversation, Funnel, FunnelRun, FunnelVersion
+from workbench.store.outages import after_commit
 
 EDITORS = ("admin", "supervisor")
 LIVE_STATUSES = runs.LIVE
@@ -293,7 +294,8 @@ def stop_contact_run(actor: Actor, run_id: int) -> None:
             raise Conflict("run ended", key="error.run_not_live")
         runs.stop_run(session, run_id, f"stopped by {actor.email}")
     # After commit, like every other change: open inboxes re-read and show the run as stopped.
-    live.touch(get_redis(), [actor.workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [actor.workspace_id])
 
 
 def startable_funnels(actor: Actor) -> list[dict[str, Any]]:
@@ -309,6 +311,9 @@ def start_for_conversation(actor: Actor, conversation_id: int, funnel_id: int) -
     """Start a funnel by hand for a conversation ("Iniciar funil" in the inbox); the live run is replaced.
 
     Starting a funnel hands the conversation back to the bot, so a pause is lifted first.
+
+    Raises:
+        AfterCommit: the run is saved and started; what it sends waits for Redis (the sweep re-publishes it).
     """
     conversations.get_conversation(actor, conversation_id)  # visibility rules of the inbox
     with session_scope() as session:
@@ -321,6 +326,7 @@ def start_for_conversation(actor: Actor, conversation_id: int, funnel_id: int) -
         target = ConversationRef.of(conv, session.get(Contact, conv.contact_id))
         runs.clear_cache()  # the funnel may have been activated a moment ago in this process
         effects = runs.start_manual(session, target, funnel_id)
-    client = get_redis()
-    runs.publish_effects(client, effects)
-    live.touch(client, [actor.workspace_id])
+    with after_commit():
+        client = get_redis()
+        runs.publish_effects(client, effects)
+        live.touch(client, [actor.workspace_id])

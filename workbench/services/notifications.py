@@ -23,6 +23,7 @@ from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, Conversation, Notification, Team
+from workbench.store.outages import after_commit
 
 LIST_LIMIT = 30
 
@@ -69,7 +70,8 @@ def mark_read(actor: Actor, notification_id: int) -> int | None:
             raise NotFound("notification", key="error.notification_not_found")
         session.execute(update(Notification).where(Notification.id == notification_id,
                                                    Notification.read_at.is_(None)).values(read_at=now()))
-    live.touch(get_redis(), [actor.workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [actor.workspace_id])
     return row.conversation_id
 
 
@@ -80,5 +82,6 @@ def mark_all_read(actor: Actor) -> int:
         changed = session.execute(update(Notification).where(Notification.id.in_(ids))
                                   .values(read_at=now())).rowcount
     if changed:
-        live.touch(get_redis(), [actor.workspace_id])
+        with after_commit():
+            live.touch(get_redis(), [actor.workspace_id])
     return changed
