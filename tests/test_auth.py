@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy import event as sa_event
 
 from tests.factories import PASSWORD, make_actor, make_workspace
 from workbench.base import clock
 from workbench.base.errors import AuthError, InvalidInput, LoginThrottled
-from workbench.base.i18n import error_text
+from workbench.base.i18n import error_text, format_duration
 from workbench.services import auth
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
-from workbench.store.models import AuthSession, LoginThrottle, User
+from workbench.store.models import AuthSession, LoginThrottle, User, WorkspaceMember
 
 
 def _user(email: str) -> User:
@@ -83,7 +85,8 @@ def test_throttle_after_max_failures_doubles(engine):
     with pytest.raises(LoginThrottled) as throttled:
         auth.login(actor.email, PASSWORD)
     assert 0 < throttled.value.retry_after_s <= settings.login_lockout_s + 1
-    assert "Aguarde" in error_text(throttled.value) and "min" in error_text(throttled.value)
+    wait = format_duration(throttled.value.retry_after_s)  # counted from the failed attempt: about a minute
+    assert error_text(throttled.value) == f"Muitas tentativas sem sucesso. Aguarde {wait} e tente de novo."
 
     # The wait ends; one more failure makes the next wait twice as long.
     _unblock()
@@ -218,6 +221,28 @@ def test_resume_and_logout(engine):
     assert auth.resume(token) is None
     auth.logout(token)  # idempotent
     auth.logout(None)
+
+
+def test_resume_reads_the_current_role_and_membership_in_one_query(engine):
+    """Re-checked on every interaction: the actor is rebuilt as it stands now, cheaply."""
+    actor = make_actor(make_workspace(), role="admin")
+    _, token = auth.login(actor.email, PASSWORD)
+    with session_scope() as s:
+        s.execute(update(WorkspaceMember).where(WorkspaceMember.user_id == actor.user_id).values(role="agent"))
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *rest) -> None:
+        statements.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert auth.resume(token) == replace(actor, role="agent")
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 1, statements
+    with session_scope() as s:
+        s.execute(delete(WorkspaceMember).where(WorkspaceMember.user_id == actor.user_id))
+    assert auth.resume(token) is None
 
 
 def test_expired_login_does_not_resume_and_resume_slides_expiry(engine):

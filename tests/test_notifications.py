@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
-from tests.test_pages_app import new_app
+from tests.test_pages_app import signed_in_app
 from workbench.base.errors import NotFound
 from workbench.services import conversations, funnels, notifications, runs
 from workbench.store.db import session_scope
@@ -87,8 +87,7 @@ def test_mark_all_read_covers_only_what_the_actor_sees(team_setup):
 
 def test_the_bell_lists_literally_and_opens_the_conversation(team_setup):
     seller = team_setup["seller"]
-    at = new_app()
-    at.session_state["auth_actor"] = seller
+    at = signed_in_app(seller)
     at = at.run()
     assert not at.exception
     assert f"Maria pediu ajuda: {HOSTILE}" in [el.value for el in at.sidebar.text], "verbatim, as plain text"

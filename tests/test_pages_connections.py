@@ -9,14 +9,13 @@ from streamlit.testing.v1 import AppTest
 
 from connector.contracts import CONTROL_LIST, INSTANCES_HASH, STATUS_HASH, now_ms
 from tests.factories import make_actor, make_instance, make_workspace
-from tests.test_pages_app import new_app
+from tests.test_pages_app import signed_in_app
 from workbench.base.i18n import DISPLAY_TZ, reason_label
 from workbench.services import instances
 
 
 def open_page(actor) -> AppTest:
-    at = new_app()
-    at.session_state["auth_actor"] = actor  # logged in (the login itself is tested in test_pages_app)
+    at = signed_in_app(actor)  # logged in (the login itself is tested in test_pages_app)
     at.run()
     return at.switch_page("pages/connections.py").run()
 

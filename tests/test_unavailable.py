@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from engine.core.examples import welcome_funnel
-from tests.factories import inbox_with_one_conversation, make_actor
-from tests.test_pages_app import login, new_app
+from tests.factories import PASSWORD, inbox_with_one_conversation, make_actor, make_workspace
+from tests.test_pages_app import browser_cookies, login, new_app, scripts
 from tests.test_pages_inbox import open_conversation, open_inbox
 from workbench.base.errors import AfterCommit
 from workbench.base.i18n import t
-from workbench.services import contacts, conversations, funnels
+from workbench.services import auth, contacts, conversations, funnels
 from workbench.store import bus, db
 from workbench.store.config import get_settings
 from workbench.store.models import FunnelRun, Message, Outbox
@@ -143,3 +143,19 @@ def test_actions_that_commit_before_redis_report_saved(engine, r, outage):
         assert s.query(FunnelRun).count() == 1
     assert conversations.get_conversation(agent, conv_id)["bot_paused"]
     assert contacts.contact_profile(agent, contact_id)["tags"] == ["vip"]
+
+
+def test_a_login_kept_in_the_cookie_survives_a_database_blip(engine, r, outage):
+    """A refresh while PostgreSQL is restarting shows the notice and keeps the login for the retry."""
+    actor = make_actor(make_workspace())
+    _, token = auth.login(actor.email, PASSWORD)
+    outage.cut("DATABASE_URL")
+    with browser_cookies({"wb_session": token}):
+        at = new_app().run()
+        assert not at.exception and _notice(at)
+        assert scripts(at) == [], "the cookie is neither cleared nor rewritten"
+        outage.restore()
+        at = at.button(key="unavailable_retry").click().run()
+    assert not at.exception and not _notice(at)
+    assert at.session_state["auth_actor"] == actor
+    assert [t.value for t in at.title] == ["Caixa de entrada"]

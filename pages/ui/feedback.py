@@ -17,15 +17,16 @@ Every message here is catalog text; nothing a user typed is rendered through it.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Literal
 
 import streamlit as st
 
+from pages.ui.gate import recheck
 from workbench.base.errors import AfterCommit
 from workbench.base.i18n import error_text
-from workbench.store.outages import PAGE_ERRORS
+from workbench.store.outages import PAGE_ERRORS, UNAVAILABLE
 
 Kind = Literal["success", "info", "warning", "error"]
 
@@ -71,6 +72,10 @@ def attempt(key: str | None = None, success: str | None = None, *, scope: Hashab
         The ``Outcome``, complete once the block has ended.
     """
     outcome = Outcome()
+    # A callback runs before app.py's gate: make sure the login behind this action still stands (else the whole
+    # app reruns from here). With PostgreSQL out of reach the block meets the outage itself and says so.
+    with suppress(*UNAVAILABLE):
+        recheck()
     try:
         yield outcome
     except AfterCommit as exc:  # it went through: no error, but the rest of the block did not run

@@ -2,7 +2,8 @@
 
 A page's actions report an outage like any refusal (``pages/ui/feedback.py``); ``app.py`` catches an outage
 during a page's run; live parts (fragments) rerun on their own, outside ``app.py``, so they use
-``live_fragment``, which shows the notice in place and tries again at the next tick.
+``live_fragment``, which re-checks the login first (``pages/ui/gate.py``), shows the notice in place and tries
+again at the next tick.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import streamlit as st
 
+from pages.ui.gate import recheck
 from workbench.base.i18n import t
 from workbench.store.outages import DRAWING_ERRORS
 
@@ -35,6 +37,7 @@ def live_fragment(run_every: float) -> Callable[[Callable[..., None]], Callable[
         @functools.wraps(func)
         def body(*args: Any, **kwargs: Any) -> None:
             try:
+                recheck()  # a tick runs without app.py's gate: a login that ended reruns the whole app
                 func(*args, **kwargs)
             except DRAWING_ERRORS as exc:
                 unavailable_notice(exc)

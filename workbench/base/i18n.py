@@ -79,6 +79,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "login.password": "Senha",
         "login.submit": "Entrar",
         "login.missing": "Informe o e-mail e a senha.",
+        "login.session_ended": "Sua sessão terminou (saída em outra aba, tempo esgotado ou acesso alterado). "
+                               "Entre de novo.",
         # -- connection states (connector/contracts.py STATES) ---------------------------------------------
         "state.connected": "Conectado",
         "state.awaiting_qr": "Aguardando leitura do QR",

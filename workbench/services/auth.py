@@ -42,6 +42,8 @@ FAILURES_FORGOTTEN_AFTER = timedelta(days=1)
 """An e-mail and address with no attempt for this long start again from zero (and their row is deleted)."""
 MAX_DOUBLINGS = 10
 """The longest wait is ``login_lockout_s`` times 2**10 (about 17 hours with the default minute)."""
+SLIDE_EVERY = timedelta(minutes=1)
+"""A login in use moves its expiry forward at most this often (``resume`` runs on every interaction)."""
 
 
 @dataclass(frozen=True)
@@ -188,23 +190,33 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 def resume(token: str | None) -> Actor | None:
-    """The actor of a live login token (a browser refresh), or None. Slides the expiry forward."""
+    """The actor of a live login token as it stands now, or None when the login ended.
+
+    The panel calls it on every interaction (``app.py``), so it is one indexed query: a login revoked (logged
+    out in another tab), expired, of a deactivated account or of someone no longer in the workspace ends at
+    once, and a changed role or name shows at once. Each use slides the expiry forward, writing at most once
+    every ``SLIDE_EVERY``.
+    """
     if not token:
         return None
-    settings = get_settings()
+    at = now()
     with session_scope() as session:
-        row = session.scalars(select(AuthSession).where(AuthSession.token_hash == _token_hash(token))).first()
-        if row is None or row.revoked_at is not None or row.expires_at <= now():
+        row = session.execute(
+            select(AuthSession.id, AuthSession.expires_at, User.id, User.name, User.email,
+                   WorkspaceMember.workspace_id, WorkspaceMember.role)
+            .join(User, User.id == AuthSession.user_id)
+            .join(WorkspaceMember, (WorkspaceMember.user_id == AuthSession.user_id)
+                  & (WorkspaceMember.workspace_id == AuthSession.workspace_id))
+            .where(AuthSession.token_hash == _token_hash(token), AuthSession.revoked_at.is_(None),
+                   AuthSession.expires_at > at, User.is_active.is_(True))
+        ).first()
+        if row is None:
             return None
-        user = session.get(User, row.user_id)
-        if user is None or not user.is_active:
-            return None
-        try:
-            actor = _actor_for(session, user, row.workspace_id)
-        except AuthError:
-            return None
-        row.expires_at = now() + timedelta(hours=settings.session_ttl_h)
-    return actor
+        session_id, expires_at, user_id, name, email, workspace_id, role = row
+        slid = at + timedelta(hours=get_settings().session_ttl_h)
+        if expires_at < slid - SLIDE_EVERY:
+            session.execute(update(AuthSession).where(AuthSession.id == session_id).values(expires_at=slid))
+    return Actor(user_id, workspace_id, role, name, email)
 
 
 def logout(token: str | None) -> None:
