@@ -28,8 +28,9 @@ def new_app() -> AppTest:
 
 
 def signed_in_app(actor: auth.Actor) -> AppTest:
-    """A fresh browser session already signed in as ``actor`` (made by the factories, with their password)."""
-    _, token = auth.login(actor.email, PASSWORD)
+    """A fresh browser session already signed in as ``actor`` (the login form itself is tested here)."""
+    with session_scope() as s:
+        token = auth.open_session(s, actor)
     at = new_app()
     at.session_state["auth_actor"] = actor
     at.session_state["auth_token"] = token

@@ -125,7 +125,6 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
     retry_after_s = _count_attempt(key)
     if retry_after_s:
         raise LoginThrottled(retry_after_s)
-    settings = get_settings()
     with session_scope() as session:
         user = session.scalars(select(User).where(User.email == email)).first()
         known = user is not None and user.is_active
@@ -137,10 +136,16 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
         user.last_login_at = now()
         session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
         actor = _actor_for(session, user)
-        token = secrets.token_urlsafe(32)
-        session.add(AuthSession(token_hash=_token_hash(token), user_id=user.id, workspace_id=actor.workspace_id,
-                                expires_at=now() + timedelta(hours=settings.session_ttl_h)))
+        token = open_session(session, actor)
     return actor, token
+
+
+def open_session(session: Session, actor: Actor) -> str:
+    """Open a login for ``actor`` (no password check: ``login`` and tests call it); returns its token."""
+    token = secrets.token_urlsafe(32)
+    session.add(AuthSession(token_hash=_token_hash(token), user_id=actor.user_id, workspace_id=actor.workspace_id,
+                            expires_at=now() + timedelta(hours=get_settings().session_ttl_h)))
+    return token
 
 
 def _throttle_key(email: str, address: str | None) -> str:
