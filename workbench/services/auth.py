@@ -3,10 +3,10 @@
 Passwords are hashed with Argon2id (memory-hard). A login returns an opaque token; the browser keeps it
 and we store only its SHA-256, so a leaked database does not leak live sessions.
 
-Failed logins are throttled per e-mail and client address (``LoginThrottle``): after
-``login_max_failures`` attempts without success, further attempts of that e-mail from that address wait a time
-that doubles with each one (a wait turns no password check into a success). Every attempt is counted before
-the password is checked, under the row's lock, so racing attempts cannot exceed the count; a success clears it.
+Failed logins are throttled per e-mail and client address (``LoginThrottle``): after ``login_max_failures``
+attempts without success, further attempts of that e-mail from that address wait a time that doubles with each
+one (while waiting, no password is checked: even the right one is refused). Every attempt is counted before the
+password is checked, under the row's lock, so racing attempts cannot exceed the count; a success clears it.
 Someone guessing a known e-mail therefore slows down only their own address: the right password from another
 address still works. Unknown e-mails are counted, checked (against a dummy hash) and refused exactly like known
 ones, so neither the messages nor the timing tell which accounts exist.
@@ -126,11 +126,14 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
     if retry_after_s:
         raise LoginThrottled(retry_after_s)
     with session_scope() as session:
-        user = session.scalars(select(User).where(User.email == email)).first()
-        known = user is not None and user.is_active
-        # Unknown and inactive accounts cost one verification too, so timing does not tell them apart.
-        if not _verify(user.password_hash if known else _DUMMY_HASH, password) or not known:
-            raise AuthError("bad credentials", key="error.bad_credentials")
+        found = session.execute(select(User.id, User.password_hash).where(User.email == email,
+                                                                          User.is_active.is_(True))).first()
+    # Checked with no database connection held (a check may wait for a slot). Unknown and inactive accounts cost
+    # one check too, so timing does not tell them apart.
+    if not _verify(found.password_hash if found else _DUMMY_HASH, password) or found is None:
+        raise AuthError("bad credentials", key="error.bad_credentials")
+    with session_scope() as session:
+        user = session.get(User, found.id)
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
         user.last_login_at = now()
