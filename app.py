@@ -6,7 +6,8 @@ and every rule lives in ``workbench/``.
 
 A login survives a browser refresh: the login token goes into a cookie (set from the browser, because
 Streamlit cannot set response headers), and a new session reads it from ``st.context.cookies`` and resumes
-the login with ``auth.resume``. Only the token's hash is stored server-side; logging out revokes it.
+the login with ``auth.resume``. Only the token's hash is stored server-side; logging out revokes it. Every run
+re-reads the actor from the token (``pages/ui/gate.py``), so a login that ended elsewhere ends here too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from pages.ui.bell import bell
+from pages.ui.feedback import flash, show_flash
+from pages.ui.gate import ACTOR_KEY, TOKEN_KEY
 from pages.ui.panel import unavailable_notice
 from workbench.base import i18n
 from workbench.base.errors import AuthError
@@ -25,12 +28,11 @@ from workbench.services import auth, workspaces
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.db import get_engine
-from workbench.store.outages import UNAVAILABLE
+from workbench.store.outages import DRAWING_ERRORS
 
-# Session keys of the gate; pages read the actor from ACTOR_KEY.
-ACTOR_KEY = "auth_actor"
-TOKEN_KEY = "auth_token"
+# Session keys of the gate (the actor and its token: pages/ui/gate.py).
 RESUME_TRIED_KEY = "auth_resume_tried"
+LOGIN_FLASH_KEY = "auth_flash"
 COOKIE_ACTION_KEY = "auth_cookie_action"
 COOKIE_NAME = "wb_session"
 DISPLAY_ZONE_KEY = "display_zone"  # the workspace's time zone, read once per session (Configurações updates it)
@@ -68,16 +70,47 @@ def _write_cookie(token: str | None) -> None:
     st.html(f"<script>document.cookie = {json.dumps(value)};</script>", unsafe_allow_javascript=True)
 
 
-def _resume_from_cookie() -> None:
-    """On a session's first run, pick up the login of a previous session (a refresh or a new tab)."""
-    if ACTOR_KEY in st.session_state or st.session_state.get(RESUME_TRIED_KEY):
+def _client_address() -> str | None:
+    """The browser's address as the panel's server saw it (None on this machine).
+
+    Behind a reverse proxy the server takes it from ``X-Forwarded-For`` only when the proxy's own address is
+    trusted (uvicorn's ``FORWARDED_ALLOW_IPS``, default this machine), so a browser cannot choose it.
+    """
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else None
+
+
+def _check_login() -> None:
+    """Who is signed in, re-read from the login token on every run (``auth.resume``).
+
+    A browser session's first run picks up the login of an earlier one from the cookie (a refresh, a new tab).
+    Later runs re-check the session's token: a logout in another tab, an expired login or a deactivated account
+    sends the user back to the form with a notice, and a changed role takes effect at once. PostgreSQL out of
+    reach raises here: ``main`` shows the outage notice and nothing is forgotten (neither the session nor the
+    cookie), so the next run simply checks again.
+    """
+    signed_in = ACTOR_KEY in st.session_state
+    if not signed_in and st.session_state.get(RESUME_TRIED_KEY):
         return
-    st.session_state[RESUME_TRIED_KEY] = True
-    token = _cookie_token()
+    token = st.session_state.get(TOKEN_KEY) if signed_in else _cookie_token()
     actor = auth.resume(token)
     if actor is not None:
         st.session_state[ACTOR_KEY] = actor
         st.session_state[TOKEN_KEY] = token
+    elif signed_in:
+        # The cookie is left alone: another tab may have stored a newer login in it.
+        _forget_login()
+    elif token:
+        st.session_state[COOKIE_ACTION_KEY] = "clear"  # the cookie this browser sent holds a dead login
+    st.session_state[RESUME_TRIED_KEY] = True
+    if actor is None and token:
+        flash(LOGIN_FLASH_KEY, "warning", t("login.session_ended"))
+
+
+def _forget_login() -> None:
+    """Drop everything this browser session kept (the next run shows the login form)."""
+    for key in list(st.session_state):
+        del st.session_state[key]
 
 
 def _login_page() -> None:
@@ -86,6 +119,7 @@ def _login_page() -> None:
     with middle:
         st.title(t("login.title"))
         st.caption(t("login.subtitle"))
+        show_flash(LOGIN_FLASH_KEY)
         with st.form("auth_login_form"):
             email = st.text_input(t("login.email"), key="auth_email", autocomplete="username")
             password = st.text_input(t("login.password"), type="password", key="auth_password",
@@ -97,7 +131,7 @@ def _login_page() -> None:
             st.error(t("login.missing"))
             return
         try:
-            actor, token = auth.login(email, password)
+            actor, token = auth.login(email, password, _client_address())
         except AuthError as exc:
             st.error(error_text(exc))
             return
@@ -111,8 +145,7 @@ def _login_page() -> None:
 def _logout() -> None:
     """Revoke the token and forget the session; the next run clears the browser's cookie."""
     auth.logout(st.session_state.get(TOKEN_KEY))
-    for key in list(st.session_state):
-        del st.session_state[key]
+    _forget_login()
     # Keep the resume from running again with the (now revoked) cookie of this session's first request.
     st.session_state[RESUME_TRIED_KEY] = True
     st.session_state[COOKIE_ACTION_KEY] = "clear"
@@ -153,7 +186,7 @@ def main() -> None:
     navigated: list[bool] = []
     try:
         _main(navigated)
-    except UNAVAILABLE as exc:
+    except DRAWING_ERRORS as exc:
         if navigated:
             unavailable_notice(exc, retry_key="unavailable_retry")  # inside the page that failed
         else:
@@ -169,7 +202,7 @@ def _main(navigated: list[bool]) -> None:
     """Gate every page behind a login, then show the pages the actor's role may use."""
     i18n.use_zone_provider(_session_zone)
     _connect()
-    _resume_from_cookie()
+    _check_login()
     _apply_cookie_action()
     actor = st.session_state.get(ACTOR_KEY)
     if actor is None:

@@ -27,6 +27,7 @@ from workbench.base.errors import NotFound
 from workbench.base.i18n import format_clock, format_moment, format_when, status_label, t, type_placeholder
 from workbench.services import contacts, conversations, funnels
 from workbench.store.config import get_settings
+from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_NAME_CHARS
 
 actor = st.session_state["auth_actor"]
 
@@ -77,7 +78,7 @@ def _load() -> dict[str, Any]:
         except NotFound:
             # reassigned to someone else, or gone: close the chat instead of failing the page
             st.session_state.pop(SELECTED_KEY, None)
-            flash(FLASH_KEY, "warning", t("inbox.gone"))
+            st.warning(t("inbox.gone"))
             selected, conversation, messages = None, None, []
     # Read the revision after our own mark_read, so our change does not trigger one more reload.
     revision = conversations.revision(actor)
@@ -389,7 +390,7 @@ def _fields_section(profile: dict[str, Any]) -> None:
                           "value": pd.Series(list(fields.values()), dtype="string")})
     columns = {"key": st.column_config.TextColumn(t("inbox.fields.key"), help=t("inbox.fields.key_help")),
                "value": st.column_config.TextColumn(t("inbox.fields.value"), help=t("inbox.fields.value_help"),
-                                                    max_chars=contacts.MAX_FIELD_CHARS)}
+                                                    max_chars=MAX_CONTACT_FIELD_CHARS)}
     if fields:
         st.dataframe(table, hide_index=True, column_config=columns)  # literal cells
     else:
@@ -398,7 +399,7 @@ def _fields_section(profile: dict[str, Any]) -> None:
     # revisions (new messages) keep what the agent is typing.
     version = hash((profile["id"], profile["name"], tuple(sorted(fields.items()))))
     with st.expander(t("inbox.contact.edit"), icon=":material/edit:"), st.form("inbox_contact_form", border=False):
-        name = st.text_input(t("inbox.name"), value=profile["name"] or "", max_chars=contacts.MAX_NAME_CHARS,
+        name = st.text_input(t("inbox.name"), value=profile["name"] or "", max_chars=MAX_CONTACT_NAME_CHARS,
                              key=f"inbox_contact_name_{version}")
         edited = st.data_editor(table, hide_index=True, column_config=columns, num_rows="dynamic",
                                 key=f"inbox_contact_fields_{version}")
@@ -427,8 +428,8 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
 @live_fragment(run_every=2)
 def _inbox() -> None:
     """The live part of the page (see the module docstring for when it re-reads)."""
+    show_flash(FLASH_KEY)  # before reading: what an action said shows even when the read meets a server down
     data = _load()
-    show_flash(FLASH_KEY)
     selected = st.session_state.get(SELECTED_KEY)
     list_col, chat_col, contact_col = st.columns([1.3, 2.2, 0.85], gap="medium")
     with list_col:

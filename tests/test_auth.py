@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy import event as sa_event
 
 from tests.factories import PASSWORD, make_actor, make_workspace
 from workbench.base import clock
 from workbench.base.errors import AuthError, InvalidInput, LoginThrottled
-from workbench.base.i18n import error_text
+from workbench.base.i18n import error_text, format_duration
 from workbench.services import auth
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
-from workbench.store.models import AuthSession, User
+from workbench.store.models import AuthSession, LoginThrottle, User, WorkspaceMember
 
 
 def _user(email: str) -> User:
@@ -56,38 +60,155 @@ def test_wrong_password_and_unknown_email_give_the_same_error(engine):
     assert error_text(wrong.value) == error_text(unknown.value) == "E-mail ou senha incorretos."
 
 
+def _throttle() -> LoginThrottle:
+    with session_scope() as s:
+        return s.scalars(select(LoginThrottle)).one()
+
+
+def _unblock() -> None:
+    """Let the current wait pass (as if its time had gone by)."""
+    with session_scope() as s:
+        s.execute(update(LoginThrottle).values(blocked_until=clock.now() - timedelta(seconds=1)))
+
+
 def test_throttle_after_max_failures_doubles(engine):
     settings = get_settings()
     actor = make_actor(make_workspace())
     for _ in range(settings.login_max_failures - 1):
         with pytest.raises(AuthError):
             auth.login(actor.email, "senha-errada-123")
-    assert _user(actor.email).locked_until is None
+    assert _throttle().blocked_until is None
     with pytest.raises(AuthError):
-        auth.login(actor.email, "senha-errada-123")  # the Nth failure locks the account
-    first = _user(actor.email).locked_until
-    assert first is not None
-    # Locked: even the right password is refused, and the message says how long to wait.
+        auth.login(actor.email, "senha-errada-123")  # the Nth failure makes the next try wait
+    assert _throttle().blocked_until is not None
+    # Waiting: even the right password is refused, and the message says how long to wait.
     with pytest.raises(LoginThrottled) as throttled:
         auth.login(actor.email, PASSWORD)
     assert 0 < throttled.value.retry_after_s <= settings.login_lockout_s + 1
-    assert "Aguarde" in error_text(throttled.value) and "min" in error_text(throttled.value)
+    wait = format_duration(throttled.value.retry_after_s)  # counted from the failed attempt: about a minute
+    assert error_text(throttled.value) == f"Muitas tentativas sem sucesso. Aguarde {wait} e tente de novo."
 
-    # The lock expires; one more failure locks for twice as long.
-    with session_scope() as s:
-        s.execute(update(User).where(User.email == actor.email).values(locked_until=clock.now() - timedelta(1)))
+    # The wait ends; one more failure makes the next wait twice as long.
+    _unblock()
     with pytest.raises(AuthError):
         auth.login(actor.email, "senha-errada-123")
-    second = _user(actor.email).locked_until
-    wait = (second - clock.now()).total_seconds()
+    wait = (_throttle().blocked_until - clock.now()).total_seconds()
     assert settings.login_lockout_s * 2 - 5 < wait <= settings.login_lockout_s * 2
 
-    # After the lock, the right password works and clears the counter.
-    with session_scope() as s:
-        s.execute(update(User).where(User.email == actor.email).values(locked_until=clock.now() - timedelta(1)))
+    # After the wait, the right password works and clears the count.
+    _unblock()
     auth.login(actor.email, PASSWORD)
-    user = _user(actor.email)
-    assert (user.failed_logins, user.locked_until) == (0, None)
+    with session_scope() as s:
+        assert s.scalars(select(LoginThrottle)).all() == []
+
+
+def test_failures_from_one_address_do_not_lock_the_account_elsewhere(engine):
+    """Someone guessing the (well-known) admin e-mail slows down only their own address."""
+    actor = make_actor(make_workspace())
+    for _ in range(get_settings().login_max_failures):
+        with pytest.raises(AuthError):
+            auth.login(actor.email, "senha-errada-123", address="203.0.113.9")
+    with pytest.raises(LoginThrottled):
+        auth.login(actor.email, PASSWORD, address="203.0.113.9")
+    logged, _ = auth.login(actor.email, PASSWORD, address="198.51.100.7")
+    assert logged == actor
+    assert auth.login(actor.email, PASSWORD)[0] == actor  # this machine (no address) is another address too
+
+
+def test_unknown_and_known_emails_fail_alike(engine):
+    """Same errors in the same order whether the account exists: nothing tells which e-mails are real.
+    A password typed in the e-mail field is not stored either: the throttle keeps only a hash."""
+    actor = make_actor(make_workspace())
+
+    def failures(email: str) -> list[tuple[type, str]]:
+        seen = []
+        for _ in range(get_settings().login_max_failures + 2):
+            with pytest.raises(AuthError) as info:
+                auth.login(email, "senha-errada-123")
+            seen.append((type(info.value), error_text(info.value)))
+        return seen
+
+    known, unknown = failures(actor.email), failures("minha-senha-secreta")
+    assert known == unknown
+    assert [kind for kind, _ in known][-2:] == [LoginThrottled, LoginThrottled]
+    with session_scope() as s:
+        keys = s.scalars(select(LoginThrottle.key)).all()
+    assert len(keys) == 2 and not any("senha" in key or "@" in key for key in keys)
+
+
+def test_concurrent_failures_are_counted_once_each(engine):
+    """Attempts racing each other: each one is counted, and no more than the allowed number is checked."""
+    actor = make_actor(make_workspace())
+    tries = get_settings().login_max_failures + 3
+    start = threading.Barrier(tries)
+
+    def attempt(_: int) -> type:
+        start.wait()
+        try:
+            auth.login(actor.email, "senha-errada-123")
+        except AuthError as exc:
+            return type(exc)
+        return type(None)
+
+    with ThreadPoolExecutor(tries) as pool:
+        outcomes = list(pool.map(attempt, range(tries)))
+    assert outcomes.count(AuthError) == get_settings().login_max_failures
+    assert outcomes.count(LoginThrottled) == 3
+    assert _throttle().failures == get_settings().login_max_failures
+
+
+def test_attempts_are_forgotten_after_a_quiet_day(engine):
+    """The throttle table does not grow forever: a day without attempts starts again from zero."""
+    actor = make_actor(make_workspace())
+    long_ago = clock.now() - auth.FAILURES_FORGOTTEN_AFTER - timedelta(minutes=1)
+    with session_scope() as s:
+        s.add(LoginThrottle(key="0" * 64, failures=9, last_attempt_at=long_ago, blocked_until=long_ago))
+    for _ in range(get_settings().login_max_failures):
+        with pytest.raises(AuthError):
+            auth.login(actor.email, "senha-errada-123")
+    with pytest.raises(LoginThrottled):
+        auth.login(actor.email, PASSWORD)
+    with session_scope() as s:
+        s.execute(update(LoginThrottle).values(last_attempt_at=long_ago, blocked_until=long_ago))
+    assert auth.login(actor.email, PASSWORD)[0] == actor  # counted from zero again
+    with session_scope() as s:
+        assert s.scalars(select(LoginThrottle)).all() == [], "the stranger's old row went too"
+
+
+def test_password_checks_run_at_most_two_at_a_time(engine, monkeypatch):
+    """Each check takes 64 MiB: a flood of logins queues instead of exhausting the server's memory."""
+    inside, most, lock = 0, 0, threading.Lock()
+    three_at_once = threading.Barrier(3, timeout=1)
+
+    class WatchedHasher:
+        """The real hasher, counting how many verifications run at the same moment."""
+
+        def __getattr__(self, name: str):
+            return getattr(real, name)
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            nonlocal inside, most
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            try:
+                three_at_once.wait()  # passes only if three checks run together
+            except threading.BrokenBarrierError:
+                pass
+            with lock:
+                inside -= 1
+            return real.verify(password_hash, password)
+
+    real = auth._hasher
+    monkeypatch.setattr(auth, "_hasher", WatchedHasher())
+
+    def attempt(n: int) -> None:
+        with pytest.raises(AuthError):
+            auth.login(f"ninguem{n}@example.com", "senha-errada-123")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(attempt, range(4)))
+    assert most == 2
 
 
 def test_resume_and_logout(engine):
@@ -100,6 +221,28 @@ def test_resume_and_logout(engine):
     assert auth.resume(token) is None
     auth.logout(token)  # idempotent
     auth.logout(None)
+
+
+def test_resume_reads_the_current_role_and_membership_in_one_query(engine):
+    """Re-checked on every interaction: the actor is rebuilt as it stands now, cheaply."""
+    actor = make_actor(make_workspace(), role="admin")
+    _, token = auth.login(actor.email, PASSWORD)
+    with session_scope() as s:
+        s.execute(update(WorkspaceMember).where(WorkspaceMember.user_id == actor.user_id).values(role="agent"))
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *rest) -> None:
+        statements.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert auth.resume(token) == replace(actor, role="agent")
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 1, statements
+    with session_scope() as s:
+        s.execute(delete(WorkspaceMember).where(WorkspaceMember.user_id == actor.user_id))
+    assert auth.resume(token) is None
 
 
 def test_expired_login_does_not_resume_and_resume_slides_expiry(engine):

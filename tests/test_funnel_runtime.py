@@ -16,6 +16,7 @@ from workbench.services import conversations, funnels, runs, workspace_settings
 from workbench.store import db, live
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, ContactTag, Conversation, FunnelEvent, FunnelRun, Message, Tag
+from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_FIELDS, MAX_CONTACT_NAME_CHARS
 
 LEAD = "5521977776666"
 
@@ -268,3 +269,38 @@ def test_the_welcome_funnel_costs_the_same_statements_per_message(engine, monkey
     quiet = statements_for(inbound(inst, phone=LEAD, text="obrigado"))  # the run ended: nothing answers
     assert len(bot_texts()) == 3, "the greeting and the menu, then the support answer"
     assert (first, reply, quiet) == (9, 17, 6)
+
+
+def field_funnel() -> dict:
+    """Any message -> store it in the contact's name and in the fields "nota" and "extra" -> end."""
+    def node(node_id: str, x: int, target: str) -> dict:
+        return {"id": node_id, "type": "set_field", "position": {"x": x, "y": 0},
+                "data": {"target": target, "value": "{{trigger.message}}"}}
+
+    nodes = [{"id": "t", "type": "trigger", "position": {"x": 0, "y": 0}, "data": {"kind": "any_message"}},
+             node("nome", 300, "contact.name"), node("nota", 600, "contact.custom_data.nota"),
+             node("extra", 900, "contact.custom_data.extra"),
+             {"id": "e", "type": "end", "position": {"x": 1200, "y": 0}, "data": {}}]
+    order = [n["id"] for n in nodes]
+    return {"nodes": nodes, "edges": [{"id": f"{a}-{b}", "source": a, "target": b, "label": "next"}
+                                      for a, b in zip(order, order[1:], strict=False)]}
+
+
+def test_set_field_keeps_the_contact_forms_limits(engine, r, caplog):
+    """A contact's long message stored by a funnel is cut to what the contact form accepts, and a funnel adds no
+    field beyond the form's limit (it may still change an existing one); each is logged, without the text."""
+    ws, inst, admin, _ = setup_workspace(("Campos", field_funnel))
+    long_text = "palavra " * 1_000
+    say(inst, long_text)
+    with session_scope() as s:
+        contact = s.scalars(select(Contact)).one()
+        assert contact.name == long_text[:MAX_CONTACT_NAME_CHARS]
+        assert contact.custom_data == {"nota": long_text[:MAX_CONTACT_FIELD_CHARS],
+                                       "extra": long_text[:MAX_CONTACT_FIELD_CHARS]}
+        contact.custom_data = {f"campo{i}": "x" for i in range(MAX_CONTACT_FIELDS - 1)} | {"nota": "antiga"}
+    say(inst, "curta")
+    with session_scope() as s:
+        fields = s.scalars(select(Contact)).one().custom_data
+    assert len(fields) == MAX_CONTACT_FIELDS and fields["nota"] == "curta" and "extra" not in fields
+    logged = caplog.text
+    assert "cut to 1000" in logged and "extra not stored" in logged and "palavra" not in logged

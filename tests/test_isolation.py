@@ -218,3 +218,16 @@ def test_cannot_assign_to_a_team_of_another_workspace(two_workspaces):
     with pytest.raises(NotFound):
         conversations.assign(a, two_workspaces["conv_a"], team_id=team_b)
     assert conversations.get_conversation(a, two_workspaces["conv_a"])["team_id"] is None
+
+
+def test_agents_do_not_get_qr_or_pairing_codes(engine, r):
+    """Whoever sees a QR or pairing code can link the number to their own phone: managers only."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    codes = {"qr": "2@secret-qr", "qr_expires_at": "1", "pair_code": "ABCD-EFGH", "pair_code_expires_at": "1"}
+    r.hset(STATUS_HASH.format(inst), mapping={"state": "awaiting_qr", "heartbeat": now_ms(), **codes})
+    [seen] = instances.list_instances(make_actor(ws, "agent"))
+    assert seen["status"]["state"] == "awaiting_qr" and not set(codes) & set(seen["status"])
+    for role in ("admin", "supervisor"):
+        [managed] = instances.list_instances(make_actor(ws, role))
+        assert {key: managed["status"][key] for key in codes} == codes

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
-from tests.test_pages_app import new_app
+from tests.test_pages_app import signed_in_app
 from workbench.base.errors import NotFound
-from workbench.services import funnels, notifications, runs
+from workbench.services import conversations, funnels, notifications, runs
 from workbench.store.db import session_scope
 from workbench.store.models import Conversation, Notification
 
@@ -87,8 +87,7 @@ def test_mark_all_read_covers_only_what_the_actor_sees(team_setup):
 
 def test_the_bell_lists_literally_and_opens_the_conversation(team_setup):
     seller = team_setup["seller"]
-    at = new_app()
-    at.session_state["auth_actor"] = seller
+    at = signed_in_app(seller)
     at = at.run()
     assert not at.exception
     assert f"Maria pediu ajuda: {HOSTILE}" in [el.value for el in at.sidebar.text], "verbatim, as plain text"
@@ -114,3 +113,16 @@ def test_notifications_follow_the_inbox_rule(team_setup):
     assert bodies[support] == {"para o suporte", "para ninguém"}
     assert bodies[supervisor] == bodies[seller] | bodies[support]
     assert (notifications.unread_count(seller), notifications.unread_count(support)) == (2, 2)
+
+
+def test_a_notification_whose_conversation_the_agent_cannot_open_names_no_contact(team_setup):
+    """The team is told, but the conversation went to someone outside it: no contact name, nothing to open."""
+    admin, seller, support, supervisor = (team_setup[k] for k in ("admin", "seller", "support", "supervisor"))
+    with session_scope() as s:
+        conversation_id = s.scalar(select(Conversation.id))
+    conversations.assign(admin, conversation_id, agent_id=support.user_id)
+    [item] = notifications.list_notifications(seller)
+    assert (item["contact"], item["conversation_id"]) == (None, None)
+    assert notifications.mark_read(seller, item["id"]) is None
+    [overseen] = notifications.list_notifications(supervisor)
+    assert (overseen["contact"], overseen["conversation_id"]) == ("Maria", conversation_id)

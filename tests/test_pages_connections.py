@@ -9,14 +9,13 @@ from streamlit.testing.v1 import AppTest
 
 from connector.contracts import CONTROL_LIST, INSTANCES_HASH, STATUS_HASH, now_ms
 from tests.factories import make_actor, make_instance, make_workspace
-from tests.test_pages_app import new_app
+from tests.test_pages_app import signed_in_app
 from workbench.base.i18n import DISPLAY_TZ, reason_label
 from workbench.services import instances
 
 
 def open_page(actor) -> AppTest:
-    at = new_app()
-    at.session_state["auth_actor"] = actor  # logged in (the login itself is tested in test_pages_app)
+    at = signed_in_app(actor)  # logged in (the login itself is tested in test_pages_app)
     at.run()
     return at.switch_page("pages/connections.py").run()
 
@@ -316,3 +315,15 @@ def test_agents_see_numbers_without_controls(engine, r):
     assert not at.expander  # no "Adicionar número"
     assert not [b for b in at.button if b.key and b.key.startswith("conn_")]
     assert "Desconectado" in badges(at)[0] and inst
+
+
+def test_agents_see_no_qr_code_nor_pairing_code(engine, r):
+    ws = make_workspace()
+    inst = real_number(ws)
+    r.hset(STATUS_HASH.format(inst), mapping={"state": "awaiting_qr", "qr": "2@qr", "pair_code": "ABCD-EFGH",
+                                              "heartbeat": now_ms()})
+    at = open_page(make_actor(ws, role="agent"))
+    assert not at.exception
+    assert badges(at) == [":orange-badge[Aguardando leitura do QR]"]
+    assert not at.get("image") and not at.metric
+    assert "ABCD-EFGH" not in [t.value for t in at.text]

@@ -19,7 +19,7 @@ from engine.core.examples import scheduling_funnel
 from engine.core.nodes.condition import ConditionData
 from pages.ui import fields
 from tests.factories import make_actor, make_instance, make_team, make_workspace
-from tests.test_pages_app import new_app
+from tests.test_pages_app import signed_in_app
 from workbench.services import funnels
 from workbench.store.db import session_scope
 from workbench.store.models import Media, Tag
@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def open_editor(actor, funnel_id: int | None) -> AppTest:
-    at = new_app()
-    at.session_state["auth_actor"] = actor
+    at = signed_in_app(actor)
     if funnel_id is not None:
         at.session_state["editor_funnel_id"] = funnel_id
     at.run()
@@ -236,8 +235,7 @@ def test_without_a_funnel_points_to_the_list(engine, r):
 
 def test_funnels_card_opens_the_editor(engine, r):
     fid, admin = example()
-    at = new_app()
-    at.session_state["auth_actor"] = admin
+    at = signed_in_app(admin)
     at.run()
     at = at.switch_page("pages/funnels.py").run()
     at = at.button(key=f"funnels_edit_{fid}").click().run()

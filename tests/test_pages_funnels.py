@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.core.examples import scheduling_funnel, welcome_funnel
 from tests.factories import PASSWORD, inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
-from tests.test_pages_app import login, new_app
+from tests.test_pages_app import login, new_app, signed_in_app
 from tests.test_pages_inbox import walk
 from workbench.services import conversations, funnels
 from workbench.store.db import session_scope
@@ -22,8 +22,7 @@ LEAD = "5511900000001"
 
 
 def open_page(actor) -> AppTest:
-    at = new_app()
-    at.session_state["auth_actor"] = actor  # logged in (the login itself is tested in test_pages_app)
+    at = signed_in_app(actor)  # logged in (the login itself is tested in test_pages_app)
     at.run()
     return at.switch_page("pages/funnels.py").run()
 
@@ -265,8 +264,7 @@ def test_inbox_panel_shows_the_live_run_and_stops_it(engine, r):
     say(inst, "vendas")
     agent = make_actor(ws, role="agent")  # agents may stop the bot in conversations they see
     conversation_id = conversations.list_conversations(agent)[0]["id"]
-    at = new_app()
-    at.session_state["auth_actor"] = agent
+    at = signed_in_app(agent)
     at = at.run().button(key=f"inbox_open_{conversation_id}").click().run()
     assert not at.exception
     assert "Funil" in [h.value for h in at.subheader]
@@ -301,8 +299,7 @@ def test_agent_starts_a_funnel_by_hand_from_the_inbox(engine, r):
     agent = make_actor(ws, role="agent")
     conversation_id = conversations.list_conversations(agent)[0]["id"]
     conversations.pause_bot(agent, conversation_id)
-    at = new_app()
-    at.session_state["auth_actor"] = agent
+    at = signed_in_app(agent)
     at = at.run().button(key=f"inbox_open_{conversation_id}").click().run()
     assert at.selectbox(key="inbox_start_funnel").value == funnel_id
     at = at.button(key="inbox_start_funnel_go").click().run()

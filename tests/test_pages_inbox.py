@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from connector.contracts import OUT_STREAM, MediaRef, Receipt, decode_outbound, now_ms
 from connector.media import store_media, thumbnail
 from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
-from tests.test_pages_app import new_app
+from tests.test_pages_app import signed_in_app
 from workbench.services import conversations
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
@@ -28,8 +28,7 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
 
 
 def open_inbox(actor) -> AppTest:
-    at = new_app()
-    at.session_state["auth_actor"] = actor
+    at = signed_in_app(actor)
     return at.run()  # the inbox is the default page
 
 

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from connector.media import thumbnail_path
 from tests.factories import PASSWORD, make_actor, make_workspace
 from tests.test_media_library import MP3, PDF, sending
-from tests.test_pages_app import login, new_app
+from tests.test_pages_app import login, new_app, signed_in_app
 from workbench.services import funnels, media_library
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
@@ -31,8 +31,7 @@ PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "media.py")
 
 
 def open_page(actor) -> AppTest:
-    at = new_app()
-    at.session_state["auth_actor"] = actor  # logged in (the login itself is tested in test_pages_app)
+    at = signed_in_app(actor)  # logged in (the login itself is tested in test_pages_app)
     at.run()
     return at.switch_page("pages/media.py").run()
 

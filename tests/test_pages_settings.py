@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from connector.contracts import OUT_STREAM, decode_outbound
 from tests.factories import PASSWORD, inbound, make_actor, make_instance, make_workspace, publish, run_jobs
-from tests.test_pages_app import login, new_app
+from tests.test_pages_app import login, new_app, signed_in_app
 from workbench.base.errors import Conflict, InvalidInput, PermissionDenied
 from workbench.base.i18n import error_text
 from workbench.services import auth, conversations, workspaces
@@ -15,8 +15,7 @@ from workbench.services.workspace_settings import get_setting, save_setting
 
 
 def open_page(actor) -> AppTest:
-    at = new_app()
-    at.session_state["auth_actor"] = actor  # logged in (the login itself is tested in test_pages_app)
+    at = signed_in_app(actor)  # logged in (the login itself is tested in test_pages_app)
     at.run()
     return at.switch_page("pages/settings.py").run()
 

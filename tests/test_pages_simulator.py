@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from connector.contracts import STATUS_HASH, now_ms
 from connector.sandbox import INBOX, QR, SandboxNetwork
 from tests.factories import make_actor, make_instance, make_workspace
-from tests.test_pages_app import new_app
+from tests.test_pages_app import signed_in_app
 from tests.test_pages_inbox import PNG
 from workbench.base.errors import InvalidInput
 from workbench.services import simulator
@@ -37,8 +37,7 @@ def connect(r, instance_id: int, phone: str = BUSINESS) -> None:
 
 
 def open_page(actor) -> AppTest:
-    at = new_app()
-    at.session_state["auth_actor"] = actor
+    at = signed_in_app(actor)
     at.run()
     return at.switch_page("pages/simulator.py").run()
 

@@ -11,6 +11,7 @@ from contextlib import suppress
 
 import streamlit as st
 
+from pages.ui.gate import recheck
 from pages.ui.panel import live_fragment
 from workbench.base.i18n import format_when, t
 from workbench.services import conversations, notifications
@@ -25,6 +26,7 @@ def _dismiss(actor: Actor, notification_id: int | None) -> None:
     """Mark one notification (or, with None, all of them) read."""
     # Already gone or no longer visible: the next read of the list shows the truth.
     with suppress(*PAGE_ERRORS):
+        recheck()  # a callback runs before app.py's gate
         if notification_id is None:
             notifications.mark_all_read(actor)
         else:

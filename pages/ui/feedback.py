@@ -3,7 +3,8 @@
 Buttons and forms run their callbacks before the page draws again, so a message for the user is kept in session
 state ("flashed") and shown once by the next run, where the page calls ``show_flash``. ``attempt`` runs the
 service calls of one action and flashes ``error_text`` for ``workbench.store.outages.PAGE_ERRORS`` (a refusal,
-or PostgreSQL/Redis out of reach) instead of letting it break the page::
+or PostgreSQL/Redis out of reach) instead of letting it break the page; an ``AfterCommit`` (saved, but Redis
+did not take what it publishes) is a warning, so nobody repeats an action that went through::
 
     def _delete(funnel_id: int) -> None:
         with attempt(FLASH_KEY, t("funnels.deleted")):
@@ -16,14 +17,16 @@ Every message here is catalog text; nothing a user typed is rendered through it.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Literal
 
 import streamlit as st
 
+from pages.ui.gate import recheck
+from workbench.base.errors import AfterCommit
 from workbench.base.i18n import error_text
-from workbench.store.outages import PAGE_ERRORS
+from workbench.store.outages import PAGE_ERRORS, UNAVAILABLE
 
 Kind = Literal["success", "info", "warning", "error"]
 
@@ -43,7 +46,8 @@ def show_flash(key: str, scope: Hashable | None = None) -> None:
 
 @dataclass
 class Outcome:
-    """How an ``attempt`` ended: ``error`` is what refused it, None when it went through."""
+    """How an ``attempt`` ended: ``error`` is what refused it, None when it went through (``AfterCommit``
+    included: the change is saved)."""
 
     error: Exception | None = None
 
@@ -68,8 +72,18 @@ def attempt(key: str | None = None, success: str | None = None, *, scope: Hashab
         The ``Outcome``, complete once the block has ended.
     """
     outcome = Outcome()
+    # A callback runs before app.py's gate: make sure the login behind this action still stands (else the whole
+    # app reruns from here). With PostgreSQL out of reach the block meets the outage itself and says so.
+    with suppress(*UNAVAILABLE):
+        recheck()
     try:
         yield outcome
+    except AfterCommit as exc:  # it went through: no error, but the rest of the block did not run
+        if key is None:
+            st.warning(error_text(exc))
+        else:
+            flash(key, "warning", error_text(exc), scope)
+        return
     except PAGE_ERRORS as exc:
         outcome.error = exc
         if key is None:

@@ -2,7 +2,8 @@
 
 A page's actions report an outage like any refusal (``pages/ui/feedback.py``); ``app.py`` catches an outage
 during a page's run; live parts (fragments) rerun on their own, outside ``app.py``, so they use
-``live_fragment``, which shows the notice in place and tries again at the next tick.
+``live_fragment``, which re-checks the login first (``pages/ui/gate.py``), shows the notice in place and tries
+again at the next tick.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 import streamlit as st
 
+from pages.ui.gate import recheck
 from workbench.base.i18n import t
-from workbench.store.outages import UNAVAILABLE
+from workbench.store.outages import DRAWING_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,9 @@ def live_fragment(run_every: float) -> Callable[[Callable[..., None]], Callable[
         @functools.wraps(func)
         def body(*args: Any, **kwargs: Any) -> None:
             try:
+                recheck()  # a tick runs without app.py's gate: a login that ended reruns the whole app
                 func(*args, **kwargs)
-            except UNAVAILABLE as exc:
+            except DRAWING_ERRORS as exc:
                 unavailable_notice(exc)
 
         return st.fragment(run_every=run_every)(body)

@@ -9,7 +9,8 @@ through it the pure funnel core may use them; the outages pages also catch are i
     ├── PermissionDenied           the acting user's role does not allow it
     ├── NotFound                   no such row in the acting user's workspace (also: another workspace's row)
     ├── InvalidInput               bad user input (empty reply, malformed CSV row, ...)
-    └── Conflict                   the action does not fit the current state
+    ├── Conflict                   the action does not fit the current state
+    └── AfterCommit                the change is saved; what follows it (sending, live updates) waits for Redis
 """
 
 from __future__ import annotations
@@ -56,3 +57,13 @@ class InvalidInput(WorkbenchError):
 
 class Conflict(WorkbenchError):
     key = "error.conflict"
+
+
+class AfterCommit(WorkbenchError):
+    """The change is saved, but publishing it after the commit met Redis out of reach.
+
+    What it publishes is rebuilt from PostgreSQL once Redis answers (``workbench.store.outages.after_commit``),
+    so pages say "saved" rather than "nothing happened": repeating the action would do it twice.
+    """
+
+    key = "error.after_commit"

@@ -79,6 +79,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "login.password": "Senha",
         "login.submit": "Entrar",
         "login.missing": "Informe o e-mail e a senha.",
+        "login.session_ended": "Sua sessão terminou (saída em outra aba, tempo esgotado ou acesso alterado). "
+                               "Entre de novo.",
         # -- connection states (connector/contracts.py STATES) ---------------------------------------------
         "state.connected": "Conectado",
         "state.awaiting_qr": "Aguardando leitura do QR",
@@ -980,6 +982,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.unavailable": "O servidor de dados não está respondendo agora. Nada do que já foi salvo se perdeu; "
                              "tente de novo em alguns segundos.",
         "error.retry": "Tentar de novo",
+        "error.after_commit": "Salvo. O servidor de mensagens não respondeu agora: o envio e as atualizações seguem "
+                              "sozinhos quando ele voltar. Não repita a ação.",
         "error.timezone": "Escolha um fuso horário da lista.",
         "error.agent_not_found": "Atendente não encontrado neste espaço de trabalho.",
         "error.team_not_found": "Equipe não encontrada neste espaço de trabalho.",

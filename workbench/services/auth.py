@@ -1,32 +1,49 @@
 """Accounts, logins and roles.
 
 Passwords are hashed with Argon2id (memory-hard). A login returns an opaque token; the browser keeps it
-and we store only its SHA-256, so a leaked database does not leak live sessions. Repeated failures lock
-the account for a time that doubles with each further failure.
+and we store only its SHA-256, so a leaked database does not leak live sessions.
+
+Failed logins are throttled per e-mail and client address (``LoginThrottle``): after ``login_max_failures``
+attempts without success, further attempts of that e-mail from that address wait a time that doubles with each
+one (while waiting, no password is checked: even the right one is refused). Every attempt is counted before the
+password is checked, under the row's lock, so racing attempts cannot exceed the count; a success clears it.
+Someone guessing a known e-mail therefore slows down only their own address: the right password from another
+address still works. Unknown e-mails are counted, checked (against a dummy hash) and refused exactly like known
+ones, so neither the messages nor the timing tell which accounts exist.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from workbench.base.clock import now
 from workbench.base.errors import AuthError, InvalidInput, LoginThrottled, PermissionDenied
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
-from workbench.store.models import ROLES, AuthSession, User, WorkspaceMember
+from workbench.store.models import ROLES, AuthSession, LoginThrottle, User, WorkspaceMember
 
 _hasher = PasswordHasher()  # argon2id, 64 MiB, t=3: the library's RFC 9106 "low memory" profile
 # Unknown e-mails still cost one verification, so timing does not reveal which accounts exist.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
+# Each verification holds 64 MiB: a flood of logins queues here instead of exhausting the panel's memory.
+_VERIFY_SLOTS = threading.BoundedSemaphore(2)
 MIN_PASSWORD = 10
+FAILURES_FORGOTTEN_AFTER = timedelta(days=1)
+"""An e-mail and address with no attempt for this long start again from zero (and their row is deleted)."""
+MAX_DOUBLINGS = 10
+"""The longest wait is ``login_lockout_s`` times 2**10 (about 17 hours with the default minute)."""
+SLIDE_EVERY = timedelta(minutes=1)
+"""A login in use moves its expiry forward at most this often (``resume`` runs on every interaction)."""
 
 
 @dataclass(frozen=True)
@@ -91,65 +108,123 @@ def _actor_for(session: Session, user: User, workspace_id: int | None = None) ->
     return Actor(user.id, member.workspace_id, member.role, user.name, user.email)
 
 
-def login(email: str, password: str) -> tuple[Actor, str]:
+def login(email: str, password: str, address: str | None = None) -> tuple[Actor, str]:
     """Check credentials and open a login. Returns the actor and the token the browser keeps.
 
+    Args:
+        email: as typed (trimmed and case-folded here).
+        password: as typed.
+        address: the client's address, as the panel's server saw it (None: this machine, or unknown).
+
     Raises:
-        LoginThrottled: the account is locked after repeated failures (even with the right password).
+        LoginThrottled: too many recent failures of this e-mail from this address (even with the right password).
         AuthError: wrong e-mail or password (one message for both).
     """
-    settings = get_settings()
+    email = email.strip().lower()
+    key = _throttle_key(email, address)
+    retry_after_s = _count_attempt(key)
+    if retry_after_s:
+        raise LoginThrottled(retry_after_s)
     with session_scope() as session:
-        user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
-        if user is None or not user.is_active:
-            _verify(_DUMMY_HASH, password)
-            raise AuthError("bad credentials", key="error.bad_credentials")
-        if user.locked_until and user.locked_until > now():
-            raise LoginThrottled(int((user.locked_until - now()).total_seconds()) + 1)
-        if not _verify(user.password_hash, password):
-            user.failed_logins += 1
-            over = user.failed_logins - settings.login_max_failures
-            if over >= 0:
-                user.locked_until = now() + timedelta(seconds=settings.login_lockout_s * 2 ** min(over, 10))
-            session.commit()
-            raise AuthError("bad credentials", key="error.bad_credentials")
+        found = session.execute(select(User.id, User.password_hash).where(User.email == email,
+                                                                          User.is_active.is_(True))).first()
+    # Checked with no database connection held (a check may wait for a slot). Unknown and inactive accounts cost
+    # one check too, so timing does not tell them apart.
+    if not _verify(found.password_hash if found else _DUMMY_HASH, password) or found is None:
+        raise AuthError("bad credentials", key="error.bad_credentials")
+    with session_scope() as session:
+        user = session.get(User, found.id)
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
-        user.failed_logins = 0
-        user.locked_until = None
         user.last_login_at = now()
+        session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
         actor = _actor_for(session, user)
-        token = secrets.token_urlsafe(32)
-        session.add(AuthSession(token_hash=_token_hash(token), user_id=user.id, workspace_id=actor.workspace_id,
-                                expires_at=now() + timedelta(hours=settings.session_ttl_h)))
+        token = open_session(session, actor)
     return actor, token
 
 
+def open_session(session: Session, actor: Actor) -> str:
+    """Open a login for ``actor`` (no password check: ``login`` and tests call it); returns its token."""
+    token = secrets.token_urlsafe(32)
+    session.add(AuthSession(token_hash=_token_hash(token), user_id=actor.user_id, workspace_id=actor.workspace_id,
+                            expires_at=now() + timedelta(hours=get_settings().session_ttl_h)))
+    return token
+
+
+def _throttle_key(email: str, address: str | None) -> str:
+    return hashlib.sha256(f"{email}\n{address or ''}".encode()).hexdigest()
+
+
+def _count_attempt(key: str) -> int:
+    """Count one attempt as a failure (a success clears it later); returns the seconds left to wait, or 0.
+
+    Runs and commits before the password check, holding the row's lock, so every racing attempt is counted and
+    only ``login_max_failures`` of them reach the check before the wait begins.
+    """
+    settings = get_settings()
+    at = now()
+    with session_scope() as session:
+        session.execute(pg_insert(LoginThrottle).values(key=key, failures=0, last_attempt_at=at)
+                        .on_conflict_do_nothing())
+        row = session.scalars(select(LoginThrottle).where(LoginThrottle.key == key).with_for_update()).one()
+        if row.blocked_until is not None and row.blocked_until > at:
+            return int((row.blocked_until - at).total_seconds()) + 1
+        if row.last_attempt_at < at - FAILURES_FORGOTTEN_AFTER:
+            row.failures = 0
+        row.failures += 1
+        row.last_attempt_at = at
+        over = row.failures - settings.login_max_failures
+        row.blocked_until = (at + timedelta(seconds=settings.login_lockout_s * 2 ** min(over, MAX_DOUBLINGS))
+                             if over >= 0 else None)
+        _forget_old_attempts(session, at)
+    return 0
+
+
+def _forget_old_attempts(session: Session, at: datetime) -> None:
+    """Delete a few rows of e-mails and addresses quiet for a day (rows another login holds are left for later)."""
+    stale = select(LoginThrottle.key).where(
+        LoginThrottle.last_attempt_at < at - FAILURES_FORGOTTEN_AFTER,
+        or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until < at),
+    ).limit(100).with_for_update(skip_locked=True)
+    session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(stale)))
+
+
 def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    with _VERIFY_SLOTS:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def resume(token: str | None) -> Actor | None:
-    """The actor of a live login token (a browser refresh), or None. Slides the expiry forward."""
+    """The actor of a live login token as it stands now, or None when the login ended.
+
+    The panel calls it on every interaction (``app.py``), so it is one indexed query: a login revoked (logged
+    out in another tab), expired, of a deactivated account or of someone no longer in the workspace ends at
+    once, and a changed role or name shows at once. Each use slides the expiry forward, writing at most once
+    every ``SLIDE_EVERY``.
+    """
     if not token:
         return None
-    settings = get_settings()
+    at = now()
     with session_scope() as session:
-        row = session.scalars(select(AuthSession).where(AuthSession.token_hash == _token_hash(token))).first()
-        if row is None or row.revoked_at is not None or row.expires_at <= now():
+        row = session.execute(
+            select(AuthSession.id, AuthSession.expires_at, User.id, User.name, User.email,
+                   WorkspaceMember.workspace_id, WorkspaceMember.role)
+            .join(User, User.id == AuthSession.user_id)
+            .join(WorkspaceMember, (WorkspaceMember.user_id == AuthSession.user_id)
+                  & (WorkspaceMember.workspace_id == AuthSession.workspace_id))
+            .where(AuthSession.token_hash == _token_hash(token), AuthSession.revoked_at.is_(None),
+                   AuthSession.expires_at > at, User.is_active.is_(True))
+        ).first()
+        if row is None:
             return None
-        user = session.get(User, row.user_id)
-        if user is None or not user.is_active:
-            return None
-        try:
-            actor = _actor_for(session, user, row.workspace_id)
-        except AuthError:
-            return None
-        row.expires_at = now() + timedelta(hours=settings.session_ttl_h)
-    return actor
+        session_id, expires_at, user_id, name, email, workspace_id, role = row
+        slid = at + timedelta(hours=get_settings().session_ttl_h)
+        if expires_at < slid - SLIDE_EVERY:
+            session.execute(update(AuthSession).where(AuthSession.id == session_id).values(expires_at=slid))
+    return Actor(user_id, workspace_id, role, name, email)
 
 
 def logout(token: str | None) -> None:

@@ -4,12 +4,12 @@ Any role edits the contacts whose conversation it sees under the inbox rules (``
 other contacts, including other workspaces', are reported as not found. Custom field keys are what funnel
 templates reach as ``{{contact.custom_data.KEY}}``, so they follow the funnel's own rule for field names.
 Putting a tag on a contact fires the funnels' "Tag adicionada" triggers (``workbench.services.runs.on_tag_added``)
-in the same transaction; what they send is published after commit.
+in the same transaction; what they send is published after commit (``workbench.store.outages.after_commit``:
+with Redis out of reach then, the change is saved and ``AfterCommit`` says so).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,15 +24,16 @@ from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import ActivityEvent, Contact, ContactTag, Conversation, Tag
-from workbench.store.text import clean_text
+from workbench.store.outages import after_commit
+from workbench.store.text import (
+    CONTACT_FIELD_KEY,
+    MAX_CONTACT_FIELD_CHARS,
+    MAX_CONTACT_FIELDS,
+    MAX_CONTACT_NAME_CHARS,
+    clean_text,
+)
 
 MAX_TAG_CHARS = 80
-MAX_NAME_CHARS = 255
-MAX_FIELDS = 50
-MAX_FIELD_CHARS = 1_000
-"""Longest custom field value: a note or an address, not a document."""
-# The same rule as the set-field step's contact.custom_data.X targets (engine/nodes/base.py).
-FIELD_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 def _load(session: Session, actor: Actor, contact_id: int, lock: bool = False) -> tuple[Contact, Conversation]:
@@ -100,6 +101,7 @@ def add_tag(actor: Actor, contact_id: int, name: str) -> str:
     Raises:
         InvalidInput: the name is empty or longer than ``MAX_TAG_CHARS`` after trimming.
         NotFound: no such contact, or its conversation is not visible to the actor.
+        AfterCommit: the tag (and any funnel it started) is saved; what the funnel sends waits for Redis.
     """
     name = _tag_name(name)
     with session_scope() as session:
@@ -110,9 +112,10 @@ def add_tag(actor: Actor, contact_id: int, name: str) -> str:
             _record(session, actor, contact, "tag_added", {"tag": stored})
             effects = runs.on_tag_added(session, ConversationRef.of(conv, contact), stored)
     if added:
-        client = get_redis()
-        runs.publish_effects(client, effects)
-        live.touch(client, [actor.workspace_id])
+        with after_commit():
+            client = get_redis()
+            runs.publish_effects(client, effects)
+            live.touch(client, [actor.workspace_id])
     return stored
 
 
@@ -129,7 +132,8 @@ def remove_tag(actor: Actor, contact_id: int, name: str) -> None:
         if removed:
             _record(session, actor, contact, "tag_removed", {"tag": name})
     if removed:
-        live.touch(get_redis(), [actor.workspace_id])
+        with after_commit():
+            live.touch(get_redis(), [actor.workspace_id])
 
 
 def _fields(custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, str]:
@@ -142,19 +146,19 @@ def _fields(custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[
         value = clean_text(value)[0].strip() if isinstance(value, str) else value
         if not key and not value:
             continue  # a blank row left in the editor
-        if not isinstance(key, str) or not FIELD_KEY.match(key):
+        if not isinstance(key, str) or not CONTACT_FIELD_KEY.match(key):
             raise InvalidInput("field key", key="error.field_key", n=position)
         if key in seen:
             raise InvalidInput("field key", key="error.field_duplicate", n=position)
         seen.add(key)
         if value is not None and not isinstance(value, str):
             raise InvalidInput("field value", key="error.field_value_text", n=position)
-        if value and len(value) > MAX_FIELD_CHARS:
-            raise InvalidInput("field value", key="error.field_value_long", n=position, max=MAX_FIELD_CHARS)
+        if value and len(value) > MAX_CONTACT_FIELD_CHARS:
+            raise InvalidInput("field value", key="error.field_value_long", n=position, max=MAX_CONTACT_FIELD_CHARS)
         if value:
             fields[key] = value
-    if len(fields) > MAX_FIELDS:
-        raise InvalidInput("fields", key="error.field_count", max=MAX_FIELDS)
+    if len(fields) > MAX_CONTACT_FIELDS:
+        raise InvalidInput("fields", key="error.field_count", max=MAX_CONTACT_FIELDS)
     return fields
 
 
@@ -167,7 +171,7 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
         custom_data: the complete set of fields, ``{key: text}`` or ``(key, text)`` pairs in the order the user
             typed them (so a repeated key is reported rather than silently merged). Keys start with a letter and
             hold letters, digits and ``_`` (at most 64), so ``{{contact.custom_data.KEY}}`` reaches them; values
-            are text of at most ``MAX_FIELD_CHARS`` characters; an empty value removes the field, and a row with
+            are text of at most ``MAX_CONTACT_FIELD_CHARS`` characters; an empty value removes the field, and a row with
             neither key nor value is skipped.
 
     Raises:
@@ -177,8 +181,8 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
     """
     if name is not None:
         name = clean_text(name)[0].strip()
-        if len(name) > MAX_NAME_CHARS:
-            raise InvalidInput("name", key="error.contact_name", max=MAX_NAME_CHARS)
+        if len(name) > MAX_CONTACT_NAME_CHARS:
+            raise InvalidInput("name", key="error.contact_name", max=MAX_CONTACT_NAME_CHARS)
     fields = _fields(custom_data) if custom_data is not None else None
     with session_scope() as session:
         contact, _ = _load(session, actor, contact_id)
@@ -192,4 +196,5 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
         if changed:
             _record(session, actor, contact, "contact_updated", {"changed": changed})
     if changed:
-        live.touch(get_redis(), [actor.workspace_id])
+        with after_commit():
+            live.touch(get_redis(), [actor.workspace_id])

@@ -4,6 +4,10 @@ Visibility (``visible``, the one rule for conversations and notifications): admi
 everything of their workspace; agents see what is unassigned, their own, and what is their teams' (assigned
 to a team of theirs and to no agent). A conversation outside that set is reported as not found, so ids of
 other workspaces reveal nothing.
+
+Every change commits first, then publishes (the reply to its number's stream, the live revision) inside
+``workbench.store.outages.after_commit``: Redis out of reach at that point raises ``AfterCommit`` — the change
+is saved and what it publishes follows when Redis answers, so the page must not invite a second try.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from workbench.base.clock import now
@@ -36,30 +40,38 @@ from workbench.store.models import (
     WorkspaceMember,
     is_row_id,
 )
+from workbench.store.outages import after_commit
 from workbench.store.text import clean_text
 
 LIST_LIMIT = 200
 
 
-def visible(actor: Actor, query: Select, of: type[Conversation] | type[Notification] = Conversation) -> Select:
-    """Restrict a query over conversations, or over notifications, to what the actor may see.
+def can_see(actor: Actor, of: type[Conversation] | type[Notification] = Conversation) -> ColumnElement[bool]:
+    """The condition that a conversation, or a notification, is one the actor may see.
 
     One rule for both (module docstring: visibility); a notification's user plays the conversation's agent.
+    A condition rather than a filter where a query must keep rows it may not open (a join's ``ON``).
+    """
+    owner = of.agent_id if of is Conversation else of.user_id
+    same_workspace = of.workspace_id == actor.workspace_id
+    if actor.is_manager:
+        return same_workspace
+    my_teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
+    return and_(same_workspace, or_(
+        owner == actor.user_id,
+        and_(owner.is_(None), or_(of.team_id.is_(None), of.team_id.in_(my_teams))),
+    ))
+
+
+def visible(actor: Actor, query: Select, of: type[Conversation] | type[Notification] = Conversation) -> Select:
+    """Restrict a query over conversations, or over notifications, to what the actor may see (``can_see``).
 
     Args:
         actor: who is looking.
         query: a select over ``of`` (joins to other tables are fine).
         of: ``Conversation`` or ``Notification``.
     """
-    owner = of.agent_id if of is Conversation else of.user_id
-    query = query.where(of.workspace_id == actor.workspace_id)
-    if actor.is_manager:
-        return query
-    my_teams = select(TeamMember.team_id).where(TeamMember.user_id == actor.user_id)
-    return query.where(or_(
-        owner == actor.user_id,
-        and_(owner.is_(None), or_(of.team_id.is_(None), of.team_id.in_(my_teams))),
-    ))
+    return query.where(can_see(actor, of))
 
 
 def _load(session: Session, actor: Actor, conversation_id: int) -> tuple[Conversation, Contact]:
@@ -134,7 +146,8 @@ def mark_read(actor: Actor, conversation_id: int) -> None:
             workspace_id = conv.workspace_id
         else:
             return
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = True) -> int:
@@ -142,6 +155,9 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
 
     Replying pauses the bot for this conversation (so a funnel does not talk over the agent) unless
     ``pause_bot`` is False.
+
+    Raises:
+        AfterCommit: the reply is stored and queued, but Redis did not take it; the sweep re-publishes it.
     """
     if not text or not text.strip():
         raise InvalidInput("empty message", key="error.empty_message")
@@ -156,8 +172,9 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
         if conv.status == "closed":
             conv.status, conv.closed_at = "open", None
         workspace_id = conv.workspace_id
-    outbox.publish([command])
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        outbox.publish([command])
+        live.touch(get_redis(), [workspace_id])
     return message_id
 
 
@@ -180,7 +197,8 @@ def pause_bot(actor: Actor, conversation_id: int, until: datetime | None = None)
         conv, _ = _load(session, actor, conversation_id)
         _pause(session, actor, conv, "agent", until)
         workspace_id = conv.workspace_id
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def resume_bot(actor: Actor, conversation_id: int) -> None:
@@ -190,7 +208,8 @@ def resume_bot(actor: Actor, conversation_id: int) -> None:
         conv.bot_paused, conv.bot_paused_by, conv.bot_paused_reason, conv.bot_paused_until = False, None, None, None
         _record(session, actor, conv, "bot_resumed", {})
         workspace_id = conv.workspace_id
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team_id: int | None = None) -> None:
@@ -212,7 +231,8 @@ def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team
         conv.assigned_at = now() if agent_id else None
         _record(session, actor, conv, "assigned", {"agent_id": agent_id, "team_id": team_id})
         workspace_id = conv.workspace_id
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def _check_member(session: Session, actor: Actor, user_id: int) -> None:
@@ -236,7 +256,8 @@ def set_status(actor: Actor, conversation_id: int, status: str) -> None:
         conv.closed_at = now() if status == "closed" else None
         _record(session, actor, conv, f"status_{status}", {})
         workspace_id = conv.workspace_id
-    live.touch(get_redis(), [workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [workspace_id])
 
 
 def revision(actor: Actor) -> int:

@@ -1,7 +1,8 @@
 """Funnels: drafts, validation, publishing, activation, import/export and the runs of a contact.
 
 A funnel has one editable draft; publishing validates it and freezes it as a new version; a run keeps the
-version it started with. Marketers (admins and supervisors) edit; anyone in the workspace may read. A draft
+version it started with. Funnels are the marketers' work (admins and supervisors): only they read and edit them;
+agents start active funnels by name (``startable_funnels``) and see their contacts' runs. A draft
 may be anything an import produced (only its outer ``{nodes, edges}`` shape is guaranteed), so code reading
 drafts here never assumes a node is well-formed.
 """
@@ -46,6 +47,7 @@ from workbench.store.models import (
     WorkspaceMember,
     is_row_id,
 )
+from workbench.store.outages import after_commit
 from workbench.store.text import clean_json, clean_text
 
 EDITORS = ("admin", "supervisor")
@@ -76,6 +78,7 @@ def list_funnels(actor: Actor) -> list[dict[str, Any]]:
     run counts ``entered`` (every run ever started), ``completed`` and ``waiting`` (runs still live: waiting
     for a reply or a delay, or paused).
     """
+    actor.require(*EDITORS)
     with session_scope() as session:
         funnels = session.scalars(select(Funnel).where(Funnel.workspace_id == actor.workspace_id)
                                   .order_by(Funnel.priority.desc(), Funnel.name)).all()
@@ -122,6 +125,7 @@ def _has_changes(session: Session, funnel: Funnel) -> bool:
 
 def get_funnel(actor: Actor, funnel_id: int) -> dict[str, Any]:
     """One funnel with its draft (for the editor)."""
+    actor.require(*EDITORS)
     with session_scope() as session:
         funnel = _get(session, actor, funnel_id)
         return {"id": funnel.id, "name": funnel.name, "description": funnel.description,
@@ -290,6 +294,7 @@ def delete_funnel(actor: Actor, funnel_id: int) -> None:
 
 def export_funnel(actor: Actor, funnel_id: int) -> str:
     """The draft as JSON, to download."""
+    actor.require(*EDITORS)
     with session_scope() as session:
         return export_json(_get(session, actor, funnel_id).draft)
 
@@ -388,7 +393,8 @@ def stop_contact_run(actor: Actor, run_id: int) -> None:
             raise Conflict("run ended", key="error.run_not_live")
         runs.stop_run(session, run_id, f"stopped by {actor.email}")
     # After commit, like every other change: open inboxes re-read and show the run as stopped.
-    live.touch(get_redis(), [actor.workspace_id])
+    with after_commit():
+        live.touch(get_redis(), [actor.workspace_id])
 
 
 def startable_funnels(actor: Actor) -> list[dict[str, Any]]:
@@ -404,6 +410,9 @@ def start_for_conversation(actor: Actor, conversation_id: int, funnel_id: int) -
     """Start a funnel by hand for a conversation ("Iniciar funil" in the inbox); the live run is replaced.
 
     Starting a funnel hands the conversation back to the bot, so a pause is lifted first.
+
+    Raises:
+        AfterCommit: the run is saved and started; what it sends waits for Redis (the sweep re-publishes it).
     """
     conversations.get_conversation(actor, conversation_id)  # visibility rules of the inbox
     with session_scope() as session:
@@ -416,6 +425,7 @@ def start_for_conversation(actor: Actor, conversation_id: int, funnel_id: int) -
         target = ConversationRef.of(conv, session.get(Contact, conv.contact_id))
         runs.clear_cache()  # the funnel may have been activated a moment ago in this process
         effects = runs.start_manual(session, target, funnel_id)
-    client = get_redis()
-    runs.publish_effects(client, effects)
-    live.touch(client, [actor.workspace_id])
+    with after_commit():
+        client = get_redis()
+        runs.publish_effects(client, effects)
+        live.touch(client, [actor.workspace_id])

@@ -26,6 +26,8 @@ STALE_HEARTBEAT_MS = 15_000
 _PHONE_DECORATION = re.compile(r"[\s()\-]")
 # E.164 allows 15 digits; fewer than 10 cannot hold a country code, an area code and a subscriber number.
 _PAIR_PHONE = re.compile(r"[0-9]{10,15}")
+PAIRING_SECRETS = ("qr", "qr_expires_at", "pair_code", "pair_code_expires_at")
+"""Status fields that let whoever reads them link the number to their own phone: shown to managers only."""
 
 
 def owned_instance(session, actor: Actor, instance_id: int) -> Instance:
@@ -50,7 +52,7 @@ def live_status(instance_id: int, redis_client=None) -> dict:
 
 
 def list_instances(actor: Actor) -> list[dict]:
-    """The workspace's numbers with their live status (any role)."""
+    """The workspace's numbers with their live status (any role; QR and pairing codes for managers only)."""
     with session_scope() as session:
         rows = session.scalars(select(Instance).where(Instance.workspace_id == actor.workspace_id,
                                                       Instance.removed_at.is_(None)).order_by(Instance.id)).all()
@@ -60,6 +62,9 @@ def list_instances(actor: Actor) -> list[dict]:
         status = live_status(inst.id, client)
         if inst.desired_state == "stopped":
             status["state"] = "stopped"
+        if not actor.is_manager:
+            for key in PAIRING_SECRETS:
+                status.pop(key, None)
         result.append({
             "id": inst.id, "name": inst.name, "transport": inst.transport, "desired": inst.desired_state,
             "phone": status.get("phone") or inst.phone, "push_name": status.get("push_name") or inst.push_name,

@@ -66,7 +66,14 @@ from workbench.store.models import (
     WorkspaceMember,
     is_row_id,
 )
-from workbench.store.text import clean_json, clean_text
+from workbench.store.text import (
+    CONTACT_FIELD_KEY,
+    MAX_CONTACT_FIELD_CHARS,
+    MAX_CONTACT_FIELDS,
+    MAX_CONTACT_NAME_CHARS,
+    clean_json,
+    clean_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -449,12 +456,7 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
     if isinstance(action, RemoveTag):
         untag_contact(session, run.workspace_id, run.contact_id, action.name)
     elif isinstance(action, SetContactField):
-        contact = session.get(Contact, run.contact_id)
-        if action.field == "name":
-            contact.name = clean_text(str(action.value), limit=255)[0]
-        else:
-            contact.custom_data = {**(contact.custom_data or {}), action.field.removeprefix("custom_data."):
-                                   clean_json(action.value)}
+        _set_contact_field(session, run, action)
     elif isinstance(action, Notify):
         session.add(Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
                                  team_id=_own_team(session, run, action.team_id)
@@ -474,6 +476,36 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
         if values:
             session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**values))
     return None
+
+
+def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField) -> None:
+    """Store a set-field step's value within the contact form's limits (``workbench/store/text.py``).
+
+    A value may be a contact's whole message: a longer one is cut; a field the contact form would refuse (a bad
+    name, one field too many) is not stored. Both are logged with sizes and field names, never the text.
+    """
+    contact = session.get(Contact, run.contact_id)
+    value = action.value
+    if action.field == "name":
+        value = clean_text(str(value), limit=None)[0]
+        if len(value) > MAX_CONTACT_NAME_CHARS:
+            log.warning("run %s: contact name of %s characters cut to %s", run.id, len(value), MAX_CONTACT_NAME_CHARS)
+        contact.name = value[:MAX_CONTACT_NAME_CHARS]
+        return
+    key = action.field.removeprefix("custom_data.")
+    fields = dict(contact.custom_data or {})
+    if not CONTACT_FIELD_KEY.match(key):
+        log.warning("run %s: contact field not stored: its name is not a field name", run.id)
+        return
+    if key not in fields and len(fields) >= MAX_CONTACT_FIELDS:
+        log.warning("run %s: contact field %s not stored: the contact has %s fields already", run.id, key,
+                    len(fields))
+        return
+    if isinstance(value, str) and len(value) > MAX_CONTACT_FIELD_CHARS:
+        log.warning("run %s: contact field %s of %s characters cut to %s", run.id, key, len(value),
+                    MAX_CONTACT_FIELD_CHARS)
+        value = value[:MAX_CONTACT_FIELD_CHARS]
+    contact.custom_data = {**fields, key: clean_json(value)}
 
 
 def _workspace_timezone(session: Session, workspace_id: int) -> str:

@@ -34,8 +34,10 @@ class Settings(BaseModel):
     inbound_batch: int = Field(200, description="Most inbound events stored in one transaction.")
     drain_linger_ms: int = Field(2000, description="How long an inbound job waits for more events before it ends.")
     outbox_republish_after_s: int = Field(30, description="Pending outbox rows older than this are re-published.")
-    login_max_failures: int = Field(5, description="Failed logins before the account is slowed down.")
-    login_lockout_s: int = Field(60, description="Wait after too many failed logins (doubles each time).")
+    login_max_failures: int = Field(5, description="Failed logins of one e-mail from one client address before "
+                                                   "further tries from there must wait.")
+    login_lockout_s: int = Field(60, description="First wait after too many failed logins (doubles with each "
+                                                 "further failure).")
     session_ttl_h: int = Field(72, description="How long a login survives without activity.")
     max_text_chars: int = Field(65536, description="Longest text accepted in one message; longer is cut and flagged.")
     media_max_mb: int = Field(64, description="Largest media file stored.")

@@ -2,6 +2,10 @@
 
 Nothing connects at import time. Streamlit caches the engine with ``st.cache_resource`` through
 ``get_engine``; each job opens its own session.
+
+Database errors must not carry what was being written (message text, phones) into logs or the failed streams:
+the engine hides bound parameters from its exception texts, and ``safe_error_text`` describes an error by its
+kind and the names involved, never by PostgreSQL's message (which quotes values: "Key (phone)=(...)").
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from workbench.store.config import get_settings
@@ -64,3 +69,26 @@ def dispose_engines() -> None:
         engine.dispose()
     _engines.clear()
     _makers.clear()
+
+
+def safe_error_text(exc: BaseException) -> str:
+    """A description of ``exc`` for logs and failure records that quotes no data.
+
+    A database error gives its kind, SQLSTATE and the constraint, table and column it names (for example
+    ``IntegrityError/UniqueViolation sqlstate=23505 constraint=uq_contacts_instance_id``): PostgreSQL's own
+    message and its DETAIL line quote the values. Any other exception gives only its type, since its message
+    may hold the text being handled.
+    """
+    if not isinstance(exc, sa_exc.DBAPIError) or exc.orig is None:
+        return type(exc).__name__
+    orig = exc.orig
+    parts = [f"{type(exc).__name__}/{type(orig).__name__}"]
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        parts.append(f"sqlstate={sqlstate}")
+    diag = getattr(orig, "diag", None)
+    for name in ("constraint_name", "table_name", "column_name"):
+        value = getattr(diag, name, None) if diag is not None else None
+        if value:
+            parts.append(f"{name.removesuffix('_name')}={value}")
+    return " ".join(parts)

@@ -94,8 +94,6 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(120))
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=sql("true"))
-    failed_logins: Mapped[int] = mapped_column(Integer, server_default="0")
-    locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
 
@@ -120,6 +118,20 @@ class AuthSession(Base):
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class LoginThrottle(Base):
+    """Recent login attempts of one e-mail from one client address (``workbench.services.auth``).
+
+    ``key`` is a hash of both, so neither typed e-mails (nor a password typed in the e-mail field) nor client
+    addresses are stored. Rows are forgotten a day after their last attempt.
+    """
+
+    __tablename__ = "login_throttles"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    blocked_until: Mapped[datetime | None]
 
 
 class Team(Base):

@@ -5,6 +5,9 @@ included). Only what PostgreSQL cannot hold changes it, at the edge where it ent
 text, ``clean_json`` for a whole JSON value): NUL characters and lone UTF-16 surrogates (an unpaired
 ``\\ud800`` escape in JSON) become U+FFFD, and text past the limit is cut. A message's ``data`` flags each
 change. Numbers jsonb cannot hold (infinite, NaN) are refused.
+
+A contact's name and custom fields hold at most what the contact form accepts, whoever writes them (an agent
+in the inbox, ``workbench.services.contacts``; a funnel's set-field step, ``workbench.services.runs``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ from workbench.store.config import get_settings
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
+
+MAX_CONTACT_NAME_CHARS = 255
+MAX_CONTACT_FIELDS = 50
+MAX_CONTACT_FIELD_CHARS = 1_000
+"""Longest custom field value: a note or an address, not a document."""
+CONTACT_FIELD_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+"""A custom field's name: what funnel templates reach as ``{{contact.custom_data.KEY}}`` (the funnel's own rule
+for field names, ``engine/core/nodes/base.py``)."""
+
 
 
 def clean_text(text: str, limit: int | None = None) -> tuple[str, dict[str, bool]]:

@@ -12,7 +12,7 @@ from workbench.store.models import Base
 config = context.config
 # upgrade_database sets the URL; the alembic command line falls back to the DATABASE_URL setting
 url = config.get_main_option("sqlalchemy.url") or get_settings().database_url or ""
-connectable = create_engine(normalize_url(url), poolclass=pool.NullPool)
+connectable = create_engine(normalize_url(url), poolclass=pool.NullPool, hide_parameters=True)
 with connectable.connect() as connection:
     # one migrator at a time: `up` on two machines must not race on the same database
     connection.exec_driver_sql("SELECT pg_advisory_lock(727001)")
