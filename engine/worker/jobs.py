@@ -58,7 +58,7 @@ from workbench.services.instances import sync_instances
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
-from workbench.store.db import session_scope
+from workbench.store.db import safe_error_text, session_scope
 from workbench.store.models import Conversation, FunnelRun, Instance
 from workbench.store.outages import UNAVAILABLE
 
@@ -462,8 +462,9 @@ def _contact_key(event) -> str:
 
 def _describe(exc: BaseException) -> str:
     """Why an event failed, for the panel: the error's type and first line, without SQL, parameters or data."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig  # SQLAlchemy's own text carries the statement and its parameters (message bodies)
+    if isinstance(exc, DBAPIError):
+        # PostgreSQL's message and DETAIL quote values (phones, bodies), SQLAlchemy's the statement
+        return safe_error_text(exc)
     first = (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
 
