@@ -21,10 +21,15 @@ from workbench.store.config import get_settings
 
 
 def _redis() -> redis.Redis:
+    """A client whose threads wait for a free connection rather than fail (redis-py's default pool raises)."""
+    from connector.relay import REDIS_CONNECTIONS
+
     url = get_settings().redis_url
     if not url:
         sys.exit("REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0).")
-    return redis.Redis.from_url(url, health_check_interval=30)
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=20,
+                                                 health_check_interval=30)
+    return redis.Redis(connection_pool=pool)
 
 
 def _on_signals(stop: Callable[[], None]) -> None:

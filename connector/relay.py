@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,60 +61,93 @@ from workbench.store.config import get_settings
 log = logging.getLogger(__name__)
 
 CONSUMER = "relay"  # one relay per instance, so one fixed consumer name finds its own pending entries
+# Sender threads of one number. Sends are serialised by the number's pace anyway; more threads only let more
+# contacts "type" at once. Every thread may hold a Redis connection, the reader, control, heartbeat and spool
+# threads one each: the client's pool is sized for all of them, so a backlog never runs out of connections.
+LANE_THREADS = 32
+REDIS_CONNECTIONS = LANE_THREADS + 16
 INTERRUPTED = "interrompido durante o envio"  # the error text the brief fixes for a send cut off by a crash
-_STOPPING = object()
 
 
 class _Lanes:
-    """One FIFO queue and thread per contact, so a typing delay for one contact never holds up another.
+    """Per-contact FIFO lanes served by at most ``max_threads`` threads, so a typing delay for one contact never
+    holds up another, and a backlog for thousands of contacts never starts thousands of threads.
 
-    A lane whose queue stays empty for ``idle_s`` ends, so a number talking to thousands of contacts keeps
-    threads only for the active ones.
+    A thread serves one contact's lane until it is empty, then takes the next contact waiting for a thread;
+    only one thread serves a contact at a time, so its messages keep their order. A thread with nothing to do
+    for ``idle_s`` ends. With every thread busy, new contacts wait their turn (in memory here; the commands
+    stay pending in ``wb:out`` until sent).
     """
 
-    def __init__(self, handle: Callable[[Any], None], idle_s: float) -> None:
+    def __init__(self, handle: Callable[[Any], None], idle_s: float, max_threads: int) -> None:
         self._handle = handle
         self._idle_s = idle_s
-        self._lock = threading.Lock()
-        self._lanes: dict[str, tuple[queue.Queue, threading.Thread]] = {}
+        self._max_threads = max_threads
+        self._cond = threading.Condition()
+        self._items: dict[str, deque] = {}  # contacts with queued items, or served right now
+        self._waiting: deque[str] = deque()  # contacts with items and no thread
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a contact
+        self._closing = False
 
     def dispatch(self, key: str, item: Any) -> None:
         """Queue ``item`` behind the earlier items of the same ``key``."""
-        with self._lock:
-            lane = self._lanes.get(key)
-            if lane is None:
-                q: queue.Queue = queue.Queue()
-                thread = threading.Thread(target=self._run, args=(key, q), name=f"lane-{key}", daemon=True)
-                lane = self._lanes[key] = (q, thread)
-                thread.start()
-            lane[0].put(item)
-
-    def _run(self, key: str, q: queue.Queue) -> None:
-        while True:
-            try:
-                item = q.get(timeout=self._idle_s)
-            except queue.Empty:
-                with self._lock:  # dispatch puts under the same lock, so nothing lands in a dead lane
-                    if q.empty():
-                        self._lanes.pop(key, None)
-                        return
-                continue
-            if item is _STOPPING:
+        with self._cond:
+            items = self._items.get(key)
+            if items is not None:  # a thread serves it, or it is waiting for one: either way it gets there
+                items.append(item)
                 return
+            self._items[key] = deque([item])
+            self._waiting.append(key)
+            if len(self._waiting) <= self._idle:
+                self._cond.notify()
+            elif len(self._threads) < self._max_threads:
+                thread = threading.Thread(target=self._run, name=f"lane-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    @property
+    def thread_count(self) -> int:
+        """Threads alive now (tests and benchmarks)."""
+        with self._cond:
+            return len(self._threads)
+
+    def _next(self, key: str | None) -> tuple[str, Any] | None:
+        """The next item for this thread: its contact's next, or the first of the next waiting contact."""
+        with self._cond:
+            if key is not None and not self._items[key]:
+                del self._items[key]
+                key = None
+            if key is None:
+                self._idle += 1
+                try:
+                    if not self._cond.wait_for(lambda: self._waiting or self._closing, self._idle_s) \
+                            or self._closing:
+                        self._threads.remove(threading.current_thread())
+                        return None
+                finally:
+                    self._idle -= 1
+                key = self._waiting.popleft()
+            return key, self._items[key].popleft()
+
+    def _run(self) -> None:
+        key = None
+        while (nxt := self._next(key)) is not None:
+            key, item = nxt
             self._handle(item)
 
     def close(self, timeout: float) -> None:
-        """Let each lane finish the item in hand, then end; items still queued stay pending in the stream."""
-        with self._lock:
-            lanes = list(self._lanes.values())
-            self._lanes.clear()
-        for q, _ in lanes:
-            # Queued items are still pending in wb:out (the next start sends them), so drop them here
-            # rather than wait for their typing delays.
-            with q.mutex:
-                q.queue.clear()
-            q.put(_STOPPING)
-        for _, thread in lanes:
+        """Let each thread finish the item in hand, then end; items still queued stay pending in the stream."""
+        with self._cond:
+            self._closing = True
+            # Queued items are still pending in wb:out (the next start sends them): drop them rather than wait
+            # for their typing delays.
+            for items in self._items.values():
+                items.clear()
+            self._waiting.clear()
+            threads = list(self._threads)
+            self._cond.notify_all()
+        for thread in threads:
             thread.join(timeout)
 
 
@@ -129,7 +162,9 @@ class Relay:
         typing_ms_per_char / typing_max_ms: typing indicator pacing; default the settings'
             (``WORKBENCH_TYPING_MS_PER_CHAR``, ``WORKBENCH_TYPING_MAX_MS``); 0 disables it.
         heartbeat_s: how often the status hash's ``heartbeat`` is refreshed (the supervisor's liveness check).
-        lane_idle_s: how long an idle per-contact sender thread lives.
+        lane_idle_s: how long an idle sender thread lives.
+        lane_threads: most sender threads (``LANE_THREADS``); the client's pool needs that many connections and
+            a few more (``REDIS_CONNECTIONS``).
         parent_pid: exit when this process stops being our parent (the supervisor died), so no orphan
             connector keeps a number busy.
         transport_options: extra keyword arguments for the transport's constructor.
@@ -146,6 +181,7 @@ class Relay:
         typing_max_ms: int | None = None,
         heartbeat_s: float = 2.0,
         lane_idle_s: float = 60.0,
+        lane_threads: int = LANE_THREADS,
         parent_pid: int | None = None,
         transport_options: dict[str, Any] | None = None,
     ) -> None:
@@ -177,7 +213,7 @@ class Relay:
         # ack that tells them which outbox row its WhatsApp id belongs to.
         self._send_lock = threading.Lock()
         self.pacer = Pacer(settings.send_min_gap_ms / 1000, settings.sends_per_minute)
-        self._lanes = _Lanes(self._process, lane_idle_s)
+        self._lanes = _Lanes(self._process, lane_idle_s, lane_threads)
         self._exit_code = 0
 
     # -- life cycle ------------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Command line: ``python -m workbench up | workers | migrate | create-user``."""
+"""Command line: ``python -m workbench up | workers | migrate``.
+
+``worker`` and ``scheduler`` are the processes ``workers`` supervises (engine/worker/processes.py); they end
+with the process that started them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import sys
 import warnings
 
 from connector.files import PRIVATE_UMASK, private_dir
-from workbench.launcher import ROLES
+from workbench.launcher import QUEUES, ROLES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run only this role (repeatable); default: all roles")
     workers = sub.add_parser("workers", help="run RQ workers with the scheduler (needs REDIS_URL, DATABASE_URL)")
     workers.add_argument("--count", type=int, default=2)
+    sub.add_parser("worker", help="one RQ worker (started by `workers`)")
+    sub.add_parser("scheduler", help="the RQ scheduler (started by `workers`)")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     args = parser.parse_args(argv)
     os.umask(PRIVATE_UMASK)  # every file and directory we (and the processes we start) create is the owner's only
@@ -39,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.launcher import workers as run_workers
 
         return run_workers(args.count)
+    if args.command in ("worker", "scheduler"):
+        return _rq_process(args.command)
     if args.command == "migrate":
         from workbench.store.config import get_settings
         from workbench.store.migrations import upgrade_database
@@ -50,6 +58,26 @@ def main(argv: list[str] | None = None) -> int:
         upgrade_database(url)
         return 0
     return 2
+
+
+def _rq_process(command: str) -> int:
+    import signal
+    import threading
+
+    from engine.worker import processes
+    from workbench.store.config import get_settings
+
+    processes.die_with_parent()
+    url = get_settings().redis_url
+    if not url:
+        print("REDIS_URL is not set", file=sys.stderr)
+        return 2
+    if command == "worker":
+        return processes.run_worker(url, QUEUES)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return processes.run_scheduler(url, QUEUES, stop)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 the demo workspace on first run, and runs its roles as child processes that it restarts if they die:
 
 - ``panel``: ``streamlit run app.py``
-- ``workers``: ``python -m workbench workers`` (RQ workers with the scheduler, plus the sweep ticker)
+- ``workers``: ``python -m workbench workers`` (RQ workers, the scheduler, the sweep ticker)
 - ``connectors``: ``python -m connector supervise`` (one process per WhatsApp number)
 
 Ctrl-C or SIGTERM stops the children, then the servers it started; nothing is left running.
@@ -30,11 +30,21 @@ ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("panel", "workers", "connectors")
 QUEUES = ("inbound", "default")
 SWEEP_EVERY_S = 15
+TICK_S = 0.2  # how often supervisors look at their children
+QUICK_RESTART_S = 0.5
+CRASH_LOOP = 3  # exits within CRASH_WINDOW_S that make a crash loop
+CRASH_WINDOW_S = 30.0
+MAX_BACKOFF_S = 30.0
 
 
 @dataclass
 class Child:
-    """A supervised child process, restarted with exponential backoff when it exits on its own."""
+    """A supervised child process, restarted when it exits on its own.
+
+    A crash is usually a one-off (a worker killed, a Redis restart): the child is back after ``QUICK_RESTART_S``.
+    Only a child that crash-loops (``CRASH_LOOP`` exits within ``CRASH_WINDOW_S``) waits longer, doubling up to
+    ``MAX_BACKOFF_S``, so a broken setup does not spin.
+    """
 
     name: str
     argv: list[str]
@@ -42,30 +52,30 @@ class Child:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
-    started_at: float = 0.0
-    backoff: float = field(default=1.0)
+    exits: list[float] = field(default_factory=list)  # monotonic times of recent exits
 
     def start(self) -> None:
         """Start the process in its own process group (so stopping it stops its children too)."""
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True)
-        self.started_at = time.monotonic()
 
     def check(self) -> None:
-        """Restart the process if it died; the delay doubles up to 60 s, and resets after 60 s of uptime."""
+        """Start the process when it is due; note its exit if it died."""
         if self.proc is None:
             if time.monotonic() >= self.next_start:
                 self.start()
             return
         code = self.proc.poll()
         if code is None:
-            if time.monotonic() - self.started_at > 60:
-                self.backoff = 1.0
             return
-        log.warning("%s exited with %s; restarting in %.0f s", self.name, code, self.backoff)
+        now = time.monotonic()
+        self.exits = [t for t in self.exits if now - t < CRASH_WINDOW_S] + [now]
+        delay = QUICK_RESTART_S
+        if len(self.exits) >= CRASH_LOOP:
+            delay = min(QUICK_RESTART_S * 2 ** (len(self.exits) - CRASH_LOOP + 2), MAX_BACKOFF_S)
+        log.warning("%s exited with %s; restarting in %.1f s", self.name, code, delay)
         self.proc = None
         self.restarts += 1
-        self.next_start = time.monotonic() + self.backoff
-        self.backoff = min(self.backoff * 2, 60.0)
+        self.next_start = now + delay
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
@@ -150,7 +160,7 @@ def up(roles: tuple[str, ...] = ROLES) -> int:
             print(f"  Workbench panel: http://{settings.panel_address}:{settings.panel_port}", flush=True)
         print(f"  Running {', '.join(roles)}; data in {data_dir}. Ctrl-C stops everything.", flush=True)
         while True:
-            time.sleep(1)
+            time.sleep(TICK_S)
             for child in children:
                 child.check()
     except (_Stop, KeyboardInterrupt):
@@ -182,25 +192,25 @@ def _own(data_dir: Path):
 
 
 def workers(count: int) -> int:
-    """Run ``count`` RQ workers (one with the scheduler) and the sweep ticker until SIGTERM."""
+    """Run ``count`` RQ workers, the scheduler and the sweep ticker until SIGTERM (engine/worker/processes.py)."""
     from redis import Redis
 
     settings = get_settings()
     env = dict(os.environ)
-    base = [sys.executable, "-m", "rq.cli", "worker", "--url", settings.redis_url or "",
-            "--worker-class", "rq.worker.SimpleWorker", "--logging_level", "WARNING"]
-    children = [Child(f"worker-{n}", base + (["--with-scheduler"] if n == 0 else []) + list(QUEUES), env)
-                for n in range(count)]
+    main = [sys.executable, "-m", "workbench"]
+    children = [Child(f"worker-{n}", [*main, "worker"], env) for n in range(count)]
+    children.append(Child("scheduler", [*main, "scheduler"], env))
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
+    client = Redis.from_url(settings.redis_url, health_check_interval=30)
     stop = threading.Event()
-    ticker = threading.Thread(target=_sweep_ticker, args=(Redis.from_url(settings.redis_url), stop), daemon=True)
+    ticker = threading.Thread(target=_sweep_ticker, args=(client, stop), daemon=True)
     try:
         for child in children:
             child.start()
         ticker.start()
         while True:
-            time.sleep(1)
+            time.sleep(TICK_S)
             for child in children:
                 child.check()
     except (_Stop, KeyboardInterrupt):

