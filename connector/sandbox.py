@@ -67,6 +67,8 @@ STATUSES = "wb:sbx:status:{}:{}"
 TYPING = "wb:sbx:typing:{}:{}"
 LEAD_CHATS = "wb:sbx:leads:{}"
 
+# How long a send cut off by a broken connection keeps asking whether it arrived (then it is uncertain: failed).
+RESEND_WINDOW_S = 15
 INBOX_GROUP = "device"
 INBOX_CONSUMER = "device"
 BLOB_TTL_S = 7 * 24 * 3600
@@ -363,6 +365,10 @@ class SandboxNetwork:
             pipe.xadd(INBOX.format(business), {"p": json.dumps(receipt)})
             pipe.execute()
 
+    def has_message(self, lead: str, business: str, message_id: str) -> bool:
+        """Whether the chat holds the message with this id (a sender's check after a broken connection)."""
+        return bool(self.redis.hexists(MESSAGES.format(lead, business), message_id))
+
     def set_typing(self, business: str, lead: str, on: bool) -> None:
         """Show or clear the business's typing indicator in the lead's chat."""
         if on:
@@ -607,14 +613,25 @@ class SandboxTransport(Transport):
         }
         if command.type == "poll":
             message["options"] = command.poll_options
-        try:
-            self.network.deliver_from_business(business, lead, message)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # the transaction may have run before the connection broke
-            raise SendUncertainError(f"outbox {command.outbox_id}: {type(exc).__name__}") from exc
-        except redis.RedisError as exc:
-            raise SendError(f"outbox {command.outbox_id}: {exc}") from exc
-        return message["id"]
+        deadline = time.monotonic() + RESEND_WINDOW_S
+        while True:
+            try:
+                self.network.deliver_from_business(business, lead, message)
+                return message["id"]
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # The transaction may have run before the connection broke. Like WhatsApp's servers, the sandbox
+                # knows a message by its id: once reachable again, ask whether it arrived, else send it again.
+                while True:
+                    if time.monotonic() > deadline or self._stop.wait(0.2):
+                        raise SendUncertainError(f"outbox {command.outbox_id}: {type(exc).__name__}") from exc
+                    try:
+                        if self.network.has_message(lead, business, message["id"]):
+                            return message["id"]
+                        break
+                    except redis.RedisError:
+                        continue
+            except redis.RedisError as exc:
+                raise SendError(f"outbox {command.outbox_id}: {exc}") from exc
 
     def set_typing(self, to_phone: str, on: bool) -> None:
         """Show or clear "typing..." in the lead's chat."""

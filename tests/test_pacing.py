@@ -9,7 +9,7 @@ import pytest
 
 from connector.claims import read_claims
 from connector.pacing import Pacer
-from connector.relay import Relay
+from connector.relay import Relay, _Lanes
 from connector.sandbox import SandboxNetwork
 from tests.test_connector_support import LEAD, acks, pair, relay_thread, send_command, wait_until
 from workbench.store.config import get_settings
@@ -114,3 +114,35 @@ def test_neonize_transport_is_not_alive_when_its_socket_stays_down(tmp_path, mon
     assert not transport.alive()
     Socket.is_connected = True
     assert transport.alive()
+
+
+def test_a_backlog_for_many_contacts_uses_a_bounded_number_of_threads_and_keeps_each_contacts_order():
+    """A few threads serve thousands of contacts; one contact's items are handled in order, never two at once."""
+    handled: dict[str, list[int]] = {}
+    busy: set[str] = set()
+    overlaps = []
+    lock = threading.Lock()
+
+    def handle(item: tuple[str, int]) -> None:
+        key, n = item
+        with lock:
+            if key in busy:
+                overlaps.append(key)
+            busy.add(key)
+        time.sleep(0.0005)
+        with lock:
+            busy.discard(key)
+            handled.setdefault(key, []).append(n)
+
+    lanes = _Lanes(handle, idle_s=5, max_threads=4)
+    peak = 0
+    for n in range(5):
+        for k in range(400):
+            lanes.dispatch(f"55119{k:08d}", (f"55119{k:08d}", n))
+            peak = max(peak, lanes.thread_count)
+    deadline = time.monotonic() + 60
+    while sum(map(len, handled.values())) < 2000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lanes.close(5)
+    assert peak <= 4 and overlaps == []
+    assert len(handled) == 400 and all(items == [0, 1, 2, 3, 4] for items in handled.values())

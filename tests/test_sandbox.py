@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import redis as redis_lib
 from rq import Queue
 
 from connector import contracts
@@ -242,6 +243,32 @@ def test_a_long_typing_delay_for_one_contact_does_not_hold_up_another(r, network
         wait_until(lambda: len(acks(r, 1)) == 3, what="three acks")
     assert [e.outbox_id for e in events(r, 1, "ack")] == [3, 1, 2]
     assert [m["text"] for m in network.lead_chat(LEAD, BUSINESS)] == ["x" * 200, "depois"]
+
+
+def test_a_send_cut_off_by_a_broken_connection_is_delivered_exactly_once(r, network, monkeypatch):
+    """The connection breaks after the delivery ran (first command) or before it (second): like WhatsApp, the
+    sandbox knows a message by its id, so the sender asks and sends again only what did not arrive."""
+    deliver = SandboxNetwork.deliver_from_business
+    broken = {"after": 1, "before": 1}
+
+    def flaky(self, business, lead, message):
+        if message["text"] == "chegou" and broken["after"]:
+            broken["after"] -= 1
+            deliver(self, business, lead, message)
+            raise redis_lib.ConnectionError("Connection closed by server.")
+        if message["text"] == "não chegou" and broken["before"]:
+            broken["before"] -= 1
+            raise redis_lib.ConnectionError("Error 111 connecting to Redis")
+        deliver(self, business, lead, message)
+
+    monkeypatch.setattr(SandboxNetwork, "deliver_from_business", flaky)
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        send_command(r, 1, 1, "chegou")
+        send_command(r, 1, 2, "não chegou")
+        wait_until(lambda: len(acks(r, 1)) == 2, what="two acks")
+    assert all(ack[0].ok for ack in acks(r, 1).values())
+    assert [m["text"] for m in network.lead_chat(LEAD, BUSINESS)] == ["chegou", "não chegou"]
 
 
 def test_an_already_sent_command_is_acknowledged_again_not_resent(r, network):

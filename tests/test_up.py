@@ -62,12 +62,16 @@ def _servers_under(data_dir: Path) -> list[psutil.Process]:
 
 
 def _stop(proc: subprocess.Popen, data_dir: Path) -> None:
+    """SIGTERM `up`: it exits 0, and none of its servers nor any process it started (workers, the scheduler)
+    is left running."""
+    started = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     deadline = time.monotonic() + 20
-    while _servers_under(data_dir) and time.monotonic() < deadline:
+    while (_servers_under(data_dir) or any(p.is_running() for p in started)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _servers_under(data_dir) == []
+    assert [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
 
 
 def test_up_creates_demo_once_stops_cleanly_and_reuses_data(tmp_path):

@@ -95,19 +95,21 @@ def run_worker(redis_url: str, queues: Iterable[str]) -> int:
     client = redis.Redis.from_url(redis_url, health_check_interval=30)
     queue_names = list(queues)
     while True:
-        worker = ResilientWorker(queue_names, connection=client, name=f"{socket.gethostname()}.{os.getpid()}."
-                                 f"{uuid.uuid4().hex[:6]}")
+        worker = None
         try:
+            worker = ResilientWorker(queue_names, connection=client,
+                                     name=f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
             worker.work(logging_level="WARNING", with_scheduler=False)
-        except redis.RedisError as exc:  # raised by RQ's own teardown when Redis is away
-            log.warning("worker %s: Redis unreachable (%s)", worker.name, type(exc).__name__)
-        if worker.stop_requested_by_signal:
+        except redis.RedisError as exc:  # raised by RQ's setup or teardown when Redis is away
+            log.warning("worker: Redis unreachable (%s)", type(exc).__name__)
+        if worker is not None and worker.stop_requested_by_signal:
             return 0
         # RQ's loop ended on an error it logged (usually Redis went away mid-job): start over once Redis is back,
         # after settling the job this incarnation had in hand.
         _wait_for_redis(client)
-        with contextlib.suppress(redis.RedisError):
-            reap_worker(client, worker.name)
+        if worker is not None:
+            with contextlib.suppress(redis.RedisError):
+                reap_worker(client, worker.name)
         time.sleep(REDIS_RETRY_S)  # never spin on an error that is not Redis's
 
 
@@ -117,17 +119,16 @@ def reap_worker(client: redis.Redis, name: str) -> int:
     if worker is None:
         return 0
     executions = worker.get_current_executions(refresh=True)
-    registries = set()
+    registries: dict[str, StartedJobRegistry] = {}
     for execution in executions:
         try:
             job = Job.fetch(execution.job_id, connection=client)
         except NoSuchJobError:
             continue
-        registry = StartedJobRegistry(job.origin, connection=client)
+        registry = registries.setdefault(job.origin, StartedJobRegistry(job.origin, connection=client))
         # Mark the entry as expired, then let RQ's own cleanup retry or fail it exactly as it would minutes later.
         client.zadd(registry.key, {execution.composite_key: 0}, xx=True)
-        registries.add(registry)
-    for registry in registries:
+    for registry in registries.values():
         registry.cleanup(timestamp=0)
     worker.register_death()
     return len(executions)
@@ -160,7 +161,7 @@ class LeasedScheduler(RQScheduler):
                 log.info("scheduler %s: scheduling %s", self.name, ", ".join(sorted(owned)))
             self._acquired_locks = owned
             self._scheduled_job_registries = []  # rebuilt for the owned queues by enqueue_scheduled_jobs
-        self.save()  # the metadata hash (name, pid, heartbeat) that `rq info` and tests read, with a TTL
+        self.register_birth()  # (re)writes its metadata hash (name, pid, heartbeat) with a TTL, for `rq info`
         return owned
 
 
@@ -172,7 +173,7 @@ def run_scheduler(redis_url: str, queues: Iterable[str], stop: threading.Event) 
     next_cleanup = 0.0
     while not stop.is_set():
         try:
-            reap_dead_workers(client)  # every machine's scheduler reaps its own machine's workers
+            _reap(client)
             if scheduler.hold():
                 scheduler.enqueue_scheduled_jobs()
                 if time.monotonic() >= next_cleanup:
@@ -187,6 +188,16 @@ def run_scheduler(redis_url: str, queues: Iterable[str], stop: threading.Event) 
         scheduler.release_locks()
         scheduler.register_death()
     return 0
+
+
+def _reap(client: redis.Redis) -> None:
+    """Every machine's scheduler reaps its own machine's dead workers (only one of them schedules)."""
+    try:
+        reap_dead_workers(client)
+    except redis.RedisError:
+        raise
+    except Exception:  # noqa: BLE001 - a bug here must not stop the scheduling
+        log.exception("could not settle dead workers' jobs")
 
 
 def _clean_registries(client: redis.Redis, queue_names: Iterable[str]) -> None:
