@@ -373,7 +373,7 @@ def _drive(plan: Plan, up: subprocess.Popen, network, redis_server, engine) -> R
     def settled() -> bool:
         replies, timers = received()
         missing = (report.sent - meter.stored, sum(max(0, n - replies[k]) for k, n in plain.items()),
-                   sum(not t[AFTER_DELAY] + (not t[NO_REPLY]) for t in timers.values()))
+                   sum((not t[AFTER_DELAY]) + (not t[NO_REPLY]) for t in timers.values()))
         if os.environ.get("FAULTRUN_DEBUG"):
             print(f"{time.monotonic() - start:.0f} s: missing inbound, replies, timers: {missing}", flush=True)
         return missing == (0, 0, 0)
