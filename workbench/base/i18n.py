@@ -1000,6 +1000,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.run_not_found": "Execução de funil não encontrada.",
         "error.run_not_live": "Este funil já tinha terminado para o contato; não há nada para parar.",
         "error.contact_not_found": "Contato não encontrado.",
+        "error.contact_job_not_found": "Tarefa não encontrada.",
         "error.tag_name": "O nome da tag precisa ter de 1 a {max} caracteres.",
         "error.contact_name": "O nome pode ter no máximo {max} caracteres.",
         "error.field_key": "Campo {n}: nome inválido. Use letras sem acento, números e _, começando por letra "

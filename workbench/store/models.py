@@ -46,6 +46,10 @@ CONVERSATION_STATUSES = ("open", "pending", "closed")
 MESSAGE_STATUSES = ("received", "pending", "sent", "delivered", "read", "failed")
 OUTBOX_STATUSES = ("pending", "sent", "failed")
 RUN_STATUSES = ("active", "waiting", "paused", "completed", "failed", "stopped")
+# texto, número, data, lista de opções, sim/não, e-mail, telefone, URL
+FIELD_TYPES = ("text", "number", "date", "choice", "boolean", "email", "phone", "url")
+CONTACT_JOB_KINDS = ("bulk", "import")
+CONTACT_JOB_STATUSES = ("queued", "running", "done", "failed")
 
 
 MAX_ID = 2**63 - 1
@@ -64,7 +68,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSONB, datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB, datetime: DateTime(timezone=True)}
 
 
 def _pk() -> Mapped[int]:
@@ -187,10 +191,86 @@ class Contact(Base):
     jid: Mapped[str | None] = mapped_column(String(128))
     name: Mapped[str | None] = mapped_column(String(255))
     push_name: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(254))
+    company: Mapped[str | None] = mapped_column(String(255))
     custom_data: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     last_inbound_at: Mapped[datetime | None]
+
+
+class ContactField(Base):
+    """A workspace's typed contact field (Configurações › Campos); values live in ``contacts.custom_data[key]``."""
+
+    __tablename__ = "contact_fields"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "key"),
+        CheckConstraint(_in("type", FIELD_TYPES), name="type"),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(120))
+    type: Mapped[str] = mapped_column(String(16))
+    options: Mapped[list[Any]] = mapped_column(server_default=sql("'[]'::jsonb"))  # choices of a "choice" field
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _created()
+
+
+class Segment(Base):
+    """A saved contact filter (Contatos › Segmentos)."""
+
+    __tablename__ = "segments"
+    __table_args__ = (Index("uq_segments_workspace_lower_name", "workspace_id", sql("lower(name)"), unique=True),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    name: Mapped[str] = mapped_column(String(120))
+    filter: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class ContactJob(Base):
+    """A long contact operation a worker runs (a bulk action, an import): what, how far, and how it ended.
+
+    ``done`` is the resume cursor: rows are written in batches, each batch in the transaction that moves
+    ``done`` past it, so a job killed mid-way resumes after its last committed batch without duplicates.
+    """
+
+    __tablename__ = "contact_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("kind", CONTACT_JOB_KINDS), name="kind"),
+        CheckConstraint(_in("status", CONTACT_JOB_STATUSES), name="status"),
+        Index("ix_contact_jobs_workspace", "workspace_id", sql("created_at DESC")),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    total: Mapped[int] = mapped_column(Integer, server_default="0")
+    done: Mapped[int] = mapped_column(Integer, server_default="0")
+    result: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class ContactJobError(Base):
+    """One row a job could not take, with its line and column and a pt-BR reason (the failed-rows file)."""
+
+    __tablename__ = "contact_job_errors"
+    __table_args__ = (Index("ix_contact_job_errors_job_line", "job_id", "line"),)
+    id: Mapped[int] = _pk()
+    job_id: Mapped[int] = mapped_column(ForeignKey("contact_jobs.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    column: Mapped[str | None] = mapped_column(String(120))
+    message: Mapped[str] = mapped_column(Text)
+    row: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
 
 
 class Tag(Base):
@@ -397,6 +477,7 @@ class Note(Base):
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime | None]
 
 
 class Notification(Base):
