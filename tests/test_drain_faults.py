@@ -284,3 +284,15 @@ def _fresh_engines():
     """The forking worker's horses must not inherit pooled connections; give every test fresh ones after."""
     yield
     db.dispose_engines()
+
+
+def test_the_leases_of_a_worker_known_dead_are_freed_at_once_and_their_drains_woken(engine, r):
+    """The scheduler frees a dead worker's numbers (engine/worker/processes.py) instead of waiting for the lease."""
+    ws = make_workspace()
+    dead, alive = make_instance(ws, "morto"), make_instance(ws, "vivo")
+    r.set(DRAIN_LOCK.format(dead), "maquina.4242|abc", px=jobs.LOCK_TTL_MS)
+    r.set(DRAIN_FLAG.format(dead), "1", px=jobs.LOCK_TTL_MS)
+    r.set(DRAIN_LOCK.format(alive), "maquina.42|def", px=jobs.LOCK_TTL_MS)  # a pid sharing the dead one's prefix
+    assert jobs.release_drains_of(r, "maquina", 4242) == [dead]
+    assert r.get(DRAIN_LOCK.format(dead)) is None and r.get(DRAIN_LOCK.format(alive)) == b"maquina.42|def"
+    assert [job.args for job in Queue(INBOUND_QUEUE, connection=r).jobs] == [(dead,)]

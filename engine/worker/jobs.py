@@ -21,7 +21,9 @@ busy. Three things keep that true when a worker dies, hangs or loses Redis:
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -212,7 +214,7 @@ class _Drain:
 
     def take(self, instance_id: int) -> bool:
         """Lock a number for this job, fence it, and settle its leftovers (entries read before but not finished)."""
-        token = secrets.token_hex(8)
+        token = f"{_lock_owner()}|{secrets.token_hex(8)}"
         if not self.client.set(DRAIN_LOCK.format(instance_id), token, nx=True, px=LOCK_TTL_MS):
             return False
         with self.guard:
@@ -430,6 +432,31 @@ class _Drain:
         self.totals["failed"] += 1
         log.error("event %s of instance %s set aside in %s (%s, %s tries)", entry_id, instance_id,
                   IN_FAILED_STREAM.format(instance_id), code, tried)
+
+
+def _lock_owner(host: str | None = None, pid: int | None = None) -> str:
+    """The process part of a drain lock's token, so the locks of a worker known dead can be freed at once."""
+    return f"{host or socket.gethostname()}.{pid or os.getpid()}"
+
+
+def release_drains_of(client: redis.Redis, host: str, pid: int) -> list[int]:
+    """Free the numbers a dead worker process held and wake their drains; returns the numbers.
+
+    Its leases would lapse within ``LOCK_TTL_MS`` anyway; freeing them when the worker is known dead saves those
+    seconds. Fencing (``instances.drain_epoch``) still protects the stored messages should the worker not be
+    dead after all.
+    """
+    prefix = _lock_owner(host, pid).encode() + b"|"
+    release = client.register_script(_RELEASE)
+    freed = []
+    for key in client.scan_iter(match=DRAIN_LOCK.format("*"), count=200):
+        token = client.get(key)
+        if token and token.startswith(prefix) and release(keys=[key], args=[token]):
+            instance_id = int(key.rsplit(b":", 1)[-1])
+            client.delete(DRAIN_FLAG.format(instance_id))
+            wake_inbound_drain(client, instance_id)
+            freed.append(instance_id)
+    return freed
 
 
 def _claim(instance_id: int) -> int | None:

@@ -10,9 +10,10 @@ We run our own mains rather than ``rq worker --with-scheduler`` because of how R
   schedulers never move the same jobs.
 - RQ's worker loop quits on any exception that escapes a job's bookkeeping (Redis restarted in the middle of
   it). Here the same process waits for Redis and works again, settling what it had in hand first.
-- A worker killed by SIGKILL leaves its job listed as started until RQ's maintenance notices, minutes later.
-  The scheduler process settles such jobs within a second (``reap_dead_workers``: retried when they have
-  retries left, failed otherwise).
+- A worker killed by SIGKILL leaves its job listed as started until RQ's maintenance notices, minutes later,
+  and its drain leases in place for a few seconds. The scheduler process notices the death within a second
+  (``reap_dead_workers``): it frees the dead worker's drain leases and wakes their drains, and settles its job
+  (retried when it has retries left, failed otherwise).
 
 Every process here also ends with its parent (``die_with_parent``), so a supervisor killed by SIGKILL leaves
 no orphan holding a lock.
@@ -40,6 +41,8 @@ from rq.registry import StartedJobRegistry, clean_registries
 from rq.scheduler import RQScheduler
 from rq.scripts import acquire_or_refresh_lock
 from rq.worker_registration import clean_worker_registry
+
+from engine.worker.jobs import release_drains_of
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,7 @@ def reap_dead_workers(client: redis.Redis) -> int:
     for worker in Worker.all(connection=client):
         if worker.hostname == host and worker.pid and not psutil.pid_exists(worker.pid):
             log.warning("worker %s (pid %s) died; settling its jobs", worker.name, worker.pid)
+            release_drains_of(client, host, worker.pid)
             jobs += reap_worker(client, worker.name)
     return jobs
 
