@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.store.config import Settings, get_settings
@@ -32,8 +32,8 @@ QUEUES = ("inbound", "default")
 SWEEP_EVERY_S = 15
 TICK_S = 0.2  # how often supervisors look at their children
 QUICK_RESTART_S = 0.5
-CRASH_LOOP = 3  # exits within CRASH_WINDOW_S that make a crash loop
-CRASH_WINDOW_S = 30.0
+CRASH_LOOP = 3  # short runs in a row that make a crash loop
+SHORT_RUN_S = 3.0  # a run this short ended in its start-up (a broken setup), not in a one-off crash
 MAX_BACKOFF_S = 30.0
 
 
@@ -42,8 +42,8 @@ class Child:
     """A supervised child process, restarted when it exits on its own.
 
     A crash is usually a one-off (a worker killed, a Redis restart): the child is back after ``QUICK_RESTART_S``.
-    Only a child that crash-loops (``CRASH_LOOP`` exits within ``CRASH_WINDOW_S``) waits longer, doubling up to
-    ``MAX_BACKOFF_S``, so a broken setup does not spin.
+    Only a child that crash-loops — ``CRASH_LOOP`` runs in a row that each ended within ``SHORT_RUN_S`` of their
+    start, as a broken setup does — waits longer, doubling up to ``MAX_BACKOFF_S``, so it does not spin.
     """
 
     name: str
@@ -52,11 +52,13 @@ class Child:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
-    exits: list[float] = field(default_factory=list)  # monotonic times of recent exits
+    started_at: float = 0.0
+    short_runs: int = 0  # runs in a row that ended within SHORT_RUN_S
 
     def start(self) -> None:
         """Start the process in its own process group (so stopping it stops its children too)."""
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True)
+        self.started_at = time.monotonic()
 
     def check(self) -> None:
         """Start the process when it is due; note its exit if it died."""
@@ -68,10 +70,10 @@ class Child:
         if code is None:
             return
         now = time.monotonic()
-        self.exits = [t for t in self.exits if now - t < CRASH_WINDOW_S] + [now]
+        self.short_runs = self.short_runs + 1 if now - self.started_at < SHORT_RUN_S else 0
         delay = QUICK_RESTART_S
-        if len(self.exits) >= CRASH_LOOP:
-            delay = min(QUICK_RESTART_S * 2 ** (len(self.exits) - CRASH_LOOP + 2), MAX_BACKOFF_S)
+        if self.short_runs >= CRASH_LOOP:
+            delay = min(QUICK_RESTART_S * 2 ** (self.short_runs - CRASH_LOOP + 2), MAX_BACKOFF_S)
         log.warning("%s exited with %s; restarting in %.1f s", self.name, code, delay)
         self.proc = None
         self.restarts += 1
