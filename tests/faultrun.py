@@ -78,6 +78,7 @@ class Report:
     scheduler_lock_owners: set[str] = field(default_factory=set)
     scheduler_names: set[str] = field(default_factory=set)
     longest_stall_s: float = 0.0
+    longest_stall_at: float = 0.0  # seconds into the run
     stall_after: dict[str, float] = field(default_factory=dict)
     faults: list[tuple[float, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -101,7 +102,8 @@ class Report:
             f"timers: {self.timers_due} due, {self.timers_fired} fired, {self.timers_fired_twice} fired twice",
             f"schedulers alive at the end: {self.scheduler_processes} process(es), lock owners "
             f"{sorted(self.scheduler_lock_owners)}",
-            f"longest stall with events waiting: {self.longest_stall_s:.1f} s (longest after each fault: {after})",
+            f"longest stall with events waiting: {self.longest_stall_s:.1f} s from {self.longest_stall_at:.1f} s "
+            f"(longest after each fault: {after})",
             f"faults: {', '.join(f'{kind} at {t:.1f} s' for t, kind in self.faults) or 'none'}; "
             f"{self.seconds:.0f} s in all",
         ]
@@ -398,7 +400,9 @@ def _drive(plan: Plan, up: subprocess.Popen, network, redis_server, engine) -> R
         report.replies_failed = conn.execute(select(func.count()).select_from(text("outbox")).where(
             text("status = 'failed'"))).scalar()
     engine.dispose()
-    report.longest_stall_s = max((end - begin for begin, end in meter.stalls), default=0.0)
+    if meter.stalls:
+        begin, end = max(meter.stalls, key=lambda stall: stall[1] - stall[0])
+        report.longest_stall_s, report.longest_stall_at = end - begin, begin - start
     # A stall belongs to the last fault before it began (or that it spans), counted from that fault.
     moments = [start + at for at, _ in faults] + [float("inf")]
     for (at, kind), until in zip(faults, moments[1:], strict=True):
