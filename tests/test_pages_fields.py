@@ -1,0 +1,100 @@
+"""Configurações › Campos: define, edit, reorder and delete the contacts' typed fields."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from tests.factories import inbox_with_one_conversation, make_actor, make_workspace
+from tests.test_pages_app import signed_in_app
+from workbench.services import contact_fields, contacts, conversations
+
+
+def open_page(actor) -> AppTest:
+    at = signed_in_app(actor)
+    at.run()
+    return at.switch_page("pages/settings.py").run()
+
+
+def create(at: AppTest, key: str, label: str, field_type: str, options: str = "") -> AppTest:
+    at.text_input(key="settings_field_new_key").input(key)
+    at.text_input(key="settings_field_new_label").input(label)
+    at.selectbox(key="settings_field_new_type").set_value(field_type)
+    at.text_area(key="settings_field_new_options").input(options)
+    return at.button(key="settings_field_create").click().run()
+
+
+def by_key(at: AppTest, prefix: str):
+    """The one widget whose key starts with ``prefix`` (edit widgets are keyed by the stored definition)."""
+    found = [w for kind in (at.text_input, at.text_area, at.selectbox) for w in kind
+             if (w.key or "").startswith(prefix)]
+    assert len(found) == 1, prefix
+    return found[0]
+
+
+def test_admin_defines_edits_reorders_and_deletes_fields(engine, r):
+    _, agent, conversation_id = inbox_with_one_conversation("agent")
+    admin = make_actor(agent.workspace_id)
+    contact_id = conversations.get_conversation(agent, conversation_id)["contact"]["id"]
+    at = open_page(admin)
+    assert not at.exception
+    assert [tab.label for tab in at.tabs] == ["Geral", "Campos"]
+    assert "Nenhum campo definido ainda." in [c.value for c in at.caption]
+    assert at.selectbox(key="settings_field_new_type").options == [
+        "Texto", "Número", "Data", "Lista de opções", "Sim/não", "E-mail", "Telefone", "URL"]
+
+    at = create(at, "plano", "Plano **contratado**", "choice", "Ouro\nPrata\n\n")
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Campo criado."]
+    at = create(at, "nascimento", "Nascimento", "date")
+    table = at.tabs[1].dataframe[0].value
+    assert list(table.columns) == ["Rótulo", "Chave", "Tipo", "Opções"]
+    assert table.values.tolist() == [["Plano **contratado**", "plano", "Lista de opções", "Ouro, Prata"],
+                                     ["Nascimento", "nascimento", "Data", ""]]  # labels literal, never Markdown
+
+    # A bad key is refused with a message, and what was typed stays to fix it.
+    at = create(at, "data nasc", "Outra", "text")
+    assert [e.value for e in at.error] == [
+        "Chave inválida. Use letras sem acento, números e _, começando por letra (até 64 caracteres)."]
+    assert at.text_input(key="settings_field_new_key").value == "data nasc"
+
+    # The just-created field is picked for editing; change its options.
+    plano, nascimento = contact_fields.list_fields(admin)
+    pick = at.selectbox(key="settings_field_pick")
+    assert pick.options == ["Plano **contratado** (plano)", "Nascimento (nascimento)"] and pick.value == nascimento.id
+    pick.set_value(plano.id).run()
+    by_key(at, "settings_field_options_").input("Ouro\nPrata\nBronze")
+    at = at.button(key="settings_field_save").click().run()
+    assert [s.value for s in at.success] == ["Campo salvo."]
+    assert [f.options for f in contact_fields.list_fields(admin)][0] == ("Ouro", "Prata", "Bronze")
+
+    # A type change that does not fit the stored values is refused with the count.
+    contacts.update_contact(agent, contact_id, custom_data={"plano": "Ouro"})
+    by_key(at, "settings_field_type_").set_value("number")
+    at = at.button(key="settings_field_save").click().run()
+    assert [e.value for e in at.error] == [
+        "Nada foi alterado: o campo plano tem valores que não cabem no novo tipo ou nas novas opções (contatos "
+        "afetados: 1). Corrija esses valores e tente de novo."]
+    assert contact_fields.list_fields(admin)[0].type == "choice"
+
+    at = at.button(key="settings_field_down").click().run()
+    assert [f.key for f in contact_fields.list_fields(admin)] == ["nascimento", "plano"]
+    assert at.button(key="settings_field_down").disabled  # now last
+
+    at = at.button(key="settings_field_delete").click().run()
+    assert [w.value for w in at.warning] == [
+        "Apagar este campo? 1 contato tem um valor nele, que também será apagado. Não dá para desfazer."]
+    at = at.button(key="settings_field_delete_no").click().run()
+    assert not at.warning and len(contact_fields.list_fields(admin)) == 2
+    at = at.button(key="settings_field_delete").click().run()
+    at = at.button(key="settings_field_delete_yes").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Campo apagado."]
+    assert [f.key for f in contact_fields.list_fields(admin)] == ["nascimento"]
+    assert contacts.contact_profile(agent, contact_id)["custom_data"] == {}
+
+
+def test_supervisors_manage_fields_too(engine, r):
+    supervisor = make_actor(make_workspace(), "supervisor")
+    at = create(open_page(supervisor), "cidade", "Cidade", "text")
+    assert not at.exception and [s.value for s in at.success] == ["Campo criado."]
+    assert [f.key for f in contact_fields.list_fields(supervisor)] == ["cidade"]
