@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from streamlit.testing.v1 import AppTest
 
 from tests.factories import inbox_with_one_conversation, make_actor, make_workspace
 from tests.test_pages_app import signed_in_app
+from tests.test_pages_inbox import fields_editor, open_conversation, open_inbox, walk
 from workbench.services import contact_fields, contacts, conversations
 
 
@@ -24,8 +27,8 @@ def create(at: AppTest, key: str, label: str, field_type: str, options: str = ""
 
 
 def by_key(at: AppTest, prefix: str):
-    """The one widget whose key starts with ``prefix`` (edit widgets are keyed by the stored definition)."""
-    found = [w for kind in (at.text_input, at.text_area, at.selectbox) for w in kind
+    """The one widget whose key starts with ``prefix`` (edit widgets are keyed by the stored values)."""
+    found = [w for kind in (at.text_input, at.text_area, at.selectbox, at.number_input, at.date_input) for w in kind
              if (w.key or "").startswith(prefix)]
     assert len(found) == 1, prefix
     return found[0]
@@ -98,3 +101,49 @@ def test_supervisors_manage_fields_too(engine, r):
     at = create(open_page(supervisor), "cidade", "Cidade", "text")
     assert not at.exception and [s.value for s in at.success] == ["Campo criado."]
     assert [f.key for f in contact_fields.list_fields(supervisor)] == ["cidade"]
+
+
+def test_the_inbox_panel_edits_defined_fields_with_inputs_of_their_type(engine, r):
+    _, agent, conversation_id = inbox_with_one_conversation("agent")
+    admin = make_actor(agent.workspace_id)
+    contact_id = conversations.get_conversation(agent, conversation_id)["contact"]["id"]
+    contact_fields.create_field(admin, "valor", "Valor *estimado*", "number")
+    contact_fields.create_field(admin, "nascimento", "Nascimento", "date")
+    contact_fields.create_field(admin, "plano", "Plano", "choice", ["Ouro", "[Prata](http://e.vil)"])
+    contact_fields.create_field(admin, "cliente", "Cliente", "boolean")
+    contact_fields.create_field(admin, "site", "Site", "url")
+    contacts.update_contact(agent, contact_id, custom_data={"valor": "1.234,5", "nascimento": "1990-05-01",
+                                                            "apelido": "Mari"})
+    at = open_conversation(open_inbox(agent), conversation_id)
+    assert not at.exception
+    shown = at.dataframe[0].value  # labels and values as people read them, literally
+    assert shown.values.tolist() == [["Valor *estimado*", "1.234,5"], ["Nascimento", "01/05/1990"],
+                                     ["apelido", "Mari"]]
+    assert by_key(at, "inbox_field_valor_").value == 1234.5
+    assert by_key(at, "inbox_field_nascimento_").value == date(1990, 5, 1)
+    assert by_key(at, "inbox_field_plano_").options == ["Ouro", "[Prata](http://e.vil)"]
+    assert by_key(at, "inbox_field_cliente_").value is None and by_key(at, "inbox_field_cliente_").options == [
+        "Sim", "Não"]
+    labels = [n.value for n in walk(at.main) if n.type == "text"]
+    assert "Valor *estimado*" in labels  # a label typed by people, in a literal element
+
+    by_key(at, "inbox_field_valor_").set_value(2000.0)
+    by_key(at, "inbox_field_nascimento_").set_value(date(1991, 6, 2))
+    by_key(at, "inbox_field_plano_").set_value("[Prata](http://e.vil)")
+    by_key(at, "inbox_field_cliente_").set_value(False)
+    by_key(at, "inbox_contact_email_").input("Maria@Exemplo.com")
+    by_key(at, "inbox_contact_company_").input("Padaria")
+    fields_editor(at, {"added_rows": [{"key": "cidade", "value": "Recife"}]})
+    at = at.button(key="inbox_contact_save").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Contato atualizado."]
+    profile = contacts.contact_profile(agent, contact_id)
+    assert profile["custom_data"] == {"valor": 2000, "nascimento": "1991-06-02", "plano": "[Prata](http://e.vil)",
+                                      "cliente": False, "apelido": "Mari", "cidade": "Recife"}
+    assert (profile["email"], profile["company"]) == ("maria@exemplo.com", "Padaria")
+
+    by_key(at, "inbox_field_site_").input("javascript:alert(1)")
+    at = at.button(key="inbox_contact_save").click().run()
+    assert [e.value for e in at.error] == ["O campo site precisa de um endereço que comece com http:// ou https://."]
+    assert "site" not in contacts.contact_profile(agent, contact_id)["custom_data"]
+    assert by_key(at, "inbox_field_site_").value == "javascript:alert(1)"  # kept on screen to fix it
