@@ -8,8 +8,9 @@ from streamlit.testing.v1 import AppTest
 
 from tests.factories import inbox_with_one_conversation, make_actor, make_workspace
 from tests.test_pages_app import signed_in_app
+from tests.test_pages_editor import click, open_editor, stored_data, widget
 from tests.test_pages_inbox import fields_editor, open_conversation, open_inbox, walk
-from workbench.services import contact_fields, contacts, conversations
+from workbench.services import contact_fields, contacts, conversations, funnels
 
 
 def open_page(actor) -> AppTest:
@@ -147,3 +148,44 @@ def test_the_inbox_panel_edits_defined_fields_with_inputs_of_their_type(engine, 
     assert [e.value for e in at.error] == ["O campo site precisa de um endereço que comece com http:// ou https://."]
     assert "site" not in contacts.contact_profile(agent, contact_id)["custom_data"]
     assert by_key(at, "inbox_field_site_").value == "javascript:alert(1)"  # kept on screen to fix it
+
+
+def picker_funnel() -> dict:
+    """Trigger -> set "plano" -> wait for a reply saved to "vars.nome" -> condition on "valor" -> end."""
+    nodes = [{"id": "t", "type": "trigger", "position": {"x": 0, "y": 0}, "data": {"kind": "any_message"}},
+             {"id": "campo", "type": "set_field", "position": {"x": 300, "y": 0},
+              "data": {"target": "contact.custom_data.plano", "value": "Ouro"}},
+             {"id": "espera", "type": "wait_reply", "position": {"x": 600, "y": 0}, "data": {"save_to": "vars.nome"}},
+             {"id": "se", "type": "condition", "position": {"x": 900, "y": 0},
+              "data": {"groups": [{"rules": [{"field": "contact.custom_data.valor", "operator": "greater",
+                                              "value": "1.000,00"}]}]}}]
+    return {"nodes": nodes, "edges": [{"id": "a", "source": "t", "target": "campo", "label": "next"},
+                                      {"id": "b", "source": "campo", "target": "espera", "label": "next"},
+                                      {"id": "c", "source": "espera", "target": "se", "label": "next"}]}
+
+
+def test_funnel_editor_offers_the_defined_fields(engine, r):
+    admin = make_actor(make_workspace())
+    contact_fields.create_field(admin, "plano", "Plano <b>atual</b>", "choice", ["Ouro", "Prata"])
+    contact_fields.create_field(admin, "valor", "Valor", "number")
+    fid = funnels.create_funnel(admin, "Campos", picker_funnel())
+    at = click(open_editor(admin, fid), fid, "campo")
+    target = widget(at.selectbox, "_target")
+    assert target.options == ["Nome do contato", "Plano <b>atual</b> (plano)", "Valor (valor)"]  # plain option text
+    assert target.value == "contact.custom_data.plano"
+    # untouched, the form applies to identical data
+    at = at.button(key="editor_apply_campo").click().run()
+    at = click(at, fid, "espera")
+    save_to = widget(at.selectbox, "_save_to")
+    assert save_to.options[-1] == "vars.nome" and save_to.value == "vars.nome"  # a typed path stays offered
+    save_to.set_value("contact.custom_data.valor")
+    at = at.button(key="editor_apply_espera").click().run()
+    at = click(at, fid, "se")
+    assert widget(at.selectbox, "_groups_0_0_field").options == ["Plano <b>atual</b> (plano)", "Valor (valor)"]
+    assert widget(at.selectbox, "_groups_0_0_field").value == "valor"
+    at = at.button(key="editor_apply_se").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert not at.exception
+    assert stored_data(admin, fid, "campo") == {"target": "contact.custom_data.plano", "value": "Ouro"}
+    assert stored_data(admin, fid, "espera") == {"save_to": "contact.custom_data.valor"}
+    assert stored_data(admin, fid, "se") == picker_funnel()["nodes"][3]["data"]

@@ -251,4 +251,5 @@ def summary(data: Config) -> str:
 SPEC = NodeSpec(type="wait_reply", schema=WaitReplyNode, execute=execute, outputs=outputs,
                 required_outputs=required_outputs, waits=always_waits, resume=resume, on_timeout=on_timeout,
                 summary=summary, default_data=lambda: {"validation": "any"},
-                hints={"retry_prompt": FieldHint(kind="long_text")})
+                hints={"retry_prompt": FieldHint(kind="long_text"),
+                       "save_to": FieldHint(kind="field_target", source="contact_fields")})
