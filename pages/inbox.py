@@ -37,7 +37,8 @@ actor = st.session_state["auth_actor"]
 SELECTED_KEY = "inbox_selected"
 # (signature of the inbox cache, runs): the contact's funnel runs, re-read only when the inbox re-reads.
 RUNS_CACHE_KEY = "inbox_funnel_runs"
-# (signature of the inbox cache, contact profile, workspace tags): re-read only when the inbox re-reads.
+# (signature of the inbox cache, contact profile, workspace tags, field definitions): re-read only when the inbox
+# re-reads.
 CONTACT_CACHE_KEY = "inbox_contact_profile"
 TAG_PICK_KEY = "inbox_tag_add"
 CACHE_KEY = "inbox_cache"

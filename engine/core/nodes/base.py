@@ -474,9 +474,11 @@ class FieldHint:
 
     Attributes:
         kind: the field kind (``workbench.editor.node_forms.FIELD_KINDS``) when the schema's type does not say it:
-            ``long_text`` (a text area), ``rule_groups``, ``business_hours`` or ``media``.
+            ``long_text`` (a text area), ``field_target`` (where a value is saved), ``rule_groups``,
+            ``business_hours`` or ``media``.
         source: where the choices come from, for ids (or names) of the workspace's rows: ``teams``, ``people``,
-            ``numbers``, ``media``, ``tags`` or ``funnels`` (``pages/ui/fields.py`` resolves them).
+            ``numbers``, ``media``, ``tags``, ``funnels`` or ``contact_fields`` (``pages/ui/fields.py`` resolves
+            them).
     """
 
     kind: str | None = None
