@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import select
 
+from engine.core import preview
 from engine.core.nodes.base import ExecutionContext
 from engine.core.nodes.condition import Rule, evaluate_rule
 from tests.factories import (
@@ -378,3 +379,26 @@ def rule_holds(field_type: str | None, stored, operator: str, value: str) -> boo
 ])
 def test_condition_rules_compare_typed_fields_by_type(field_type, stored, operator, value, holds):
     assert rule_holds(field_type, stored, operator, value) is holds
+
+
+def test_the_editors_test_chat_compares_typed_fields_like_runs():
+    def node(node_id: str, node_type: str, data: dict) -> dict:
+        return {"id": node_id, "type": node_type, "position": {"x": 0, "y": 0}, "data": data}
+
+    rule = {"field": "contact.custom_data.retorno", "operator": "greater", "value": "30/12/2026"}
+    draft = {"nodes": [node("t", "trigger", {"kind": "any_message"}),
+                       node("f", "set_field", {"target": "contact.custom_data.retorno", "value": "31/12/2026"}),
+                       node("c", "condition", {"groups": [{"rules": [rule]}]}),
+                       node("depois", "send_message", {"text": "depois"}),
+                       node("antes", "send_message", {"text": "antes"})],
+             "edges": [{"id": "a", "source": "t", "target": "f", "label": "next"},
+                       {"id": "b", "source": "f", "target": "c", "label": "next"},
+                       {"id": "c1", "source": "c", "target": "depois", "label": "true"},
+                       {"id": "c2", "source": "c", "target": "antes", "label": "false"}]}
+
+    def bot_says(field_types):
+        state = preview.send(draft, preview.PreviewState(), "oi", field_types=field_types)
+        return [entry.text for entry in state.entries if entry.role == "bot"]
+
+    assert bot_says({"retorno": "date"}) == ["depois"]
+    assert bot_says(None) == ["antes"]  # free-form text: "30/12/2026" is no ISO date, so "greater" is false

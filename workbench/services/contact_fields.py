@@ -254,6 +254,12 @@ def list_fields(actor: Actor) -> list[FieldDef]:
         return list(definitions(session, actor.workspace_id).values())
 
 
+def list_field_types(actor: Actor) -> dict[str, str]:
+    """Key -> type of the workspace's fields (any role: the funnel editor's test chat compares like runs do)."""
+    with session_scope() as session:
+        return field_types(session, actor.workspace_id)
+
+
 def _label(label: str | None) -> str:
     label = " ".join(clean_text(label or "")[0].split())
     if not 1 <= len(label) <= MAX_LABEL_CHARS:
