@@ -1006,8 +1006,6 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.field_key": "Campo {n}: nome inválido. Use letras sem acento, números e _, começando por letra "
                            "(até 64 caracteres).",
         "error.field_duplicate": "Campo {n}: já existe outro campo com esse nome.",
-        "error.field_value_text": "Campo {n}: o valor precisa ser texto.",
-        "error.field_value_long": "Campo {n}: o valor pode ter no máximo {max} caracteres.",
         "error.field_count": "Um contato pode ter no máximo {max} campos.",
         "error.instance_not_found": "Número não encontrado.",
         "error.failure_not_found": "Esse evento não está mais na lista de falhas.",
@@ -1072,6 +1070,95 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.media_image": "Essa imagem não abre: o arquivo está corrompido ou é grande demais (mais de "
                              "{max_mp} megapixels). Envie outra imagem.",
         "media.preview_unavailable": "Prévia indisponível",
+        # -- Campos personalizados (workbench/services/contact_fields.py; Configurações › Campos, the inbox's
+        # contact panel, the funnel editor's field pickers, funnel runs' log) ------------------------------------
+        "settings.tab.general": "Geral",
+        "settings.tab.fields": "Campos",
+        "fields.title": "Campos personalizados",
+        "fields.caption": "Os campos que os contatos podem ter, com o tipo de valor de cada um. Todo valor é "
+                          "conferido ao ser salvo: no painel, nas importações e nos funis. Campos livres que os "
+                          "contatos já têm, sem definição aqui, continuam valendo como texto.",
+        "fields.none": "Nenhum campo definido ainda.",
+        "fields.col.label": "Rótulo",
+        "fields.col.key": "Chave",
+        "fields.col.type": "Tipo",
+        "fields.col.options": "Opções",
+        "fields.add": "Novo campo",
+        "fields.key": "Chave",
+        "fields.key_help": "Letras sem acento, números e _, começando por letra (até 64). Não muda depois de "
+                           "criada: é por ela que funis, modelos de mensagem e importações acham o campo.",
+        "fields.label": "Rótulo",
+        "fields.label_help": "O nome que a equipe vê, por exemplo Data de nascimento.",
+        "fields.type": "Tipo",
+        "fields.type_help": "Ao mudar o tipo, os valores que os contatos já têm são convertidos; se algum não "
+                            "couber no novo tipo, nada muda e você vê quantos contatos corrigir.",
+        "fields.options": "Opções",
+        "fields.options_help": "Uma por linha, só para lista de opções (até 50).",
+        "fields.create": "Criar campo",
+        "fields.created": "Campo criado.",
+        "fields.edit_pick": "Campo para editar ou apagar",
+        "fields.save": "Salvar campo",
+        "fields.saved": "Campo salvo.",
+        "fields.up": "Subir",
+        "fields.down": "Descer",
+        "fields.moved": "Ordem dos campos salva.",
+        "fields.delete": "Apagar campo",
+        "fields.delete_confirm.none": "Apagar este campo? Nenhum contato tem valor nele.",
+        "fields.delete_confirm.one": "Apagar este campo? 1 contato tem um valor nele, que também será apagado. "
+                                     "Não dá para desfazer.",
+        "fields.delete_confirm.many": "Apagar este campo? {count} contatos têm um valor nele, e esses valores "
+                                      "também serão apagados. Não dá para desfazer.",
+        "fields.delete_yes": "Sim, apagar",
+        "fields.delete_no": "Cancelar",
+        "fields.deleted": "Campo apagado.",
+        "fields.type.text": "Texto",
+        "fields.type.number": "Número",
+        "fields.type.date": "Data",
+        "fields.type.choice": "Lista de opções",
+        "fields.type.boolean": "Sim/não",
+        "fields.type.email": "E-mail",
+        "fields.type.phone": "Telefone",
+        "fields.type.url": "URL",
+        "fields.yes": "Sim",
+        "fields.no": "Não",
+        "fields.pick": "Escolha",
+        "fields.date_format": "DD/MM/YYYY",
+        "inbox.email": "E-mail",
+        "inbox.company": "Empresa",
+        "inbox.fields.defined": "Campos do espaço de trabalho",
+        "inbox.fields.free": "Outros campos (texto livre)",
+        "editor.target.placeholder": "Escolha um campo ou digite, por exemplo vars.nome",
+        "editor.target.help": "Campos do contato definidos em Configurações › Campos, o nome do contato, ou "
+                              "digite vars.NOME para uma variável do funil ou contact.custom_data.CHAVE para um "
+                              "campo livre.",
+        "editor.rules.field_placeholder": "Escolha ou digite a chave",
+        "run.field_not_saved": "campo {field} não foi salvo, o valor anterior continua: {reason}",
+        "error.field.key": "Chave inválida. Use letras sem acento, números e _, começando por letra (até 64 "
+                           "caracteres).",
+        "error.field.key_taken": "Já existe um campo com a chave {field}.",
+        "error.field.label": "Dê ao campo um rótulo de 1 a {max} caracteres.",
+        "error.field.type": "Escolha um tipo de campo da lista.",
+        "error.field.options_count": "Uma lista de opções precisa de 1 a {max} opções, uma por linha.",
+        "error.field.option_long": "Cada opção pode ter no máximo {max} caracteres.",
+        "error.field.option_duplicate": "A lista tem opções repetidas (maiúsculas e minúsculas contam como iguais).",
+        "error.field.count": "Um espaço de trabalho pode ter no máximo {max} campos.",
+        "error.field.not_found": "Campo não encontrado.",
+        "error.field.order": "A nova ordem precisa ter todos os campos, uma vez cada. Atualize a página e tente de "
+                             "novo.",
+        "error.field.values_do_not_fit": "Nada foi alterado: o campo {field} tem valores que não cabem no novo "
+                                         "tipo ou nas novas opções (contatos afetados: {count}). Corrija esses "
+                                         "valores e tente de novo.",
+        "error.field.text": "O campo {field} aceita só texto.",
+        "error.field.text_long": "O campo {field} pode ter no máximo {max} caracteres.",
+        "error.field.number": "O campo {field} aceita só números, como 1.234,56 ou 1234.56.",
+        "error.field.date": "O campo {field} aceita só datas, como 31/12/2026 ou 2026-12-31.",
+        "error.field.boolean": "O campo {field} aceita só sim ou não.",
+        "error.field.email": "O campo {field} precisa de um e-mail válido, como nome@empresa.com.br.",
+        "error.field.phone": "O campo {field} precisa de um telefone válido com DDD, como (11) 98765-4321 ou "
+                             "+55 11 98765-4321.",
+        "error.field.url": "O campo {field} precisa de um endereço que comece com http:// ou https://.",
+        "error.field.choice": "O campo {field} aceita só uma das opções da lista (veja Configurações › Campos).",
+        "error.contact_company": "O nome da empresa pode ter no máximo {max} caracteres.",
     },
 }
 
