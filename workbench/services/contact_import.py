@@ -42,7 +42,6 @@ import python_calamine
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
-from connector.contracts import phone_digits
 from connector.files import private_dir, replace_file
 from connector.filetypes import UnreadableArchive, sniff_mime
 from workbench.base.errors import InvalidInput, NotFound
@@ -86,6 +85,7 @@ XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TAG_SPLIT = re.compile(r"[,;|]")
+_NOT_DIGIT = re.compile(r"[^0-9]")
 _DOMAIN_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _URL = re.compile(r"^https?://[^\s/?#]+\.[^\s/?#]+\S*$", re.IGNORECASE)
 # Header words (lower case, without accents, spaces or punctuation) the mapping guesses from, pt-BR and English.
@@ -123,7 +123,7 @@ class _Plan:
     columns: list[tuple[int, str, str | None]]  # (column index, target, field key)
     fields: dict[str, dict[str, Any]]  # field key -> {"type", "options"}
     instance_id: int
-    region: str
+    country: int  # the default country code
     on_existing: str
     tags: list[str]
 
@@ -213,11 +213,14 @@ def _as_text(value: Any) -> str:
             value.strftime("%d/%m/%Y")
     if isinstance(value, date):
         return value.strftime("%d/%m/%Y")
-    return clean_text(str(value))[0].strip()
+    value = value if type(value) is str else str(value)
+    if value.isascii() and "\x00" not in value:
+        return value.strip()  # the common case, and the hot path: nothing to clean
+    return clean_text(value)[0].strip()
 
 
 def _blank(cells: list[Any]) -> bool:
-    return all(_as_text(cell) == "" for cell in cells)
+    return all(cell is None or (type(cell) is str and not cell.strip()) for cell in cells)
 
 
 def _key_of(label: str) -> str:
@@ -414,7 +417,7 @@ def _plan(session, actor: Actor, meta: dict[str, Any], mapping: list[str], optio
         raise InvalidInput("too many fields", key="error.field_count", max=MAX_CONTACT_FIELDS)
     fields = {key: {"type": known[key]["type"], "options": known[key].get("options") or []}
               for _, target, key in columns if key}
-    return _Plan(headers=headers, columns=columns, fields=fields, instance_id=instance.id, region=region,
+    return _Plan(headers=headers, columns=columns, fields=fields, instance_id=instance.id, country=int(country),
                  on_existing=on_existing, tags=tags)
 
 
@@ -448,33 +451,49 @@ def _new_field_key(header: str, taken: set[str]) -> str:
 # -- one row ------------------------------------------------------------------------------------------------------
 
 
-def _limited(value: Any, limit: int) -> str:
-    text_value = _as_text(value)
+def _limited(text_value: str, limit: int) -> str:
     if len(text_value) > limit:
         raise _Bad(t("import.row.too_long", max=limit))
     return text_value
 
 
-def _phone(value: Any, region: str) -> str:
-    """The phone as contacts keep it (country code and number, digits only), or ``_Bad``."""
-    raw = _as_text(value)
-    digits = phone_digits(raw)
+def _phone(raw: str, country: int) -> str:
+    """The phone as contacts keep it (country code and number, digits only), or ``_Bad``.
+
+    "+" or "00" in front: the number carries its country code; else it is ``country``'s, with or without its
+    trunk "0" and with or without the country code typed in. Valid means valid for phonenumbers' metadata (the
+    number's length and ranges). Built from the digits rather than with ``phonenumbers.parse``: the same answer
+    for these inputs at a third of the cost, and the import checks every row.
+    """
+    digits = _NOT_DIGIT.sub("", raw)
     international = raw.startswith("+") or raw.startswith("00")
-    if international and raw.startswith("00"):
+    if raw.startswith("00"):
         digits = digits[2:]
     if not 4 <= len(digits) <= 17:
         raise _Bad(t("import.row.phone"))
-    try:
-        number = phonenumbers.parse(f"+{digits}" if international else digits, None if international else region)
-    except phonenumbers.NumberParseException:
-        raise _Bad(t("import.row.phone")) from None
-    if not phonenumbers.is_valid_number(number):
-        raise _Bad(t("import.row.phone"))
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    if international:
+        # country codes are prefix-free: at most one of the first 1 to 3 digits is one
+        candidates = [(int(digits[:n]), digits[n:]) for n in (1, 2, 3)
+                      if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE][:1]
+    else:
+        code = str(country)
+        national = digits.lstrip("0")
+        candidates = [(country, digits), (country, national)]
+        if national.startswith(code):
+            candidates.append((country, national[len(code):]))
+    for code, national in candidates:
+        zeros = len(national) - len(national.lstrip("0"))
+        if not national or zeros == len(national):
+            continue
+        number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national),
+                                          italian_leading_zero=zeros > 0 or None, number_of_leading_zeros=zeros or None)
+        if phonenumbers.is_valid_number(number):
+            return f"{code}{national}"
+    raise _Bad(t("import.row.phone"))
 
 
-def _email(value: Any) -> str:
-    address = _as_text(value).lower()
+def _email(address: str) -> str:
+    address = address.lower()
     local, at, domain = address.rpartition("@")
     labels = domain.split(".")
     if (len(address) > MAX_EMAIL_CHARS or not at or not local or any(ch.isspace() or ch == "@" for ch in local)
@@ -483,9 +502,9 @@ def _email(value: Any) -> str:
     return address
 
 
-def _tag_list(value: Any) -> list[str]:
+def _tag_list(value: str) -> list[str]:
     tags = []
-    for part in _TAG_SPLIT.split(_as_text(value)):
+    for part in _TAG_SPLIT.split(value):
         name = " ".join(part.split())
         if len(name) > MAX_TAG_CHARS:
             raise _Bad(t("import.row.tag", max=MAX_TAG_CHARS))
@@ -546,7 +565,7 @@ def _choice(value: Any, options: list[str]) -> str:
     raise _Bad(t("import.row.choice", options=shown))
 
 
-def field_value(definition: dict[str, Any], value: Any, region: str) -> Any:
+def field_value(definition: dict[str, Any], value: Any, country: int) -> Any:
     """A cell as a typed custom field stores it (``contacts.custom_data[key]``), or ``_Bad`` with the reason.
 
     The import's only check of typed fields: number (int or float, pt-BR "1.234,56" too), date ("YYYY-MM-DD"
@@ -564,21 +583,21 @@ def field_value(definition: dict[str, Any], value: Any, region: str) -> Any:
         return _boolean(value)
     if kind == "choice":
         return _choice(value, definition.get("options") or [])
+    text_value = _as_text(value)
     if kind == "email":
-        return _email(value)
+        return _email(text_value)
     if kind == "phone":
-        return _phone(value, region)
+        return _phone(text_value, country)
     if kind == "url":
-        url = _limited(value, MAX_CONTACT_FIELD_CHARS)
-        if not _URL.match(url):
+        if not _URL.match(_limited(text_value, MAX_CONTACT_FIELD_CHARS)):
             raise _Bad(t("import.row.url"))
-        return url
-    return _limited(value, MAX_CONTACT_FIELD_CHARS)
+        return text_value
+    return _limited(text_value, MAX_CONTACT_FIELD_CHARS)
 
 
 def _check(plan: _Plan, line: int, cells: list[Any], seen: dict[str, int]) -> _Row:
     """One data row against the plan: its record, or its errors (column header, pt-BR reason)."""
-    row = _Row(line=line, cells=[_as_text(cell) for cell in cells[:len(plan.headers)]])
+    row = _Row(line=line, cells=[])
     record: dict[str, Any] = {"phone": None, "name": None, "email": None, "company": None, "custom": {}, "tags": []}
     phone_column = None
     for index, target, key in plan.columns:
@@ -586,30 +605,33 @@ def _check(plan: _Plan, line: int, cells: list[Any], seen: dict[str, int]) -> _R
         value = cells[index] if index < len(cells) else None
         if target == "phone":
             phone_column = column
-        if _as_text(value) == "":
+        text_value = _as_text(value)
+        if not text_value:
             if target == "phone":
                 row.errors.append((column, t("import.row.phone_missing")))
             continue
         try:
             if target == "phone":
-                record["phone"] = _phone(value, plan.region)
+                record["phone"] = _phone(text_value, plan.country)
             elif target == "name":
-                record["name"] = _limited(value, MAX_CONTACT_NAME_CHARS)
+                record["name"] = _limited(text_value, MAX_CONTACT_NAME_CHARS)
             elif target == "company":
-                record["company"] = _limited(value, MAX_COMPANY_CHARS)
+                record["company"] = _limited(text_value, MAX_COMPANY_CHARS)
             elif target == "email":
-                record["email"] = _email(value)
+                record["email"] = _email(text_value)
             elif target == "tags":
-                record["tags"] = _tag_list(value)
+                record["tags"] = _tag_list(text_value)
             else:
-                record["custom"][key] = field_value(plan.fields[key], value, plan.region)
+                record["custom"][key] = field_value(plan.fields[key], value, plan.country)
         except _Bad as bad:
             row.errors.append((column, str(bad)))
     if record["phone"] is not None:
         first = seen.setdefault(record["phone"], line)
         if first != line:
             row.errors.append((phone_column, t("import.row.phone_duplicate", line=first)))
-    if not row.errors:
+    if row.errors:
+        row.cells = [_as_text(cell) for cell in cells[:len(plan.headers)]]  # for the failed-rows file
+    else:
         row.record = record
     return row
 
@@ -693,7 +715,7 @@ def start_import(actor: Actor, token: str, mapping: list[str], options: dict[str
         for index, target, key in plan.columns:
             mapped[index] = f"field:{key}" if key else target
         params = {"token": token, "source": meta["source"], "headers": plan.headers, "mapping": mapped,
-                  "fields": plan.fields, "instance_id": plan.instance_id, "region": plan.region,
+                  "fields": plan.fields, "instance_id": plan.instance_id, "country": plan.country,
                   "on_existing": plan.on_existing, "tags": plan.tags}
         job = contact_jobs.create_job(session, actor, "import", params, total=meta["rows"],
                                       file_name=meta["file_name"])
@@ -870,7 +892,7 @@ def run_job(job_id: int) -> dict[str, Any]:
             contact_jobs.finish(session, job_id, counts, error=t("import.job.file_missing"))
         return counts
     plan = _Plan(headers=params["headers"], fields=params["fields"], instance_id=params["instance_id"],
-                 region=params["region"], on_existing=params["on_existing"], tags=params["tags"],
+                 country=params["country"], on_existing=params["on_existing"], tags=params["tags"],
                  columns=[(index, target.split(":", 1)[0], target.split(":", 1)[1] if ":" in target else None)
                           for index, target in enumerate(params["mapping"]) if target != "ignore"])
     writer = _Writer(job_id=job_id, workspace_id=workspace_id, user_id=user_id, plan=plan)
@@ -909,9 +931,10 @@ def run_job(job_id: int) -> dict[str, Any]:
 
 def _remember_phone(plan: _Plan, line: int, cells: list[Any], index: int, seen: dict[str, int]) -> None:
     """What a skipped (already imported) row leaves for the duplicate check of the rows after it."""
-    if index < len(cells) and _as_text(cells[index]):
+    raw = _as_text(cells[index]) if index < len(cells) else ""
+    if raw:
         try:
-            seen.setdefault(_phone(cells[index], plan.region), line)
+            seen.setdefault(_phone(raw, plan.country), line)
         except _Bad:
             pass
 
