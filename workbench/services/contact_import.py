@@ -32,6 +32,7 @@ import time
 import unicodedata
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -746,7 +747,8 @@ _UPDATE = text("""
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS r(id bigint, name text, email text, company text, custom_data jsonb)
     WHERE c.id = r.id""")
-# Closed and empty, as described in the module docstring; a contact that already has one keeps it.
+# Closed and empty, as described in the module docstring; a contact that already has one keeps it (new contacts'
+# conversations are COPY'd: see ``_Writer.write``).
 _CONVERSATIONS = text("""
     INSERT INTO conversations (workspace_id, instance_id, contact_id, status)
     SELECT :ws, :instance, id, 'closed' FROM unnest(CAST(:ids AS bigint[])) AS id
@@ -760,11 +762,6 @@ _CONTACT_TAGS = text("""
     INSERT INTO contact_tags (contact_id, tag_id)
     SELECT * FROM unnest(CAST(:contacts AS bigint[]), CAST(:tags AS bigint[]))
     ON CONFLICT DO NOTHING RETURNING contact_id""")
-_ACTIVITY = text("""
-    INSERT INTO activity_events (workspace_id, actor_user_id, kind, subject_type, subject_id, data)
-    SELECT :ws, :user, 'imported', 'contact', u.id,
-           jsonb_build_object('source', 'import', 'job_id', CAST(:job AS bigint), 'action', u.action)
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:actions AS text[])) AS u(id, action)""")
 
 
 def _existing(conn: Connection, instance_id: int, phones: list[str], lock: bool = True) -> dict[str, Any]:
@@ -831,25 +828,30 @@ class _Writer:
                     existing.update(_existing(conn, self.plan.instance_id,
                                               [r["phone"] for r in new if r["phone"] not in taken]))
             updated: set[int] = set()
-            tagged: dict[int, dict[str, Any]] = dict(created)
             if self.plan.on_existing != "skip":
                 changes = []
                 for phone, current in existing.items():
-                    tagged[current.id] = records[phone]
                     row = _merged(self.plan.on_existing, current, records[phone])
                     if row is not None:
                         changes.append(row)
                         updated.add(current.id)
                 if changes:
                     conn.execute(_UPDATE, {"rows": json.dumps(changes)})
-            updated |= self._tag(conn, tagged, set(created))
-            ids = [*created, *(row.id for row in existing.values())]
-            if ids:
-                conn.execute(_CONVERSATIONS, {**scope, "ids": ids})
-            if created or updated:
-                conn.execute(_ACTIVITY, {"ws": self.workspace_id, "user": self.user_id, "job": self.job_id,
-                                         "ids": [*created, *updated],
-                                         "actions": ["created"] * len(created) + ["updated"] * len(updated)})
+                pairs = self._pairs(conn, {row.id: records[phone] for phone, row in existing.items()})
+                if pairs:
+                    added = conn.execute(_CONTACT_TAGS, {"contacts": [c for c, _ in pairs],
+                                                         "tags": [tag for _, tag in pairs]})
+                    updated |= {contact_id for (contact_id,) in added}
+            if existing:
+                conn.execute(_CONVERSATIONS, {**scope, "ids": [row.id for row in existing.values()]})
+            # The rows below belong to contacts this transaction created, so none can exist yet: COPY them.
+            _copy(conn, "conversations (workspace_id, instance_id, contact_id, status)",
+                  [(self.workspace_id, self.plan.instance_id, contact_id, "closed") for contact_id in created])
+            _copy(conn, "contact_tags (contact_id, tag_id)", self._pairs(conn, created))
+            _copy(conn, "activity_events (workspace_id, actor_user_id, kind, subject_type, subject_id, data)", [
+                (self.workspace_id, self.user_id, "imported", "contact", contact_id,
+                 json.dumps({"source": "import", "job_id": self.job_id, "action": action}))
+                for ids, action in ((created, "created"), (updated, "updated")) for contact_id in ids])
             failed = [row for row in rows if row.record is None]
             contact_jobs.add_errors(session, self.job_id, [
                 (row.line, column, message, {"cells": row.cells}) for row in failed for column, message in row.errors])
@@ -859,16 +861,24 @@ class _Writer:
             counts["failed"] += len(failed)
             contact_jobs.advance(session, self.job_id, after, dict(counts))
 
-    def _tag(self, conn: Connection, records: dict[int, dict[str, Any]], created: set[int]) -> set[int]:
-        """Put the import's tags and each row's own on the contacts; returns the existing ones that got one."""
-        pairs = [(contact_id, name) for contact_id, record in records.items()
+    def _pairs(self, conn: Connection, records: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
+        """(contact id, tag id) of the import's tags and each row's own, the workspace's tags created as needed."""
+        names = [(contact_id, name) for contact_id, record in records.items()
                  for name in (*self.plan.tags, *record["tags"])]
-        if not pairs:
-            return set()
-        ids = self._tag_ids(conn, {name for _, name in pairs})
-        unique = {(contact_id, ids[name.lower()]) for contact_id, name in pairs}
-        added = conn.execute(_CONTACT_TAGS, {"contacts": [c for c, _ in unique], "tags": [t for _, t in unique]})
-        return {contact_id for (contact_id,) in added} - created
+        if not names:
+            return []
+        ids = self._tag_ids(conn, {name for _, name in names})
+        return list({(contact_id, ids[name.lower()]) for contact_id, name in names})
+
+
+def _copy(conn: Connection, target: str, rows: list[tuple[Any, ...]]) -> None:
+    """COPY ``rows`` into ``target`` ("table (columns)") in the connection's transaction: for rows that cannot
+    conflict, about twice as fast as INSERT … SELECT, and the job's writes are mostly these."""
+    if not rows:
+        return
+    with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def run_job(job_id: int) -> dict[str, Any]:
@@ -882,7 +892,8 @@ def run_job(job_id: int) -> dict[str, Any]:
         job = contact_jobs.start(session, job_id)
         if job is None:
             return {"skipped": "settled"}
-        params, done, workspace_id, user_id = dict(job.params), job.done, job.workspace_id, job.created_by
+        params, done = dict(job.params), job.done
+        workspace_id, user_id = job.workspace_id, job.created_by
         counts = {"created": 0, "updated": 0, "skipped": 0, "failed": 0, **(job.result or {})}
     token = params["token"]
     try:
@@ -900,19 +911,26 @@ def run_job(job_id: int) -> dict[str, Any]:
     batch: list[_Row] = []
     cursor = before = done
     phone_index = next(index for index, target, _ in plan.columns if target == "phone")
+    # One batch is written (in a thread: the time is PostgreSQL's) while the next is read and checked.
+    writing: Future[None] | None = None
     try:
-        for consumed, (line, cells) in enumerate(_rows(data, {"source": params["source"]}), start=1):
-            if consumed <= done:
-                _remember_phone(plan, line, cells, phone_index, seen)
-                continue
-            cursor = consumed
-            if not _blank(cells):
-                batch.append(_check(plan, line, cells, seen))
-            if cursor - before >= BATCH_ROWS:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{job_id}") as pool:
+            for consumed, (line, cells) in enumerate(_rows(data, {"source": params["source"]}), start=1):
+                if consumed <= done:
+                    _remember_phone(plan, line, cells, phone_index, seen)
+                    continue
+                cursor = consumed
+                if not _blank(cells):
+                    batch.append(_check(plan, line, cells, seen))
+                if cursor - before >= BATCH_ROWS:
+                    if writing is not None:
+                        writing.result()  # batches commit in order: the cursor only moves forward
+                    writing = pool.submit(writer.write, batch, before, cursor, counts)
+                    batch, before = [], cursor
+            if writing is not None:
+                writing.result()
+            if cursor > before:
                 writer.write(batch, before, cursor, counts)
-                batch, before = [], cursor
-        if cursor > before or batch:
-            writer.write(batch, before, cursor, counts)
     except _Superseded:
         return counts
     except InvalidInput as exc:  # the stored file cannot be read any more (it was read once, so: damaged)
