@@ -469,3 +469,24 @@ def test_another_workspace_sees_nothing(shop):
     with session_scope() as s:
         assert s.get(Instance, other_inst).workspace_id == other_ws
     assert contacts(other_inst) == {}
+
+
+def test_a_contact_that_wrote_between_lookup_and_insert_is_left_to_the_caller(shop):
+    """The batch looked its phones up, then a first message created one of them: the fast COPY meets the unique
+    phone, and the upsert takes the batch instead (the caller then treats that contact as an existing one)."""
+    from tests.factories import inbound, publish
+
+    admin, inst = shop
+    upload = contact_import.read_upload(admin, "c.csv", csv_bytes(ROWS))
+    job_id = contact_import.start_import(admin, upload.token, upload.mapping, options(inst))
+    publish(inbound(inst, phone="5511987654321"))
+    run_jobs()
+    with session_scope() as s:
+        plan = contact_import._Plan(headers=[], columns=[], fields={}, instance_id=inst, country=55,
+                                    on_existing="update", tags=[])
+        writer = contact_import._Writer(job_id=job_id, workspace_id=admin.workspace_id, user_id=None, plan=plan)
+        record = {"name": "Ana", "email": None, "company": None, "custom": {}, "tags": []}
+        created = writer._create(s.connection(), [{**record, "phone": "5511987654321"},
+                                                  {**record, "phone": "5521998765432"}])
+        assert [r["phone"] for r in created.values()] == ["5521998765432"]
+    assert sorted(contacts(inst)) == ["5511987654321", "5521998765432"]

