@@ -1127,7 +1127,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "import.review.all_valid": "Todas as linhas estão certas.",
         "import.start": "Importar {n} contato(s)",
         "import.back": "Voltar e ajustar",
-        "import.run.queued": "Aguardando um trabalhador livre… ({done} de {total} linhas)",
+        "import.run.queued": "Na fila para começar… ({done} de {total} linhas)",
         "import.run.running": "Importando… {done} de {total} linhas",
         "import.run.done": "Importação concluída.",
         "import.run.failed": "A importação parou: {reason}",
