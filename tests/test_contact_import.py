@@ -143,6 +143,7 @@ def test_xlsx_with_numbers_and_dates(shop):
     (b"", "error.import_empty"),
     (b"  \r\n", "error.import_empty"),
     (b"Nome,Telefone\r\n", "error.import_empty"),
+    (b"Nome,Telefone\r\n,\r\n , \r\n", "error.import_empty"),
     (PNG, "error.import_type"),
     (b"PK\x03\x04" + bytes(40), "error.import_type"),
     (b"Nome,Telefone\r\nAna,\x01\x02\x03\r\n", "error.import_type"),

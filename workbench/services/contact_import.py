@@ -113,7 +113,7 @@ class Upload:
     format: str  # "csv" or "xlsx"
     headers: list[str]
     preview: list[list[str]]
-    rows: int
+    rows: int  # rows with something in them (blank ones are skipped)
     mapping: list[str]
 
 
@@ -155,10 +155,10 @@ def _detect(data: bytes) -> dict[str, Any]:
     Raises:
         InvalidInput: empty, too large, or not CSV/XLSX by its content.
     """
-    if not data.strip():
-        raise InvalidInput("empty file", key="error.import_empty")
     if len(data) > MAX_FILE_BYTES:
         raise InvalidInput("file too large", key="error.import_too_large", max_mb=MAX_FILE_BYTES // (1024 * 1024))
+    if not data.strip():
+        raise InvalidInput("empty file", key="error.import_empty")
     try:
         # The name the browser sent is not asked: the content decides (text only counts as CSV).
         mime = sniff_mime(data, "import.csv")
@@ -299,12 +299,15 @@ def read_upload(actor: Actor, file_name: str, data: bytes) -> Upload:
         raise InvalidInput("too many columns", key="error.import_columns", max=MAX_COLUMNS)
     headers = _headers(header)
     preview: list[list[str]] = []
-    rows = 0
+    records_count = rows = 0  # every record after the header (the job's cursor counts them) / the non-blank ones
     for cells in records:
-        rows += 1
-        if rows > MAX_ROWS:
+        records_count += 1
+        if records_count > MAX_ROWS:
             raise InvalidInput("too many rows", key="error.import_too_many_rows", max=f"{MAX_ROWS:,}".replace(",", "."))
-        if len(preview) < PREVIEW_ROWS and not _blank(cells):
+        if _blank(cells):
+            continue
+        rows += 1
+        if len(preview) < PREVIEW_ROWS:
             texts = [_as_text(cell) for cell in cells[:len(headers)]]
             preview.append(texts + [""] * (len(headers) - len(texts)))
     if not rows:
@@ -317,7 +320,7 @@ def read_upload(actor: Actor, file_name: str, data: bytes) -> Upload:
     _clean_old_uploads(folder)
     replace_file(folder / token, data)
     replace_file(folder / f"{token}.json", json.dumps(
-        {"file_name": name, "source": source, "headers": headers, "rows": rows}))
+        {"file_name": name, "source": source, "headers": headers, "rows": rows, "records": records_count}))
     return Upload(token=token, file_name=name, format=source["format"], headers=headers, preview=preview,
                   rows=rows, mapping=mapping)
 
@@ -719,7 +722,7 @@ def start_import(actor: Actor, token: str, mapping: list[str], options: dict[str
         params = {"token": token, "source": meta["source"], "headers": plan.headers, "mapping": mapped,
                   "fields": plan.fields, "instance_id": plan.instance_id, "country": plan.country,
                   "on_existing": plan.on_existing, "tags": plan.tags}
-        job = contact_jobs.create_job(session, actor, "import", params, total=meta["rows"],
+        job = contact_jobs.create_job(session, actor, "import", params, total=meta["records"],
                                       file_name=meta["file_name"])
         job_id = job.id
     contact_jobs.queue_job(job_id)
