@@ -181,6 +181,18 @@ def test_refuses_files_over_the_limits(shop, monkeypatch):
     assert refused.value.key == "error.import_too_large"
 
 
+def test_refuses_too_many_columns_and_an_xlsx_that_unpacks_too_large(shop, monkeypatch):
+    admin, _ = shop
+    with pytest.raises(InvalidInput) as refused:
+        contact_import.read_upload(admin, "c.csv", csv_bytes([[f"c{i}" for i in range(201)], ["1"] * 201]))
+    assert refused.value.key == "error.import_columns"
+    data = xlsx_bytes([["Nome", "Telefone"], ["Ana", "11987654321"]])
+    monkeypatch.setattr(contact_import, "MAX_XLSX_UNPACKED", 1000)
+    with pytest.raises(InvalidInput) as refused:
+        contact_import.read_upload(admin, "c.xlsx", data)
+    assert refused.value.key == "error.import_too_large"
+
+
 def test_the_upload_is_kept_privately_and_deleted_after_the_import(shop):
     admin, inst = shop
     upload = contact_import.read_upload(admin, "c.csv", csv_bytes(ROWS))
