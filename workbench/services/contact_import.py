@@ -736,8 +736,11 @@ class _Superseded(Exception):
     """Another runner of the same job moved its cursor: this one stops without writing."""
 
 
-_EXISTING = text("SELECT id, phone, name, email, company, custom_data FROM contacts "
-                 "WHERE instance_id = :instance AND phone = ANY(CAST(:phones AS text[]))")
+# One probe of the (number, phone) index per phone: ``phone = ANY(:phones)`` lets the planner filter every
+# contact of the number instead, which made each batch slower than the last.
+_EXISTING = """
+    SELECT c.id, c.phone, c.name, c.email, c.company, c.custom_data FROM unnest(CAST(:phones AS text[])) AS p(phone)
+    CROSS JOIN LATERAL (SELECT * FROM contacts WHERE instance_id = :instance AND phone = p.phone {lock}) AS c"""
 _NEW_IDS = text("SELECT nextval(pg_get_serial_sequence('contacts', 'id')) FROM generate_series(1, :n)")
 _INSERT = text("""
     INSERT INTO contacts (workspace_id, instance_id, phone, name, email, company, custom_data)
@@ -771,8 +774,8 @@ _CONTACT_TAGS = text("""
 
 def _existing(conn: Connection, instance_id: int, phones: list[str], lock: bool = True) -> dict[str, Any]:
     """The number's contacts among ``phones``, by phone (locked for the batch's transaction with ``lock``)."""
-    query = _EXISTING.text + (" FOR UPDATE" if lock else "")
-    return {row.phone: row for row in conn.execute(text(query), {"instance": instance_id, "phones": phones})}
+    query = text(_EXISTING.format(lock="FOR UPDATE" if lock else ""))
+    return {row.phone: row for row in conn.execute(query, {"instance": instance_id, "phones": phones})}
 
 
 def _merged(mode: str, current: Any, record: dict[str, Any]) -> dict[str, Any] | None:
