@@ -234,11 +234,12 @@ def test_validation_lists_every_error_by_line_and_column(shop):
     assert [(e["line"], e["column"], e["message"]) for e in check["errors"]] == [
         (3, "Telefone", "Telefone inválido."),
         (3, "E-mail", "E-mail inválido."),
-        (3, "plano", "Valor fora da lista (Básico, Pro)."),
-        (3, "pontos", "Número inválido."),
-        (3, "nascimento", "Data inválida (use dd/mm/aaaa)."),
-        (3, "cliente", "Use sim ou não."),
-        (3, "site", "Endereço inválido (comece com http:// ou https://)."),
+        # typed fields: the product's one rule and messages (workbench/services/contact_fields.py)
+        (3, "plano", "O campo plano aceita só uma das opções da lista (veja Configurações › Campos)."),
+        (3, "pontos", "O campo pontos aceita só números, como 1.234,56 ou 1234.56."),
+        (3, "nascimento", "O campo nascimento aceita só datas, como 31/12/2026 ou 2026-12-31."),
+        (3, "cliente", "O campo cliente aceita só sim ou não."),
+        (3, "site", "O campo site precisa de um endereço que comece com http:// ou https://."),
         (4, "Telefone", "Telefone vazio."),
         (5, "Telefone", "Telefone repetido no arquivo (já aparece na linha 2)."),
         (6, "Nome", "Texto longo demais (máximo de 255 caracteres)."),

@@ -1235,11 +1235,6 @@ CATALOG: dict[str, dict[str, str]] = {
         "import.row.email": "E-mail inválido.",
         "import.row.too_long": "Texto longo demais (máximo de {max} caracteres).",
         "import.row.tag": "Tag longa demais (máximo de {max} caracteres).",
-        "import.row.number": "Número inválido.",
-        "import.row.date": "Data inválida (use dd/mm/aaaa).",
-        "import.row.boolean": "Use sim ou não.",
-        "import.row.choice": "Valor fora da lista ({options}).",
-        "import.row.url": "Endereço inválido (comece com http:// ou https://).",
         "error.import_empty": "O arquivo está vazio: não há nenhuma linha de contato depois da linha com os nomes "
                               "das colunas.",
         "error.import_too_large": "Arquivo grande demais (máximo de {max_mb} MB).",

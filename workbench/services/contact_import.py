@@ -47,16 +47,17 @@ from sqlalchemy.engine import Connection
 from connector.files import private_dir, replace_file
 from connector.filetypes import UnreadableArchive, sniff_mime
 from workbench.base.errors import InvalidInput, NotFound
-from workbench.base.i18n import t
+from workbench.base.i18n import error_text, t
 from workbench.services import contact_jobs
 from workbench.services.auth import Actor
+from workbench.services.contact_fields import FieldDef, coerce
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import ContactField, ContactJob, ContactJobError, Instance, Tag
 from workbench.store.outages import UNAVAILABLE
-from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_FIELDS, MAX_CONTACT_NAME_CHARS, clean_text
+from workbench.store.text import MAX_CONTACT_FIELDS, MAX_CONTACT_NAME_CHARS, clean_text
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 """Largest file taken (20 MB: some 200,000 rows of a typical export)."""
@@ -100,8 +101,6 @@ SYNONYMS = {
     "company": {"empresa", "company", "organizacao", "organization", "companhia", "companyname", "nomedaempresa"},
     "tags": {"tags", "tag", "etiquetas", "etiqueta", "marcadores", "marcador", "rotulos", "labels"},
 }
-_TRUE = {"sim", "s", "yes", "y", "true", "verdadeiro", "v", "1", "x"}
-_FALSE = {"nao", "n", "no", "false", "falso", "f", "0"}
 
 
 @dataclass(frozen=True)
@@ -518,86 +517,22 @@ def _tag_list(value: str) -> list[str]:
     return tags
 
 
-def _number(value: Any) -> int | float:
-    if isinstance(value, bool):
-        raise _Bad(t("import.row.number"))
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        raw = _as_text(value).replace(" ", "")
-        if "," in raw:  # pt-BR: 1.234,56
-            raw = raw.replace(".", "").replace(",", ".")
-        try:
-            number = float(raw)
-        except ValueError:
-            raise _Bad(t("import.row.number")) from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise _Bad(t("import.row.number"))
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
-
-
-def _date(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    raw = _as_text(value)
-    for pattern in ("%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y"):
-        try:
-            return datetime.strptime(raw, pattern).date().isoformat()
-        except ValueError:
-            continue
-    raise _Bad(t("import.row.date"))
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    key = _key_of(_as_text(value))
-    if key in _TRUE:
-        return True
-    if key in _FALSE:
-        return False
-    raise _Bad(t("import.row.boolean"))
-
-
-def _choice(value: Any, options: list[str]) -> str:
-    key = _key_of(_as_text(value))
-    for option in options:
-        if _key_of(str(option)) == key:
-            return str(option)
-    shown = ", ".join(str(option) for option in options[:8]) + (", …" if len(options) > 8 else "")
-    raise _Bad(t("import.row.choice", options=shown))
-
-
-def field_value(definition: dict[str, Any], value: Any, country: int) -> Any:
+def field_value(key: str, definition: dict[str, Any], value: Any, country: int) -> Any:
     """A cell as a typed custom field stores it (``contacts.custom_data[key]``), or ``_Bad`` with the reason.
 
-    The import's only check of typed fields: number (int or float, pt-BR "1.234,56" too), date ("YYYY-MM-DD"
-    from dd/mm/aaaa, aaaa-mm-dd, ...), boolean (sim/não, yes/no, 1/0), choice (one of the options, case and
-    accents ignored, stored as written in the options), e-mail, phone (digits with country code), URL
-    (http/https) and text (at most ``MAX_CONTACT_FIELD_CHARS``). To be switched to
-    ``workbench.services.contact_fields`` once that module settles the stored forms.
+    The product's one rule for typed values (``workbench.services.contact_fields.coerce``); phones are read with
+    the import's default country code instead of Brazil's.
     """
-    kind = definition["type"]
-    if kind == "number":
-        return _number(value)
-    if kind == "date":
-        return _date(value)
-    if kind == "boolean":
-        return _boolean(value)
-    if kind == "choice":
-        return _choice(value, definition.get("options") or [])
-    text_value = _as_text(value)
-    if kind == "email":
-        return _email(text_value)
-    if kind == "phone":
-        return _phone(text_value, country)
-    if kind == "url":
-        if not _URL.match(_limited(text_value, MAX_CONTACT_FIELD_CHARS)):
-            raise _Bad(t("import.row.url"))
-        return text_value
-    return _limited(text_value, MAX_CONTACT_FIELD_CHARS)
+    if definition["type"] == "phone":
+        return _phone(_as_text(value), country)
+    if isinstance(value, datetime):  # a spreadsheet date cell
+        value = value.date()
+    options = tuple(str(option) for option in definition.get("options") or ())
+    field = FieldDef(None, key, key, definition["type"], options)
+    try:
+        return coerce(field, value)
+    except InvalidInput as exc:
+        raise _Bad(error_text(exc)) from None
 
 
 def _check(plan: _Plan, line: int, cells: list[Any], seen: dict[str, int]) -> _Row:
@@ -627,7 +562,7 @@ def _check(plan: _Plan, line: int, cells: list[Any], seen: dict[str, int]) -> _R
             elif target == "tags":
                 record["tags"] = _tag_list(text_value)
             else:
-                record["custom"][key] = field_value(plan.fields[key], value, plan.country)
+                record["custom"][key] = field_value(key, plan.fields[key], value, plan.country)
         except _Bad as bad:
             row.errors.append((column, str(bad)))
     if record["phone"] is not None:
