@@ -1001,6 +1001,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.run_not_live": "Este funil já tinha terminado para o contato; não há nada para parar.",
         "error.contact_not_found": "Contato não encontrado.",
         "error.contact_job_not_found": "Tarefa não encontrada.",
+        "contact_job.abandoned": "A tarefa parou no meio e não pôde ser retomada. Confira o que foi feito e "
+                                 "comece de novo.",
         "error.tag_name": "O nome da tag precisa ter de 1 a {max} caracteres.",
         "error.contact_name": "O nome pode ter no máximo {max} caracteres.",
         "error.field_key": "Campo {n}: nome inválido. Use letras sem acento, números e _, começando por letra "

@@ -10,6 +10,7 @@ page polls ``job_status`` for its progress bar and result line.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from rq import Queue, Retry
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from workbench.base.clock import now
 from workbench.base.errors import NotFound
+from workbench.base.i18n import t
 from workbench.services.auth import Actor
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
@@ -27,6 +29,9 @@ from workbench.store.outages import after_commit
 JOB_FUNCTION = "engine.worker.contact_jobs.run"
 JOB_TIMEOUT_S = 3600
 RETRY = Retry(max=3, interval=[5, 30, 120])
+REQUEUE_AFTER_S = 120  # a job still queued this long lost its RQ job (Redis was away when it was queued, or lost it)
+# A job still running this long outlived RQ's timeout and every retry: nothing runs it any more.
+GIVE_UP_AFTER_S = JOB_TIMEOUT_S * (1 + RETRY.max) + sum(RETRY.intervals) + 600
 
 
 def create_job(session: Session, actor: Actor, kind: str, params: dict[str, Any], total: int,
@@ -71,6 +76,25 @@ def finish(session: Session, job_id: int, result: dict[str, Any], error: str | N
     """Settle a job: done with its result, or failed with a pt-BR reason."""
     session.execute(update(ContactJob).where(ContactJob.id == job_id).values(
         status="failed" if error else "done", result=result, error=error, finished_at=now()))
+
+
+def recover(session: Session, redis_client=None) -> int:
+    """The sweep's repair of jobs nothing will run: queue again those queued for ``REQUEUE_AFTER_S`` (a second
+    copy is harmless: ``start`` locks the row and a runner resumes after the last batch), and fail those running
+    past every timeout and retry. Returns how many jobs were touched."""
+    client = redis_client or get_redis()
+    at = now()
+    stale = session.scalars(select(ContactJob.id).where(
+        ContactJob.status == "queued", ContactJob.created_at < at - timedelta(seconds=REQUEUE_AFTER_S))).all()
+    for job_id in stale:
+        # at most once per period per job, however often the sweep runs
+        if client.set(f"wb:contact-job-requeued:{job_id}", "1", nx=True, ex=REQUEUE_AFTER_S):
+            Queue("default", connection=client).enqueue(
+                JOB_FUNCTION, job_id, job_timeout=JOB_TIMEOUT_S, retry=RETRY, result_ttl=0, failure_ttl=86400)
+    abandoned = session.execute(update(ContactJob).where(
+        ContactJob.status == "running", ContactJob.started_at < at - timedelta(seconds=GIVE_UP_AFTER_S),
+    ).values(status="failed", error=t("contact_job.abandoned"), finished_at=at)).rowcount
+    return len(stale) + abandoned
 
 
 def job_status(actor: Actor, job_id: int) -> dict[str, Any]:
