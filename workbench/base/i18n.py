@@ -1143,9 +1143,11 @@ CATALOG: dict[str, dict[str, str]] = {
         "contact360.merge.field.name": "Nome",
         "contact360.merge.field.email": "E-mail",
         "contact360.merge.field.company": "Empresa",
-        "contact360.merge.other_tags": "Tags do outro contato (todas ficam): {tags}",
+        "contact360.merge.use_other": "Usar o do outro",
+        "contact360.merge.other_tags": "Tags do outro contato (todas passam para este):",
         "contact360.merge.different_numbers": "Os contatos estão em números diferentes. Depois de mesclar, as "
-                                              "respostas saem do número deste contato ({number}).",
+                                              "respostas saem do número deste contato:",
+        "contact360.merge.confirm_missing": "Marque a confirmação antes de mesclar.",
         "contact360.merge.live_runs": "Um dos contatos está em um funil agora. Pare o funil na Caixa de entrada "
                                       "antes de mesclar.",
         "contact360.merge.confirm": "Entendo que o outro contato será removido",
