@@ -426,6 +426,8 @@ class Message(Base):
         # WhatsApp redelivers after reconnects: the provider id makes storing idempotent.
         UniqueConstraint("instance_id", "wa_id"),
         Index("ix_messages_conversation", "conversation_id", "id"),
+        # the contact's activity feed: newest first by time, in cursor pages (workbench/services/contact_feed.py)
+        Index("ix_messages_conversation_time", "conversation_id", "created_at", "id"),
     )
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
