@@ -21,12 +21,16 @@ Refused: across workspaces (an id of another workspace is ``NotFound``), the sam
 and while either contact has a live funnel run — active, waiting or paused (``Conflict``: stop it first; a run's
 timers and replies are tied to its conversation).
 
-Concurrency: both contact rows, then both conversation rows, are locked ``FOR UPDATE`` in id order before
-anything is read, so a merge waits for (and then excludes) the inbound drain, which upserts the contact row before
-anything else, an agent's tag or funnel start (they lock the conversation), and another merge of either contact
-(same order, no deadlock). The live-run check runs after the locks. After the merge, a message from the removed
-(number, phone) pair creates a **new** contact and conversation by the usual inbound rule — that number still
-belongs to the person, and nothing maps it to the kept contact; merge again if it is the same person.
+Concurrency: before reading anything it changes, a merge locks, in this order and each in id order, the numbers of
+both contacts (``FOR NO KEY UPDATE``, the lock every inbound drain transaction takes first: drains of those numbers
+wait for the merge, and a batch in flight finishes before it), both conversations (``FOR UPDATE``, the lock an
+agent's tag or funnel start takes before touching the contact) and both contacts. Every writer takes these locks in
+the same order, so they queue instead of deadlocking; the live-run check runs under them. Inbound messages of the
+two numbers wait for the merge (milliseconds; a long conversation's messages move in one statement each).
+
+After the merge, a message from the removed (number, phone) pair creates a **new** contact and conversation by the
+usual inbound rule: nothing maps that pair to the kept contact (the person may have two phones in use); merge again
+if it is the same person.
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ def _pair(session: Session, actor: Actor, keep_id: Any, other_id: Any, lock: boo
     query = select(Contact).where(Contact.id.in_((keep_id, other_id)), Contact.workspace_id == actor.workspace_id) \
         .order_by(Contact.id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     found = {contact.id: contact for contact in session.scalars(query)}
     if len(found) != 2:
         raise NotFound("contact", key="error.contact_not_found")
@@ -164,7 +168,7 @@ def preview(actor: Actor, keep_id: int, other_id: int) -> dict[str, Any]:
 def _conversations(session: Session, *contact_ids: int, lock: bool = False) -> dict[int, Conversation]:
     query = select(Conversation).where(Conversation.contact_id.in_(contact_ids)).order_by(Conversation.id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     return {conv.contact_id: conv for conv in session.scalars(query)}
 
 
@@ -262,8 +266,13 @@ def merge(actor: Actor, keep_id: int, other_id: int, choices: Mapping[str, str] 
     """
     _managers_only(actor)
     with session_scope() as session:
-        keep, other = _pair(session, actor, keep_id, other_id, lock=True)
+        keep, other = _pair(session, actor, keep_id, other_id, lock=False)
+        # Locks in the order the other writers take them (module docstring): the numbers, then the conversations,
+        # then the contacts, each in id order. Reading again under the locks: a concurrent merge may have won.
+        session.execute(select(Instance.id).where(Instance.id.in_({keep.instance_id, other.instance_id}))
+                        .order_by(Instance.id).with_for_update(key_share=True)).all()
         convs = _conversations(session, keep.id, other.id, lock=True)
+        keep, other = _pair(session, actor, keep_id, other_id, lock=True)
         if _has_live_run(session, keep.id, other.id):
             raise Conflict("live run", key="error.merge_live_run")
         winners = _choose(keep, other, choices or {})
