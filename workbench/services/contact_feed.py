@@ -1,6 +1,6 @@
 """A contact's activity feed: one chronological stream, newest first, filterable by kind, paginated.
 
-Four sources make the stream, each read with one indexed query limited to a page and then merged:
+Four sources make the stream, each read with indexed queries limited to a page and then merged:
 
 - **messages** of the contact's conversation (both directions, texts exactly as stored);
 - **activity events** (``activity_events``) of the contact (tags, field changes, imports, merges, bulk actions) and
@@ -11,8 +11,9 @@ Four sources make the stream, each read with one indexed query limited to a page
 
 Order and pages: items sort by ``(created_at, source, id)`` descending, and a page ends with the ``Cursor`` of its
 last item; the next page is everything strictly below it, so consecutive pages never repeat or skip an item even
-when many share a timestamp. Each source reads at most ``limit + 1`` rows below the cursor, so a page costs four
-small index scans whatever the contact's history (``bench/contact_feed.py`` measures it).
+when many share a timestamp. Each query reads at most ``limit + 1`` rows below the cursor, in the order of its
+index (``ix_messages_conversation_time``, ``ix_activity_subject_time``: migration 0006), so a page costs a few small
+index scans whatever the contact's history (``bench/contact_feed.py`` measures it).
 
 Every item says its ``source`` (``contact``, ``agent``, ``funnel``, ``import``, ``bulk``, ``merge``, ``ai``,
 ``odoo``, ``bot``, ``phone`` or ``system``) and its ``author`` (a person's or a funnel's name, when there is one).
@@ -25,7 +26,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, func, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from workbench.base.errors import InvalidInput
@@ -123,19 +124,19 @@ def _messages(session: Session, conversation_id: int, cursor: Cursor | None, lim
 
 def _activity(session: Session, actor: Actor, contact_id: int, conversation_id: int | None, kinds: set[str],
               cursor: Cursor | None, limit: int) -> list[dict[str, Any]]:
-    subjects = [and_(ActivityEvent.subject_type == "contact", ActivityEvent.subject_id == contact_id)]
-    if conversation_id is not None:
-        subjects.append(and_(ActivityEvent.subject_type == "conversation", ActivityEvent.subject_id == conversation_id))
-    query = select(ActivityEvent.id, ActivityEvent.created_at, ActivityEvent.kind, ActivityEvent.data,
-                   ActivityEvent.actor_user_id, User.name.label("user")) \
-        .outerjoin(User, User.id == ActivityEvent.actor_user_id) \
-        .where(ActivityEvent.workspace_id == actor.workspace_id, or_(*subjects),
-               ActivityEvent.kind.not_in(NOTE_EVENTS),
-               _below(ActivityEvent.created_at, ActivityEvent.id, "activity", cursor))
-    if kinds != set(KINDS):
-        query = query.where(ActivityEvent.kind.in_([k for k, kind in ACTIVITY_KINDS.items() if kind in kinds]))
-    rows = session.execute(query.order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc())
-                           .limit(limit)).mappings().all()
+    subjects = [("contact", contact_id)] + ([("conversation", conversation_id)] if conversation_id is not None else [])
+    rows = []
+    for subject_type, subject_id in subjects:  # one ordered index scan each (an OR of both would sort them all)
+        query = select(ActivityEvent.id, ActivityEvent.created_at, ActivityEvent.kind, ActivityEvent.data,
+                       ActivityEvent.actor_user_id, User.name.label("user")) \
+            .outerjoin(User, User.id == ActivityEvent.actor_user_id) \
+            .where(ActivityEvent.workspace_id == actor.workspace_id, ActivityEvent.subject_type == subject_type,
+                   ActivityEvent.subject_id == subject_id, ActivityEvent.kind.not_in(NOTE_EVENTS),
+                   _below(ActivityEvent.created_at, ActivityEvent.id, "activity", cursor))
+        if kinds != set(KINDS):
+            query = query.where(ActivityEvent.kind.in_([k for k, kind in ACTIVITY_KINDS.items() if kind in kinds]))
+        rows += session.execute(query.order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc())
+                                .limit(limit)).mappings().all()
     items = []
     for row in rows:
         data = dict(row["data"] or {})
@@ -196,6 +197,8 @@ def _attach_steps(session: Session, items: list[dict[str, Any]]) -> None:
 def _attach_assignees(session: Session, actor: Actor, items: list[dict[str, Any]]) -> None:
     """Name who an assignment went to (``data.to``): the person, else the team (ids of the workspace only)."""
     assigned = [item for item in items if item["event"] == "assigned"]
+    if not assigned:
+        return
     people = {item["data"].get("agent_id") for item in assigned} - {None}
     teams = {item["data"].get("team_id") for item in assigned} - {None}
     names = {("agent", row.id): row.name for row in session.execute(

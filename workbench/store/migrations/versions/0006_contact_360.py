@@ -1,8 +1,8 @@
-"""contact 360: messages by conversation and time
+"""contact 360: messages and activity by subject and time
 
-The Visão 360's activity feed reads a contact's messages newest first by ``(created_at, id)`` in cursor pages
-(``workbench/services/contact_feed.py``); this index lets each page read only its own rows, however long the
-conversation (``bench/contact_feed.py``).
+The Visão 360's activity feed reads a contact's messages and activity events newest first by ``(created_at, id)``
+in cursor pages (``workbench/services/contact_feed.py``); these indexes let each page read only its own rows, however
+long the history (``bench/contact_feed.py``). The activity index replaces ``ix_activity_subject``, its prefix.
 
 Revision ID: 0006
 Revises: 0005
@@ -19,7 +19,13 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index('ix_messages_conversation_time', 'messages', ['conversation_id', 'created_at', 'id'], unique=False)
+    op.create_index('ix_activity_subject_time', 'activity_events',
+                    ['workspace_id', 'subject_type', 'subject_id', 'created_at', 'id'], unique=False)
+    op.drop_index('ix_activity_subject', table_name='activity_events')
 
 
 def downgrade() -> None:
+    op.create_index('ix_activity_subject', 'activity_events', ['workspace_id', 'subject_type', 'subject_id'],
+                    unique=False)
+    op.drop_index('ix_activity_subject_time', table_name='activity_events')
     op.drop_index('ix_messages_conversation_time', table_name='messages')
