@@ -36,7 +36,7 @@ INBOX_SELECTED_KEY = "inbox_selected"  # the conversation the inbox opens (pages
 
 def _contact_id() -> int | None:
     raw = st.query_params.get("contact")
-    return int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 20 else None
+    return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 20 else None
 
 
 def _detail(label: str, value: str | None) -> None:

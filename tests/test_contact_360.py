@@ -175,7 +175,7 @@ def test_every_kind_appears_with_its_source_and_author(engine, r):
     assert {"Campo cidade: — → Recife", "Tag adicionada: Lead quente", "Tag adicionada: frio",
             "Conversa atribuída a Vendas", "Bot pausado (por um funil)", "Bot reativado", "Conversa resolvida",
             "Importado do arquivo leads.csv", "Funil Qualifica: Concluído", "Mesclado com Maria (5521933330002)",
-            f"Conversa atribuída a {admin.name}"} <= lines
+            f"Conversa atribuída a {admin.name}", "Contato editado (nome)"} <= lines
     runs = [item for item in items if item["event"] == "funnel_run"]
     assert len(runs) == 2  # the contact's and its merged twin's
     for run in runs:
@@ -391,3 +391,28 @@ def test_merge_timestamps_keep_the_earliest(shop):
     contact_merge.merge(shop["admin"], keep, other)
     with session_scope() as s:
         assert s.scalar(select(Contact.created_at).where(Contact.id == keep)) == earliest
+
+
+def test_merge_into_a_contact_without_conversation_hands_it_the_other_ones(shop):
+    """An imported contact (no conversation yet) kept: the other's conversation becomes its own, on its number."""
+    admin = shop["admin"]
+    second = make_instance(shop["ws"], "Suporte")
+    with session_scope() as s:
+        imported = Contact(workspace_id=shop["ws"], instance_id=second, phone="5511933334444", name="Importada")
+        s.add(imported)
+        s.flush()
+        imported_id = imported.id
+    card = contact_card(admin, imported_id)  # managers open it; it has no conversation
+    assert card["conversation_id"] is None
+    with pytest.raises(NotFound):
+        contact_card(shop["agent"], imported_id)  # agents see only contacts of conversations they see
+    moved = conversation_of(shop["contact"])
+    contact_merge.merge(admin, imported_id, shop["contact"])
+    conv = conversation_of(imported_id)
+    assert (conv.id, conv.instance_id) == (moved.id, second)
+    conversations.send_text(admin, conv.id, "Olá!", pause_bot=False)
+    with session_scope() as s:
+        command = s.scalars(select(Outbox.command)).one()
+    assert (command["instance_id"], command["to_phone"]) == (second, "5511933334444")
+    assert [i["text"] for i in contact_feed.feed(admin, imported_id, kinds=["message"])["items"]] == [
+        "Olá!", "Tudo bem?", "Oi"]

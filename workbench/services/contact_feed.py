@@ -269,7 +269,8 @@ def describe(item: dict[str, Any]) -> str:
                  new=_value(data.get("new")))
     if event == "contact_updated":
         changed = data.get("changed") if isinstance(data.get("changed"), list) else []
-        return t("feed.event.contact_updated", changed=", ".join(str(c) for c in changed) or "—")
+        parts = [t(f"feed.changed.{c}") if has_key(f"feed.changed.{c}") else str(c) for c in changed]
+        return t("feed.event.contact_updated", changed=", ".join(parts) or "—")
     if event == "assigned":
         return t("feed.event.assigned", to=data.get("to") or t("feed.event.unassigned"))
     if event == "bot_paused":
