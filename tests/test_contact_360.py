@@ -416,3 +416,22 @@ def test_merge_into_a_contact_without_conversation_hands_it_the_other_ones(shop)
     assert (command["instance_id"], command["to_phone"]) == (second, "5511933334444")
     assert [i["text"] for i in contact_feed.feed(admin, imported_id, kinds=["message"])["items"]] == [
         "Olá!", "Tudo bem?", "Oi"]
+
+
+def test_funnel_steps_record_what_they_change_with_source_funnel(engine, r):
+    ws, inst, admin, [funnel_id] = setup_workspace(("Compra", linear(
+        {"kind": "keyword", "mode": "contains", "words": ["comprar"]},
+        ("remove_tag", {"tag": "frio"}),
+        ("set_field", {"target": "contact.name", "value": "{{trigger.message}}"}),
+        ("set_field", {"target": "contact.custom_data.origem", "value": "funil"}),
+        ("set_field", {"target": "contact.custom_data.origem", "value": "funil"}),  # unchanged: not recorded
+    )))
+    contact = lead(inst, "5521944440001", "oi")
+    contacts.add_tag(admin, contact, "frio")
+    lead(inst, "5521944440001", "quero comprar")
+    items = contact_feed.feed(admin, contact, kinds=["tag", "field"])["items"]
+    funnel_items = [(item["event"], contact_feed.describe(item)) for item in items if item["source"] == "funnel"]
+    assert funnel_items == [("field_changed", "Campo origem: — → funil"),
+                            ("field_changed", "Campo nome: — → quero comprar"),
+                            ("tag_removed", "Tag removida: frio")]
+    assert all(item["data"]["funnel_id"] == funnel_id for item in items if item["source"] == "funnel")

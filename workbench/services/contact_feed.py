@@ -68,6 +68,8 @@ ACTIVITY_KINDS = {
 }
 """Activity event kind -> feed kind. Other kinds show as ``other`` in the unfiltered stream."""
 NOTE_EVENTS = ("note_added", "note_edited", "note_deleted")
+CONTACT_COLUMNS = ("name", "email", "company")
+"""Field changes of these keys are the contact's own columns, named in Portuguese; other keys are custom fields."""
 
 
 def _check(kinds: Iterable[str] | None, before: Any) -> tuple[set[str], Cursor | None]:
@@ -265,8 +267,9 @@ def describe(item: dict[str, Any]) -> str:
     if event == "tag_added" or event == "tag_removed":
         return t(f"feed.event.{event}", tag=_value(data.get("tag")))
     if event == "field_changed":
-        return t("feed.event.field_changed", field=_value(data.get("key")), old=_value(data.get("old")),
-                 new=_value(data.get("new")))
+        key = data.get("key")
+        field = t(f"feed.changed.{key}") if key in CONTACT_COLUMNS else _value(key)  # custom fields by their key
+        return t("feed.event.field_changed", field=field, old=_value(data.get("old")), new=_value(data.get("new")))
     if event == "contact_updated":
         changed = data.get("changed") if isinstance(data.get("changed"), list) else []
         parts = [t(f"feed.changed.{c}") if has_key(f"feed.changed.{c}") else str(c) for c in changed]
