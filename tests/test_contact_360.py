@@ -343,6 +343,8 @@ def test_merge_refusals(shop):
     with pytest.raises(NotFound):
         contact_merge.preview(admin, foreign, keep)
     with pytest.raises(NotFound):
+        contact_merge.merge(admin, foreign, foreign)  # not "the same contact": it is not found at all
+    with pytest.raises(NotFound):
         contact_merge.merge(make_actor(stranger_ws, "admin"), foreign, keep)
     assert contact_merge.search_contacts(admin, "5511900000009") == []  # another workspace's contact
 

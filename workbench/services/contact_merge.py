@@ -106,15 +106,15 @@ def search_contacts(actor: Actor, text: str, exclude_id: int | None = None) -> l
 def _pair(session: Session, actor: Actor, keep_id: Any, other_id: Any, lock: bool) -> tuple[Contact, Contact]:
     if not (is_row_id(keep_id) and is_row_id(other_id)):
         raise NotFound("contact", key="error.contact_not_found")
-    if keep_id == other_id:
-        raise InvalidInput("same contact", key="error.merge_same")
     query = select(Contact).where(Contact.id.in_((keep_id, other_id)), Contact.workspace_id == actor.workspace_id) \
         .order_by(Contact.id)
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     found = {contact.id: contact for contact in session.scalars(query)}
-    if len(found) != 2:
+    if keep_id not in found or other_id not in found:  # another workspace's id is not found, whatever else is wrong
         raise NotFound("contact", key="error.contact_not_found")
+    if keep_id == other_id:
+        raise InvalidInput("same contact", key="error.merge_same")
     return found[keep_id], found[other_id]
 
 
