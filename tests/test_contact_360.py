@@ -437,3 +437,35 @@ def test_funnel_steps_record_what_they_change_with_source_funnel(engine, r):
                             ("field_changed", "Campo nome: — → quero comprar"),
                             ("tag_removed", "Tag removida: frio")]
     assert all(item["data"]["funnel_id"] == funnel_id for item in items if item["source"] == "funnel")
+
+
+def test_a_drain_batch_in_flight_finishes_first_and_its_message_moves(shop):
+    """A merge waits for the drain transaction holding the number (its fencing lock), then moves what it stored."""
+    import threading
+
+    from sqlalchemy import text
+
+    from engine.worker.inbound import apply_events
+
+    admin = shop["admin"]
+    keep, other, second = two_of_one_person(shop)
+    with session_scope() as s:
+        epoch = s.scalar(select(Instance.drain_epoch).where(Instance.id == second))
+    drain = session_scope()
+    session = drain.__enter__()
+    apply_events(session, second, [inbound(second, phone="5511922220002", text="no meio da mesclagem")], epoch)
+    outcome: dict[str, object] = {}
+    merging = threading.Thread(target=lambda: outcome.update(kept=contact_merge.merge(admin, keep, other)))
+    merging.start()
+    with session_scope() as s:  # wait (no time asserted) until the merge queues behind the drain's lock
+        while not s.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                " AND datname = current_database()")):
+            s.rollback()
+            assert merging.is_alive()
+    drain.__exit__(None, None, None)  # the drain commits
+    merging.join()
+    assert outcome["kept"] == keep
+    texts = [i["text"] for i in contact_feed.feed(admin, keep, kinds=["message"], limit=100)["items"]]
+    assert texts[0] == "no meio da mesclagem" and len(texts) == 6
+    with session_scope() as s:
+        assert s.get(Contact, other) is None
