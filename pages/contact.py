@@ -19,7 +19,7 @@ import streamlit as st
 
 from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import format_moment, has_key, t, type_placeholder
-from workbench.services import contact_feed, contact_merge, contact_notes, contacts
+from workbench.services import contact_feed, contact_fields, contact_merge, contact_notes, contacts
 from workbench.services.contact_card import contact_card
 from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_NAME_CHARS
 
@@ -85,7 +85,9 @@ def _cell(value: Any) -> str | None:
 
 def _fields(card: dict[str, Any]) -> None:
     st.subheader(t("contact360.fields"))
-    values = {key: "" if value is None else str(value) for key, value in card["custom_data"].items()}
+    types = {field["key"]: field["type"] for field in card["fields"]}
+    # as people read and type them (31/12/2026, sim, 1.234,56): saving reads them back by the field's type
+    values = {key: contact_fields.display_value(types.get(key), value) for key, value in card["custom_data"].items()}
     labels = {field["key"]: field["label"] for field in card["fields"]}
     ordered = [f["key"] for f in card["fields"] if f["key"] in values] + sorted(set(values) - set(labels))
     if ordered:
@@ -100,16 +102,21 @@ def _fields(card: dict[str, Any]) -> None:
                "value": st.column_config.TextColumn(t("inbox.fields.value"), help=t("inbox.fields.value_help"),
                                                     max_chars=MAX_CONTACT_FIELD_CHARS)}
     # keyed by the saved values: a save gives fresh widgets
-    version = hash((card["id"], card["name"], tuple(sorted(values.items()))))
+    version = hash((card["id"], card["name"], card["email"], card["company"], tuple(sorted(values.items()))))
     with st.expander(t("contact360.edit"), icon=":material/edit:"), st.form("contact360_edit_form", border=False):
-        name = st.text_input(t("inbox.name"), value=card["name"] or "", max_chars=MAX_CONTACT_NAME_CHARS,
-                             key=f"contact360_name_{version}")
+        details = {
+            "name": st.text_input(t("inbox.name"), value=card["name"] or "", max_chars=MAX_CONTACT_NAME_CHARS,
+                                  key=f"contact360_name_{version}"),
+            "email": st.text_input(t("contact360.email"), value=card["email"] or "", max_chars=254,
+                                   key=f"contact360_email_{version}"),
+            "company": st.text_input(t("contact360.company"), value=card["company"] or "",
+                                     max_chars=contacts.MAX_COMPANY_CHARS, key=f"contact360_company_{version}")}
         edited = st.data_editor(table, hide_index=True, column_config=columns, num_rows="dynamic",
                                 key=f"contact360_fields_{version}")
         if st.form_submit_button(t("contact360.save"), key="contact360_save", icon=":material/save:"):
             rows = [(_cell(row["key"]), _cell(row["value"])) for row in edited.to_dict("records")]
             with attempt():  # a refusal shows under the form, which keeps what was typed
-                contacts.update_contact(actor, card["id"], name=name, custom_data=rows)
+                contacts.update_contact(actor, card["id"], **details, custom_data=rows)
                 flash(FLASH_KEY, "success", t("contact360.saved"))
                 st.rerun()
 
