@@ -217,6 +217,9 @@ def _main(navigated: list[bool]) -> None:
                 default=True),
         st.Page("pages/connections.py", title=t("nav.connections"), icon=":material/qr_code_2:",
                 url_path="conexoes"),
+        # The Visão 360 of one contact (?contact=<id>), opened from the inbox and notifications: not in the menu.
+        st.Page("pages/contact.py", title=t("nav.contact"), icon=":material/person:", url_path="contato",
+                visibility="hidden"),
     ]
     if actor.is_manager:
         # Funnels are the marketers' work (admins and supervisors); agents answer conversations.

@@ -468,6 +468,8 @@ def _fields_section(profile: dict[str, Any], definitions: list[contact_fields.Fi
 def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], signature: tuple) -> None:
     contact = conversation["contact"]
     st.subheader(t("inbox.contact"))
+    st.page_link("pages/contact.py", label=t("inbox.contact.open360"), icon=":material/person_search:",
+                 query_params={"contact": str(contact["id"])})
     _detail(t("inbox.name"), contact["name"])
     _detail(t("inbox.push_name"), contact["push_name"])
     _detail(t("inbox.phone"), contact["phone"])

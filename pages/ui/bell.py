@@ -20,6 +20,7 @@ from workbench.store.outages import PAGE_ERRORS
 
 NOTIFY_CACHE_KEY = "notify_cache"  # (workspace revision, unread count, latest notifications)
 INBOX_SELECTED_KEY = "inbox_selected"  # the conversation the inbox opens (pages/inbox.py SELECTED_KEY)
+CONTACT_PAGE = "pages/contact.py"  # the Visão 360, opened with ?contact=<id>
 
 
 def _dismiss(actor: Actor, notification_id: int | None) -> None:
@@ -36,8 +37,8 @@ def _dismiss(actor: Actor, notification_id: int | None) -> None:
 
 @live_fragment(run_every=5)
 def bell(actor: Actor, inbox: st.Page) -> None:
-    """The bell with the unread count, opening the actor's latest notifications; "Abrir" goes to ``inbox``
-    with the notification's conversation selected."""
+    """The bell with the unread count, opening the actor's latest notifications; "Abrir conversa" goes to ``inbox``
+    with the notification's conversation selected, "Ver contato" to the contact's Visão 360."""
     revision = conversations.revision(actor)
     cache = st.session_state.get(NOTIFY_CACHE_KEY)
     if not cache or cache[0] != revision:
@@ -60,11 +61,19 @@ def bell(actor: Actor, inbox: st.Page) -> None:
                     st.text(about)
                 when = format_when(item["created_at"])
                 st.caption(when if item["read_at"] else f"{when} · {t('notify.unread')}")
-                if item["conversation_id"] and st.button(t("notify.open"), key=f"notify_open_{item['id']}",
-                                                         icon=":material/forum:"):
-                    _dismiss(actor, item["id"])
-                    st.session_state[INBOX_SELECTED_KEY] = item["conversation_id"]
-                    st.switch_page(inbox)
+                if item["conversation_id"]:
+                    with st.container(horizontal=True):
+                        open_chat = st.button(t("notify.open"), key=f"notify_open_{item['id']}",
+                                              icon=":material/forum:")
+                        open_contact = st.button(t("notify.open_contact"), key=f"notify_contact_{item['id']}",
+                                                 icon=":material/person_search:")
+                    if open_chat or open_contact:
+                        _dismiss(actor, item["id"])
+                    if open_chat:
+                        st.session_state[INBOX_SELECTED_KEY] = item["conversation_id"]
+                        st.switch_page(inbox)
+                    if open_contact:
+                        st.switch_page(CONTACT_PAGE, query_params={"contact": str(item["contact_id"])})
                 elif not item["conversation_id"] and not item["read_at"]:
                     st.button(t("notify.dismiss"), key=f"notify_read_{item['id']}", on_click=_dismiss,
                               args=(actor, item["id"]))

@@ -43,12 +43,14 @@ def _openable(actor: Actor) -> ColumnElement[bool]:
 def list_notifications(actor: Actor, *, unread_only: bool = False, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
     """The actor's notifications, newest first, with the team and the contact they concern.
 
-    ``conversation_id`` and ``contact`` are None when the actor may not open the conversation.
+    ``conversation_id``, ``contact`` (its name) and ``contact_id`` are None when the actor may not open the
+    conversation.
     """
     query = select(
         Notification.id, Notification.body, Conversation.id.label("conversation_id"), Notification.read_at,
         Notification.created_at, Notification.user_id, Team.name.label("team"),
         func.coalesce(Contact.name, Contact.push_name, Contact.phone).label("contact"),
+        Contact.id.label("contact_id"),
     ).outerjoin(Team, Team.id == Notification.team_id) \
         .outerjoin(Conversation, _openable(actor)) \
         .outerjoin(Contact, Contact.id == Conversation.contact_id)

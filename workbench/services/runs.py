@@ -407,6 +407,7 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                 name, new = tag_contact(session, run.workspace_id, run.contact_id, action.name)
                 if new:
                     added.append(name)
+                    _record(session, run, "tag_added", {"tag": name})
                 continue
             if isinstance(action, SetContactField):
                 note = _set_contact_field(session, run, action)
@@ -468,7 +469,8 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
                                    media_id=media.id, funnel_id=funnel_id, data=data)
         return command
     if isinstance(action, RemoveTag):
-        untag_contact(session, run.workspace_id, run.contact_id, action.name)
+        if untag_contact(session, run.workspace_id, run.contact_id, action.name):
+            _record(session, run, "tag_removed", {"tag": action.name})
     elif isinstance(action, Notify):
         session.add(Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
                                  team_id=_own_team(session, run, action.team_id)
@@ -487,7 +489,21 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
             values.update(bot_paused=True, bot_paused_reason="route", bot_paused_until=until, bot_paused_by=None)
         if values:
             session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**values))
+        if team_id or agent_id:
+            _record(session, run, "assigned", {"agent_id": agent_id, "team_id": team_id}, conversation.id)
+        if action.pause_bot:
+            _record(session, run, "bot_paused", {"reason": "route"}, conversation.id)
     return None
+
+
+def _record(session: Session, run: FunnelRun, kind: str, data: dict[str, Any],
+            conversation_id: int | None = None) -> None:
+    """What a funnel step changed, for the contact's activity feed (``workbench.services.contact_feed``): on the
+    contact, or on its conversation for assignments and pauses, as the inbox's own actions record them."""
+    subject = ("conversation", conversation_id) if conversation_id is not None else ("contact", run.contact_id)
+    session.add(ActivityEvent(workspace_id=run.workspace_id, kind=kind, subject_type=subject[0],
+                              subject_id=subject[1], data={**data, "source": "funnel", "funnel_id": run.funnel_id,
+                                                           "run_id": run.id}))
 
 
 def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField) -> str | None:
@@ -506,7 +522,10 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
         value = clean_text(str(value), limit=None)[0]
         if len(value) > MAX_CONTACT_NAME_CHARS:
             log.warning("run %s: contact name of %s characters cut to %s", run.id, len(value), MAX_CONTACT_NAME_CHARS)
-        contact.name = value[:MAX_CONTACT_NAME_CHARS]
+        value = value[:MAX_CONTACT_NAME_CHARS]
+        if contact.name != value:
+            _record(session, run, "field_changed", {"key": "name", "old": contact.name, "new": value})
+        contact.name = value
         return None
     key = action.field.removeprefix("custom_data.")
     fields = dict(contact.custom_data or {})
@@ -533,9 +552,7 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
     value = clean_json(value)
     if value == fields.get(key):
         return None
-    session.add(ActivityEvent(workspace_id=run.workspace_id, subject_type="contact", subject_id=contact.id,
-                              kind="field_changed", data={"source": "funnel", "key": key, "old": fields.get(key),
-                                                          "new": value, "run": run.id}))
+    _record(session, run, "field_changed", {"key": key, "old": fields.get(key), "new": value})
     if value is None:
         fields.pop(key, None)
     else:

@@ -426,6 +426,8 @@ class Message(Base):
         # WhatsApp redelivers after reconnects: the provider id makes storing idempotent.
         UniqueConstraint("instance_id", "wa_id"),
         Index("ix_messages_conversation", "conversation_id", "id"),
+        # the contact's activity feed: newest first by time, in cursor pages (workbench/services/contact_feed.py)
+        Index("ix_messages_conversation_time", "conversation_id", "created_at", "id"),
     )
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -498,7 +500,9 @@ class ActivityEvent(Base):
     """Audit and timeline: who did what to which row."""
 
     __tablename__ = "activity_events"
-    __table_args__ = (Index("ix_activity_subject", "workspace_id", "subject_type", "subject_id"),)
+    # a subject's events newest first: the contact's activity feed pages by (created_at, id) on it
+    __table_args__ = (Index("ix_activity_subject_time", "workspace_id", "subject_type", "subject_id", "created_at",
+                            "id"),)
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -1,0 +1,81 @@
+"""One contact as the Visão 360 page shows it, and who may open it.
+
+Admins and supervisors open every contact of their workspace, including one without a conversation (an imported
+contact that never wrote); agents open only the contacts of conversations they see in the inbox
+(``conversations.visible``). Any other id — another workspace's, a hidden one, one that does not exist — is
+``NotFound``, so ids reveal nothing. The notes (``contact_notes``), the activity feed (``contact_feed``) and the
+merge (``contact_merge``) load their contact through ``load_contact``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from workbench.base.errors import NotFound
+from workbench.services import conversations
+from workbench.services.auth import Actor
+from workbench.store.db import session_scope
+from workbench.store.models import Contact, ContactField, ContactTag, Conversation, Instance, Tag, User, is_row_id
+
+
+def load_contact(session: Session, actor: Actor, contact_id: Any) -> tuple[Contact, Conversation | None]:
+    """The contact and its conversation (None when it has none), if the actor may open it.
+
+    Raises:
+        NotFound: not a contact the actor may open (module docstring).
+    """
+    if not is_row_id(contact_id):
+        raise NotFound("contact", key="error.contact_not_found")
+    query = select(Contact, Conversation).where(Contact.id == contact_id, Contact.workspace_id == actor.workspace_id)
+    if actor.is_manager:
+        query = query.outerjoin(Conversation, Conversation.contact_id == Contact.id)
+    else:
+        query = conversations.visible(actor, query.join(Conversation, Conversation.contact_id == Contact.id))
+    row = session.execute(query).first()
+    if row is None:
+        raise NotFound("contact", key="error.contact_not_found")
+    return row[0], row[1]
+
+
+def display_name(contact: Contact) -> str:
+    """The name people know the contact by: the one typed, else its WhatsApp name, else its phone."""
+    return contact.name or contact.push_name or contact.phone
+
+
+def tag_names(session: Session, contact_id: int) -> list[str]:
+    """The contact's tags, alphabetical (case ignored)."""
+    return list(session.scalars(select(Tag.name).join(ContactTag, ContactTag.tag_id == Tag.id)
+                                .where(ContactTag.contact_id == contact_id).order_by(func.lower(Tag.name))))
+
+
+def contact_card(actor: Actor, contact_id: Any) -> dict[str, Any]:
+    """Everything column 1 of the Visão 360 shows about a contact.
+
+    Returns:
+        ``id``, ``display_name``, ``name``, ``push_name``, ``phone``, ``email``, ``company``, ``custom_data``,
+        ``tags``, ``created_at``, ``instance`` (the number's name), ``conversation_id`` (None without one),
+        ``agent`` (assigned person's name or None) and ``fields``: the workspace's field definitions in their
+        order (``key``, ``label``, ``type``) so values can be shown under their labels.
+
+    Raises:
+        NotFound: not a contact the actor may open.
+    """
+    with session_scope() as session:
+        contact, conv = load_contact(session, actor, contact_id)
+        agent = session.scalar(select(User.name).where(User.id == conv.agent_id)) if conv and conv.agent_id else None
+        definitions = session.execute(
+            select(ContactField.key, ContactField.label, ContactField.type)
+            .where(ContactField.workspace_id == actor.workspace_id)
+            .order_by(ContactField.position, ContactField.id)).mappings().all()
+        return {
+            "id": contact.id, "display_name": display_name(contact), "name": contact.name,
+            "push_name": contact.push_name, "phone": contact.phone, "email": contact.email,
+            "company": contact.company, "custom_data": dict(contact.custom_data or {}),
+            "tags": tag_names(session, contact.id), "created_at": contact.created_at,
+            "instance": session.scalar(select(Instance.name).where(Instance.id == contact.instance_id)),
+            "conversation_id": conv.id if conv else None, "agent": agent,
+            "fields": [dict(row) for row in definitions],
+        }
