@@ -1072,6 +1072,19 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.media_image": "Essa imagem não abre: o arquivo está corrompido ou é grande demais (mais de "
                              "{max_mp} megapixels). Envie outra imagem.",
         "media.preview_unavailable": "Prévia indisponível",
+        # -- Contatos: lista, filtros, segmentos, ações em massa e exportação (pages/contacts.py,
+        #    workbench/services/contact_list.py, contact_bulk.py, contact_export.py) ------------------------------
+        "error.contact_filter": "O filtro de contatos não é válido. Revise as condições.",
+        "error.contact_filter_value": "Informe o valor da condição do campo.",
+        "error.contact_filter_operator": "Essa condição não vale para esse tipo de campo: \"maior\" e \"menor\" "
+                                         "são para números e datas, \"contém\" é para textos.",
+        "error.contact_filter_number": "Número inválido na condição: use algo como 10 ou 10,5.",
+        "error.contact_filter_date": "Data inválida na condição: use DD/MM/AAAA.",
+        "error.segment_name": "O nome do segmento precisa ter de 1 a {max} caracteres.",
+        "error.segment_exists": "Já existe um segmento com esse nome.",
+        "error.segment_not_found": "Segmento não encontrado.",
+        "error.segment_invalid": "Este segmento foi salvo com um filtro que não vale mais. Monte o filtro de novo "
+                                 "e salve por cima.",
     },
 }
 

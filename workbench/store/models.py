@@ -183,6 +183,10 @@ class Contact(Base):
     __table_args__ = (
         UniqueConstraint("instance_id", "phone"),
         Index("ix_contacts_workspace_name", "workspace_id", "name"),
+        # the Contatos list's sorts (workbench/services/contact_list.py, migration 0006)
+        Index("ix_contacts_list_name", "workspace_id", sql("lower(COALESCE(name, push_name, phone))"), "id"),
+        Index("ix_contacts_list_phone", "workspace_id", "phone", "id"),
+        Index("ix_contacts_list_created", "workspace_id", "created_at", "id"),
     )
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = _ws()

@@ -1,0 +1,31 @@
+"""contact list: indexes behind the Contatos list's sorts
+
+Each sort of the list (``workbench/services/contact_list.py``) walks an index in order from the page's cursor, so a
+page deep in a large list costs what the first one does: name (name, else WhatsApp name, else phone, ignoring
+case), phone and creation date, each within the workspace and with the id as tie-breaker.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-02 13:20:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0006'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index('ix_contacts_list_name', 'contacts',
+                    ['workspace_id', sa.literal_column('lower(COALESCE(name, push_name, phone))'), 'id'], unique=False)
+    op.create_index('ix_contacts_list_phone', 'contacts', ['workspace_id', 'phone', 'id'], unique=False)
+    op.create_index('ix_contacts_list_created', 'contacts', ['workspace_id', 'created_at', 'id'], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index('ix_contacts_list_created', table_name='contacts')
+    op.drop_index('ix_contacts_list_phone', table_name='contacts')
+    op.drop_index('ix_contacts_list_name', table_name='contacts')
