@@ -1085,6 +1085,23 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.segment_not_found": "Segmento não encontrado.",
         "error.segment_invalid": "Este segmento foi salvo com um filtro que não vale mais. Monte o filtro de novo "
                                  "e salve por cima.",
+        "error.bulk_action": "Ação em massa desconhecida.",
+        "error.bulk_tags": "Escolha de 1 a {max} tags.",
+        "error.bulk_too_many": "São contatos demais para uma ação só (máximo de {max}). Filtre um pouco mais.",
+        "error.bulk_count_changed": "A lista mudou desde a confirmação: agora são {count} contatos. Confira e "
+                                    "confirme de novo.",
+        "error.bulk_job_forbidden": "Quem iniciou esta ação não tem mais permissão para ela; nada mais foi alterado.",
+        "error.export_format": "Formato de exportação desconhecido.",
+        "contacts.export.col.name": "Nome",
+        "contacts.export.col.phone": "Telefone",
+        "contacts.export.col.email": "E-mail",
+        "contacts.export.col.company": "Empresa",
+        "contacts.export.col.tags": "Tags",
+        "contacts.export.col.responsible": "Responsável",
+        "contacts.export.col.instance": "Número",
+        "contacts.export.col.created": "Criado em",
+        "contacts.export.col.last_message": "Última mensagem",
+        "contacts.export.sheet": "Contatos",
     },
 }
 

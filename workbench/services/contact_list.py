@@ -264,9 +264,11 @@ def _search(text: str) -> ColumnElement[bool]:
     return or_(*parts)
 
 
-def matching(session: Session, actor: Actor, flt: ContactFilter, *, sort: str = "name") -> Select:
+def matching(session: Session, actor: Actor, flt: ContactFilter, *, sort: str = "name",
+             ids: list[int] | None = None) -> Select:
     """A select of ``Contact.id`` and the sort value (``sort_value``) of every contact the actor may see that
     ``flt`` lets through, without order or limit (pages, counts, bulk actions and exports build on it).
+    ``ids`` narrows it to those contacts (a selection).
 
     Raises:
         InvalidInput: a condition that does not fit its field's type, a bad number or date.
@@ -282,6 +284,8 @@ def matching(session: Session, actor: Actor, flt: ContactFilter, *, sort: str = 
         query = conversations.visible(actor, query.join(Conversation, Conversation.contact_id == Contact.id))
         query = query.where(Contact.workspace_id == ws)
     conditions: list[Any] = []
+    if ids is not None:
+        conditions.append(Contact.id.in_([i for i in ids if is_row_id(i)]))
     if flt.search:
         conditions.append(_search(flt.search))
     if flt.tags_any:
@@ -292,7 +296,7 @@ def matching(session: Session, actor: Actor, flt: ContactFilter, *, sort: str = 
         conditions.append(not_(_has_tags(ws, flt.tags_none)))
     types = _field_types(session, ws, {c.key for c in flt.fields})
     conditions += [_field_condition(cond, types.get(cond.key, "text")) for cond in flt.fields]
-    _check_ids(session, actor, flt)
+    check_ids(session, actor, flt)
     if flt.unassigned:
         conditions.append(and_(Conversation.agent_id.is_(None), Conversation.team_id.is_(None)))
     if flt.agent_id is not None:
@@ -314,7 +318,7 @@ def matching(session: Session, actor: Actor, flt: ContactFilter, *, sort: str = 
     return query.where(*conditions)
 
 
-def _check_ids(session: Session, actor: Actor, flt: ContactFilter) -> None:
+def check_ids(session: Session, actor: Actor, flt: ContactFilter) -> None:
     """Ids in a filter must be the workspace's (a stale segment, a crafted request): else ``NotFound``."""
     if flt.agent_id is not None and (not is_row_id(flt.agent_id) or session.get(
             WorkspaceMember, (actor.workspace_id, flt.agent_id)) is None):
@@ -327,10 +331,23 @@ def _check_ids(session: Session, actor: Actor, flt: ContactFilter) -> None:
             raise NotFound(model.__tablename__, key=key)
 
 
+def selected(session: Session, actor: Actor, ids: list[int], limit: int) -> list[int]:
+    """A selection's ids, sorted and checked: more than ``limit`` is ``InvalidInput``, and any id the actor may
+    not see (another workspace's, a conversation out of an agent's scope, a deleted contact) is ``NotFound``."""
+    wanted = sorted(set(ids))
+    if len(wanted) > limit:
+        raise InvalidInput("too many rows", key="error.bulk_too_many", max=limit)
+    found = list(session.scalars(matching(session, actor, ContactFilter(), ids=wanted)
+                                 .with_only_columns(Contact.id).order_by(Contact.id)))
+    if found != wanted:
+        raise NotFound("contact", key="error.contact_not_found")
+    return found
+
+
 def page_query(session: Session, actor: Actor, flt: ContactFilter, *, sort: str = "name", descending: bool = False,
-               after: tuple[Any, int] | None = None, limit: int = PAGE_SIZE) -> Select:
+               after: tuple[Any, int] | None = None, limit: int = PAGE_SIZE, ids: list[int] | None = None) -> Select:
     """The one statement that reads a page of rows (see ``list_contacts`` for the row's keys)."""
-    inner = matching(session, actor, flt, sort=sort)
+    inner = matching(session, actor, flt, sort=sort, ids=ids)
     key = _sort_value(sort)
     if after is not None:
         cursor = tuple_(key, Contact.id)
