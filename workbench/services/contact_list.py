@@ -434,6 +434,29 @@ def count_matching(session: Session, actor: Actor, flt: ContactFilter, cap: int 
     return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
+def filter_choices(actor: Actor) -> dict[str, list[dict[str, Any]]]:
+    """What the filter builder offers (any role): ``tags``, ``fields`` (defined: key, label, type), ``agents``,
+    ``teams``, ``instances`` and ``funnels`` (each with ``id`` and ``name``), alphabetical."""
+    ws = actor.workspace_id
+    with session_scope() as session:
+        def rows(query: Select) -> list[dict[str, Any]]:
+            return [dict(row) for row in session.execute(query).mappings()]
+
+        return {
+            "tags": rows(select(Tag.id, Tag.name).where(Tag.workspace_id == ws).order_by(func.lower(Tag.name))),
+            "fields": rows(select(ContactField.key, ContactField.label, ContactField.type)
+                           .where(ContactField.workspace_id == ws).order_by(ContactField.position, ContactField.id)),
+            "agents": rows(select(User.id, User.name).join(WorkspaceMember, WorkspaceMember.user_id == User.id)
+                           .where(WorkspaceMember.workspace_id == ws).order_by(func.lower(User.name))),
+            "teams": rows(select(Team.id, Team.name).where(Team.workspace_id == ws).order_by(func.lower(Team.name))),
+            "instances": rows(select(Instance.id, Instance.name).where(Instance.workspace_id == ws,
+                                                                        Instance.removed_at.is_(None))
+                              .order_by(Instance.id)),
+            "funnels": rows(select(Funnel.id, Funnel.name).where(Funnel.workspace_id == ws)
+                            .order_by(func.lower(Funnel.name))),
+        }
+
+
 # -- segments -------------------------------------------------------------------------------------------------
 
 
