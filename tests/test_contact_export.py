@@ -85,13 +85,18 @@ def test_xlsx_opens_with_openpyxl_and_cells_are_text(shop):
     assert exports()[-1]["filter"] == {"tags_any": ["vip"]}
 
 
-def test_many_rows_come_in_batches(shop, monkeypatch):
+def test_many_rows_oldest_first_none_twice(shop, monkeypatch):
     ws, inst, admin = shop
-    monkeypatch.setattr(contact_export, "BATCH", 3)
+    monkeypatch.setattr(contact_export, "BATCH", 3)  # the XLSX cursor fetches 3 rows at a time
     for i in range(10):
-        make_contact(ws, inst, f"C{i:02}")
+        make_contact(ws, inst, f"C{i:02}", tags=("b", "A"))
     rows = read_csv(contact_export.export_csv(admin))
-    assert [row[0] for row in rows[1:]] == [f"C{i:02}" for i in range(10)]  # oldest first, none twice
+    assert [row[0] for row in rows[1:]] == [f"C{i:02}" for i in range(10)]
+    assert {row[4] for row in rows[1:]} == {"A, b"}
+    book = openpyxl.load_workbook(io.BytesIO(b"".join(contact_export.export_xlsx(admin))), read_only=True)
+    names = [row[0] for row in book["Contatos"].iter_rows(min_row=2, values_only=True)]
+    assert names == [f"C{i:02}" for i in range(10)]
+    assert [e["rows"] for e in exports()] == [10, 10]
 
 
 def test_scope_selection_and_an_abandoned_download_is_recorded(shop):

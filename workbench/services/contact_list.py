@@ -35,7 +35,6 @@ from sqlalchemy import (
     exists,
     func,
     literal,
-    literal_column,
     not_,
     or_,
     select,
@@ -51,6 +50,8 @@ from workbench.services.auth import Actor
 from workbench.services.runs import LIVE
 from workbench.store.db import session_scope
 from workbench.store.models import (
+    ACCENTED,
+    UNACCENTED,
     Contact,
     ContactField,
     ContactTag,
@@ -83,6 +84,7 @@ TEXT_TYPES = ("text", "choice", "email", "phone", "url")
 FUNNEL_STATES = ("in_now", "completed", "never")
 _EPOCH = datetime(1970, 1, 1).astimezone()  # "no message yet" sorts as the oldest, never as NULL
 _NUMBER = r"^-?[0-9]{1,15}([.,][0-9]{1,6})?$"
+_PLAIN = str.maketrans(ACCENTED, UNACCENTED)
 _COMPARE = {"eq": "=", "gt": ">", "lt": "<"}
 _TRUE = ("true", "sim", "s", "yes", "1", "verdadeiro")
 
@@ -250,16 +252,17 @@ def _field_types(session: Session, workspace_id: int, keys: set[str]) -> dict[st
         ContactField.workspace_id == workspace_id, ContactField.key.in_(keys))).all())
 
 
+def searchable(text: str) -> str:
+    """Text as ``contacts.search_text`` holds it: lower case, without the accents of Portuguese."""
+    return text.lower().translate(_PLAIN)
+
+
 def _search(text: str) -> ColumnElement[bool]:
-    like = _like(text)
-    parts = [Contact.name.ilike(like), Contact.push_name.ilike(like), Contact.email.ilike(like),
-             Contact.company.ilike(like),
-             # a field value: the cheap text match first, the exact per-value test only on rows it lets through
-             and_(cast(Contact.custom_data, String).ilike(like),
-                  exists(select(literal(1)).select_from(func.jsonb_each_text(Contact.custom_data).alias("kv"))
-                         .where(literal_column("kv.value", String).ilike(like))))]
+    """Name, WhatsApp name, e-mail, company or a field's value contains the text (case and accents ignored), or
+    the phone contains its digits ("+55 (11) 98765-4321" finds 5511987654321)."""
+    parts = [Contact.search_text.like(_like(searchable(text)))]
     digits = re.sub(r"\D", "", text)
-    if len(digits) >= 3:  # "+55 (11) 98765-4321" finds 5511987654321
+    if len(digits) >= 3:
         parts.append(Contact.phone.like(_like(digits)))
     return or_(*parts)
 
@@ -354,8 +357,16 @@ def page_query(session: Session, actor: Actor, flt: ContactFilter, *, sort: str 
         bound = tuple_(literal(after[0], key.type) if sort != "last_message" else literal(after[0], TIMESTAMP(True)),
                        literal(after[1]))
         inner = inner.where(cursor < bound if descending else cursor > bound)
-    order = (key.desc(), Contact.id.desc()) if descending else (key.asc(), Contact.id.asc())
-    ids = inner.order_by(*order).limit(limit).subquery("page")
+    if flt.search:
+        # A search matches few rows or many, and the planner cannot tell: walking the sort's index would visit
+        # every row in index order when it matches few. Collect the matches first (one scan), then sort them.
+        hits = inner.cte("hits").prefix_with("MATERIALIZED")
+        ids = select(hits.c.id, hits.c.sort_value).order_by(
+            *((hits.c.sort_value.desc(), hits.c.id.desc()) if descending else (hits.c.sort_value, hits.c.id))
+        ).limit(limit).subquery("page")
+    else:
+        order = (key.desc(), Contact.id.desc()) if descending else (key.asc(), Contact.id.asc())
+        ids = inner.order_by(*order).limit(limit).subquery("page")
     tags = (select(func.coalesce(func.array_agg(aggregate_order_by(Tag.name, func.lower(Tag.name))),
                                 literal([], ARRAY(String))))
             .select_from(ContactTag).join(Tag, Tag.id == ContactTag.tag_id)

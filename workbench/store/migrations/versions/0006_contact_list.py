@@ -2,7 +2,9 @@
 
 Each sort of the list (``workbench/services/contact_list.py``) walks an index in order from the page's cursor, so a
 page deep in a large list costs what the first one does: name (name, else WhatsApp name, else phone, ignoring
-case), phone and creation date, each within the workspace and with the id as tie-breaker.
+case), phone and creation date, each within the workspace and with the id as tie-breaker. The search reads one
+generated column, ``contacts.search_text`` (names, e-mail, company and field values, lower case, without accents),
+instead of five columns and the fields' JSON per row.
 
 Revision ID: 0006
 Revises: 0005
@@ -18,7 +20,17 @@ branch_labels = None
 depends_on = None
 
 
+ACCENTED = "áàâãäéèêẽëíìîĩïóòôõöúùûũüçñ"  # as workbench/store/models.py composes them
+UNACCENTED = "aaaaaeeeeeiiiiiooooouuuuucn"
+SEARCH_TEXT = (
+    "translate(lower(coalesce(name, '') || ' ' || coalesce(push_name, '') || ' ' || coalesce(email, '') || ' ' || "
+    f"coalesce(company, '') || ' ' || jsonb_path_query_array(custom_data, '$.*')::text), '{ACCENTED}', '{UNACCENTED}')"
+)
+
+
 def upgrade() -> None:
+    op.add_column('contacts', sa.Column('search_text', sa.Text(), sa.Computed(SEARCH_TEXT, persisted=True),
+                                        nullable=False))
     op.create_index('ix_contacts_list_name', 'contacts',
                     ['workspace_id', sa.literal_column('lower(COALESCE(name, push_name, phone))'), 'id'], unique=False)
     op.create_index('ix_contacts_list_phone', 'contacts', ['workspace_id', 'phone', 'id'], unique=False)
@@ -29,3 +41,4 @@ def downgrade() -> None:
     op.drop_index('ix_contacts_list_created', table_name='contacts')
     op.drop_index('ix_contacts_list_phone', table_name='contacts')
     op.drop_index('ix_contacts_list_name', table_name='contacts')
+    op.drop_column('contacts', 'search_text')
