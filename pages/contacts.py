@@ -9,6 +9,8 @@ Markdown.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -255,8 +257,9 @@ def _reset_pages() -> None:
     st.session_state[CURSORS_KEY] = []
 
 
-def _table(page: dict[str, Any]) -> list[int]:
-    """The page's rows with selection; returns the selected ids."""
+def _table(page: dict[str, Any], view: str) -> list[int]:
+    """The page's rows with selection; returns the selected ids. ``view`` names what the rows are (filter, sort,
+    page): a new view is a new table, so a selection never carries over to other rows."""
     rows = page["rows"]
     linked = CONTACT_PAGE.exists()
     table = pd.DataFrame([{
@@ -269,7 +272,7 @@ def _table(page: dict[str, Any]) -> list[int]:
     } for row in rows])
     config = {t("contacts.col.open"): st.column_config.LinkColumn(display_text=t("contacts.open"))} if linked else None
     event = st.dataframe(table, hide_index=True, use_container_width=True, on_select="rerun",
-                         selection_mode="multi-row", key="contacts_table", column_config=config)
+                         selection_mode="multi-row", key=f"contacts_table_{view}", column_config=config)
     chosen = event.selection.rows if event is not None else []
     return [rows[i]["id"] for i in chosen if i < len(rows)]
 
@@ -367,10 +370,8 @@ def _bulk_bar(selected: list[int], choices: dict[str, list[dict[str, Any]]], tot
 
 @live_fragment(run_every=1.0)
 def _job_progress() -> None:
-    followed = st.session_state.get(JOB_KEY)
-    if followed is None:
-        return
-    job_id, action = followed
+    """The followed job's progress bar; once it ended, its result line replaces the bar (and the ticks stop)."""
+    job_id, action = st.session_state[JOB_KEY]
     try:
         job = contact_jobs.job_status(actor, job_id)
     except PAGE_ERRORS as exc:
@@ -380,22 +381,24 @@ def _job_progress() -> None:
         share = job["done"] / job["total"] if job["total"] else 0.0
         st.progress(min(share, 1.0), text=t("contacts.bulk.progress", done=number(job["done"]),
                                              total=number(job["total"])))
-    elif job["status"] == "done":
-        st.success(_result_line(action, job["result"]))
+        return
+    del st.session_state[JOB_KEY]
+    if job["status"] == "done":
+        flash(FLASH_KEY, "success", _result_line(action, job["result"]))
     else:
-        st.error(job["error"] or t("error.generic"))
+        flash(FLASH_KEY, "error", job["error"] or t("error.generic"))
+    st.rerun()
 
 
 # -- export -----------------------------------------------------------------------------------------------------
 
 
-def _export_file(kind: str, ids: list[int] | None) -> bytes:
-    """The whole file, built only when the download button is clicked (the service streams it in batches)."""
+def _export_file(kind: str, flt: dict[str, Any], ids: list[int] | None) -> bytes:
+    """The whole file, built only when the download button is clicked (the service streams it in chunks)."""
     if kind == "xlsx":
-        chunks = contact_export.export_xlsx(actor, _filter(), ids=ids)
+        chunks = contact_export.export_xlsx(actor, flt, ids=ids)
     else:
-        chunks = contact_export.export_csv(actor, _filter(), ids=ids, delimiter=";" if kind == "csv_semicolon"
-                                           else ",")
+        chunks = contact_export.export_csv(actor, flt, ids=ids, delimiter=";" if kind == "csv_semicolon" else ",")
     return b"".join(chunks)
 
 
@@ -405,9 +408,10 @@ def _export(selected: list[int]) -> None:
         kind = st.radio(t("contacts.export.format"), EXPORTS, key="contacts_export_format", horizontal=True,
                         format_func=lambda k: t(f"contacts.export.format.{k}"))
         ids = selected or None
+        flt = dict(_filter())  # read now: the file is made later, outside this run
         name = "contatos.xlsx" if kind == "xlsx" else "contatos.csv"
         st.download_button(t("contacts.export.download_selection" if ids else "contacts.export.download_filter",
-                             n=number(len(selected))), data=lambda: _export_file(kind, ids), file_name=name,
+                             n=number(len(selected))), data=lambda: _export_file(kind, flt, ids), file_name=name,
                            mime="application/octet-stream", key="contacts_export_download",
                            icon=":material/download:")
 
@@ -433,11 +437,13 @@ except PAGE_ERRORS as exc:
     st.error(error_text(exc))
     page = {"rows": [], "next": None, "count": 0, "count_capped": False}
 if page["rows"]:
-    selected = _table(page)
+    view = hashlib.sha256(json.dumps([_filter(), sort, descending, len(cursors)], default=str).encode()).hexdigest()
+    selected = _table(page, view[:16])
 else:
     st.info(t("contacts.empty"))
     selected = []
 _pager(page)
-_job_progress()
+if JOB_KEY in st.session_state:
+    _job_progress()
 _bulk_bar(selected, choices, number(page["count"]) + ("+" if page["count_capped"] else ""))
 _export(selected)

@@ -65,6 +65,8 @@ def test_search_by_name_email_company_and_field_value_with_wildcards_literal(sho
     assert names(admin, {"search": "@loja.com"}) == ["Maria Silva"]
     assert names(admin, {"search": "campinas"}) == ["João"]  # a key alone does not match
     assert names(admin, {"search": "sítio"}) == ["Zé do Sítio"]
+    assert names(admin, {"search": "ZE DO SITIO"}) == ["Zé do Sítio"]  # case and accents ignored
+    assert names(admin, {"search": "joão"}) == names(admin, {"search": "joao"}) == ["João"]
     assert names(admin, {"search": "100%"}) == ["João"]
     assert names(admin, {"search": "%"}) == ["João"]  # % is literal, not "anything"
     assert names(admin, {"search": "_"}) == []

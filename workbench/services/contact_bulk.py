@@ -28,6 +28,7 @@ from workbench.base.i18n import t
 from workbench.services import contact_jobs, contact_list, runs
 from workbench.services.auth import Actor
 from workbench.services.contact_list import ContactFilter, parse_filter
+from workbench.services.contacts import MAX_TAG_CHARS
 from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
@@ -43,6 +44,7 @@ from workbench.store.models import (
     is_row_id,
 )
 from workbench.store.outages import after_commit
+from workbench.store.text import clean_text
 
 BULK_SYNC_LIMIT = 300
 """Up to this many rows an action runs in the request; above, a worker runs it as a job with a progress bar."""
@@ -81,9 +83,12 @@ def _params(session: Session, actor: Actor, action: str, tags: list[str] | None,
         actor.require("admin")
         return {"action": action}
     if action in ("add_tags", "remove_tags"):
-        names = list(dict.fromkeys(contact_list.ContactFilter(tags_any=list(tags or [])).tags_any))
+        # tag names are trimmed as the inbox trims them (workbench.services.contacts)
+        names = list(dict.fromkeys(n for n in (" ".join(clean_text(str(n))[0].split()) for n in tags or []) if n))
         if not names or len(names) > MAX_TAGS:
             raise InvalidInput("tags", key="error.bulk_tags", max=MAX_TAGS)
+        if any(len(name) > MAX_TAG_CHARS for name in names):
+            raise InvalidInput("tag name", key="error.tag_name", max=MAX_TAG_CHARS)
         return {"action": action, "tags": names}
     # as in conversations.assign: agents may only take conversations for themselves (or hand them to a team)
     if not actor.is_manager and agent_id not in (None, actor.user_id):

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Numeric,
     Select,
     String,
@@ -349,24 +350,29 @@ def selected(session: Session, actor: Actor, ids: list[int], limit: int) -> list
 
 def page_query(session: Session, actor: Actor, flt: ContactFilter, *, sort: str = "name", descending: bool = False,
                after: tuple[Any, int] | None = None, limit: int = PAGE_SIZE, ids: list[int] | None = None) -> Select:
-    """The one statement that reads a page of rows (see ``list_contacts`` for the row's keys)."""
-    inner = matching(session, actor, flt, sort=sort, ids=ids)
+    """The one statement that reads a page of rows (see ``list_contacts`` for the row's keys, plus ``sort_value``
+    and ``total``).
+
+    Without conditions, the page walks the sort's index from the cursor (``total`` is None: ``count_matching``
+    counts the workspace cheaply). With any condition, a search above all, the planner cannot tell whether it
+    lets through few rows or many, and walking the index would then visit every row in index order; so the
+    matches are collected in one scan, the page is sorted out of them, and ``total`` counts them in the same
+    statement.
+    """
     key = _sort_value(sort)
-    if after is not None:
-        cursor = tuple_(key, Contact.id)
-        bound = tuple_(literal(after[0], key.type) if sort != "last_message" else literal(after[0], TIMESTAMP(True)),
-                       literal(after[1]))
-        inner = inner.where(cursor < bound if descending else cursor > bound)
-    if flt.search:
-        # A search matches few rows or many, and the planner cannot tell: walking the sort's index would visit
-        # every row in index order when it matches few. Collect the matches first (one scan), then sort them.
-        hits = inner.cte("hits").prefix_with("MATERIALIZED")
-        ids = select(hits.c.id, hits.c.sort_value).order_by(
-            *((hits.c.sort_value.desc(), hits.c.id.desc()) if descending else (hits.c.sort_value, hits.c.id))
-        ).limit(limit).subquery("page")
+    key_type = TIMESTAMP(timezone=True) if sort == "last_message" else key.type
+    bound = None if after is None else tuple_(literal(after[0], key_type), literal(after[1]))
+    if flt.model_dump(exclude_defaults=True) or ids is not None:
+        hits = matching(session, actor, flt, sort=sort, ids=ids).cte("hits").prefix_with("MATERIALIZED")
+        chosen, row_id, value = select(hits.c.id, hits.c.sort_value), hits.c.id, hits.c.sort_value
+        total = select(func.count()).select_from(hits).scalar_subquery()
     else:
-        order = (key.desc(), Contact.id.desc()) if descending else (key.asc(), Contact.id.asc())
-        ids = inner.order_by(*order).limit(limit).subquery("page")
+        chosen, row_id, value = matching(session, actor, flt, sort=sort), Contact.id, key
+        total = literal(None, Integer)
+    if bound is not None:
+        chosen = chosen.where(tuple_(value, row_id) < bound if descending else tuple_(value, row_id) > bound)
+    order = (value.desc(), row_id.desc()) if descending else (value.asc(), row_id.asc())
+    ids = chosen.order_by(*order).limit(limit).subquery("page")
     tags = (select(func.coalesce(func.array_agg(aggregate_order_by(Tag.name, func.lower(Tag.name))),
                                 literal([], ARRAY(String))))
             .select_from(ContactTag).join(Tag, Tag.id == ContactTag.tag_id)
@@ -379,7 +385,8 @@ def page_query(session: Session, actor: Actor, flt: ContactFilter, *, sort: str 
                     Contact.custom_data, Contact.created_at, ids.c.sort_value,
                     tags.label("tags"), agent.c.name.label("agent"), Team.name.label("team"),
                     Conversation.agent_id, Conversation.team_id, Conversation.id.label("conversation_id"),
-                    Instance.name.label("instance"), Conversation.last_message_at, funnel.label("funnel"))
+                    Instance.name.label("instance"), Conversation.last_message_at, funnel.label("funnel"),
+                    total.label("total"))
              .select_from(ids).join(Contact, Contact.id == ids.c.id)
              .outerjoin(Conversation, Conversation.contact_id == Contact.id)
              .outerjoin(agent, agent.c.id == Conversation.agent_id)
@@ -413,7 +420,8 @@ def list_contacts(actor: Actor, flt: ContactFilter | dict[str, Any] | None = Non
         descending: sort direction.
         after: the cursor of the previous page (its ``next`` value); None for the first page.
         limit: rows per page (at most ``MAX_PAGE_SIZE``).
-        with_count: also count the matching rows, up to ``COUNT_CAP``.
+        with_count: also count the matching rows: exactly when the filter has conditions (the page's statement
+            counts them), else up to ``COUNT_CAP``.
 
     Returns:
         ``rows`` (each: ``id``, ``display_name``, ``name``, ``push_name``, ``phone``, ``email``, ``company``,
@@ -431,7 +439,9 @@ def list_contacts(actor: Actor, flt: ContactFilter | dict[str, Any] | None = Non
         if len(rows) > limit:
             last = rows[limit - 1]
             result["next"] = (last.sort_value, last.id)
-        if with_count:
+        if with_count and rows and rows[0].total is not None:
+            result["count"], result["count_capped"] = rows[0].total, False  # counted by the page's statement
+        elif with_count:
             count = count_matching(session, actor, flt, cap=COUNT_CAP)
             result["count"], result["count_capped"] = min(count, COUNT_CAP), count > COUNT_CAP
     return result
