@@ -21,6 +21,7 @@ import argparse
 import importlib.util
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -330,6 +331,7 @@ def main() -> None:
     finally:
         for stop in stops:
             stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the embedded server's data: hundreds of MB at full size
 
 
 def _max_rss_mb() -> float:
