@@ -158,22 +158,29 @@ def test_sorting_and_keyset_pages_both_ways(shop):
         make_contact(ws, inst, f"Pessoa {i}", phone=f"551190000000{9 - i}",
                      last_message_at=datetime(2026, 11, 1 + i, tzinfo=UTC) if i % 2 else None)
     make_contact(ws, inst, "pessoa 3", phone="5511900000099")  # same name ignoring case: the id breaks the tie
-    for sort in contact_list.SORTS:
-        for descending in (False, True):
-            whole = [r["id"] for r in list_contacts(admin, sort=sort, descending=descending, limit=100)["rows"]]
-            walked, after = [], None
-            while True:
-                page = list_contacts(admin, sort=sort, descending=descending, after=after, limit=3)
-                walked += [r["id"] for r in page["rows"]]
-                after = page["next"]
-                if after is None:
-                    break
-            assert walked == whole and len(whole) == 8
+    make_contact(ws, inst, "Sem conversa", phone="5511900000098", conversation=False)
+    make_contact(ws, inst, "Também sem", phone="5511900000097", conversation=False)
+    agent = make_actor(ws, "agent")
+    for actor, size in ((admin, 10), (agent, 8)):
+        for sort in contact_list.SORTS:
+            for descending in (False, True):
+                whole = [r["id"] for r in list_contacts(actor, sort=sort, descending=descending, limit=100)["rows"]]
+                walked, after = [], None
+                while True:
+                    page = list_contacts(actor, sort=sort, descending=descending, after=after, limit=3)
+                    walked += [r["id"] for r in page["rows"]]
+                    after = page["next"]
+                    if after is None:
+                        break
+                assert walked == whole and len(whole) == size, (sort, descending)
     by_name = names(admin)
     assert by_name[:5] == ["Pessoa 0", "Pessoa 1", "Pessoa 2", "Pessoa 3", "pessoa 3"]
     assert [r["phone"] for r in list_contacts(admin, sort="phone")["rows"]][0] == "5511900000003"
     newest = list_contacts(admin, sort="last_message", descending=True)["rows"]
     assert [r["display_name"] for r in newest[:3]] == ["Pessoa 5", "Pessoa 3", "Pessoa 1"]
+    # no message yet (a conversation without one, or no conversation at all) sorts as the oldest, newest id first
+    assert [r["display_name"] for r in newest[3:]] == ["Também sem", "Sem conversa", "pessoa 3", "Pessoa 6",
+                                                       "Pessoa 4", "Pessoa 2", "Pessoa 0"]
     with pytest.raises(InvalidInput):
         list_contacts(admin, sort="custom_data")
 
@@ -199,7 +206,7 @@ def test_agents_list_only_contacts_of_conversations_they_see(shop):
     make_contact(ws, inst, "Livre")
     make_contact(ws, inst, "Do outro", agent_id=other.user_id)
     make_contact(ws, inst, "Outra equipe", team_id=theirs)
-    make_contact(ws, inst, "Sem conversa", conversation=False)
+    make_contact(ws, inst, "Sem conversa", phone="5511900000098", conversation=False)
     assert names(agent) == ["Da equipe", "Livre", "Meu"]
     assert names(agent, {"search": "outr"}) == []
     assert list_contacts(agent, with_count=True)["count"] == 3

@@ -36,10 +36,12 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
     tuple_,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP, aggregate_order_by
 from sqlalchemy.exc import IntegrityError
@@ -83,7 +85,8 @@ OPERATORS = ("eq", "contains", "empty", "not_empty", "gt", "lt")
 ORDERED_TYPES = ("number", "date")
 TEXT_TYPES = ("text", "choice", "email", "phone", "url")
 FUNNEL_STATES = ("in_now", "completed", "never")
-_EPOCH = datetime(1970, 1, 1).astimezone()  # "no message yet" sorts as the oldest, never as NULL
+# "no message yet" sorts as the oldest, never as NULL; a constant in the SQL, so the index of migration 0006 matches
+_NEVER = literal_column("'1970-01-01 00:00:00+00'::timestamptz", TIMESTAMP(timezone=True))
 _NUMBER = r"^-?[0-9]{1,15}([.,][0-9]{1,6})?$"
 _PLAIN = str.maketrans(ACCENTED, UNACCENTED)
 _COMPARE = {"eq": "=", "gt": ">", "lt": "<"}
@@ -166,7 +169,7 @@ def _sort_value(sort: str) -> ColumnElement[Any]:
         return Contact.phone
     if sort == "created":
         return Contact.created_at
-    return func.coalesce(Conversation.last_message_at, literal(_EPOCH, TIMESTAMP(timezone=True)))
+    return func.coalesce(Conversation.last_message_at, _NEVER)
 
 
 def _day_start(day: date, workspace_id: int) -> ColumnElement[Any]:
@@ -366,13 +369,14 @@ def page_query(session: Session, actor: Actor, flt: ContactFilter, *, sort: str 
         hits = matching(session, actor, flt, sort=sort, ids=ids).cte("hits").prefix_with("MATERIALIZED")
         chosen, row_id, value = select(hits.c.id, hits.c.sort_value), hits.c.id, hits.c.sort_value
         total = select(func.count()).select_from(hits).scalar_subquery()
-    else:
-        chosen, row_id, value = matching(session, actor, flt, sort=sort), Contact.id, key
+        page = _keyset(chosen, row_id, value, bound, descending, limit).subquery("page")
+    elif sort == "last_message":
+        page = _by_last_message(actor, bound, descending, limit)
         total = literal(None, Integer)
-    if bound is not None:
-        chosen = chosen.where(tuple_(value, row_id) < bound if descending else tuple_(value, row_id) > bound)
-    order = (value.desc(), row_id.desc()) if descending else (value.asc(), row_id.asc())
-    ids = chosen.order_by(*order).limit(limit).subquery("page")
+    else:
+        chosen = matching(session, actor, flt, sort=sort)
+        page = _keyset(chosen, Contact.id, key, bound, descending, limit).subquery("page")
+        total = literal(None, Integer)
     tags = (select(func.coalesce(func.array_agg(aggregate_order_by(Tag.name, func.lower(Tag.name))),
                                 literal([], ARRAY(String))))
             .select_from(ContactTag).join(Tag, Tag.id == ContactTag.tag_id)
@@ -382,18 +386,45 @@ def page_query(session: Session, actor: Actor, flt: ContactFilter, *, sort: str 
               .order_by(FunnelRun.id.desc()).limit(1).scalar_subquery())
     agent = User.__table__.alias("agent")
     query = (select(Contact.id, Contact.name, Contact.push_name, Contact.phone, Contact.email, Contact.company,
-                    Contact.custom_data, Contact.created_at, ids.c.sort_value,
+                    Contact.custom_data, Contact.created_at, page.c.sort_value,
                     tags.label("tags"), agent.c.name.label("agent"), Team.name.label("team"),
                     Conversation.agent_id, Conversation.team_id, Conversation.id.label("conversation_id"),
                     Instance.name.label("instance"), Conversation.last_message_at, funnel.label("funnel"),
                     total.label("total"))
-             .select_from(ids).join(Contact, Contact.id == ids.c.id)
+             .select_from(page).join(Contact, Contact.id == page.c.id)
              .outerjoin(Conversation, Conversation.contact_id == Contact.id)
              .outerjoin(agent, agent.c.id == Conversation.agent_id)
              .outerjoin(Team, Team.id == Conversation.team_id)
              .join(Instance, Instance.id == Contact.instance_id))
-    outer_key = ids.c.sort_value
+    outer_key = page.c.sort_value
     return query.order_by(*((outer_key.desc(), Contact.id.desc()) if descending else (outer_key, Contact.id)))
+
+
+def _keyset(query: Select, row_id: ColumnElement[Any], value: ColumnElement[Any], bound: Any, descending: bool,
+            limit: int) -> Select:
+    """``query``'s ``limit`` rows after the cursor ``bound`` in (value, id) order."""
+    if bound is not None:
+        query = query.where(tuple_(value, row_id) < bound if descending else tuple_(value, row_id) > bound)
+    order = (value.desc(), row_id.desc()) if descending else (value.asc(), row_id.asc())
+    return query.order_by(*order).limit(limit)
+
+
+def _by_last_message(actor: Actor, bound: Any, descending: bool, limit: int) -> Any:
+    """The page's ids by last message without conditions: the time lives on the conversation, so the contacts with
+    one are walked on the conversations' index (0006), those without one (never written, e.g. imported) on
+    their own, and the two short lists are merged."""
+    key = _sort_value("last_message")
+    talked = select(Conversation.contact_id.label("id"), key.label("sort_value")).where(
+        Conversation.workspace_id == actor.workspace_id)
+    branches = [_keyset(conversations.visible(actor, talked), Conversation.contact_id, key, bound, descending, limit)]
+    if actor.is_manager:  # agents list only contacts of conversations they see
+        silent = select(Contact.id.label("id"), _NEVER.label("sort_value")).where(
+            Contact.workspace_id == actor.workspace_id,
+            ~exists().where(Conversation.contact_id == Contact.id))
+        branches.append(_keyset(silent, Contact.id, _NEVER, bound, descending, limit))
+    merged = union_all(*(branch.subquery().select() for branch in branches)).subquery("merged")
+    return _keyset(select(merged.c.id, merged.c.sort_value), merged.c.id, merged.c.sort_value, None, descending,
+                   limit).subquery("page")
 
 
 def row_dict(row: Any) -> dict[str, Any]:

@@ -320,6 +320,9 @@ class Conversation(Base):
         UniqueConstraint("contact_id"),
         # the inbox list: newest activity first within a workspace, filtered by status
         Index("ix_conversations_inbox", "workspace_id", "status", sql("last_message_at DESC")),
+        # the Contatos list by last message (workbench/services/contact_list.py, migration 0006)
+        Index("ix_conversations_list_last_message", "workspace_id",
+              sql("COALESCE(last_message_at, '1970-01-01 00:00:00+00'::timestamptz)"), "contact_id"),
         Index("ix_conversations_agent", "agent_id", "status"),
         Index("ix_conversations_team", "team_id", "status"),
     )
