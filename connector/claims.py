@@ -137,6 +137,12 @@ class Claims:
             self._record(outbox_id, _Claim("sending", self._clock_ms()))
             return None
 
+    def found(self, outbox_id: int) -> str | None:
+        """The claim of a command, without taking it: None, ``sending`` or ``sent:<wa id>`` (see ``claim``)."""
+        with self._lock:
+            claim = self._claims.get(outbox_id)
+            return claim.describe() if claim is not None else None
+
     def sent(self, outbox_id: int, wa_id: str) -> None:
         """Record that a claimed command went out as WhatsApp message ``wa_id``."""
         with self._lock:

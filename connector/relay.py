@@ -472,29 +472,29 @@ class Relay:
         return False
 
     def _send_once(self, entry_id: bytes, command: OutboundCommand) -> bool:
-        """One attempt; True when the command is settled (sent, failed, or left for the next start)."""
+        """One attempt; True when the command is settled (sent, failed, or left for the next start).
+
+        The claim is taken only once the number's pace allows the send, right before it: a connector killed
+        while commands wait for their turn (typing, pacing) leaves them unclaimed, so the next start sends them
+        instead of failing them as "interrupted".
+        """
         outbox = command.outbox_id
-        claim = self.claims.claim(outbox)
-        if claim is not None:
-            if claim.startswith("sent:"):
-                self._finish(entry_id, command, wa_id=claim[len("sent:"):])
-            else:
-                self._finish(entry_id, command, error=INTERRUPTED)
+        if self._settled_by_claim(entry_id, command, self.claims.found(outbox)):
             return True
         typing = self._typing_ms(command)
         if typing:
             self._set_typing(command.to_phone, True)
             if self._stop.wait(typing / 1000):
-                # Shutting down before anything went out: give the claim back, the next start sends it.
+                # Shutting down before anything went out: the next start sends it.
                 self._set_typing(command.to_phone, False)
-                self.claims.release(outbox)
                 return True
         with self._send_lock:
             if not self.pacer.wait(self._stop):
                 # Shutting down while waiting for the number's pace: nothing went out, the next start sends it.
                 if typing:
                     self._set_typing(command.to_phone, False)
-                self.claims.release(outbox)
+                return True
+            if self._settled_by_claim(entry_id, command, self.claims.claim(outbox)):
                 return True
             try:
                 wa_id = self.transport.send(command)
@@ -515,6 +515,17 @@ class Relay:
             self.pacer.record()
             self.claims.sent(outbox, wa_id)
             self._finish(entry_id, command, wa_id=wa_id)
+        return True
+
+    def _settled_by_claim(self, entry_id: bytes, command: OutboundCommand, claim: str | None) -> bool:
+        """Settle a command an earlier attempt claimed: acknowledged again if it went out, else failed (it may
+        have gone out: never risk sending twice). False when there is no claim."""
+        if claim is None:
+            return False
+        if claim.startswith("sent:"):
+            self._finish(entry_id, command, wa_id=claim[len("sent:"):])
+        else:
+            self._finish(entry_id, command, error=INTERRUPTED)
         return True
 
     def _typing_ms(self, command: OutboundCommand) -> int:

@@ -45,7 +45,7 @@ from pages.ui import fields as form_fields
 from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import t
 from workbench.editor import canvas, node_forms
-from workbench.services import funnels
+from workbench.services import contact_fields, funnels
 
 actor = st.session_state["auth_actor"]
 
@@ -410,19 +410,30 @@ def _problems(report) -> None:
 
 # -- test chat ------------------------------------------------------------------------------------------------------
 
+def _field_types() -> dict[str, str]:
+    """The workspace's contact field types, so the test chat's conditions compare like real runs (none, with the
+    error shown, when the database cannot be read)."""
+    found: dict[str, str] = {}
+    with attempt():
+        found = contact_fields.list_field_types(actor)
+    return found
+
+
 def _chat_send(k: types.SimpleNamespace, input_key: str) -> None:
     text = st.session_state.get(input_key)
     if not text:
         return
     state = st.session_state.get(k.chat) or preview.PreviewState()
     st.session_state[k.chat] = preview.send(st.session_state[k.draft], state, text,
-                                            funnel_name=st.session_state.get(k.name, ""))
+                                            funnel_name=st.session_state.get(k.name, ""),
+                                            field_types=_field_types())
 
 
 def _chat_timeout(k: types.SimpleNamespace) -> None:
     state = st.session_state.get(k.chat) or preview.PreviewState()
     st.session_state[k.chat] = preview.time_out(st.session_state[k.draft], state,
-                                                funnel_name=st.session_state.get(k.name, ""))
+                                                funnel_name=st.session_state.get(k.name, ""),
+                                                field_types=_field_types())
 
 
 def _chat_entry(entry: preview.PreviewEntry) -> None:

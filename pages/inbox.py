@@ -6,13 +6,16 @@ tags and fields, ``workbench.services.contacts``; for its funnel runs and their 
 ticks every two seconds but re-reads PostgreSQL only when the workspace's revision counter
 (``conversations.revision``) or the user's filters/selection changed; otherwise it redraws from the copy
 kept in session state. Everything contacts typed (names, push names, messages, reactions) is shown with
-``st.text`` — literal, so Markdown, HTML and links in it stay inert; so are tag names and custom fields
-(``st.text``, plain option text, ``st.dataframe`` / ``st.data_editor`` cells). Contacts' files are shown as
+``st.text`` — literal, so Markdown, HTML and links in it stay inert; so are tag names, custom fields and the
+labels and options of the workspace's typed fields (``st.text``, plain option text, ``st.dataframe`` /
+``st.data_editor`` cells). Fields defined in Configurações › Campos get an input of their type (number, date
+picker, list, sim/não); other fields are edited as free text. Contacts' files are shown as
 ``pages/ui/media.py`` allows: thumbnails, players for inline-safe types, else a download.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from functools import partial
 from typing import Any
 
@@ -25,7 +28,7 @@ from pages.ui.media import PLAYER_KINDS, download_button, show_inline
 from pages.ui.panel import live_fragment
 from workbench.base.errors import NotFound
 from workbench.base.i18n import format_clock, format_moment, format_when, status_label, t, type_placeholder
-from workbench.services import contacts, conversations, funnels
+from workbench.services import contact_fields, contacts, conversations, funnels
 from workbench.store.config import get_settings
 from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_NAME_CHARS
 
@@ -34,7 +37,8 @@ actor = st.session_state["auth_actor"]
 SELECTED_KEY = "inbox_selected"
 # (signature of the inbox cache, runs): the contact's funnel runs, re-read only when the inbox re-reads.
 RUNS_CACHE_KEY = "inbox_funnel_runs"
-# (signature of the inbox cache, contact profile, workspace tags): re-read only when the inbox re-reads.
+# (signature of the inbox cache, contact profile, workspace tags, field definitions): re-read only when the inbox
+# re-reads.
 CONTACT_CACHE_KEY = "inbox_contact_profile"
 TAG_PICK_KEY = "inbox_tag_add"
 CACHE_KEY = "inbox_cache"
@@ -48,6 +52,8 @@ RUN_COLORS = {"active": "green", "waiting": "blue", "paused": "orange", "complet
               "stopped": "gray"}
 # Ended runs shown under the live ones: enough to see what just happened, not the whole history.
 ENDED_RUNS_SHOWN = 3
+# What a date field's picker offers (Streamlit's default is ten years around today: too short for birthdays).
+MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2100, 12, 31)
 
 
 # -- data (through the service), cached per revision in session state ---------------------------------------
@@ -329,14 +335,17 @@ def _funnel_section(contact_id: int, signature: tuple, conversation_id: int) -> 
                           args=(run["id"],), icon=":material/stop_circle:")
 
 
-def _contact_data(contact_id: int, signature: tuple) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The contact's profile (tags, fields) and the workspace's tags, cached like the rest of the inbox."""
+def _contact_data(contact_id: int, signature: tuple) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                                list[contact_fields.FieldDef]]:
+    """The contact's profile (tags, fields), the workspace's tags and field definitions, cached like the rest of
+    the inbox."""
     cached = st.session_state.get(CONTACT_CACHE_KEY)
     if cached and cached[0] == signature:
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
     profile, tags = contacts.contact_profile(actor, contact_id), contacts.list_tags(actor)
-    st.session_state[CONTACT_CACHE_KEY] = (signature, profile, tags)
-    return profile, tags
+    definitions = contact_fields.list_fields(actor)
+    st.session_state[CONTACT_CACHE_KEY] = (signature, profile, tags, definitions)
+    return profile, tags, definitions
 
 
 def _add_tag(contact_id: int) -> None:
@@ -375,36 +384,85 @@ def _cell(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else str(value)
 
 
-def _save_contact(contact_id: int, name: str, table: pd.DataFrame) -> None:
-    rows = [(_cell(row["key"]), _cell(row["value"])) for row in table.to_dict("records")]
+def _save_contact(contact_id: int, details: dict[str, str], typed: dict[str, Any], table: pd.DataFrame) -> None:
+    free = [(_cell(row["key"]), _cell(row["value"])) for row in table.to_dict("records")]
     with attempt():  # a refusal shows here, under the form, which keeps what was typed
-        contacts.update_contact(actor, contact_id, name=name, custom_data=rows)
+        contacts.update_contact(actor, contact_id, **details, custom_data=[*typed.items(), *free])
         flash(FLASH_KEY, "success", t("inbox.contact.saved"))
         st.rerun()  # show the saved contact everywhere on the screen at once
 
 
-def _fields_section(profile: dict[str, Any]) -> None:
-    fields = {key: str(value) for key, value in profile["custom_data"].items()}
+def _typed_input(field: contact_fields.FieldDef, value: Any, key: str) -> Any:
+    """The widget of a defined field, by its type; returns what it holds (None: no value).
+
+    The label was typed by people, so it is shown with ``st.text`` and the widget is labelled by the field's key.
+    """
+    st.text(field.label)
+    common = {"key": key, "label_visibility": "collapsed"}
+    if field.type == "number":
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return st.number_input(field.key, value=None if number is None else float(number), step=1.0,
+                               format="%.2f", **common)
+    if field.type == "date":
+        try:
+            day = date.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            day = None
+        return st.date_input(field.key, value=day, min_value=MIN_DATE, max_value=MAX_DATE,
+                             format=t("fields.date_format"), **common)
+    if field.type == "choice":
+        options = list(field.options)
+        return st.selectbox(field.key, options, index=options.index(value) if value in options else None,
+                            placeholder=t("fields.pick"), **common)
+    if field.type == "boolean":
+        choices = [True, False]
+        return st.selectbox(field.key, choices, index=choices.index(value) if isinstance(value, bool) else None,
+                            placeholder=t("fields.pick"), format_func=partial(contact_fields.display_value, "boolean"),
+                            **common)
+    return st.text_input(field.key, value="" if value is None else str(value), max_chars=MAX_CONTACT_FIELD_CHARS,
+                         **common)
+
+
+def _fields_section(profile: dict[str, Any], definitions: list[contact_fields.FieldDef]) -> None:
+    stored = profile["custom_data"]
+    defined = {f.key: f for f in definitions}
+    shown = [(f.label, contact_fields.display_value(f.type, stored[f.key])) for f in definitions if f.key in stored]
+    shown += [(key, str(value)) for key, value in stored.items() if key not in defined]
     st.caption(t("inbox.fields"))
-    table = pd.DataFrame({"key": pd.Series(list(fields), dtype="string"),
-                          "value": pd.Series(list(fields.values()), dtype="string")})
+    if shown:
+        st.dataframe(pd.DataFrame({t("inbox.fields.key"): [label for label, _ in shown],
+                                   t("inbox.fields.value"): [value for _, value in shown]}, dtype="string"),
+                     hide_index=True)  # literal cells
+    else:
+        st.text(t("inbox.fields.none"))
+    free = {key: str(value) for key, value in stored.items() if key not in defined}
+    table = pd.DataFrame({"key": pd.Series(list(free), dtype="string"),
+                          "value": pd.Series(list(free.values()), dtype="string")})
     columns = {"key": st.column_config.TextColumn(t("inbox.fields.key"), help=t("inbox.fields.key_help")),
                "value": st.column_config.TextColumn(t("inbox.fields.value"), help=t("inbox.fields.value_help"),
                                                     max_chars=MAX_CONTACT_FIELD_CHARS)}
-    if fields:
-        st.dataframe(table, hide_index=True, column_config=columns)  # literal cells
-    else:
-        st.text(t("inbox.fields.none"))
-    # Keyed by the saved values: a save (here or anywhere else) gives fresh widgets, while unrelated
-    # revisions (new messages) keep what the agent is typing.
-    version = hash((profile["id"], profile["name"], tuple(sorted(fields.items()))))
+    # Keyed by the saved values and definitions: a save (here or anywhere else) gives fresh widgets, while
+    # unrelated revisions (new messages) keep what the agent is typing.
+    version = abs(hash((profile["id"], profile["name"], profile["email"], profile["company"],
+                        tuple(sorted((k, repr(v)) for k, v in stored.items())), tuple(definitions))))
     with st.expander(t("inbox.contact.edit"), icon=":material/edit:"), st.form("inbox_contact_form", border=False):
-        name = st.text_input(t("inbox.name"), value=profile["name"] or "", max_chars=MAX_CONTACT_NAME_CHARS,
-                             key=f"inbox_contact_name_{version}")
+        details = {
+            "name": st.text_input(t("inbox.name"), value=profile["name"] or "", max_chars=MAX_CONTACT_NAME_CHARS,
+                                  key=f"inbox_contact_name_{version}"),
+            "email": st.text_input(t("inbox.email"), value=profile["email"] or "", max_chars=254,
+                                   key=f"inbox_contact_email_{version}"),
+            "company": st.text_input(t("inbox.company"), value=profile["company"] or "",
+                                     max_chars=contacts.MAX_COMPANY_CHARS, key=f"inbox_contact_company_{version}")}
+        typed: dict[str, Any] = {}
+        if definitions:
+            st.caption(t("inbox.fields.defined"))
+            for field in definitions:
+                typed[field.key] = _typed_input(field, stored.get(field.key), f"inbox_field_{field.key}_{version}")
+        st.caption(t("inbox.fields.free"))
         edited = st.data_editor(table, hide_index=True, column_config=columns, num_rows="dynamic",
                                 key=f"inbox_contact_fields_{version}")
         if st.form_submit_button(t("inbox.contact.save"), key="inbox_contact_save", icon=":material/save:"):
-            _save_contact(profile["id"], name, edited)
+            _save_contact(profile["id"], details, typed, edited)
 
 
 def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], signature: tuple) -> None:
@@ -419,9 +477,11 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
     _detail(t("inbox.agent"), conversation["agent_name"] or t("inbox.unassigned"))
     st.caption(t("inbox.status"))
     st.text(t(f"convstatus.{conversation['status']}"))
-    profile, workspace_tags = _contact_data(contact["id"], signature)
+    profile, workspace_tags, definitions = _contact_data(contact["id"], signature)
+    _detail(t("inbox.email"), profile["email"])
+    _detail(t("inbox.company"), profile["company"])
     _tags_section(profile, workspace_tags)
-    _fields_section(profile)
+    _fields_section(profile, definitions)
     _funnel_section(contact["id"], signature, conversation["id"])
 
 

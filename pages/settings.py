@@ -1,8 +1,10 @@
-"""Configurações: the bot's default reply, the workspace's time zone and team (admins and supervisors).
+"""Configurações: the bot's default reply, the workspace's time zone and team (tab Geral), and the contacts'
+typed fields (tab Campos); admins and supervisors.
 
-Layout only: settings go through ``workbench.services.workspace_settings`` and people through
-``workbench.services.workspaces``, which also enforce who may change what. Names and e-mails were typed by
-people, so they are shown with literal elements (``st.dataframe``, ``st.code``), never as Markdown.
+Layout only: settings go through ``workbench.services.workspace_settings``, people through
+``workbench.services.workspaces`` and field definitions through ``workbench.services.contact_fields``, which also
+enforce who may change what. Names, e-mails, field labels and options were typed by people, so they are shown
+with literal elements (``st.dataframe``, ``st.code``, ``st.text``, option text), never as Markdown.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import streamlit as st
 
 from pages.ui.feedback import attempt, show_flash
 from workbench.base.i18n import role_label, t
-from workbench.services import workspace_settings, workspaces
-from workbench.store.models import ROLES
+from workbench.services import contact_fields, workspace_settings, workspaces
+from workbench.store.models import FIELD_TYPES, ROLES
 
 actor = st.session_state["auth_actor"]
 
@@ -20,6 +22,10 @@ BOT_FLASH_KEY = "settings_bot_flash"
 REPLY_FLASH_KEY = "settings_reply_flash"
 TEAM_FLASH_KEY = "settings_team_flash"
 ZONE_FLASH_KEY = "settings_zone_flash"
+FIELDS_FLASH_KEY = "settings_fields_flash"
+FIELD_PICK_KEY = "settings_field_pick"
+# The id of the field whose deletion waits for confirmation.
+FIELD_DELETE_KEY = "settings_field_pending_delete"
 DISPLAY_ZONE_KEY = "display_zone"  # the zone app.py shows this session's times in
 # The new account's credentials, popped by the run that shows them: the password is on screen exactly once.
 CREDENTIALS_KEY = "settings_new_credentials"
@@ -165,14 +171,136 @@ def _team_section() -> None:
         st.caption(t("settings.team.no_teams"))
 
 
+# -- Campos ---------------------------------------------------------------------------------------------------
+
+
+def _type_label(field_type: str) -> str:
+    return t(f"fields.type.{field_type}")
+
+
+def _lines(key: str) -> list[str]:
+    return (st.session_state.get(key) or "").splitlines()
+
+
+def _create_field() -> None:
+    """Form callback for "Criar campo": on success, clear the form for the next field."""
+    state = st.session_state
+    with attempt(FIELDS_FLASH_KEY, t("fields.created")):
+        created = contact_fields.create_field(actor, state.get("settings_field_new_key") or "",
+                                              state.get("settings_field_new_label") or "",
+                                              state.get("settings_field_new_type") or "text",
+                                              _lines("settings_field_new_options"))
+        for key in ("settings_field_new_key", "settings_field_new_label", "settings_field_new_options"):
+            state[key] = ""
+        state[FIELD_PICK_KEY] = created.id
+
+
+def _new_field_form() -> None:
+    with st.expander(t("fields.add"), icon=":material/add:"), st.form("settings_field_new_form", border=False):
+        st.text_input(t("fields.key"), key="settings_field_new_key", max_chars=64, help=t("fields.key_help"))
+        st.text_input(t("fields.label"), key="settings_field_new_label", max_chars=contact_fields.MAX_LABEL_CHARS,
+                      help=t("fields.label_help"))
+        st.selectbox(t("fields.type"), FIELD_TYPES, key="settings_field_new_type", format_func=_type_label)
+        st.text_area(t("fields.options"), key="settings_field_new_options", help=t("fields.options_help"))
+        st.form_submit_button(t("fields.create"), key="settings_field_create", type="primary", on_click=_create_field)
+
+
+def _save_field(field_id: int, version: str) -> None:
+    state = st.session_state
+    with attempt(FIELDS_FLASH_KEY, t("fields.saved")):
+        contact_fields.update_field(actor, field_id, label=state.get(f"settings_field_label_{version}") or "",
+                                    field_type=state.get(f"settings_field_type_{version}"),
+                                    options=_lines(f"settings_field_options_{version}"))
+
+
+def _move_field(field_id: int, step: int) -> None:
+    with attempt(FIELDS_FLASH_KEY, t("fields.moved")):
+        contact_fields.move_field(actor, field_id, step)
+
+
+def _ask_delete(field_id: int) -> None:
+    st.session_state[FIELD_DELETE_KEY] = field_id
+
+
+def _delete_field(field_id: int) -> None:
+    st.session_state.pop(FIELD_DELETE_KEY, None)
+    with attempt(FIELDS_FLASH_KEY, t("fields.deleted")):
+        contact_fields.delete_field(actor, field_id)
+        st.session_state.pop(FIELD_PICK_KEY, None)
+
+
+def _cancel_delete() -> None:
+    st.session_state.pop(FIELD_DELETE_KEY, None)
+
+
+def _confirm_delete(field_id: int) -> None:
+    """The deletion's confirmation, saying how many contacts lose their value."""
+    count = contact_fields.field_usage(actor, field_id)
+    text = "none" if count == 0 else "one" if count == 1 else "many"
+    st.warning(t(f"fields.delete_confirm.{text}", count=count), icon=":material/delete:")
+    with st.container(horizontal=True):
+        st.button(t("fields.delete_yes"), key="settings_field_delete_yes", type="primary", on_click=_delete_field,
+                  args=(field_id,))
+        st.button(t("fields.delete_no"), key="settings_field_delete_no", on_click=_cancel_delete)
+
+
+def _edit_field(fields: list[contact_fields.FieldDef]) -> None:
+    """Pick a field, then change its label, type or options, move it, or delete it."""
+    names = {f.id: f"{f.label} ({f.key})" for f in fields}  # typed by people: plain option text
+    if st.session_state.get(FIELD_PICK_KEY) not in names:
+        st.session_state[FIELD_PICK_KEY] = fields[0].id
+    field_id = st.selectbox(t("fields.edit_pick"), list(names), key=FIELD_PICK_KEY, format_func=names.get)
+    field = next(f for f in fields if f.id == field_id)
+    # Keyed by the stored definition: a save gives fresh widgets, a refusal keeps what was typed.
+    version = f"{field.id}_{abs(hash((field.label, field.type, field.options)))}"
+    with st.form(f"settings_field_form_{version}", border=True):
+        st.text_input(t("fields.key"), value=field.key, key=f"settings_field_key_{version}", disabled=True)
+        st.text_input(t("fields.label"), value=field.label, key=f"settings_field_label_{version}",
+                      max_chars=contact_fields.MAX_LABEL_CHARS)
+        st.selectbox(t("fields.type"), FIELD_TYPES, index=FIELD_TYPES.index(field.type),
+                     key=f"settings_field_type_{version}", format_func=_type_label, help=t("fields.type_help"))
+        st.text_area(t("fields.options"), value="\n".join(field.options), key=f"settings_field_options_{version}",
+                     help=t("fields.options_help"))
+        st.form_submit_button(t("fields.save"), key="settings_field_save", type="primary", on_click=_save_field,
+                              args=(field.id, version))
+    with st.container(horizontal=True):
+        st.button(t("fields.up"), key="settings_field_up", icon=":material/arrow_upward:", on_click=_move_field,
+                  args=(field.id, -1), disabled=field.id == fields[0].id)
+        st.button(t("fields.down"), key="settings_field_down", icon=":material/arrow_downward:",
+                  on_click=_move_field, args=(field.id, 1), disabled=field.id == fields[-1].id)
+        st.button(t("fields.delete"), key="settings_field_delete", icon=":material/delete:", on_click=_ask_delete,
+                  args=(field.id,))
+    if st.session_state.get(FIELD_DELETE_KEY) == field.id:
+        _confirm_delete(field.id)
+
+
+def _fields_section() -> None:
+    st.subheader(t("fields.title"))
+    st.caption(t("fields.caption"))
+    show_flash(FIELDS_FLASH_KEY)
+    _new_field_form()
+    fields = contact_fields.list_fields(actor)
+    if not fields:
+        st.caption(t("fields.none"))
+        return
+    st.dataframe([{t("fields.col.label"): f.label, t("fields.col.key"): f.key,
+                   t("fields.col.type"): _type_label(f.type), t("fields.col.options"): ", ".join(f.options)}
+                  for f in fields], hide_index=True)
+    _edit_field(fields)
+
+
 st.title(t("settings.title"))
 if not actor.is_manager:
     # app.py leaves this page out of an agent's navigation; this guards a direct load all the same.
     st.error(t("settings.manager_only"))
     st.stop()
 st.caption(t("settings.intro"))
-_default_reply_section()
-_bot_section()
-_zone_section()
-st.divider()
-_team_section()
+general_tab, fields_tab = st.tabs([t("settings.tab.general"), t("settings.tab.fields")])
+with general_tab:
+    _default_reply_section()
+    _bot_section()
+    _zone_section()
+    st.divider()
+    _team_section()
+with fields_tab:
+    _fields_section()

@@ -42,6 +42,7 @@ DEFAULT_REPLY = "Recebido, já respondo!"
 OFFER, AFTER_DELAY, NO_REPLY = "Oferta do dia!", "Passou a espera.", "Sem resposta por aqui."
 DELAY_S, REPLY_TIMEOUT_S = 3, 4
 KEYWORD = "promo"
+ATTRIBUTION_S = 15.0
 
 
 @dataclass
@@ -78,8 +79,10 @@ class Report:
     scheduler_lock_owners: set[str] = field(default_factory=set)
     scheduler_names: set[str] = field(default_factory=set)
     longest_stall_s: float = 0.0
+    longest_stall_at: float = 0.0  # seconds into the run
     stall_after: dict[str, float] = field(default_factory=dict)
     faults: list[tuple[float, str]] = field(default_factory=list)
+    stalls: list[tuple[float, float]] = field(default_factory=list)  # (began at, seconds), those over 2 s
     seconds: float = 0.0
 
     @property
@@ -101,7 +104,9 @@ class Report:
             f"timers: {self.timers_due} due, {self.timers_fired} fired, {self.timers_fired_twice} fired twice",
             f"schedulers alive at the end: {self.scheduler_processes} process(es), lock owners "
             f"{sorted(self.scheduler_lock_owners)}",
-            f"longest stall with events waiting: {self.longest_stall_s:.1f} s (longest after each fault: {after})",
+            f"longest stall with events waiting: {self.longest_stall_s:.1f} s from {self.longest_stall_at:.1f} s "
+            f"(longest after each fault: {after})",
+            f"stalls over 2 s: {', '.join(f'{d:.1f} s from {t:.1f} s' for t, d in self.stalls) or 'none'}",
             f"faults: {', '.join(f'{kind} at {t:.1f} s' for t, kind in self.faults) or 'none'}; "
             f"{self.seconds:.0f} s in all",
         ]
@@ -398,11 +403,16 @@ def _drive(plan: Plan, up: subprocess.Popen, network, redis_server, engine) -> R
         report.replies_failed = conn.execute(select(func.count()).select_from(text("outbox")).where(
             text("status = 'failed'"))).scalar()
     engine.dispose()
-    report.longest_stall_s = max((end - begin for begin, end in meter.stalls), default=0.0)
-    # A stall belongs to the last fault before it began (or that it spans), counted from that fault.
+    report.stalls = [(begin - start, end - begin) for begin, end in meter.stalls if end - begin > 2]
+    if meter.stalls:
+        begin, end = max(meter.stalls, key=lambda stall: stall[1] - stall[0])
+        report.longest_stall_s, report.longest_stall_at = end - begin, begin - start
+    # A stall belongs to the last fault before it began (or that it spans), counted from that fault, if it began
+    # within ATTRIBUTION_S of it; later ones count only in the overall figure.
     moments = [start + at for at, _ in faults] + [float("inf")]
-    for (at, kind), until in zip(faults, moments[1:], strict=True):
+    for (at, kind), following in zip(faults, moments[1:], strict=True):
         moment = start + at
+        until = min(following, moment + ATTRIBUTION_S)
         after = [end - max(begin, moment) for begin, end in meter.stalls if end > moment and begin < until]
         report.stall_after[kind] = max(report.stall_after.get(kind, 0.0), max(after, default=0.0))
     return report

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from connector import contracts
-from connector.claims import read_claims
+from connector.claims import Claims, read_claims
 from connector.relay import INTERRUPTED
 from connector.sandbox import SandboxNetwork
 from tests.test_connector_support import (
@@ -68,16 +68,31 @@ def test_a_sent_command_republished_after_a_kill_is_not_sent_again(r, network, p
     assert _business_messages(network) == ["uma vez só"]
 
 
-def test_a_command_cut_off_between_claim_and_send_is_failed_and_the_queue_behind_it_is_sent(r, network, processes):
+def test_commands_waiting_their_turn_when_the_connector_is_killed_are_sent_by_the_next_start(r, network, processes):
+    """Killed while typing (or waiting for the pace), nothing was claimed: the next start sends both, once."""
     first = processes.connector(1, typing_ms_per_char=1000)  # typing lasts the default maximum, 4 s
     pair(r, network, 1)
     send_command(r, 1, 1, "interrompida")
-    send_command(r, 1, 2, "na fila")  # same contact: waits behind the first, read but not claimed
+    send_command(r, 1, 2, "na fila")  # same contact: waits behind the first
     wait_until(lambda: network.is_typing(LEAD, BUSINESS), what="the typing indicator of the first command")
-    assert read_claims(get_settings().data_dir, 1)[1] == "sending"
-    _kill(first)  # after the claim, before the send
+    assert 1 not in read_claims(get_settings().data_dir, 1), "claimed only right before the send"
+    _kill(first)
 
     processes.connector(1)
+    wait_until(lambda: len(acks(r, 1)) == 2, what="both acks")
+    assert all(ack[0].ok for ack in acks(r, 1).values())
+    assert _business_messages(network) == ["interrompida", "na fila"]
+    wait_until(lambda: r.xpending(contracts.OUT_STREAM.format(1), contracts.OUT_GROUP)["pending"] == 0,
+               what="no pending entry")
+
+
+def test_a_command_cut_off_between_claim_and_send_is_failed_and_the_queue_behind_it_is_sent(r, network, processes):
+    """A "sending" claim left by a crash means the message may be out: failed, never sent twice."""
+    Claims(r, 1, get_settings().data_dir).claim(1)  # what a connector killed inside the send leaves
+    processes.connector(1)
+    pair(r, network, 1)
+    send_command(r, 1, 1, "interrompida")
+    send_command(r, 1, 2, "na fila")
     wait_until(lambda: len(acks(r, 1)) == 2, what="both acks")
     by_id = acks(r, 1)
     assert (by_id[1][0].ok, by_id[1][0].error) == (False, INTERRUPTED)

@@ -166,5 +166,14 @@ def test_a_crashed_child_is_back_at_once_and_only_a_crash_loop_backs_off():
         child.check()
         delays.append(round(child.next_start - before, 1))
     assert delays[:2] == [QUICK_RESTART_S, QUICK_RESTART_S]  # a one-off crash: back within a second
+    # three runs in a row that died in their start-up: a crash loop, which backs off
     assert delays[2:] == sorted(delays[2:]) and delays[2] > QUICK_RESTART_S and delays[-1] <= MAX_BACKOFF_S
     assert child.restarts == 6
+    # a process killed after it ran a while (a worker SIGKILLed every few seconds) is back at once, every time
+    for _ in range(3):
+        child.start()
+        child.proc.wait()
+        child.started_at -= 10
+        before = time.monotonic()
+        child.check()
+        assert round(child.next_start - before, 1) == QUICK_RESTART_S

@@ -20,7 +20,7 @@ from engine.core.nodes.condition import ConditionData
 from pages.ui import fields
 from tests.factories import make_actor, make_instance, make_team, make_workspace
 from tests.test_pages_app import signed_in_app
-from workbench.services import funnels
+from workbench.services import contact_fields, funnels
 from workbench.store.db import session_scope
 from workbench.store.models import Media, Tag
 
@@ -329,16 +329,18 @@ def test_condition_rules_are_edited_with_widgets(engine, r):
     assert not [w for w in at.selectbox if w.key.endswith("_groups_1_0_subject")]
     assert widget(at.text_input, "_groups_1_0_value").label == "Tag"
 
-    # Rule 1: "contact.custom_data.cidade equals {{vars.cidade}}"; the name box follows the subject at once.
+    # Rule 1: "contact.custom_data.cidade equals {{vars.cidade}}"; the field picker takes a typed key too.
     widget(at.selectbox, "_groups_0_1_subject").set_value("custom_data")
     at = widget(at.selectbox, "_groups_0_1_op").set_value("equals").run()
-    assert widget(at.text_input, "_groups_0_1_name").label == "Nome do campo"
-    widget(at.text_input, "_groups_0_1_name").input("cidade")
+    picker = widget(at.selectbox, "_groups_0_1_field")
+    assert picker.label == "Nome do campo"
+    picker.options.append("cidade")  # the browser sends a typed key like an option
+    picker.set_value("cidade")
     at = widget(at.text_input, "_groups_0_1_value").input("{{vars.cidade}}").run()
     # Adding a rule applies what was typed, then shows a new row (a fresh, still unfinished rule).
     at = at.button(key=f"{form_key(at, fid, 'filtro')}_groups_add_0").click().run()
     assert not at.exception
-    assert widget(at.text_input, "_groups_0_1_name").value == "cidade"
+    assert widget(at.selectbox, "_groups_0_1_field").value == "cidade"
     widget(at.selectbox, "_groups_0_2_subject").set_value("contact.name")
     at = widget(at.selectbox, "_groups_0_2_op").set_value("not_empty").run()
     # Remove the tag group's only rule (the group goes with it), then add a new OR group.
@@ -487,7 +489,9 @@ def test_every_choice_source_gives_ids_and_names(engine, r):
     add_library_media(ws, "promo.png", "image/png")
     with session_scope() as s:
         s.add(Tag(workspace_id=ws, name="vip"))
+    contact_fields.create_field(admin, "plano", "Plano", "text")
     for source, rows_of in fields.SOURCES.items():
         rows = rows_of(admin)
         assert rows and all(isinstance(row["name"], str) and row["id"] is not None for row in rows), source
     assert fields.SOURCES["tags"](admin) == [{"id": "vip", "name": "vip"}]  # a node stores the tag's name
+    assert fields.SOURCES["contact_fields"](admin) == [{"id": "plano", "name": "Plano", "type": "text"}]

@@ -145,7 +145,7 @@ def test_supervisor_sees_the_team_but_cannot_add_members(engine, r):
     make_actor(ws, role="agent", email="bia@example.com")
     at = open_page(supervisor)
     assert not at.exception
-    assert not at.expander and not [b for b in at.button if b.key == "settings_member_add"]
+    assert not at.tabs[0].expander and not [b for b in at.button if b.key == "settings_member_add"]
     assert "Só administradores podem adicionar pessoas à equipe." in [c.value for c in at.caption]
     members = at.dataframe[0].value
     assert sorted(members["Perfil"]) == ["Atendente", "Supervisor"]

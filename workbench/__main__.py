@@ -42,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_up(tuple(args.only) if args.only else ROLES)
     if args.command == "workers":
+        from engine.worker import processes  # noqa: F401 - imported once here: every worker forked from us starts warm
         from workbench.launcher import workers as run_workers
 
-        return run_workers(args.count)
+        return run_workers(args.count, worker=lambda: _rq_process("worker"),
+                           scheduler=lambda: _rq_process("scheduler"))
     if args.command in ("worker", "scheduler"):
         return _rq_process(args.command)
     if args.command == "migrate":

@@ -118,13 +118,14 @@ def _definition(raw: Mapping[str, Any]) -> tuple[FunnelDefinition | None, str | 
         return None, t("preview.invalid", where=where, reason=first["msg"])
 
 
-def _context(state: PreviewState, funnel_name: str, now: datetime) -> ExecutionContext:
+def _context(state: PreviewState, funnel_name: str, now: datetime,
+             field_types: Mapping[str, str] | None) -> ExecutionContext:
     history = [HistoryEntry("in" if e.role == "contact" else "out", e.text)
                for e in state.entries if e.role in ("bot", "contact")][-MAX_HISTORY:]
     return ExecutionContext(now=now, variables=dict(state.variables), contact=Contact.from_dict(state.contact),
                             trigger_message=state.trigger_message, last_reply=state.last_reply,
                             funnel_name=funnel_name, history=history, attempts=state.attempts,
-                            rng=random.Random(0))
+                            rng=random.Random(0), field_types=dict(field_types or {}))
 
 
 def _entries(run: Walk) -> list[PreviewEntry]:
@@ -187,8 +188,12 @@ def _failed(state: PreviewState, error: str, before: list[PreviewEntry]) -> Prev
 
 
 def start(raw: Mapping[str, Any], message: str, *, funnel_name: str = "", now: datetime | None = None,
-          contact: Mapping[str, Any] | None = None) -> PreviewState:
-    """A new simulated run: the contact sends ``message``, which starts the draft at its trigger."""
+          contact: Mapping[str, Any] | None = None, field_types: Mapping[str, str] | None = None) -> PreviewState:
+    """A new simulated run: the contact sends ``message``, which starts the draft at its trigger.
+
+    ``field_types`` are the workspace's contact field types (``ExecutionContext.field_types``), so conditions
+    compare as in real runs.
+    """
     state = PreviewState(trigger_message=message, contact=dict(contact or DEFAULT_CONTACT))
     before = [PreviewEntry("contact", "text", message)]
     defn, error = _definition(raw)
@@ -198,32 +203,33 @@ def start(raw: Mapping[str, Any], message: str, *, funnel_name: str = "", now: d
     if trigger is None:
         return _failed(state, t("definition.no_start"), before)
     now = now or clock.now()
-    run = walk(defn, _context(state, funnel_name, now), trigger.id)
+    run = walk(defn, _context(state, funnel_name, now, field_types), trigger.id)
     return _apply(state, run, before)
 
 
 def send(raw: Mapping[str, Any], state: PreviewState, text: str, *, funnel_name: str = "",
-         now: datetime | None = None) -> PreviewState:
+         now: datetime | None = None, field_types: Mapping[str, str] | None = None) -> PreviewState:
     """The contact answers: start the run when idle or finished, else resume the waiting node.
 
     A message while a delay runs is shown but changes nothing, as in the runtime.
     """
     if state.status in ("idle", "completed", "failed"):
-        return start(raw, text, funnel_name=funnel_name, now=now, contact=state.contact if state.steps else None)
+        return start(raw, text, funnel_name=funnel_name, now=now, contact=state.contact if state.steps else None,
+                     field_types=field_types)
     before = [PreviewEntry("contact", "text", text)]
     defn, error = _definition(raw)
     if defn is None:
         return _failed(state, error or "", before)
     if not state.waiting_for_reply:
         return replace(state, entries=(*state.entries, *before, PreviewEntry("note", "ignored")))
-    run = walk(defn, _context(state, funnel_name, now or clock.now()), state.node_id or "", reply=text)
+    run = walk(defn, _context(state, funnel_name, now or clock.now(), field_types), state.node_id or "", reply=text)
     if run.status == "ignored":
         return replace(state, entries=(*state.entries, *before, PreviewEntry("note", "ignored")))
     return _apply(state, run, before)
 
 
 def time_out(raw: Mapping[str, Any], state: PreviewState, *, funnel_name: str = "",
-             now: datetime | None = None) -> PreviewState:
+             now: datetime | None = None, field_types: Mapping[str, str] | None = None) -> PreviewState:
     """The waiting node's deadline passes (a reply timeout, or a delay that ends)."""
     if state.status != "waiting" or not state.can_time_out:
         return state
@@ -231,5 +237,6 @@ def time_out(raw: Mapping[str, Any], state: PreviewState, *, funnel_name: str = 
     defn, error = _definition(raw)
     if defn is None:
         return _failed(state, error or "", before)
-    run = walk(defn, _context(state, funnel_name, now or clock.now()), state.node_id or "", timed_out=True)
+    run = walk(defn, _context(state, funnel_name, now or clock.now(), field_types), state.node_id or "",
+               timed_out=True)
     return _apply(state, run, before)

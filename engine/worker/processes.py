@@ -34,6 +34,7 @@ from collections.abc import Iterable
 
 import psutil
 import redis
+import setproctitle
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -82,6 +83,14 @@ class ResilientWorker(SimpleWorker):
     # RQ waits 1 s, 2 s, 4 s ... up to 60 s between dequeue attempts while Redis is away; a restart takes seconds.
     max_connection_wait_time = 2.0
     stop_requested_by_signal = False
+    _title: str | None = None
+
+    def procline(self, message: str) -> None:
+        """Keep the process's own title (``python -m workbench worker``, which `ps` and supervisors read) and
+        show RQ's state after it, where RQ would replace the whole title."""
+        if ResilientWorker._title is None:  # once per process: later workers of this process keep the same title
+            ResilientWorker._title = setproctitle.getproctitle()
+        setproctitle.setproctitle(f"{ResilientWorker._title} [{message}]")
 
     def request_stop(self, signum, frame) -> None:
         """Warm shutdown (SIGTERM/SIGINT): finish the job in hand, then return from ``work``."""

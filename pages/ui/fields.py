@@ -20,7 +20,7 @@ from pages.ui.feedback import attempt
 from workbench.base.i18n import has_key, t
 from workbench.editor import node_forms
 from workbench.editor.node_forms import FormField
-from workbench.services import contacts, funnels, instances, media_library, workspaces
+from workbench.services import contact_fields, contacts, funnels, instances, media_library, workspaces
 
 SOURCES: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "teams": workspaces.list_teams,
@@ -29,6 +29,8 @@ SOURCES: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "funnels": funnels.list_funnels,
     "tags": lambda actor: [{"id": tag["name"], "name": tag["name"]} for tag in contacts.list_tags(actor)],
     "media": lambda actor: [{**item, "name": item["filename"]} for item in media_library.list_media(actor)],
+    "contact_fields": lambda actor: [{"id": f.key, "name": f.label, "type": f.type}
+                                     for f in contact_fields.list_fields(actor)],
 }
 """Choice source -> the rows an actor may pick from, each with ``id`` (what the node stores) and ``name``."""
 
@@ -165,12 +167,25 @@ def _read_pick_many(field: FormField, key: str) -> list[Any] | None:
     return list(st.session_state.get(key) or []) or None
 
 
+# -- contact field pickers: the workspace's defined fields, or a path typed by hand --------------------------------
+
+def _draw_target(field: FormField, key: str, ctx: FormContext) -> None:
+    """Where a value is saved: the contact's name or a defined field picked by label, or a path typed by hand."""
+    # a path typed in this form is offered too, so it stays chosen when the form redraws
+    value = st.session_state.get(key) or (field.value if isinstance(field.value, str) else None)
+    options, labels = node_forms.target_choices(source_rows(ctx, field.source), value)
+    st.selectbox(field.label, options, index=options.index(value) if value in options else None, key=key,
+                 accept_new_options=True, format_func=lambda option: labels.get(option, option),
+                 placeholder=t("editor.target.placeholder"), help=field.help or t("editor.target.help"))
+
+
 # -- typed editors: condition rules, business hours, library media -----------------------------------------------
 
 def _draw_rules(field: FormField, key: str, ctx: FormContext) -> None:
     """A condition's groups: bordered boxes of rule rows (AND inside a box, OR between boxes)."""
     st.markdown(f"**{field.label}**")
     st.caption(t("editor.rules.help"))
+    defined = source_rows(ctx, "contact_fields")
     for g, rows in enumerate(node_forms.rule_form(field.value) or []):
         if g:
             st.caption(t("editor.rules.or"))
@@ -179,7 +194,7 @@ def _draw_rules(field: FormField, key: str, ctx: FormContext) -> None:
             for r, row in enumerate(rows):
                 if r:
                     st.caption(t("editor.rules.and"))
-                _rule_row(f"{key}_{g}_{r}", row)
+                _rule_row(f"{key}_{g}_{r}", row, defined)
                 st.button(t("editor.rules.remove"), key=f"{key}_remove_{g}_{r}", icon=":material/close:",
                           on_click=ctx.change,
                           args=(field.name, functools.partial(node_forms.remove_rule, group=g, rule=r)))
@@ -189,8 +204,11 @@ def _draw_rules(field: FormField, key: str, ctx: FormContext) -> None:
               args=(field.name, node_forms.add_group))
 
 
-def _rule_row(key: str, row: node_forms.RuleRow) -> None:
-    """Subject (and its name), operator, value. What the chosen operator does not use is not shown."""
+def _rule_row(key: str, row: node_forms.RuleRow, defined: list[dict[str, Any]]) -> None:
+    """Subject (and its name), operator, value. What the chosen operator does not use is not shown.
+
+    A contact field is picked among the workspace's defined fields (``defined``), or typed by hand.
+    """
     # Widget values already hold this run's choices, so the row can hide what they make irrelevant.
     operator = st.session_state.get(f"{key}_op", row.operator)
     subject = st.session_state.get(f"{key}_subject", row.subject)
@@ -198,7 +216,15 @@ def _rule_row(key: str, row: node_forms.RuleRow) -> None:
         with st.container(horizontal=True, vertical_alignment="bottom"):
             st.selectbox(t("editor.rules.subject"), node_forms.SUBJECTS, index=node_forms.SUBJECTS.index(row.subject),
                          key=f"{key}_subject", format_func=lambda s: t(f"editor.subject.{s}"))
-            if subject in node_forms.NAMED_SUBJECTS:
+            if subject == "custom_data":
+                # a key typed in this form is offered too, so it stays chosen when the form redraws
+                current = st.session_state.get(f"{key}_field") or row.name
+                options, labels = node_forms.field_key_choices(defined, current)
+                st.selectbox(t("editor.rules.name.custom_data"), options, key=f"{key}_field",
+                             index=options.index(current) if current in options else None, accept_new_options=True,
+                             format_func=lambda option: labels.get(option, option),
+                             placeholder=t("editor.rules.field_placeholder"))
+            elif subject in node_forms.NAMED_SUBJECTS:
                 st.text_input(t(f"editor.rules.name.{subject}"), value=row.name, key=f"{key}_name")
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.selectbox(t("editor.rules.operator"), node_forms.OPERATORS, index=node_forms.OPERATORS.index(row.operator),
@@ -214,12 +240,15 @@ def _rule_row(key: str, row: node_forms.RuleRow) -> None:
 def _read_rules(field: FormField, key: str) -> list[dict[str, Any]] | None:
     """The groups as the rule rows hold them (a hidden widget keeps the row's drawn value)."""
     state = st.session_state
-    rows = [[node_forms.RuleRow(state.get(f"{key}_{g}_{r}_subject", row.subject),
-                                state.get(f"{key}_{g}_{r}_name", row.name),
-                                state.get(f"{key}_{g}_{r}_op", row.operator),
-                                state.get(f"{key}_{g}_{r}_value", row.value))
-             for r, row in enumerate(group)]
-            for g, group in enumerate(node_forms.rule_form(field.value) or [])]
+    rows = []
+    for g, group in enumerate(node_forms.rule_form(field.value) or []):
+        rows.append([])
+        for r, row in enumerate(group):
+            subject = state.get(f"{key}_{g}_{r}_subject", row.subject)
+            # a contact field has its own picker; variables a text box
+            name = state.get(f"{key}_{g}_{r}_{'field' if subject == 'custom_data' else 'name'}", row.name)
+            rows[-1].append(node_forms.RuleRow(subject, name or "", state.get(f"{key}_{g}_{r}_op", row.operator),
+                                               state.get(f"{key}_{g}_{r}_value", row.value)))
     return node_forms.groups_from_rows(rows, field.value)
 
 
@@ -292,6 +321,7 @@ KINDS: dict[str, tuple[Callable[[FormField, str, FormContext], None], Callable[[
     "options": (_draw_options, _read_options),
     "pick_one": (_draw_pick, _raw),
     "pick_many": (_draw_pick, _read_pick_many),
+    "field_target": (_draw_target, _read_text),
     "rule_groups": (_draw_rules, _read_rules),
     "business_hours": (_draw_hours, _read_hours),
     "media": (_draw_media, _read_media),

@@ -34,9 +34,9 @@ from engine.core.nodes.condition import new_rule
 from workbench.base.i18n import t
 
 FIELD_KINDS = ("text", "long_text", "int", "float", "bool", "literal", "list_str", "list_int", "options", "pick_one",
-               "pick_many", "rule_groups", "business_hours", "media", "json")
+               "pick_many", "field_target", "rule_groups", "business_hours", "media", "json")
 """Every kind of form field; ``pages/ui/fields.py`` draws and reads each."""
-TEXT_KINDS = ("text", "long_text")
+TEXT_KINDS = ("text", "long_text", "field_target")
 _PICKED = {"int": "pick_one", "text": "pick_one", "list_int": "pick_many", "list_str": "pick_many"}
 """A field with a choice source is picked by name from a list, never typed."""
 
@@ -213,6 +213,35 @@ def pick_options(names: Mapping[Any, str], value: Any) -> tuple[list[Any], list[
     """(options, chosen) of a picker: the source's ids, then chosen ids no longer in it (shown as "#id")."""
     chosen = list(value) if isinstance(value, list) else [] if value is None else [value]
     return [*names, *(v for v in chosen if v not in names)], chosen
+
+
+# -- contact field pickers ----------------------------------------------------------------------------------------
+
+CUSTOM_DATA = "contact.custom_data."
+
+
+def target_choices(fields: list[Mapping[str, Any]], current: str | None) -> tuple[list[str], dict[str, str]]:
+    """(options, labels) of a "save to" picker: the contact's name, then the workspace's defined fields (rows of
+    the ``contact_fields`` choice source: ``id`` = key, ``name`` = label) as ``contact.custom_data.KEY``.
+
+    The picker also takes typed paths (``vars.X``, a free-form field); ``current``, when it is none of the
+    options, stays offered as it is. Labels were typed by people: plain option text only.
+    """
+    options = ["contact.name", *(CUSTOM_DATA + str(row["id"]) for row in fields)]
+    labels = {"contact.name": t("editor.subject.contact.name"),
+              **{CUSTOM_DATA + str(row["id"]): f"{row['name']} ({row['id']})" for row in fields}}
+    return _keeping(options, current), labels
+
+
+def field_key_choices(fields: list[Mapping[str, Any]], current: str | None) -> tuple[list[str], dict[str, str]]:
+    """(options, labels) of a condition rule's contact field picker: the defined fields' keys, plus ``current``
+    when it is not one of them (a free-form field typed by hand)."""
+    options = [str(row["id"]) for row in fields]
+    return _keeping(options, current), {str(row["id"]): f"{row['name']} ({row['id']})" for row in fields}
+
+
+def _keeping(options: list[str], current: str | None) -> list[str]:
+    return options + [current] if current and current not in options else options
 
 
 # -- condition rules ----------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from workbench.base.errors import InvalidInput, NotFound
-from workbench.services import conversations, runs
+from workbench.services import contact_fields, conversations, runs
 from workbench.services.auth import Actor
 from workbench.services.conversation_ref import ConversationRef
 from workbench.store import live
@@ -27,13 +27,14 @@ from workbench.store.models import ActivityEvent, Contact, ContactTag, Conversat
 from workbench.store.outages import after_commit
 from workbench.store.text import (
     CONTACT_FIELD_KEY,
-    MAX_CONTACT_FIELD_CHARS,
     MAX_CONTACT_FIELDS,
     MAX_CONTACT_NAME_CHARS,
     clean_text,
 )
 
 MAX_TAG_CHARS = 80
+MAX_COMPANY_CHARS = 255
+"""What ``contacts.company`` holds."""
 
 
 def _load(session: Session, actor: Actor, contact_id: int, lock: bool = False) -> tuple[Contact, Conversation]:
@@ -63,7 +64,8 @@ def contact_profile(actor: Actor, contact_id: int) -> dict[str, Any]:
     """The contact for the inbox panel.
 
     Returns:
-        ``id``, ``name``, ``push_name``, ``phone``, ``custom_data`` (dict) and ``tags`` (names, alphabetical).
+        ``id``, ``name``, ``push_name``, ``phone``, ``email``, ``company``, ``custom_data`` (dict) and ``tags``
+        (names, alphabetical).
 
     Raises:
         NotFound: no such contact, or its conversation is not visible to the actor.
@@ -71,7 +73,8 @@ def contact_profile(actor: Actor, contact_id: int) -> dict[str, Any]:
     with session_scope() as session:
         contact, _ = _load(session, actor, contact_id)
         return {"id": contact.id, "name": contact.name, "push_name": contact.push_name, "phone": contact.phone,
-                "custom_data": dict(contact.custom_data or {}), "tags": _tags(session, contact.id)}
+                "email": contact.email, "company": contact.company, "custom_data": dict(contact.custom_data or {}),
+                "tags": _tags(session, contact.id)}
 
 
 def list_tags(actor: Actor) -> list[dict[str, Any]]:
@@ -136,61 +139,89 @@ def remove_tag(actor: Actor, contact_id: int, name: str) -> None:
             live.touch(get_redis(), [actor.workspace_id])
 
 
-def _fields(custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, str]:
-    """Validated custom fields; a field with an empty value is dropped (that is how a field is cleared)."""
+def _keys(custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """The fields' raw values by key, rows checked by position: key rule, no repeats; blank editor rows skipped.
+
+    Keys that fail are reported by position, never by their text; values are checked afterwards, by the
+    field's definition (``contact_fields.validate_values``), whose messages name the (valid) key.
+    """
     pairs = custom_data.items() if isinstance(custom_data, Mapping) else custom_data
-    fields: dict[str, str] = {}
-    seen: set[str] = set()
+    fields: dict[str, Any] = {}
     for position, (key, value) in enumerate(pairs, start=1):
         key = key.strip() if isinstance(key, str) else key
-        value = clean_text(value)[0].strip() if isinstance(value, str) else value
-        if not key and not value:
+        if not key and (value is None or (isinstance(value, str) and not value.strip())):
             continue  # a blank row left in the editor
         if not isinstance(key, str) or not CONTACT_FIELD_KEY.match(key):
             raise InvalidInput("field key", key="error.field_key", n=position)
-        if key in seen:
+        if key in fields:
             raise InvalidInput("field key", key="error.field_duplicate", n=position)
-        seen.add(key)
-        if value is not None and not isinstance(value, str):
-            raise InvalidInput("field value", key="error.field_value_text", n=position)
-        if value and len(value) > MAX_CONTACT_FIELD_CHARS:
-            raise InvalidInput("field value", key="error.field_value_long", n=position, max=MAX_CONTACT_FIELD_CHARS)
-        if value:
-            fields[key] = value
-    if len(fields) > MAX_CONTACT_FIELDS:
-        raise InvalidInput("fields", key="error.field_count", max=MAX_CONTACT_FIELDS)
+        fields[key] = value
     return fields
 
 
-def update_contact(actor: Actor, contact_id: int, *, name: str | None = None,
+def _short_text(value: str, limit: int, key: str) -> str:
+    """A short text column (company): trimmed ("" clears it), refused past ``limit`` characters."""
+    value = clean_text(value)[0].strip()
+    if len(value) > limit:
+        raise InvalidInput("text too long", key=key, max=limit)
+    return value
+
+
+def update_contact(actor: Actor, contact_id: int, *, name: str | None = None, email: str | None = None,
+                   company: str | None = None,
                    custom_data: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None) -> None:
-    """Change the contact's name and/or replace its custom fields; None leaves that part as it is.
+    """Change the contact's name, e-mail, company and/or replace its custom fields; None leaves that part as it is.
 
     Args:
         name: the name agents know the contact by; "" clears it (the WhatsApp push name shows instead).
-        custom_data: the complete set of fields, ``{key: text}`` or ``(key, text)`` pairs in the order the user
+        email: checked like an e-mail field and stored in lower case; "" clears it.
+        company: at most ``MAX_COMPANY_CHARS`` characters; "" clears it.
+        custom_data: the complete set of fields, ``{key: value}`` or ``(key, value)`` pairs in the order the user
             typed them (so a repeated key is reported rather than silently merged). Keys start with a letter and
-            hold letters, digits and ``_`` (at most 64), so ``{{contact.custom_data.KEY}}`` reaches them; values
-            are text of at most ``MAX_CONTACT_FIELD_CHARS`` characters; an empty value removes the field, and a row with
-            neither key nor value is skipped.
+            hold letters, digits and ``_`` (at most 64), so ``{{contact.custom_data.KEY}}`` reaches them. A key
+            defined in Configurações › Campos takes what its type accepts (``contact_fields.coerce``: text,
+            numbers, dates, ``date``/``bool`` widget values...); other keys are free-form text of at most
+            ``MAX_CONTACT_FIELD_CHARS`` characters. An empty value removes the field, and a row with neither key
+            nor value is skipped.
 
     Raises:
-        InvalidInput: a name too long, an invalid or repeated key, a value that is not text or too long, too
-            many fields (the message names the field's position, never its user-typed key).
+        InvalidInput: a name or company too long, a bad e-mail, an invalid or repeated key (named by position),
+            a value its field does not accept (named by key), too many fields.
         NotFound: no such contact, or its conversation is not visible to the actor.
     """
     if name is not None:
         name = clean_text(name)[0].strip()
         if len(name) > MAX_CONTACT_NAME_CHARS:
             raise InvalidInput("name", key="error.contact_name", max=MAX_CONTACT_NAME_CHARS)
-    fields = _fields(custom_data) if custom_data is not None else None
+    if email is not None:
+        email = contact_fields.coerce("email", email) or ""  # "" clears it
+    if company is not None:
+        company = _short_text(company, MAX_COMPANY_CHARS, "error.contact_company")
+    raw_fields = _keys(custom_data) if custom_data is not None else None
     with session_scope() as session:
         contact, _ = _load(session, actor, contact_id)
+        fields = None
+        if raw_fields is not None:
+            checked = contact_fields.validate_values(session, contact.workspace_id, raw_fields)
+            fields = {key: value for key, value in checked.items() if value is not None}
+            if len(fields) > MAX_CONTACT_FIELDS:
+                raise InvalidInput("fields", key="error.field_count", max=MAX_CONTACT_FIELDS)
         changed: list[str] = []
         if name is not None and (name or None) != contact.name:
             contact.name = name or None
             changed.append("name")
-        if fields is not None and fields != (contact.custom_data or {}):
+        for column, value in (("email", email), ("company", company)):
+            if value is not None and (value or None) != getattr(contact, column):
+                _record(session, actor, contact, "field_changed",
+                        {"source": "agent", "key": column, "old": getattr(contact, column), "new": value or None})
+                setattr(contact, column, value or None)
+                changed.append(column)
+        old = dict(contact.custom_data or {})
+        if fields is not None and fields != old:
+            for key in [*fields, *(k for k in old if k not in fields)]:
+                if fields.get(key) != old.get(key):
+                    _record(session, actor, contact, "field_changed",
+                            {"source": "agent", "key": key, "old": old.get(key), "new": fields.get(key)})
             contact.custom_data = fields
             changed.append("custom_data")
         if changed:

@@ -46,10 +46,14 @@ from engine.core.nodes.base import (
     StartFunnel,
 )
 from workbench.base.clock import DEFAULT_TIMEZONE, now
+from workbench.base.errors import InvalidInput
+from workbench.base.i18n import error_text, t
+from workbench.services import contact_fields
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import publish as publish_commands
 from workbench.services.outbox import queue_message
 from workbench.store.models import (
+    ActivityEvent,
     Contact,
     ContactTag,
     Conversation,
@@ -107,6 +111,7 @@ class FunnelStart:
 _CACHE_TTL_S = 5.0
 _versions: dict[int, tuple[float, list[ActiveVersion]]] = {}
 _timezones: dict[int, tuple[float, str]] = {}
+_field_type_cache: dict[int, tuple[float, dict[str, str]]] = {}
 
 
 @dataclass
@@ -125,9 +130,10 @@ class Effects:
 
 
 def clear_cache() -> None:
-    """Forget cached published versions and time zones (after publishing, and in tests)."""
+    """Forget cached published versions, time zones and field types (after publishing, and in tests)."""
     _versions.clear()
     _timezones.clear()
+    _field_type_cache.clear()
 
 
 def active_versions(session: Session, workspace_id: int) -> list[ActiveVersion]:
@@ -361,6 +367,7 @@ def _context(session: Session, conversation: ConversationRef, run: FunnelRun, fu
     return ExecutionContext(
         now=now(), variables=variables, funnel_name=funnel_name,
         timezone=_workspace_timezone(session, conversation.workspace_id), contact=contact,
+        field_types=_field_types(session, conversation.workspace_id),
         trigger_message=variables.get("__trigger"), attempts=run.attempts,
         history=[HistoryEntry(d, t) for d, t in reversed(recent)],
     )
@@ -393,12 +400,18 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
     start_next: int | None = None
     added: list[str] = []
     for step in result.steps:
+        notes: list[str] = []  # what applying the step's actions adds to its log
         for action in step.result.actions:
             if isinstance(action, AddTag):
                 # applied here rather than in _apply_action: a tag new to the contact may start other funnels
                 name, new = tag_contact(session, run.workspace_id, run.contact_id, action.name)
                 if new:
                     added.append(name)
+                continue
+            if isinstance(action, SetContactField):
+                note = _set_contact_field(session, run, action)
+                if note:
+                    notes.append(note)
                 continue
             command = _apply_action(session, run, conversation, funnel_id, step.node_id, action)
             if command is not None:
@@ -410,7 +423,8 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
             node_id=step.node_id, node_type=step.node_type, output=step.result.output,
             status="error" if step.result.error else ("waiting" if step.result.wait else "ok"),
             duration_ms=step.duration_ms, error=step.result.error,
-            data={**dict(step.result.data), **({"log": list(step.result.log)} if step.result.log else {})},
+            data={**dict(step.result.data), **({"log": [*step.result.log, *notes]} if step.result.log or notes
+                                               else {})},
         ))
     go_to = start_next if result.status == "completed" else None
     if go_to is None and not added:
@@ -455,8 +469,6 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
         return command
     if isinstance(action, RemoveTag):
         untag_contact(session, run.workspace_id, run.contact_id, action.name)
-    elif isinstance(action, SetContactField):
-        _set_contact_field(session, run, action)
     elif isinstance(action, Notify):
         session.add(Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
                                  team_id=_own_team(session, run, action.team_id)
@@ -478,11 +490,15 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
     return None
 
 
-def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField) -> None:
-    """Store a set-field step's value within the contact form's limits (``workbench/store/text.py``).
+def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField) -> str | None:
+    """Store a set-field or wait-reply value within the contact form's rules; returns a line for the run's log
+    when the value was not stored.
 
-    A value may be a contact's whole message: a longer one is cut; a field the contact form would refuse (a bad
-    name, one field too many) is not stored. Both are logged with sizes and field names, never the text.
+    A value may be a contact's whole message: a longer text is cut (``workbench/store/text.py``). A field defined
+    in Configurações › Campos takes only what its type accepts (``contact_fields.coerce``): a value that does not
+    fit keeps the old one and the run's log says why; the run goes on. A field the contact form would refuse (a
+    bad name, one field too many) is not stored either. Sizes and field names are logged, never the text. An empty
+    value removes the field.
     """
     contact = session.get(Contact, run.contact_id)
     value = action.value
@@ -491,21 +507,51 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
         if len(value) > MAX_CONTACT_NAME_CHARS:
             log.warning("run %s: contact name of %s characters cut to %s", run.id, len(value), MAX_CONTACT_NAME_CHARS)
         contact.name = value[:MAX_CONTACT_NAME_CHARS]
-        return
+        return None
     key = action.field.removeprefix("custom_data.")
     fields = dict(contact.custom_data or {})
     if not CONTACT_FIELD_KEY.match(key):
         log.warning("run %s: contact field not stored: its name is not a field name", run.id)
-        return
+        return None
     if key not in fields and len(fields) >= MAX_CONTACT_FIELDS:
         log.warning("run %s: contact field %s not stored: the contact has %s fields already", run.id, key,
                     len(fields))
-        return
+        return None
     if isinstance(value, str) and len(value) > MAX_CONTACT_FIELD_CHARS:
         log.warning("run %s: contact field %s of %s characters cut to %s", run.id, key, len(value),
                     MAX_CONTACT_FIELD_CHARS)
         value = value[:MAX_CONTACT_FIELD_CHARS]
-    contact.custom_data = {**fields, key: clean_json(value)}
+    definition = contact_fields.definitions(session, run.workspace_id).get(key)
+    if definition is not None:
+        try:
+            value = contact_fields.coerce(definition, value)
+        except InvalidInput as exc:
+            log.info("run %s: contact field %s not stored: not a %s value", run.id, key, definition.type)
+            return t("run.field_not_saved", field=key, reason=error_text(exc))
+    elif isinstance(value, str) and not value.strip():
+        value = None
+    value = clean_json(value)
+    if value == fields.get(key):
+        return None
+    session.add(ActivityEvent(workspace_id=run.workspace_id, subject_type="contact", subject_id=contact.id,
+                              kind="field_changed", data={"source": "funnel", "key": key, "old": fields.get(key),
+                                                          "new": value, "run": run.id}))
+    if value is None:
+        fields.pop(key, None)
+    else:
+        fields[key] = value
+    contact.custom_data = fields
+    return None
+
+
+def _field_types(session: Session, workspace_id: int) -> dict[str, str]:
+    """The workspace's contact field types, for conditions (cached like the time zone: they change rarely)."""
+    hit = _field_type_cache.get(workspace_id)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    types = contact_fields.field_types(session, workspace_id)
+    _field_type_cache[workspace_id] = (time.monotonic() + _CACHE_TTL_S, types)
+    return types
 
 
 def _workspace_timezone(session: Session, workspace_id: int) -> str:

@@ -320,6 +320,9 @@ class ExecutionContext:
         connected_outputs: outputs of the current node that have an edge (``FunnelDefinition.
             connected_outputs``); None means unknown, treated as "all connected".
         rng: randomness source (delay jitter); pass a seeded ``random.Random`` for reproducible runs.
+        field_types: contact field key -> its type in the workspace's definitions (``number``, ``date``,
+            ``boolean``, ...; ``workbench.services.contact_fields``); keys absent are free-form text. Conditions
+            compare typed fields by their type.
     """
 
     now: datetime
@@ -333,6 +336,7 @@ class ExecutionContext:
     attempts: int = 0
     connected_outputs: frozenset[str] | None = None
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    field_types: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None or self.now.utcoffset() is None:
@@ -470,9 +474,11 @@ class FieldHint:
 
     Attributes:
         kind: the field kind (``workbench.editor.node_forms.FIELD_KINDS``) when the schema's type does not say it:
-            ``long_text`` (a text area), ``rule_groups``, ``business_hours`` or ``media``.
+            ``long_text`` (a text area), ``field_target`` (where a value is saved), ``rule_groups``,
+            ``business_hours`` or ``media``.
         source: where the choices come from, for ids (or names) of the workspace's rows: ``teams``, ``people``,
-            ``numbers``, ``media``, ``tags`` or ``funnels`` (``pages/ui/fields.py`` resolves them).
+            ``numbers``, ``media``, ``tags``, ``funnels`` or ``contact_fields`` (``pages/ui/fields.py`` resolves
+            them).
     """
 
     kind: str | None = None

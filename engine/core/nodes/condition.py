@@ -6,6 +6,10 @@ and the canvas can show it as "any of these groups, where all rules hold".
 
 Comparisons are case- and accent-insensitive. ``greater``/``less`` compare numbers (pt-BR notation
 accepted: "1.234,5") and fall back to ISO dates ("2025-12-25"); anything else is false.
+
+A contact field the workspace defined as a number, a date or sim/não (``ExecutionContext.field_types``) is
+compared by that type: the rule's value is read the way the field's values are typed ("1.234,56", "31/12/2026",
+"hoje", "sim"), so "data_retorno menor que hoje" and "valor igual a 1000,00" mean what they say.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from engine.core.nodes.base import (
     regex_refusal,
     render_text,
 )
-from engine.core.nodes.wait_reply import parse_number
+from engine.core.nodes.wait_reply import local_today, parse_date, parse_number, parse_yes_no
 from workbench.base.i18n import t
 
 Operator = Literal["equals", "not_equals", "contains", "regex", "greater", "less", "is_empty", "not_empty",
@@ -42,6 +46,8 @@ _FIELD = re.compile(
     r"^(last_reply|trigger\.message|tags|contact\.name|contact\.phone"
     r"|vars\.[A-Za-z][A-Za-z0-9_]{0,63}|contact\.custom_data\.[A-Za-z][A-Za-z0-9_]{0,63})$"
 )
+TYPED_FIELDS = frozenset({"number", "date", "boolean"})
+"""Contact field types whose rules compare values by type rather than as text."""
 NEEDS_VALUE = frozenset({"equals", "not_equals", "contains", "regex", "greater", "less", "has_tag", "not_has_tag"})
 """Operators that compare with the rule's value (``is_empty`` / ``not_empty`` do not)."""
 
@@ -118,6 +124,31 @@ def _ordered(value: Any) -> float | date | None:
         return None
 
 
+def _typed(kind: str, value: Any, today: date) -> float | date | bool | None:
+    """A typed field's value, or a rule's value for it, as the field's type; None when it is not one."""
+    if isinstance(value, bool):
+        return value if kind == "boolean" else None
+    if kind == "number":
+        number = value if isinstance(value, int | float) else parse_number(_as_text(value))
+        return None if number is None else float(number)
+    if kind == "date":
+        return parse_date(_as_text(value).strip(), today)
+    return parse_yes_no(_as_text(value))
+
+
+def _compare_typed(kind: str, op: str, actual: Any, expected: str, ctx: ExecutionContext) -> bool | None:
+    """The rule's outcome on a typed field, or None to compare as text (a value that is not of the type)."""
+    today = local_today(ctx)
+    left, right = _typed(kind, actual, today), _typed(kind, expected, today)
+    if op in {"greater", "less"}:
+        if left is None or right is None or kind == "boolean":
+            return False
+        return (left > right) if op == "greater" else (left < right)  # type: ignore[operator]
+    if left is None or right is None:
+        return None
+    return (left == right) == (op == "equals")
+
+
 def evaluate_rule(rule: Rule, ctx: ExecutionContext) -> tuple[bool, tuple[str, ...]]:
     """Evaluate one rule; returns (result, log lines)."""
     log: tuple[str, ...] = ()
@@ -142,6 +173,12 @@ def evaluate_rule(rule: Rule, ctx: ExecutionContext) -> tuple[bool, tuple[str, .
         # "tags contains X" reads naturally as "has tag X"
         present = normalize(expected) in tags
         return (not present) if op == "not_equals" else present, log
+    kind = ctx.field_types.get(rule.field.removeprefix("contact.custom_data.")) \
+        if rule.field.startswith("contact.custom_data.") else None
+    if kind in TYPED_FIELDS and op in {"equals", "not_equals", "greater", "less"}:
+        outcome = _compare_typed(kind, op, actual, expected, ctx)
+        if outcome is not None:
+            return outcome, log
     if op == "regex":
         problem = regex_problem(expected)  # only in a version published before the pattern became unusable
         if problem:

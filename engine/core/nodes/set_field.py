@@ -9,6 +9,7 @@ from pydantic import Field
 from engine.core.nodes.base import (
     Config,
     ExecutionContext,
+    FieldHint,
     NodeBase,
     NodeData,
     NodeResult,
@@ -50,4 +51,5 @@ def summary(data: Config) -> str:
 
 
 SPEC = NodeSpec(type="set_field", schema=SetFieldNode, execute=execute, summary=summary,
-                default_data=lambda: {"target": "", "value": ""})
+                default_data=lambda: {"target": "", "value": ""},
+                hints={"target": FieldHint(kind="field_target", source="contact_fields")})

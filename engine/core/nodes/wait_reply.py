@@ -86,6 +86,30 @@ def parse_number(text: str) -> int | float | None:
     return int(value) if value.is_integer() and "." not in body else value
 
 
+def parse_email(text: str) -> str | None:
+    """An e-mail address in lower case ("Ana@Exemplo.com.br" -> "ana@exemplo.com.br"); None when it is not one."""
+    email = text.strip().lower()
+    return email if _EMAIL.match(email) and ".." not in email else None
+
+
+_YES = frozenset({"sim", "s", "yes", "y", "true", "verdadeiro", "1"})
+_NO = frozenset({"nao", "n", "no", "false", "falso", "0"})
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """"sim"/"não" (also s/n, yes/no, true/false, verdadeiro/falso, 1/0; any case or accent); None otherwise."""
+    word = normalize(text)
+    return True if word in _YES else False if word in _NO else None
+
+
+def local_today(ctx: ExecutionContext) -> date:
+    """Today's date in the workspace's zone (the context's instant's own date when the zone is unknown)."""
+    try:
+        return ctx.now.astimezone(ZoneInfo(ctx.timezone)).date()
+    except (ZoneInfoNotFoundError, ValueError):
+        return ctx.now.date()
+
+
 def parse_date(text: str, today: date) -> date | None:
     """Parse "25/12/2025", "25-12-25", "25/12" (this year), "2025-12-25", "hoje", "amanhã"; None if invalid."""
     norm = normalize(text)
@@ -117,20 +141,15 @@ def parse_reply(cfg: WaitReplyData, text: str, ctx: ExecutionContext) -> ParsedR
         number = parse_number(stripped)
         return Accepted(number) if number is not None else Rejected(t("node.wait_reply.reject.number"))
     if cfg.validation == "email":
-        email = stripped.lower()
-        valid = _EMAIL.match(email) and ".." not in email
-        return Accepted(email) if valid else Rejected(t("node.wait_reply.reject.email"))
+        email = parse_email(stripped)
+        return Accepted(email) if email else Rejected(t("node.wait_reply.reject.email"))
     if cfg.validation == "phone":
         if re.search(r"[^\d\s()+.\-]", stripped):
             return Rejected(t("node.wait_reply.reject.phone_characters"))
         digits = re.sub(r"\D", "", stripped)
         return Accepted(digits) if 8 <= len(digits) <= 15 else Rejected(t("node.wait_reply.reject.phone_digits"))
     if cfg.validation == "date":
-        try:
-            today = ctx.now.astimezone(ZoneInfo(ctx.timezone)).date()
-        except (ZoneInfoNotFoundError, ValueError):
-            today = ctx.now.date()
-        parsed = parse_date(stripped, today)
+        parsed = parse_date(stripped, local_today(ctx))
         return Accepted(parsed.isoformat()) if parsed else Rejected(t("node.wait_reply.reject.date"))
     index = match_choice(stripped, cfg.options)
     return Accepted(cfg.options[index]) if index is not None else Rejected(t("node.wait_reply.reject.options"))
@@ -232,4 +251,5 @@ def summary(data: Config) -> str:
 SPEC = NodeSpec(type="wait_reply", schema=WaitReplyNode, execute=execute, outputs=outputs,
                 required_outputs=required_outputs, waits=always_waits, resume=resume, on_timeout=on_timeout,
                 summary=summary, default_data=lambda: {"validation": "any"},
-                hints={"retry_prompt": FieldHint(kind="long_text")})
+                hints={"retry_prompt": FieldHint(kind="long_text"),
+                       "save_to": FieldHint(kind="field_target", source="contact_fields")})
