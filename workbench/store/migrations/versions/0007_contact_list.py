@@ -7,16 +7,16 @@ lives on the conversation, so its index is there (no message yet counts as 1970)
 generated column, ``contacts.search_text`` (names, e-mail, company and field values, lower case, without accents),
 instead of five columns and the fields' JSON per row.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02 13:20:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
