@@ -13,7 +13,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -529,21 +528,13 @@ class _Killed(BaseException):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_send_cut_off_after_its_claim_is_failed_not_sent_twice(r, wa, tmp_path):
-    killed = threading.Event()
-
-    def kill(state: Any) -> None:
-        if state == ChatPresence.CHAT_PRESENCE_COMPOSING and not killed.is_set():
-            killed.set()
-            raise _Killed  # after the claim, before the send
-
     relay_options = {"typing_ms_per_char": 1, "typing_max_ms": 1}
     with neonize_relay(r, wa, tmp_path, relay_options=relay_options):
         connect(r, wa)
-        wa.on_chat_presence = kill
+        wa.send_errors = [_Killed()]  # the process dies inside the send: after the claim, nothing known sent
         send_command(r, 1, 1, "interrompida")
-        wait_until(killed.is_set, what="the send to be cut off")
         wait_until(lambda: read_claims(tmp_path, 1).get(1) == "sending", what="the claim")
-    wa.on_chat_presence = None
+        wait_until(lambda: not wa.send_errors, what="the send to be cut off")
     assert wa.sent == []
 
     with neonize_relay(r, wa, tmp_path, relay_options=relay_options):
