@@ -175,7 +175,10 @@ def test_every_kind_appears_with_its_source_and_author(engine, r):
     assert {"Campo cidade: — → Recife", "Tag adicionada: Lead quente", "Tag adicionada: frio",
             "Conversa atribuída a Vendas", "Bot pausado (por um funil)", "Bot reativado", "Conversa resolvida",
             "Importado do arquivo leads.csv", "Funil Qualifica: Concluído", "Mesclado com Maria (5521933330002)",
-            f"Conversa atribuída a {admin.name}", "Contato editado (nome)"} <= lines
+            f"Conversa atribuída a {admin.name}"} <= lines
+    # an agent's edit: one line per value, with old and new (no second "Contato editado" summary line)
+    assert any(line.startswith("Campo nome: ") and line.endswith("→ Maria Souza") for line in lines)
+    assert not any(line.startswith("Contato editado") for line in lines)
     runs = [item for item in items if item["event"] == "funnel_run"]
     assert len(runs) == 2  # the contact's and its merged twin's
     for run in runs:

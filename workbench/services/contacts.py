@@ -206,11 +206,10 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None, em
             fields = {key: value for key, value in checked.items() if value is not None}
             if len(fields) > MAX_CONTACT_FIELDS:
                 raise InvalidInput("fields", key="error.field_count", max=MAX_CONTACT_FIELDS)
+        # One ``field_changed`` record per value that changed, with its old and new value (the contact's history;
+        # earlier versions also wrote a ``contact_updated`` summary, which the feed still shows for old edits).
         changed: list[str] = []
-        if name is not None and (name or None) != contact.name:
-            contact.name = name or None
-            changed.append("name")
-        for column, value in (("email", email), ("company", company)):
+        for column, value in (("name", name), ("email", email), ("company", company)):
             if value is not None and (value or None) != getattr(contact, column):
                 _record(session, actor, contact, "field_changed",
                         {"source": "agent", "key": column, "old": getattr(contact, column), "new": value or None})
@@ -224,8 +223,6 @@ def update_contact(actor: Actor, contact_id: int, *, name: str | None = None, em
                             {"source": "agent", "key": key, "old": old.get(key), "new": fields.get(key)})
             contact.custom_data = fields
             changed.append("custom_data")
-        if changed:
-            _record(session, actor, contact, "contact_updated", {"changed": changed})
     if changed:
         with after_commit():
             live.touch(get_redis(), [actor.workspace_id])
