@@ -18,6 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.feedback import attempt, flash, show_flash
+from pages.ui.tags import tag_editor
 from workbench.base.i18n import format_moment, has_key, t, type_placeholder
 from workbench.services import contact_feed, contact_fields, contact_merge, contact_notes, contacts
 from workbench.services.contact_card import contact_card
@@ -26,7 +27,6 @@ from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_NAME_CHARS
 actor = st.session_state["auth_actor"]
 
 FLASH_KEY = "contact360_flash"
-TAG_PICK_KEY = "contact360_tag_add"
 NOTE_NEW_KEY = "contact360_note_new"
 NOTE_CONFIRM_KEY = "contact360_note_confirm"  # the note whose deletion waits for a confirmation
 FEED_KINDS_KEY = "contact360_feed_kinds"
@@ -47,36 +47,12 @@ def _detail(label: str, value: str | None) -> None:
 # -- column 1: data, tags, fields ------------------------------------------------------------------------------
 
 
-def _add_tag(contact_id: int) -> None:
-    name = st.session_state.get(TAG_PICK_KEY)
-    st.session_state[TAG_PICK_KEY] = None
-    if name:
-        with attempt(FLASH_KEY):
-            contacts.add_tag(actor, contact_id, name)
-
-
-def _remove_tag(contact_id: int, name: str) -> None:
-    with attempt(FLASH_KEY):
-        contacts.remove_tag(actor, contact_id, name)
-
-
 def _tags(card: dict[str, Any]) -> None:
     st.subheader(t("contact360.tags"))
-    if not card["tags"]:
-        st.text(t("contact360.tags.none"))
-    for index, name in enumerate(card["tags"]):
-        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
-            st.text(name)  # typed by users: literal
-            st.button("", key=f"contact360_tag_remove_{index}", on_click=_remove_tag, args=(card["id"], name),
-                      icon=":material/close:", help=t("contact360.tags.remove"), type="tertiary")
-    carried = {name.casefold() for name in card["tags"]}
     workspace_tags: list[dict[str, Any]] = []
     with attempt():
         workspace_tags = contacts.list_tags(actor)
-    st.selectbox(t("contact360.tags.add"), [tag["name"] for tag in workspace_tags
-                                            if tag["name"].casefold() not in carried],
-                 index=None, key=TAG_PICK_KEY, accept_new_options=True,
-                 placeholder=t("contact360.tags.add_placeholder"), on_change=_add_tag, args=(card["id"],))
+    tag_editor(actor, card["id"], card["tags"], workspace_tags, prefix="contact360", flash_key=FLASH_KEY)
 
 
 def _cell(value: Any) -> str | None:

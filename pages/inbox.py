@@ -26,6 +26,7 @@ from connector.media import MediaError, has_media, inline_type, load_media, thum
 from pages.ui.feedback import attempt, flash, show_flash
 from pages.ui.media import PLAYER_KINDS, download_button, show_inline
 from pages.ui.panel import live_fragment
+from pages.ui.tags import tag_editor
 from workbench.base.errors import NotFound
 from workbench.base.i18n import format_clock, format_moment, format_when, status_label, t, type_placeholder
 from workbench.services import contact_fields, contacts, conversations, funnels
@@ -40,7 +41,6 @@ RUNS_CACHE_KEY = "inbox_funnel_runs"
 # (signature of the inbox cache, contact profile, workspace tags, field definitions): re-read only when the inbox
 # re-reads.
 CONTACT_CACHE_KEY = "inbox_contact_profile"
-TAG_PICK_KEY = "inbox_tag_add"
 CACHE_KEY = "inbox_cache"
 FLASH_KEY = "inbox_flash"
 STATUSES = ("open", "pending", "closed")
@@ -348,37 +348,6 @@ def _contact_data(contact_id: int, signature: tuple) -> tuple[dict[str, Any], li
     return profile, tags, definitions
 
 
-def _add_tag(contact_id: int) -> None:
-    """A tag was picked or typed: put it on the contact (this may start a "Tag adicionada" funnel)."""
-    name = st.session_state.get(TAG_PICK_KEY)
-    st.session_state[TAG_PICK_KEY] = None  # ready for the next tag
-    if not name:
-        return
-    with attempt(FLASH_KEY):
-        contacts.add_tag(actor, contact_id, name)
-
-
-def _remove_tag(contact_id: int, name: str) -> None:
-    with attempt(FLASH_KEY):
-        contacts.remove_tag(actor, contact_id, name)
-
-
-def _tags_section(profile: dict[str, Any], workspace_tags: list[dict[str, Any]]) -> None:
-    st.caption(t("inbox.tags"))
-    if not profile["tags"]:
-        st.text(t("inbox.tags.none"))
-    for index, name in enumerate(profile["tags"]):
-        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
-            st.text(name)  # typed by users: literal
-            st.button("", key=f"inbox_tag_remove_{index}", on_click=_remove_tag, args=(profile["id"], name),
-                      icon=":material/close:", help=t("inbox.tags.remove"), type="tertiary")
-    carried = {name.casefold() for name in profile["tags"]}
-    # option labels are plain text; a typed name that is not in the list becomes a new tag
-    st.selectbox(t("inbox.tags.add"), [tag["name"] for tag in workspace_tags if tag["name"].casefold() not in carried],
-                 index=None, key=TAG_PICK_KEY, accept_new_options=True, placeholder=t("inbox.tags.add_placeholder"),
-                 on_change=_add_tag, args=(profile["id"],))
-
-
 def _cell(value: Any) -> str | None:
     """A data_editor cell as text (new rows hold NA where nothing was typed)."""
     return None if value is None or pd.isna(value) else str(value)
@@ -482,7 +451,8 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
     profile, workspace_tags, definitions = _contact_data(contact["id"], signature)
     _detail(t("inbox.email"), profile["email"])
     _detail(t("inbox.company"), profile["company"])
-    _tags_section(profile, workspace_tags)
+    st.caption(t("inbox.tags"))
+    tag_editor(actor, profile["id"], profile["tags"], workspace_tags, prefix="inbox", flash_key=FLASH_KEY)
     _fields_section(profile, definitions)
     _funnel_section(contact["id"], signature, conversation["id"])
 
