@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import faultrun  # noqa: E402
+from tests.factories import fresh_database  # noqa: E402
 from workbench.store.migrations import upgrade_database  # noqa: E402
 
 
@@ -75,7 +76,7 @@ def main() -> None:
         for name, plan in _scenarios(args):
             if args.only and args.only not in name:
                 continue
-            database_url, drop = faultrun.fresh_database(server_url)
+            database_url, drop = fresh_database(server_url)
             upgrade_database(database_url)
             work = Path(f"/tmp/wbc-{uuid.uuid4().hex[:6]}")  # short: the Redis socket path is limited
             try:

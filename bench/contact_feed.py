@@ -21,22 +21,20 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 RUNS = 20
 
 
 def _database(tmp: Path) -> tuple[str, Callable[[], None]]:
     """A database of our own (embedded PostgreSQL unless ``DATABASE_URL``), and how to drop it."""
-    from workbench.store.db import dispose_engines, normalize_url
+    from tests.factories import fresh_database
     from workbench.store.embedded import EmbeddedPostgres
 
     server = os.environ.get("DATABASE_URL")
@@ -44,20 +42,13 @@ def _database(tmp: Path) -> tuple[str, Callable[[], None]]:
     if not server:
         pg = EmbeddedPostgres(tmp)
         server, stop = pg.start(), pg.stop
-    url = make_url(normalize_url(server))
-    name = f"wb_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url, drop_database = fresh_database(server, "wb_bench")
 
     def drop() -> None:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database()
         stop()
 
-    return url.set(database=name).render_as_string(hide_password=False), drop
+    return url, drop
 
 
 def _fill(messages: int, events: int) -> tuple[object, int, int]:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 from faker import Faker  # noqa: E402
 
-from bench.pipeline import _servers  # noqa: E402
+from bench.pipeline import servers  # noqa: E402
 
 SEED = 20261202
 TAGS = ["vip", "lead", "cliente", "inativo", "black-friday", "newsletter", "sp", "rj", "mg", "indicação",
@@ -304,7 +304,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wbbench-contacts-"))
-    database_url, redis_url, stops = _servers(tmp)
+    database_url, redis_url, stops = servers(tmp)
     os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WORKBENCH_DATA_DIR": str(tmp)})
     from workbench.store.config import get_settings
 

@@ -30,8 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 FIRST = ("Ana", "Bruno", "Carla", "Diego", "Eduarda", "Fábio", "Gabriela", "Heitor", "Íris", "João")
 DDDS = (11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 24, 27, 28, 31, 41, 47, 48, 51, 61, 62, 71, 81, 85, 91)
@@ -129,37 +128,6 @@ def measure(database_url: str, rows: int) -> dict:
     return result
 
 
-def _servers() -> tuple[str, str, list]:
-    """A fresh database (on ``DATABASE_URL``'s server or an embedded one) and a Redis; the stops to call."""
-    from workbench.store.db import normalize_url
-    from workbench.store.embedded import EmbeddedPostgres, EmbeddedRedis
-
-    stops = []
-    server = os.environ.get("DATABASE_URL")
-    if not server:
-        pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="wbimp-pg-")))
-        server = pg.start()
-        stops.append(pg.stop)
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        rs = EmbeddedRedis(Path(f"/tmp/wbi-{uuid.uuid4().hex[:6]}"))
-        redis_url = rs.start()
-        stops.append(rs.stop)
-    url = make_url(normalize_url(server))
-    name = f"wb_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    stops.insert(0, drop)
-    return url.set(database=name).render_as_string(hide_password=False), redis_url, stops
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
@@ -168,7 +136,9 @@ def main() -> None:
     if args.one:
         measure(os.environ["DATABASE_URL"], args.rows[0])
         return
-    database_url, redis_url, stops = _servers()
+    from bench.pipeline import servers
+
+    database_url, redis_url, stops = servers(Path(tempfile.mkdtemp(prefix="wbimp-pg-")))
     try:
         for rows in args.rows:
             env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}

@@ -33,8 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 LEADS = 50
 BUSINESS_PHONES = ("5511900000001", "5511900000002")
@@ -58,7 +56,10 @@ class Result:
                 f"{self.received}/{self.sent} answered  peak RSS {self.rss_mb:>6.0f} MB")
 
 
-def _servers(tmp: Path) -> tuple[str, str, list]:
+def servers(tmp: Path) -> tuple[str, str, list]:
+    """A fresh database (on ``DATABASE_URL``'s server, else an embedded one under ``tmp``) and a Redis
+    (``REDIS_URL``, else an embedded one); returns their URLs and the stops to call, in order."""
+    from tests.factories import fresh_database
     from workbench.store.embedded import EmbeddedPostgres, EmbeddedRedis
 
     stops = []
@@ -72,24 +73,9 @@ def _servers(tmp: Path) -> tuple[str, str, list]:
         rs = EmbeddedRedis(Path(f"/tmp/wbb-{uuid.uuid4().hex[:6]}"))
         redis_url = rs.start()
         stops.append(rs.stop)
-    # a database of our own on that server, dropped at the end
-    from workbench.store.db import normalize_url
-
-    url = make_url(normalize_url(pg_url))
-    name = f"wb_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        from workbench.store.db import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
+    database_url, drop = fresh_database(pg_url, "wb_bench")
     stops.insert(0, drop)
-    return url.set(database=name).render_as_string(hide_password=False), redis_url, stops
+    return database_url, redis_url, stops
 
 
 class OutWatcher(threading.Thread):
@@ -209,7 +195,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="wbbench-"))
-    database_url, redis_url, stops = _servers(tmp)
+    database_url, redis_url, stops = servers(tmp)
     os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WORKBENCH_DATA_DIR": str(tmp),
                        "WORKBENCH_TYPING_MS_PER_CHAR": "0", "WORKBENCH_SEND_MIN_GAP_MS": "0",
                        "WORKBENCH_SENDS_PER_MINUTE": "0"})

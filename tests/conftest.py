@@ -15,29 +15,13 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from connector.claims import CLAIMS_DIR
+from tests.factories import fresh_database
 from workbench.services import runs, workspace_settings
 from workbench.store import bus, db
 from workbench.store.config import get_settings
-
-
-def _fresh_database(server_url: str) -> tuple[str, callable]:
-    url = make_url(db.normalize_url(server_url))
-    name = f"wb_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        db.dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +41,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         pg_server = pg.start()
         stops.append(pg.stop)
         stops.append(lambda: shutil.rmtree(pg_dir, ignore_errors=True))
-    database_url, drop = _fresh_database(pg_server)
+    database_url, drop = fresh_database(pg_server)
     stops.insert(0, drop)
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:

@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import itertools
+import uuid
+from collections.abc import Callable
 
 from rq import Queue, SimpleWorker
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from connector.contracts import INBOUND_QUEUE, InboundMessage, now_ms, publish_inbound
 from workbench.services.auth import Actor, create_user
+from workbench.store import db
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
 from workbench.store.models import Instance, Team, TeamMember, Workspace
 
 _ids = itertools.count(1)
+
+
+def fresh_database(server_url: str, prefix: str = "wb_test") -> tuple[str, Callable[[], None]]:
+    """A new, empty database on ``server_url``'s server (tests, fault runs, benchmarks); returns its URL and a
+    function that drops it (after disposing of the product's engines, which may hold connections to it)."""
+    url = make_url(db.normalize_url(server_url))
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        db.dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
 PASSWORD = "senha-de-teste-123"
 
 

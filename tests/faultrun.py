@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -110,27 +109,6 @@ class Report:
             f"faults: {', '.join(f'{kind} at {t:.1f} s' for t, kind in self.faults) or 'none'}; "
             f"{self.seconds:.0f} s in all",
         ]
-
-
-def fresh_database(server_url: str) -> tuple[str, callable]:
-    """A new, empty database on ``server_url``'s server; returns its URL and a function that drops it."""
-    from sqlalchemy.engine import make_url
-
-    from workbench.store import db
-
-    url = make_url(db.normalize_url(server_url))
-    name = f"wb_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        db.dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
 
 
 @contextlib.contextmanager

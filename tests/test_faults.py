@@ -26,6 +26,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from tests import faultrun
+from tests.factories import fresh_database
 from workbench.launcher import MAX_BACKOFF_S, QUICK_RESTART_S, Child
 from workbench.store.embedded import EmbeddedRedis
 from workbench.store.migrations import upgrade_database
@@ -137,7 +138,7 @@ def test_a_killed_workers_job_is_settled_at_once_and_the_worker_is_back(workers)
 def test_nothing_lost_or_duplicated_under_kills_and_a_redis_restart(servers, tmp_path):
     """500 messages from 50 leads at 50/s, 10 leads through a delay and a reply timeout; a worker SIGKILLed, a
     connector SIGKILLed and Redis restarted while they flow."""
-    database_url, drop = faultrun.fresh_database(servers["DATABASE_URL"])
+    database_url, drop = fresh_database(servers["DATABASE_URL"])
     upgrade_database(database_url)
     plan = faultrun.Plan(messages=500, rate=50, leads=50, funnel_leads=10, workers=2, worker_kills=[2.5],
                          connector_kills=[4.5], redis_restarts=[6.5], settle_timeout_s=120)

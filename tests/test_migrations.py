@@ -6,8 +6,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from tests.conftest import _fresh_database
-from tests.factories import make_workspace
+from tests.factories import fresh_database, make_workspace
 from workbench.store import db
 from workbench.store.db import session_scope
 from workbench.store.migrations import upgrade_database
@@ -15,7 +14,7 @@ from workbench.store.models import Tag
 
 
 def test_tags_that_differ_only_in_case_are_merged_keeping_their_contacts(servers):
-    url, drop = _fresh_database(servers["DATABASE_URL"])
+    url, drop = fresh_database(servers["DATABASE_URL"])
     try:
         upgrade_database(url, "0001")
         engine = create_engine(db.normalize_url(url))
