@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
+from workbench.services import contact_bulk, contact_import
 from workbench.store.db import session_scope
 from workbench.store.models import ContactJob
+
+RUNNERS = {"bulk": contact_bulk.run_job, "import": contact_import.run_job}
+"""Job kind -> the service function that runs (or resumes) it."""
 
 
 def run(job_id: int) -> dict[str, Any]:
     """Run (or resume) a contact job with its kind's runner; returns the runner's result."""
     with session_scope() as session:
-        kind = session.scalar(ContactJob.__table__.select().with_only_columns(ContactJob.kind)
-                              .where(ContactJob.id == job_id))
-    if kind == "bulk":
-        from workbench.services.contact_bulk import run_job
-    elif kind == "import":
-        from workbench.services.contact_import import run_job
-    else:
-        return {"skipped": "no such job"}
-    return run_job(job_id)
+        kind = session.scalar(select(ContactJob.kind).where(ContactJob.id == job_id))
+    runner = RUNNERS.get(kind)
+    return runner(job_id) if runner else {"skipped": "no such job"}
