@@ -8,6 +8,7 @@ import io
 
 import openpyxl
 import pytest
+import python_calamine
 from sqlalchemy import select
 
 from tests.contact_rows import make_contact, make_field
@@ -118,3 +119,17 @@ def test_scope_selection_and_an_abandoned_download_is_recorded(shop):
     next(stream)
     stream.close()  # the browser went away after the first chunk
     assert exports()[-1]["complete"] is False
+
+
+def test_xlsx_cells_hold_markup_and_odd_characters_as_plain_text(shop):
+    """A contact's text is escaped for the sheet's XML: markup stays text, characters XML cannot hold are dropped,
+    a cell is cut at a spreadsheet's limit, and both readers the import uses read the file."""
+    ws, inst, admin = shop
+    odd = '<b>Zé & "filhos"</b>\x07 ]]> ção'
+    make_contact(ws, inst, odd, custom={"nota": "linha 1\nlinha 2", "longo": "x" * 1_000})
+    data = b"".join(contact_export.export_xlsx(admin))
+    rows = list(openpyxl.load_workbook(io.BytesIO(data), read_only=True)["Contatos"].iter_rows(values_only=True))
+    assert rows[1][0] == '<b>Zé & "filhos"</b> ]]> ção'
+    assert rows[0][9:] == ("longo", "nota") and rows[1][9:] == ("x" * 1_000, "linha 1\nlinha 2")
+    sheet = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_name("Contatos")
+    assert sheet.to_python()[1][0] == '<b>Zé & "filhos"</b> ]]> ção'
