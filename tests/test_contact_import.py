@@ -280,6 +280,15 @@ def test_default_country_and_international_numbers(shop):
     assert sorted(contacts(inst)) == ["14155552671", "442079460958", "5511987654321"]
 
 
+def test_a_brazilian_mobile_written_before_the_ninth_digit_gets_it(shop):
+    """Old lists hold mobiles as DDD + 8 digits (before 2016's ninth digit); landlines keep their 8 digits."""
+    admin, inst = shop
+    data = csv_bytes([["Telefone"], ["(11) 8765-4321"], ["+55 21 7654-3210"], ["(11) 3456-7890"]])
+    _, counts = import_file(admin, inst, data)
+    assert counts["created"] == 3
+    assert sorted(contacts(inst)) == ["551134567890", "5511987654321", "5521976543210"]
+
+
 # -- writing -------------------------------------------------------------------------------------------------------
 
 

@@ -461,12 +461,16 @@ def _limited(text_value: str, limit: int) -> str:
     return text_value
 
 
+BRAZIL = 55
+
+
 def _phone(raw: str, country: int) -> str:
     """The phone as contacts keep it (country code and number, digits only), or ``_Bad``.
 
     "+" or "00" in front: the number carries its country code; else it is ``country``'s, with or without its
     trunk "0" and with or without the country code typed in. Valid means valid for phonenumbers' metadata (the
-    number's length and ranges). Built from the digits rather than with ``phonenumbers.parse``: the same answer
+    number's length and ranges). A Brazilian mobile written as DDD and 8 digits (before 2016's ninth digit: its
+    first digit is 6 to 9, landlines' 2 to 5) gets its 9, as the number is dialled today. Built from the digits rather than with ``phonenumbers.parse``: the same answer
     for these inputs at a third of the cost, and the import checks every row.
     """
     digits = _NOT_DIGIT.sub("", raw)
@@ -486,6 +490,8 @@ def _phone(raw: str, country: int) -> str:
         if national.startswith(code):
             candidates.append((country, national[len(code):]))
     for code, national in candidates:
+        if code == BRAZIL and len(national) == 10 and national[2] in "6789":
+            national = f"{national[:2]}9{national[2:]}"
         zeros = len(national) - len(national.lstrip("0"))
         if not national or zeros == len(national):
             continue
