@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from tests.contact_rows import make_contact
+from tests.contact_rows import make_contact, make_field
 from tests.factories import make_actor, make_instance, make_workspace
 from tests.test_pages_app import signed_in_app
 from workbench.services import contact_bulk, contact_list
@@ -93,6 +93,30 @@ def test_segment_saved_and_loaded_and_a_bad_filter_is_explained(engine, r):
     at.text_input(key="contacts_segment_name").input("clientes vip")
     at = at.button(key="contacts_segment_save").click().run()
     assert [e.value for e in at.error] == ["Já existe um segmento com esse nome."]
+
+
+def test_field_conditions_show_in_their_editor_and_survive_applying_the_form(engine, r):
+    """A segment's field conditions fill the conditions editor with pt-BR operator labels; applying the form reads
+    them back into the same filter (labels mapped to operators), and the table follows."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    admin = make_actor(ws)
+    make_field(ws, "idade", "number")
+    make_contact(ws, inst, "Ana", custom={"idade": 42, "cidade": "Recife"})
+    make_contact(ws, inst, "Bia", custom={"idade": 25})
+    make_contact(ws, inst, "Caio")
+    conditions = [{"key": "idade", "op": "gt", "value": "30"}, {"key": "cidade", "op": "not_empty"}]
+    segment = contact_list.save_segment(admin, "Mais de 30 com cidade", {"fields": conditions})
+    at = open_page(admin)
+    at = at.selectbox(key="contacts_segment_pick").set_value(segment).run()
+    assert not at.exception and table(at) == ["Ana"]
+    editor = next(frame.value for frame in at.dataframe if "key" in frame.value.columns)
+    assert list(editor["key"]) == ["idade", "cidade"]
+    assert list(editor["op"]) == ["é maior que", "não está vazio"]
+    at = at.button(key="FormSubmitter:contacts_filter_form-Aplicar").click().run()
+    assert not at.exception and table(at) == ["Ana"]
+    saved = at.session_state["contacts_filter"]["fields"]
+    assert [(c["key"], c["op"]) for c in saved] == [("idade", "gt"), ("cidade", "not_empty")]
 
 
 def test_bulk_tags_inline_then_a_confirmed_delete(engine, r):
