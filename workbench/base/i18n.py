@@ -1014,6 +1014,19 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.failure_unreadable": "Esse evento não pode ser lido, então não dá para reprocessá-lo. Descarte-o.",
         "error.transport": "Tipo de conexão desconhecido.",
         "error.secret_key": "A chave de criptografia do servidor é inválida. Fale com o administrador.",
+        # -- AI providers and calls (workbench/services/ai_client.py, ai_providers.py) --------------------------
+        "error.ai_timeout": "O provedor de IA não respondeu a tempo. Tente de novo em instantes.",
+        "error.ai_rate_limited": "O provedor de IA recusou por excesso de pedidos (limite de uso). Tente de novo em "
+                                 "instantes.",
+        "error.ai_server": "O provedor de IA está fora do ar ou deu erro. Tente de novo em instantes.",
+        "error.ai_auth": "O provedor de IA recusou a chave de API. Confira a chave em Configurações › IA.",
+        "error.ai_bad_request": "O provedor de IA recusou o pedido. Confira o modelo e o endereço em Configurações › "
+                                "IA.",
+        "error.ai_budget": "O orçamento mensal de tokens de IA acabou. Um administrador pode aumentá-lo em "
+                           "Configurações › IA.",
+        "error.ai_config": "Nenhum provedor de IA padrão configurado. Um administrador pode configurar em "
+                           "Configurações › IA.",
+        "error.ai_provider_not_found": "Provedor de IA não encontrado.",
         "error.sandbox_number_not_found": "Esse número de sandbox não está ligado ao seu espaço de trabalho.",
         "error.no_qr": "Este número não está mostrando um QR code agora. Aguarde um novo código.",
         "error.phone": "Telefone inválido: use só números com DDI e DDD, por exemplo 5511987654321.",
