@@ -26,7 +26,9 @@ parsed from JSON), so tests can check where the lead's text went and that the ke
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -50,6 +52,7 @@ class FakeLLM:
         self._lock = threading.Lock()
         self._script: deque[Answer] = deque()
         self._stopping = threading.Event()
+        self._connections: set[Any] = set()
         self.requests: list[dict[str, Any]] = []
         self.models: list[str] = ["fake-model", "fake-model-mini"]
         self.default: Answer = {"text": "ok"}
@@ -61,9 +64,14 @@ class FakeLLM:
         return self
 
     def stop(self) -> None:
+        """Stop listening and cut open keep-alive connections (a stopped server is down for every client)."""
         self._stopping.set()  # cuts scripted delays short
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            for connection in list(self._connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def script(self, answers: list[Answer]) -> None:
         """Queue answers for the next chat requests, in order (added after any still queued)."""
@@ -88,6 +96,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in test output
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.fake._lock:
+            self.fake._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     @property
     def fake(self) -> FakeLLM:

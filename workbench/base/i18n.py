@@ -1027,6 +1027,19 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.ai_config": "Nenhum provedor de IA padrão configurado. Um administrador pode configurar em "
                            "Configurações › IA.",
         "error.ai_provider_not_found": "Provedor de IA não encontrado.",
+        "error.ai_preset": "Tipo de provedor desconhecido.",
+        "error.ai_account_id": "Informe o Account ID da Cloudflare (letras e números, como aparece no painel da "
+                               "Cloudflare).",
+        "error.ai_base_url": "Endereço inválido: use a URL base da API, começando com http:// ou https://, por "
+                             "exemplo http://localhost:11434/v1.",
+        "error.ai_name": "Dê um nome ao provedor (até {max} caracteres).",
+        "error.ai_name_taken": "Já existe um provedor com esse nome.",
+        "error.ai_model": "Informe o modelo (até {max} caracteres).",
+        "error.ai_temperature": "A temperatura vai de {min:g} a {max:g}.",
+        "error.ai_timeout_range": "O tempo limite vai de {min:g} a {max:g} segundos.",
+        "error.ai_tool_mode": "Modo de ferramentas desconhecido.",
+        "error.ai_key": "Chave de API inválida: cole a chave sem espaços.",
+        "error.ai_key_required": "Este provedor precisa de uma chave de API.",
         "error.sandbox_number_not_found": "Esse número de sandbox não está ligado ao seu espaço de trabalho.",
         "error.no_qr": "Este número não está mostrando um QR code agora. Aguarde um novo código.",
         "error.phone": "Telefone inválido: use só números com DDI e DDD, por exemplo 5511987654321.",
