@@ -59,7 +59,7 @@ TEST_TOOL = {"type": "function", "function": {
                    "additionalProperties": False}}}
 TEST_MESSAGES = [
     {"role": "system", "content": "This is a connection test. Call the tool confirmar_teste with ok=true."},
-    {"role": "user", "content": "Teste de conexão."},
+    {"role": "user", "content": "Connection test."},
 ]
 
 
