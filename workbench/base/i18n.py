@@ -1466,8 +1466,6 @@ CATALOG: dict[str, dict[str, str]] = {
         "contact360.feed.step_error": "Erro: {error}",
         "contact360.feed.more_steps": "… e mais {n} etapa(s).",
         "contact360.feed.edited": "(editada)",
-        "contact360.ai.title": "Resumo com IA",
-        "contact360.ai.placeholder": "Em breve: um resumo da conversa e do histórico deste contato, feito por IA.",
         "contact360.merge.title": "Mesclar com…",
         "contact360.merge.help": "Junte dois cadastros da mesma pessoa. Este contato fica; o outro é removido e tudo "
                                  "dele vem para cá: conversa, mensagens, tags, campos, notas, funis e atividade.",
