@@ -21,7 +21,7 @@ answers ``fake_llm.default`` (plain text "ok"). ``fake_llm.no_tools = True`` mak
 parsed from JSON), so tests can check where the lead's text went and that the key travelled only in the
 ``authorization`` header.
 ``fake_llm.url`` is the base URL to configure (``http://127.0.0.1:<port>/v1``); ``fake_llm.models`` the ids
-``/v1/models`` lists.
+``/v1/models`` lists; ``fake_llm.max_in_flight`` the most chat requests it answered at once.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class FakeLLM:
         self._stopping = threading.Event()
         self._connections: set[Any] = set()
         self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0  # chat requests being answered now
+        self.max_in_flight = 0  # the most at once so far
         self.models: list[str] = ["fake-model", "fake-model-mini"]
         self.default: Answer = {"text": "ok"}
         self.no_tools = False
@@ -151,13 +153,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": "tools are not supported", "type": "invalid_request_error"}})
             return
         answer = self.fake._next(body)
-        if answer.get("delay"):
-            self.fake._sleep(float(answer["delay"]))
-        if answer.get("status", 200) != 200:
-            self._send(answer["status"], answer.get("body") or {"error": {"message": f"scripted {answer['status']}",
-                                                                          "type": "server_error"}})
-            return
-        self._send(200, completion(body, answer))
+        with self.fake._lock:
+            self.fake.in_flight += 1
+            self.fake.max_in_flight = max(self.fake.max_in_flight, self.fake.in_flight)
+        try:
+            if answer.get("delay"):
+                self.fake._sleep(float(answer["delay"]))
+            if answer.get("status", 200) != 200:
+                self._send(answer["status"], answer.get("body") or {
+                    "error": {"message": f"scripted {answer['status']}", "type": "server_error"}})
+                return
+            self._send(200, completion(body, answer))
+        finally:
+            with self.fake._lock:
+                self.fake.in_flight -= 1
 
 
 def completion(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:

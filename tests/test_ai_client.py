@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
 from sqlalchemy import select
@@ -219,3 +220,41 @@ def test_prices_match_dated_versions_and_unknown_models_have_no_estimate():
     assert ai_client.estimate_cost(prices, "llama3.2:3b", 100, 100) is None
     prices["llama3.2"] = ModelPrice()
     assert ai_client.estimate_cost(prices, "llama3.2:3b", 100, 100) == 0
+
+
+def test_the_workspace_concurrency_limit_holds_across_threads(engine, r, fake_llm):
+    ws = make_workspace()
+    make_ai_provider(ws, fake_llm.url, timeout_s=10)
+    with session_scope() as s:
+        s.add(Setting(workspace_id=ws, key="ai", value={"max_concurrent_calls": 2}))
+    fake_llm.default = {"text": "ok", "delay": 0.3}
+    errors = []
+
+    def one_call():
+        try:
+            _chat(ws)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(fake_llm.chat_requests()) == 6 and fake_llm.max_in_flight == 2
+    assert r.zcard(ai_client.SLOTS_KEY.format(ws)) == 0  # every slot given back
+
+
+def test_no_free_slot_within_the_timeout_is_a_retryable_rate_limit_without_a_call(engine, r, fake_llm):
+    ws = make_workspace()
+    make_ai_provider(ws, fake_llm.url, timeout_s=0.2)
+    with session_scope() as s:
+        s.add(Setting(workspace_id=ws, key="ai", value={"max_concurrent_calls": 1}))
+    with ai_client.call_slot(ws, 1, 60, 0):  # another process holds the only slot
+        with pytest.raises(AIError) as caught:
+            _chat(ws)
+    assert (caught.value.kind, caught.value.retryable) == ("rate_limited", True)
+    assert fake_llm.requests == []
+    assert _usage(ws)[0].outcome == "rate_limited"
+    _chat(ws)  # released: the next call goes through

@@ -8,6 +8,8 @@ Every AI feature (the funnel's AI step, *Resumo da IA*, *Testar conexão*) calls
 - offers ``tools`` as function calling when the provider has it, and otherwise asks for a strict JSON answer
   shaped like the tools' arguments (``{"reply": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}``) and
   turns it into the same ``ToolCall`` objects, so callers never see the difference;
+- holds one of the workspace's ``max_concurrent_calls`` slots (a Redis sorted set shared by every process) for the
+  call, waiting for one up to the provider's timeout (then ``AIError`` kind ``rate_limited``, retryable);
 - makes ONE attempt (the SDK's own retries are off): retrying with back-off belongs to the caller's outside-call
   mechanism, which knows the attempt count and the deadline (``AIError.retryable`` tells it what to retry);
 - records one ``ai_usage`` row per call, success or failure (tokens, latency, model, outcome, cost estimate from
@@ -27,19 +29,24 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import openai
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from workbench.base.clock import DEFAULT_TIMEZONE, now
 from workbench.base.errors import NotFound, WorkbenchError
 from workbench.services.workspace_settings import AISettings, ModelPrice, load_setting
+from workbench.store.bus import get_redis
 from workbench.store.crypto import decrypt_secret
 from workbench.store.db import session_scope
 from workbench.store.models import AIProvider, AIUsage, Workspace, is_row_id
@@ -261,6 +268,58 @@ def scrub(text: str, api_key: str) -> str:
     return text[:_MAX_ERROR_CHARS]
 
 
+# --- concurrency ----------------------------------------------------------------------------------------------
+
+SLOTS_KEY = "wb:ai-slots:{}"
+"""A sorted set per workspace: one member per call in flight, scored by when its slot lapses (a process that died
+mid-call frees its slot by itself)."""
+SLOT_MARGIN_S = 5.0
+_SLOT_POLL_S = 0.05
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) - tonumber(ARGV[1]))
+  return 1
+end
+return 0
+"""
+
+
+@contextmanager
+def call_slot(workspace_id: int, limit: int, hold_s: float, wait_s: float) -> Iterator[None]:
+    """Hold one of the workspace's ``limit`` call slots for the block (at most ``hold_s`` + a margin).
+
+    Waits up to ``wait_s`` for a free slot, then raises ``AIError`` kind ``rate_limited`` (retryable). With Redis
+    out of reach the call goes ahead unbounded: the limit protects the provider's quota, not our data.
+    """
+    client = get_redis()
+    key = SLOTS_KEY.format(workspace_id)
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + wait_s
+    held = False
+    try:
+        while True:
+            now_ms = int(time.time() * 1000)
+            expires_ms = now_ms + int((hold_s + SLOT_MARGIN_S) * 1000)
+            if client.eval(_ACQUIRE, 1, key, now_ms, expires_ms, max(1, limit), token):
+                held = True
+                break
+            if time.monotonic() >= deadline:
+                raise AIError("rate_limited", "too many AI calls of this workspace at once")
+            time.sleep(_SLOT_POLL_S)
+    except redis.RedisError:
+        log.warning("ai call slots unavailable (Redis); calling without the concurrency limit")
+    try:
+        yield
+    finally:
+        if held:
+            try:
+                client.zrem(key, token)
+            except redis.RedisError:
+                pass  # the slot lapses by itself
+
+
 # --- the call --------------------------------------------------------------------------------------------------
 
 
@@ -293,18 +352,26 @@ def chat(session: Session, workspace_id: int, provider_id: int | None, messages:
                             max_tokens=max_tokens)
     json_tools = bool(tools) and not provider.use_tools
     client = client_for(provider.base_url, provider.api_key, provider.timeout_s)
-    started = time.monotonic()
     try:
-        response = client.chat.completions.create(**request)
+        with call_slot(workspace_id, settings.max_concurrent_calls, provider.timeout_s, provider.timeout_s):
+            started = time.monotonic()
+            try:
+                response = client.chat.completions.create(**request)
+            finally:
+                latency_ms = int((time.monotonic() - started) * 1000)
     except openai.OpenAIError as exc:
-        latency_ms = int((time.monotonic() - started) * 1000)
         error = map_error(exc, provider.api_key)
         error.latency_ms = latency_ms
+    except AIError as exc:  # no free slot: the provider was not called
+        error = exc
+        latency_ms = 0
+    else:
+        error = None
+    if error is not None:
         record_usage(workspace_id, provider.id, purpose, provider.model, error.kind, latency_ms=latency_ms)
         log.info("ai call failed: workspace=%s provider=%s model=%s kind=%s latency_ms=%s", workspace_id,
                  provider.id, provider.model, error.kind, latency_ms)
         raise error from None
-    latency_ms = int((time.monotonic() - started) * 1000)
     answer = parse_response(response, provider.model, latency_ms, json_tools=json_tools, prices=settings.prices)
     record_usage(workspace_id, provider.id, purpose, answer.model, "ok", prompt_tokens=answer.prompt_tokens,
                  completion_tokens=answer.completion_tokens, total_tokens=answer.total_tokens, latency_ms=latency_ms,

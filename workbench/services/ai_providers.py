@@ -318,17 +318,17 @@ def check_connection(actor: Actor, provider_id: int) -> ConnectionCheck:
     actor.require("admin")
     with session_scope() as session:
         config = ai_client.load_provider(session, actor.workspace_id, _get(session, actor, provider_id).id)
-        prices = ai_client.ai_settings(session, actor.workspace_id).prices
+        settings = ai_client.ai_settings(session, actor.workspace_id)
     tools_provider = replace(config, use_tools=True)
     try:
-        answer = _test_call(tools_provider, prices, tools=[TEST_TOOL])
+        answer = _test_call(tools_provider, settings.prices, settings.max_concurrent_calls, tools=[TEST_TOOL])
         supports = any(call.name == "confirmar_teste" and call.arguments is not None for call in answer.tool_calls)
     except AIError as exc:
         if exc.kind != "bad_request":
             return _store_test(actor, provider_id, ConnectionCheck(False, config.model, exc.latency_ms, None,
                                                               exc.key, exc.detail))
         try:  # the server refused the tools: does it answer at all?
-            answer = _test_call(config, prices, tools=None)
+            answer = _test_call(config, settings.prices, settings.max_concurrent_calls, tools=None)
         except AIError as plain:
             return _store_test(actor, provider_id, ConnectionCheck(False, config.model, plain.latency_ms, None,
                                                               plain.key, plain.detail))
@@ -336,13 +336,16 @@ def check_connection(actor: Actor, provider_id: int) -> ConnectionCheck:
     return _store_test(actor, provider_id, ConnectionCheck(True, answer.model, answer.latency_ms, supports))
 
 
-def _test_call(config: ai_client.ProviderConfig, prices: dict, *, tools: list[dict] | None) -> ai_client.ChatAnswer:
+def _test_call(config: ai_client.ProviderConfig, prices: dict, limit: int, *,
+               tools: list[dict] | None) -> ai_client.ChatAnswer:
     request = ai_client.build_request(config, TEST_MESSAGES, tools=tools, json_schema=None, temperature=0,
                                       max_tokens=64)
     client = ai_client.client_for(config.base_url, config.api_key, config.timeout_s)
     started = time.monotonic()
     try:
-        response = client.chat.completions.create(**request)
+        with ai_client.call_slot(config.workspace_id, limit, config.timeout_s, config.timeout_s):
+            started = time.monotonic()
+            response = client.chat.completions.create(**request)
     except openai.OpenAIError as exc:
         error = ai_client.map_error(exc, config.api_key)
         error.latency_ms = int((time.monotonic() - started) * 1000)
