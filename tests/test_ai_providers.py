@@ -241,3 +241,20 @@ def test_ai_settings_and_monthly_usage(engine, fake_llm):
         assert s.scalar(select(AIUsage.provider_id).limit(1)) is None
         assert s.scalar(select(AIProvider.id)) is None
     assert ai_providers.usage_this_month(admin).total_tokens == 400
+
+
+def test_the_price_table_is_editable_and_bounded(engine, fake_llm):
+    admin = make_actor(make_workspace())
+    ai_providers.create_provider(admin, _custom(fake_llm, model="meu-modelo"))
+    ai_providers.save_ai_settings(admin, {"prices": {"meu-modelo": {"input_per_1m": 1.0, "output_per_1m": 2.0}}})
+    assert list(ai_providers.get_ai_settings(admin).prices) == ["meu-modelo"]
+    fake_llm.script([{"text": "oi", "usage": (1_000_000, 500_000)}])
+    with session_scope() as s:
+        answer = ai_client.chat(s, admin.workspace_id, None, [{"role": "user", "content": "oi"}], tools=None,
+                                json_schema=None, temperature=None, max_tokens=10)
+    assert answer.cost_estimate == pytest.approx(2.0)
+    for bad in ({"x": {"input_per_1m": -1}}, {"x": {"output_per_1m": float("inf")}},
+                {f"m{i}": {} for i in range(101)}):
+        with pytest.raises(InvalidInput):
+            ai_providers.save_ai_settings(admin, {"prices": bad})
+    assert list(ai_providers.get_ai_settings(admin).prices) == ["meu-modelo"]
