@@ -14,13 +14,14 @@ Every AI feature (the funnel's AI step, *Resumo da IA*, *Testar conexão*) calls
   mechanism, which knows the attempt count and the deadline (``AIError.retryable`` tells it what to retry);
 - records one ``ai_usage`` row per call, success or failure (tokens, latency, model, outcome, cost estimate from
   the workspace's price table), in its own transaction so a failed call is counted even when the caller's
-  transaction rolls back.
+  transaction rolls back. No database connection is held while the model answers: reads come before the call and the
+  usage write after it, each in a short transaction.
 
 Why the OpenAI Python SDK: every preset (OpenAI, Gemini, Cloudflare Workers AI, Ollama, llama.cpp server, vLLM,
 OpenRouter) speaks its chat API; it takes a ``base_url``, a per-client timeout and ``max_retries``, maps HTTP
 statuses to typed exceptions (429, 5xx, timeouts) and parses tool calls into typed objects.
 
-Callers should not hold row locks across ``chat``: it takes seconds.
+Callers should not hold a transaction (let alone row locks) open across ``chat``: it takes seconds.
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ SLOTS_KEY = "wb:ai-slots:{}"
 """A sorted set per workspace: one member per call in flight, scored by when its slot lapses (a process that died
 mid-call frees its slot by itself)."""
 SLOT_MARGIN_S = 5.0
-_SLOT_POLL_S = 0.05
+_SLOT_POLL_S = 0.02  # a freed slot is taken within 20 ms; a waiter costs 50 Redis calls a second
 _ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
@@ -323,13 +324,15 @@ def call_slot(workspace_id: int, limit: int, hold_s: float, wait_s: float) -> It
 # --- the call --------------------------------------------------------------------------------------------------
 
 
-def chat(session: Session, workspace_id: int, provider_id: int | None, messages: list[dict], *,
+def chat(session: Session | None, workspace_id: int, provider_id: int | None, messages: list[dict], *,
          tools: list[dict] | None = None, json_schema: dict | None = None, temperature: float | None = None,
          max_tokens: int = 512, purpose: str = "step") -> ChatAnswer:
     """One chat completion with the workspace's provider.
 
     Args:
-        session: reads the provider, the settings and this month's usage (usage is written apart, see module).
+        session: the caller's session, kept in the signature for callers; ``chat`` does its reads and its usage
+            write in short transactions of its own, so that no connection is held during the call. Callers should
+            not hold a transaction open across ``chat`` either (it takes seconds).
         workspace_id: the caller's workspace; a provider of another workspace is not found.
         provider_id: a provider of the workspace, or None for its default.
         messages: OpenAI-style messages. The lead's text belongs only in ``user`` messages.
@@ -343,9 +346,14 @@ def chat(session: Session, workspace_id: int, provider_id: int | None, messages:
     Raises:
         AIError: every failure (see ``AIError.kind``); NotFound for an unknown provider id.
     """
-    provider = load_provider(session, workspace_id, provider_id)
-    settings = ai_settings(session, workspace_id)
-    if settings.monthly_token_budget and tokens_this_month(session, workspace_id) >= settings.monthly_token_budget:
+    # Short transactions of our own, before and after the call: no connection is held while the model thinks
+    # (a pool of callers waiting on slots while holding connections would starve the usage writes).
+    with session_scope() as own:
+        provider = load_provider(own, workspace_id, provider_id)
+        settings = ai_settings(own, workspace_id)
+        spent = bool(settings.monthly_token_budget) and (
+            tokens_this_month(own, workspace_id) >= settings.monthly_token_budget)
+    if spent:
         record_usage(workspace_id, provider.id, purpose, provider.model, "budget")
         raise AIError("budget", "monthly token budget exhausted")
     request = build_request(provider, messages, tools=tools, json_schema=json_schema, temperature=temperature,

@@ -115,10 +115,11 @@ def refresh_summary(actor: Actor, contact_id: Any) -> SummaryState:
                                .order_by(Message.id.desc()).limit(MAX_MESSAGES)).all()
         up_to = rows[0].id
         transcript = build_transcript(list(reversed(rows)))
-        answer = ai_client.chat(session, actor.workspace_id, None, [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": f"<conversation>\n{transcript}\n</conversation>"},
-        ], tools=None, json_schema=None, temperature=0.2, max_tokens=MAX_TOKENS, purpose="summary")
+    # the model takes seconds: no transaction is held meanwhile
+    answer = ai_client.chat(None, actor.workspace_id, None, [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"<conversation>\n{transcript}\n</conversation>"},
+    ], tools=None, json_schema=None, temperature=0.2, max_tokens=MAX_TOKENS, purpose="summary")
     text = plain_summary(answer.text or "")
     if not text:
         raise ai_client.AIError("server", "empty summary")
