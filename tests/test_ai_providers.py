@@ -13,7 +13,7 @@ from workbench.base.i18n import error_text
 from workbench.services import ai_client, ai_providers
 from workbench.services.ai_client import AIError
 from workbench.store.db import session_scope
-from workbench.store.models import AIProvider, AIUsage
+from workbench.store.models import ActivityEvent, AIProvider, AIUsage
 
 KEY = "sk-live-abcdefghijklmnop-WXYZ"
 
@@ -258,3 +258,19 @@ def test_the_price_table_is_editable_and_bounded(engine, fake_llm):
         with pytest.raises(InvalidInput):
             ai_providers.save_ai_settings(admin, {"prices": bad})
     assert list(ai_providers.get_ai_settings(admin).prices) == ["meu-modelo"]
+
+
+def test_provider_changes_are_audited_without_the_key(engine, fake_llm):
+    admin = make_actor(make_workspace())
+    view = ai_providers.create_provider(admin, _custom(fake_llm))
+    ai_providers.update_provider(admin, view.id, {"api_key": "sk-new-key-0000", "model": "fake-model"})
+    ai_providers.update_provider(admin, view.id, {"model": "fake-model"})  # nothing changed: nothing recorded
+    ai_providers.delete_provider(admin, view.id)
+    with session_scope() as s:
+        rows = s.execute(select(ActivityEvent.kind, ActivityEvent.actor_user_id, ActivityEvent.data)
+                         .where(ActivityEvent.subject_type == "ai_provider").order_by(ActivityEvent.id)).all()
+    assert [(kind, user) for kind, user, _ in rows] == [("ai_provider_added", admin.user_id),
+                                                        ("ai_provider_changed", admin.user_id),
+                                                        ("ai_provider_removed", admin.user_id)]
+    assert rows[1].data == {"name": "Local", "changed": ["api_key"]}
+    assert KEY not in repr(rows) and "sk-new-key-0000" not in repr(rows)

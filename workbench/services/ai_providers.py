@@ -35,7 +35,7 @@ from workbench.services.auth import Actor
 from workbench.services.workspace_settings import AISettings
 from workbench.store.crypto import encrypt_secret
 from workbench.store.db import session_scope
-from workbench.store.models import AI_PRESETS, AI_TOOL_MODES, AIProvider, AIUsage, is_row_id
+from workbench.store.models import AI_PRESETS, AI_TOOL_MODES, ActivityEvent, AIProvider, AIUsage, is_row_id
 from workbench.store.text import clean_text
 
 GEMINI_URL = "https://generativelanguage.googleapis.com/v1beta/openai/"
@@ -116,6 +116,13 @@ def _get(session: Session, actor: Actor, provider_id: Any, *, lock: bool = False
     if row is None:
         raise NotFound("ai provider", key="error.ai_provider_not_found")
     return row
+
+
+def _audit(session: Session, actor: Actor, kind: str, row: AIProvider, changed: list[str]) -> None:
+    """Who added, changed or removed a provider, and which settings (a new key is named, never its value)."""
+    session.add(ActivityEvent(workspace_id=actor.workspace_id, actor_user_id=actor.user_id, kind=kind,
+                              subject_type="ai_provider", subject_id=row.id,
+                              data={"name": row.name, "changed": sorted(changed)}))
 
 
 def list_providers(actor: Actor) -> list[ProviderView]:
@@ -239,6 +246,7 @@ def create_provider(actor: Actor, values: dict[str, Any]) -> ProviderView:
             session.flush()
         except IntegrityError:
             raise Conflict("name taken", key="error.ai_name_taken") from None
+        _audit(session, actor, "ai_provider_added", row, [c for c in columns if c != "key_last4"])
         return _view(row)
 
 
@@ -248,15 +256,22 @@ def update_provider(actor: Actor, provider_id: int, values: dict[str, Any]) -> P
     actor.require("admin")
     with session_scope() as session:
         row = _get(session, actor, provider_id, lock=True)
+        changed = []
         for column, value in _clean_fields(values, row).items():
+            if getattr(row, column) != value:
+                changed.append(column)
             setattr(row, column, value)
         if values.get("is_default") and not row.is_default:
             _clear_default(session, actor.workspace_id)
             row.is_default = True
+            changed.append("is_default")
         try:
             session.flush()
         except IntegrityError:
             raise Conflict("name taken", key="error.ai_name_taken") from None
+        changed = [c for c in changed if c not in ("key_last4", "supports_tools", "tested_at")]
+        if changed:
+            _audit(session, actor, "ai_provider_changed", row, changed)
         return _view(row)
 
 
@@ -272,6 +287,7 @@ def delete_provider(actor: Actor, provider_id: int) -> None:
     with session_scope() as session:
         row = _get(session, actor, provider_id, lock=True)
         was_default = row.is_default
+        _audit(session, actor, "ai_provider_removed", row, [])
         session.delete(row)
         session.flush()
         if was_default:
