@@ -258,3 +258,14 @@ def test_no_free_slot_within_the_timeout_is_a_retryable_rate_limit_without_a_cal
     assert fake_llm.requests == []
     assert _usage(ws)[0].outcome == "rate_limited"
     _chat(ws)  # released: the next call goes through
+
+
+def test_an_answer_past_the_size_cap_is_refused_and_compression_is_not_asked_for(engine, fake_llm):
+    ws = make_workspace()
+    make_ai_provider(ws, fake_llm.url)
+    fake_llm.script([{"text": "x" * (ai_client.MAX_ANSWER_BYTES + 10)}, {"text": "pequena"}])
+    with pytest.raises(AIError) as caught:
+        _chat(ws)
+    assert caught.value.kind == "server" and "larger than" in caught.value.detail
+    assert _chat(ws).text == "pequena"  # the client still works
+    assert fake_llm.requests[-1]["headers"]["accept-encoding"] == "identity"

@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx2
 import openai
 import redis
 from sqlalchemy import func, select
@@ -60,6 +61,8 @@ PURPOSES = ("step", "summary", "test", "chat")
 MAX_TOKENS_LIMIT = 16_384
 """The most completion tokens one call may ask for (bounds a caller's mistake, not the model)."""
 _MAX_ERROR_CHARS = 200
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+"""The most bytes of an answer read from a provider: a broken or hostile endpoint cannot fill the memory."""
 
 
 @dataclass(frozen=True)
@@ -221,15 +224,45 @@ _clients_lock = threading.Lock()
 _MAX_CLIENTS = 32
 
 
+class AnswerTooLarge(httpx2.ReadError):
+    """A provider's answer went past ``MAX_ANSWER_BYTES``."""
+
+
+class _CappedTransport(httpx2.BaseTransport):
+    """The SDK's HTTP transport, reading at most ``MAX_ANSWER_BYTES`` of an answer (compressed answers are not
+    asked for, so the cap holds for what is decoded too)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx2.HTTPTransport()
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = self._inner.handle_request(request)
+        body = bytearray()
+        try:
+            for chunk in response.stream:  # type: ignore[union-attr]
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise AnswerTooLarge("answer too large", request=request)
+        finally:
+            response.close()
+        return httpx2.Response(response.status_code, headers=response.headers, content=bytes(body), request=request,
+                               extensions=response.extensions)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 def client_for(base_url: str, api_key: str, timeout_s: float) -> openai.OpenAI:
-    """An SDK client for a provider, reused between calls (it holds a connection pool); never retries."""
+    """An SDK client for a provider, reused between calls (it holds a connection pool); never retries, reads at
+    most ``MAX_ANSWER_BYTES`` of an answer."""
     key = (base_url, api_key, float(timeout_s))
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
             # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
             client = openai.OpenAI(base_url=base_url, api_key=api_key or "no-key", timeout=float(timeout_s),
-                                   max_retries=0)
+                                   max_retries=0, default_headers={"Accept-Encoding": "identity"},
+                                   http_client=openai.DefaultHttpxClient(transport=_CappedTransport()))
             _clients[key] = client
             while len(_clients) > _MAX_CLIENTS:
                 _clients.popitem(last=False)[1].close()
@@ -243,6 +276,8 @@ def map_error(exc: Exception, api_key: str = "") -> AIError:
     if isinstance(exc, openai.APITimeoutError):
         return AIError("timeout", "the provider did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc.__cause__, AnswerTooLarge):
+            return AIError("server", f"answer larger than {MAX_ANSWER_BYTES} bytes")
         return AIError("server", "could not reach the provider")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
