@@ -1572,7 +1572,9 @@ CATALOG: dict[str, dict[str, str]] = {
                                  "llama.cpp server (http://localhost:8080/v1), vLLM, OpenRouter.",
         "ai.name": "Nome",
         "ai.base_url": "URL base da API",
-        "ai.base_url_help": "O endereço que termina em /v1, por exemplo http://localhost:11434/v1 para o Ollama.",
+        "ai.base_url_help": "O endereço que termina em /v1, por exemplo http://localhost:11434/v1 para o Ollama. "
+                            "Pode ser desta máquina ou da rede interna (um modelo local): as chamadas partem do "
+                            "servidor do painel e dos workers, que precisam alcançá-lo.",
         "ai.account_id": "Account ID da Cloudflare",
         "ai.api_key": "Chave de API",
         "ai.api_key_help": "Guardada criptografada; depois de salva, só os 4 últimos caracteres aparecem. Servidores "
