@@ -119,3 +119,16 @@ def test_supervisors_do_not_get_the_ai_tab(engine, r):
     at = open_page(supervisor)
     assert not at.exception
     assert [tab.label for tab in at.tabs] == ["Geral", "Campos"]
+
+
+def test_saving_the_price_table_unchanged_keeps_every_row(engine, r):
+    admin = make_actor(make_workspace())
+    ai_providers.save_ai_settings(admin, {"prices": {"gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6},
+                                                     "llama3.2": {}}})
+    at = open_page(admin)
+    at = at.button(key="ai_prices_save").click().run()
+    assert not at.exception
+    assert "Preços salvos." in [s.value for s in at.success]
+    prices = ai_providers.get_ai_settings(admin).prices
+    assert {k: (v.input_per_1m, v.output_per_1m) for k, v in prices.items()} == {"gpt-4o-mini": (0.15, 0.6),
+                                                                                "llama3.2": (0.0, 0.0)}
