@@ -69,6 +69,7 @@ def test_admin_adds_a_provider_tests_it_and_the_key_is_never_shown_again(engine,
     at = at.button(key="ai_save").click().run()
     assert [s.value for s in at.success] == ["Provedor salvo."]
     assert ai_providers.get_provider(admin, view.id).key_last4 == "QRST"
+    assert "…QRST" in [x.value for x in at.text]
     assert ai_providers.get_provider(admin, view.id).model == "fake-model-mini"
 
 

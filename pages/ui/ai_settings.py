@@ -202,10 +202,11 @@ def _edit_provider(views: list[ai_providers.ProviderView]) -> None:
                           help=t("ai.base_url_help"))
         if view.preset == "cloudflare":
             st.text_input(t("ai.account_id"), key="ai_edit_account_id", max_chars=64)
-        key_help = t("ai.api_key_keep", last4=view.key_last4) if view.key_last4 else t("ai.api_key_none")
+        if view.key_last4:
+            st.caption(t("ai.api_key_current"))
+            st.text(f"…{view.key_last4}")  # typed by an admin: literal
         st.text_input(t("ai.api_key_new"), key="ai_edit_api_key", type="password", max_chars=ai_providers.MAX_KEY,
-                      help=key_help)
-        st.caption(key_help)
+                      help=t("ai.api_key_keep") if view.key_last4 else t("ai.api_key_none"))
         st.text_input(t("ai.model"), key="ai_edit_model", max_chars=ai_providers.MAX_MODEL, help=t("ai.model_help"))
         with st.container(horizontal=True):
             st.number_input(t("ai.temperature"), key="ai_edit_temperature", min_value=0.0, max_value=2.0, step=0.1,

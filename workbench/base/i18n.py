@@ -1580,7 +1580,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "ai.api_key_help": "Guardada criptografada; depois de salva, só os 4 últimos caracteres aparecem. Servidores "
                            "locais costumam não precisar de chave.",
         "ai.api_key_new": "Nova chave de API",
-        "ai.api_key_keep": "A chave atual termina em {last4}. Deixe em branco para mantê-la.",
+        "ai.api_key_current": "Chave atual (só o final)",
+        "ai.api_key_keep": "Deixe em branco para manter a chave atual.",
         "ai.api_key_none": "Sem chave guardada.",
         "ai.model": "Modelo",
         "ai.model_help": "O nome do modelo como o provedor o chama. Use \"Buscar modelos\" para escolher da lista do "
