@@ -65,7 +65,7 @@ def main() -> None:
 
             get_settings.cache_clear()
             upgrade_database(database_url)
-            fake = FakeLLM().start()
+            fake = FakeLLM()
             try:
                 ws = make_workspace()
                 make_ai_provider(ws, fake.url, timeout_s=30)

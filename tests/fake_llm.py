@@ -1,6 +1,7 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 with scripted answers, for tests and benchmarks.
 
-``fake_llm`` (a pytest fixture, imported by ``tests/conftest.py``) starts one per test::
+``fake_llm`` (a pytest fixture, imported by ``tests/conftest.py``) starts one per test (``FakeLLM()`` starts one
+anywhere else; ``close()`` stops it)::
 
     fake_llm.script([
         {"tool_calls": [{"name": "salvar", "arguments": {"email": "a@b.com"}}]},   # a tool call
@@ -12,16 +13,18 @@
         lambda request: {"text": request["messages"][-1]["content"]},            # computed from the request
     ])
 
-Each request to ``/v1/chat/completions`` takes the next scripted answer; when the script is empty the server
-answers ``fake_llm.default`` (plain text "ok"). ``fake_llm.no_tools = True`` makes it refuse requests that carry
-``tools`` with a 400, like a server without tool calling. Answer keys: ``text``, ``tool_calls``, ``json``,
-``status`` (and ``body``), ``delay`` (seconds), ``model``, ``usage`` (prompt, completion), ``finish_reason``.
+Each request to ``/v1/chat/completions`` takes the next scripted answer; a new ``script`` replaces what is left of
+the previous one, and when the script runs out its last answer repeats (a provider that keeps failing is
+``script([{"status": 500}])``). With no script the server answers ``fake_llm.default`` (plain text "ok").
+``fake_llm.no_tools = True`` makes it refuse requests that carry ``tools`` with a 400, like a server without tool
+calling. Answer keys: ``text``, ``tool_calls``, ``json``, ``status`` (and ``body``), ``delay`` (seconds),
+``model`` (else the request's), ``usage`` (prompt, completion) or ``completion_tokens``, ``finish_reason``.
 
 ``fake_llm.requests`` lists what it got: ``{"method", "path", "headers", "body"}`` (header names lower case, body
 parsed from JSON), so tests can check where the lead's text went and that the key travelled only in the
-``authorization`` header.
-``fake_llm.url`` is the base URL to configure (``http://127.0.0.1:<port>/v1``); ``fake_llm.models`` the ids
-``/v1/models`` lists; ``fake_llm.max_in_flight`` the most chat requests it answered at once.
+``authorization`` header. ``fake_llm.url`` is the base URL to configure (``http://127.0.0.1:<port>/v1``);
+``fake_llm.models`` the ids ``/v1/models`` lists; ``fake_llm.max_in_flight`` the most chat requests it answered at
+once.
 """
 
 from __future__ import annotations
@@ -44,25 +47,28 @@ Answer = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 class FakeLLM:
     """The server's state: the script, what it received, the model list."""
 
-    def __init__(self) -> None:
+    def __init__(self, default: Answer | None = None, model: str = "fake-model") -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-llm", daemon=True)
         self._lock = threading.Lock()
         self._script: deque[Answer] = deque()
+        self._last: Answer | None = None  # repeats once the script ran out
         self._stopping = threading.Event()
         self._connections: set[Any] = set()
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0  # chat requests being answered now
         self.max_in_flight = 0  # the most at once so far
-        self.models: list[str] = ["fake-model", "fake-model-mini"]
-        self.default: Answer = {"text": "ok"}
+        self.model = model
+        self.models: list[str] = [model, f"{model}-mini"]
+        self.default: Answer = default or {"text": "ok"}
         self.no_tools = False
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread.start()
 
     def start(self) -> FakeLLM:
-        self._thread.start()
+        """The server (it serves from construction; kept for ``FakeLLM().start()``)."""
         return self
 
     def stop(self) -> None:
@@ -75,10 +81,13 @@ class FakeLLM:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
 
+    close = stop
+
     def script(self, answers: list[Answer]) -> None:
-        """Queue answers for the next chat requests, in order (added after any still queued)."""
+        """Answer the next chat requests with ``answers`` in order, the last one repeating once they ran out."""
         with self._lock:
-            self._script.extend(answers)
+            self._script = deque(answers)
+            self._last = None
 
     def chat_requests(self) -> list[dict[str, Any]]:
         """The bodies of the chat completion requests received so far."""
@@ -86,7 +95,10 @@ class FakeLLM:
 
     def _next(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            answer = self._script.popleft() if self._script else self.default
+            if self._script:
+                answer = self._last = self._script.popleft()
+            else:
+                answer = self._last if self._last is not None else self.default
         return answer(body) if callable(answer) else answer
 
     def _sleep(self, seconds: float) -> None:
@@ -188,7 +200,7 @@ def completion(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any
                                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}})
     if calls:
         message["tool_calls"] = calls
-    prompt, completion_tokens = answer.get("usage", (11, 7))
+    prompt, completion_tokens = answer.get("usage", (11, answer.get("completion_tokens", 7)))
     return {
         "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()),
         "model": answer.get("model") or request.get("model") or "fake-model",
@@ -202,7 +214,7 @@ def completion(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any
 @pytest.fixture
 def fake_llm() -> Iterator[FakeLLM]:
     """A scripted OpenAI-compatible server on 127.0.0.1 for one test."""
-    server = FakeLLM().start()
+    server = FakeLLM()
     try:
         yield server
     finally:

@@ -9,7 +9,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_ai_provider, make_workspace
+from tests.factories import make_actor, make_ai_provider, make_workspace
 from workbench.base.errors import NotFound
 from workbench.services import ai_client
 from workbench.services.ai_client import AIError, ToolCall
@@ -269,3 +269,49 @@ def test_an_answer_past_the_size_cap_is_refused_and_compression_is_not_asked_for
     assert caught.value.kind == "server" and "larger than" in caught.value.detail
     assert _chat(ws).text == "pequena"  # the client still works
     assert fake_llm.requests[-1]["headers"]["accept-encoding"] == "identity"
+
+
+def test_with_tools_and_a_json_schema_a_provider_without_tool_calling_gets_the_callers_schema(engine, fake_llm):
+    ws = make_workspace()
+    with session_scope() as s:
+        ai_client.save_provider(s, ws, "Local", base_url=fake_llm.url, model="m", api_key=None, tool_calling=False)
+    schema = {"type": "object", "properties": {"resposta": {"type": "string"}}, "required": ["resposta"],
+              "additionalProperties": False}
+    fake_llm.script([{"json": {"resposta": "Anotado!"}}])
+    answer = _chat(ws, tools=[SAVE_TOOL], json_schema=schema)
+    assert json.loads(answer.text) == {"resposta": "Anotado!"} and answer.tool_calls == ()
+    body = fake_llm.chat_requests()[0]
+    assert "tools" not in body and body["response_format"]["json_schema"] == {
+        "name": "answer", "schema": schema, "strict": True}
+    # with tool calling the tools go as tools, and the schema is not used
+    with session_scope() as s:
+        tools_id = ai_client.save_provider(s, ws, "Tools", base_url=fake_llm.url, model="m", api_key="sk-x-0001")
+    _chat(ws, tools_id, tools=[SAVE_TOOL], json_schema=schema)
+    body = fake_llm.chat_requests()[1]
+    assert body["tools"] == [SAVE_TOOL] and "response_format" not in body
+
+
+def test_an_answer_in_another_json_shape_is_left_to_the_caller(engine, fake_llm):
+    ws = make_workspace()
+    make_ai_provider(ws, fake_llm.url, tool_mode="json")
+    fake_llm.script([{"json": {"resposta": "Oi"}}])
+    answer = _chat(ws, tools=[SAVE_TOOL])
+    assert json.loads(answer.text) == {"resposta": "Oi"} and answer.tool_calls == () and answer.raw_text is None
+
+
+def test_helpers_for_the_ai_step(engine, fake_llm):
+    ws, other = make_workspace(), make_workspace("Outra")
+    with session_scope() as s:
+        first = ai_client.save_provider(s, ws, "A", base_url=fake_llm.url, model="m", api_key=KEY)
+        second = ai_client.save_provider(s, ws, "B", base_url=fake_llm.url, model="m", api_key=None,
+                                         tool_calling=False, is_default=True, timeout_s=5)
+        ai_client.save_provider(s, other, "C", base_url=fake_llm.url, model="m", api_key=None)
+        s.add(Setting(workspace_id=ws, key="ai", value={"master_prompt": "Você é a Bia."}))
+    with session_scope() as s:
+        assert ai_client.master_prompt(s, ws) == "Você é a Bia." and ai_client.master_prompt(s, other) == ""
+        default = ai_client.load_provider(s, ws, None)
+        assert (default.id, default.use_tools, default.timeout_s) == (second, False, 5.0)
+        assert ai_client.load_provider(s, ws, first).api_key == KEY
+    actor = make_actor(ws, "supervisor")
+    assert ai_client.list_providers(actor) == [{"id": second, "name": "B", "is_default": True},
+                                               {"id": first, "name": "A", "is_default": False}]

@@ -42,14 +42,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx2
 import openai
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from workbench.base.clock import DEFAULT_TIMEZONE, now
 from workbench.base.errors import NotFound, WorkbenchError
+from workbench.services.auth import Actor
 from workbench.services.workspace_settings import AISettings, ModelPrice, load_setting
 from workbench.store.bus import get_redis
-from workbench.store.crypto import decrypt_secret
+from workbench.store.crypto import decrypt_secret, encrypt_secret
 from workbench.store.db import session_scope
 from workbench.store.models import AIProvider, AIUsage, Workspace, is_row_id
 
@@ -372,8 +373,11 @@ def chat(session: Session | None, workspace_id: int, provider_id: int | None, me
         provider_id: a provider of the workspace, or None for its default.
         messages: OpenAI-style messages. The lead's text belongs only in ``user`` messages.
         tools: OpenAI function tools (``{"type": "function", "function": {name, description, parameters}}``,
-            or the bare ``{name, description, parameters}``).
-        json_schema: ask for a JSON answer matching this schema (``text`` holds it); ignored when tools are given.
+            or the bare ``{name, description, parameters}``). On a provider without tool calling they become a
+            strict JSON answer turned back into ``ToolCall`` objects — unless ``json_schema`` is given too.
+        json_schema: ask for a JSON answer matching this schema (``text`` holds it, to be parsed by the caller):
+            always when no tools are given; with tools, only on a provider without tool calling (the caller's own
+            JSON stand-in for its tools).
         temperature: None for the provider's default.
         max_tokens: the answer's length cap (1..16384).
         purpose: what the call is for, recorded with its usage (``step``, ``summary``, ``test``, ``chat``).
@@ -393,7 +397,7 @@ def chat(session: Session | None, workspace_id: int, provider_id: int | None, me
         raise AIError("budget", "monthly token budget exhausted")
     request = build_request(provider, messages, tools=tools, json_schema=json_schema, temperature=temperature,
                             max_tokens=max_tokens)
-    json_tools = bool(tools) and not provider.use_tools
+    json_tools = bool(tools) and not provider.use_tools and json_schema is None
     client = client_for(provider.base_url, provider.api_key, provider.timeout_s)
     try:
         with call_slot(workspace_id, settings.max_concurrent_calls, provider.timeout_s, provider.timeout_s):
@@ -437,6 +441,9 @@ def build_request(provider: ProviderConfig, messages: list[dict], *, tools: list
     if functions and provider.use_tools:
         request["tools"] = [{"type": "function", "function": fn} for fn in functions]
         request["tool_choice"] = "auto"
+    elif functions and json_schema is not None:
+        # No tool calling, and the caller said which JSON stands for its tools: ask for that (it parses ``text``).
+        request["response_format"] = _response_format("answer", json_schema)
     elif functions:
         schema = tools_envelope(functions)
         # Our own instruction, after the caller's system messages and before the conversation.
@@ -548,6 +555,8 @@ def _from_envelope(content: str | None) -> tuple[str | None, list[ToolCall], str
         return None, [], content
     if not isinstance(data, dict):
         return None, [], content
+    if "reply" not in data and "tool_calls" not in data:  # JSON of another shape: the caller may know it
+        return content, [], None
     reply = data.get("reply")
     calls = []
     for index, item in enumerate(data.get("tool_calls") or [] if isinstance(data.get("tool_calls"), list) else []):
@@ -566,3 +575,39 @@ def _strip_fence(text: str) -> str:
         text = text.split("\n", 1)[1] if "\n" in text else ""
         text = text.rsplit("```", 1)[0]
     return text
+
+
+# --- helpers for the AI step (the interface the AI-ENGINE helper coded against) -------------------------------
+
+
+def master_prompt(session: Session, workspace_id: int) -> str:
+    """The workspace's *Prompt mestre* (persona and rules placed before every AI step's instructions); "" if none."""
+    return ai_settings(session, workspace_id).master_prompt
+
+
+def list_providers(actor: Actor) -> list[dict[str, Any]]:
+    """The workspace's providers as ``{"id", "name", "is_default"}``, the default first (the AI step's provider
+    picker); ids and names only, never a key or URL."""
+    with session_scope() as session:
+        rows = session.execute(select(AIProvider.id, AIProvider.name, AIProvider.is_default)
+                               .where(AIProvider.workspace_id == actor.workspace_id)
+                               .order_by(AIProvider.is_default.desc(), AIProvider.id)).all()
+    return [{"id": row.id, "name": row.name, "is_default": row.is_default} for row in rows]
+
+
+def save_provider(session: Session, workspace_id: int, name: str, *, base_url: str, model: str, api_key: str | None,
+                  tool_calling: bool = True, is_default: bool = False, timeout_s: float = 30.0) -> int:
+    """Store a *Personalizado* provider in the caller's session (tests, scripts; no role check, no validation:
+    the panel goes through ``workbench.services.ai_providers``); the key encrypted. The workspace's first provider,
+    or one with ``is_default``, becomes its default. Returns its id."""
+    first = session.scalar(select(AIProvider.id).where(AIProvider.workspace_id == workspace_id).limit(1)) is None
+    if is_default and not first:
+        session.execute(update(AIProvider).where(AIProvider.workspace_id == workspace_id, AIProvider.is_default)
+                        .values(is_default=False))
+    row = AIProvider(workspace_id=workspace_id, name=name, preset="custom", base_url=base_url, model=model,
+                     api_key=encrypt_secret(api_key) if api_key else None, key_last4=api_key[-4:] if api_key else None,
+                     is_default=first or is_default, timeout_s=float(timeout_s),
+                     tool_mode="tools" if tool_calling else "json")
+    session.add(row)
+    session.flush()
+    return row.id
