@@ -183,8 +183,10 @@ def test_budget_exhausted_refuses_the_call_without_reaching_the_provider(engine,
 def test_providers_of_another_workspace_are_not_found(engine, fake_llm):
     ws, other = make_workspace(), make_workspace("Outra")
     theirs = make_ai_provider(other, fake_llm.url)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as caught:
         _chat(ws, theirs)
+    assert isinstance(caught.value, AIError) and (caught.value.kind, caught.value.retryable) == ("config", False)
+    assert caught.value.key == "error.ai_provider_not_found"
     with pytest.raises(AIError) as caught:  # and this workspace has no default of its own
         _chat(ws)
     assert caught.value.kind == "config"

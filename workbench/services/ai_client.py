@@ -107,6 +107,15 @@ class AIError(WorkbenchError):
         self.latency_ms = latency_ms
 
 
+class ProviderNotFound(AIError, NotFound):
+    """No such provider in the workspace (another workspace's id included): both ``NotFound`` (what ids of other
+    workspaces always are) and an ``AIError`` of kind ``config`` (what a step's call makes of it: no retry)."""
+
+    def __init__(self) -> None:
+        super().__init__("config", "ai provider not found")
+        self.key = "error.ai_provider_not_found"
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """What a call needs from a provider row, the key decrypted (kept out of ``repr``)."""
@@ -126,7 +135,8 @@ def load_provider(session: Session, workspace_id: int, provider_id: int | None) 
     """The provider ``provider_id`` of the workspace, or the workspace's default when None.
 
     Raises:
-        NotFound: no such provider in this workspace (another workspace's id included).
+        ProviderNotFound: no such provider in this workspace (another workspace's id included); a ``NotFound``
+            and an ``AIError`` of kind ``config``.
         AIError: kind ``config`` when no provider was named and the workspace has no default.
     """
     query = select(AIProvider).where(AIProvider.workspace_id == workspace_id)
@@ -137,7 +147,7 @@ def load_provider(session: Session, workspace_id: int, provider_id: int | None) 
     else:
         row = session.scalars(query.where(AIProvider.id == provider_id)).first() if is_row_id(provider_id) else None
         if row is None:
-            raise NotFound("ai provider", key="error.ai_provider_not_found")
+            raise ProviderNotFound()
     return ProviderConfig(
         id=row.id, workspace_id=row.workspace_id, name=row.name, base_url=row.base_url, model=row.model,
         temperature=row.temperature, timeout_s=row.timeout_s, use_tools=uses_tools(row.tool_mode, row.supports_tools),
@@ -383,7 +393,8 @@ def chat(session: Session | None, workspace_id: int, provider_id: int | None, me
         purpose: what the call is for, recorded with its usage (``step``, ``summary``, ``test``, ``chat``).
 
     Raises:
-        AIError: every failure (see ``AIError.kind``); NotFound for an unknown provider id.
+        AIError: every failure (see ``AIError.kind``); an unknown provider id is ``ProviderNotFound`` (kind
+            ``config``, also a ``NotFound``).
     """
     # Short transactions of our own, before and after the call: no connection is held while the model thinks
     # (a pool of callers waiting on slots while holding connections would starve the usage writes).
