@@ -317,3 +317,14 @@ def test_helpers_for_the_ai_step(engine, fake_llm):
     actor = make_actor(ws, "supervisor")
     assert ai_client.list_providers(actor) == [{"id": second, "name": "B", "is_default": True},
                                                {"id": first, "name": "A", "is_default": False}]
+
+
+def test_a_slot_left_by_a_dead_process_lapses(engine, r, fake_llm):
+    ws = make_workspace()
+    make_ai_provider(ws, fake_llm.url, timeout_s=0.2)
+    with session_scope() as s:
+        s.add(Setting(workspace_id=ws, key="ai", value={"max_concurrent_calls": 1}))
+    key = ai_client.SLOTS_KEY.format(ws)
+    r.zadd(key, {"dead-process": 1})  # its slot lapsed long ago (scores are when a slot lapses, in ms)
+    assert _chat(ws).text == "ok"
+    assert r.zcard(key) == 0

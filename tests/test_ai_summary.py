@@ -160,3 +160,21 @@ def test_inbox_contact_panel_has_the_summary_button(engine, r, fake_llm):
     assert not at.exception
     assert "Resumo da conversa na caixa de entrada" in texts(at)
     assert at.button(key="inbox_summary_refresh").disabled
+
+
+@pytest.mark.parametrize("conversation", [True, False], ids=["empty conversation", "imported, no conversation"])
+def test_a_contact_without_messages_has_nothing_to_summarise(engine, r, fake_llm, conversation):
+    from tests.contact_rows import make_contact
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    admin = make_actor(ws)
+    make_ai_provider(ws, fake_llm.url)
+    contact = make_contact(ws, inst, "Importado", conversation=conversation)
+    state = ai_summary.refresh_summary(admin, contact)
+    assert (state.text, state.has_messages, state.stale) == (None, False, False)
+    at = open_contact(admin, contact)
+    assert not at.exception
+    assert "Ainda não há mensagens para resumir." in [c.value for c in at.caption]
+    assert not [b for b in at.button if b.key == "contact360_summary_refresh"]
+    assert fake_llm.requests == []
