@@ -406,10 +406,21 @@ def chat(session: Session | None, workspace_id: int, provider_id: int | None, me
     if spent:
         record_usage(workspace_id, provider.id, purpose, provider.model, "budget")
         raise AIError("budget", "monthly token budget exhausted")
+    return call_provider(provider, settings, messages, tools=tools, json_schema=json_schema, temperature=temperature,
+                         max_tokens=max_tokens, purpose=purpose)
+
+
+def call_provider(provider: ProviderConfig, settings: AISettings, messages: list[dict], *, tools: list[dict] | None,
+                  json_schema: dict | None, temperature: float | None, max_tokens: int,
+                  purpose: str) -> ChatAnswer:
+    """The call itself, for a provider already loaded (``chat``, and *Testar conexão*, which forces tool calling):
+    one attempt within a concurrency slot, its usage recorded. No budget check (``chat`` does it)."""
     request = build_request(provider, messages, tools=tools, json_schema=json_schema, temperature=temperature,
                             max_tokens=max_tokens)
     json_tools = bool(tools) and not provider.use_tools and json_schema is None
     client = client_for(provider.base_url, provider.api_key, provider.timeout_s)
+    workspace_id = provider.workspace_id
+    latency_ms = 0
     try:
         with call_slot(workspace_id, settings.max_concurrent_calls, provider.timeout_s, provider.timeout_s):
             started = time.monotonic()
@@ -422,7 +433,6 @@ def chat(session: Session | None, workspace_id: int, provider_id: int | None, me
         error.latency_ms = latency_ms
     except AIError as exc:  # no free slot: the provider was not called
         error = exc
-        latency_ms = 0
     else:
         error = None
     if error is not None:

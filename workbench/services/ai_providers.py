@@ -16,7 +16,6 @@ form) is open to admins and supervisors. Another workspace's provider id is "not
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -337,14 +336,14 @@ def check_connection(actor: Actor, provider_id: int) -> ConnectionCheck:
         settings = ai_client.ai_settings(session, actor.workspace_id)
     tools_provider = replace(config, use_tools=True)
     try:
-        answer = _test_call(tools_provider, settings.prices, settings.max_concurrent_calls, tools=[TEST_TOOL])
+        answer = _test_call(tools_provider, settings, tools=[TEST_TOOL])
         supports = any(call.name == "confirmar_teste" and call.arguments is not None for call in answer.tool_calls)
     except AIError as exc:
         if exc.kind != "bad_request":
             return _store_test(actor, provider_id, ConnectionCheck(False, config.model, exc.latency_ms, None,
                                                               exc.key, exc.detail))
         try:  # the server refused the tools: does it answer at all?
-            answer = _test_call(config, settings.prices, settings.max_concurrent_calls, tools=None)
+            answer = _test_call(config, settings, tools=None)
         except AIError as plain:
             return _store_test(actor, provider_id, ConnectionCheck(False, config.model, plain.latency_ms, None,
                                                               plain.key, plain.detail))
@@ -352,29 +351,10 @@ def check_connection(actor: Actor, provider_id: int) -> ConnectionCheck:
     return _store_test(actor, provider_id, ConnectionCheck(True, answer.model, answer.latency_ms, supports))
 
 
-def _test_call(config: ai_client.ProviderConfig, prices: dict, limit: int, *,
+def _test_call(config: ai_client.ProviderConfig, settings: AISettings, *,
                tools: list[dict] | None) -> ai_client.ChatAnswer:
-    request = ai_client.build_request(config, TEST_MESSAGES, tools=tools, json_schema=None, temperature=0,
-                                      max_tokens=64)
-    client = ai_client.client_for(config.base_url, config.api_key, config.timeout_s)
-    started = time.monotonic()
-    try:
-        with ai_client.call_slot(config.workspace_id, limit, config.timeout_s, config.timeout_s):
-            started = time.monotonic()
-            response = client.chat.completions.create(**request)
-    except openai.OpenAIError as exc:
-        error = ai_client.map_error(exc, config.api_key)
-        error.latency_ms = int((time.monotonic() - started) * 1000)
-        ai_client.record_usage(config.workspace_id, config.id, "test", config.model, error.kind,
-                               latency_ms=error.latency_ms)
-        raise error from None
-    latency_ms = int((time.monotonic() - started) * 1000)
-    answer = ai_client.parse_response(response, config.model, latency_ms, json_tools=False, prices=prices)
-    ai_client.record_usage(config.workspace_id, config.id, "test", answer.model, "ok",
-                           prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
-                           total_tokens=answer.total_tokens, latency_ms=latency_ms,
-                           cost_estimate=answer.cost_estimate)
-    return answer
+    return ai_client.call_provider(config, settings, TEST_MESSAGES, tools=tools, json_schema=None, temperature=0,
+                                   max_tokens=64, purpose="test")
 
 
 def _store_test(actor: Actor, provider_id: int, result: ConnectionCheck) -> ConnectionCheck:
