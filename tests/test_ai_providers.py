@@ -236,6 +236,8 @@ def test_ai_settings_and_monthly_usage(engine, fake_llm):
     usage = ai_providers.usage_this_month(admin)
     assert (usage.calls, usage.failed, usage.total_tokens, usage.budget, usage.budget_left) == (2, 1, 400, 1000, 600)
     assert usage.cost_estimate == pytest.approx((300 * 0.15 + 100 * 0.6) / 1e6)
+    [line] = usage.by_purpose
+    assert (line.purpose, line.calls, line.failed, line.total_tokens) == ("step", 2, 1, 400)
     ai_providers.delete_provider(admin, view.id)
     with session_scope() as s:  # usage outlives the provider, still counted
         assert s.scalar(select(AIUsage.provider_id).limit(1)) is None

@@ -62,6 +62,8 @@ def test_admin_adds_a_provider_tests_it_and_the_key_is_never_shown_again(engine,
     assert ok.value.startswith("Conectado em ") and ok.value.endswith("Chamada de ferramentas: sim.")
     assert "fm-9" in [x.value for x in at.text]
     assert list(_providers_table(at)["Ferramentas"]) == ["sim"]
+    usage = next(df.value for df in at.dataframe if "Uso" in df.value.columns)
+    assert list(usage["Uso"]) == ["Testes de conexão"] and list(usage["Chamadas"]) == [1]
     assert KEY not in _everything_drawn(at)
 
     # editing without typing a key keeps it

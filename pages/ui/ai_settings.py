@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.ui.feedback import attempt, flash, show_flash
-from workbench.base.i18n import format_when, t
+from workbench.base.i18n import format_when, has_key, t
 from workbench.services import ai_providers
 from workbench.services.auth import Actor
 from workbench.store.models import AI_PRESETS, AI_TOOL_MODES
@@ -310,6 +310,12 @@ def _prices_section() -> None:
     show_flash(PRICES_FLASH_KEY)
 
 
+def _purpose_label(purpose: str) -> str:
+    """A purpose's label; one the catalog does not know (a caller's own) is shown as recorded."""
+    key = f"ai.purpose.{purpose}"
+    return t(key) if has_key(key) else purpose
+
+
 def _usage_section() -> None:
     st.subheader(t("ai.usage.title"))
     usage = ai_providers.usage_this_month(_actor())
@@ -320,6 +326,11 @@ def _usage_section() -> None:
         st.metric(t("ai.usage.cost"), f"US$ {usage.cost_estimate:.4f}".replace(".", ","))
         left = t("ai.usage.no_budget") if usage.budget_left is None else f"{usage.budget_left:,}".replace(",", ".")
         st.metric(t("ai.usage.left"), left)
+    if usage.by_purpose:
+        st.dataframe([{t("ai.usage.purpose"): _purpose_label(line.purpose), t("ai.usage.calls"): line.calls,
+                       t("ai.usage.failed"): line.failed, t("ai.usage.tokens"): line.total_tokens,
+                       t("ai.usage.cost"): round(line.cost_estimate, 4)} for line in usage.by_purpose],
+                     hide_index=True)
 
 
 def render() -> None:

@@ -1649,6 +1649,11 @@ CATALOG: dict[str, dict[str, str]] = {
         "ai.usage.cost": "Custo estimado",
         "ai.usage.left": "Tokens restantes",
         "ai.usage.no_budget": "sem limite",
+        "ai.usage.purpose": "Uso",
+        "ai.purpose.step": "Passos de IA dos funis",
+        "ai.purpose.summary": "Resumos da IA",
+        "ai.purpose.test": "Testes de conexão",
+        "ai.purpose.chat": "Outras chamadas",
         "ai.prices.title": "Preços por modelo",
         "ai.prices.caption": "Em dólares por milhão de tokens, para estimar o custo de cada chamada. Os valores "
                              "iniciais são dos sites dos provedores e podem mudar: confira e ajuste. Um modelo "

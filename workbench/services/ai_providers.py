@@ -383,8 +383,19 @@ def save_ai_settings(actor: Actor, values: dict[str, Any]) -> AISettings:
 
 
 @dataclass(frozen=True)
+class UsageLine:
+    """This month's use for one purpose (``step``, ``summary``, ``test``, ``chat``)."""
+
+    purpose: str
+    calls: int
+    failed: int
+    total_tokens: int
+    cost_estimate: float
+
+
+@dataclass(frozen=True)
 class UsageSummary:
-    """This month's AI use of the workspace."""
+    """This month's AI use of the workspace, in all and by purpose (most tokens first)."""
 
     calls: int
     failed: int
@@ -392,6 +403,7 @@ class UsageSummary:
     cost_estimate: float
     budget: int
     budget_left: int | None
+    by_purpose: tuple[UsageLine, ...] = ()
 
 
 def usage_this_month(actor: Actor) -> UsageSummary:
@@ -399,11 +411,17 @@ def usage_this_month(actor: Actor) -> UsageSummary:
     actor.require("admin")
     with session_scope() as session:
         since = ai_client.month_start(session, actor.workspace_id)
-        row = session.execute(select(
-            func.count(), func.count().filter(AIUsage.outcome != "ok"),
+        rows = session.execute(select(
+            AIUsage.purpose, func.count(), func.count().filter(AIUsage.outcome != "ok"),
             func.coalesce(func.sum(AIUsage.total_tokens), 0), func.coalesce(func.sum(AIUsage.cost_estimate), 0.0),
-        ).where(AIUsage.workspace_id == actor.workspace_id, AIUsage.created_at >= since)).one()
+        ).where(AIUsage.workspace_id == actor.workspace_id, AIUsage.created_at >= since)
+            .group_by(AIUsage.purpose)).all()
         settings = ai_client.ai_settings(session, actor.workspace_id)
-        left = max(0, settings.monthly_token_budget - int(row[2])) if settings.monthly_token_budget else None
-        return UsageSummary(calls=int(row[0]), failed=int(row[1]), total_tokens=int(row[2]),
-                            cost_estimate=float(row[3]), budget=settings.monthly_token_budget, budget_left=left)
+    lines = sorted((UsageLine(purpose, int(calls), int(failed), int(tokens), float(cost))
+                    for purpose, calls, failed, tokens, cost in rows), key=lambda line: (-line.total_tokens,
+                                                                                          line.purpose))
+    tokens = sum(line.total_tokens for line in lines)
+    left = max(0, settings.monthly_token_budget - tokens) if settings.monthly_token_budget else None
+    return UsageSummary(calls=sum(line.calls for line in lines), failed=sum(line.failed for line in lines),
+                        total_tokens=tokens, cost_estimate=sum(line.cost_estimate for line in lines),
+                        budget=settings.monthly_token_budget, budget_left=left, by_purpose=tuple(lines))
