@@ -35,24 +35,22 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx2
 import openai
 import redis
-from sqlalchemy import func, select, update
+from sqlalchemy import Date, cast, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from workbench.base.clock import DEFAULT_TIMEZONE, now
 from workbench.base.errors import NotFound, WorkbenchError
 from workbench.services.auth import Actor
 from workbench.services.workspace_settings import AISettings, ModelPrice, load_setting
 from workbench.store.bus import get_redis
 from workbench.store.crypto import decrypt_secret, encrypt_secret
 from workbench.store.db import session_scope
-from workbench.store.models import AIProvider, AIUsage, Workspace, is_row_id
+from workbench.store.models import AIProvider, AIUsage, AIUsageMonth, Workspace, is_row_id
 
 log = logging.getLogger(__name__)
 
@@ -167,21 +165,17 @@ def uses_tools(tool_mode: str, supports_tools: bool | None) -> bool:
 # --- budget and cost -------------------------------------------------------------------------------------------
 
 
-def month_start(session: Session, workspace_id: int) -> datetime:
-    """The start of the current calendar month in the workspace's zone (the budget's period)."""
-    zone_name = session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id)) or DEFAULT_TIMEZONE
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo(DEFAULT_TIMEZONE)
-    local = now().astimezone(zone)
-    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+def current_month(workspace_id: int) -> Any:
+    """SQL for the first day of the current month in the workspace's zone (the budget's period)."""
+    return (select(cast(func.date_trunc("month", func.timezone(Workspace.timezone, func.now())), Date))
+            .where(Workspace.id == workspace_id).scalar_subquery())
 
 
 def tokens_this_month(session: Session, workspace_id: int) -> int:
-    """Tokens (prompt + completion) the workspace's calls used this month."""
-    return int(session.scalar(select(func.coalesce(func.sum(AIUsage.total_tokens), 0)).where(
-        AIUsage.workspace_id == workspace_id, AIUsage.created_at >= month_start(session, workspace_id))) or 0)
+    """Tokens (prompt + completion) the workspace's calls used this month (a few counter rows, whatever the
+    month's number of calls)."""
+    return int(session.scalar(select(func.coalesce(func.sum(AIUsageMonth.total_tokens), 0)).where(
+        AIUsageMonth.workspace_id == workspace_id, AIUsageMonth.month == current_month(workspace_id))) or 0)
 
 
 def budget_left(session: Session, workspace_id: int) -> int | None:
@@ -220,12 +214,23 @@ def estimate_cost(prices: dict[str, ModelPrice], model: str, prompt_tokens: int,
 def record_usage(workspace_id: int, provider_id: int | None, purpose: str, model: str, outcome: str, *,
                  prompt_tokens: int = 0, completion_tokens: int = 0, total_tokens: int = 0, latency_ms: int = 0,
                  cost_estimate: float | None = None) -> None:
-    """Store one call's usage in its own transaction (kept when the caller's transaction rolls back)."""
+    """Store one call's usage and add it to the month's counters, in a transaction of its own (kept when the
+    caller's transaction rolls back)."""
+    purpose = purpose[:16]
     with session_scope() as session:
-        session.add(AIUsage(workspace_id=workspace_id, provider_id=provider_id, purpose=purpose[:16],
+        session.add(AIUsage(workspace_id=workspace_id, provider_id=provider_id, purpose=purpose,
                             model=model[:200], outcome=outcome[:16], prompt_tokens=prompt_tokens,
                             completion_tokens=completion_tokens, total_tokens=total_tokens, latency_ms=latency_ms,
                             cost_estimate=cost_estimate))
+        failed = int(outcome != "ok")
+        stmt = pg_insert(AIUsageMonth).values(workspace_id=workspace_id, month=current_month(workspace_id),
+                                              purpose=purpose, calls=1, failed=failed, total_tokens=total_tokens,
+                                              cost_estimate=cost_estimate or 0.0)
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[AIUsageMonth.workspace_id, AIUsageMonth.month, AIUsageMonth.purpose],
+            set_={"calls": AIUsageMonth.calls + 1, "failed": AIUsageMonth.failed + failed,
+                  "total_tokens": AIUsageMonth.total_tokens + total_tokens,
+                  "cost_estimate": AIUsageMonth.cost_estimate + (cost_estimate or 0.0)}))
 
 
 # --- the SDK client --------------------------------------------------------------------------------------------

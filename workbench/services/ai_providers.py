@@ -34,7 +34,7 @@ from workbench.services.auth import Actor
 from workbench.services.workspace_settings import AISettings
 from workbench.store.crypto import encrypt_secret
 from workbench.store.db import session_scope
-from workbench.store.models import AI_PRESETS, AI_TOOL_MODES, ActivityEvent, AIProvider, AIUsage, is_row_id
+from workbench.store.models import AI_PRESETS, AI_TOOL_MODES, ActivityEvent, AIProvider, AIUsageMonth, is_row_id
 from workbench.store.text import clean_text
 
 GEMINI_URL = "https://generativelanguage.googleapis.com/v1beta/openai/"
@@ -410,12 +410,11 @@ def usage_this_month(actor: Actor) -> UsageSummary:
     """Calls, tokens and estimated cost of the workspace this month, against its budget (admins)."""
     actor.require("admin")
     with session_scope() as session:
-        since = ai_client.month_start(session, actor.workspace_id)
         rows = session.execute(select(
-            AIUsage.purpose, func.count(), func.count().filter(AIUsage.outcome != "ok"),
-            func.coalesce(func.sum(AIUsage.total_tokens), 0), func.coalesce(func.sum(AIUsage.cost_estimate), 0.0),
-        ).where(AIUsage.workspace_id == actor.workspace_id, AIUsage.created_at >= since)
-            .group_by(AIUsage.purpose)).all()
+            AIUsageMonth.purpose, AIUsageMonth.calls, AIUsageMonth.failed, AIUsageMonth.total_tokens,
+            AIUsageMonth.cost_estimate,
+        ).where(AIUsageMonth.workspace_id == actor.workspace_id,
+                AIUsageMonth.month == ai_client.current_month(actor.workspace_id))).all()
         settings = ai_client.ai_settings(session, actor.workspace_id)
     lines = sorted((UsageLine(purpose, int(calls), int(failed), int(tokens), float(cost))
                     for purpose, calls, failed, tokens, cost in rows), key=lambda line: (-line.total_tokens,

@@ -8,7 +8,7 @@ without) so services can check isolation with one filter. Schema changes go thro
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -613,6 +614,20 @@ class AIUsage(Base):
     latency_ms: Mapped[int] = mapped_column(Integer, server_default="0")
     cost_estimate: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _created()
+
+
+class AIUsageMonth(Base):
+    """A workspace's AI use per calendar month (in its time zone) and purpose, kept up to date with every
+    ``ai_usage`` row, so the budget check before each call reads a few rows instead of summing the month."""
+
+    __tablename__ = "ai_usage_months"
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # the month's first day
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    total_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_estimate: Mapped[float] = mapped_column(Float, server_default="0")
 
 
 class AISummary(Base):

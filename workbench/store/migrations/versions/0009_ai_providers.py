@@ -3,7 +3,9 @@
 ``ai_providers`` holds a workspace's providers (Configurações › IA): base URL, model, the Fernet-encrypted key
 and its last 4 characters, the tool-calling capability found by *Testar conexão*; a partial unique index keeps one
 default per workspace. ``ai_usage`` has one row per model call (tokens, latency, outcome, cost estimate), which the
-monthly token budget sums. ``ai_summaries`` keeps the *Resumo da IA* of a contact with the last message it covers.
+monthly token budget sums; ``ai_usage_months`` keeps those sums per workspace, month (in the workspace's zone) and
+purpose, updated with every row, so the check before each call reads a few rows. ``ai_summaries`` keeps the
+*Resumo da IA* of a contact with the last message it covers.
 
 Revision ID: 0009
 Revises: 0007
@@ -66,6 +68,17 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ai_usage'))
     )
     op.create_index('ix_ai_usage_workspace_time', 'ai_usage', ['workspace_id', 'created_at'], unique=False)
+    op.create_table('ai_usage_months',
+    sa.Column('workspace_id', sa.BigInteger(), nullable=False),
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('purpose', sa.String(length=16), nullable=False),
+    sa.Column('calls', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('failed', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('total_tokens', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('cost_estimate', sa.Float(), server_default='0', nullable=False),
+    sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_ai_usage_months_workspace_id_workspaces'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('workspace_id', 'month', 'purpose', name=op.f('pk_ai_usage_months'))
+    )
     op.create_table('ai_summaries',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('workspace_id', sa.BigInteger(), nullable=False),
@@ -87,6 +100,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f('ix_ai_summaries_workspace_id'), table_name='ai_summaries')
     op.drop_table('ai_summaries')
+    op.drop_table('ai_usage_months')
     op.drop_index('ix_ai_usage_workspace_time', table_name='ai_usage')
     op.drop_table('ai_usage')
     op.drop_index('uq_ai_providers_default', table_name='ai_providers', postgresql_where=sa.text('is_default'))
