@@ -328,3 +328,20 @@ def test_a_slot_left_by_a_dead_process_lapses(engine, r, fake_llm):
     r.zadd(key, {"dead-process": 1})  # its slot lapsed long ago (scores are when a slot lapses, in ms)
     assert _chat(ws).text == "ok"
     assert r.zcard(key) == 0
+
+
+def test_a_key_the_server_cannot_decrypt_is_a_config_error(engine, fake_llm):
+    from cryptography.fernet import Fernet
+
+    from workbench.base.i18n import error_text
+    from workbench.store.models import AIProvider
+
+    ws = make_workspace()
+    provider_id = make_ai_provider(ws, fake_llm.url)
+    with session_scope() as s:  # encrypted under another server's key
+        s.get(AIProvider, provider_id).api_key = Fernet(Fernet.generate_key()).encrypt(b"sk-elsewhere")
+    with pytest.raises(AIError) as caught:
+        _chat(ws)
+    assert (caught.value.kind, caught.value.retryable) == ("config", False)
+    assert error_text(caught.value) == "A chave de criptografia do servidor é inválida. Fale com o administrador."
+    assert fake_llm.requests == []

@@ -146,10 +146,17 @@ def load_provider(session: Session, workspace_id: int, provider_id: int | None) 
         row = session.scalars(query.where(AIProvider.id == provider_id)).first() if is_row_id(provider_id) else None
         if row is None:
             raise ProviderNotFound()
+    try:
+        api_key = decrypt_secret(row.api_key) if row.api_key else ""
+    except WorkbenchError:
+        # the server's secret key changed: a configuration problem no retry fixes
+        error = AIError("config", "the provider's key cannot be decrypted")
+        error.key = "error.secret_key"
+        raise error from None
     return ProviderConfig(
         id=row.id, workspace_id=row.workspace_id, name=row.name, base_url=row.base_url, model=row.model,
         temperature=row.temperature, timeout_s=row.timeout_s, use_tools=uses_tools(row.tool_mode, row.supports_tools),
-        api_key=decrypt_secret(row.api_key) if row.api_key else "")
+        api_key=api_key)
 
 
 def uses_tools(tool_mode: str, supports_tools: bool | None) -> bool:
