@@ -13,9 +13,10 @@ Every AI feature (the funnel's AI step, *Resumo da IA*, *Testar conexão*) calls
 - makes ONE attempt (the SDK's own retries are off): retrying with back-off belongs to the caller's outside-call
   mechanism, which knows the attempt count and the deadline (``AIError.retryable`` tells it what to retry);
 - records one ``ai_usage`` row per call, success or failure (tokens, latency, model, outcome, cost estimate from
-  the workspace's price table), in its own transaction so a failed call is counted even when the caller's
-  transaction rolls back. No database connection is held while the model answers: reads come before the call and the
-  usage write after it, each in a short transaction.
+  the workspace's price table), and adds it to the month's counters (``ai_usage_months``, what the budget check
+  reads), in a transaction of its own so a failed call is counted even when the caller's transaction rolls back;
+- holds no database connection while the model answers: reads come before the call and the usage write after it,
+  each in a short transaction; answers are read up to ``MAX_ANSWER_BYTES``.
 
 Why the OpenAI Python SDK: every preset (OpenAI, Gemini, Cloudflare Workers AI, Ollama, llama.cpp server, vLLM,
 OpenRouter) speaks its chat API; it takes a ``base_url``, a per-client timeout and ``max_retries``, maps HTTP
