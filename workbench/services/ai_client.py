@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 AIErrorKind = Literal["timeout", "rate_limited", "server", "auth", "bad_request", "budget", "config"]
 RETRYABLE_KINDS = frozenset({"timeout", "rate_limited", "server"})
 PURPOSES = ("step", "summary", "test", "chat")
+"""What calls are recorded for (``purpose`` of ``chat``); the panel has a label for each, and shows others as given."""
 MAX_TOKENS_LIMIT = 16_384
 """The most completion tokens one call may ask for (bounds a caller's mistake, not the model)."""
 _MAX_ERROR_CHARS = 200
