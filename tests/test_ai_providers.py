@@ -276,3 +276,9 @@ def test_provider_changes_are_audited_without_the_key(engine, fake_llm):
                                                         ("ai_provider_removed", admin.user_id)]
     assert rows[1].data == {"name": "Local", "changed": ["api_key"]}
     assert KEY not in repr(rows) and "sk-new-key-0000" not in repr(rows)
+
+
+def test_every_purpose_has_a_label():
+    from workbench.base.i18n import has_key
+
+    assert [p for p in ai_client.PURPOSES if not has_key(f"ai.purpose.{p}")] == []
