@@ -3,8 +3,9 @@
 Layout only. Column 1: the contact's data, tags and fields (``workbench.services.contacts``), internal notes
 (``workbench.services.contact_notes``) and, for admins and supervisors, *Mesclar com…*
 (``workbench.services.contact_merge``). Column 2: the activity feed (``workbench.services.contact_feed``), filtered
-by kind and paged with the service's cursors. Column 3 is kept for the AI summary. Who may open which contact is
-the service's rule (``workbench.services.contact_card``): anything else reads "Contato não encontrado".
+by kind and paged with the service's cursors. Column 3: the *Resumo da IA* (``pages/ui/ai_summary.py``). Who may
+open which contact is the service's rule (``workbench.services.contact_card``): anything else reads "Contato não
+encontrado".
 
 Everything people or contacts typed (names, phones, fields, tags, notes, message texts) is shown with ``st.text``,
 ``st.dataframe`` cells or widget values — never Markdown.
@@ -17,6 +18,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from pages.ui.ai_summary import summary_box
 from pages.ui.feedback import attempt, flash, show_flash
 from pages.ui.tags import tag_editor
 from workbench.base.i18n import format_moment, has_key, t, type_placeholder
@@ -369,8 +371,8 @@ def main() -> None:
     with activity:
         _feed(card)
     with summary:
-        st.subheader(t("contact360.ai.title"))
-        st.caption(t("contact360.ai.placeholder"))
+        st.subheader(t("summary.title"))
+        summary_box(actor, card["id"], prefix="contact360", flash_key=FLASH_KEY)
 
 
 main()

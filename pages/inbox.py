@@ -23,6 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from connector.media import MediaError, has_media, inline_type, load_media, thumbnail
+from pages.ui.ai_summary import summary_box
 from pages.ui.feedback import attempt, flash, show_flash
 from pages.ui.media import PLAYER_KINDS, download_button, show_inline
 from pages.ui.panel import live_fragment
@@ -455,6 +456,8 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
     tag_editor(actor, profile["id"], profile["tags"], workspace_tags, prefix="inbox", flash_key=FLASH_KEY)
     _fields_section(profile, definitions)
     _funnel_section(contact["id"], signature, conversation["id"])
+    st.caption(t("summary.title"))
+    summary_box(actor, contact["id"], prefix="inbox", flash_key=FLASH_KEY, cache_key=signature)
 
 
 @live_fragment(run_every=2)

@@ -1,5 +1,6 @@
-"""Configurações: the bot's default reply, the workspace's time zone and team (tab Geral), and the contacts'
-typed fields (tab Campos); admins and supervisors.
+"""Configurações: the bot's default reply, the workspace's time zone and team (tab Geral), the contacts'
+typed fields (tab Campos); admins and supervisors. Admins also get the AI providers and rules (tab IA,
+``pages/ui/ai_settings.py``).
 
 Layout only: settings go through ``workbench.services.workspace_settings``, people through
 ``workbench.services.workspaces`` and field definitions through ``workbench.services.contact_fields``, which also
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.ui import ai_settings
 from pages.ui.feedback import attempt, show_flash
 from workbench.base.i18n import role_label, t
 from workbench.services import contact_fields, workspace_settings, workspaces
@@ -295,7 +297,10 @@ if not actor.is_manager:
     st.error(t("settings.manager_only"))
     st.stop()
 st.caption(t("settings.intro"))
-general_tab, fields_tab = st.tabs([t("settings.tab.general"), t("settings.tab.fields")])
+tab_names = [t("settings.tab.general"), t("settings.tab.fields")]
+if actor.role == "admin":
+    tab_names.append(t("settings.tab.ai"))
+general_tab, fields_tab, *ai_tab = st.tabs(tab_names)
 with general_tab:
     _default_reply_section()
     _bot_section()
@@ -304,3 +309,6 @@ with general_tab:
     _team_section()
 with fields_tab:
     _fields_section()
+if ai_tab:
+    with ai_tab[0]:
+        ai_settings.render()

@@ -14,8 +14,9 @@ from connector.contracts import INBOUND_QUEUE, InboundMessage, now_ms, publish_i
 from workbench.services.auth import Actor, create_user
 from workbench.store import db
 from workbench.store.bus import get_redis
+from workbench.store.crypto import encrypt_secret
 from workbench.store.db import session_scope
-from workbench.store.models import Instance, Team, TeamMember, Workspace
+from workbench.store.models import AIProvider, Instance, Team, TeamMember, Workspace
 
 _ids = itertools.count(1)
 
@@ -70,6 +71,18 @@ def make_instance(workspace_id: int, name: str = "Comercial") -> int:
         s.add(inst)
         s.flush()
         return inst.id
+
+
+def make_ai_provider(workspace_id: int, base_url: str, *, name: str = "Local", model: str = "fake-model",
+                     api_key: str | None = "sk-test-secret-1234", default: bool = True, **columns) -> int:
+    """An AI provider row (the key encrypted as the service stores it); ``columns``: tool_mode, timeout_s, ..."""
+    with session_scope() as s:
+        row = AIProvider(workspace_id=workspace_id, name=name, preset="custom", base_url=base_url, model=model,
+                         api_key=encrypt_secret(api_key) if api_key else None,
+                         key_last4=api_key[-4:] if api_key else None, is_default=default, **columns)
+        s.add(row)
+        s.flush()
+        return row.id
 
 
 def inbound(instance_id: int, phone: str = "5511999990001", text: str | None = "Olá", wa_id: str | None = None,

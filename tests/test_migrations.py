@@ -47,3 +47,31 @@ def test_the_database_refuses_a_second_spelling_of_a_tag(engine, r):
         s.add_all([Tag(workspace_id=ws, name="VIP"), Tag(workspace_id=other, name="vip")])
     with pytest.raises(IntegrityError), session_scope() as s:
         s.add(Tag(workspace_id=ws, name="vip"))
+
+
+def test_ai_tables_come_with_0009_and_go_with_its_downgrade(servers):
+    from alembic import command
+
+    from workbench.store.migrations import alembic_config
+
+    url, drop = fresh_database(servers["DATABASE_URL"])
+    try:
+        upgrade_database(url, "0007")
+        engine = create_engine(db.normalize_url(url))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO workspaces (id, name) VALUES (1, 'Loja')"))
+        upgrade_database(url, "0009")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO ai_providers (workspace_id, name, preset, base_url, model, is_default) "
+                              "VALUES (1, 'A', 'custom', 'http://localhost:11434/v1', 'm', true)"))
+            with pytest.raises(IntegrityError), conn.begin_nested():  # one default per workspace
+                conn.execute(text("INSERT INTO ai_providers (workspace_id, name, preset, base_url, model, is_default)"
+                                  " VALUES (1, 'B', 'custom', 'http://localhost:11434/v1', 'm', true)"))
+            row = conn.execute(text("SELECT temperature, timeout_s, tool_mode FROM ai_providers")).one()
+            assert tuple(row) == (0.3, 30.0, "auto")
+        command.downgrade(alembic_config(db.normalize_url(url)), "0007")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT to_regclass('ai_providers')")).scalar() is None
+        engine.dispose()
+    finally:
+        drop()

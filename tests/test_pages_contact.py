@@ -42,19 +42,18 @@ def setup(role: str = "admin"):
     return ws, inst, actor, contact
 
 
-def test_three_columns_with_data_feed_and_the_ai_placeholder(engine, r):
+def test_three_columns_with_data_feed_and_the_ai_summary(engine, r):
     ws, inst, admin, contact = setup()
     contacts.add_tag(admin, contact, "VIP")
     at = open_contact(admin, contact)
     assert not at.exception
     assert [t.value for t in at.title] == ["Visão 360 do contato"]
     assert [s.value for s in at.subheader] == ["Dados do contato", "Tags", "Campos", "Notas internas", "Atividade",
-                                               "Resumo com IA"]
+                                               "Resumo da IA"]
     shown = texts(at)
     assert "Maria" in shown and "5511911110001" in shown and "VIP" in shown
     assert "Quero um orçamento" in shown and "Tag adicionada: VIP" in shown
-    assert "Em breve: um resumo da conversa e do histórico deste contato, feito por IA." in [
-        c.value for c in at.caption]
+    assert "Ainda não há resumo desta conversa." in [c.value for c in at.caption]  # tests/test_ai_summary.py
     assert at.expander[-1].label == "Mesclar com…"  # an admin may merge
 
 

@@ -1014,6 +1014,32 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.failure_unreadable": "Esse evento não pode ser lido, então não dá para reprocessá-lo. Descarte-o.",
         "error.transport": "Tipo de conexão desconhecido.",
         "error.secret_key": "A chave de criptografia do servidor é inválida. Fale com o administrador.",
+        # -- AI providers and calls (workbench/services/ai_client.py, ai_providers.py) --------------------------
+        "error.ai_timeout": "O provedor de IA não respondeu a tempo. Tente de novo em instantes.",
+        "error.ai_rate_limited": "O provedor de IA recusou por excesso de pedidos (limite de uso). Tente de novo em "
+                                 "instantes.",
+        "error.ai_server": "O provedor de IA está fora do ar ou deu erro. Tente de novo em instantes.",
+        "error.ai_auth": "O provedor de IA recusou a chave de API. Confira a chave em Configurações › IA.",
+        "error.ai_bad_request": "O provedor de IA recusou o pedido. Confira o modelo e o endereço em Configurações › "
+                                "IA.",
+        "error.ai_budget": "O orçamento mensal de tokens de IA acabou. Um administrador pode aumentá-lo em "
+                           "Configurações › IA.",
+        "error.ai_config": "Nenhum provedor de IA padrão configurado. Um administrador pode configurar em "
+                           "Configurações › IA.",
+        "error.ai_provider_not_found": "Provedor de IA não encontrado.",
+        "error.ai_preset": "Tipo de provedor desconhecido.",
+        "error.ai_account_id": "Informe o Account ID da Cloudflare (letras e números, como aparece no painel da "
+                               "Cloudflare).",
+        "error.ai_base_url": "Endereço inválido: use a URL base da API, começando com http:// ou https://, por "
+                             "exemplo http://localhost:11434/v1.",
+        "error.ai_name": "Dê um nome ao provedor (até {max} caracteres).",
+        "error.ai_name_taken": "Já existe um provedor com esse nome.",
+        "error.ai_model": "Informe o modelo (até {max} caracteres).",
+        "error.ai_temperature": "A temperatura vai de {min:g} a {max:g}.",
+        "error.ai_timeout_range": "O tempo limite vai de {min:g} a {max:g} segundos.",
+        "error.ai_tool_mode": "Modo de ferramentas desconhecido.",
+        "error.ai_key": "Chave de API inválida: cole a chave sem espaços.",
+        "error.ai_key_required": "Este provedor precisa de uma chave de API.",
         "error.sandbox_number_not_found": "Esse número de sandbox não está ligado ao seu espaço de trabalho.",
         "error.no_qr": "Este número não está mostrando um QR code agora. Aguarde um novo código.",
         "error.phone": "Telefone inválido: use só números com DDI e DDD, por exemplo 5511987654321.",
@@ -1210,6 +1236,7 @@ CATALOG: dict[str, dict[str, str]] = {
         # contact panel, the funnel editor's field pickers, funnel runs' log) ------------------------------------
         "settings.tab.general": "Geral",
         "settings.tab.fields": "Campos",
+        "settings.tab.ai": "IA",
         "fields.title": "Campos personalizados",
         "fields.caption": "Os campos que os contatos podem ter, com o tipo de valor de cada um. Todo valor é "
                           "conferido ao ser salvo: no painel, nas importações e nos funis. Campos livres que os "
@@ -1439,8 +1466,6 @@ CATALOG: dict[str, dict[str, str]] = {
         "contact360.feed.step_error": "Erro: {error}",
         "contact360.feed.more_steps": "… e mais {n} etapa(s).",
         "contact360.feed.edited": "(editada)",
-        "contact360.ai.title": "Resumo com IA",
-        "contact360.ai.placeholder": "Em breve: um resumo da conversa e do histórico deste contato, feito por IA.",
         "contact360.merge.title": "Mesclar com…",
         "contact360.merge.help": "Junte dois cadastros da mesma pessoa. Este contato fica; o outro é removido e tudo "
                                  "dele vem para cá: conversa, mensagens, tags, campos, notas, funis e atividade.",
@@ -1525,6 +1550,131 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.merge_choice": "Escolha, para cada valor, se fica o deste contato ou o do outro.",
         "error.merge_live_run": "Um dos contatos está em um funil agora (em execução, aguardando ou pausado). Pare "
                                 "o funil antes de mesclar.",
+        # -- Configurações › IA (pages/ui/ai_settings.py, workbench/services/ai_providers.py) ---------------------
+        "ai.admin_only": "Só administradores configuram a IA.",
+        "ai.providers.title": "Provedores de IA",
+        "ai.providers.caption": "Os modelos que o bot usa nos passos de IA e nos resumos. Qualquer serviço compatível "
+                                "com a API de chat da OpenAI serve; o padrão é usado quando um passo não escolhe "
+                                "outro. A chave de API fica criptografada e não aparece de novo (só os 4 últimos "
+                                "caracteres).",
+        "ai.none": "Nenhum provedor ainda. Adicione um para usar a IA.",
+        "ai.add": "Adicionar provedor",
+        "ai.preset": "Tipo",
+        "ai.preset.openai": "OpenAI",
+        "ai.preset.gemini": "Google Gemini",
+        "ai.preset.cloudflare": "Cloudflare Workers AI",
+        "ai.preset.custom": "Personalizado",
+        "ai.preset.openai.help": "Use uma chave de API criada em platform.openai.com.",
+        "ai.preset.gemini.help": "Use uma chave do Google AI Studio; o Gemini é acessado pelo endpoint compatível "
+                                 "com a OpenAI.",
+        "ai.preset.cloudflare.help": "Informe o Account ID e um token de API com permissão de Workers AI.",
+        "ai.preset.custom.help": "Qualquer endereço compatível com a OpenAI: Ollama (http://localhost:11434/v1), "
+                                 "llama.cpp server (http://localhost:8080/v1), vLLM, OpenRouter.",
+        "ai.name": "Nome",
+        "ai.base_url": "URL base da API",
+        "ai.base_url_help": "O endereço que termina em /v1, por exemplo http://localhost:11434/v1 para o Ollama. "
+                            "Pode ser desta máquina ou da rede interna (um modelo local): as chamadas partem do "
+                            "servidor do painel e dos workers, que precisam alcançá-lo.",
+        "ai.account_id": "Account ID da Cloudflare",
+        "ai.api_key": "Chave de API",
+        "ai.api_key_help": "Guardada criptografada; depois de salva, só os 4 últimos caracteres aparecem. Servidores "
+                           "locais costumam não precisar de chave.",
+        "ai.api_key_new": "Nova chave de API",
+        "ai.api_key_current": "Chave atual (só o final)",
+        "ai.api_key_keep": "Deixe em branco para manter a chave atual.",
+        "ai.api_key_none": "Sem chave guardada.",
+        "ai.model": "Modelo",
+        "ai.model_help": "O nome do modelo como o provedor o chama. Use \"Buscar modelos\" para escolher da lista do "
+                         "provedor.",
+        "ai.models_pick": "Modelos do provedor",
+        "ai.models_found": "{count} modelos encontrados: escolha um na lista.",
+        "ai.models_none": "O provedor não listou nenhum modelo. Digite o nome do modelo.",
+        "ai.temperature": "Temperatura padrão",
+        "ai.temperature_help": "De 0 a 2: mais baixa, respostas mais previsíveis; mais alta, mais variadas.",
+        "ai.timeout": "Tempo limite (segundos)",
+        "ai.timeout_help": "Quanto esperar por uma resposta do provedor antes de desistir dessa tentativa.",
+        "ai.tool_mode": "Chamada de ferramentas",
+        "ai.tool_mode.auto": "Automático (pelo teste)",
+        "ai.tool_mode.tools": "Sempre usar",
+        "ai.tool_mode.json": "Nunca usar (JSON)",
+        "ai.tool_mode_help": "Com chamada de ferramentas o modelo preenche os campos por função; sem ela, pedimos "
+                             "uma resposta em JSON no mesmo formato. \"Testar conexão\" descobre o que o provedor "
+                             "suporta.",
+        "ai.make_default": "Usar como padrão",
+        "ai.create": "Adicionar provedor",
+        "ai.created": "Provedor adicionado. Teste a conexão para confirmar que ele responde.",
+        "ai.edit_pick": "Provedor para editar ou testar",
+        "ai.edit_preset": "Tipo: {preset}",
+        "ai.save": "Salvar provedor",
+        "ai.saved": "Provedor salvo.",
+        "ai.check": "Testar conexão",
+        "ai.check_help": "Faz uma chamada real e pequena ao provedor (conta no uso do mês).",
+        "ai.check.ok": "Conectado em {latency} ms. Chamada de ferramentas: {tools}.",
+        "ai.check.failed": "O teste falhou: {reason}",
+        "ai.check.model": "Modelo que respondeu",
+        "ai.fetch_models": "Buscar modelos",
+        "ai.make_default_button": "Tornar padrão",
+        "ai.default_set": "Agora este é o provedor padrão.",
+        "ai.delete": "Excluir",
+        "ai.delete_confirm": "Excluir este provedor? Passos de IA que o escolheram passam a usar o padrão.",
+        "ai.delete_yes": "Excluir provedor",
+        "ai.delete_no": "Cancelar",
+        "ai.deleted": "Provedor excluído.",
+        "ai.col.name": "Nome",
+        "ai.col.preset": "Tipo",
+        "ai.col.model": "Modelo",
+        "ai.col.key": "Chave",
+        "ai.col.default": "Padrão",
+        "ai.col.tools": "Ferramentas",
+        "ai.col.tested": "Último teste",
+        "ai.yes": "Sim",
+        "ai.tools.yes": "sim",
+        "ai.tools.no": "não (usa JSON)",
+        "ai.tools.untested": "não testado",
+        "ai.rules.title": "Regras da IA",
+        "ai.rules.prompt": "Prompt mestre",
+        "ai.rules.prompt_help": "A persona e as regras do bot (tom, o que pode e não pode dizer). Vai antes das "
+                                "instruções de todo passo de IA.",
+        "ai.rules.budget": "Orçamento mensal de tokens",
+        "ai.rules.budget_help": "Total de tokens (enviados + recebidos) por mês no fuso do espaço de trabalho. 0 = "
+                                "sem limite. Acabou o orçamento, os passos de IA seguem pela saída de erro.",
+        "ai.rules.concurrency": "Máximo de chamadas de IA ao mesmo tempo",
+        "ai.rules.concurrency_help": "Limita quantas chamadas ao provedor este espaço de trabalho faz de uma vez.",
+        "ai.rules.save": "Salvar regras",
+        "ai.rules.saved": "Regras da IA salvas.",
+        "ai.usage.title": "Uso neste mês",
+        "ai.usage.calls": "Chamadas",
+        "ai.usage.failed": "Com erro",
+        "ai.usage.tokens": "Tokens",
+        "ai.usage.cost": "Custo estimado",
+        "ai.usage.left": "Tokens restantes",
+        "ai.usage.no_budget": "sem limite",
+        "ai.usage.purpose": "Uso",
+        "ai.purpose.step": "Passos de IA dos funis",
+        "ai.purpose.summary": "Resumos da IA",
+        "ai.purpose.test": "Testes de conexão",
+        "ai.purpose.chat": "Outras chamadas",
+        "ai.prices.title": "Preços por modelo",
+        "ai.prices.caption": "Em dólares por milhão de tokens, para estimar o custo de cada chamada. Os valores "
+                             "iniciais são dos sites dos provedores e podem mudar: confira e ajuste. Um modelo "
+                             "com versão no nome (gpt-4o-mini-2024-07-18) usa o preço do nome mais longo que o "
+                             "começa; modelos fora da tabela ficam sem estimativa.",
+        "ai.prices.model": "Modelo",
+        "ai.prices.input": "Entrada (US$/1M)",
+        "ai.prices.output": "Saída (US$/1M)",
+        "ai.prices.save": "Salvar preços",
+        "ai.prices.saved": "Preços salvos.",
+        # -- Resumo da IA (pages/ui/ai_summary.py, workbench/services/ai_summary.py) -------------------------------
+        "summary.title": "Resumo da IA",
+        "summary.caption": "Gerado por IA a partir da conversa: confira antes de usar.",
+        "summary.none": "Ainda não há resumo desta conversa.",
+        "summary.no_messages": "Ainda não há mensagens para resumir.",
+        "summary.generate": "Gerar resumo",
+        "summary.refresh": "Atualizar resumo",
+        "summary.generated": "Resumo atualizado.",
+        "summary.covers": "Cobre a conversa até {when}.",
+        "summary.stale": "Há mensagens novas desde este resumo.",
+        "summary.current": "Já cobre a última mensagem.",
     },
 }
 

@@ -41,7 +41,46 @@ class BotSettings(BaseModel):
     read_receipts: bool = True
 
 
-SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings}
+class ModelPrice(BaseModel):
+    """What a model costs, in US dollars per million tokens (an estimate: providers change their prices)."""
+
+    input_per_1m: float = Field(0.0, ge=0, le=10_000)
+    output_per_1m: float = Field(0.0, ge=0, le=10_000)
+
+
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    # USD per 1M tokens (input, output) from the providers' public price pages at the time of writing; edit the
+    # table in Configurações › IA when they change. Local models (llama.cpp, Ollama) cost nothing per token.
+    "gpt-4o-mini": ModelPrice(input_per_1m=0.15, output_per_1m=0.60),
+    "gpt-4o": ModelPrice(input_per_1m=2.50, output_per_1m=10.00),
+    "gpt-4.1-nano": ModelPrice(input_per_1m=0.10, output_per_1m=0.40),
+    "gpt-4.1-mini": ModelPrice(input_per_1m=0.40, output_per_1m=1.60),
+    "gpt-4.1": ModelPrice(input_per_1m=2.00, output_per_1m=8.00),
+    "gemini-2.0-flash": ModelPrice(input_per_1m=0.10, output_per_1m=0.40),
+    "gemini-2.5-flash": ModelPrice(input_per_1m=0.30, output_per_1m=2.50),
+    "gemini-2.5-pro": ModelPrice(input_per_1m=1.25, output_per_1m=10.00),
+    "@cf/meta/llama-3.1-8b-instruct": ModelPrice(input_per_1m=0.28, output_per_1m=0.83),
+    "@cf/meta/llama-3.3-70b-instruct-fp8-fast": ModelPrice(input_per_1m=0.29, output_per_1m=2.25),
+}
+MAX_PRICES = 100
+MAX_MASTER_PROMPT = 8000
+
+
+class AISettings(BaseModel):
+    """The workspace's AI rules (Configurações › IA, admins only): persona, budget, concurrency, prices."""
+
+    # the bot's persona and rules, prepended (as a system message) to every AI step
+    master_prompt: str = Field("", max_length=MAX_MASTER_PROMPT)
+    # tokens (prompt + completion) per calendar month in the workspace's zone; 0 = no limit
+    monthly_token_budget: int = Field(0, ge=0, le=10**12)
+    # most model calls of the workspace at once (the outside-calls pool honours it)
+    max_concurrent_calls: int = Field(4, ge=1, le=64)
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES), max_length=MAX_PRICES)
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings, "ai": AISettings}
+# Who may change each setting (the others: admins and supervisors).
+_EDITORS: dict[str, tuple[str, ...]] = {"ai": ("admin",)}
 # Workers read settings on every message; a few seconds of staleness after an edit is acceptable.
 _CACHE_TTL_S = 5.0
 _cache: dict[tuple[int, str], tuple[float, BaseModel]] = {}
@@ -65,8 +104,9 @@ def get_setting(actor: Actor, key: str) -> BaseModel:
 
 
 def save_setting(actor: Actor, key: str, value: BaseModel | dict) -> BaseModel:
-    """Admins and supervisors change a setting; the value is validated before it is stored."""
-    actor.require("admin", "supervisor")
+    """Admins and supervisors change a setting (the AI settings: admins only); the value is validated before it
+    is stored."""
+    actor.require(*_EDITORS.get(key, ("admin", "supervisor")))
     try:
         model = SCHEMAS[key].model_validate(clean_json(value if isinstance(value, dict) else value.model_dump()))
     except ValidationError as exc:

@@ -8,7 +8,7 @@ without) so services can check isolation with one filter. Schema changes go thro
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -16,7 +16,9 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -52,6 +54,8 @@ RUN_STATUSES = ("active", "waiting", "paused", "completed", "failed", "stopped")
 FIELD_TYPES = ("text", "number", "date", "choice", "boolean", "email", "phone", "url")
 CONTACT_JOB_KINDS = ("bulk", "import")
 CONTACT_JOB_STATUSES = ("queued", "running", "done", "failed")
+AI_PRESETS = ("openai", "gemini", "cloudflare", "custom")
+AI_TOOL_MODES = ("auto", "tools", "json")  # auto: what *Testar conexão* found
 
 
 MAX_ID = 2**63 - 1
@@ -559,3 +563,82 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class AIProvider(Base):
+    """A named OpenAI-compatible chat provider of a workspace (Configurações › IA); ``api_key`` is Fernet-encrypted
+    and only its last 4 characters are ever shown again. At most one per workspace is the default."""
+
+    __tablename__ = "ai_providers"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        CheckConstraint(_in("preset", AI_PRESETS), name="preset"),
+        CheckConstraint(_in("tool_mode", AI_TOOL_MODES), name="tool_mode"),
+        Index("uq_ai_providers_default", "workspace_id", unique=True, postgresql_where=sql("is_default")),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    name: Mapped[str] = mapped_column(String(120))
+    preset: Mapped[str] = mapped_column(String(16))
+    base_url: Mapped[str] = mapped_column(String(500))
+    model: Mapped[str] = mapped_column(String(200))
+    api_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_last4: Mapped[str | None] = mapped_column(String(4))
+    config: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))  # preset extras (account id)
+    is_default: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
+    temperature: Mapped[float] = mapped_column(Float, server_default="0.3")
+    timeout_s: Mapped[float] = mapped_column(Float, server_default="30")
+    tool_mode: Mapped[str] = mapped_column(String(8), server_default="auto")
+    supports_tools: Mapped[bool | None] = mapped_column(Boolean)  # found by *Testar conexão*; None: never tested
+    tested_at: Mapped[datetime | None]
+    test_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class AIUsage(Base):
+    """One model call: tokens, latency, outcome and cost estimate (the monthly budget sums these). Never a key,
+    never a prompt or an answer."""
+
+    __tablename__ = "ai_usage"
+    __table_args__ = (Index("ix_ai_usage_workspace_time", "workspace_id", "created_at"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("ai_providers.id", ondelete="SET NULL"))
+    purpose: Mapped[str] = mapped_column(String(16))  # step | summary | test | chat
+    model: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | an AIError kind
+    prompt_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    total_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    latency_ms: Mapped[int] = mapped_column(Integer, server_default="0")
+    cost_estimate: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _created()
+
+
+class AIUsageMonth(Base):
+    """A workspace's AI use per calendar month (in its time zone) and purpose, kept up to date with every
+    ``ai_usage`` row, so the budget check before each call reads a few rows instead of summing the month."""
+
+    __tablename__ = "ai_usage_months"
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # the month's first day
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    total_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_estimate: Mapped[float] = mapped_column(Float, server_default="0")
+
+
+class AISummary(Base):
+    """The *Resumo da IA* of a contact's conversation, with the last message it covers."""
+
+    __tablename__ = "ai_summaries"
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    up_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    model: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
