@@ -470,8 +470,9 @@ def _phone(raw: str, country: int) -> str:
     "+" or "00" in front: the number carries its country code; else it is ``country``'s, with or without its
     trunk "0" and with or without the country code typed in. Valid means valid for phonenumbers' metadata (the
     number's length and ranges). A Brazilian mobile written as DDD and 8 digits (before 2016's ninth digit: its
-    first digit is 6 to 9, landlines' 2 to 5) gets its 9, as the number is dialled today. Built from the digits rather than with ``phonenumbers.parse``: the same answer
-    for these inputs at a third of the cost, and the import checks every row.
+    first digit is 6 to 9, landlines' 2 to 5) gets its 9, as the number is dialled today. Built from the digits
+    rather than with ``phonenumbers.parse``: the same answer for these inputs at a third of the cost, and the
+    import checks every row.
     """
     digits = _NOT_DIGIT.sub("", raw)
     international = raw.startswith("+") or raw.startswith("00")
