@@ -12,8 +12,8 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.ui.feedback import attempt, show_flash
-from workbench.base.i18n import role_label, t
-from workbench.services import contact_fields, workspace_settings, workspaces
+from workbench.base.i18n import format_moment, role_label, t
+from workbench.services import contact_fields, secrets, workspace_settings, workspaces
 from workbench.store.models import FIELD_TYPES, ROLES
 
 actor = st.session_state["auth_actor"]
@@ -289,13 +289,77 @@ def _fields_section() -> None:
     _edit_field(fields)
 
 
+# -- Integrações › Segredos -----------------------------------------------------------------------------------
+
+SECRETS_FLASH_KEY = "settings_secrets_flash"
+# A generated signing key, popped by the run that shows it: on screen exactly once.
+SIGNING_KEY = "settings_secret_generated"
+
+
+def _save_secret() -> None:
+    state = st.session_state
+    with attempt(SECRETS_FLASH_KEY, t("secrets.saved")):
+        secrets.set_secret(actor, state.get("settings_secret_name") or "", state.get("settings_secret_value") or "")
+        state["settings_secret_name"] = ""
+        state["settings_secret_value"] = ""
+
+
+def _generate_secret() -> None:
+    state = st.session_state
+    with attempt(SECRETS_FLASH_KEY, t("secrets.generated")):
+        state[SIGNING_KEY] = secrets.generate_signing_secret(actor, state.get("settings_secret_name") or "")
+        state["settings_secret_name"] = ""
+
+
+def _delete_secret() -> None:
+    with attempt(SECRETS_FLASH_KEY, t("secrets.deleted")):
+        secrets.delete_secret(actor, st.session_state.get("settings_secret_delete_pick"))
+
+
+def _secrets_section() -> None:
+    st.subheader(t("secrets.title"))
+    st.caption(t("secrets.caption"))
+    show_flash(SECRETS_FLASH_KEY)
+    generated = st.session_state.pop(SIGNING_KEY, None)
+    if generated:
+        st.code(generated, language=None)
+    with st.form("settings_secret_form", border=True):
+        st.text_input(t("secrets.name"), key="settings_secret_name", max_chars=64, help=t("secrets.name_help"))
+        st.text_input(t("secrets.value"), key="settings_secret_value", type="password",
+                      max_chars=secrets.MAX_SECRET_CHARS)
+        with st.container(horizontal=True):
+            st.form_submit_button(t("secrets.save"), key="settings_secret_save", type="primary",
+                                  on_click=_save_secret)
+            st.form_submit_button(t("secrets.generate"), key="settings_secret_generate", on_click=_generate_secret,
+                                  help=t("secrets.generate_help"))
+    stored = secrets.list_secrets(actor)
+    if not stored:
+        st.caption(t("secrets.none"))
+        return
+    st.dataframe([{t("secrets.col.name"): s.name, t("secrets.col.hint"): f"••••{s.hint}",
+                   t("secrets.col.updated"): format_moment(s.updated_at)} for s in stored], hide_index=True)
+    names = {s.id: s.name for s in stored}
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.selectbox(t("secrets.delete_pick"), list(names), format_func=names.get, key="settings_secret_delete_pick")
+        st.button(t("secrets.delete"), key="settings_secret_delete", icon=":material/delete:",
+                  on_click=_delete_secret)
+
+
+def _integrations_tab() -> None:
+    if actor.role != "admin":
+        st.caption(t("settings.admin_only"))
+        return
+    _secrets_section()
+
+
 st.title(t("settings.title"))
 if not actor.is_manager:
     # app.py leaves this page out of an agent's navigation; this guards a direct load all the same.
     st.error(t("settings.manager_only"))
     st.stop()
 st.caption(t("settings.intro"))
-general_tab, fields_tab = st.tabs([t("settings.tab.general"), t("settings.tab.fields")])
+general_tab, fields_tab, integrations_tab = st.tabs([t("settings.tab.general"), t("settings.tab.fields"),
+                                                     t("settings.tab.integrations")])
 with general_tab:
     _default_reply_section()
     _bot_section()
@@ -304,3 +368,5 @@ with general_tab:
     _team_section()
 with fields_tab:
     _fields_section()
+with integrations_tab:
+    _integrations_tab()

@@ -1210,6 +1210,36 @@ CATALOG: dict[str, dict[str, str]] = {
         # contact panel, the funnel editor's field pickers, funnel runs' log) ------------------------------------
         "settings.tab.general": "Geral",
         "settings.tab.fields": "Campos",
+        "settings.tab.integrations": "Integrações",
+        "settings.tab.email": "E-mail",
+        "settings.admin_only": "Só administradores podem ver e mudar esta parte.",
+        "secrets.title": "Segredos",
+        "secrets.caption": "Tokens e chaves que as etapas de funil usam pelo nome (autenticação e assinatura de "
+                           "chamadas HTTP). Ficam criptografados e nunca são mostrados de novo: só os 4 últimos "
+                           "caracteres.",
+        "secrets.name": "Nome",
+        "secrets.name_help": "Letras, números, _ . e -; começa com uma letra. Um nome que já existe é substituído.",
+        "secrets.value": "Valor",
+        "secrets.save": "Salvar segredo",
+        "secrets.saved": "Segredo salvo. Ele não será mostrado de novo.",
+        "secrets.generate": "Gerar chave de assinatura",
+        "secrets.generate_help": "Cria uma chave whsec_... (Standard Webhooks) com o nome acima, para assinar as "
+                                 "chamadas HTTP. Copie-a agora para o sistema que recebe: ela não aparece de novo.",
+        "secrets.generated": "Chave de assinatura criada. Copie agora: ela não será mostrada de novo.",
+        "secrets.none": "Nenhum segredo ainda.",
+        "secrets.col.name": "Nome",
+        "secrets.col.hint": "Final",
+        "secrets.col.updated": "Alterado em",
+        "secrets.delete_pick": "Excluir o segredo",
+        "secrets.delete": "Excluir",
+        "secrets.deleted": "Segredo excluído.",
+        "error.secret_name": "Nome de segredo inválido: use letras, números, _ . e -, começando com uma letra "
+                             "(até 64).",
+        "error.secret_empty": "Digite o valor do segredo.",
+        "error.secret_long": "O segredo pode ter no máximo {max} caracteres.",
+        "error.secret_signing": "Chave de assinatura inválida: depois de whsec_ deve vir base64 com pelo menos 16 "
+                                "bytes.",
+        "error.secret_not_found": "Segredo não encontrado.",
         "fields.title": "Campos personalizados",
         "fields.caption": "Os campos que os contatos podem ter, com o tipo de valor de cada um. Todo valor é "
                           "conferido ao ser salvo: no painel, nas importações e nos funis. Campos livres que os "

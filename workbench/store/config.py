@@ -43,6 +43,9 @@ class Settings(BaseModel):
     media_max_mb: int = Field(64, description="Largest media file stored.")
     wa_accept_groups: bool = Field(False, description="Real numbers (neonize) accept WhatsApp group messages "
                                                       "and reply in the group; off = groups are ignored.")
+    outbound_allow: str = Field("", description="Hosts and networks (CIDR) that funnel HTTP calls may reach although "
+                                                "they are not public, e.g. `10.0.5.0/24, crm.intranet` (README, "
+                                                "\"Chamadas HTTP\").")
     log_level: str = Field("INFO", description="Log level of the connector processes (DEBUG, INFO, WARNING, ...).")
 
 

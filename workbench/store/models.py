@@ -217,6 +217,8 @@ class Contact(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     last_inbound_at: Mapped[datetime | None]
     search_text: Mapped[str] = mapped_column(Text, Computed(CONTACT_SEARCH_TEXT, persisted=True))
+    # The contact's lead in the workspace's Odoo (step "Enviar para Odoo"); the next push updates it.
+    odoo_lead_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ContactField(Base):
@@ -547,6 +549,21 @@ class Integration(Base):
     name: Mapped[str] = mapped_column(String(120))
     config: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class WorkspaceSecret(Base):
+    """A named secret of a workspace (webhook tokens, signing keys): ``value`` is Fernet-encrypted and never shown
+    again; ``hint`` keeps its last 4 characters so people can tell secrets apart."""
+
+    __tablename__ = "workspace_secrets"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    hint: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

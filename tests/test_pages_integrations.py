@@ -1,0 +1,52 @@
+"""Configurações › Integrações (admins): secrets saved encrypted and never shown again, a generated signing key
+shown once; Odoo's connection form and its test; Configurações › E-mail."""
+
+from __future__ import annotations
+
+from tests.factories import make_actor, make_workspace
+from tests.test_pages_settings import open_page
+from workbench.services import secrets
+
+
+def test_admin_saves_a_secret_that_is_never_shown_again(engine, r):
+    admin = make_actor(make_workspace())
+    at = open_page(admin)
+    at.text_input(key="settings_secret_name").input("crm_token")
+    at.text_input(key="settings_secret_value").input("sk-live-abcdefghijklmnop")
+    at = at.button(key="settings_secret_save").click().run()
+    assert not at.exception
+    assert "Segredo salvo. Ele não será mostrado de novo." in [s.value for s in at.success]
+    shown = at.dataframe[-1].value
+    assert list(shown["Final"]) == ["••••mnop"]
+    everything = repr(list(at.main)) + repr({k: at.session_state[k] for k in at.session_state})
+    assert "sk-live-abcdefghijklmnop" not in everything
+    assert at.text_input(key="settings_secret_value").value == ""
+
+    # a bad name: a clear message, and what was typed stays
+    at.text_input(key="settings_secret_name").input("com espaço")
+    at.text_input(key="settings_secret_value").input("x")
+    at = at.button(key="settings_secret_save").click().run()
+    assert [e.value for e in at.error] == ["Nome de segredo inválido: use letras, números, _ . e -, começando com uma "
+                                           "letra (até 64)."]
+    assert at.text_input(key="settings_secret_name").value == "com espaço"
+
+
+def test_a_generated_signing_key_is_shown_once(engine, r):
+    admin = make_actor(make_workspace())
+    at = open_page(admin)
+    at.text_input(key="settings_secret_name").input("assinatura")
+    at = at.button(key="settings_secret_generate").click().run()
+    codes = [c.value for c in at.code]
+    assert len([c for c in codes if c.startswith("whsec_")]) == 1
+    at = at.run()
+    assert not [c for c in (c.value for c in at.code) if c.startswith("whsec_")]
+    assert [s.name for s in secrets.list_secrets(admin)] == ["assinatura"]
+
+
+def test_supervisors_do_not_see_the_integrations(engine, r):
+    ws = make_workspace()
+    secrets.set_secret(make_actor(ws), "token", "valor-secreto-123")
+    at = open_page(make_actor(ws, "supervisor"))
+    assert not at.exception
+    assert "Só administradores podem ver e mudar esta parte." in [c.value for c in at.caption]
+    assert not [t for t in at.text_input if t.key == "settings_secret_name"]
