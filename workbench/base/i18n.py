@@ -798,6 +798,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "run.end": "fim do funil",
         "run.timeout": "tempo de espera esgotado",
         "run.timeout_without_wait": "prazo vencido num nó sem espera; fim do funil",
+        "run.result_without_call": "resultado de chamada externa num nó que não chama nada; fim do funil",
         "run.retries_exhausted": "tentativas esgotadas",
         "node.add_tag.error.empty": "o nome da tag ficou vazio",
         "node.send_message.log.empty_text": "texto ficou vazio depois de preenchido; nada enviado",

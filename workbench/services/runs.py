@@ -34,6 +34,7 @@ from engine.core.definition import FunnelDefinition, Walk, load_definition, walk
 from engine.core.matching import TriggerEvent, pick_trigger
 from engine.core.nodes.base import (
     AddTag,
+    CallOutside,
     ExecutionContext,
     HistoryEntry,
     Notify,
@@ -64,6 +65,7 @@ from workbench.store.models import (
     Media,
     Message,
     Notification,
+    OutsideCall,
     Tag,
     Team,
     Workspace,
@@ -84,6 +86,9 @@ log = logging.getLogger(__name__)
 LIVE = ("active", "waiting", "paused")
 TIMER_JOB = "engine.worker.jobs.funnel_timer"
 TIMER_QUEUE = "default"
+CALLS_QUEUE = "wb:calls"
+"""Redis sorted set of outside call ids scored by when their try is due (ms); the calls pool takes due ones.
+The rows in ``outside_calls`` are the truth: the sweep puts back ids this set lost."""
 HISTORY_MESSAGES = 10
 MAX_CHAIN = 5
 """Funnels one incoming event may start through other funnels (go-to steps, add-tag triggers); more are cut."""
@@ -121,12 +126,14 @@ class Effects:
     commands: list[OutboundCommand] = field(default_factory=list)
     timers: list[tuple[int, str, datetime]] = field(default_factory=list)  # run id, wait token, when
     reads: list[tuple[int, ControlCommand]] = field(default_factory=list)  # (instance id, read receipt)
+    calls: list[int] = field(default_factory=list)  # outside calls to hand to the calls pool
 
     def extend(self, other: Effects) -> None:
         """Add another walk's effects."""
         self.commands.extend(other.commands)
         self.timers.extend(other.timers)
         self.reads.extend(other.reads)
+        self.calls.extend(other.calls)
 
 
 def clear_cache() -> None:
@@ -232,6 +239,29 @@ def on_timer(session: Session, run_id: int, token: str) -> Effects:
     defn = load_definition(version.definition)
     ctx = _context(session, conversation, run, funnel.name, None)
     return _apply(session, run, conversation, funnel.id, defn, walk(defn, ctx, run.current_node, timed_out=True))
+
+
+def on_call_result(session: Session, call: OutsideCall, event_data: dict[str, Any]) -> tuple[str, Effects]:
+    """An outside call finished: hand its result to the node that made it, under the run's row lock.
+
+    Returns (``applied`` | ``stale`` | ``held``, effects). ``stale``: the run moved on since the call was made
+    (another reply re-entered the step with a new call, a timeout, a stop): nothing is applied. ``held``: a
+    human has the conversation; the result waits (the sweep applies it once the bot is back, as for timers).
+    ``event_data`` (service, attempts, latency, model, tokens...) goes into the node's funnel event.
+    """
+    run = session.scalars(select(FunnelRun).where(FunnelRun.id == call.run_id).with_for_update()).first()
+    if (run is None or run.status != "waiting" or run.wait_token != call.wait_token
+            or run.current_node != call.node_id):
+        return "stale", Effects()
+    conversation = _conversation(session, run.conversation_id)
+    if _bot_paused(session, conversation):
+        return "held", Effects()
+    version = session.get(FunnelVersion, run.version_id)
+    funnel = session.get(Funnel, run.funnel_id)
+    defn = load_definition(version.definition)
+    ctx = _context(session, conversation, run, funnel.name, run.variables.get("__trigger"))
+    result = walk(defn, ctx, run.current_node, call_result=dict(call.result or {}))
+    return "applied", _apply(session, run, conversation, funnel.id, defn, result, event_data=event_data)
 
 
 def due_timers(session: Session, older_than_s: int = 30) -> list[tuple[int, str, datetime]]:
@@ -374,20 +404,30 @@ def _context(session: Session, conversation: ConversationRef, run: FunnelRun, fu
 
 
 def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funnel_id: int,
-           defn: FunnelDefinition, result: Walk, depth: int = 0) -> Effects:
+           defn: FunnelDefinition, result: Walk, depth: int = 0, event_data: dict[str, Any] | None = None) -> Effects:
     """Apply a walk's actions and events, and store where the run stands.
 
     ``depth`` counts the funnels that started this one within the current event (see ``MAX_CHAIN``).
+    ``event_data`` is added to the first step's funnel event (an outside call's figures).
+
+    A ``call`` wait returned without a new ``CallOutside`` (a reply arrived while the node's call is pending)
+    keeps the run's wait token and deadline, so the pending call's result still applies; any other wait gets a
+    new token, which makes older timers and calls stale.
     """
     effects = Effects()
+    was_waiting_on = run.current_node if run.status == "waiting" and run.wait_token else None
     run.variables = dict(result.context.variables)
     run.current_node = result.node_id
     run.updated_at = now()
+    new_call = any(isinstance(a, CallOutside) for a in result.actions)
     if result.status == "waiting":
         run.status = "waiting"
         run.attempts = result.wait.attempts
-        run.wait_deadline = result.wait.deadline(now())
-        run.wait_token = secrets.token_hex(8) if run.wait_deadline else None
+        if not (result.wait.kind == "call" and not new_call and was_waiting_on == result.node_id):
+            run.wait_deadline = result.wait.deadline(now())
+            run.wait_token = secrets.token_hex(8) if run.wait_deadline or new_call else None
+            if run.wait_deadline:
+                effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     else:
         run.status = "completed" if result.status == "completed" else "failed"
         run.error = result.error
@@ -395,8 +435,6 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
     # A new run is inserted here with where the walk left it (one statement, no insert-then-update); its id
     # is what the messages and events below refer to.
     session.flush()
-    if run.wait_deadline:
-        effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     start_next: int | None = None
     added: list[str] = []
     for step in result.steps:
@@ -414,6 +452,9 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                 if note:
                     notes.append(note)
                 continue
+            if isinstance(action, CallOutside):
+                effects.calls.append(_insert_call(session, run, step.node_id, action))
+                continue
             command = _apply_action(session, run, conversation, funnel_id, step.node_id, action)
             if command is not None:
                 effects.commands.append(command)
@@ -425,8 +466,9 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
             status="error" if step.result.error else ("waiting" if step.result.wait else "ok"),
             duration_ms=step.duration_ms, error=step.result.error,
             data={**dict(step.result.data), **({"log": [*step.result.log, *notes]} if step.result.log or notes
-                                               else {})},
+                                               else {}), **(event_data or {})},
         ))
+        event_data = None  # the call's figures belong to the step that received its result
     go_to = start_next if result.status == "completed" else None
     if go_to is None and not added:
         return effects
@@ -444,6 +486,19 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
     for tag in added:
         effects.extend(_on_tag_added(session, current, tag, depth + 1))
     return effects
+
+
+def _insert_call(session: Session, run: FunnelRun, node_id: str, action: CallOutside) -> int:
+    """Store an outside call in the walk's transaction; the calls pool gets its id after commit.
+
+    It carries the run's wait token: its result applies only while the run still waits on it. A call made by
+    a step that did not wait (a node bug) gets no token and its result will be stale.
+    """
+    call = OutsideCall(workspace_id=run.workspace_id, run_id=run.id, wait_token=run.wait_token or "-",
+                       node_id=node_id, service=action.service, request=clean_json(dict(action.request)))
+    session.add(call)
+    session.flush()
+    return call.id
 
 
 def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRef, funnel_id: int, node_id: str,
@@ -524,7 +579,8 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
             log.warning("run %s: contact name of %s characters cut to %s", run.id, len(value), MAX_CONTACT_NAME_CHARS)
         value = value[:MAX_CONTACT_NAME_CHARS]
         if contact.name != value:
-            _record(session, run, "field_changed", {"key": "name", "old": contact.name, "new": value})
+            _record(session, run, "field_changed", {"key": "name", "old": contact.name, "new": value,
+                                                    **_provenance(action)})
         contact.name = value
         return None
     key = action.field.removeprefix("custom_data.")
@@ -552,13 +608,19 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
     value = clean_json(value)
     if value == fields.get(key):
         return None
-    _record(session, run, "field_changed", {"key": key, "old": fields.get(key), "new": value})
+    _record(session, run, "field_changed", {"key": key, "old": fields.get(key), "new": value,
+                                            **_provenance(action)})
     if value is None:
         fields.pop(key, None)
     else:
         fields[key] = value
     contact.custom_data = fields
     return None
+
+
+def _provenance(action: SetContactField) -> dict[str, Any]:
+    """Where a value came from (an AI step's step, model, message), kept with its change in the activity."""
+    return {"provenance": clean_json(dict(action.source))} if action.source else {}
 
 
 def _field_types(session: Session, workspace_id: int) -> dict[str, str]:
@@ -636,6 +698,15 @@ def publish_effects(client: redis.Redis, effects: Effects) -> None:
         pipe.execute()
     publish_commands(effects.commands, client)
     schedule_timers(client, effects.timers)
+    enqueue_calls(client, effects.calls)
+
+
+def enqueue_calls(client: redis.Redis, call_ids: list[int], delay_s: float = 0.0) -> None:
+    """Hand outside calls to the calls pool (``engine/worker/calls.py``), due now or after ``delay_s``; call after
+    commit. Adding an id already queued only moves its due time."""
+    if call_ids:
+        due = time.time() * 1000 + delay_s * 1000
+        client.zadd(CALLS_QUEUE, {str(call_id): due for call_id in call_ids})
 
 
 def schedule_timers(client: redis.Redis, timers: list[tuple[int, str, datetime]]) -> None:

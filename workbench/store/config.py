@@ -27,6 +27,8 @@ class Settings(BaseModel):
     panel_port: int = Field(8501, description="Port of the Streamlit panel.")
     panel_address: str = Field("127.0.0.1", description="Address the panel listens on.")
     workers: int = Field(2, description="RQ workers started by `up`.")
+    outside_calls_concurrency: int = Field(8, description="Most outside calls (AI, webhooks, Odoo) the calls pool "
+                                           "runs at once.")
     typing_ms_per_char: int = Field(40, description="Typing indicator time per character of an outbound text.")
     typing_max_ms: int = Field(4000, description="Longest typing indicator before one message.")
     send_min_gap_ms: int = Field(1000, description="Shortest gap between two sends of one number (0 = none).")

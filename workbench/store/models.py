@@ -52,6 +52,7 @@ RUN_STATUSES = ("active", "waiting", "paused", "completed", "failed", "stopped")
 FIELD_TYPES = ("text", "number", "date", "choice", "boolean", "email", "phone", "url")
 CONTACT_JOB_KINDS = ("bulk", "import")
 CONTACT_JOB_STATUSES = ("queued", "running", "done", "failed")
+OUTSIDE_CALL_STATUSES = ("pending", "running", "done", "failed", "stale")
 
 
 MAX_ID = 2**63 - 1
@@ -441,6 +442,43 @@ class FunnelEvent(Base):
     error: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created()
+
+
+class OutsideCall(Base):
+    """A funnel step's call to something outside (a model, an HTTP endpoint, Odoo), run away from the drain.
+
+    Written with the run's wait in one transaction (``workbench/services/outside_calls.py``); ``id`` is the
+    idempotency key an executor sends. ``status``: ``pending`` (waiting for its turn, or its next try at
+    ``due_at``), ``running`` (a try started at ``started_at``; ``attempts`` counts tries *before* they run),
+    ``done`` (an answer, success or definitive failure, in ``result``), ``failed`` (retryable errors until the
+    last try) or ``stale`` (the run had moved on; nothing applied). ``applied_at`` is set in the transaction that
+    applied the result to the run, so a result is applied at most once.
+    """
+
+    __tablename__ = "outside_calls"
+    __table_args__ = (
+        CheckConstraint(_in("status", OUTSIDE_CALL_STATUSES), name="status"),
+        # the sweep's two questions: tries whose job was lost, results not yet applied
+        Index("ix_outside_calls_open", "status", "due_at", postgresql_where=sql("status IN ('pending','running')")),
+        Index("ix_outside_calls_unapplied", "finished_at",
+              postgresql_where=sql("status IN ('done','failed') AND applied_at IS NULL")),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    run_id: Mapped[int] = mapped_column(ForeignKey("funnel_runs.id", ondelete="CASCADE"), index=True)
+    wait_token: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    due_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    applied_at: Mapped[datetime | None]
 
 
 class Message(Base):

@@ -112,6 +112,14 @@ def resume_node(node: NodeBase, ctx: ExecutionContext, reply_text: str) -> NodeR
     return spec.resume(node, ctx, reply_text) if spec.resume else None
 
 
+def result_node(node: NodeBase, ctx: ExecutionContext, result: Mapping[str, Any]) -> NodeResult:
+    """Hand an outside call's result to the node that made it; a node without ``on_result`` fails the run."""
+    spec = spec_for(node)
+    if spec.on_result is None:
+        return NodeResult(error=t("run.result_without_call"))
+    return spec.on_result(node, ctx, result)
+
+
 def timeout_node(node: NodeBase, ctx: ExecutionContext) -> NodeResult:
     """The node's wait deadline passed. Nodes without a deadline handler simply end the run."""
     spec = spec_for(node)
@@ -121,5 +129,5 @@ def timeout_node(node: NodeBase, ctx: ExecutionContext) -> NodeResult:
 
 
 __all__ = ["NODE_ADAPTER", "NODE_MODULES", "PLANNED_TYPES", "REGISTRY", "AnyNode", "execute_node", "node_waits",
-           "outputs_of", "parse_node", "register", "required_outputs_of", "resume_node", "spec_for", "timeout_node",
-           "unregister"]
+           "outputs_of", "parse_node", "register", "required_outputs_of", "result_node", "resume_node", "spec_for",
+           "timeout_node", "unregister"]
