@@ -13,7 +13,7 @@ import streamlit as st
 
 from pages.ui.feedback import attempt, show_flash
 from workbench.base.i18n import format_moment, role_label, t
-from workbench.services import contact_fields, secrets, workspace_settings, workspaces
+from workbench.services import contact_fields, odoo, secrets, workspace_settings, workspaces
 from workbench.store.models import FIELD_TYPES, ROLES
 
 actor = st.session_state["auth_actor"]
@@ -345,11 +345,93 @@ def _secrets_section() -> None:
                   on_click=_delete_secret)
 
 
+# -- Integrações › Odoo ---------------------------------------------------------------------------------------
+
+ODOO_FLASH_KEY = "settings_odoo_flash"
+ODOO_REPORT_KEY = "settings_odoo_report"
+# Widget key -> field of workbench.services.odoo.OdooSettings (the key is separate: never drawn back).
+ODOO_FIELDS = {"settings_odoo_url": "url", "settings_odoo_database": "database", "settings_odoo_login": "login",
+               "settings_odoo_team": "team_id", "settings_odoo_user": "user_id", "settings_odoo_stage": "stage_id",
+               "settings_odoo_tags": "tags", "settings_odoo_source": "source"}
+
+
+def _seed_odoo(config: odoo.OdooConfig | None) -> None:
+    if all(key in st.session_state for key in ODOO_FIELDS):
+        return
+    values = config.settings.model_dump() if config else {"url": "", "database": "", "login": "", "tags": [],
+                                                          "source": "WhatsApp"}
+    for key, field in ODOO_FIELDS.items():
+        value = values.get(field)
+        st.session_state[key] = "\n".join(value) if field == "tags" else value
+
+
+def _odoo_values() -> dict:
+    state = st.session_state
+    values = {field: state.get(key) for key, field in ODOO_FIELDS.items()}
+    values["tags"] = [line for line in (state.get("settings_odoo_tags") or "").splitlines() if line.strip()]
+    for field in ("url", "database", "login", "source"):
+        values[field] = values[field] or ""
+    return values
+
+
+def _save_odoo() -> None:
+    with attempt(ODOO_FLASH_KEY, t("odoo.saved")):
+        odoo.save_config(actor, _odoo_values(), st.session_state.get("settings_odoo_key") or "")
+        st.session_state["settings_odoo_key"] = ""
+
+
+def _test_odoo() -> None:
+    with attempt(ODOO_FLASH_KEY):
+        st.session_state[ODOO_REPORT_KEY] = odoo.test_connection(actor)
+
+
+def _show_odoo_report() -> None:
+    report = st.session_state.pop(ODOO_REPORT_KEY, None)
+    if report is None:
+        return
+    if report.ok:
+        st.success(t("odoo.test_ok", version=report.version or "?"))
+        return
+    st.error(t("odoo.test_failed", problem=t(f"odoo.problem.{report.problem}")))
+    if report.detail:
+        st.caption(t("odoo.problem.detail", detail=""))
+        st.text(report.detail)  # the server's words: shown literally
+
+
+def _odoo_section() -> None:
+    st.subheader(t("odoo.title"))
+    st.caption(t("odoo.caption"))
+    show_flash(ODOO_FLASH_KEY)
+    _show_odoo_report()
+    config = odoo.get_config(actor)
+    _seed_odoo(config)
+    with st.form("settings_odoo_form", border=True):
+        st.text_input(t("odoo.url"), key="settings_odoo_url", max_chars=500, help=t("odoo.url_help"))
+        st.text_input(t("odoo.database"), key="settings_odoo_database", max_chars=128)
+        st.text_input(t("odoo.login"), key="settings_odoo_login", max_chars=254)
+        st.text_input(t("odoo.api_key"), key="settings_odoo_key", type="password", max_chars=4096,
+                      help=t("odoo.api_key_help"))
+        if config and config.key_hint:
+            st.caption(t("odoo.api_key_saved", hint=config.key_hint))
+        with st.container(horizontal=True):
+            st.number_input(t("odoo.team_id"), key="settings_odoo_team", min_value=1, value=None, step=1)
+            st.number_input(t("odoo.user_id"), key="settings_odoo_user", min_value=1, value=None, step=1)
+            st.number_input(t("odoo.stage_id"), key="settings_odoo_stage", min_value=1, value=None, step=1)
+        st.text_area(t("odoo.tags"), key="settings_odoo_tags", height=80)
+        st.text_input(t("odoo.source"), key="settings_odoo_source", max_chars=64)
+        with st.container(horizontal=True):
+            st.form_submit_button(t("odoo.save"), key="settings_odoo_save", type="primary", on_click=_save_odoo)
+            st.form_submit_button(t("odoo.test"), key="settings_odoo_test", on_click=_test_odoo,
+                                  disabled=config is None)
+
+
 def _integrations_tab() -> None:
     if actor.role != "admin":
         st.caption(t("settings.admin_only"))
         return
     _secrets_section()
+    st.divider()
+    _odoo_section()
 
 
 st.title(t("settings.title"))

@@ -4,8 +4,9 @@ shown once; Odoo's connection form and its test; Configurações › E-mail."""
 from __future__ import annotations
 
 from tests.factories import make_actor, make_workspace
+from tests.fake_odoo import FakeOdoo
 from tests.test_pages_settings import open_page
-from workbench.services import secrets
+from workbench.services import odoo, secrets
 
 
 def test_admin_saves_a_secret_that_is_never_shown_again(engine, r):
@@ -50,3 +51,37 @@ def test_supervisors_do_not_see_the_integrations(engine, r):
     assert not at.exception
     assert "Só administradores podem ver e mudar esta parte." in [c.value for c in at.caption]
     assert not [t for t in at.text_input if t.key == "settings_secret_name"]
+
+
+def test_admin_configures_odoo_and_testar_conexao_reports_the_version_or_the_problem(engine, r):
+    fake = FakeOdoo().start()
+    try:
+        admin = make_actor(make_workspace())
+        at = open_page(admin)
+        at.text_input(key="settings_odoo_url").input(fake.url)
+        at.text_input(key="settings_odoo_database").input(fake.database)
+        at.text_input(key="settings_odoo_login").input(fake.login)
+        at.text_input(key="settings_odoo_key").input(fake.api_key)
+        at.number_input(key="settings_odoo_team").set_value(3)
+        at.text_area(key="settings_odoo_tags").input("WhatsApp\nbot")
+        at = at.button(key="settings_odoo_save").click().run()
+        assert not at.exception
+        assert "Conexão com o Odoo salva." in [s.value for s in at.success]
+        assert "Chave salva: termina em 3456" in [c.value for c in at.caption]
+        config = odoo.get_config(admin)
+        assert (config.settings.team_id, config.settings.tags) == (3, ["WhatsApp", "bot"])
+        at = at.button(key="settings_odoo_test").click().run()
+        assert "Conexão funcionando: Odoo 17.0+e, com permissão de ler e criar oportunidades." in [
+            s.value for s in at.success]
+        fake.rights["read"] = False
+        at = at.button(key="settings_odoo_test").click().run()
+        assert [e.value for e in at.error] == [
+            "A conexão falhou: o usuário não tem permissão de ler e criar oportunidades (crm.lead)."]
+        # a bad URL is refused clearly and what was typed stays
+        at.text_input(key="settings_odoo_url").input("odoo.empresa.com")
+        at = at.button(key="settings_odoo_save").click().run()
+        assert [e.value for e in at.error] == ["Endereço do Odoo inválido: use http:// ou https://."]
+        assert at.text_input(key="settings_odoo_url").value == "odoo.empresa.com"
+        assert fake.api_key not in repr(list(at.main))
+    finally:
+        fake.stop()

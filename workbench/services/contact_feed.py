@@ -65,6 +65,7 @@ ACTIVITY_KINDS = {
     "bot_paused": "bot", "bot_resumed": "bot",
     "status_open": "status", "status_pending": "status", "status_closed": "status",
     "merged": "merge", "imported": "import", "bulk": "bulk",
+    "odoo_lead_created": "funnel", "odoo_lead_updated": "funnel", "odoo_push_failed": "funnel",
 }
 """Activity event kind -> feed kind. Other kinds show as ``other`` in the unfiltered stream."""
 NOTE_EVENTS = ("note_added", "note_edited", "note_deleted")
@@ -291,5 +292,11 @@ def describe(item: dict[str, Any]) -> str:
         return t("feed.event.imported", file=_value(data.get("file_name")))
     if event == "bulk":
         return t("feed.event.bulk", action=_value(data.get("action")))
+    if event in ("odoo_lead_created", "odoo_lead_updated"):
+        return t(f"feed.event.{event}", lead_id=_value(data.get("lead_id")))
+    if event == "odoo_push_failed":
+        reason = data.get("reason")
+        return t("feed.event.odoo_push_failed",
+                 reason=t(f"odoo.problem.{reason}") if has_key(f"odoo.problem.{reason}") else _value(reason))
     key = f"feed.event.{event}"
     return t(key) if has_key(key) else t("feed.event.other", kind=event)

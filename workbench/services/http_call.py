@@ -40,8 +40,10 @@ from urllib.parse import urlencode
 
 import httpx
 
-from workbench.services.secrets import signing_key
+from workbench.services.outside_calls import FunctionExecutor, OutsideCallView, RetryLater, register
+from workbench.services.secrets import secret_value, signing_key
 from workbench.store.config import get_settings
+from workbench.store.db import session_scope
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 60.0
@@ -450,3 +452,36 @@ def call_with_retries(request: Mapping[str, Any], secrets: Callable[[str], str |
             return {"ok": False, "error": exc.reason, "detail": exc.detail, "attempts": attempt}
     assert last is not None
     return {"ok": False, "error": last.reason, "status": last.status, "kind": "failed", "attempts": max_attempts}
+
+
+# -- the outside-calls executor (service "http") ------------------------------------------------------------------
+
+
+def _kind(exc: RetryableHTTPError) -> str:
+    if exc.status == 429:
+        return "rate_limited"
+    if exc.status is not None:
+        return "server"
+    return "timeout" if exc.reason == "timeout" else "unreachable"
+
+
+def run_call(call: OutsideCallView) -> dict[str, Any]:
+    """One try of a "Chamada HTTP" call: the call id is the idempotency key (``Idempotency-Key``, ``webhook-id``).
+
+    The named secrets are read (and decrypted) before the request, in a session closed before the network.
+    """
+    request = dict(call.request) | {"idempotency_key": f"wb-call-{call.id}"}
+    names = {str(n) for n in ((request.get("auth") or {}).get("secret"), request.get("sign_secret")) if n}
+    with session_scope() as session:
+        values = {name: secret_value(session, call.workspace_id, name) for name in names}
+    try:
+        return perform(request, values.get).as_result()
+    except RetryableHTTPError as exc:
+        raise RetryLater(exc.reason, _kind(exc)) from None
+    except HTTPCallError as exc:
+        return {"ok": False, "error": exc.reason, "detail": exc.detail[:200], "kind": "failed"}
+
+
+EXECUTOR = FunctionExecutor(run_call, max_attempts=3, timeout_s=MAX_TIMEOUT_S + 5, base_s=2.0, max_backoff_s=30.0)
+"""3 tries, 2 s then 4 s apart; each try is bounded by the step's timeout (at most 60 s)."""
+register("http", EXECUTOR)

@@ -35,9 +35,10 @@ from sqlalchemy.orm import Session
 from workbench.base.errors import InvalidInput
 from workbench.services.auth import Actor
 from workbench.services.odoo_client import DEFAULT_TIMEOUT_S, OdooClient, OdooError
+from workbench.services.outside_calls import FunctionExecutor, OutsideCallView, RetryLater, register
 from workbench.store.crypto import decrypt_secret, encrypt_secret
 from workbench.store.db import session_scope
-from workbench.store.models import ActivityEvent, Contact, Integration
+from workbench.store.models import ActivityEvent, Contact, FunnelRun, Integration
 from workbench.store.text import clean_json
 
 KIND = "odoo"
@@ -301,8 +302,18 @@ def push_lead(workspace_id: int, contact_id: int, call_id: int | str, lead: dict
     """
     with session_scope() as session:
         found = _client(session, workspace_id, PUSH_TIMEOUT_S)
-        known_id = session.scalar(select(Contact.odoo_lead_id).where(Contact.id == contact_id,
-                                                                     Contact.workspace_id == workspace_id))
+        row = session.execute(select(Contact.odoo_lead_id, Contact.name, Contact.push_name, Contact.phone,
+                                     Contact.email, Contact.company)
+                              .where(Contact.id == contact_id, Contact.workspace_id == workspace_id)).first()
+    if row is None:
+        return {"ok": False, "error": "contact", "kind": "failed"}
+    known_id = row.odoo_lead_id
+    # a mapping left empty takes the contact's own value
+    lead = dict(lead)
+    for key, own in (("contact_name", row.name or row.push_name), ("phone", row.phone), ("email", row.email),
+                     ("company", row.company)):
+        if not str(lead.get(key) or "").strip():
+            lead[key] = own or ""
     if found is None:
         return _failed(workspace_id, contact_id, "not_configured")
     client, settings = found
@@ -325,3 +336,28 @@ def _failed(workspace_id: int, contact_id: int, kind: str, detail: str = "") -> 
     with session_scope() as session:
         _record(session, workspace_id, contact_id, "odoo_push_failed", {"reason": kind})
     return {"ok": False, "error": kind, "detail": detail, "kind": "failed"}
+
+
+# -- the outside-calls executor (service "odoo") ------------------------------------------------------------------
+
+MAX_ATTEMPTS = 6
+BACKOFF_BASE_S = 30.0
+MAX_BACKOFF_S = 480.0
+"""Odoo down or slow: 6 tries, 30 s, 1, 2, 4 and 8 min apart — about 15 minutes — then the step takes *falha*."""
+
+
+def run_call(call: OutsideCallView) -> dict[str, Any]:
+    """One try of an "Enviar para Odoo" push for the run's contact; the call id marks the lead it creates."""
+    with session_scope() as session:
+        contact_id = session.scalar(select(FunnelRun.contact_id).where(FunnelRun.id == call.run_id))
+    if contact_id is None:
+        return {"ok": False, "error": "contact", "kind": "failed"}
+    try:
+        return push_lead(call.workspace_id, contact_id, call.id, dict(call.request), final=call.attempt >= MAX_ATTEMPTS)
+    except OdooError as exc:
+        raise RetryLater(exc.kind, exc.kind) from None
+
+
+EXECUTOR = FunctionExecutor(run_call, max_attempts=MAX_ATTEMPTS, timeout_s=10 * PUSH_TIMEOUT_S, base_s=BACKOFF_BASE_S,
+                            max_backoff_s=MAX_BACKOFF_S)
+register("odoo", EXECUTOR)

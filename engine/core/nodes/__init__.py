@@ -22,6 +22,7 @@ from engine.core.nodes import (
     end,
     go_to_funnel,
     notify_human,
+    odoo,
     remove_tag,
     route,
     send_choices,
@@ -29,17 +30,18 @@ from engine.core.nodes import (
     set_field,
     trigger,
     wait_reply,
+    webhook,
 )
 from engine.core.nodes.base import ExecutionContext, NodeBase, NodeResult, NodeSpec
 from workbench.base.i18n import t
 
 NODE_MODULES = (trigger, send_message, send_choices, wait_reply, condition, delay, add_tag, remove_tag, set_field,
-                notify_human, go_to_funnel, route, end)
+                notify_human, webhook, odoo, go_to_funnel, route, end)
 
 REGISTRY: dict[str, NodeSpec] = {}
 """type -> NodeSpec, in palette order."""
 
-PLANNED_TYPES = ("ai_reply", "webhook", "odoo")
+PLANNED_TYPES = ("ai_reply",)
 """Types the product will have but this version cannot run yet: reported as "not available", not "unknown"."""
 
 

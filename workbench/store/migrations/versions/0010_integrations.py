@@ -6,7 +6,7 @@ the SMTP server's settings live in the existing ``integrations`` table. ``contac
 the step "Enviar para Odoo" created or updated for the contact, so the next push updates it.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-02 16:15:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
