@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.ui.feedback import attempt, show_flash
+from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import format_moment, role_label, t
-from workbench.services import contact_fields, odoo, secrets, workspace_settings, workspaces
+from workbench.services import contact_fields, mail, odoo, secrets, workspace_settings, workspaces
 from workbench.store.models import FIELD_TYPES, ROLES
 
 actor = st.session_state["auth_actor"]
@@ -434,14 +434,76 @@ def _integrations_tab() -> None:
     _odoo_section()
 
 
+# -- E-mail ---------------------------------------------------------------------------------------------------
+
+MAIL_FLASH_KEY = "settings_mail_flash"
+MAIL_SECURITY = ("starttls", "tls", "none")
+# Widget key -> field of workbench.services.mail.SmtpSettings (the password is separate: never drawn back).
+MAIL_FIELDS = {"settings_mail_host": "host", "settings_mail_port": "port", "settings_mail_security": "security",
+               "settings_mail_username": "username", "settings_mail_sender": "sender",
+               "settings_mail_sender_name": "sender_name"}
+
+
+def _save_mail() -> None:
+    state = st.session_state
+    values = {field: state.get(key) for key, field in MAIL_FIELDS.items()}
+    with attempt(MAIL_FLASH_KEY, t("mail.saved")):
+        mail.save_config(actor, values, state.get("settings_mail_password") or "")
+        state["settings_mail_password"] = ""
+
+
+def _test_mail() -> None:
+    with attempt(MAIL_FLASH_KEY) as outcome:
+        try:
+            mail.send_test(actor, st.session_state.get("settings_mail_test_to") or "")
+        except mail.MailError as exc:
+            flash(MAIL_FLASH_KEY, "error", t("mail.test_failed", problem=t(f"mail.problem.{exc.kind}")))
+            return
+    if outcome.ok:
+        flash(MAIL_FLASH_KEY, "success", t("mail.test_sent"))
+
+
+def _mail_tab() -> None:
+    if actor.role != "admin":
+        st.caption(t("settings.admin_only"))
+        return
+    st.subheader(t("mail.title"))
+    st.caption(t("mail.caption"))
+    show_flash(MAIL_FLASH_KEY)
+    config = mail.get_config(actor)
+    if not all(key in st.session_state for key in MAIL_FIELDS):
+        values = config.settings.model_dump() if config else {"host": "", "port": 587, "security": "starttls",
+                                                              "username": "", "sender": "", "sender_name": ""}
+        for key, field in MAIL_FIELDS.items():
+            st.session_state[key] = values[field]
+        st.session_state.setdefault("settings_mail_test_to", actor.email)
+    with st.form("settings_mail_form", border=True):
+        with st.container(horizontal=True):
+            st.text_input(t("mail.host"), key="settings_mail_host", max_chars=255)
+            st.number_input(t("mail.port"), key="settings_mail_port", min_value=1, max_value=65535, step=1)
+        st.radio(t("mail.security"), MAIL_SECURITY, key="settings_mail_security", horizontal=True,
+                 format_func=lambda value: t(f"mail.security.{value}"))
+        st.text_input(t("mail.username"), key="settings_mail_username", max_chars=254)
+        st.text_input(t("mail.password"), key="settings_mail_password", type="password", max_chars=1024,
+                      help=t("mail.password_help"))
+        if config and config.has_password:
+            st.caption(t("mail.password_saved"))
+        st.text_input(t("mail.sender"), key="settings_mail_sender", max_chars=254)
+        st.text_input(t("mail.sender_name"), key="settings_mail_sender_name", max_chars=120)
+        st.form_submit_button(t("mail.save"), key="settings_mail_save", type="primary", on_click=_save_mail)
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.text_input(t("mail.test_to"), key="settings_mail_test_to", max_chars=254)
+        st.button(t("mail.test"), key="settings_mail_test", on_click=_test_mail, disabled=config is None)
+
+
 st.title(t("settings.title"))
 if not actor.is_manager:
     # app.py leaves this page out of an agent's navigation; this guards a direct load all the same.
     st.error(t("settings.manager_only"))
     st.stop()
 st.caption(t("settings.intro"))
-general_tab, fields_tab, integrations_tab = st.tabs([t("settings.tab.general"), t("settings.tab.fields"),
-                                                     t("settings.tab.integrations")])
+general_tab, fields_tab, integrations_tab, mail_tab = st.tabs([
+    t("settings.tab.general"), t("settings.tab.fields"), t("settings.tab.integrations"), t("settings.tab.email")])
 with general_tab:
     _default_reply_section()
     _bot_section()
@@ -452,3 +514,5 @@ with fields_tab:
     _fields_section()
 with integrations_tab:
     _integrations_tab()
+with mail_tab:
+    _mail_tab()

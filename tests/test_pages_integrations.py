@@ -3,10 +3,14 @@ shown once; Odoo's connection form and its test; Configurações › E-mail."""
 
 from __future__ import annotations
 
+from tests import test_mail
 from tests.factories import make_actor, make_workspace
 from tests.fake_odoo import FakeOdoo
 from tests.test_pages_settings import open_page
-from workbench.services import odoo, secrets
+from workbench.services import mail, odoo, secrets
+
+smtp = test_mail.smtp  # the local SMTP server fixture
+PASSWORD = test_mail.PASSWORD
 
 
 def test_admin_saves_a_secret_that_is_never_shown_again(engine, r):
@@ -85,3 +89,28 @@ def test_admin_configures_odoo_and_testar_conexao_reports_the_version_or_the_pro
         assert fake.api_key not in repr(list(at.main))
     finally:
         fake.stop()
+
+
+def test_admin_saves_the_smtp_server_and_sends_a_test_e_mail(engine, r, smtp):
+    admin = make_actor(make_workspace())
+    at = open_page(admin)
+    at.text_input(key="settings_mail_host").input("127.0.0.1")
+    at.number_input(key="settings_mail_port").set_value(smtp.port)
+    at.radio(key="settings_mail_security").set_value("none")
+    at.text_input(key="settings_mail_username").input("bot")
+    at.text_input(key="settings_mail_password").input(PASSWORD)
+    at.text_input(key="settings_mail_sender").input("bot@loja.com.br")
+    at = at.button(key="settings_mail_save").click().run()
+    assert not at.exception
+    assert "Configuração de e-mail salva." in [s.value for s in at.success]
+    assert "Há uma senha salva." in [c.value for c in at.caption]
+    assert PASSWORD not in repr(list(at.main))
+    at.text_input(key="settings_mail_test_to").input("dono@loja.com.br")
+    at = at.button(key="settings_mail_test").click().run()
+    assert "E-mail de teste enviado. Confira a caixa de entrada (e o spam)." in [s.value for s in at.success]
+    assert smtp.envelopes[0][1] == ["dono@loja.com.br"]
+    # a wrong password: the page says what failed
+    mail.save_config(admin, {"host": "127.0.0.1", "port": smtp.port, "security": "none", "username": "bot",
+                             "sender": "bot@loja.com.br"}, "errada")
+    at = at.button(key="settings_mail_test").click().run()
+    assert [e.value for e in at.error] == ["O e-mail de teste falhou: usuário ou senha recusados pelo servidor."]

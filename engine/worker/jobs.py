@@ -55,7 +55,7 @@ from connector.contracts import (
     wake_inbound_drain,
 )
 from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_events
-from workbench.services import contact_jobs, outbox, outside_calls, runs
+from workbench.services import contact_jobs, mail, outbox, outside_calls, runs
 from workbench.services.instances import sync_instances
 from workbench.store import live
 from workbench.store.bus import get_redis
@@ -514,6 +514,12 @@ def funnel_timer(run_id: int, token: str) -> None:
     runs.publish_effects(client, effects)
     if workspace_id:
         live.touch(client, [workspace_id])
+
+
+def email_notification(notification_id: int) -> str:
+    """E-mail a "Notificar humano" notification; an SMTP failure raises, so RQ retries it (``runs.enqueue_emails``).
+    The funnel never waits for this job."""
+    return mail.notification_email(notification_id)
 
 
 def sweep() -> dict[str, int]:

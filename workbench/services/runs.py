@@ -85,6 +85,9 @@ log = logging.getLogger(__name__)
 
 LIVE = ("active", "waiting", "paused")
 TIMER_JOB = "engine.worker.jobs.funnel_timer"
+EMAIL_JOB = "engine.worker.jobs.email_notification"
+EMAIL_RETRY_INTERVALS = (30, 120, 600)
+"""An e-mail whose send failed is tried again after 30 s, 2 and 10 minutes."""
 TIMER_QUEUE = "default"
 CALLS_QUEUE = "wb:calls"
 """Redis sorted set of outside call ids scored by when their try is due (ms); the calls pool takes due ones.
@@ -127,6 +130,7 @@ class Effects:
     timers: list[tuple[int, str, datetime]] = field(default_factory=list)  # run id, wait token, when
     reads: list[tuple[int, ControlCommand]] = field(default_factory=list)  # (instance id, read receipt)
     calls: list[int] = field(default_factory=list)  # outside calls to hand to the calls pool
+    emails: list[int] = field(default_factory=list)  # notifications to e-mail (workbench/services/mail.py)
 
     def extend(self, other: Effects) -> None:
         """Add another walk's effects."""
@@ -134,6 +138,7 @@ class Effects:
         self.timers.extend(other.timers)
         self.reads.extend(other.reads)
         self.calls.extend(other.calls)
+        self.emails.extend(other.emails)
 
 
 def clear_cache() -> None:
@@ -455,6 +460,12 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
             if isinstance(action, CallOutside):
                 effects.calls.append(_insert_call(session, run, step.node_id, action))
                 continue
+            if isinstance(action, Notify):
+                notification = _notify(session, run, conversation, action)
+                if action.email:
+                    session.flush()
+                    effects.emails.append(notification.id)
+                continue
             command = _apply_action(session, run, conversation, funnel_id, step.node_id, action)
             if command is not None:
                 effects.commands.append(command)
@@ -501,6 +512,16 @@ def _insert_call(session: Session, run: FunnelRun, node_id: str, action: CallOut
     return call.id
 
 
+def _notify(session: Session, run: FunnelRun, conversation: ConversationRef, action: Notify) -> Notification:
+    """The in-app notification of a "Notificar humano" step (its e-mail, when asked, goes out after commit)."""
+    notification = Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
+                                team_id=_own_team(session, run, action.team_id)
+                                or _team_id(session, run.workspace_id, action.team_name),
+                                conversation_id=conversation.id, body=clean_text(action.text)[0])
+    session.add(notification)
+    return notification
+
+
 def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRef, funnel_id: int, node_id: str,
                   action: Any) -> OutboundCommand | None:
     data = {"run": run.id, "node": node_id}
@@ -526,11 +547,6 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
     if isinstance(action, RemoveTag):
         if untag_contact(session, run.workspace_id, run.contact_id, action.name):
             _record(session, run, "tag_removed", {"tag": action.name})
-    elif isinstance(action, Notify):
-        session.add(Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
-                                 team_id=_own_team(session, run, action.team_id)
-                                 or _team_id(session, run.workspace_id, action.team_name),
-                                 conversation_id=conversation.id, body=clean_text(action.text)[0]))
     elif isinstance(action, Route):
         values: dict[str, Any] = {}
         team_id = _own_team(session, run, action.team_id) or _team_id(session, run.workspace_id, action.team_name)
@@ -699,6 +715,20 @@ def publish_effects(client: redis.Redis, effects: Effects) -> None:
     publish_commands(effects.commands, client)
     schedule_timers(client, effects.timers)
     enqueue_calls(client, effects.calls)
+    enqueue_emails(client, effects.emails)
+
+
+def enqueue_emails(client: redis.Redis, notification_ids: list[int]) -> None:
+    """Queue the e-mail of each notification (``engine.worker.jobs.email_notification``); call after commit.
+
+    The job retries SMTP failures (``mail.EMAIL_RETRY_INTERVALS``); nothing of the funnel waits for it.
+    """
+    if not notification_ids:
+        return
+    queue = Queue(TIMER_QUEUE, connection=client)
+    for notification_id in notification_ids:
+        queue.enqueue(EMAIL_JOB, notification_id, job_timeout=120, result_ttl=0, failure_ttl=7 * 86400,
+                      retry=Retry(max=len(EMAIL_RETRY_INTERVALS), interval=list(EMAIL_RETRY_INTERVALS)))
 
 
 def enqueue_calls(client: redis.Redis, call_ids: list[int], delay_s: float = 0.0) -> None:

@@ -188,12 +188,14 @@ class SetVariable:
 
 @dataclass(frozen=True)
 class Notify:
-    """Notify people in the panel: a team (by id, or by name when imported without ids) or a user."""
+    """Notify people in the panel: a team (by id, or by name when imported without ids) or a user; ``email``
+    also e-mails them."""
 
     text: str
     team_id: int | None = None
     user_id: int | None = None
     team_name: str | None = None
+    email: bool = False  # also e-mail the person or the team's members (after commit, in a job with retries)
     kind: Literal["notify"] = "notify"
 
 
