@@ -18,6 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.feedback import attempt, flash, show_flash
+from pages.ui.odoo import lead_link
 from pages.ui.tags import tag_editor
 from workbench.base.i18n import format_moment, has_key, t, type_placeholder
 from workbench.services import contact_feed, contact_fields, contact_merge, contact_notes, contacts
@@ -105,6 +106,7 @@ def _details(card: dict[str, Any]) -> None:
     _detail(t("inbox.number"), card["instance"])
     _detail(t("contact360.email"), card["email"])
     _detail(t("contact360.company"), card["company"])
+    lead_link(card.get("odoo_lead"), key="contact360_odoo_lead")
     _detail(t("inbox.agent"), card["agent"] or t("inbox.unassigned"))
     _detail(t("contact360.created"), format_moment(card["created_at"]))
     if card["conversation_id"] is None:
@@ -301,6 +303,9 @@ def _item(item: dict[str, Any]) -> None:
                 st.caption(type_placeholder(data.get("type")))
         if item["text"]:
             st.text(item["text"])  # a message's or a note's own words: literal
+        if item["source"] == "odoo" and data.get("url"):
+            st.link_button(t("odoo.open_lead"), str(data["url"]), icon=":material/open_in_new:",
+                           key=f"contact360_odoo_{item['key'][2]}")
         if data.get("edited") or data.get("edited_at"):
             st.caption(t("contact360.feed.edited"))
         steps = item.get("steps")

@@ -4,10 +4,14 @@ shown once; Odoo's connection form and its test; Configurações › E-mail."""
 from __future__ import annotations
 
 from tests import test_mail
-from tests.factories import make_actor, make_workspace
+from tests.factories import inbox_with_one_conversation, make_actor, make_workspace
 from tests.fake_odoo import FakeOdoo
+from tests.test_pages_contact import open_contact
+from tests.test_pages_inbox import open_conversation, open_inbox
 from tests.test_pages_settings import open_page
 from workbench.services import mail, odoo, secrets
+from workbench.store.db import session_scope
+from workbench.store.models import Contact, Conversation
 
 smtp = test_mail.smtp  # the local SMTP server fixture
 PASSWORD = test_mail.PASSWORD
@@ -114,3 +118,19 @@ def test_admin_saves_the_smtp_server_and_sends_a_test_e_mail(engine, r, smtp):
                              "sender": "bot@loja.com.br"}, "errada")
     at = at.button(key="settings_mail_test").click().run()
     assert [e.value for e in at.error] == ["O e-mail de teste falhou: usuário ou senha recusados pelo servidor."]
+
+
+def test_the_contacts_odoo_lead_is_linked_in_the_inbox_and_the_visao_360(engine, r):
+    inst, agent, conversation_id = inbox_with_one_conversation("admin")
+    odoo.save_config(agent, {"url": "https://odoo.loja.com.br", "database": "loja", "login": "bot"}, "k" * 20)
+    with session_scope() as s:
+        contact = s.get(Conversation, conversation_id).contact_id
+        s.get(Contact, contact).odoo_lead_id = 42
+    url = "https://odoo.loja.com.br/web#id=42&model=crm.lead&view_type=form"
+    page = open_contact(agent, contact)
+    assert not page.exception
+    assert "Oportunidade no Odoo: nº 42" in [c.value for c in page.caption]
+    assert [b.proto.url for b in page.get("link_button")] == [url]
+    inbox = open_conversation(open_inbox(agent), conversation_id)
+    assert not inbox.exception
+    assert "Oportunidade no Odoo: nº 42" in [c.value for c in inbox.caption]

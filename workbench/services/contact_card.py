@@ -17,8 +17,19 @@ from sqlalchemy.orm import Session
 from workbench.base.errors import NotFound
 from workbench.services import conversations
 from workbench.services.auth import Actor
+from workbench.services.odoo_client import lead_url
 from workbench.store.db import session_scope
-from workbench.store.models import Contact, ContactField, ContactTag, Conversation, Instance, Tag, User, is_row_id
+from workbench.store.models import (
+    Contact,
+    ContactField,
+    ContactTag,
+    Conversation,
+    Instance,
+    Integration,
+    Tag,
+    User,
+    is_row_id,
+)
 
 
 def load_contact(session: Session, actor: Actor, contact_id: Any) -> tuple[Contact, Conversation | None]:
@@ -51,14 +62,26 @@ def tag_names(session: Session, contact_id: int) -> list[str]:
                                 .where(ContactTag.contact_id == contact_id).order_by(func.lower(Tag.name))))
 
 
+def odoo_lead(session: Session, workspace_id: int, lead_id: int | None) -> dict[str, Any] | None:
+    """``{"id", "url"}`` of a contact's lead in the workspace's Odoo (step "Enviar para Odoo"); None without one.
+    ``url`` is "" when the Odoo connection was removed since."""
+    if lead_id is None:
+        return None
+    config = session.scalar(select(Integration.config).where(Integration.workspace_id == workspace_id,
+                                                             Integration.kind == "odoo"))
+    base = str((config or {}).get("url") or "")
+    return {"id": lead_id, "url": lead_url(base, lead_id) if base else ""}
+
+
 def contact_card(actor: Actor, contact_id: Any) -> dict[str, Any]:
     """Everything column 1 of the Visão 360 shows about a contact.
 
     Returns:
         ``id``, ``display_name``, ``name``, ``push_name``, ``phone``, ``email``, ``company``, ``custom_data``,
         ``tags``, ``created_at``, ``instance`` (the number's name), ``conversation_id`` (None without one),
-        ``agent`` (assigned person's name or None) and ``fields``: the workspace's field definitions in their
-        order (``key``, ``label``, ``type``) so values can be shown under their labels.
+        ``agent`` (assigned person's name or None), ``fields``: the workspace's field definitions in their
+        order (``key``, ``label``, ``type``) so values can be shown under their labels, and ``odoo_lead``
+        (``odoo_lead``'s answer).
 
     Raises:
         NotFound: not a contact the actor may open.
@@ -78,4 +101,5 @@ def contact_card(actor: Actor, contact_id: Any) -> dict[str, Any]:
             "instance": session.scalar(select(Instance.name).where(Instance.id == contact.instance_id)),
             "conversation_id": conv.id if conv else None, "agent": agent,
             "fields": [dict(row) for row in definitions],
+            "odoo_lead": odoo_lead(session, actor.workspace_id, contact.odoo_lead_id),
         }

@@ -34,7 +34,8 @@ from sqlalchemy.orm import Session
 
 from workbench.base.errors import InvalidInput
 from workbench.services.auth import Actor
-from workbench.services.odoo_client import DEFAULT_TIMEOUT_S, OdooClient, OdooError
+from workbench.services.contact_card import odoo_lead
+from workbench.services.odoo_client import DEFAULT_TIMEOUT_S, OdooClient, OdooError, lead_url
 from workbench.services.outside_calls import FunctionExecutor, OutsideCallView, RetryLater, register
 from workbench.store.crypto import decrypt_secret, encrypt_secret
 from workbench.store.db import session_scope
@@ -176,22 +177,14 @@ def test_connection(actor: Actor, *, timeout: float = DEFAULT_TIMEOUT_S) -> Conn
     return ConnectionReport(None, version)
 
 
-def lead_url(base_url: str, lead_id: int) -> str:
-    """The lead's page in Odoo's web client."""
-    return f"{base_url.rstrip('/')}/web#id={int(lead_id)}&model=crm.lead&view_type=form"
-
-
 def contact_lead(actor: Actor, contact_id: int) -> tuple[int, str] | None:
-    """The contact's Odoo lead id and its link, for the contact panel and the Visão 360 (any role that may see the
-    contact: the caller has already loaded it through ``contact_card``); None when it has none."""
+    """The contact's Odoo lead id and its link; None when it has none (tests and scripts: pages read it from the
+    contact's card, ``contact_card.odoo_lead``)."""
     with session_scope() as session:
         lead_id = session.scalar(select(Contact.odoo_lead_id).where(Contact.id == contact_id,
                                                                     Contact.workspace_id == actor.workspace_id))
-        if lead_id is None:
-            return None
-        row = _row(session, actor.workspace_id)
-        url = OdooSettings.model_validate(row.config).url if row is not None else ""
-        return lead_id, lead_url(url, lead_id) if url else ""
+        found = odoo_lead(session, actor.workspace_id, lead_id)
+        return (found["id"], found["url"]) if found else None
 
 
 # -- the push -----------------------------------------------------------------------------------------------------

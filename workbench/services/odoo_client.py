@@ -31,6 +31,11 @@ Kind = Literal["unreachable", "timeout", "database", "auth", "no_crm", "access",
 RETRYABLE: frozenset[str] = frozenset({"unreachable", "timeout"})
 
 
+def lead_url(base_url: str, lead_id: int) -> str:
+    """The lead's page in Odoo's web client (the ``/web#`` form every version since 8 understands)."""
+    return f"{base_url.rstrip('/')}/web#id={int(lead_id)}&model=crm.lead&view_type=form"
+
+
 class OdooError(Exception):
     """A failed exchange with Odoo. ``kind``: ``unreachable`` (no connection, HTTP 5xx), ``timeout``, ``database``
     (no such database), ``auth`` (login or API key refused), ``no_crm`` (the CRM app is not installed), ``access``
