@@ -71,7 +71,7 @@ def test_node_problems_reported_together_with_ids() -> None:
         "nodes": [
             start(),
             node("unknown", "teleport"),
-            node("ai", "ai_reply", prompt="x"),
+            node("ai", "webhook", url="x"),
             {"id": "notype", "data": {}},
             {"type": "end"},
             node("dup", "end"),
@@ -288,9 +288,9 @@ def test_outputs_of_each_type() -> None:
 
 
 def test_registry_and_union_agree() -> None:
-    assert set(REGISTRY) == {"trigger", "send_message", "send_choices", "wait_reply", "condition", "delay", "add_tag",
-                             "remove_tag", "set_field", "notify_human", "go_to_funnel", "route", "end"}
-    assert set(PLANNED_TYPES) == {"ai_reply", "webhook", "odoo"}
+    assert set(REGISTRY) == {"trigger", "send_message", "send_choices", "wait_reply", "ai_reply", "condition", "delay",
+                             "add_tag", "remove_tag", "set_field", "notify_human", "go_to_funnel", "route", "end"}
+    assert set(PLANNED_TYPES) == {"webhook", "odoo"}
     for node_type, spec in REGISTRY.items():
         assert spec.schema.model_fields["type"].annotation.__args__ == (node_type,)  # type: ignore[union-attr]
         assert spec.label
