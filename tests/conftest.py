@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from connector.claims import CLAIMS_DIR
 from tests.factories import fresh_database
+from tests.fake_llm import fake_llm  # noqa: F401 - the fake OpenAI-compatible provider fixture
 from workbench.services import runs, workspace_settings
 from workbench.store import bus, db
 from workbench.store.config import get_settings

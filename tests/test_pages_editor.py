@@ -20,7 +20,7 @@ from engine.core.nodes.condition import ConditionData
 from pages.ui import fields
 from tests.factories import make_actor, make_instance, make_team, make_workspace
 from tests.test_pages_app import signed_in_app
-from workbench.services import contact_fields, funnels
+from workbench.services import ai_client, contact_fields, funnels
 from workbench.store.db import session_scope
 from workbench.store.models import Media, Tag
 
@@ -490,6 +490,8 @@ def test_every_choice_source_gives_ids_and_names(engine, r):
     with session_scope() as s:
         s.add(Tag(workspace_id=ws, name="vip"))
     contact_fields.create_field(admin, "plano", "Plano", "text")
+    with session_scope() as s:
+        ai_client.save_provider(s, ws, "Local", base_url="http://127.0.0.1:9/v1", model="m", api_key="sk-x")
     for source, rows_of in fields.SOURCES.items():
         rows = rows_of(admin)
         assert rows and all(isinstance(row["name"], str) and row["id"] is not None for row in rows), source

@@ -47,7 +47,8 @@ from workbench.store.text import clean_json
 
 log = logging.getLogger(__name__)
 
-EXECUTOR_MODULES: tuple[str, ...] = ("workbench.services.http_call", "workbench.services.odoo")
+EXECUTOR_MODULES: tuple[str, ...] = ("workbench.services.ai_step", "workbench.services.http_call",
+                                     "workbench.services.odoo")
 """Modules that register an executor when imported (the calls pool, the sweep and tests import them all)."""
 LOST_MARGIN_S = 30
 """A try still ``running`` this long after its executor's ``timeout_s`` lost its process; a pending call due this

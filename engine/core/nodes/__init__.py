@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.core.nodes import (
     add_tag,
+    ai_reply,
     condition,
     delay,
     end,
@@ -35,13 +36,13 @@ from engine.core.nodes import (
 from engine.core.nodes.base import ExecutionContext, NodeBase, NodeResult, NodeSpec
 from workbench.base.i18n import t
 
-NODE_MODULES = (trigger, send_message, send_choices, wait_reply, condition, delay, add_tag, remove_tag, set_field,
-                notify_human, webhook, odoo, go_to_funnel, route, end)
+NODE_MODULES = (trigger, send_message, send_choices, wait_reply, ai_reply, condition, delay, add_tag, remove_tag,
+                set_field, notify_human, webhook, odoo, go_to_funnel, route, end)
 
 REGISTRY: dict[str, NodeSpec] = {}
 """type -> NodeSpec, in palette order."""
 
-PLANNED_TYPES = ("ai_reply",)
+PLANNED_TYPES: tuple[str, ...] = ()
 """Types the product will have but this version cannot run yet: reported as "not available", not "unknown"."""
 
 

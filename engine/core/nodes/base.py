@@ -506,8 +506,8 @@ class FieldHint:
             ``long_text`` (a text area), ``field_target`` (where a value is saved), ``rule_groups``,
             ``business_hours`` or ``media``.
         source: where the choices come from, for ids (or names) of the workspace's rows: ``teams``, ``people``,
-            ``numbers``, ``media``, ``tags``, ``funnels`` or ``contact_fields`` (``pages/ui/fields.py`` resolves
-            them).
+            ``numbers``, ``media``, ``tags``, ``funnels``, ``contact_fields`` or ``ai_providers``
+            (``pages/ui/fields.py`` resolves them).
     """
 
     kind: str | None = None
