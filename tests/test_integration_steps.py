@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from engine.core.definition import validate_definition
+from engine.core.examples import ODOO_SPLICES, example_definition
 from engine.core.nodes import parse_node
 from engine.core.nodes.base import CallOutside, ExecutionContext, SetContactField, SetVariable
 from engine.core.nodes.odoo import parse_amount
@@ -273,3 +275,27 @@ def test_odoo_down_is_retried_without_holding_other_contacts_and_ends_in_falha(e
     items = contact_feed.feed(admin, contact.id)["items"]
     assert [contact_feed.describe(i) for i in items if i["source"] == "odoo"] == [
         "Envio para o Odoo falhou: o servidor do Odoo não respondeu (fora do ar ou endereço errado)"]
+
+
+@pytest.mark.parametrize("key", sorted(ODOO_SPLICES))
+def test_the_sales_examples_take_an_optional_odoo_step_and_stay_valid(key):
+    plain, with_odoo = example_definition(key), example_definition(key, odoo=True)
+    assert "enviar_odoo" not in {n["id"] for n in plain["nodes"]}
+    assert validate_definition(with_odoo).is_valid, validate_definition(with_odoo).errors
+    after, before = ODOO_SPLICES[key]
+    edges = {(e["source"], e["label"], e["target"]) for e in with_odoo["edges"]}
+    assert {(after, "next", "enviar_odoo"), ("enviar_odoo", "sucesso", before),
+            ("enviar_odoo", "falha", before)} <= edges
+    assert (after, "next", before) not in edges
+
+
+def test_the_scheduling_example_with_odoo_pushes_the_lead_then_routes(engine, r, fake_odoo):
+    ws, inst, admin, _ = setup_workspace(("Agendamento", lambda: example_definition("agendamento", odoo=True)))
+    configure(admin, fake_odoo)
+    for text in ("quero falar com vendas", "Carla", "carla@exemplo.com.br", "Amanhã às 10h"):
+        say(inst, text)
+    assert not bot_texts()[-1].startswith("Tudo certo!"), "the push runs before the route"
+    assert calls.run_due(r) == {"applied": 1}
+    assert bot_texts()[-1].startswith("Tudo certo!")
+    [lead] = fake_odoo.leads()
+    assert lead["name"] == "Carla — WhatsApp" and "Amanhã às 10h" in lead["description"]

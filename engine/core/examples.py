@@ -167,6 +167,40 @@ def ai_qualification_funnel() -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges}
 
 
+def odoo_step(column: int, row: float) -> dict[str, Any]:
+    """The optional "Enviar para Odoo" step of the sales examples: the lead with the conversation as description."""
+    return _node("enviar_odoo", "odoo", column, row, title="{{contact.name}} — WhatsApp",
+                 description="{{history}}", tags=["whatsapp"])
+
+
+ODOO_SPLICES = {"agendamento": ("tag_agendamento", "rota_vendas"), "qualificacao_ia": ("nota_vendas", "rota_vendas")}
+"""Examples that can take the optional Odoo step: key -> (the node it follows, the node it leads to)."""
+
+
+def with_odoo_step(definition: dict[str, Any], after: str, before: str) -> dict[str, Any]:
+    """``definition`` with the "Enviar para Odoo" step between ``after`` and ``before``.
+
+    Both of its outputs go on to ``before``: a workspace whose Odoo is down (or not configured yet) still routes
+    the lead, and the failure is in the contact's activity and the funnel's events.
+    """
+    anchor = next(n for n in definition["nodes"] if n["id"] == after)
+    step = odoo_step(0, 0)
+    step["position"] = {"x": anchor["position"]["x"] + _COLUMN / 2, "y": anchor["position"]["y"] + _ROW}
+    nodes = [*definition["nodes"], step]
+    edges = [e for e in definition["edges"] if not (e["source"] == after and e["target"] == before)]
+    edges += [_edge(after, "enviar_odoo"), _edge("enviar_odoo", before, "sucesso"),
+              _edge("enviar_odoo", before, "falha")]
+    return {**definition, "nodes": nodes, "edges": edges}
+
+
+def example_definition(key: str, *, odoo: bool = False) -> dict[str, Any]:
+    """A fresh copy of the example ``key``; ``odoo`` adds the optional "Enviar para Odoo" step where it fits."""
+    definition = EXAMPLES[key][1]()
+    if odoo and key in ODOO_SPLICES:
+        definition = with_odoo_step(definition, *ODOO_SPLICES[key])
+    return definition
+
+
 EXAMPLES = {
     "boas_vindas": ("Funil de Boas-Vindas", welcome_funnel),
     "agendamento": ("Funil de Agendamento", scheduling_funnel),

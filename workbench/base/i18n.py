@@ -449,6 +449,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "funnels.create.name_help": "Deixe em branco para usar o nome do exemplo escolhido.",
         "funnels.create.start": "Começar",
         "funnels.create.start.empty": "Em branco",
+        "funnels.create.odoo": "Incluir a etapa Enviar para Odoo (opcional)",
+        "funnels.create.odoo_help": "Nos exemplos de vendas ({examples}), envia o lead para o Odoo antes de passar a "
+                                    "conversa para a equipe; se o Odoo falhar, o funil segue igual. Configure o Odoo "
+                                    "em Configurações › Integrações.",
         "funnels.create.submit": "Criar",
         "funnels.create.done": "Funil criado como rascunho. Publique e ative quando estiver pronto.",
         "funnels.example.boas_vindas": "Exemplo: Boas-vindas (primeira mensagem, menu Vendas/Suporte)",
