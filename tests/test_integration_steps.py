@@ -299,3 +299,24 @@ def test_the_scheduling_example_with_odoo_pushes_the_lead_then_routes(engine, r,
     assert bot_texts()[-1].startswith("Tudo certo!")
     [lead] = fake_odoo.leads()
     assert lead["name"] == "Carla — WhatsApp" and "Amanhã às 10h" in lead["description"]
+
+
+def test_the_test_chat_shows_the_call_and_times_out_into_falha():
+    from engine.core import preview
+    draft = http_funnel("https://api.exemplo.com/x")()
+    state = preview.start(draft, "pedido")
+    assert (state.status, state.wait_kind, state.can_time_out) == ("waiting", "call", True)
+    assert [(e.kind, e.text) for e in state.entries if e.role == "note"] == [("call_outside", "http")]
+    state = preview.time_out(draft, state)
+    assert [e.text for e in state.entries if e.role == "bot"] == ["Não deu certo"]
+
+
+def test_a_reply_while_the_call_runs_keeps_the_call(engine, r, server):
+    server.script([{"status": 200, "json": {"data": {"id": 1}}}])
+    ws, inst, admin, _ = setup_workspace(("Pedido", http_funnel(server.url)))
+    say(inst, "pedido")
+    token = the_run().wait_token
+    say(inst, "alô?")
+    assert the_run().wait_token == token and the_run().status == "waiting"
+    assert calls.run_due(r) == {"applied": 1}
+    assert bot_texts() == ["Pedido 1 registrado"]

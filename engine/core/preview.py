@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from engine.core.definition import FunnelDefinition, Walk, walk
 from engine.core.nodes.base import (
     AddTag,
+    CallOutside,
     Contact,
     ExecutionContext,
     HistoryEntry,
@@ -151,6 +152,9 @@ def _entries(run: Walk) -> list[PreviewEntry]:
             entries.append(PreviewEntry("note", "route", str(who), {"pause_bot": action.pause_bot}))
         elif isinstance(action, StartFunnel):
             entries.append(PreviewEntry("note", "start_funnel", str(action.funnel_id)))
+        elif isinstance(action, CallOutside):
+            # the test chat calls nothing outside: it says so, and "time out" follows the step's failure path
+            entries.append(PreviewEntry("note", "call_outside", action.service))
     return entries
 
 

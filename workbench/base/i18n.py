@@ -660,6 +660,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "editor.chat.note.notify": "Notificação para a equipe:",
         "editor.chat.note.route": "Conversa encaminhada para:",
         "editor.chat.note.start_funnel": "Iniciaria o funil nº",
+        "editor.chat.note.call_outside": "Chamada externa (o teste não a faz; Simular tempo esgotado segue pelo "
+                                         "caminho de falha):",
         "editor.chat.note.timeout": "⏱ Tempo esgotado (simulado).",
         "editor.chat.note.completed": "✅ Fim do funil.",
         "editor.chat.note.failed": "❌ Erro:",
