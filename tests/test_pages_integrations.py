@@ -134,3 +134,29 @@ def test_the_contacts_odoo_lead_is_linked_in_the_inbox_and_the_visao_360(engine,
     inbox = open_conversation(open_inbox(agent), conversation_id)
     assert not inbox.exception
     assert "Oportunidade no Odoo: nº 42" in [c.value for c in inbox.caption]
+
+
+def test_the_editor_draws_the_webhook_form_and_picks_secrets_by_name(engine, r):
+    from tests.test_pages_editor import click, open_editor, stored_data, widget
+    from workbench.services import funnels
+
+    ws = make_workspace()
+    admin = make_actor(ws)
+    secrets.set_secret(admin, "crm_token", "valor-secreto-123")
+    fid = funnels.create_funnel(admin, "Pedido", {
+        "nodes": [{"id": "inicio", "type": "trigger", "position": {"x": 0, "y": 0}, "data": {"kind": "manual"}},
+                  {"id": "http", "type": "webhook", "position": {"x": 300, "y": 0},
+                   "data": {"url": "https://api.exemplo.com/x", "body": "{}"}}],
+        "edges": [{"id": "e1", "source": "inicio", "target": "http", "label": "next"}]})
+    at = click(open_editor(admin, fid), fid, "http")
+    assert not at.exception
+    secret_box = widget(at.selectbox, "_auth_secret")
+    assert secret_box.options == ["—", "crm_token"]  # the name only
+    widget(at.selectbox, "_auth").set_value("bearer")
+    at = secret_box.set_value("crm_token").run()
+    widget(at.text_area, "_mapping").input("data.id -> vars.pedido")
+    at = at.button(key="editor_apply_http").click().run()
+    at = at.button(key="editor_save").click().run()
+    data = stored_data(admin, fid, "http")
+    assert (data["auth"], data["auth_secret"], data["mapping"]) == ("bearer", "crm_token", ["data.id -> vars.pedido"])
+    assert "valor-secreto-123" not in repr(list(at.main))
