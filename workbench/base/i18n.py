@@ -837,6 +837,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "ai.reject.datetime": "O campo {field} precisa de uma data e hora, como 2026-12-03 14:30.",
         "ai.reject.long": "O campo {field} aceita no máximo {max} caracteres.",
         "ai.provenance": "preenchido pela IA a partir da mensagem de {time}",
+        "ai.provenance_unknown": "preenchido pela IA",
         "node.odoo.label": "Enviar para o Odoo",
         # -- what funnel runs note (engine/core/nodes/): funnel events, the test chat's path, contacts' prompts ---
         "run.what.text": "texto",
@@ -1460,6 +1461,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "contact360.fields.none": "Nenhum campo preenchido.",
         "contact360.fields.field": "Campo",
         "contact360.fields.value": "Valor",
+        "contact360.fields.source": "Origem",
         "contact360.edit": "Editar contato",
         "contact360.save": "Salvar contato",
         "contact360.saved": "Contato atualizado.",
