@@ -661,6 +661,14 @@ CATALOG: dict[str, dict[str, str]] = {
         "editor.chat.note.failed": "❌ Erro:",
         "editor.chat.note.ignored": "Mensagem ignorada: o funil está num atraso, não esperando resposta.",
         "editor.chat.media": "[Mídia: {media_kind}]",
+        "editor.chat.note.call": "🔌 Chamada REAL ao serviço externo ({service}): usa o provedor configurado e "
+                                 "conta no orçamento.",
+        "editor.chat.call.figures": "Modelo {model} · {total} tokens ({prompt} de entrada, {completion} de saída)",
+        "editor.chat.call.failed": "Falhou ({kind}): {error}",
+        "editor.chat.call.tool": "Ferramenta chamada: {name} {arguments}",
+        "editor.chat.call.accepted": "✔ {field} = {value}",
+        "editor.chat.call.rejected": "✘ {field} = {value} — recusado: {reason}",
+        "editor.chat.status.waiting_call": "Esperando o serviço externo no nó {node_id}.",
         # -- funnel node types (engine/core/nodes/; docs/nodes.md): node.<type>.label / .description,
         # .field.<name> (form label), .help.<name> (optional form help), .value.<name>.<choice> (choice labels),
         # .summary... (canvas box), .error.<code> (validation); node.error.<code> for checks every type shares.
