@@ -68,8 +68,10 @@ def _fields(card: dict[str, Any]) -> None:
     labels = {field["key"]: field["label"] for field in card["fields"]}
     ordered = [f["key"] for f in card["fields"] if f["key"] in values] + sorted(set(values) - set(labels))
     if ordered:
+        provenance = card.get("provenance") or {}
         st.dataframe(pd.DataFrame({t("contact360.fields.field"): [labels.get(key, key) for key in ordered],
-                                   t("contact360.fields.value"): [values[key] for key in ordered]}),
+                                   t("contact360.fields.value"): [values[key] for key in ordered],
+                                   t("contact360.fields.source"): [provenance.get(key, "") for key in ordered]}),
                      hide_index=True)  # literal cells
     else:
         st.text(t("contact360.fields.none"))
@@ -101,6 +103,8 @@ def _fields(card: dict[str, Any]) -> None:
 def _details(card: dict[str, Any]) -> None:
     st.subheader(t("contact360.details"))
     _detail(t("inbox.name"), card["name"])
+    if (card.get("provenance") or {}).get("name"):
+        st.caption(card["provenance"]["name"])  # catalog text and a time only
     _detail(t("inbox.push_name"), card["push_name"])
     _detail(t("inbox.phone"), card["phone"])
     _detail(t("inbox.number"), card["instance"])

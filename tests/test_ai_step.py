@@ -371,3 +371,26 @@ def test_the_qualification_template_falls_back_to_the_menu_without_a_provider(en
     say(inst, "orçamento")
     calls.run_due(r)
     assert bot_texts()[-1].startswith("Como podemos ajudar?")
+
+
+def test_provenance_shows_in_the_contact_card_and_activity(engine, r, fake_llm):
+    from tests.factories import make_actor
+    from workbench.services import contact_card, contact_feed
+
+    ws, inst = setup(fake_llm)
+    fake_llm.script([{"tool_calls": [collect(nome="Carla", email="carla@exemplo.com.br")], "text": "Obrigada!"}])
+    say(inst, "oi, sou a Carla, carla@exemplo.com.br")
+    turn(r)
+    with session_scope() as s:
+        at = s.scalar(select(Message.created_at).where(Message.direction == "in"))
+    from workbench.base.i18n import format_when
+    expected = f"preenchido pela IA a partir da mensagem de {format_when(at)}"
+    card = contact_card.contact_card(make_actor(ws), contact().id)
+    assert card["provenance"] == {"name": expected, "email": expected}
+    lines = [contact_feed.describe(item) for item in contact_feed.feed(make_actor(ws), contact().id)["items"]
+             if item["event"] == "field_changed"]
+    assert f"Campo e-mail: — → carla@exemplo.com.br ({expected})" in lines
+    # an agent's later edit is not the AI's any more
+    from workbench.services import contacts
+    contacts.update_contact(make_actor(ws), contact().id, custom_data={"email": "outro@exemplo.com.br"})
+    assert "email" not in contact_card.contact_card(make_actor(ws), contact().id)["provenance"]

@@ -301,13 +301,14 @@ def test_the_scheduling_example_with_odoo_pushes_the_lead_then_routes(engine, r,
     assert lead["name"] == "Carla — WhatsApp" and "Amanhã às 10h" in lead["description"]
 
 
-def test_the_test_chat_shows_the_call_and_times_out_into_falha():
+def test_the_test_chat_holds_the_call_and_follows_its_answer():
     from engine.core import preview
     draft = http_funnel("https://api.exemplo.com/x")()
     state = preview.start(draft, "pedido")
-    assert (state.status, state.wait_kind, state.can_time_out) == ("waiting", "call", True)
-    assert [(e.kind, e.text) for e in state.entries if e.role == "note"] == [("call_outside", "http")]
-    state = preview.time_out(draft, state)
+    assert (state.status, state.wait_kind) == ("waiting", "call")
+    assert state.pending_call["service"] == "http" and state.pending_call["request"]["method"] == "POST"
+    # HTTP and Odoo have no test-chat preview: the editor gets a failure and the chat follows falha
+    state = preview.deliver(draft, state, {"ok": False, "kind": "config", "error": "no preview for http"})
     assert [e.text for e in state.entries if e.role == "bot"] == ["Não deu certo"]
 
 

@@ -660,13 +660,19 @@ CATALOG: dict[str, dict[str, str]] = {
         "editor.chat.note.notify": "Notificação para a equipe:",
         "editor.chat.note.route": "Conversa encaminhada para:",
         "editor.chat.note.start_funnel": "Iniciaria o funil nº",
-        "editor.chat.note.call_outside": "Chamada externa (o teste não a faz; Simular tempo esgotado segue pelo "
-                                         "caminho de falha):",
         "editor.chat.note.timeout": "⏱ Tempo esgotado (simulado).",
         "editor.chat.note.completed": "✅ Fim do funil.",
         "editor.chat.note.failed": "❌ Erro:",
         "editor.chat.note.ignored": "Mensagem ignorada: o funil está num atraso, não esperando resposta.",
         "editor.chat.media": "[Mídia: {media_kind}]",
+        "editor.chat.note.call": "🔌 Chamada REAL ao serviço externo ({service}): usa o provedor configurado e "
+                                 "conta no orçamento.",
+        "editor.chat.call.figures": "Modelo {model} · {total} tokens ({prompt} de entrada, {completion} de saída)",
+        "editor.chat.call.failed": "Falhou ({kind}): {error}",
+        "editor.chat.call.tool": "Ferramenta chamada: {name} {arguments}",
+        "editor.chat.call.accepted": "✔ {field} = {value}",
+        "editor.chat.call.rejected": "✘ {field} = {value} — recusado: {reason}",
+        "editor.chat.status.waiting_call": "Esperando o serviço externo no nó {node_id}.",
         # -- funnel node types (engine/core/nodes/; docs/nodes.md): node.<type>.label / .description,
         # .field.<name> (form label), .help.<name> (optional form help), .value.<name>.<choice> (choice labels),
         # .summary... (canvas box), .error.<code> (validation); node.error.<code> for checks every type shares.
@@ -923,6 +929,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "odoo.problem.fault": "o Odoo recusou a operação",
         "odoo.problem.protocol": "a resposta não parece vir de um Odoo",
         "odoo.problem.contact": "o contato não existe mais",
+        "ai.provenance_unknown": "preenchido pela IA",
         # -- what funnel runs note (engine/core/nodes/): funnel events, the test chat's path, contacts' prompts ---
         "run.what.text": "texto",
         "run.what.caption": "legenda",
@@ -1644,6 +1651,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "contact360.fields.none": "Nenhum campo preenchido.",
         "contact360.fields.field": "Campo",
         "contact360.fields.value": "Valor",
+        "contact360.fields.source": "Origem",
         "contact360.edit": "Editar contato",
         "contact360.save": "Salvar contato",
         "contact360.saved": "Contato atualizado.",

@@ -40,10 +40,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.core.nodes.wait_reply import parse_number
-from workbench.base.clock import DEFAULT_TIMEZONE
+from workbench.base.clock import DEFAULT_TIMEZONE, now
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import error_text, t
 from workbench.services import ai_client, contact_fields, outside_calls
+from workbench.services.auth import Actor
 from workbench.services.outside_calls import OutsideCallView, RetryLater
 from workbench.store.db import session_scope
 from workbench.store.models import FunnelRun, Message
@@ -99,6 +100,17 @@ class AIExecutor:
                 return {"ok": False, "kind": "config", "error": "run not found"}
             history = conversation_messages(session, conversation_id)
             return run_turn(session, call.workspace_id, call.request, history)
+
+
+    def preview(self, actor: Actor, request: Mapping[str, Any],
+                history: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+        """One turn for the editor's test chat: the chat's messages stand for the conversation (no ids: the
+        provenance of a value found there has no message to point at)."""
+        moment = now()
+        messages = [LeadMessage(str(m.get("direction")), str(m.get("text") or ""), None, moment)
+                    for m in history if m.get("text")][-HISTORY_MESSAGES:]
+        with session_scope() as session:
+            return run_turn(session, actor.workspace_id, request, messages)
 
 
 def conversation_messages(session: Session, conversation_id: int, limit: int = HISTORY_MESSAGES) -> list[LeadMessage]:

@@ -9,17 +9,21 @@ merge (``contact_merge``) load their contact through ``load_contact``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from workbench.base.errors import NotFound
+from workbench.base.i18n import format_moment, format_when, t
 from workbench.services import conversations
 from workbench.services.auth import Actor
 from workbench.services.odoo_client import lead_url
 from workbench.store.db import session_scope
 from workbench.store.models import (
+    ActivityEvent,
     Contact,
     ContactField,
     ContactTag,
@@ -30,6 +34,9 @@ from workbench.store.models import (
     User,
     is_row_id,
 )
+
+PROVENANCE_EVENTS = 500
+"""Newest field changes of a contact looked at for the values' provenance (each field's latest change counts)."""
 
 
 def load_contact(session: Session, actor: Actor, contact_id: Any) -> tuple[Contact, Conversation | None]:
@@ -80,8 +87,9 @@ def contact_card(actor: Actor, contact_id: Any) -> dict[str, Any]:
         ``id``, ``display_name``, ``name``, ``push_name``, ``phone``, ``email``, ``company``, ``custom_data``,
         ``tags``, ``created_at``, ``instance`` (the number's name), ``conversation_id`` (None without one),
         ``agent`` (assigned person's name or None), ``fields``: the workspace's field definitions in their
-        order (``key``, ``label``, ``type``) so values can be shown under their labels, and ``odoo_lead``
-        (``odoo_lead``'s answer).
+        order (``key``, ``label``, ``type``) so values can be shown under their labels, ``odoo_lead``
+        (``odoo_lead``'s answer) and ``provenance``: field key (``name`` for the name) -> "preenchido pela IA a
+        partir da mensagem de 14:32" for values an AI step wrote and nobody changed since.
 
     Raises:
         NotFound: not a contact the actor may open.
@@ -102,4 +110,35 @@ def contact_card(actor: Actor, contact_id: Any) -> dict[str, Any]:
             "conversation_id": conv.id if conv else None, "agent": agent,
             "fields": [dict(row) for row in definitions],
             "odoo_lead": odoo_lead(session, actor.workspace_id, contact.odoo_lead_id),
+            "provenance": ai_provenance(session, contact.id),
         }
+
+
+def ai_provenance(session: Session, contact_id: int) -> dict[str, str]:
+    """Field key -> where its current value came from, for values an AI step wrote (their latest change)."""
+    rows = session.scalars(select(ActivityEvent.data).where(
+        ActivityEvent.subject_type == "contact", ActivityEvent.subject_id == contact_id,
+        ActivityEvent.kind == "field_changed").order_by(ActivityEvent.id.desc()).limit(PROVENANCE_EVENTS)).all()
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    for data in rows:
+        key = data.get("key") if isinstance(data, Mapping) else None
+        if not isinstance(key, str) or key in seen:
+            continue
+        seen.add(key)
+        text = provenance_text(data.get("provenance"))
+        if text:
+            found[key] = text
+    return found
+
+
+def provenance_text(provenance: Any) -> str | None:
+    """"preenchido pela IA a partir da mensagem de 14:32" (a date too when not today); None when not the AI's."""
+    if not isinstance(provenance, Mapping) or provenance.get("by") != "ai":
+        return None
+    try:
+        at = datetime.fromisoformat(str(provenance.get("message_at")))
+    except ValueError:
+        return t("ai.provenance_unknown")
+    when = format_when(at)
+    return t("ai.provenance", time=when if ":" in when else format_moment(at))

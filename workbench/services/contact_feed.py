@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import has_key, t
 from workbench.services.auth import Actor
-from workbench.services.contact_card import load_contact
+from workbench.services.contact_card import load_contact, provenance_text
 from workbench.store.db import session_scope
 from workbench.store.models import (
     ActivityEvent,
@@ -270,7 +270,9 @@ def describe(item: dict[str, Any]) -> str:
     if event == "field_changed":
         key = data.get("key")
         field = t(f"feed.changed.{key}") if key in CONTACT_COLUMNS else _value(key)  # custom fields by their key
-        return t("feed.event.field_changed", field=field, old=_value(data.get("old")), new=_value(data.get("new")))
+        line = t("feed.event.field_changed", field=field, old=_value(data.get("old")), new=_value(data.get("new")))
+        source = provenance_text(data.get("provenance"))  # written by an AI step: from which message
+        return f"{line} ({source})" if source else line
     if event == "contact_updated":
         changed = data.get("changed") if isinstance(data.get("changed"), list) else []
         parts = [t(f"feed.changed.{c}") if has_key(f"feed.changed.{c}") else str(c) for c in changed]

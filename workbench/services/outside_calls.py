@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from workbench.base.clock import now
 from workbench.services import runs
+from workbench.services.auth import Actor
 from workbench.store import live
 from workbench.store.db import session_scope
 from workbench.store.models import FunnelRun, OutsideCall
@@ -129,6 +130,25 @@ def register(service: str, executor: Executor) -> None:
 def unregister(service: str) -> None:
     """Forget a service's executor (tests)."""
     EXECUTORS.pop(service, None)
+
+
+def preview_call(actor: Actor, service: str, request: Mapping[str, Any],
+                 history: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """Run one call for the editor's test chat, now, in this process: a real call (the page says so), one try.
+
+    ``history`` is the test chat's messages (``{"direction", "text"}``). Managers only (the editor is theirs). An
+    executor takes part when it has ``preview(actor, request, history)``; a retryable failure is answered as the
+    last try's would be.
+    """
+    actor.require("admin", "supervisor")
+    executor = load_executors().get(service)
+    preview = getattr(executor, "preview", None)
+    if preview is None:
+        return {"ok": False, "kind": "config", "error": f"no preview for {service}"}
+    try:
+        return preview(actor, request, history)
+    except RetryLater as exc:
+        return {"ok": False, "kind": exc.kind, "error": exc.reason[:MAX_ERROR_CHARS]}
 
 
 def load_executors() -> dict[str, Executor]:
