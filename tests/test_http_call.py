@@ -185,3 +185,65 @@ def test_the_allow_list_setting_is_read_from_the_environment(settings_env):
     assert allow.allows_host("CRM.intranet") and not allow.allows_host("other")
     import ipaddress
     assert allow.allows_address(ipaddress.ip_address("10.0.5.7"))
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.exemplo.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("api.exemplo.test")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_https_connects_to_the_checked_address_with_the_name_kept_for_sni_and_the_certificate(tmp_path):
+    import socket
+    import ssl
+
+    cert_file, key_file = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    seen: list[str | None] = []
+    context.sni_callback = lambda sock, server_name, ctx: seen.append(server_name)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            context.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError):
+            pass  # the client refuses our self-signed certificate, after sending its SNI
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    resolved = []
+
+    def resolver(host: str, p: int) -> list[str]:
+        resolved.append(host)
+        return ["127.0.0.1"]
+
+    try:
+        with pytest.raises(RetryableHTTPError):  # not trusted: the certificate is verified for the name
+            run(request(f"https://api.exemplo.test:{port}/x"), resolver=resolver)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert resolved == ["api.exemplo.test"], "resolved once, by the guard"
+    assert seen == ["api.exemplo.test"], "TLS saw the name, while the socket went to the checked IP"
