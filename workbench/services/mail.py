@@ -54,7 +54,8 @@ class SmtpSettings(BaseModel):
     @field_validator("host", "username", "sender", "sender_name", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
-        return value.strip() if isinstance(value, str) else value
+        # one line each: a line break in a header value would be refused (or worse) when the e-mail is built
+        return " ".join(value.split()) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
