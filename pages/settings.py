@@ -398,6 +398,18 @@ def _show_odoo_report() -> None:
         st.text(report.detail)  # the server's words: shown literally
 
 
+def _odoo_pick(field: str, key: str, choices: list[tuple[int, str]]) -> None:
+    """A default (team, salesperson, stage): picked by name once *Testar conexão* found them, else typed as an id."""
+    if not choices:
+        st.number_input(t(f"odoo.{field}"), key=key, min_value=1, value=None, step=1)
+        return
+    names = dict(choices)  # Odoo's names, typed by people: plain option text
+    current = st.session_state.get(key)
+    options = [None, *names, *([current] if current is not None and current not in names else [])]
+    st.selectbox(t(f"odoo.{field}"), options, key=key,
+                 format_func=lambda value: "—" if value is None else f"{names.get(value, '?')} ({value})")
+
+
 def _odoo_section() -> None:
     st.subheader(t("odoo.title"))
     st.caption(t("odoo.caption"))
@@ -413,10 +425,13 @@ def _odoo_section() -> None:
                       help=t("odoo.api_key_help"))
         if config and config.key_hint:
             st.caption(t("odoo.api_key_saved", hint=config.key_hint))
+        choices = odoo.stored_choices(actor)
         with st.container(horizontal=True):
-            st.number_input(t("odoo.team_id"), key="settings_odoo_team", min_value=1, value=None, step=1)
-            st.number_input(t("odoo.user_id"), key="settings_odoo_user", min_value=1, value=None, step=1)
-            st.number_input(t("odoo.stage_id"), key="settings_odoo_stage", min_value=1, value=None, step=1)
+            for field, key in (("team_id", "settings_odoo_team"), ("user_id", "settings_odoo_user"),
+                               ("stage_id", "settings_odoo_stage")):
+                _odoo_pick(field, key, choices[field])
+        if not any(choices.values()):
+            st.caption(t("odoo.choices_help"))
         st.text_area(t("odoo.tags"), key="settings_odoo_tags", height=80)
         st.text_input(t("odoo.source"), key="settings_odoo_source", max_chars=64)
         with st.container(horizontal=True):

@@ -1,7 +1,7 @@
 """A real local Odoo for the tests: an XML-RPC server (``xmlrpc.server``, threaded, on 127.0.0.1) that speaks the
 external API's ``/xmlrpc/2/common`` (``version``, ``authenticate``) and ``/xmlrpc/2/object`` (``execute_kw`` with
 ``search_read``, ``search``, ``create``, ``write``, ``message_post``, ``check_access_rights``) over in-memory
-``crm.lead``, ``crm.tag`` and ``utm.source`` records.
+``crm.lead``, ``crm.tag`` and ``utm.source`` records (plus a few sales teams, stages and users to pick from).
 
 Faults are worded like Odoo's: an unknown database, "Access Denied" for bad credentials, an ``AccessError`` for
 missing rights, "Object crm.lead doesn't exist" without the CRM app. ``hold`` (a ``threading.Event``) makes every
@@ -18,7 +18,7 @@ from xmlrpc.server import MultiPathXMLRPCServer, SimpleXMLRPCDispatcher, SimpleX
 
 Fault = __import__("xmlrpc.client", fromlist=["Fault"]).Fault
 
-MODELS = ("crm.lead", "crm.tag", "utm.source")
+MODELS = ("crm.lead", "crm.tag", "utm.source", "crm.team", "crm.stage", "res.users")
 
 
 class _Server(ThreadingMixIn, MultiPathXMLRPCServer):
@@ -35,7 +35,10 @@ class FakeOdoo:
     rights: dict[str, bool] = field(default_factory=lambda: {"read": True, "create": True, "write": True})
     down: bool = False
     hold: threading.Event | None = None
-    records: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: {m: {} for m in MODELS})
+    records: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: {m: {} for m in MODELS} | {
+        "crm.team": {1: {"name": "Vendas"}, 2: {"name": "Pós-venda"}},
+        "crm.stage": {1: {"name": "Novo"}, 2: {"name": "Qualificado"}},
+        "res.users": {7: {"name": "Bot"}, 8: {"name": "Ana Vendas"}}})
     messages: dict[int, list[str]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     server: _Server | None = None

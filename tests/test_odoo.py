@@ -106,6 +106,8 @@ def test_settings_keep_the_key_encrypted_and_testar_conexao_says_what_failed(eng
     assert fake.api_key not in database_dump()
     report = odoo.test_connection(admin)
     assert (report.ok, report.version) == (True, "17.0+e")
+    assert report.choices["team_id"] == [(1, "Vendas"), (2, "Pós-venda")]
+    assert odoo.stored_choices(admin) == report.choices  # kept for the form's pickers
 
     # an empty key keeps the stored one
     odoo.save_config(admin, {"url": fake.url, "database": "outra", "login": fake.login}, "")

@@ -81,6 +81,12 @@ def test_admin_configures_odoo_and_testar_conexao_reports_the_version_or_the_pro
         at = at.button(key="settings_odoo_test").click().run()
         assert "Conexão funcionando: Odoo 17.0+e, com permissão de ler e criar oportunidades." in [
             s.value for s in at.success]
+        # the teams, salespeople and stages it found are now picked by name
+        team_box = at.selectbox(key="settings_odoo_team")
+        assert team_box.options == ["—", "Vendas (1)", "Pós-venda (2)", "? (3)"]  # 3: typed before, kept
+        at.selectbox(key="settings_odoo_stage").set_value(2)
+        at = at.button(key="settings_odoo_save").click().run()
+        assert odoo.get_config(admin).settings.stage_id == 2
         fake.rights["read"] = False
         at = at.button(key="settings_odoo_test").click().run()
         assert [e.value for e in at.error] == [

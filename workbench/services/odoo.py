@@ -92,11 +92,13 @@ class OdooConfig:
 class ConnectionReport:
     """The outcome of *Testar conexão*: ``problem`` is None when everything a push needs works, else one of
     ``OdooError``'s kinds (``unreachable``, ``timeout``, ``database``, ``auth``, ``no_crm``, ``access``, ``fault``,
-    ``protocol``) or ``not_configured``; ``version`` is the server's, when it answered."""
+    ``protocol``) or ``not_configured``; ``version`` is the server's, when it answered; ``choices``: the sales
+    teams, salespeople and stages found (``CHOICE_MODELS``), kept with the settings for the form's pickers."""
 
     problem: str | None
     version: str | None = None
     detail: str = ""
+    choices: dict[str, list[tuple[int, str]]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -136,7 +138,7 @@ def save_config(actor: Actor, values: dict[str, Any], api_key: str | None = None
         if row is None and not key:
             raise InvalidInput("no key", key="error.odoo.key")
         hint = (key[-4:] if len(key) >= 12 else "") if key else str((row.config if row else {}).get("key_hint") or "")
-        config = settings.model_dump() | {"key_hint": hint}
+        config = settings.model_dump() | {"key_hint": hint, "choices": (row.config if row else {}).get("choices") or {}}
         if row is None:
             session.add(Integration(workspace_id=actor.workspace_id, kind=KIND, name=KIND, config=config,
                                     secret=encrypt_secret(key)))
@@ -174,7 +176,39 @@ def test_connection(actor: Actor, *, timeout: float = DEFAULT_TIMEOUT_S) -> Conn
                 return ConnectionReport("access", version, operation)
     except OdooError as exc:
         return ConnectionReport(exc.kind, version, exc.detail)
-    return ConnectionReport(None, version)
+    choices = _choices(client)
+    with session_scope() as session:
+        row = _row(session, actor.workspace_id)
+        if row is not None:
+            row.config = {**row.config, "choices": {k: [list(c) for c in v] for k, v in choices.items()}}
+    return ConnectionReport(None, version, choices=choices)
+
+
+CHOICE_MODELS = {"team_id": "crm.team", "user_id": "res.users", "stage_id": "crm.stage"}
+MAX_CHOICES = 200
+
+
+def _choices(client: OdooClient) -> dict[str, list[tuple[int, str]]]:
+    """What the form offers for each default: (id, name) of Odoo's teams, users and stages; a model the user may
+    not read gives an empty list (the id can still be typed)."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    for field, model in CHOICE_MODELS.items():
+        try:
+            rows = client.execute(model, "search_read", [], fields=["name"], limit=MAX_CHOICES)
+        except OdooError:
+            rows = []
+        found[field] = [(int(r["id"]), str(r.get("name") or r["id"])[:120]) for r in rows
+                        if isinstance(r, dict) and isinstance(r.get("id"), int)]
+    return found
+
+
+def stored_choices(actor: Actor) -> dict[str, list[tuple[int, str]]]:
+    """The choices the last successful *Testar conexão* found (admins); empty lists before one."""
+    actor.require("admin")
+    with session_scope() as session:
+        row = _row(session, actor.workspace_id)
+        raw = (row.config.get("choices") if row is not None else None) or {}
+    return {field: [(int(i), str(n)) for i, n in raw.get(field) or []] for field in CHOICE_MODELS}
 
 
 def contact_lead(actor: Actor, contact_id: int) -> tuple[int, str] | None:
