@@ -321,3 +321,21 @@ def test_a_reply_while_the_call_runs_keeps_the_call(engine, r, server):
     assert the_run().wait_token == token and the_run().status == "waiting"
     assert calls.run_due(r) == {"applied": 1}
     assert bot_texts() == ["Pedido 1 registrado"]
+
+
+def test_mapped_values_are_typed_like_any_other_write(engine, r, server):
+    from workbench.services import contact_fields
+
+    server.script([{"json": {"data": {"id": 3, "valor": "1.234,50", "nascimento": "não sei"}}}])
+    ws, inst, admin, _ = setup_workspace(("Pedido", http_funnel(server.url, mapping=[
+        "data.valor -> contact.custom_data.valor", "data.nascimento -> contact.custom_data.nascimento",
+        "data.id -> vars.pedido"])))
+    contact_fields.create_field(admin, "valor", "Valor", "number")
+    contact_fields.create_field(admin, "nascimento", "Nascimento", "date")
+    say(inst, "pedido")
+    assert calls.run_due(r) == {"applied": 1}
+    with session_scope() as s:
+        contact = s.scalars(select(Contact).where(Contact.phone == LEAD)).one()
+    assert contact.custom_data == {"valor": 1234.5}  # the date that is not one is left out, and said so
+    assert any("nascimento" in line for line in step_event("chama")["log"])
+    assert bot_texts() == ["Pedido 3 registrado"]
