@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import psutil  # noqa: E402
+
 from bench.pipeline import OutWatcher, servers  # noqa: E402
 
 PLAIN_REPLY = "Recebido, já respondo!"
@@ -124,6 +126,22 @@ class Scenario:
         return latencies, window_turns, window
 
 
+def _quiet(timeout: float) -> None:
+    """Wait until no outside call is pending or running."""
+    from sqlalchemy import func, select
+
+    from workbench.store.db import session_scope
+    from workbench.store.models import OutsideCall
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            if not session.scalar(select(func.count()).select_from(OutsideCall).where(
+                    OutsideCall.status.in_(("pending", "running")))):
+                return
+        time.sleep(0.2)
+
+
 def _diag() -> None:
     """Where a turn's time goes (BENCH_AI_DIAG=1): queue wait, the call, applying, and the gap to the next turn."""
     from sqlalchemy import text
@@ -209,32 +227,36 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     rows = []
     scenario = Scenario(client, instance_id, watcher, "0")
     base, _, _ = scenario.run(args.seconds, args.rate, args.plain_leads, 0)
-    rows.append(("plain only (baseline)", base, None, None, None))
+    rows.append(("plain only (baseline)", base, None, None, None, None))
     for n, size in enumerate(int(x) for x in args.concurrency.split(",")):
         pool = _spawn(children, {**env, "WORKBENCH_OUTSIDE_CALLS_CONCURRENCY": str(size)}, "-m", "workbench", "calls")
         time.sleep(2)
+        cpu = psutil.Process(pool.pid)
+        before = sum(cpu.cpu_times()[:2])
         with_ai, turns, window = Scenario(client, instance_id, watcher, str(n + 1)).run(
             args.seconds, args.rate, args.plain_leads, args.ai_leads, warm_turns=2 * size)
+        _quiet(120)  # the turns in flight finish, so the next pool size starts from an empty queue
+        used = sum(cpu.cpu_times()[:2]) - before
         rows.append((f"plain + {args.ai_leads} AI leads, pool {size}", with_ai, turns / window, size,
-                     size / args.model_delay))
+                     size / args.model_delay, used))
         if os.environ.get("BENCH_AI_DIAG"):
             _diag()
         pool.terminate()
-        pool.wait(60)  # it finishes the turns in flight first
+        pool.wait(60)
         children.remove(pool)
-        time.sleep(args.model_delay + 3)  # the last turns finish (their replies are not counted)
     fake.close()
 
     print(f"\nAI benchmark — one number; {args.plain_leads} plain leads at {args.rate:.0f} msgs/s for "
           f"{args.seconds:.0f} s; {args.ai_leads} AI leads in a closed loop; model answers in "
           f"{args.model_delay:.1f} s; 2 RQ workers; {os.cpu_count()} CPUs")
     base_p50, base_p99 = statistics.median(base), _pct(base, 0.99)
-    for name, lat, rate, size, ceiling in rows:
+    for name, lat, rate, size, ceiling, used in rows:
         p50, p99 = statistics.median(lat) if lat else float("nan"), _pct(lat, 0.99)
         line = f"{name:<34} plain replies p50 {p50:>7.1f} ms  p99 {p99:>7.1f} ms  ({len(lat)} answered)"
         if rate is not None:
             line += (f"  Δp50 {p50 - base_p50:+.1f} ms Δp99 {p99 - base_p99:+.1f} ms;"
-                     f"  AI turns {rate:>5.1f}/s (pool {size} allows ≤ {ceiling:.1f}/s)")
+                     f"  AI turns {rate:>5.1f}/s (pool {size} allows ≤ {ceiling:.1f}/s;"
+                     f" calls process CPU {used:.1f} s)")
         print(line)
 
 
