@@ -26,6 +26,12 @@ from typing import Any
 import pytest
 
 
+class _Server(ThreadingHTTPServer):
+    # many clients at once (the benchmark's 50 turns): socketserver's default backlog of 5 drops connections
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class FakeLLM:
     """The server's state: the script, the requests received, and the address."""
 
@@ -37,8 +43,7 @@ class FakeLLM:
         self.guard = threading.Lock()
         self.served = 0
         handler = _handler(self)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"

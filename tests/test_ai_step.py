@@ -185,6 +185,7 @@ def test_prompt_injection_stays_in_user_messages_and_the_key_never_leaves_the_cl
     assert body["messages"][0]["role"] == "system" and injection not in body["messages"][0]["content"]
     assert {"role": "user", "content": injection} in body["messages"]
     assert [t["function"]["name"] for t in body["tools"]] == ["registrar_dados", "falar_com_humano"]
+    assert body["stream"] is False
     headers = {k.lower(): v for k, v in fake_llm.requests[0]["headers"].items()}
     assert headers["authorization"] == f"Bearer {KEY}", "the key goes to the provider, and only there"
     assert events()[-1]["ai"]["rejected"] == [{"key": "apagar_tudo", "reason": "ferramenta que a etapa não oferece"}]
@@ -387,8 +388,10 @@ def test_provenance_shows_in_the_contact_card_and_activity(engine, r, fake_llm):
     expected = f"preenchido pela IA a partir da mensagem de {format_when(at)}"
     card = contact_card.contact_card(make_actor(ws), contact().id)
     assert card["provenance"] == {"name": expected, "email": expected}
-    lines = [contact_feed.describe(item) for item in contact_feed.feed(make_actor(ws), contact().id)["items"]
+    items = [item for item in contact_feed.feed(make_actor(ws), contact().id)["items"]
              if item["event"] == "field_changed"]
+    assert {item["source"] for item in items} == {"ai"}
+    lines = [contact_feed.describe(item) for item in items]
     assert f"Campo e-mail: — → carla@exemplo.com.br ({expected})" in lines
     # an agent's later edit is not the AI's any more
     from workbench.services import contacts

@@ -12,8 +12,10 @@ provider does tool calling, default temperature, request timeout and whether it 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,9 +112,7 @@ def chat(session: Session, workspace_id: int, provider_id: int | None, messages:
     ``json_schema`` is given. Raises ``AIError``.
     """
     provider = _provider(session, workspace_id, provider_id)
-    key = decrypt_secret(provider.secret) if provider.secret else "none"
-    client = openai.OpenAI(base_url=provider.base_url, api_key=key, max_retries=0,
-                           timeout=httpx.Timeout(provider.timeout_s, connect=min(provider.timeout_s, 10.0)))
+    client = _client(provider)
     kwargs: dict[str, Any] = {"model": provider.model, "messages": messages, "max_tokens": max_tokens,
                               "stream": False}
     temp = temperature if temperature is not None else provider.temperature
@@ -137,8 +137,6 @@ def chat(session: Session, workspace_id: int, provider_id: int | None, messages:
         raise AIError(kind, f"HTTP {exc.status_code}") from exc
     except openai.APIConnectionError as exc:
         raise AIError("server", "connection failed") from exc
-    finally:
-        client.close()
     latency = int((time.perf_counter() - started) * 1000)
     if not completion.choices:
         raise AIError("server", "empty answer")
@@ -156,6 +154,24 @@ def chat(session: Session, workspace_id: int, provider_id: int | None, messages:
                       prompt_tokens=usage.prompt_tokens if usage else 0,
                       completion_tokens=usage.completion_tokens if usage else 0,
                       total_tokens=usage.total_tokens if usage else 0, latency_ms=latency, cost_estimate=None)
+
+
+_clients: dict[tuple[int, str, str, float], openai.OpenAI] = {}
+_clients_guard = threading.Lock()
+
+
+def _client(provider: _Provider) -> openai.OpenAI:
+    """One SDK client (and its connection pool) per provider setting, reused by every call of the process:
+    building one costs more CPU than a call's own work. A changed URL, key or timeout makes a new one."""
+    key = decrypt_secret(provider.secret) if provider.secret else "none"
+    ident = (provider.id, provider.base_url, hashlib.sha256(key.encode()).hexdigest(), provider.timeout_s)
+    with _clients_guard:
+        client = _clients.get(ident)
+        if client is None:
+            client = openai.OpenAI(base_url=provider.base_url, api_key=key, max_retries=0,
+                                   timeout=httpx.Timeout(provider.timeout_s, connect=min(provider.timeout_s, 10.0)))
+            _clients[ident] = client
+    return client
 
 
 def master_prompt(session: Session, workspace_id: int) -> str:

@@ -144,6 +144,7 @@ class Effects:
 def clear_cache() -> None:
     """Forget cached published versions, time zones and field types (after publishing, and in tests)."""
     _versions.clear()
+    _version_cache.clear()
     _timezones.clear()
     _field_type_cache.clear()
 
@@ -239,9 +240,8 @@ def on_timer(session: Session, run_id: int, token: str) -> Effects:
     conversation = _conversation(session, run.conversation_id)
     if _bot_paused(session, conversation):
         return Effects()  # timers wait while a human has the conversation; after resuming, the sweep re-schedules
-    version = session.get(FunnelVersion, run.version_id)
     funnel = session.get(Funnel, run.funnel_id)
-    defn = load_definition(version.definition)
+    defn = _version_definition(session, run.version_id)
     ctx = _context(session, conversation, run, funnel.name, None)
     return _apply(session, run, conversation, funnel.id, defn, walk(defn, ctx, run.current_node, timed_out=True))
 
@@ -261,9 +261,8 @@ def on_call_result(session: Session, call: OutsideCall, event_data: dict[str, An
     conversation = _conversation(session, run.conversation_id)
     if _bot_paused(session, conversation):
         return "held", Effects()
-    version = session.get(FunnelVersion, run.version_id)
     funnel = session.get(Funnel, run.funnel_id)
-    defn = load_definition(version.definition)
+    defn = _version_definition(session, run.version_id)
     ctx = _context(session, conversation, run, funnel.name, run.variables.get("__trigger"))
     result = walk(defn, ctx, run.current_node, call_result=dict(call.result or {}))
     return "applied", _apply(session, run, conversation, funnel.id, defn, result, event_data=event_data)
@@ -362,14 +361,29 @@ def _start(session: Session, conversation: ConversationRef, start: FunnelStart, 
 
 
 def _resume(session: Session, run: FunnelRun, conversation: ConversationRef, text: str) -> Effects:
-    version = session.get(FunnelVersion, run.version_id)  # the version the run started on, even if republished
     funnel = session.get(Funnel, run.funnel_id)
-    defn = load_definition(version.definition)
+    defn = _version_definition(session, run.version_id)  # the version the run started on, even if republished
     ctx = _context(session, conversation, run, funnel.name, run.variables.get("__trigger"))
     result = walk(defn, ctx, run.current_node, reply=text)
     if result.status == "ignored":
         return Effects()
     return _apply(session, run, conversation, funnel.id, defn, result)
+
+
+_VERSIONS_KEPT = 256
+_version_cache: dict[int, FunnelDefinition] = {}
+
+
+def _version_definition(session: Session, version_id: int) -> FunnelDefinition:
+    """A published version's definition, parsed once per process: versions never change once written, and every
+    reply, timer and outside call result of a waiting run would parse it again."""
+    defn = _version_cache.get(version_id)
+    if defn is None:
+        defn = load_definition(session.get(FunnelVersion, version_id).definition)
+        if len(_version_cache) >= _VERSIONS_KEPT:
+            _version_cache.pop(next(iter(_version_cache)))
+        _version_cache[version_id] = defn
+    return defn
 
 
 def _stop(session: Session, run: FunnelRun, reason: str) -> None:
@@ -568,12 +582,12 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
 
 
 def _record(session: Session, run: FunnelRun, kind: str, data: dict[str, Any],
-            conversation_id: int | None = None) -> None:
+            conversation_id: int | None = None, source: str = "funnel") -> None:
     """What a funnel step changed, for the contact's activity feed (``workbench.services.contact_feed``): on the
     contact, or on its conversation for assignments and pauses, as the inbox's own actions record them."""
     subject = ("conversation", conversation_id) if conversation_id is not None else ("contact", run.contact_id)
     session.add(ActivityEvent(workspace_id=run.workspace_id, kind=kind, subject_type=subject[0],
-                              subject_id=subject[1], data={**data, "source": "funnel", "funnel_id": run.funnel_id,
+                              subject_id=subject[1], data={**data, "source": source, "funnel_id": run.funnel_id,
                                                            "run_id": run.id}))
 
 
@@ -596,7 +610,7 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
         value = value[:MAX_CONTACT_NAME_CHARS]
         if contact.name != value:
             _record(session, run, "field_changed", {"key": "name", "old": contact.name, "new": value,
-                                                    **_provenance(action)})
+                                                    **_provenance(action)}, source=_source(action))
         contact.name = value
         return None
     key = action.field.removeprefix("custom_data.")
@@ -625,7 +639,7 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
     if value == fields.get(key):
         return None
     _record(session, run, "field_changed", {"key": key, "old": fields.get(key), "new": value,
-                                            **_provenance(action)})
+                                            **_provenance(action)}, source=_source(action))
     if value is None:
         fields.pop(key, None)
     else:
@@ -637,6 +651,11 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
 def _provenance(action: SetContactField) -> dict[str, Any]:
     """Where a value came from (an AI step's step, model, message), kept with its change in the activity."""
     return {"provenance": clean_json(dict(action.source))} if action.source else {}
+
+
+def _source(action: SetContactField) -> str:
+    """The activity's source: ``ai`` for a value an AI step verified and wrote, else ``funnel``."""
+    return "ai" if action.source and action.source.get("by") == "ai" else "funnel"
 
 
 def _field_types(session: Session, workspace_id: int) -> dict[str, str]:
