@@ -307,9 +307,28 @@ def test_the_test_chat_holds_the_call_and_follows_its_answer():
     state = preview.start(draft, "pedido")
     assert (state.status, state.wait_kind) == ("waiting", "call")
     assert state.pending_call["service"] == "http" and state.pending_call["request"]["method"] == "POST"
-    # HTTP and Odoo have no test-chat preview: the editor gets a failure and the chat follows falha
-    state = preview.deliver(draft, state, {"ok": False, "kind": "config", "error": "no preview for http"})
+    # a failed answer (Odoo, which has no test-chat preview, always gives one) follows falha
+    state = preview.deliver(draft, state, {"ok": False, "kind": "config", "error": "no preview for odoo"})
     assert [e.text for e in state.entries if e.role == "bot"] == ["Não deu certo"]
+
+
+def test_the_test_chat_sends_an_http_call_for_real_once_and_odoo_never(engine, r, server, fake_odoo):
+    from engine.core import preview
+    from workbench.services import outside_calls
+
+    server.script([{"json": {"data": {"id": 8}}}])
+    ws, inst, admin, _ = setup_workspace()
+    draft = http_funnel(server.url)()
+    state = preview.start(draft, "pedido")
+    result = outside_calls.preview_call(admin, "http", state.pending_call["request"], state.history())
+    state = preview.deliver(draft, state, result)
+    assert [e.text for e in state.entries if e.role == "bot"] == ["Pedido 8 registrado"]
+    [got] = server.requests
+    assert got.headers["idempotency-key"].startswith("wb-test-")
+    configure(admin, fake_odoo)
+    state = preview.start(odoo_funnel(), "orçamento")
+    result = outside_calls.preview_call(admin, "odoo", state.pending_call["request"], state.history())
+    assert result["ok"] is False and fake_odoo.calls == [], "the test chat never creates a lead"
 
 
 def test_a_reply_while_the_call_runs_keeps_the_call(engine, r, server):

@@ -33,6 +33,7 @@ import json
 import math
 import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from workbench.services.auth import Actor
 from workbench.services.outside_calls import FunctionExecutor, OutsideCallView, RetryLater, register
 from workbench.services.secrets import secret_value, signing_key
 from workbench.store.config import get_settings
@@ -465,15 +467,13 @@ def _kind(exc: RetryableHTTPError) -> str:
     return "timeout" if exc.reason == "timeout" else "unreachable"
 
 
-def run_call(call: OutsideCallView) -> dict[str, Any]:
-    """One try of a "Chamada HTTP" call: the call id is the idempotency key (``Idempotency-Key``, ``webhook-id``).
-
-    The named secrets are read (and decrypted) before the request, in a session closed before the network.
-    """
-    request = dict(call.request) | {"idempotency_key": f"wb-call-{call.id}"}
+def _send(workspace_id: int, request: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """One attempt with ``key`` as idempotency key. The named secrets are read (and decrypted) first, in a session
+    closed before the network."""
+    request = dict(request) | {"idempotency_key": key}
     names = {str(n) for n in ((request.get("auth") or {}).get("secret"), request.get("sign_secret")) if n}
     with session_scope() as session:
-        values = {name: secret_value(session, call.workspace_id, name) for name in names}
+        values = {name: secret_value(session, workspace_id, name) for name in names}
     try:
         return perform(request, values.get).as_result()
     except RetryableHTTPError as exc:
@@ -482,6 +482,19 @@ def run_call(call: OutsideCallView) -> dict[str, Any]:
         return {"ok": False, "error": exc.reason, "detail": exc.detail[:200], "kind": "failed"}
 
 
-EXECUTOR = FunctionExecutor(run_call, max_attempts=3, timeout_s=MAX_TIMEOUT_S + 5, base_s=2.0, max_backoff_s=30.0)
-"""3 tries, 2 s then 4 s apart; each try is bounded by the step's timeout (at most 60 s)."""
+def run_call(call: OutsideCallView) -> dict[str, Any]:
+    """One try of a "Chamada HTTP" call: the call id is the idempotency key (``Idempotency-Key``, ``webhook-id``)."""
+    return _send(call.workspace_id, call.request, f"wb-call-{call.id}")
+
+
+class HTTPExecutor(FunctionExecutor):
+    """3 tries, 2 s then 4 s apart; each try is bounded by the step's timeout (at most 60 s). The editor's test chat
+    sends the request for real, once (``preview``), behind the same guard."""
+
+    def preview(self, actor: Actor, request: Mapping[str, Any], history: Any) -> dict[str, Any]:
+        """One real attempt for the test chat, with a fresh idempotency key (``wb-test-...``)."""
+        return _send(actor.workspace_id, request, f"wb-test-{uuid.uuid4().hex[:16]}")
+
+
+EXECUTOR = HTTPExecutor(run_call, max_attempts=3, timeout_s=MAX_TIMEOUT_S + 5, base_s=2.0, max_backoff_s=30.0)
 register("http", EXECUTOR)
