@@ -20,6 +20,7 @@ import streamlit as st
 
 from pages.ui.ai_summary import summary_box
 from pages.ui.feedback import attempt, flash, show_flash
+from pages.ui.odoo import lead_link
 from pages.ui.tags import tag_editor
 from workbench.base.i18n import format_moment, has_key, t, type_placeholder
 from workbench.services import contact_feed, contact_fields, contact_merge, contact_notes, contacts
@@ -69,8 +70,10 @@ def _fields(card: dict[str, Any]) -> None:
     labels = {field["key"]: field["label"] for field in card["fields"]}
     ordered = [f["key"] for f in card["fields"] if f["key"] in values] + sorted(set(values) - set(labels))
     if ordered:
+        provenance = card.get("provenance") or {}
         st.dataframe(pd.DataFrame({t("contact360.fields.field"): [labels.get(key, key) for key in ordered],
-                                   t("contact360.fields.value"): [values[key] for key in ordered]}),
+                                   t("contact360.fields.value"): [values[key] for key in ordered],
+                                   t("contact360.fields.source"): [provenance.get(key, "") for key in ordered]}),
                      hide_index=True)  # literal cells
     else:
         st.text(t("contact360.fields.none"))
@@ -102,11 +105,14 @@ def _fields(card: dict[str, Any]) -> None:
 def _details(card: dict[str, Any]) -> None:
     st.subheader(t("contact360.details"))
     _detail(t("inbox.name"), card["name"])
+    if (card.get("provenance") or {}).get("name"):
+        st.caption(card["provenance"]["name"])  # catalog text and a time only
     _detail(t("inbox.push_name"), card["push_name"])
     _detail(t("inbox.phone"), card["phone"])
     _detail(t("inbox.number"), card["instance"])
     _detail(t("contact360.email"), card["email"])
     _detail(t("contact360.company"), card["company"])
+    lead_link(card.get("odoo_lead"), key="contact360_odoo_lead")
     _detail(t("inbox.agent"), card["agent"] or t("inbox.unassigned"))
     _detail(t("contact360.created"), format_moment(card["created_at"]))
     if card["conversation_id"] is None:
@@ -303,6 +309,9 @@ def _item(item: dict[str, Any]) -> None:
                 st.caption(type_placeholder(data.get("type")))
         if item["text"]:
             st.text(item["text"])  # a message's or a note's own words: literal
+        if item["source"] == "odoo" and data.get("url"):
+            st.link_button(t("odoo.open_lead"), str(data["url"]), icon=":material/open_in_new:",
+                           key=f"contact360_odoo_{item['key'][2]}")
         if data.get("edited") or data.get("edited_at"):
             st.caption(t("contact360.feed.edited"))
         steps = item.get("steps")

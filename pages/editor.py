@@ -45,7 +45,7 @@ from pages.ui import fields as form_fields
 from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import t
 from workbench.editor import canvas, node_forms
-from workbench.services import contact_fields, funnels
+from workbench.services import contact_fields, funnels, outside_calls
 
 actor = st.session_state["auth_actor"]
 
@@ -419,14 +419,32 @@ def _field_types() -> dict[str, str]:
     return found
 
 
+MAX_CHAT_CALLS = 5
+"""Outside calls one message of the test chat may run in a row (a step that asks again at once)."""
+
+
 def _chat_send(k: types.SimpleNamespace, input_key: str) -> None:
     text = st.session_state.get(input_key)
     if not text:
         return
     state = st.session_state.get(k.chat) or preview.PreviewState()
-    st.session_state[k.chat] = preview.send(st.session_state[k.draft], state, text,
-                                            funnel_name=st.session_state.get(k.name, ""),
-                                            field_types=_field_types())
+    types_ = _field_types()
+    state = preview.send(st.session_state[k.draft], state, text, funnel_name=st.session_state.get(k.name, ""),
+                         field_types=types_)
+    # A step that calls outside (Perguntar à IA) makes a REAL call here, against the configured provider; the
+    # chat marks it as such and shows its tool calls, rejected values and tokens.
+    for _ in range(MAX_CHAT_CALLS):
+        if state.pending_call is None:
+            break
+        result = None
+        with attempt():
+            result = outside_calls.preview_call(actor, str(state.pending_call.get("service")),
+                                                state.pending_call.get("request") or {}, state.history())
+        if result is None:
+            break
+        state = preview.deliver(st.session_state[k.draft], state, result,
+                                funnel_name=st.session_state.get(k.name, ""), field_types=types_)
+    st.session_state[k.chat] = state
 
 
 def _chat_timeout(k: types.SimpleNamespace) -> None:
@@ -446,11 +464,30 @@ def _chat_entry(entry: preview.PreviewEntry) -> None:
                 st.caption(t("editor.chat.media", media_kind=entry.params.get("media_kind", "")))
             if entry.text:
                 st.text(entry.text)
+    elif entry.kind == "call":
+        _chat_call(entry)
     else:
         st.caption(t(f"editor.chat.note.{entry.kind}"))
         field = entry.params.get("field")
         if entry.text or field:
             st.text(f"{field} = {entry.text}" if field else entry.text)
+
+
+def _chat_call(entry: preview.PreviewEntry) -> None:
+    """A real outside call of the test chat: marked as such, with its figures, tool calls and rejected values."""
+    p = entry.params
+    st.caption(t("editor.chat.note.call", service=entry.text))
+    if p.get("ok"):
+        st.text(t("editor.chat.call.figures", model=p.get("model") or "—", total=p.get("total_tokens") or 0,
+                  prompt=p.get("prompt_tokens") or 0, completion=p.get("completion_tokens") or 0))
+    else:
+        st.text(t("editor.chat.call.failed", kind=p.get("kind") or "", error=p.get("error") or ""))
+    lines = [t("editor.chat.call.tool", name=c.get("name"), arguments=c.get("arguments")) for c in p.get("tools") or ()]
+    lines += [t("editor.chat.call.accepted", field=a.get("key"), value=a.get("value")) for a in p.get("accepted") or ()]
+    lines += [t("editor.chat.call.rejected", field=r.get("key"), value=r.get("value"), reason=r.get("reason"))
+              for r in p.get("rejected") or ()]
+    if lines:
+        st.text("\n".join(lines))  # model output and contact text: literal
 
 
 def _test_chat(funnel_id: int, k: types.SimpleNamespace) -> None:
@@ -462,7 +499,9 @@ def _test_chat(funnel_id: int, k: types.SimpleNamespace) -> None:
         with st.container(height=420, border=True):
             for entry in state.entries:
                 _chat_entry(entry)
-        if state.status == "waiting" and state.wait_kind == "timer":
+        if state.status == "waiting" and state.wait_kind == "call":
+            st.text(t("editor.chat.status.waiting_call", node_id=state.node_id))
+        elif state.status == "waiting" and state.wait_kind == "timer":
             st.text(t("editor.chat.status.waiting_timer", node_id=state.node_id))
         else:
             st.text(t(f"editor.chat.status.{state.status}", node_id=state.node_id))

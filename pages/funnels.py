@@ -19,7 +19,7 @@ from typing import Any
 import streamlit as st
 
 from engine.core.definition import MAX_DEFINITION_BYTES, ValidationReport, export_json
-from engine.core.examples import EXAMPLES
+from engine.core.examples import EXAMPLES, ODOO_SPLICES, example_definition
 from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import t, trigger_label
 from workbench.services import funnels
@@ -58,9 +58,8 @@ def _create() -> None:
     name = (st.session_state.get("funnels_new_name") or "").strip()
     definition = None
     if choice in EXAMPLES:
-        example_name, build = EXAMPLES[choice]
-        name = name or example_name
-        definition = build()
+        name = name or EXAMPLES[choice][0]
+        definition = example_definition(choice, odoo=bool(st.session_state.get("funnels_new_odoo")))
     with attempt(FLASH_KEY, t("funnels.create.done")):
         funnels.create_funnel(actor, name, definition)
         st.session_state["funnels_new_name"] = ""
@@ -150,6 +149,9 @@ def _create_form() -> None:
             st.selectbox(t("funnels.create.start"), START_OPTIONS, key="funnels_new_start", format_func=_start_label)
             st.text_input(t("funnels.create.name"), key="funnels_new_name", max_chars=120,
                           help=t("funnels.create.name_help"))
+            st.checkbox(t("funnels.create.odoo"), key="funnels_new_odoo",
+                        help=t("funnels.create.odoo_help", examples=", ".join(
+                            t(f"funnels.example.{key}") for key in ODOO_SPLICES)))
             st.form_submit_button(t("funnels.create.submit"), key="funnels_create", type="primary", on_click=_create)
 
 

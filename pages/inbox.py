@@ -26,6 +26,7 @@ from connector.media import MediaError, has_media, inline_type, load_media, thum
 from pages.ui.ai_summary import summary_box
 from pages.ui.feedback import attempt, flash, show_flash
 from pages.ui.media import PLAYER_KINDS, download_button, show_inline
+from pages.ui.odoo import lead_link
 from pages.ui.panel import live_fragment
 from pages.ui.tags import tag_editor
 from workbench.base.errors import NotFound
@@ -452,6 +453,7 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
     profile, workspace_tags, definitions = _contact_data(contact["id"], signature)
     _detail(t("inbox.email"), profile["email"])
     _detail(t("inbox.company"), profile["company"])
+    lead_link(profile.get("odoo_lead"), key="inbox_odoo_lead")
     st.caption(t("inbox.tags"))
     tag_editor(actor, profile["id"], profile["tags"], workspace_tags, prefix="inbox", flash_key=FLASH_KEY)
     _fields_section(profile, definitions)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.ui import ai_settings
-from pages.ui.feedback import attempt, show_flash
-from workbench.base.i18n import role_label, t
-from workbench.services import contact_fields, workspace_settings, workspaces
+from pages.ui.feedback import attempt, flash, show_flash
+from workbench.base.i18n import format_moment, role_label, t
+from workbench.services import contact_fields, mail, odoo, secrets, workspace_settings, workspaces
 from workbench.store.models import FIELD_TYPES, ROLES
 
 actor = st.session_state["auth_actor"]
@@ -291,16 +291,239 @@ def _fields_section() -> None:
     _edit_field(fields)
 
 
+# -- Integrações › Segredos -----------------------------------------------------------------------------------
+
+SECRETS_FLASH_KEY = "settings_secrets_flash"
+# A generated signing key, popped by the run that shows it: on screen exactly once.
+SIGNING_KEY = "settings_secret_generated"
+
+
+def _save_secret() -> None:
+    state = st.session_state
+    with attempt(SECRETS_FLASH_KEY, t("secrets.saved")):
+        secrets.set_secret(actor, state.get("settings_secret_name") or "", state.get("settings_secret_value") or "")
+        state["settings_secret_name"] = ""
+        state["settings_secret_value"] = ""
+
+
+def _generate_secret() -> None:
+    state = st.session_state
+    with attempt(SECRETS_FLASH_KEY, t("secrets.generated")):
+        state[SIGNING_KEY] = secrets.generate_signing_secret(actor, state.get("settings_secret_name") or "")
+        state["settings_secret_name"] = ""
+
+
+def _delete_secret() -> None:
+    with attempt(SECRETS_FLASH_KEY, t("secrets.deleted")):
+        secrets.delete_secret(actor, st.session_state.get("settings_secret_delete_pick"))
+
+
+def _secrets_section() -> None:
+    st.subheader(t("secrets.title"))
+    st.caption(t("secrets.caption"))
+    show_flash(SECRETS_FLASH_KEY)
+    generated = st.session_state.pop(SIGNING_KEY, None)
+    if generated:
+        st.code(generated, language=None)
+    with st.form("settings_secret_form", border=True):
+        st.text_input(t("secrets.name"), key="settings_secret_name", max_chars=64, help=t("secrets.name_help"))
+        st.text_input(t("secrets.value"), key="settings_secret_value", type="password",
+                      max_chars=secrets.MAX_SECRET_CHARS)
+        with st.container(horizontal=True):
+            st.form_submit_button(t("secrets.save"), key="settings_secret_save", type="primary",
+                                  on_click=_save_secret)
+            st.form_submit_button(t("secrets.generate"), key="settings_secret_generate", on_click=_generate_secret,
+                                  help=t("secrets.generate_help"))
+    stored = secrets.list_secrets(actor)
+    if not stored:
+        st.caption(t("secrets.none"))
+        return
+    st.dataframe([{t("secrets.col.name"): s.name, t("secrets.col.hint"): f"••••{s.hint}",
+                   t("secrets.col.updated"): format_moment(s.updated_at)} for s in stored], hide_index=True)
+    names = {s.id: s.name for s in stored}
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.selectbox(t("secrets.delete_pick"), list(names), format_func=names.get, key="settings_secret_delete_pick")
+        st.button(t("secrets.delete"), key="settings_secret_delete", icon=":material/delete:",
+                  on_click=_delete_secret)
+
+
+# -- Integrações › Odoo ---------------------------------------------------------------------------------------
+
+ODOO_FLASH_KEY = "settings_odoo_flash"
+ODOO_REPORT_KEY = "settings_odoo_report"
+# Widget key -> field of workbench.services.odoo.OdooSettings (the key is separate: never drawn back).
+ODOO_FIELDS = {"settings_odoo_url": "url", "settings_odoo_database": "database", "settings_odoo_login": "login",
+               "settings_odoo_team": "team_id", "settings_odoo_user": "user_id", "settings_odoo_stage": "stage_id",
+               "settings_odoo_tags": "tags", "settings_odoo_source": "source"}
+
+
+def _seed_odoo(config: odoo.OdooConfig | None) -> None:
+    if all(key in st.session_state for key in ODOO_FIELDS):
+        return
+    values = config.settings.model_dump() if config else {"url": "", "database": "", "login": "", "tags": [],
+                                                          "source": "WhatsApp"}
+    for key, field in ODOO_FIELDS.items():
+        value = values.get(field)
+        st.session_state[key] = "\n".join(value) if field == "tags" else value
+
+
+def _odoo_values() -> dict:
+    state = st.session_state
+    values = {field: state.get(key) for key, field in ODOO_FIELDS.items()}
+    values["tags"] = [line for line in (state.get("settings_odoo_tags") or "").splitlines() if line.strip()]
+    for field in ("url", "database", "login", "source"):
+        values[field] = values[field] or ""
+    return values
+
+
+def _save_odoo() -> None:
+    with attempt(ODOO_FLASH_KEY, t("odoo.saved")):
+        odoo.save_config(actor, _odoo_values(), st.session_state.get("settings_odoo_key") or "")
+        st.session_state["settings_odoo_key"] = ""
+
+
+def _test_odoo() -> None:
+    with attempt(ODOO_FLASH_KEY):
+        st.session_state[ODOO_REPORT_KEY] = odoo.test_connection(actor)
+
+
+def _show_odoo_report() -> None:
+    report = st.session_state.pop(ODOO_REPORT_KEY, None)
+    if report is None:
+        return
+    if report.ok:
+        st.success(t("odoo.test_ok", version=report.version or "?"))
+        return
+    st.error(t("odoo.test_failed", problem=t(f"odoo.problem.{report.problem}")))
+    if report.detail:
+        st.caption(t("odoo.problem.detail", detail=""))
+        st.text(report.detail)  # the server's words: shown literally
+
+
+def _odoo_pick(field: str, key: str, choices: list[tuple[int, str]]) -> None:
+    """A default (team, salesperson, stage): picked by name once *Testar conexão* found them, else typed as an id."""
+    if not choices:
+        st.number_input(t(f"odoo.{field}"), key=key, min_value=1, value=None, step=1)
+        return
+    names = dict(choices)  # Odoo's names, typed by people: plain option text
+    current = st.session_state.get(key)
+    options = [None, *names, *([current] if current is not None and current not in names else [])]
+    st.selectbox(t(f"odoo.{field}"), options, key=key,
+                 format_func=lambda value: "—" if value is None else f"{names.get(value, '?')} ({value})")
+
+
+def _odoo_section() -> None:
+    st.subheader(t("odoo.title"))
+    st.caption(t("odoo.caption"))
+    show_flash(ODOO_FLASH_KEY)
+    _show_odoo_report()
+    config = odoo.get_config(actor)
+    _seed_odoo(config)
+    with st.form("settings_odoo_form", border=True):
+        st.text_input(t("odoo.url"), key="settings_odoo_url", max_chars=500, help=t("odoo.url_help"))
+        st.text_input(t("odoo.database"), key="settings_odoo_database", max_chars=128)
+        st.text_input(t("odoo.login"), key="settings_odoo_login", max_chars=254)
+        st.text_input(t("odoo.api_key"), key="settings_odoo_key", type="password", max_chars=4096,
+                      help=t("odoo.api_key_help"))
+        if config and config.key_hint:
+            st.caption(t("odoo.api_key_saved", hint=config.key_hint))
+        choices = odoo.stored_choices(actor)
+        with st.container(horizontal=True):
+            for field, key in (("team_id", "settings_odoo_team"), ("user_id", "settings_odoo_user"),
+                               ("stage_id", "settings_odoo_stage")):
+                _odoo_pick(field, key, choices[field])
+        if not any(choices.values()):
+            st.caption(t("odoo.choices_help"))
+        st.text_area(t("odoo.tags"), key="settings_odoo_tags", height=80)
+        st.text_input(t("odoo.source"), key="settings_odoo_source", max_chars=64)
+        with st.container(horizontal=True):
+            st.form_submit_button(t("odoo.save"), key="settings_odoo_save", type="primary", on_click=_save_odoo)
+            st.form_submit_button(t("odoo.test"), key="settings_odoo_test", on_click=_test_odoo,
+                                  disabled=config is None)
+
+
+def _integrations_tab() -> None:
+    if actor.role != "admin":
+        st.caption(t("settings.admin_only"))
+        return
+    _secrets_section()
+    st.divider()
+    _odoo_section()
+
+
+# -- E-mail ---------------------------------------------------------------------------------------------------
+
+MAIL_FLASH_KEY = "settings_mail_flash"
+MAIL_SECURITY = ("starttls", "tls", "none")
+# Widget key -> field of workbench.services.mail.SmtpSettings (the password is separate: never drawn back).
+MAIL_FIELDS = {"settings_mail_host": "host", "settings_mail_port": "port", "settings_mail_security": "security",
+               "settings_mail_username": "username", "settings_mail_sender": "sender",
+               "settings_mail_sender_name": "sender_name"}
+
+
+def _save_mail() -> None:
+    state = st.session_state
+    values = {field: state.get(key) for key, field in MAIL_FIELDS.items()}
+    with attempt(MAIL_FLASH_KEY, t("mail.saved")):
+        mail.save_config(actor, values, state.get("settings_mail_password") or "")
+        state["settings_mail_password"] = ""
+
+
+def _test_mail() -> None:
+    with attempt(MAIL_FLASH_KEY) as outcome:
+        try:
+            mail.send_test(actor, st.session_state.get("settings_mail_test_to") or "")
+        except mail.MailError as exc:
+            flash(MAIL_FLASH_KEY, "error", t("mail.test_failed", problem=t(f"mail.problem.{exc.kind}")))
+            return
+    if outcome.ok:
+        flash(MAIL_FLASH_KEY, "success", t("mail.test_sent"))
+
+
+def _mail_tab() -> None:
+    if actor.role != "admin":
+        st.caption(t("settings.admin_only"))
+        return
+    st.subheader(t("mail.title"))
+    st.caption(t("mail.caption"))
+    show_flash(MAIL_FLASH_KEY)
+    config = mail.get_config(actor)
+    if not all(key in st.session_state for key in MAIL_FIELDS):
+        values = config.settings.model_dump() if config else {"host": "", "port": 587, "security": "starttls",
+                                                              "username": "", "sender": "", "sender_name": ""}
+        for key, field in MAIL_FIELDS.items():
+            st.session_state[key] = values[field]
+        st.session_state.setdefault("settings_mail_test_to", actor.email)
+    with st.form("settings_mail_form", border=True):
+        with st.container(horizontal=True):
+            st.text_input(t("mail.host"), key="settings_mail_host", max_chars=255)
+            st.number_input(t("mail.port"), key="settings_mail_port", min_value=1, max_value=65535, step=1)
+        st.radio(t("mail.security"), MAIL_SECURITY, key="settings_mail_security", horizontal=True,
+                 format_func=lambda value: t(f"mail.security.{value}"))
+        st.text_input(t("mail.username"), key="settings_mail_username", max_chars=254)
+        st.text_input(t("mail.password"), key="settings_mail_password", type="password", max_chars=1024,
+                      help=t("mail.password_help"))
+        if config and config.has_password:
+            st.caption(t("mail.password_saved"))
+        st.text_input(t("mail.sender"), key="settings_mail_sender", max_chars=254)
+        st.text_input(t("mail.sender_name"), key="settings_mail_sender_name", max_chars=120)
+        st.form_submit_button(t("mail.save"), key="settings_mail_save", type="primary", on_click=_save_mail)
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.text_input(t("mail.test_to"), key="settings_mail_test_to", max_chars=254)
+        st.button(t("mail.test"), key="settings_mail_test", on_click=_test_mail, disabled=config is None)
+
+
 st.title(t("settings.title"))
 if not actor.is_manager:
     # app.py leaves this page out of an agent's navigation; this guards a direct load all the same.
     st.error(t("settings.manager_only"))
     st.stop()
 st.caption(t("settings.intro"))
-tab_names = [t("settings.tab.general"), t("settings.tab.fields")]
+tab_names = [t("settings.tab.general"), t("settings.tab.fields"), t("settings.tab.integrations"),
+             t("settings.tab.email")]
 if actor.role == "admin":
     tab_names.append(t("settings.tab.ai"))
-general_tab, fields_tab, *ai_tab = st.tabs(tab_names)
+general_tab, fields_tab, integrations_tab, mail_tab, *ai_tab = st.tabs(tab_names)
 with general_tab:
     _default_reply_section()
     _bot_section()
@@ -309,6 +532,10 @@ with general_tab:
     _team_section()
 with fields_tab:
     _fields_section()
+with integrations_tab:
+    _integrations_tab()
+with mail_tab:
+    _mail_tab()
 if ai_tab:
     with ai_tab[0]:
         ai_settings.render()

@@ -22,7 +22,7 @@ def test_profile_shows_the_contact(engine, r):
     _, actor, contact_id = setup()
     assert contacts.contact_profile(actor, contact_id) == {
         "id": contact_id, "name": None, "push_name": "Maria", "phone": "5511999990001", "email": None,
-        "company": None, "custom_data": {}, "tags": []}
+        "company": None, "custom_data": {}, "tags": [], "odoo_lead": None}
 
 
 def test_add_tag_trims_reuses_any_case_and_lists_counts(engine, r):

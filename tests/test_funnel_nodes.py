@@ -510,3 +510,61 @@ def test_published_patterns_the_engine_cannot_run_load_never_match_and_say_why()
     result = walk(defn, make_ctx(last_reply="ss"), "c")
     assert result.status == "completed" and [s.node_id for s in result.steps] == ["c", "no"]
     assert any("retrovisor" in line and "falsa" in line for line in result.steps[0].result.log)
+
+
+# -- Perguntar à IA (the turn's call itself: tests/test_ai_step.py) ---------------------------------------------
+
+def _ai(**data: Any):
+    base = {"prompt": "Qualifique. {{history}}", "fields": [
+        {"key": "nome", "type": "text", "save_to": "contact.name"},
+        {"key": "email", "type": "email", "required": False}], "max_turns": 2}
+    return parse_node({"id": "ia", "type": "ai_reply", "data": {**base, **data}})
+
+
+def _ai_ctx(variables: dict | None = None) -> ExecutionContext:
+    return ExecutionContext(now=datetime(2026, 3, 2, 14, 0, tzinfo=UTC), variables=variables or {})
+
+
+def test_ai_reply_turns_are_outside_calls_and_replies_meanwhile_are_folded():
+    from engine.core.nodes import result_node
+    from engine.core.nodes.base import CallOutside, SendText, SetContactField, SetVariable
+
+    node = _ai()
+    first = execute_node(node, _ai_ctx())
+    call = next(a for a in first.actions if isinstance(a, CallOutside))
+    assert first.wait.kind == "call" and call.service == "ai" and call.request["turn"] == 1
+    assert "{{history}}" not in call.request["prompt"] and "mensagens a seguir" in call.request["prompt"]
+    assert [f["save_to"] for f in call.request["fields"]] == ["contact.name", "vars.email"]
+    state = first.variables
+    folded = resume_node(node, _ai_ctx(state), "sou o Rui")
+    assert folded.wait.kind == "call" and not any(isinstance(a, CallOutside) for a in folded.actions)
+    state = folded.variables
+    answer = {"ok": True, "reply": "Oi, Rui!", "accepted": [
+        {"key": "nome", "value": "Rui", "message_id": 9, "message_at": "2026-03-02T14:00:00+00:00"}],
+        "rejected": [], "meta": {"model": "m"}}
+    done = result_node(node, _ai_ctx(state), answer)
+    assert done.output == "qualificado", "email is optional"
+    stored = next(a for a in done.actions if isinstance(a, SetContactField))
+    assert (stored.field, stored.value, stored.source["message_id"], stored.source["model"]) == ("name", "Rui", 9, "m")
+    assert any(isinstance(a, SendText) and a.text == "Oi, Rui!" for a in done.actions)
+    assert SetVariable("__ai", None) in done.actions
+
+
+def test_ai_reply_outputs():
+    from engine.core.nodes import result_node
+
+    node = _ai()
+    state = execute_node(node, _ai_ctx()).variables
+    assert result_node(node, _ai_ctx(state), {"ok": False, "kind": "budget", "error": "x"}).output == "erro"
+    assert result_node(node, _ai_ctx(state), {"ok": True, "handoff": True, "reply": ""}).output == "humano"
+    waiting = result_node(node, _ai_ctx(state), {"ok": True, "reply": "Seu nome?"})
+    assert waiting.wait.kind == "reply" and waiting.output is None
+    assert timeout_node(node, _ai_ctx(waiting.variables)).output == "incompleto"
+    assert timeout_node(node, _ai_ctx(state)).output == "erro", "a turn longer than the step's limit"
+    second = resume_node(node, _ai_ctx(waiting.variables), "não sei")
+    assert second.wait.kind == "call"
+    last = result_node(node, _ai_ctx(second.variables), {"ok": True, "reply": "E o nome?"})
+    assert last.output == "incompleto" and not last.wait, "max_turns reached"
+    pending = resume_node(node, _ai_ctx(state), "oi de novo")
+    folded_turn = result_node(node, _ai_ctx(pending.variables), {"ok": True, "reply": "Oi!"})
+    assert folded_turn.wait.kind == "call", "a message that came during the call starts the next turn at once"

@@ -111,3 +111,23 @@ def test_drafts_that_cannot_run_fail_with_a_reason():
     state = preview.send(unfinished, preview.PreviewState(), "vendas", now=NOW)
     state = preview.send(unfinished, state, "Rui", now=NOW)
     assert state.status == "completed" and state.node_id == "pede_email"
+
+
+def test_an_ai_step_waits_for_the_page_to_run_its_call_and_shows_it():
+    from engine.core.examples import ai_qualification_funnel
+
+    state = preview.start(ai_qualification_funnel(), "orçamento", now=NOW)
+    assert (state.status, state.wait_kind, state.pending_call["service"]) == ("waiting", "call", "ai")
+    assert state.history()[0] == {"direction": "in", "text": "orçamento"}
+    result = {"ok": True, "reply": "Qual seu nome?", "accepted": [], "meta": {"model": "m", "total_tokens": 30},
+              "rejected": [{"key": "email", "value": "x@y.com", "reason": "não aparece nas mensagens do contato"}],
+              "tools": [{"name": "registrar_dados", "arguments": {"email": "x@y.com"}}]}
+    state = preview.deliver(ai_qualification_funnel(), state, result, now=NOW)
+    note = next(e for e in state.entries if e.kind == "call")
+    assert note.params["total_tokens"] == 30 and note.params["rejected"][0]["key"] == "email"
+    assert bot(state)[-1] == "Qual seu nome?" and state.pending_call is None and state.wait_kind == "reply"
+    state = preview.send(ai_qualification_funnel(), state, "Ana", now=NOW)
+    assert state.pending_call is not None and state.pending_call["request"]["turn"] == 2
+    failed = preview.deliver(ai_qualification_funnel(), state, {"ok": False, "kind": "auth", "error": "HTTP 401"},
+                             now=NOW)
+    assert bot(failed)[-1].startswith("Como podemos ajudar?"), "erro falls back to the plain menu"

@@ -298,7 +298,7 @@ def test_contact_runs_and_stopping_a_live_run(engine, r):
     assert error_text(ended.value) == "Este funil já tinha terminado para o contato; não há nada para parar."
 
 
-def test_demo_workspace_ships_both_examples_published_and_active(engine, r):
+def test_demo_workspace_ships_the_examples_published_and_active(engine, r):
     assert ensure_demo_workspace() is not None
     with session_scope() as s:
         workspace_id = s.scalar(select(Funnel.workspace_id))
@@ -306,7 +306,8 @@ def test_demo_workspace_ships_both_examples_published_and_active(engine, r):
     assert sorted(c["name"] for c in cards) == sorted(name for name, _ in EXAMPLES.values())
     assert all(c["is_active"] and c["published_version"] == 1 and not c["has_draft_changes"] for c in cards)
     assert sorted(trigger_label(c["trigger"]) for c in cards) == [
-        "Palavra-chave: vendas (contém)", "Primeira mensagem do contato"]
+        "Palavra-chave: orçamento, orcamento (contém)", "Palavra-chave: vendas (contém)",
+        "Primeira mensagem do contato"]
 
 
 @pytest.mark.parametrize("trigger, label", [

@@ -69,7 +69,7 @@ def test_ai_tables_come_with_0009_and_go_with_its_downgrade(servers):
                                   " VALUES (1, 'B', 'custom', 'http://localhost:11434/v1', 'm', true)"))
             row = conn.execute(text("SELECT temperature, timeout_s, tool_mode FROM ai_providers")).one()
             assert tuple(row) == (0.3, 30.0, "auto")
-        command.downgrade(alembic_config(db.normalize_url(url)), "0007")
+        command.downgrade(alembic_config(db.normalize_url(url)), "0008")
         with engine.begin() as conn:
             assert conn.execute(text("SELECT to_regclass('ai_providers')")).scalar() is None
         engine.dispose()

@@ -20,7 +20,7 @@ from engine.core.nodes.condition import ConditionData
 from pages.ui import fields
 from tests.factories import make_actor, make_instance, make_team, make_workspace
 from tests.test_pages_app import signed_in_app
-from workbench.services import contact_fields, funnels
+from workbench.services import ai_client, contact_fields, funnels, secrets
 from workbench.store.db import session_scope
 from workbench.store.models import Media, Tag
 
@@ -490,8 +490,39 @@ def test_every_choice_source_gives_ids_and_names(engine, r):
     with session_scope() as s:
         s.add(Tag(workspace_id=ws, name="vip"))
     contact_fields.create_field(admin, "plano", "Plano", "text")
+    with session_scope() as s:
+        ai_client.save_provider(s, ws, "Local", base_url="http://127.0.0.1:9/v1", model="m", api_key="sk-x")
+    secrets.set_secret(admin, "crm_token", "valor-secreto-123")
     for source, rows_of in fields.SOURCES.items():
         rows = rows_of(admin)
         assert rows and all(isinstance(row["name"], str) and row["id"] is not None for row in rows), source
     assert fields.SOURCES["tags"](admin) == [{"id": "vip", "name": "vip"}]  # a node stores the tag's name
     assert fields.SOURCES["contact_fields"](admin) == [{"id": "plano", "name": "Plano", "type": "text"}]
+    assert fields.SOURCES["secrets"](admin) == [{"id": "crm_token", "name": "crm_token"}]  # names, never values
+
+
+def test_test_chat_runs_the_ai_step_against_the_provider_as_a_marked_real_call(engine, r, fake_llm):
+    from engine.core.examples import ai_qualification_funnel
+
+    ws = make_workspace()
+    admin = make_actor(ws)
+    with session_scope() as s:
+        ai_client.save_provider(s, ws, "Local", base_url=fake_llm.url, model="fake-model", api_key="sk-x",
+                                is_default=True)
+    fid = funnels.create_funnel(admin, "IA", ai_qualification_funnel())
+    fake_llm.script([{"tool_calls": [{"name": "registrar_dados",
+                                      "arguments": {"nome": "Lia", "email": "lia@inventado.com"}}],
+                      "text": "Oi, Lia! <b>Qual</b> é o seu e-mail?"}])
+    at = open_editor(admin, fid)
+    at = at.chat_input(key=f"editor_chat_input_{fid}").set_value("orçamento, sou a Lia").run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("🔌 Chamada REAL ao serviço externo (ai)") for c in captions)
+    shown = texts(at)
+    assert any(v.startswith("Modelo fake-model · ") and "tokens" in v for v in shown)
+    details = next(v for v in shown if "Ferramenta chamada: registrar_dados" in v)
+    assert "✔ nome = Lia" in details
+    assert "✘ email = lia@inventado.com — recusado: não aparece nas mensagens do contato" in details
+    assert "Oi, Lia! Qual é o seu e-mail?" in shown
+    assert "Aguardando no nó ia." in shown
+    assert funnels.list_funnels(admin)[0]["entered"] == 0

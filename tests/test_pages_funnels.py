@@ -88,7 +88,9 @@ def test_create_from_an_example_then_publish_and_activate(engine, r):
     assert at.info[0].value == "Nenhum funil ainda. Crie um em branco ou a partir de um exemplo."
     assert at.selectbox(key="funnels_new_start").options == [
         "Em branco", "Exemplo: Boas-vindas (primeira mensagem, menu Vendas/Suporte)",
-        "Exemplo: Agendamento (palavra-chave “vendas”, nome, e-mail e horário)"]
+        "Exemplo: Agendamento (palavra-chave “vendas”, nome, e-mail e horário)",
+        "Exemplo: Qualificação com IA (palavra-chave “orçamento”; a IA coleta nome, e-mail, empresa e melhor "
+        "horário, conferidos)"]
     at.selectbox(key="funnels_new_start").set_value("agendamento")
     at = at.button(key="funnels_create").click().run()  # name left blank: the example's name
     assert not at.exception
@@ -326,3 +328,16 @@ def test_starting_an_inactive_funnel_is_refused(engine, r):
     conversation_id = conversations.list_conversations(admin)[0]["id"]
     with pytest.raises(Conflict):
         funnels.start_for_conversation(admin, conversation_id, funnel_id)
+
+
+def test_an_example_can_be_created_with_the_optional_odoo_step(engine, r):
+    admin = make_actor(make_workspace())
+    at = open_page(admin)
+    at.selectbox(key="funnels_new_start").set_value("agendamento")
+    at.checkbox(key="funnels_new_odoo").check()
+    at = at.button(key="funnels_create").click().run()
+    assert not at.exception
+    [funnel] = funnels.list_funnels(admin)
+    draft = funnels.get_funnel(admin, funnel["id"])["draft"]
+    assert "enviar_odoo" in {n["id"] for n in draft["nodes"]}
+    assert funnels.validate(admin, draft).is_valid

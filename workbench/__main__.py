@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     workers.add_argument("--count", type=int, default=2)
     sub.add_parser("worker", help="one RQ worker (started by `workers`)")
     sub.add_parser("scheduler", help="the RQ scheduler (started by `workers`)")
+    sub.add_parser("calls", help="the outside calls pool: AI, webhooks, Odoo (started by `workers`)")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     args = parser.parse_args(argv)
     os.umask(PRIVATE_UMASK)  # every file and directory we (and the processes we start) create is the owner's only
@@ -46,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.launcher import workers as run_workers
 
         return run_workers(args.count, worker=lambda: _rq_process("worker"),
-                           scheduler=lambda: _rq_process("scheduler"))
-    if args.command in ("worker", "scheduler"):
+                           scheduler=lambda: _rq_process("scheduler"), calls=lambda: _rq_process("calls"))
+    if args.command in ("worker", "scheduler", "calls"):
         return _rq_process(args.command)
     if args.command == "migrate":
         from workbench.store.config import get_settings
@@ -79,6 +80,13 @@ def _rq_process(command: str) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if command == "calls":
+        import redis
+
+        from engine.worker.calls import run_pool
+
+        client = redis.Redis.from_url(url, health_check_interval=30)
+        return run_pool(client, get_settings().outside_calls_concurrency, stop)
     return processes.run_scheduler(url, QUEUES, stop)
 
 

@@ -246,11 +246,13 @@ def _own(data_dir: Path):
     return handle
 
 
-def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int]) -> int:
-    """Run ``count`` RQ workers, the scheduler and the sweep ticker until SIGTERM (engine/worker/processes.py).
+def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int],
+            calls: Callable[[], int] | None = None) -> int:
+    """Run ``count`` RQ workers, the scheduler, the outside calls pool and the sweep ticker until SIGTERM
+    (engine/worker/processes.py, engine/worker/calls.py).
 
-    ``worker`` and ``scheduler`` are the mains of those processes: each runs in a fork of this process, which
-    imported them already, so a worker that died is working again within a second.
+    ``worker``, ``scheduler`` and ``calls`` are the mains of those processes: each runs in a fork of this process,
+    which imported them already, so a worker that died is working again within a second.
     """
     from redis import Redis
 
@@ -259,6 +261,8 @@ def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int])
     main = [sys.executable, "-m", "workbench"]
     children = [Child(f"worker-{n}", [*main, "worker"], env, target=worker) for n in range(count)]
     children.append(Child("scheduler", [*main, "scheduler"], env, target=scheduler))
+    if calls is not None:
+        children.append(Child("calls", [*main, "calls"], env, target=calls))
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     client = Redis.from_url(settings.redis_url, health_check_interval=30)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from engine.core.definition import FunnelDefinition, Walk, walk
 from engine.core.nodes.base import (
     AddTag,
+    CallOutside,
     Contact,
     ExecutionContext,
     HistoryEntry,
@@ -88,6 +89,8 @@ class PreviewState:
         entries: the chat, oldest first.
         steps: every node executed, in order.
         error: why the run failed.
+        pending_call: while the run waits on an outside call (``wait_kind`` ``call``): ``service``, ``request`` and
+            ``node_id`` of the call, for the page to run (a real call, clearly marked) and hand back to ``deliver``.
     """
 
     status: Literal["idle", "waiting", "completed", "failed"] = "idle"
@@ -102,11 +105,17 @@ class PreviewState:
     entries: tuple[PreviewEntry, ...] = ()
     steps: tuple[PreviewStep, ...] = ()
     error: str | None = None
+    pending_call: Mapping[str, Any] | None = None
 
     @property
     def waiting_for_reply(self) -> bool:
-        """The run waits for the contact to answer."""
-        return self.status == "waiting" and self.wait_kind == "reply"
+        """The run waits for the contact to answer (also while an outside call is pending: the step folds it)."""
+        return self.status == "waiting" and self.wait_kind in ("reply", "call")
+
+    def history(self) -> list[dict[str, str]]:
+        """The chat's messages as ``{"direction", "text"}`` (what an outside call of the test chat reads)."""
+        return [{"direction": "in" if e.role == "contact" else "out", "text": e.text}
+                for e in self.entries if e.role in ("bot", "contact") and e.text]
 
 
 def _definition(raw: Mapping[str, Any]) -> tuple[FunnelDefinition | None, str | None]:
@@ -172,6 +181,10 @@ def _apply(state: PreviewState, run: Walk, before: list[PreviewEntry]) -> Previe
     elif run.status == "failed":
         entries.append(PreviewEntry("note", "failed", run.error or ""))
     wait = run.wait if run.status == "waiting" else None
+    calls = [a for a in run.actions if isinstance(a, CallOutside)]
+    pending = state.pending_call if wait and wait.kind == "call" and not calls else None
+    if wait and wait.kind == "call" and calls:
+        pending = {"service": calls[-1].service, "request": dict(calls[-1].request), "node_id": run.node_id}
     return replace(
         state, status=run.status if run.status != "ignored" else state.status, node_id=run.node_id,
         wait_kind=wait.kind if wait else None,
@@ -179,7 +192,7 @@ def _apply(state: PreviewState, run: Walk, before: list[PreviewEntry]) -> Previe
         attempts=ctx.attempts if wait else 0, last_reply=ctx.last_reply, variables=dict(ctx.variables),
         contact={"name": ctx.contact.name, "phone": ctx.contact.phone, "custom_data": dict(ctx.contact.custom_data),
                  "tags": list(ctx.contact.tags)},
-        entries=tuple(entries), steps=(*state.steps, *_steps(run)), error=run.error)
+        entries=tuple(entries), steps=(*state.steps, *_steps(run)), error=run.error, pending_call=pending)
 
 
 def _failed(state: PreviewState, error: str, before: list[PreviewEntry]) -> PreviewState:
@@ -226,6 +239,30 @@ def send(raw: Mapping[str, Any], state: PreviewState, text: str, *, funnel_name:
     if run.status == "ignored":
         return replace(state, entries=(*state.entries, *before, PreviewEntry("note", "ignored")))
     return _apply(state, run, before)
+
+
+def deliver(raw: Mapping[str, Any], state: PreviewState, result: Mapping[str, Any], *, funnel_name: str = "",
+            now: datetime | None = None, field_types: Mapping[str, str] | None = None) -> PreviewState:
+    """The pending outside call answered (the page ran it): note what it did, then walk the node's ``on_result``.
+
+    The note (kind ``call``) carries what the test chat shows: the service, whether it succeeded, the model and
+    tokens, the tool calls and the rejected values with their reasons.
+    """
+    if state.status != "waiting" or state.pending_call is None:
+        return state
+    meta = result.get("meta") if isinstance(result.get("meta"), Mapping) else {}
+    note = PreviewEntry("note", "call", str(state.pending_call.get("service") or ""), {
+        "ok": result.get("ok", True) is not False, "kind": result.get("kind"), "error": result.get("error"),
+        "model": meta.get("model"), "total_tokens": meta.get("total_tokens"),
+        "prompt_tokens": meta.get("prompt_tokens"), "completion_tokens": meta.get("completion_tokens"),
+        "tools": list(result.get("tools") or []), "rejected": list(result.get("rejected") or []),
+        "accepted": [{"key": a.get("key"), "value": a.get("value")} for a in result.get("accepted") or ()]})
+    defn, error = _definition(raw)
+    if defn is None:
+        return _failed(state, error or "", [note])
+    run = walk(defn, _context(state, funnel_name, now or clock.now(), field_types), state.node_id or "",
+               call_result=result)
+    return _apply(replace(state, pending_call=None), run, [note])
 
 
 def time_out(raw: Mapping[str, Any], state: PreviewState, *, funnel_name: str = "",

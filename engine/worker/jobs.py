@@ -55,7 +55,7 @@ from connector.contracts import (
     wake_inbound_drain,
 )
 from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_events
-from workbench.services import contact_jobs, outbox, runs
+from workbench.services import contact_jobs, mail, outbox, outside_calls, runs
 from workbench.services.instances import sync_instances
 from workbench.store import live
 from workbench.store.bus import get_redis
@@ -516,9 +516,16 @@ def funnel_timer(run_id: int, token: str) -> None:
         live.touch(client, [workspace_id])
 
 
+def email_notification(notification_id: int) -> str:
+    """E-mail a "Notificar humano" notification; an SMTP failure raises, so RQ retries it (``runs.enqueue_emails``).
+    The funnel never waits for this job."""
+    return mail.notification_email(notification_id)
+
+
 def sweep() -> dict[str, int]:
     """Periodic repair: mirror desired states, wake drains with waiting events, re-publish unsent commands,
-    forget send claims nobody can need any more, and queue again (or give up on) contact jobs nothing runs."""
+    forget send claims nobody can need any more, queue again (or give up on) contact jobs nothing runs, and hand
+    lost outside calls and unapplied results back to the calls pool."""
     client = get_redis()
     running = sync_instances(client)
     woken = 0
@@ -534,9 +541,12 @@ def sweep() -> dict[str, int]:
         resumed = _end_expired_pauses(session)
         overdue = runs.due_timers(session)
         contact_jobs_recovered = contact_jobs.recover(session, client)
+        calls = outside_calls.recover(session)
     runs.schedule_timers(client, overdue)
+    runs.enqueue_calls(client, calls)
     return {"running": running, "drains_woken": woken, "republished": republished, "claims_pruned": pruned,
-            "pauses_ended": resumed, "timers_rescheduled": len(overdue), "contact_jobs": contact_jobs_recovered}
+            "pauses_ended": resumed, "timers_rescheduled": len(overdue), "contact_jobs": contact_jobs_recovered,
+            "outside_calls": len(calls)}
 
 
 def _end_expired_pauses(session) -> int:

@@ -20,7 +20,16 @@ from pages.ui.feedback import attempt
 from workbench.base.i18n import has_key, t
 from workbench.editor import node_forms
 from workbench.editor.node_forms import FormField
-from workbench.services import contact_fields, contacts, funnels, instances, media_library, workspaces
+from workbench.services import (
+    ai_client,
+    contact_fields,
+    contacts,
+    funnels,
+    instances,
+    media_library,
+    secrets,
+    workspaces,
+)
 
 SOURCES: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "teams": workspaces.list_teams,
@@ -31,6 +40,8 @@ SOURCES: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "media": lambda actor: [{**item, "name": item["filename"]} for item in media_library.list_media(actor)],
     "contact_fields": lambda actor: [{"id": f.key, "name": f.label, "type": f.type}
                                      for f in contact_fields.list_fields(actor)],
+    "secrets": lambda actor: [{"id": name, "name": name} for name in secrets.secret_names(actor)],
+    "ai_providers": ai_client.list_providers,
 }
 """Choice source -> the rows an actor may pick from, each with ``id`` (what the node stores) and ``name``."""
 

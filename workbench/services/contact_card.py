@@ -9,16 +9,34 @@ merge (``contact_merge``) load their contact through ``load_contact``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from workbench.base.errors import NotFound
+from workbench.base.i18n import format_moment, format_when, t
 from workbench.services import conversations
 from workbench.services.auth import Actor
+from workbench.services.odoo_client import lead_url
 from workbench.store.db import session_scope
-from workbench.store.models import Contact, ContactField, ContactTag, Conversation, Instance, Tag, User, is_row_id
+from workbench.store.models import (
+    ActivityEvent,
+    Contact,
+    ContactField,
+    ContactTag,
+    Conversation,
+    Instance,
+    Integration,
+    Tag,
+    User,
+    is_row_id,
+)
+
+PROVENANCE_EVENTS = 500
+"""Newest field changes of a contact looked at for the values' provenance (each field's latest change counts)."""
 
 
 def load_contact(session: Session, actor: Actor, contact_id: Any) -> tuple[Contact, Conversation | None]:
@@ -51,14 +69,27 @@ def tag_names(session: Session, contact_id: int) -> list[str]:
                                 .where(ContactTag.contact_id == contact_id).order_by(func.lower(Tag.name))))
 
 
+def odoo_lead(session: Session, workspace_id: int, lead_id: int | None) -> dict[str, Any] | None:
+    """``{"id", "url"}`` of a contact's lead in the workspace's Odoo (step "Enviar para Odoo"); None without one.
+    ``url`` is "" when the Odoo connection was removed since."""
+    if lead_id is None:
+        return None
+    config = session.scalar(select(Integration.config).where(Integration.workspace_id == workspace_id,
+                                                             Integration.kind == "odoo"))
+    base = str((config or {}).get("url") or "")
+    return {"id": lead_id, "url": lead_url(base, lead_id) if base else ""}
+
+
 def contact_card(actor: Actor, contact_id: Any) -> dict[str, Any]:
     """Everything column 1 of the Visão 360 shows about a contact.
 
     Returns:
         ``id``, ``display_name``, ``name``, ``push_name``, ``phone``, ``email``, ``company``, ``custom_data``,
         ``tags``, ``created_at``, ``instance`` (the number's name), ``conversation_id`` (None without one),
-        ``agent`` (assigned person's name or None) and ``fields``: the workspace's field definitions in their
-        order (``key``, ``label``, ``type``) so values can be shown under their labels.
+        ``agent`` (assigned person's name or None), ``fields``: the workspace's field definitions in their
+        order (``key``, ``label``, ``type``) so values can be shown under their labels, ``odoo_lead``
+        (``odoo_lead``'s answer) and ``provenance``: field key (``name`` for the name) -> "preenchido pela IA a
+        partir da mensagem de 14:32" for values an AI step wrote and nobody changed since.
 
     Raises:
         NotFound: not a contact the actor may open.
@@ -78,4 +109,36 @@ def contact_card(actor: Actor, contact_id: Any) -> dict[str, Any]:
             "instance": session.scalar(select(Instance.name).where(Instance.id == contact.instance_id)),
             "conversation_id": conv.id if conv else None, "agent": agent,
             "fields": [dict(row) for row in definitions],
+            "odoo_lead": odoo_lead(session, actor.workspace_id, contact.odoo_lead_id),
+            "provenance": ai_provenance(session, contact.id),
         }
+
+
+def ai_provenance(session: Session, contact_id: int) -> dict[str, str]:
+    """Field key -> where its current value came from, for values an AI step wrote (their latest change)."""
+    rows = session.scalars(select(ActivityEvent.data).where(
+        ActivityEvent.subject_type == "contact", ActivityEvent.subject_id == contact_id,
+        ActivityEvent.kind == "field_changed").order_by(ActivityEvent.id.desc()).limit(PROVENANCE_EVENTS)).all()
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    for data in rows:
+        key = data.get("key") if isinstance(data, Mapping) else None
+        if not isinstance(key, str) or key in seen:
+            continue
+        seen.add(key)
+        text = provenance_text(data.get("provenance"))
+        if text:
+            found[key] = text
+    return found
+
+
+def provenance_text(provenance: Any) -> str | None:
+    """"preenchido pela IA a partir da mensagem de 14:32" (a date too when not today); None when not the AI's."""
+    if not isinstance(provenance, Mapping) or provenance.get("by") != "ai":
+        return None
+    try:
+        at = datetime.fromisoformat(str(provenance.get("message_at")))
+    except ValueError:
+        return t("ai.provenance_unknown")
+    when = format_when(at)
+    return t("ai.provenance", time=when if ":" in when else format_moment(at))

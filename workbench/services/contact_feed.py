@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import has_key, t
 from workbench.services.auth import Actor
-from workbench.services.contact_card import load_contact
+from workbench.services.contact_card import load_contact, provenance_text
 from workbench.store.db import session_scope
 from workbench.store.models import (
     ActivityEvent,
@@ -65,6 +65,7 @@ ACTIVITY_KINDS = {
     "bot_paused": "bot", "bot_resumed": "bot",
     "status_open": "status", "status_pending": "status", "status_closed": "status",
     "merged": "merge", "imported": "import", "bulk": "bulk",
+    "odoo_lead_created": "funnel", "odoo_lead_updated": "funnel", "odoo_push_failed": "funnel",
 }
 """Activity event kind -> feed kind. Other kinds show as ``other`` in the unfiltered stream."""
 NOTE_EVENTS = ("note_added", "note_edited", "note_deleted")
@@ -269,7 +270,9 @@ def describe(item: dict[str, Any]) -> str:
     if event == "field_changed":
         key = data.get("key")
         field = t(f"feed.changed.{key}") if key in CONTACT_COLUMNS else _value(key)  # custom fields by their key
-        return t("feed.event.field_changed", field=field, old=_value(data.get("old")), new=_value(data.get("new")))
+        line = t("feed.event.field_changed", field=field, old=_value(data.get("old")), new=_value(data.get("new")))
+        source = provenance_text(data.get("provenance"))  # written by an AI step: from which message
+        return f"{line} ({source})" if source else line
     if event == "contact_updated":
         changed = data.get("changed") if isinstance(data.get("changed"), list) else []
         parts = [t(f"feed.changed.{c}") if has_key(f"feed.changed.{c}") else str(c) for c in changed]
@@ -291,5 +294,11 @@ def describe(item: dict[str, Any]) -> str:
         return t("feed.event.imported", file=_value(data.get("file_name")))
     if event == "bulk":
         return t("feed.event.bulk", action=_value(data.get("action")))
+    if event in ("odoo_lead_created", "odoo_lead_updated"):
+        return t(f"feed.event.{event}", lead_id=_value(data.get("lead_id")))
+    if event == "odoo_push_failed":
+        reason = data.get("reason")
+        return t("feed.event.odoo_push_failed",
+                 reason=t(f"odoo.problem.{reason}") if has_key(f"odoo.problem.{reason}") else _value(reason))
     key = f"feed.event.{event}"
     return t(key) if has_key(key) else t("feed.event.other", kind=event)

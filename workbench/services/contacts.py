@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from workbench.base.errors import InvalidInput, NotFound
 from workbench.services import contact_fields, conversations, runs
 from workbench.services.auth import Actor
+from workbench.services.contact_card import odoo_lead
 from workbench.services.conversation_ref import ConversationRef
 from workbench.store import live
 from workbench.store.bus import get_redis
@@ -64,8 +65,8 @@ def contact_profile(actor: Actor, contact_id: int) -> dict[str, Any]:
     """The contact for the inbox panel.
 
     Returns:
-        ``id``, ``name``, ``push_name``, ``phone``, ``email``, ``company``, ``custom_data`` (dict) and ``tags``
-        (names, alphabetical).
+        ``id``, ``name``, ``push_name``, ``phone``, ``email``, ``company``, ``custom_data`` (dict), ``tags``
+        (names, alphabetical) and ``odoo_lead`` (``contact_card.odoo_lead``: the lead's id and link, or None).
 
     Raises:
         NotFound: no such contact, or its conversation is not visible to the actor.
@@ -74,7 +75,8 @@ def contact_profile(actor: Actor, contact_id: int) -> dict[str, Any]:
         contact, _ = _load(session, actor, contact_id)
         return {"id": contact.id, "name": contact.name, "push_name": contact.push_name, "phone": contact.phone,
                 "email": contact.email, "company": contact.company, "custom_data": dict(contact.custom_data or {}),
-                "tags": _tags(session, contact.id)}
+                "tags": _tags(session, contact.id),
+                "odoo_lead": odoo_lead(session, actor.workspace_id, contact.odoo_lead_id)}
 
 
 def list_tags(actor: Actor) -> list[dict[str, Any]]:

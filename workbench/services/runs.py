@@ -34,6 +34,7 @@ from engine.core.definition import FunnelDefinition, Walk, load_definition, walk
 from engine.core.matching import TriggerEvent, pick_trigger
 from engine.core.nodes.base import (
     AddTag,
+    CallOutside,
     ExecutionContext,
     HistoryEntry,
     Notify,
@@ -64,6 +65,7 @@ from workbench.store.models import (
     Media,
     Message,
     Notification,
+    OutsideCall,
     Tag,
     Team,
     Workspace,
@@ -83,7 +85,13 @@ log = logging.getLogger(__name__)
 
 LIVE = ("active", "waiting", "paused")
 TIMER_JOB = "engine.worker.jobs.funnel_timer"
+EMAIL_JOB = "engine.worker.jobs.email_notification"
+EMAIL_RETRY_INTERVALS = (30, 120, 600)
+"""An e-mail whose send failed is tried again after 30 s, 2 and 10 minutes."""
 TIMER_QUEUE = "default"
+CALLS_QUEUE = "wb:calls"
+"""Redis sorted set of outside call ids scored by when their try is due (ms); the calls pool takes due ones.
+The rows in ``outside_calls`` are the truth: the sweep puts back ids this set lost."""
 HISTORY_MESSAGES = 10
 MAX_CHAIN = 5
 """Funnels one incoming event may start through other funnels (go-to steps, add-tag triggers); more are cut."""
@@ -121,17 +129,22 @@ class Effects:
     commands: list[OutboundCommand] = field(default_factory=list)
     timers: list[tuple[int, str, datetime]] = field(default_factory=list)  # run id, wait token, when
     reads: list[tuple[int, ControlCommand]] = field(default_factory=list)  # (instance id, read receipt)
+    calls: list[int] = field(default_factory=list)  # outside calls to hand to the calls pool
+    emails: list[int] = field(default_factory=list)  # notifications to e-mail (workbench/services/mail.py)
 
     def extend(self, other: Effects) -> None:
         """Add another walk's effects."""
         self.commands.extend(other.commands)
         self.timers.extend(other.timers)
         self.reads.extend(other.reads)
+        self.calls.extend(other.calls)
+        self.emails.extend(other.emails)
 
 
 def clear_cache() -> None:
     """Forget cached published versions, time zones and field types (after publishing, and in tests)."""
     _versions.clear()
+    _version_cache.clear()
     _timezones.clear()
     _field_type_cache.clear()
 
@@ -227,11 +240,32 @@ def on_timer(session: Session, run_id: int, token: str) -> Effects:
     conversation = _conversation(session, run.conversation_id)
     if _bot_paused(session, conversation):
         return Effects()  # timers wait while a human has the conversation; after resuming, the sweep re-schedules
-    version = session.get(FunnelVersion, run.version_id)
     funnel = session.get(Funnel, run.funnel_id)
-    defn = load_definition(version.definition)
+    defn = _version_definition(session, run.version_id)
     ctx = _context(session, conversation, run, funnel.name, None)
     return _apply(session, run, conversation, funnel.id, defn, walk(defn, ctx, run.current_node, timed_out=True))
+
+
+def on_call_result(session: Session, call: OutsideCall, event_data: dict[str, Any]) -> tuple[str, Effects]:
+    """An outside call finished: hand its result to the node that made it, under the run's row lock.
+
+    Returns (``applied`` | ``stale`` | ``held``, effects). ``stale``: the run moved on since the call was made
+    (another reply re-entered the step with a new call, a timeout, a stop): nothing is applied. ``held``: a
+    human has the conversation; the result waits (the sweep applies it once the bot is back, as for timers).
+    ``event_data`` (service, attempts, latency, model, tokens...) goes into the node's funnel event.
+    """
+    run = session.scalars(select(FunnelRun).where(FunnelRun.id == call.run_id).with_for_update()).first()
+    if (run is None or run.status != "waiting" or run.wait_token != call.wait_token
+            or run.current_node != call.node_id):
+        return "stale", Effects()
+    conversation = _conversation(session, run.conversation_id)
+    if _bot_paused(session, conversation):
+        return "held", Effects()
+    funnel = session.get(Funnel, run.funnel_id)
+    defn = _version_definition(session, run.version_id)
+    ctx = _context(session, conversation, run, funnel.name, run.variables.get("__trigger"))
+    result = walk(defn, ctx, run.current_node, call_result=dict(call.result or {}))
+    return "applied", _apply(session, run, conversation, funnel.id, defn, result, event_data=event_data)
 
 
 def due_timers(session: Session, older_than_s: int = 30) -> list[tuple[int, str, datetime]]:
@@ -327,14 +361,29 @@ def _start(session: Session, conversation: ConversationRef, start: FunnelStart, 
 
 
 def _resume(session: Session, run: FunnelRun, conversation: ConversationRef, text: str) -> Effects:
-    version = session.get(FunnelVersion, run.version_id)  # the version the run started on, even if republished
     funnel = session.get(Funnel, run.funnel_id)
-    defn = load_definition(version.definition)
+    defn = _version_definition(session, run.version_id)  # the version the run started on, even if republished
     ctx = _context(session, conversation, run, funnel.name, run.variables.get("__trigger"))
     result = walk(defn, ctx, run.current_node, reply=text)
     if result.status == "ignored":
         return Effects()
     return _apply(session, run, conversation, funnel.id, defn, result)
+
+
+_VERSIONS_KEPT = 256
+_version_cache: dict[int, FunnelDefinition] = {}
+
+
+def _version_definition(session: Session, version_id: int) -> FunnelDefinition:
+    """A published version's definition, parsed once per process: versions never change once written, and every
+    reply, timer and outside call result of a waiting run would parse it again."""
+    defn = _version_cache.get(version_id)
+    if defn is None:
+        defn = load_definition(session.get(FunnelVersion, version_id).definition)
+        if len(_version_cache) >= _VERSIONS_KEPT:
+            _version_cache.pop(next(iter(_version_cache)))
+        _version_cache[version_id] = defn
+    return defn
 
 
 def _stop(session: Session, run: FunnelRun, reason: str) -> None:
@@ -374,20 +423,30 @@ def _context(session: Session, conversation: ConversationRef, run: FunnelRun, fu
 
 
 def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funnel_id: int,
-           defn: FunnelDefinition, result: Walk, depth: int = 0) -> Effects:
+           defn: FunnelDefinition, result: Walk, depth: int = 0, event_data: dict[str, Any] | None = None) -> Effects:
     """Apply a walk's actions and events, and store where the run stands.
 
     ``depth`` counts the funnels that started this one within the current event (see ``MAX_CHAIN``).
+    ``event_data`` is added to the first step's funnel event (an outside call's figures).
+
+    A ``call`` wait returned without a new ``CallOutside`` (a reply arrived while the node's call is pending)
+    keeps the run's wait token and deadline, so the pending call's result still applies; any other wait gets a
+    new token, which makes older timers and calls stale.
     """
     effects = Effects()
+    was_waiting_on = run.current_node if run.status == "waiting" and run.wait_token else None
     run.variables = dict(result.context.variables)
     run.current_node = result.node_id
     run.updated_at = now()
+    new_call = any(isinstance(a, CallOutside) for a in result.actions)
     if result.status == "waiting":
         run.status = "waiting"
         run.attempts = result.wait.attempts
-        run.wait_deadline = result.wait.deadline(now())
-        run.wait_token = secrets.token_hex(8) if run.wait_deadline else None
+        if not (result.wait.kind == "call" and not new_call and was_waiting_on == result.node_id):
+            run.wait_deadline = result.wait.deadline(now())
+            run.wait_token = secrets.token_hex(8) if run.wait_deadline or new_call else None
+            if run.wait_deadline:
+                effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     else:
         run.status = "completed" if result.status == "completed" else "failed"
         run.error = result.error
@@ -395,8 +454,6 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
     # A new run is inserted here with where the walk left it (one statement, no insert-then-update); its id
     # is what the messages and events below refer to.
     session.flush()
-    if run.wait_deadline:
-        effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     start_next: int | None = None
     added: list[str] = []
     for step in result.steps:
@@ -414,6 +471,15 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                 if note:
                     notes.append(note)
                 continue
+            if isinstance(action, CallOutside):
+                effects.calls.append(_insert_call(session, run, step.node_id, action))
+                continue
+            if isinstance(action, Notify):
+                notification = _notify(session, run, conversation, action)
+                if action.email:
+                    session.flush()
+                    effects.emails.append(notification.id)
+                continue
             command = _apply_action(session, run, conversation, funnel_id, step.node_id, action)
             if command is not None:
                 effects.commands.append(command)
@@ -425,8 +491,9 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
             status="error" if step.result.error else ("waiting" if step.result.wait else "ok"),
             duration_ms=step.duration_ms, error=step.result.error,
             data={**dict(step.result.data), **({"log": [*step.result.log, *notes]} if step.result.log or notes
-                                               else {})},
+                                               else {}), **(event_data or {})},
         ))
+        event_data = None  # the call's figures belong to the step that received its result
     go_to = start_next if result.status == "completed" else None
     if go_to is None and not added:
         return effects
@@ -444,6 +511,29 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
     for tag in added:
         effects.extend(_on_tag_added(session, current, tag, depth + 1))
     return effects
+
+
+def _insert_call(session: Session, run: FunnelRun, node_id: str, action: CallOutside) -> int:
+    """Store an outside call in the walk's transaction; the calls pool gets its id after commit.
+
+    It carries the run's wait token: its result applies only while the run still waits on it. A call made by
+    a step that did not wait (a node bug) gets no token and its result will be stale.
+    """
+    call = OutsideCall(workspace_id=run.workspace_id, run_id=run.id, wait_token=run.wait_token or "-",
+                       node_id=node_id, service=action.service, request=clean_json(dict(action.request)))
+    session.add(call)
+    session.flush()
+    return call.id
+
+
+def _notify(session: Session, run: FunnelRun, conversation: ConversationRef, action: Notify) -> Notification:
+    """The in-app notification of a "Notificar humano" step (its e-mail, when asked, goes out after commit)."""
+    notification = Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
+                                team_id=_own_team(session, run, action.team_id)
+                                or _team_id(session, run.workspace_id, action.team_name),
+                                conversation_id=conversation.id, body=clean_text(action.text)[0])
+    session.add(notification)
+    return notification
 
 
 def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRef, funnel_id: int, node_id: str,
@@ -471,11 +561,6 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
     if isinstance(action, RemoveTag):
         if untag_contact(session, run.workspace_id, run.contact_id, action.name):
             _record(session, run, "tag_removed", {"tag": action.name})
-    elif isinstance(action, Notify):
-        session.add(Notification(workspace_id=run.workspace_id, user_id=_own_person(session, run, action.user_id),
-                                 team_id=_own_team(session, run, action.team_id)
-                                 or _team_id(session, run.workspace_id, action.team_name),
-                                 conversation_id=conversation.id, body=clean_text(action.text)[0]))
     elif isinstance(action, Route):
         values: dict[str, Any] = {}
         team_id = _own_team(session, run, action.team_id) or _team_id(session, run.workspace_id, action.team_name)
@@ -497,12 +582,12 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
 
 
 def _record(session: Session, run: FunnelRun, kind: str, data: dict[str, Any],
-            conversation_id: int | None = None) -> None:
+            conversation_id: int | None = None, source: str = "funnel") -> None:
     """What a funnel step changed, for the contact's activity feed (``workbench.services.contact_feed``): on the
     contact, or on its conversation for assignments and pauses, as the inbox's own actions record them."""
     subject = ("conversation", conversation_id) if conversation_id is not None else ("contact", run.contact_id)
     session.add(ActivityEvent(workspace_id=run.workspace_id, kind=kind, subject_type=subject[0],
-                              subject_id=subject[1], data={**data, "source": "funnel", "funnel_id": run.funnel_id,
+                              subject_id=subject[1], data={**data, "source": source, "funnel_id": run.funnel_id,
                                                            "run_id": run.id}))
 
 
@@ -524,7 +609,8 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
             log.warning("run %s: contact name of %s characters cut to %s", run.id, len(value), MAX_CONTACT_NAME_CHARS)
         value = value[:MAX_CONTACT_NAME_CHARS]
         if contact.name != value:
-            _record(session, run, "field_changed", {"key": "name", "old": contact.name, "new": value})
+            _record(session, run, "field_changed", {"key": "name", "old": contact.name, "new": value,
+                                                    **_provenance(action)}, source=_source(action))
         contact.name = value
         return None
     key = action.field.removeprefix("custom_data.")
@@ -552,13 +638,24 @@ def _set_contact_field(session: Session, run: FunnelRun, action: SetContactField
     value = clean_json(value)
     if value == fields.get(key):
         return None
-    _record(session, run, "field_changed", {"key": key, "old": fields.get(key), "new": value})
+    _record(session, run, "field_changed", {"key": key, "old": fields.get(key), "new": value,
+                                            **_provenance(action)}, source=_source(action))
     if value is None:
         fields.pop(key, None)
     else:
         fields[key] = value
     contact.custom_data = fields
     return None
+
+
+def _provenance(action: SetContactField) -> dict[str, Any]:
+    """Where a value came from (an AI step's step, model, message), kept with its change in the activity."""
+    return {"provenance": clean_json(dict(action.source))} if action.source else {}
+
+
+def _source(action: SetContactField) -> str:
+    """The activity's source: ``ai`` for a value an AI step verified and wrote, else ``funnel``."""
+    return "ai" if action.source and action.source.get("by") == "ai" else "funnel"
 
 
 def _field_types(session: Session, workspace_id: int) -> dict[str, str]:
@@ -636,6 +733,29 @@ def publish_effects(client: redis.Redis, effects: Effects) -> None:
         pipe.execute()
     publish_commands(effects.commands, client)
     schedule_timers(client, effects.timers)
+    enqueue_calls(client, effects.calls)
+    enqueue_emails(client, effects.emails)
+
+
+def enqueue_emails(client: redis.Redis, notification_ids: list[int]) -> None:
+    """Queue the e-mail of each notification (``engine.worker.jobs.email_notification``); call after commit.
+
+    The job retries SMTP failures (``mail.EMAIL_RETRY_INTERVALS``); nothing of the funnel waits for it.
+    """
+    if not notification_ids:
+        return
+    queue = Queue(TIMER_QUEUE, connection=client)
+    for notification_id in notification_ids:
+        queue.enqueue(EMAIL_JOB, notification_id, job_timeout=120, result_ttl=0, failure_ttl=7 * 86400,
+                      retry=Retry(max=len(EMAIL_RETRY_INTERVALS), interval=list(EMAIL_RETRY_INTERVALS)))
+
+
+def enqueue_calls(client: redis.Redis, call_ids: list[int], delay_s: float = 0.0) -> None:
+    """Hand outside calls to the calls pool (``engine/worker/calls.py``), due now or after ``delay_s``; call after
+    commit. Adding an id already queued only moves its due time."""
+    if call_ids:
+        due = time.time() * 1000 + delay_s * 1000
+        client.zadd(CALLS_QUEUE, {str(call_id): due for call_id in call_ids})
 
 
 def schedule_timers(client: redis.Redis, timers: list[tuple[int, str, datetime]]) -> None:

@@ -27,6 +27,8 @@ class Settings(BaseModel):
     panel_port: int = Field(8501, description="Port of the Streamlit panel.")
     panel_address: str = Field("127.0.0.1", description="Address the panel listens on.")
     workers: int = Field(2, description="RQ workers started by `up`.")
+    outside_calls_concurrency: int = Field(8, description="Most outside calls (AI, webhooks, Odoo) the calls pool "
+                                           "runs at once.")
     typing_ms_per_char: int = Field(40, description="Typing indicator time per character of an outbound text.")
     typing_max_ms: int = Field(4000, description="Longest typing indicator before one message.")
     send_min_gap_ms: int = Field(1000, description="Shortest gap between two sends of one number (0 = none).")
@@ -43,6 +45,9 @@ class Settings(BaseModel):
     media_max_mb: int = Field(64, description="Largest media file stored.")
     wa_accept_groups: bool = Field(False, description="Real numbers (neonize) accept WhatsApp group messages "
                                                       "and reply in the group; off = groups are ignored.")
+    outbound_allow: str = Field("", description="Hosts and networks (CIDR) that funnel HTTP calls may reach although "
+                                                "they are not public, e.g. `10.0.5.0/24, crm.intranet` (README, "
+                                                "\"Chamadas HTTP\").")
     log_level: str = Field("INFO", description="Log level of the connector processes (DEBUG, INFO, WARNING, ...).")
 
 

@@ -31,6 +31,17 @@ def normalize_url(url: str) -> str:
 
 _engines: dict[str, Engine] = {}
 _makers: dict[Engine, sessionmaker[Session]] = {}
+_extra_connections = 0
+
+
+def reserve_connections(count: int) -> None:
+    """Let this process's engines open ``count`` more connections than the default 10 (call before first use).
+
+    The calls pool (``engine/worker/calls.py``) runs that many calls at once, and a call may keep its session's
+    connection while it waits on the network (``ai_client.chat`` reads the provider, calls, then records usage).
+    """
+    global _extra_connections
+    _extra_connections = max(_extra_connections, count)
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -42,8 +53,8 @@ def get_engine(url: str | None = None) -> Engine:
     if engine is None:
         # hide_parameters: an error's text (logged by RQ, stored with a failed job) would otherwise quote the
         # statement's values, which are message bodies, names and phones
-        engine = _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                                               hide_parameters=True)
+        engine = _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5,
+                                               max_overflow=5 + _extra_connections, hide_parameters=True)
         _makers[engine] = sessionmaker(engine, expire_on_commit=False)
     return engine
 

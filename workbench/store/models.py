@@ -56,6 +56,7 @@ CONTACT_JOB_KINDS = ("bulk", "import")
 CONTACT_JOB_STATUSES = ("queued", "running", "done", "failed")
 AI_PRESETS = ("openai", "gemini", "cloudflare", "custom")
 AI_TOOL_MODES = ("auto", "tools", "json")  # auto: what *Testar conexão* found
+OUTSIDE_CALL_STATUSES = ("pending", "running", "done", "failed", "stale")
 
 
 MAX_ID = 2**63 - 1
@@ -221,6 +222,8 @@ class Contact(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     last_inbound_at: Mapped[datetime | None]
     search_text: Mapped[str] = mapped_column(Text, Computed(CONTACT_SEARCH_TEXT, persisted=True))
+    # The contact's lead in the workspace's Odoo (step "Enviar para Odoo"); the next push updates it.
+    odoo_lead_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ContactField(Base):
@@ -445,6 +448,43 @@ class FunnelEvent(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class OutsideCall(Base):
+    """A funnel step's call to something outside (a model, an HTTP endpoint, Odoo), run away from the drain.
+
+    Written with the run's wait in one transaction (``workbench/services/outside_calls.py``); ``id`` is the
+    idempotency key an executor sends. ``status``: ``pending`` (waiting for its turn, or its next try at
+    ``due_at``), ``running`` (a try started at ``started_at``; ``attempts`` counts tries *before* they run),
+    ``done`` (an answer, success or definitive failure, in ``result``), ``failed`` (retryable errors until the
+    last try) or ``stale`` (the run had moved on; nothing applied). ``applied_at`` is set in the transaction that
+    applied the result to the run, so a result is applied at most once.
+    """
+
+    __tablename__ = "outside_calls"
+    __table_args__ = (
+        CheckConstraint(_in("status", OUTSIDE_CALL_STATUSES), name="status"),
+        # the sweep's two questions: tries whose job was lost, results not yet applied
+        Index("ix_outside_calls_open", "status", "due_at", postgresql_where=sql("status IN ('pending','running')")),
+        Index("ix_outside_calls_unapplied", "finished_at",
+              postgresql_where=sql("status IN ('done','failed') AND applied_at IS NULL")),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    run_id: Mapped[int] = mapped_column(ForeignKey("funnel_runs.id", ondelete="CASCADE"), index=True)
+    wait_token: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    due_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    applied_at: Mapped[datetime | None]
+
+
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
@@ -551,6 +591,21 @@ class Integration(Base):
     name: Mapped[str] = mapped_column(String(120))
     config: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class WorkspaceSecret(Base):
+    """A named secret of a workspace (webhook tokens, signing keys): ``value`` is Fernet-encrypted and never shown
+    again; ``hint`` keeps its last 4 characters so people can tell secrets apart."""
+
+    __tablename__ = "workspace_secrets"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    hint: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

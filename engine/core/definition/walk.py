@@ -7,11 +7,12 @@ with ``walk``; only what they do with the result differs.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from engine.core.definition.model import FunnelDefinition
-from engine.core.nodes import execute_node, resume_node, timeout_node
+from engine.core.nodes import execute_node, result_node, resume_node, timeout_node
 from engine.core.nodes.base import Action, ExecutionContext, NodeResult, Wait
 from workbench.base.i18n import t
 
@@ -57,13 +58,15 @@ class Walk:
 
 
 def walk(defn: FunnelDefinition, ctx: ExecutionContext, node_id: str, *, reply: str | None = None,
-         timed_out: bool = False, max_steps: int = MAX_STEPS) -> Walk:
+         timed_out: bool = False, call_result: Mapping[str, Any] | None = None,
+         max_steps: int = MAX_STEPS) -> Walk:
     """Move a run forward from ``node_id`` until it waits, ends or fails; pure.
 
     - default: execute ``node_id`` (a new run starts at the trigger's id), then follow outputs;
     - ``reply``: the run waits on ``node_id`` and the contact answered: the node's ``resume`` parses it
       (``ctx.attempts`` = the stored attempts; ``ctx.last_reply`` is set to the reply);
-    - ``timed_out``: the wait deadline of ``node_id`` passed: the node's ``on_timeout``.
+    - ``timed_out``: the wait deadline of ``node_id`` passed: the node's ``on_timeout``;
+    - ``call_result``: an outside call the node made finished: the node's ``on_result`` gets its answer.
 
     Each next node sees the context updated by the previous results (variables, tags, contact fields).
     """
@@ -78,6 +81,8 @@ def walk(defn: FunnelDefinition, ctx: ExecutionContext, node_id: str, *, reply: 
             return Walk((), "ignored", node_id, ctx)
     elif timed_out:
         result = timeout_node(node, defn.context_for(node_id, ctx))
+    elif call_result is not None:
+        result = result_node(node, defn.context_for(node_id, ctx), call_result)
     else:
         result = execute_node(node, defn.context_for(node_id, replace(ctx, attempts=0)))
     steps: list[Step] = []

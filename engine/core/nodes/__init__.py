@@ -17,11 +17,13 @@ from pydantic_core import PydanticCustomError
 
 from engine.core.nodes import (
     add_tag,
+    ai_reply,
     condition,
     delay,
     end,
     go_to_funnel,
     notify_human,
+    odoo,
     remove_tag,
     route,
     send_choices,
@@ -29,17 +31,18 @@ from engine.core.nodes import (
     set_field,
     trigger,
     wait_reply,
+    webhook,
 )
 from engine.core.nodes.base import ExecutionContext, NodeBase, NodeResult, NodeSpec
 from workbench.base.i18n import t
 
-NODE_MODULES = (trigger, send_message, send_choices, wait_reply, condition, delay, add_tag, remove_tag, set_field,
-                notify_human, go_to_funnel, route, end)
+NODE_MODULES = (trigger, send_message, send_choices, wait_reply, ai_reply, condition, delay, add_tag, remove_tag,
+                set_field, notify_human, webhook, odoo, go_to_funnel, route, end)
 
 REGISTRY: dict[str, NodeSpec] = {}
 """type -> NodeSpec, in palette order."""
 
-PLANNED_TYPES = ("ai_reply", "webhook", "odoo")
+PLANNED_TYPES: tuple[str, ...] = ()
 """Types the product will have but this version cannot run yet: reported as "not available", not "unknown"."""
 
 
@@ -112,6 +115,14 @@ def resume_node(node: NodeBase, ctx: ExecutionContext, reply_text: str) -> NodeR
     return spec.resume(node, ctx, reply_text) if spec.resume else None
 
 
+def result_node(node: NodeBase, ctx: ExecutionContext, result: Mapping[str, Any]) -> NodeResult:
+    """Hand an outside call's result to the node that made it; a node without ``on_result`` fails the run."""
+    spec = spec_for(node)
+    if spec.on_result is None:
+        return NodeResult(error=t("run.result_without_call"))
+    return spec.on_result(node, ctx, result)
+
+
 def timeout_node(node: NodeBase, ctx: ExecutionContext) -> NodeResult:
     """The node's wait deadline passed. Nodes without a deadline handler simply end the run."""
     spec = spec_for(node)
@@ -121,5 +132,5 @@ def timeout_node(node: NodeBase, ctx: ExecutionContext) -> NodeResult:
 
 
 __all__ = ["NODE_ADAPTER", "NODE_MODULES", "PLANNED_TYPES", "REGISTRY", "AnyNode", "execute_node", "node_waits",
-           "outputs_of", "parse_node", "register", "required_outputs_of", "resume_node", "spec_for", "timeout_node",
-           "unregister"]
+           "outputs_of", "parse_node", "register", "required_outputs_of", "result_node", "resume_node", "spec_for",
+           "timeout_node", "unregister"]

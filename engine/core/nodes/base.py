@@ -12,7 +12,8 @@ Run protocol for the runtime (state = current node id, variables, status, wait t
 - ``result.error`` set -> the run fails (status ``failed``), after applying ``actions``.
 - ``result.wait`` set -> apply ``actions``, store ``wait.attempts`` and the deadline
   (``wait.deadline(now)``), stay on this node with status ``waiting``. A reply calls the node's
-  ``resume`` (if it has none, the reply does not belong to this run); the deadline calls ``on_timeout``.
+  ``resume`` (if it has none, the reply does not belong to this run); the deadline calls ``on_timeout``; the
+  result of a ``CallOutside`` action calls ``on_result``.
 - otherwise ``result.output`` names the edge to follow; None, or a label with no edge, ends the run
   (status ``completed``).
 """
@@ -164,10 +165,15 @@ class RemoveTag:
 
 @dataclass(frozen=True)
 class SetContactField:
-    """Update the contact: ``field`` is ``name`` or ``custom_data.<key>``."""
+    """Update the contact: ``field`` is ``name`` or ``custom_data.<key>``.
+
+    ``source``: where the value came from when not typed by a person, e.g. an AI step's provenance
+    (``{"by": "ai", "node": ..., "model": ..., "message_id": ..., "message_at": ...}``); recorded with the change.
+    """
 
     field: str
     value: Any
+    source: Mapping[str, Any] | None = None
     kind: Literal["set_contact_field"] = "set_contact_field"
 
 
@@ -182,12 +188,14 @@ class SetVariable:
 
 @dataclass(frozen=True)
 class Notify:
-    """Notify people in the panel: a team (by id, or by name when imported without ids) or a user."""
+    """Notify people in the panel: a team (by id, or by name when imported without ids) or a user; ``email``
+    also e-mails them."""
 
     text: str
     team_id: int | None = None
     user_id: int | None = None
     team_name: str | None = None
+    email: bool = False  # also e-mail the person or the team's members (after commit, in a job with retries)
     kind: Literal["notify"] = "notify"
 
 
@@ -211,8 +219,27 @@ class StartFunnel:
     kind: Literal["start_funnel"] = "start_funnel"
 
 
+@dataclass(frozen=True)
+class CallOutside:
+    """Ask the runtime to call something outside (a model, an HTTP endpoint, Odoo) away from the drain.
+
+    The node returns it together with a ``Wait(kind="call")``: the run waits on the node, the runtime stores the
+    call (``outside_calls``) in the same transaction and an executor of ``service`` runs it in the calls pool
+    (``workbench/services/outside_calls.py``). When it finishes the node's ``on_result`` gets the executor's
+    answer, or ``{"ok": False, "error": ..., "kind": ...}`` after the last retry.
+
+    Attributes:
+        service: ``ai``, ``http`` or ``odoo`` (a key of ``outside_calls.EXECUTORS``).
+        request: JSON-able and without secrets: the executor looks secrets up by id or name.
+    """
+
+    service: str
+    request: Mapping[str, Any]
+    kind: Literal["call_outside"] = "call_outside"
+
+
 Action = SendText | SendMedia | SendPoll | AddTag | RemoveTag | SetContactField | SetVariable | Notify | Route \
-    | StartFunnel
+    | StartFunnel | CallOutside
 
 
 @dataclass(frozen=True)
@@ -220,15 +247,17 @@ class Wait:
     """Suspend the run on the current node.
 
     Attributes:
-        kind: ``reply`` (resume on the contact's next message, or time out) or ``timer`` (resume at
-            ``resume_at`` by calling the node's ``on_timeout``).
-        timeout_s: for ``reply``: seconds before ``on_timeout`` is called; None waits forever.
+        kind: ``reply`` (resume on the contact's next message, or time out), ``timer`` (resume at
+            ``resume_at`` by calling the node's ``on_timeout``) or ``call`` (an outside call is pending: its
+            result goes to the node's ``on_result``; a reply meanwhile goes to ``resume``, and a ``call`` wait
+            returned from there keeps the pending call's wait token and deadline).
+        timeout_s: for ``reply`` and ``call``: seconds before ``on_timeout`` is called; None waits forever.
         resume_at: for ``timer``: the aware instant to continue.
         attempts: invalid replies already received on this node; store it (``funnel_runs.attempts``) and
             pass it back as ``ExecutionContext.attempts`` on resume.
     """
 
-    kind: Literal["reply", "timer"]
+    kind: Literal["reply", "timer", "call"]
     timeout_s: float | None = None
     resume_at: datetime | None = None
     attempts: int = 0
@@ -477,8 +506,8 @@ class FieldHint:
             ``long_text`` (a text area), ``field_target`` (where a value is saved), ``rule_groups``,
             ``business_hours`` or ``media``.
         source: where the choices come from, for ids (or names) of the workspace's rows: ``teams``, ``people``,
-            ``numbers``, ``media``, ``tags``, ``funnels`` or ``contact_fields`` (``pages/ui/fields.py`` resolves
-            them).
+            ``numbers``, ``media``, ``tags``, ``funnels``, ``contact_fields`` or ``ai_providers``
+            (``pages/ui/fields.py`` resolves them).
     """
 
     kind: str | None = None
@@ -505,6 +534,8 @@ class NodeSpec:
         waits: ``data -> bool``: whether executing it always suspends the run (what breaks a loop).
         resume: ``(node, ctx, reply_text) -> NodeResult`` for nodes that wait for a reply.
         on_timeout: ``(node, ctx) -> NodeResult`` for nodes whose wait has a deadline.
+        on_result: ``(node, ctx, result) -> NodeResult`` for nodes that call outside (``CallOutside``): the
+            executor's answer (a JSON-able mapping) when the call finished.
         is_start: the node type starts a funnel (exactly one per definition).
         summary: ``data -> str``: one line of plain text for the canvas box (the canvas escapes it).
         default_data: ``() -> dict``: the configuration a new node starts with. Required texts stay empty on
@@ -520,6 +551,7 @@ class NodeSpec:
     waits: Callable[[Config], bool] = never_waits
     resume: Callable[[Any, ExecutionContext, str], NodeResult] | None = None
     on_timeout: Callable[[Any, ExecutionContext], NodeResult] | None = None
+    on_result: Callable[[Any, ExecutionContext, Mapping[str, Any]], NodeResult] | None = None
     is_start: bool = False
     summary: Callable[[Config], str] = lambda data: ""
     default_data: Callable[[], dict[str, Any]] = dict

@@ -31,12 +31,15 @@ class NotifyHumanData(NodeData):
             the runtime resolves the name within the workspace.
         user_id: a user.
         message: the notification text (template).
+        email: also e-mail the user, or every member of the team (Configurações › E-mail); a failed e-mail never
+            stops the funnel.
     """
 
     team_id: int | None = None
     team_name: Annotated[str, Field(min_length=1, max_length=120)] | None = None
     user_id: int | None = None
     message: Annotated[TemplateStr, Field(min_length=1, max_length=4_000)]
+    email: bool = False
 
     @model_validator(mode="after")
     def _check_recipient(self) -> NotifyHumanData:
@@ -58,7 +61,8 @@ def execute(node: NotifyHumanNode, ctx: ExecutionContext) -> NodeResult:
     rendered = render_text(cfg.message, ctx, t("run.what.notification"))
     if rendered.error:
         return NodeResult(log=rendered.log, error=rendered.error)
-    action = Notify(rendered.text, team_id=cfg.team_id, user_id=cfg.user_id, team_name=cfg.team_name)
+    action = Notify(rendered.text, team_id=cfg.team_id, user_id=cfg.user_id, team_name=cfg.team_name,
+                    email=cfg.email)
     return NodeResult(output="next", actions=(action,), log=rendered.log)
 
 

@@ -8,7 +8,7 @@ purpose, updated with every row, so the check before each call reads a few rows.
 *Resumo da IA* of a contact with the last message it covers.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-02 16:01:35.816630
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
