@@ -357,10 +357,10 @@ def parse_datetime(text: str) -> datetime | None:
 
 
 def normalise(text: str) -> str:
-    """Lower case, no accents, punctuation as spaces (``@ . - _ +`` kept), single spaces."""
+    """Lower case, no accents, punctuation as spaces (``@ . - _ + :`` kept), single spaces."""
     text = unicodedata.normalize("NFKD", text.casefold())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"[^\w@.+\-]+", " ", text)
+    text = re.sub(r"[^\w@.+:\-]+", " ", text)
     return " ".join(text.split())
 
 
@@ -400,7 +400,11 @@ def _datetime_appears(value: str, message: LeadMessage, zone: ZoneInfo) -> bool:
     text = f" {normalise(message.text)} "
     hour = when.hour
     hours = {hour, hour - 12} if hour > 12 else {hour}
-    if not any(re.search(_HOUR.format(h=h), text) for h in hours if h >= 0):
+    if when.minute:  # "14:30", "14h30": the minutes must be written too
+        patterns = [rf"\b0?{h}\s*(?:h|:)\s*{when.minute:02d}\b" for h in hours]
+    else:
+        patterns = [_HOUR.format(h=h) for h in hours]
+    if not any(re.search(pattern, text) for pattern in patterns):
         return False
     sent = (message.at.astimezone(zone).date() if message.at else None) or date.today()
     for word, days in sorted(_RELATIVE.items(), key=lambda item: -len(item[0])):
