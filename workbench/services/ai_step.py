@@ -62,7 +62,7 @@ MAX_VALUE_CHARS = 300
 _TAGS = re.compile(r"<[^>]{0,200}>")
 _MARKDOWN = re.compile(r"(\*\*|__|`{1,3}|^#{1,6}\s*|^>\s*)", re.MULTILINE)
 _LINK = re.compile(r"\[([^\]]{0,200})\]\((https?://[^)\s]{1,500})\)")
-_HOUR = r"(?:(?:as|a|ate|das|pelas|por volta das)\s+)?0?{h}\s*(?:h|:\d\d|horas?|hrs?)\b"
+_HOUR = r"(?<!\d)0?{h}\s*(?:h|:\d\d|horas?|hrs?)\b"
 _RELATIVE = {"hoje": 0, "amanha": 1, "depois de amanha": 2}
 _WEEKDAYS = ("segunda", "terca", "quarta", "quinta", "sexta", "sabado", "domingo")
 _MONTHS = ("janeiro", "fevereiro", "marco", "abril", "maio", "junho", "julho", "agosto", "setembro", "outubro",
@@ -401,7 +401,7 @@ def _datetime_appears(value: str, message: LeadMessage, zone: ZoneInfo) -> bool:
     hour = when.hour
     hours = {hour, hour - 12} if hour > 12 else {hour}
     if when.minute:  # "14:30", "14h30": the minutes must be written too
-        patterns = [rf"\b0?{h}\s*(?:h|:)\s*{when.minute:02d}\b" for h in hours]
+        patterns = [rf"(?<!\d)0?{h}\s*(?:h|:)\s*{when.minute:02d}\b" for h in hours]
     else:
         patterns = [_HOUR.format(h=h) for h in hours]
     if not any(re.search(pattern, text) for pattern in patterns):
