@@ -88,7 +88,9 @@ def test_create_from_an_example_then_publish_and_activate(engine, r):
     assert at.info[0].value == "Nenhum funil ainda. Crie um em branco ou a partir de um exemplo."
     assert at.selectbox(key="funnels_new_start").options == [
         "Em branco", "Exemplo: Boas-vindas (primeira mensagem, menu Vendas/Suporte)",
-        "Exemplo: Agendamento (palavra-chave “vendas”, nome, e-mail e horário)"]
+        "Exemplo: Agendamento (palavra-chave “vendas”, nome, e-mail e horário)",
+        "Exemplo: Qualificação com IA (palavra-chave “orçamento”; a IA coleta nome, e-mail, empresa e melhor "
+        "horário, conferidos)"]
     at.selectbox(key="funnels_new_start").set_value("agendamento")
     at = at.button(key="funnels_create").click().run()  # name left blank: the example's name
     assert not at.exception
