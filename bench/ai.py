@@ -39,6 +39,15 @@ import psutil  # noqa: E402
 from bench.pipeline import OutWatcher, servers  # noqa: E402
 
 PLAIN_REPLY = "Recebido, já respondo!"
+_FAKE = """
+import sys, time
+sys.path.insert(0, ".")
+from tests.fake_llm import FakeLLM
+fake = FakeLLM(default={{"text": "Certo! E qual é o seu nome?", "delay": {delay}}})
+print(fake.url, flush=True)
+while True:
+    time.sleep(3600)
+"""
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -195,7 +204,6 @@ def main() -> None:
 def _run(args, children: list[subprocess.Popen]) -> None:
     from connector.contracts import OUT_STREAM
     from tests.factories import make_actor, make_instance, make_workspace
-    from tests.fake_llm import FakeLLM
     from workbench.services import ai_client, funnels
     from workbench.services.workspace_settings import save_setting
     from workbench.store.bus import get_redis
@@ -205,12 +213,16 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     upgrade_database(os.environ["DATABASE_URL"])
     client = get_redis()
     client.flushdb()
-    fake = FakeLLM(default={"text": "Certo! E qual é o seu nome?", "delay": args.model_delay})
+    # the provider runs in a process of its own, as a real one would: its threads must not slow the measuring
+    fake = subprocess.Popen([sys.executable, "-c", _FAKE.format(delay=args.model_delay)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    children.append(fake)
+    fake_url = fake.stdout.readline().strip()
     ws = make_workspace("Bench IA")
     admin = make_actor(ws, "admin")
     save_setting(admin, "default_reply", {"enabled": True, "mode": "every", "text": PLAIN_REPLY})
     with session_scope() as session:
-        ai_client.save_provider(session, ws, "Fake", base_url=fake.url, model="fake", api_key="sk-bench",
+        ai_client.save_provider(session, ws, "Fake", base_url=fake_url, model="fake", api_key="sk-bench",
                                 is_default=True, timeout_s=30)
     funnel_id = funnels.create_funnel(admin, "IA", _ai_funnel())
     funnels.publish(admin, funnel_id)
@@ -244,7 +256,6 @@ def _run(args, children: list[subprocess.Popen]) -> None:
         pool.terminate()
         pool.wait(60)
         children.remove(pool)
-    fake.close()
 
     print(f"\nAI benchmark — one number; {args.plain_leads} plain leads at {args.rate:.0f} msgs/s for "
           f"{args.seconds:.0f} s; {args.ai_leads} AI leads in a closed loop; model answers in "

@@ -171,6 +171,13 @@ def test_grounding_accepts_normalised_forms(engine):
         "a value only the bot wrote is not the lead's"
     _, wrong_day = ai_step.verify({"quando": "2026-12-04 10:00"}, fields, lead, zone, {})
     assert wrong_day and wrong_day[0]["key"] == "quando", "amanhã is the 3rd, not the 4th"
+    clock = [ai_step.LeadMessage("in", "Pode ser sexta, 14:30?", 10, at)]
+    ok, _ = ai_step.verify({"quando": "2026-12-04 14:30"}, fields, clock, zone, {})
+    assert ok and ok[0]["message_id"] == 10, "4 Dec 2026 is a Friday"
+    _, no_hour = ai_step.verify({"quando": "2026-12-04 16:00"}, fields, clock, zone, {})
+    assert no_hour, "the hour must be the contact's"
+    _, no_minutes = ai_step.verify({"quando": "2026-12-04 14:45"}, fields, clock, zone, {})
+    assert no_minutes, "and so must the minutes"
 
 
 def test_prompt_injection_stays_in_user_messages_and_the_key_never_leaves_the_client(engine, r, fake_llm, caplog):

@@ -62,7 +62,7 @@ MAX_VALUE_CHARS = 300
 _TAGS = re.compile(r"<[^>]{0,200}>")
 _MARKDOWN = re.compile(r"(\*\*|__|`{1,3}|^#{1,6}\s*|^>\s*)", re.MULTILINE)
 _LINK = re.compile(r"\[([^\]]{0,200})\]\((https?://[^)\s]{1,500})\)")
-_HOUR = r"(?:(?:as|a|ate|das|pelas|por volta das)\s+)?0?{h}\s*(?:h|:\d\d|horas?|hrs?)\b"
+_HOUR = r"(?<!\d)0?{h}\s*(?:h|:\d\d|horas?|hrs?)\b"
 _RELATIVE = {"hoje": 0, "amanha": 1, "depois de amanha": 2}
 _WEEKDAYS = ("segunda", "terca", "quarta", "quinta", "sexta", "sabado", "domingo")
 _MONTHS = ("janeiro", "fevereiro", "marco", "abril", "maio", "junho", "julho", "agosto", "setembro", "outubro",
@@ -357,10 +357,10 @@ def parse_datetime(text: str) -> datetime | None:
 
 
 def normalise(text: str) -> str:
-    """Lower case, no accents, punctuation as spaces (``@ . - _ +`` kept), single spaces."""
+    """Lower case, no accents, punctuation as spaces (``@ . - _ + :`` kept), single spaces."""
     text = unicodedata.normalize("NFKD", text.casefold())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"[^\w@.+\-]+", " ", text)
+    text = re.sub(r"[^\w@.+:\-]+", " ", text)
     return " ".join(text.split())
 
 
@@ -400,7 +400,11 @@ def _datetime_appears(value: str, message: LeadMessage, zone: ZoneInfo) -> bool:
     text = f" {normalise(message.text)} "
     hour = when.hour
     hours = {hour, hour - 12} if hour > 12 else {hour}
-    if not any(re.search(_HOUR.format(h=h), text) for h in hours if h >= 0):
+    if when.minute:  # "14:30", "14h30": the minutes must be written too
+        patterns = [rf"(?<!\d)0?{h}\s*(?:h|:)\s*{when.minute:02d}\b" for h in hours]
+    else:
+        patterns = [_HOUR.format(h=h) for h in hours]
+    if not any(re.search(pattern, text) for pattern in patterns):
         return False
     sent = (message.at.astimezone(zone).date() if message.at else None) or date.today()
     for word, days in sorted(_RELATIVE.items(), key=lambda item: -len(item[0])):
