@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from engine.core.nodes.delay import BusinessHours
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import t
 from workbench.services.auth import Actor
@@ -41,7 +42,17 @@ class BotSettings(BaseModel):
     read_receipts: bool = True
 
 
-SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings}
+class AnalyticsSettings(BaseModel):
+    """What the reports count (Painel, Equipe): the tag that marks a qualified lead, the first-response target,
+    and the workspace's business hours (the zone is the workspace's)."""
+
+    qualified_tag: str = Field("ia_qualificado", min_length=1, max_length=80)
+    sla_minutes: int = Field(60, ge=1, le=60 * 24 * 7)
+    hours: BusinessHours = Field(default_factory=BusinessHours)
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings,
+                                       "analytics": AnalyticsSettings}
 # Workers read settings on every message; a few seconds of staleness after an edit is acceptable.
 _CACHE_TTL_S = 5.0
 _cache: dict[tuple[int, str], tuple[float, BaseModel]] = {}
