@@ -168,7 +168,8 @@ def _writer_lock(folder: Path, wait: bool) -> Iterator[bool]:
 def _pull(cursor: Any, source: Source, where: str = "") -> pl.DataFrame:
     """One query's rows as a polars frame, through COPY (CSV: no per-row Python work)."""
     buffer = io.BytesIO()
-    with cursor.copy(f"COPY ({source.query}{where}) TO STDOUT WITH (FORMAT csv)") as copy:
+    query = f"SELECT * FROM ({source.query}) AS s {where}" if where else source.query
+    with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy:
         for chunk in copy:
             buffer.write(chunk)
     schema = {name: _KINDS[kind] for name, kind in source.columns}
@@ -215,8 +216,9 @@ def _refresh(folder: Path, full: bool) -> dict[str, Any]:
     target = folder / name
     target.unlink(missing_ok=True)
     meta: dict[str, Any] = {}
-    if current and not full:
-        with duckdb.connect(str(folder / current), read_only=True) as old:
+    full = full or current is None
+    if not full:
+        with duckdb.connect(str(folder / str(current)), read_only=True) as old:
             meta = _meta(old)
         full = meta.get("layout") != LAYOUT or time.time() - meta.get("built_at", 0) > REBUILD_S
         if not full:
@@ -257,7 +259,7 @@ def _copy(con: duckdb.DuckDBPyConnection, cursor: Any, source: Source, meta: dic
         low = None
     else:
         low = _low_watermark(meta.get(f"ids:{source.name}", []), pg_now)
-        frame = _pull(cursor, source, f" WHERE id > {int(low)}")
+        frame = _pull(cursor, source, f"WHERE id > {int(low)}")
         con.register("incoming", frame.to_arrow())
         con.execute(f"DELETE FROM {source.name} WHERE id > {int(low)}")
         con.execute(f"INSERT INTO {source.name} SELECT * FROM incoming")

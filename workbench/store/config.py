@@ -43,6 +43,8 @@ class Settings(BaseModel):
     media_max_mb: int = Field(64, description="Largest media file stored.")
     wa_accept_groups: bool = Field(False, description="Real numbers (neonize) accept WhatsApp group messages "
                                                       "and reply in the group; off = groups are ignored.")
+    analytics_refresh_s: int = Field(60, description="How often the workers bring the dashboards' DuckDB copy up to "
+                                                     "date (seconds; 0 = never by themselves).")
     log_level: str = Field("INFO", description="Log level of the connector processes (DEBUG, INFO, WARNING, ...).")
 
 
