@@ -89,7 +89,7 @@ def test_business_hours_across_a_weekend(history):
     business = row(reports.team(h.admin, filters, business_hours=True)["people"], user_id=h.a.user_id)
     assert business["frt_median_s"] == 2 * HOUR
     # credited to A (assigned at the close); 70 min on Friday + 2 h on Monday
-    assert business["resolution_median_s"] == 70 * MIN + 2 * HOUR and business["resolved"] == 1
+    assert business["resolution_median_s"] == 70 * MIN + 2 * HOUR and business["resolved_count"] == 1
     # a different workspace schedule changes the answer: Saturday open 09-18 adds 9 h
     workspace_settings.save_setting(h.admin, "analytics", {"hours": {"days": [0, 1, 2, 3, 4, 5]}})
     business = row(reports.team(h.admin, filters, business_hours=True)["people"], user_id=h.a.user_id)
@@ -111,8 +111,8 @@ def test_resolution_after_reopen_counts_from_the_reopen(history):
     assert kpi(overview, "resolution_median")["value"] == 2 * HOUR  # median of 1 h and 3 h
     people = reports.team(h.admin, filters)["people"]
     a, b = row(people, user_id=h.a.user_id), row(people, user_id=h.b.user_id)
-    assert (a["resolved"], a["resolution_median_s"], a["frt_median_s"]) == (1, HOUR, 10 * MIN)
-    assert (b["resolved"], b["resolution_median_s"], b["frt_median_s"]) == (1, 3 * HOUR, 30 * MIN)
+    assert (a["resolved_count"], a["resolution_median_s"], a["frt_median_s"]) == (1, HOUR, 10 * MIN)
+    assert (b["resolved_count"], b["resolution_median_s"], b["frt_median_s"]) == (1, 3 * HOUR, 30 * MIN)
 
 
 def test_drop_off_with_runs_still_in_progress(history):

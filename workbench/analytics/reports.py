@@ -59,13 +59,23 @@ class _Context:
     settings: Any
 
 
-def _context(actor: Actor, filters: Filters) -> _Context:
-    """Check the filters and turn them into query parameters (UTC bounds of the period and the previous one)."""
+def check(filters: Filters) -> int:
+    """The period's length in days.
+
+    Raises:
+        InvalidInput: the end is before the start, or the period is longer than ``MAX_PERIOD_DAYS``.
+    """
     if filters.end < filters.start:
         raise InvalidInput("end before start", key="error.analytics_period")
     days = (filters.end - filters.start).days + 1
     if days > MAX_PERIOD_DAYS:
         raise InvalidInput("period too long", key="error.analytics_period_long", max=MAX_PERIOD_DAYS)
+    return days
+
+
+def _context(actor: Actor, filters: Filters) -> _Context:
+    """Check the filters and turn them into query parameters (UTC bounds of the period and the previous one)."""
+    days = check(filters)
     zone = workspaces.get_timezone(actor)
     tz = ZoneInfo(zone)
 
@@ -248,7 +258,7 @@ def team(actor: Actor, filters: Filters, business_hours: bool = False) -> dict[s
                  FROM messages m JOIN conv c ON c.id = m.conversation_id
                  WHERE m.workspace_id = $ws AND m.direction = 'out' AND m.sent_by_user_id IS NOT NULL
                    AND m.created_at >= $start AND m.created_at < $end GROUP BY ALL)
-        SELECT p.user_id, p.name, coalesce(a.n, 0) AS assigned, coalesce(r.n, 0) AS resolved,
+        SELECT p.user_id, p.name, coalesce(a.n, 0) AS assigned, coalesce(r.n, 0) AS resolved_count,
                coalesce(o.n, 0) AS open_now, f.median_s AS frt_median_s, f.p90_s AS frt_p90_s,
                r.median_s AS resolution_median_s, coalesce(s.n, 0) AS messages_sent,
                CASE WHEN f.n > 0 THEN f.met / f.n END AS sla_share
@@ -266,7 +276,7 @@ def team(actor: Actor, filters: Filters, business_hours: bool = False) -> dict[s
                 (SELECT count(DISTINCT e.conversation_id) FROM conversation_events e JOIN conv c
                     ON c.id = e.conversation_id WHERE c.team_id = t.id AND e.kind = 'assigned'
                     AND e.created_at >= $start AND e.created_at < $end) AS assigned,
-                count(*) FILTER (WHERE ep.closed_at >= $start AND ep.closed_at < $end) AS resolved,
+                count(*) FILTER (WHERE ep.closed_at >= $start AND ep.closed_at < $end) AS resolved_count,
                 (SELECT count(*) FROM conv c WHERE c.team_id = t.id AND c.status <> 'closed') AS open_now,
                 quantile_cont(ep.frt_s, 0.5) FILTER (WHERE ep.replied_at >= $start AND ep.replied_at < $end)
                     AS frt_median_s,
