@@ -492,3 +492,33 @@ def version_definition(actor: Actor, version_id: int) -> dict[str, Any]:
                  WHERE f.workspace_id = $ws AND v.id = $version""", {"ws": actor.workspace_id, "version": version_id})
     return json.loads(rows.item()) if rows.height else {}
 
+
+
+# -- notebooks ----------------------------------------------------------------------------------------------------
+
+def leads_over_time(actor: Actor, filters: Filters, by: str = "source") -> pl.DataFrame:
+    """New contacts per week (local weeks starting on Monday) by ``source`` (the contact's "origem" field, else
+    the number it wrote to) or tags added per week by ``tag``; columns ``week``, ``group``, ``leads``."""
+    actor.require("admin", "supervisor")
+    if by not in ("source", "tag"):
+        raise InvalidInput(by, key="error.invalid")
+    ctx = _context(actor, filters)
+    if by == "source":
+        sql = """
+            SELECT date_trunc('week', timezone($tz, k.created_at))::DATE AS week,
+                   coalesce(k.source, i.name) AS "group", count(*) AS leads
+            FROM contacts k LEFT JOIN instances i ON i.id = k.instance_id
+            WHERE k.workspace_id = $ws AND k.created_at >= $start AND k.created_at < $end
+              AND ($inst IS NULL OR k.instance_id = $inst)
+            GROUP BY ALL ORDER BY week, "group"
+        """
+    else:
+        sql = """
+            SELECT date_trunc('week', timezone($tz, ct.created_at))::DATE AS week, g.name AS "group",
+                   count(*) AS leads
+            FROM contact_tags ct JOIN tags g ON g.id = ct.tag_id JOIN contacts k ON k.id = ct.contact_id
+            WHERE g.workspace_id = $ws AND k.workspace_id = $ws AND ct.created_at >= $start AND ct.created_at < $end
+              AND ($inst IS NULL OR k.instance_id = $inst)
+            GROUP BY ALL ORDER BY week, "group"
+        """
+    return _q(sql, ctx.params)
