@@ -16,10 +16,11 @@ an ``flock`` on ``writer.lock``.
 **Increments.** Append-only tables (messages, funnel events, conversation events) are copied by id above a
 watermark. A row whose transaction commits after a later id was copied would be skipped by a plain ``id >
 last``, so each refresh re-reads the ids above the watermark of a refresh at least ``LATE_COMMIT_S`` older and
-replaces them. Rows that change (conversations, contacts, runs, tags, names) are copied whole each time: they
-are one row per conversation or contact, not per message. A full rebuild runs when there is no generation,
-the layout changed (``LAYOUT``), or the last one is older than ``REBUILD_S`` (catches rare rewrites of
-append-only rows, such as a contact merge moving messages between conversations).
+replaces them (in the first minute after a build, the last ``LATE_COMMIT_IDS`` ids below it). Rows that change
+(conversations, contacts, runs, tags, names) are copied whole each time: they are one row per conversation or
+contact, not per message. A full rebuild runs when there is no generation, the layout changed (``LAYOUT``), or
+the last one is older than ``REBUILD_S`` (catches what increments cannot see: a contact merge moving messages
+between conversations, a transaction that stayed open for minutes).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ LAYOUT = 1
 """Bumped when the copied tables or columns change: the next refresh rebuilds from scratch."""
 LATE_COMMIT_S = 60
 """How long a transaction may stay open after taking its ids and still be counted by the next refreshes."""
+LATE_COMMIT_IDS = 10_000
+"""Until a refresh is ``LATE_COMMIT_S`` old, how many ids below it the next refreshes read again."""
 REBUILD_S = 6 * 3600
 """Age after which a refresh rebuilds the whole copy instead of adding to it."""
 OPEN_RETRIES = 5
@@ -273,9 +276,13 @@ def _copy(con: duckdb.DuckDBPyConnection, cursor: Any, source: Source, meta: dic
 
 
 def _low_watermark(history: list[list[float]], pg_now: float) -> int:
-    """The highest id copied by a refresh at least ``LATE_COMMIT_S`` ago (0 when none is that old)."""
+    """The highest id copied by a refresh at least ``LATE_COMMIT_S`` ago; when none is that old (just after a
+    build), the oldest refresh's highest id less ``LATE_COMMIT_IDS``, so a refresh right after a build does not
+    read every row again."""
     old = [top for at, top in history if at <= pg_now - LATE_COMMIT_S]
-    return int(max(old)) if old else 0
+    if old:
+        return int(max(old))
+    return max(0, int(min(top for _, top in history)) - LATE_COMMIT_IDS) if history else 0
 
 
 def _trim(history: list[list[float]], pg_now: float) -> list[list[float]]:
