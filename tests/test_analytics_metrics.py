@@ -214,3 +214,28 @@ def test_first_response_distribution_buckets(history):
     assert team["distribution"]["responses"].to_list() == [1, 1, 1, 1, 1]
     assert row(team["people"], user_id=h.a.user_id)["sla_share"] == 0.2  # 60 min target: only the 30 min one
     assert len(reports.drill(h.admin, period("2026-03-01", "2026-03-10"), "frt_bucket", ">24h")) == 1
+
+
+def test_sent_to_crm_is_hidden_without_a_crm_column_and_counted_with_one(history):
+    h = history
+    kept = h.conversation("2026-03-02 10:00")
+    h.conversation("2026-03-02 11:00")
+    store.refresh(full=True)
+    overview = reports.overview(h.admin, period("2026-03-02"))
+    assert "sent_to_crm" not in [k["metric"] for k in overview["kpis"]]
+    assert "sent_to_crm" not in [name for name, _ in overview["funnel"]]
+    from sqlalchemy import text
+
+    from workbench.store.db import session_scope
+    with session_scope() as s:  # what the CRM integration's migration adds (feature detection, not a dependency)
+        s.execute(text("ALTER TABLE contacts ADD COLUMN odoo_lead_id bigint"))
+        s.execute(text("UPDATE contacts SET odoo_lead_id = 7 WHERE id = (SELECT contact_id FROM conversations "
+                       "WHERE id = :c)"), {"c": kept})
+    try:
+        store.refresh(full=True)
+        overview = reports.overview(h.admin, period("2026-03-02"))
+        assert kpi(overview, "sent_to_crm")["value"] == 1
+        assert ("sent_to_crm", 1) in overview["funnel"]
+    finally:
+        with session_scope() as s:
+            s.execute(text("ALTER TABLE contacts DROP COLUMN odoo_lead_id"))

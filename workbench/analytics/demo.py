@@ -120,8 +120,8 @@ def generate(sizes: Sizes, workspace_id: int | None = None, name: str = "Demonst
             contact_id = ids["contacts"]
             ids["contacts"] += 1
             rows.contacts.append((contact_id, setup["workspace"], rng.choice(setup["instances"]), phone,
-                                  person["name"], person["push_name"], person["email"], json.dumps(person["custom"]),
-                                  created, created))
+                                  person["name"], person["push_name"], person["email"], person["company"],
+                                  json.dumps(person["custom"]), created, created))
             for tag in rng.sample(setup["tags"], rng.choice([0, 1, 1, 2, 2, 3])):
                 rows.tags.append((contact_id, tag, created + timedelta(minutes=rng.randint(1, 600))))
             if rng.random() < 0.05:
@@ -223,6 +223,7 @@ def _people(count: int, fake: Faker, rng: random.Random) -> Iterator[dict[str, A
     first = [fake.first_name() for _ in range(min(count, 3000) or 1)]
     last = [fake.last_name() for _ in range(min(count, 3000) or 1)]
     cities = [fake.city() for _ in range(200)]
+    companies = [fake.company() for _ in range(500)]
     for n in range(count):
         person = f"{rng.choice(first)} {rng.choice(last)}"
         given = person.split()[0]
@@ -231,7 +232,8 @@ def _people(count: int, fake: Faker, rng: random.Random) -> Iterator[dict[str, A
                   "cliente": rng.random() < 0.3, "origem": rng.choice(SOURCES)}
         yield {"phone": f"55{rng.choice([11, 11, 11, 21, 31, 41, 51, 61, 71, 81])}9{rng.randrange(10**8):08d}",
                "name": person if rng.random() < 0.8 else None, "push_name": given,
-               "email": f"{given.lower()}.{n}@exemplo.com.br" if rng.random() < 0.5 else None, "custom": custom}
+               "email": f"{given.lower()}.{n}@exemplo.com.br" if rng.random() < 0.5 else None, "custom": custom,
+               "company": rng.choice(companies) if rng.random() < 0.3 else None}
 
 
 def _arrival(rng: random.Random, end: datetime, days: int, zone: ZoneInfo) -> datetime:
@@ -300,7 +302,7 @@ def _conversation(rows: _Rows, ids: dict[str, int], setup: dict[str, Any], rng: 
     message(created, "in")
     moment = created
     handed = False
-    if setup["funnels"] and rng.random() < 0.7:
+    if setup["funnels"] and rng.random() < 0.52:
         moment, handed = _run(rows, ids, setup, rng, conv, contact_id, created, end, message, event, assign)
     if not handed and rng.random() < 0.75:
         moment = moment + _lognormal(rng, 600)
@@ -424,7 +426,7 @@ def _copy(conn: Any, table: str, columns: tuple[str, ...], rows: Iterator[tuple]
 def _write(conn: Any, rows: _Rows, setup: dict[str, Any]) -> None:
     """COPY everything in dependency order (ids of contacts, conversations and runs were reserved)."""
     ws = setup["workspace"]
-    _copy(conn, "contacts", ("id", "workspace_id", "instance_id", "phone", "name", "push_name", "email",
+    _copy(conn, "contacts", ("id", "workspace_id", "instance_id", "phone", "name", "push_name", "email", "company",
                              "custom_data", "created_at", "updated_at"), iter(rows.contacts))
     seen_tags = set()
     _copy(conn, "contact_tags", ("contact_id", "tag_id", "created_at"),

@@ -131,8 +131,9 @@ def options(actor: Actor) -> dict[str, list[tuple[int, str]]]:
 # -- Painel ---------------------------------------------------------------------------------------------------------
 
 def crm_available() -> bool:
-    """Whether "sent to CRM" can be counted (a CRM lead column on contacts; hidden otherwise)."""
-    return False  # wired when the Odoo integration's lead column exists (see the report of this branch)
+    """Whether "sent to CRM" can be counted: the copy found a CRM lead column on contacts (``store.CRM_COLUMNS``);
+    the card and the funnel stage are hidden otherwise."""
+    return store.has("crm")
 
 
 def overview(actor: Actor, filters: Filters) -> dict[str, Any]:
@@ -176,10 +177,21 @@ def overview(actor: Actor, filters: Filters) -> dict[str, Any]:
             FROM episodes e JOIN conv c ON c.id = e.conversation_id WHERE e.closed_at IS NOT NULL GROUP BY ALL
     """, p)
     found = {(row["metric"], row["period"]): row["value"] for row in counts.iter_rows(named=True)}
+    crm = crm_available()
+    if crm:  # contacts with a CRM lead among the period's new conversations (the lead has no time of its own)
+        sent = _q(f"""
+            WITH {_SCOPE}
+            SELECT {_period('created_at')} AS period, count(*)::DOUBLE AS value FROM conv
+            WHERE contact_id IN (SELECT contact_id FROM crm_leads) GROUP BY ALL
+        """, p)
+        found.update({("sent_to_crm", row[0]): row[1] for row in sent.iter_rows()})
     kpis = []
-    for metric, kind in (("new_conversations", "count"), ("new_contacts", "count"), ("qualified", "count"),
-                         ("open_now", "count"), ("frt_median", "duration"), ("frt_p90", "duration"),
-                         ("resolution_median", "duration")):
+    cards = [("new_conversations", "count"), ("new_contacts", "count"), ("qualified", "count"),
+             ("sent_to_crm", "count"), ("open_now", "count"), ("frt_median", "duration"), ("frt_p90", "duration"),
+             ("resolution_median", "duration")]
+    for metric, kind in cards:
+        if metric == "sent_to_crm" and not crm:
+            continue
         empty = 0 if kind == "count" else None
         kpis.append({"metric": metric, "kind": kind, "value": found.get((metric, "cur"), empty),
                      "previous": None if metric == "open_now" else found.get((metric, "prev"), empty)})
@@ -191,10 +203,13 @@ def overview(actor: Actor, filters: Filters) -> dict[str, Any]:
             (SELECT count(*) FROM new n WHERE n.contact_id IN (
                 SELECT ct.contact_id FROM contact_tags ct JOIN tags g ON g.id = ct.tag_id
                 WHERE g.workspace_id = $ws AND lower(g.name) = $qualified)) AS qualified,
+            (SELECT count(*) FROM new n WHERE n.contact_id IN (SELECT contact_id FROM crm_leads)) AS sent_to_crm,
             (SELECT count(*) FROM new n WHERE n.id IN (
                 SELECT conversation_id FROM episodes WHERE replied_at IS NOT NULL)) AS answered
     """, p).row(0, named=True)
     stages = [("new_conversations", funnel["new_conversations"]), ("qualified", funnel["qualified"])]
+    if crm:
+        stages.append(("sent_to_crm", funnel["sent_to_crm"]))
     stages.append(("answered", funnel["answered"]))
     per_day = _q(f"""
         WITH {_SCOPE}

@@ -134,7 +134,20 @@ SOURCES: tuple[Source, ...] = (
            append=True),
 )
 
+CRM_COLUMNS = ("odoo_lead_id", "crm_lead_id")
+"""A contact's lead id in a CRM, when the CRM integration exists (its migration adds one of these): contacts with
+one are "sent to CRM". Without such a column, the table is empty and the reports hide the figure."""
+
 _KINDS = {"int": pl.Int64, "str": pl.String, "ts": pl.Int64}
+
+
+def _crm_source(cursor: Any) -> tuple[Source, bool]:
+    """The ``crm_leads`` table: contacts with a CRM lead id, or none when the column does not exist (yet)."""
+    found = cursor.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+                           " AND table_name = 'contacts' AND column_name = ANY(%s) ORDER BY column_name",
+                           (list(CRM_COLUMNS),)).fetchall()
+    where = f"{found[0][0]} IS NOT NULL" if found else "false"
+    return Source("crm_leads", f"SELECT id FROM contacts WHERE {where}", (("contact_id", "int"),)), bool(found)
 
 
 def directory() -> Path:
@@ -234,7 +247,8 @@ def _refresh(folder: Path, full: bool) -> dict[str, Any]:
             pg_now = cursor.execute("SELECT extract(epoch from now())::float8").fetchone()[0]
             with duckdb.connect(str(target)) as con:
                 touched: set[int] = set()
-                for source in SOURCES:
+                crm, meta["crm"] = _crm_source(cursor)
+                for source in (*SOURCES, crm):
                     frame = _copy(con, cursor, source, meta, pg_now, full)
                     rows[source.name] = frame.height
                     if source.append and "conversation_id" in frame.columns:
@@ -358,6 +372,14 @@ def refreshed_at() -> datetime | None:
         return None
     value = query("SELECT value FROM meta WHERE key = 'refreshed_at'")
     return datetime.fromtimestamp(json.loads(value.item()), UTC) if value.height else None
+
+
+def has(feature: str) -> bool:
+    """Whether the current generation found an optional source (``crm``: a CRM lead column on contacts)."""
+    if _current_name(directory()) is None:
+        return False
+    value = query("SELECT value FROM meta WHERE key = $key", {"key": feature})
+    return bool(value.height and json.loads(value.item()))
 
 
 def close() -> None:
