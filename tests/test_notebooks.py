@@ -57,3 +57,22 @@ def test_notebook_runs_without_errors(filled, path, settings_env):
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = [o for cell in book.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "workbench", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_demo_data_and_notebooks_commands(engine):
+    store.close()
+    shutil.rmtree(store.directory(), ignore_errors=True)
+    done = run_cli("demo-data", "--contacts", "40", "--days", "10", "--agents", "2")
+    assert done.returncode == 0, done.stderr
+    assert "Demo workspace created" in done.stdout and "40 contacts" in done.stdout
+    actor = notebook.analyst()
+    assert reports.overview(actor, notebook.last_days(actor, 10))["kpis"][0]["value"] > 0
+    # the notebooks command hands its arguments to jupyter lab, with the database set
+    version = run_cli("notebooks", "--version")
+    assert version.returncode == 0 and version.stdout.strip()[0].isdigit(), version.stderr
