@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--agents", type=int, default=8, help="demo agents to create (default 8)")
     demo.add_argument("--workspace", type=int, default=None, help="workspace id (default: the first one)")
     demo.add_argument("--seed", type=int, default=20261202)
-    notebooks = sub.add_parser("notebooks", help="open Jupyter Lab on notebooks/ with the product's data connected")
-    notebooks.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
-    args = parser.parse_args(argv)
+    sub.add_parser("notebooks", help="open Jupyter Lab on notebooks/ with the product's data connected (further "
+                                     "options go to jupyter lab)")
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "notebooks":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     os.umask(PRIVATE_UMASK)  # every file and directory we (and the processes we start) create is the owner's only
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every initdb/pg_ctl output at INFO
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo-data":
         return _demo_data(args)
     if args.command == "notebooks":
-        return _notebooks(args.jupyter_args)
+        return _notebooks(extra)
     return 2
 
 
