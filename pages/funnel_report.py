@@ -51,7 +51,8 @@ if filters is not None:
     downloads(shown, t("analytics.file.funnel"), "fr_steps_dl")
     if report["ai"]:
         st.subheader(t("funnel_report.ai"))
-        table(report["ai"], "fr_ai")
+        table(report["ai"].drop("node_id"), "fr_ai")
+        downloads(report["ai"].drop("node_id"), t("analytics.file.ai"), "fr_ai_dl")
     if picked is not None:
         node = steps["node_id"][picked]
         outcome = st.radio(t("funnel_report.which"), ("step_reached", "step_left"), horizontal=True,

@@ -91,20 +91,26 @@ class History:
                                "VALUES (:f, 1, '{}'::jsonb)", f=funnel)
         return funnel, version
 
-    def run(self, funnel: tuple[int, int], started: str, status: str, steps: list[tuple[str, str, str]]) -> int:
-        """A run over ``steps`` — (node id, local time, event status) — ending in ``status``."""
-        conv = self.conversation(started)
+    def run(self, funnel: tuple[int, int], started: str, status: str, steps: list[tuple], conv: int | None = None
+            ) -> int:
+        """A run over ``steps`` — (node id, local time, event status[, node type, output, data]) — ending in
+        ``status``, in a new conversation unless ``conv`` is given."""
+        import json
+
+        conv = conv or self.conversation(started)
         with session_scope() as s:
             contact = s.execute(text("SELECT contact_id FROM conversations WHERE id = :c"), {"c": conv}).scalar()
         run = self._insert(
             "INSERT INTO funnel_runs (workspace_id, funnel_id, version_id, conversation_id, contact_id, status, "
             "started_at) VALUES (:w, :f, :v, :c, :k, :s, :at)", w=self.workspace_id, f=funnel[0], v=funnel[1],
             c=conv, k=contact, s=status, at=self.at(started))
-        for node, when, state in steps:
+        for node, when, state, *more in steps:
+            kind, output, data = (*more, None, None, None)[:3]
             self._insert(
                 "INSERT INTO funnel_events (workspace_id, run_id, funnel_id, version_id, node_id, node_type, status,"
-                " created_at) VALUES (:w, :r, :f, :v, :n, 'send_message', :s, :at)", w=self.workspace_id, r=run,
-                f=funnel[0], v=funnel[1], n=node, s=state, at=self.at(when))
+                " output, data, created_at) VALUES (:w, :r, :f, :v, :n, :k, :s, :o, CAST(:d AS jsonb), :at)",
+                w=self.workspace_id, r=run, f=funnel[0], v=funnel[1], n=node, k=kind or "send_message", s=state,
+                o=output, d=json.dumps(data or {}), at=self.at(when))
         return run
 
     def tag(self, conv: int, name: str, when: str) -> None:

@@ -216,6 +216,28 @@ def test_first_response_distribution_buckets(history):
     assert len(reports.drill(h.admin, period("2026-03-01", "2026-03-10"), "frt_bucket", ">24h")) == 1
 
 
+def test_crm_and_ai_figures_appear_once_such_steps_ran(history):
+    h = history
+    funnel = h.funnel("Qualificação com IA")
+    day = "2026-03-12"
+    ai = {"total_tokens": 300, "cost_estimate": 0.002, "ai": {"outcome": "qualificado", "missing": []}}
+    partial = {"total_tokens": 100, "ai": {"outcome": "incompleto", "missing": ["email"]}}
+    for n, (data, sent) in enumerate(((ai, "sucesso"), (partial, "falha"), (ai, None))):
+        steps = [("ia", f"{day} 1{n}:00", "ok", "ai_reply", "qualificado", data)]
+        if sent:
+            steps.append(("odoo", f"{day} 1{n}:01", "ok", "odoo", sent, {"service": "odoo"}))
+        h.run(funnel, f"{day} 1{n}:00", "completed", steps)
+    store.refresh(full=True)
+    report = reports.funnel(h.admin, funnel[0], period(day))
+    assert report["ai"].select("node_id", "executions", "complete_share", "tokens").rows() == [
+        ("ia", 3, 2 / 3, 700)]
+    assert report["ai"]["cost"].item() == pytest.approx(0.004)
+    overview = reports.overview(h.admin, period(day))
+    assert kpi(overview, "sent_to_crm")["value"] == 1 and ("sent_to_crm", 1) in overview["funnel"]
+    other = reports.funnel(h.admin, h.funnel("Sem IA")[0], period(day))
+    assert other["ai"] is None
+
+
 def test_sent_to_crm_is_hidden_without_a_crm_column_and_counted_with_one(history):
     h = history
     kept = h.conversation("2026-03-02 10:00")

@@ -130,10 +130,22 @@ def options(actor: Actor) -> dict[str, list[tuple[int, str]]]:
 
 # -- Painel ---------------------------------------------------------------------------------------------------------
 
-def crm_available() -> bool:
-    """Whether "sent to CRM" can be counted: the copy found a CRM lead column on contacts (``store.CRM_COLUMNS``);
-    the card and the funnel stage are hidden otherwise."""
-    return store.has("crm")
+_SENT = """
+sent AS (SELECT r.contact_id, min(e.created_at) AS sent_at FROM funnel_events e JOIN funnel_runs r ON r.id = e.run_id
+         WHERE e.workspace_id = $ws AND e.node_type = 'odoo' AND e.output = 'sucesso' GROUP BY ALL
+         UNION ALL
+         SELECT contact_id, NULL FROM crm_leads)"""
+"""Contacts sent to the CRM: a successful *Enviar para Odoo* step (with its time), or a CRM lead id on the contact
+(``store.CRM_COLUMNS``, no time of its own)."""
+
+
+def crm_available(actor: Actor) -> bool:
+    """Whether "sent to CRM" can be counted in the actor's workspace: an *Enviar para Odoo* step ran there, or the
+    copy found a CRM lead column on contacts; the card and the funnel stage are hidden otherwise."""
+    if store.has("crm"):
+        return True
+    return bool(_q("SELECT count(*) AS n FROM funnel_events WHERE workspace_id = $ws AND node_type = 'odoo'",
+                   {"ws": actor.workspace_id}).item())
 
 
 def overview(actor: Actor, filters: Filters) -> dict[str, Any]:
@@ -177,12 +189,13 @@ def overview(actor: Actor, filters: Filters) -> dict[str, Any]:
             FROM episodes e JOIN conv c ON c.id = e.conversation_id WHERE e.closed_at IS NOT NULL GROUP BY ALL
     """, p)
     found = {(row["metric"], row["period"]): row["value"] for row in counts.iter_rows(named=True)}
-    crm = crm_available()
-    if crm:  # contacts with a CRM lead among the period's new conversations (the lead has no time of its own)
+    crm = crm_available(actor)
+    if crm:
+        # contacts sent in the period (by the step's time; a lead id without one counts with its conversation's)
         sent = _q(f"""
-            WITH {_SCOPE}
-            SELECT {_period('created_at')} AS period, count(*)::DOUBLE AS value FROM conv
-            WHERE contact_id IN (SELECT contact_id FROM crm_leads) GROUP BY ALL
+            WITH {_SCOPE}, {_SENT}
+            SELECT {_period('coalesce(s.sent_at, c.created_at)')} AS period, count(DISTINCT c.contact_id)::DOUBLE
+            FROM conv c JOIN sent s ON s.contact_id = c.contact_id GROUP BY ALL
         """, p)
         found.update({("sent_to_crm", row[0]): row[1] for row in sent.iter_rows()})
     kpis = []
@@ -196,14 +209,14 @@ def overview(actor: Actor, filters: Filters) -> dict[str, Any]:
         kpis.append({"metric": metric, "kind": kind, "value": found.get((metric, "cur"), empty),
                      "previous": None if metric == "open_now" else found.get((metric, "prev"), empty)})
     funnel = _q(f"""
-        WITH {_SCOPE},
+        WITH {_SCOPE}, {_SENT},
         new AS (SELECT id, contact_id FROM conv WHERE created_at >= $start AND created_at < $end)
         SELECT
             (SELECT count(*) FROM new) AS new_conversations,
             (SELECT count(*) FROM new n WHERE n.contact_id IN (
                 SELECT ct.contact_id FROM contact_tags ct JOIN tags g ON g.id = ct.tag_id
                 WHERE g.workspace_id = $ws AND lower(g.name) = $qualified)) AS qualified,
-            (SELECT count(*) FROM new n WHERE n.contact_id IN (SELECT contact_id FROM crm_leads)) AS sent_to_crm,
+            (SELECT count(*) FROM new n WHERE n.contact_id IN (SELECT contact_id FROM sent)) AS sent_to_crm,
             (SELECT count(*) FROM new n WHERE n.id IN (
                 SELECT conversation_id FROM episodes WHERE replied_at IS NOT NULL)) AS answered
     """, p).row(0, named=True)
@@ -242,6 +255,10 @@ def _durations(ctx: _Context, business: bool) -> tuple[str, str]:
     return (f"{b('e.replied_at')} - {b('e.clock_at')}", f"{b('e.closed_at')} - {b('e.started_at')}")
 
 
+# episodes the Equipe figures look at (replied or closed in the period): durations are computed for these only
+_IN_PERIOD = "(e.replied_at >= $start AND e.replied_at < $end) OR (e.closed_at >= $start AND e.closed_at < $end)"
+
+
 def team(actor: Actor, filters: Filters, business_hours: bool = False) -> dict[str, Any]:
     """The Equipe report: per person and per team — assigned, resolved, open now, median/p90 first response,
     median resolution, messages sent, share within the SLA — plus the first-response distribution.
@@ -254,7 +271,7 @@ def team(actor: Actor, filters: Filters, business_hours: bool = False) -> dict[s
     people = _q(f"""
         WITH {_SCOPE},
         ep AS (SELECT e.*, c.team_id, {frt} AS frt_s, {resolution} AS resolution_s
-               FROM episodes e JOIN conv c ON c.id = e.conversation_id),
+               FROM episodes e JOIN conv c ON c.id = e.conversation_id WHERE {_IN_PERIOD}),
         person AS (
             SELECT m.user_id, u.name FROM members m JOIN users u ON u.id = m.user_id
             WHERE m.workspace_id = $ws AND ($me IS NULL OR m.user_id = $me)
@@ -286,7 +303,7 @@ def team(actor: Actor, filters: Filters, business_hours: bool = False) -> dict[s
         teams = _q(f"""
             WITH {_SCOPE},
             ep AS (SELECT e.*, c.team_id, {frt} AS frt_s, {resolution} AS resolution_s
-                   FROM episodes e JOIN conv c ON c.id = e.conversation_id)
+                   FROM episodes e JOIN conv c ON c.id = e.conversation_id WHERE {_IN_PERIOD})
             SELECT t.id AS team_id, t.name,
                 (SELECT count(DISTINCT e.conversation_id) FROM conversation_events e JOIN conv c
                     ON c.id = e.conversation_id WHERE c.team_id = t.id AND e.kind = 'assigned'
@@ -381,9 +398,27 @@ def funnel(actor: Actor, funnel_id: int, filters: Filters, version_id: int | Non
                median(ev.position) AS typical_position
         FROM ev GROUP BY ev.node_id ORDER BY reached DESC, typical_position, node_id
     """, p)
-    steps = steps.with_columns(pl.struct("node_type", "node_id").map_elements(
-        lambda s: f"{type_label(s['node_type'])} · {s['node_id']}", return_dtype=pl.String).alias("step"))
-    return {**totals, "steps": steps.drop("typical_position"), "ai": None}
+    steps = steps.with_columns(_step_names())
+    # AI steps ('ai_reply'): runs that executed them, the share that collected every required field (outcome
+    # "qualificado"), tokens and cost; None when the funnel has none, so the page shows nothing
+    ai = _q(f"""
+        WITH {runs_sql}
+        SELECT e.node_id, any_value(e.node_type) AS node_type, count(DISTINCT e.run_id) AS executions,
+               count(DISTINCT e.run_id) FILTER (WHERE e.ai_outcome = 'qualificado') / count(DISTINCT e.run_id)
+                   AS complete_share,
+               coalesce(sum(e.tokens), 0) AS tokens, sum(e.cost) AS cost
+        FROM funnel_events e JOIN runs r ON r.id = e.run_id
+        WHERE e.workspace_id = $ws AND e.node_type = 'ai_reply' GROUP BY e.node_id ORDER BY e.node_id
+    """, p)
+    ai = ai.with_columns(_step_names()).select("step", "node_id", "executions", "complete_share", "tokens",
+                                                  "cost") if ai.height else None
+    return {**totals, "steps": steps.drop("typical_position"), "ai": ai}
+
+
+def _step_names() -> pl.Expr:
+    """A step's name for people: its type's pt-BR label and its id."""
+    return pl.struct("node_type", "node_id").map_elements(
+        lambda s: f"{type_label(s['node_type'])} · {s['node_id']}", return_dtype=pl.String).alias("step")
 
 
 # -- drill-down and downloads --------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from workbench.store.db import get_engine
 
 log = logging.getLogger(__name__)
 
-LAYOUT = 1
+LAYOUT = 2
 """Bumped when the copied tables or columns change: the next refresh rebuilds from scratch."""
 LATE_COMMIT_S = 60
 """How long a transaction may stay open after taking its ids and still be counted by the next refreshes."""
@@ -64,7 +64,7 @@ OPEN_RETRIES = 5
 class Source:
     """One copied table: its name in DuckDB, the PostgreSQL query, and its columns as ``(name, kind)``.
 
-    ``kind`` is ``int``, ``str`` or ``ts`` (timestamptz, carried as epoch microseconds so no text parsing is
+    ``kind`` is ``int``, ``float``, ``str`` or ``ts`` (timestamptz, carried as epoch microseconds so no text parsing is
     involved). ``append`` tables are copied by ``id`` above a watermark; others are copied whole.
     """
 
@@ -114,10 +114,18 @@ SOURCES: tuple[Source, ...] = (
            (("id", "int"), ("workspace_id", "int"), ("funnel_id", "int"), ("version_id", "int"),
             ("conversation_id", "int"), ("contact_id", "int"), ("status", "str"), ("current_node", "str"),
             ("started_at", "ts"), ("ended_at", "ts"))),
+    # node_type 'odoo' with output 'sucesso' is a lead sent to the CRM; an 'ai_reply' step's event carries the
+    # model's figures (total_tokens, cost_estimate) and {"ai": {"outcome", "missing"}}: copied as columns when
+    # present (numbers only), so those reports show up by themselves once such steps run
     Source("funnel_events", "SELECT id, workspace_id, run_id, funnel_id, version_id, node_id, node_type, status, "
+                            "output, CASE WHEN jsonb_typeof(data->'total_tokens') = 'number' "
+                            "THEN (data->>'total_tokens')::numeric::bigint END, "
+                            "CASE WHEN jsonb_typeof(data->'cost_estimate') = 'number' "
+                            "THEN (data->>'cost_estimate')::float8 END, left(data->'ai'->>'outcome', 32), "
                             f"{_ts('created_at')} FROM funnel_events",
            (("id", "int"), ("workspace_id", "int"), ("run_id", "int"), ("funnel_id", "int"), ("version_id", "int"),
-            ("node_id", "str"), ("node_type", "str"), ("status", "str"), ("created_at", "ts")), append=True),
+            ("node_id", "str"), ("node_type", "str"), ("status", "str"), ("output", "str"), ("tokens", "int"),
+            ("cost", "float"), ("ai_outcome", "str"), ("created_at", "ts")), append=True),
     Source("messages", "SELECT id, workspace_id, instance_id, conversation_id, direction, sent_by_user_id, "
                        f"sent_by_funnel_id, {_ts('created_at')} FROM messages",
            (("id", "int"), ("workspace_id", "int"), ("instance_id", "int"), ("conversation_id", "int"),
@@ -138,7 +146,7 @@ CRM_COLUMNS = ("odoo_lead_id", "crm_lead_id")
 """A contact's lead id in a CRM, when the CRM integration exists (its migration adds one of these): contacts with
 one are "sent to CRM". Without such a column, the table is empty and the reports hide the figure."""
 
-_KINDS = {"int": pl.Int64, "str": pl.String, "ts": pl.Int64}
+_KINDS = {"int": pl.Int64, "float": pl.Float64, "str": pl.String, "ts": pl.Int64}
 
 
 def _crm_source(cursor: Any) -> tuple[Source, bool]:
