@@ -380,23 +380,26 @@ def funnel(actor: Actor, funnel_id: int, filters: Filters, version_id: int | Non
         WITH {runs_sql},
         ev AS (SELECT e.run_id, e.node_id, e.node_type, e.status, e.created_at,
                       lag(e.created_at) OVER (PARTITION BY e.run_id ORDER BY e.created_at, e.id) AS previous_at,
-                      row_number() OVER (PARTITION BY e.run_id ORDER BY e.created_at, e.id) AS position,
-                      row_number() OVER (PARTITION BY e.run_id ORDER BY e.created_at DESC, e.id DESC) AS from_end
-               FROM funnel_events e JOIN runs r ON r.id = e.run_id WHERE e.workspace_id = $ws),
-        first_at AS (SELECT run_id, node_id, min(created_at) AS at, arg_min(previous_at, created_at) AS previous_at
-                     FROM ev GROUP BY ALL),
-        last_step AS (SELECT ev.run_id, ev.node_id, r.status FROM ev JOIN runs r ON r.id = ev.run_id
-                      WHERE ev.from_end = 1)
-        SELECT ev.node_id, any_value(ev.node_type) AS node_type, count(DISTINCT ev.run_id) AS reached,
-               (SELECT count(*) FROM last_step l WHERE l.node_id = ev.node_id AND l.status NOT IN {LIVE_RUNS}
-                  AND l.status <> 'completed') AS left,
-               (SELECT count(*) FROM last_step l WHERE l.node_id = ev.node_id AND l.status IN {LIVE_RUNS})
-                  AS in_progress,
-               count(*) FILTER (WHERE ev.status = 'error') AS errors,
-               (SELECT quantile_cont(epoch(f.at) - epoch(f.previous_at), 0.5) FROM first_at f
-                  WHERE f.node_id = ev.node_id AND f.previous_at IS NOT NULL) AS median_from_previous_s,
-               median(ev.position) AS typical_position
-        FROM ev GROUP BY ev.node_id ORDER BY reached DESC, typical_position, node_id
+                      row_number() OVER (PARTITION BY e.run_id ORDER BY e.created_at, e.id) AS position
+               FROM funnel_events e
+               WHERE e.workspace_id = $ws AND e.funnel_id = $funnel AND e.run_id IN (SELECT id FROM runs)),
+        ends AS (SELECT l.node_id,
+                        count(*) FILTER (WHERE r.status NOT IN {LIVE_RUNS} AND r.status <> 'completed') AS left,
+                        count(*) FILTER (WHERE r.status IN {LIVE_RUNS}) AS in_progress
+                 FROM (SELECT run_id, arg_max(node_id, position) AS node_id FROM ev GROUP BY run_id) l
+                 JOIN runs r ON r.id = l.run_id GROUP BY l.node_id),
+        gaps AS (SELECT node_id, quantile_cont(epoch(first_at) - epoch(previous_at), 0.5) AS median_from_previous_s
+                 FROM (SELECT run_id, node_id, min(created_at) AS first_at,
+                              arg_min_null(previous_at, position) AS previous_at
+                       FROM ev GROUP BY run_id, node_id)
+                 WHERE previous_at IS NOT NULL GROUP BY node_id),
+        agg AS (SELECT node_id, any_value(node_type) AS node_type, count(DISTINCT run_id) AS reached,
+                       count(*) FILTER (WHERE status = 'error') AS errors, median(position) AS typical_position
+                FROM ev GROUP BY node_id)
+        SELECT a.node_id, a.node_type, a.reached, coalesce(n.left, 0) AS left,
+               coalesce(n.in_progress, 0) AS in_progress, a.errors, g.median_from_previous_s, a.typical_position
+        FROM agg a LEFT JOIN ends n USING (node_id) LEFT JOIN gaps g USING (node_id)
+        ORDER BY a.reached DESC, a.typical_position, a.node_id
     """, p)
     steps = steps.with_columns(_step_names())
     # AI steps ('ai_reply'): runs that executed them, the share that collected every required field (outcome
