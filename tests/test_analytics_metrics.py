@@ -187,6 +187,7 @@ def test_another_workspace_is_never_counted_and_agents_see_their_own_row(history
         reports.drill(h.a, filters, "person", h.b.user_id)
     ids = reports.drill(h.a, filters, "person", h.a.user_id)
     assert len(ids) == 1
+    assert reports.conversation_rows(h.b, ids).is_empty()  # another agent's conversation, asked for by id
     # another workspace's conversation ids give nothing
     foreign = reports.drill(other.admin, filters, "new")
     assert reports.conversation_rows(h.admin, foreign).is_empty()

@@ -26,6 +26,9 @@ PRESET_LABELS = ("today", "7d", "30d", "90d", "custom")
 def filter_bar(actor: Actor, prefix: str, narrow: bool = True) -> reports.Filters | None:
     """Period (presets and custom) and, with ``narrow``, number, team and tag; None while a custom period is
     incomplete or wrong (the reason is shown)."""
+    if store.refreshed_at() is None:  # a fresh install whose workers have not copied anything yet
+        with st.spinner(t("analytics.refreshing")):
+            store.refresh(wait=True)
     choices = reports.options(actor)
     columns = st.columns([2, 2, 2, 2, 2] if narrow else [2, 3])
     with columns[0]:

@@ -495,9 +495,15 @@ CONVERSATION_COLUMNS = ("conversation_id", "contact", "phone", "number", "team",
 
 def conversation_rows(actor: Actor, conversation_ids: list[int]) -> pl.DataFrame:
     """One row per conversation (contact, number, team, person, created, first response, resolved, tags, funnel
-    outcome), times in the workspace's zone; ids of other workspaces are left out."""
+    outcome), times in the workspace's zone; ids of other workspaces are left out, and for an agent those of
+    conversations they neither own nor answered (``drill``'s rule)."""
     zone = workspaces.get_timezone(actor)
     ids = [int(i) for i in conversation_ids[:DRILL_LIMIT]]
+    if not actor.is_manager:
+        mine = _q("""SELECT id FROM conversations WHERE workspace_id = $ws AND id IN (SELECT unnest($ids::BIGINT[]))
+                       AND (agent_id = $me OR id IN (SELECT conversation_id FROM episodes WHERE replied_by = $me))""",
+                  {"ws": actor.workspace_id, "ids": ids, "me": actor.user_id})
+        ids = mine["id"].to_list()
     frame = _q("""
         WITH picked AS (SELECT unnest($ids::BIGINT[]) AS id),
         last_run AS (SELECT r.conversation_id, arg_max(f.name || ': ' || r.status, r.started_at) AS outcome
