@@ -9,9 +9,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.ui.analytics import downloads, drill_down, filter_bar, freshness
+from pages.ui.analytics import downloads, drill_down, filter_bar, freshness, short_duration
 from workbench.analytics import reports
-from workbench.base.i18n import format_duration, t
+from workbench.base.i18n import t
 
 actor = st.session_state["auth_actor"]
 WEEKDAYS = tuple(t(f"analytics.weekday.{d}") for d in range(7))
@@ -25,7 +25,7 @@ if filters is not None:
     def _value(kpi: dict) -> str:
         if kpi["value"] is None:
             return "—"
-        return format_duration(kpi["value"]) if kpi["kind"] == "duration" else f"{int(kpi['value']):,}".replace(
+        return short_duration(kpi["value"]) if kpi["kind"] == "duration" else f"{int(kpi['value']):,}".replace(
             ",", ".")
 
     def _delta(kpi: dict) -> str | None:
@@ -33,7 +33,7 @@ if filters is not None:
             return None
         change = kpi["value"] - kpi["previous"]
         if kpi["kind"] == "duration":
-            return ("+" if change >= 0 else "-") + format_duration(abs(change))
+            return ("+" if change >= 0 else "-") + short_duration(abs(change))
         return f"{change:+,.0f}".replace(",", ".")
 
     columns = st.columns(len(data["kpis"]))
@@ -57,6 +57,7 @@ if filters is not None:
         per_day = data["per_day"]
         figure = go.Figure(go.Bar(x=per_day["day"].to_list(), y=per_day["conversations"].to_list()))
         figure.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10}, height=300, clickmode="event+select")
+        figure.update_xaxes(tickformat="%d/%m")
         event = st.plotly_chart(figure, width="stretch", key="dash_per_day", on_select="rerun",
                                 selection_mode="points")
         clicked = event.selection.points if event and event.selection else []

@@ -118,3 +118,23 @@ def test_readers_in_other_processes_keep_reading_while_it_is_refreshed(history, 
         assert "ERRORS 0" in output, output
         seen = [int(n) for n in output.split("SEEN [")[1].split("]")[0].split(",")]
         assert seen[-1] == 1 + rounds and seen == sorted(seen)
+
+
+def test_increments_recompute_the_steps_of_runs_that_moved(history):
+    from datetime import date
+
+    from workbench.analytics import reports
+
+    h = history
+    funnel = h.funnel()
+    run = h.run(funnel, "2026-03-02 10:00", "stopped", [("a", "2026-03-02 10:00", "ok")])
+    store.refresh()
+    with session_scope() as s:  # the run goes on to step b (a new event, copied by the next increment)
+        s.execute(text("INSERT INTO funnel_events (workspace_id, run_id, funnel_id, version_id, node_id, node_type, "
+                       "status, created_at) VALUES (:w, :r, :f, :v, 'b', 'send_message', 'ok', :at)"),
+                  {"w": h.workspace_id, "r": run, "f": funnel[0], "v": funnel[1], "at": h.at("2026-03-02 10:05")})
+    assert not store.refresh()["full"]
+    day = reports.Filters(date(2026, 3, 2), date(2026, 3, 2))
+    steps = reports.funnel(h.admin, funnel[0], day)["steps"]
+    assert steps.select("node_id", "reached", "left", "median_from_previous_s").rows() == [
+        ("a", 1, 0, None), ("b", 1, 1, 300.0)]

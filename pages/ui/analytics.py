@@ -85,13 +85,21 @@ def downloads(frame: pl.DataFrame, name: str, key: str) -> None:
                            icon=":material/download:")
 
 
+def short_duration(seconds: float | None) -> str | None:
+    """A duration for a card or a cell: seconds only under 10 minutes ("59 min", not "59 min 33 s")."""
+    if seconds is None:
+        return None
+    return format_duration(round(seconds / 60) * 60 if seconds >= 600 else seconds)
+
+
 def table(frame: pl.DataFrame, key: str, durations: tuple[str, ...] = (), select: bool = False) -> int | None:
     """A report table with pt-BR headers and durations written out; with ``select``, the picked row's index."""
-    shown = frame.with_columns([pl.col(c).map_elements(format_duration, return_dtype=pl.String)
+    shown = frame.with_columns([pl.col(c).map_elements(short_duration, return_dtype=pl.String).fill_null("—")
                                 for c in durations if c in frame.columns])
     for column in ("sla_share", "complete_share"):
         if column in shown.columns:
-            shown = shown.with_columns((pl.col(column) * 100).round(0).cast(pl.Int64, strict=False))
+            shown = shown.with_columns((pl.col(column) * 100).round(0).cast(pl.Int64).cast(pl.String)
+                                       .fill_null("—"))
     shown = reports.labelled(shown)
     if not select:
         st.dataframe(shown.to_pandas(), hide_index=True, width="stretch", key=key)

@@ -79,6 +79,30 @@ GROUP BY n.conversation_id, n.episode
 """
 
 
+RUN_STEPS_SQL = """
+SELECT e.id, e.workspace_id, e.run_id, e.funnel_id, e.version_id, e.node_id, e.node_type, e.status, e.created_at,
+       lag(e.created_at) OVER run_order AS previous_at,
+       row_number() OVER run_order AS position,
+       row_number() OVER (PARTITION BY e.run_id ORDER BY e.created_at DESC, e.id DESC) = 1 AS is_last,
+       row_number() OVER (PARTITION BY e.run_id, e.node_id ORDER BY e.created_at, e.id) = 1 AS first_visit
+FROM funnel_events e {only}
+WINDOW run_order AS (PARTITION BY e.run_id ORDER BY e.created_at, e.id)
+"""
+"""A run's steps in order: when the previous step ran, the step's position, whether it is the run's last step
+(where a run that ended without completing left) and the node's first visit in the run (what "reached" counts)."""
+
+
+def derive_steps(con: duckdb.DuckDBPyConnection, touched_runs: list[int] | None = None) -> None:
+    """(Re)compute ``run_steps``: all of it, or only the runs in ``touched_runs`` (runs are append-only)."""
+    if touched_runs is None:
+        con.execute(f"CREATE OR REPLACE TABLE run_steps AS {RUN_STEPS_SQL.format(only='')}")
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE touched_runs AS SELECT unnest($1::BIGINT[]) AS id", [touched_runs])
+    con.execute("DELETE FROM run_steps WHERE run_id IN (SELECT id FROM touched_runs)")
+    only = "WHERE e.run_id IN (SELECT id FROM touched_runs)"
+    con.execute(f"INSERT INTO run_steps {RUN_STEPS_SQL.format(only=only)}")
+
+
 def derive(con: duckdb.DuckDBPyConnection, touched: list[int] | None = None) -> None:
     """(Re)compute the ``episodes`` table: all of it, or only the conversations in ``touched``."""
     if touched is None:

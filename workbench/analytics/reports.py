@@ -378,28 +378,20 @@ def funnel(actor: Actor, funnel_id: int, filters: Filters, version_id: int | Non
     """, p).row(0, named=True)
     steps = _q(f"""
         WITH {runs_sql},
-        ev AS (SELECT e.run_id, e.node_id, e.node_type, e.status, e.created_at,
-                      lag(e.created_at) OVER (PARTITION BY e.run_id ORDER BY e.created_at, e.id) AS previous_at,
-                      row_number() OVER (PARTITION BY e.run_id ORDER BY e.created_at, e.id) AS position
-               FROM funnel_events e
-               WHERE e.workspace_id = $ws AND e.funnel_id = $funnel AND e.run_id IN (SELECT id FROM runs)),
-        ends AS (SELECT l.node_id,
+        ev AS (SELECT s.* FROM run_steps s
+               WHERE s.workspace_id = $ws AND s.funnel_id = $funnel AND s.run_id IN (SELECT id FROM runs)),
+        ends AS (SELECT e.node_id,
                         count(*) FILTER (WHERE r.status NOT IN {LIVE_RUNS} AND r.status <> 'completed') AS left,
                         count(*) FILTER (WHERE r.status IN {LIVE_RUNS}) AS in_progress
-                 FROM (SELECT run_id, arg_max(node_id, position) AS node_id FROM ev GROUP BY run_id) l
-                 JOIN runs r ON r.id = l.run_id GROUP BY l.node_id),
-        gaps AS (SELECT node_id, quantile_cont(epoch(first_at) - epoch(previous_at), 0.5) AS median_from_previous_s
-                 FROM (SELECT run_id, node_id, min(created_at) AS first_at,
-                              arg_min_null(previous_at, position) AS previous_at
-                       FROM ev GROUP BY run_id, node_id)
-                 WHERE previous_at IS NOT NULL GROUP BY node_id),
-        agg AS (SELECT node_id, any_value(node_type) AS node_type, count(DISTINCT run_id) AS reached,
-                       count(*) FILTER (WHERE status = 'error') AS errors, median(position) AS typical_position
-                FROM ev GROUP BY node_id)
-        SELECT a.node_id, a.node_type, a.reached, coalesce(n.left, 0) AS left,
-               coalesce(n.in_progress, 0) AS in_progress, a.errors, g.median_from_previous_s, a.typical_position
-        FROM agg a LEFT JOIN ends n USING (node_id) LEFT JOIN gaps g USING (node_id)
-        ORDER BY a.reached DESC, a.typical_position, a.node_id
+                 FROM ev e JOIN runs r ON r.id = e.run_id WHERE e.is_last GROUP BY e.node_id)
+        SELECT e.node_id, any_value(e.node_type) AS node_type, count(*) FILTER (WHERE e.first_visit) AS reached,
+               coalesce(any_value(n.left), 0) AS left, coalesce(any_value(n.in_progress), 0) AS in_progress,
+               count(*) FILTER (WHERE e.status = 'error') AS errors,
+               quantile_cont(epoch(e.created_at) - epoch(e.previous_at), 0.5)
+                   FILTER (WHERE e.first_visit AND e.previous_at IS NOT NULL) AS median_from_previous_s,
+               median(e.position) AS typical_position
+        FROM ev e LEFT JOIN ends n USING (node_id)
+        GROUP BY e.node_id ORDER BY reached DESC, typical_position, e.node_id
     """, p)
     steps = steps.with_columns(_step_names())
     # AI steps ('ai_reply'): runs that executed them, the share that collected every required field (outcome
@@ -411,7 +403,8 @@ def funnel(actor: Actor, funnel_id: int, filters: Filters, version_id: int | Non
                    AS complete_share,
                coalesce(sum(e.tokens), 0) AS tokens, sum(e.cost) AS cost
         FROM funnel_events e JOIN runs r ON r.id = e.run_id
-        WHERE e.workspace_id = $ws AND e.node_type = 'ai_reply' GROUP BY e.node_id ORDER BY e.node_id
+        WHERE e.workspace_id = $ws AND e.funnel_id = $funnel AND e.node_type = 'ai_reply'
+        GROUP BY e.node_id ORDER BY e.node_id
     """, p)
     ai = ai.with_columns(_step_names()).select("step", "node_id", "executions", "complete_share", "tokens",
                                                   "cost") if ai.height else None
@@ -464,11 +457,9 @@ def drill(actor: Actor, filters: Filters, kind: str, key: Any = None, business_h
         "step_reached": """c.id IN (SELECT r.conversation_id FROM funnel_runs r JOIN funnel_events e ON e.run_id = r.id
                            WHERE r.funnel_id = $funnel AND ($version IS NULL OR r.version_id = $version)
                              AND r.started_at >= $start AND r.started_at < $end AND e.node_id = $key)""",
-        "step_left": f"""c.id IN (SELECT r.conversation_id FROM funnel_runs r
-                           JOIN (SELECT run_id, arg_max(node_id, (created_at, id)) AS node_id FROM funnel_events
-                                 WHERE funnel_id = $funnel GROUP BY run_id) l ON l.run_id = r.id
+        "step_left": f"""c.id IN (SELECT r.conversation_id FROM funnel_runs r JOIN run_steps l ON l.run_id = r.id
                            WHERE r.funnel_id = $funnel AND ($version IS NULL OR r.version_id = $version)
-                             AND r.started_at >= $start AND r.started_at < $end AND l.node_id = $key
+                             AND r.started_at >= $start AND r.started_at < $end AND l.node_id = $key AND l.is_last
                              AND r.status NOT IN {LIVE_RUNS} AND r.status <> 'completed')""",
         "frt_bucket": f"""c.id IN (SELECT e.conversation_id FROM episodes e
                            JOIN conversations c ON c.id = e.conversation_id

@@ -49,7 +49,7 @@ from workbench.store.db import get_engine
 
 log = logging.getLogger(__name__)
 
-LAYOUT = 2
+LAYOUT = 3
 """Bumped when the copied tables or columns change: the next refresh rebuilds from scratch."""
 LATE_COMMIT_S = 60
 """How long a transaction may stay open after taking its ids and still be counted by the next refreshes."""
@@ -255,13 +255,17 @@ def _refresh(folder: Path, full: bool) -> dict[str, Any]:
             pg_now = cursor.execute("SELECT extract(epoch from now())::float8").fetchone()[0]
             with duckdb.connect(str(target)) as con:
                 touched: set[int] = set()
+                touched_runs: set[int] = set()
                 crm, meta["crm"] = _crm_source(cursor)
                 for source in (*SOURCES, crm):
                     frame = _copy(con, cursor, source, meta, pg_now, full)
                     rows[source.name] = frame.height
                     if source.append and "conversation_id" in frame.columns:
                         touched.update(frame["conversation_id"].drop_nulls().to_list())
+                    if source.name == "funnel_events":
+                        touched_runs.update(frame["run_id"].drop_nulls().to_list())
                 metrics.derive(con, None if full else sorted(touched))
+                metrics.derive_steps(con, None if full else sorted(touched_runs))
                 meta.update({"layout": LAYOUT, "refreshed_at": pg_now})
                 if full:
                     meta["built_at"] = time.time()
