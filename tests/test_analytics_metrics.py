@@ -9,11 +9,13 @@ import shutil
 from datetime import date
 
 import pytest
+from sqlalchemy import text
 
 from tests.analytics_history import History
 from workbench.analytics import reports, store
 from workbench.base.errors import InvalidInput, PermissionDenied
 from workbench.services import workspace_settings
+from workbench.store.db import session_scope
 
 MIN, HOUR = 60, 3600
 
@@ -247,9 +249,6 @@ def test_sent_to_crm_is_hidden_without_a_crm_column_and_counted_with_one(history
     overview = reports.overview(h.admin, period("2026-03-02"))
     assert "sent_to_crm" not in [k["metric"] for k in overview["kpis"]]
     assert "sent_to_crm" not in [name for name, _ in overview["funnel"]]
-    from sqlalchemy import text
-
-    from workbench.store.db import session_scope
     with session_scope() as s:  # what the CRM integration's migration adds (feature detection, not a dependency)
         s.execute(text("ALTER TABLE contacts ADD COLUMN odoo_lead_id bigint"))
         s.execute(text("UPDATE contacts SET odoo_lead_id = 7 WHERE id = (SELECT contact_id FROM conversations "

@@ -7,7 +7,7 @@ team and people names were typed by people: tables are ``st.dataframe`` (literal
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -47,7 +47,7 @@ def filter_bar(actor: Actor, prefix: str, narrow: bool = True) -> reports.Filter
                                                 else n[i])
     if picked != "custom":
         return reports.preset(actor, picked, **narrowing)
-    today = date.today()
+    today = reports.preset(actor, "today").end  # the workspace's today, not the server's
     with columns[1]:
         span = st.date_input(t("analytics.custom"), (today - timedelta(days=29), today), key=f"{prefix}_custom",
                              format="DD/MM/YYYY")

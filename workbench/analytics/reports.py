@@ -10,7 +10,6 @@ most ``DRILL_LIMIT`` conversations, so no request is unbounded.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -86,7 +85,9 @@ def _context(actor: Actor, filters: Filters) -> _Context:
     params = {"ws": actor.workspace_id, "tz": zone, "start": start, "end": end,
               "pstart": bound(filters.start - timedelta(days=days)),
               "inst": filters.instance_id, "team": filters.team_id, "tag": filters.tag_id}
-    return _Context(params, zone, workspace_settings.get_setting(actor, "analytics"))
+    settings = workspace_settings.get_setting(actor, "analytics")
+    params["hours_tz"] = settings.hours.timezone or zone
+    return _Context(params, zone, settings)
 
 
 # conversations in scope: the workspace's, narrowed by number, team and tag
@@ -250,7 +251,8 @@ def _durations(ctx: _Context, business: bool) -> tuple[str, str]:
         return "epoch(e.replied_at) - epoch(e.clock_at)", "epoch(e.closed_at) - epoch(e.started_at)"
 
     def b(column: str) -> str:
-        return metrics.business_seconds(f"timezone($tz, {column})", ctx.settings.hours)
+        # the hours' own zone when one was set, else the workspace's
+        return metrics.business_seconds(f"timezone($hours_tz, {column})", ctx.settings.hours)
 
     return (f"{b('e.replied_at')} - {b('e.clock_at')}", f"{b('e.closed_at')} - {b('e.started_at')}")
 
@@ -533,15 +535,6 @@ def to_xlsx(frame: pl.DataFrame) -> bytes:
     out = io.BytesIO()
     labelled(frame).write_excel(out, worksheet=t("analytics.sheet"), autofit=True)
     return out.getvalue()
-
-
-def version_definition(actor: Actor, version_id: int) -> dict[str, Any]:
-    """A published version's definition (steps' order and types), or {} when it is not the workspace's."""
-    actor.require("admin", "supervisor")
-    rows = _q("""SELECT v.definition FROM funnel_versions v JOIN funnels f ON f.id = v.funnel_id
-                 WHERE f.workspace_id = $ws AND v.id = $version""", {"ws": actor.workspace_id, "version": version_id})
-    return json.loads(rows.item()) if rows.height else {}
-
 
 
 # -- notebooks ----------------------------------------------------------------------------------------------------
