@@ -7,6 +7,8 @@ Layout only: ``workbench.analytics.reports.funnel`` computes it (admins and supe
 
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -41,7 +43,9 @@ if filters is not None:
     if steps.is_empty():
         st.caption(t("funnel_report.no_runs"))
         st.stop()
-    figure = go.Figure(go.Funnel(y=steps["step"].to_list(), x=steps["reached"].to_list(),
+    # Plotly reads a little HTML in labels (<b>, <a>): a step's id was typed by a person, so it is escaped
+    figure = go.Figure(go.Funnel(y=[html.escape(step) for step in steps["step"].to_list()],
+                                 x=steps["reached"].to_list(),
                                  textinfo="value+percent initial"))
     figure.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10}, height=max(260, 48 * steps.height))
     st.plotly_chart(figure, width="stretch", key="fr_chart")
