@@ -75,5 +75,12 @@ if filters is not None:
     if clicked:
         day = str(clicked[0]["x"])[:10]
         drill_down(actor, t("dashboard.drill_day"), day, reports.drill(actor, filters, "day", day), "dash_day")
-    elif st.toggle(t("dashboard.list_new"), key="dash_list_new"):
-        drill_down(actor, t("dashboard.drill_new"), None, reports.drill(actor, filters, "new"), "dash_new")
+    else:
+        # a funnel chart reports no clicks: its stages are picked here
+        shown = [name for name, _ in stages]
+        stage = st.pills(t("dashboard.list_stage"), shown, key="dash_stage",
+                         format_func=lambda name: t(f"dashboard.stage.{name}"))
+        if stage:
+            kind = "new" if stage == "new_conversations" else stage
+            drill_down(actor, t("dashboard.drill_stage"), t(f"dashboard.stage.{stage}"),
+                       reports.drill(actor, filters, kind), "dash_stage_list")

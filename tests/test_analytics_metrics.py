@@ -164,7 +164,10 @@ def test_kpis_compare_with_the_previous_period_and_count_qualified_leads(history
     overview = reports.overview(h.admin, period("2026-03-04", "2026-03-05"))
     assert (kpi(overview, "new_conversations")["value"], kpi(overview, "new_conversations")["previous"]) == (1, 2)
     assert kpi(overview, "qualified")["value"] == 1 and kpi(overview, "open_now")["value"] == 3
-    assert overview["funnel"][0] == ("new_conversations", 1)
+    assert overview["funnel"] == [("new_conversations", 1), ("qualified", 0), ("answered", 0)]
+    # the stages' conversations: the one tagged was created in the previous period
+    assert len(reports.drill(h.admin, period("2026-03-02", "2026-03-05"), "qualified")) == 1
+    assert reports.drill(h.admin, period("2026-03-04", "2026-03-05"), "qualified") == []
 
 
 def test_another_workspace_is_never_counted_and_agents_see_their_own_row(history):

@@ -51,6 +51,11 @@ def test_admins_land_on_the_painel_and_agents_on_the_inbox(history):
     labels = {m.label: m.value for m in at.metric}
     assert labels["Novas conversas"] == "2" and labels["1ª resposta (mediana)"] == "10 min"
     assert any("Dados de" in c.value for c in at.caption)
+    at.button_group(key="dash_stage").set_value("new_conversations").run()  # the funnel's first stage
+    assert not at.exception
+    listed = at.dataframe[-1].value
+    assert len(listed) == 2 and "Contato" in listed.columns
+    assert len(at.get("download_button")) >= 4  # per day, and the listed conversations
     agent = signed_in_app(history.a)
     agent.run()
     assert not agent.exception and "Painel" not in [t.value for t in agent.title]

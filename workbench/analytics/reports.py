@@ -421,7 +421,9 @@ def _step_names() -> pl.Expr:
 
 # -- drill-down and downloads --------------------------------------------------------------------------------------
 
-DRILLS = ("new", "day", "person", "team", "open", "step_reached", "step_left", "frt_bucket")
+DRILLS = ("new", "qualified", "sent_to_crm", "answered", "day", "person", "team", "open", "step_reached",
+          "step_left", "frt_bucket")
+
 
 
 def drill(actor: Actor, filters: Filters, kind: str, key: Any = None, business_hours: bool = False,
@@ -429,25 +431,34 @@ def drill(actor: Actor, filters: Filters, kind: str, key: Any = None, business_h
     """The conversations behind a number (at most ``DRILL_LIMIT``, newest first).
 
     Args:
-        kind: ``new`` (created in the period), ``day`` (created that local ``key`` date), ``person`` (replied
+        kind: ``new`` (created in the period), ``qualified`` / ``sent_to_crm`` / ``answered`` (the Painel's
+            conversion stages among those), ``day`` (created that local ``key`` date), ``person`` (replied
             to, resolved or assigned to user ``key`` in the period), ``team``, ``open`` (open now),
             ``step_reached`` / ``step_left`` (funnel ``funnel_id``'s node ``key``), ``frt_bucket`` (first
             responses in the period in bucket ``key``).
     """
     if kind not in DRILLS:
         raise InvalidInput(kind, key="error.invalid")
-    if kind in ("new", "day", "team", "open", "step_reached", "step_left") and not actor.is_manager:
+    if kind not in ("person", "frt_bucket") and not actor.is_manager:
         actor.require("admin", "supervisor")
     if kind == "person" and not actor.is_manager and key != actor.user_id:
         actor.require("admin", "supervisor")  # agents see their own figures only
     ctx = _context(actor, filters)
     p = {**ctx.params, "key": key, "funnel": funnel_id, "version": version_id, "limit": DRILL_LIMIT,
+         "qualified": ctx.settings.qualified_tag.lower(),
          "me": None if actor.is_manager else actor.user_id}
     frt, _ = _durations(ctx, business_hours)
     if kind == "day":
         p["key"] = key if isinstance(key, date) else date.fromisoformat(str(key))
     where = {
         "new": "c.created_at >= $start AND c.created_at < $end",
+        "qualified": """c.created_at >= $start AND c.created_at < $end AND c.contact_id IN (
+                          SELECT ct.contact_id FROM contact_tags ct JOIN tags g ON g.id = ct.tag_id
+                          WHERE g.workspace_id = $ws AND lower(g.name) = $qualified)""",
+        "sent_to_crm": """c.created_at >= $start AND c.created_at < $end AND c.contact_id IN (
+                            SELECT contact_id FROM sent)""",
+        "answered": """c.created_at >= $start AND c.created_at < $end AND c.id IN (
+                         SELECT conversation_id FROM episodes WHERE replied_at IS NOT NULL)""",
         "day": "CAST(timezone($tz, c.created_at) AS DATE) = $key",
         "open": "c.status <> 'closed'",
         "team": "c.team_id = $key",
@@ -476,7 +487,7 @@ def drill(actor: Actor, filters: Filters, kind: str, key: Any = None, business_h
     mine = "" if actor.is_manager else """AND (c.agent_id = $me OR c.id IN (
         SELECT conversation_id FROM episodes WHERE replied_by = $me))"""
     rows = _q(f"""
-        WITH {_SCOPE}
+        WITH {_SCOPE}, {_SENT}
         SELECT c.id FROM conv c WHERE ({where}) {mine} ORDER BY c.created_at DESC, c.id DESC LIMIT $limit
     """, p)
     return rows["id"].to_list()
