@@ -213,16 +213,23 @@ def _main(navigated: list[bool]) -> None:
         login.run()
         return
     pages = [
+        # admins and supervisors land on the Painel, agents on their inbox
         st.Page("pages/inbox.py", title=t("nav.inbox"), icon=":material/forum:", url_path="caixa-de-entrada",
-                default=True),
+                default=not actor.is_manager),
         st.Page("pages/contacts.py", title=t("nav.contacts"), icon=":material/contacts:", url_path="contatos"),
         st.Page("pages/connections.py", title=t("nav.connections"), icon=":material/qr_code_2:",
                 url_path="conexoes"),
         # The Visão 360 of one contact (?contact=<id>), opened from the inbox and notifications: not in the menu.
         st.Page("pages/contact.py", title=t("nav.contact"), icon=":material/person:", url_path="contato",
                 visibility="hidden"),
+        # every role: an agent sees only their own row
+        st.Page("pages/team_report.py", title=t("nav.team_report"), icon=":material/groups:", url_path="equipe"),
     ]
     if actor.is_manager:
+        pages.append(st.Page("pages/dashboard.py", title=t("nav.dashboard"), icon=":material/monitoring:",
+                             url_path="painel", default=True))
+        pages.append(st.Page("pages/funnel_report.py", title=t("nav.funnel_report"), icon=":material/filter_alt:",
+                             url_path="desempenho-dos-funis"))
         # Funnels are the marketers' work (admins and supervisors); agents answer conversations.
         pages.append(st.Page("pages/funnels.py", title=t("nav.funnels"), icon=":material/account_tree:",
                              url_path="funis"))

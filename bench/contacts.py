@@ -1,7 +1,8 @@
 """Contatos benchmark: the list, search and export at 100 000 contacts and 1 000 000 messages.
 
-A seeded generator (Faker's pt_BR names, Brazilian mobile numbers, e-mails, companies, typed custom fields, tags,
-conversations with agents and teams, funnel runs) fills a fresh database with COPY, then prints:
+The product's demo generator (``workbench/analytics/demo.py``: Faker's pt_BR names, Brazilian mobile numbers,
+e-mails, typed custom fields, tags, conversations with agents and teams, funnel runs) fills a fresh database with
+COPY, then prints:
 
 - the server time of the Contatos list (``workbench.services.contact_list.list_contacts``, count included, the
   median of 7 calls): first page, a filtered page, searches by name and by a formatted phone, a page deep in the
@@ -20,175 +21,35 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import random
 import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-from faker import Faker  # noqa: E402
 
 from bench.pipeline import servers  # noqa: E402
 
-SEED = 20261202
-TAGS = ["vip", "lead", "cliente", "inativo", "black-friday", "newsletter", "sp", "rj", "mg", "indicação",
-        "orçamento", "pós-venda", "atacado", "varejo", "retorno", "reclamação", "parceiro", "evento", "whatsapp",
-        "instagram"]
-FIELDS = [("cidade", "Cidade", "text"), ("idade", "Idade", "number"), ("nascimento", "Nascimento", "date"),
-          ("plano", "Plano", "choice"), ("cliente", "Cliente", "boolean")]
-PLANS = ["bronze", "prata", "ouro", "diamante"]
 SMALL = 20_000
 
 
-def _copy(conn, table: str, columns: tuple[str, ...], rows: Iterator[tuple]) -> int:
-    """COPY ``rows`` into ``table`` (psycopg 3's binary-free text COPY); returns how many."""
-    count = 0
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
-    return count
-
-
 def generate(contacts: int, messages: int, name: str) -> dict:
-    """One workspace with ``contacts`` contacts and about ``messages`` messages; returns its ids."""
-    import json
+    """One workspace with ``contacts`` contacts and about ``messages`` messages; returns its ids.
 
-    from sqlalchemy import text
+    The product's one generator (``workbench.analytics.demo``, also behind ``python -m workbench demo-data`` and
+    ``bench/analytics.py``), with contacts spread over 900 days.
+    """
+    from workbench.analytics import demo
 
-    from workbench.services.auth import Actor, create_user
-    from workbench.store.db import get_engine, session_scope
-    from workbench.store.models import ContactField, Funnel, FunnelVersion, Instance, Team, TeamMember, Workspace
-
-    fake = Faker("pt_BR")
-    fake.seed_instance(SEED + contacts)
-    rng = random.Random(SEED + contacts)
-    with session_scope() as s:
-        ws = Workspace(name=name)
-        s.add(ws)
-        s.flush()
-        admin = create_user(s, f"admin-{ws.id}@bench.local", "Admin", "senha-do-benchmark", ws.id, "admin")
-        agents = [create_user(s, f"agente{i}-{ws.id}@bench.local", fake.name(), "senha-do-benchmark", ws.id, "agent")
-                  for i in range(10)]
-        teams = [Team(workspace_id=ws.id, name=n) for n in ("Vendas", "Suporte", "Financeiro")]
-        s.add_all(teams)
-        instances = [Instance(workspace_id=ws.id, name=n, transport="sandbox")
-                     for n in ("Comercial", "Suporte", "Loja")]
-        s.add_all(instances)
-        s.flush()
-        for i, agent in enumerate(agents):
-            s.add(TeamMember(team_id=teams[i % 3].id, user_id=agent.id))
-        s.add_all(ContactField(workspace_id=ws.id, key=k, label=label, type=kind, position=i)
-                  for i, (k, label, kind) in enumerate(FIELDS))
-        funnels = [Funnel(workspace_id=ws.id, name=n) for n in ("Boas-vindas", "Agendamento", "Recuperação")]
-        s.add_all(funnels)
-        s.flush()
-        versions = [FunnelVersion(funnel_id=f.id, version=1, definition={}) for f in funnels]
-        s.add_all(versions)
-        s.flush()
-        ids = {"workspace": ws.id, "admin": Actor(admin.id, ws.id, "admin", admin.name, admin.email),
-               "agent": Actor(agents[0].id, ws.id, "agent", agents[0].name, agents[0].email),
-               "instances": [i.id for i in instances], "agents": [a.id for a in agents], "teams": [t.id for t in teams],
-               "funnels": [(f.id, v.id) for f, v in zip(funnels, versions, strict=True)]}
-        tag_ids = []
-        for tag in TAGS:
-            tag_ids.append(s.execute(text("INSERT INTO tags (workspace_id, name) VALUES (:w, :n) RETURNING id"),
-                                     {"w": ws.id, "n": tag}).scalar_one())
-    first = [fake.first_name() for _ in range(3000)]
-    last = [fake.last_name() for _ in range(3000)]
-    companies = [fake.company() for _ in range(2000)]
-    cities = [fake.city() for _ in range(500)]
-    now = datetime.now(UTC)
-    engine = get_engine()
-    raw = engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        with conn.cursor() as cur:
-            cur.execute("SELECT coalesce(max(id), 0) FROM contacts")
-            base = cur.fetchone()[0]
-        phones = rng.sample(range(10_000_000, 100_000_000), contacts)
-
-        def contact_rows() -> Iterator[tuple]:
-            for n in range(contacts):
-                person = f"{rng.choice(first)} {rng.choice(last)}"
-                custom = {"cidade": rng.choice(cities), "idade": str(rng.randint(18, 80)),
-                          "nascimento": f"{rng.randint(1950, 2005)}-{rng.randint(1, 12):02}-{rng.randint(1, 28):02}",
-                          "plano": rng.choice(PLANS), "cliente": rng.choice(["sim", "não"])}
-                if rng.random() < 0.1:
-                    custom["origem"] = rng.choice(["site", "feira", "indicação"])
-                yield (ids["workspace"], rng.choice(ids["instances"]), f"55{rng.randint(11, 99)}9{phones[n]}",
-                       person if rng.random() < 0.8 else None, person.split()[0],
-                       f"{person.split()[0].lower()}.{n}@exemplo.com.br" if rng.random() < 0.6 else None,
-                       rng.choice(companies) if rng.random() < 0.3 else None, json.dumps(custom),
-                       now - timedelta(days=rng.randint(0, 900), seconds=rng.randint(0, 86400)))
-
-        _copy(conn, "contacts", ("workspace_id", "instance_id", "phone", "name", "push_name", "email", "company",
-                                 "custom_data", "created_at"), contact_rows())
-        with conn.cursor() as cur:
-            cur.execute("SELECT id, instance_id FROM contacts WHERE workspace_id = %s AND id > %s ORDER BY id",
-                        (ids["workspace"], base))
-            contact_list = cur.fetchall()
-
-        def conversation_rows() -> Iterator[tuple]:
-            for contact_id, instance_id in contact_list:
-                if rng.random() < 0.05:
-                    continue  # imported, never talked
-                assigned = rng.random()
-                agent = rng.choice(ids["agents"]) if assigned < 0.4 else None
-                team = rng.choice(ids["teams"]) if 0.4 <= assigned < 0.7 else None
-                status = rng.choice(["open", "pending", "closed"])
-                yield (ids["workspace"], instance_id, contact_id, status, agent, team,
-                       now - timedelta(minutes=rng.randint(0, 600_000)))
-
-        _copy(conn, "conversations", ("workspace_id", "instance_id", "contact_id", "status", "agent_id", "team_id",
-                                      "last_message_at"), conversation_rows())
-        _copy(conn, "contact_tags", ("contact_id", "tag_id"),
-              ((cid, tag) for cid, _ in contact_list for tag in rng.sample(tag_ids, rng.choice([0, 1, 1, 2, 2, 3]))))
-        with conn.cursor() as cur:
-            cur.execute("SELECT id, contact_id, instance_id FROM conversations WHERE workspace_id = %s ORDER BY id",
-                        (ids["workspace"],))
-            convs = cur.fetchall()
-
-        def run_rows() -> Iterator[tuple]:
-            for conv_id, contact_id, _ in convs:
-                if rng.random() < 0.25:
-                    funnel, version = rng.choice(ids["funnels"])
-                    yield (ids["workspace"], funnel, version, conv_id, contact_id,
-                           rng.choice(["waiting", "completed", "completed", "stopped"]))
-
-        _copy(conn, "funnel_runs", ("workspace_id", "funnel_id", "version_id", "conversation_id", "contact_id",
-                                    "status"), run_rows())
-        per = max(1, messages // max(1, len(convs)))
-        words = [fake.word() for _ in range(500)]
-
-        def message_rows() -> Iterator[tuple]:
-            sent = 0
-            for conv_id, _, instance_id in convs:
-                for k in range(per):
-                    if sent >= messages:
-                        return
-                    sent += 1
-                    yield (ids["workspace"], instance_id, conv_id, "in" if k % 2 == 0 else "out", "text",
-                           " ".join(rng.choices(words, k=6)), "received" if k % 2 == 0 else "read")
-
-        _copy(conn, "messages", ("workspace_id", "instance_id", "conversation_id", "direction", "type", "text",
-                                 "status"), message_rows())
-        conn.commit()
-        with conn.cursor() as cur:
-            cur.execute("ANALYZE")
-        conn.commit()
-    finally:
-        raw.close()
-    return ids
+    return demo.generate(demo.Sizes(contacts=contacts, days=900, messages=messages or None, agents=10,
+                                    seed=20261202 + contacts), None, name)
 
 
 def median_ms(call: Callable[[], object], runs: int = 7) -> float:

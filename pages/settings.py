@@ -1,6 +1,6 @@
 """Configurações: the bot's default reply, the workspace's time zone and team (tab Geral), the contacts'
-typed fields (tab Campos); admins and supervisors. Admins also get the AI providers and rules (tab IA,
-``pages/ui/ai_settings.py``).
+typed fields (tab Campos), what the reports count (tab Relatórios), integrations and e-mail; admins and
+supervisors. Admins also get the AI providers and rules (tab IA, ``pages/ui/ai_settings.py``).
 
 Layout only: settings go through ``workbench.services.workspace_settings``, people through
 ``workbench.services.workspaces`` and field definitions through ``workbench.services.contact_fields``, which also
@@ -113,6 +113,52 @@ def _zone_section() -> None:
         st.selectbox(t("settings.zone.label"), choices, key="settings_zone", help=t("settings.zone.help"))
         st.form_submit_button(t("settings.zone.save"), key="settings_zone_save", type="primary", on_click=_save_zone)
     show_flash(ZONE_FLASH_KEY)
+
+
+# -- Relatórios ---------------------------------------------------------------------------------------------------
+
+REPORTS_FLASH_KEY = "settings_reports_flash"
+WEEKDAYS = tuple(range(7))
+
+
+def _save_reports() -> None:
+    """Form callback: the qualified-lead tag, the first-response target and the business hours."""
+    state = st.session_state
+    with attempt(REPORTS_FLASH_KEY, t("settings.reports.saved")):
+        workspace_settings.save_setting(actor, "analytics", {
+            "qualified_tag": (state.get("settings_reports_tag") or "").strip(),
+            "sla_minutes": int(state.get("settings_reports_sla") or 0),
+            "hours": {"days": list(state.get("settings_reports_days") or []),
+                      "start": state["settings_reports_start"].strftime("%H:%M"),
+                      "end": state["settings_reports_end"].strftime("%H:%M")}})
+
+
+def _reports_section() -> None:
+    st.subheader(t("settings.reports.title"))
+    if "settings_reports_tag" not in st.session_state:
+        value = workspace_settings.get_setting(actor, "analytics")
+        st.session_state["settings_reports_tag"] = value.qualified_tag
+        st.session_state["settings_reports_sla"] = value.sla_minutes
+        st.session_state["settings_reports_days"] = list(value.hours.days)
+        st.session_state["settings_reports_start"] = _clock(value.hours.start)
+        st.session_state["settings_reports_end"] = _clock(value.hours.end)
+    with st.form("settings_reports_form", border=True):
+        st.text_input(t("settings.reports.qualified"), key="settings_reports_tag", max_chars=80)
+        st.number_input(t("settings.reports.sla"), key="settings_reports_sla", min_value=1, max_value=60 * 24 * 7)
+        st.multiselect(t("settings.reports.days"), WEEKDAYS, key="settings_reports_days",
+                       format_func=lambda d: t(f"analytics.weekday.{d}"))
+        st.time_input(t("settings.reports.start"), key="settings_reports_start", step=900)
+        st.time_input(t("settings.reports.end"), key="settings_reports_end", step=900)
+        st.form_submit_button(t("settings.reports.save"), key="settings_reports_save", type="primary",
+                              on_click=_save_reports)
+    show_flash(REPORTS_FLASH_KEY)
+
+
+def _clock(hhmm: str):
+    from datetime import time
+
+    hours, minutes = hhmm.split(":")
+    return time(int(hours), int(minutes))
 
 
 # -- Equipe ---------------------------------------------------------------------------------------------------
@@ -519,11 +565,11 @@ if not actor.is_manager:
     st.error(t("settings.manager_only"))
     st.stop()
 st.caption(t("settings.intro"))
-tab_names = [t("settings.tab.general"), t("settings.tab.fields"), t("settings.tab.integrations"),
-             t("settings.tab.email")]
+tab_names = [t("settings.tab.general"), t("settings.tab.fields"), t("settings.tab.reports"),
+             t("settings.tab.integrations"), t("settings.tab.email")]
 if actor.role == "admin":
     tab_names.append(t("settings.tab.ai"))
-general_tab, fields_tab, integrations_tab, mail_tab, *ai_tab = st.tabs(tab_names)
+general_tab, fields_tab, reports_tab, integrations_tab, mail_tab, *ai_tab = st.tabs(tab_names)
 with general_tab:
     _default_reply_section()
     _bot_section()
@@ -532,6 +578,8 @@ with general_tab:
     _team_section()
 with fields_tab:
     _fields_section()
+with reports_tab:
+    _reports_section()
 with integrations_tab:
     _integrations_tab()
 with mail_tab:

@@ -84,7 +84,7 @@ def test_login_shows_navigation_and_sets_cookie(engine, r):
     at = login(new_app().run(), actor.email, PASSWORD)
     assert not at.exception
     assert at.session_state["auth_actor"] == actor
-    assert [t.value for t in at.title] == ["Caixa de entrada"]  # the default page
+    assert [t.value for t in at.title] == ["Painel"]  # the default page of admins and supervisors
     assert actor.name in [t.value for t in at.sidebar.text]
     assert "Administrador" in [c.value for c in at.sidebar.caption]
     token = at.session_state["auth_token"]
@@ -134,7 +134,7 @@ def test_refresh_resumes_login_from_cookie(engine, r):
         at = new_app().run()  # a new session, as after F5
     assert not at.exception
     assert at.session_state["auth_actor"] == actor
-    assert [t.value for t in at.title] == ["Caixa de entrada"]
+    assert [t.value for t in at.title] == ["Painel"]
     assert scripts(at) == []  # the cookie is already there
 
 

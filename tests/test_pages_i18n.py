@@ -114,7 +114,9 @@ def test_format_when():
 # Portuguese text a module might keep for itself: accented letters or the words our messages start with.
 PORTUGUESE = re.compile(r"[à-úÀ-Ú]|\b(não|nó|inválid[oa]|erro|deve)\b")
 # Content rather than messages: the example funnels' texts are what the bot says in the demo.
-CONTENT_FILES = {ROOT / "engine" / "core" / "examples.py", ROOT / "workbench" / "base" / "i18n.py"}
+# sample content in Portuguese, not UI text: example funnels, the catalog itself, the demo history's tags and names
+CONTENT_FILES = {ROOT / "engine" / "core" / "examples.py", ROOT / "workbench" / "base" / "i18n.py",
+                 ROOT / "workbench" / "analytics" / "demo.py"}
 
 
 def _literals(path: Path) -> list[tuple[int, str]]:

@@ -29,7 +29,8 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
 
 def open_inbox(actor) -> AppTest:
     at = signed_in_app(actor)
-    return at.run()  # the inbox is the default page
+    at.run()  # agents land on the inbox, admins and supervisors on the Painel
+    return at.switch_page("pages/inbox.py").run()
 
 
 def open_conversation(at: AppTest, conversation_id: int) -> AppTest:

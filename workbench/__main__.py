@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench up | workers | migrate``.
+"""Command line: ``python -m workbench up | workers | migrate | demo-data | notebooks``.
 
 ``worker`` and ``scheduler`` are the processes ``workers`` supervises (engine/worker/processes.py); they end
 with the process that started them.
@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 
 from connector.files import PRIVATE_UMASK, private_dir
 from workbench.launcher import QUEUES, ROLES
@@ -29,7 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("scheduler", help="the RQ scheduler (started by `workers`)")
     sub.add_parser("calls", help="the outside calls pool: AI, webhooks, Odoo (started by `workers`)")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
-    args = parser.parse_args(argv)
+    demo = sub.add_parser("demo-data", help="fill a workspace with demo history (contacts, conversations, funnel "
+                                            "runs, agents) for the dashboards and notebooks")
+    demo.add_argument("--contacts", type=int, default=2000, help="contacts to create (default 2000)")
+    demo.add_argument("--days", type=int, default=90, help="days of history (default 90)")
+    demo.add_argument("--agents", type=int, default=8, help="demo agents to create (default 8)")
+    demo.add_argument("--workspace", type=int, default=None, help="workspace id (default: the first one)")
+    demo.add_argument("--seed", type=int, default=20261202)
+    sub.add_parser("notebooks", help="open Jupyter Lab on notebooks/ with the product's data connected (further "
+                                     "options go to jupyter lab)")
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "notebooks":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     os.umask(PRIVATE_UMASK)  # every file and directory we (and the processes we start) create is the owner's only
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every initdb/pg_ctl output at INFO
@@ -60,7 +72,85 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         upgrade_database(url)
         return 0
+    if args.command == "demo-data":
+        return _demo_data(args)
+    if args.command == "notebooks":
+        return _notebooks(extra)
     return 2
+
+
+@contextmanager
+def _database():
+    """The product's database URL: ``DATABASE_URL``, else the embedded server of the data dir (attached to when
+    ``up`` runs it, started and stopped here otherwise), with migrations applied."""
+    from workbench.store.config import get_settings
+    from workbench.store.embedded import EmbeddedPostgres
+    from workbench.store.migrations import upgrade_database
+
+    settings = get_settings()
+    pg = None
+    url = settings.database_url
+    if not url:
+        pg = EmbeddedPostgres(settings.data_dir.resolve())
+        url = pg.start()
+        os.environ["DATABASE_URL"] = url
+        get_settings.cache_clear()
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        if pg is not None:
+            from workbench.store import db
+
+            db.dispose_engines()
+            pg.stop()  # only when this command started it
+
+
+def _demo_data(args) -> int:
+    from workbench.analytics import demo, store
+    from workbench.services.workspaces import ensure_demo_workspace
+
+    with _database():
+        creds = ensure_demo_workspace()
+        if creds:
+            print(f"Demo workspace created. Sign in with (shown only this once):\n  e-mail: {creds.email}\n"
+                  f"  senha:  {creds.password}")
+        sizes = demo.Sizes(contacts=args.contacts, days=args.days, agents=args.agents, seed=args.seed)
+        workspace = args.workspace or _first_workspace()
+        result = demo.generate(sizes, workspace)
+        print(f"workspace {result['workspace']}: " + ", ".join(f"{n:,} {k}" for k, n in result["counts"].items()))
+        refreshed = store.refresh(full=True)
+        print(f"dashboards' copy refreshed in {refreshed['seconds']:.1f} s")
+    return 0
+
+
+def _first_workspace() -> int:
+    from sqlalchemy import func, select
+
+    from workbench.store.db import session_scope
+    from workbench.store.models import Workspace
+
+    with session_scope() as session:
+        return session.scalar(select(func.min(Workspace.id)))
+
+
+def _notebooks(jupyter_args: list[str]) -> int:
+    import subprocess
+    from pathlib import Path
+
+    from workbench.store.config import get_settings
+
+    root = Path(__file__).resolve().parent.parent
+    with _database() as url:
+        env = dict(os.environ)
+        # the kernel runs in notebooks/: it finds the product through PYTHONPATH, the data through these two
+        env.update(DATABASE_URL=url, WORKBENCH_DATA_DIR=str(get_settings().data_dir.resolve()),
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])))
+        command = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root / 'notebooks'}", *jupyter_args]
+        try:
+            return subprocess.call(command, env=env)
+        except KeyboardInterrupt:
+            return 0
 
 
 def _rq_process(command: str) -> int:

@@ -286,13 +286,19 @@ def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int],
 
 
 def _sweep_ticker(client, stop: threading.Event) -> None:
-    """Queue the sweep job every SWEEP_EVERY_S seconds; one ticker wins per period across machines."""
+    """Queue the sweep job every SWEEP_EVERY_S seconds, and the analytics refresh every
+    ``WORKBENCH_ANALYTICS_REFRESH_S`` (checked at the same ticks); one ticker wins per period across machines."""
     from rq import Queue
 
     queue = Queue("default", connection=client)
+    analytics_every = get_settings().analytics_refresh_s
     while not stop.wait(SWEEP_EVERY_S):
         try:
             if client.set("wb:sweep-tick", "1", nx=True, ex=SWEEP_EVERY_S - 1):
                 queue.enqueue("engine.worker.jobs.sweep", job_timeout=120, result_ttl=60, failure_ttl=3600)
+            # the dashboards' copy (workbench/analytics/store.py): one refresh per period across machines
+            if analytics_every and client.set("wb:analytics-tick", "1", nx=True, ex=max(1, analytics_every - 1)):
+                queue.enqueue("engine.worker.jobs.analytics_refresh", job_timeout=600, result_ttl=60,
+                              failure_ttl=3600)
         except Exception:  # noqa: BLE001 - Redis down: try again next tick, never kill the workers
             log.warning("sweep tick skipped: Redis unreachable")

@@ -55,6 +55,7 @@ from connector.contracts import (
     wake_inbound_drain,
 )
 from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_events
+from workbench.analytics import store
 from workbench.services import contact_jobs, mail, outbox, outside_calls, runs
 from workbench.services.instances import sync_instances
 from workbench.store import live
@@ -547,6 +548,12 @@ def sweep() -> dict[str, int]:
     return {"running": running, "drains_woken": woken, "republished": republished, "claims_pruned": pruned,
             "pauses_ended": resumed, "timers_rescheduled": len(overdue), "contact_jobs": contact_jobs_recovered,
             "outside_calls": len(calls)}
+
+
+def analytics_refresh() -> dict:
+    """Bring the dashboards' DuckDB copy up to date (``workbench.analytics.store``); a refresh already running
+    elsewhere on this data dir makes this one return at once."""
+    return store.refresh(wait=False)
 
 
 def _end_expired_pauses(session) -> int:

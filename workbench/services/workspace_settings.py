@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from engine.core.nodes.delay import BusinessHours
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import t
 from workbench.services.auth import Actor
@@ -78,7 +79,17 @@ class AISettings(BaseModel):
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES), max_length=MAX_PRICES)
 
 
-SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings, "ai": AISettings}
+class AnalyticsSettings(BaseModel):
+    """What the reports count (Painel, Equipe): the tag that marks a qualified lead, the first-response target,
+    and the workspace's business hours (the zone is the workspace's)."""
+
+    qualified_tag: str = Field("ia_qualificado", min_length=1, max_length=80)
+    sla_minutes: int = Field(60, ge=1, le=60 * 24 * 7)
+    hours: BusinessHours = Field(default_factory=BusinessHours)
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings, "ai": AISettings,
+                                       "analytics": AnalyticsSettings}
 # Who may change each setting (the others: admins and supervisors).
 _EDITORS: dict[str, tuple[str, ...]] = {"ai": ("admin",)}
 # Workers read settings on every message; a few seconds of staleness after an edit is acceptable.

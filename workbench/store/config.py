@@ -48,6 +48,8 @@ class Settings(BaseModel):
     outbound_allow: str = Field("", description="Hosts and networks (CIDR) that funnel HTTP calls may reach although "
                                                 "they are not public, e.g. `10.0.5.0/24, crm.intranet` (README, "
                                                 "\"Chamadas HTTP\").")
+    analytics_refresh_s: int = Field(60, description="How often the workers bring the dashboards' DuckDB copy up to "
+                                                     "date (seconds; 0 = never by themselves).")
     log_level: str = Field("INFO", description="Log level of the connector processes (DEBUG, INFO, WARNING, ...).")
 
 
