@@ -16,7 +16,7 @@ from workbench.base.errors import InvalidInput, PermissionDenied
 from workbench.services import odoo
 from workbench.services.odoo_client import OdooClient, OdooError
 from workbench.store.db import session_scope
-from workbench.store.models import ActivityEvent, Contact
+from workbench.store.models import ActivityEvent, AISummary, Contact
 
 
 @pytest.fixture
@@ -178,6 +178,24 @@ def test_a_push_creates_the_lead_with_its_mapping_and_stores_it_on_the_contact(e
     assert odoo.contact_lead(admin, cid) == (lead["id"], link)
     assert activity(admin.workspace_id) == [("odoo_lead_created", {"source": "odoo", "lead_id": lead["id"],
                                                                    "url": result["url"]})]
+
+
+def test_the_contacts_ai_summary_goes_at_the_end_of_the_description_when_asked(engine, r, fake):
+    admin = make_actor(make_workspace())
+    configure(admin, fake)
+    cid = contact(admin.workspace_id)
+    first = odoo.push_lead(admin.workspace_id, cid, 50, LEAD | {"include_ai_summary": True}, final=False)
+    [lead] = fake.leads()  # no summary stored yet: the description as mapped
+    assert lead["description"].startswith("Quer 3 licenças") and "Resumo" not in lead["description"]
+    assert "include_ai_summary" not in lead
+    with session_scope() as s:
+        s.add(AISummary(workspace_id=admin.workspace_id, contact_id=cid, text="Ana quer 3 licenças; falta o CNPJ.",
+                        model="m"))
+    odoo.push_lead(admin.workspace_id, cid, 51, LEAD | {"include_ai_summary": True}, final=False)
+    odoo.push_lead(admin.workspace_id, cid, 52, LEAD, final=False)
+    assert fake.messages[first["lead_id"]] == [
+        "Ana — orçamento\nQuer 3 licenças\n\nResumo da IA:\nAna quer 3 licenças; falta o CNPJ.",
+        "Ana — orçamento\nQuer 3 licenças"]
 
 
 def test_the_next_push_updates_the_open_lead_with_a_note_instead_of_creating(engine, r, fake):

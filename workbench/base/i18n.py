@@ -914,6 +914,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "node.odoo.field.user_id": "Vendedor (id no Odoo; vazio: o padrão)",
         "node.odoo.field.expected_revenue": "Receita esperada",
         "node.odoo.field.save_lead_to": "Salvar o id da oportunidade em (opcional)",
+        "node.odoo.field.include_ai_summary": "Incluir o Resumo da IA na descrição",
+        "node.odoo.help.include_ai_summary": "O resumo guardado do contato (gerado na Visão 360 ou na caixa de "
+                                             "entrada), se houver, vai ao fim da descrição.",
+        "odoo.ai_summary": "Resumo da IA:\n{text}",
         "node.odoo.help.description": "Pode usar {{history}} (as últimas mensagens da conversa), campos do contato e "
                                       "variáveis.",
         "node.odoo.help.tags": "Etiquetas que não existem no Odoo são criadas.",

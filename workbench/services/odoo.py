@@ -33,13 +33,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from workbench.base.errors import InvalidInput
+from workbench.base.i18n import t
 from workbench.services.auth import Actor
 from workbench.services.contact_card import odoo_lead
 from workbench.services.odoo_client import DEFAULT_TIMEOUT_S, OdooClient, OdooError, lead_url
 from workbench.services.outside_calls import FunctionExecutor, OutsideCallView, RetryLater, register
 from workbench.store.crypto import decrypt_secret, encrypt_secret
 from workbench.store.db import session_scope
-from workbench.store.models import ActivityEvent, Contact, FunnelRun, Integration
+from workbench.store.models import ActivityEvent, AISummary, Contact, FunnelRun, Integration
 from workbench.store.text import clean_json
 
 KIND = "odoo"
@@ -332,11 +333,16 @@ def push_lead(workspace_id: int, contact_id: int, call_id: int | str, lead: dict
         row = session.execute(select(Contact.odoo_lead_id, Contact.name, Contact.push_name, Contact.phone,
                                      Contact.email, Contact.company)
                               .where(Contact.id == contact_id, Contact.workspace_id == workspace_id)).first()
+        summary = session.scalar(select(AISummary.text).where(AISummary.contact_id == contact_id,
+                                                              AISummary.workspace_id == workspace_id))
     if row is None:
         return {"ok": False, "error": "contact", "kind": "failed"}
     known_id = row.odoo_lead_id
     # a mapping left empty takes the contact's own value
     lead = dict(lead)
+    if lead.pop("include_ai_summary", False) and summary:
+        description = str(lead.get("description") or "").strip()
+        lead["description"] = "\n\n".join(part for part in (description, t("odoo.ai_summary", text=summary)) if part)
     for key, own in (("contact_name", row.name or row.push_name), ("phone", row.phone), ("email", row.email),
                      ("company", row.company)):
         if not str(lead.get(key) or "").strip():

@@ -49,6 +49,8 @@ class OdooData(NodeData):
         team_id, user_id: Odoo's ids of the sales team and salesperson (empty: the connection's defaults).
         expected_revenue: a template giving a number (``1.500,00`` or ``1500.00``); empty = none.
         save_lead_to: where to store the lead's id (optional).
+        include_ai_summary: append the contact's stored *Resumo da IA* to the description (the executor reads it
+            when the push runs, so the step needs no database).
     """
 
     title: Annotated[TemplateStr, Field(min_length=1, max_length=500)]
@@ -63,6 +65,7 @@ class OdooData(NodeData):
     user_id: int | None = Field(None, ge=1)
     expected_revenue: Annotated[TemplateStr, Field(max_length=200)] = ""
     save_lead_to: TargetStr | None = None
+    include_ai_summary: bool = False
 
 
 class OdooNode(NodeBase):
@@ -102,6 +105,7 @@ def execute(node: OdooNode, ctx: ExecutionContext) -> NodeResult:
     lead["expected_revenue"] = parse_amount(lead["expected_revenue"])
     lead["tags"] = list(cfg.tags)
     lead["team_id"], lead["user_id"] = cfg.team_id, cfg.user_id
+    lead["include_ai_summary"] = cfg.include_ai_summary
     return NodeResult(actions=(CallOutside("odoo", lead),), log=tuple(logs),
                       wait=Wait(kind="call", timeout_s=WAIT_LIMIT_S))
 
