@@ -1525,6 +1525,23 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.merge_choice": "Escolha, para cada valor, se fica o deste contato ou o do outro.",
         "error.merge_live_run": "Um dos contatos está em um funil agora (em execução, aguardando ou pausado). Pare "
                                 "o funil antes de mesclar.",
+        # -- team at work: Equipes, Pessoas, availability, routing, quick replies, private notes (issue 10) ----
+        "error.team_name": "Dê à equipe um nome de 1 a {max} caracteres.",
+        "error.team_taken": "Já existe uma equipe com esse nome.",
+        "error.last_admin": "Este é o último administrador ativo: promova outra pessoa a administrador antes.",
+        "error.deactivate_self": "Você não pode desativar a própria conta.",
+        "error.person_name": "O nome precisa ter de 1 a {max} caracteres.",
+        "error.current_password": "A senha atual não confere.",
+        "error.availability": "Disponibilidade desconhecida.",
+        "error.transfer_target": "Escolha uma pessoa ou uma equipe para transferir a conversa.",
+        "error.quick_reply_shortcut": "O atalho precisa ter de 1 a {max} letras, números, - ou _ (sem espaços).",
+        "error.quick_reply_body": "Escreva o texto da resposta rápida (até {max} caracteres).",
+        "error.quick_reply_taken": "Já existe uma resposta rápida com esse atalho.",
+        "error.quick_reply_not_found": "Resposta rápida não encontrada.",
+        "error.quick_reply_template": "O texto da resposta rápida tem um erro de variável: {reason}",
+        "availability.available": "Disponível",
+        "availability.away": "Ausente",
+        "availability.offline": "Offline",
     },
 }
 

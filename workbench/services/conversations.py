@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from workbench.base.clock import now
 from workbench.base.errors import InvalidInput, NotFound
-from workbench.services import outbox
+from workbench.services import outbox, routing
 from workbench.services.auth import Actor
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.workspace_settings import load_setting
@@ -213,10 +213,13 @@ def resume_bot(actor: Actor, conversation_id: int) -> None:
 
 
 def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team_id: int | None = None) -> None:
-    """Assign to an agent and/or team. Agents may only take a conversation for themselves.
+    """Assign to an agent and/or team (``workbench.services.routing``). Agents may only take a conversation for
+    themselves. A team alone routes to it: to an available member when it distributes automatically, else to its
+    queue; neither returns the conversation to its team's queue (or the workspace's).
 
     Raises:
-        NotFound: the conversation, the agent (not a member of the workspace) or the team is not the workspace's.
+        NotFound: the conversation, the agent (not an active member of the workspace) or the team is not the
+            workspace's.
     """
     if not actor.is_manager and agent_id not in (None, actor.user_id):
         actor.require("admin", "supervisor")
@@ -226,17 +229,21 @@ def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team
             _check_member(session, actor, agent_id)
         if team_id is not None:
             _check_team(session, actor, team_id)
-        conv.agent_id = agent_id
-        conv.team_id = team_id if team_id is not None else conv.team_id
-        conv.assigned_at = now() if agent_id else None
-        _record(session, actor, conv, "assigned", {"agent_id": agent_id, "team_id": team_id})
+        if agent_id is not None:
+            routing.assign_agent(session, conv.workspace_id, conv.id, agent_id, team_id, actor.user_id, "manual")
+        elif team_id is not None:
+            routing.route_to_team(session, conv.workspace_id, conv.id, team_id, actor.user_id, "manual")
+        else:
+            routing.to_queue(session, conv.workspace_id, conv.id, conv.team_id, actor.user_id, "manual")
         workspace_id = conv.workspace_id
     with after_commit():
         live.touch(get_redis(), [workspace_id])
 
 
 def _check_member(session: Session, actor: Actor, user_id: int) -> None:
-    if not is_row_id(user_id) or session.get(WorkspaceMember, (actor.workspace_id, user_id)) is None:
+    """An active member of the actor's workspace (a deactivated person is given nothing)."""
+    if not is_row_id(user_id) or session.get(WorkspaceMember, (actor.workspace_id, user_id)) is None \
+            or not session.scalar(select(User.is_active).where(User.id == user_id)):
         raise NotFound("agent", key="error.agent_not_found")
 
 
