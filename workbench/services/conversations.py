@@ -83,6 +83,13 @@ def _load(session: Session, actor: Actor, conversation_id: int) -> tuple[Convers
     return row[0], row[1]
 
 
+def load_visible(session: Session, actor: Actor, conversation_id: int) -> tuple[Conversation, Contact]:
+    """The conversation and its contact when the actor may see it (``NotFound`` otherwise), for other services."""
+    if not is_row_id(conversation_id):
+        raise NotFound("conversation", key="error.conversation_not_found")
+    return _load(session, actor, conversation_id)
+
+
 def list_conversations(actor: Actor, status: str | None = "open", mine: bool = False, search: str | None = None,
                        limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
     """Conversations for the inbox list, newest activity first, with contact and last message."""
@@ -226,9 +233,9 @@ def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team
     with session_scope() as session:
         conv, _ = _load(session, actor, conversation_id)
         if agent_id is not None:
-            _check_member(session, actor, agent_id)
+            check_member(session, actor, agent_id)
         if team_id is not None:
-            _check_team(session, actor, team_id)
+            check_team(session, actor, team_id)
         if agent_id is not None:
             routing.assign_agent(session, conv.workspace_id, conv.id, agent_id, team_id, actor.user_id, "manual")
         elif team_id is not None:
@@ -240,14 +247,16 @@ def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team
         live.touch(get_redis(), [workspace_id])
 
 
-def _check_member(session: Session, actor: Actor, user_id: int) -> None:
-    """An active member of the actor's workspace (a deactivated person is given nothing)."""
+def check_member(session: Session, actor: Actor, user_id: int) -> None:
+    """Raise ``NotFound`` unless ``user_id`` is an active member of the actor's workspace (a deactivated person
+    is given nothing)."""
     if not is_row_id(user_id) or session.get(WorkspaceMember, (actor.workspace_id, user_id)) is None \
             or not session.scalar(select(User.is_active).where(User.id == user_id)):
         raise NotFound("agent", key="error.agent_not_found")
 
 
-def _check_team(session: Session, actor: Actor, team_id: int) -> None:
+def check_team(session: Session, actor: Actor, team_id: int) -> None:
+    """Raise ``NotFound`` unless ``team_id`` is a team of the actor's workspace."""
     team = session.get(Team, team_id) if is_row_id(team_id) else None
     if team is None or team.workspace_id != actor.workspace_id:
         raise NotFound("team", key="error.team_not_found")
