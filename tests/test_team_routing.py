@@ -286,3 +286,32 @@ def test_reset_password_is_shown_once_and_ends_logins_and_my_account_changes_nam
         assert s.get(User, bia.user_id).name == "Bia Souza"
     with pytest.raises(InvalidInput):
         workspaces.rename_self(actor, " ")
+
+
+def test_a_funnel_route_step_to_a_distributing_team_assigns_by_load(shop):
+    from tests.factories import inbound, publish, run_jobs
+    from workbench.services import funnels
+
+    ws, inst, admin, team = shop["ws"], shop["inst"], shop["admin"], shop["team"]
+    routing.set_availability(shop["caio"], "available")
+
+    def node(node_id: str, node_type: str, **data) -> dict:
+        return {"id": node_id, "type": node_type, "position": {"x": 0, "y": 0}, "data": data}
+
+    definition = {"nodes": [node("inicio", "trigger", kind="first_message", instance_ids=[inst]),
+                            node("rota", "route", team_id=team, pause_bot=False), node("fim", "end")],
+                  "edges": [{"id": "e1", "source": "inicio", "target": "rota"},
+                            {"id": "e2", "source": "rota", "target": "fim"}]}
+    funnel = funnels.create_funnel(admin, "Triagem", definition)
+    funnels.publish(admin, funnel)
+    funnels.set_active(admin, funnel, True)
+    publish(inbound(inst, phone="5511977770001"))
+    run_jobs()
+    with session_scope() as s:
+        conv = s.scalars(select(Conversation).join(Contact, Contact.id == Conversation.contact_id)
+                         .where(Contact.phone == "5511977770001")).one()
+        assert (conv.team_id, conv.agent_id) == (team, shop["caio"].user_id)
+        assert conv.assigned_at is not None
+    [event] = _events(conv.id)
+    assert (event["how"], event["source"], event["funnel_id"]) == ("funnel", "funnel", funnel)
+    assert event["agent_name"] == "caio"
