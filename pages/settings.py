@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.ui import team_admin
 from pages.ui.feedback import attempt, show_flash
 from workbench.base.i18n import role_label, t
 from workbench.services import contact_fields, workspace_settings, workspaces
@@ -158,17 +159,9 @@ def _team_section() -> None:
         st.caption(t("settings.team.admin_only"))
     show_flash(TEAM_FLASH_KEY)
     _show_credentials_once()
-    st.markdown(f"**{t('settings.team.members')}**")
-    members = workspaces.list_members(actor)
-    st.dataframe([{t("settings.team.name"): m["name"], t("settings.team.email"): m["email"],
-                   t("settings.team.role"): role_label(m["role"])} for m in members], hide_index=True)
-    st.markdown(f"**{t('settings.team.teams')}**")
-    teams = workspaces.list_teams(actor)
-    if teams:
-        st.dataframe([{t("settings.team.team_name"): team["name"], t("settings.team.team_members"): team["members"]}
-                      for team in teams], hide_index=True)
-    else:
-        st.caption(t("settings.team.no_teams"))
+    # Pessoas and Equipes (issue 10): pages/ui/team_admin.py
+    team_admin.people_section(actor)
+    team_admin.teams_section(actor)
 
 
 # -- Campos ---------------------------------------------------------------------------------------------------
@@ -295,7 +288,8 @@ if not actor.is_manager:
     st.error(t("settings.manager_only"))
     st.stop()
 st.caption(t("settings.intro"))
-general_tab, fields_tab = st.tabs([t("settings.tab.general"), t("settings.tab.fields")])
+general_tab, fields_tab, quick_tab = st.tabs([t("settings.tab.general"), t("settings.tab.fields"),
+                                             t("settings.tab.quick")])
 with general_tab:
     _default_reply_section()
     _bot_section()
@@ -304,3 +298,5 @@ with general_tab:
     _team_section()
 with fields_tab:
     _fields_section()
+with quick_tab:
+    team_admin.quick_replies_section(actor)

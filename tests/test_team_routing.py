@@ -292,7 +292,7 @@ def test_a_funnel_route_step_to_a_distributing_team_assigns_by_load(shop):
     from tests.factories import inbound, publish, run_jobs
     from workbench.services import funnels
 
-    ws, inst, admin, team = shop["ws"], shop["inst"], shop["admin"], shop["team"]
+    inst, admin, team = shop["inst"], shop["admin"], shop["team"]
     routing.set_availability(shop["caio"], "available")
 
     def node(node_id: str, node_type: str, **data) -> dict:
