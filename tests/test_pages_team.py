@@ -1,0 +1,176 @@
+"""Pages of the team at work: Configurações' Pessoas, Equipes and Respostas rápidas; the sidebar's availability and
+Minha conta; the inbox's private notes, transfer and quick replies. Typed text stays literal."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from connector.contracts import OUT_STREAM, decode_outbound
+from tests.factories import PASSWORD, inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
+from tests.test_pages_inbox import open_conversation, open_inbox, the_conversation
+from tests.test_pages_settings import open_page
+from workbench.services import auth, notifications, quick_replies, routing, workspaces
+from workbench.store.db import session_scope
+from workbench.store.models import Message, Note, Outbox, Team, User, WorkspaceMember
+
+HOSTILE = "**x** <b>y</b> :red[z]"
+
+
+def test_admin_creates_a_team_sets_members_and_distribution_and_deletes_it(engine, r):
+    ws = make_workspace()
+    admin = make_actor(ws)
+    ana = make_actor(ws, "agent", email="ana@example.com")
+    at = open_page(admin)
+    assert not at.exception
+    at.text_input(key="team_admin_new_team").input(f"Pós-venda {HOSTILE}")
+    at = at.button(key="team_admin_create_team").click().run()
+    assert not at.exception
+    assert "Equipe criada." in [s.value for s in at.success]
+    [team] = workspaces.team_details(admin)
+    assert team["name"] == f"Pós-venda {HOSTILE}"
+    at.multiselect(key=f"team_admin_team_members_{team['id']}").set_value([ana.user_id])
+    at.toggle(key=f"team_admin_team_auto_{team['id']}").set_value(True)
+    at = at.button(key="team_admin_save_team").click().run()
+    assert not at.exception
+    [team] = workspaces.team_details(admin)
+    assert (team["auto_assign"], [m["name"] for m in team["members"]]) == (True, ["ana"])
+    teams_table = next(d.value for d in at.dataframe if "Distribuir automaticamente" in d.value.columns)
+    assert teams_table.iloc[0]["Equipe" if "Equipe" in teams_table.columns else "Time"] == f"Pós-venda {HOSTILE}"
+    at = at.button(key="team_admin_delete_team").click().run()
+    assert not at.exception
+    assert workspaces.team_details(admin) == []
+
+
+def test_admin_deactivates_a_person_and_resets_a_password_shown_once(engine, r):
+    ws = make_workspace()
+    admin = make_actor(ws)
+    ana = make_actor(ws, "agent", email="ana@example.com")
+    at = open_page(admin)
+    at.selectbox(key="team_admin_person").set_value(ana.user_id)
+    at = at.run()
+    at = at.button(key="team_admin_deactivate").click().run()
+    assert not at.exception
+    with session_scope() as s:
+        assert s.get(User, ana.user_id).is_active is False
+    at.selectbox(key="team_admin_person").set_value(admin.user_id)
+    at = at.run()
+    at = at.button(key="team_admin_deactivate").click().run()  # oneself: refused with a message
+    assert "Você não pode desativar a própria conta." in [e.value for e in at.error]
+    at.selectbox(key="team_admin_person").set_value(ana.user_id)
+    at = at.run()
+    at = at.button(key="team_admin_activate").click().run()
+    at = at.button(key="team_admin_reset").click().run()
+    assert not at.exception
+    email, password = (c.value for c in at.code)
+    assert email == "ana@example.com" and auth.login(email, password)[0].user_id == ana.user_id
+    at.run()
+    assert not at.code
+    # demoting the last admin is refused with the catalog's message
+    at.selectbox(key="team_admin_person").set_value(admin.user_id)
+    at = at.run()
+    at.selectbox(key=f"team_admin_role_{admin.user_id}").set_value("agent")
+    at = at.button(key="team_admin_save_role").click().run()
+    assert any("último administrador" in e.value for e in at.error)
+
+
+def test_supervisor_manages_quick_replies_and_a_bad_template_keeps_what_was_typed(engine, r):
+    ws = make_workspace()
+    supervisor = make_actor(ws, "supervisor")
+    at = open_page(supervisor)
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "team_admin_create_team"]  # teams are the admins'
+    version = "0_" + str(abs(hash("")))
+    at.text_input(key=f"quick_shortcut_{version}").input("oi")
+    at.text_area(key=f"quick_body_{version}").input("Olá {{ contact.name ")
+    at = at.button(key="quick_save").click().run()
+    assert any(e.value.startswith("O texto da resposta rápida tem um erro de variável") for e in at.error)
+    assert at.text_area(key=f"quick_body_{version}").value == "Olá {{ contact.name "
+    at.text_area(key=f"quick_body_{version}").input("Olá {{ contact.name }}!")
+    at = at.button(key="quick_save").click().run()
+    assert "Resposta rápida salva." in [s.value for s in at.success]
+    assert [(q["shortcut"], q["body"]) for q in quick_replies.list_replies(supervisor)] == [
+        ("oi", "Olá {{ contact.name }}!")]
+
+
+def test_sidebar_sets_availability_and_my_account_changes_the_name(engine, r):
+    ws = make_workspace()
+    agent = make_actor(ws, "agent")
+    at = open_inbox(agent)
+    assert not at.exception
+    assert at.selectbox(key="presence_availability").value == "available"
+    at = at.selectbox(key="presence_availability").set_value("away").run()
+    with session_scope() as s:
+        member = s.get(WorkspaceMember, (ws, agent.user_id))
+        assert member.availability == "away" and member.last_seen_at is not None
+    at.text_input(key="account_name").input("Ana Paula")
+    at = at.button(key="account_save_name").click().run()
+    assert not at.exception
+    with session_scope() as s:
+        assert s.get(User, agent.user_id).name == "Ana Paula"
+    at.text_input(key="account_current").input(PASSWORD)
+    at.text_input(key="account_new").input("outra-senha-boa")
+    at.text_input(key="account_confirm").input("outra-senha-ruim")
+    at = at.button(key="account_save_password").click().run()
+    assert "A nova senha e a repetição não são iguais." in [e.value for e in at.error]
+    at.text_input(key="account_confirm").input("outra-senha-boa")
+    at.text_input(key="account_new").input("outra-senha-boa")
+    at.text_input(key="account_current").input(PASSWORD)
+    at = at.button(key="account_save_password").click().run()
+    assert "Senha trocada." in [s.value for s in at.success]
+    assert auth.login(agent.email, "outra-senha-boa")[0].user_id == agent.user_id
+
+
+def test_inbox_private_note_shows_apart_and_never_goes_out(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Oi"))
+    run_jobs()
+    actor = make_actor(ws, "admin")
+    bia = make_actor(ws, "agent", email="bia@example.com")
+    at = open_inbox(actor)
+    conv = the_conversation()
+    at = open_conversation(at, conv.id)
+    at.text_area(key="inbox_note").input(f"@bia veja isto {HOSTILE}")
+    at = at.button(key="inbox_note_submit").click().run()
+    assert not at.exception
+    assert "Nota salva. Ela não é enviada ao contato." in [s.value for s in at.success]
+    texts = [t.value for t in at.text]
+    assert f"@bia veja isto {HOSTILE}" in texts  # literal
+    assert len(at.chat_message) == 2 and at.chat_message[1].avatar == ":material/lock:"
+    with session_scope() as s:
+        assert s.scalar(select(func.count(Note.id))) == 1
+        assert s.scalar(select(func.count(Message.id))) == 1  # only the contact's message
+        assert s.scalar(select(func.count(Outbox.id))) == 0
+    assert r.xlen(OUT_STREAM.format(inst)) == 0
+    assert len(notifications.list_notifications(bia)) == 1
+
+
+def test_inbox_transfers_with_a_note_and_sends_a_quick_reply_by_shortcut(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Oi", push_name="Maria"))
+    run_jobs()
+    admin = make_actor(ws, "admin")
+    bia = make_actor(ws, "agent", email="bia@example.com")
+    team = make_team(ws, "Suporte", bia.user_id)
+    with session_scope() as s:
+        s.get(Team, team).auto_assign = True
+    routing.set_availability(bia, "available")
+    quick_replies.save_reply(admin, "oi", "Olá {{contact.name}}, aqui é {{agent.name}}!")
+    at = open_inbox(admin)
+    conv = the_conversation()
+    at = open_conversation(at, conv.id)
+    at = at.chat_input(key="inbox_reply").set_value("/oi").run()
+    assert not at.exception
+    commands = [decode_outbound(fields) for _, fields in r.xrange(OUT_STREAM.format(inst))]
+    assert [c.text for c in commands] == [f"Olá Maria, aqui é {admin.name}!"]
+    at = at.chat_input(key="inbox_reply").set_value("/nada").run()
+    assert "Resposta rápida não encontrada." in [e.value for e in at.error]
+    at.selectbox(key="inbox_transfer_team").set_value(team)
+    at.text_area(key="inbox_transfer_note").input("Cliente quer suporte técnico")
+    at = at.button(key="inbox_transfer_submit").click().run()
+    assert not at.exception
+    assert "Conversa transferida." in [s.value for s in at.success]
+    assert (the_conversation().agent_id, the_conversation().team_id) == (bia.user_id, team)
+    [notice] = notifications.list_notifications(bia)
+    assert notice["body"].endswith("Cliente quer suporte técnico")
