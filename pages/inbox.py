@@ -35,6 +35,8 @@ from workbench.services import (
     contacts,
     conversations,
     funnels,
+    inbox_media,
+    media_library,
     quick_replies,
     thread_notes,
     transfers,
@@ -155,6 +157,21 @@ def _add_note() -> None:
         st.session_state["inbox_note"] = ""
 
 
+def _send_media() -> None:
+    """Send the uploaded file, else the library item picked, with the caption (``inbox_media.send_media``)."""
+    state = st.session_state
+    upload = state.get(f"inbox_media_upload_{state.get('inbox_media_nonce', 0)}")
+    with attempt(FLASH_KEY, t("inbox.media_sent")):
+        if upload is not None:
+            inbox_media.send_media(actor, state.get(SELECTED_KEY), filename=upload.name, data=upload.getvalue(),
+                                   mime=upload.type, caption=state.get("inbox_media_caption") or "")
+        else:
+            inbox_media.send_media(actor, state.get(SELECTED_KEY), media_id=state.get("inbox_media_pick") or None,
+                                   caption=state.get("inbox_media_caption") or "")
+        state["inbox_media_caption"], state["inbox_media_pick"] = "", 0  # no accidental second send
+        state["inbox_media_nonce"] = state.get("inbox_media_nonce", 0) + 1  # a fresh, empty uploader
+
+
 def _transfer() -> None:
     state = st.session_state
     with attempt(FLASH_KEY, t("inbox.transferred")):
@@ -270,6 +287,17 @@ def _team_tools() -> None:
             st.text_area(t("inbox.note"), key="inbox_note", max_chars=4000, placeholder=t("inbox.note_placeholder"),
                          label_visibility="collapsed")
             st.button(t("inbox.note_submit"), key="inbox_note_submit", type="primary", on_click=_add_note)
+        with st.popover(t("inbox.media"), icon=":material/attach_file:"):
+            # the uploader's key changes after a send, so it comes back empty
+            nonce = st.session_state.get("inbox_media_nonce", 0)
+            st.file_uploader(t("inbox.media_upload"), key=f"inbox_media_upload_{nonce}",
+                             type=list(media_library.ACCEPTED_EXTENSIONS))
+            library = {0: t("inbox.transfer_none"), **{m["id"]: m["filename"] or str(m["id"])
+                                                       for m in media_library.list_media(actor)}}
+            st.selectbox(t("inbox.media_library"), list(library), key="inbox_media_pick", format_func=library.get)
+            st.text_input(t("inbox.media_caption"), key="inbox_media_caption", max_chars=inbox_media.MAX_CAPTION,
+                          help=t("inbox.media_caption_help"))
+            st.button(t("inbox.media_send"), key="inbox_media_send", type="primary", on_click=_send_media)
         with st.popover(t("inbox.quick"), icon=":material/bolt:"):
             replies = {q["id"]: f"/{q['shortcut']}" for q in quick_replies.list_replies(actor)}
             if not replies:

@@ -174,3 +174,25 @@ def test_inbox_transfers_with_a_note_and_sends_a_quick_reply_by_shortcut(engine,
     assert (the_conversation().agent_id, the_conversation().team_id) == (bia.user_id, team)
     [notice] = notifications.list_notifications(bia)
     assert notice["body"].endswith("Cliente quer suporte técnico")
+
+
+def test_inbox_sends_a_library_image_with_a_caption(engine, r):
+    from tests.test_media_library import PNG
+    from workbench.services import media_library
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="Tem foto?"))
+    run_jobs()
+    admin = make_actor(ws, "admin")
+    item = media_library.upload_media(admin, "vitrine.png", PNG)
+    at = open_conversation(open_inbox(admin), the_conversation().id)
+    at.selectbox(key="inbox_media_pick").set_value(item["id"])
+    at.text_input(key="inbox_media_caption").input("Nossa vitrine")
+    at = at.button(key="inbox_media_send").click().run()
+    assert not at.exception
+    assert "Mídia enviada para a fila de envio." in [s.value for s in at.success]
+    [command] = [decode_outbound(fields) for _, fields in r.xrange(OUT_STREAM.format(inst))]
+    assert (command.type, command.text, command.media.filename) == ("image", "Nossa vitrine", "vitrine.png")
+    at = at.button(key="inbox_media_send").click().run()  # nothing picked now: a clear refusal
+    assert "Escolha um arquivo da biblioteca ou envie um do computador (um de cada vez)." in [e.value for e in at.error]

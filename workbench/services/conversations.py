@@ -12,6 +12,7 @@ is saved and what it publishes follows when Redis answers, so the page must not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -168,10 +169,18 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
     """
     if not text or not text.strip():
         raise InvalidInput("empty message", key="error.empty_message")
+    return send_queued(actor, conversation_id, lambda session, conv: {"text": text}, pause_bot)
+
+
+def send_queued(actor: Actor, conversation_id: int,
+                message: Callable[[Session, Conversation], dict[str, Any]], pause_bot: bool = True) -> int:
+    """Send what ``message(session, conversation)`` describes (``outbox.queue_message``'s keywords) as the actor:
+    the one path of an agent's outbound message (text, media), with its bot pause and reopening. Returns the
+    message id."""
     with session_scope() as session:
         conv, contact = _load(session, actor, conversation_id)
-        message_id, command = outbox.queue_message(session, ConversationRef.of(conv, contact), text=text,
-                                                   user_id=actor.user_id)
+        message_id, command = outbox.queue_message(session, ConversationRef.of(conv, contact),
+                                                   user_id=actor.user_id, **message(session, conv))
         if pause_bot and not conv.bot_paused:
             minutes = load_setting(session, conv.workspace_id, "bot").auto_resume_minutes
             # the sweep hands the conversation back to the bot once this time has passed
