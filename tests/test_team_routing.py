@@ -315,3 +315,29 @@ def test_a_funnel_route_step_to_a_distributing_team_assigns_by_load(shop):
     [event] = _events(conv.id)
     assert (event["how"], event["source"], event["funnel_id"]) == ("funnel", "funnel", funnel)
     assert event["agent_name"] == "caio"
+
+
+def test_two_conversations_routed_at_once_go_to_two_people(shop):
+    import threading
+
+    ws, inst, admin, team = shop["ws"], shop["inst"], shop["admin"], shop["team"]
+    for person in ("ana", "bia"):
+        routing.set_availability(shop[person], "available")
+    first, second = _conversation(ws, inst), _conversation(ws, inst)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def route(conversation_id: int) -> None:
+        try:
+            barrier.wait()
+            conversations.assign(admin, conversation_id, team_id=team)
+        except Exception as exc:  # noqa: BLE001 -- reported below: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=route, args=(c,)) for c in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert {_conv(first).agent_id, _conv(second).agent_id} == {shop["ana"].user_id, shop["bia"].user_id}
