@@ -54,6 +54,9 @@ RUNS_CACHE_KEY = "inbox_funnel_runs"
 # re-reads.
 CONTACT_CACHE_KEY = "inbox_contact_profile"
 CACHE_KEY = "inbox_cache"
+# (conversation id, how many of its newest messages are shown): older ones come PAGE at a time, on demand.
+SHOWN_KEY = "inbox_thread_shown"
+PAGE = 200
 FLASH_KEY = "inbox_flash"
 STATUSES = ("open", "pending", "closed")
 # Rows of these types change another message (edited text, deleted, reaction); the target shows the change.
@@ -80,7 +83,8 @@ def _load() -> dict[str, Any]:
     """The list, the open conversation and its messages: re-read only when something could have changed."""
     selected = st.session_state.get(SELECTED_KEY)
     status, mine, search = _filters()
-    signature = (conversations.revision(actor), status, mine, search, selected)
+    shown = _shown(selected)
+    signature = (conversations.revision(actor), status, mine, search, selected, shown)
     cache = st.session_state.get(CACHE_KEY)
     if cache and cache["signature"] == signature:
         return cache
@@ -92,7 +96,8 @@ def _load() -> dict[str, Any]:
                 # The agent is looking at it: new messages are read as they arrive.
                 conversations.mark_read(actor, selected)
                 conversation["unread_count"] = 0
-            messages = conversations.list_messages(actor, selected)
+            # one more than shown: whether older messages exist (the "show older" button)
+            messages = conversations.list_messages(actor, selected, limit=shown + 1)
             notes = thread_notes.list_notes(actor, selected)
         except NotFound:
             # reassigned to someone else, or gone: close the chat instead of failing the page
@@ -102,10 +107,23 @@ def _load() -> dict[str, Any]:
     # Read the revision after our own mark_read, so our change does not trigger one more reload.
     revision = conversations.revision(actor)
     rows = conversations.list_conversations(actor, status=status, mine=mine, search=search or None)
-    cache = {"signature": (revision, status, mine, search, selected), "rows": rows,
-             "conversation": conversation, "messages": messages, "notes": notes}
+    older = len(messages) > shown
+    cache = {"signature": (revision, status, mine, search, selected, shown), "rows": rows,
+             "conversation": conversation, "messages": messages[1:] if older else messages, "notes": notes,
+             "older": older}
     st.session_state[CACHE_KEY] = cache
     return cache
+
+
+def _shown(conversation_id: int | None) -> int:
+    """How many of the open thread's newest messages are shown (grows with "Mostrar mensagens anteriores")."""
+    shown = st.session_state.get(SHOWN_KEY)
+    return shown[1] if shown and shown[0] == conversation_id else PAGE
+
+
+def _show_older() -> None:
+    selected = st.session_state.get(SELECTED_KEY)
+    st.session_state[SHOWN_KEY] = (selected, min(_shown(selected) + PAGE, conversations.MAX_THREAD - 1))
 
 
 def _file_or_empty(sha256: str) -> bytes:
@@ -329,7 +347,8 @@ def _media(message_id: int, kind: str, media: dict[str, Any]) -> None:
     download_button(t("inbox.download"), partial(_file_or_empty, sha256), name, key=f"inbox_download_{message_id}")
 
 
-def _chat(conversation: dict[str, Any], messages: list[dict[str, Any]], notes: list[dict[str, Any]]) -> None:
+def _chat(conversation: dict[str, Any], messages: list[dict[str, Any]], notes: list[dict[str, Any]],
+          older: bool = False) -> None:
     contact = conversation["contact"]
     with st.container(horizontal=True, vertical_alignment="center"):
         st.text(contact["display_name"])
@@ -362,6 +381,8 @@ def _chat(conversation: dict[str, Any], messages: list[dict[str, Any]], notes: l
         ("note", n["created_at"], n) for n in notes if oldest is None or n["created_at"] >= oldest]
     thread.sort(key=lambda item: item[1])
     with st.container(height=520, border=True, autoscroll=True):
+        if older:
+            st.button(t("inbox.older"), key="inbox_older", on_click=_show_older, icon=":material/history:")
         if not thread:
             st.caption(t("inbox.no_messages"))
         for kind, _, item in thread:
@@ -581,7 +602,7 @@ def _inbox() -> None:
             st.info(t("inbox.pick"), icon=":material/forum:")
         return
     with chat_col:
-        _chat(conversation, data["messages"], data.get("notes") or [])
+        _chat(conversation, data["messages"], data.get("notes") or [], data.get("older", False))
     with contact_col:
         _contact_panel(conversation, data["rows"], data["signature"])
 

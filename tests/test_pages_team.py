@@ -196,3 +196,25 @@ def test_inbox_sends_a_library_image_with_a_caption(engine, r):
     assert (command.type, command.text, command.media.filename) == ("image", "Nossa vitrine", "vitrine.png")
     at = at.button(key="inbox_media_send").click().run()  # nothing picked now: a clear refusal
     assert "Escolha um arquivo da biblioteca ou envie um do computador (um de cada vez)." in [e.value for e in at.error]
+
+
+def test_a_long_thread_shows_the_newest_messages_and_older_ones_on_demand(engine, r):
+    from sqlalchemy import text
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    publish(inbound(inst, text="primeira"))
+    run_jobs()
+    conv = the_conversation()
+    with session_scope() as s:
+        s.execute(text("INSERT INTO messages (workspace_id, instance_id, conversation_id, direction, type, text,"
+                       " status) SELECT :ws, :inst, :conv, 'in', 'text', 'mensagem ' || g, 'received'"
+                       " FROM generate_series(1, 249) g"), {"ws": ws, "inst": inst, "conv": conv.id})
+    at = open_conversation(open_inbox(make_actor(ws)), conv.id)
+    assert not at.exception
+    assert len(at.chat_message) == 200
+    assert at.chat_message[-1].children[0].value == "mensagem 249"
+    at = at.button(key="inbox_older").click().run()
+    assert len(at.chat_message) == 250
+    assert at.chat_message[0].children[0].value == "primeira"
+    assert not [b for b in at.button if b.key == "inbox_older"]

@@ -1621,6 +1621,7 @@ CATALOG: dict[str, dict[str, str]] = {
                                   "avisar alguém.",
         "inbox.note_submit": "Salvar nota",
         "inbox.note_saved": "Nota salva. Ela não é enviada ao contato.",
+        "inbox.older": "Mostrar mensagens anteriores",
         "inbox.media": "Mídia",
         "inbox.media_upload": "Enviar um arquivo do computador",
         "inbox.media_library": "Ou escolher da Biblioteca de mídia",

@@ -129,8 +129,14 @@ def get_conversation(actor: Actor, conversation_id: int) -> dict[str, Any]:
         }
 
 
+MAX_THREAD = 5_000
+"""Most messages one read of a thread returns (the inbox shows older ones on demand, in steps)."""
+
+
 def list_messages(actor: Actor, conversation_id: int, after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
-    """Messages of a conversation in order (the newest ``limit`` when ``after_id`` is 0)."""
+    """Messages of a conversation in order (the newest ``limit`` when ``after_id`` is 0); ``limit`` is kept within
+    1..``MAX_THREAD``."""
+    limit = max(1, min(int(limit), MAX_THREAD))
     with session_scope() as session:
         _load(session, actor, conversation_id)
         query = select(Message.id, Message.direction, Message.type, Message.text, Message.data, Message.status,
