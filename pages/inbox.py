@@ -190,6 +190,15 @@ def _send_media() -> None:
         state["inbox_media_nonce"] = state.get("inbox_media_nonce", 0) + 1  # a fresh, empty uploader
 
 
+def _send_voice() -> None:
+    """Send the browser's recording as a WhatsApp voice note (``inbox_media.send_voice_note``)."""
+    state = st.session_state
+    recording = state.get(f"inbox_voice_{state.get('inbox_media_nonce', 0)}")
+    with attempt(FLASH_KEY, t("inbox.media_sent")):
+        inbox_media.send_voice_note(actor, state.get(SELECTED_KEY), recording.getvalue() if recording else b"")
+        state["inbox_media_nonce"] = state.get("inbox_media_nonce", 0) + 1  # a fresh recorder
+
+
 def _transfer() -> None:
     state = st.session_state
     with attempt(FLASH_KEY, t("inbox.transferred")):
@@ -316,6 +325,9 @@ def _team_tools() -> None:
             st.text_input(t("inbox.media_caption"), key="inbox_media_caption", max_chars=inbox_media.MAX_CAPTION,
                           help=t("inbox.media_caption_help"))
             st.button(t("inbox.media_send"), key="inbox_media_send", type="primary", on_click=_send_media)
+            st.divider()
+            st.audio_input(t("inbox.voice"), key=f"inbox_voice_{nonce}", help=t("inbox.voice_help"))
+            st.button(t("inbox.voice_send"), key="inbox_voice_send", icon=":material/mic:", on_click=_send_voice)
         with st.popover(t("inbox.quick"), icon=":material/bolt:"):
             replies = {q["id"]: f"/{q['shortcut']}" for q in quick_replies.list_replies(actor)}
             if not replies:

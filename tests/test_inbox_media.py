@@ -86,3 +86,50 @@ def test_refused_files_say_why_and_send_nothing(chat, r):
     assert _commands(r, chat["inst"]) == []
     with session_scope() as s:
         assert s.scalar(select(func.count(Message.id))) == 0
+
+
+def _wav(seconds: float, rate: int = 44_100, channels: int = 2) -> bytes:
+    """A recording as the browser gives it: WAV, here a 440 Hz tone."""
+    import io
+
+    import numpy as np
+    import soundfile
+
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32")
+    out = io.BytesIO()
+    soundfile.write(out, np.column_stack([tone] * channels), rate, format="WAV")
+    return out.getvalue()
+
+
+def test_a_browser_recording_goes_out_as_a_voice_note(chat, r, servers):
+    from pathlib import Path
+
+    from connector.wa_outbound import build_message, recipient
+    from tests.fake_neonize import FakeClient, FakeWhatsApp
+
+    message_id = inbox_media.send_voice_note(chat["agent"], chat["conv"], _wav(2.5))
+    [command] = _commands(r, chat["inst"])
+    assert command.type == "audio" and command.text is None
+    assert "ogg" in command.media.mime and command.media.filename == "nota-de-voz.ogg"
+    with session_scope() as s:
+        assert s.get(Message, message_id).type == "audio"
+    # the connector's builder, on the fake neonize client, sends it as push-to-talk with its length
+    client = FakeClient(FakeWhatsApp(), "bench")
+    audio = build_message(client, command, recipient(command.to_phone), Path(servers["WORKBENCH_DATA_DIR"]))
+    assert audio.audioMessage.PTT is True
+    assert audio.audioMessage.seconds in (2, 3)
+
+
+def test_bad_recordings_are_refused_plainly(chat, r):
+    agent, conv = chat["agent"], chat["conv"]
+    with pytest.raises(InvalidInput) as info:
+        inbox_media.send_voice_note(agent, conv, b"RIFF nada disso")
+    assert error_text(info.value) == "Não deu para ler a gravação. Grave de novo."
+    with pytest.raises(InvalidInput) as info:
+        inbox_media.send_voice_note(agent, conv, _wav(0))
+    assert error_text(info.value) == "A gravação está vazia. Grave de novo."
+    with pytest.raises(InvalidInput) as info:  # refused from the header, before decoding 16 minutes
+        inbox_media.send_voice_note(agent, conv, _wav(16 * 60, rate=8_000, channels=1))
+    assert error_text(info.value) == "A nota de voz pode ter no máximo 15 minutos."
+    assert _commands(r, chat["inst"]) == []

@@ -5,12 +5,18 @@ An upload passes the library's gate (``media_library.store_checked``: same types
 why) but does not join the library: it becomes a ``media`` row of the workspace only, so the message's file can be
 shown and resent. Any role that sees the conversation may send. WhatsApp shows a caption under images, videos and
 documents, not under audio, so a caption with an audio file is refused rather than silently dropped.
+
+A voice note recorded in the browser (WAV) is encoded here to mono Ogg/Opus at 48 kHz with ``soundfile``
+(libsndfile): Opus in Ogg is what WhatsApp plays as a voice note, and the connector sends such audio with ``PTT``.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import numpy as np
+import soundfile
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -65,3 +71,42 @@ def send_media(actor: Actor, conversation_id: int, *, media_id: int | None = Non
         return {"text": text or None, "type": kind, "media": ref, "media_id": row_id}
 
     return conversations.send_queued(actor, conversation_id, message)
+
+
+MAX_VOICE_S = 15 * 60
+"""Longest voice note accepted (WhatsApp's own recordings stop near there)."""
+VOICE_RATE = 48_000
+"""Opus takes 8, 12, 16, 24 or 48 kHz; browsers record at 44.1 or 48 kHz, so recordings are brought to 48 kHz."""
+
+
+def encode_voice_note(recording: bytes) -> bytes:
+    """A browser recording (WAV, as ``st.audio_input`` gives it) as a mono Ogg/Opus file: the only audio WhatsApp
+    plays as a voice note (``connector.wa_outbound`` sends Opus in Ogg with ``PTT`` set).
+
+    Raises:
+        InvalidInput: not a readable recording, empty, or longer than ``MAX_VOICE_S``.
+    """
+    try:
+        info = soundfile.info(io.BytesIO(recording))
+        # bounded before decoding: the header says how long it is
+        if info.frames == 0 or info.samplerate <= 0:
+            raise InvalidInput("empty recording", key="error.voice_empty")
+        if info.frames / info.samplerate > MAX_VOICE_S:
+            raise InvalidInput("recording too long", key="error.voice_long", minutes=MAX_VOICE_S // 60)
+        samples, rate = soundfile.read(io.BytesIO(recording), dtype="float32", always_2d=True)
+    except (RuntimeError, ValueError, TypeError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+        raise InvalidInput(f"unreadable recording: {exc}", key="error.voice_unreadable") from None
+    mono = samples.mean(axis=1)
+    if rate != VOICE_RATE:
+        # linear interpolation is enough for speech, and needs nothing beyond numpy
+        count = round(len(mono) * VOICE_RATE / rate)
+        mono = np.interp(np.linspace(0, len(mono) - 1, count), np.arange(len(mono)), mono).astype("float32")
+    out = io.BytesIO()
+    soundfile.write(out, mono, VOICE_RATE, format="OGG", subtype="OPUS")
+    return out.getvalue()
+
+
+def send_voice_note(actor: Actor, conversation_id: int, recording: bytes) -> int:
+    """Send a recording made in the browser as a WhatsApp voice note (push-to-talk); returns the message id."""
+    return send_media(actor, conversation_id, filename="nota-de-voz.ogg", data=encode_voice_note(recording),
+                      mime="audio/ogg; codecs=opus")
