@@ -134,13 +134,15 @@ def record(session: Session, workspace_id: int, conversation_id: int, actor_user
 
 
 def assign_agent(session: Session, workspace_id: int, conversation_id: int, agent_id: int, team_id: int | None,
-                 actor_user_id: int | None, how: str, extra: dict[str, Any] | None = None) -> None:
+                 actor_user_id: int | None, how: str, extra: dict[str, Any] | None = None,
+                 also: dict[str, Any] | None = None) -> None:
     """Give the conversation to ``agent_id`` (and ``team_id`` when not None; else its team stays), recorded.
 
-    The caller has checked that the agent and the team are the workspace's.
+    The caller has checked that the agent and the team are the workspace's. ``also``: more conversation columns to
+    set in the same statement (a funnel's route step pauses the bot with it).
     """
     at = now()
-    values: dict[str, Any] = {"agent_id": agent_id, "assigned_at": at, "first_reply_at": None}
+    values: dict[str, Any] = {**(also or {}), "agent_id": agent_id, "assigned_at": at, "first_reply_at": None}
     if team_id is not None:
         values["team_id"] = team_id
     session.execute(update(Conversation).where(Conversation.id == conversation_id).values(**values))
@@ -173,7 +175,8 @@ def _lock_team(session: Session, workspace_id: int, team_id: int) -> Team | None
 
 
 def route_to_team(session: Session, workspace_id: int, conversation_id: int, team_id: int,
-                  actor_user_id: int | None, how: str, extra: dict[str, Any] | None = None) -> int | None:
+                  actor_user_id: int | None, how: str, extra: dict[str, Any] | None = None,
+                  also: dict[str, Any] | None = None) -> int | None:
     """Route the conversation to a team of the workspace: to an available member when the team distributes
     automatically, else (or with nobody available) to the team's queue. Returns the agent given it, if any."""
     team = _lock_team(session, workspace_id, team_id)
@@ -182,17 +185,18 @@ def route_to_team(session: Session, workspace_id: int, conversation_id: int, tea
     agent_id = pick_agent(session, workspace_id, team_id) if team.auto_assign else None
     if agent_id is not None:
         assign_agent(session, workspace_id, conversation_id, agent_id, team_id, actor_user_id,
-                     "auto" if how == "manual" else how, extra)
+                     "auto" if how == "manual" else how, extra, also)
         return agent_id
-    to_queue(session, workspace_id, conversation_id, team_id, actor_user_id, how, extra)
+    to_queue(session, workspace_id, conversation_id, team_id, actor_user_id, how, extra, also)
     return None
 
 
 def to_queue(session: Session, workspace_id: int, conversation_id: int, team_id: int | None,
-             actor_user_id: int | None, how: str, extra: dict[str, Any] | None = None) -> None:
+             actor_user_id: int | None, how: str, extra: dict[str, Any] | None = None,
+             also: dict[str, Any] | None = None) -> None:
     """Put the conversation in a team's queue (``team_id``) or the workspace's (None): no agent, recorded."""
     session.execute(update(Conversation).where(Conversation.id == conversation_id)
-                    .values(agent_id=None, team_id=team_id, assigned_at=None))
+                    .values(**(also or {}), agent_id=None, team_id=team_id, assigned_at=None))
     record(session, workspace_id, conversation_id, actor_user_id,
            {"agent_id": None, "team_id": team_id, "how": how, **(extra or {})})
 

@@ -479,16 +479,21 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
     elif isinstance(action, Route):
         team_id = _own_team(session, run, action.team_id) or _team_id(session, run.workspace_id, action.team_name)
         agent_id = _own_person(session, run, action.agent_id)
+        pause: dict[str, Any] = {}
         if action.pause_bot:
             until = now() + timedelta(minutes=action.pause_minutes) if action.pause_minutes else None
-            session.execute(update(Conversation).where(Conversation.id == conversation.id).values(
-                bot_paused=True, bot_paused_reason="route", bot_paused_until=until, bot_paused_by=None))
-        # who gets it, recorded, with the team's automatic distribution (workbench/services/routing.py)
+            pause = {"bot_paused": True, "bot_paused_reason": "route", "bot_paused_until": until,
+                     "bot_paused_by": None}
+        # who gets it, recorded, with the team's automatic distribution (workbench/services/routing.py); the pause
+        # rides on the same update
         source = {"source": "funnel", "funnel_id": run.funnel_id, "run_id": run.id}
         if agent_id and routing.is_active(session, agent_id):
-            routing.assign_agent(session, run.workspace_id, conversation.id, agent_id, team_id, None, "funnel", source)
+            routing.assign_agent(session, run.workspace_id, conversation.id, agent_id, team_id, None, "funnel", source,
+                                 pause)
         elif team_id:
-            routing.route_to_team(session, run.workspace_id, conversation.id, team_id, None, "funnel", source)
+            routing.route_to_team(session, run.workspace_id, conversation.id, team_id, None, "funnel", source, pause)
+        elif pause:
+            session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**pause))
         if action.pause_bot:
             _record(session, run, "bot_paused", {"reason": "route"}, conversation.id)
     return None
