@@ -103,7 +103,8 @@ def _create_team(actor: Actor) -> None:
 
 
 def _save_team(actor: Actor, team_id: int, member_ids: list[int], auto_assign: bool) -> None:
-    """Rename, switch distribution and set the members, each through the service."""
+    """Rename, switch distribution and set the members, each through the service. ``member_ids`` are the members
+    the form offered (active people): deactivated members, not offered, stay in the team."""
     state = st.session_state
     with attempt(TEAMS_FLASH_KEY, t("team_admin.team_saved")):
         workspaces.rename_team(actor, team_id, state.get(f"team_admin_team_name_{team_id}") or "")
@@ -161,7 +162,8 @@ def teams_section(actor: Actor) -> None:
             st.toggle(t("team_admin.auto"), value=team["auto_assign"], key=f"team_admin_team_auto_{team_id}",
                       help=t("team_admin.auto_help"))
             st.form_submit_button(t("team_admin.save_team"), key="team_admin_save_team", type="primary",
-                                  on_click=_save_team, args=(actor, team_id, member_ids, team["auto_assign"]))
+                                  on_click=_save_team, args=(actor, team_id, [m for m in member_ids if m in people],
+                                                             team["auto_assign"]))
         st.button(t("team_admin.delete_team"), key="team_admin_delete_team", icon=":material/delete:",
                   on_click=_delete_team, args=(actor, team_id), help=t("team_admin.delete_team_help"))
 

@@ -53,7 +53,6 @@ FIELD_TYPES = ("text", "number", "date", "choice", "boolean", "email", "phone", 
 CONTACT_JOB_KINDS = ("bulk", "import")
 CONTACT_JOB_STATUSES = ("queued", "running", "done", "failed")
 AVAILABILITIES = ("available", "away", "offline")  # Disponível, Ausente, Offline (workbench/services/routing.py)
-NOTE_KINDS = ("contact", "thread")  # a note on the contact's card, or a private note in the conversation's thread
 
 
 MAX_ID = 2**63 - 1
