@@ -218,3 +218,18 @@ def test_a_long_thread_shows_the_newest_messages_and_older_ones_on_demand(engine
     assert len(at.chat_message) == 250
     assert at.chat_message[0].children[0].value == "primeira"
     assert not [b for b in at.button if b.key == "inbox_older"]
+
+
+def test_saving_a_team_keeps_its_deactivated_members(engine, r):
+    ws = make_workspace()
+    admin = make_actor(ws)
+    ana, bia = make_actor(ws, "agent", email="ana@example.com"), make_actor(ws, "agent", email="bia@example.com")
+    team = make_team(ws, "Vendas", ana.user_id, bia.user_id)
+    workspaces.set_active(admin, ana.user_id, False)
+    at = open_page(admin)
+    assert at.multiselect(key=f"team_admin_team_members_{team}").value == [bia.user_id]
+    at.text_input(key=f"team_admin_team_name_{team}").input("Vendas SP")
+    at = at.button(key="team_admin_save_team").click().run()
+    assert not at.exception
+    [saved] = workspaces.team_details(admin)
+    assert saved["name"] == "Vendas SP" and {m["name"] for m in saved["members"]} == {"ana", "bia"}
