@@ -17,6 +17,7 @@ import json
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from pages.ui import presence
 from pages.ui.bell import bell
 from pages.ui.feedback import flash, show_flash
 from pages.ui.gate import ACTOR_KEY, TOKEN_KEY
@@ -166,6 +167,7 @@ def _sidebar(actor: auth.Actor, inbox: st.Page) -> None:
         st.caption(t("sidebar.signed_in_as"))
         st.text(actor.name)  # typed by a user: literal
         st.caption(role_label(actor.role))
+        presence.sidebar(actor)  # availability and Minha conta (pages/ui/presence.py)
         st.button(t("sidebar.logout"), key="auth_logout", on_click=_logout, icon=":material/logout:")
 
 

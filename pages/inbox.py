@@ -28,10 +28,22 @@ from pages.ui.feedback import attempt, flash, show_flash
 from pages.ui.media import PLAYER_KINDS, download_button, show_inline
 from pages.ui.odoo import lead_link
 from pages.ui.panel import live_fragment
+from pages.ui.presence import keep_alive
 from pages.ui.tags import tag_editor
 from workbench.base.errors import NotFound
 from workbench.base.i18n import format_clock, format_moment, format_when, status_label, t, type_placeholder
-from workbench.services import contact_fields, contacts, conversations, funnels
+from workbench.services import (
+    contact_fields,
+    contacts,
+    conversations,
+    funnels,
+    inbox_media,
+    media_library,
+    quick_replies,
+    thread_notes,
+    transfers,
+    workspaces,
+)
 from workbench.store.config import get_settings
 from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_NAME_CHARS
 
@@ -44,6 +56,9 @@ RUNS_CACHE_KEY = "inbox_funnel_runs"
 # re-reads.
 CONTACT_CACHE_KEY = "inbox_contact_profile"
 CACHE_KEY = "inbox_cache"
+# (conversation id, how many of its newest messages are shown): older ones come PAGE at a time, on demand.
+SHOWN_KEY = "inbox_thread_shown"
+PAGE = 200
 FLASH_KEY = "inbox_flash"
 STATUSES = ("open", "pending", "closed")
 # Rows of these types change another message (edited text, deleted, reaction); the target shows the change.
@@ -70,11 +85,12 @@ def _load() -> dict[str, Any]:
     """The list, the open conversation and its messages: re-read only when something could have changed."""
     selected = st.session_state.get(SELECTED_KEY)
     status, mine, search = _filters()
-    signature = (conversations.revision(actor), status, mine, search, selected)
+    shown = _shown(selected)
+    signature = (conversations.revision(actor), status, mine, search, selected, shown)
     cache = st.session_state.get(CACHE_KEY)
     if cache and cache["signature"] == signature:
         return cache
-    conversation, messages = None, []
+    conversation, messages, notes = None, [], []
     if selected:
         try:
             conversation = conversations.get_conversation(actor, selected)
@@ -82,19 +98,34 @@ def _load() -> dict[str, Any]:
                 # The agent is looking at it: new messages are read as they arrive.
                 conversations.mark_read(actor, selected)
                 conversation["unread_count"] = 0
-            messages = conversations.list_messages(actor, selected)
+            # one more than shown: whether older messages exist (the "show older" button)
+            messages = conversations.list_messages(actor, selected, limit=shown + 1)
+            notes = thread_notes.list_notes(actor, selected)
         except NotFound:
             # reassigned to someone else, or gone: close the chat instead of failing the page
             st.session_state.pop(SELECTED_KEY, None)
             st.warning(t("inbox.gone"))
-            selected, conversation, messages = None, None, []
+            selected, conversation, messages, notes = None, None, [], []
     # Read the revision after our own mark_read, so our change does not trigger one more reload.
     revision = conversations.revision(actor)
     rows = conversations.list_conversations(actor, status=status, mine=mine, search=search or None)
-    cache = {"signature": (revision, status, mine, search, selected), "rows": rows,
-             "conversation": conversation, "messages": messages}
+    older = len(messages) > shown
+    cache = {"signature": (revision, status, mine, search, selected, shown), "rows": rows,
+             "conversation": conversation, "messages": messages[1:] if older else messages, "notes": notes,
+             "older": older}
     st.session_state[CACHE_KEY] = cache
     return cache
+
+
+def _shown(conversation_id: int | None) -> int:
+    """How many of the open thread's newest messages are shown (grows with "Mostrar mensagens anteriores")."""
+    shown = st.session_state.get(SHOWN_KEY)
+    return shown[1] if shown and shown[0] == conversation_id else PAGE
+
+
+def _show_older() -> None:
+    selected = st.session_state.get(SELECTED_KEY)
+    st.session_state[SHOWN_KEY] = (selected, min(_shown(selected) + PAGE, conversations.MAX_THREAD - 1))
 
 
 def _file_or_empty(sha256: str) -> bytes:
@@ -128,7 +159,57 @@ def _act(action: str) -> None:
 def _reply() -> None:
     conversation_id = st.session_state.get(SELECTED_KEY)
     with attempt(FLASH_KEY):
-        conversations.send_text(actor, conversation_id, st.session_state.get("inbox_reply") or "")
+        # "/atalho" alone sends that quick reply, rendered for this contact
+        quick_replies.send_typed(actor, conversation_id, st.session_state.get("inbox_reply") or "")
+
+
+def _send_quick() -> None:
+    conversation_id = st.session_state.get(SELECTED_KEY)
+    with attempt(FLASH_KEY):
+        text = quick_replies.render_reply(actor, conversation_id, reply_id=st.session_state.get("inbox_quick"))
+        conversations.send_text(actor, conversation_id, text)
+
+
+def _add_note() -> None:
+    conversation_id = st.session_state.get(SELECTED_KEY)
+    with attempt(FLASH_KEY, t("inbox.note_saved")):
+        thread_notes.add_note(actor, conversation_id, st.session_state.get("inbox_note") or "")
+        st.session_state["inbox_note"] = ""
+
+
+def _send_media() -> None:
+    """Send the uploaded file, else the library item picked, with the caption (``inbox_media.send_media``)."""
+    state = st.session_state
+    upload = state.get(f"inbox_media_upload_{state.get('inbox_media_nonce', 0)}")
+    with attempt(FLASH_KEY, t("inbox.media_sent")):
+        if upload is not None:
+            inbox_media.send_media(actor, state.get(SELECTED_KEY), filename=upload.name, data=upload.getvalue(),
+                                   mime=upload.type, caption=state.get("inbox_media_caption") or "")
+        else:
+            inbox_media.send_media(actor, state.get(SELECTED_KEY), media_id=state.get("inbox_media_pick") or None,
+                                   caption=state.get("inbox_media_caption") or "")
+        state["inbox_media_caption"], state["inbox_media_pick"] = "", 0  # no accidental second send
+        state["inbox_media_nonce"] = state.get("inbox_media_nonce", 0) + 1  # a fresh, empty uploader
+
+
+def _send_voice() -> None:
+    """Send the browser's recording as a WhatsApp voice note (``inbox_media.send_voice_note``)."""
+    state = st.session_state
+    recording = state.get(f"inbox_voice_{state.get('inbox_media_nonce', 0)}")
+    with attempt(FLASH_KEY, t("inbox.media_sent")):
+        inbox_media.send_voice_note(actor, state.get(SELECTED_KEY), recording.getvalue() if recording else b"")
+        state["inbox_media_nonce"] = state.get("inbox_media_nonce", 0) + 1  # a fresh recorder
+
+
+def _transfer() -> None:
+    state = st.session_state
+    with attempt(FLASH_KEY, t("inbox.transferred")):
+        transfers.transfer(actor, state.get(SELECTED_KEY), agent_id=state.get("inbox_transfer_person") or None,
+                           team_id=state.get("inbox_transfer_team") or None,
+                           note=state.get("inbox_transfer_note") or "")
+        for key in ("inbox_transfer_person", "inbox_transfer_team"):
+            state[key] = 0
+        state["inbox_transfer_note"] = ""
 
 
 # -- drawing ------------------------------------------------------------------------------------------------
@@ -211,6 +292,54 @@ def _message(message: dict[str, Any], targets: set[str]) -> None:
         st.caption(" · ".join(part for part in footer if part))
 
 
+def _note(note: dict[str, Any]) -> None:
+    """A private note in the thread: its own avatar and a bordered box, so it never reads as a sent message."""
+    with st.chat_message("note", avatar=":material/lock:"), st.container(border=True):
+        st.caption(f":orange[{t('inbox.note')}] · {format_clock(note['created_at'])}")
+        st.text(note["author"] or "—")  # typed by people: literal
+        st.text(note["body"])
+
+
+def _team_tools() -> None:
+    """Transfer, private note and quick replies for the open conversation (popovers under the chat's header)."""
+    with st.container(horizontal=True):
+        with st.popover(t("inbox.transfer"), icon=":material/forward:"):
+            people = {0: t("inbox.transfer_none"), **{p["id"]: p["name"] for p in workspaces.people(actor)
+                                                      if p["active"]}}
+            teams = {0: t("inbox.transfer_none"), **{team["id"]: team["name"] for team in workspaces.list_teams(actor)}}
+            st.selectbox(t("inbox.transfer_to_person"), list(people), key="inbox_transfer_person",
+                         format_func=people.get)
+            st.selectbox(t("inbox.transfer_to_team"), list(teams), key="inbox_transfer_team", format_func=teams.get)
+            st.text_area(t("inbox.transfer_note"), key="inbox_transfer_note", max_chars=4000)
+            st.button(t("inbox.transfer_submit"), key="inbox_transfer_submit", type="primary", on_click=_transfer)
+        with st.popover(t("inbox.note"), icon=":material/lock:"):
+            st.text_area(t("inbox.note"), key="inbox_note", max_chars=4000, placeholder=t("inbox.note_placeholder"),
+                         label_visibility="collapsed")
+            st.button(t("inbox.note_submit"), key="inbox_note_submit", type="primary", on_click=_add_note)
+        with st.popover(t("inbox.media"), icon=":material/attach_file:"):
+            # the uploader's key changes after a send, so it comes back empty
+            nonce = st.session_state.get("inbox_media_nonce", 0)
+            st.file_uploader(t("inbox.media_upload"), key=f"inbox_media_upload_{nonce}",
+                             type=list(media_library.ACCEPTED_EXTENSIONS))
+            library = {0: t("inbox.transfer_none"), **{m["id"]: m["filename"] or str(m["id"])
+                                                       for m in media_library.list_media(actor)}}
+            st.selectbox(t("inbox.media_library"), list(library), key="inbox_media_pick", format_func=library.get)
+            st.text_input(t("inbox.media_caption"), key="inbox_media_caption", max_chars=inbox_media.MAX_CAPTION,
+                          help=t("inbox.media_caption_help"))
+            st.button(t("inbox.media_send"), key="inbox_media_send", type="primary", on_click=_send_media)
+            st.divider()
+            st.audio_input(t("inbox.voice"), key=f"inbox_voice_{nonce}", help=t("inbox.voice_help"))
+            st.button(t("inbox.voice_send"), key="inbox_voice_send", icon=":material/mic:", on_click=_send_voice)
+        with st.popover(t("inbox.quick"), icon=":material/bolt:"):
+            replies = {q["id"]: f"/{q['shortcut']}" for q in quick_replies.list_replies(actor)}
+            if not replies:
+                st.caption(t("inbox.quick_none"))
+            else:
+                st.selectbox(t("inbox.quick"), list(replies), key="inbox_quick", format_func=replies.get,
+                             label_visibility="collapsed")
+                st.button(t("inbox.quick_send"), key="inbox_quick_send", type="primary", on_click=_send_quick)
+
+
 def _media(message_id: int, kind: str, media: dict[str, Any]) -> None:
     """A message's file, decided by its content (``pages/ui/media.py``): an image's thumbnail or a player when the
     content allows, else its name and a download."""
@@ -232,7 +361,8 @@ def _media(message_id: int, kind: str, media: dict[str, Any]) -> None:
     download_button(t("inbox.download"), partial(_file_or_empty, sha256), name, key=f"inbox_download_{message_id}")
 
 
-def _chat(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+def _chat(conversation: dict[str, Any], messages: list[dict[str, Any]], notes: list[dict[str, Any]],
+          older: bool = False) -> None:
     contact = conversation["contact"]
     with st.container(horizontal=True, vertical_alignment="center"):
         st.text(contact["display_name"])
@@ -257,12 +387,23 @@ def _chat(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
         if conversation["agent_id"] != actor.user_id:
             st.button(t("inbox.assign_me"), key="inbox_assign", on_click=_act, args=("assign_me",),
                       icon=":material/person_add:")
+    _team_tools()
     targets = {m["wa_id"] for m in messages if m["wa_id"]}
+    # private notes sit between the messages by time (notes older than the oldest message shown stay out)
+    oldest = messages[0]["created_at"] if messages else None
+    thread = [("message", m["created_at"], m) for m in messages] + [
+        ("note", n["created_at"], n) for n in notes if oldest is None or n["created_at"] >= oldest]
+    thread.sort(key=lambda item: item[1])
     with st.container(height=520, border=True, autoscroll=True):
-        if not messages:
+        if older:
+            st.button(t("inbox.older"), key="inbox_older", on_click=_show_older, icon=":material/history:")
+        if not thread:
             st.caption(t("inbox.no_messages"))
-        for message in messages:
-            _message(message, targets)
+        for kind, _, item in thread:
+            if kind == "note":
+                _note(item)
+            else:
+                _message(item, targets)
     st.chat_input(t("inbox.reply"), key="inbox_reply", on_submit=_reply)
 
 
@@ -466,6 +607,7 @@ def _contact_panel(conversation: dict[str, Any], rows: list[dict[str, Any]], sig
 def _inbox() -> None:
     """The live part of the page (see the module docstring for when it re-reads)."""
     show_flash(FLASH_KEY)  # before reading: what an action said shows even when the read meets a server down
+    keep_alive(actor)  # an open inbox is not idle (routing.IDLE_OFFLINE)
     data = _load()
     selected = st.session_state.get(SELECTED_KEY)
     list_col, chat_col, contact_col = st.columns([1.3, 2.2, 0.85], gap="medium")
@@ -477,7 +619,7 @@ def _inbox() -> None:
             st.info(t("inbox.pick"), icon=":material/forum:")
         return
     with chat_col:
-        _chat(conversation, data["messages"])
+        _chat(conversation, data["messages"], data.get("notes") or [], data.get("older", False))
     with contact_col:
         _contact_panel(conversation, data["rows"], data["signature"])
 

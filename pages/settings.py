@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.ui import ai_settings
+from pages.ui import ai_settings, team_admin
 from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import format_moment, role_label, t
 from workbench.services import contact_fields, mail, odoo, secrets, workspace_settings, workspaces
@@ -206,17 +206,9 @@ def _team_section() -> None:
         st.caption(t("settings.team.admin_only"))
     show_flash(TEAM_FLASH_KEY)
     _show_credentials_once()
-    st.markdown(f"**{t('settings.team.members')}**")
-    members = workspaces.list_members(actor)
-    st.dataframe([{t("settings.team.name"): m["name"], t("settings.team.email"): m["email"],
-                   t("settings.team.role"): role_label(m["role"])} for m in members], hide_index=True)
-    st.markdown(f"**{t('settings.team.teams')}**")
-    teams = workspaces.list_teams(actor)
-    if teams:
-        st.dataframe([{t("settings.team.team_name"): team["name"], t("settings.team.team_members"): team["members"]}
-                      for team in teams], hide_index=True)
-    else:
-        st.caption(t("settings.team.no_teams"))
+    # Pessoas and Equipes (issue 10): pages/ui/team_admin.py
+    team_admin.people_section(actor)
+    team_admin.teams_section(actor)
 
 
 # -- Campos ---------------------------------------------------------------------------------------------------
@@ -565,11 +557,11 @@ if not actor.is_manager:
     st.error(t("settings.manager_only"))
     st.stop()
 st.caption(t("settings.intro"))
-tab_names = [t("settings.tab.general"), t("settings.tab.fields"), t("settings.tab.reports"),
+tab_names = [t("settings.tab.general"), t("settings.tab.fields"), t("settings.tab.quick"), t("settings.tab.reports"),
              t("settings.tab.integrations"), t("settings.tab.email")]
 if actor.role == "admin":
     tab_names.append(t("settings.tab.ai"))
-general_tab, fields_tab, reports_tab, integrations_tab, mail_tab, *ai_tab = st.tabs(tab_names)
+general_tab, fields_tab, quick_tab, reports_tab, integrations_tab, mail_tab, *ai_tab = st.tabs(tab_names)
 with general_tab:
     _default_reply_section()
     _bot_section()
@@ -578,6 +570,8 @@ with general_tab:
     _team_section()
 with fields_tab:
     _fields_section()
+with quick_tab:
+    team_admin.quick_replies_section(actor)
 with reports_tab:
     _reports_section()
 with integrations_tab:

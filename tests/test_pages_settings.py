@@ -115,7 +115,7 @@ def test_admin_adds_a_member_and_sees_the_password_once(engine, r):
     assert at.text_input(key="settings_new_name").value == ""  # the form is cleared for the next person
 
     members = at.dataframe[0].value
-    assert list(members.columns) == ["Nome", "E-mail", "Perfil"]
+    assert list(members.columns) == ["Nome", "E-mail", "Perfil", "Situação", "Disponibilidade", "Times"]
     row = members[members["E-mail"] == "ana@example.com"].iloc[0]
     assert (row["Nome"], row["Perfil"]) == ("Ana <i>Souza</i>", "Supervisor")  # literal, never Markdown
 

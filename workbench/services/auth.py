@@ -234,3 +234,18 @@ def logout(token: str | None) -> None:
     with session_scope() as session:
         session.execute(update(AuthSession).where(AuthSession.token_hash == _token_hash(token))
                         .values(revoked_at=now()))
+
+
+def change_own_password(actor: Actor, current: str, new: str) -> None:
+    """*Minha conta*: change one's own password, proving the current one first (open logins stay open).
+
+    Raises:
+        AuthError: the current password is wrong. InvalidInput: the new one is too short.
+    """
+    new_hash = hash_password(new or "")
+    with session_scope() as session:
+        stored = session.scalar(select(User.password_hash).where(User.id == actor.user_id))
+    if stored is None or not _verify(stored, current or ""):
+        raise AuthError("wrong current password", key="error.current_password")
+    with session_scope() as session:
+        session.execute(update(User).where(User.id == actor.user_id).values(password_hash=new_hash))

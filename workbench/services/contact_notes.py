@@ -36,7 +36,7 @@ LIST_LIMIT = 100
 """Notes listed beside the contact, newest first (older ones stay in the activity feed)."""
 
 
-def _body(body: Any) -> str:
+def note_body(body: Any) -> str:
     text = clean_text(body if isinstance(body, str) else "", limit=None)[0].strip()
     if not text:
         raise InvalidInput("empty note", key="error.note_empty")
@@ -75,7 +75,7 @@ def add_note(actor: Actor, contact_id: int, body: str) -> int:
         InvalidInput: the note is empty, or longer than ``MAX_NOTE_CHARS``.
         NotFound: not a contact the actor may open.
     """
-    text = _body(body)
+    text = note_body(body)
     with session_scope() as session:
         contact, conv = load_contact(session, actor, contact_id)
         note = Note(workspace_id=actor.workspace_id, contact_id=contact.id, conversation_id=conv.id if conv else None,
@@ -96,7 +96,7 @@ def edit_note(actor: Actor, note_id: int, body: str) -> None:
         PermissionDenied: someone else wrote the note.
         NotFound: no such note on a contact the actor may open.
     """
-    text = _body(body)
+    text = note_body(body)
     with session_scope() as session:
         note = _load_note(session, actor, note_id)
         if note.author_id != actor.user_id:

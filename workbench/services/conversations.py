@@ -12,6 +12,7 @@ is saved and what it publishes follows when Redis answers, so the page must not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from workbench.base.clock import now
 from workbench.base.errors import InvalidInput, NotFound
-from workbench.services import outbox
+from workbench.services import outbox, routing
 from workbench.services.auth import Actor
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.workspace_settings import load_setting
@@ -83,6 +84,13 @@ def _load(session: Session, actor: Actor, conversation_id: int) -> tuple[Convers
     return row[0], row[1]
 
 
+def load_visible(session: Session, actor: Actor, conversation_id: int) -> tuple[Conversation, Contact]:
+    """The conversation and its contact when the actor may see it (``NotFound`` otherwise), for other services."""
+    if not is_row_id(conversation_id):
+        raise NotFound("conversation", key="error.conversation_not_found")
+    return _load(session, actor, conversation_id)
+
+
 def list_conversations(actor: Actor, status: str | None = "open", mine: bool = False, search: str | None = None,
                        limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
     """Conversations for the inbox list, newest activity first, with contact and last message."""
@@ -121,8 +129,14 @@ def get_conversation(actor: Actor, conversation_id: int) -> dict[str, Any]:
         }
 
 
+MAX_THREAD = 5_000
+"""Most messages one read of a thread returns (the inbox shows older ones on demand, in steps)."""
+
+
 def list_messages(actor: Actor, conversation_id: int, after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
-    """Messages of a conversation in order (the newest ``limit`` when ``after_id`` is 0)."""
+    """Messages of a conversation in order (the newest ``limit`` when ``after_id`` is 0); ``limit`` is kept within
+    1..``MAX_THREAD``."""
+    limit = max(1, min(int(limit), MAX_THREAD))
     with session_scope() as session:
         _load(session, actor, conversation_id)
         query = select(Message.id, Message.direction, Message.type, Message.text, Message.data, Message.status,
@@ -161,10 +175,18 @@ def send_text(actor: Actor, conversation_id: int, text: str, pause_bot: bool = T
     """
     if not text or not text.strip():
         raise InvalidInput("empty message", key="error.empty_message")
+    return send_queued(actor, conversation_id, lambda session, conv: {"text": text}, pause_bot)
+
+
+def send_queued(actor: Actor, conversation_id: int,
+                message: Callable[[Session, Conversation], dict[str, Any]], pause_bot: bool = True) -> int:
+    """Send what ``message(session, conversation)`` describes (``outbox.queue_message``'s keywords) as the actor:
+    the one path of an agent's outbound message (text, media), with its bot pause and reopening. Returns the
+    message id."""
     with session_scope() as session:
         conv, contact = _load(session, actor, conversation_id)
-        message_id, command = outbox.queue_message(session, ConversationRef.of(conv, contact), text=text,
-                                                   user_id=actor.user_id)
+        message_id, command = outbox.queue_message(session, ConversationRef.of(conv, contact),
+                                                   user_id=actor.user_id, **message(session, conv))
         if pause_bot and not conv.bot_paused:
             minutes = load_setting(session, conv.workspace_id, "bot").auto_resume_minutes
             # the sweep hands the conversation back to the bot once this time has passed
@@ -213,34 +235,43 @@ def resume_bot(actor: Actor, conversation_id: int) -> None:
 
 
 def assign(actor: Actor, conversation_id: int, agent_id: int | None = None, team_id: int | None = None) -> None:
-    """Assign to an agent and/or team. Agents may only take a conversation for themselves.
+    """Assign to an agent and/or team (``workbench.services.routing``). Agents may only take a conversation for
+    themselves. A team alone routes to it: to an available member when it distributes automatically, else to its
+    queue; neither returns the conversation to its team's queue (or the workspace's).
 
     Raises:
-        NotFound: the conversation, the agent (not a member of the workspace) or the team is not the workspace's.
+        NotFound: the conversation, the agent (not an active member of the workspace) or the team is not the
+            workspace's.
     """
     if not actor.is_manager and agent_id not in (None, actor.user_id):
         actor.require("admin", "supervisor")
     with session_scope() as session:
         conv, _ = _load(session, actor, conversation_id)
         if agent_id is not None:
-            _check_member(session, actor, agent_id)
+            check_member(session, actor, agent_id)
         if team_id is not None:
-            _check_team(session, actor, team_id)
-        conv.agent_id = agent_id
-        conv.team_id = team_id if team_id is not None else conv.team_id
-        conv.assigned_at = now() if agent_id else None
-        _record(session, actor, conv, "assigned", {"agent_id": agent_id, "team_id": team_id})
+            check_team(session, actor, team_id)
+        if agent_id is not None:
+            routing.assign_agent(session, conv.workspace_id, conv.id, agent_id, team_id, actor.user_id, "manual")
+        elif team_id is not None:
+            routing.route_to_team(session, conv.workspace_id, conv.id, team_id, actor.user_id, "manual")
+        else:
+            routing.to_queue(session, conv.workspace_id, conv.id, conv.team_id, actor.user_id, "manual")
         workspace_id = conv.workspace_id
     with after_commit():
         live.touch(get_redis(), [workspace_id])
 
 
-def _check_member(session: Session, actor: Actor, user_id: int) -> None:
-    if not is_row_id(user_id) or session.get(WorkspaceMember, (actor.workspace_id, user_id)) is None:
+def check_member(session: Session, actor: Actor, user_id: int) -> None:
+    """Raise ``NotFound`` unless ``user_id`` is an active member of the actor's workspace (a deactivated person
+    is given nothing)."""
+    if not is_row_id(user_id) or session.get(WorkspaceMember, (actor.workspace_id, user_id)) is None \
+            or not session.scalar(select(User.is_active).where(User.id == user_id)):
         raise NotFound("agent", key="error.agent_not_found")
 
 
-def _check_team(session: Session, actor: Actor, team_id: int) -> None:
+def check_team(session: Session, actor: Actor, team_id: int) -> None:
+    """Raise ``NotFound`` unless ``team_id`` is a team of the actor's workspace."""
     team = session.get(Team, team_id) if is_row_id(team_id) else None
     if team is None or team.workspace_id != actor.workspace_id:
         raise NotFound("team", key="error.team_not_found")

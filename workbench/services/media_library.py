@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from connector.contracts import MediaRef
 from connector.filetypes import EXTENSIONS, UnreadableArchive, extension, sniff_mime
 from connector.media import MAX_FILENAME as MAX_FILENAME  # the rename field caps names at it
 from connector.media import MediaError, load_media, safe_filename, store_media, thumbnail
@@ -67,6 +68,34 @@ def sanitize_filename(filename: str | None, mime: str) -> str:
     return safe_filename(filename) or f"arquivo.{EXTENSIONS.get(mime, 'bin')}"
 
 
+def store_checked(filename: str | None, data: bytes, mime: str | None = None) -> tuple[str, str, MediaRef]:
+    """Check a file with the library's rules and store its bytes; returns its detected type, its safe name and
+    its reference. The one gate for files people send: library uploads and the inbox's attachments.
+
+    Raises:
+        InvalidInput: an empty file, a file over the size limit, a type WhatsApp does not accept, an archive that
+            cannot be read, or an image that does not decode within bounds.
+    """
+    if not data:
+        raise InvalidInput("empty file", key="error.media_empty")
+    settings = get_settings()
+    max_bytes = settings.media_max_mb * 1024 * 1024
+    if len(data) > max_bytes:
+        raise InvalidInput(f"{len(data)} bytes", key="error.media_too_large", max_bytes=max_bytes)
+    try:
+        detected = sniff_mime(data, filename or "", mime)
+    except UnreadableArchive as exc:
+        raise InvalidInput(f"unreadable archive: {exc}", key="error.media_archive") from None
+    if detected is None:
+        raise InvalidInput(f"unsupported file {filename!r}", key="error.media_unsupported")
+    if kind_of(detected) == "image" and make_thumbnail(data) is None:
+        # WhatsApp could not show it either; the store makes the same thumbnail again (uploads are rare).
+        raise InvalidInput("image does not decode", key="error.media_image",
+                           max_mp=MAX_DECODED_PIXELS // 1_000_000)
+    name = sanitize_filename(filename, detected)
+    return detected, name, store_media(settings.data_dir, data, detected, name, max_bytes=max_bytes)
+
+
 def upload_media(actor: Actor, filename: str, data: bytes, mime: str | None = None) -> dict[str, Any]:
     """Put a file in the workspace's library (or return the item it already is).
 
@@ -86,24 +115,7 @@ def upload_media(actor: Actor, filename: str, data: bytes, mime: str | None = No
             cannot be read (broken, password-protected), or an image that does not decode within bounds.
     """
     actor.require(*EDITORS)
-    if not data:
-        raise InvalidInput("empty file", key="error.media_empty")
-    settings = get_settings()
-    max_bytes = settings.media_max_mb * 1024 * 1024
-    if len(data) > max_bytes:
-        raise InvalidInput(f"{len(data)} bytes", key="error.media_too_large", max_bytes=max_bytes)
-    try:
-        detected = sniff_mime(data, filename or "", mime)
-    except UnreadableArchive as exc:
-        raise InvalidInput(f"unreadable archive: {exc}", key="error.media_archive") from None
-    if detected is None:
-        raise InvalidInput(f"unsupported file {filename!r}", key="error.media_unsupported")
-    if kind_of(detected) == "image" and make_thumbnail(data) is None:
-        # WhatsApp could not show it either; the store makes the same thumbnail again (uploads are rare).
-        raise InvalidInput("image does not decode", key="error.media_image",
-                           max_mp=MAX_DECODED_PIXELS // 1_000_000)
-    name = sanitize_filename(filename, detected)
-    ref = store_media(settings.data_dir, data, detected, name, max_bytes=max_bytes)
+    detected, name, ref = store_checked(filename, data, mime)
     with session_scope() as session:
         # Two uploads of one file may race: the unique (workspace, sha256) row absorbs the second.
         session.execute(insert(Media).values(workspace_id=actor.workspace_id, sha256=ref.sha256, mime=detected,

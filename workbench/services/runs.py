@@ -49,7 +49,7 @@ from engine.core.nodes.base import (
 from workbench.base.clock import DEFAULT_TIMEZONE, now
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import error_text, t
-from workbench.services import contact_fields
+from workbench.services import contact_fields, routing
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import publish as publish_commands
 from workbench.services.outbox import queue_message
@@ -562,20 +562,23 @@ def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRe
         if untag_contact(session, run.workspace_id, run.contact_id, action.name):
             _record(session, run, "tag_removed", {"tag": action.name})
     elif isinstance(action, Route):
-        values: dict[str, Any] = {}
         team_id = _own_team(session, run, action.team_id) or _team_id(session, run.workspace_id, action.team_name)
-        if team_id:
-            values["team_id"] = team_id
         agent_id = _own_person(session, run, action.agent_id)
-        if agent_id:
-            values.update(agent_id=agent_id, assigned_at=now())
+        pause: dict[str, Any] = {}
         if action.pause_bot:
             until = now() + timedelta(minutes=action.pause_minutes) if action.pause_minutes else None
-            values.update(bot_paused=True, bot_paused_reason="route", bot_paused_until=until, bot_paused_by=None)
-        if values:
-            session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**values))
-        if team_id or agent_id:
-            _record(session, run, "assigned", {"agent_id": agent_id, "team_id": team_id}, conversation.id)
+            pause = {"bot_paused": True, "bot_paused_reason": "route", "bot_paused_until": until,
+                     "bot_paused_by": None}
+        # who gets it, recorded, with the team's automatic distribution (workbench/services/routing.py); the pause
+        # rides on the same update
+        source = {"source": "funnel", "funnel_id": run.funnel_id, "run_id": run.id}
+        if agent_id and routing.is_active(session, agent_id):
+            routing.assign_agent(session, run.workspace_id, conversation.id, agent_id, team_id, None, "funnel", source,
+                                 pause)
+        elif team_id:
+            routing.route_to_team(session, run.workspace_id, conversation.id, team_id, None, "funnel", source, pause)
+        elif pause:
+            session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**pause))
         if action.pause_bot:
             _record(session, run, "bot_paused", {"reason": "route"}, conversation.id)
     return None

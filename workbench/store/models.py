@@ -57,6 +57,7 @@ CONTACT_JOB_STATUSES = ("queued", "running", "done", "failed")
 AI_PRESETS = ("openai", "gemini", "cloudflare", "custom")
 AI_TOOL_MODES = ("auto", "tools", "json")  # auto: what *Testar conexão* found
 OUTSIDE_CALL_STATUSES = ("pending", "running", "done", "failed", "stale")
+AVAILABILITIES = ("available", "away", "offline")  # Disponível, Ausente, Offline (workbench/services/routing.py)
 
 
 MAX_ID = 2**63 - 1
@@ -111,10 +112,15 @@ class User(Base):
 
 class WorkspaceMember(Base):
     __tablename__ = "workspace_members"
-    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),
+                      CheckConstraint(_in("availability", AVAILABILITIES), name="availability"))
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
     role: Mapped[str] = mapped_column(String(16))
+    # chosen in the sidebar; someone the panel has not seen for routing.IDLE_OFFLINE counts as offline
+    availability: Mapped[str] = mapped_column(String(16), server_default="available")
+    last_seen_at: Mapped[datetime | None]
+    last_assigned_at: Mapped[datetime | None]  # automatic distribution: ties in load go to who waited longest
     created_at: Mapped[datetime] = _created()
 
 
@@ -151,6 +157,7 @@ class Team(Base):
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = _ws()
     name: Mapped[str] = mapped_column(String(120))
+    auto_assign: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))  # Distribuir automaticamente
     created_at: Mapped[datetime] = _created()
 
 
@@ -538,15 +545,35 @@ class Outbox(Base):
 
 
 class Note(Base):
+    """A note on a contact, or (``kind`` "thread") a private note in its conversation's thread; never sent."""
+
     __tablename__ = "notes"
+    __table_args__ = (Index("ix_notes_conversation", "conversation_id", "created_at"),)
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = _ws()
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), server_default="contact")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime | None]
+
+
+class QuickReply(Base):
+    """A workspace's saved reply (Respostas rápidas): typed as ``/shortcut`` in the inbox, rendered as a template."""
+
+    __tablename__ = "quick_replies"
+    __table_args__ = (
+        Index("uq_quick_replies_workspace_lower_shortcut", "workspace_id", sql("lower(shortcut)"), unique=True),
+    )
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    shortcut: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
 class Notification(Base):
