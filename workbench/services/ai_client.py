@@ -103,15 +103,20 @@ def _provider(session: Session, workspace_id: int, provider_id: int | None) -> _
                      float(config.get("timeout_s") or DEFAULT_TIMEOUT_S), row.secret)
 
 
-def chat(session: Session, workspace_id: int, provider_id: int | None, messages: list[dict], *,
+def chat(session: Session | None, workspace_id: int, provider_id: int | None, messages: list[dict], *,
          tools: list[dict] | None, json_schema: dict | None, temperature: float | None,
          max_tokens: int) -> ChatAnswer:
     """One call to the provider (workspace default when ``provider_id`` is None); no retries (the outside call's).
 
     Tool calling when the provider does it and ``tools`` are given, else a strict JSON answer when
-    ``json_schema`` is given. Raises ``AIError``.
+    ``json_schema`` is given. Raises ``AIError``. With ``session`` None the provider is read in a short
+    transaction of its own, so none is open while the model answers.
     """
-    provider = _provider(session, workspace_id, provider_id)
+    if session is None:
+        with session_scope() as own:
+            provider = _provider(own, workspace_id, provider_id)
+    else:
+        provider = _provider(session, workspace_id, provider_id)
     client = _client(provider)
     kwargs: dict[str, Any] = {"model": provider.model, "messages": messages, "max_tokens": max_tokens,
                               "stream": False}
