@@ -326,8 +326,7 @@ def test_budget_exhausted_takes_erro_with_its_reason(engine, r, fake_llm):
         raise ai_client.AIError("budget", "monthly token budget exhausted")
 
     ws = make_workspace()
-    with session_scope() as s:
-        result = ai_step.run_turn(s, ws, {"fields": [], "prompt": "x"}, [], chat=over_budget)
+    result = ai_step.run_turn(ws, {"fields": [], "prompt": "x"}, [], chat=over_budget)
     assert result == {"ok": False, "kind": "budget", "error": "monthly token budget exhausted"}
 
 

@@ -377,3 +377,27 @@ def test_import_refuses_oversized_input() -> None:
 def test_load_definition_raises_on_invalid() -> None:
     with pytest.raises(ValueError, match="gatilho"):
         load_definition({"nodes": [], "edges": []})
+
+
+def test_ai_reply_configuration_problems() -> None:
+    good = {"key": "email", "type": "email", "save_to": "contact.custom_data.email"}
+    raw = {"nodes": [
+        start(),
+        node("no_prompt", "ai_reply", prompt="  ", fields=[good]),
+        node("no_options", "ai_reply", prompt="Qualifique", fields=[{"key": "plano", "type": "choice"}]),
+        node("twice", "ai_reply", prompt="Qualifique", fields=[good, good]),
+        node("bad_key", "ai_reply", prompt="Qualifique", fields=[{"key": "e-mail"}]),
+        node("bad_target", "ai_reply", prompt="Qualifique", fields=[{"key": "x", "save_to": "contact.phone"}]),
+        node("bad_turns", "ai_reply", prompt="Qualifique {{ contact.name ", max_turns=0),
+        node("ok", "ai_reply", prompt="Qualifique. {{history}}", fields=[good]),
+    ], "edges": [edge("t", "ok")]}
+    report = validate_definition(raw)
+    by_node = report.by_node()
+    assert "missing_field" in {p.code for p in by_node["no_prompt"]}
+    assert any("escreva as instruções para a IA" in p.message for p in by_node["no_prompt"])
+    assert any("informe as opções do campo plano" in p.message for p in by_node["no_options"])
+    assert any("mesma chave" in p.message for p in by_node["twice"])
+    for node_id in ("bad_key", "bad_target"):
+        assert {p.code for p in by_node[node_id]} >= {"invalid_field"}, node_id
+    assert {p.code for p in by_node["bad_turns"]} >= {"template_error", "invalid_field"}
+    assert {p.code for p in by_node["ok"]} == {"missing_output"}, "qualificado must lead somewhere"

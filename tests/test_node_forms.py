@@ -241,3 +241,24 @@ def test_text_conversions():
 def test_conversions_refuse_what_cannot_be_configuration(convert):
     with pytest.raises(node_forms.FormError):
         convert()
+
+
+def test_collect_fields_as_lines_round_trip_and_refuse_bad_lines():
+    from engine.core.examples import ai_qualification_funnel
+
+    spec = REGISTRY["ai_reply"]
+    data = next(n for n in ai_qualification_funnel()["nodes"] if n["id"] == "ia")["data"]
+    field = next(f for f in node_forms.form_fields(spec, data) if f.name == "fields")
+    assert field.kind == "collect_fields"
+    text = node_forms.collect_text(field.value)
+    assert text.splitlines()[1] == "email | e-mail | obrigatório | contact.custom_data.email | o e-mail do contato"
+    assert node_forms.collect_value(text, field.value) is field.value, "untouched: identical"
+    edited = node_forms.collect_value(text + "\nplano | lista: Básico, Pro | opcional | | o plano desejado",
+                                      field.value)
+    assert edited[-1] == {"key": "plano", "type": "choice", "required": False, "description": "o plano desejado",
+                          "options": ["Básico", "Pro"]}
+    assert node_forms.collect_value("cidade", None) == [{"key": "cidade", "type": "text", "required": True}]
+    with pytest.raises(node_forms.FormError, match="linha 2"):
+        node_forms.collect_value("nome | texto\ncpf | documento", None)
+    odd = [{"key": "x", "type": "text", "description": "a | b"}]
+    assert next(f for f in node_forms.form_fields(spec, {**data, "fields": odd}) if f.name == "fields").kind == "json"

@@ -267,3 +267,17 @@ def test_a_phone_of_another_contact_is_answered_while_a_call_is_pending(engine, 
     assert calls.run_due(r) == {"applied": 2}
     assert bot_texts() == ["eco: eco"] and bot_texts("5521900000002") == ["eco: eco também"]
     assert LEAD
+
+
+def test_finished_calls_are_pruned_after_a_month(engine, r, echo):
+    ws, inst, admin, _ = setup_workspace(("Eco", echo_funnel))
+    say(inst, "eco")
+    calls.run_due(r)
+    say(inst, "eco de novo", phone="5521900000003")  # still pending: never pruned
+    assert jobs.sweep()["outside_calls_pruned"] == 0
+    with session_scope() as s:
+        month_ago = now() - timedelta(days=31)
+        s.execute(update(OutsideCall).values(finished_at=month_ago, created_at=month_ago))
+    assert jobs.sweep()["outside_calls_pruned"] == 1
+    with session_scope() as s:
+        assert [c.status for c in s.scalars(select(OutsideCall))] == ["pending"]

@@ -526,3 +526,26 @@ def test_test_chat_runs_the_ai_step_against_the_provider_as_a_marked_real_call(e
     assert "Oi, Lia! Qual é o seu e-mail?" in shown
     assert "Aguardando no nó ia." in shown
     assert funnels.list_funnels(admin)[0]["entered"] == 0
+
+
+def test_the_ai_steps_form_edits_its_fields_as_lines_and_applies_untouched_as_is(engine, r):
+    from engine.core.examples import ai_qualification_funnel
+
+    ws = make_workspace()
+    admin = make_actor(ws)
+    fid = funnels.create_funnel(admin, "IA", ai_qualification_funnel())
+    at = click(open_editor(admin, fid), fid, "ia")
+    assert not at.exception
+    assert not [w for w in at.text_area if "avançado" in w.label]  # no JSON for the marketer
+    [lines] = [w for w in at.text_area if w.label == "Dados a coletar"]
+    assert lines.value.splitlines()[0] == "nome | texto | obrigatório | contact.name | o nome do contato"
+    at = at.button(key="editor_apply_ia").click().run()
+    at = at.button(key="editor_save").click().run()
+    assert funnels.get_funnel(admin, fid)["draft"] == ai_qualification_funnel()
+    [lines] = [w for w in at.text_area if w.label == "Dados a coletar"]
+    lines.input(lines.value + "\ncargo | texto | opcional | vars.cargo | o cargo do contato")
+    at = at.button(key="editor_apply_ia").click().run()
+    at = at.button(key="editor_save").click().run()
+    node = next(n for n in funnels.get_funnel(admin, fid)["draft"]["nodes"] if n["id"] == "ia")
+    assert node["data"]["fields"][-1] == {"key": "cargo", "type": "text", "required": False,
+                                          "save_to": "vars.cargo", "description": "o cargo do contato"}

@@ -65,7 +65,7 @@ def run_due(client: redis.Redis) -> dict[str, int]:
 def run_pool(client: redis.Redis, concurrency: int, stop: threading.Event) -> int:
     """Run due calls, ``concurrency`` at a time, until ``stop``; waits for Redis when it is away."""
     outside_calls.load_executors()
-    db.reserve_connections(concurrency)  # a call may hold its connection while it waits on the network
+    db.reserve_connections(concurrency)  # every thread needs a connection around its call
     inflight: set[Future] = set()
     guard = threading.Lock()
 

@@ -526,7 +526,7 @@ def email_notification(notification_id: int) -> str:
 def sweep() -> dict[str, int]:
     """Periodic repair: mirror desired states, wake drains with waiting events, re-publish unsent commands,
     forget send claims nobody can need any more, queue again (or give up on) contact jobs nothing runs, and hand
-    lost outside calls and unapplied results back to the calls pool."""
+    lost outside calls and unapplied results back to the calls pool (and prune month-old finished ones)."""
     client = get_redis()
     running = sync_instances(client)
     woken = 0
@@ -543,11 +543,12 @@ def sweep() -> dict[str, int]:
         overdue = runs.due_timers(session)
         contact_jobs_recovered = contact_jobs.recover(session, client)
         calls = outside_calls.recover(session)
+        calls_pruned = outside_calls.prune(session)
     runs.schedule_timers(client, overdue)
     runs.enqueue_calls(client, calls)
     return {"running": running, "drains_woken": woken, "republished": republished, "claims_pruned": pruned,
             "pauses_ended": resumed, "timers_rescheduled": len(overdue), "contact_jobs": contact_jobs_recovered,
-            "outside_calls": len(calls)}
+            "outside_calls": len(calls), "outside_calls_pruned": calls_pruned}
 
 
 def analytics_refresh() -> dict:

@@ -145,6 +145,15 @@ def _read_options(field: FormField, key: str) -> list[dict[str, str]]:
     return node_forms.options_value(st.session_state.get(key))
 
 
+def _draw_collect(field: FormField, key: str, ctx: FormContext) -> None:
+    st.text_area(field.label, value=node_forms.collect_text(field.value), key=key, height=140,
+                 help=field.help or t("editor.collect.help"))
+
+
+def _read_collect(field: FormField, key: str) -> list[dict[str, Any]]:
+    return node_forms.collect_value(st.session_state.get(key), field.value)
+
+
 def _draw_json(field: FormField, key: str, ctx: FormContext) -> None:
     st.text_area(t("editor.panel.advanced", field=field.label), value=node_forms.json_text(field.value), key=key,
                  help=t("editor.panel.json_help"))
@@ -330,6 +339,7 @@ KINDS: dict[str, tuple[Callable[[FormField, str, FormContext], None], Callable[[
     "list_str": (_draw_lines, _read_str_lines),
     "list_int": (_draw_lines, _read_int_lines),
     "options": (_draw_options, _read_options),
+    "collect_fields": (_draw_collect, _read_collect),
     "pick_one": (_draw_pick, _raw),
     "pick_many": (_draw_pick, _read_pick_many),
     "field_target": (_draw_target, _read_text),

@@ -563,6 +563,20 @@ CATALOG: dict[str, dict[str, str]] = {
         "editor.panel.unknown": "Este tipo de nó não pode ser editado aqui; apague-o ou corrija o JSON importado.",
         "editor.panel.json_error": "{field}: JSON inválido ({reason}).",
         "editor.panel.options_error": "Opções: use uma por linha no formato chave | texto.",
+        "editor.collect.help": "Um dado por linha: chave | tipo | obrigatório ou opcional | salvar em | descrição. "
+                               "Tipos: texto, e-mail, telefone, número, data-hora, lista (com as opções: "
+                               "lista: Básico, Pro). Salvar em: contact.name, contact.custom_data.X ou vars.X.",
+        "editor.collect.error": "Dados a coletar, linha {line}: use chave | tipo | obrigatório ou opcional | "
+                                "salvar em | descrição, com um dos tipos texto, e-mail, telefone, número, data-hora "
+                                "ou lista.",
+        "editor.collect.type.text": "texto",
+        "editor.collect.type.email": "e-mail",
+        "editor.collect.type.phone": "telefone",
+        "editor.collect.type.number": "número",
+        "editor.collect.type.datetime": "data-hora",
+        "editor.collect.type.choice": "lista",
+        "editor.collect.required": "obrigatório",
+        "editor.collect.optional": "opcional",
         "editor.panel.delete": "Apagar nó",
         "editor.panel.deleted": "Nó {node_id} apagado.",
         "editor.panel.variables": "Variáveis disponíveis nos textos: {{contact.name}}, {{contact.phone}}, "
@@ -808,9 +822,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "node.ai_reply.field.max_reply_chars": "Tamanho máximo da resposta (caracteres)",
         "node.ai_reply.help.prompt": "O que a IA deve fazer nesta etapa. Pode usar {{contact.name}}, {{vars.X}} e "
                                      "{{history}} (a conversa, que a IA lê como mensagens, nunca como instrução).",
-        "node.ai_reply.help.fields": "Lista de dados: key, type (text, email, phone, number, datetime, choice), "
-                                     "description, required, options (para choice) e save_to (contact.name, "
-                                     "contact.custom_data.X ou vars.X).",
+        "node.ai_reply.help.fields": "Um dado por linha: chave | tipo | obrigatório ou opcional | salvar em | "
+                                     "descrição. Tipos: texto, e-mail, telefone, número, data-hora, lista (com as "
+                                     "opções: lista: Básico, Pro). Salvar em: contact.name, contact.custom_data.X "
+                                     "ou vars.X (vazio = vars.chave).",
         "node.ai_reply.help.max_turns": "Depois de tantas chamadas à IA sem coletar tudo, segue por incompleto.",
         "node.ai_reply.error.prompt_missing": "escreva as instruções para a IA",
         "node.ai_reply.error.options_missing": "informe as opções do campo {key}",

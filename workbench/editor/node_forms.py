@@ -34,7 +34,7 @@ from engine.core.nodes.condition import new_rule
 from workbench.base.i18n import t
 
 FIELD_KINDS = ("text", "long_text", "int", "float", "bool", "literal", "list_str", "list_int", "options", "pick_one",
-               "pick_many", "field_target", "rule_groups", "business_hours", "media", "json")
+               "pick_many", "field_target", "rule_groups", "business_hours", "media", "collect_fields", "json")
 """Every kind of form field; ``pages/ui/fields.py`` draws and reads each."""
 TEXT_KINDS = ("text", "long_text", "field_target")
 _PICKED = {"int": "pick_one", "text": "pick_one", "list_int": "pick_many", "list_str": "pick_many"}
@@ -192,6 +192,73 @@ def options_value(raw: str | None) -> list[dict[str, str]]:
             raise FormError(t("editor.panel.options_error"))
         options.append({"key": key.strip(), "label": text.strip()})
     return options
+
+
+COLLECT_TYPES = ("text", "email", "phone", "number", "datetime", "choice")
+_COLLECT_KEYS = {"key", "type", "description", "required", "options", "save_to"}
+
+
+def collect_text(value: Any) -> str:
+    """An AI step's fields to collect as ``chave | tipo | obrigatório | salvar em | descrição`` lines; a list of
+    options is written in the type (``lista: Básico, Pro``)."""
+    lines = []
+    for item in value if isinstance(value, list) else []:
+        kind = str(item.get("type") or "text")
+        shown = t(f"editor.collect.type.{kind}")
+        if kind == "choice":
+            shown = f"{shown}: {', '.join(item.get('options') or [])}"
+        required = t("editor.collect.required" if item.get("required", True) else "editor.collect.optional")
+        lines.append(" | ".join([str(item.get("key") or ""), shown, required, str(item.get("save_to") or ""),
+                                 str(item.get("description") or "")]))
+    return "\n".join(lines)
+
+
+def collect_value(raw: str | None, original: Any) -> list[dict[str, Any]]:
+    """The lines of ``collect_text`` back into fields (``original`` when the text is unchanged); ``FormError``
+    naming the line for a line without at least a key and a known type."""
+    if (raw or "") == collect_text(original):
+        return original if isinstance(original, list) else []
+    types = {t(f"editor.collect.type.{kind}").casefold(): kind for kind in COLLECT_TYPES}
+    words = {t("editor.collect.required").casefold(): True, t("editor.collect.optional").casefold(): False}
+    fields = []
+    for number, line in enumerate((raw or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [part.strip() for part in line.split("|")]
+        parts += [""] * (5 - len(parts))
+        key, kind_text, required_text, save_to, description = parts[:4] + [" | ".join(parts[4:]).strip(" |")]
+        kind_name, _, options = kind_text.partition(":")
+        kind = types.get(kind_name.strip().casefold() or t("editor.collect.type.text").casefold())
+        required = words.get(required_text.casefold(), None) if required_text else True
+        if not key or kind is None or required is None:
+            raise FormError(t("editor.collect.error", line=number))
+        item: dict[str, Any] = {"key": key, "type": kind, "required": required}
+        if description:
+            item["description"] = description
+        if save_to:
+            item["save_to"] = save_to
+        if kind == "choice":
+            item["options"] = [o.strip() for o in options.split(",") if o.strip()]
+        fields.append(item)
+    return fields
+
+
+def _collect_fits(value: Any) -> bool:
+    """Lines can show the fields: known keys and types, and no ``|`` or line break inside a value."""
+    if value is None:
+        return True
+    if not isinstance(value, list):
+        return False
+    for item in value:
+        if not isinstance(item, Mapping) or not set(item) <= _COLLECT_KEYS or item.get("type", "text") not in \
+                COLLECT_TYPES or not isinstance(item.get("required", True), bool):
+            return False
+        texts = [item.get(k) for k in ("key", "description", "save_to")] + list(item.get("options") or [])
+        if any(not isinstance(x, str | type(None)) or (x and ("|" in x or "\n" in x)) for x in texts):
+            return False
+        if any("," in str(o) for o in item.get("options") or []):
+            return False
+    return True
 
 
 def json_text(value: Any) -> str:
@@ -472,6 +539,7 @@ _FITS: dict[str, Callable[[Any], bool]] = {
     "rule_groups": lambda value: rule_form(value) is not None,
     "business_hours": lambda value: hours_form(value) is not None,
     "media": lambda value: media_form(value) is not None,
+    "collect_fields": _collect_fits,
 }
 """The typed editors, and whether a value fits one (otherwise the field is shown as advanced JSON)."""
 

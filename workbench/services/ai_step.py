@@ -99,7 +99,7 @@ class AIExecutor:
             if conversation_id is None:
                 return {"ok": False, "kind": "config", "error": "run not found"}
             history = conversation_messages(session, conversation_id)
-            return run_turn(session, call.workspace_id, call.request, history)
+        return run_turn(call.workspace_id, call.request, history)  # no transaction open while the model thinks
 
 
     def preview(self, actor: Actor, request: Mapping[str, Any],
@@ -109,8 +109,7 @@ class AIExecutor:
         moment = now()
         messages = [LeadMessage(str(m.get("direction")), str(m.get("text") or ""), None, moment)
                     for m in history if m.get("text")][-HISTORY_MESSAGES:]
-        with session_scope() as session:
-            return run_turn(session, actor.workspace_id, request, messages)
+        return run_turn(actor.workspace_id, request, messages)
 
 
 def conversation_messages(session: Session, conversation_id: int, limit: int = HISTORY_MESSAGES) -> list[LeadMessage]:
@@ -121,20 +120,25 @@ def conversation_messages(session: Session, conversation_id: int, limit: int = H
     return [LeadMessage(direction, text, row_id, at) for row_id, direction, text, at in reversed(rows)]
 
 
-def run_turn(session: Session, workspace_id: int, request: Mapping[str, Any], history: Sequence[LeadMessage], *,
+def run_turn(workspace_id: int, request: Mapping[str, Any], history: Sequence[LeadMessage], *,
              chat: Callable[..., ai_client.ChatAnswer] = ai_client.chat) -> dict[str, Any]:
     """Ask the model once (twice when it used tools without replying), verify what it extracted; the step's answer.
 
+    What it reads from the database (the *Prompt mestre*, the contact field definitions) is read first, in a short
+    transaction: none is open while the model answers (``chat`` opens its own for the provider and the usage).
     Raises ``RetryLater`` for failures worth another try.
     """
+    with session_scope() as session:
+        master = ai_client.master_prompt(session, workspace_id)
+        definitions = contact_fields.definitions(session, workspace_id)
     fields = [f for f in request.get("fields") or () if isinstance(f, Mapping) and f.get("key")]
-    messages = build_messages(ai_client.master_prompt(session, workspace_id), request, fields, history)
+    messages = build_messages(master, request, fields, history)
     tools = build_tools(fields)
     schema = answer_schema(fields)
     provider_id = request.get("provider_id")
     temperature = request.get("temperature")
     try:
-        answer = chat(session, workspace_id, provider_id, messages, tools=tools, json_schema=schema,
+        answer = chat(None, workspace_id, provider_id, messages, tools=tools, json_schema=schema,
                       temperature=temperature, max_tokens=MAX_TOKENS)
         parsed = parse_answer(answer, fields)
         answers = [answer]
@@ -142,7 +146,7 @@ def run_turn(session: Session, workspace_id: int, request: Mapping[str, Any], hi
             follow = [*messages, _assistant_tool_message(answer),
                       *({"role": "tool", "tool_call_id": call.id, "content": parsed.tool_results.get(call.id, "ok")}
                         for call in answer.tool_calls)]
-            second = chat(session, workspace_id, provider_id, follow, tools=None, json_schema=None,
+            second = chat(None, workspace_id, provider_id, follow, tools=None, json_schema=None,
                           temperature=temperature, max_tokens=MAX_TOKENS)
             answers.append(second)
             parsed.reply = second.text or ""
@@ -151,7 +155,6 @@ def run_turn(session: Session, workspace_id: int, request: Mapping[str, Any], hi
             raise RetryLater(str(exc)[:200], exc.kind) from None
         return {"ok": False, "kind": exc.kind, "error": str(exc)[:200]}
     zone = _zone(str(request.get("timezone") or DEFAULT_TIMEZONE))
-    definitions = contact_fields.definitions(session, workspace_id)
     accepted, rejected = verify(parsed.values, fields, history, zone, definitions)
     rejected = parsed.rejected + rejected
     return {"ok": True, "reply": clean_reply(parsed.reply, int(request.get("max_reply_chars") or 700)),

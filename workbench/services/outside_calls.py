@@ -35,7 +35,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from workbench.base.clock import now
@@ -55,6 +55,9 @@ LOST_MARGIN_S = 30
 """A try still ``running`` this long after its executor's ``timeout_s`` lost its process; a pending call due this
 long ago, or a result stored this long ago and not applied, lost its place in the queue."""
 MAX_ERROR_CHARS = 300
+KEEP_DAYS = 30
+"""Finished calls are kept this long (their request and answer hold what the contact said), then pruned."""
+PRUNE_BATCH = 5000
 
 
 class RetryLater(Exception):  # noqa: N818 - it is an instruction, not an error kind
@@ -314,3 +317,16 @@ def recover(session: Session) -> list[int]:
         OutsideCall.status.in_(("done", "failed")), OutsideCall.applied_at.is_(None),
         OutsideCall.finished_at < cutoff).order_by(OutsideCall.finished_at).limit(1000)))
     return ids
+
+
+def prune(session: Session, keep_days: int = KEEP_DAYS) -> int:
+    """Delete finished calls (applied, stale, or failed and applied) older than ``keep_days``; returns how many.
+
+    Their figures stay in the funnel events; the rows themselves hold the contact's words. A batch per sweep.
+    """
+    cutoff = now() - timedelta(days=keep_days)
+    old = select(OutsideCall.id).where(
+        OutsideCall.finished_at < cutoff,
+        (OutsideCall.status == "stale") | OutsideCall.applied_at.is_not(None),
+    ).limit(PRUNE_BATCH)
+    return session.execute(delete(OutsideCall).where(OutsideCall.id.in_(old))).rowcount

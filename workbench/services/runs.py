@@ -6,8 +6,13 @@ fields, notifications, routing, one ``funnel_events`` row per node execution. Ti
 timeouts) are RQ jobs scheduled after commit that carry the run's wait token, so a stale job does nothing;
 the sweep re-schedules overdue ones after a Redis loss.
 
-Concurrency: inbound messages of one number are handled by one drain job at a time, and timer jobs take
-the run's row lock (``FOR UPDATE``), so a run is never walked by two workers at once.
+Concurrency: inbound messages of one number are handled by one drain job at a time, and timer jobs and
+outside call results (``on_call_result``, from the calls pool) take the run's row lock (``FOR UPDATE``), so a
+run is never walked by two workers at once.
+
+Outside calls: a step's ``CallOutside`` becomes an ``outside_calls`` row written in the walk's transaction with
+the run's wait token; ``publish_effects`` hands its id to the calls pool (``enqueue_calls``), and its result comes
+back through ``on_call_result`` (docs/architecture.md, "Outside calls").
 
 Chains: a funnel may start others within the same event — a go-to-funnel step, or an add-tag step whose
 tag is another funnel's ``tag_added`` trigger. Such chains stop at ``MAX_CHAIN`` funnels per incoming event

@@ -37,8 +37,9 @@ _extra_connections = 0
 def reserve_connections(count: int) -> None:
     """Let this process's engines open ``count`` more connections than the default 10 (call before first use).
 
-    The calls pool (``engine/worker/calls.py``) runs that many calls at once, and a call may keep its session's
-    connection while it waits on the network (``ai_client.chat`` reads the provider, calls, then records usage).
+    The calls pool (``engine/worker/calls.py``) runs that many calls at once in threads, each needing a connection
+    for its short reads and writes before and after it waits on the network; with the default pool those threads
+    would queue for ten connections.
     """
     global _extra_connections
     _extra_connections = max(_extra_connections, count)

@@ -279,4 +279,5 @@ def default_data() -> dict[str, Any]:
 SPEC = NodeSpec(type="ai_reply", schema=AIReplyNode, execute=execute, outputs=outputs,
                 required_outputs=required_outputs, waits=always_waits, resume=resume, on_timeout=on_timeout,
                 on_result=on_result, summary=summary, default_data=default_data,
-                hints={"prompt": FieldHint(kind="long_text"), "provider_id": FieldHint(source="ai_providers")})
+                hints={"prompt": FieldHint(kind="long_text"), "provider_id": FieldHint(source="ai_providers"),
+                       "fields": FieldHint(kind="collect_fields")})
