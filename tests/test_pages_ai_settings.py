@@ -36,7 +36,8 @@ def test_admin_adds_a_provider_tests_it_and_the_key_is_never_shown_again(engine,
     admin = make_actor(make_workspace())
     at = open_page(admin)
     assert not at.exception
-    assert [tab.label for tab in at.tabs] == ["Geral", "Campos", "Respostas rápidas", "Relatórios", "Integrações", "E-mail", "IA"]
+    assert [tab.label for tab in at.tabs] == ["Geral", "Campos", "Respostas rápidas", "Relatórios", "Integrações",
+                                              "E-mail", "IA"]
     assert "Nenhum provedor ainda. Adicione um para usar a IA." in [i.value for i in at.info]
 
     at.selectbox(key="ai_new_preset").set_value("custom").run()
@@ -121,7 +122,8 @@ def test_supervisors_do_not_get_the_ai_tab(engine, r):
     supervisor = make_actor(make_workspace(), "supervisor")
     at = open_page(supervisor)
     assert not at.exception
-    assert [tab.label for tab in at.tabs] == ["Geral", "Campos", "Respostas rápidas", "Relatórios", "Integrações", "E-mail"]
+    assert [tab.label for tab in at.tabs] == ["Geral", "Campos", "Respostas rápidas", "Relatórios", "Integrações",
+                                              "E-mail"]
 
 
 def test_saving_the_price_table_unchanged_keeps_every_row(engine, r):

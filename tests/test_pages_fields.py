@@ -41,7 +41,8 @@ def test_admin_defines_edits_reorders_and_deletes_fields(engine, r):
     contact_id = conversations.get_conversation(agent, conversation_id)["contact"]["id"]
     at = open_page(admin)
     assert not at.exception
-    assert [tab.label for tab in at.tabs] == ["Geral", "Campos", "Respostas rápidas", "Relatórios", "Integrações", "E-mail", "IA"]
+    assert [tab.label for tab in at.tabs] == ["Geral", "Campos", "Respostas rápidas", "Relatórios", "Integrações",
+                                              "E-mail", "IA"]
     assert "Nenhum campo definido ainda." in [c.value for c in at.caption]
     assert at.selectbox(key="settings_field_new_type").options == [
         "Texto", "Número", "Data", "Lista de opções", "Sim/não", "E-mail", "Telefone", "URL"]
