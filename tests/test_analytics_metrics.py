@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.analytics_history import History
+from tests.contact_rows import make_contact
+from tests.factories import make_instance, make_workspace
 from workbench.analytics import reports, store
 from workbench.base.errors import InvalidInput, PermissionDenied
 from workbench.services import workspace_settings
@@ -244,23 +246,22 @@ def test_crm_and_ai_figures_appear_once_such_steps_ran(history):
     assert other["ai"] is None
 
 
-def test_sent_to_crm_is_hidden_without_a_crm_column_and_counted_with_one(history):
+def test_sent_to_crm_is_hidden_until_the_workspace_sends_leads_and_counted_then(history):
     h = history
     kept = h.conversation("2026-03-02 10:00")
     h.conversation("2026-03-02 11:00")
+    other = make_workspace("Outra")  # another workspace's lead never shows the card here
+    elsewhere = make_contact(other, make_instance(other), "Bia")
+    with session_scope() as s:
+        s.execute(text("UPDATE contacts SET odoo_lead_id = 9 WHERE id = :c"), {"c": elsewhere})
     store.refresh(full=True)
     overview = reports.overview(h.admin, period("2026-03-02"))
     assert "sent_to_crm" not in [k["metric"] for k in overview["kpis"]]
     assert "sent_to_crm" not in [name for name, _ in overview["funnel"]]
-    with session_scope() as s:  # what the CRM integration's migration adds (feature detection, not a dependency)
-        s.execute(text("ALTER TABLE contacts ADD COLUMN odoo_lead_id bigint"))
+    with session_scope() as s:
         s.execute(text("UPDATE contacts SET odoo_lead_id = 7 WHERE id = (SELECT contact_id FROM conversations "
                        "WHERE id = :c)"), {"c": kept})
-    try:
-        store.refresh(full=True)
-        overview = reports.overview(h.admin, period("2026-03-02"))
-        assert kpi(overview, "sent_to_crm")["value"] == 1
-        assert ("sent_to_crm", 1) in overview["funnel"]
-    finally:
-        with session_scope() as s:
-            s.execute(text("ALTER TABLE contacts DROP COLUMN odoo_lead_id"))
+    store.refresh(full=True)
+    overview = reports.overview(h.admin, period("2026-03-02"))
+    assert kpi(overview, "sent_to_crm")["value"] == 1
+    assert ("sent_to_crm", 1) in overview["funnel"]

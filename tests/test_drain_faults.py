@@ -244,8 +244,11 @@ def test_a_drain_ends_cleanly_when_redis_drops_and_its_events_stay_pending(engin
     pool = bus.get_redis().connection_pool
     saved = dict(pool.connection_kwargs)
 
-    def redis_goes_away():  # every connection from here on finds no server
-        pool.connection_kwargs["path"] = "/nonexistent/redis.sock"
+    def redis_goes_away():  # every connection from here on finds no server (embedded: a socket; else TCP)
+        if "path" in pool.connection_kwargs:
+            pool.connection_kwargs["path"] = "/nonexistent/redis.sock"
+        else:
+            pool.connection_kwargs["port"] = 1  # nothing listens on port 1
         pool.reset()
 
     _poison(monkeypatch, "oi", redis_goes_away)

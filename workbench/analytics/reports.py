@@ -141,12 +141,15 @@ sent AS (SELECT r.contact_id, min(e.created_at) AS sent_at FROM funnel_events e 
 
 
 def crm_available(actor: Actor) -> bool:
-    """Whether "sent to CRM" can be counted in the actor's workspace: an *Enviar para Odoo* step ran there, or the
-    copy found a CRM lead column on contacts; the card and the funnel stage are hidden otherwise."""
-    if store.has("crm"):
+    """Whether the actor's workspace sends leads to a CRM: an *Enviar para Odoo* step ran there, or one of its
+    contacts has a CRM lead id; the card and the funnel stage are hidden otherwise (a workspace without Odoo
+    sees no row of zeros)."""
+    ws = {"ws": actor.workspace_id}
+    if store.has("crm") and _q("SELECT count(*) AS n FROM crm_leads l JOIN contacts c ON c.id = l.contact_id "
+                               "WHERE c.workspace_id = $ws", ws).item():
         return True
     return bool(_q("SELECT count(*) AS n FROM funnel_events WHERE workspace_id = $ws AND node_type = 'odoo'",
-                   {"ws": actor.workspace_id}).item())
+                   ws).item())
 
 
 def overview(actor: Actor, filters: Filters) -> dict[str, Any]:
