@@ -26,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from bench.pipeline import OutWatcher, servers  # noqa: E402
+from bench.pipeline import OutWatcher, with_product_servers  # noqa: E402
 
 PLAIN_REPLY = "Recebido, já respondo!"
 _FAKE = """
@@ -178,27 +177,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="8,50", help="calls-pool sizes to run, comma-separated")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="wbbench-ai-"))
-    database_url, redis_url, stops = servers(tmp)
-    os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WORKBENCH_DATA_DIR": str(tmp),
-                       "WORKBENCH_TYPING_MS_PER_CHAR": "0", "WORKBENCH_SEND_MIN_GAP_MS": "0",
-                       "WORKBENCH_SENDS_PER_MINUTE": "0", "WORKBENCH_DRAIN_LINGER_MS": "2000"})
-    from workbench.store.config import get_settings
-
-    get_settings.cache_clear()
-    children: list[subprocess.Popen] = []
-    try:
-        _run(args, children)
-    finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        for stop in stops:
-            stop()
+    with_product_servers("wbbench-ai-", {"WORKBENCH_DRAIN_LINGER_MS": "2000"}, lambda children: _run(args, children))
 
 
 def _run(args, children: list[subprocess.Popen]) -> None:

@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,17 +195,23 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100, help="paced rate, msgs/s")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="wbbench-"))
+    with_product_servers("wbbench-", {}, lambda children: _run(args, children))
+
+
+def with_product_servers(prefix: str, env: dict[str, str], body: Callable[[list[subprocess.Popen]], None]) -> None:
+    """Run ``body`` with fresh servers (``servers``) in this process's environment, sends unpaced (``env`` adds or
+    overrides settings); the processes ``body`` puts in its list are stopped afterwards, then the servers."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     database_url, redis_url, stops = servers(tmp)
     os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "WORKBENCH_DATA_DIR": str(tmp),
                        "WORKBENCH_TYPING_MS_PER_CHAR": "0", "WORKBENCH_SEND_MIN_GAP_MS": "0",
-                       "WORKBENCH_SENDS_PER_MINUTE": "0"})
+                       "WORKBENCH_SENDS_PER_MINUTE": "0", **env})
     from workbench.store.config import get_settings
 
     get_settings.cache_clear()
     children: list[subprocess.Popen] = []
     try:
-        _run(args, children)
+        body(children)
     finally:
         for child in children:
             child.terminate()

@@ -175,17 +175,6 @@ def _add_member() -> None:
         st.session_state[CREDENTIALS_KEY] = credentials
 
 
-def _show_credentials_once() -> None:
-    credentials = st.session_state.pop(CREDENTIALS_KEY, None)
-    if credentials is None:
-        return
-    st.warning(t("settings.team.password_once"), icon=":material/key:")
-    st.caption(t("settings.team.login_email"))
-    st.code(credentials.email, language=None)
-    st.caption(t("settings.team.login_password"))
-    st.code(credentials.password, language=None)
-
-
 def _add_member_form() -> None:
     with st.expander(t("settings.team.add"), icon=":material/person_add:"):
         st.caption(t("settings.team.add_help"))
@@ -205,7 +194,7 @@ def _team_section() -> None:
     else:
         st.caption(t("settings.team.admin_only"))
     show_flash(TEAM_FLASH_KEY)
-    _show_credentials_once()
+    team_admin.show_credentials_once(CREDENTIALS_KEY)
     # Pessoas and Equipes (issue 10): pages/ui/team_admin.py
     team_admin.people_section(actor)
     team_admin.teams_section(actor)

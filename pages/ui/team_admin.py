@@ -46,8 +46,10 @@ def _reset(actor: Actor, user_id: int) -> None:
         st.session_state[RESET_KEY] = workspaces.reset_password(actor, user_id)
 
 
-def _show_reset_once() -> None:
-    credentials = st.session_state.pop(RESET_KEY, None)
+def show_credentials_once(state_key: str) -> None:
+    """The e-mail and new password kept under ``state_key`` (a person added, a password reset), drawn once and
+    forgotten."""
+    credentials = st.session_state.pop(state_key, None)
     if credentials is None:
         return
     st.warning(t("settings.team.password_once"), icon=":material/key:")
@@ -61,7 +63,7 @@ def people_section(actor: Actor) -> None:
     """The people of the workspace with role, status, availability and teams; admins change them."""
     st.markdown(f"**{t('settings.team.members')}**")
     show_flash(PEOPLE_FLASH_KEY)
-    _show_reset_once()
+    show_credentials_once(RESET_KEY)
     people = workspaces.people(actor)
     st.dataframe([{t("settings.team.name"): p["name"], t("settings.team.email"): p["email"],
                    t("settings.team.role"): role_label(p["role"]),
