@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from connector.contracts import CONTROL_LIST, ControlCommand, MediaRef, OutboundCommand
 from engine.core.definition import FunnelDefinition, Walk, load_definition, walk
 from engine.core.matching import TriggerEvent, pick_trigger
+from engine.core.nodes import ab_split
 from engine.core.nodes.base import (
     AddTag,
     CallOutside,
@@ -352,12 +353,27 @@ def _start(session: Session, conversation: ConversationRef, start: FunnelStart, 
     version = start.version
     run = FunnelRun(workspace_id=conversation.workspace_id, funnel_id=version.funnel_id,
                     version_id=version.version_id, conversation_id=conversation.id,
-                    contact_id=conversation.contact_id, status="active", current_node=start.node_id, variables={},
-                    attempts=0)
+                    contact_id=conversation.contact_id, status="active", current_node=start.node_id,
+                    variables=_earlier_assignments(session, conversation, version), attempts=0)
     session.add(run)  # inserted by _apply once the walk is done
     ctx = _context(session, conversation, run, version.name, text)
     return _apply(session, run, conversation, version.funnel_id, version.definition,
                   walk(version.definition, ctx, start.node_id), depth)
+
+
+def _earlier_assignments(session: Session, conversation: ConversationRef, version: ActiveVersion) -> dict[str, Any]:
+    """The run variables a new run starts with: the contact's Teste A/B branches in this funnel version, from the
+    funnel events of its earlier runs (the first branch each step gave it), so a restart keeps them."""
+    if conversation.contact_created or not any(n.type == "ab_split" for n in version.definition.nodes):
+        return {}
+    rows = session.execute(
+        select(FunnelEvent.node_id, FunnelEvent.output)
+        .join(FunnelRun, FunnelRun.id == FunnelEvent.run_id)
+        .where(FunnelRun.contact_id == conversation.contact_id, FunnelRun.version_id == version.version_id,
+               FunnelEvent.node_type == "ab_split", FunnelEvent.output.is_not(None))
+        .order_by(FunnelEvent.id.desc()).limit(100)).all()
+    held = {node_id: output for node_id, output in rows}  # oldest last, so the first assignment wins
+    return {ab_split.ASSIGNMENTS_VAR: held} if held else {}
 
 
 def _resume(session: Session, run: FunnelRun, conversation: ConversationRef, text: str) -> Effects:
