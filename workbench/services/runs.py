@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,7 +50,7 @@ from engine.core.nodes.base import (
 from workbench.base.clock import DEFAULT_TIMEZONE, now
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import error_text, t
-from workbench.services import contact_fields, routing
+from workbench.services import contact_fields, entry_links, routing
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import publish as publish_commands
 from workbench.services.outbox import queue_message
@@ -176,20 +176,25 @@ def on_message(session: Session, conversation: ConversationRef, text: str | None
 
     Returns None when no funnel took the message (the default reply may answer then).
     """
+    # Entry links: attribution happens whoever has the conversation; their codes never reach keyword matching.
+    matched_text, link_id = entry_links.read_message(session, conversation, text)
+    if link_id is not None:
+        conversation = replace(conversation, contact_created=False)  # the row now holds source fields to read
     if _bot_paused(session, conversation):
         return Effects()  # a human has the conversation: store only
     # a contact created by this very message cannot be in a funnel yet: no need to look
     run = None if conversation.contact_created else _live_run(session, conversation.id)
     if run is not None and run.status == "waiting":
-        event = TriggerEvent(kind="message", text=text or "", instance_id=conversation.instance_id,
-                             is_new_contact=conversation.first_message, run_active=True)
+        event = TriggerEvent(kind="message", text=matched_text or "", instance_id=conversation.instance_id,
+                             is_new_contact=conversation.first_message, run_active=True, entry_link_id=link_id)
         restart = _match(session, conversation, event)
         if restart is None:
             return _resume(session, run, conversation, text or "")
         _stop(session, run, "restarted by trigger")
         return _start(session, conversation, restart, text)
-    event = TriggerEvent(kind="message", text=text or "", instance_id=conversation.instance_id,
-                         is_new_contact=conversation.first_message, run_active=run is not None)
+    event = TriggerEvent(kind="message", text=matched_text or "", instance_id=conversation.instance_id,
+                         is_new_contact=conversation.first_message, run_active=run is not None,
+                         entry_link_id=link_id)
     match = _match(session, conversation, event)
     if match is None:
         return Effects() if run is not None else None  # a run in a delay keeps the contact
