@@ -390,6 +390,8 @@ class Funnel(Base):
     published_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("funnel_versions.id", ondelete="SET NULL", use_alter=True)
     )
+    # Teste A/B e metas: {"kind": "step"|"tag", "node_id"|"tag": ..., "days": N} (workbench/services/funnel_goals.py)
+    goal: Mapped[dict[str, Any] | None]
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

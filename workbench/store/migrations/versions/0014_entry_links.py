@@ -1,9 +1,9 @@
-"""entry links: wa.me links whose pre-filled message carries a code, and the contacts they brought
+"""entry links and funnel goals: wa.me links whose pre-filled message carries a code, and the contacts they brought
 
 ``entry_links`` are Links de entrada (``workbench/services/entry_links.py``): a name, a number, a source, UTM
 fields and the pre-filled message holding ``code`` (unique in the workspace). ``entry_link_contacts`` holds each
 contact's attribution, at most one per contact (the first message that carried a code), and ``contacts_count``
-the link's counter.
+the link's counter. ``funnels.goal`` is a funnel's goal (a step reached or a tag added within N days of entering).
 
 Revision ID: 0014
 Revises: 0011
@@ -21,6 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column('funnels', sa.Column('goal', postgresql.JSONB(astext_type=sa.Text()), nullable=True))
     op.create_table(
         'entry_links',
         sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
@@ -70,3 +71,4 @@ def downgrade() -> None:
     op.drop_table('entry_link_contacts')
     op.drop_index('ix_entry_links_workspace_id', table_name='entry_links')
     op.drop_table('entry_links')
+    op.drop_column('funnels', 'goal')
