@@ -518,7 +518,9 @@ def _test_chat(funnel_id: int, k: types.SimpleNamespace) -> None:
                       on_click=lambda: st.session_state.pop(k.chat, None))
         # Teste A/B: the author may choose the simulated contact's branch (applies from the next start).
         for node_id, branches in preview.ab_split_steps(st.session_state[k.draft]):
-            st.selectbox(t("editor.chat.ab_pick", node_id=node_id), ["", *branches], key=f"{k.ab}_{node_id}",
+            label = t("editor.chat.ab_pick", node_id=node_id)
+            st.text(label)  # node ids may come from an imported definition: literal, and the widget's label hidden
+            st.selectbox(label, ["", *branches], key=f"{k.ab}_{node_id}", label_visibility="collapsed",
                          format_func=lambda v: v.upper() if v else t("editor.chat.ab_random"))
     with info_col:
         st.markdown(f"**{t('editor.chat.path')}**")

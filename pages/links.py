@@ -66,7 +66,7 @@ def _delete(link_id: int) -> None:
 def _card(link: dict[str, Any]) -> None:
     with st.container(border=True):
         st.text(link["name"])
-        st.caption(t("links.card.meta", source=link["source"], code=link["code"], contacts=link["contacts"]))
+        st.text(t("links.card.meta", source=link["source"], code=link["code"], contacts=link["contacts"]))
         utm = " · ".join(f"{k}={v}" for k, v in link["utm"].items())
         if utm:
             st.text(utm)

@@ -131,3 +131,19 @@ def test_a_contact_stays_on_its_branch_when_the_funnel_restarts_in_the_same_vers
     runs.clear_cache()
     say(inst, "promo")
     assert branches()[-1][1] == "drawn"
+
+
+def test_the_editors_test_chat_lets_the_author_pick_the_branch(engine, r):
+    from tests.factories import make_actor, make_workspace
+    from tests.test_pages_editor import open_editor, texts
+
+    admin = make_actor(make_workspace())
+    fid = funnels.create_funnel(admin, "Promo", split_funnel([1000, 1]))
+    at = open_editor(admin, fid)
+    assert "Caminho do Teste A/B 'teste' no chat de teste" in texts(at)
+    picker = at.selectbox(key=f"editor_ab_{fid}_teste")
+    assert picker.options == ["Sortear (como nas conversas reais)", "A", "B"]
+    at = picker.set_value("b").run()
+    at = at.chat_input(key=f"editor_chat_input_{fid}").set_value("promo").run()
+    assert not at.exception
+    assert "Oferta B" in texts(at) and "Oferta A" not in texts(at)
