@@ -20,7 +20,7 @@ from tests.factories import make_actor, make_instance, make_workspace
 from tests.test_funnel_runtime import bot_texts, say, setup_workspace
 from tests.test_pages_app import signed_in_app
 from workbench.base.errors import InvalidInput, NotFound, PermissionDenied
-from workbench.services import entry_links
+from workbench.services import entry_links, funnels
 from workbench.store.db import session_scope
 from workbench.store.models import ActivityEvent, Contact, EntryLink, EntryLinkContact
 
@@ -207,3 +207,17 @@ def test_the_page(engine, r):
     at.run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("pages/links.py")  # not in an agent's navigation; the service refuses them too (above)
+
+
+def test_a_trigger_naming_another_workspaces_link_is_a_problem(engine, r):
+    ws, inst, admin, _ = setup_workspace()
+    mine = entry_links.create_link(admin, name="Bio", instance_id=inst, source="Site", phone="5511988887777")
+    other_ws = make_workspace()
+    other_admin = make_actor(other_ws, "admin")
+    theirs = entry_links.create_link(other_admin, name="Deles", instance_id=make_instance(other_ws), source="Site",
+                                     phone="5511988887777")
+    definition = trigger_funnel({"kind": "entry_link", "entry_link_ids": [mine["id"], theirs["id"]]}, "Oi")
+    problems = funnels.validate(admin, definition).errors
+    assert [(p.code, p.node_id, p.message) for p in problems] == [
+        ("unknown_reference", "inicio",
+         f"data.entry_link_ids: o link de entrada {theirs['id']} não existe neste espaço de trabalho")]

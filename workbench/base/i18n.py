@@ -1068,6 +1068,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "definition.unknown_reference.teams": "a equipe {id} não existe neste espaço de trabalho",
         "definition.unknown_reference.people": "a pessoa {id} não faz parte deste espaço de trabalho",
         "definition.unknown_reference.numbers": "o número {id} não existe neste espaço de trabalho",
+        "definition.unknown_reference.entry_links": "o link de entrada {id} não existe neste espaço de trabalho",
         "definition.invalid_definition": "a definição deve ser um objeto com as listas 'nodes' e 'edges'",
         "definition.too_large": "o funil pode ter no máximo {max_nodes} nós e {max_edges} conexões",
         "definition.invalid_node": "o {position}º nó não tem um id válido",
