@@ -237,6 +237,8 @@ def _main(navigated: list[bool]) -> None:
                              url_path="funis"))
         pages.append(st.Page("pages/media.py", title=t("nav.media"), icon=":material/perm_media:",
                              url_path="biblioteca-de-midia"))
+        pages.append(st.Page("pages/links.py", title=t("nav.links"), icon=":material/link:",
+                             url_path="links-de-entrada"))
         pages.append(st.Page("pages/contacts_import.py", title=t("nav.contacts_import"),
                              icon=":material/upload_file:", url_path="importar-contatos"))
         # Opened from a funnel card's "Editar" (the funnel id travels in session state), so not in the menu.

@@ -73,7 +73,7 @@ def _funnel_id() -> int | None:
 def _keys(funnel_id: int) -> types.SimpleNamespace:
     """Session keys of one funnel's editor (several funnels may be open in one session, one at a time)."""
     return types.SimpleNamespace(**{name: f"editor_{name}_{funnel_id}" for name in (
-        "draft", "saved", "name", "ts", "sig", "seen", "sel", "nonce", "chat", "canvas", "pick")})
+        "draft", "saved", "name", "ts", "sig", "seen", "sel", "nonce", "chat", "canvas", "pick", "ab")})
 
 
 def _now_ms() -> int:
@@ -429,8 +429,10 @@ def _chat_send(k: types.SimpleNamespace, input_key: str) -> None:
         return
     state = st.session_state.get(k.chat) or preview.PreviewState()
     types_ = _field_types()
+    picks = {node_id: st.session_state.get(f"{k.ab}_{node_id}") or ""
+             for node_id, _ in preview.ab_split_steps(st.session_state[k.draft])}
     state = preview.send(st.session_state[k.draft], state, text, funnel_name=st.session_state.get(k.name, ""),
-                         field_types=types_)
+                         field_types=types_, ab_picks=picks)
     # A step that calls outside (Perguntar à IA) makes a REAL call here, against the configured provider; the
     # chat marks it as such and shows its tool calls, rejected values and tokens.
     for _ in range(MAX_CHAT_CALLS):
@@ -514,6 +516,12 @@ def _test_chat(funnel_id: int, k: types.SimpleNamespace) -> None:
                       args=(k,))
             st.button(t("editor.chat.reset"), key="editor_chat_reset", icon=":material/restart_alt:",
                       on_click=lambda: st.session_state.pop(k.chat, None))
+        # Teste A/B: the author may choose the simulated contact's branch (applies from the next start).
+        for node_id, branches in preview.ab_split_steps(st.session_state[k.draft]):
+            label = t("editor.chat.ab_pick", node_id=node_id)
+            st.text(label)  # node ids may come from an imported definition: literal, and the widget's label hidden
+            st.selectbox(label, ["", *branches], key=f"{k.ab}_{node_id}", label_visibility="collapsed",
+                         format_func=lambda v: v.upper() if v else t("editor.chat.ab_random"))
     with info_col:
         st.markdown(f"**{t('editor.chat.path')}**")
         lines = []

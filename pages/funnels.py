@@ -22,7 +22,7 @@ from engine.core.definition import MAX_DEFINITION_BYTES, ValidationReport, expor
 from engine.core.examples import EXAMPLES, ODOO_SPLICES, example_definition
 from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import t, trigger_label
-from workbench.services import funnels
+from workbench.services import funnel_goals, funnels
 
 actor = st.session_state["auth_actor"]
 
@@ -246,6 +246,63 @@ def _definition(funnel: dict[str, Any], report: ValidationReport) -> None:
                                   icon=":material/upload:", on_click=_replace, args=(funnel_id,))
 
 
+def _save_goal(funnel_id: int) -> None:
+    kind = st.session_state.get(f"funnels_goal_kind_{funnel_id}") or ""
+    goal = {"kind": kind, "node_id": st.session_state.get(f"funnels_goal_node_{funnel_id}"),
+            "tag": st.session_state.get(f"funnels_goal_tag_{funnel_id}") or "",
+            "days": st.session_state.get(f"funnels_goal_days_{funnel_id}")}
+    with attempt(FLASH_KEY, t("funnels.goal.saved"), scope=funnel_id):
+        funnel_goals.set_goal(actor, funnel_id, goal if kind else None)
+
+
+def _groups_table(title: str, found: list[funnel_goals.Group], verdict: funnel_goals.Verdict) -> None:
+    """One split (A/B branches or entry links) as a table of plain values, and what may be concluded."""
+    if not found:
+        return
+    st.caption(title)
+    st.dataframe([{t("funnels.goal.col.group"): g.label, t("funnels.goal.col.contacts"): g.contacts,
+                   t("funnels.goal.col.converted"): g.converted,
+                   t("funnels.goal.col.rate"): f"{100 * g.rate:.1f}%".replace(".", ",")} for g in found],
+                 hide_index=True)
+    if verdict.conclusive:
+        st.text(t("funnels.goal.conclusive", best=verdict.best, other=verdict.runner_up,
+                  p=f"{verdict.p_value:.3f}".replace(".", ",")))
+    else:  # one group only, too few contacts, or a difference within chance
+        st.text(t("funnels.goal.inconclusive", min=funnel_goals.MIN_GROUP_CONTACTS))
+
+
+def _goal(funnel: dict[str, Any]) -> None:
+    """The funnel's goal (a form) and its conversion, per A/B branch and per entry link."""
+    funnel_id = funnel["id"]
+    report = None
+    with attempt():
+        report = funnel_goals.goal_report(actor, funnel_id)
+    goal = report.goal if report else {}
+    if report is not None:
+        overall = report.overall
+        st.text(t("funnels.goal.overall", rate=f"{100 * overall.rate:.1f}".replace(".", ","),
+                  converted=overall.converted, contacts=overall.contacts))
+    with st.expander(t("funnels.goal"), icon=":material/flag:"):
+        st.caption(t("funnels.goal.help"))
+        nodes = [n.get("id") for n in (funnel["draft"] or {}).get("nodes", []) if isinstance(n, dict)]
+        with st.form(f"funnels_goal_form_{funnel_id}", border=False):
+            kinds = ["", *funnel_goals.GOAL_KINDS]
+            st.selectbox(t("funnels.goal.kind"), kinds, index=kinds.index(goal.get("kind", "")),
+                         key=f"funnels_goal_kind_{funnel_id}",
+                         format_func=lambda k: t(f"funnels.goal.kind.{k or 'none'}"))
+            node_ids = [n for n in nodes if isinstance(n, str)]
+            st.selectbox(t("funnels.goal.node"), node_ids, key=f"funnels_goal_node_{funnel_id}",
+                         index=node_ids.index(goal["node_id"]) if goal.get("node_id") in node_ids else None)
+            st.text_input(t("funnels.goal.tag"), value=goal.get("tag", ""), key=f"funnels_goal_tag_{funnel_id}")
+            st.number_input(t("funnels.goal.days"), min_value=1, max_value=funnel_goals.MAX_DAYS,
+                            value=int(goal.get("days", 7)), key=f"funnels_goal_days_{funnel_id}")
+            st.form_submit_button(t("funnels.goal.save"), key=f"funnels_goal_save_{funnel_id}",
+                                  on_click=_save_goal, args=(funnel_id,))
+        if report is not None:
+            _groups_table(t("funnels.goal.by_branch"), report.branches, report.branch_verdict)
+            _groups_table(t("funnels.goal.by_link"), report.links, report.link_verdict)
+
+
 def _card(funnel: dict[str, Any]) -> None:
     funnel_id = funnel["id"]
     report = funnels.validate(actor, funnel["draft"])
@@ -262,6 +319,7 @@ def _card(funnel: dict[str, Any]) -> None:
         st.caption(t("funnels.trigger"))
         st.text(trigger_label(funnel["trigger"]))
         _counts(funnel)
+        _goal(funnel)
         # The stored value wins on every run, so a refused switch springs back (no value= with a key).
         st.session_state[f"funnels_active_{funnel_id}"] = funnel["is_active"]
         st.toggle(t("funnels.active"), key=f"funnels_active_{funnel_id}", on_change=_toggle, args=(funnel_id,),

@@ -290,9 +290,9 @@ def test_outputs_of_each_type() -> None:
 
 
 def test_registry_and_union_agree() -> None:
-    assert set(REGISTRY) == {"trigger", "send_message", "send_choices", "wait_reply", "ai_reply", "condition", "delay",
-                             "add_tag", "remove_tag", "set_field", "notify_human", "webhook", "odoo", "go_to_funnel",
-                             "route", "end"}
+    assert set(REGISTRY) == {"trigger", "send_message", "send_choices", "wait_reply", "ai_reply", "condition",
+                             "ab_split", "delay", "add_tag", "remove_tag", "set_field", "notify_human", "webhook",
+                             "odoo", "go_to_funnel", "route", "end"}
     assert set(PLANNED_TYPES) == set()
     for node_type, spec in REGISTRY.items():
         assert spec.schema.model_fields["type"].annotation.__args__ == (node_type,)  # type: ignore[union-attr]

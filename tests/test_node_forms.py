@@ -191,7 +191,8 @@ def kinds(node_type: str, data: dict | None = None) -> dict[str, str]:
 def test_field_kinds_come_from_the_schema_and_the_hints():
     assert kinds("send_message") == {"text": "long_text", "media": "media", "typing": "bool"}
     assert kinds("trigger") == {"kind": "literal", "mode": "literal", "words": "list_str", "tag": "text",
-                                "priority": "int", "restart_running": "bool", "instance_ids": "pick_many"}
+                                "priority": "int", "restart_running": "bool", "instance_ids": "pick_many",
+                                "entry_link_ids": "pick_many"}
     assert kinds("send_choices")["options"] == "options" and kinds("wait_reply")["timeout_s"] == "float"
     assert kinds("route")["team_id"] == "pick_one" and kinds("go_to_funnel") == {"funnel_id": "pick_one"}
     assert kinds("condition") == {"groups": "rule_groups"} and kinds("delay")["business_hours"] == "business_hours"
@@ -202,7 +203,7 @@ def test_field_kinds_come_from_the_schema_and_the_hints():
 def test_form_fields_carry_labels_values_and_choices():
     [kind, mode, *_] = node_forms.form_fields(REGISTRY["trigger"], {"kind": "tag_added"})
     assert (kind.label, kind.value, kind.optional, kind.template) == ("Quando começa", "tag_added", False, False)
-    assert kind.choices == ("first_message", "keyword", "any_message", "tag_added", "manual")
+    assert kind.choices == ("first_message", "keyword", "any_message", "tag_added", "manual", "entry_link")
     assert kind.choice_labels["manual"] == "Início manual"
     assert mode.value == "contains"  # the schema's default when the draft leaves it out
     text = node_forms.form_fields(REGISTRY["send_message"], {})[0]

@@ -20,7 +20,7 @@ from engine.core.nodes.condition import ConditionData
 from pages.ui import fields
 from tests.factories import make_actor, make_instance, make_team, make_workspace
 from tests.test_pages_app import signed_in_app
-from workbench.services import ai_client, contact_fields, funnels, secrets
+from workbench.services import ai_client, contact_fields, entry_links, funnels, secrets
 from workbench.store.db import session_scope
 from workbench.store.models import Media, Tag
 
@@ -484,7 +484,7 @@ def test_every_choice_source_gives_ids_and_names(engine, r):
     ws = make_workspace()
     admin = make_actor(ws)
     make_team(ws, "Vendas")
-    make_instance(ws, "Comercial")
+    inst = make_instance(ws, "Comercial")
     funnels.create_funnel(admin, "Agendamento", scheduling_funnel())
     add_library_media(ws, "promo.png", "image/png")
     with session_scope() as s:
@@ -493,11 +493,15 @@ def test_every_choice_source_gives_ids_and_names(engine, r):
     with session_scope() as s:
         ai_client.save_provider(s, ws, "Local", base_url="http://127.0.0.1:9/v1", model="m", api_key="sk-x")
     secrets.set_secret(admin, "crm_token", "valor-secreto-123")
+    entry_links.create_link(admin, name="Bio", instance_id=inst, source="Instagram", phone="5511988887777")
     for source, rows_of in fields.SOURCES.items():
         rows = rows_of(admin)
         assert rows and all(isinstance(row["name"], str) and row["id"] is not None for row in rows), source
     assert fields.SOURCES["tags"](admin) == [{"id": "vip", "name": "vip"}]  # a node stores the tag's name
-    assert fields.SOURCES["contact_fields"](admin) == [{"id": "plano", "name": "Plano", "type": "text"}]
+    # plano, then the source fields the first entry link defined
+    assert fields.SOURCES["contact_fields"](admin)[:2] == [{"id": "plano", "name": "Plano", "type": "text"},
+                                                          {"id": "origem", "name": "Origem", "type": "text"}]
+    assert fields.SOURCES["entry_links"](admin)[0]["name"] == "Bio"
     assert fields.SOURCES["secrets"](admin) == [{"id": "crm_token", "name": "crm_token"}]  # names, never values
 
 

@@ -76,7 +76,7 @@ def test_cards_show_trigger_version_switch_and_counts(engine, r):
     assert at.toggle(key=f"funnels_active_{draft_id}").value is False
     assert [d.label for d in at.download_button] == ["Exportar JSON", "Exportar JSON"]
     # The draft as JSON, literal, with its validation report.
-    assert [e.label for e in at.expander][2:] == ["Definição (JSON)", "Definição (JSON)"]
+    assert [e.label for e in at.expander][2:] == ["Meta e conversão", "Definição (JSON)"] * 2
     assert json.loads(at.code[0].value) == changed
     assert [s.value for s in at.success] == ["O rascunho não tem problemas e pode ser publicado."] * 2
 

@@ -211,6 +211,46 @@ def match_choice(reply: str | None, labels: Sequence[str], keys: Sequence[str] |
     return inside[0] if len(inside) == 1 else None
 
 
+# -- entry link codes -------------------------------------------------------------------------------------
+
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+"""Letters and digits of an entry link's code: none that read alike (0/O, 1/I/L), so a person can type it."""
+CODE_LENGTH = 6
+CODE_MARKER = "ref"
+"""The word put before a code in the pre-filled message ("… (ref K7MP3Q)"); stripped with the code."""
+_CODE_WORD = re.compile(rf"^[{CODE_ALPHABET.lower()}]{{{CODE_LENGTH}}}$")
+
+
+def looks_like_code(word: str) -> bool:
+    """Whether a (normalised, lower-case) word has a code's shape: six letters and digits of ``CODE_ALPHABET``,
+    with at least one of each, so ordinary words ("amanha") never qualify."""
+    return bool(_CODE_WORD.match(word)) and any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+
+
+def entry_codes_in(text: str | None) -> list[str]:
+    """The code-shaped words of a message, upper-case, in order and without repeats (the caller keeps those that
+    are the workspace's codes). Case, accents and punctuation around them do not matter."""
+    found: list[str] = []
+    for word in _words(text):
+        code = word.upper()
+        if looks_like_code(word) and code not in found:
+            found.append(code)
+    return found
+
+
+def strip_entry_codes(text: str | None, codes: Iterable[str]) -> str:
+    """``text`` without the given codes (whole words, any case) nor the ``ref`` marker or ``#`` just before them,
+    so keyword triggers see only what the contact wrote ("Quero a promo (ref K7MP3Q)" -> "Quero a promo ( )")."""
+    if not text:
+        return text or ""
+    wanted = [c for c in codes if looks_like_code(c.lower())]
+    if not wanted:
+        return text
+    pattern = re.compile(rf"(?:\b{CODE_MARKER}\b\s*[:.#-]?\s*)?#?\b(?:{'|'.join(map(re.escape, wanted))})\b",
+                         re.IGNORECASE)
+    return _SPACES.sub(" ", pattern.sub(" ", text[:MAX_MATCH_INPUT])).strip()
+
+
 # -- picking the trigger that starts a funnel -------------------------------------------------------------
 
 class TriggerConfig(Protocol):
@@ -223,6 +263,7 @@ class TriggerConfig(Protocol):
     priority: int
     restart_running: bool
     instance_ids: list[int] | None
+    entry_link_ids: list[int] | None
 
 
 @dataclass(frozen=True)
@@ -253,6 +294,8 @@ class TriggerEvent:
         instance_id: the WhatsApp number the event came through (for triggers scoped to numbers).
         is_new_contact: this is the contact's first message ever (``first_message`` triggers).
         run_active: the conversation already has a live run (active, waiting or paused).
+        entry_link_id: the entry link whose code the contact's first message carried (``entry_link`` triggers);
+            ``text`` then comes without the code.
     """
 
     kind: Literal["message", "tag_added", "manual"]
@@ -262,6 +305,7 @@ class TriggerEvent:
     instance_id: int | None = None
     is_new_contact: bool = False
     run_active: bool = False
+    entry_link_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +332,8 @@ class TriggerMatch:
 # Higher = more specific; decides ties between equal priorities. A keyword someone typed on purpose
 # beats "first message", which beats "any message".
 _SPECIFICITY = {("keyword", "exact"): 60, ("keyword", "regex"): 50, ("keyword", "contains"): 40,
-                ("manual", ""): 70, ("tag_added", ""): 70, ("first_message", ""): 20, ("any_message", ""): 10}
+                ("manual", ""): 70, ("tag_added", ""): 70, ("entry_link", ""): 65, ("first_message", ""): 20,
+                ("any_message", ""): 10}
 
 
 def trigger_matches(candidate: TriggerCandidate, event: TriggerEvent) -> TriggerMatch | None:
@@ -299,6 +344,11 @@ def trigger_matches(candidate: TriggerCandidate, event: TriggerEvent) -> Trigger
     if event.run_active and not config.restart_running:
         return None
     if event.kind == "message":
+        if config.kind == "entry_link":
+            links = getattr(config, "entry_link_ids", None)
+            if event.entry_link_id is None or (links and event.entry_link_id not in links):
+                return None
+            return TriggerMatch(candidate, t("trigger.reason.entry_link"))
         if config.kind == "first_message" and event.is_new_contact:
             return TriggerMatch(candidate, t("trigger.reason.first_message"))
         if config.kind == "any_message":

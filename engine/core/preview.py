@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from engine.core.definition import FunnelDefinition, Walk, walk
+from engine.core.nodes import ab_split
 from engine.core.nodes.base import (
     AddTag,
     CallOutside,
@@ -200,14 +201,28 @@ def _failed(state: PreviewState, error: str, before: list[PreviewEntry]) -> Prev
                    entries=(*state.entries, *before, PreviewEntry("note", "failed", error)))
 
 
+def ab_split_steps(raw: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """The draft's Teste A/B steps and their branches, for the test chat's "pick the branch" boxes (none when the
+    draft does not parse)."""
+    defn, _ = _definition(raw)
+    if defn is None:
+        return []
+    return [(n.id, ab_split.branch_keys(len(n.data.weights))) for n in defn.nodes  # type: ignore[attr-defined]
+            if n.type == "ab_split"]  # type: ignore[attr-defined]
+
+
 def start(raw: Mapping[str, Any], message: str, *, funnel_name: str = "", now: datetime | None = None,
-          contact: Mapping[str, Any] | None = None, field_types: Mapping[str, str] | None = None) -> PreviewState:
+          contact: Mapping[str, Any] | None = None, field_types: Mapping[str, str] | None = None,
+          ab_picks: Mapping[str, str] | None = None) -> PreviewState:
     """A new simulated run: the contact sends ``message``, which starts the draft at its trigger.
 
     ``field_types`` are the workspace's contact field types (``ExecutionContext.field_types``), so conditions
-    compare as in real runs.
+    compare as in real runs. ``ab_picks`` (Teste A/B node id -> branch) are the branches the author chose for
+    the simulated contact; steps without a pick draw as in real runs.
     """
-    state = PreviewState(trigger_message=message, contact=dict(contact or DEFAULT_CONTACT))
+    picks = {k: v for k, v in (ab_picks or {}).items() if v in ab_split.BRANCH_KEYS}
+    state = PreviewState(trigger_message=message, contact=dict(contact or DEFAULT_CONTACT),
+                         variables={ab_split.ASSIGNMENTS_VAR: picks} if picks else {})
     before = [PreviewEntry("contact", "text", message)]
     defn, error = _definition(raw)
     if defn is None:
@@ -221,14 +236,15 @@ def start(raw: Mapping[str, Any], message: str, *, funnel_name: str = "", now: d
 
 
 def send(raw: Mapping[str, Any], state: PreviewState, text: str, *, funnel_name: str = "",
-         now: datetime | None = None, field_types: Mapping[str, str] | None = None) -> PreviewState:
+         now: datetime | None = None, field_types: Mapping[str, str] | None = None,
+         ab_picks: Mapping[str, str] | None = None) -> PreviewState:
     """The contact answers: start the run when idle or finished, else resume the waiting node.
 
     A message while a delay runs is shown but changes nothing, as in the runtime.
     """
     if state.status in ("idle", "completed", "failed"):
         return start(raw, text, funnel_name=funnel_name, now=now, contact=state.contact if state.steps else None,
-                     field_types=field_types)
+                     field_types=field_types, ab_picks=ab_picks)
     before = [PreviewEntry("contact", "text", text)]
     defn, error = _definition(raw)
     if defn is None:

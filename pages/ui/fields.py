@@ -24,6 +24,7 @@ from workbench.services import (
     ai_client,
     contact_fields,
     contacts,
+    entry_links,
     funnels,
     instances,
     media_library,
@@ -42,6 +43,7 @@ SOURCES: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
                                      for f in contact_fields.list_fields(actor)],
     "secrets": lambda actor: [{"id": name, "name": name} for name in secrets.secret_names(actor)],
     "ai_providers": ai_client.list_providers,
+    "entry_links": entry_links.link_choices,
 }
 """Choice source -> the rows an actor may pick from, each with ``id`` (what the node stores) and ``name``."""
 

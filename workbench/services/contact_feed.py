@@ -290,6 +290,8 @@ def describe(item: dict[str, Any]) -> str:
         return t("feed.event.funnel_run", funnel=_value(data.get("funnel")),
                  status=t(f"inbox.funnel.status.{data.get('status')}")
                  if has_key(f"inbox.funnel.status.{data.get('status')}") else _value(data.get("status")))
+    if event == "entry_link":
+        return t("feed.event.entry_link", name=_value(data.get("name")), source=_value(data.get("source")))
     if event == "imported":
         return t("feed.event.imported", file=_value(data.get("file_name")))
     if event == "bulk":

@@ -39,6 +39,7 @@ from workbench.store.db import session_scope
 from workbench.store.models import (
     Contact,
     Conversation,
+    EntryLink,
     Funnel,
     FunnelRun,
     FunnelVersion,
@@ -151,6 +152,7 @@ _REFERENCES = {
     "teams": (Team.id, Team.workspace_id),
     "people": (WorkspaceMember.user_id, WorkspaceMember.workspace_id),
     "numbers": (Instance.id, Instance.workspace_id),
+    "entry_links": (EntryLink.id, EntryLink.workspace_id),
 }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from connector.contracts import CONTROL_LIST, ControlCommand, MediaRef, OutboundCommand
 from engine.core.definition import FunnelDefinition, Walk, load_definition, walk
 from engine.core.matching import TriggerEvent, pick_trigger
+from engine.core.nodes import ab_split
 from engine.core.nodes.base import (
     AddTag,
     CallOutside,
@@ -54,7 +55,7 @@ from engine.core.nodes.base import (
 from workbench.base.clock import DEFAULT_TIMEZONE, now
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import error_text, t
-from workbench.services import contact_fields, routing
+from workbench.services import contact_fields, entry_links, routing
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import publish as publish_commands
 from workbench.services.outbox import queue_message
@@ -180,20 +181,25 @@ def on_message(session: Session, conversation: ConversationRef, text: str | None
 
     Returns None when no funnel took the message (the default reply may answer then).
     """
+    # Entry links: attribution happens whoever has the conversation; their codes never reach keyword matching.
+    matched_text, link_id = entry_links.read_message(session, conversation, text)
+    if link_id is not None:
+        conversation = replace(conversation, contact_created=False)  # the row now holds source fields to read
     if _bot_paused(session, conversation):
         return Effects()  # a human has the conversation: store only
     # a contact created by this very message cannot be in a funnel yet: no need to look
     run = None if conversation.contact_created else _live_run(session, conversation.id)
     if run is not None and run.status == "waiting":
-        event = TriggerEvent(kind="message", text=text or "", instance_id=conversation.instance_id,
-                             is_new_contact=conversation.first_message, run_active=True)
+        event = TriggerEvent(kind="message", text=matched_text or "", instance_id=conversation.instance_id,
+                             is_new_contact=conversation.first_message, run_active=True, entry_link_id=link_id)
         restart = _match(session, conversation, event)
         if restart is None:
             return _resume(session, run, conversation, text or "")
         _stop(session, run, "restarted by trigger")
         return _start(session, conversation, restart, text)
-    event = TriggerEvent(kind="message", text=text or "", instance_id=conversation.instance_id,
-                         is_new_contact=conversation.first_message, run_active=run is not None)
+    event = TriggerEvent(kind="message", text=matched_text or "", instance_id=conversation.instance_id,
+                         is_new_contact=conversation.first_message, run_active=run is not None,
+                         entry_link_id=link_id)
     match = _match(session, conversation, event)
     if match is None:
         return Effects() if run is not None else None  # a run in a delay keeps the contact
@@ -357,12 +363,27 @@ def _start(session: Session, conversation: ConversationRef, start: FunnelStart, 
     version = start.version
     run = FunnelRun(workspace_id=conversation.workspace_id, funnel_id=version.funnel_id,
                     version_id=version.version_id, conversation_id=conversation.id,
-                    contact_id=conversation.contact_id, status="active", current_node=start.node_id, variables={},
-                    attempts=0)
+                    contact_id=conversation.contact_id, status="active", current_node=start.node_id,
+                    variables=_earlier_assignments(session, conversation, version), attempts=0)
     session.add(run)  # inserted by _apply once the walk is done
     ctx = _context(session, conversation, run, version.name, text)
     return _apply(session, run, conversation, version.funnel_id, version.definition,
                   walk(version.definition, ctx, start.node_id), depth)
+
+
+def _earlier_assignments(session: Session, conversation: ConversationRef, version: ActiveVersion) -> dict[str, Any]:
+    """The run variables a new run starts with: the contact's Teste A/B branches in this funnel version, from the
+    funnel events of its earlier runs (the first branch each step gave it), so a restart keeps them."""
+    if conversation.contact_created or not any(n.type == "ab_split" for n in version.definition.nodes):
+        return {}
+    rows = session.execute(
+        select(FunnelEvent.node_id, FunnelEvent.output)
+        .join(FunnelRun, FunnelRun.id == FunnelEvent.run_id)
+        .where(FunnelRun.contact_id == conversation.contact_id, FunnelRun.version_id == version.version_id,
+               FunnelEvent.node_type == "ab_split", FunnelEvent.output.is_not(None))
+        .order_by(FunnelEvent.id.desc()).limit(100)).all()
+    held = {node_id: output for node_id, output in rows}  # oldest last, so the first assignment wins
+    return {ab_split.ASSIGNMENTS_VAR: held} if held else {}
 
 
 def _resume(session: Session, run: FunnelRun, conversation: ConversationRef, text: str) -> Effects:

@@ -390,6 +390,8 @@ class Funnel(Base):
     published_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("funnel_versions.id", ondelete="SET NULL", use_alter=True)
     )
+    # Teste A/B e metas: {"kind": "step"|"tag", "node_id"|"tag": ..., "days": N} (workbench/services/funnel_goals.py)
+    goal: Mapped[dict[str, Any] | None]
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
@@ -724,3 +726,33 @@ class AISummary(Base):
     model: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class EntryLink(Base):
+    """A Links de entrada row: a ``wa.me`` link to one of the workspace's numbers whose pre-filled message carries
+    ``code``; a contact whose first message holds the code is attributed to it (``EntryLinkContact``)."""
+
+    __tablename__ = "entry_links"
+    __table_args__ = (UniqueConstraint("workspace_id", "code"),)
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = _ws()
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    phone: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(80))
+    utm: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
+    message: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(String(16))
+    contacts_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+
+
+class EntryLinkContact(Base):
+    """A contact's attribution to the entry link its first message came through: one per contact, written once."""
+
+    __tablename__ = "entry_link_contacts"
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    workspace_id: Mapped[int] = _ws()
+    link_id: Mapped[int] = mapped_column(ForeignKey("entry_links.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = _created()

@@ -16,6 +16,7 @@ from pydantic import PlainValidator, SerializeAsAny, TypeAdapter, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from engine.core.nodes import (
+    ab_split,
     add_tag,
     ai_reply,
     condition,
@@ -36,8 +37,8 @@ from engine.core.nodes import (
 from engine.core.nodes.base import ExecutionContext, NodeBase, NodeResult, NodeSpec
 from workbench.base.i18n import t
 
-NODE_MODULES = (trigger, send_message, send_choices, wait_reply, ai_reply, condition, delay, add_tag, remove_tag,
-                set_field, notify_human, webhook, odoo, go_to_funnel, route, end)
+NODE_MODULES = (trigger, send_message, send_choices, wait_reply, ai_reply, condition, ab_split, delay, add_tag,
+                remove_tag, set_field, notify_human, webhook, odoo, go_to_funnel, route, end)
 
 REGISTRY: dict[str, NodeSpec] = {}
 """type -> NodeSpec, in palette order."""

@@ -1,4 +1,4 @@
-"""Trigger: the start of a funnel (first message, keyword, any message, tag added, manual start).
+"""Trigger: the start of a funnel (first message, keyword, any message, tag added, manual start, entry link).
 
 The trigger's configuration is read *before* a run exists, by ``engine.core.matching.pick_trigger``; executing
 it only moves the new run on to ``next``.
@@ -24,7 +24,7 @@ from engine.core.nodes.base import (
 )
 from workbench.base.i18n import t
 
-TriggerKind = Literal["first_message", "keyword", "any_message", "tag_added", "manual"]
+TriggerKind = Literal["first_message", "keyword", "any_message", "tag_added", "manual", "entry_link"]
 
 
 class TriggerData(NodeData):
@@ -40,6 +40,7 @@ class TriggerData(NodeData):
         priority: higher wins when several funnels' triggers match.
         restart_running: may interrupt a conversation's live run (otherwise the message goes to that run).
         instance_ids: only these WhatsApp numbers; None or empty = all.
+        entry_link_ids: for ``entry_link`` ("entrou pelo link"): only these entry links; None or empty = any.
     """
 
     kind: TriggerKind = "keyword"
@@ -49,6 +50,7 @@ class TriggerData(NodeData):
     priority: int = Field(default=0, ge=-1000, le=1000)
     restart_running: bool = False
     instance_ids: list[int] | None = None
+    entry_link_ids: list[int] | None = None
 
     @model_validator(mode="after")
     def _check_kind(self, info: ValidationInfo) -> TriggerData:
@@ -92,4 +94,4 @@ def summary(data: Config) -> str:
 SPEC = NodeSpec(type="trigger", schema=TriggerNode, execute=execute, required_outputs=lambda data: ["next"],
                 is_start=True, summary=summary,
                 default_data=lambda: {"kind": "keyword", "mode": "contains", "words": []},
-                hints={"instance_ids": FieldHint(source="numbers")})
+                hints={"instance_ids": FieldHint(source="numbers"), "entry_link_ids": FieldHint(source="entry_links")})
