@@ -5,7 +5,7 @@ fields and the pre-filled message holding ``code`` (unique in the workspace). ``
 contact's attribution, at most one per contact (the first message that carried a code), and ``contacts_count``
 the link's counter. ``funnels.goal`` is a funnel's goal (a step reached or a tag added within N days of entering).
 
-Revision ID: 0014
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-02 17:30:00
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0014'
+revision = '0012'
 down_revision = '0011'
 branch_labels = None
 depends_on = None
