@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench up | workers | migrate | demo-data | notebooks``.
+"""Command line: ``python -m workbench up | workers | migrate | demo-data | notebooks | admin | doctor``.
 
 ``worker`` and ``scheduler`` are the processes ``workers`` supervises (engine/worker/processes.py); they end
 with the process that started them.
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=20261202)
     sub.add_parser("notebooks", help="open Jupyter Lab on notebooks/ with the product's data connected (further "
                                      "options go to jupyter lab)")
+    _admin_parser(sub)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "notebooks":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -76,7 +77,74 @@ def main(argv: list[str] | None = None) -> int:
         return _demo_data(args)
     if args.command == "notebooks":
         return _notebooks(extra)
+    if args.command == "admin":
+        return _admin(args)
     return 2
+
+
+def _admin_parser(sub) -> None:
+    admin = sub.add_parser("admin", help="manage workspaces and accounts from this machine (passwords are printed "
+                                         "once, or read from standard input with --password-stdin)")
+    cmds = admin.add_subparsers(dest="admin_command", required=True)
+    ws = cmds.add_parser("create-workspace", help="create a workspace with its first admin")
+    ws.add_argument("name")
+    ws.add_argument("--admin-email", required=True)
+    ws.add_argument("--admin-name", default="")
+    user = cmds.add_parser("create-user", help="create an account in a workspace")
+    user.add_argument("email")
+    user.add_argument("--name", default="")
+    user.add_argument("--role", choices=("admin", "supervisor", "agent"), default="agent")
+    user.add_argument("--workspace", type=int, required=True, help="workspace id (see `admin list`)")
+    reset = cmds.add_parser("reset-password", help="give an account a new password and end its open logins")
+    reset.add_argument("email")
+    cmds.add_parser("list", help="list workspaces and their accounts with roles")
+    off = cmds.add_parser("deactivate", help="deactivate an account (its conversations go back to a queue)")
+    off.add_argument("email")
+    off.add_argument("--workspace", type=int, default=None, help="workspace id (default: the account's first)")
+    for command in (ws, user, reset):
+        command.add_argument("--password-stdin", action="store_true",
+                             help="read the password from standard input instead of generating one")
+
+
+def _admin(args) -> int:
+    """``admin …``: run one operator command; product errors print their pt-BR message and exit 1."""
+    from workbench.base.errors import WorkbenchError
+    from workbench.base.i18n import error_text
+    from workbench.services import admin
+
+    password = None
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\r\n")
+    with _database():
+        try:
+            if args.admin_command == "create-workspace":
+                workspace_id, creds = admin.create_workspace(args.name, args.admin_email, args.admin_name, password)
+                print(f"workspace {workspace_id} created")
+                _print_credentials(creds, password is None)
+            elif args.admin_command == "create-user":
+                _print_credentials(admin.create_user(args.workspace, args.email, args.name, args.role, password),
+                                   password is None)
+            elif args.admin_command == "reset-password":
+                _print_credentials(admin.reset_password(args.email, password), password is None)
+            elif args.admin_command == "deactivate":
+                released = admin.deactivate(args.email, args.workspace)
+                print(f"{args.email} deactivated; {released} conversation(s) went back to a queue")
+            else:
+                members = admin.accounts()
+                for workspace_id, name in admin.workspace_names():
+                    print(f"workspace {workspace_id}: {name}")
+                    for a in (m for m in members if m.workspace_id == workspace_id):
+                        print(f"  {a.email}  {a.name}  {a.role}{'' if a.active else '  (desativado)'}")
+        except WorkbenchError as exc:
+            print(error_text(exc), file=sys.stderr)
+            return 1
+    return 0
+
+
+def _print_credentials(creds, generated: bool) -> None:
+    print(f"  e-mail: {creds.email}")
+    if generated:
+        print(f"  senha:  {creds.password}   (shown only this once)")
 
 
 @contextmanager

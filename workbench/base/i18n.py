@@ -2065,6 +2065,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "settings.reports.saved": "Configurações dos relatórios salvas.",
         "error.analytics_period": "O período termina antes de começar. Confira as datas.",
         "error.analytics_period_long": "O período pode ter no máximo {max} dias.",
+        # -- running it for real: admin commands, health check, LGPD (issue 17) ----------------------------------
+        "error.workspace_not_found": "Espaço de trabalho não encontrado.",
+        "error.workspace_name": "Dê ao espaço de trabalho um nome de 1 a {max} caracteres.",
         # -- team at work: Equipes, Pessoas, availability, routing, quick replies, private notes (issue 10) ----
         "error.team_name": "Dê à equipe um nome de 1 a {max} caracteres.",
         "error.team_taken": "Já existe uma equipe com esse nome.",
