@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("notebooks", help="open Jupyter Lab on notebooks/ with the product's data connected (further "
                                      "options go to jupyter lab)")
     _admin_parser(sub)
+    sub.add_parser("doctor", help="check the installation: one line per check (ok/warn/fail); exit 1 on a failure")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "notebooks":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return _notebooks(extra)
     if args.command == "admin":
         return _admin(args)
+    if args.command == "doctor":
+        return _doctor()
     return 2
 
 
@@ -141,6 +144,30 @@ def _admin(args) -> int:
     return 0
 
 
+def _doctor() -> int:
+    """``doctor``: print every health check; 1 when one failed. Embedded servers are looked at where ``up`` puts
+    them (PostgreSQL is started for the look if it is not running; Redis is not)."""
+    from workbench.services import health
+    from workbench.store.config import get_settings
+    from workbench.store.embedded import EmbeddedRedis
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the report is the output
+    settings = get_settings()
+    redis_url = settings.redis_url or EmbeddedRedis(settings.data_dir.resolve()).url()
+    if settings.database_url:
+        checks = health.run_checks(settings.database_url, redis_url)
+    else:
+        try:
+            with _database(migrate=False) as url:
+                checks = health.run_checks(url, redis_url)
+        except Exception as exc:  # noqa: BLE001 - the embedded server could not start: that is the finding
+            checks = [health.Check("postgresql", "fail", f"embedded server did not start ({type(exc).__name__})")]
+    width = max(len(c.label) for c in checks)
+    for check in checks:
+        print(f"{check.status:<4}  {check.label:<{width}}  {check.detail}")
+    return 1 if health.failed(checks) else 0
+
+
 def _print_credentials(creds, generated: bool) -> None:
     print(f"  e-mail: {creds.email}")
     if generated:
@@ -148,9 +175,9 @@ def _print_credentials(creds, generated: bool) -> None:
 
 
 @contextmanager
-def _database():
+def _database(migrate: bool = True):
     """The product's database URL: ``DATABASE_URL``, else the embedded server of the data dir (attached to when
-    ``up`` runs it, started and stopped here otherwise), with migrations applied."""
+    ``up`` runs it, started and stopped here otherwise), with migrations applied unless ``migrate`` is False."""
     from workbench.store.config import get_settings
     from workbench.store.embedded import EmbeddedPostgres
     from workbench.store.migrations import upgrade_database
@@ -164,7 +191,8 @@ def _database():
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
     try:
-        upgrade_database(url)
+        if migrate:
+            upgrade_database(url)
         yield url
     finally:
         if pg is not None:
