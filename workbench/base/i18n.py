@@ -2068,6 +2068,18 @@ CATALOG: dict[str, dict[str, str]] = {
         # -- running it for real: admin commands, health check, LGPD (issue 17) ----------------------------------
         "error.workspace_not_found": "Espaço de trabalho não encontrado.",
         "error.workspace_name": "Dê ao espaço de trabalho um nome de 1 a {max} caracteres.",
+        "lgpd.title": "LGPD",
+        "lgpd.help": "Pedidos do titular dos dados (LGPD, art. 18): uma cópia dos dados do contato ou a eliminação "
+                     "deles. Os dois pedidos ficam registrados (quem e quando).",
+        "lgpd.export": "Exportar dados do contato",
+        "lgpd.download": "Baixar o arquivo ZIP",
+        "lgpd.erase": "Apagar dados do contato",
+        "lgpd.confirm": "Apagar nome, telefone, campos, notas, textos e mídias das mensagens e identificadores do "
+                        "WhatsApp deste contato? Não dá para desfazer. As contagens dos relatórios continuam iguais; "
+                        "se a pessoa escrever de novo, ela aparece como um contato novo.",
+        "lgpd.erase_yes": "Apagar definitivamente",
+        "lgpd.cancel": "Cancelar",
+        "lgpd.erased": "Dados do contato apagados.",
         "health.title": "Saúde do sistema",
         "health.caption": "As mesmas verificações de `python -m workbench doctor`: versões, PostgreSQL e Redis, "
                           "migrações, pasta de dados, chave secreta, workers, agendador, conectores e fila de envio.",
