@@ -1,4 +1,5 @@
-"""Command line: ``python -m workbench up | workers | migrate | demo-data | notebooks | admin | doctor``.
+"""Command line: ``python -m workbench up | workers | migrate | demo-data | notebooks | admin | doctor |
+backup | restore``.
 
 ``worker`` and ``scheduler`` are the processes ``workers`` supervises (engine/worker/processes.py); they end
 with the process that started them.
@@ -41,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
                                      "options go to jupyter lab)")
     _admin_parser(sub)
     sub.add_parser("doctor", help="check the installation: one line per check (ok/warn/fail); exit 1 on a failure")
+    backup = sub.add_parser("backup", help="write the database, media, WhatsApp sessions and the secret key to FILE")
+    backup.add_argument("file")
+    backup.add_argument("--without-key", action="store_true",
+                        help="leave the secret key out (stored secrets cannot be read after restoring elsewhere)")
+    restore = sub.add_parser("restore", help="bring back a backup FILE into this (empty) installation")
+    restore.add_argument("file")
+    restore.add_argument("--force", action="store_true", help="replace an installation that is not empty")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "notebooks":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -82,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return _admin(args)
     if args.command == "doctor":
         return _doctor()
+    if args.command in ("backup", "restore"):
+        return _backup_or_restore(args)
     return 2
 
 
@@ -166,6 +176,37 @@ def _doctor() -> int:
     for check in checks:
         print(f"{check.status:<4}  {check.label:<{width}}  {check.detail}")
     return 1 if health.failed(checks) else 0
+
+
+def _backup_or_restore(args) -> int:
+    """``backup FILE`` / ``restore FILE``; product errors print their pt-BR message and exit 1."""
+    from pathlib import Path
+
+    from workbench.base.errors import WorkbenchError
+    from workbench.base.i18n import error_text
+    from workbench.services import backup
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    with _database(migrate=False) as url:
+        try:
+            if args.command == "backup":
+                done = backup.backup(url, Path(args.file), without_key=args.without_key)
+                print(f"backup written to {args.file}: database at {done.revision}, {done.media_files} media "
+                      f"file(s), {done.session_files} WhatsApp session file(s)")
+                if not done.with_key:
+                    print("without the secret key: integration secrets, AI keys and e-mail passwords in it can "
+                          "only be read with this installation's key")
+            else:
+                done = backup.restore(url, Path(args.file), force=args.force)
+                print(f"restored {args.file}: {done.media_files} media file(s), {done.session_files} WhatsApp "
+                      f"session file(s)")
+                if not done.with_key:
+                    print("the backup holds no secret key: stored secrets decrypt only if this installation's key "
+                          "is the one they were made with; otherwise enter them again in Configurações")
+        except WorkbenchError as exc:
+            print(error_text(exc), file=sys.stderr)
+            return 1
+    return 0
 
 
 def _print_credentials(creds, generated: bool) -> None:

@@ -2068,6 +2068,11 @@ CATALOG: dict[str, dict[str, str]] = {
         # -- running it for real: admin commands, health check, LGPD (issue 17) ----------------------------------
         "error.workspace_not_found": "Espaço de trabalho não encontrado.",
         "error.workspace_name": "Dê ao espaço de trabalho um nome de 1 a {max} caracteres.",
+        "error.backup_tool": "Não encontrei o {tool} para esta versão do PostgreSQL. Instale o cliente do "
+                             "PostgreSQL da mesma versão do servidor (ou mais novo).",
+        "error.backup_failed": "O {tool} falhou: {reason}",
+        "error.backup_file": "Este arquivo não é um backup do produto (ou está corrompido).",
+        "error.restore_not_empty": "Esta instalação já tem dados. Para substituí-los pelo backup, use --force.",
         "lgpd.title": "LGPD",
         "lgpd.help": "Pedidos do titular dos dados (LGPD, art. 18): uma cópia dos dados do contato ou a eliminação "
                      "deles. Os dois pedidos ficam registrados (quem e quando).",
