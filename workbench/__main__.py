@@ -202,7 +202,7 @@ def _backup_or_restore(args) -> int:
                       f"session file(s)")
                 if not done.with_key:
                     print("the backup holds no secret key: stored secrets decrypt only if this installation's key "
-                          "is the one they were made with; otherwise enter them again in Configurações")
+                          "is the one they were made with; otherwise enter them again in the panel's settings")
         except WorkbenchError as exc:
             print(error_text(exc), file=sys.stderr)
             return 1
