@@ -145,3 +145,52 @@ def test_contact_page_exports_and_erases_for_admins_only(history):
     assert not at.exception
     assert "Dados do contato apagados." in [s.value for s in at.success]
     assert search_everywhere(PHONE, NAME) == []
+
+
+def test_retention_is_off_by_default_previews_then_empties_old_messages(history):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from workbench.base.clock import now
+    from workbench.base.errors import InvalidInput
+    from workbench.services import workspace_settings
+
+    admin = history["admin"]
+    with session_scope() as s:  # the contact's three messages are 40 days old, the others recent
+        old_ids = s.scalars(select(Message.id).join(Conversation, Conversation.id == Message.conversation_id)
+                            .where(Conversation.contact_id == history["contact"])).all()
+        s.execute(update(Message).where(Message.id.in_(old_ids)).values(created_at=now() - timedelta(days=40)))
+    before = counts()
+    assert lgpd.apply_retention(history["ws"]) == {"messages": 0, "media": 0}  # off by default
+    assert lgpd.retention_preview(admin, 30) == {"messages": 3, "media": 2, "days": 30}
+    assert lgpd.retention_preview(admin, 60)["messages"] == 0
+    with pytest.raises(InvalidInput):
+        lgpd.retention_preview(admin, 0)
+    with pytest.raises(PermissionDenied):
+        workspace_settings.save_setting(make_actor(history["ws"], role="supervisor"), "retention",
+                                        {"enabled": True, "days": 30})
+    workspace_settings.save_setting(admin, "retention", {"enabled": True, "days": 30})
+    assert lgpd.retention_preview(admin) == {"messages": 3, "media": 2, "days": 30}  # nothing changed yet
+    assert lgpd.apply_retention_everywhere() == {history["ws"]: {"messages": 3, "media": 1}}
+    assert search_everywhere("meu fone é") == []
+    assert not media_path(get_settings().data_dir, history["photo"].sha256).exists()
+    assert media_path(get_settings().data_dir, history["shared"].sha256).exists()
+    assert counts() == before
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).where(Message.text == "outra pessoa")) == 1  # recent: kept
+    assert lgpd.retention_preview(admin)["messages"] == 0
+
+
+def test_retention_section_on_the_settings_page(history):
+    from tests.test_pages_settings import open_page
+
+    at = open_page(history["admin"])
+    assert not at.exception
+    at.number_input(key="retention_days").set_value(30)
+    at = at.button(key="retention_preview").click().run()
+    assert not at.exception
+    assert any("Com 30 dias" in i.value for i in at.info)
+    at.toggle(key="retention_enabled").set_value(True)
+    at = at.button(key="retention_save").click().run()
+    assert "Retenção salva." in [s.value for s in at.success]

@@ -2073,6 +2073,18 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.backup_failed": "O {tool} falhou: {reason}",
         "error.backup_file": "Este arquivo não é um backup do produto (ou está corrompido).",
         "error.restore_not_empty": "Esta instalação já tem dados. Para substituí-los pelo backup, use --force.",
+        "error.retention_days": "Informe de 1 a {max} dias.",
+        "retention.title": "Retenção de mensagens",
+        "retention.caption": "Guarda o texto e as mídias das mensagens por um número de dias; depois, um trabalho "
+                             "diário apaga o conteúdo das mais antigas (as contagens dos relatórios continuam "
+                             "iguais). Desligada por padrão.",
+        "retention.enabled": "Apagar o conteúdo de mensagens antigas",
+        "retention.days": "Guardar por (dias)",
+        "retention.save": "Salvar",
+        "retention.saved": "Retenção salva.",
+        "retention.preview": "Prévia",
+        "retention.preview_result": "Com {days} dias, hoje seriam apagados o conteúdo de {messages} mensagens "
+                                    "({media} com mídia).",
         "lgpd.title": "LGPD",
         "lgpd.help": "Pedidos do titular dos dados (LGPD, art. 18): uma cópia dos dados do contato ou a eliminação "
                      "deles. Os dois pedidos ficam registrados (quem e quando).",

@@ -29,12 +29,12 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from workbench.base.clock import now
 from workbench.base.errors import Conflict, InvalidInput, WorkbenchError
 from workbench.store.config import get_settings
 from workbench.store.db import normalize_url
@@ -141,7 +141,7 @@ def backup(url: str, archive: Path, *, without_key: bool = False) -> Result:
                     continue
                 session_files += 1
         key = None if without_key else _current_key(data_dir)
-        manifest = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(), "revision": revision,
+        manifest = {"format": FORMAT, "created_at": now().isoformat(), "revision": revision,
                     "with_key": key is not None}
         partial = staging / "archive.tar.gz"
         media_files = 0

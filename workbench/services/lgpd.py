@@ -24,15 +24,17 @@ import html
 import io
 import json
 import zipfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from connector.media import media_path, thumbnail_path
-from workbench.base.errors import NotFound
+from workbench.base.clock import now
+from workbench.base.errors import InvalidInput, NotFound
 from workbench.services.auth import Actor
+from workbench.services.workspace_settings import MAX_RETENTION_DAYS, load_setting
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import (
@@ -49,6 +51,7 @@ from workbench.store.models import (
     Notification,
     Outbox,
     OutsideCall,
+    Setting,
     Tag,
     is_row_id,
 )
@@ -199,11 +202,15 @@ def erase_contact(actor: Actor, contact_id: int) -> dict[str, int]:
         session.add(ActivityEvent(workspace_id=actor.workspace_id, actor_user_id=actor.user_id,
                                   kind="contact_erased", subject_type="contact", subject_id=contact.id,
                                   data={"messages": erased, "notes": notes, "media": len(files)}))
+    _unlink(files)  # after the commit: a rolled-back erasure must not have lost the files
+    return {"messages": erased, "notes": notes, "media": len(files)}
+
+
+def _unlink(shas: list[str]) -> None:
     data_dir = get_settings().data_dir
-    for sha in files:  # after the commit: a rolled-back erasure must not have lost the files
+    for sha in shas:
         for path in (media_path(data_dir, sha), thumbnail_path(data_dir, sha)):
             path.unlink(missing_ok=True)
-    return {"messages": erased, "notes": notes, "media": len(files)}
 
 
 def _drop_media(session: Session, workspace_id: int, media_ids: set[int], shas: set[str]) -> list[str]:
@@ -220,3 +227,75 @@ def _drop_media(session: Session, workspace_id: int, media_ids: set[int], shas: 
     kept = set(session.scalars(select(Media.sha256).where(Media.sha256.in_(candidates))).all())
     kept |= set(session.scalars(select(named).where(named.in_(candidates))).all())
     return [sha for sha in candidates if sha not in kept]
+
+
+# -- Retention (Configurações › Geral, admins) -------------------------------------------------------------------
+# A workspace may keep message bodies and media for N days only (off by default). The daily job
+# (``engine.worker.jobs.retention``) empties older messages the way erasure does — text, data, media, quoted id —
+# and keeps the rows, so counts and dashboards stay; contacts and their fields are left alone.
+
+RETENTION_BATCH = 2000
+"""Messages emptied per transaction (a long backlog is worked through in short transactions)."""
+
+
+def _expired(workspace_id: int, days: int):
+    cutoff = now() - timedelta(days=days)
+    return (Message.workspace_id == workspace_id, Message.created_at < cutoff,
+            (Message.text.is_not(None)) | (Message.media_id.is_not(None)) | (Message.data != {}))
+
+
+def retention_preview(actor: Actor, days: int | None = None) -> dict[str, int]:
+    """Admins: how many messages (and of them, with media) the retention of ``days`` (default: the saved
+    setting's) would empty now; changes nothing."""
+    actor.require("admin")
+    with session_scope() as session:
+        if days is None:
+            days = load_setting(session, actor.workspace_id, "retention").days
+        if not isinstance(days, int) or not 1 <= days <= MAX_RETENTION_DAYS:
+            raise InvalidInput("bad retention", key="error.retention_days", max=MAX_RETENTION_DAYS)
+        where = _expired(actor.workspace_id, days)
+        messages = session.scalar(select(func.count()).select_from(Message).where(*where))
+        media = session.scalar(select(func.count()).select_from(Message).where(
+            *where, (Message.media_id.is_not(None)) | Message.data.has_key("media")))
+    return {"messages": messages, "media": media, "days": days}
+
+
+def apply_retention(workspace_id: int) -> dict[str, int]:
+    """Empty the workspace's messages older than its retention, when it is on (the daily job); returns counts."""
+    with session_scope() as session:
+        setting = load_setting(session, workspace_id, "retention")
+    if not setting.enabled:
+        return {"messages": 0, "media": 0}
+    total, files = 0, 0
+    while True:
+        with session_scope() as session:
+            ids = session.scalars(select(Message.id).where(*_expired(workspace_id, setting.days))
+                                  .order_by(Message.id).limit(RETENTION_BATCH).with_for_update(skip_locked=True)
+                                  ).all()
+            if not ids:
+                break
+            chosen = Message.id.in_(ids)
+            media_ids = set(session.scalars(select(Message.media_id).where(chosen, Message.media_id.is_not(None))))
+            shas = {_sha_of(data) for data in session.scalars(select(Message.data).where(chosen))} - {None}
+            session.execute(update(Message).where(chosen).values(text=None, data={}, quoted_wa_id=None,
+                                                                 media_id=None))
+            session.execute(update(Outbox).where(Outbox.message_id.in_(ids)).values(command={}))
+            gone = _drop_media(session, workspace_id, media_ids, shas)
+        _unlink(gone)
+        total += len(ids)
+        files += len(gone)
+    if total:
+        with session_scope() as session:
+            session.execute(update(Conversation).where(
+                Conversation.workspace_id == workspace_id,
+                Conversation.last_message_at < now() - timedelta(days=setting.days)).values(last_message_preview=None))
+            session.add(ActivityEvent(workspace_id=workspace_id, kind="retention_applied", subject_type="workspace",
+                                      subject_id=workspace_id, data={"messages": total, "media": files}))
+    return {"messages": total, "media": files}
+
+
+def apply_retention_everywhere() -> dict[int, dict[str, int]]:
+    """The daily job: every workspace whose retention is on."""
+    with session_scope() as session:
+        workspaces = session.scalars(select(Setting.workspace_id).where(Setting.key == "retention")).all()
+    return {ws: apply_retention(ws) for ws in workspaces}
