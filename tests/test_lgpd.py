@@ -194,3 +194,20 @@ def test_retention_section_on_the_settings_page(history):
     at.toggle(key="retention_enabled").set_value(True)
     at = at.button(key="retention_save").click().run()
     assert "Retenção salva." in [s.value for s in at.success]
+
+
+def test_dashboards_count_the_same_after_erasure_and_forget_the_name(history):
+    from workbench.analytics import reports, store
+
+    admin = history["admin"]
+    period = reports.preset(admin, next(iter(reports.PRESETS)))
+    store.refresh(full=True)
+    before = reports.overview(admin, period)
+    lgpd.erase_contact(admin, history["contact"])
+    store.refresh()
+    after = reports.overview(admin, period)
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert value.equals(after[key]) if hasattr(value, "equals") else value == after[key], key
+    assert store.query("SELECT count(*) AS n FROM contacts WHERE name = ? OR phone = ?", [NAME, PHONE])["n"][0] == 0
+    store.close()
