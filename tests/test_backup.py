@@ -119,3 +119,25 @@ def test_without_key_says_so_and_a_bad_file_is_refused(engine, r, target, tmp_pa
     bogus.write_bytes(b"not an archive")
     refused = cli("restore", str(bogus), env=target)
     assert refused.returncode == 1 and "não é um backup" in refused.stderr
+
+
+def test_embedded_installation_round_trip(tmp_path):
+    """No DATABASE_URL: backup reads the data dir's embedded server; restore fills another data dir's."""
+    dirs = [Path(f"/tmp/wbt-bk-{uuid.uuid4().hex[:8]}") for _ in range(2)]  # postgres runs as another user
+    envs = []
+    for d in dirs:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(WORKBENCH_DATA_DIR=str(d), WORKBENCH_SECRET_KEY="")
+        envs.append(env)
+    archive = tmp_path / "embutido.tar.gz"
+    try:
+        made = cli("admin", "create-workspace", "Embutida", "--admin-email", "dona@embutida.com", env=envs[0])
+        assert made.returncode == 0, made.stderr
+        assert cli("backup", str(archive), env=envs[0]).returncode == 0
+        restored = cli("restore", str(archive), env=envs[1])
+        assert restored.returncode == 0, restored.stderr
+        listed = cli("admin", "list", env=envs[1])
+        assert "Embutida" in listed.stdout and "dona@embutida.com" in listed.stdout
+    finally:
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
