@@ -157,11 +157,11 @@ def _admin(args) -> int:
 def _doctor() -> int:
     """``doctor``: print every health check; 1 when one failed. Embedded servers are looked at where ``up`` puts
     them (PostgreSQL is started for the look if it is not running; Redis is not)."""
+    logging.getLogger().setLevel(logging.WARNING)  # the report is the output (alembic logs its plugins at INFO)
     from workbench.services import health
     from workbench.store.config import get_settings
     from workbench.store.embedded import EmbeddedRedis
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # the report is the output
     settings = get_settings()
     redis_url = settings.redis_url or EmbeddedRedis(settings.data_dir.resolve()).url()
     if settings.database_url:
@@ -180,13 +180,13 @@ def _doctor() -> int:
 
 def _backup_or_restore(args) -> int:
     """``backup FILE`` / ``restore FILE``; product errors print their pt-BR message and exit 1."""
+    logging.getLogger().setLevel(logging.WARNING)  # the summary is the output (alembic logs its plugins at INFO)
     from pathlib import Path
 
     from workbench.base.errors import WorkbenchError
     from workbench.base.i18n import error_text
     from workbench.services import backup
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     with _database(migrate=False) as url:
         try:
             if args.command == "backup":
