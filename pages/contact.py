@@ -20,6 +20,7 @@ import streamlit as st
 
 from pages.ui.ai_summary import summary_box
 from pages.ui.feedback import attempt, flash, show_flash
+from pages.ui.lgpd import lgpd_box
 from pages.ui.odoo import lead_link
 from pages.ui.tags import tag_editor
 from workbench.base.i18n import format_moment, has_key, t, type_placeholder
@@ -376,6 +377,7 @@ def main() -> None:
         _tags(card)
         _fields(card)
         _notes(card)
+        lgpd_box(actor, card["id"])  # admins: LGPD export and erasure
         _merge(card)
     with activity:
         _feed(card)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.ui import ai_settings, team_admin
+from pages.ui import ai_settings, retention, system_health, team_admin
 from pages.ui.feedback import attempt, flash, show_flash
 from workbench.base.i18n import format_moment, role_label, t
 from workbench.services import contact_fields, mail, odoo, secrets, workspace_settings, workspaces
@@ -570,3 +570,9 @@ with mail_tab:
 if ai_tab:
     with ai_tab[0]:
         ai_settings.render()
+if actor.role == "admin":
+    with general_tab:  # Retenção de mensagens and Saúde do sistema: admins only, at the end of Geral
+        st.divider()
+        retention.render(actor)
+        st.divider()
+        system_health.render(actor)

@@ -1,4 +1,5 @@
-"""Command line: ``python -m workbench up | workers | migrate | demo-data | notebooks``.
+"""Command line: ``python -m workbench up | workers | migrate | demo-data | notebooks | admin | doctor |
+backup | restore``.
 
 ``worker`` and ``scheduler`` are the processes ``workers`` supervises (engine/worker/processes.py); they end
 with the process that started them.
@@ -39,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=20261202)
     sub.add_parser("notebooks", help="open Jupyter Lab on notebooks/ with the product's data connected (further "
                                      "options go to jupyter lab)")
+    _admin_parser(sub)
+    sub.add_parser("doctor", help="check the installation: one line per check (ok/warn/fail); exit 1 on a failure")
+    backup = sub.add_parser("backup", help="write the database, media, WhatsApp sessions and the secret key to FILE")
+    backup.add_argument("file")
+    backup.add_argument("--without-key", action="store_true",
+                        help="leave the secret key out (stored secrets cannot be read after restoring elsewhere)")
+    restore = sub.add_parser("restore", help="bring back a backup FILE into this (empty) installation")
+    restore.add_argument("file")
+    restore.add_argument("--force", action="store_true", help="replace an installation that is not empty")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "notebooks":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -76,13 +86,139 @@ def main(argv: list[str] | None = None) -> int:
         return _demo_data(args)
     if args.command == "notebooks":
         return _notebooks(extra)
+    if args.command == "admin":
+        return _admin(args)
+    if args.command == "doctor":
+        return _doctor()
+    if args.command in ("backup", "restore"):
+        return _backup_or_restore(args)
     return 2
 
 
+def _admin_parser(sub) -> None:
+    admin = sub.add_parser("admin", help="manage workspaces and accounts from this machine (passwords are printed "
+                                         "once, or read from standard input with --password-stdin)")
+    cmds = admin.add_subparsers(dest="admin_command", required=True)
+    ws = cmds.add_parser("create-workspace", help="create a workspace with its first admin")
+    ws.add_argument("name")
+    ws.add_argument("--admin-email", required=True)
+    ws.add_argument("--admin-name", default="")
+    user = cmds.add_parser("create-user", help="create an account in a workspace")
+    user.add_argument("email")
+    user.add_argument("--name", default="")
+    user.add_argument("--role", choices=("admin", "supervisor", "agent"), default="agent")
+    user.add_argument("--workspace", type=int, required=True, help="workspace id (see `admin list`)")
+    reset = cmds.add_parser("reset-password", help="give an account a new password and end its open logins")
+    reset.add_argument("email")
+    cmds.add_parser("list", help="list workspaces and their accounts with roles")
+    off = cmds.add_parser("deactivate", help="deactivate an account (its conversations go back to a queue)")
+    off.add_argument("email")
+    off.add_argument("--workspace", type=int, default=None, help="workspace id (default: the account's first)")
+    for command in (ws, user, reset):
+        command.add_argument("--password-stdin", action="store_true",
+                             help="read the password from standard input instead of generating one")
+
+
+def _admin(args) -> int:
+    """``admin …``: run one operator command; product errors print their pt-BR message and exit 1."""
+    from workbench.base.errors import WorkbenchError
+    from workbench.base.i18n import error_text
+    from workbench.services import admin
+
+    password = None
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\r\n")
+    with _database():
+        try:
+            if args.admin_command == "create-workspace":
+                workspace_id, creds = admin.create_workspace(args.name, args.admin_email, args.admin_name, password)
+                print(f"workspace {workspace_id} created")
+                _print_credentials(creds, password is None)
+            elif args.admin_command == "create-user":
+                _print_credentials(admin.create_user(args.workspace, args.email, args.name, args.role, password),
+                                   password is None)
+            elif args.admin_command == "reset-password":
+                _print_credentials(admin.reset_password(args.email, password), password is None)
+            elif args.admin_command == "deactivate":
+                released = admin.deactivate(args.email, args.workspace)
+                print(f"{args.email} deactivated; {released} conversation(s) went back to a queue")
+            else:
+                members = admin.accounts()
+                for workspace_id, name in admin.workspace_names():
+                    print(f"workspace {workspace_id}: {name}")
+                    for a in (m for m in members if m.workspace_id == workspace_id):
+                        print(f"  {a.email}  {a.name}  {a.role}{'' if a.active else '  (desativado)'}")
+        except WorkbenchError as exc:
+            print(error_text(exc), file=sys.stderr)
+            return 1
+    return 0
+
+
+def _doctor() -> int:
+    """``doctor``: print every health check; 1 when one failed. Embedded servers are looked at where ``up`` puts
+    them (PostgreSQL is started for the look if it is not running; Redis is not)."""
+    logging.getLogger().setLevel(logging.WARNING)  # the report is the output (alembic logs its plugins at INFO)
+    from workbench.services import health
+    from workbench.store.config import get_settings
+    from workbench.store.embedded import EmbeddedRedis
+
+    settings = get_settings()
+    redis_url = settings.redis_url or EmbeddedRedis(settings.data_dir.resolve()).url()
+    if settings.database_url:
+        checks = health.run_checks(settings.database_url, redis_url)
+    else:
+        try:
+            with _database(migrate=False) as url:
+                checks = health.run_checks(url, redis_url)
+        except Exception as exc:  # noqa: BLE001 - the embedded server could not start: that is the finding
+            checks = [health.Check("postgresql", "fail", f"embedded server did not start ({type(exc).__name__})")]
+    width = max(len(c.label) for c in checks)
+    for check in checks:
+        print(f"{check.status:<4}  {check.label:<{width}}  {check.detail}")
+    return 1 if health.failed(checks) else 0
+
+
+def _backup_or_restore(args) -> int:
+    """``backup FILE`` / ``restore FILE``; product errors print their pt-BR message and exit 1."""
+    logging.getLogger().setLevel(logging.WARNING)  # the summary is the output (alembic logs its plugins at INFO)
+    from pathlib import Path
+
+    from workbench.base.errors import WorkbenchError
+    from workbench.base.i18n import error_text
+    from workbench.services import backup
+
+    with _database(migrate=False) as url:
+        try:
+            if args.command == "backup":
+                done = backup.backup(url, Path(args.file), without_key=args.without_key)
+                print(f"backup written to {args.file}: database at {done.revision}, {done.media_files} media "
+                      f"file(s), {done.session_files} WhatsApp session file(s)")
+                if not done.with_key:
+                    print("without the secret key: integration secrets, AI keys and e-mail passwords in it can "
+                          "only be read with this installation's key")
+            else:
+                done = backup.restore(url, Path(args.file), force=args.force)
+                print(f"restored {args.file}: {done.media_files} media file(s), {done.session_files} WhatsApp "
+                      f"session file(s)")
+                if not done.with_key:
+                    print("the backup holds no secret key: stored secrets decrypt only if this installation's key "
+                          "is the one they were made with; otherwise enter them again in the panel's settings")
+        except WorkbenchError as exc:
+            print(error_text(exc), file=sys.stderr)
+            return 1
+    return 0
+
+
+def _print_credentials(creds, generated: bool) -> None:
+    print(f"  e-mail: {creds.email}")
+    if generated:
+        print(f"  senha:  {creds.password}   (shown only this once)")
+
+
 @contextmanager
-def _database():
+def _database(migrate: bool = True):
     """The product's database URL: ``DATABASE_URL``, else the embedded server of the data dir (attached to when
-    ``up`` runs it, started and stopped here otherwise), with migrations applied."""
+    ``up`` runs it, started and stopped here otherwise), with migrations applied unless ``migrate`` is False."""
     from workbench.store.config import get_settings
     from workbench.store.embedded import EmbeddedPostgres
     from workbench.store.migrations import upgrade_database
@@ -96,7 +232,8 @@ def _database():
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
     try:
-        upgrade_database(url)
+        if migrate:
+            upgrade_database(url)
         yield url
     finally:
         if pg is not None:

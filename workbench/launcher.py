@@ -285,6 +285,9 @@ def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int],
             child.stop(grace=30)  # let a running job finish
 
 
+RETENTION_EVERY_S = 24 * 3600
+
+
 def _sweep_ticker(client, stop: threading.Event) -> None:
     """Queue the sweep job every SWEEP_EVERY_S seconds, and the analytics refresh every
     ``WORKBENCH_ANALYTICS_REFRESH_S`` (checked at the same ticks); one ticker wins per period across machines."""
@@ -296,6 +299,9 @@ def _sweep_ticker(client, stop: threading.Event) -> None:
         try:
             if client.set("wb:sweep-tick", "1", nx=True, ex=SWEEP_EVERY_S - 1):
                 queue.enqueue("engine.worker.jobs.sweep", job_timeout=120, result_ttl=60, failure_ttl=3600)
+            # LGPD retention (workbench/services/lgpd.py): once a day across machines
+            if client.set("wb:retention-tick", "1", nx=True, ex=RETENTION_EVERY_S):
+                queue.enqueue("engine.worker.jobs.retention", job_timeout=3600, result_ttl=60, failure_ttl=86400)
             # the dashboards' copy (workbench/analytics/store.py): one refresh per period across machines
             if analytics_every and client.set("wb:analytics-tick", "1", nx=True, ex=max(1, analytics_every - 1)):
                 queue.enqueue("engine.worker.jobs.analytics_refresh", job_timeout=600, result_ttl=60,

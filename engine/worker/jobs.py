@@ -56,7 +56,7 @@ from connector.contracts import (
 )
 from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_events
 from workbench.analytics import store
-from workbench.services import contact_jobs, mail, outbox, outside_calls, runs
+from workbench.services import contact_jobs, lgpd, mail, outbox, outside_calls, runs
 from workbench.services.instances import sync_instances
 from workbench.store import live
 from workbench.store.bus import get_redis
@@ -549,6 +549,11 @@ def sweep() -> dict[str, int]:
     return {"running": running, "drains_woken": woken, "republished": republished, "claims_pruned": pruned,
             "pauses_ended": resumed, "timers_rescheduled": len(overdue), "contact_jobs": contact_jobs_recovered,
             "outside_calls": len(calls), "outside_calls_pruned": calls_pruned}
+
+
+def retention() -> dict:
+    """The daily retention run: empty message bodies and media older than each workspace's setting (LGPD)."""
+    return lgpd.apply_retention_everywhere()
 
 
 def analytics_refresh() -> dict:

@@ -88,10 +88,21 @@ class AnalyticsSettings(BaseModel):
     hours: BusinessHours = Field(default_factory=BusinessHours)
 
 
+MAX_RETENTION_DAYS = 3650
+
+
+class RetentionSettings(BaseModel):
+    """How long message bodies and media are kept (Configurações › Geral, admins): off by default; when on, a
+    daily job empties older messages (``workbench.services.lgpd.apply_retention``)."""
+
+    enabled: bool = False
+    days: int = Field(365, ge=1, le=MAX_RETENTION_DAYS)
+
+
 SCHEMAS: dict[str, type[BaseModel]] = {"default_reply": DefaultReply, "bot": BotSettings, "ai": AISettings,
-                                       "analytics": AnalyticsSettings}
+                                       "analytics": AnalyticsSettings, "retention": RetentionSettings}
 # Who may change each setting (the others: admins and supervisors).
-_EDITORS: dict[str, tuple[str, ...]] = {"ai": ("admin",)}
+_EDITORS: dict[str, tuple[str, ...]] = {"ai": ("admin",), "retention": ("admin",)}
 # Workers read settings on every message; a few seconds of staleness after an edit is acceptable.
 _CACHE_TTL_S = 5.0
 _cache: dict[tuple[int, str], tuple[float, BaseModel]] = {}

@@ -19,6 +19,7 @@ from workbench.services.funnels import install_examples
 from workbench.services.workspace_settings import DefaultReply
 from workbench.store import live
 from workbench.store.bus import get_redis
+from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import (
     ROLES,
@@ -187,6 +188,10 @@ def _name_taken(session: Session, actor: Actor, name: str, other_than: int | Non
 
 
 def _touch(actor: Actor) -> None:
+    if not get_settings().redis_url:
+        # Operator commands (``python -m workbench admin``) may run with no Redis at hand: the panel sees their
+        # change at its next action anyway (``auth.resume`` reads the account on every interaction).
+        return
     with after_commit():
         live.touch(get_redis(), [actor.workspace_id])
 
@@ -384,12 +389,21 @@ def set_active(actor: Actor, user_id: int, active: bool) -> int:
 
 def reset_password(actor: Actor, user_id: int) -> Credentials:
     """Admin only: give a person a new random password (shown once) and end their open logins."""
+    return set_password(actor, user_id, generate_password())
+
+
+def set_password(actor: Actor, user_id: int, password: str) -> Credentials:
+    """Admin only: give a person ``password`` (operators type it on standard input) and end their open logins.
+
+    Raises:
+        InvalidInput: shorter than ``auth.MIN_PASSWORD``.
+    """
     actor.require("admin")
-    password = generate_password()
+    password_hash = hash_password(password)  # hashed before the row is locked: it takes a while
     with session_scope() as session:
         member = _member(session, actor, user_id)
         user = session.get(User, member.user_id, with_for_update=True)
-        user.password_hash = hash_password(password)
+        user.password_hash = password_hash
         session.execute(update(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
                         .values(revoked_at=now()))
         _audit(session, actor, "password_reset", "user", user.id)
