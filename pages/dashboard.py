@@ -9,7 +9,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.ui.analytics import downloads, drill_down, filter_bar, freshness, short_duration
+from pages.ui.analytics import downloads, drill_down, filter_bar, freshness, short_duration, table
 from workbench.analytics import reports
 from workbench.base.i18n import t
 
@@ -61,6 +61,10 @@ if filters is not None:
         event = st.plotly_chart(figure, width="stretch", key="dash_per_day", on_select="rerun",
                                 selection_mode="points")
         clicked = event.selection.points if event and event.selection else []
+    st.subheader(t("dashboard.sources"))
+    sources = reports.by_source(actor, filters)
+    table(sources, "dash_sources")
+    downloads(sources, t("analytics.file.sources"), "dash_sources_dl")
     st.subheader(t("dashboard.heatmap"))
     heat = data["heatmap"]
     grid = [[0] * 24 for _ in range(7)]

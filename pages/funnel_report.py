@@ -57,6 +57,10 @@ if filters is not None:
         st.subheader(t("funnel_report.ai"))
         table(report["ai"].drop("node_id"), "fr_ai")
         downloads(report["ai"].drop("node_id"), t("analytics.file.ai"), "fr_ai_dl")
+    if report["ab"] is not None:
+        st.subheader(t("funnel_report.ab"))
+        table(report["ab"].drop("node_id"), "fr_ab")
+        downloads(report["ab"].drop("node_id"), t("analytics.file.ab"), "fr_ab_dl")
     if picked is not None:
         node = steps["node_id"][picked]
         outcome = st.radio(t("funnel_report.which"), ("step_reached", "step_left"), horizontal=True,

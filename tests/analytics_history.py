@@ -34,6 +34,10 @@ class History:
         self.b: Actor = make_actor(self.workspace_id, "agent")
         self.team_id = make_team(self.workspace_id, "Vendas", self.a.user_id, self.b.user_id)
 
+    def instance_name(self) -> str:
+        with session_scope() as s:
+            return s.execute(text("SELECT name FROM instances WHERE id = :i"), {"i": self.instance_id}).scalar_one()
+
     def at(self, when: str) -> datetime:
         """A local "YYYY-MM-DD HH:MM" of the workspace's zone as an aware instant."""
         return datetime.fromisoformat(when).replace(tzinfo=self.zone)

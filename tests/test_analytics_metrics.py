@@ -265,3 +265,47 @@ def test_sent_to_crm_is_hidden_until_the_workspace_sends_leads_and_counted_then(
     overview = reports.overview(h.admin, period("2026-03-02"))
     assert kpi(overview, "sent_to_crm")["value"] == 1
     assert ("sent_to_crm", 1) in overview["funnel"]
+
+
+def test_leads_and_conversion_by_source(history):
+    """An entry link's source (the contact's "origem" field), else the number written to; qualified = the tag."""
+    h = history
+    convs = [h.conversation(f"2026-03-10 1{n}:00") for n in range(5)]
+    with session_scope() as s:
+        for conv, source in zip(convs, ["Instagram", "Instagram", "Instagram", "site"], strict=False):
+            s.execute(text("UPDATE contacts SET custom_data = jsonb_build_object('origem', CAST(:o AS text)) "
+                           "WHERE id = (SELECT contact_id FROM conversations WHERE id = :c)"), {"o": source, "c": conv})
+    h.tag(convs[0], "ia_qualificado", "2026-03-10 12:00")
+    h.tag(convs[3], "ia_qualificado", "2026-03-11 09:00")
+    h.conversation("2026-03-20 10:00")  # outside the period
+    store.refresh(full=True)
+    frame = reports.by_source(h.admin, period("2026-03-10", "2026-03-12"))
+    number = h.instance_name()  # the contact without "origem" counts under its number
+    assert sorted(frame.rows(), key=lambda row: (-row[1], row[0])) == frame.rows()  # biggest first, then by name
+    assert set(frame.rows()) == {("Instagram", 3, 1, 1 / 3), ("site", 1, 1, 1.0), (number, 1, 0, 0.0)}
+    with pytest.raises(PermissionDenied):
+        reports.by_source(h.a, period("2026-03-10"))
+
+
+def test_ab_branches_count_contacts_once_with_completed_runs_and_qualified_share(history):
+    h = history
+    funnel = h.funnel("Teste de saudação")
+    day = "2026-03-12"
+    runs = []
+    for n, (branch, status) in enumerate((("a", "completed"), ("a", "failed"), ("b", "completed"),
+                                          ("b", "completed"), ("b", "waiting"))):
+        runs.append(h.run(funnel, f"{day} 1{n}:00", status, [
+            ("gatilho", f"{day} 1{n}:00", "ok", "trigger", "next"),
+            ("ab", f"{day} 1{n}:00", "ok", "ab_split", branch, {"branch": branch})]))
+    with session_scope() as s:
+        conv = s.execute(text("SELECT conversation_id FROM funnel_runs WHERE id = :r"), {"r": runs[2]}).scalar()
+        again = h.run(funnel, f"{day} 16:00", "completed", [("ab", f"{day} 16:00", "ok", "ab_split", "b")],
+                      conv=conv)  # the same contact again on its branch: one contact, two completed runs
+    h.tag(conv, "ia_qualificado", f"{day} 17:00")
+    assert again
+    store.refresh(full=True)
+    report = reports.funnel(h.admin, funnel[0], period(day))
+    assert report["ab"].select("node_id", "branch", "contacts", "completed", "qualified").rows() == [
+        ("ab", "A", 2, 1, 0), ("ab", "B", 3, 3, 1)]
+    assert report["ab"]["qualified_share"].to_list() == [0.0, pytest.approx(1 / 3)]
+    assert reports.funnel(h.admin, h.funnel("Sem teste")[0], period(day))["ab"] is None

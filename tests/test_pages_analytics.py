@@ -51,6 +51,10 @@ def test_admins_land_on_the_painel_and_agents_on_the_inbox(history):
     labels = {m.label: m.value for m in at.metric}
     assert labels["Novas conversas"] == "2" and labels["1ª resposta (mediana)"] == "10 min"
     assert any("Dados de" in c.value for c in at.caption)
+    assert "Leads por origem" in [h.value for h in at.subheader]
+    sources = next(frame.value for frame in at.dataframe if "Origem" in frame.value.columns)
+    assert sources["Leads"].sum() == 2 and list(sources.columns) == ["Origem", "Leads", "Qualificados",
+                                                                      "Qualificados (%)"]
     at.button_group(key="dash_stage").set_value("new_conversations").run()  # the funnel's first stage
     assert not at.exception
     listed = at.dataframe[-1].value

@@ -96,7 +96,7 @@ def table(frame: pl.DataFrame, key: str, durations: tuple[str, ...] = (), select
     """A report table with pt-BR headers and durations written out; with ``select``, the picked row's index."""
     shown = frame.with_columns([pl.col(c).map_elements(short_duration, return_dtype=pl.String).fill_null("—")
                                 for c in durations if c in frame.columns])
-    for column in ("sla_share", "complete_share"):
+    for column in ("sla_share", "complete_share", "qualified_share"):
         if column in shown.columns:
             shown = shown.with_columns((pl.col(column) * 100).round(0).cast(pl.Int64).cast(pl.String)
                                        .fill_null("—"))

@@ -413,7 +413,27 @@ def funnel(actor: Actor, funnel_id: int, filters: Filters, version_id: int | Non
     """, p)
     ai = ai.with_columns(_step_names()).select("step", "node_id", "executions", "complete_share", "tokens",
                                                   "cost") if ai.height else None
-    return {**totals, "steps": steps.drop("typical_position"), "ai": ai}
+    # A/B steps ('ab_split'): per step and branch, the contacts that took it (a contact counts once per branch),
+    # their runs that completed, and the share now carrying the qualified tag; None without such steps
+    ab = _q(f"""
+        WITH {runs_sql},
+        taken AS (SELECT DISTINCT e.node_id, e.output AS branch, r.contact_id, r.id AS run_id, r.status
+                  FROM funnel_events e JOIN runs r ON r.id = e.run_id
+                  WHERE e.workspace_id = $ws AND e.funnel_id = $funnel AND e.node_type = 'ab_split'
+                    AND e.output IS NOT NULL),
+        qualified AS (SELECT DISTINCT ct.contact_id FROM contact_tags ct JOIN tags g ON g.id = ct.tag_id
+                      WHERE g.workspace_id = $ws AND lower(g.name) = $qualified)
+        SELECT t.node_id, 'ab_split' AS node_type, upper(t.branch) AS branch, count(DISTINCT t.contact_id) AS contacts,
+               count(DISTINCT t.run_id) FILTER (WHERE t.status = 'completed') AS completed,
+               count(DISTINCT t.contact_id) FILTER (WHERE q.contact_id IS NOT NULL) AS qualified,
+               count(DISTINCT t.contact_id) FILTER (WHERE q.contact_id IS NOT NULL) / count(DISTINCT t.contact_id)
+                   AS qualified_share
+        FROM taken t LEFT JOIN qualified q USING (contact_id)
+        GROUP BY ALL ORDER BY t.node_id, branch
+    """, {**p, "qualified": ctx.settings.qualified_tag.lower()})
+    ab = ab.with_columns(_step_names()).select("step", "node_id", "branch", "contacts", "completed", "qualified",
+                                                  "qualified_share") if ab.height else None
+    return {**totals, "steps": steps.drop("typical_position"), "ai": ai, "ab": ab}
 
 
 def _step_names() -> pl.Expr:
@@ -552,6 +572,32 @@ def to_xlsx(frame: pl.DataFrame) -> bytes:
 
 
 # -- notebooks ----------------------------------------------------------------------------------------------------
+
+def by_source(actor: Actor, filters: Filters) -> pl.DataFrame:
+    """Leads and conversion by source for contacts created in the period: the contact's "origem" field (an entry
+    link fills it; else the number it wrote to), how many, how many carry the qualified tag and that share, and —
+    when the workspace sends leads to a CRM — how many were sent; biggest sources first."""
+    actor.require("admin", "supervisor")
+    ctx = _context(actor, filters)
+    p = {**ctx.params, "qualified": ctx.settings.qualified_tag.lower()}
+    crm = crm_available(actor)
+    frame = _q(f"""
+        WITH {_SENT},
+        leads AS (SELECT k.id, coalesce(k.source, i.name) AS source FROM contacts k
+                  LEFT JOIN instances i ON i.id = k.instance_id
+                  WHERE k.workspace_id = $ws AND k.created_at >= $start AND k.created_at < $end
+                    AND ($inst IS NULL OR k.instance_id = $inst)
+                    AND ($tag IS NULL OR k.id IN (SELECT contact_id FROM contact_tags WHERE tag_id = $tag))),
+        qualified AS (SELECT DISTINCT ct.contact_id FROM contact_tags ct JOIN tags g ON g.id = ct.tag_id
+                      WHERE g.workspace_id = $ws AND lower(g.name) = $qualified)
+        SELECT l.source, count(*) AS leads, count(q.contact_id) AS qualified,
+               count(q.contact_id) / count(*) AS qualified_share,
+               count(*) FILTER (WHERE l.id IN (SELECT contact_id FROM sent)) AS sent_to_crm
+        FROM leads l LEFT JOIN qualified q ON q.contact_id = l.id
+        GROUP BY ALL ORDER BY leads DESC, l.source
+    """, p)
+    return frame if crm else frame.drop("sent_to_crm")
+
 
 def leads_over_time(actor: Actor, filters: Filters, by: str = "source") -> pl.DataFrame:
     """New contacts per week (local weeks starting on Monday) by ``source`` (the contact's "origem" field, else
