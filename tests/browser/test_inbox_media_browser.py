@@ -14,13 +14,13 @@ from tests.test_media_library import PNG
 def test_an_agent_sends_an_image_from_the_inbox(app_server, page, r, tmp_path):
     ws = make_workspace()
     inst = make_instance(ws)
-    make_actor(ws, "admin", "admin@example.com")
+    make_actor(ws, "agent", "agente@example.com")  # agents land on the inbox
     publish(inbound(inst, phone="5511988887777", text="Tem foto do produto?"))
     run_jobs()
     picture = tmp_path / "produto.png"
     picture.write_bytes(PNG)
 
-    log_in(page, app_server, "admin@example.com")
+    log_in(page, app_server, "agente@example.com")
     page.get_by_role("button", name="Abrir").first.click()
     expect(page.get_by_text("Tem foto do produto?")).to_be_visible()
     page.get_by_role("button", name="Mídia").click()
