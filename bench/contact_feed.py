@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
 
+from bench.pipeline import median_ms  # noqa: E402
+
 RUNS = 20
+timed = partial(median_ms, runs=RUNS)  # median ms of RUNS calls
 
 
 def _database(tmp: Path) -> tuple[str, Callable[[], None]]:
@@ -104,16 +107,6 @@ def _fill(messages: int, events: int) -> tuple[object, int, int]:
     return Actor(user_id, ws_id, "admin", "Bench", "bench@example.com"), contact_id, conversation_id
 
 
-def _median_ms(call: Callable[[], object]) -> float:
-    call()  # warm the caches and the plan
-    times = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def _measure(actor, contact_id: int, conversation_id: int) -> list[tuple[str, float]]:
     from workbench.services import contact_feed
     from workbench.store.db import session_scope
@@ -131,12 +124,12 @@ def _measure(actor, contact_id: int, conversation_id: int) -> list[tuple[str, fl
     for _ in range(100):  # 100 pages down: a cursor deep in the history
         cursor = contact_feed.feed(actor, contact_id, before=cursor)["next"]
     return [
-        ("floor: a session running SELECT 1", _median_ms(floor)),
-        ("baseline: inbox's newest 30 messages", _median_ms(baseline)),
-        ("feed, newest page (30 items)", _median_ms(lambda: contact_feed.feed(actor, contact_id))),
-        ("feed, page 101", _median_ms(lambda: contact_feed.feed(actor, contact_id, before=cursor))),
-        ("feed, tags only", _median_ms(lambda: contact_feed.feed(actor, contact_id, kinds=["tag"]))),
-        ("feed, messages only", _median_ms(lambda: contact_feed.feed(actor, contact_id, kinds=["message"]))),
+        ("floor: a session running SELECT 1", timed(floor)),
+        ("baseline: inbox's newest 30 messages", timed(baseline)),
+        ("feed, newest page (30 items)", timed(lambda: contact_feed.feed(actor, contact_id))),
+        ("feed, page 101", timed(lambda: contact_feed.feed(actor, contact_id, before=cursor))),
+        ("feed, tags only", timed(lambda: contact_feed.feed(actor, contact_id, kinds=["tag"]))),
+        ("feed, messages only", timed(lambda: contact_feed.feed(actor, contact_id, kinds=["message"]))),
     ]
 
 

@@ -22,12 +22,10 @@ import argparse
 import importlib.util
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from bench.pipeline import servers  # noqa: E402
+from bench.pipeline import median_ms, servers  # noqa: E402
 
 SMALL = 20_000
 
@@ -50,16 +48,6 @@ def generate(contacts: int, messages: int, name: str) -> dict:
 
     return demo.generate(demo.Sizes(contacts=contacts, days=900, messages=messages or None, agents=10,
                                     seed=20261202 + contacts), None, name)
-
-
-def median_ms(call: Callable[[], object], runs: int = 7) -> float:
-    call()  # warm the plan cache and the pages
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 class PeakRss(threading.Thread):

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
 
+from bench.pipeline import median_ms  # noqa: E402
+
 RUNS = 20
+timed = partial(median_ms, runs=RUNS)  # median ms of RUNS calls
 AGENTS = 30
 TARGET_MS = 300
 
@@ -122,16 +125,6 @@ def _fill(conversations: int, messages: int, thread: int) -> dict:
     return ids
 
 
-def _median_ms(call: Callable[[], object]) -> float:
-    call()  # warm the caches and the plan
-    times = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def _measure(ids: dict) -> list[tuple[str, float]]:
     from workbench.services import conversations, routing, thread_notes
     from workbench.store.db import session_scope
@@ -157,14 +150,14 @@ def _measure(ids: dict) -> list[tuple[str, float]]:
             routing.route_to_team(s, ids["ws"], thread_id, ids["team"], None, "manual")
 
     return [
-        ("floor: a session running SELECT 1", _median_ms(floor)),
-        ("baseline: the thread's newest 200 messages, bare", _median_ms(baseline)),
-        ("inbox list, admin (200 of the open)", _median_ms(lambda: conversations.list_conversations(admin))),
-        ("inbox list, agent (visibility rule)", _median_ms(lambda: conversations.list_conversations(agent))),
-        ("open the long thread (conversation, 200 messages, notes)", _median_ms(open_thread)),
+        ("floor: a session running SELECT 1", timed(floor)),
+        ("baseline: the thread's newest 200 messages, bare", timed(baseline)),
+        ("inbox list, admin (200 of the open)", timed(lambda: conversations.list_conversations(admin))),
+        ("inbox list, agent (visibility rule)", timed(lambda: conversations.list_conversations(agent))),
+        ("open the long thread (conversation, 200 messages, notes)", timed(open_thread)),
         ("send a reply (message, outbox, publish)",
-         _median_ms(lambda: conversations.send_text(admin, thread_id, "Resposta de bench"))),
-        ("route to a distributing team (least loaded of 10)", _median_ms(route)),
+         timed(lambda: conversations.send_text(admin, thread_id, "Resposta de bench"))),
+        ("route to a distributing team (least loaded of 10)", timed(route)),
     ]
 
 

@@ -57,6 +57,17 @@ class Result:
                 f"{self.received}/{self.sent} answered  peak RSS {self.rss_mb:>6.0f} MB")
 
 
+def median_ms(call: Callable[[], object], runs: int = 7) -> float:
+    """Median wall time of ``runs`` calls in milliseconds, after one warm-up call (plan cache, pages)."""
+    call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
 def servers(tmp: Path) -> tuple[str, str, list]:
     """A fresh database (on ``DATABASE_URL``'s server, else an embedded one under ``tmp``) and a Redis
     (``REDIS_URL``, else an embedded one); returns their URLs and the stops to call, in order."""

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import t
 from workbench.services.auth import Actor
+from workbench.services.secrets import integration_row
 from workbench.store.crypto import decrypt_secret, encrypt_secret
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, Conversation, Integration, Notification, TeamMember, User
@@ -77,8 +78,7 @@ class MailError(Exception):
 
 
 def _row(session: Session, workspace_id: int) -> Integration | None:
-    return session.scalars(select(Integration).where(Integration.workspace_id == workspace_id,
-                                                     Integration.kind == KIND)).first()
+    return integration_row(session, workspace_id, KIND)
 
 
 def get_config(actor: Actor) -> MailConfig | None:

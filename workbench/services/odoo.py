@@ -38,6 +38,8 @@ from workbench.services.auth import Actor
 from workbench.services.contact_card import odoo_lead
 from workbench.services.odoo_client import DEFAULT_TIMEOUT_S, OdooClient, OdooError, lead_url
 from workbench.services.outside_calls import FunctionExecutor, OutsideCallView, RetryLater, register
+from workbench.services.secrets import hint as secret_hint
+from workbench.services.secrets import integration_row
 from workbench.store.crypto import decrypt_secret, encrypt_secret
 from workbench.store.db import session_scope
 from workbench.store.models import ActivityEvent, AISummary, Contact, FunnelRun, Integration
@@ -108,8 +110,7 @@ class ConnectionReport:
 
 
 def _row(session: Session, workspace_id: int) -> Integration | None:
-    return session.scalars(select(Integration).where(Integration.workspace_id == workspace_id,
-                                                     Integration.kind == KIND)).first()
+    return integration_row(session, workspace_id, KIND)
 
 
 def get_config(actor: Actor) -> OdooConfig | None:
@@ -138,7 +139,7 @@ def save_config(actor: Actor, values: dict[str, Any], api_key: str | None = None
         row = _row(session, actor.workspace_id)
         if row is None and not key:
             raise InvalidInput("no key", key="error.odoo.key")
-        hint = (key[-4:] if len(key) >= 12 else "") if key else str((row.config if row else {}).get("key_hint") or "")
+        hint = secret_hint(key) if key else str((row.config if row else {}).get("key_hint") or "")
         config = settings.model_dump() | {"key_hint": hint, "choices": (row.config if row else {}).get("choices") or {}}
         if row is None:
             session.add(Integration(workspace_id=actor.workspace_id, kind=KIND, name=KIND, config=config,

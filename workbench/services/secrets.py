@@ -23,7 +23,7 @@ from workbench.base.errors import InvalidInput, NotFound
 from workbench.services.auth import Actor
 from workbench.store.crypto import decrypt_secret, encrypt_secret
 from workbench.store.db import session_scope
-from workbench.store.models import WorkspaceSecret, is_row_id
+from workbench.store.models import Integration, WorkspaceSecret, is_row_id
 
 SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 MAX_SECRET_CHARS = 4096
@@ -43,8 +43,15 @@ class SecretInfo:
     updated_at: datetime
 
 
-def _hint(value: str) -> str:
+def hint(value: str) -> str:
+    """What may be shown of a stored secret: its last 4 characters, or nothing for a short one."""
     return value[-4:] if len(value) >= MIN_HINT_LENGTH else ""
+
+
+def integration_row(session: Session, workspace_id: int, kind: str) -> Integration | None:
+    """The workspace's connection of ``kind`` (``odoo``, ``smtp``): its settings and encrypted secret."""
+    return session.scalars(select(Integration).where(Integration.workspace_id == workspace_id,
+                                                     Integration.kind == kind)).first()
 
 
 def _check_name(name: str) -> str:
@@ -85,12 +92,12 @@ def set_secret(actor: Actor, name: str, value: str) -> SecretInfo:
         signing_key(value)  # refuse a malformed signing secret now, not at the first call
     with session_scope() as session:
         stmt = pg_insert(WorkspaceSecret).values(workspace_id=actor.workspace_id, name=name,
-                                                 value=encrypt_secret(value), hint=_hint(value))
+                                                 value=encrypt_secret(value), hint=hint(value))
         row = session.execute(stmt.on_conflict_do_update(
             index_elements=[WorkspaceSecret.workspace_id, WorkspaceSecret.name],
             set_={"value": stmt.excluded.value, "hint": stmt.excluded.hint, "updated_at": stmt.excluded.updated_at})
             .returning(WorkspaceSecret.id, WorkspaceSecret.updated_at)).one()
-    return SecretInfo(row.id, name, _hint(value), row.updated_at)
+    return SecretInfo(row.id, name, hint(value), row.updated_at)
 
 
 def generate_signing_secret(actor: Actor, name: str) -> str:
