@@ -548,7 +548,7 @@ class Relay:
         pending is settled again by the next start (its claim answers).
         """
         ack = SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
-                      error=error, timestamp_ms=now_ms())
+                      error=error, timestamp_ms=now_ms(), chat=command.to_jid or command.to_phone)
         self.spool.publish(ack)
         if error is None:
             with contextlib.suppress(redis.RedisError):  # a display field

@@ -542,7 +542,7 @@ class SandboxTransport(Transport):
                 payload = json.loads(fields[b"p"])
                 event = self._to_inbound(payload) if payload["kind"] == "message" else Receipt(
                     instance_id=self.instance_id, wa_ids=payload["wa_ids"], status=payload["status"],
-                    timestamp_ms=payload["timestamp_ms"])
+                    timestamp_ms=payload["timestamp_ms"], chat=payload["lead"])
             except (ValueError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
                 # It can never be delivered; keeping it would block the inbox behind it forever.
                 log.error("instance %s: dropping malformed sandbox entry %s (%s)", self.instance_id,

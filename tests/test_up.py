@@ -104,7 +104,7 @@ def test_embedded_redis_keeps_its_files_private():
     server = EmbeddedRedis(data_dir)
     try:
         client = redis.Redis.from_url(server.start())
-        client.xadd("wb:in:1", {"e": "mensagem do contato"})
+        client.xadd("wb:in:1:0", {"e": "mensagem do contato"})
         client.close()
     finally:
         server.stop(force=True)
