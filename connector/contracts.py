@@ -31,7 +31,6 @@ alone for its single stream of before lanes, still drained after an upgrade — 
 from __future__ import annotations
 
 import json
-import os
 import time
 import zlib
 from typing import Annotated, Any, Literal
@@ -59,9 +58,8 @@ DRAIN_JOB = "engine.worker.jobs.drain_inbound"
 DRAIN_JOB_TIMEOUT_S = 60
 """RQ ends a drain job after this long; a drain reads for at most 10 s, so only an event that hangs gets here."""
 
-LANES_ENV = "WORKBENCH_INBOUND_LANES"
 DEFAULT_LANES = 4
-MAX_LANES = 64
+"""The lane count of a number nothing recorded one for (the default of ``WORKBENCH_INBOUND_LANES``)."""
 
 MESSAGE_TYPES = (
     "text", "image", "audio", "video", "document", "sticker", "location", "contact",
@@ -269,38 +267,29 @@ def decode_outbound(fields: dict[bytes | str, bytes | str]) -> OutboundCommand:
     return OutboundCommand.model_validate_json(raw)
 
 
-def configured_lanes() -> int:
-    """The lane count of this process's settings (``WORKBENCH_INBOUND_LANES``, default 4, 1 to 64).
-
-    Raises:
-        ValueError: the setting is not a whole number from 1 to ``MAX_LANES``.
-    """
-    raw = os.environ.get(LANES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_LANES
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LANES:
-        raise ValueError(f"{LANES_ENV} must be a whole number from 1 to {MAX_LANES}, not {raw[:20]!r}")
-    return int(raw)
-
-
 def inbound_lanes(redis_client: Any, instance_id: int, configured: int | None = None) -> int:
     """The lane count to publish the number's events with: the recorded one, or ``configured`` when it may change.
 
     A contact's lane depends on the count, so the count of a number changes only while none of its lane streams
     holds an event (a contact's new events would otherwise overtake its queued ones). Connectors call this with
-    their setting when they start; other writers (the panel's *Reprocessar*) only read the recorded count.
+    their setting (``WORKBENCH_INBOUND_LANES``) when they start; other writers (the panel's *Reprocessar*, a
+    merge) pass nothing and read the recorded count, recording ``DEFAULT_LANES`` when there is none yet.
     """
-    recorded = redis_client.hget(IN_LANES_HASH, str(instance_id))
+    key = str(instance_id)
+    recorded = redis_client.hget(IN_LANES_HASH, key)
     recorded = int(recorded) if recorded else None
     if configured is None or configured == recorded:
-        return recorded or configured or configured_lanes()
+        if recorded is None:
+            redis_client.hsetnx(IN_LANES_HASH, key, configured or DEFAULT_LANES)
+            recorded = int(redis_client.hget(IN_LANES_HASH, key))
+        return recorded
     if recorded is not None:
         pipe = redis_client.pipeline(transaction=False)
         for lane in range(recorded):
             pipe.xlen(IN_STREAM.format(drain_unit(instance_id, lane)))
         if any(pipe.execute()):
             return recorded  # the new count waits for the next start with the lanes empty
-    redis_client.hset(IN_LANES_HASH, str(instance_id), configured)
+    redis_client.hset(IN_LANES_HASH, key, configured)
     return configured
 
 

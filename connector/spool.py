@@ -54,13 +54,16 @@ class Spool:
         instance_id: the number's instance id.
         data_dir: the product's data dir (the file lives under its ``spool`` subdirectory).
         retry_s: how long the replay thread waits between two attempts while Redis is down.
+        lanes: the lane count of the settings (``WORKBENCH_INBOUND_LANES``); the one in use may differ.
     """
 
-    def __init__(self, redis_client: Any, instance_id: int, data_dir: Path | str, retry_s: float = 1.0) -> None:
+    def __init__(self, redis_client: Any, instance_id: int, data_dir: Path | str, retry_s: float = 1.0,
+                 lanes: int = contracts.DEFAULT_LANES) -> None:
         self.redis = redis_client
         self.instance_id = instance_id
         self.path = spool_path(data_dir, instance_id)
         self.retry_s = retry_s
+        self.configured_lanes = lanes
         self.lanes: int | None = None  # settled with Redis on the first publish
         # Held while deciding between Redis and the file, while appending and while cutting the file, so an
         # event never overtakes the spooled ones and an append never lands in a file being replaced.
@@ -128,7 +131,7 @@ class Spool:
     def _publish(self, payload: dict[str, str], event: BaseModel | dict) -> int:
         """Append one event to its lane's stream; returns the lane."""
         if self.lanes is None:
-            self.lanes = contracts.inbound_lanes(self.redis, self.instance_id, contracts.configured_lanes())
+            self.lanes = contracts.inbound_lanes(self.redis, self.instance_id, self.configured_lanes)
         lane = contracts.lane_of(event, self.lanes)
         self.redis.xadd(contracts.IN_STREAM.format(contracts.drain_unit(self.instance_id, lane)), payload)
         return lane

@@ -40,7 +40,7 @@ from workbench.store.models import Conversation, Message, Outbox
 
 @pytest.fixture(autouse=True)
 def _one_lane(monkeypatch):
-    monkeypatch.setenv(contracts.LANES_ENV, "1")
+    monkeypatch.setattr(contracts, "DEFAULT_LANES", 1)  # what a number without a recorded count uses
 
 
 def _u(instance_id: int) -> str:

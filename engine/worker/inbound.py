@@ -1,6 +1,6 @@
 """Storing what the connector reports: messages, send acks, receipts and connection states.
 
-``apply_events`` runs inside one transaction for a batch of one number's events, in stream order.
+``apply_events`` runs inside one transaction for a batch of one inbound lane's events of a number, in stream order.
 Storing is idempotent: WhatsApp redelivers after reconnects and our own stream may deliver an entry
 twice after a worker crash, so the (instance, WhatsApp id) pair decides whether a message is new, and only a
 message actually inserted updates its conversation and reaches the bot.

@@ -45,13 +45,14 @@ from sqlalchemy import BigInteger, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from connector.contracts import configured_lanes, inbound_lanes, lane_of
+from connector.contracts import inbound_lanes, lane_of
 from workbench.base.errors import Conflict, InvalidInput, NotFound
 from workbench.services import runs
 from workbench.services.auth import Actor
 from workbench.services.contact_card import display_name, tag_names
 from workbench.store import live
 from workbench.store.bus import get_redis
+from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import (
     LEGACY_LANE,
@@ -185,7 +186,7 @@ def _lock_lanes(session: Session, *contacts: Contact) -> None:
         client = get_redis()
         counts = {c.instance_id: inbound_lanes(client, c.instance_id) for c in contacts}
     except redis.RedisError:
-        counts = {c.instance_id: configured_lanes() for c in contacts}  # no drain runs without Redis either
+        counts = {c.instance_id: get_settings().inbound_lanes for c in contacts}  # no drain runs without Redis
     rows = {(c.instance_id, lane) for c in contacts
             for lane in (LEGACY_LANE, lane_of({"kind": "message", "phone": c.phone}, counts[c.instance_id]))}
     with session_scope() as own:  # committed first: then every row is locked in one order, as a merge beside does
