@@ -362,12 +362,14 @@ def publish_inbound(redis_client: Any, event: BaseModel, lanes: int | None = Non
 
 
 def inbound_backlog(redis_client: Any, instance_id: int) -> int:
-    """How many events wait in all of the number's inbound streams (its lanes and its stream of before lanes)."""
-    keys = [IN_STREAM.format(instance_id), *redis_client.scan_iter(match=IN_STREAM.format(f"{instance_id}:*"),
-                                                                      count=500)]
+    """How many events wait in all of the number's inbound streams (its lanes and its stream of before lanes).
+
+    The lanes are those of the recorded count: lanes past it were empty when the count last changed.
+    """
+    lanes = inbound_lanes(redis_client, instance_id)
     pipe = redis_client.pipeline(transaction=False)
-    for key in keys:
-        pipe.xlen(key)
+    for lane in (None, *range(lanes)):
+        pipe.xlen(IN_STREAM.format(drain_unit(instance_id, lane)))
     return sum(pipe.execute())
 
 

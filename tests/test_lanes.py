@@ -140,6 +140,22 @@ def test_events_an_older_version_queued_are_drained_before_the_lanes(engine, r):
     assert jobs.drain_inbound(inst) == {"busy": 1}, "a late job of the old kind finds nothing to do"
 
 
+def test_the_sweep_drains_an_old_stream_whose_job_was_lost_and_then_its_lanes(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    r.xadd(IN_STREAM.format(inst), encode(inbound(inst, text="antiga")))
+    r.set(DRAIN_FLAG.format(inst), "1", ex=300)  # an older version's flag, whose job Redis lost
+    publish(inbound(inst, text="nova"))
+    lane = contact_lane(inst)
+    Queue(INBOUND_QUEUE, connection=r).empty()  # the lane's job was lost too; its flag stays up
+    assert r.exists(DRAIN_FLAG.format(drain_unit(inst, lane)))
+    assert contracts.inbound_backlog(r, inst) == 2
+    assert jobs.sweep()["drains_woken"] == 2
+    run_jobs()
+    assert _texts(inst, "5511999990001") == ["antiga", "nova"]
+    assert contracts.inbound_backlog(r, inst) == 0 and not r.exists(IN_STREAM.format(inst))
+
+
 def test_the_lane_count_changes_only_while_the_lanes_are_empty(engine, r):
     ws = make_workspace()
     inst = make_instance(ws)
