@@ -265,3 +265,17 @@ def test_inactive_user_cannot_login_or_resume(engine):
     assert auth.resume(token) is None
     with pytest.raises(AuthError):
         auth.login(actor.email, PASSWORD)
+
+
+def test_a_password_change_ends_every_login_and_opens_one_for_the_caller(engine):
+    """The old password may have leaked, and with it a login: all of them end, the caller's own token included;
+    the caller goes on with a new login."""
+    actor = make_actor(make_workspace())
+    _, here = auth.login(actor.email, PASSWORD)
+    _, elsewhere = auth.login(actor.email, PASSWORD)
+    new = auth.change_own_password(actor, PASSWORD, "outra-senha-boa")
+    assert auth.resume(here) is None and auth.resume(elsewhere) is None
+    assert auth.resume(new) == actor and new not in (here, elsewhere)
+    with pytest.raises(AuthError):
+        auth.change_own_password(actor, PASSWORD, "mais-uma-senha")  # the old one no longer works
+    assert auth.resume(new) == actor, "a refused change ends nothing"

@@ -236,8 +236,20 @@ def logout(token: str | None) -> None:
                         .values(revoked_at=now()))
 
 
-def change_own_password(actor: Actor, current: str, new: str) -> None:
-    """*Minha conta*: change one's own password, proving the current one first (open logins stay open).
+def revoke_logins(session: Session, user_id: int) -> None:
+    """End every open login of an account (each of its tabs ends at its next interaction)."""
+    session.execute(update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+                    .values(revoked_at=now()))
+
+
+def change_own_password(actor: Actor, current: str, new: str) -> str:
+    """*Minha conta*: change one's own password, proving the current one first.
+
+    Every open login of the account ends with the old password — other tabs and browsers, and the caller's own
+    token, which may be what leaked — and the caller gets a new login in the same transaction.
+
+    Returns:
+        The new login's token (the panel keeps it, and puts it in the browser's cookie).
 
     Raises:
         AuthError: the current password is wrong. InvalidInput: the new one is too short.
@@ -249,3 +261,5 @@ def change_own_password(actor: Actor, current: str, new: str) -> None:
         raise AuthError("wrong current password", key="error.current_password")
     with session_scope() as session:
         session.execute(update(User).where(User.id == actor.user_id).values(password_hash=new_hash))
+        revoke_logins(session, actor.user_id)
+        return open_session(session, actor)
