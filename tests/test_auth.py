@@ -279,3 +279,30 @@ def test_a_password_change_ends_every_login_and_opens_one_for_the_caller(engine)
     with pytest.raises(AuthError):
         auth.change_own_password(actor, PASSWORD, "mais-uma-senha")  # the old one no longer works
     assert auth.resume(new) == actor, "a refused change ends nothing"
+
+
+def test_one_address_trying_many_emails_is_throttled_as_a_whole(engine, monkeypatch):
+    """One password tried against many accounts: each e-mail fails once, yet the address soon waits for all of
+    them, while other addresses and this machine are not slowed. Logging in to one's own account from there takes
+    back only that attempt."""
+    monkeypatch.setenv("WORKBENCH_LOGIN_ADDRESS_MAX_FAILURES", "4")
+    get_settings.cache_clear()
+    try:
+        actor = make_actor(make_workspace())
+        sprayer = "203.0.113.9"
+        auth.login(actor.email, PASSWORD, address=sprayer)  # a success first: it adds nothing to the count
+        for n in range(4):
+            with pytest.raises(AuthError) as info:
+                auth.login(f"pessoa{n}@example.com", "Senha123!", address=sprayer)
+            assert type(info.value) is AuthError
+        with pytest.raises(LoginThrottled):
+            auth.login("pessoa9@example.com", "Senha123!", address=sprayer)
+        with pytest.raises(LoginThrottled):
+            auth.login(actor.email, PASSWORD, address=sprayer)  # even the right password of a real account
+        assert auth.login(actor.email, PASSWORD, address="198.51.100.7")[0] == actor
+        for n in range(6):  # this machine has no such count
+            with pytest.raises(AuthError):
+                auth.login(f"outra{n}@example.com", "Senha123!")
+        assert auth.login(actor.email, PASSWORD)[0] == actor
+    finally:
+        get_settings.cache_clear()

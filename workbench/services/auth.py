@@ -8,8 +8,11 @@ attempts without success, further attempts of that e-mail from that address wait
 one (while waiting, no password is checked: even the right one is refused). Every attempt is counted before the
 password is checked, under the row's lock, so racing attempts cannot exceed the count; a success clears it.
 Someone guessing a known e-mail therefore slows down only their own address: the right password from another
-address still works. Unknown e-mails are counted, checked (against a dummy hash) and refused exactly like known
-ones, so neither the messages nor the timing tell which accounts exist.
+address still works. A second count per address alone (``login_address_max_failures``) stops one address from
+trying a password against many e-mails; a success only takes its own attempt back from it, so logging in to
+one's own account does not reset it. This machine (no address) has no such count. Unknown e-mails are counted,
+checked (against a dummy hash) and refused exactly like known ones, so neither the messages nor the timing tell
+which accounts exist.
 """
 
 from __future__ import annotations
@@ -121,8 +124,12 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
         AuthError: wrong e-mail or password (one message for both).
     """
     email = email.strip().lower()
+    settings = get_settings()
     key = _throttle_key(email, address)
-    retry_after_s = _count_attempt(key)
+    address_key = _address_key(address) if address and settings.login_address_max_failures else None
+    # both counts take this attempt, so a refusal by one still counts in the other
+    retry_after_s = max(_count_attempt(key, settings.login_max_failures),
+                        _count_attempt(address_key, settings.login_address_max_failures) if address_key else 0)
     if retry_after_s:
         raise LoginThrottled(retry_after_s)
     with session_scope() as session:
@@ -138,6 +145,9 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
             user.password_hash = _hasher.hash(password)
         user.last_login_at = now()
         session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+        if address_key:
+            session.execute(update(LoginThrottle).where(LoginThrottle.key == address_key, LoginThrottle.failures > 0)
+                            .values(failures=LoginThrottle.failures - 1))
         actor = _actor_for(session, user)
         token = open_session(session, actor)
     return actor, token
@@ -155,11 +165,16 @@ def _throttle_key(email: str, address: str | None) -> str:
     return hashlib.sha256(f"{email}\n{address or ''}".encode()).hexdigest()
 
 
-def _count_attempt(key: str) -> int:
-    """Count one attempt as a failure (a success clears it later); returns the seconds left to wait, or 0.
+def _address_key(address: str) -> str:
+    """The throttle row of an address alone (no trimmed e-mail starts with a line break, so no e-mail's row)."""
+    return hashlib.sha256(f"\n\n{address}".encode()).hexdigest()
+
+
+def _count_attempt(key: str, max_failures: int) -> int:
+    """Count one attempt as a failure (a success takes it back later); returns the seconds left to wait, or 0.
 
     Runs and commits before the password check, holding the row's lock, so every racing attempt is counted and
-    only ``login_max_failures`` of them reach the check before the wait begins.
+    only ``max_failures`` of them reach the check before the wait begins.
     """
     settings = get_settings()
     at = now()
@@ -173,7 +188,7 @@ def _count_attempt(key: str) -> int:
             row.failures = 0
         row.failures += 1
         row.last_attempt_at = at
-        over = row.failures - settings.login_max_failures
+        over = row.failures - max_failures
         row.blocked_until = (at + timedelta(seconds=settings.login_lockout_s * 2 ** min(over, MAX_DOUBLINGS))
                              if over >= 0 else None)
         _forget_old_attempts(session, at)
