@@ -1,8 +1,8 @@
 """The panel's entry point: the login gate, then navigation over the pages in ``pages/``.
 
-Run with ``streamlit run app.py`` (``python -m workbench up`` does it for you). Nothing here but the gate
-and the menu: every screen is a file in ``pages/`` (the sidebar's notifications bell is ``pages/ui/bell.py``)
-and every rule lives in ``workbench/``.
+Served by ``panel.py``: run ``streamlit run panel.py`` (``python -m workbench up`` does it for you). Nothing
+here but the gate and the menu: every screen is a file in ``pages/`` (the sidebar's notifications bell is
+``pages/ui/bell.py``) and every rule lives in ``workbench/``.
 
 A login survives a browser refresh: the login token goes into an ``HttpOnly`` cookie that only the panel's
 server writes (``panel.py``; the page hands it a one-time code, ``workbench/services/login_cookie.py``), and a
@@ -78,7 +78,8 @@ def _client_address() -> str | None:
 def _check_login() -> None:
     """Who is signed in, re-read from the login token on every run (``auth.resume``).
 
-    A browser session's first run picks up the login of an earlier one from the cookie (a refresh, a new tab).
+    A browser session's first run picks up the login of an earlier one from the cookie (a refresh, a new tab), and
+    renews the cookie.
     Later runs re-check the session's token: a logout in another tab, an expired login or a deactivated account
     sends the user back to the form with a notice, and a changed role takes effect at once. PostgreSQL out of
     reach raises here: ``main`` shows the outage notice and nothing is forgotten (neither the session nor the
@@ -91,7 +92,11 @@ def _check_login() -> None:
     actor = auth.resume(token)
     if actor is not None:
         st.session_state[ACTOR_KEY] = actor
-        st.session_state[TOKEN_KEY] = token
+        if signed_in:
+            st.session_state[TOKEN_KEY] = token
+        else:
+            # Set the cookie again: its age starts over, as the login's own expiry slides while it is used.
+            store_token(token)
     elif signed_in:
         # The cookie is left alone: another tab may have stored a newer login in it.
         _forget_login()

@@ -144,7 +144,10 @@ def test_refresh_resumes_login_from_cookie(engine, r):
     assert not at.exception
     assert at.session_state["auth_actor"] == actor
     assert [t.value for t in at.title] == ["Painel"]
-    assert scripts(at) == []  # the cookie is already there
+    [cookie] = scripts(at)  # the cookie is set again, so it lasts as long as the login slides
+    assert login_cookie.redeem_handoff(handoff_code(cookie), None) == token
+    at.run()
+    assert scripts(at) == [], "once per session"
 
 
 @pytest.mark.parametrize("cookie", ["revogado", ""])
@@ -268,3 +271,22 @@ def test_a_login_ended_in_one_tab_ends_every_other_tab_at_its_next_action(engine
     assert [w.value for w in tab_b.warning] == [SESSION_ENDED]
     with session_scope() as s:
         assert s.get(WorkspaceMember, (ws, person.user_id)).availability == "available", "the action did not run"
+
+
+def test_the_login_form_throttles_an_address_trying_many_emails(engine, r, monkeypatch):
+    """The second key, through the form: one address failing with many e-mails waits, whichever e-mail it types."""
+    monkeypatch.setenv("WORKBENCH_LOGIN_ADDRESS_MAX_FAILURES", "3")
+    get_settings.cache_clear()
+    actor = make_actor(make_workspace())
+    try:
+        with mock.patch("streamlit.runtime.context._get_client_context",
+                        return_value=SimpleNamespace(cookies={}, headers=[], remote_ip="203.0.113.9")):
+            at = new_app().run()
+            for n in range(3):
+                login(at, f"pessoa{n}@example.com", "Senha123!")
+                assert [e.value for e in at.error] == ["E-mail ou senha incorretos."]
+            login(at, actor.email, PASSWORD)
+        assert at.error[0].value.startswith("Muitas tentativas sem sucesso.")
+        assert "auth_actor" not in at.session_state
+    finally:
+        get_settings.cache_clear()
