@@ -1,6 +1,7 @@
 """The login in a real browser: the session cookie is HttpOnly (page JavaScript never sees the token), survives a
-reload, and *Sair* clears it; a login that ends in one tab ends the other tabs of the browser at their next
-action; the login throttle counts the address the panel's server saw (a trusted proxy's ``X-Forwarded-For``)."""
+reload, and *Sair* clears it; a login that ends in one tab (*Sair*, a password change) ends the other tabs of the
+browser at their next action, and a password change gives the changing tab's cookie a new login; the login
+throttle counts the address the panel's server saw (a trusted proxy's ``X-Forwarded-For``)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,30 @@ def test_a_logout_in_one_tab_ends_the_other_tab_at_its_next_action(app_server, p
     expect(other.get_by_role("button", name="Sair")).to_have_count(0)
     expect(other.get_by_role("link", name="Contatos", exact=True)).to_have_count(0)
     shot(other, "login_other_tab_ended.png")
+
+
+def test_a_password_change_ends_the_other_tab_and_renews_this_ones_cookie(app_server, page: Page):
+    person = make_actor(make_workspace(), "supervisor", "gerente@example.com")
+    log_in(page, app_server, "gerente@example.com")
+    [old] = wait_for("the login cookie", lambda: session_cookies(page.context))
+    other = page.context.new_page()
+    other.goto(app_server + "/")
+    expect(other.get_by_role("button", name="Sair")).to_be_visible()
+    page.get_by_role("button", name="Minha conta").click()
+    page.locator('input[aria-label="Senha atual"]').fill(PASSWORD)
+    page.locator('input[aria-label="Nova senha"]').fill("outra-senha-boa")
+    page.locator('input[aria-label="Repita a nova senha"]').fill("outra-senha-boa")
+    page.get_by_role("button", name="Trocar senha").click()
+    expect(page.get_by_text("Senha trocada.", exact=False)).to_be_visible()
+    # this tab's cookie now holds a new login; the old one is over
+    [new] = wait_for("the renewed cookie",
+                     lambda: [c for c in session_cookies(page.context) if c["value"] != old["value"]])
+    assert new["httpOnly"] and auth.resume(new["value"]) == person and auth.resume(old["value"]) is None
+    other.get_by_role("link", name="Contatos", exact=True).click()  # the other tab's next action
+    expect(other.get_by_text(LOGIN_TITLE)).to_be_visible()
+    expect(other.get_by_role("button", name="Sair")).to_have_count(0)
+    page.reload()  # the tab that changed it stays signed in, across a reload too
+    expect(page.get_by_role("button", name="Sair")).to_be_visible()
 
 
 def _browser_from(browser: Browser, address: str) -> Page:
