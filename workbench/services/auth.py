@@ -10,14 +10,16 @@ password is checked, under the row's lock, so racing attempts cannot exceed the 
 Someone guessing a known e-mail therefore slows down only their own address: the right password from another
 address still works. A second count per address alone (``login_address_max_failures``) stops one address from
 trying a password against many e-mails; a success only takes its own attempt back from it, so logging in to
-one's own account does not reset it. This machine (no address) has no such count. Unknown e-mails are counted,
-checked (against a dummy hash) and refused exactly like known ones, so neither the messages nor the timing tell
-which accounts exist.
+one's own account does not reset it. This machine (no address) and private or shared networks
+(``SHARED_NETWORKS``: a LAN, or every browser when a proxy is not trusted) have no such count, so they cannot all
+be locked out at once. Unknown e-mails are counted, checked (against a dummy hash) and refused exactly like known
+ones, so neither the messages nor the timing tell which accounts exist.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import threading
 from dataclasses import dataclass
@@ -126,7 +128,8 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
     email = email.strip().lower()
     settings = get_settings()
     key = _throttle_key(email, address)
-    address_key = _address_key(address) if address and settings.login_address_max_failures else None
+    address_key = (_address_key(address) if address and settings.login_address_max_failures
+                   and not _shared_address(address) else None)
     # both counts take this attempt, so a refusal by one still counts in the other
     retry_after_s = max(_count_attempt(key, settings.login_max_failures),
                         _count_attempt(address_key, settings.login_address_max_failures) if address_key else 0)
@@ -163,6 +166,22 @@ def open_session(session: Session, actor: Actor) -> str:
 
 def _throttle_key(email: str, address: str | None) -> str:
     return hashlib.sha256(f"{email}\n{address or ''}".encode()).hexdigest()
+
+
+SHARED_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
+    "fc00::/7", "fe80::/10", "::1/128"))
+"""Private, carrier-grade NAT, link-local and loopback networks: many people may share one of their addresses
+(a LAN, a proxy or Docker's gateway when the panel does not trust the proxy), so they get no count of their own."""
+
+
+def _shared_address(address: str) -> bool:
+    """Whether ``address`` may stand for many people (``SHARED_NETWORKS``; anything unparsable too)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    return any(ip in net for net in SHARED_NETWORKS if net.version == ip.version)
 
 
 def _address_key(address: str) -> str:
