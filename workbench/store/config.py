@@ -40,6 +40,8 @@ class Settings(BaseModel):
     outbox_republish_after_s: int = Field(30, description="Pending outbox rows older than this are re-published.")
     login_max_failures: int = Field(5, description="Failed logins of one e-mail from one client address before "
                                                    "further tries from there must wait.")
+    login_address_max_failures: int = Field(30, description="Failed logins from one public client address, whatever "
+                                            "the e-mails, before every try from there must wait (0 = no such limit).")
     login_lockout_s: int = Field(60, description="First wait after too many failed logins (doubles with each "
                                                  "further failure).")
     session_ttl_h: int = Field(72, description="How long a login survives without activity.")

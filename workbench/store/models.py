@@ -138,7 +138,8 @@ class AuthSession(Base):
 
 
 class LoginThrottle(Base):
-    """Recent login attempts of one e-mail from one client address (``workbench.services.auth``).
+    """Recent login attempts of one e-mail from one client address, or of one address whatever the e-mails
+    (``workbench.services.auth``).
 
     ``key`` is a hash of both, so neither typed e-mails (nor a password typed in the e-mail field) nor client
     addresses are stored. Rows are forgotten a day after their last attempt.
