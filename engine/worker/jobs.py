@@ -58,7 +58,6 @@ from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_event
 from workbench.analytics import store
 from workbench.services import contact_jobs, lgpd, mail, outbox, outside_calls, runs
 from workbench.services.instances import sync_instances
-from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.db import safe_error_text, session_scope
@@ -75,6 +74,7 @@ BLOCK_MS = 20
 MAX_RUN_S = 10.0
 ADOPT_AFTER_MS = 50
 ADOPT_MAX = 32
+ADOPT_EVERY_S = ADOPT_AFTER_MS / 2000  # how often a drain looks for numbers to adopt
 RETRY_AFTER_S = 5
 MAX_ATTEMPTS = 5
 # Why an event was set aside (the ``code`` field of wb:in-failed; the panel names each one).
@@ -238,7 +238,7 @@ class _Drain:
 
     def run(self) -> dict[str, int]:
         """Read the held streams as events arrive until idle for the linger time or MAX_RUN_S is over."""
-        began = idle_since = time.monotonic()
+        began = idle_since = adopted_at = time.monotonic()
         while self.tokens:
             self._drop_lost()
             if not self.tokens or self._lease_lapsed():
@@ -255,7 +255,9 @@ class _Drain:
                 idle_since = now
             if now - idle_since > self.linger_s or now - began > MAX_RUN_S:
                 break
-            self._adopt()
+            if now - adopted_at >= ADOPT_EVERY_S:  # not after every batch: one round trip per message saved
+                adopted_at = now
+                self._adopt()
         for instance_id in list(self.tokens):
             self._leave(instance_id)
         return self.totals
@@ -406,16 +408,17 @@ class _Drain:
         return True
 
     def _finish(self, instance_id: int, entry_ids: list, applied: Applied, counted: bool = False) -> None:
-        """After commit: publish commands and timers, tell live views, then drop the entries from the stream."""
+        """After commit: publish commands and timers, tell live views, then drop the entries from the stream (in
+        the same round trip as the commands unless RQ jobs are queued in between)."""
         stream = IN_STREAM.format(instance_id)
-        runs.publish_effects(self.client, applied.effects)
-        live.touch(self.client, applied.workspaces)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xack(stream, IN_GROUP, *entry_ids)
-        pipe.xdel(stream, *entry_ids)
-        if counted:
-            pipe.hdel(IN_ATTEMPTS_HASH.format(instance_id), *entry_ids)
-        pipe.execute()
+
+        def acknowledge(pipe) -> None:
+            pipe.xack(stream, IN_GROUP, *entry_ids)
+            pipe.xdel(stream, *entry_ids)
+            if counted:
+                pipe.hdel(IN_ATTEMPTS_HASH.format(instance_id), *entry_ids)
+
+        runs.publish_effects(self.client, applied.effects, applied.workspaces, then=acknowledge)
         self.totals["stored"] += applied.stored
         self.totals["duplicates"] += applied.duplicates
 
@@ -512,9 +515,7 @@ def funnel_timer(run_id: int, token: str) -> None:
     with session_scope() as session:
         effects = runs.on_timer(session, run_id, token)
         workspace_id = session.scalar(select(FunnelRun.workspace_id).where(FunnelRun.id == run_id))
-    runs.publish_effects(client, effects)
-    if workspace_id:
-        live.touch(client, [workspace_id])
+    runs.publish_effects(client, effects, [workspace_id] if workspace_id else ())
 
 
 def email_notification(notification_id: int) -> str:
