@@ -2,16 +2,18 @@
 
 Each inbound message makes the bot answer once (the workspace's default reply in "every message" mode),
 so the time from a lead's send to the answer's command in the number's outbound stream is the product's
-whole inbound-to-outbound path. Next to it, in the same run, a bare *floor*: one process reading a Redis
-stream and running the very same statements (``engine.worker.inbound.apply_events``) in one PostgreSQL
-transaction per message, then appending to a Redis stream — no connector, no RQ, no batching.
+whole inbound-to-outbound path. Next to it, in the same run and on the same servers, the *bare floor*
+(``bench/floor.py``): a producer appends JSON messages to a Redis stream, K consumer processes run one
+4-statement PostgreSQL transaction per message on bench-only tables and append the reply to a stream — no
+connector, no RQ, no batching. Every product figure is printed as a ratio to the matching floor figure.
 
-Scenarios: burst (all messages at once) and paced (100 msgs/s), product with 1 and 2 workers, and with
+Scenarios: floor with 1 and 2 consumers (burst) and 1 consumer paced; product (``python -m workbench workers``:
+workers, scheduler, calls pool; plus one connector per number) with 1 and 2 workers, burst and paced, and with
 1 worker again with the welcome funnel active (every message from a new lead starts a run that sends two
-messages; latency to the first).
-Prints msgs/s, p50/p99 latency and peak RSS. Figures, not pass/fail.
+messages and waits for a choice; latency to the first).
+Prints msgs/s, p50/p99 latency and the peak memory (RSS and PSS) of the product's processes. Figures, not pass/fail.
 
-    python bench/pipeline.py --messages 2000            # embedded servers in a temp dir
+    python bench/pipeline.py --messages 2000 --paced-seconds 10   # embedded servers in a temp dir
     DATABASE_URL=... REDIS_URL=... python bench/pipeline.py
 """
 
@@ -46,16 +48,27 @@ class Result:
     received: int
     seconds: float
     latencies_ms: list[float]
-    rss_mb: float
+    rss_mb: float  # peak, summed over the product's processes
+    pss_mb: float
 
-    def line(self) -> str:
+    @property
+    def rate(self) -> float:
+        return self.received / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
         lat = sorted(self.latencies_ms)
-        p50 = statistics.median(lat) if lat else float("nan")
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
-        rate = self.received / self.seconds if self.seconds else 0.0
-        return (f"{self.name:<34} {rate:>9.0f} msgs/s  p50 {p50:>7.1f} ms  p99 {p99:>7.1f} ms  "
-                f"{self.received}/{self.sent} answered  peak RSS {self.rss_mb:>6.0f} MB")
+        return lat[min(len(lat) - 1, int(len(lat) * p))] if lat else float("nan")
 
+    def line(self, floor: Result | None = None) -> str:
+        """One table row; next to ``floor``: throughput as a ratio to its (burst), p99 as a multiple of its (paced)."""
+        rss = f"RSS {self.rss_mb:>4.0f} MB PSS {self.pss_mb:>4.0f} MB" if self.rss_mb else " " * 24
+        ratio = ""
+        if floor is not None and "paced" in self.name:
+            ratio = f"p99 {self.pct(0.99) / floor.pct(0.99):>5.1f}x floor"
+        elif floor is not None:
+            ratio = f"{self.rate / floor.rate:>5.2f}x floor"
+        return (f"{self.name:<44} {self.rate:>7.0f} msgs/s  p50 {self.pct(0.5):>8.1f} ms  p99 {self.pct(0.99):>8.1f} ms"
+                f"  {self.received:>5}/{self.sent:<5} {rss}  {ratio}")
 
 def median_ms(call: Callable[[], object], runs: int = 7) -> float:
     """Median wall time of ``runs`` calls in milliseconds, after one warm-up call (plan cache, pages)."""
@@ -91,12 +104,15 @@ def servers(tmp: Path) -> tuple[str, str, list]:
 
 
 class OutWatcher(threading.Thread):
-    """Timestamps every command appended to the watched outbound streams (a plain XREAD, not the group)."""
+    """Timestamps every command appended to the watched outbound streams (a plain XREAD, not the group).
 
-    def __init__(self, client, streams: list[str]) -> None:
+    ``phone_of`` reads the addressee of an entry (default: the product's ``OutboundCommand``)."""
+
+    def __init__(self, client, streams: list[str], phone_of: Callable[[dict], str] | None = None) -> None:
         super().__init__(daemon=True)
         self.client = client
         self.last = {s: "$" for s in streams}
+        self.phone_of = phone_of
         self.seen: dict[str, list[float]] = {}
         self.count = 0
         self.stop_flag = threading.Event()
@@ -104,6 +120,7 @@ class OutWatcher(threading.Thread):
     def run(self) -> None:
         from connector.contracts import decode_outbound
 
+        phone_of = self.phone_of or (lambda fields: decode_outbound(fields).to_phone)
         for stream in self.last:  # resolve "$" now so nothing appended later is missed
             info = self.client.xinfo_stream(stream) if self.client.exists(stream) else None
             self.last[stream] = info["last-generated-id"] if info else "0"
@@ -113,19 +130,28 @@ class OutWatcher(threading.Thread):
             for stream, entries in reply or []:
                 for entry_id, fields in entries:
                     self.last[stream.decode()] = entry_id
-                    command = decode_outbound(fields)
-                    self.seen.setdefault(command.to_phone, []).append(now)
+                    self.seen.setdefault(phone_of(fields), []).append(now)
                     self.count += 1
 
 
-def _rss_mb(procs: list[psutil.Process]) -> float:
-    total = 0
-    for proc in procs:
+def _memory_mb(roots: list[int]) -> tuple[float, float]:
+    """Resident memory of the processes ``roots`` and all their descendants, in MB: (RSS, PSS). Forked workers
+    share their parent's pages, which RSS counts in each process and PSS divides among them."""
+    rss = pss = 0
+    for pid in roots:
         try:
-            total += proc.memory_info().rss
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            pass
-    return total / 2**20
+            continue
+        for proc in procs:
+            try:
+                info = proc.memory_full_info()
+            except psutil.NoSuchProcess:
+                continue
+            rss += info.rss
+            pss += info.pss
+    return rss / 2**20, pss / 2**20
 
 
 def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
@@ -146,15 +172,24 @@ def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
-def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, procs, timeout: float = 120,
-           lead_of=lambda k: f"55219{k % LEADS:08d}", answers: int = 1) -> Result:
+def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roots: list[int],
+           timeout: float = 120, lead_of=lambda k: f"55219{k % LEADS:08d}", answers: int = 1) -> Result:
     """Send n messages (at ``rate`` per second, or all at once) and wait for their answers.
 
     ``answers``: outbound commands each message causes; latency is measured to the first of them.
+    ``roots``: the processes (with their descendants) whose peak memory is reported; empty for none.
     """
     sent_at: dict[str, list[float]] = {}
     base = watcher.count
-    peak = 0.0
+    peak = (0.0, 0.0)
+    sampled = 0.0
+
+    def sample() -> None:
+        nonlocal peak, sampled
+        if roots and time.perf_counter() - sampled > 0.5:
+            rss, pss = _memory_mb(roots)
+            peak, sampled = (max(peak[0], rss), max(peak[1], pss)), time.perf_counter()
+
     start = time.perf_counter()
     for k in range(n):
         if rate:
@@ -164,11 +199,10 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, pro
         lead = lead_of(k)
         sent_at.setdefault(lead, []).append(time.perf_counter())
         send(k, lead)
-        if k % 200 == 0:
-            peak = max(peak, _rss_mb(procs))
+        sample()
     deadline = time.perf_counter() + timeout
     while watcher.count - base < n * answers and time.perf_counter() < deadline:
-        peak = max(peak, _rss_mb(procs))
+        sample()
         time.sleep(0.02)
     end = max((t for ts in watcher.seen.values() for t in ts), default=time.perf_counter())
     latencies = []
@@ -176,10 +210,45 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, pro
         seen = watcher.seen.get(lead, [])[-len(sends) * answers:]
         firsts = seen[::answers]
         latencies.extend((a - s) * 1000 for s, a in zip(sends, firsts, strict=False))
-    return Result(name, n, (watcher.count - base) // answers, end - start, latencies, peak)
+    return Result(name, n, (watcher.count - base) // answers, end - start, latencies, *peak)
 
 
-def _funnel_scenarios(args, client, admin, product, product_send, watcher, procs, results, paced_n) -> None:
+def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: int) -> dict[str, Result]:
+    """The bare floor (``bench/floor.py``) with 1 and 2 consumer processes, burst, and 1 consumer paced."""
+    import json
+
+    from bench import floor
+
+    def send(k: int, lead: str) -> None:
+        client.xadd(floor.IN, {"d": json.dumps(floor.message(k))})
+
+    def lead_of(k: int) -> str:
+        return "5511" + str(k % floor.CONTACTS).zfill(9)
+
+    found = {}
+    for count in (1, 2):
+        floor.reset(os.environ["DATABASE_URL"], client)
+        watcher = OutWatcher(client, [floor.OUT.format(1), floor.OUT.format(2)],
+                             phone_of=lambda fields: json.loads(fields[b"d"])["to"])
+        watcher.start()
+        client.delete(*client.keys(floor.READY.format("*")) or ["-"])
+        consumers = [_spawn(children, str(ROOT / "bench" / "floor.py"), "consume", os.environ["REDIS_URL"],
+                            os.environ["DATABASE_URL"]) for _ in range(count)]
+        _wait(lambda c=count: len(client.keys(floor.READY.format("*"))) >= c, what="floor consumers")
+        found[f"burst{count}"] = _drive(f"floor, {count} consumer(s), burst", args.messages, None, send, watcher,
+                                        [], lead_of=lead_of)
+        if count == 1:
+            found["paced"] = _drive(f"floor, 1 consumer, paced {args.rate:.0f}/s", paced_n, args.rate, send,
+                                    watcher, [], lead_of=lead_of)
+        watcher.stop_flag.set()
+        for consumer in consumers:
+            consumer.terminate()
+            consumer.wait(10)
+            children.remove(consumer)
+    return found
+
+
+def _funnel_scenarios(args, client, admin, product, product_send, watcher, roots, paced_n) -> list[Result]:
     """The same path with the welcome funnel active: each message comes from a new lead and starts a run
     that sends two messages (welcome, then the menu) and waits for the choice."""
     from engine.core.examples import welcome_funnel
@@ -189,14 +258,15 @@ def _funnel_scenarios(args, client, admin, product, product_send, watcher, procs
     funnels.publish(admin, funnel_id)
     funnels.set_active(admin, funnel_id, True)
     time.sleep(6)  # workers cache the active funnels for 5 s
-    results.append(_drive("product, 1 worker, welcome funnel, burst", args.messages, None, product_send,
-                          watcher, procs, lead_of=lambda k: f"55229{k:08d}", answers=2))
+    found = [_drive("product, 1 worker, welcome funnel, burst", args.messages, None, product_send,
+                    watcher, roots, lead_of=lambda k: f"55229{k:08d}", answers=2)]
     _settle(client, product)
-    results.append(_drive(f"product, 1 worker, welcome funnel, paced {args.rate:.0f}/s", paced_n, args.rate,
-                          product_send, watcher, procs, lead_of=lambda k: f"55239{k:08d}", answers=2))
+    found.append(_drive(f"product, 1 worker, welcome funnel, paced {args.rate:.0f}/s", paced_n, args.rate,
+                        product_send, watcher, roots, lead_of=lambda k: f"55239{k:08d}", answers=2))
     _settle(client, product)
     funnels.set_active(admin, funnel_id, False)
     time.sleep(6)
+    return found
 
 
 def main() -> None:
@@ -252,24 +322,25 @@ def _wait(predicate, timeout: float = 60, what: str = "condition") -> None:
 
 
 def _run(args, children: list[subprocess.Popen]) -> None:
-    from connector.contracts import OUT_STREAM, STATUS_HASH, encode, inbound_backlog, now_ms
+    from rq import Worker
+
+    from connector.contracts import OUT_STREAM, STATUS_HASH, inbound_backlog
     from connector.sandbox import SandboxNetwork
-    from engine.worker.inbound import apply_events
-    from tests.factories import inbound, make_actor, make_instance, make_workspace
-    from workbench.services import outbox
+    from tests.factories import make_actor, make_instance, make_workspace
     from workbench.services.workspace_settings import save_setting
     from workbench.store.bus import get_redis
-    from workbench.store.db import session_scope
     from workbench.store.migrations import upgrade_database
 
     upgrade_database(os.environ["DATABASE_URL"])
     client = get_redis()
     client.flushdb()
+    paced_n = int(args.paced_seconds * args.rate)
+    floors = _floor_scenarios(args, client, children, paced_n)
+
     ws = make_workspace("Bench")
     admin = make_actor(ws, "admin")
     save_setting(admin, "default_reply", {"enabled": True, "mode": "every", "text": "Recebido, já respondo!"})
     product = [make_instance(ws, f"bench-{k}") for k in range(len(BUSINESS_PHONES))]
-    floor_instance = make_instance(ws, "floor")
 
     network = SandboxNetwork(client)
     connectors = [_spawn(children, "-m", "connector", "run", "--instance", str(i), "--transport", "sandbox")
@@ -279,45 +350,6 @@ def _run(args, children: list[subprocess.Popen]) -> None:
         network.scan(client.hget(STATUS_HASH.format(instance_id), "qr").decode(), phone)
         _wait(lambda i=instance_id: client.hget(STATUS_HASH.format(i), "state") == b"connected", what="connect")
 
-    results: list[Result] = []
-
-    # --- floor: stream -> one transaction per message (same statements) -> stream, in this process -------
-    floor_in = "bench:floor:in"
-    floor_watch = OutWatcher(client, [OUT_STREAM.format(floor_instance)])
-    floor_watch.start()
-    stop_floor = threading.Event()
-
-    def floor_loop() -> None:
-        from redis import Redis
-
-        from connector.contracts import decode_inbound
-
-        reader = Redis.from_url(os.environ["REDIS_URL"])
-        last = "0"
-        while not stop_floor.is_set():
-            reply = reader.xread({floor_in: last}, block=50, count=1)
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    event = decode_inbound(fields)
-                    with session_scope() as session:
-                        applied = apply_events(session, floor_instance, [event])
-                    outbox.publish(applied.effects.commands, reader)
-
-    floor_thread = threading.Thread(target=floor_loop, daemon=True)
-    floor_thread.start()
-    me = [psutil.Process()]
-
-    def floor_send(k: int, lead: str) -> None:
-        event = inbound(floor_instance, phone=lead, text=f"mensagem {k}", timestamp_ms=now_ms())
-        client.xadd(floor_in, encode(event))
-
-    paced_n = int(args.paced_seconds * args.rate)
-    results.append(_drive("floor, burst", args.messages, None, floor_send, floor_watch, me))
-    results.append(_drive(f"floor, paced {args.rate:.0f}/s", paced_n, args.rate, floor_send, floor_watch, me))
-    stop_floor.set()
-    floor_watch.stop_flag.set()
-
     # --- product: sandbox lead -> connector -> wb:in -> RQ drain -> outbox -> wb:out ----------------------
     watcher = OutWatcher(client, [OUT_STREAM.format(i) for i in product])
     watcher.start()
@@ -325,35 +357,38 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     def product_send(k: int, lead: str) -> None:
         network.send_from_lead(lead, BUSINESS_PHONES[k % len(BUSINESS_PHONES)], text=f"mensagem {k}")
 
+    rows: list[tuple[Result, Result | None]] = [(floors["burst1"], None), (floors["burst2"], None),
+                                                (floors["paced"], None)]
     for count in (1, 2):
-        workers = [_spawn(children, "-m", "rq.cli", "worker", "--url", os.environ["REDIS_URL"],
-                          "--worker-class", "rq.worker.SimpleWorker", "--logging_level", "ERROR", "inbound")
-                   for _ in range(count)]
-        time.sleep(2)  # workers import the engine and connect
-        procs = [psutil.Process(p.pid) for p in workers + connectors]
-        results.append(_drive(f"product, {count} worker(s), burst", args.messages, None, product_send,
-                              watcher, procs))
+        # the product as deployed: the workers' supervisor forks the workers, the scheduler and the calls pool
+        workers = _spawn(children, "-m", "workbench", "workers", "--count", str(count))
+        _wait(lambda c=count: len(Worker.all(connection=client)) >= c, what="workers")
+        roots = [workers.pid, *(c.pid for c in connectors)]
+        burst = _drive(f"product, {count} worker(s), burst", args.messages, None, product_send, watcher, roots)
+        rows.append((burst, floors[f"burst{count}"]))
         _settle(client, product)
-        results.append(_drive(f"product, {count} worker(s), paced {args.rate:.0f}/s", paced_n, args.rate,
-                              product_send, watcher, procs))
+        paced = _drive(f"product, {count} worker(s), paced {args.rate:.0f}/s", paced_n, args.rate, product_send,
+                       watcher, roots)
+        rows.append((paced, floors["paced"]))
         _settle(client, product)
         if count == 1:
-            _funnel_scenarios(args, client, admin, product, product_send, watcher, procs, results, paced_n)
-        for worker in workers:
-            worker.terminate()
-            worker.wait(10)
-            children.remove(worker)
+            funnel_burst, funnel_paced = _funnel_scenarios(args, client, admin, product, product_send, watcher,
+                                                           roots, paced_n)
+            rows += [(funnel_burst, floors["burst1"]), (funnel_paced, floors["paced"])]
+        workers.terminate()
+        workers.wait(20)
+        children.remove(workers)
+        _wait(lambda: not Worker.all(connection=client), what="workers to leave")
     watcher.stop_flag.set()
     left = sum(inbound_backlog(client, i) for i in product)
 
     print(f"\nPipeline benchmark — {args.messages} messages per burst, {paced_n} per paced run, "
-          f"{LEADS} leads, {len(product)} numbers; {os.cpu_count()} CPUs")
-    for result in results:
-        print(result.line())
-    floor_burst = results[0].received / results[0].seconds
-    for result in results[2:]:
-        if "burst" in result.name:
-            print(f"{result.name}: {result.received / result.seconds / floor_burst:.2f}x the floor's throughput")
+          f"{LEADS} leads, {len(product)} numbers; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
+    print("Ratios: product burst msgs/s to the floor's with as many consumers as workers (the welcome funnel to "
+          "1 consumer); paced p99 as a multiple of the floor's paced p99. Memory: peak of the workers' supervisor with "
+          "its workers, scheduler and calls pool, plus the connectors.")
+    for result, floor_result in rows:
+        print(result.line(floor_result))
     print(f"events left in inbound streams: {left}")
 
 

@@ -77,6 +77,25 @@ def test_the_workers_job_refreshes(history):
     assert count("conversations") == 1
 
 
+def test_the_refresh_runs_in_a_child_that_leaves_the_workers_connections_alone(engine):
+    """The job's child process (its memory leaves with it) opens its own connections: the worker's pooled ones
+    still work afterwards, and a failure in the child raises in the worker with its reason."""
+    from engine.worker.jobs import _in_child
+
+    def in_child() -> dict:
+        with session_scope() as s:
+            return {"pid": os.getpid(), "one": s.scalar(text("SELECT 1"))}
+
+    with session_scope() as s:
+        s.scalar(text("SELECT 1"))  # a pooled connection the child inherits
+    out = _in_child(in_child)
+    assert out["one"] == 1 and out["pid"] != os.getpid()
+    with session_scope() as s:
+        assert s.scalar(text("SELECT 2")) == 2
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        _in_child(lambda: {"x": 1 / 0})
+
+
 READER = textwrap.dedent("""
     import sys, time
     from workbench.analytics import store

@@ -13,6 +13,7 @@ Ctrl-C or SIGTERM stops the children, then the servers it started; nothing is le
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -108,6 +109,10 @@ class Forked:
     def __init__(self, target: Callable[[], int], title: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        # Everything imported so far goes to the collector's permanent generation: a child's collections then
+        # never write to the objects it shares with this process, so their pages stay shared instead of being
+        # copied into every worker (about 23 MB each on the engine's imports).
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             code = 1

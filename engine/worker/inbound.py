@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, literal_column, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, String, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from connector.contracts import InboundMessage, Receipt, SendAck, StateChange, phone_digits
 from engine.worker import dispatch
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import mark_acked
-from workbench.services.runs import Effects
-from workbench.store.models import LEGACY_LANE, Contact, Conversation, DrainLane, Instance, Message
+from workbench.services.runs import LIVE, Effects
+from workbench.store.models import LEGACY_LANE, DrainLane, Instance, Message
 from workbench.store.text import clean_json, clean_text, preview
 
 log = logging.getLogger(__name__)
@@ -92,19 +91,12 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
             instance = None
         else:
             instance = found[0]
-    messages = [e for e in events if isinstance(e, InboundMessage)]
-    known = set()
-    if messages:
-        known = set(session.scalars(select(Message.wa_id).where(
-            Message.instance_id == instance_id, Message.wa_id.in_([m.wa_id for m in messages]))))
+    if instance is None:
+        log.warning("events for unknown instance %s dropped", instance_id)
+        return applied
     for event in events:
         if isinstance(event, InboundMessage):
-            if event.wa_id in known:
-                applied.duplicates += 1
-                continue
-            known.add(event.wa_id)
             _store_message(session, instance, event, applied)
-            applied.stored += 1
         elif isinstance(event, SendAck):
             mark_acked(session, instance_id, event.outbox_id, event.ok, event.wa_id, event.error,
                        _ts(event.timestamp_ms))
@@ -116,83 +108,74 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
     return applied
 
 
-def _contact_upsert():
-    stmt = pg_insert(Contact).values(
-        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"), phone=bindparam("phone"),
-        jid=bindparam("jid"), push_name=bindparam("push_name"), last_inbound_at=bindparam("inbound_at"),
-    )
-    return stmt.on_conflict_do_update(
-        index_elements=[Contact.instance_id, Contact.phone],
-        set_={
-            "push_name": func.coalesce(stmt.excluded.push_name, Contact.push_name),
-            "jid": stmt.excluded.jid,
-            "last_inbound_at": func.coalesce(stmt.excluded.last_inbound_at, Contact.last_inbound_at),
-        },
-    ).returning(
-        Contact.id, literal_column("xmax = 0").label("inserted"),
-        # The row as it was before this statement (subqueries in RETURNING see the statement's snapshot): no
-        # inbound message yet means this is the contact's first, even if we wrote to them first from the phone.
-        literal_column("(SELECT before.last_inbound_at IS NULL FROM contacts AS before"
-                       " WHERE before.id = contacts.id)").label("never_wrote"),
-    )
-
-
-def _conversation_upsert():
-    stmt = pg_insert(Conversation).values(
-        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"),
-        contact_id=bindparam("contact_id"), status="open", last_message_at=bindparam("at"),
-        last_message_preview=bindparam("preview"), last_message_direction=bindparam("direction"),
-        last_message_type=bindparam("type"), last_inbound_at=bindparam("inbound_at"),
-        unread_count=bindparam("unread"),
-    )
-    counts = stmt.excluded.unread_count > 0  # a new message from the contact reopens a closed conversation
-    return stmt.on_conflict_do_update(index_elements=[Conversation.contact_id], set_={
-        "last_message_at": func.greatest(Conversation.last_message_at, stmt.excluded.last_message_at),
-        "last_message_preview": stmt.excluded.last_message_preview,
-        "last_message_direction": stmt.excluded.last_message_direction,
-        "last_message_type": stmt.excluded.last_message_type,
-        "last_inbound_at": func.coalesce(stmt.excluded.last_inbound_at, Conversation.last_inbound_at),
-        "unread_count": Conversation.unread_count + stmt.excluded.unread_count,
-        "status": case((and_(counts, Conversation.status == "closed"), "open"), else_=Conversation.status),
-        "closed_at": case((counts, None), else_=Conversation.closed_at),
-    }).returning(Conversation.id, Conversation.bot_paused)
-
-
-def _message_insert():
-    return pg_insert(Message).values(
-        workspace_id=bindparam("workspace_id"), instance_id=bindparam("instance_id"),
-        conversation_id=bindparam("conversation_id"), wa_id=bindparam("wa_id"), direction=bindparam("direction"),
-        type=bindparam("type"), text=bindparam("text"), data=bindparam("data", type_=JSONB),
-        quoted_wa_id=bindparam("quoted_id"), status=bindparam("status"), wa_timestamp=bindparam("at"),
-    ).on_conflict_do_nothing(index_elements=[Message.instance_id, Message.wa_id]).returning(Message.id)
-
-
-# Built once: these run for every message, and building an upsert costs more than executing it.
-CONTACT_UPSERT = _contact_upsert()
-CONVERSATION_UPSERT = _conversation_upsert()
-MESSAGE_INSERT = _message_insert()
+# One statement stores a message: the contact upsert, the conversation upsert and the message insert as
+# data-modifying CTEs (one round trip instead of four with the look for a stored copy). A message already stored
+# (WhatsApp redelivers, our stream may deliver twice) makes the contact CTE insert nothing, so nothing is
+# counted twice and the statement returns no row. ``never_wrote``: the contact row as it was before this
+# statement (subqueries see the statement's snapshot) had no inbound message yet, so this is the contact's first
+# even if we wrote to them first from the phone. ``live_run``: whether the bot has a live run for the contact, so
+# the runtime looks for it only when there is one (the session is flushed first, so this batch's runs count).
+_STORE = text(f"""
+WITH contact AS (
+    INSERT INTO contacts (workspace_id, instance_id, phone, jid, push_name, last_inbound_at)
+    SELECT :workspace_id, :instance_id, :phone, :jid, :push_name, :inbound_at
+    WHERE NOT EXISTS (SELECT 1 FROM messages WHERE instance_id = :instance_id AND wa_id = :wa_id)
+    ON CONFLICT (instance_id, phone) DO UPDATE SET
+        jid = excluded.jid,
+        push_name = coalesce(excluded.push_name, contacts.push_name),
+        last_inbound_at = coalesce(excluded.last_inbound_at, contacts.last_inbound_at)
+    RETURNING id, xmax = 0 AS inserted,
+        (SELECT before.last_inbound_at IS NULL FROM contacts AS before WHERE before.id = contacts.id) AS never_wrote
+), conversation AS (
+    INSERT INTO conversations (workspace_id, instance_id, contact_id, status, last_message_at, last_message_preview,
+                               last_message_direction, last_message_type, last_inbound_at, unread_count)
+    SELECT :workspace_id, :instance_id, contact.id, 'open', :at, :preview, :direction, :type, :inbound_at, :unread
+    FROM contact
+    ON CONFLICT (contact_id) DO UPDATE SET
+        status = CASE WHEN excluded.unread_count > 0 AND conversations.status = 'closed' THEN 'open'
+                      ELSE conversations.status END,
+        last_message_at = greatest(conversations.last_message_at, excluded.last_message_at),
+        last_message_preview = excluded.last_message_preview,
+        last_message_direction = excluded.last_message_direction,
+        last_message_type = excluded.last_message_type,
+        last_inbound_at = coalesce(excluded.last_inbound_at, conversations.last_inbound_at),
+        unread_count = conversations.unread_count + excluded.unread_count,
+        closed_at = CASE WHEN excluded.unread_count > 0 THEN NULL ELSE conversations.closed_at END
+    RETURNING id, bot_paused
+), message AS (
+    INSERT INTO messages (workspace_id, instance_id, conversation_id, wa_id, direction, type, text, data,
+                          quoted_wa_id, status, wa_timestamp)
+    SELECT :workspace_id, :instance_id, conversation.id, :wa_id, :direction, :type, :text, :data, :quoted_id,
+           :status, :at
+    FROM conversation
+    ON CONFLICT (instance_id, wa_id) DO NOTHING
+    RETURNING id
+)
+SELECT contact.id, contact.inserted, contact.never_wrote, conversation.id, conversation.bot_paused,
+       (SELECT id FROM message) AS message_id,
+       EXISTS (SELECT 1 FROM funnel_runs WHERE conversation_id = conversation.id
+               AND status IN ({", ".join(f"'{s}'" for s in LIVE)})) AS live_run
+FROM contact, conversation
+""").bindparams(
+    # typed, so that a None reaches PostgreSQL as the column's type (a SELECT list gives no type to infer)
+    bindparam("workspace_id", type_=BigInteger), bindparam("instance_id", type_=BigInteger),
+    bindparam("phone", type_=String), bindparam("jid", type_=String), bindparam("push_name", type_=String),
+    bindparam("inbound_at", type_=DateTime(timezone=True)), bindparam("at", type_=DateTime(timezone=True)),
+    bindparam("preview", type_=String), bindparam("direction", type_=String), bindparam("type", type_=String),
+    bindparam("unread", type_=Integer), bindparam("wa_id", type_=String), bindparam("text", type_=String),
+    bindparam("data", type_=JSONB), bindparam("quoted_id", type_=String), bindparam("status", type_=String),
+)
 
 
 def _store_message(session: Session, instance: Instance, event: InboundMessage, applied: Applied) -> None:
-    conn = session.connection()
+    """Store one message (a copy already stored counts as a duplicate) and run the bot on it."""
     when = _ts(event.timestamp_ms)
     phone = phone_digits(event.phone)
     inbound = not event.from_me
     side_effect = event.type in SIDE_EFFECT_TYPES
     counts = inbound and not side_effect
-    text, flags = clean_text(event.text) if event.text is not None else (None, {})
+    text_, flags = clean_text(event.text) if event.text is not None else (None, {})
     push_name = clean_text(event.push_name, limit=PUSH_NAME_CHARS)[0] if event.push_name and inbound else None
-    scope = {"workspace_id": instance.workspace_id, "instance_id": instance.id}
-    contact_id, new_contact, never_wrote = conn.execute(CONTACT_UPSERT, {
-        **scope, "phone": phone, "jid": event.chat_jid, "push_name": push_name,
-        "inbound_at": when if inbound else None,
-    }).one()
-    conversation_id, paused = conn.execute(CONVERSATION_UPSERT, {
-        **scope, "contact_id": contact_id, "at": when, "preview": preview(text),
-        "direction": "in" if inbound else "out", "type": event.type, "inbound_at": when if inbound else None,
-        "unread": 1 if counts else 0,
-    }).one()
-
     data: dict[str, Any] = {**flags}
     if event.media:
         data["media"] = event.media.model_dump(exclude_none=True)
@@ -200,26 +183,34 @@ def _store_message(session: Session, instance: Instance, event: InboundMessage, 
         data["target_id"] = event.target_id
     if event.raw:
         data["raw"] = event.raw
-    inserted = conn.execute(MESSAGE_INSERT, {
-        **scope, "conversation_id": conversation_id, "wa_id": event.wa_id, "direction": "in" if inbound else "out",
-        "type": event.type, "text": text, "data": clean_json(data), "quoted_id": event.quoted_id,
-        "status": "received" if inbound else "sent", "at": when,
+    session.flush()  # runs this batch started must be rows for the statement's live_run
+    row = session.connection().execute(_STORE, {
+        "workspace_id": instance.workspace_id, "instance_id": instance.id, "phone": phone, "jid": event.chat_jid,
+        "push_name": push_name, "inbound_at": when if inbound else None, "at": when, "preview": preview(text_),
+        "direction": "in" if inbound else "out", "type": event.type, "unread": 1 if counts else 0,
+        "wa_id": event.wa_id, "text": text_, "data": clean_json(data), "quoted_id": event.quoted_id,
+        "status": "received" if inbound else "sent",
     }).first()
-    if inserted is None:
-        # Stored by another transaction after apply_events looked: the upserts above counted it a second time.
-        # Nothing of this batch may commit, and the bot must not answer twice.
+    if row is None:
+        applied.duplicates += 1
+        return
+    contact_id, new_contact, never_wrote, conversation_id, paused, message_id, live_run = row
+    if message_id is None:
+        # Stored by another transaction after this statement's snapshot: the upserts above counted it a second
+        # time. Nothing of this batch may commit, and the bot must not answer twice.
         raise AlreadyStored(instance.id)
+    applied.stored += 1
     if side_effect and event.target_id:
-        _apply_side_effect(session, instance.id, event, text)
+        _apply_side_effect(session, instance.id, event, text_)
     if counts:
-        # What the statements above learnt saves the runtime reading it again: whether the bot is paused,
-        # and whether the contact row is brand new (no tags, fields or runs). "First message ever" is wider:
-        # a new row, or a contact we had only written to.
+        # What the statement learnt saves the runtime reading it again: whether the bot is paused, whether the
+        # contact row is brand new (no tags, fields or runs) and whether a run is live. "First message ever" is
+        # wider: a new row, or a contact we had only written to.
         conversation = ConversationRef(
             id=conversation_id, workspace_id=instance.workspace_id, instance_id=instance.id, contact_id=contact_id,
             phone=phone, jid=event.chat_jid, push_name=push_name, known_unpaused=not paused,
-            contact_created=new_contact, first_message=new_contact or bool(never_wrote))
-        applied.effects.extend(dispatch.on_inbound_message(session, conversation, event, text))
+            contact_created=new_contact, first_message=new_contact or bool(never_wrote), no_live_run=not live_run)
+        applied.effects.extend(dispatch.on_inbound_message(session, conversation, event, text_))
 
 
 def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage, text: str | None) -> None:

@@ -23,14 +23,17 @@ things keep that true when a worker dies, hangs or loses Redis:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -64,10 +67,9 @@ from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_event
 from workbench.analytics import store
 from workbench.services import contact_jobs, lgpd, mail, outbox, outside_calls, runs
 from workbench.services.instances import sync_instances
-from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
-from workbench.store.db import safe_error_text, session_scope
+from workbench.store.db import dispose_engines, safe_error_text, session_scope
 from workbench.store.models import LEGACY_LANE, Conversation, DrainLane, FunnelRun, Instance
 from workbench.store.outages import UNAVAILABLE
 
@@ -81,6 +83,7 @@ BLOCK_MS = 20
 MAX_RUN_S = 10.0
 ADOPT_AFTER_MS = 50
 ADOPT_MAX = 32
+ADOPT_EVERY_S = ADOPT_AFTER_MS / 2000  # how often a drain looks for numbers to adopt
 RETRY_AFTER_S = 5
 MAX_ATTEMPTS = 5
 # Why an event was set aside (the ``code`` field of wb:in-failed; the panel names each one).
@@ -283,7 +286,7 @@ class _Drain:
 
     def run(self) -> dict[str, int]:
         """Read the held streams as events arrive until idle for the linger time or MAX_RUN_S is over."""
-        began = idle_since = time.monotonic()
+        began = idle_since = adopted_at = time.monotonic()
         while self.tokens:
             self._drop_lost()
             if not self.tokens or self._lease_lapsed():
@@ -300,7 +303,9 @@ class _Drain:
                 idle_since = now
             if now - idle_since > self.linger_s or now - began > MAX_RUN_S:
                 break
-            self._adopt()
+            if now - adopted_at >= ADOPT_EVERY_S:  # not after every batch: one round trip per message saved
+                adopted_at = now
+                self._adopt()
         for unit in list(self.tokens):
             self._leave(unit)
         return self.totals
@@ -460,16 +465,17 @@ class _Drain:
         return True
 
     def _finish(self, unit: str, entry_ids: list, applied: Applied, counted: bool = False) -> None:
-        """After commit: publish commands and timers, tell live views, then drop the entries from the stream."""
+        """After commit: publish commands and timers, tell live views, then drop the entries from the stream (in
+        the same round trip as the commands unless RQ jobs are queued in between)."""
         stream = IN_STREAM.format(unit)
-        runs.publish_effects(self.client, applied.effects)
-        live.touch(self.client, applied.workspaces)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xack(stream, IN_GROUP, *entry_ids)
-        pipe.xdel(stream, *entry_ids)
-        if counted:
-            pipe.hdel(IN_ATTEMPTS_HASH.format(unit), *entry_ids)
-        pipe.execute()
+
+        def acknowledge(pipe) -> None:
+            pipe.xack(stream, IN_GROUP, *entry_ids)
+            pipe.xdel(stream, *entry_ids)
+            if counted:
+                pipe.hdel(IN_ATTEMPTS_HASH.format(unit), *entry_ids)
+
+        runs.publish_effects(self.client, applied.effects, applied.workspaces, then=acknowledge)
         self.totals["stored"] += applied.stored
         self.totals["duplicates"] += applied.duplicates
 
@@ -590,9 +596,7 @@ def funnel_timer(run_id: int, token: str) -> None:
     with session_scope() as session:
         effects = runs.on_timer(session, run_id, token)
         workspace_id = session.scalar(select(FunnelRun.workspace_id).where(FunnelRun.id == run_id))
-    runs.publish_effects(client, effects)
-    if workspace_id:
-        live.touch(client, [workspace_id])
+    runs.publish_effects(client, effects, [workspace_id] if workspace_id else ())
 
 
 def email_notification(notification_id: int) -> str:
@@ -630,8 +634,46 @@ def retention() -> dict:
 
 def analytics_refresh() -> dict:
     """Bring the dashboards' DuckDB copy up to date (``workbench.analytics.store``); a refresh already running
-    elsewhere on this data dir makes this one return at once."""
-    return store.refresh(wait=False)
+    elsewhere on this data dir makes this one return at once.
+
+    The refresh runs in a forked child: DuckDB and polars keep what it allocated (about 90 MB) for the life of
+    their process, which in a worker would be for good, once per worker that ever refreshed.
+    """
+    return _in_child(lambda: store.refresh(wait=False))
+
+
+def _in_child(call: Callable[[], dict]) -> dict:
+    """Run ``call`` in a forked child and return its JSON result; its failure raises here (RQ records it)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own database connections, and never back into RQ's loop
+        code = 0
+        try:
+            os.close(read)
+            dispose_engines(close=False)
+            try:
+                out = {"result": call()}
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+                out, code = {"error": _describe(exc)}, 1
+            with os.fdopen(write, "w") as pipe:
+                json.dump(out, pipe, default=str)
+        finally:
+            os._exit(code)
+    os.close(write)
+    try:
+        with os.fdopen(read) as pipe:
+            text = pipe.read()
+        os.waitpid(pid, 0)
+    except BaseException:
+        # RQ's timeout (or a stop) interrupted the wait: the child must not outlive the job
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    out = json.loads(text) if text else {"error": "the child process died"}
+    if "error" in out:
+        raise RuntimeError(out["error"])
+    return out["result"]
 
 
 def _end_expired_pauses(session) -> int:

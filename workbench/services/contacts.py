@@ -119,8 +119,7 @@ def add_tag(actor: Actor, contact_id: int, name: str) -> str:
     if added:
         with after_commit():
             client = get_redis()
-            runs.publish_effects(client, effects)
-            live.touch(client, [actor.workspace_id])
+            runs.publish_effects(client, effects, [actor.workspace_id])
     return stored
 
 

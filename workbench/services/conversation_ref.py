@@ -31,6 +31,8 @@ class ConversationRef:
             earlier messages, so the runtime reads none of them.
         first_message: the contact's first message ever (``first_message`` triggers), even when we wrote to
             them first.
+        no_live_run: the statement that stored the message found no live funnel run for the conversation, so
+            the runtime does not look for one; False means "look".
     """
 
     id: int
@@ -43,6 +45,7 @@ class ConversationRef:
     known_unpaused: bool = False
     contact_created: bool = False
     first_message: bool = False
+    no_live_run: bool = False
 
     @classmethod
     def of(cls, conversation: Conversation, contact: Contact) -> ConversationRef:
@@ -57,4 +60,4 @@ class ConversationRef:
         For funnels a walk starts (a go-to step, a tag trigger): the walk may have paused the bot, and a
         brand-new contact may now have tags and a run.
         """
-        return replace(self, known_unpaused=False, contact_created=False, first_message=False)
+        return replace(self, known_unpaused=False, contact_created=False, first_message=False, no_live_run=False)

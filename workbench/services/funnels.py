@@ -429,5 +429,4 @@ def start_for_conversation(actor: Actor, conversation_id: int, funnel_id: int) -
         effects = runs.start_manual(session, target, funnel_id)
     with after_commit():
         client = get_redis()
-        runs.publish_effects(client, effects)
-        live.touch(client, [actor.workspace_id])
+        runs.publish_effects(client, effects, [actor.workspace_id])

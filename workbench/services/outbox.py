@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.client import Pipeline
 from sqlalchemy import Boolean, DateTime, Interval, bindparam, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
@@ -88,14 +89,19 @@ def queue_message(
 
 
 def publish(commands: Iterable[OutboundCommand], redis_client=None) -> None:
-    """Append commands to their numbers' outbound streams (call only after the commit)."""
+    """Append commands to their numbers' outbound streams (call only after the commit).
+
+    ``redis_client`` may be a pipeline: the commands are then only added to it, and its owner executes it.
+    """
     commands = list(commands)
     if not commands:
         return
-    pipe = (redis_client or get_redis()).pipeline(transaction=False)
+    client = redis_client or get_redis()
+    pipe = client if isinstance(client, Pipeline) else client.pipeline(transaction=False)
     for command in commands:
         pipe.xadd(OUT_STREAM.format(command.instance_id), encode(command))
-    pipe.execute()
+    if pipe is not client:
+        pipe.execute()
 
 
 def _command_of(row: Outbox) -> OutboundCommand:

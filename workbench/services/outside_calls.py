@@ -41,7 +41,6 @@ from sqlalchemy.orm import Session
 from workbench.base.clock import now
 from workbench.services import runs
 from workbench.services.auth import Actor
-from workbench.store import live
 from workbench.store.db import session_scope
 from workbench.store.models import FunnelRun, OutsideCall
 from workbench.store.text import clean_json
@@ -264,9 +263,7 @@ def apply_result(call_id: int, client: redis.Redis) -> str:
         elif outcome == "applied":
             call.applied_at = now()
         workspace_id = call.workspace_id
-    runs.publish_effects(client, effects)
-    if outcome == "applied":
-        live.touch(client, [workspace_id])
+    runs.publish_effects(client, effects, [workspace_id] if outcome == "applied" else ())
     return outcome
 
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from rq import Queue, Retry
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -60,6 +62,7 @@ from workbench.services import contact_fields, entry_links, routing
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import publish as publish_commands
 from workbench.services.outbox import queue_message
+from workbench.store import live
 from workbench.store.models import (
     ActivityEvent,
     Contact,
@@ -188,8 +191,9 @@ def on_message(session: Session, conversation: ConversationRef, text: str | None
         conversation = replace(conversation, contact_created=False)  # the row now holds source fields to read
     if _bot_paused(session, conversation):
         return Effects()  # a human has the conversation: store only
-    # a contact created by this very message cannot be in a funnel yet: no need to look
-    run = None if conversation.contact_created else _live_run(session, conversation.id)
+    # a contact created by this very message cannot be in a funnel yet, and the statement that stored the message
+    # may have seen that no run is live: no need to look then
+    run = None if conversation.contact_created or conversation.no_live_run else _live_run(session, conversation.id)
     if run is not None and run.status == "waiting":
         event = TriggerEvent(kind="message", text=matched_text or "", instance_id=conversation.instance_id,
                              is_new_contact=conversation.first_message, run_active=True, entry_link_id=link_id)
@@ -751,20 +755,34 @@ def _team_id(session: Session, workspace_id: int, name: str | None) -> int | Non
                                                 func.lower(Team.name) == name.lower()))
 
 
-def publish_effects(client: redis.Redis, effects: Effects) -> None:
-    """After commit: hand read receipts and outbound commands to the connectors and schedule the timers.
+def publish_effects(client: redis.Redis, effects: Effects, workspaces: Iterable[int] = (),
+                    then: Callable[[Pipeline], None] | None = None) -> None:
+    """After commit: hand read receipts and outbound commands to the connectors, tell the live views of
+    ``workspaces``, and schedule the timers, outside calls and e-mails.
 
-    Read receipts go first, so the contact sees the blue ticks before "typing..." and the answer.
+    Read receipts go first, so the contact sees the blue ticks before "typing..." and the answer. Receipts,
+    commands and live views take one round trip. ``then`` adds the caller's own last commands (the inbound
+    drain's acknowledgement) to that same round trip when nothing goes to RQ, else to one after the RQ jobs are
+    queued, so a crash in between never leaves acknowledged events whose timers were not scheduled.
     """
-    if effects.reads:
-        pipe = client.pipeline(transaction=False)
-        for instance_id, command in effects.reads:
-            pipe.rpush(CONTROL_LIST.format(instance_id), command.model_dump_json(exclude_none=True))
-        pipe.execute()
-    publish_commands(effects.commands, client)
+    pipe = client.pipeline(transaction=False)
+    for instance_id, command in effects.reads:
+        pipe.rpush(CONTROL_LIST.format(instance_id), command.model_dump_json(exclude_none=True))
+    publish_commands(effects.commands, pipe)
+    live.touch(pipe, workspaces)
+    later = bool(effects.timers or effects.calls or effects.emails)
+    if then is not None and not later:
+        then(pipe)
+    pipe.execute()
+    if not later:
+        return
     schedule_timers(client, effects.timers)
     enqueue_calls(client, effects.calls)
     enqueue_emails(client, effects.emails)
+    if then is not None:
+        pipe = client.pipeline(transaction=False)
+        then(pipe)
+        pipe.execute()
 
 
 def enqueue_emails(client: redis.Redis, notification_ids: list[int]) -> None:
