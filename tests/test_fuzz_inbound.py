@@ -25,6 +25,7 @@ from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as E
 from pydantic import ValidationError
 
 from connector.contracts import (
+    MAX_TIMESTAMP_MS,
     InboundMessage,
     Receipt,
     SendAck,
@@ -34,7 +35,7 @@ from connector.contracts import (
     now_ms,
 )
 from connector.sandbox import SandboxTransport
-from connector.wa_inbound import InboundMapper
+from connector.wa_inbound import InboundMapper, to_ms
 from engine.worker.inbound import apply_events
 from tests import fuzzing
 from tests.factories import inbound, make_instance, make_workspace
@@ -246,3 +247,10 @@ def test_neonize_messages_are_mapped_stored_or_set_aside(number, r, tmp_path):
 
     one_event()
     assert_nothing_half_written()
+
+
+def test_a_neonize_time_past_the_year_9999_is_the_arrival_time():
+    # it once went through as it was, and the workers set the message aside as malformed
+    for timestamp in (2**62, 2**63 - 1, MAX_TIMESTAMP_MS + 1):
+        assert NOW <= to_ms(timestamp) <= MAX_TIMESTAMP_MS
+    assert to_ms(1_700_000_000) == 1_700_000_000_000 and to_ms(1_700_000_000_123) == 1_700_000_000_123
