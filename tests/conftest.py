@@ -29,7 +29,7 @@ from workbench.store.config import get_settings
 # every run, no example database written into the repository); "bench" for ``bench/fuzz.py``'s larger, random
 # runs (``WORKBENCH_FUZZ_EXAMPLES`` examples per pure target). Fuzz tests scale these with ``tests.fuzzing.scaled``.
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-settings.register_profile("ci", max_examples=300, derandomize=True, database=None, deadline=None,
+settings.register_profile("ci", max_examples=500, derandomize=True, database=None, deadline=None,
                           suppress_health_check=_QUIET, print_blob=True)
 settings.register_profile("bench", parent=settings.get_profile("ci"), derandomize=False,
                           max_examples=int(os.environ.get("WORKBENCH_FUZZ_EXAMPLES", "20000")))

@@ -230,6 +230,16 @@ def _at(value: Any, path: tuple[Any, ...]) -> Any:
     return value
 
 
+@st.composite
+def some_fields(draw: st.DrawFn, base: st.SearchStrategy[dict[str, Any]],
+                hostile: dict[str, st.SearchStrategy[Any]], most: int = 2) -> dict[str, Any]:
+    """A dict from ``base`` with up to ``most`` of its fields drawn from ``hostile`` instead (often none)."""
+    value = draw(base)
+    for name in draw(st.lists(st.sampled_from(sorted(hostile)), max_size=most, unique=True)):
+        value[name] = draw(hostile[name])
+    return value
+
+
 def jinja_text() -> st.SearchStrategy[str]:
     """Template sources: pieces of Jinja syntax, names of the namespace and filters, with any text between."""
     pieces = st.sampled_from([
