@@ -100,6 +100,8 @@ def test_imported_files_are_read_or_refused_with_a_catalogued_reason(text):
 @example(definition={"nodes": [], "edges": [{"id": "e", "source": [], "target": "x"}]})  # once broke auto_layout
 @example(definition={"nodes": [{"id": "\ud800", "type": "end"}], "edges": []})  # pydantic's string_unicode had
 # no pt-BR message
+@example(definition={"nodes": [{"id": "a", "type": "set_field", "data": {"target": "\ud800", "value": "x"}}],
+                     "edges": []})  # pydantic could not write the message quoting the value: the validator raised
 def test_definitions_validate_and_survive_the_canvas_round_trip(definition):
     report = _check_report("funnel validation", definition)
     if not _draft_shaped(definition):
