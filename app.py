@@ -1,41 +1,40 @@
 """The panel's entry point: the login gate, then navigation over the pages in ``pages/``.
 
-Run with ``streamlit run app.py`` (``python -m workbench up`` does it for you). Nothing here but the gate
-and the menu: every screen is a file in ``pages/`` (the sidebar's notifications bell is ``pages/ui/bell.py``)
-and every rule lives in ``workbench/``.
+Served by ``panel.py``: run ``streamlit run panel.py`` (``python -m workbench up`` does it for you). Nothing
+here but the gate and the menu: every screen is a file in ``pages/`` (the sidebar's notifications bell is
+``pages/ui/bell.py``) and every rule lives in ``workbench/``.
 
-A login survives a browser refresh: the login token goes into a cookie (set from the browser, because
-Streamlit cannot set response headers), and a new session reads it from ``st.context.cookies`` and resumes
-the login with ``auth.resume``. Only the token's hash is stored server-side; logging out revokes it. Every run
-re-reads the actor from the token (``pages/ui/gate.py``), so a login that ended elsewhere ends here too.
+A login survives a browser refresh: the login token goes into an ``HttpOnly`` cookie that only the panel's
+server writes (``panel.py``; the page hands it a one-time code, ``workbench/services/login_cookie.py``), and a
+new session reads it from ``st.context.cookies`` and resumes the login with ``auth.resume``. Only the token's
+hash is stored server-side; logging out revokes it. Every run re-reads the actor from the token
+(``pages/ui/gate.py``), so a login that ended elsewhere ends here too.
 """
 
 from __future__ import annotations
 
 import json
 
+import redis
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from pages.ui import presence
 from pages.ui.bell import bell
 from pages.ui.feedback import flash, show_flash
-from pages.ui.gate import ACTOR_KEY, TOKEN_KEY
+from pages.ui.gate import ACTOR_KEY, COOKIE_ACTION_KEY, TOKEN_KEY, store_token
 from pages.ui.panel import unavailable_notice
 from workbench.base import i18n
 from workbench.base.errors import AuthError
 from workbench.base.i18n import error_text, role_label, t
-from workbench.services import auth, workspaces
+from workbench.services import auth, login_cookie, workspaces
 from workbench.store.bus import get_redis
-from workbench.store.config import get_settings
 from workbench.store.db import get_engine
 from workbench.store.outages import DRAWING_ERRORS
 
 # Session keys of the gate (the actor and its token: pages/ui/gate.py).
 RESUME_TRIED_KEY = "auth_resume_tried"
 LOGIN_FLASH_KEY = "auth_flash"
-COOKIE_ACTION_KEY = "auth_cookie_action"
-COOKIE_NAME = "wb_session"
 DISPLAY_ZONE_KEY = "display_zone"  # the workspace's time zone, read once per session (Configurações updates it)
 
 st.set_page_config(page_title=t("app.title"), page_icon="💬", layout="wide")
@@ -50,25 +49,20 @@ def _connect() -> None:
 
 def _cookie_token() -> str | None:
     """The login token the browser sent with this session's first request, if any."""
-    token = st.context.cookies.get(COOKIE_NAME)
+    token = st.context.cookies.get(login_cookie.COOKIE_NAME)
     # Only a real cookie string counts (a test harness without a browser answers with something else).
     return token if isinstance(token, str) and token else None
 
 
-def _write_cookie(token: str | None) -> None:
-    """Set (or, with None, delete) the login cookie from the browser.
+def _post_script(path: str, body: dict) -> None:
+    """Have the browser POST ``body`` as JSON to one of the login cookie's routes (``panel.py``), same origin.
 
-    The token is ours (URL-safe random), never user text; ``json.dumps`` quotes it for the script anyway.
+    The body is ours (a one-time code or nothing), never user text; ``json.dumps`` quotes it for the script.
+    The script removes itself, so the code does not linger in the page.
     """
-    if token:
-        max_age = get_settings().session_ttl_h * 3600
-        value = f"{COOKIE_NAME}={token}; path=/; max-age={max_age}; SameSite=Strict"
-    else:
-        value = f"{COOKIE_NAME}=; path=/; max-age=0; SameSite=Strict"
-    url = st.context.url
-    if isinstance(url, str) and url.startswith("https:"):
-        value += "; Secure"  # behind TLS, never send the token over plain HTTP
-    st.html(f"<script>document.cookie = {json.dumps(value)};</script>", unsafe_allow_javascript=True)
+    st.html(f"<script>fetch({json.dumps(path)}, {{method: 'POST', credentials: 'same-origin', "
+            f"headers: {{'Content-Type': 'application/json'}}, body: {json.dumps(json.dumps(body))}}});"
+            "document.currentScript && document.currentScript.remove();</script>", unsafe_allow_javascript=True)
 
 
 def _client_address() -> str | None:
@@ -84,7 +78,8 @@ def _client_address() -> str | None:
 def _check_login() -> None:
     """Who is signed in, re-read from the login token on every run (``auth.resume``).
 
-    A browser session's first run picks up the login of an earlier one from the cookie (a refresh, a new tab).
+    A browser session's first run picks up the login of an earlier one from the cookie (a refresh, a new tab), and
+    renews the cookie.
     Later runs re-check the session's token: a logout in another tab, an expired login or a deactivated account
     sends the user back to the form with a notice, and a changed role takes effect at once. PostgreSQL out of
     reach raises here: ``main`` shows the outage notice and nothing is forgotten (neither the session nor the
@@ -97,7 +92,11 @@ def _check_login() -> None:
     actor = auth.resume(token)
     if actor is not None:
         st.session_state[ACTOR_KEY] = actor
-        st.session_state[TOKEN_KEY] = token
+        if signed_in:
+            st.session_state[TOKEN_KEY] = token
+        else:
+            # Set the cookie again: its age starts over, as the login's own expiry slides while it is used.
+            store_token(token)
     elif signed_in:
         # The cookie is left alone: another tab may have stored a newer login in it.
         _forget_login()
@@ -137,8 +136,7 @@ def _login_page() -> None:
             st.error(error_text(exc))
             return
         st.session_state[ACTOR_KEY] = actor
-        st.session_state[TOKEN_KEY] = token
-        st.session_state[COOKIE_ACTION_KEY] = "set"
+        store_token(token)
         st.session_state.pop("auth_password", None)
         st.rerun()
 
@@ -156,9 +154,13 @@ def _apply_cookie_action() -> None:
     """Write or clear the cookie once, in a run that reaches the browser (not one cut short by a rerun)."""
     action = st.session_state.pop(COOKIE_ACTION_KEY, None)
     if action == "set":
-        _write_cookie(st.session_state.get(TOKEN_KEY))
+        try:
+            code = login_cookie.issue_handoff(st.session_state[TOKEN_KEY], _client_address())
+        except redis.RedisError:
+            return  # this tab stays signed in; only a refresh will ask for the login again
+        _post_script(login_cookie.SET_PATH, {"code": code})
     elif action == "clear":
-        _write_cookie(None)
+        _post_script(login_cookie.CLEAR_PATH, {})
 
 
 def _sidebar(actor: auth.Actor, inbox: st.Page) -> None:

@@ -132,7 +132,7 @@ def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
     """Wait until the previous scenario's tail (sends, acks, receipts) is done, so scenarios don't overlap."""
     from sqlalchemy import func, select
 
-    from connector.contracts import IN_STREAM
+    from connector.contracts import inbound_backlog
     from workbench.store.db import session_scope
     from workbench.store.models import Outbox
 
@@ -141,7 +141,7 @@ def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
         with session_scope() as session:
             pending = session.scalar(select(func.count()).select_from(Outbox).where(
                 Outbox.status == "pending", Outbox.instance_id.in_(instance_ids)))
-        if not pending and not any(client.xlen(IN_STREAM.format(i)) for i in instance_ids):
+        if not pending and not any(inbound_backlog(client, i) for i in instance_ids):
             return
         time.sleep(0.1)
 
@@ -252,7 +252,7 @@ def _wait(predicate, timeout: float = 60, what: str = "condition") -> None:
 
 
 def _run(args, children: list[subprocess.Popen]) -> None:
-    from connector.contracts import IN_STREAM, OUT_STREAM, STATUS_HASH, encode, now_ms
+    from connector.contracts import OUT_STREAM, STATUS_HASH, encode, inbound_backlog, now_ms
     from connector.sandbox import SandboxNetwork
     from engine.worker.inbound import apply_events
     from tests.factories import inbound, make_actor, make_instance, make_workspace
@@ -344,7 +344,7 @@ def _run(args, children: list[subprocess.Popen]) -> None:
             worker.wait(10)
             children.remove(worker)
     watcher.stop_flag.set()
-    left = sum(client.xlen(IN_STREAM.format(i)) for i in product)
+    left = sum(inbound_backlog(client, i) for i in product)
 
     print(f"\nPipeline benchmark — {args.messages} messages per burst, {paced_n} per paced run, "
           f"{LEADS} leads, {len(product)} numbers; {os.cpu_count()} CPUs")

@@ -4,9 +4,12 @@ This is the only module the connector shares with ``workbench``/``engine``. A tr
 neonize) turns whatever its provider sends into these neutral events at the edge; nothing past this
 module ever sees a WhatsApp or sandbox type.
 
-Redis layout (``{i}`` = instance id)::
+Redis layout (``{i}`` = instance id; ``{u}`` = a drain unit: ``{i}:{k}`` for lane ``k`` of the number, or ``{i}``
+alone for its single stream of before lanes, still drained after an upgrade — see ``drain_unit``)::
 
-    wb:in:{i}          stream  connector -> workers: InboundMessage / SendAck / Receipt / StateChange
+    wb:in:{u}          stream  connector -> workers: InboundMessage / SendAck / Receipt / StateChange; one per lane,
+                               the lane chosen by the contact (``lane_of``)
+    wb:in-lanes        hash    instance id -> the lane count its connector publishes with (``inbound_lanes``)
     wb:out:{i}         stream  workers -> connector: OutboundCommand (consumer group "connector")
     wb:ctl:{i}         list    panel/workers -> connector: control commands (reconnect, logout, pair_phone, mark_read)
     wb:conn:{i}        hash    connector status: state, reason, qr, qr_expires_at, phone, push_name,
@@ -15,11 +18,12 @@ Redis layout (``{i}`` = instance id)::
                                send claims the connector may forget (``connector.claims``; the claims
                                themselves live in the data dir, where a Redis loss cannot take them)
     wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
-    wb:drain:{i}       string  set while an inbound drain job is queued or running (one wake-up per burst)
-    wb:drain:queued    zset    instance id -> when its drain was queued (running drains adopt late ones)
-    wb:lock:in:{i}     string  the drain holding the number: its token, a short lease renewed while it runs
-    wb:in-attempts:{i} hash    entry id -> tries of an event handled on its own (counted before each try)
-    wb:in-failed:{i}   stream  events set aside (malformed, or failed MAX tries): the event, code, reason, tries
+    wb:drain:{u}       string  set while the unit's drain job is queued or running (one wake-up per burst)
+    wb:drain:queued    zset    unit -> when its drain was queued (running drains adopt late ones)
+    wb:lock:in:{u}     string  the drain holding the unit: its token, a short lease renewed while it runs
+    wb:in-attempts:{u} hash    entry id -> tries of an event handled on its own (counted before each try)
+    wb:in-failed:{i}   stream  the number's events set aside (malformed, or failed MAX tries): the event, code,
+                               reason, tries
     wb:poll:{i}:{id}   string  JSON list of the options of the poll the neonize connector sent as WhatsApp id
                                ``id``: votes name options by SHA-256, so they are read back through it (expires)
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import zlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationInfo, model_validator
@@ -37,6 +42,7 @@ from pydantic_core import PydanticSerializationError
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 IN_STREAM = "wb:in:{}"
+IN_LANES_HASH = "wb:in-lanes"
 OUT_STREAM = "wb:out:{}"
 CONTROL_LIST = "wb:ctl:{}"
 STATUS_HASH = "wb:conn:{}"
@@ -55,6 +61,9 @@ INBOUND_QUEUE = "inbound"
 DRAIN_JOB = "engine.worker.jobs.drain_inbound"
 DRAIN_JOB_TIMEOUT_S = 60
 """RQ ends a drain job after this long; a drain reads for at most 10 s, so only an event that hangs gets here."""
+
+DEFAULT_LANES = 4
+"""The lane count of a number nothing recorded one for (the default of ``WORKBENCH_INBOUND_LANES``)."""
 
 MESSAGE_TYPES = (
     "text", "image", "audio", "video", "document", "sticker", "location", "contact",
@@ -192,6 +201,7 @@ class SendAck(BaseModel):
     wa_id: str | None = None
     error: str | None = None
     timestamp_ms: int
+    chat: str | None = None  # the JID (else phone) the command went to: picks the lane, as its receipts' does
 
     @model_validator(mode="after")
     def _storable(self, info: ValidationInfo) -> SendAck:
@@ -211,6 +221,7 @@ class Receipt(BaseModel):
     wa_ids: list[str]
     status: Literal["delivered", "read"]
     timestamp_ms: int
+    chat: str | None = None  # the chat's JID (else phone): the lane of the ack of the messages it names
 
     @model_validator(mode="after")
     def _storable(self, info: ValidationInfo) -> Receipt:
@@ -323,31 +334,110 @@ def decode_outbound(fields: dict[bytes | str, bytes | str]) -> OutboundCommand:
     return OutboundCommand.model_validate_json(raw)
 
 
-def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
-    """Make sure one drain job is queued for the instance's inbound stream.
+def inbound_lanes(redis_client: Any, instance_id: int, configured: int | None = None) -> int:
+    """The lane count to publish the number's events with: the recorded one, or ``configured`` when it may change.
 
-    Called after every XADD to ``wb:in:{i}``. The flag collapses a burst into one job. The running job renews
-    the flag with its lock (a few seconds at a time, so a killed job's flag soon lapses) and clears it when it
-    leaves, then queues a new job itself if events arrived in between (``engine.worker.jobs._Drain._leave``),
-    so no event is left without a job.
+    A contact's lane depends on the count, so the count of a number changes only while none of its lane streams
+    holds an event (a contact's new events would otherwise overtake its queued ones). Connectors call this with
+    their setting (``WORKBENCH_INBOUND_LANES``) when they start; other writers (the panel's *Reprocessar*, a
+    merge) pass nothing and read the recorded count, recording ``DEFAULT_LANES`` when there is none yet.
     """
-    if redis_client.set(DRAIN_FLAG.format(instance_id), "1", nx=True, ex=300):
+    key = str(instance_id)
+    recorded = redis_client.hget(IN_LANES_HASH, key)
+    recorded = int(recorded) if recorded else None
+    if configured is None or configured == recorded:
+        if recorded is None:
+            redis_client.hsetnx(IN_LANES_HASH, key, configured or DEFAULT_LANES)
+            recorded = int(redis_client.hget(IN_LANES_HASH, key))
+        return recorded
+    if recorded is not None:
+        pipe = redis_client.pipeline(transaction=False)
+        for lane in range(recorded):
+            pipe.xlen(IN_STREAM.format(drain_unit(instance_id, lane)))
+        if any(pipe.execute()):
+            return recorded  # the new count waits for the next start with the lanes empty
+    redis_client.hset(IN_LANES_HASH, key, configured)
+    return configured
+
+
+def drain_unit(instance_id: int, lane: int | None) -> str:
+    """What names a drain unit in Redis keys and jobs: ``"{i}:{k}"`` for a lane, ``"{i}"`` for the number's stream
+    of before lanes (the same keys as then, so a backlog queued by an older version is drained as it was)."""
+    return f"{instance_id}" if lane is None else f"{instance_id}:{lane}"
+
+
+def parse_unit(unit: str | bytes) -> tuple[int, int | None] | None:
+    """The (instance id, lane) a drain unit names, None for anything else (another key under the same prefix)."""
+    text = unit.decode() if isinstance(unit, bytes) else unit
+    head, _, lane = text.partition(":")
+    if not head.isdigit() or (lane and not lane.isdigit()) or (_ and not lane):
+        return None
+    return int(head), int(lane) if lane else None
+
+
+def lane_of(event: BaseModel | dict[str, Any], lanes: int) -> int:
+    """The lane of an event (a model, or its JSON as a dict): by its contact, so one conversation always lands in
+    one lane and keeps its order.
+
+    A message goes by its phone; a send ack and the receipts of what it sent go by the chat they name, so a
+    receipt never overtakes its message's ack; connection changes (and anything without a chat) go to lane 0.
+    CRC-32 is stable across processes and versions (Python's ``hash`` is not).
+    """
+    if lanes <= 1:
+        return 0
+    data = event if isinstance(event, dict) else {"kind": getattr(event, "kind", None),
+                                                   "phone": getattr(event, "phone", None),
+                                                   "chat": getattr(event, "chat", None)}
+    key = data.get("phone") if data.get("kind") == "message" else data.get("chat")
+    digits = phone_digits(key) if isinstance(key, str) else ""
+    return zlib.crc32(digits.encode()) % lanes if digits else 0
+
+
+def wake_inbound_drain(redis_client: Any, instance_id: int, lane: int | None = None) -> None:
+    """Make sure one drain job is queued for one lane of the instance's inbound events.
+
+    Called after every XADD to a ``wb:in:{u}`` stream. The flag collapses a burst into one job. The running job
+    renews the flag with its lock (a few seconds at a time, so a killed job's flag soon lapses) and clears it when
+    it leaves, then queues a new job itself if events arrived in between (``engine.worker.jobs._Drain._leave``),
+    so no event is left without a job. ``lane`` None wakes the drain of the number's stream of before lanes.
+    """
+    unit = drain_unit(instance_id, lane)
+    if redis_client.set(DRAIN_FLAG.format(unit), "1", nx=True, ex=300):
         from rq import Queue, Retry
 
-        redis_client.zadd(DRAIN_QUEUED, {str(instance_id): now_ms()}, nx=True)
+        redis_client.zadd(DRAIN_QUEUED, {unit: now_ms()}, nx=True)
         # Retries cover a busy lock or PostgreSQL being down; the events stay in the stream meanwhile.
         Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
-            DRAIN_JOB, instance_id, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
+            DRAIN_JOB, instance_id, lane, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
             retry=Retry(max=8, interval=[1, 2, 5, 10, 30, 60, 60, 60]),
         )
 
 
-def publish_inbound(redis_client: Any, event: BaseModel) -> str:
-    """Hand an event to the workers: append it to the instance's stream, then wake a drain job."""
+def publish_inbound(redis_client: Any, event: BaseModel, lanes: int | None = None) -> str:
+    """Hand an event to the workers: append it to its lane's stream, then wake that lane's drain.
+
+    Args:
+        lanes: the number's lane count (``inbound_lanes``); None reads the recorded one.
+    """
     instance_id = event.instance_id  # type: ignore[attr-defined]
-    entry_id = redis_client.xadd(IN_STREAM.format(instance_id), encode(event))
-    wake_inbound_drain(redis_client, instance_id)
+    if lanes is None:
+        lanes = inbound_lanes(redis_client, instance_id)
+    lane = lane_of(event, lanes)
+    entry_id = redis_client.xadd(IN_STREAM.format(drain_unit(instance_id, lane)), encode(event))
+    wake_inbound_drain(redis_client, instance_id, lane)
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
+def inbound_backlog(redis_client: Any, instance_id: int) -> int:
+    """How many events wait in all of the number's inbound streams (its lanes and its stream of before lanes).
+
+    The lanes are those of the recorded count: lanes past it were empty when the count last changed.
+    """
+    lanes = inbound_lanes(redis_client, instance_id)
+    pipe = redis_client.pipeline(transaction=False)
+    for lane in (None, *range(lanes)):
+        pipe.xlen(IN_STREAM.format(drain_unit(instance_id, lane)))
+    return sum(pipe.execute())
 
 
 def desired_instances(redis_client: Any) -> dict[int, dict[str, Any]]:

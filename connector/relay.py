@@ -3,7 +3,7 @@
 Threads of one relay::
 
     main            heartbeat in ``wb:conn:{i}`` every ``heartbeat_s``; waits for stop
-    transport's     connection, pairing, inbound -> ``on_*`` callbacks -> ``wb:in:{i}`` (then acked upstream)
+    transport's     connection, pairing, inbound -> ``on_*`` callbacks -> ``wb:in:{i}:{lane}`` (then acked upstream)
     spool           replays events spooled to ``<data_dir>/spool/<i>.jsonl`` while Redis was unreachable
     control         BLPOP ``wb:ctl:{i}`` -> ``transport.control``
     outbound        XREADGROUP ``wb:out:{i}`` (only while connected) -> one lane per contact
@@ -16,8 +16,8 @@ failed rather than risked twice. The file, not Redis, holds the claims so that a
 send and the worker storing its ack cannot make the re-published command go out again.
 
 Everything for the workers (messages, acks, receipts, state changes) goes through ``connector.spool``: to
-``wb:in:{i}`` when Redis answers, else to a local file that is replayed in order once it does, so the
-connector keeps running, and loses nothing, while Redis is down.
+its contact's inbound lane ``wb:in:{i}:{lane}`` when Redis answers, else to a local file that is replayed in
+order once it does, so the connector keeps running, and loses nothing, while Redis is down.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ class Relay:
         self.status_key = contracts.STATUS_HASH.format(instance_id)
         self.out_stream = contracts.OUT_STREAM.format(instance_id)
         self.transport: Transport | None = None
-        self.spool = Spool(redis_client, instance_id, self.data_dir)
+        self.spool = Spool(redis_client, instance_id, self.data_dir, lanes=settings.inbound_lanes)
         self.claims = Claims(redis_client, instance_id, self.data_dir)
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -548,7 +548,7 @@ class Relay:
         pending is settled again by the next start (its claim answers).
         """
         ack = SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
-                      error=error, timestamp_ms=now_ms())
+                      error=error, timestamp_ms=now_ms(), chat=command.to_jid or command.to_phone)
         self.spool.publish(ack)
         if error is None:
             with contextlib.suppress(redis.RedisError):  # a display field

@@ -544,7 +544,7 @@ class SandboxTransport(Transport):
                 payload = without_surrogates(json.loads(fields[b"p"]))
                 event = self._to_inbound(payload) if payload["kind"] == "message" else Receipt(
                     instance_id=self.instance_id, wa_ids=payload["wa_ids"], status=payload["status"],
-                    timestamp_ms=payload["timestamp_ms"])
+                    timestamp_ms=payload["timestamp_ms"], chat=payload["lead"])
             except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError; a
                 # TypeError is a field of the wrong shape (a list where an object belongs)
                 # It can never be delivered; keeping it would block the inbox behind it forever.

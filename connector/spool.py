@@ -18,6 +18,7 @@ state changes are idempotent).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -43,29 +44,35 @@ def spool_path(data_dir: Path | str, instance_id: int) -> Path:
 
 
 class Spool:
-    """Publish inbound events to ``wb:in:{i}``, or keep them on disk until Redis is back.
+    """Publish inbound events to their lane's stream ``wb:in:{i}:{k}``, or keep them on disk until Redis is back.
+
+    The lane count is settled with Redis the first time it answers (``contracts.inbound_lanes``), so a changed
+    ``WORKBENCH_INBOUND_LANES`` takes effect only once the number's lanes are empty.
 
     Args:
         redis_client: the relay's redis-py client.
         instance_id: the number's instance id.
         data_dir: the product's data dir (the file lives under its ``spool`` subdirectory).
         retry_s: how long the replay thread waits between two attempts while Redis is down.
+        lanes: the lane count of the settings (``WORKBENCH_INBOUND_LANES``); the one in use may differ.
     """
 
-    def __init__(self, redis_client: Any, instance_id: int, data_dir: Path | str, retry_s: float = 1.0) -> None:
+    def __init__(self, redis_client: Any, instance_id: int, data_dir: Path | str, retry_s: float = 1.0,
+                 lanes: int = contracts.DEFAULT_LANES) -> None:
         self.redis = redis_client
         self.instance_id = instance_id
         self.path = spool_path(data_dir, instance_id)
         self.retry_s = retry_s
-        self.stream = contracts.IN_STREAM.format(instance_id)
+        self.configured_lanes = lanes
+        self.lanes: int | None = None  # settled with Redis on the first publish
         # Held while deciding between Redis and the file, while appending and while cutting the file, so an
         # event never overtakes the spooled ones and an append never lands in a file being replaced.
         self._lock = threading.Lock()
         self._spooled = self._count_lines()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        # Set when events reached the stream but their drain job could not be queued; retried by the thread.
-        self._drain_owed = False
+        # Lanes whose events reached their stream but whose drain job could not be queued; retried by the thread.
+        self._drain_owed: set[int] = set()
         self._thread: threading.Thread | None = None
         if self._spooled:
             log.warning("instance %s: %d spooled events from an earlier run will be replayed", instance_id,
@@ -105,36 +112,42 @@ class Spool:
                 safe, and the caller must not acknowledge it.
         """
         payload = contracts.encode(event)
-        published = False
+        published = None
         with self._lock:
             if not self._spooled:
                 try:
-                    self._publish(payload)
-                    published = True
+                    published = self._publish(payload, event)
                 except redis.RedisError as exc:
                     log.warning("instance %s: Redis unavailable (%s); spooling inbound events to %s",
                                 self.instance_id, type(exc).__name__, self.path)
-            if not published:
+            if published is None:
                 self._append(payload["e"])
-        if published:
-            self._wake_drain()  # outside the lock: the event is in the stream, order is settled
+        if published is not None:
+            self._wake_drains({published})  # outside the lock: the event is in the stream, order is settled
             return True
         self._wake.set()
         return False
 
-    def _publish(self, payload: dict[str, str]) -> None:
-        self.redis.xadd(self.stream, payload)
+    def _publish(self, payload: dict[str, str], event: BaseModel | dict) -> int:
+        """Append one event to its lane's stream; returns the lane."""
+        if self.lanes is None:
+            self.lanes = contracts.inbound_lanes(self.redis, self.instance_id, self.configured_lanes)
+        lane = contracts.lane_of(event, self.lanes)
+        self.redis.xadd(contracts.IN_STREAM.format(contracts.drain_unit(self.instance_id, lane)), payload)
+        return lane
 
-    def _wake_drain(self) -> None:
-        """Queue the drain job for the stream; the events are already safe in it, so a failure only delays
-        them: the replay thread tries again every ``retry_s``."""
-        try:
-            contracts.wake_inbound_drain(self.redis, self.instance_id)
-        except redis.RedisError as exc:
-            log.warning("instance %s: drain job not queued (%s); retrying", self.instance_id, type(exc).__name__)
-            self._drain_owed = True
-        else:
-            self._drain_owed = False
+    def _wake_drains(self, lanes: set[int]) -> None:
+        """Queue the drain jobs of these lanes (and of any owed); their events are already safe in the streams, so
+        a failure only delays them: the replay thread tries again every ``retry_s``."""
+        for lane in sorted(self._drain_owed | lanes):
+            try:
+                contracts.wake_inbound_drain(self.redis, self.instance_id, lane)
+            except redis.RedisError as exc:
+                log.warning("instance %s: drain job not queued (%s); retrying", self.instance_id,
+                            type(exc).__name__)
+                self._drain_owed.add(lane)
+            else:
+                self._drain_owed.discard(lane)
 
     # -- the file --------------------------------------------------------------------------------------------
 
@@ -209,26 +222,25 @@ class Spool:
             if self._stop.is_set():
                 return
             try:
+                lanes: set[int] = set()
                 if self.pending():
-                    done = self._replay_batch()
-                    if done:
-                        self._drain_owed = True
-                        if self.pending():
-                            self._wake.set()  # more to do and Redis answers: go on without waiting
-                if self._drain_owed:
-                    self._wake_drain()
+                    lanes = self._replay_batch()
+                    if lanes and self.pending():
+                        self._wake.set()  # more to do and Redis answers: go on without waiting
+                if lanes or self._drain_owed:
+                    self._wake_drains(lanes)
             except Exception:  # noqa: BLE001 - the thread must outlive a bad line or a disk hiccup
                 log.exception("instance %s: spool replay failed; retrying", self.instance_id)
 
-    def _replay_batch(self) -> int:
-        """Publish up to ``REPLAY_BATCH`` spooled events in order; returns how many were published and cut."""
+    def _replay_batch(self) -> set[int]:
+        """Publish up to ``REPLAY_BATCH`` spooled events in order and cut them; returns the lanes they went to."""
         lines = self._read_lines(REPLAY_BATCH)
-        published = 0
+        published, lanes = 0, set()
         for line in lines:
             if self._stop.is_set():
                 break
             try:
-                self._publish({"e": line})
+                lanes.add(self._publish({"e": line}, _fields(line)))
             except redis.RedisError as exc:
                 log.info("instance %s: Redis still unavailable (%s); %d events spooled", self.instance_id,
                          type(exc).__name__, self.pending())
@@ -239,4 +251,14 @@ class Spool:
                 self._cut(published)
             log.info("instance %s: replayed %d spooled events; %d left", self.instance_id, published,
                      self.pending())
-        return published
+        return lanes
+
+
+def _fields(line: str) -> dict:
+    """What picks a spooled event's lane (``contracts.lane_of``); a line that is not a JSON object goes to lane 0,
+    where the drain sets it aside as malformed."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

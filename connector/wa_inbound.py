@@ -141,8 +141,12 @@ class InboundMapper:
         status = _RECEIPTS.get(event.Type)
         if status is None or event.MessageSource.IsFromMe or not event.MessageIDs:
             return None
+        source = event.MessageSource
+        chat = source.Chat
+        if chat.Server == LID_SERVER and source.SenderAlt.User and source.SenderAlt.Server != LID_SERVER:
+            chat = source.SenderAlt  # the phone the ack of the message names (the command's to_phone)
         return Receipt(instance_id=self.instance_id, wa_ids=list(event.MessageIDs), status=status,
-                       timestamp_ms=to_ms(event.Timestamp))
+                       timestamp_ms=to_ms(event.Timestamp), chat=chat.User or None)
 
     def message(self, client: Any, event: MessageEv, own: JID | None = None) -> InboundMessage | None:
         """The neutral message for a ``MessageEv`` that ``client`` received, or None for what the product

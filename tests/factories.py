@@ -10,7 +10,16 @@ from rq import Queue, SimpleWorker
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from connector.contracts import INBOUND_QUEUE, InboundMessage, now_ms, publish_inbound
+from connector.contracts import (
+    IN_STREAM,
+    INBOUND_QUEUE,
+    InboundMessage,
+    drain_unit,
+    inbound_lanes,
+    lane_of,
+    now_ms,
+    publish_inbound,
+)
 from workbench.services.auth import Actor, create_user
 from workbench.store import db
 from workbench.store.bus import get_redis
@@ -96,6 +105,16 @@ def inbound(instance_id: int, phone: str = "5511999990001", text: str | None = "
 def publish(*events) -> None:
     for event in events:
         publish_inbound(get_redis(), event)
+
+
+def lane_stream(instance_id: int, phone: str = "5511999990001") -> str:
+    """The inbound stream the contact ``phone`` of the number lands in (its lane's, ``contracts.lane_of``)."""
+    return IN_STREAM.format(drain_unit(instance_id, contact_lane(instance_id, phone)))
+
+
+def contact_lane(instance_id: int, phone: str = "5511999990001") -> int:
+    """The lane of the contact ``phone`` of the number."""
+    return lane_of({"kind": "message", "phone": phone}, inbound_lanes(get_redis(), instance_id))
 
 
 def run_jobs(*queues: str) -> None:

@@ -265,3 +265,46 @@ def test_inactive_user_cannot_login_or_resume(engine):
     assert auth.resume(token) is None
     with pytest.raises(AuthError):
         auth.login(actor.email, PASSWORD)
+
+
+def test_a_password_change_ends_every_login_and_opens_one_for_the_caller(engine):
+    """The old password may have leaked, and with it a login: all of them end, the caller's own token included;
+    the caller goes on with a new login."""
+    actor = make_actor(make_workspace())
+    _, here = auth.login(actor.email, PASSWORD)
+    _, elsewhere = auth.login(actor.email, PASSWORD)
+    new = auth.change_own_password(actor, PASSWORD, "outra-senha-boa")
+    assert auth.resume(here) is None and auth.resume(elsewhere) is None
+    assert auth.resume(new) == actor and new not in (here, elsewhere)
+    with pytest.raises(AuthError):
+        auth.change_own_password(actor, PASSWORD, "mais-uma-senha")  # the old one no longer works
+    assert auth.resume(new) == actor, "a refused change ends nothing"
+
+
+def test_one_address_trying_many_emails_is_throttled_as_a_whole(engine, monkeypatch):
+    """One password tried against many accounts: each e-mail fails once, yet the address soon waits for all of
+    them, while other addresses and this machine are not slowed. Logging in to one's own account from there takes
+    back only that attempt."""
+    monkeypatch.setenv("WORKBENCH_LOGIN_ADDRESS_MAX_FAILURES", "4")
+    get_settings.cache_clear()
+    try:
+        actor = make_actor(make_workspace())
+        sprayer = "203.0.113.9"
+        auth.login(actor.email, PASSWORD, address=sprayer)  # a success first: it adds nothing to the count
+        for n in range(4):
+            with pytest.raises(AuthError) as info:
+                auth.login(f"pessoa{n}@example.com", "Senha123!", address=sprayer)
+            assert type(info.value) is AuthError
+        with pytest.raises(LoginThrottled):
+            auth.login("pessoa9@example.com", "Senha123!", address=sprayer)
+        with pytest.raises(LoginThrottled):
+            auth.login(actor.email, PASSWORD, address=sprayer)  # even the right password of a real account
+        assert auth.login(actor.email, PASSWORD, address="198.51.100.7")[0] == actor
+        for address in (None, "10.0.0.7", "172.18.0.1", "fd00::1"):  # this machine, a LAN, Docker's gateway:
+            for n in range(6):                                     # many people behind one address, no such count
+                with pytest.raises(AuthError) as info:
+                    auth.login(f"outra{n}@example.com", "Senha123!", address=address)
+                assert type(info.value) is AuthError
+            assert auth.login(actor.email, PASSWORD, address=address)[0] == actor
+    finally:
+        get_settings.cache_clear()

@@ -47,9 +47,22 @@ def status(r: Any, instance_id: int) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in r.hgetall(contracts.STATUS_HASH.format(instance_id)).items()}
 
 
+def inbound_entries(r: Any, instance_id: int) -> list[tuple[bytes, dict]]:
+    """Every entry of the number's inbound streams (all lanes), in the order Redis took them (by entry id)."""
+    keys = r.scan_iter(match=contracts.IN_STREAM.format(f"{instance_id}:*"))
+    entries = [entry for key in keys for entry in r.xrange(key)]
+    return sorted(entries, key=lambda e: tuple(int(part) for part in e[0].split(b"-")))
+
+
+def clear_inbound(r: Any, instance_id: int) -> None:
+    """Forget every inbound stream of the number (between two phases of a test)."""
+    for key in list(r.scan_iter(match=contracts.IN_STREAM.format(f"{instance_id}:*"))):
+        r.delete(key)
+
+
 def events(r: Any, instance_id: int, kind: str | None = None) -> list[Any]:
-    """Everything the connector published to ``wb:in:{i}``, in order (optionally one kind only)."""
-    decoded = [contracts.decode_inbound(f) for _, f in r.xrange(contracts.IN_STREAM.format(instance_id))]
+    """Everything the connector published to the number's inbound lanes, in order (optionally one kind only)."""
+    decoded = [contracts.decode_inbound(f) for _, f in inbound_entries(r, instance_id)]
     return [e for e in decoded if kind is None or e.kind == kind]
 
 

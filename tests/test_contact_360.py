@@ -443,20 +443,24 @@ def test_funnel_steps_record_what_they_change_with_source_funnel(engine, r):
 
 
 def test_a_drain_batch_in_flight_finishes_first_and_its_message_moves(shop):
-    """A merge waits for the drain transaction holding the number (its fencing lock), then moves what it stored."""
+    """A merge waits for the drain transaction holding the contact's lane (its fencing lock), then moves what it
+    stored."""
     import threading
 
     from sqlalchemy import text
 
+    from engine.worker import jobs
     from engine.worker.inbound import apply_events
+    from tests.factories import contact_lane
 
     admin = shop["admin"]
     keep, other, second = two_of_one_person(shop)
-    with session_scope() as s:
-        epoch = s.scalar(select(Instance.drain_epoch).where(Instance.id == second))
+    lane = contact_lane(second, "5511922220002")
+    epoch = jobs._claim(second, lane)  # as the drain that takes the lane does
     drain = session_scope()
     session = drain.__enter__()
-    apply_events(session, second, [inbound(second, phone="5511922220002", text="no meio da mesclagem")], epoch)
+    apply_events(session, second, [inbound(second, phone="5511922220002", text="no meio da mesclagem")], epoch,
+                 lane)
     outcome: dict[str, object] = {}
     merging = threading.Thread(target=lambda: outcome.update(kept=contact_merge.merge(admin, keep, other)))
     merging.start()

@@ -1,7 +1,9 @@
 """The inbound drain under faults: poison events, lost and stolen locks, a Redis that drops, duplicate replies.
 
 Real PostgreSQL and Redis; the worker is RQ's SimpleWorker (as in production) or, where the event kills its
-process, RQ's forking Worker, so that only the work horse dies.
+process, RQ's forking Worker, so that only the work horse dies. Every number here has one lane (lane 0), so the
+contacts of a test share one drain unit, as they share a lane in production when their phones hash alike;
+tests/test_lanes.py covers several lanes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ from workbench.store.db import session_scope
 from workbench.store.models import Conversation, Message, Outbox
 
 
+@pytest.fixture(autouse=True)
+def _one_lane(monkeypatch):
+    monkeypatch.setattr(contracts, "DEFAULT_LANES", 1)  # what a number without a recorded count uses
+
+
+def _u(instance_id: int) -> str:
+    """The drain unit of the number's only lane."""
+    return contracts.drain_unit(instance_id, 0)
+
+
 def _texts(instance_id: int) -> list[str]:
     with session_scope() as s:
         return list(s.scalars(select(Message.text).where(Message.instance_id == instance_id,
@@ -66,8 +78,8 @@ def _poison(monkeypatch, text_: str, action) -> None:
 
 def _wake_again(r, instance_id: int) -> None:
     """What the next wake-up does once a dead drain's lease lapsed (the connector's next event, or the sweep)."""
-    r.delete(DRAIN_FLAG.format(instance_id), DRAIN_LOCK.format(instance_id))
-    wake_inbound_drain(r, instance_id)
+    r.delete(DRAIN_FLAG.format(_u(instance_id)), DRAIN_LOCK.format(_u(instance_id)))
+    wake_inbound_drain(r, instance_id, 0)
 
 
 def test_an_event_that_always_raises_is_set_aside_and_its_body_stays_out_of_the_log(engine, r, monkeypatch,
@@ -92,7 +104,7 @@ def test_an_event_that_always_raises_is_set_aside_and_its_body_stays_out_of_the_
     assert (failed["code"], failed["tries"]) == ("error", str(jobs.MAX_ATTEMPTS))
     assert failed["reason"] == "ValueError: cannot handle segredo do cliente"
     assert contracts.decode_inbound({"e": failed["e"]}).text == "segredo do cliente"
-    assert r.xlen(IN_STREAM.format(inst)) == 0 and not r.exists(f"wb:in-attempts:{inst}")
+    assert r.xlen(IN_STREAM.format(_u(inst))) == 0 and not r.exists(f"wb:in-attempts:{inst}:0")
     assert "segredo" not in caplog.text, "message bodies never reach the log"
 
 
@@ -107,7 +119,7 @@ def test_an_event_that_hangs_is_cut_by_the_job_timeout_and_set_aside(engine, r, 
     assert sorted(_texts(inst)) == ["oi", "olá"]
     [failed] = _failed(r, inst)
     assert (failed["code"], failed["tries"]) == ("stuck", str(jobs.MAX_ATTEMPTS))
-    assert r.xlen(IN_STREAM.format(inst)) == 0
+    assert r.xlen(IN_STREAM.format(_u(inst))) == 0
     publish(inbound(inst, phone="551101", text="de novo"))
     run_jobs()
     assert _texts(inst)[-1] == "de novo"  # the contact is not held back any more
@@ -131,10 +143,10 @@ def test_an_event_that_kills_its_worker_is_set_aside_and_the_number_is_drained_a
     kills = 1
     while not _failed(r, inst):
         # the dead drain renews nothing: its lock and flag lapse within the lease, not a minute later
-        assert 0 < r.pttl(DRAIN_LOCK.format(inst)) <= jobs.LOCK_TTL_MS
-        assert 0 < r.pttl(DRAIN_FLAG.format(inst)) <= jobs.LOCK_TTL_MS
+        assert 0 < r.pttl(DRAIN_LOCK.format(_u(inst))) <= jobs.LOCK_TTL_MS
+        assert 0 < r.pttl(DRAIN_FLAG.format(_u(inst))) <= jobs.LOCK_TTL_MS
         if kills == 1:
-            r.delete(DRAIN_FLAG.format(inst), DRAIN_LOCK.format(inst))  # the lease lapsed
+            r.delete(DRAIN_FLAG.format(_u(inst)), DRAIN_LOCK.format(_u(inst)))  # the lease lapsed
             publish(inbound(inst, phone="551104", text="c"))  # the connector's next event queues the next drain
         else:
             _wake_again(r, inst)
@@ -144,13 +156,13 @@ def test_an_event_that_kills_its_worker_is_set_aside_and_the_number_is_drained_a
     assert sorted(_texts(inst)) == ["a", "b", "c"]
     [failed] = _failed(r, inst)
     assert (failed["code"], failed["tries"]) == ("stuck", str(jobs.MAX_ATTEMPTS))
-    assert r.xlen(IN_STREAM.format(inst)) == 0
+    assert r.xlen(IN_STREAM.format(_u(inst))) == 0
 
 
 def test_a_drain_keeps_its_lease_while_it_works(engine, r, monkeypatch):
     ws = make_workspace()
     inst = make_instance(ws)
-    lock = DRAIN_LOCK.format(inst)
+    lock = DRAIN_LOCK.format(_u(inst))
     renewed = []
 
     def slow():
@@ -194,8 +206,8 @@ def test_a_drain_that_lost_its_lock_cannot_answer_a_second_time(engine, r, monke
         if not other:  # the first drain is about to store: its lock is stolen and a second drain starts
             done = threading.Event()
             other["thread"] = threading.Thread(
-                target=lambda: (other.update(totals=jobs.drain_inbound(inst)), done.set()))
-            r.delete(DRAIN_LOCK.format(inst))
+                target=lambda: (other.update(totals=jobs.drain_inbound(inst, 0)), done.set()))
+            r.delete(DRAIN_LOCK.format(_u(inst)))
             other["thread"].start()
             _waiting_on_a_lock(done)
         return real(session, instance, event, applied)
@@ -254,17 +266,17 @@ def test_a_drain_ends_cleanly_when_redis_drops_and_its_events_stay_pending(engin
     _poison(monkeypatch, "oi", redis_goes_away)
     publish(inbound(inst, text="oi"), inbound(inst, phone="551102", text="olá"))
     try:
-        totals = jobs.drain_inbound(inst)  # as a worker runs it; committed, but Redis is gone before the ack
+        totals = jobs.drain_inbound(inst, 0)  # as a worker runs it; committed, but Redis is gone before the ack
     finally:
         pool.connection_kwargs.clear()
         pool.connection_kwargs.update(saved)
         pool.reset()
     assert totals["redis_down"] == 1
-    assert r.xlen(IN_STREAM.format(inst)) == 2, "nothing acknowledged: the events wait in the stream"
+    assert r.xlen(IN_STREAM.format(_u(inst))) == 2, "nothing acknowledged: the events wait in the stream"
     monkeypatch.undo()
     _wake_again(r, inst)  # Redis is back; the lease of the cut-off drain lapsed
     run_jobs()
-    assert sorted(_texts(inst)) == ["oi", "olá"] and r.xlen(IN_STREAM.format(inst)) == 0
+    assert sorted(_texts(inst)) == ["oi", "olá"] and r.xlen(IN_STREAM.format(_u(inst))) == 0
     assert _replies() == 2, "each stored once and answered once (the sweep publishes what was not sent)"
 
 
@@ -293,9 +305,9 @@ def test_the_leases_of_a_worker_known_dead_are_freed_at_once_and_their_drains_wo
     """The scheduler frees a dead worker's numbers (engine/worker/processes.py) instead of waiting for the lease."""
     ws = make_workspace()
     dead, alive = make_instance(ws, "morto"), make_instance(ws, "vivo")
-    r.set(DRAIN_LOCK.format(dead), "maquina.4242|abc", px=jobs.LOCK_TTL_MS)
-    r.set(DRAIN_FLAG.format(dead), "1", px=jobs.LOCK_TTL_MS)
-    r.set(DRAIN_LOCK.format(alive), "maquina.42|def", px=jobs.LOCK_TTL_MS)  # a pid sharing the dead one's prefix
-    assert jobs.release_drains_of(r, "maquina", 4242) == [dead]
-    assert r.get(DRAIN_LOCK.format(dead)) is None and r.get(DRAIN_LOCK.format(alive)) == b"maquina.42|def"
-    assert [job.args for job in Queue(INBOUND_QUEUE, connection=r).jobs] == [(dead,)]
+    r.set(DRAIN_LOCK.format(_u(dead)), "maquina.4242|abc", px=jobs.LOCK_TTL_MS)
+    r.set(DRAIN_FLAG.format(_u(dead)), "1", px=jobs.LOCK_TTL_MS)
+    r.set(DRAIN_LOCK.format(_u(alive)), "maquina.42|def", px=jobs.LOCK_TTL_MS)  # a pid sharing the dead one's prefix
+    assert jobs.release_drains_of(r, "maquina", 4242) == [_u(dead)]
+    assert r.get(DRAIN_LOCK.format(_u(dead))) is None and r.get(DRAIN_LOCK.format(_u(alive))) == b"maquina.42|def"
+    assert [job.args for job in Queue(INBOUND_QUEUE, connection=r).jobs] == [(dead, 0)]

@@ -7,9 +7,18 @@ import pytest
 from sqlalchemy import select
 
 import engine.worker.inbound as inbound_mod
-from connector.contracts import DRAIN_FLAG, DRAIN_LOCK, IN_FAILED_STREAM, IN_STREAM, wake_inbound_drain
+from connector.contracts import DRAIN_FLAG, DRAIN_LOCK, IN_FAILED_STREAM, drain_unit, wake_inbound_drain
 from engine.worker import jobs
-from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
+from tests.factories import (
+    contact_lane,
+    inbound,
+    lane_stream,
+    make_actor,
+    make_instance,
+    make_workspace,
+    publish,
+    run_jobs,
+)
 from workbench.base.errors import Conflict, NotFound, PermissionDenied
 from workbench.services import failures
 from workbench.store.db import session_scope
@@ -28,9 +37,10 @@ def set_aside(r, monkeypatch, instance_id: int, text: str, phone: str = "5511988
     monkeypatch.setattr(inbound_mod, "_store_message", store)
     publish(inbound(instance_id, phone=phone, text=text))
     run_jobs()
+    lane = contact_lane(instance_id, phone)
     for _ in range(jobs.MAX_ATTEMPTS):  # the retries the drain schedules, run now
-        r.delete(DRAIN_FLAG.format(instance_id), DRAIN_LOCK.format(instance_id))
-        wake_inbound_drain(r, instance_id)
+        r.delete(DRAIN_FLAG.format(drain_unit(instance_id, lane)), DRAIN_LOCK.format(drain_unit(instance_id, lane)))
+        wake_inbound_drain(r, instance_id, lane)
         run_jobs()
     monkeypatch.setattr(inbound_mod, "_store_message", real)
     assert r.xlen(IN_FAILED_STREAM.format(instance_id))
@@ -38,8 +48,8 @@ def set_aside(r, monkeypatch, instance_id: int, text: str, phone: str = "5511988
 
 def set_aside_malformed(r, instance_id: int) -> None:
     """An entry the connector could never have meant: set aside at once, unreadable."""
-    r.xadd(IN_STREAM.format(instance_id), {"e": '{"kind": "message", "instance_id": 1}'})
-    wake_inbound_drain(r, instance_id)
+    r.xadd(lane_stream(instance_id), {"e": '{"kind": "message", "instance_id": 1}'})
+    wake_inbound_drain(r, instance_id, contact_lane(instance_id))
     run_jobs()
 
 
@@ -80,7 +90,7 @@ def test_reprocessing_sends_the_event_back_once_and_a_drain_stores_it(number, r,
     run_jobs()
     assert _texts(inst) == ["pedido 123"]
     assert failures.list_failures(admin, inst) == (0, [])
-    assert not r.hlen(f"wb:in-attempts:{inst}"), "its tries start again from zero"
+    assert not r.hlen(f"wb:in-attempts:{inst}:{contact_lane(inst, '5511988887777')}"), "tries start again from zero"
 
 
 def test_an_unreadable_event_cannot_be_reprocessed_only_discarded(number, r):

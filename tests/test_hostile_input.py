@@ -9,8 +9,17 @@ import json
 import pytest
 from sqlalchemy import select
 
-from connector.contracts import IN_ATTEMPTS_HASH, IN_FAILED_STREAM, IN_STREAM, wake_inbound_drain
-from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
+from connector.contracts import IN_ATTEMPTS_HASH, IN_FAILED_STREAM, drain_unit, wake_inbound_drain
+from tests.factories import (
+    contact_lane,
+    inbound,
+    lane_stream,
+    make_actor,
+    make_instance,
+    make_workspace,
+    publish,
+    run_jobs,
+)
 from tests.test_media_library import PNG
 from workbench.base.errors import InvalidInput
 from workbench.base.i18n import error_text
@@ -123,8 +132,8 @@ def test_media_file_names_are_cleaned(inbox, name):
 def _publish_raw(r, instance_id: int, **changes) -> None:
     """Put an inbound message on the stream as a connector would, with fields no model would let through."""
     event = {**inbound(instance_id, phone="5511999990002").model_dump(mode="json"), **changes}
-    r.xadd(IN_STREAM.format(instance_id), {"e": json.dumps(event)})
-    wake_inbound_drain(r, instance_id)
+    r.xadd(lane_stream(instance_id, "5511999990002"), {"e": json.dumps(event)})
+    wake_inbound_drain(r, instance_id, contact_lane(instance_id, "5511999990002"))
 
 
 def test_contact_events_with_hostile_text_are_stored_cleaned(inbox, r):
@@ -158,7 +167,7 @@ def test_contact_events_that_cannot_be_stored_are_set_aside_at_once(inbox, r, ch
     run_jobs()
     [(_, fields)] = r.xrange(IN_FAILED_STREAM.format(inst))
     assert fields[b"code"] == b"malformed"  # on its first try, not after five
-    assert r.hlen(IN_ATTEMPTS_HASH.format(inst)) == 0
+    assert r.hlen(IN_ATTEMPTS_HASH.format(drain_unit(inst, contact_lane(inst, "5511999990002")))) == 0
     with session_scope() as s:
         assert s.scalar(select(Message.text).order_by(Message.id.desc())) == "depois"
 

@@ -6,7 +6,6 @@ from sqlalchemy import func, select
 
 from connector.contracts import (
     CONTROL_LIST,
-    IN_STREAM,
     OUT_STREAM,
     ControlCommand,
     Receipt,
@@ -16,8 +15,10 @@ from connector.contracts import (
     now_ms,
 )
 from tests.factories import (
+    contact_lane,
     inbound,
     inbox_with_one_conversation,
+    lane_stream,
     make_actor,
     make_instance,
     make_workspace,
@@ -47,7 +48,7 @@ def test_message_creates_contact_and_conversation(engine, r):
         assert conv.unread_count == 1 and conv.status == "open"
         assert conv.last_message_preview == "Quero saber o preço"
     assert [m.text for m in _messages(inst)] == ["Quero saber o preço"]
-    assert r.xlen(IN_STREAM.format(inst)) == 0  # drained entries are removed
+    assert r.xlen(lane_stream(inst)) == 0  # drained entries are removed
 
 
 def test_same_whatsapp_id_twice_is_one_row(engine, r):
@@ -119,7 +120,7 @@ def test_unsupported_types_are_stored_with_their_type(engine, r):
 def test_malformed_event_is_kept_aside_and_others_go_on(engine, r):
     ws = make_workspace()
     inst = make_instance(ws)
-    r.xadd(IN_STREAM.format(inst), {"e": '{"kind": "message", "instance_id": 1}'})
+    r.xadd(lane_stream(inst), {"e": '{"kind": "message", "instance_id": 1}'})
     publish(inbound(inst, text="depois"))
     run_jobs()
     assert [m.text for m in _messages(inst)] == ["depois"]
@@ -145,10 +146,11 @@ def test_failing_event_is_retried_without_blocking_other_contacts(engine, r, mon
             inbound(inst, phone="551102", text="outro contato"))
     run_jobs()
     assert [m.text for m in _messages(inst)] == ["outro contato"]  # 551101 waits, in order
-    r.delete(f"wb:drain:{inst}")
+    lane = contact_lane(inst, "551101")
+    r.delete(f"wb:drain:{inst}:{lane}")
     from connector.contracts import wake_inbound_drain
 
-    wake_inbound_drain(r, inst)
+    wake_inbound_drain(r, inst, lane)
     run_jobs()
     assert [m.text for m in _messages(inst)] == ["outro contato", "quebra", "seguinte"]
 
@@ -252,7 +254,7 @@ def test_read_receipts_can_be_switched_off(engine, r):
     assert r.xlen(OUT_STREAM.format(inst)) == 1 and _read_receipts(r, inst) == []
 
 
-def test_a_busy_drain_adopts_numbers_whose_job_waits(engine, r, monkeypatch):
+def test_a_busy_drain_adopts_lanes_whose_job_waits(engine, r, monkeypatch):
     from engine.worker import jobs
     from workbench.store.config import get_settings
 
@@ -261,9 +263,10 @@ def test_a_busy_drain_adopts_numbers_whose_job_waits(engine, r, monkeypatch):
     ws = make_workspace()
     first, second = make_instance(ws, "A"), make_instance(ws, "B")
     publish(inbound(first, text="para A"), inbound(second, text="para B"))
-    r.zadd("wb:drain:queued", {str(second): 1})  # B's job has waited long: every worker is busy
-    totals = jobs.drain_inbound(first)  # one job, run here as a worker would
-    assert totals["numbers"] == 2 and totals["stored"] == 2
+    lane = contact_lane(first)  # the same contact on both numbers: the same lane
+    r.zadd("wb:drain:queued", {f"{second}:{lane}": 1})  # B's job has waited long: every worker is busy
+    totals = jobs.drain_inbound(first, lane)  # one job, run here as a worker would
+    assert totals["lanes"] == 2 and totals["stored"] == 2
     assert sorted(m.text for m in _messages(first) + _messages(second)) == ["para A", "para B"]
     run_jobs()  # B's own job finds nothing left to do
     assert len(_messages(second)) == 1

@@ -52,6 +52,7 @@ from tests.test_connector_support import (
     LEAD,
     ROOT,
     acks,
+    clear_inbound,
     events,
     relay_thread,
     send_command,
@@ -310,7 +311,7 @@ def test_connect_errors_are_retried_with_backoff(r, wa, tmp_path):
 def test_a_restart_resumes_the_stored_device_without_a_qr_code(r, wa, tmp_path):
     with neonize_relay(r, wa, tmp_path):
         first = connect(r, wa)
-    r.delete(contracts.IN_STREAM.format(1))
+    clear_inbound(r, 1)
     with neonize_relay(r, wa, tmp_path):
         second = wa.client(count=2)
         assert wait_state(r, 1, "connected")["phone"] == BUSINESS

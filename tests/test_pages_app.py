@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.factories import PASSWORD, inbox_with_one_conversation, make_actor, make_workspace
 from workbench.base import clock
-from workbench.services import auth
+from workbench.services import auth, login_cookie, workspaces
 from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import AuthSession, Message, User, WorkspaceMember
@@ -27,10 +27,12 @@ def new_app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=60)
 
 
-def signed_in_app(actor: auth.Actor) -> AppTest:
-    """A fresh browser session already signed in as ``actor`` (the login form itself is tested here)."""
-    with session_scope() as s:
-        token = auth.open_session(s, actor)
+def signed_in_app(actor: auth.Actor, token: str | None = None) -> AppTest:
+    """A fresh browser session already signed in as ``actor`` (the login form itself is tested here), with the
+    login ``token`` (default: a new one); two sessions with one token are two tabs of one browser."""
+    if token is None:
+        with session_scope() as s:
+            token = auth.open_session(s, actor)
     at = new_app()
     at.session_state["auth_actor"] = actor
     at.session_state["auth_token"] = token
@@ -46,6 +48,12 @@ def login(at: AppTest, email: str, password: str) -> AppTest:
 def scripts(at: AppTest) -> list[str]:
     """Bodies of the st.html elements (the cookie scripts)."""
     return [el.proto.body for el in at.get("html")]
+
+
+def handoff_code(script: str) -> str:
+    """The one-time code a cookie script POSTs to the panel's route (login_cookie.SET_PATH)."""
+    assert f'fetch("{login_cookie.SET_PATH}"' in script, script
+    return re.search(r'\\"code\\": \\"([A-Za-z0-9_-]+)\\"', script).group(1)
 
 
 def test_logged_out_sees_only_the_login_form(engine, r):
@@ -89,7 +97,8 @@ def test_login_shows_navigation_and_sets_cookie(engine, r):
     assert "Administrador" in [c.value for c in at.sidebar.caption]
     token = at.session_state["auth_token"]
     [cookie] = scripts(at)
-    assert f"wb_session={token}" in cookie and "SameSite=Strict" in cookie and "max-age=259200" in cookie
+    assert token not in cookie, "the token never reaches page JavaScript: the server sets the HttpOnly cookie"
+    assert login_cookie.redeem_handoff(handoff_code(cookie), None) == token
     assert at.get("html")[0].proto.unsafe_allow_javascript
     # The cookie is written once, not on every run.
     at.run()
@@ -118,7 +127,7 @@ def test_logout_revokes_token_and_clears_cookie(engine, r):
     assert "auth_actor" not in at.session_state
     assert auth.resume(token) is None
     [cookie] = scripts(at)
-    assert "wb_session=;" in cookie and "max-age=0" in cookie
+    assert f'fetch("{login_cookie.CLEAR_PATH}"' in cookie
 
 
 def browser_cookies(cookies: dict[str, str]):
@@ -135,7 +144,10 @@ def test_refresh_resumes_login_from_cookie(engine, r):
     assert not at.exception
     assert at.session_state["auth_actor"] == actor
     assert [t.value for t in at.title] == ["Painel"]
-    assert scripts(at) == []  # the cookie is already there
+    [cookie] = scripts(at)  # the cookie is set again, so it lasts as long as the login slides
+    assert login_cookie.redeem_handoff(handoff_code(cookie), None) == token
+    at.run()
+    assert scripts(at) == [], "once per session"
 
 
 @pytest.mark.parametrize("cookie", ["revogado", ""])
@@ -211,3 +223,70 @@ def test_the_login_form_passes_the_client_address(engine, r):
         login(at, actor.email, PASSWORD)
     assert at.error[0].value.startswith("Muitas tentativas sem sucesso.")
     assert auth.login(actor.email, PASSWORD)[0] == actor  # from another address (here: this machine) it works
+
+
+def change_password(at: AppTest, current: str, new: str) -> AppTest:
+    """*Minha conta* in the sidebar: the current password, the new one twice, *Trocar senha*."""
+    at.text_input(key="account_current").input(current)
+    at.text_input(key="account_new").input(new)
+    at.text_input(key="account_confirm").input(new)
+    return at.button(key="account_save_password").click().run()
+
+
+def on_the_login_form(at: AppTest) -> bool:
+    """The login form and nothing else: no menu, no sidebar, no page of the panel."""
+    return ([t.value for t in at.title] == ["Entrar no painel"] and "auth_actor" not in at.session_state
+            and not at.sidebar.button and not at.sidebar.text and not at.metric and not at.dataframe
+            and not at.selectbox and [w.label for w in at.text_input] == ["E-mail", "Senha"])
+
+
+@pytest.mark.parametrize("ending", ["logout", "deactivated", "password"])
+def test_a_login_ended_in_one_tab_ends_every_other_tab_at_its_next_action(engine, r, ending):
+    """Two tabs of one browser share the login (the cookie's token). Tab A logs out, or an admin deactivates the
+    person, or tab A changes the password: tab B's next action is refused and B shows only the login form."""
+    ws = make_workspace()
+    person = make_actor(ws, role="supervisor")
+    admin = make_actor(ws, role="admin")
+    with session_scope() as s:
+        token = auth.open_session(s, person)
+    tab_a, tab_b = signed_in_app(person, token).run(), signed_in_app(person, token).run()
+    assert [t.value for t in tab_b.title] == ["Painel"] and tab_b.metric, "B shows the Painel"
+    if ending == "logout":
+        tab_a = tab_a.sidebar.button(key="auth_logout").click().run()
+        assert on_the_login_form(tab_a)
+    elif ending == "deactivated":
+        workspaces.set_active(admin, person.user_id, False)
+    else:
+        tab_a = change_password(tab_a, PASSWORD, "outra-senha-boa")
+        assert not tab_a.exception and tab_a.session_state["auth_actor"] == person, "A goes on, signed in"
+        new_token = tab_a.session_state["auth_token"]
+        assert new_token != token and auth.resume(new_token) == person
+        [cookie] = scripts(tab_a)  # the browser's cookie gets the new login
+        assert login_cookie.redeem_handoff(handoff_code(cookie), None) == new_token
+    assert auth.resume(token) is None
+    # B's next action: choosing an availability (a callback) is refused, and B goes back to the form
+    tab_b = tab_b.selectbox(key="presence_availability").set_value("away").run()
+    assert not tab_b.exception
+    assert on_the_login_form(tab_b)
+    assert [w.value for w in tab_b.warning] == [SESSION_ENDED]
+    with session_scope() as s:
+        assert s.get(WorkspaceMember, (ws, person.user_id)).availability == "available", "the action did not run"
+
+
+def test_the_login_form_throttles_an_address_trying_many_emails(engine, r, monkeypatch):
+    """The second key, through the form: one address failing with many e-mails waits, whichever e-mail it types."""
+    monkeypatch.setenv("WORKBENCH_LOGIN_ADDRESS_MAX_FAILURES", "3")
+    get_settings.cache_clear()
+    actor = make_actor(make_workspace())
+    try:
+        with mock.patch("streamlit.runtime.context._get_client_context",
+                        return_value=SimpleNamespace(cookies={}, headers=[], remote_ip="203.0.113.9")):
+            at = new_app().run()
+            for n in range(3):
+                login(at, f"pessoa{n}@example.com", "Senha123!")
+                assert [e.value for e in at.error] == ["E-mail ou senha incorretos."]
+            login(at, actor.email, PASSWORD)
+        assert at.error[0].value.startswith("Muitas tentativas sem sucesso.")
+        assert "auth_actor" not in at.session_state
+    finally:
+        get_settings.cache_clear()

@@ -116,7 +116,8 @@ def test_sidebar_sets_availability_and_my_account_changes_the_name(engine, r):
     at.text_input(key="account_new").input("outra-senha-boa")
     at.text_input(key="account_current").input(PASSWORD)
     at = at.button(key="account_save_password").click().run()
-    assert "Senha trocada." in [s.value for s in at.success]
+    assert "Senha trocada. As outras sessões desta conta foram encerradas." in [s.value for s in at.success]
+    assert not at.exception and at.session_state["auth_actor"].user_id == agent.user_id  # goes on, with a new login
     assert auth.login(agent.email, "outra-senha-boa")[0].user_id == agent.user_id
 
 

@@ -10,7 +10,7 @@ from rq import Queue
 from sqlalchemy import func, select, text
 
 from connector.claims import Claims, read_claims
-from connector.contracts import INSTANCES_HASH, OUT_STREAM, STATUS_HASH, decode_outbound, now_ms
+from connector.contracts import INSTANCES_HASH, OUT_STREAM, STATUS_HASH, decode_outbound, inbound_backlog, now_ms
 from connector.sandbox import SandboxNetwork
 from engine.worker import jobs
 from tests.factories import inbound, inbox_with_one_conversation, make_instance, make_workspace, publish, run_jobs
@@ -36,7 +36,7 @@ def test_events_wait_in_redis_while_postgres_is_down(engine, r, monkeypatch):
     db.dispose_engines()
     publish(inbound(inst, text="primeira"), inbound(inst, text="segunda"))
     run_jobs()  # the drain job fails: connection refused
-    assert r.xlen(f"wb:in:{inst}") == 2
+    assert inbound_backlog(r, inst) == 2
     monkeypatch.undo()
     get_settings.cache_clear()
     db.dispose_engines()

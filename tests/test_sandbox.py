@@ -16,6 +16,7 @@ from tests.test_connector_support import (
     BUSINESS,
     LEAD,
     acks,
+    clear_inbound,
     events,
     pair,
     relay_thread,
@@ -57,7 +58,7 @@ def test_scan_pairs_the_number_and_a_restart_reconnects_without_qr(r, network):
     assert network.business_numbers()[0]["online"] is False
     assert _states(r, 1) == ["connecting", "awaiting_qr", "connected", "stopped"]
 
-    r.delete(contracts.IN_STREAM.format(1))
+    clear_inbound(r, 1)
     with relay_thread(r, 1):
         wait_state(r, 1, "connected")
     assert _states(r, 1) == ["connecting", "connected", "stopped"]  # the stored device: no QR this time
@@ -88,7 +89,7 @@ def test_logout_forgets_the_device_and_shows_a_new_qr(r, network):
         assert "phone" not in shown
         assert network.business_numbers() == []
     assert _states(r, 1)[-3:] == ["logged_out", "awaiting_qr", "stopped"]
-    r.delete(contracts.IN_STREAM.format(1))
+    clear_inbound(r, 1)
     with relay_thread(r, 1):
         wait_state(r, 1, "awaiting_qr")  # after a logout a restart needs a new scan
 
@@ -143,7 +144,10 @@ def test_publish_inbound_queues_the_drain_job(r, network):
         network.send_from_lead(LEAD, BUSINESS, text="oi")
         wait_until(lambda: events(r, 1, "message"), what="the inbound message")
     jobs = Queue(contracts.INBOUND_QUEUE, connection=r).jobs
-    assert [(job.func_name, job.args) for job in jobs] == [(contracts.DRAIN_JOB, (1,))]
+    lead = contracts.lane_of({"kind": "message", "phone": LEAD}, contracts.inbound_lanes(r, 1))
+    # one job per lane that received events: the lead's, and lane 0 for the connection's states
+    assert sorted((job.func_name, job.args) for job in jobs) == sorted(
+        {(contracts.DRAIN_JOB, (1, 0)), (contracts.DRAIN_JOB, (1, lead))})
 
 
 def test_other_message_types_keep_their_type(r, network):

@@ -29,7 +29,7 @@ from connector.neonize_transport import NeonizeTransport
 from connector.relay import Relay
 from connector.spool import Spool, spool_path
 from tests.fake_neonize import FakeWhatsApp, make_jid
-from tests.test_connector_support import DEADLINE_S, relay_thread, wait_until
+from tests.test_connector_support import DEADLINE_S, inbound_entries, relay_thread, wait_until
 
 LEAD = "5511980000001"
 BUSINESS = "5511990000001"
@@ -93,8 +93,13 @@ def _message(n: int, instance_id: int = 7) -> InboundMessage:
                           text=f"mensagem {n}")
 
 
+def lead_lane(client: redis.Redis, instance_id: int) -> int:
+    """The lead's lane of the number."""
+    return contracts.lane_of({"kind": "message", "phone": LEAD}, contracts.inbound_lanes(client, instance_id))
+
+
 def _stream_ids(client: redis.Redis, instance_id: int = 7) -> list[str]:
-    entries = client.xrange(contracts.IN_STREAM.format(instance_id))
+    entries = inbound_entries(client, instance_id)
     return [getattr(contracts.decode_inbound(fields), "wa_id", None) or "-" for _, fields in entries]
 
 
@@ -124,7 +129,7 @@ def test_events_spooled_while_redis_is_down_arrive_in_order_exactly_once(server,
         assert spool.publish(sent[10]), "with the spool empty, events go straight to Redis again"
         assert _stream_ids(client)[-1] == "M010"
         # the drain job that wakes the workers was queued once Redis answered
-        assert client.exists(contracts.DRAIN_FLAG.format(7))
+        assert client.exists(contracts.DRAIN_FLAG.format(contracts.drain_unit(7, lead_lane(client, 7))))
     finally:
         spool.stop()
 
@@ -154,7 +159,7 @@ def test_a_partial_replay_cuts_only_what_was_published(server, tmp_path, monkeyp
         spool.publish(_message(n))
     server.start()
     monkeypatch.setattr(spool_module, "REPLAY_BATCH", 2)
-    assert spool._replay_batch() == 2
+    assert spool._replay_batch() == {lead_lane(client, 7)}, "two published, to the lead's lane"
     assert _stream_ids(client) == ["M000", "M001"]
     left = [json.loads(line)["wa_id"] for line in spool_path(tmp_path, 7).read_text().splitlines()]
     assert left == ["M002", "M003", "M004"]
@@ -232,7 +237,7 @@ def test_the_connector_keeps_running_while_redis_is_down_and_loses_nothing(serve
 
         def published() -> list[str]:
             out = []
-            for _, fields in client.xrange(contracts.IN_STREAM.format(7)):
+            for _, fields in inbound_entries(client, 7):
                 event = contracts.decode_inbound(fields)
                 out.append(event.wa_id if isinstance(event, InboundMessage) else f"{event.kind}:"
                            f"{getattr(event, 'state', '')}")

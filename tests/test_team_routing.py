@@ -279,7 +279,8 @@ def test_reset_password_is_shown_once_and_ends_logins_and_my_account_changes_nam
     assert error_text(info.value) == "A senha atual não confere."
     with pytest.raises(InvalidInput):
         auth.change_own_password(actor, credentials.password, "curta")
-    auth.change_own_password(actor, credentials.password, "nova-senha-forte-1")
+    new_token = auth.change_own_password(actor, credentials.password, "nova-senha-forte-1")
+    assert auth.resume(new_token) == actor
     assert auth.login(bia.email, "nova-senha-forte-1")[0].user_id == bia.user_id
     assert workspaces.rename_self(actor, "  Bia Souza ") == "Bia Souza"
     with session_scope() as s:

@@ -104,7 +104,7 @@ def test_embedded_redis_keeps_its_files_private():
     server = EmbeddedRedis(data_dir)
     try:
         client = redis.Redis.from_url(server.start())
-        client.xadd("wb:in:1", {"e": "mensagem do contato"})
+        client.xadd("wb:in:1:0", {"e": "mensagem do contato"})
         client.close()
     finally:
         server.stop(force=True)
@@ -128,3 +128,15 @@ def test_every_entry_point_runs_with_a_private_umask(module, argv):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.splitlines()[-1] == "umask 0o77", done.stderr
+
+
+def test_the_panel_is_served_with_the_login_cookie_routes():
+    """`up` starts `streamlit run panel.py`: the app plus the routes that set the HttpOnly login cookie
+    (plain `app.py` would serve the pages without them)."""
+    from workbench.launcher import _child_specs
+    from workbench.store.config import Settings
+
+    [panel] = _child_specs(Settings(), ("panel",), {})
+    assert panel.argv[1:4] == ["-m", "streamlit", "run"] and panel.argv[4] == str(ROOT / "panel.py")
+    source = (ROOT / "panel.py").read_text()
+    assert 'st.App("app.py", routes=login_cookie.routes())' in source

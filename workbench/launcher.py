@@ -3,7 +3,7 @@
 ``up`` owns the embedded servers (when DATABASE_URL / REDIS_URL are unset), applies migrations, creates
 the demo workspace on first run, and runs its roles as child processes that it restarts if they die:
 
-- ``panel``: ``streamlit run app.py``
+- ``panel``: ``streamlit run panel.py`` (the app of ``app.py`` plus the login cookie's routes)
 - ``workers``: ``python -m workbench workers`` (RQ workers, the scheduler, the sweep ticker)
 - ``connectors``: ``python -m connector supervise`` (one process per WhatsApp number)
 
@@ -155,7 +155,7 @@ def _child_specs(settings: Settings, roles: tuple[str, ...], env: dict[str, str]
         children.append(Child("workers", [py, "-m", "workbench", "workers", "--count", str(settings.workers)], env))
     if "panel" in roles:
         children.append(Child("panel", [
-            py, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+            py, "-m", "streamlit", "run", str(ROOT / "panel.py"), "--server.headless", "true",
             "--server.port", str(settings.panel_port), "--server.address", settings.panel_address,
             "--browser.gatherUsageStats", "false",
             # an unexpected error shows its type only: tracebacks may carry SQL, paths or data

@@ -1,6 +1,6 @@
 """Storing what the connector reports: messages, send acks, receipts and connection states.
 
-``apply_events`` runs inside one transaction for a batch of one number's events, in stream order.
+``apply_events`` runs inside one transaction for a batch of one inbound lane's events of a number, in stream order.
 Storing is idempotent: WhatsApp redelivers after reconnects and our own stream may deliver an entry
 twice after a worker crash, so the (instance, WhatsApp id) pair decides whether a message is new, and only a
 message actually inserted updates its conversation and reaches the bot.
@@ -23,7 +23,7 @@ from engine.worker import dispatch
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import mark_acked
 from workbench.services.runs import Effects
-from workbench.store.models import Contact, Conversation, Instance, Message
+from workbench.store.models import LEGACY_LANE, Contact, Conversation, DrainLane, Instance, Message
 from workbench.store.text import clean_json, clean_text, preview
 
 log = logging.getLogger(__name__)
@@ -49,29 +49,32 @@ def _ts(ms: int) -> datetime:
 
 
 class LostDrain(Exception):
-    """Another drain took the number over (this one's lock expired): this transaction must not commit."""
+    """Another drain took the lane over (this one's lock expired): this transaction must not commit."""
 
 
 class AlreadyStored(Exception):
     """A message of the batch was stored by another transaction after this one looked: roll back, apply again."""
 
 
-def apply_events(session: Session, instance_id: int, events: list[Any], epoch: int | None = None) -> Applied:
-    """Apply one number's events in order inside the caller's transaction.
+def apply_events(session: Session, instance_id: int, events: list[Any], epoch: int | None = None,
+                 lane: int = LEGACY_LANE) -> Applied:
+    """Apply one lane's events of a number, in order, inside the caller's transaction.
 
     Args:
         session: the caller's session; its transaction holds the whole batch.
         instance_id: the number the events came to.
         events: decoded ``wb:in`` events, in stream order.
-        epoch: the drain's fencing token (the ``instances.drain_epoch`` it set when it took the number). The
-            instance row is locked first and its epoch compared, so the transactions of one number never overlap
-            and a drain that lost the number cannot commit after the next one took it. None skips the check.
+        epoch: the drain's fencing token (the ``drain_lanes.epoch`` it set when it took the lane). The lane's row
+            is locked first and its epoch compared, so the transactions of one lane never overlap and a drain that
+            lost the lane cannot commit after the next one took it; other lanes of the number commit in parallel.
+            None skips the check.
+        lane: the lane the events came from (``LEGACY_LANE`` for the number's stream of before lanes).
 
     Returns:
         What to publish after commit, and the counts.
 
     Raises:
-        LostDrain: the epoch moved on; the caller rolls back and leaves the number to its new drain.
+        LostDrain: the epoch moved on; the caller rolls back and leaves the lane to its new drain.
         AlreadyStored: a message was inserted by someone else meanwhile (only possible without ``epoch``, or for a
             writer outside the drains); the caller rolls back and applies the batch again.
     """
@@ -79,13 +82,16 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
     if epoch is None:
         instance = session.get(Instance, instance_id)
     else:
-        instance = session.scalars(select(Instance).where(Instance.id == instance_id)
-                                   .with_for_update(key_share=True)).first()
-        if instance is not None and instance.drain_epoch != epoch:
-            raise LostDrain(instance_id)
-    if instance is None:
-        log.warning("events for unknown instance %s dropped", instance_id)
-        return applied
+        found = session.execute(
+            select(Instance, DrainLane.epoch).join(DrainLane, DrainLane.instance_id == Instance.id)
+            .where(Instance.id == instance_id, DrainLane.lane == lane)
+            .with_for_update(of=DrainLane, key_share=True)).first()
+        if found is None or found[1] != epoch:
+            if found is not None or session.get(Instance, instance_id) is not None:
+                raise LostDrain(instance_id)
+            instance = None
+        else:
+            instance = found[0]
     messages = [e for e in events if isinstance(e, InboundMessage)]
     known = set()
     if messages:

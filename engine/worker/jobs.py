@@ -1,17 +1,20 @@
 """RQ entry points. Jobs take ids, open their own sessions and publish only after commit.
 
-Inbound drains (docs/architecture.md, "Message paths"): one number's stream is drained by one job at a time, in
-stream order, so one conversation is never handled by two workers at once and its messages are handled in arrival
-order. Different numbers drain in parallel on different workers, or together in one job when every worker is
-busy. Three things keep that true when a worker dies, hangs or loses Redis:
+Inbound drains (docs/architecture.md, "Message paths"): a number's inbound events are split over lanes by
+contact (``connector.contracts.lane_of``), one stream per lane, and each lane is a drain unit drained by one job
+at a time, in stream order. So one conversation is never handled by two workers at once and its messages are
+handled in arrival order, while different lanes of one number — and different numbers — drain in parallel on
+different workers, or together in one job when every worker is busy. The number's single stream of before lanes
+(``wb:in:{id}``, a backlog left by an older version) is one more unit, drained before any of its lanes. Three
+things keep that true when a worker dies, hangs or loses Redis:
 
-- **A short lease.** The number's lock (``wb:lock:in:{id}``) lives ``LOCK_TTL_MS`` and a heartbeat thread renews it,
-  with the wake-up flag, every ``HEARTBEAT_S`` while the job runs. A worker killed mid-drain stops renewing, so
+- **A short lease.** The unit's lock (``wb:lock:in:{unit}``) lives ``LOCK_TTL_MS`` and a heartbeat thread renews
+  it, with the wake-up flag, every ``HEARTBEAT_S`` while the job runs. A worker killed mid-drain stops renewing, so
   within a few seconds the flag and the lock are gone and the next wake-up (the connector's next event, the sweep)
   starts a new drain.
-- **A fencing token.** Taking a number adds one to ``instances.drain_epoch``; every transaction that stores the
-  number's events locks that row and checks the value (``apply_events``). A drain that lost its lease cannot
-  commit over the next one, and the transactions of one number never overlap.
+- **A fencing token.** Taking a lane adds one to its ``drain_lanes.epoch``; every transaction that stores the
+  lane's events locks that row and checks the value (``apply_events``). A drain that lost its lease cannot
+  commit over the next one, and the transactions of one lane never overlap; other lanes' rows are not touched.
 - **Tries counted first.** Entries a previous drain read but never finished (it died, timed out or failed) are
   tried one at a time, least-tried first, and each try is counted in Redis *before* it runs. An event that killed
   or hung its worker, or raised, ``MAX_ATTEMPTS`` times moves to ``wb:in-failed:{id}`` with its reason; only its
@@ -35,7 +38,8 @@ import redis
 from pydantic import ValidationError
 from rq import Queue
 from rq.timeouts import JobTimeoutException
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
 from connector.contracts import (
@@ -51,7 +55,9 @@ from connector.contracts import (
     INBOUND_QUEUE,
     InboundMessage,
     decode_inbound,
+    drain_unit,
     now_ms,
+    parse_unit,
     wake_inbound_drain,
 )
 from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_events
@@ -62,7 +68,7 @@ from workbench.store import live
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
 from workbench.store.db import safe_error_text, session_scope
-from workbench.store.models import Conversation, FunnelRun, Instance
+from workbench.store.models import LEGACY_LANE, Conversation, DrainLane, FunnelRun, Instance
 from workbench.store.outages import UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -97,6 +103,11 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+# Remove the number's stream of before lanes once nothing is left in it (an old connector may still append).
+_DROP_IF_EMPTY = """
+if redis.call('xlen', KEYS[1]) == 0 then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 def _ensure_group(client: redis.Redis, stream: str) -> None:
@@ -107,32 +118,35 @@ def _ensure_group(client: redis.Redis, stream: str) -> None:
             raise
 
 
-def drain_inbound(instance_id: int) -> dict[str, int]:
-    """Store the pending events of one number's inbound stream (and of numbers it adopts); returns counts.
+def drain_inbound(instance_id: int, lane: int | None = None) -> dict[str, int]:
+    """Store the pending events of one lane of a number (and of units it adopts); returns counts.
 
-    The job stays a little after its streams run dry (``WORKBENCH_DRAIN_LINGER_MS``) so that a steady flow
-    of messages is handled as it arrives instead of paying one RQ job per message. When a drain of another
-    number has waited ``ADOPT_AFTER_MS`` in the queue (every worker is busy), this job takes that number
-    too and reads all its streams in one blocking call, so one worker serves many numbers without
-    switching jobs. Each number is still drained by one job at a time, in stream order.
+    ``lane`` None is the number's stream of before lanes (a backlog an older version left, and the jobs it
+    queued with the instance id alone). The job stays a little after its streams run dry
+    (``WORKBENCH_DRAIN_LINGER_MS``) so that a steady flow of messages is handled as it arrives instead of paying
+    one RQ job per message. When a drain of another unit has waited ``ADOPT_AFTER_MS`` in the queue (every worker
+    is busy), this job takes that unit too and reads all its streams in one blocking call, so one worker serves
+    many lanes without switching jobs. Each unit is still drained by one job at a time, in stream order.
 
-    The job always ends with its numbers handed back: RQ's timeout (an event that hangs) hands them to a new
+    The job always ends with its units handed back: RQ's timeout (an event that hangs) hands them to a new
     drain at once; PostgreSQL out of reach re-raises so that RQ retries later; Redis out of reach ends the job
     quietly. In every case the events stay pending in their streams.
     """
     drain = _Drain(get_redis())
+    unit = drain_unit(instance_id, lane)
     with drain.heartbeat():
         try:
-            if not drain.take(instance_id):
-                # Another drain holds this number; it re-checks the stream when it leaves (see _Drain._leave).
+            if not drain.take(unit):
+                # Another drain holds this unit (it re-checks the stream when it leaves, see _Drain._leave), or the
+                # lane waits for the number's stream of before lanes, whose drain wakes it.
                 return {"busy": 1}
             return drain.run()
         except JobTimeoutException:
-            log.warning("drain job of instance %s timed out; its numbers go to a new drain", instance_id)
+            log.warning("drain job of %s timed out; its units go to a new drain", _name(unit))
             drain.abandon(wake=True)
             return {**drain.totals, "timed_out": 1}
         except (redis.ConnectionError, redis.TimeoutError):
-            log.warning("drain job of instance %s stopped: Redis out of reach; its events stay pending", instance_id)
+            log.warning("drain job of %s stopped: Redis out of reach; its events stay pending", _name(unit))
             drain.abandon(wake=False)
             return {**drain.totals, "redis_down": 1}
         except BaseException:
@@ -140,29 +154,47 @@ def drain_inbound(instance_id: int) -> dict[str, int]:
             raise
 
 
+def _unit(unit: str) -> tuple[int, int | None]:
+    """The (instance id, lane) of a unit this module built or read from its own keys."""
+    parsed = parse_unit(unit)
+    if parsed is None:
+        raise ValueError(f"not a drain unit: {unit[:40]!r}")
+    return parsed
+
+
+def _name(unit: str) -> str:
+    """A unit for the log: "instance 7 lane 2", or "instance 7" for its stream of before lanes."""
+    instance_id, lane = _unit(unit)
+    return f"instance {instance_id}" + ("" if lane is None else f" lane {lane}")
+
+
+def _wake(client: redis.Redis, unit: str) -> None:
+    wake_inbound_drain(client, *_unit(unit))
+
+
 class _Drain:
-    """The numbers one drain job holds: their leases and epochs, held-back contacts, and the loop over streams."""
+    """The units one drain job holds: their leases and epochs, held-back contacts, and the loop over streams."""
 
     def __init__(self, client: redis.Redis) -> None:
         settings = get_settings()
         self.client = client
         self.batch = settings.inbound_batch
         self.linger_s = settings.drain_linger_ms / 1000
-        self.tokens: dict[int, str] = {}  # numbers held -> lock token (shared with the heartbeat thread)
-        self.epochs: dict[int, int | None] = {}
-        self.held: dict[int, set[str]] = {}  # per number: contacts whose earlier event failed (order kept)
-        self.lost: set[int] = set()  # numbers whose lock the heartbeat found in other hands
+        self.tokens: dict[str, str] = {}  # units held -> lock token (shared with the heartbeat thread)
+        self.epochs: dict[str, int | None] = {}
+        self.held: dict[str, set[str]] = {}  # per unit: contacts whose earlier event failed (order kept)
+        self.lost: set[str] = set()  # units whose lock the heartbeat found in other hands
         self.renewed_at = time.monotonic()
         self.guard = threading.Lock()
         self.renew = client.register_script(_RENEW)
         self.release = client.register_script(_RELEASE)
-        self.totals = {"stored": 0, "duplicates": 0, "events": 0, "held": 0, "failed": 0, "numbers": 0}
+        self.totals = {"stored": 0, "duplicates": 0, "events": 0, "held": 0, "failed": 0, "lanes": 0}
 
     # --- the lease ---------------------------------------------------------------------------------------------
 
     @contextmanager
     def heartbeat(self) -> Iterator[None]:
-        """Renew the leases of the held numbers every ``HEARTBEAT_S`` while the block runs."""
+        """Renew the leases of the held units every ``HEARTBEAT_S`` while the block runs."""
         stop = threading.Event()
         beat = threading.Thread(target=self._beat, args=(stop,), name="drain-heartbeat", daemon=True)
         beat.start()
@@ -179,14 +211,14 @@ class _Drain:
             began = time.monotonic()
             try:
                 pipe = self.client.pipeline(transaction=False)
-                for instance_id, token in held:
-                    self.renew(keys=[DRAIN_LOCK.format(instance_id), DRAIN_FLAG.format(instance_id)],
+                for unit, token in held:
+                    self.renew(keys=[DRAIN_LOCK.format(unit), DRAIN_FLAG.format(unit)],
                                args=[token, LOCK_TTL_MS], client=pipe)
                 kept = pipe.execute() if held else []
             except redis.RedisError:
                 continue  # Redis out of reach: the main loop fails too, or the lease lapses and another drain fences
             with self.guard:
-                self.lost.update(instance_id for (instance_id, _), ok in zip(held, kept, strict=True) if not ok)
+                self.lost.update(unit for (unit, _), ok in zip(held, kept, strict=True) if not ok)
                 self.renewed_at = began
 
     def _lease_lapsed(self) -> bool:
@@ -197,43 +229,56 @@ class _Drain:
     def _drop_lost(self) -> None:
         with self.guard:
             lost, self.lost = self.lost & set(self.tokens), set()
-        for instance_id in lost:
-            self._drop(instance_id)
+        for unit in lost:
+            self._drop(unit)
 
-    def _drop(self, instance_id: int) -> None:
-        """Forget a number another drain took over: its keys and its pending entries are that drain's now."""
-        log.warning("drain of instance %s lost its lock; the drain that took it carries on", instance_id)
-        self._forget(instance_id)
+    def _drop(self, unit: str) -> None:
+        """Forget a unit another drain took over: its keys and its pending entries are that drain's now."""
+        log.warning("drain of %s lost its lock; the drain that took it carries on", _name(unit))
+        self._forget(unit)
 
-    def _forget(self, instance_id: int) -> str:
+    def _forget(self, unit: str) -> str:
         with self.guard:
-            token = self.tokens.pop(instance_id)
-        self.epochs.pop(instance_id, None)
+            token = self.tokens.pop(unit)
+        self.epochs.pop(unit, None)
         return token
 
-    # --- taking, reading and leaving numbers -------------------------------------------------------------------
+    # --- taking, reading and leaving units ---------------------------------------------------------------------
 
-    def take(self, instance_id: int) -> bool:
-        """Lock a number for this job, fence it, and settle its leftovers (entries read before but not finished)."""
+    def take(self, unit: str) -> bool:
+        """Lock a unit for this job, fence it, and settle its leftovers (entries read before but not finished).
+
+        A lane of a number whose stream of before lanes still exists is not taken: that stream goes first (its
+        drain is woken, and wakes the lanes when it has emptied and removed the stream), so a contact's events
+        queued before an upgrade are handled before its new ones.
+        """
+        instance_id, lane = _unit(unit)
+        stream = IN_STREAM.format(unit)
+        legacy_exists = bool(self.client.exists(IN_STREAM.format(drain_unit(instance_id, None))))
+        if legacy_exists != (lane is None):
+            # a lane behind the stream of before lanes, or that stream already gone (an old job, a late wake-up)
+            self.client.zrem(DRAIN_QUEUED, unit)
+            if lane is not None:
+                wake_inbound_drain(self.client, instance_id)
+            return False
         token = f"{_lock_owner()}|{secrets.token_hex(8)}"
-        if not self.client.set(DRAIN_LOCK.format(instance_id), token, nx=True, px=LOCK_TTL_MS):
+        if not self.client.set(DRAIN_LOCK.format(unit), token, nx=True, px=LOCK_TTL_MS):
             return False
         with self.guard:
-            self.tokens[instance_id] = token
+            self.tokens[unit] = token
             self.renewed_at = time.monotonic()
         pipe = self.client.pipeline(transaction=False)
-        pipe.zrem(DRAIN_QUEUED, str(instance_id))
-        pipe.set(DRAIN_FLAG.format(instance_id), "1", px=LOCK_TTL_MS)  # lives as long as the lease from now on
+        pipe.zrem(DRAIN_QUEUED, unit)
+        pipe.set(DRAIN_FLAG.format(unit), "1", px=LOCK_TTL_MS)  # lives as long as the lease from now on
         pipe.execute()
-        self.held[instance_id] = set()
-        self.totals["numbers"] += 1
-        self.epochs[instance_id] = _claim(instance_id)
-        stream = IN_STREAM.format(instance_id)
+        self.held[unit] = set()
+        self.totals["lanes"] += 1
+        self.epochs[unit] = _claim(instance_id, lane)
         _ensure_group(self.client, stream)
         try:
-            self._settle(instance_id, self._history(instance_id))
+            self._settle(unit, self._history(unit))
         except LostDrain:
-            self._drop(instance_id)
+            self._drop(unit)
         return True
 
     def run(self) -> dict[str, int]:
@@ -243,34 +288,38 @@ class _Drain:
             self._drop_lost()
             if not self.tokens or self._lease_lapsed():
                 break
-            streams = {IN_STREAM.format(i): ">" for i in self.tokens}
+            streams = {IN_STREAM.format(unit): ">" for unit in self.tokens}
             got = _read(self.client, streams, self.batch, block_ms=BLOCK_MS)
-            for instance_id, entries in got.items():
+            for unit, entries in got.items():
                 try:
-                    self._process(instance_id, entries)
+                    self._process(unit, entries)
                 except LostDrain:
-                    self._drop(instance_id)
+                    self._drop(unit)
             now = time.monotonic()
             if got:
                 idle_since = now
             if now - idle_since > self.linger_s or now - began > MAX_RUN_S:
                 break
             self._adopt()
-        for instance_id in list(self.tokens):
-            self._leave(instance_id)
+        for unit in list(self.tokens):
+            self._leave(unit)
         return self.totals
 
     def _adopt(self) -> None:
-        """Take numbers whose drain job has waited too long for a free worker."""
+        """Take units whose drain job has waited too long for a free worker."""
         due = now_ms() - ADOPT_AFTER_MS
         for member in self.client.zrangebyscore(DRAIN_QUEUED, "-inf", due, start=0, num=ADOPT_MAX):
             if len(self.tokens) >= ADOPT_MAX:
                 return
-            self.take(int(member))
+            unit = member.decode() if isinstance(member, bytes) else member
+            if parse_unit(unit) is None:
+                self.client.zrem(DRAIN_QUEUED, member)  # names nothing this version drains
+            elif unit not in self.tokens:
+                self.take(unit)
 
-    def _history(self, instance_id: int) -> list:
-        """Every entry of the number's stream delivered to the drains but not finished, in stream order."""
-        stream = IN_STREAM.format(instance_id)
+    def _history(self, unit: str) -> list:
+        """Every entry of the unit's stream delivered to the drains but not finished, in stream order."""
+        stream = IN_STREAM.format(unit)
         entries, start = [], "0"
         while reply := self.client.xreadgroup(IN_GROUP, CONSUMER, {stream: start}, count=self.batch):
             chunk = reply[0][1]
@@ -283,95 +332,100 @@ class _Drain:
             entries.extend(e for e in chunk if e[1])
         return entries
 
-    def _leave(self, instance_id: int) -> None:
+    def _leave(self, unit: str) -> None:
         """Hand a stream back: release the lock, clear the flag, then queue a new drain for anything not delivered.
 
-        The lock goes first, so a drain queued from here finds the number free. Clearing the flag before looking
+        The lock goes first, so a drain queued from here finds the unit free. Clearing the flag before looking
         closes the race with a connector that appended an event just before: either its SET NX saw no flag and
-        queued a job itself, or its event is in the stream and seen here.
+        queued a job itself, or its event is in the stream and seen here. The number's stream of before lanes is
+        removed once empty, and its lanes, which waited for it, are woken.
         """
         client = self.client
-        stream = IN_STREAM.format(instance_id)
-        self.release(keys=[DRAIN_LOCK.format(instance_id)], args=[self._forget(instance_id)])
-        client.delete(DRAIN_FLAG.format(instance_id))
+        instance_id, lane = _unit(unit)
+        stream = IN_STREAM.format(unit)
+        self.release(keys=[DRAIN_LOCK.format(unit)], args=[self._forget(unit)])
+        client.delete(DRAIN_FLAG.format(unit))
+        if lane is None and not self.held[unit] and client.register_script(_DROP_IF_EMPTY)(keys=[stream]):
+            wake_waiting(client, IN_STREAM.format(f"{instance_id}:*"))
+            return
         info = client.xinfo_stream(stream)
         group = next((g for g in client.xinfo_groups(stream) if g["name"] in (IN_GROUP, IN_GROUP.encode())), None)
         if group and info["last-generated-id"] != group["last-delivered-id"] and info["length"]:
-            wake_inbound_drain(client, instance_id)
-        if self.held[instance_id]:
+            wake_inbound_drain(client, instance_id, lane)
+        if self.held[unit]:
             # events that failed wait for a later try; their tries are counted until they are set aside
             Queue(INBOUND_QUEUE, connection=client).enqueue_in(
-                timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB, instance_id, job_timeout=DRAIN_JOB_TIMEOUT_S,
+                timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB, instance_id, lane, job_timeout=DRAIN_JOB_TIMEOUT_S,
                 result_ttl=0, failure_ttl=86400)
 
     def abandon(self, *, wake: bool) -> None:
-        """Hand back every number still held after the job was cut short; their events stay pending.
+        """Hand back every unit still held after the job was cut short; their events stay pending.
 
         Where Redis is out of reach this does what it can, and the leases lapse by themselves.
 
         Args:
-            wake: queue a new drain for each number at once (after RQ's timeout: the try that hung is counted).
+            wake: queue a new drain for each unit at once (after RQ's timeout: the try that hung is counted).
                 Otherwise the flag stays up as "a job is queued", for RQ retries the failed job.
         """
-        for instance_id in list(self.tokens):
-            token = self._forget(instance_id)
+        for unit in list(self.tokens):
+            token = self._forget(unit)
             try:
-                self.release(keys=[DRAIN_LOCK.format(instance_id)], args=[token])
+                self.release(keys=[DRAIN_LOCK.format(unit)], args=[token])
                 if wake:
-                    self.client.delete(DRAIN_FLAG.format(instance_id))
-                    wake_inbound_drain(self.client, instance_id)
+                    self.client.delete(DRAIN_FLAG.format(unit))
+                    _wake(self.client, unit)
                 else:
-                    self.client.set(DRAIN_FLAG.format(instance_id), "1", ex=FLAG_TTL_S)
+                    self.client.set(DRAIN_FLAG.format(unit), "1", ex=FLAG_TTL_S)
             except redis.RedisError:
                 pass  # Redis is out of reach: the lease lapses by itself
 
     # --- storing -----------------------------------------------------------------------------------------------
 
-    def _parse(self, instance_id: int, entries: list) -> list[tuple[bytes, dict, object]]:
+    def _parse(self, unit: str, entries: list) -> list[tuple[bytes, dict, object]]:
         """Decode entries; a malformed one is set aside at once (it will never read better)."""
         parsed = []
         for entry_id, fields in entries:
             try:
                 parsed.append((entry_id, fields, decode_inbound(fields)))
             except ValidationError as exc:
-                self._bury(instance_id, entry_id, fields, MALFORMED, exc.errors()[0]["msg"], 0)
+                self._bury(unit, entry_id, fields, MALFORMED, exc.errors()[0]["msg"], 0)
         return parsed
 
-    def _process(self, instance_id: int, entries: list) -> None:
+    def _process(self, unit: str, entries: list) -> None:
         """Store newly read entries in one transaction; if that fails, try them one at a time."""
-        held = self.held[instance_id]
-        parsed = self._parse(instance_id, entries)
+        held = self.held[unit]
+        parsed = self._parse(unit, entries)
         ready = [item for item in parsed if _contact_key(item[2]) not in held]
         self.totals["held"] += len(parsed) - len(ready)
         if not ready:
             return
         try:
-            applied = _apply(instance_id, [event for _, _, event in ready], self.epochs[instance_id])
+            applied = _apply(unit, [event for _, _, event in ready], self.epochs[unit])
         except _STOP:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad event must not block the batch: try one at a time
-            log.warning("batch of %s events for instance %s failed (%s); trying them one at a time",
-                        len(ready), instance_id, _where(exc))
+            log.warning("batch of %s events for %s failed (%s); trying them one at a time",
+                        len(ready), _name(unit), _where(exc))
             for entry_id, fields, event in ready:
                 if _contact_key(event) in held:
                     self.totals["held"] += 1
                     continue
-                self._try_alone(instance_id, entry_id, fields, event)
+                self._try_alone(unit, entry_id, fields, event)
             return
-        self._finish(instance_id, [entry_id for entry_id, _, _ in ready], applied)
+        self._finish(unit, [entry_id for entry_id, _, _ in ready], applied)
         self.totals["events"] += len(ready)
 
-    def _settle(self, instance_id: int, entries: list) -> None:
+    def _settle(self, unit: str, entries: list) -> None:
         """Try leftovers one at a time: per contact in stream order, the least-tried contact first.
 
         A leftover was read by a drain that did not finish it: that drain died, hung or failed on it or on an
         event of its batch. Trying each alone finds the culprit; trying the least-tried first lets every other
         contact through before the culprit's next try, which may kill this job too.
         """
-        parsed = self._parse(instance_id, entries)
+        parsed = self._parse(unit, entries)
         if not parsed:
             return
-        tries = self.client.hmget(IN_ATTEMPTS_HASH.format(instance_id), [entry_id for entry_id, _, _ in parsed])
+        tries = self.client.hmget(IN_ATTEMPTS_HASH.format(unit), [entry_id for entry_id, _, _ in parsed])
         queues: dict[str, deque] = {}
         for order, ((entry_id, fields, event), tried) in enumerate(zip(parsed, tries, strict=True)):
             queues.setdefault(_contact_key(event), deque()).append((int(tried or 0), order, entry_id, fields, event))
@@ -379,60 +433,60 @@ class _Drain:
             key = min(queues, key=lambda k: queues[k][0][:2])
             tried, _, entry_id, fields, event = queues[key].popleft()
             if tried >= MAX_ATTEMPTS:  # its worker died or hung on every try
-                self._bury(instance_id, entry_id, fields, STUCK, "", tried)
-            elif not self._try_alone(instance_id, entry_id, fields, event):
+                self._bury(unit, entry_id, fields, STUCK, "", tried)
+            elif not self._try_alone(unit, entry_id, fields, event):
                 del queues[key]  # its contact's later events wait, in order, for the next try
                 continue
             if not queues[key]:
                 del queues[key]
 
-    def _try_alone(self, instance_id: int, entry_id: bytes, fields: dict, event) -> bool:
+    def _try_alone(self, unit: str, entry_id: bytes, fields: dict, event) -> bool:
         """One event in its own transaction, its try counted before it runs; False when it failed and waits."""
-        tried = self.client.hincrby(IN_ATTEMPTS_HASH.format(instance_id), entry_id, 1)
+        tried = self.client.hincrby(IN_ATTEMPTS_HASH.format(unit), entry_id, 1)
         try:
-            applied = _apply(instance_id, [event], self.epochs[instance_id])
+            applied = _apply(unit, [event], self.epochs[unit])
         except _STOP:
             raise
         except Exception as exc:  # noqa: BLE001 - counted, tried again later, then kept in the failed stream
-            log.warning("event %s of instance %s failed on try %s (%s)", entry_id, instance_id, tried, _where(exc))
+            log.warning("event %s of %s failed on try %s (%s)", entry_id, _name(unit), tried, _where(exc))
             if tried >= MAX_ATTEMPTS:
-                self._bury(instance_id, entry_id, fields, ERROR, _describe(exc), tried)
+                self._bury(unit, entry_id, fields, ERROR, _describe(exc), tried)
                 return True
-            self.held[instance_id].add(_contact_key(event))
+            self.held[unit].add(_contact_key(event))
             self.totals["held"] += 1
             return False
-        self._finish(instance_id, [entry_id], applied, counted=True)
+        self._finish(unit, [entry_id], applied, counted=True)
         self.totals["events"] += 1
         return True
 
-    def _finish(self, instance_id: int, entry_ids: list, applied: Applied, counted: bool = False) -> None:
+    def _finish(self, unit: str, entry_ids: list, applied: Applied, counted: bool = False) -> None:
         """After commit: publish commands and timers, tell live views, then drop the entries from the stream."""
-        stream = IN_STREAM.format(instance_id)
+        stream = IN_STREAM.format(unit)
         runs.publish_effects(self.client, applied.effects)
         live.touch(self.client, applied.workspaces)
         pipe = self.client.pipeline(transaction=False)
         pipe.xack(stream, IN_GROUP, *entry_ids)
         pipe.xdel(stream, *entry_ids)
         if counted:
-            pipe.hdel(IN_ATTEMPTS_HASH.format(instance_id), *entry_ids)
+            pipe.hdel(IN_ATTEMPTS_HASH.format(unit), *entry_ids)
         pipe.execute()
         self.totals["stored"] += applied.stored
         self.totals["duplicates"] += applied.duplicates
 
-    def _bury(self, instance_id: int, entry_id: bytes, fields: dict, code: str, reason: str, tried: int) -> None:
-        """Move an event that cannot be stored to the failed stream (kept for the panel), never dropping it."""
-        stream = IN_STREAM.format(instance_id)
+    def _bury(self, unit: str, entry_id: bytes, fields: dict, code: str, reason: str, tried: int) -> None:
+        """Move an event that cannot be stored to the number's failed stream (kept for the panel), never dropping
+        it."""
+        stream = IN_STREAM.format(unit)
+        failed = IN_FAILED_STREAM.format(_unit(unit)[0])
         kept = {k: v for k, v in fields.items() if k in (b"e", "e")} or {"e": ""}
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(IN_FAILED_STREAM.format(instance_id),
-                  {**kept, "code": code, "reason": reason[:500], "tries": tried, "entry": entry_id})
+        pipe.xadd(failed, {**kept, "code": code, "reason": reason[:500], "tries": tried, "entry": entry_id})
         pipe.xack(stream, IN_GROUP, entry_id)
         pipe.xdel(stream, entry_id)
-        pipe.hdel(IN_ATTEMPTS_HASH.format(instance_id), entry_id)
+        pipe.hdel(IN_ATTEMPTS_HASH.format(unit), entry_id)
         pipe.execute()
         self.totals["failed"] += 1
-        log.error("event %s of instance %s set aside in %s (%s, %s tries)", entry_id, instance_id,
-                  IN_FAILED_STREAM.format(instance_id), code, tried)
+        log.error("event %s of %s set aside in %s (%s, %s tries)", entry_id, _name(unit), failed, code, tried)
 
 
 def _lock_owner(host: str | None = None, pid: int | None = None) -> str:
@@ -440,48 +494,72 @@ def _lock_owner(host: str | None = None, pid: int | None = None) -> str:
     return f"{host or socket.gethostname()}.{pid or os.getpid()}"
 
 
-def release_drains_of(client: redis.Redis, host: str, pid: int) -> list[int]:
-    """Free the numbers a dead worker process held and wake their drains; returns the numbers.
+def release_drains_of(client: redis.Redis, host: str, pid: int) -> list[str]:
+    """Free the units a dead worker process held and wake their drains; returns the units (``"{id}:{lane}"``).
 
     Its leases would lapse within ``LOCK_TTL_MS`` anyway; freeing them when the worker is known dead saves those
-    seconds. Fencing (``instances.drain_epoch``) still protects the stored messages should the worker not be
-    dead after all.
+    seconds. Fencing (``drain_lanes.epoch``) still protects the stored messages should the worker not be dead
+    after all.
     """
     prefix = _lock_owner(host, pid).encode() + b"|"
     release = client.register_script(_RELEASE)
     freed = []
     for key in client.scan_iter(match=DRAIN_LOCK.format("*"), count=200):
+        unit = key.decode()[len(DRAIN_LOCK.format("")):]
+        if parse_unit(unit) is None:
+            continue
         token = client.get(key)
         if token and token.startswith(prefix) and release(keys=[key], args=[token]):
-            instance_id = int(key.rsplit(b":", 1)[-1])
-            client.delete(DRAIN_FLAG.format(instance_id))
-            wake_inbound_drain(client, instance_id)
-            freed.append(instance_id)
+            client.delete(DRAIN_FLAG.format(unit))
+            _wake(client, unit)
+            freed.append(unit)
     return freed
 
 
-def _claim(instance_id: int) -> int | None:
-    """Take the number's next fencing token (None for a number PostgreSQL does not know)."""
+def wake_waiting(client: redis.Redis, pattern: str) -> int:
+    """Queue a drain for every inbound stream matching ``pattern`` that holds events and whose unit no drain
+    holds (its flag may be left from a job that will not come); returns how many were woken."""
+    woken = 0
+    prefix = len(IN_STREAM.format(""))
+    for key in client.scan_iter(match=pattern, count=500):
+        unit = key.decode()[prefix:]
+        if parse_unit(unit) is not None and client.xlen(key) and not client.exists(DRAIN_LOCK.format(unit)):
+            client.delete(DRAIN_FLAG.format(unit))
+            _wake(client, unit)
+            woken += 1
+    return woken
+
+
+def _claim(instance_id: int, lane: int | None) -> int | None:
+    """Take the lane's next fencing token (None for a number PostgreSQL does not know)."""
+    row = LEGACY_LANE if lane is None else lane
     with session_scope() as session:
-        return session.scalar(update(Instance).where(Instance.id == instance_id)
-                              .values(drain_epoch=Instance.drain_epoch + 1).returning(Instance.drain_epoch))
+        chosen = select(Instance.id, literal(row), literal(1)).where(Instance.id == instance_id)
+        return session.scalar(
+            pg_insert(DrainLane).from_select(["instance_id", "lane", "epoch"], chosen)
+            .on_conflict_do_update(index_elements=[DrainLane.instance_id, DrainLane.lane],
+                                   set_={"epoch": DrainLane.epoch + 1})
+            .returning(DrainLane.epoch))
 
 
-def _read(client: redis.Redis, streams: dict[str, str], batch: int, block_ms: int | None = None) -> dict[int, list]:
-    """XREADGROUP of new entries on several streams; returns entries per instance id."""
+def _read(client: redis.Redis, streams: dict[str, str], batch: int, block_ms: int | None = None) -> dict[str, list]:
+    """XREADGROUP of new entries on several streams; returns entries per unit."""
     reply = client.xreadgroup(IN_GROUP, CONSUMER, streams, count=batch, block=block_ms)
-    return {int(stream.decode().rsplit(":", 1)[1]): entries for stream, entries in reply or [] if entries}
+    prefix = len(IN_STREAM.format(""))
+    return {stream.decode()[prefix:]: entries for stream, entries in reply or [] if entries}
 
 
-def _apply(instance_id: int, events: list, epoch: int | None) -> Applied:
-    """Store events in one transaction, fenced by the drain's epoch."""
+def _apply(unit: str, events: list, epoch: int | None) -> Applied:
+    """Store events in one transaction, fenced by the drain's epoch for the unit's lane."""
+    instance_id, lane = _unit(unit)
+    row = LEGACY_LANE if lane is None else lane
     try:
         with session_scope() as session:
-            return apply_events(session, instance_id, events, epoch)
+            return apply_events(session, instance_id, events, epoch, row)
     except AlreadyStored:
         # another transaction stored one of them after this one looked: once more, where the check sees it
         with session_scope() as session:
-            return apply_events(session, instance_id, events, epoch)
+            return apply_events(session, instance_id, events, epoch, row)
 
 
 def _contact_key(event) -> str:
@@ -529,13 +607,7 @@ def sweep() -> dict[str, int]:
     lost outside calls and unapplied results back to the calls pool (and prune month-old finished ones)."""
     client = get_redis()
     running = sync_instances(client)
-    woken = 0
-    for key in client.scan_iter(match=IN_STREAM.format("*"), count=500):
-        instance_id = key.decode().rsplit(":", 1)[1]
-        if instance_id.isdigit() and client.xlen(key) and not client.exists(DRAIN_LOCK.format(instance_id)):
-            client.delete(DRAIN_FLAG.format(instance_id))
-            wake_inbound_drain(client, int(instance_id))
-            woken += 1
+    woken = wake_waiting(client, IN_STREAM.format("*"))
     with session_scope() as session:
         republished = outbox.republish_pending(session, client)
         pruned = outbox.prune_claims(session, client)

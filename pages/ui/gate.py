@@ -18,6 +18,14 @@ ACTOR_KEY = "auth_actor"
 """The signed-in ``Actor``; pages read it from here."""
 TOKEN_KEY = "auth_token"
 """The login token the actor was read from."""
+COOKIE_ACTION_KEY = "auth_cookie_action"
+"""What ``app.py`` does to the browser's login cookie in its next run: "set" (``TOKEN_KEY``) or "clear"."""
+
+
+def store_token(token: str) -> None:
+    """Keep a new login token for this session, and have the next run put it in the browser's login cookie."""
+    st.session_state[TOKEN_KEY] = token
+    st.session_state[COOKIE_ACTION_KEY] = "set"
 
 
 def recheck() -> None:

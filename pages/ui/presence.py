@@ -12,6 +12,7 @@ import time
 import streamlit as st
 
 from pages.ui.feedback import attempt, flash, show_flash
+from pages.ui.gate import store_token
 from workbench.base.i18n import t
 from workbench.services import auth, routing, workspaces
 from workbench.services.auth import Actor
@@ -49,7 +50,9 @@ def _change_password(actor: Actor) -> None:
         flash(ACCOUNT_FLASH_KEY, "error", t("account.mismatch"))
         return
     with attempt(ACCOUNT_FLASH_KEY, t("account.password_saved")):
-        auth.change_own_password(actor, state.get("account_current") or "", state.get("account_new") or "")
+        # every login of the account ended (other tabs too); this tab goes on with a new one
+        store_token(auth.change_own_password(actor, state.get("account_current") or "",
+                                             state.get("account_new") or ""))
         for key in ("account_current", "account_new", "account_confirm"):
             state[key] = ""
 

@@ -1,4 +1,5 @@
-"""Browser checks: the panel served by ``streamlit run app.py``, driven by Playwright in Debian's chromium.
+"""Browser checks: the panel served by ``streamlit run panel.py`` (as ``python -m workbench up`` serves it),
+driven by Playwright in Debian's chromium.
 
 Every test here is skipped, with the reason in pytest's summary, when ``/usr/bin/chromium`` is missing
 (``.ci/run`` installs it when it can). Playwright drives that browser, so it downloads nothing. Every wait polls
@@ -47,13 +48,13 @@ def _healthy(base: str) -> bool:
 
 @pytest.fixture
 def app_server(servers, engine, r) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port, on the test database and Redis; yields its base URL."""
+    """``streamlit run panel.py`` on a free port, on the test database and Redis; yields its base URL."""
     port = _free_port()
     env = {**os.environ, **servers, "PYTHONPATH": str(ROOT)}
     streamlit = Path(sys.executable).with_name("streamlit")
     log = tempfile.NamedTemporaryFile(prefix="browser-streamlit-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        [str(streamlit), "run", "app.py", "--server.headless=true", f"--server.port={port}",
+        [str(streamlit), "run", "panel.py", "--server.headless=true", f"--server.port={port}",
          "--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

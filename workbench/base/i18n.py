@@ -2299,7 +2299,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "account.new_help": "Pelo menos {min} caracteres.",
         "account.confirm": "Repita a nova senha",
         "account.save_password": "Trocar senha",
-        "account.password_saved": "Senha trocada.",
+        "account.password_saved": "Senha trocada. As outras sessões desta conta foram encerradas.",
         "account.mismatch": "A nova senha e a repetição não são iguais.",
         "settings.tab.quick": "Respostas rápidas",
         "team_admin.status": "Situação",

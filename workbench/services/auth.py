@@ -8,13 +8,18 @@ attempts without success, further attempts of that e-mail from that address wait
 one (while waiting, no password is checked: even the right one is refused). Every attempt is counted before the
 password is checked, under the row's lock, so racing attempts cannot exceed the count; a success clears it.
 Someone guessing a known e-mail therefore slows down only their own address: the right password from another
-address still works. Unknown e-mails are counted, checked (against a dummy hash) and refused exactly like known
+address still works. A second count per address alone (``login_address_max_failures``) stops one address from
+trying a password against many e-mails; a success only takes its own attempt back from it, so logging in to
+one's own account does not reset it. This machine (no address) and private or shared networks
+(``SHARED_NETWORKS``: a LAN, or every browser when a proxy is not trusted) have no such count, so they cannot all
+be locked out at once. Unknown e-mails are counted, checked (against a dummy hash) and refused exactly like known
 ones, so neither the messages nor the timing tell which accounts exist.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import threading
 from dataclasses import dataclass
@@ -121,8 +126,13 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
         AuthError: wrong e-mail or password (one message for both).
     """
     email = email.strip().lower()
+    settings = get_settings()
     key = _throttle_key(email, address)
-    retry_after_s = _count_attempt(key)
+    address_key = (_address_key(address) if address and settings.login_address_max_failures
+                   and not _shared_address(address) else None)
+    # both counts take this attempt, so a refusal by one still counts in the other
+    retry_after_s = max(_count_attempt(key, settings.login_max_failures),
+                        _count_attempt(address_key, settings.login_address_max_failures) if address_key else 0)
     if retry_after_s:
         raise LoginThrottled(retry_after_s)
     with session_scope() as session:
@@ -138,6 +148,9 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
             user.password_hash = _hasher.hash(password)
         user.last_login_at = now()
         session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+        if address_key:
+            session.execute(update(LoginThrottle).where(LoginThrottle.key == address_key, LoginThrottle.failures > 0)
+                            .values(failures=LoginThrottle.failures - 1))
         actor = _actor_for(session, user)
         token = open_session(session, actor)
     return actor, token
@@ -155,11 +168,32 @@ def _throttle_key(email: str, address: str | None) -> str:
     return hashlib.sha256(f"{email}\n{address or ''}".encode()).hexdigest()
 
 
-def _count_attempt(key: str) -> int:
-    """Count one attempt as a failure (a success clears it later); returns the seconds left to wait, or 0.
+SHARED_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
+    "fc00::/7", "fe80::/10", "::1/128"))
+"""Private, carrier-grade NAT, link-local and loopback networks: many people may share one of their addresses
+(a LAN, a proxy or Docker's gateway when the panel does not trust the proxy), so they get no count of their own."""
+
+
+def _shared_address(address: str) -> bool:
+    """Whether ``address`` may stand for many people (``SHARED_NETWORKS``; anything unparsable too)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    return any(ip in net for net in SHARED_NETWORKS if net.version == ip.version)
+
+
+def _address_key(address: str) -> str:
+    """The throttle row of an address alone (no trimmed e-mail starts with a line break, so no e-mail's row)."""
+    return hashlib.sha256(f"\n\n{address}".encode()).hexdigest()
+
+
+def _count_attempt(key: str, max_failures: int) -> int:
+    """Count one attempt as a failure (a success takes it back later); returns the seconds left to wait, or 0.
 
     Runs and commits before the password check, holding the row's lock, so every racing attempt is counted and
-    only ``login_max_failures`` of them reach the check before the wait begins.
+    only ``max_failures`` of them reach the check before the wait begins.
     """
     settings = get_settings()
     at = now()
@@ -173,7 +207,7 @@ def _count_attempt(key: str) -> int:
             row.failures = 0
         row.failures += 1
         row.last_attempt_at = at
-        over = row.failures - settings.login_max_failures
+        over = row.failures - max_failures
         row.blocked_until = (at + timedelta(seconds=settings.login_lockout_s * 2 ** min(over, MAX_DOUBLINGS))
                              if over >= 0 else None)
         _forget_old_attempts(session, at)
@@ -236,8 +270,20 @@ def logout(token: str | None) -> None:
                         .values(revoked_at=now()))
 
 
-def change_own_password(actor: Actor, current: str, new: str) -> None:
-    """*Minha conta*: change one's own password, proving the current one first (open logins stay open).
+def revoke_logins(session: Session, user_id: int) -> None:
+    """End every open login of an account (each of its tabs ends at its next interaction)."""
+    session.execute(update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+                    .values(revoked_at=now()))
+
+
+def change_own_password(actor: Actor, current: str, new: str) -> str:
+    """*Minha conta*: change one's own password, proving the current one first.
+
+    Every open login of the account ends with the old password — other tabs and browsers, and the caller's own
+    token, which may be what leaked — and the caller gets a new login in the same transaction.
+
+    Returns:
+        The new login's token (the panel keeps it, and puts it in the browser's cookie).
 
     Raises:
         AuthError: the current password is wrong. InvalidInput: the new one is too short.
@@ -249,3 +295,5 @@ def change_own_password(actor: Actor, current: str, new: str) -> None:
         raise AuthError("wrong current password", key="error.current_password")
     with session_scope() as session:
         session.execute(update(User).where(User.id == actor.user_id).values(password_hash=new_hash))
+        revoke_logins(session, actor.user_id)
+        return open_session(session, actor)

@@ -21,12 +21,14 @@ Refused: across workspaces (an id of another workspace is ``NotFound``), the sam
 and while either contact has a live funnel run — active, waiting or paused (``Conflict``: stop it first; a run's
 timers and replies are tied to its conversation).
 
-Concurrency: before reading anything it changes, a merge locks, in this order and each in id order, the numbers of
-both contacts (``FOR NO KEY UPDATE``, the lock every inbound drain transaction takes first: drains of those numbers
-wait for the merge, and a batch in flight finishes before it), both conversations (``FOR UPDATE``, the lock an
-agent's tag or funnel start takes before touching the contact) and both contacts. Every writer takes these locks in
-the same order, so they queue instead of deadlocking; the live-run check runs under them. Inbound messages of the
-two numbers wait for the merge (milliseconds; a long conversation's messages move in one statement each).
+Concurrency: before reading anything it changes, a merge locks, in this order and each in id order, the inbound lanes
+of both numbers (their ``drain_lanes`` rows, ``FOR NO KEY UPDATE``: the lock every inbound drain transaction takes
+first; the rows of both contacts' lanes and of the numbers' streams of before lanes are created if missing, so no
+drain of those contacts can start unseen: drains of those numbers wait for the merge, and a batch in flight finishes
+before it), both conversations (``FOR UPDATE``, the lock an agent's tag or funnel start takes before touching the
+contact) and both contacts. Every writer takes these locks in the same order, so they queue instead of deadlocking;
+the live-run check runs under them. Inbound messages of the two numbers wait for the merge (milliseconds; a long
+conversation's messages move in one statement each).
 
 After the merge, a message from the removed (number, phone) pair creates a **new** contact and conversation by the
 usual inbound rule: nothing maps that pair to the kept contact (the person may have two phones in use); merge again
@@ -38,22 +40,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from sqlalchemy import BigInteger, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from connector.contracts import inbound_lanes, lane_of
 from workbench.base.errors import Conflict, InvalidInput, NotFound
 from workbench.services import runs
 from workbench.services.auth import Actor
 from workbench.services.contact_card import display_name, tag_names
 from workbench.store import live
 from workbench.store.bus import get_redis
+from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import (
+    LEGACY_LANE,
     ActivityEvent,
     Contact,
     ContactTag,
     Conversation,
+    DrainLane,
     FunnelRun,
     Instance,
     Message,
@@ -172,6 +179,23 @@ def _conversations(session: Session, *contact_ids: int, lock: bool = False) -> d
     return {conv.contact_id: conv for conv in session.scalars(query)}
 
 
+def _lock_lanes(session: Session, *contacts: Contact) -> None:
+    """Lock the inbound lanes of the contacts' numbers (module docstring), creating the rows of the contacts' lanes
+    and of the numbers' streams of before lanes if no drain made them yet."""
+    try:
+        client = get_redis()
+        counts = {c.instance_id: inbound_lanes(client, c.instance_id) for c in contacts}
+    except redis.RedisError:
+        counts = {c.instance_id: get_settings().inbound_lanes for c in contacts}  # no drain runs without Redis
+    rows = {(c.instance_id, lane) for c in contacts
+            for lane in (LEGACY_LANE, lane_of({"kind": "message", "phone": c.phone}, counts[c.instance_id]))}
+    with session_scope() as own:  # committed first: then every row is locked in one order, as a merge beside does
+        own.execute(pg_insert(DrainLane).values([{"instance_id": i, "lane": k} for i, k in sorted(rows)])
+                    .on_conflict_do_nothing())
+    session.execute(select(DrainLane.lane).where(DrainLane.instance_id.in_(counts))
+                    .order_by(DrainLane.instance_id, DrainLane.lane).with_for_update(key_share=True)).all()
+
+
 def _has_live_run(session: Session, *contact_ids: int) -> bool:
     return session.scalar(select(FunnelRun.id).where(FunnelRun.contact_id.in_(contact_ids),
                                                       FunnelRun.status.in_(runs.LIVE)).limit(1)) is not None
@@ -269,8 +293,7 @@ def merge(actor: Actor, keep_id: int, other_id: int, choices: Mapping[str, str] 
         keep, other = _pair(session, actor, keep_id, other_id, lock=False)
         # Locks in the order the other writers take them (module docstring): the numbers, then the conversations,
         # then the contacts, each in id order. Reading again under the locks: a concurrent merge may have won.
-        session.execute(select(Instance.id).where(Instance.id.in_({keep.instance_id, other.instance_id}))
-                        .order_by(Instance.id).with_for_update(key_share=True)).all()
+        _lock_lanes(session, keep, other)
         convs = _conversations(session, keep.id, other.id, lock=True)
         keep, other = _pair(session, actor, keep_id, other_id, lock=True)
         if _has_live_run(session, keep.id, other.id):

@@ -2,9 +2,10 @@
 
 An event lands there when it cannot be read (``malformed``), or when handling it raised (``error``) or hung or
 killed its worker (``stuck``) on every one of its tries (``engine/worker/jobs.py``). Nothing else removes it:
-admins and supervisors see it on Conexões and either send it back to the number's inbound stream
-(*Reprocessar*: a new drain takes it at the end of the stream, its tries counted from zero; a message that was
-stored after all is absorbed as a duplicate) or delete it (*Descartar*).
+admins and supervisors see it on Conexões and either send it back to the number's inbound events
+(*Reprocessar*: it goes to the end of its contact's lane, ``connector.contracts.lane_of``, where a new drain takes
+it, its tries counted from zero; a message that was stored after all is absorbed as a duplicate) or delete it
+(*Descartar*).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from connector.contracts import (
     Receipt,
     SendAck,
     decode_inbound,
+    drain_unit,
+    inbound_lanes,
+    lane_of,
     wake_inbound_drain,
 )
 from workbench.base.errors import Conflict, NotFound
@@ -76,7 +80,8 @@ def list_failures(actor: Actor, instance_id: int, limit: int = LIST_LIMIT) -> tu
 
 
 def retry_failure(actor: Actor, instance_id: int, failure_id: str) -> None:
-    """Send a set-aside event back to the number's inbound stream and wake a drain (admins and supervisors)."""
+    """Send a set-aside event back to its lane of the number's inbound events and wake that lane's drain (admins
+    and supervisors)."""
     _check(actor, instance_id)
     client = get_redis()
     key, entry_id = IN_FAILED_STREAM.format(instance_id), _entry_id(failure_id)
@@ -85,12 +90,14 @@ def retry_failure(actor: Actor, instance_id: int, failure_id: str) -> None:
         raise NotFound("failure", key="error.failure_not_found")
     payload = _field(found[0][1], "e")
     try:
-        decode_inbound({"e": payload})
+        event = decode_inbound({"e": payload})
     except ValidationError as exc:
         raise Conflict("unreadable event", key="error.failure_unreadable") from exc
-    if not client.register_script(_REQUEUE)(keys=[key, IN_STREAM.format(instance_id)], args=[entry_id, payload]):
+    lane = lane_of(event, inbound_lanes(client, instance_id))
+    stream = IN_STREAM.format(drain_unit(instance_id, lane))
+    if not client.register_script(_REQUEUE)(keys=[key, stream], args=[entry_id, payload]):
         raise NotFound("failure", key="error.failure_not_found")  # someone else handled it meanwhile
-    wake_inbound_drain(client, instance_id)
+    wake_inbound_drain(client, instance_id, lane)
 
 
 def discard_failure(actor: Actor, instance_id: int, failure_id: str) -> None:

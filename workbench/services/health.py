@@ -24,7 +24,7 @@ from rq import Worker
 from rq.scheduler import RQScheduler
 from sqlalchemy import create_engine, func, select, text
 
-from connector.contracts import IN_FAILED_STREAM, STATUS_HASH
+from connector.contracts import IN_FAILED_STREAM, STATUS_HASH, inbound_backlog
 from workbench.base.clock import now
 from workbench.services.auth import Actor
 from workbench.store.config import get_settings
@@ -42,6 +42,8 @@ SECRETS_SAMPLED = 50
 OUTBOX_LATE = timedelta(minutes=5)
 QUEUES = ("inbound", "default")  # the workers' queues (workbench/launcher.py), whose scheduler locks we look at
 STALE_HEARTBEAT_S = 15
+INBOUND_BACKLOG_WARN = 1000
+"""Inbound events waiting in one number's lanes above which the workers are said to fall behind."""
 TIMEOUT_S = 3
 
 
@@ -245,6 +247,10 @@ def _connectors(engine, client) -> list[Check]:
             lines.append(Check("connector", "fail", age, label))
         else:
             lines.append(Check("connector", "ok", f"heartbeat {round((now_ms - beat) / 1000, 1)} s ago", label))
+        backlog = inbound_backlog(client, instance_id)
+        if backlog >= INBOUND_BACKLOG_WARN:
+            lines.append(Check("inbound backlog", "warn", f"{backlog} inbound event(s) waiting for the workers: "
+                               "start more workers (`python -m workbench workers`)", label))
         waiting = client.xlen(IN_FAILED_STREAM.format(instance_id))
         if waiting:
             lines.append(Check("failed events", "warn", f"{waiting} inbound event(s) set aside (Connections page)",

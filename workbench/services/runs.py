@@ -6,7 +6,8 @@ fields, notifications, routing, one ``funnel_events`` row per node execution. Ti
 timeouts) are RQ jobs scheduled after commit that carry the run's wait token, so a stale job does nothing;
 the sweep re-schedules overdue ones after a Redis loss.
 
-Concurrency: inbound messages of one number are handled by one drain job at a time, and timer jobs and
+Concurrency: inbound messages of one conversation are handled by one drain job at a time (its contact's inbound
+lane; other contacts of the number may be handled at once by other workers), and timer jobs and
 outside call results (``on_call_result``, from the calls pool) take the run's row lock (``FOR UPDATE``), so a
 run is never walked by two workers at once.
 

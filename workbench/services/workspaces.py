@@ -14,7 +14,7 @@ from workbench.base.clock import now
 from workbench.base.errors import Conflict, InvalidInput, NotFound
 from workbench.base.i18n import t
 from workbench.services import routing
-from workbench.services.auth import Actor, create_user, generate_password, hash_password
+from workbench.services.auth import Actor, create_user, generate_password, hash_password, revoke_logins
 from workbench.services.funnels import install_examples
 from workbench.services.workspace_settings import DefaultReply
 from workbench.store import live
@@ -24,7 +24,6 @@ from workbench.store.db import session_scope
 from workbench.store.models import (
     ROLES,
     ActivityEvent,
-    AuthSession,
     Conversation,
     Setting,
     Team,
@@ -376,8 +375,7 @@ def set_active(actor: Actor, user_id: int, active: bool) -> int:
             if member.role == "admin":
                 _keep_an_admin(session, actor, user.id)
             user.is_active = False
-            session.execute(update(AuthSession).where(AuthSession.user_id == user.id,
-                                                      AuthSession.revoked_at.is_(None)).values(revoked_at=now()))
+            revoke_logins(session, user.id)
             session.flush()
             released = routing.release_agent(session, actor.workspace_id, user.id, actor.user_id)
         else:
@@ -404,8 +402,7 @@ def set_password(actor: Actor, user_id: int, password: str) -> Credentials:
         member = _member(session, actor, user_id)
         user = session.get(User, member.user_id, with_for_update=True)
         user.password_hash = password_hash
-        session.execute(update(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
-                        .values(revoked_at=now()))
+        revoke_logins(session, user.id)
         _audit(session, actor, "password_reset", "user", user.id)
         email = user.email
     return Credentials(email, password)

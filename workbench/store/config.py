@@ -34,10 +34,14 @@ class Settings(BaseModel):
     send_min_gap_ms: int = Field(1000, description="Shortest gap between two sends of one number (0 = none).")
     sends_per_minute: int = Field(40, description="Most messages one number sends per minute (0 = no limit).")
     inbound_batch: int = Field(200, description="Most inbound events stored in one transaction.")
+    inbound_lanes: int = Field(4, ge=1, le=64, description="Inbound lanes per number: how many workers can drain "
+                               "one number's contacts at once (connector/contracts.py, lane_of).")
     drain_linger_ms: int = Field(2000, description="How long an inbound job waits for more events before it ends.")
     outbox_republish_after_s: int = Field(30, description="Pending outbox rows older than this are re-published.")
     login_max_failures: int = Field(5, description="Failed logins of one e-mail from one client address before "
                                                    "further tries from there must wait.")
+    login_address_max_failures: int = Field(30, description="Failed logins from one public client address, whatever "
+                                            "the e-mails, before every try from there must wait (0 = no such limit).")
     login_lockout_s: int = Field(60, description="First wait after too many failed logins (doubles with each "
                                                  "further failure).")
     session_ttl_h: int = Field(72, description="How long a login survives without activity.")

@@ -138,7 +138,8 @@ class AuthSession(Base):
 
 
 class LoginThrottle(Base):
-    """Recent login attempts of one e-mail from one client address (``workbench.services.auth``).
+    """Recent login attempts of one e-mail from one client address, or of one address whatever the e-mails
+    (``workbench.services.auth``).
 
     ``key`` is a hash of both, so neither typed e-mails (nor a password typed in the e-mail field) nor client
     addresses are stored. Rows are forgotten a day after their last attempt.
@@ -186,8 +187,6 @@ class Instance(Base):
     state_reason: Mapped[str | None] = mapped_column(Text)
     state_at: Mapped[datetime | None]
     settings: Mapped[dict[str, Any]] = mapped_column(server_default=sql("'{}'::jsonb"))
-    # the fencing token of inbound drains: +1 each time a drain takes the number (engine/worker/jobs.py)
-    drain_epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = _created()
     removed_at: Mapped[datetime | None]
 
@@ -203,6 +202,24 @@ CONTACT_SEARCH_TEXT = (
 )
 """What the Contatos search looks in (names, e-mail, company and field values, not field names), lower case and
 without accents; kept by PostgreSQL (a generated column), so every writer keeps it right."""
+
+
+LEGACY_LANE = -1
+"""The ``drain_lanes.lane`` of a number's single inbound stream of before lanes (``wb:in:{id}``)."""
+
+
+class DrainLane(Base):
+    """The fencing token of one inbound lane of a number (``engine/worker/jobs.py``).
+
+    A drain that takes lane ``lane`` of the number adds one to ``epoch``; every transaction that stores the lane's
+    events locks this row (``FOR NO KEY UPDATE``) and compares the value it took. Lane -1 is the number's single
+    stream of before lanes (``wb:in:{id}``), drained first after an upgrade.
+    """
+
+    __tablename__ = "drain_lanes"
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    lane: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class Contact(Base):
