@@ -31,11 +31,15 @@ alone for its single stream of before lanes, still drained after an upgrade — 
 from __future__ import annotations
 
 import json
+import re
 import time
 import zlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationInfo, model_validator
+from pydantic_core import PydanticSerializationError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 IN_STREAM = "wb:in:{}"
 IN_LANES_HASH = "wb:in-lanes"
@@ -118,8 +122,30 @@ class MediaRef(BaseModel):
 MAX_ID_CHARS = 128
 """Longest WhatsApp message id or JID a stored message may carry (what the database keeps)."""
 MAX_PHONE_DIGITS = 32
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""9999-12-31 23:59:59.999 UTC: the last instant a stored time (Python's ``datetime``) can name."""
+MAX_ROW_ID = 2**63 - 1
+"""Largest row id (PostgreSQL's bigint)."""
 STORABLE = {"storable": True}
 """Validation context of the workers' reading (``decode_inbound``): see ``InboundMessage``."""
+
+
+def _storable_id(name: str, value: str | None) -> None:
+    """Refuse an id or JID the database could not keep or match: empty, too long, with NUL or a lone surrogate
+    (neither is in any WhatsApp id, and PostgreSQL stores neither)."""
+    if value is None:
+        return
+    if not 1 <= len(value) <= MAX_ID_CHARS or "\x00" in value:
+        raise ValueError(f"{name}: 1 to {MAX_ID_CHARS} characters, without NUL, needed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name}: not valid Unicode") from None
+
+
+def _storable_time(timestamp_ms: int) -> None:
+    if not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"timestamp_ms: 0 to {MAX_TIMESTAMP_MS} needed")
 
 
 class InboundMessage(BaseModel):
@@ -131,9 +157,10 @@ class InboundMessage(BaseModel):
 
     When the workers read it (``decode_inbound``), a message the database could not keep is refused as
     malformed, so it is set aside at once (kept in ``wb:in-failed:{i}``) rather than failing five times: a
-    phone without 1 to ``MAX_PHONE_DIGITS`` WhatsApp digits, an id or JID longer than ``MAX_ID_CHARS``. The
-    connector builds messages without that check, so nothing is lost before it reaches Redis. Text (push
-    name, text, ``raw``) is cleaned where it is stored.
+    phone without 1 to ``MAX_PHONE_DIGITS`` WhatsApp digits, an id or JID that is empty, longer than
+    ``MAX_ID_CHARS`` or holds NUL or a lone surrogate, a time outside 1970 to 9999. The connector builds messages
+    without that check, so nothing is lost before it reaches Redis. Text (push name, text, ``raw``) is cleaned
+    where it is stored. The other events are checked the same way for the ids and times they carry.
     """
 
     kind: Literal["message"] = "message"
@@ -159,9 +186,8 @@ class InboundMessage(BaseModel):
         if not 1 <= len(phone_digits(self.phone)) <= MAX_PHONE_DIGITS:
             raise ValueError(f"phone: 1 to {MAX_PHONE_DIGITS} ASCII digits needed")
         for name in ("wa_id", "chat_jid", "sender_jid", "quoted_id", "target_id"):
-            value = getattr(self, name)
-            if value is not None and not 1 <= len(value) <= MAX_ID_CHARS:
-                raise ValueError(f"{name}: 1 to {MAX_ID_CHARS} characters needed")
+            _storable_id(name, getattr(self, name))
+        _storable_time(self.timestamp_ms)
         return self
 
 
@@ -177,6 +203,15 @@ class SendAck(BaseModel):
     timestamp_ms: int
     chat: str | None = None  # the JID (else phone) the command went to: picks the lane, as its receipts' does
 
+    @model_validator(mode="after")
+    def _storable(self, info: ValidationInfo) -> SendAck:
+        if (info.context or {}).get("storable"):
+            if not 1 <= self.outbox_id <= MAX_ROW_ID:
+                raise ValueError("outbox_id: not a row id")
+            _storable_id("wa_id", self.wa_id)
+            _storable_time(self.timestamp_ms)
+        return self
+
 
 class Receipt(BaseModel):
     """Delivery or read receipts for messages we sent."""
@@ -187,6 +222,14 @@ class Receipt(BaseModel):
     status: Literal["delivered", "read"]
     timestamp_ms: int
     chat: str | None = None  # the chat's JID (else phone): the lane of the ack of the messages it names
+
+    @model_validator(mode="after")
+    def _storable(self, info: ValidationInfo) -> Receipt:
+        if (info.context or {}).get("storable"):
+            for wa_id in self.wa_ids:
+                _storable_id("wa_ids", wa_id)
+            _storable_time(self.timestamp_ms)
+        return self
 
 
 class StateChange(BaseModel):
@@ -199,6 +242,12 @@ class StateChange(BaseModel):
     phone: str | None = None
     push_name: str | None = None
     timestamp_ms: int
+
+    @model_validator(mode="after")
+    def _storable(self, info: ValidationInfo) -> StateChange:
+        if (info.context or {}).get("storable"):
+            _storable_time(self.timestamp_ms)
+        return self
 
 
 InboundEvent = Annotated[InboundMessage | SendAck | Receipt | StateChange, Field(discriminator="kind")]
@@ -249,9 +298,27 @@ class ControlCommand(BaseModel):
     wa_ids: list[str] | None = None
 
 
+def without_surrogates(value: Any) -> Any:
+    """A JSON value with every lone UTF-16 surrogate (an unpaired ``\\ud800`` escape) in its texts, keys included,
+    replaced by U+FFFD: no UTF-8 text, Redis key or database column can hold one. What the workers store would be
+    cleaned the same way (``workbench.store.text.clean_text``)."""
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_surrogates(v) for v in value]
+    return value
+
+
 def encode(event: BaseModel) -> dict[str, str]:
-    """Stream fields for an event (one JSON field, so nested data survives)."""
-    return {"e": event.model_dump_json(exclude_none=True)}
+    """Stream fields for an event (one JSON field, so nested data survives); a lone surrogate in its texts, which
+    JSON in UTF-8 cannot carry, arrives as U+FFFD rather than stopping the event (``without_surrogates``)."""
+    try:
+        return {"e": event.model_dump_json(exclude_none=True)}
+    except PydanticSerializationError:
+        cleaned = without_surrogates(event.model_dump(mode="json", exclude_none=True))
+        return {"e": json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))}
 
 
 def decode_inbound(fields: dict[bytes | str, bytes | str]) -> InboundMessage | SendAck | Receipt | StateChange:

@@ -48,6 +48,7 @@ from connector.contracts import (
     Receipt,
     now_ms,
     phone_digits,
+    without_surrogates,
 )
 from connector.media import MediaError, media_path, store_media
 from connector.transport import NotConnectedError, SendError, SendUncertainError, Transport, TransportEvents
@@ -539,25 +540,27 @@ class SandboxTransport(Transport):
         """Hand one inbox entry to the relay, then acknowledge it to the network."""
         if fields:  # an entry deleted from the stream while pending comes back empty
             try:
-                payload = json.loads(fields[b"p"])
+                # a lone surrogate escape would stop every write of the entry (Redis, the stream, the spool)
+                payload = without_surrogates(json.loads(fields[b"p"]))
                 event = self._to_inbound(payload) if payload["kind"] == "message" else Receipt(
                     instance_id=self.instance_id, wa_ids=payload["wa_ids"], status=payload["status"],
                     timestamp_ms=payload["timestamp_ms"], chat=payload["lead"])
-            except (ValueError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+            except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError; a
+                # TypeError is a field of the wrong shape (a list where an object belongs)
                 # It can never be delivered; keeping it would block the inbox behind it forever.
                 log.error("instance %s: dropping malformed sandbox entry %s (%s)", self.instance_id,
                           _text(entry_id), type(exc).__name__)
             else:
                 if isinstance(event, InboundMessage):
                     self.events.on_message(event)
-                    self.network.raise_status(payload["lead"], phone, [event.wa_id], "delivered")
+                    self.network.raise_status(event.phone, phone, [event.wa_id], "delivered")
                 else:
                     self.events.on_receipt(event)
         self.redis.xack(inbox, INBOX_GROUP, entry_id)
 
     def _to_inbound(self, payload: dict[str, Any]) -> InboundMessage:
         """The neutral message for a network entry, with its media downloaded into the media store."""
-        lead = payload["lead"]
+        lead = normalize_phone(payload["lead"])  # the network's own form; a SandboxError is a ValueError
         raw = dict(payload.get("raw") or {})
         media = None
         if payload.get("media"):

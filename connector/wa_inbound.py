@@ -28,7 +28,15 @@ from neonize.exc import NeonizeError
 from neonize.proto.Neonize_pb2 import JID
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message, ProtocolMessage
 
-from connector.contracts import POLL_OPTIONS_KEY, InboundMessage, MediaRef, Receipt, now_ms, phone_digits
+from connector.contracts import (
+    MAX_TIMESTAMP_MS,
+    POLL_OPTIONS_KEY,
+    InboundMessage,
+    MediaRef,
+    Receipt,
+    now_ms,
+    phone_digits,
+)
 from connector.media import MediaError, MediaTooLarge, max_media_bytes, store_media
 
 log = logging.getLogger(__name__)
@@ -74,10 +82,10 @@ def content_field(message: Message) -> tuple[str, Any] | None:
 
 
 def to_ms(timestamp: int) -> int:
-    """neonize encodes message times in milliseconds (older builds: seconds); 0 means unknown."""
-    if timestamp <= 0:
-        return now_ms()
-    return timestamp if timestamp > 10**11 else timestamp * 1000
+    """neonize encodes message times in milliseconds (older builds: seconds); 0 means unknown, and so does a time
+    past the year 9999 (the sender's clock, not a real moment): the message is kept, with the time it arrived."""
+    ms = timestamp if timestamp > 10**11 else timestamp * 1000
+    return ms if 0 < ms <= MAX_TIMESTAMP_MS else now_ms()
 
 
 def _has(message: Any, field: str) -> bool:

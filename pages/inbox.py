@@ -45,7 +45,7 @@ from workbench.services import (
     workspaces,
 )
 from workbench.store.config import get_settings
-from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_NAME_CHARS
+from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_NAME_CHARS, MAX_SEARCH_CHARS
 
 actor = st.session_state["auth_actor"]
 
@@ -231,7 +231,7 @@ def _conversation_list(rows: list[dict[str, Any]], selected: int | None) -> None
                          format_func=lambda s: t(f"inbox.filter.{s}"), label_visibility="collapsed")
     with st.container(horizontal=True, vertical_alignment="center"):
         st.text_input(t("inbox.search"), key="inbox_search", label_visibility="collapsed",
-                      placeholder=t("inbox.search"), icon=":material/search:")
+                      placeholder=t("inbox.search"), icon=":material/search:", max_chars=MAX_SEARCH_CHARS)
         st.toggle(t("inbox.mine"), key="inbox_mine")
     if not rows:
         st.caption(t("inbox.empty"))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 
 from connector.claims import CLAIMS_DIR
@@ -23,6 +24,16 @@ from tests.fake_llm import fake_llm  # noqa: F401 - the scripted OpenAI-compatib
 from workbench.services import runs, workspace_settings
 from workbench.store import bus, db
 from workbench.store.config import get_settings
+
+# Hypothesis profiles (``--hypothesis-profile=NAME``): "ci" by default, fixed and bounded (the same examples on
+# every run, no example database written into the repository); "bench" for ``bench/fuzz.py``'s larger, random
+# runs (``WORKBENCH_FUZZ_EXAMPLES`` examples per pure target). Fuzz tests scale these with ``tests.fuzzing.scaled``.
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("ci", max_examples=500, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("bench", parent=settings.get_profile("ci"), derandomize=False,
+                          max_examples=int(os.environ.get("WORKBENCH_FUZZ_EXAMPLES", "20000")))
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -107,7 +107,9 @@ def test_pair_by_phone_code(r, network):
         wait_state(r, 1, "awaiting_qr")
         command = contracts.ControlCommand(action="pair_phone", phone="+55 11 99000-0001")
         r.rpush(contracts.CONTROL_LIST.format(1), command.model_dump_json())
-        code = wait_state(r, 1, "pairing")["pair_code"]
+        # the state is written first, then the code: there is a moment without one
+        code = wait_until(lambda: (s := status(r, 1)).get("state") == "pairing" and s.get("pair_code"),
+                          what="a pairing code")
         assert len(code) == 8
         assert not network.enter_pair_code(code, "5511990000009"), "a code only works on the phone it was asked for"
         assert network.enter_pair_code(code, BUSINESS, "Loja")

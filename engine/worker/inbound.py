@@ -98,8 +98,8 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
         if isinstance(event, InboundMessage):
             _store_message(session, instance, event, applied)
         elif isinstance(event, SendAck):
-            mark_acked(session, instance_id, event.outbox_id, event.ok, event.wa_id, event.error,
-                       _ts(event.timestamp_ms))
+            mark_acked(session, instance_id, event.outbox_id, event.ok, event.wa_id,
+                       clean_text(event.error)[0] if event.error is not None else None, _ts(event.timestamp_ms))
         elif isinstance(event, Receipt):
             _apply_receipt(session, instance_id, event)
         elif isinstance(event, StateChange):

@@ -331,8 +331,9 @@ def auto_layout(definition: Mapping[str, Any]) -> dict[str, Any]:
     ids = [n["id"] for n in nodes]
     succ: dict[str, list[str]] = {i: [] for i in ids}
     for edge in _edges(definition):
-        if edge.get("source") in succ and edge.get("target") in succ:
-            succ[edge["source"]].append(edge["target"])
+        source, target = edge.get("source"), edge.get("target")
+        if isinstance(source, str) and isinstance(target, str) and source in succ and target in succ:
+            succ[source].append(target)
     starts = [n["id"] for n in nodes if node_type_of(n) in REGISTRY and REGISTRY[node_type_of(n)].is_start]
     roots = starts or [i for i in ids if not any(i in targets for targets in succ.values())][:1]
     # Depth-first order to find back edges (loops), then longest-path layering over the remaining DAG.

@@ -70,13 +70,12 @@ from workbench.store.models import (
     WorkspaceMember,
     is_row_id,
 )
-from workbench.store.text import CONTACT_FIELD_KEY, clean_text
+from workbench.store.text import CONTACT_FIELD_KEY, MAX_SEARCH_CHARS, clean_text, like_pattern
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 COUNT_CAP = 10_000
 """The count stops here: the page shows "10.000+" instead of counting a huge list on every click."""
-MAX_SEARCH_CHARS = 200
 MAX_LIST_ITEMS = 50
 """Most tags per tag condition, and most field conditions, in one filter."""
 MAX_SEGMENT_NAME = 120
@@ -156,11 +155,6 @@ def parse_filter(data: dict[str, Any] | ContactFilter | None) -> ContactFilter:
 # -- the query ------------------------------------------------------------------------------------------------
 
 
-def _like(text: str) -> str:
-    """``%text%`` for LIKE with the user's own ``%``, ``_`` and ``\\`` taken literally."""
-    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
-
-
 def _sort_value(sort: str) -> ColumnElement[Any]:
     """The expression a sort orders by (never NULL, so keyset comparisons hold); each has its index (0006)."""
     if sort == "name":
@@ -225,7 +219,7 @@ def _field_condition(cond: FieldCondition, field_type: str) -> ColumnElement[boo
         is_true = func.lower(text_value).in_(_TRUE)
         return is_true if truthy else and_(text_value != "", not_(is_true))
     if cond.op == "contains":
-        return text_value.ilike(_like(value))
+        return text_value.ilike(like_pattern(value))
     return func.lower(text_value) == value.lower()
 
 
@@ -264,10 +258,10 @@ def searchable(text: str) -> str:
 def _search(text: str) -> ColumnElement[bool]:
     """Name, WhatsApp name, e-mail, company or a field's value contains the text (case and accents ignored), or
     the phone contains its digits ("+55 (11) 98765-4321" finds 5511987654321)."""
-    parts = [Contact.search_text.like(_like(searchable(text)))]
+    parts = [Contact.search_text.like(like_pattern(searchable(text)))]
     digits = re.sub(r"\D", "", text)
     if len(digits) >= 3:
-        parts.append(Contact.phone.like(_like(digits)))
+        parts.append(Contact.phone.like(like_pattern(digits)))
     return or_(*parts)
 
 

@@ -69,7 +69,7 @@ from workbench.store.models import (
     is_row_id,
 )
 from workbench.store.outages import after_commit
-from workbench.store.text import MAX_CONTACT_FIELDS, clean_text
+from workbench.store.text import MAX_CONTACT_FIELDS, clean_text, like_pattern
 
 SEARCH_LIMIT = 20
 MAX_SEARCH_CHARS = 100
@@ -95,7 +95,7 @@ def search_contacts(actor: Actor, text: str, exclude_id: int | None = None) -> l
     words = clean_text(text or "", limit=MAX_SEARCH_CHARS)[0].strip()
     if not words:
         return []
-    like = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    like = like_pattern(words)
     query = select(Contact.id, Contact.name, Contact.push_name, Contact.phone, Instance.name.label("instance")) \
         .join(Instance, Instance.id == Contact.instance_id) \
         .where(Contact.workspace_id == actor.workspace_id,

@@ -42,7 +42,7 @@ from workbench.store.models import (
     is_row_id,
 )
 from workbench.store.outages import after_commit
-from workbench.store.text import clean_text
+from workbench.store.text import MAX_SEARCH_CHARS, clean_text, like_pattern
 
 LIST_LIMIT = 200
 
@@ -104,8 +104,8 @@ def list_conversations(actor: Actor, status: str | None = "open", mine: bool = F
         query = query.where(Conversation.status == status)
     if mine:
         query = query.where(Conversation.agent_id == actor.user_id)
-    if search:
-        like = f"%{clean_text(search)[0].strip()}%"
+    if search and (words := clean_text(search, limit=MAX_SEARCH_CHARS)[0].strip()):
+        like = like_pattern(words)  # a typed % or _ is looked for, not a wildcard
         query = query.where(or_(Contact.name.ilike(like), Contact.push_name.ilike(like), Contact.phone.like(like)))
     query = query.order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc()).limit(limit)
     with session_scope() as session:

@@ -26,6 +26,8 @@ MAX_CONTACT_NAME_CHARS = 255
 MAX_CONTACT_FIELDS = 50
 MAX_CONTACT_FIELD_CHARS = 1_000
 """Longest custom field value: a note or an address, not a document."""
+MAX_SEARCH_CHARS = 200
+"""Longest search the lists take (the Contatos list, the inbox): a name, a phone or an e-mail, not a document."""
 CONTACT_FIELD_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 """A custom field's name: what funnel templates reach as ``{{contact.custom_data.KEY}}`` (the funnel's own rule
 for field names, ``engine/core/nodes/base.py``)."""
@@ -89,3 +91,9 @@ def preview(text: str | None, length: int = 120) -> str | None:
         return None
     line = " ".join(text.split())
     return line if len(line) <= length else line[: length - 1] + "…"
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` for ``LIKE`` / ``ILIKE`` with the user's own ``%``, ``_`` and ``\\`` taken literally (PostgreSQL's
+    default escape character is the backslash)."""
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"

@@ -190,8 +190,14 @@ def _check_node(position: int, item: Any, graph: _Graph) -> list[Problem]:
 def pydantic_problems(exc: ValidationError, node_id: str) -> list[Problem]:
     """One problem per schema error, in pt-BR: the catalog's words for pydantic's own error types, our messages
     for the errors our validators raise."""
+    try:
+        errors = exc.errors(include_url=False)
+    except UnicodeEncodeError:
+        # pydantic cannot write a message quoting a value with a lone surrogate (stored drafts are cleaned of
+        # them, a canvas state or an unsaved import is not): say so for the node instead of failing
+        return [Problem("invalid_field", t("definition.pydantic.string_unicode"), node_id=node_id)]
     problems = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
         kind = err["type"]
         path = ".".join(str(part) for part in err["loc"])
         key = f"definition.pydantic.{kind}"

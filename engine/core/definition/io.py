@@ -55,7 +55,8 @@ def import_json(text: str | bytes) -> dict[str, Any]:
     Only the reading is checked here (size, JSON syntax, numbers a database can hold, the ``{nodes, edges}``
     shape); run ``validate_definition`` on the result before saving it.
     """
-    size = len(text.encode("utf-8") if isinstance(text, str) else text)
+    # surrogatepass: a str holding a lone surrogate is measured here and cleaned where it is stored
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     if size > MAX_DEFINITION_BYTES:
         raise DefinitionImportError(t("definition.import.too_large", size_kb=size // 1024,
                                       max_kb=MAX_DEFINITION_BYTES // 1024))
