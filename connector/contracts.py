@@ -20,6 +20,8 @@ Redis layout (``{i}`` = instance id)::
     wb:lock:in:{i}     string  the drain holding the number: its token, a short lease renewed while it runs
     wb:in-attempts:{i} hash    entry id -> tries of an event handled on its own (counted before each try)
     wb:in-failed:{i}   stream  events set aside (malformed, or failed MAX tries): the event, code, reason, tries
+    wb:in-mark:{i}     string  set by the connector: its absence means Redis lost its data, and the connector
+                               publishes its journal again (``connector.spool``)
     wb:poll:{i}:{id}   string  JSON list of the options of the poll the neonize connector sent as WhatsApp id
                                ``id``: votes name options by SHA-256, so they are read back through it (expires)
 """
@@ -43,6 +45,7 @@ DRAIN_QUEUED = "wb:drain:queued"
 DRAIN_LOCK = "wb:lock:in:{}"
 IN_ATTEMPTS_HASH = "wb:in-attempts:{}"
 IN_FAILED_STREAM = "wb:in-failed:{}"
+IN_MARK = "wb:in-mark:{}"
 POLL_OPTIONS_KEY = "wb:poll:{}:{}"
 OUT_GROUP = "connector"
 IN_GROUP = "workers"
