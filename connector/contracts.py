@@ -53,6 +53,8 @@ IN_GROUP = "workers"
 INBOUND_QUEUE = "inbound"
 DRAIN_JOB = "engine.worker.jobs.drain_inbound"
 DRAIN_JOB_TIMEOUT_S = 60
+DRAIN_RETRY_S, DRAIN_RETRIES = 2, 90
+"""A drain job that failed (PostgreSQL out of reach) is tried again every 2 s for 3 minutes."""
 """RQ ends a drain job after this long; a drain reads for at most 10 s, so only an event that hangs gets here."""
 
 MESSAGE_TYPES = (
@@ -271,10 +273,13 @@ def wake_inbound_drain(redis_client: Any, instance_id: int) -> None:
         from rq import Queue, Retry
 
         redis_client.zadd(DRAIN_QUEUED, {str(instance_id): now_ms()}, nx=True)
-        # Retries cover a busy lock or PostgreSQL being down; the events stay in the stream meanwhile.
+        # Retries cover PostgreSQL being down; the events stay in the stream meanwhile. Every DRAIN_RETRY_S, not
+        # backing off: a try costs one refused connection, and a drain that backs off to a minute leaves the
+        # number's leads waiting up to that long after PostgreSQL is back (and their answers racing timers).
+        # Past the last try the sweep wakes the drain again.
         Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
             DRAIN_JOB, instance_id, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
-            retry=Retry(max=8, interval=[1, 2, 5, 10, 30, 60, 60, 60]),
+            retry=Retry(max=DRAIN_RETRIES, interval=DRAIN_RETRY_S),
         )
 
 
