@@ -93,6 +93,7 @@ class Report:
     stored: int = 0
     stored_duplicates: int = 0
     acked_not_stored: int = 0  # the pre-spool window: the sandbox was told "received", nothing was stored
+    unacked_at_kills: int = 0  # delivered to a connector and not yet acknowledged when it was killed
     replies_expected: int = 0
     replies_delivered: int = 0
     reply_duplicates: int = 0
@@ -137,13 +138,22 @@ class Report:
         }
         return {name: n for name, n in counts.items() if n}
 
+    def _faults_line(self) -> str:
+        times: dict[str, list[float]] = {}
+        for at, kind in self.faults:
+            times.setdefault(kind, []).append(at)
+        return ", ".join(
+            f"{kind} at {', '.join(f'{t:.0f}' for t in ats)} s" if len(ats) <= 3
+            else f"{len(ats)} × {kind} from {ats[0]:.0f} s to {ats[-1]:.0f} s" for kind, ats in times.items()) or "none"
+
     def lines(self) -> list[str]:
         """The report as printed lines."""
         after = ", ".join(f"{kind} {s:.1f} s" for kind, s in sorted(self.stall_after.items())) or "no faults"
         return [
             f"inbound: {self.sent} sent, {self.stored} stored, {self.stored_duplicates} duplicates, "
             f"{self.inbound_lost} lost ({self.acked_not_stored} of them acknowledged to the sandbox: the "
-            f"pre-spool window)",
+            f"pre-spool window); {self.unacked_at_kills} delivered to a connector but not acknowledged when it "
+            f"was killed (redelivered)",
             f"replies: {self.replies_expected} expected, {self.replies_delivered} delivered, "
             f"{self.reply_duplicates} duplicated, {self.replies_unexpected} unexpected, {self.replies_lost} lost, "
             f"{self.replies_failed} failed sends",
@@ -155,8 +165,7 @@ class Report:
             f"longest stall with events waiting: {self.longest_stall_s:.1f} s from {self.longest_stall_at:.1f} s "
             f"(longest after each fault: {after})",
             f"stalls over 2 s: {', '.join(f'{d:.1f} s from {t:.1f} s' for t, d in self.stalls) or 'none'}",
-            f"faults: {', '.join(f'{kind} at {t:.1f} s' for t, kind in self.faults) or 'none'}; "
-            f"{self.seconds:.0f} s in all",
+            f"faults: {self._faults_line()}; {self.seconds:.0f} s in all",
             "verdict: " + (", ".join(f"{n} {name}" for name, n in self.failures.items()) or "nothing lost or "
                            "duplicated"),
         ]
@@ -420,6 +429,8 @@ def _drive(plan: Plan, up: subprocess.Popen, network, redis_server, postgres, en
     """Send the leads' scripts, cause the faults, wait for the product to settle, and count."""
     from pgserver._commands import pg_ctl
 
+    from connector.sandbox import INBOX, INBOX_GROUP
+
     rng = random.Random(7)
     leads = _scripts(plan, rng)
     client = network.redis
@@ -439,6 +450,10 @@ def _drive(plan: Plan, up: subprocess.Popen, network, redis_server, postgres, en
             victims = _descendants(up, "workbench worker" if kind == "worker kill" else "connector run")
             if victims:
                 rng.choice(victims).kill()
+            if kind == "connector kill":
+                with contextlib.suppress(Exception):  # what the dead connector had in hand, unacknowledged
+                    report.unacked_at_kills += sum(client.xpending(INBOX.format(phone), INBOX_GROUP)["pending"]
+                                                   for phone in BUSINESS_PHONES)
         elif kind == "PostgreSQL stop":
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=postgres.pgdata, user=postgres.system_user)
             time.sleep(plan.pg_down_s)
