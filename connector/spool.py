@@ -202,7 +202,7 @@ class Spool:
             with self.journal_path.open("r", encoding="utf-8") as fh:
                 for raw in fh:
                     if not raw.endswith("\n"):
-                        break  # torn by a crash mid-write: that event was never published, so never acked
+                        break  # torn by a crash mid-write: the transport was not told yet, so it delivers it again
                     with contextlib.suppress(ValueError, KeyError):
                         line = json.loads(raw)
                         entries.append((line["s"], line["id"], line["e"]))
