@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from rq import Queue
 from sqlalchemy import func, select
 
 from connector.contracts import (
     CONTROL_LIST,
     IN_STREAM,
+    INBOUND_QUEUE,
     OUT_STREAM,
     ControlCommand,
     Receipt,
@@ -14,6 +16,7 @@ from connector.contracts import (
     StateChange,
     decode_outbound,
     now_ms,
+    wake_inbound_drain,
 )
 from tests.factories import (
     inbound,
@@ -146,7 +149,6 @@ def test_failing_event_is_retried_without_blocking_other_contacts(engine, r, mon
     run_jobs()
     assert [m.text for m in _messages(inst)] == ["outro contato"]  # 551101 waits, in order
     r.delete(f"wb:drain:{inst}")
-    from connector.contracts import wake_inbound_drain
 
     wake_inbound_drain(r, inst)
     run_jobs()
@@ -268,3 +270,12 @@ def test_a_busy_drain_adopts_numbers_whose_job_waits(engine, r, monkeypatch):
     run_jobs()  # B's own job finds nothing left to do
     assert len(_messages(second)) == 1
     get_settings.cache_clear()
+
+
+def test_a_drain_that_postgresql_refused_is_tried_again_at_a_steady_pace(r):
+    """Retries never back off beyond a couple of seconds, and last through a long outage: a back-off to a minute
+    answered leads up to a minute after PostgreSQL was back, and their answers lost the race with the timers."""
+    wake_inbound_drain(r, 42)
+    [job] = Queue(INBOUND_QUEUE, connection=r).get_jobs()
+    assert max(job.retry_intervals) <= 2
+    assert sum(job.retry_intervals[min(k, len(job.retry_intervals) - 1)] for k in range(job.retries_left)) >= 180
