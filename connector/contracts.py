@@ -14,7 +14,8 @@ Redis layout (``{i}`` = instance id)::
     wb:claim-horizons  hash    instance id -> JSON {"below": lowest pending outbox id or null, "at": ms}: which
                                send claims the connector may forget (``connector.claims``; the claims
                                themselves live in the data dir, where a Redis loss cannot take them)
-    wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
+    wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs (and
+                               "mirrored"; missing after a Redis loss: the supervisor then keeps its children)
     wb:drain:{i}       string  set while an inbound drain job is queued or running (one wake-up per burst)
     wb:drain:queued    zset    instance id -> when its drain was queued (running drains adopt late ones)
     wb:lock:in:{i}     string  the drain holding the number: its token, a short lease renewed while it runs
@@ -40,6 +41,8 @@ CONTROL_LIST = "wb:ctl:{}"
 STATUS_HASH = "wb:conn:{}"
 CLAIM_HORIZONS = "wb:claim-horizons"
 INSTANCES_HASH = "wb:instances"
+INSTANCES_MIRRORED = "mirrored"
+"""A field ``wb:instances`` always holds once mirrored, so "no number wanted" is never an empty (lost) hash."""
 DRAIN_FLAG = "wb:drain:{}"
 DRAIN_QUEUED = "wb:drain:queued"
 DRAIN_LOCK = "wb:lock:in:{}"
@@ -291,7 +294,10 @@ def publish_inbound(redis_client: Any, event: BaseModel) -> str:
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
-def desired_instances(redis_client: Any) -> dict[int, dict[str, Any]]:
-    """What the supervisor should run: instance id -> {"transport", "desired"}."""
+def desired_instances(redis_client: Any) -> dict[int, dict[str, Any]] | None:
+    """What the supervisor should run: instance id -> {"transport", "desired"}; None when ``wb:instances`` is
+    missing (Redis lost its data and the sweep has not mirrored PostgreSQL again yet: nobody knows)."""
     raw = redis_client.hgetall(INSTANCES_HASH)
-    return {int(k): json.loads(v) for k, v in raw.items()}
+    if not raw:
+        return None
+    return {int(k): json.loads(v) for k, v in raw.items() if k not in (INSTANCES_MIRRORED, INSTANCES_MIRRORED.encode())}
