@@ -20,7 +20,7 @@ waiting. Exits 1 when any scenario lost or duplicated anything.
 
     python bench/chaos.py                          # both scenarios at full size (about 12 minutes)
     python bench/chaos.py --messages 2000 --leads 100 --pg-down 20 --menu-timeout 60   # quicker
-    python bench/chaos.py --only Redis
+    python bench/chaos.py --only "lost its data"
 """
 
 from __future__ import annotations
