@@ -17,13 +17,16 @@ alone for its single stream of before lanes, still drained after an upgrade — 
     wb:claim-horizons  hash    instance id -> JSON {"below": lowest pending outbox id or null, "at": ms}: which
                                send claims the connector may forget (``connector.claims``; the claims
                                themselves live in the data dir, where a Redis loss cannot take them)
-    wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs
+    wb:instances       hash    instance id -> JSON {"transport", "desired"}: what the supervisor runs (and
+                               "mirrored"; missing after a Redis loss: the supervisor then keeps its children)
     wb:drain:{u}       string  set while the unit's drain job is queued or running (one wake-up per burst)
     wb:drain:queued    zset    unit -> when its drain was queued (running drains adopt late ones)
     wb:lock:in:{u}     string  the drain holding the unit: its token, a short lease renewed while it runs
     wb:in-attempts:{u} hash    entry id -> tries of an event handled on its own (counted before each try)
     wb:in-failed:{i}   stream  the number's events set aside (malformed, or failed MAX tries): the event, code,
                                reason, tries
+    wb:in-mark:{i}     string  set by the connector: its absence means Redis lost its data, and the connector
+                               publishes its journal again (``connector.spool``)
     wb:poll:{i}:{id}   string  JSON list of the options of the poll the neonize connector sent as WhatsApp id
                                ``id``: votes name options by SHA-256, so they are read back through it (expires)
 """
@@ -48,11 +51,14 @@ CONTROL_LIST = "wb:ctl:{}"
 STATUS_HASH = "wb:conn:{}"
 CLAIM_HORIZONS = "wb:claim-horizons"
 INSTANCES_HASH = "wb:instances"
+INSTANCES_MIRRORED = "mirrored"
+"""A field ``wb:instances`` always holds once mirrored, so "no number wanted" is never an empty (lost) hash."""
 DRAIN_FLAG = "wb:drain:{}"
 DRAIN_QUEUED = "wb:drain:queued"
 DRAIN_LOCK = "wb:lock:in:{}"
 IN_ATTEMPTS_HASH = "wb:in-attempts:{}"
 IN_FAILED_STREAM = "wb:in-failed:{}"
+IN_MARK = "wb:in-mark:{}"
 POLL_OPTIONS_KEY = "wb:poll:{}:{}"
 OUT_GROUP = "connector"
 IN_GROUP = "workers"
@@ -60,6 +66,8 @@ IN_GROUP = "workers"
 INBOUND_QUEUE = "inbound"
 DRAIN_JOB = "engine.worker.jobs.drain_inbound"
 DRAIN_JOB_TIMEOUT_S = 60
+DRAIN_RETRY_S, DRAIN_RETRIES = 2, 90
+"""A drain job that failed (PostgreSQL out of reach) is tried again every 2 s for 3 minutes."""
 """RQ ends a drain job after this long; a drain reads for at most 10 s, so only an event that hangs gets here."""
 
 DEFAULT_LANES = 4
@@ -406,10 +414,13 @@ def wake_inbound_drain(redis_client: Any, instance_id: int, lane: int | None = N
         from rq import Queue, Retry
 
         redis_client.zadd(DRAIN_QUEUED, {unit: now_ms()}, nx=True)
-        # Retries cover a busy lock or PostgreSQL being down; the events stay in the stream meanwhile.
+        # Retries cover PostgreSQL being down; the events stay in the stream meanwhile. Every DRAIN_RETRY_S, not
+        # backing off: a try costs one refused connection, and a drain that backs off to a minute leaves the
+        # number's leads waiting up to that long after PostgreSQL is back (and their answers racing timers).
+        # Past the last try the sweep wakes the drain again.
         Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
             DRAIN_JOB, instance_id, lane, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
-            retry=Retry(max=8, interval=[1, 2, 5, 10, 30, 60, 60, 60]),
+            retry=Retry(max=DRAIN_RETRIES, interval=DRAIN_RETRY_S),
         )
 
 
@@ -440,7 +451,10 @@ def inbound_backlog(redis_client: Any, instance_id: int) -> int:
     return sum(pipe.execute())
 
 
-def desired_instances(redis_client: Any) -> dict[int, dict[str, Any]]:
-    """What the supervisor should run: instance id -> {"transport", "desired"}."""
+def desired_instances(redis_client: Any) -> dict[int, dict[str, Any]] | None:
+    """What the supervisor should run: instance id -> {"transport", "desired"}; None when ``wb:instances`` is
+    missing (Redis lost its data and the sweep has not mirrored PostgreSQL again yet: nobody knows)."""
     raw = redis_client.hgetall(INSTANCES_HASH)
-    return {int(k): json.loads(v) for k, v in raw.items()}
+    if not raw:
+        return None
+    return {int(k): json.loads(v) for k, v in raw.items() if k not in (INSTANCES_MIRRORED, INSTANCES_MIRRORED.encode())}

@@ -14,14 +14,32 @@ than published directly, so the workers see events in the order the connector pr
 Delivery is at least once: a crash between publishing a line and cutting it off publishes it again on the
 next start, which the workers absorb (messages are unique on instance + WhatsApp id; acks, receipts and
 state changes are idempotent).
+
+**The journal: a Redis that loses its data.** An event in ``wb:in:{i}`` is safe only while Redis keeps it, and
+the transport was told "received" as soon as it got there, so WhatsApp will not send it again. So every event
+published is also written to a journal beside the spool, with the stream entry id it got::
+
+    <data_dir>/spool/<instance>.journal.jsonl   one JSON line per event in Redis not yet stored by the workers:
+                                                {"s": stream, "id": entry id, "e": the encode() payload}
+
+Each XADD goes through a script that appends only while the number's mark (``wb:in-mark:{i}``) exists: a Redis
+that restarted empty has no mark, so the first publish after it (or the journal keeper, once a second) finds
+out before any newer event is appended, publishes the whole journal again in its order, sets the mark, and
+only then publishes the new event: nothing is lost and each contact keeps its order. The workers delete an
+entry only after committing it, so a journal line whose entry id is older than the stream's first entry is
+stored (or set aside as failed): the keeper drops those lines once a second. The journal is written with
+``write`` on every publish (it survives the connector's death) and fsync'd once a second by the keeper: a
+machine that loses power may lose that last second, as an embedded Redis (AOF ``everysec``) would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +53,28 @@ log = logging.getLogger(__name__)
 
 SPOOL_DIR = "spool"
 REPLAY_BATCH = 500  # lines published between two cuts of the file (each cut rewrites what is left)
+JOURNAL_REWRITE_LINES = 256  # stored lines dropped from memory before the journal file is rewritten without them
+# XADD only while the number's mark exists (KEYS[1]): a Redis that lost its data has none.
+_XADD_IF_MARKED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
+"""
 
 
 def spool_path(data_dir: Path | str, instance_id: int) -> Path:
     """The spool file of one instance (whether or not it exists)."""
     return Path(data_dir) / SPOOL_DIR / f"{int(instance_id)}.jsonl"
+
+
+def journal_path(data_dir: Path | str, instance_id: int) -> Path:
+    """The journal of one instance: events in Redis that the workers have not stored yet (module docstring)."""
+    return Path(data_dir) / SPOOL_DIR / f"{int(instance_id)}.journal.jsonl"
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("ms-seq") as a number pair, so ids compare in stream order."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 
@@ -77,6 +112,19 @@ class Spool:
         if self._spooled:
             log.warning("instance %s: %d spooled events from an earlier run will be replayed", instance_id,
                         self._spooled)
+        self.mark = contracts.IN_MARK.format(instance_id)
+        self._xadd = redis_client.register_script(_XADD_IF_MARKED)
+        # Held around every XADD and every change of the journal (memory and file), so the journal's order is
+        # the streams' order and a replay after a Redis loss runs before any newer event is appended.
+        self._journal_lock = threading.Lock()
+        self.journal_path = journal_path(data_dir, instance_id)
+        self._journal: deque[tuple[str, str, str]] = deque(self._read_journal())  # (stream, entry id, payload)
+        self._journal_fd: int | None = None
+        self._journal_dropped = 0  # lines dropped from memory still in the file
+        self._journal_dirty = False
+        if self._journal:
+            log.info("instance %s: %d journaled events from an earlier run are checked against Redis",
+                     instance_id, len(self._journal))
 
     # -- life cycle ------------------------------------------------------------------------------------------
 
@@ -93,11 +141,21 @@ class Spool:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._journal_lock:
+            if self._journal_fd is not None:
+                os.fsync(self._journal_fd)
+                os.close(self._journal_fd)
+                self._journal_fd = None
 
     def pending(self) -> int:
         """How many events wait in the spool file."""
         with self._lock:
             return self._spooled
+
+    def journaled(self) -> int:
+        """How many events are in Redis and not known to be stored by the workers (tests, benchmarks)."""
+        with self._journal_lock:
+            return len(self._journal)
 
     # -- publishing ------------------------------------------------------------------------------------------
 
@@ -129,12 +187,111 @@ class Spool:
         return False
 
     def _publish(self, payload: dict[str, str], event: BaseModel | dict) -> int:
-        """Append one event to its lane's stream; returns the lane."""
+        """XADD one event to its lane's stream while the mark says Redis kept its data (else replay the journal
+        first), and journal it with its entry id; returns the lane."""
         if self.lanes is None:
             self.lanes = contracts.inbound_lanes(self.redis, self.instance_id, self.configured_lanes)
         lane = contracts.lane_of(event, self.lanes)
-        self.redis.xadd(contracts.IN_STREAM.format(contracts.drain_unit(self.instance_id, lane)), payload)
+        stream = contracts.IN_STREAM.format(contracts.drain_unit(self.instance_id, lane))
+        with self._journal_lock:
+            entry_id = self._xadd(keys=[self.mark, stream], args=[payload["e"]])
+            if entry_id is None:
+                self._republish_journal()
+                entry_id = self._xadd(keys=[self.mark, stream], args=[payload["e"]])
+                if entry_id is None:  # emptied again in between: the next publish finds out
+                    raise redis.ConnectionError("Redis lost its data while the journal was replayed")
+            self._journal_append(stream, entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+                                 payload["e"])
         return lane
+
+    # -- the journal -----------------------------------------------------------------------------------------
+
+    def _read_journal(self) -> list[tuple[str, str, str]]:
+        entries = []
+        try:
+            with self.journal_path.open("r", encoding="utf-8") as fh:
+                for raw in fh:
+                    if not raw.endswith("\n"):
+                        break  # torn by a crash mid-write: the transport was not told yet, so it delivers it again
+                    with contextlib.suppress(ValueError, KeyError):
+                        line = json.loads(raw)
+                        entries.append((line["s"], line["id"], line["e"]))
+        except FileNotFoundError:
+            pass
+        return entries
+
+    def _journal_append(self, stream: str, entry_id: str, payload: str) -> None:
+        """Remember one published event (called with the journal lock held)."""
+        if self._journal_fd is None:
+            private_dir(self.journal_path.parent)
+            self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+        os.write(self._journal_fd, (json.dumps({"s": stream, "id": entry_id, "e": payload}) + "\n").encode())
+        self._journal.append((stream, entry_id, payload))
+        self._journal_dirty = True
+
+    def _rewrite_journal(self) -> None:
+        """Write the journal file again from memory (called with the journal lock held)."""
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+        if self._journal:
+            replace_file(self.journal_path, "".join(json.dumps({"s": s, "id": i, "e": e}) + "\n"
+                                                    for s, i, e in self._journal))
+        else:
+            self.journal_path.unlink(missing_ok=True)
+        self._fsync_dir()
+        self._journal_dropped = 0
+        self._journal_dirty = False
+
+    def _republish_journal(self) -> None:
+        """Redis lost its data (no mark): publish every journaled event again, in order, and set the mark, in
+        one transaction (called with the journal lock held)."""
+        entries = list(self._journal)
+        with self.redis.pipeline(transaction=True) as pipe:
+            for stream, _, payload in entries:
+                pipe.xadd(stream, {"e": payload})
+            pipe.set(self.mark, "1")
+            ids = pipe.execute()[:-1]
+        if entries:
+            log.warning("instance %s: Redis lost its data; %d events not yet stored were published again",
+                        self.instance_id, len(entries))
+        self._journal = deque((stream, entry_id.decode() if isinstance(entry_id, bytes) else entry_id, payload)
+                              for (stream, _, payload), entry_id in zip(entries, ids, strict=True))
+        self._rewrite_journal()
+        # Wake the drains of every lane the journal published to (a lane of this number; None: its stream of
+        # before lanes).
+        for stream in {stream for stream, _, _ in entries}:
+            unit = contracts.parse_unit(stream.removeprefix(contracts.IN_STREAM.format("")))
+            if unit is not None and unit[1] is not None:
+                self._drain_owed.add(unit[1])
+
+    def _keep_journal(self) -> None:
+        """Once a second: replay the journal if Redis lost its data, else drop the lines the workers stored;
+        fsync what was written since."""
+        with self._journal_lock:
+            streams = sorted({stream for stream, _, _ in self._journal})
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.exists(self.mark)
+                for stream in streams:
+                    pipe.xrange(stream, "-", "+", count=1)
+                marked, *firsts = pipe.execute()
+            if not marked:
+                if self._journal:
+                    self._republish_journal()
+                return
+            oldest = {stream: (_entry_key(first[0][0].decode()) if first else None)
+                      for stream, first in zip(streams, firsts, strict=True)}
+            while self._journal:
+                stream, entry_id, _ = self._journal[0]
+                if oldest[stream] is not None and _entry_key(entry_id) >= oldest[stream]:
+                    break
+                self._journal.popleft()
+                self._journal_dropped += 1
+            if self._journal_dropped and (not self._journal or self._journal_dropped >= JOURNAL_REWRITE_LINES):
+                self._rewrite_journal()
+            elif self._journal_dirty and self._journal_fd is not None:
+                os.fsync(self._journal_fd)
+                self._journal_dirty = False
 
     def _wake_drains(self, lanes: set[int]) -> None:
         """Queue the drain jobs of these lanes (and of any owed); their events are already safe in the streams, so
@@ -227,8 +384,11 @@ class Spool:
                     lanes = self._replay_batch()
                     if lanes and self.pending():
                         self._wake.set()  # more to do and Redis answers: go on without waiting
+                self._keep_journal()
                 if lanes or self._drain_owed:
                     self._wake_drains(lanes)
+            except redis.RedisError as exc:
+                log.info("instance %s: journal not checked (%s)", self.instance_id, type(exc).__name__)
             except Exception:  # noqa: BLE001 - the thread must outlive a bad line or a disk hiccup
                 log.exception("instance %s: spool replay failed; retrying", self.instance_id)
 

@@ -5,7 +5,7 @@ Every ``poll_s`` it reads ``wb:instances`` and reconciles:
 - a wanted number without a child gets one (``python -m connector run``), unless it is waiting out a
   restart back-off or has used up its restart budget;
 - a child whose number is no longer wanted (stopped, removed, transport changed) gets SIGTERM, then
-  SIGKILL after ``grace_s``;
+  SIGKILL after ``grace_s``; a missing ``wb:instances`` (Redis lost it) stops nobody;
 - a child that exited on its own, stopped writing its heartbeat for ``heartbeat_timeout_s``, or grew past
   ``rss_cap_mb`` is restarted after a back-off (``backoff_base_s`` doubling up to ``backoff_max_s``, back to
   the base once a child stays up ``stable_s``). More than ``restart_budget`` restarts within
@@ -176,6 +176,11 @@ class Supervisor:
             # Leave every child as it is rather than act on a half-read list.
             log.error("supervisor: %s holds malformed JSON; skipping this pass", contracts.INSTANCES_HASH)
             return
+        if desired is None:
+            # Redis lost the list (it is mirrored from PostgreSQL by the sweep): stopping every number until the
+            # sweep runs again, possibly after PostgreSQL is back, would take them all offline. Keep the children
+            # and keep checking them.
+            desired = {i: {"transport": child.transport, "desired": "running"} for i, child in self.children.items()}
         wanted = {i: spec.get("transport", "sandbox") for i, spec in desired.items()
                   if spec.get("desired") == "running"}
         for instance_id, transport in wanted.items():

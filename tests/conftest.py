@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 
 from connector.claims import CLAIMS_DIR
+from connector.spool import SPOOL_DIR
 from tests.factories import fresh_database
 from tests.fake_llm import fake_llm  # noqa: F401 - the scripted OpenAI-compatible server fixture
 from workbench.services import runs, workspace_settings
@@ -134,8 +135,10 @@ def engine(servers):
 
 @pytest.fixture
 def r(servers) -> redis_lib.Redis:
-    """The product's Redis, flushed before the test, and the connectors' send claims (outbox ids start again)."""
+    """The product's Redis, flushed before the test, and the connectors' send claims (outbox ids start again) and
+    spools and journals (a journal would publish an earlier test's events into the emptied Redis)."""
     client = bus.get_redis()
     client.flushdb()
-    shutil.rmtree(Path(servers["WORKBENCH_DATA_DIR"]) / CLAIMS_DIR, ignore_errors=True)
+    for files in (CLAIMS_DIR, SPOOL_DIR):
+        shutil.rmtree(Path(servers["WORKBENCH_DATA_DIR"]) / files, ignore_errors=True)
     return client

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from rq.job import Job
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 
@@ -128,6 +129,22 @@ def test_timeout_branch_fires_and_stale_tokens_do_nothing(engine, r):
     assert len(bot_texts()) == 1  # a stale timer does nothing
     jobs.funnel_timer(run.id, run.wait_token)
     assert bot_texts()[-1].startswith("Sem problemas!")
+    assert the_run().status == "completed"
+
+
+def test_the_timer_of_a_new_runs_first_wait_names_that_run(engine, r):
+    """A run that waits at its first stop (welcome, then the menu) is a new row: its timer job must carry the id
+    the row got, or the timeout would only fire when the sweep finds it overdue."""
+    ws, inst, admin, _ = setup_workspace(("Boas-vindas", welcome_funnel))
+    say(inst, "oi", phone="5521955554444")  # warms the worker's caches: no query flushes the new run by chance
+    r.delete("rq:scheduled:default")
+    say(inst, "oi")
+    run = the_run()
+    [job_id] = r.zrange("rq:scheduled:default", 0, -1)
+    job = Job.fetch(job_id.decode(), connection=r)
+    assert list(job.args) == [run.id, run.wait_token]
+    jobs.funnel_timer(*job.args)
+    assert bot_texts()[-1].startswith("Quando quiser continuar")
     assert the_run().status == "completed"
 
 

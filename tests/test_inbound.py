@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from rq import Queue
 from sqlalchemy import func, select
 
 from connector.contracts import (
     CONTROL_LIST,
+    INBOUND_QUEUE,
     OUT_STREAM,
     ControlCommand,
     Receipt,
@@ -13,6 +15,7 @@ from connector.contracts import (
     StateChange,
     decode_outbound,
     now_ms,
+    wake_inbound_drain,
 )
 from tests.factories import (
     contact_lane,
@@ -148,7 +151,6 @@ def test_failing_event_is_retried_without_blocking_other_contacts(engine, r, mon
     assert [m.text for m in _messages(inst)] == ["outro contato"]  # 551101 waits, in order
     lane = contact_lane(inst, "551101")
     r.delete(f"wb:drain:{inst}:{lane}")
-    from connector.contracts import wake_inbound_drain
 
     wake_inbound_drain(r, inst, lane)
     run_jobs()
@@ -271,3 +273,12 @@ def test_a_busy_drain_adopts_lanes_whose_job_waits(engine, r, monkeypatch):
     run_jobs()  # B's own job finds nothing left to do
     assert len(_messages(second)) == 1
     get_settings.cache_clear()
+
+
+def test_a_drain_that_postgresql_refused_is_tried_again_at_a_steady_pace(r):
+    """Retries never back off beyond a couple of seconds, and last through a long outage: a back-off to a minute
+    answered leads up to a minute after PostgreSQL was back, and their answers lost the race with the timers."""
+    wake_inbound_drain(r, 42)
+    [job] = Queue(INBOUND_QUEUE, connection=r).get_jobs()
+    assert max(job.retry_intervals) <= 2
+    assert sum(job.retry_intervals[min(k, len(job.retry_intervals) - 1)] for k in range(job.retries_left)) >= 180

@@ -250,3 +250,32 @@ def test_the_connector_keeps_running_while_redis_is_down_and_loses_nothing(serve
         assert not spool_path(tmp_path, 7).exists()
         fake.fire(inbound(4))
         assert published()[-1] == "W004"
+
+
+def test_a_redis_that_lost_its_data_gets_every_event_not_yet_stored_again_in_order(server, tmp_path):
+    """The journal: events in Redis are kept on disk until the workers stored them, and published again, before
+    anything newer, when Redis comes back empty — by the next event, or by the keeper of a restarted connector."""
+    client = server.client()
+    stream = contracts.IN_STREAM.format(contracts.drain_unit(7, 0))
+    spool = Spool(client, 7, tmp_path, retry_s=0.05, lanes=1)  # one lane: one stream to look at
+    spool.start()
+    for n in (1, 2, 3):
+        assert spool.publish(_message(n))
+    client.xdel(stream, client.xrange(stream)[0][0])  # the workers stored M001 and removed it
+    wait_until(lambda: spool.journaled() == 2, what="the stored event to leave the journal")
+    client.flushall()  # Redis restarted without its data
+    assert spool.publish(_message(4))
+    assert _stream_ids(client) == ["M002", "M003", "M004"]  # the lost ones first, in their order
+    spool.stop()
+
+    client.flushall()  # again, while the connector is down
+    again = Spool(client, 7, tmp_path, retry_s=0.05, lanes=1)
+    again.start()
+    try:
+        wait_until(lambda: _stream_ids(client) == ["M002", "M003", "M004"], what="the journal to be replayed")
+        for entry_id, _ in client.xrange(stream):  # the workers store everything
+            client.xdel(stream, entry_id)
+        wait_until(lambda: again.journaled() == 0 and not spool_module.journal_path(tmp_path, 7).exists(),
+                   what="the journal to empty")
+    finally:
+        again.stop()

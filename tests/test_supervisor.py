@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -143,3 +144,16 @@ def test_a_second_supervisor_waits_for_the_first(r, processes):
     assert first.wait(DEADLINE_S) == 0
     assert not _alive(pid)
     _child_pid(r, second, 1)  # it took over once the first let go
+
+
+def test_a_desired_list_lost_with_redis_stops_nobody(r, processes):
+    """Redis came back without ``wb:instances`` (the sweep mirrors it from PostgreSQL again later, maybe after an
+    outage): the numbers keep running instead of all going offline until then. A mirrored list still rules."""
+    _desire(r, i1="running")
+    supervisor = processes.start("supervise", *FAST)
+    pid = _child_pid(r, supervisor, 1)
+    r.delete(contracts.INSTANCES_HASH)
+    time.sleep(1)  # many of the supervisor's passes with no list
+    assert _alive(pid)
+    _desire(r, i1="stopped")
+    wait_until(lambda: not _alive(pid), what="the connector to stop once the list says so")

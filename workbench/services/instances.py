@@ -10,7 +10,7 @@ import time
 import segno
 from sqlalchemy import select
 
-from connector.contracts import CONTROL_LIST, INSTANCES_HASH, STATUS_HASH, ControlCommand
+from connector.contracts import CONTROL_LIST, INSTANCES_HASH, INSTANCES_MIRRORED, STATUS_HASH, ControlCommand
 from workbench.base.clock import now
 from workbench.base.errors import InvalidInput, NotFound
 from workbench.services.auth import Actor
@@ -179,8 +179,7 @@ def sync_instances(redis_client=None) -> int:
     mapping = {str(i): json.dumps({"transport": t, "desired": d}) for i, t, d in rows}
     pipe = client.pipeline()
     pipe.delete(INSTANCES_HASH)
-    if mapping:
-        pipe.hset(INSTANCES_HASH, mapping=mapping)
+    pipe.hset(INSTANCES_HASH, mapping={INSTANCES_MIRRORED: "1", **mapping})
     pipe.execute()
     return sum(1 for _, _, d in rows if d == "running")
 

@@ -470,21 +470,23 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
     run.current_node = result.node_id
     run.updated_at = now()
     new_call = any(isinstance(a, CallOutside) for a in result.actions)
+    timer = False
     if result.status == "waiting":
         run.status = "waiting"
         run.attempts = result.wait.attempts
         if not (result.wait.kind == "call" and not new_call and was_waiting_on == result.node_id):
             run.wait_deadline = result.wait.deadline(now())
             run.wait_token = secrets.token_hex(8) if run.wait_deadline or new_call else None
-            if run.wait_deadline:
-                effects.timers.append((run.id, run.wait_token, run.wait_deadline))
+            timer = run.wait_deadline is not None
     else:
         run.status = "completed" if result.status == "completed" else "failed"
         run.error = result.error
         run.ended_at, run.wait_token, run.wait_deadline = now(), None, None
     # A new run is inserted here with where the walk left it (one statement, no insert-then-update); its id
-    # is what the messages and events below refer to.
+    # is what the messages and events below refer to, and what its timer job names (None before the insert).
     session.flush()
+    if timer:
+        effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     start_next: int | None = None
     added: list[str] = []
     for step in result.steps:
