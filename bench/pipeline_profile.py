@@ -54,7 +54,7 @@ def _run(args, children) -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from connector.contracts import IN_STREAM, STATUS_HASH
+    from connector.contracts import IN_STREAM, STATUS_HASH, drain_unit
     from connector.sandbox import SandboxNetwork
     from engine.core.examples import welcome_funnel
     from engine.worker.jobs import drain_inbound
@@ -83,7 +83,7 @@ def _run(args, children) -> None:
     client.delete("rq:queue:inbound")  # the connector's state change queued a drain; this process drains
 
     n = args.messages
-    stream = IN_STREAM.format(instance_id)
+    stream = IN_STREAM.format(drain_unit(instance_id, 0))  # one lane (WORKBENCH_INBOUND_LANES=1): one stream
     before = _commandstats(client)
     base = client.xlen(stream)
     for k in range(n):
@@ -122,7 +122,7 @@ def _run(args, children) -> None:
     began = time.perf_counter()
     profile.enable()
     while client.xlen(stream):
-        drain_inbound(instance_id)
+        drain_inbound(instance_id, 0)
     profile.disable()
     seconds = time.perf_counter() - began
     redis.connection.AbstractConnection.send_packed_command = send
@@ -150,7 +150,8 @@ def main() -> None:
     parser.add_argument("--funnel", action="store_true", help="new leads with the welcome funnel active")
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile ordering")
     args = parser.parse_args()
-    with_product_servers("wbprof-", {"WORKBENCH_INBOUND_BATCH": str(args.batch), "WORKBENCH_DRAIN_LINGER_MS": "0"},
+    with_product_servers("wbprof-", {"WORKBENCH_INBOUND_BATCH": str(args.batch), "WORKBENCH_DRAIN_LINGER_MS": "0",
+                                    "WORKBENCH_INBOUND_LANES": "1"},
                          lambda children: _run(args, children))
 
 
