@@ -26,6 +26,8 @@ def test_an_agent_sends_an_image_from_the_inbox(app_server, page, r, tmp_path):
     page.get_by_role("button", name="Mídia").click()
     page.locator('input[type="file"]').first.set_input_files(str(picture))
     expect(page.get_by_text("produto.png")).to_be_visible()
+    # the chip shows a spinner until the upload reached the server: a click before that sends no file
+    expect(page.get_by_test_id("stFileChipIconSpinner")).to_have_count(0, timeout=60_000)
     page.get_by_role("textbox", name="Legenda (opcional)").fill("Aqui está")
     page.get_by_role("button", name="Enviar mídia").click()
     commands = wait_for("the image in the outbound stream",
