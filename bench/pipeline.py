@@ -1,17 +1,20 @@
-"""Pipeline benchmark: inbound messages through sandbox connector -> RQ worker -> outbox -> outbound stream.
+"""Pipeline benchmark: inbound messages through sandbox connector -> RQ worker -> outbox -> connector -> the lead.
 
 Each inbound message makes the bot answer once (the workspace's default reply in "every message" mode),
-so the time from a lead's send to the answer's command in the number's outbound stream is the product's
-whole inbound-to-outbound path. Next to it, in the same run and on the same servers, the *bare floor*
-(``bench/floor.py``): a producer appends JSON messages to a Redis stream, K consumer processes run one
-4-statement PostgreSQL transaction per message on bench-only tables and append the reply to a stream — no
-connector, no RQ, no batching. Every product figure is printed as a ratio to the matching floor figure.
+so the time from a lead's send to the answer reaching the lead's sandbox phone (the network's "delivered"
+receipt) is the product's whole inbound-to-outbound path, the send included. Next to it, in the same run and on
+the same servers, the *bare floor* (``bench/floor.py``): a producer appends JSON messages to a Redis stream, K
+consumer processes run one 4-statement PostgreSQL transaction per message on bench-only tables and append the
+reply to a stream — no connector, no RQ, no batching. Every product figure is printed as a ratio to the matching
+floor figure.
 
 Scenarios: floor with 1 and 2 consumers (burst) and 1 consumer paced; product (``python -m workbench workers``:
 workers, scheduler, calls pool; plus one connector per number) with 1 and 2 workers, burst and paced, and with
 1 worker again with the welcome funnel active (every message from a new lead starts a run that sends two
 messages and waits for a choice; latency to the first).
-Prints msgs/s, p50/p99 latency and the peak memory (RSS and PSS) of the product's processes. Figures, not pass/fail.
+Prints msgs/s, p50/p99 latency, the peak memory (RSS and PSS) of the product's processes, and where the time goes:
+CPU time per message of each group of processes (this bench, PostgreSQL, Redis, connectors, workers or floor
+consumers) and the Redis commands per message, by command. Figures, not pass/fail.
 
     python bench/pipeline.py --messages 2000 --paced-seconds 10   # embedded servers in a temp dir
     DATABASE_URL=... REDIS_URL=... python bench/pipeline.py
@@ -29,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +53,8 @@ class Result:
     latencies_ms: list[float]
     rss_mb: float  # peak, summed over the product's processes
     pss_mb: float
+    cpu_us: dict[str, float] = field(default_factory=dict)  # CPU time per message, by group of processes
+    redis_calls: dict[str, float] = field(default_factory=dict)  # Redis commands per message, by command
 
     @property
     def rate(self) -> float:
@@ -67,8 +72,16 @@ class Result:
             ratio = f"p99 {self.pct(0.99) / floor.pct(0.99):>5.1f}x floor"
         elif floor is not None:
             ratio = f"{self.rate / floor.rate:>5.2f}x floor"
-        return (f"{self.name:<44} {self.rate:>7.0f} msgs/s  p50 {self.pct(0.5):>8.1f} ms  p99 {self.pct(0.99):>8.1f} ms"
-                f"  {self.received:>5}/{self.sent:<5} {rss}  {ratio}")
+        row = (f"{self.name:<44} {self.rate:>7.0f} msgs/s  p50 {self.pct(0.5):>8.1f} ms  p99 {self.pct(0.99):>8.1f} ms"
+               f"  {self.received:>5}/{self.sent:<5} {rss}  {ratio}")
+        if self.cpu_us:
+            parts = ", ".join(f"{name} {us:.0f}" for name, us in self.cpu_us.items())
+            row += f"\n{'':<6}CPU µs per message: {parts}; total {sum(self.cpu_us.values()):.0f}"
+        if self.redis_calls:
+            top = ", ".join(f"{name} {count:.1f}" for name, count in
+                            sorted(self.redis_calls.items(), key=lambda item: -item[1]) if count >= 0.1)
+            row += f"\n{'':<6}Redis commands per message: {sum(self.redis_calls.values()):.1f} ({top})"
+        return row
 
 def median_ms(call: Callable[[], object], runs: int = 7) -> float:
     """Median wall time of ``runs`` calls in milliseconds, after one warm-up call (plan cache, pages)."""
@@ -106,7 +119,8 @@ def servers(tmp: Path) -> tuple[str, str, list]:
 class OutWatcher(threading.Thread):
     """Timestamps every command appended to the watched outbound streams (a plain XREAD, not the group).
 
-    ``phone_of`` reads the addressee of an entry (default: the product's ``OutboundCommand``)."""
+    ``phone_of`` reads the addressee of an entry, None for an entry that is no answer (default: the product's
+    ``OutboundCommand``)."""
 
     def __init__(self, client, streams: list[str], phone_of: Callable[[dict], str] | None = None) -> None:
         super().__init__(daemon=True)
@@ -130,8 +144,19 @@ class OutWatcher(threading.Thread):
             for stream, entries in reply or []:
                 for entry_id, fields in entries:
                     self.last[stream.decode()] = entry_id
-                    self.seen.setdefault(phone_of(fields), []).append(now)
-                    self.count += 1
+                    phone = phone_of(fields)
+                    if phone is not None:  # None: an entry of the stream that is not an answer
+                        self.seen.setdefault(phone, []).append(now)
+                        self.count += 1
+
+
+def _delivered_to(fields: dict[bytes, bytes]) -> str | None:
+    """The lead of a sandbox "delivered" receipt in a business number's inbox (an answer reached the lead's phone);
+    None for the inbox's other entries (the leads' messages)."""
+    import json
+
+    entry = json.loads(fields[b"p"])
+    return entry["lead"] if entry.get("kind") == "receipt" and entry.get("status") == "delivered" else None
 
 
 def _memory_mb(roots: list[int]) -> tuple[float, float]:
@@ -154,6 +179,73 @@ def _memory_mb(roots: list[int]) -> tuple[float, float]:
     return rss / 2**20, pss / 2**20
 
 
+class CpuMeter:
+    """CPU time (user + system) spent by groups of processes, each a root with all its descendants.
+
+    Groups: this process alone (the lead's sends, the watcher, the memory sampling), the servers (PostgreSQL's
+    postmaster with its backends, redis-server) and whatever ``add`` names (connectors, workers, floor consumers).
+    Processes that end between two readings take their time with them, which a scenario's own processes never do.
+    """
+
+    def __init__(self, client) -> None:
+        from sqlalchemy import text
+
+        from workbench.store.db import session_scope
+
+        with session_scope() as session:
+            backend = session.scalar(text("SELECT pg_backend_pid()"))
+        self.client = client
+        self.groups: dict[str, list[int]] = {"bench": [os.getpid()]}
+        try:  # the servers are measured when they run on this machine
+            self.groups["postgres"] = [psutil.Process(backend).ppid()]
+            self.groups["redis"] = [int(client.info("server")["process_id"])]
+        except (psutil.Error, KeyError):
+            pass
+
+    def add(self, name: str, pids: list[int]) -> None:
+        """Measure ``pids`` (and their descendants) as the group ``name`` from now on."""
+        self.groups[name] = pids
+
+    def drop(self, name: str) -> None:
+        self.groups.pop(name, None)
+
+    def wait_quiet(self, name: str, below: float = 0.1, timeout: float = 30) -> None:
+        """Wait until the group ``name`` uses less than ``below`` of a CPU over half a second (done starting)."""
+        deadline = time.monotonic() + timeout
+        used = self.read()[name]
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.read()[name]
+            if now - used < below * 0.5:
+                return
+            used = now
+
+    def redis_calls(self) -> dict[str, int]:
+        """Commands the Redis server has run so far, by command (``INFO commandstats``; the bench's own included)."""
+        return {name.removeprefix("cmdstat_"): stats["calls"]
+                for name, stats in self.client.info("commandstats").items() if name != "cmdstat_info"}
+
+    def read(self) -> dict[str, float]:
+        """Seconds of CPU each group has used so far."""
+        found = {}
+        for name, roots in self.groups.items():
+            seconds = 0.0
+            for pid in roots:
+                try:
+                    root = psutil.Process(pid)
+                    procs = [root] if name == "bench" else [root, *root.children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    continue
+                for proc in procs:
+                    try:
+                        times = proc.cpu_times()
+                    except psutil.NoSuchProcess:
+                        continue
+                    seconds += times.user + times.system
+            found[name] = seconds
+        return found
+
+
 def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
     """Wait until the previous scenario's tail (sends, acks, receipts) is done, so scenarios don't overlap."""
     from sqlalchemy import func, select
@@ -172,7 +264,7 @@ def _settle(client, instance_ids: list[int], timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
-def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roots: list[int],
+def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roots: list[int], meter: CpuMeter,
            timeout: float = 120, lead_of=lambda k: f"55219{k % LEADS:08d}", answers: int = 1) -> Result:
     """Send n messages (at ``rate`` per second, or all at once) and wait for their answers.
 
@@ -190,6 +282,8 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roo
             rss, pss = _memory_mb(roots)
             peak, sampled = (max(peak[0], rss), max(peak[1], pss)), time.perf_counter()
 
+    cpu_before = meter.read()
+    calls_before = meter.redis_calls()
     start = time.perf_counter()
     for k in range(n):
         if rate:
@@ -210,10 +304,14 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roo
         seen = watcher.seen.get(lead, [])[-len(sends) * answers:]
         firsts = seen[::answers]
         latencies.extend((a - s) * 1000 for s, a in zip(sends, firsts, strict=False))
-    return Result(name, n, (watcher.count - base) // answers, end - start, latencies, *peak)
+    cpu = {group: (seconds - cpu_before.get(group, 0.0)) * 1e6 / n for group, seconds in meter.read().items()}
+    calls = {name: (count - calls_before.get(name, 0)) / n for name, count in meter.redis_calls().items()}
+    return Result(name, n, (watcher.count - base) // answers, end - start, latencies, *peak, cpu_us=cpu,
+                  redis_calls={name: count for name, count in calls.items() if count > 0})
 
 
-def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: int) -> dict[str, Result]:
+def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: int,
+                     meter: CpuMeter) -> dict[str, Result]:
     """The bare floor (``bench/floor.py``) with 1 and 2 consumer processes, burst, and 1 consumer paced."""
     import json
 
@@ -235,11 +333,13 @@ def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: in
         consumers = [_spawn(children, str(ROOT / "bench" / "floor.py"), "consume", os.environ["REDIS_URL"],
                             os.environ["DATABASE_URL"]) for _ in range(count)]
         _wait(lambda c=count: len(client.keys(floor.READY.format("*"))) >= c, what="floor consumers")
+        meter.add("consumers", [c.pid for c in consumers])
         found[f"burst{count}"] = _drive(f"floor, {count} consumer(s), burst", args.messages, None, send, watcher,
-                                        [], lead_of=lead_of)
+                                        [], meter, lead_of=lead_of)
         if count == 1:
             found["paced"] = _drive(f"floor, 1 consumer, paced {args.rate:.0f}/s", paced_n, args.rate, send,
-                                    watcher, [], lead_of=lead_of)
+                                    watcher, [], meter, lead_of=lead_of)
+        meter.drop("consumers")
         watcher.stop_flag.set()
         for consumer in consumers:
             consumer.terminate()
@@ -248,7 +348,8 @@ def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: in
     return found
 
 
-def _funnel_scenarios(args, client, admin, product, product_send, watcher, roots, paced_n) -> list[Result]:
+def _funnel_scenarios(args, client, admin, product, product_send, watcher, roots, paced_n,
+                      meter: CpuMeter) -> list[Result]:
     """The same path with the welcome funnel active: each message comes from a new lead and starts a run
     that sends two messages (welcome, then the menu) and waits for the choice."""
     from engine.core.examples import welcome_funnel
@@ -259,10 +360,10 @@ def _funnel_scenarios(args, client, admin, product, product_send, watcher, roots
     funnels.set_active(admin, funnel_id, True)
     time.sleep(6)  # workers cache the active funnels for 5 s
     found = [_drive("product, 1 worker, welcome funnel, burst", args.messages, None, product_send,
-                    watcher, roots, lead_of=lambda k: f"55229{k:08d}", answers=2)]
+                    watcher, roots, meter, lead_of=lambda k: f"55229{k:08d}", answers=2)]
     _settle(client, product)
     found.append(_drive(f"product, 1 worker, welcome funnel, paced {args.rate:.0f}/s", paced_n, args.rate,
-                        product_send, watcher, roots, lead_of=lambda k: f"55239{k:08d}", answers=2))
+                        product_send, watcher, roots, meter, lead_of=lambda k: f"55239{k:08d}", answers=2))
     _settle(client, product)
     funnels.set_active(admin, funnel_id, False)
     time.sleep(6)
@@ -274,6 +375,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000, help="messages per burst scenario")
     parser.add_argument("--paced-seconds", type=float, default=10, help="length of each paced scenario")
     parser.add_argument("--rate", type=float, default=100, help="paced rate, msgs/s")
+    parser.add_argument("--workers", default="1,2", help="worker counts to run the product with (comma-separated)")
+    parser.add_argument("--no-funnel", action="store_true", help="skip the welcome-funnel scenarios")
     args = parser.parse_args()
 
     with_product_servers("wbbench-", {}, lambda children: _run(args, children))
@@ -324,8 +427,8 @@ def _wait(predicate, timeout: float = 60, what: str = "condition") -> None:
 def _run(args, children: list[subprocess.Popen]) -> None:
     from rq import Worker
 
-    from connector.contracts import OUT_STREAM, STATUS_HASH, inbound_backlog
-    from connector.sandbox import SandboxNetwork
+    from connector.contracts import STATUS_HASH, inbound_backlog
+    from connector.sandbox import INBOX, SandboxNetwork
     from tests.factories import make_actor, make_instance, make_workspace
     from workbench.services.workspace_settings import save_setting
     from workbench.store.bus import get_redis
@@ -335,7 +438,8 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     client = get_redis()
     client.flushdb()
     paced_n = int(args.paced_seconds * args.rate)
-    floors = _floor_scenarios(args, client, children, paced_n)
+    meter = CpuMeter(client)
+    floors = _floor_scenarios(args, client, children, paced_n, meter)
 
     ws = make_workspace("Bench")
     admin = make_actor(ws, "admin")
@@ -351,7 +455,10 @@ def _run(args, children: list[subprocess.Popen]) -> None:
         _wait(lambda i=instance_id: client.hget(STATUS_HASH.format(i), "state") == b"connected", what="connect")
 
     # --- product: sandbox lead -> connector -> wb:in -> RQ drain -> outbox -> wb:out ----------------------
-    watcher = OutWatcher(client, [OUT_STREAM.format(i) for i in product])
+    meter.add("connectors", [c.pid for c in connectors])
+    # The answer counts once it reached the lead's phone: the sandbox network's "delivered" receipt in the number's
+    # inbox (the connector deletes what it sent from the outbound stream, so a reader of that stream may miss it).
+    watcher = OutWatcher(client, [INBOX.format(phone) for phone in BUSINESS_PHONES], phone_of=_delivered_to)
     watcher.start()
 
     def product_send(k: int, lead: str) -> None:
@@ -359,21 +466,23 @@ def _run(args, children: list[subprocess.Popen]) -> None:
 
     rows: list[tuple[Result, Result | None]] = [(floors["burst1"], None), (floors["burst2"], None),
                                                 (floors["paced"], None)]
-    for count in (1, 2):
+    for count in (int(c) for c in args.workers.split(",")):
         # the product as deployed: the workers' supervisor forks the workers, the scheduler and the calls pool
         workers = _spawn(children, "-m", "workbench", "workers", "--count", str(count))
         _wait(lambda c=count: len(Worker.all(connection=client)) >= c, what="workers")
         roots = [workers.pid, *(c.pid for c in connectors)]
-        burst = _drive(f"product, {count} worker(s), burst", args.messages, None, product_send, watcher, roots)
+        meter.add("workers", [workers.pid])
+        meter.wait_quiet("workers")  # the calls pool and the scheduler finish starting before the first send
+        burst = _drive(f"product, {count} worker(s), burst", args.messages, None, product_send, watcher, roots, meter)
         rows.append((burst, floors[f"burst{count}"]))
         _settle(client, product)
         paced = _drive(f"product, {count} worker(s), paced {args.rate:.0f}/s", paced_n, args.rate, product_send,
-                       watcher, roots)
+                       watcher, roots, meter)
         rows.append((paced, floors["paced"]))
         _settle(client, product)
-        if count == 1:
+        if count == 1 and not args.no_funnel:
             funnel_burst, funnel_paced = _funnel_scenarios(args, client, admin, product, product_send, watcher,
-                                                           roots, paced_n)
+                                                           roots, paced_n, meter)
             rows += [(funnel_burst, floors["burst1"]), (funnel_paced, floors["paced"])]
         workers.terminate()
         workers.wait(20)

@@ -54,6 +54,7 @@ INSTANCES_HASH = "wb:instances"
 INSTANCES_MIRRORED = "mirrored"
 """A field ``wb:instances`` always holds once mirrored, so "no number wanted" is never an empty (lost) hash."""
 DRAIN_FLAG = "wb:drain:{}"
+DRAIN_FLAG_TTL_S = 300  # a drain job is queued for the unit; renewed by the running job
 DRAIN_QUEUED = "wb:drain:queued"
 DRAIN_LOCK = "wb:lock:in:{}"
 IN_ATTEMPTS_HASH = "wb:in-attempts:{}"
@@ -409,19 +410,28 @@ def wake_inbound_drain(redis_client: Any, instance_id: int, lane: int | None = N
     it leaves, then queues a new job itself if events arrived in between (``engine.worker.jobs._Drain._leave``),
     so no event is left without a job. ``lane`` None wakes the drain of the number's stream of before lanes.
     """
-    unit = drain_unit(instance_id, lane)
-    if redis_client.set(DRAIN_FLAG.format(unit), "1", nx=True, ex=300):
-        from rq import Queue, Retry
+    if redis_client.set(DRAIN_FLAG.format(drain_unit(instance_id, lane)), "1", nx=True, ex=DRAIN_FLAG_TTL_S):
+        queue_inbound_drain(redis_client, instance_id, lane)
 
-        redis_client.zadd(DRAIN_QUEUED, {unit: now_ms()}, nx=True)
-        # Retries cover PostgreSQL being down; the events stay in the stream meanwhile. Every DRAIN_RETRY_S, not
-        # backing off: a try costs one refused connection, and a drain that backs off to a minute leaves the
-        # number's leads waiting up to that long after PostgreSQL is back (and their answers racing timers).
-        # Past the last try the sweep wakes the drain again.
-        Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
-            DRAIN_JOB, instance_id, lane, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
-            retry=Retry(max=DRAIN_RETRIES, interval=DRAIN_RETRY_S),
-        )
+
+def queue_inbound_drain(redis_client: Any, instance_id: int, lane: int | None, flag: bool = False) -> None:
+    """Queue the drain job of one lane: the second half of ``wake_inbound_drain``, for a caller that set the flag
+    itself (the connector's publish script sets it with the XADD). ``flag`` sets it here first, unconditionally:
+    a retry after a failed queueing, whose flag is already set with no job behind it."""
+    from rq import Queue, Retry
+
+    unit = drain_unit(instance_id, lane)
+    if flag:
+        redis_client.set(DRAIN_FLAG.format(unit), "1", ex=DRAIN_FLAG_TTL_S)
+    redis_client.zadd(DRAIN_QUEUED, {unit: now_ms()}, nx=True)
+    # Retries cover PostgreSQL being down; the events stay in the stream meanwhile. Every DRAIN_RETRY_S, not
+    # backing off: a try costs one refused connection, and a drain that backs off to a minute leaves the
+    # number's leads waiting up to that long after PostgreSQL is back (and their answers racing timers).
+    # Past the last try the sweep wakes the drain again.
+    Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
+        DRAIN_JOB, instance_id, lane, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
+        retry=Retry(max=DRAIN_RETRIES, interval=DRAIN_RETRY_S),
+    )
 
 
 def publish_inbound(redis_client: Any, event: BaseModel, lanes: int | None = None) -> str:

@@ -353,11 +353,7 @@ class Relay:
 
     def on_message(self, message: InboundMessage) -> None:
         """Hand an inbound message to the workers (returns once it is in ``wb:in`` or in the spool file)."""
-        self.spool.publish(message)
-        try:
-            self.redis.hset(self.status_key, "last_inbound_at", now_ms())
-        except redis.RedisError:
-            pass  # a display field; the message itself is safe
+        self.spool.publish(message, status=(self.status_key, "last_inbound_at", now_ms()))
 
     def on_receipt(self, receipt: Receipt) -> None:
         """Hand receipts to the workers, after the ack of any send in progress."""
@@ -549,11 +545,9 @@ class Relay:
         """
         ack = SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
                       error=error, timestamp_ms=now_ms(), chat=command.to_jid or command.to_phone)
-        self.spool.publish(ack)
-        if error is None:
-            with contextlib.suppress(redis.RedisError):  # a display field
-                self.redis.hset(self.status_key, "last_outbound_at", ack.timestamp_ms)
-        else:
+        shown = (self.status_key, "last_outbound_at", ack.timestamp_ms) if error is None else None
+        self.spool.publish(ack, status=shown)
+        if error is not None:
             log.warning("instance %s: outbox %s failed: %s", self.instance_id, command.outbox_id, error)
         try:
             self._done(entry_id)

@@ -382,6 +382,13 @@ class SandboxNetwork:
         if wa_ids:
             self._raise_status(keys=[STATUSES.format(lead, business)], args=[status, *wa_ids])
 
+    def queue_raise_status(self, pipe: Any, lead: str, business: str, wa_ids: list[str], status: str) -> None:
+        """``raise_status`` queued on a pipeline, by the script's hash (a Script object in a pipeline costs a
+        SCRIPT EXISTS round trip on every execute); a Redis that forgot the script raises ``NoScriptError`` there,
+        and ``raise_status`` loads it again."""
+        if wa_ids:
+            pipe.evalsha(self._raise_status.sha, 1, STATUSES.format(lead, business), status, *wa_ids)
+
 
 class SandboxTransport(Transport):
     """A linked device of a business number on the ``SandboxNetwork``.
@@ -529,15 +536,37 @@ class SandboxTransport(Transport):
                 entries = reply[0][1] if reply else []
                 if backlog and not entries:
                     backlog = False
-                for entry_id, fields in entries:
-                    if self._stop.is_set():
-                        return
-                    self._deliver(phone, inbox, entry_id, fields)
+                handed: list[tuple[bytes, InboundMessage | None]] = []
+                try:
+                    for entry_id, fields in entries:
+                        if self._stop.is_set():
+                            return
+                        handed.append((entry_id, self._deliver(entry_id, fields)))
+                finally:
+                    self._acknowledge(phone, inbox, handed)
         finally:
             self._phone = None
 
-    def _deliver(self, phone: str, inbox: str, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
-        """Hand one inbox entry to the relay, then acknowledge it to the network."""
+    def _acknowledge(self, phone: str, inbox: str, handed: list[tuple[bytes, InboundMessage | None]]) -> None:
+        """Acknowledge the entries handed to the relay, and show the lead "delivered" on its messages among them:
+        one round trip for a whole read."""
+        if not handed:
+            return
+        delivered = [message for _, message in handed if message is not None]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for message in delivered:
+                self.network.queue_raise_status(pipe, message.phone, phone, [message.wa_id], "delivered")
+            pipe.xack(inbox, INBOX_GROUP, *(entry_id for entry_id, _ in handed))
+            try:
+                pipe.execute()
+            except redis.exceptions.NoScriptError:  # a Redis that forgot its scripts: the slow way, once
+                for message in delivered:
+                    self.network.raise_status(message.phone, phone, [message.wa_id], "delivered")
+
+    def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> InboundMessage | None:
+        """Hand one inbox entry to the relay; returns the message it was (None for a receipt or a dropped entry).
+        The caller acknowledges it to the network."""
+        delivered = None
         if fields:  # an entry deleted from the stream while pending comes back empty
             try:
                 # a lone surrogate escape would stop every write of the entry (Redis, the stream, the spool)
@@ -553,10 +582,10 @@ class SandboxTransport(Transport):
             else:
                 if isinstance(event, InboundMessage):
                     self.events.on_message(event)
-                    self.network.raise_status(event.phone, phone, [event.wa_id], "delivered")
+                    delivered = event
                 else:
                     self.events.on_receipt(event)
-        self.redis.xack(inbox, INBOX_GROUP, entry_id)
+        return delivered
 
     def _to_inbound(self, payload: dict[str, Any]) -> InboundMessage:
         """The neutral message for a network entry, with its media downloaded into the media store."""

@@ -54,10 +54,15 @@ log = logging.getLogger(__name__)
 SPOOL_DIR = "spool"
 REPLAY_BATCH = 500  # lines published between two cuts of the file (each cut rewrites what is left)
 JOURNAL_REWRITE_LINES = 256  # stored lines dropped from memory before the journal file is rewritten without them
-# XADD only while the number's mark exists (KEYS[1]): a Redis that lost its data has none.
+# XADD only while the number's mark exists (KEYS[1]): a Redis that lost its data has none. In the same round trip:
+# set the lane's drain flag (KEYS[3], ARGV[2] seconds) if unset, and set a display field of the connection's status
+# hash (KEYS[4], ARGV[3] = ARGV[4]) when given. Returns {entry id, 1 if the flag was set here (queue a job)}.
 _XADD_IF_MARKED = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-return redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
+local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
+local woke = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) and 1 or 0
+if KEYS[4] then redis.call('HSET', KEYS[4], ARGV[3], ARGV[4]) end
+return {id, woke}
 """
 
 
@@ -159,11 +164,14 @@ class Spool:
 
     # -- publishing ------------------------------------------------------------------------------------------
 
-    def publish(self, event: BaseModel) -> bool:
+    def publish(self, event: BaseModel, status: tuple[str, str, int] | None = None) -> bool:
         """Hand ``event`` to the workers: to Redis when it answers, else to the spool file.
 
         Returns True when the event reached Redis now, False when it was spooled. Either way it is safe when
         this returns (the spool file is fsync'd), so the caller may acknowledge it upstream.
+
+        ``status``: (hash, field, value) of a display field set in the same round trip when the event reaches
+        Redis now (the connection's "last inbound at"); nothing when it is spooled.
 
         Raises:
             OSError: the spool file could not be written either (disk full, permissions): the event is not
@@ -174,35 +182,48 @@ class Spool:
         with self._lock:
             if not self._spooled:
                 try:
-                    published = self._publish(payload, event)
+                    published = self._publish(payload, event, status)
                 except redis.RedisError as exc:
                     log.warning("instance %s: Redis unavailable (%s); spooling inbound events to %s",
                                 self.instance_id, type(exc).__name__, self.path)
             if published is None:
                 self._append(payload["e"])
         if published is not None:
-            self._wake_drains({published})  # outside the lock: the event is in the stream, order is settled
+            lane, woke = published
+            if woke:  # outside the lock: the event is in the stream, order is settled
+                self._queue_drains({lane})
+            elif self._drain_owed:
+                self._queue_drains(set())
             return True
         self._wake.set()
         return False
 
-    def _publish(self, payload: dict[str, str], event: BaseModel | dict) -> int:
+    def _publish(self, payload: dict[str, str], event: BaseModel | dict,
+                 status: tuple[str, str, int] | None = None) -> tuple[int, bool]:
         """XADD one event to its lane's stream while the mark says Redis kept its data (else replay the journal
-        first), and journal it with its entry id; returns the lane."""
+        first), and journal it with its entry id; returns the lane and whether its drain job must be queued (the
+        script set the lane's flag)."""
         if self.lanes is None:
             self.lanes = contracts.inbound_lanes(self.redis, self.instance_id, self.configured_lanes)
         lane = contracts.lane_of(event, self.lanes)
-        stream = contracts.IN_STREAM.format(contracts.drain_unit(self.instance_id, lane))
+        unit = contracts.drain_unit(self.instance_id, lane)
+        stream = contracts.IN_STREAM.format(unit)
+        keys = [self.mark, stream, contracts.DRAIN_FLAG.format(unit)]
+        args: list[str | int] = [payload["e"], contracts.DRAIN_FLAG_TTL_S]
+        if status is not None:
+            keys.append(status[0])
+            args += [status[1], status[2]]
         with self._journal_lock:
-            entry_id = self._xadd(keys=[self.mark, stream], args=[payload["e"]])
-            if entry_id is None:
+            found = self._xadd(keys=keys, args=args)
+            if found is None:
                 self._republish_journal()
-                entry_id = self._xadd(keys=[self.mark, stream], args=[payload["e"]])
-                if entry_id is None:  # emptied again in between: the next publish finds out
+                found = self._xadd(keys=keys, args=args)
+                if found is None:  # emptied again in between: the next publish finds out
                     raise redis.ConnectionError("Redis lost its data while the journal was replayed")
+            entry_id, woke = found
             self._journal_append(stream, entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
                                  payload["e"])
-        return lane
+        return lane, bool(woke)
 
     # -- the journal -----------------------------------------------------------------------------------------
 
@@ -294,11 +315,24 @@ class Spool:
                 self._journal_dirty = False
 
     def _wake_drains(self, lanes: set[int]) -> None:
-        """Queue the drain jobs of these lanes (and of any owed); their events are already safe in the streams, so
-        a failure only delays them: the replay thread tries again every ``retry_s``."""
-        for lane in sorted(self._drain_owed | lanes):
+        """Wake the drains of these lanes (``contracts.wake_inbound_drain``: a job unless one is queued), and queue
+        the jobs owed; the events are already safe in the streams, so a failure only delays them: the replay
+        thread tries again every ``retry_s``."""
+        for lane in sorted(lanes - self._drain_owed):
             try:
                 contracts.wake_inbound_drain(self.redis, self.instance_id, lane)
+            except redis.RedisError as exc:
+                log.warning("instance %s: drain job not queued (%s); retrying", self.instance_id,
+                            type(exc).__name__)
+                self._drain_owed.add(lane)
+        self._queue_drains(set())
+
+    def _queue_drains(self, lanes: set[int]) -> None:
+        """Queue the drain jobs of these lanes, whose flags the publish script just set, and of the lanes owed (their
+        flag may be set with no job behind it, so it is set again with the job)."""
+        for lane in sorted(lanes | self._drain_owed):
+            try:
+                contracts.queue_inbound_drain(self.redis, self.instance_id, lane, flag=lane in self._drain_owed)
             except redis.RedisError as exc:
                 log.warning("instance %s: drain job not queued (%s); retrying", self.instance_id,
                             type(exc).__name__)
@@ -400,11 +434,14 @@ class Spool:
             if self._stop.is_set():
                 break
             try:
-                lanes.add(self._publish({"e": line}, _fields(line)))
+                lane, woke = self._publish({"e": line}, _fields(line))
             except redis.RedisError as exc:
                 log.info("instance %s: Redis still unavailable (%s); %d events spooled", self.instance_id,
                          type(exc).__name__, self.pending())
                 break
+            lanes.add(lane)
+            if woke:  # the script set the lane's flag: its job is owed until queued (``_queue_drains``)
+                self._drain_owed.add(lane)
             published += 1
         if published:
             with self._lock:

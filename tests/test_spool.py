@@ -279,3 +279,43 @@ def test_a_redis_that_lost_its_data_gets_every_event_not_yet_stored_again_in_ord
                    what="the journal to empty")
     finally:
         again.stop()
+
+
+def test_a_publish_wakes_its_lane_once_and_sets_the_status_field_in_the_same_round_trip(server, tmp_path,
+                                                                                         monkeypatch):
+    """The XADD, the lane's drain flag and the display field go in one script call; a job is queued only by the
+    publish that set the flag, and a job that could not be queued is owed until it is."""
+    client = server.client()
+    spool = Spool(client, 7, tmp_path)
+    queued = []
+    real_queue = contracts.queue_inbound_drain
+
+    def queue(redis_client, instance_id, lane, flag=False):
+        queued.append((lane, flag))
+        real_queue(redis_client, instance_id, lane, flag=flag)
+
+    monkeypatch.setattr(contracts, "queue_inbound_drain", queue)
+    lane = lead_lane(client, 7)
+    flag = contracts.DRAIN_FLAG.format(contracts.drain_unit(7, lane))
+    assert spool.publish(_message(0), status=("wb:conn:7", "last_inbound_at", 1234))
+    assert spool.publish(_message(1), status=("wb:conn:7", "last_inbound_at", 5678))
+    assert queued == [(lane, False)], "one job for the burst: the second publish found the flag up"
+    assert client.hget("wb:conn:7", "last_inbound_at") == b"5678"
+    assert client.exists(flag) and client.llen(f"rq:queue:{contracts.INBOUND_QUEUE}") == 1
+
+    # the drain left (flag down), and queueing its next job fails once: the publish is safe, the job owed
+    client.delete(flag)
+    failing = iter([redis.ConnectionError("down")])
+
+    def flaky(redis_client, instance_id, lane, flag=False):
+        if (error := next(failing, None)) is not None:
+            raise error
+        queue(redis_client, instance_id, lane, flag=flag)
+
+    monkeypatch.setattr(contracts, "queue_inbound_drain", flaky)
+    queued.clear()
+    assert spool.publish(_message(2))
+    assert queued == [] and client.exists(flag), "the flag is up with no job behind it"
+    assert spool.publish(_message(3))
+    assert queued == [(lane, True)], "the next publish queues the owed job, setting the flag again"
+    assert _stream_ids(client) == ["M000", "M001", "M002", "M003"]

@@ -47,6 +47,7 @@ from sqlalchemy.exc import DBAPIError
 
 from connector.contracts import (
     DRAIN_FLAG,
+    DRAIN_FLAG_TTL_S,
     DRAIN_JOB,
     DRAIN_JOB_TIMEOUT_S,
     DRAIN_LOCK,
@@ -78,7 +79,6 @@ log = logging.getLogger(__name__)
 CONSUMER = "drain"
 LOCK_TTL_MS = 5000
 HEARTBEAT_S = 1.0
-FLAG_TTL_S = 300  # a drain job is queued (wake_inbound_drain, or RQ's retry after PostgreSQL refused)
 BLOCK_MS = 20
 MAX_RUN_S = 10.0
 ADOPT_AFTER_MS = 50
@@ -380,7 +380,7 @@ class _Drain:
                     self.client.delete(DRAIN_FLAG.format(unit))
                     _wake(self.client, unit)
                 else:
-                    self.client.set(DRAIN_FLAG.format(unit), "1", ex=FLAG_TTL_S)
+                    self.client.set(DRAIN_FLAG.format(unit), "1", ex=DRAIN_FLAG_TTL_S)
             except redis.RedisError:
                 pass  # Redis is out of reach: the lease lapses by itself
 
