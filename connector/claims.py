@@ -8,9 +8,12 @@ record that survived tells the connector to acknowledge it again instead of send
     <data_dir>/claims/<instance>.jsonl     one JSON line per change: {"id", "state", "at", "wa_id"?}
 
 ``state`` is ``sending`` (claimed), ``sent`` (with ``wa_id``) or ``free`` (given back: nothing went out);
-``at`` is when the command was claimed, in ms; the last line of an id wins. Each line is fsync'd before the
-caller goes on, so a crash never forgets a claim; a last line torn by a crash is a write that never finished,
-so the send it announced never started (it is dropped at the next load).
+``at`` is when the command was claimed, in ms; the last line of an id wins. Every line is written before the
+caller goes on (a dead process loses none), and a ``sending`` or ``free`` line is also fsync'd, so not even a
+machine that loses power forgets a claim. A ``sent`` line is made durable by the next fsync: power lost before
+then leaves the claim ``sending``, which settles the command as uncertain (failed, never sent again) — the safe
+side, as for a send cut off. A last line torn by a crash is a write that never finished, so the send it
+announced never started (it is dropped at the next load).
 
 Forgetting claims: the workers publish, per number, the lowest outbox id still pending and when they looked
 (``contracts.CLAIM_HORIZONS``). Every row committed before that moment and below that id is finished and is
@@ -117,6 +120,7 @@ class Claims:
         self._clock_ms = clock_ms or contracts.now_ms
         self._lock = threading.Lock()
         self._claims, self._lines, torn = _read(self.path)
+        self._fd: int | None = None  # the file, opened for appending at the first line written
         if torn:
             self._compact()  # the next line appended must not run on from the torn one
         self._pruned_at = 0.0  # monotonic; 0 = prune at the first claim
@@ -188,19 +192,29 @@ class Claims:
     # -- the file (called with the lock held) ----------------------------------------------------------------
 
     def _record(self, outbox_id: int, claim: _Claim) -> None:
-        self._append([_line(outbox_id, claim)])
+        self._append([_line(outbox_id, claim)], durable=claim.state != "sent")
         self._claims[outbox_id] = claim
 
-    def _append(self, entries: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write("".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries))
-            fh.flush()
-            os.fsync(fh.fileno())
+    def _append(self, entries: list[dict[str, Any]], durable: bool = True) -> None:
+        """Write lines to the file, kept open between appends; ``durable`` also waits for the disk (module
+        docstring: which lines need it)."""
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(self._fd, "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in entries).encode())
+        if durable:
+            os.fdatasync(self._fd)
         self._lines += len(entries)
+
+    def _close_file(self) -> None:
+        """Close the appending handle (the file is about to be replaced or removed)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _compact(self) -> None:
         """Rewrite the file with one line per live claim (all or nothing, see ``connector.files``)."""
+        self._close_file()
         if not self._claims:
             self.path.unlink(missing_ok=True)
         else:
