@@ -175,7 +175,8 @@ def test_sandbox_inbox_entries_are_handed_over_or_dropped(number, r, tmp_path):
     def one_entry(payload, as_json, junk):
         collected = transport.events = Collected()
         body = json.dumps(payload).encode("utf-8", "surrogatepass") if as_json else junk
-        transport._deliver(BUSINESS, f"sandbox:inbox:{BUSINESS}", b"1-1", {b"p": body})
+        delivered = transport._deliver(b"1-1", {b"p": body})
+        transport._acknowledge(BUSINESS, f"sandbox:inbox:{BUSINESS}", [(b"1-1", delivered)])
         fuzzing.count("sandbox inbox entry", None if collected.events else "dropped (logged)")
         for event in collected.events:
             store("sandbox event", number, event)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -41,6 +41,13 @@ class Applied:
     workspaces: set[int] = field(default_factory=set)
     stored: int = 0
     duplicates: int = 0
+
+
+class _Number(NamedTuple):
+    """What storing needs of the number the events came to."""
+
+    id: int
+    workspace_id: int
 
 
 def _ts(ms: int) -> datetime:
@@ -78,19 +85,22 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
             writer outside the drains); the caller rolls back and applies the batch again.
     """
     applied = Applied()
+    instance: Instance | _Number | None
     if epoch is None:
         instance = session.get(Instance, instance_id)
     else:
+        # the columns only, not the ORM object: this runs once per transaction of every lane
         found = session.execute(
-            select(Instance, DrainLane.epoch).join(DrainLane, DrainLane.instance_id == Instance.id)
+            select(Instance.id, Instance.workspace_id, DrainLane.epoch)
+            .join(DrainLane, DrainLane.instance_id == Instance.id)
             .where(Instance.id == instance_id, DrainLane.lane == lane)
             .with_for_update(of=DrainLane, key_share=True)).first()
-        if found is None or found[1] != epoch:
+        if found is None or found[2] != epoch:
             if found is not None or session.get(Instance, instance_id) is not None:
                 raise LostDrain(instance_id)
             instance = None
         else:
-            instance = found[0]
+            instance = _Number(found[0], found[1])
     if instance is None:
         log.warning("events for unknown instance %s dropped", instance_id)
         return applied
@@ -103,7 +113,7 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
         elif isinstance(event, Receipt):
             _apply_receipt(session, instance_id, event)
         elif isinstance(event, StateChange):
-            _apply_state(instance, event)
+            _apply_state(session.get(Instance, instance_id), event)
         applied.workspaces.add(instance.workspace_id)
     return applied
 
@@ -167,7 +177,8 @@ FROM contact, conversation
 )
 
 
-def _store_message(session: Session, instance: Instance, event: InboundMessage, applied: Applied) -> None:
+def _store_message(session: Session, instance: Instance | _Number, event: InboundMessage,
+                   applied: Applied) -> None:
     """Store one message (a copy already stored counts as a duplicate) and run the bot on it."""
     when = _ts(event.timestamp_ms)
     phone = phone_digits(event.phone)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis.client import Pipeline
-from sqlalchemy import Boolean, DateTime, Interval, bindparam, func, literal, or_, select, text, update
+from sqlalchemy import Boolean, DateTime, Interval, String, bindparam, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from workbench.base.i18n import t
 from workbench.services.conversation_ref import ConversationRef
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
-from workbench.store.models import Instance, Message, Outbox
+from workbench.store.models import Instance, Outbox
 from workbench.store.text import clean_text, preview
 
 # The message, its outbox row and the conversation's last-message fields in one statement (one round trip per
@@ -156,27 +156,26 @@ def republish_pending(session: Session, redis_client=None, older_than_s: int | N
     return len(rows)
 
 
-_ACK_OUTBOX = update(Outbox).where(
-    Outbox.id == bindparam("b_outbox_id"), Outbox.instance_id == bindparam("b_instance_id"),
-    Outbox.status == "pending",
-).values(status=bindparam("b_status"), error=bindparam("b_error"), done_at=bindparam("at")).returning(Outbox.message_id)
-_ACK_MESSAGE = update(Message).where(Message.id == bindparam("b_message_id")).values(
-    status=bindparam("b_status"), wa_id=func.coalesce(bindparam("b_wa_id"), Message.wa_id),
-    error=bindparam("b_error"), status_at=bindparam("at"),
+# One statement: the outbox row is done, and its message sent or failed. A row already done (the stream may deliver
+# an ack twice) changes nothing, and neither does its message.
+_ACK = text("""
+WITH done AS (
+    UPDATE outbox SET status = :status, error = :error, done_at = :at
+    WHERE id = :outbox_id AND instance_id = :instance_id AND status = 'pending'
+    RETURNING message_id
 )
+UPDATE messages SET status = :status, wa_id = coalesce(:wa_id, messages.wa_id), error = :error, status_at = :at
+WHERE id IN (SELECT message_id FROM done)
+""").bindparams(bindparam("at", type_=DateTime(timezone=True)), bindparam("wa_id", type_=String),
+                bindparam("error", type_=String))
 
 
 def mark_acked(session: Session, instance_id: int, outbox_id: int, ok: bool, wa_id: str | None,
                error: str | None, at: datetime) -> None:
     """Record the connector's answer: the outbox row is done and its message sent (with its WhatsApp id) or failed."""
-    conn = session.connection()
-    status = "sent" if ok else "failed"
-    message_id = conn.execute(_ACK_OUTBOX, {"b_outbox_id": outbox_id, "b_instance_id": instance_id,
-                                            "b_status": status, "b_error": error, "at": at}).scalar_one_or_none()
-    if message_id is None:
-        return  # an ack we already applied (the stream may deliver twice)
-    conn.execute(_ACK_MESSAGE, {"b_message_id": message_id, "b_status": status, "b_wa_id": wa_id if ok else None,
-                                "b_error": error, "at": at})
+    session.connection().execute(_ACK, {"outbox_id": outbox_id, "instance_id": instance_id,
+                                        "status": "sent" if ok else "failed", "error": error,
+                                        "wa_id": wa_id if ok else None, "at": at})
 
 
 def prune_claims(session: Session, redis_client=None) -> int:
