@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, bindparam, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, DateTime, Integer, String, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from connector.contracts import InboundMessage, Receipt, SendAck, StateChange, phone_digits
@@ -22,7 +22,7 @@ from engine.worker import dispatch
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import mark_acked
 from workbench.services.runs import LIVE, Effects
-from workbench.store.models import LEGACY_LANE, DrainLane, Instance, Message
+from workbench.store.models import LEGACY_LANE, Instance, Message
 from workbench.store.text import clean_json, clean_text, preview
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,7 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
     if epoch is None:
         instance = session.get(Instance, instance_id)
     else:
-        # the columns only, not the ORM object: this runs once per transaction of every lane
-        found = session.execute(
-            select(Instance.id, Instance.workspace_id, DrainLane.epoch)
-            .join(DrainLane, DrainLane.instance_id == Instance.id)
-            .where(Instance.id == instance_id, DrainLane.lane == lane)
-            .with_for_update(of=DrainLane, key_share=True)).first()
+        found = session.connection().execute(_LOCK_LANE, {"instance_id": instance_id, "lane": lane}).first()
         if found is None or found[2] != epoch:
             if found is not None or session.get(Instance, instance_id) is not None:
                 raise LostDrain(instance_id)
@@ -177,6 +172,17 @@ FROM contact, conversation
 )
 
 
+# The lane's fencing row, locked for this transaction, with what storing needs of the number. Plain SQL on the
+# connection: it runs once per transaction of every lane, and an ORM select costs more in Python than the rest of a
+# one-message transaction.
+_LOCK_LANE = text("""
+SELECT instances.id, instances.workspace_id, drain_lanes.epoch
+FROM instances JOIN drain_lanes ON drain_lanes.instance_id = instances.id
+WHERE instances.id = :instance_id AND drain_lanes.lane = :lane
+FOR NO KEY UPDATE OF drain_lanes
+""")
+
+
 def _store_message(session: Session, instance: Instance | _Number, event: InboundMessage,
                    applied: Applied) -> None:
     """Store one message (a copy already stored counts as a duplicate) and run the bot on it."""
@@ -238,18 +244,19 @@ def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage
         message.data = {**message.data, "reaction": text or None}
 
 
-_RECEIPT = update(Message).where(
-    Message.instance_id == bindparam("b_instance_id"), Message.wa_id.in_(bindparam("wa_ids", expanding=True)),
-    Message.direction == "out", Message.status.in_(bindparam("lower", expanding=True)),
-).values(status=bindparam("b_status"), status_at=bindparam("at"))
+# Forward only: a late "delivered" never undoes "read" (``lower`` holds the statuses below the new one).
+_RECEIPT = text("""
+UPDATE messages SET status = :status, status_at = :at
+WHERE instance_id = :instance_id AND wa_id = ANY(:wa_ids) AND direction = 'out' AND status = ANY(:lower)
+""").bindparams(bindparam("at", type_=DateTime(timezone=True)), bindparam("wa_ids", type_=ARRAY(String)),
+                bindparam("lower", type_=ARRAY(String)))
 
 
 def _apply_receipt(session: Session, instance_id: int, event: Receipt) -> None:
     """Move our messages forward to delivered/read; a late 'delivered' never undoes 'read'."""
     rank = STATUS_RANK[event.status]
     session.connection().execute(_RECEIPT, {
-        "b_instance_id": instance_id, "wa_ids": event.wa_ids, "b_status": event.status,
-        "at": _ts(event.timestamp_ms),
+        "instance_id": instance_id, "wa_ids": event.wa_ids, "status": event.status, "at": _ts(event.timestamp_ms),
         "lower": [s for s, r in STATUS_RANK.items() if r < rank],
     })
 
