@@ -33,7 +33,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -489,6 +489,7 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
         effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     start_next: int | None = None
     added: list[str] = []
+    events: list[dict[str, Any]] = []  # the funnel_events rows of the steps
     for step in result.steps:
         notes: list[str] = []  # what applying the step's actions adds to its log
         for action in step.result.actions:
@@ -518,7 +519,7 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                 effects.commands.append(command)
             if isinstance(action, StartFunnel):
                 start_next = action.funnel_id
-        session.add(FunnelEvent(
+        events.append(dict(
             workspace_id=run.workspace_id, run_id=run.id, funnel_id=run.funnel_id, version_id=run.version_id,
             node_id=step.node_id, node_type=step.node_type, output=step.result.output,
             status="error" if step.result.error else ("waiting" if step.result.wait else "ok"),
@@ -527,6 +528,10 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                                                else {}), **(event_data or {})},
         ))
         event_data = None  # the call's figures belong to the step that received its result
+    if events:
+        # one multi-row INSERT on the connection: as ORM objects the steps' events cost a third of a new lead's
+        # time in the worker, in the session's flushes
+        session.connection().execute(insert(FunnelEvent.__table__), events)
     go_to = start_next if result.status == "completed" else None
     if go_to is None and not added:
         return effects
