@@ -195,6 +195,22 @@ def test_an_inbound_entry_handed_over_but_not_acknowledged_is_delivered_again(r,
     assert [m.wa_id for m in got] == [wa_id]
 
 
+def test_a_redis_that_forgot_its_scripts_still_gets_messages_delivered_and_acknowledged(r, network):
+    """The inbox read is acknowledged in one pipeline with the "delivered" statuses queued by script hash; a Redis
+    that lost its scripts (restarted, SCRIPT FLUSH) makes that hash unknown, and the statuses go the slow way."""
+    with relay_thread(r, 1):
+        pair(r, network, 1)
+        wait_until(lambda: _states(r, 1)[-1:] == ["connected"], what="the connection")
+        r.script_flush()
+        sent = [network.send_from_lead(LEAD, BUSINESS, text=f"mensagem {n}") for n in range(3)]
+        wait_until(lambda: len(events(r, 1, "message")) == 3, what="the messages")
+        wait_until(lambda: {m["status"] for m in network.lead_chat(LEAD, BUSINESS)} == {"delivered"},
+                   what="the lead's ticks")
+        wait_until(lambda: r.xpending(f"wb:sbx:inbox:{BUSINESS}", "device")["pending"] == 0,
+                   what="the inbox acknowledged")
+    assert [m.wa_id for m in events(r, 1, "message")] == sent
+
+
 def test_outbound_shows_typing_then_delivers_acks_and_reports_receipts(r, network):
     with relay_thread(r, 1, typing_ms_per_char=40, typing_max_ms=4000):
         pair(r, network, 1)
