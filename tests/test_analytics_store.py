@@ -3,11 +3,13 @@ refreshed (generations swapped under them)."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,23 +79,48 @@ def test_the_workers_job_refreshes(history):
     assert count("conversations") == 1
 
 
+def _pid_and_one() -> dict:
+    with session_scope() as s:
+        return {"pid": os.getpid(), "one": s.scalar(text("SELECT 1"))}
+
+
+def _divide_by_zero() -> dict:
+    return {"x": 1 / 0}
+
+
+def _polars_rows(n: int) -> dict:
+    import polars as pl
+
+    frame = pl.read_csv(io.StringIO("a,b\n" + "\n".join(f"{i},{i * 2}" for i in range(n))))
+    return {"rows": frame.height}
+
+
 def test_the_refresh_runs_in_a_child_that_leaves_the_workers_connections_alone(engine):
     """The job's child process (its memory leaves with it) opens its own connections: the worker's pooled ones
     still work afterwards, and a failure in the child raises in the worker with its reason."""
     from engine.worker.jobs import _in_child
 
-    def in_child() -> dict:
-        with session_scope() as s:
-            return {"pid": os.getpid(), "one": s.scalar(text("SELECT 1"))}
-
     with session_scope() as s:
-        s.scalar(text("SELECT 1"))  # a pooled connection the child inherits
-    out = _in_child(in_child)
+        s.scalar(text("SELECT 1"))  # a pooled connection of the worker
+    out = _in_child(_pid_and_one)
     assert out["one"] == 1 and out["pid"] != os.getpid()
     with session_scope() as s:
         assert s.scalar(text("SELECT 2")) == 2
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
-        _in_child(lambda: {"x": 1 / 0})
+        _in_child(_divide_by_zero)
+
+
+def test_the_child_reads_with_polars_after_the_worker_used_it():
+    """polars' thread pool does not survive a fork: a forked child of a process that used polars waited forever
+    on its first parallel read. The child is spawned; the wait is bounded here so a regression fails, not hangs."""
+    from engine.worker.jobs import _in_child
+
+    assert _polars_rows(200_000) == {"rows": 200_000}  # this process's pool is started
+    found: list[dict] = []
+    child = threading.Thread(target=lambda: found.append(_in_child(_polars_rows, 200_000)), daemon=True)
+    child.start()
+    child.join(timeout=120)
+    assert found == [{"rows": 200_000}], "the child never answered: it was forked after polars started its pool"
 
 
 READER = textwrap.dedent("""

@@ -24,11 +24,10 @@ things keep that true when a worker dies, hangs or loses Redis:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import multiprocessing
 import os
 import secrets
-import signal
 import socket
 import threading
 import time
@@ -36,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import redis
 from pydantic import ValidationError
@@ -43,7 +43,9 @@ from rq import Queue
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from connector.contracts import (
     DRAIN_FLAG,
@@ -70,7 +72,7 @@ from workbench.services import contact_jobs, lgpd, mail, outbox, outside_calls, 
 from workbench.services.instances import sync_instances
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
-from workbench.store.db import dispose_engines, safe_error_text, session_scope
+from workbench.store.db import get_engine, safe_error_text, session_scope
 from workbench.store.models import LEGACY_LANE, Conversation, DrainLane, FunnelRun, Instance
 from workbench.store.outages import UNAVAILABLE
 
@@ -137,7 +139,7 @@ def drain_inbound(instance_id: int, lane: int | None = None) -> dict[str, int]:
     """
     drain = _Drain(get_redis())
     unit = drain_unit(instance_id, lane)
-    with drain.heartbeat():
+    with drain.heartbeat(), contextlib.closing(drain):
         try:
             if not drain.take(unit):
                 # Another drain holds this unit (it re-checks the stream when it leaves, see _Drain._leave), or the
@@ -192,6 +194,32 @@ class _Drain:
         self.renew = client.register_script(_RENEW)
         self.release = client.register_script(_RELEASE)
         self.totals = {"stored": 0, "duplicates": 0, "events": 0, "held": 0, "failed": 0, "lanes": 0}
+        self.connection: Connection | None = None  # PostgreSQL, kept for the job's life (``transaction``)
+
+    # --- PostgreSQL ----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction on the connection this drain keeps for its life: taken from the pool (and
+        pinged) once per job, not once per batch, which at a steady trickle of messages is once per event. A
+        transaction that fails gives the connection back (the pool discards a broken one); the next takes another.
+        """
+        if self.connection is None:
+            self.connection = get_engine().connect()
+        try:
+            with self.connection.begin(), Session(bind=self.connection, expire_on_commit=False) as session:
+                yield session
+                session.flush()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Give the connection back to the pool (the job ends, or a transaction failed)."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # already broken: the pool discards it
+                connection.close()
 
     # --- the lease ---------------------------------------------------------------------------------------------
 
@@ -405,7 +433,7 @@ class _Drain:
         if not ready:
             return
         try:
-            applied = _apply(unit, [event for _, _, event in ready], self.epochs[unit])
+            applied = _apply(unit, [event for _, _, event in ready], self.epochs[unit], self.transaction)
         except _STOP:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad event must not block the batch: try one at a time
@@ -449,7 +477,7 @@ class _Drain:
         """One event in its own transaction, its try counted before it runs; False when it failed and waits."""
         tried = self.client.hincrby(IN_ATTEMPTS_HASH.format(unit), entry_id, 1)
         try:
-            applied = _apply(unit, [event], self.epochs[unit])
+            applied = _apply(unit, [event], self.epochs[unit], self.transaction)
         except _STOP:
             raise
         except Exception as exc:  # noqa: BLE001 - counted, tried again later, then kept in the failed stream
@@ -555,16 +583,17 @@ def _read(client: redis.Redis, streams: dict[str, str], batch: int, block_ms: in
     return {stream.decode()[prefix:]: entries for stream, entries in reply or [] if entries}
 
 
-def _apply(unit: str, events: list, epoch: int | None) -> Applied:
-    """Store events in one transaction, fenced by the drain's epoch for the unit's lane."""
+def _apply(unit: str, events: list, epoch: int | None,
+           transaction: Callable[[], contextlib.AbstractContextManager[Session]] = session_scope) -> Applied:
+    """Store events in one ``transaction``, fenced by the drain's epoch for the unit's lane."""
     instance_id, lane = _unit(unit)
     row = LEGACY_LANE if lane is None else lane
     try:
-        with session_scope() as session:
+        with transaction() as session:
             return apply_events(session, instance_id, events, epoch, row)
     except AlreadyStored:
         # another transaction stored one of them after this one looked: once more, where the check sees it
-        with session_scope() as session:
+        with transaction() as session:
             return apply_events(session, instance_id, events, epoch, row)
 
 
@@ -636,44 +665,51 @@ def analytics_refresh() -> dict:
     """Bring the dashboards' DuckDB copy up to date (``workbench.analytics.store``); a refresh already running
     elsewhere on this data dir makes this one return at once.
 
-    The refresh runs in a forked child: DuckDB and polars keep what it allocated (about 90 MB) for the life of
+    The refresh runs in a child process: DuckDB and polars keep what it allocated (about 90 MB) for the life of
     their process, which in a worker would be for good, once per worker that ever refreshed.
     """
-    return _in_child(lambda: store.refresh(wait=False))
+    return _in_child(store.refresh, wait=False)
 
 
-def _in_child(call: Callable[[], dict]) -> dict:
-    """Run ``call`` in a forked child and return its JSON result; its failure raises here (RQ records it)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its own database connections, and never back into RQ's loop
-        code = 0
-        try:
-            os.close(read)
-            dispose_engines(close=False)
-            try:
-                out = {"result": call()}
-            except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-                out, code = {"error": _describe(exc)}, 1
-            with os.fdopen(write, "w") as pipe:
-                json.dump(out, pipe, default=str)
-        finally:
-            os._exit(code)
-    os.close(write)
+def _in_child(call: Callable[..., dict], /, *args: Any, **kwargs: Any) -> dict:
+    """Run ``call(*args, **kwargs)`` in a child process and return its result; its failure raises here (RQ records
+    it). ``call`` must be a module-level function (it is pickled by name).
+
+    The child is spawned, a fresh interpreter, not forked: polars' thread pool does not survive a fork, so a forked
+    child of a process that ever used polars waits forever on its first parallel read. Spawning costs the child's
+    imports (about a second of CPU) once per refresh.
+    """
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(send, call, args, kwargs), daemon=True)
+    child.start()
+    send.close()
     try:
-        with os.fdopen(read) as pipe:
-            text = pipe.read()
-        os.waitpid(pid, 0)
+        try:
+            out = receive.recv()
+        except EOFError:
+            out = {"error": "the child process died"}
+        child.join()
     except BaseException:
         # RQ's timeout (or a stop) interrupted the wait: the child must not outlive the job
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        child.kill()
+        child.join()
         raise
-    out = json.loads(text) if text else {"error": "the child process died"}
+    finally:
+        receive.close()
     if "error" in out:
         raise RuntimeError(out["error"])
     return out["result"]
+
+
+def _child_main(send: Any, call: Callable[..., dict], args: tuple, kwargs: dict) -> None:
+    """The child of ``_in_child``: run the call and send back its result, or why it failed."""
+    try:
+        out = {"result": call(*args, **kwargs)}
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        out = {"error": _describe(exc)}
+    send.send(out)
+    send.close()
 
 
 def _end_expired_pauses(session) -> int:

@@ -75,14 +75,10 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         session.close()
 
 
-def dispose_engines(close: bool = True) -> None:
-    """Close every pooled connection and forget the engines (at shutdown).
-
-    ``close=False`` in a forked child: the connections are its parent's, so the child only forgets them (closing
-    would end the parent's sessions) and opens its own.
-    """
+def dispose_engines() -> None:
+    """Close every pooled connection and forget the engines (at shutdown)."""
     for engine in _engines.values():
-        engine.dispose(close=close)
+        engine.dispose()
     _engines.clear()
     _makers.clear()
 
