@@ -159,24 +159,36 @@ def _delivered_to(fields: dict[bytes, bytes]) -> str | None:
     return entry["lead"] if entry.get("kind") == "receipt" and entry.get("status") == "delivered" else None
 
 
+def _processes(roots: list[int], descendants: bool = True) -> list[psutil.Process]:
+    """The processes ``roots`` that still run, with all their descendants unless ``descendants`` is False."""
+    found = []
+    for pid in roots:
+        try:
+            root = psutil.Process(pid)
+            found += [root, *root.children(recursive=True)] if descendants else [root]
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 def _memory_mb(roots: list[int]) -> tuple[float, float]:
     """Resident memory of the processes ``roots`` and all their descendants, in MB: (RSS, PSS). Forked workers
     share their parent's pages, which RSS counts in each process and PSS divides among them."""
     rss = pss = 0
-    for pid in roots:
+    for proc in _processes(roots):
         try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
+            info = proc.memory_full_info()
         except psutil.NoSuchProcess:
             continue
-        for proc in procs:
-            try:
-                info = proc.memory_full_info()
-            except psutil.NoSuchProcess:
-                continue
-            rss += info.rss
-            pss += info.pss
+        rss += info.rss
+        pss += info.pss
     return rss / 2**20, pss / 2**20
+
+
+def commandstats(client) -> dict[str, int]:
+    """Commands the Redis server has run so far, by command (``INFO commandstats``, without ``info`` itself)."""
+    return {name.removeprefix("cmdstat_"): stats["calls"]
+            for name, stats in client.info("commandstats").items() if name != "cmdstat_info"}
 
 
 class CpuMeter:
@@ -220,28 +232,17 @@ class CpuMeter:
                 return
             used = now
 
-    def redis_calls(self) -> dict[str, int]:
-        """Commands the Redis server has run so far, by command (``INFO commandstats``; the bench's own included)."""
-        return {name.removeprefix("cmdstat_"): stats["calls"]
-                for name, stats in self.client.info("commandstats").items() if name != "cmdstat_info"}
-
     def read(self) -> dict[str, float]:
         """Seconds of CPU each group has used so far."""
         found = {}
         for name, roots in self.groups.items():
             seconds = 0.0
-            for pid in roots:
+            for proc in _processes(roots, descendants=name != "bench"):  # the bench's children are other groups
                 try:
-                    root = psutil.Process(pid)
-                    procs = [root] if name == "bench" else [root, *root.children(recursive=True)]
+                    times = proc.cpu_times()
                 except psutil.NoSuchProcess:
                     continue
-                for proc in procs:
-                    try:
-                        times = proc.cpu_times()
-                    except psutil.NoSuchProcess:
-                        continue
-                    seconds += times.user + times.system
+                seconds += times.user + times.system
             found[name] = seconds
         return found
 
@@ -283,7 +284,7 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roo
             peak, sampled = (max(peak[0], rss), max(peak[1], pss)), time.perf_counter()
 
     cpu_before = meter.read()
-    calls_before = meter.redis_calls()
+    calls_before = commandstats(meter.client)
     start = time.perf_counter()
     for k in range(n):
         if rate:
@@ -305,7 +306,7 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roo
         firsts = seen[::answers]
         latencies.extend((a - s) * 1000 for s, a in zip(sends, firsts, strict=False))
     cpu = {group: (seconds - cpu_before.get(group, 0.0)) * 1e6 / n for group, seconds in meter.read().items()}
-    calls = {name: (count - calls_before.get(name, 0)) / n for name, count in meter.redis_calls().items()}
+    calls = {name: (count - calls_before.get(name, 0)) / n for name, count in commandstats(meter.client).items()}
     return Result(name, n, (watcher.count - base) // answers, end - start, latencies, *peak, cpu_us=cpu,
                   redis_calls={name: count for name, count in calls.items() if count > 0})
 

@@ -33,14 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from bench.pipeline import _spawn, _wait, with_product_servers  # noqa: E402
+from bench.pipeline import _spawn, _wait, commandstats, with_product_servers  # noqa: E402
 
 BUSINESS_PHONE = "5511900000001"
 
 
 def _commandstats(client) -> Counter:
-    return Counter({name.removeprefix("cmdstat_"): stats["calls"]
-                    for name, stats in client.info("commandstats").items()})
+    return Counter(commandstats(client))
 
 
 def _per_message(counts: Counter, n: int, skip: tuple[str, ...] = ("info", "config|resetstat")) -> str:

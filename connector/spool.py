@@ -190,10 +190,8 @@ class Spool:
                 self._append(payload["e"])
         if published is not None:
             lane, woke = published
-            if woke:  # outside the lock: the event is in the stream, order is settled
-                self._queue_drains({lane})
-            elif self._drain_owed:
-                self._queue_drains(set())
+            if woke or self._drain_owed:  # outside the lock: the event is in the stream, order is settled
+                self._queue_drains({lane} if woke else set())
             return True
         self._wake.set()
         return False
@@ -314,19 +312,6 @@ class Spool:
                 os.fsync(self._journal_fd)
                 self._journal_dirty = False
 
-    def _wake_drains(self, lanes: set[int]) -> None:
-        """Wake the drains of these lanes (``contracts.wake_inbound_drain``: a job unless one is queued), and queue
-        the jobs owed; the events are already safe in the streams, so a failure only delays them: the replay
-        thread tries again every ``retry_s``."""
-        for lane in sorted(lanes - self._drain_owed):
-            try:
-                contracts.wake_inbound_drain(self.redis, self.instance_id, lane)
-            except redis.RedisError as exc:
-                log.warning("instance %s: drain job not queued (%s); retrying", self.instance_id,
-                            type(exc).__name__)
-                self._drain_owed.add(lane)
-        self._queue_drains(set())
-
     def _queue_drains(self, lanes: set[int]) -> None:
         """Queue the drain jobs of these lanes, whose flags the publish script just set, and of the lanes owed (their
         flag may be set with no job behind it, so it is set again with the job)."""
@@ -419,8 +404,8 @@ class Spool:
                     if lanes and self.pending():
                         self._wake.set()  # more to do and Redis answers: go on without waiting
                 self._keep_journal()
-                if lanes or self._drain_owed:
-                    self._wake_drains(lanes)
+                if self._drain_owed:  # replayed lanes whose flag the script set, or jobs that could not be queued
+                    self._queue_drains(set())
             except redis.RedisError as exc:
                 log.info("instance %s: journal not checked (%s)", self.instance_id, type(exc).__name__)
             except Exception:  # noqa: BLE001 - the thread must outlive a bad line or a disk hiccup

@@ -584,7 +584,7 @@ def _read(client: redis.Redis, streams: dict[str, str], batch: int, block_ms: in
 
 
 def _apply(unit: str, events: list, epoch: int | None,
-           transaction: Callable[[], contextlib.AbstractContextManager[Session]] = session_scope) -> Applied:
+           transaction: Callable[[], contextlib.AbstractContextManager[Session]]) -> Applied:
     """Store events in one ``transaction``, fenced by the drain's epoch for the unit's lane."""
     instance_id, lane = _unit(unit)
     row = LEGACY_LANE if lane is None else lane
