@@ -311,3 +311,97 @@ def test_the_leases_of_a_worker_known_dead_are_freed_at_once_and_their_drains_wo
     assert jobs.release_drains_of(r, "maquina", 4242) == [_u(dead)]
     assert r.get(DRAIN_LOCK.format(_u(dead))) is None and r.get(DRAIN_LOCK.format(_u(alive))) == b"maquina.42|def"
     assert [job.args for job in Queue(INBOUND_QUEUE, connection=r).jobs] == [(dead, 0)]
+
+
+def _send_and_receipt(instance_id: int, phone: str) -> tuple[int, contracts.SendAck, contracts.Receipt]:
+    """The newest reply to ``phone`` (pending) and the connector's ack and "delivered" receipt for it."""
+    with session_scope() as s:
+        outbox_id = s.scalar(select(Outbox.id).where(Outbox.command["to_phone"].astext == phone)
+                             .order_by(Outbox.id.desc()))
+    wa_id = f"3EB0{outbox_id:012d}"
+    ack = contracts.SendAck(instance_id=instance_id, outbox_id=outbox_id, ok=True, wa_id=wa_id,
+                            timestamp_ms=contracts.now_ms(), chat=phone)
+    receipt = contracts.Receipt(instance_id=instance_id, wa_ids=[wa_id], status="delivered",
+                                timestamp_ms=contracts.now_ms(), chat=phone)
+    return outbox_id, ack, receipt
+
+
+def _status(outbox_id: int) -> tuple[str, str | None]:
+    """The outbox row's status and its message's."""
+    with session_scope() as s:
+        row = s.get(Outbox, outbox_id)
+        return row.status, s.scalar(select(Message.status).where(Message.id == row.message_id))
+
+
+def _read_into(drain: jobs._Drain, r, unit: str, now: float) -> None:
+    """What one turn of the drain's loop does with what the unit's stream holds now."""
+    got = jobs._read(r, {IN_STREAM.format(unit): ">"}, 200)
+    drain._process(unit, got.get(unit, []), now)
+
+
+def test_acks_and_receipts_wait_for_the_lanes_next_message_and_are_stored_in_its_transaction(engine, r,
+                                                                                                monkeypatch):
+    """A reply's ack and receipt are not worth a transaction of their own: they ride with the lane's next message,
+    or are stored alone once they waited ``DEFER_MS``, and always before the drain leaves."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    _bot_answers_every_message(ws)
+    phone = "5511988887777"
+    publish(inbound(inst, phone=phone, text="oi"))
+    run_jobs()
+    batches: list[list[str]] = []
+    real = jobs._apply
+
+    def apply(unit, events, *args):
+        batches.append([event.kind for event in events])
+        return real(unit, events, *args)
+
+    monkeypatch.setattr(jobs, "_apply", apply)
+    unit = _u(inst)
+    drain = jobs._Drain(r)
+    assert drain.take(unit)
+    first, ack, receipt = _send_and_receipt(inst, phone)
+    publish(ack, receipt)
+    _read_into(drain, r, unit, now=100.0)
+    assert batches == [] and _status(first) == ("pending", "pending")
+
+    publish(inbound(inst, phone=phone, text="de novo"))
+    _read_into(drain, r, unit, now=100.05)
+    assert batches == [["ack", "receipt", "message"]]  # one transaction, in stream order
+    assert _status(first) == ("sent", "delivered")
+
+    second, ack, receipt = _send_and_receipt(inst, phone)
+    publish(ack)
+    _read_into(drain, r, unit, now=200.0)
+    drain._process(unit, [], 200.0 + jobs.DEFER_MS / 2000)
+    assert batches[1:] == [] and _status(second)[0] == "pending"
+    drain._process(unit, [], 200.001 + jobs.DEFER_MS / 1000)  # waited long enough: alone
+    assert batches[1:] == [["ack"]] and _status(second)[0] == "sent"
+
+    publish(receipt)
+    _read_into(drain, r, unit, now=300.0)
+    drain.run()  # nothing more arrives: the drain stores what waits before it leaves
+    drain.close()
+    assert batches[2:] == [["receipt"]] and _status(second) == ("sent", "delivered")
+    assert r.xlen(IN_STREAM.format(unit)) == 0 and not r.exists(DRAIN_LOCK.format(unit))
+
+
+def test_acks_a_dead_drain_held_back_are_stored_by_the_next_drain(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    _bot_answers_every_message(ws)
+    phone = "5511988886666"
+    publish(inbound(inst, phone=phone, text="oi"))
+    run_jobs()
+    unit = _u(inst)
+    dead = jobs._Drain(r)
+    assert dead.take(unit)
+    outbox_id, ack, receipt = _send_and_receipt(inst, phone)
+    publish(ack, receipt)
+    _read_into(dead, r, unit, now=100.0)  # held back in memory, pending in the stream; then the worker dies
+    dead.close()
+    assert _status(outbox_id) == ("pending", "pending")
+    _wake_again(r, inst)
+    run_jobs()
+    assert _status(outbox_id) == ("sent", "delivered")
+    assert r.xlen(IN_STREAM.format(unit)) == 0

@@ -60,6 +60,7 @@ from connector.contracts import (
     IN_STREAM,
     INBOUND_QUEUE,
     InboundMessage,
+    StateChange,
     decode_inbound,
     drain_unit,
     now_ms,
@@ -88,6 +89,11 @@ ADOPT_MAX = 32
 ADOPT_EVERY_S = ADOPT_AFTER_MS / 2000  # how often a drain looks for numbers to adopt
 RETRY_AFTER_S = 5
 MAX_ATTEMPTS = 5
+# How long a lane's send acks and receipts may wait to be stored with its next message: a reply costs three events
+# (the lead's message, our send's ack, the "delivered" receipt), and storing each in its own transaction was most
+# of a drain's work at a steady trickle. Nobody waits on an ack or receipt (a lead waits on the bot's answer, which
+# the message's transaction sends), so they ride with the lane's next message, or go alone after this long.
+DEFER_MS = 100
 # Why an event was set aside (the ``code`` field of wb:in-failed; the panel names each one).
 MALFORMED, ERROR, STUCK = "malformed", "error", "stuck"
 
@@ -188,6 +194,8 @@ class _Drain:
         self.tokens: dict[str, str] = {}  # units held -> lock token (shared with the heartbeat thread)
         self.epochs: dict[str, int | None] = {}
         self.held: dict[str, set[str]] = {}  # per unit: contacts whose earlier event failed (order kept)
+        # per unit: acks and receipts read but not stored yet (``DEFER_MS``), with when the first was read
+        self.deferred: dict[str, tuple[float, list[tuple[bytes, dict, object]]]] = {}
         self.lost: set[str] = set()  # units whose lock the heartbeat found in other hands
         self.renewed_at = time.monotonic()
         self.guard = threading.Lock()
@@ -272,6 +280,7 @@ class _Drain:
         with self.guard:
             token = self.tokens.pop(unit)
         self.epochs.pop(unit, None)
+        self.deferred.pop(unit, None)  # still pending in the stream: whoever drains the unit next stores them
         return token
 
     # --- taking, reading and leaving units ---------------------------------------------------------------------
@@ -321,12 +330,12 @@ class _Drain:
                 break
             streams = {IN_STREAM.format(unit): ">" for unit in self.tokens}
             got = _read(self.client, streams, self.batch, block_ms=BLOCK_MS)
-            for unit, entries in got.items():
+            now = time.monotonic()
+            for unit in {*got, *(u for u, (since, _) in self.deferred.items() if now - since >= DEFER_MS / 1000)}:
                 try:
-                    self._process(unit, entries)
+                    self._process(unit, got.get(unit, []), now)
                 except LostDrain:
                     self._drop(unit)
-            now = time.monotonic()
             if got:
                 idle_since = now
             if now - idle_since > self.linger_s or now - began > MAX_RUN_S:
@@ -335,6 +344,12 @@ class _Drain:
                 adopted_at = now
                 self._adopt()
         for unit in list(self.tokens):
+            if unit in self.deferred and not self._lease_lapsed():  # else they are the next drain's leftovers
+                try:
+                    self._process(unit, [], None)
+                except LostDrain:
+                    self._drop(unit)
+                    continue
             self._leave(unit)
         return self.totals
 
@@ -424,10 +439,21 @@ class _Drain:
                 self._bury(unit, entry_id, fields, MALFORMED, exc.errors()[0]["msg"], 0)
         return parsed
 
-    def _process(self, unit: str, entries: list) -> None:
-        """Store newly read entries in one transaction; if that fails, try them one at a time."""
+    def _process(self, unit: str, entries: list, now: float | None) -> None:
+        """Store newly read entries, after the unit's deferred ones, in one transaction; if that fails, try them one
+        at a time.
+
+        Acks and receipts alone wait for the lane's next message (``DEFER_MS``) unless ``now`` is None (the drain
+        is leaving) or they waited long enough; they stay pending in the stream meanwhile, so a drain that dies
+        leaves them to the next as leftovers, like any entry it read.
+        """
         held = self.held[unit]
-        parsed = self._parse(unit, entries)
+        since, parsed = self.deferred.pop(unit, (now, []))
+        parsed = parsed + self._parse(unit, entries)
+        if (now is not None and now - since < DEFER_MS / 1000 and len(parsed) < self.batch
+                and not any(isinstance(event, InboundMessage | StateChange) for _, _, event in parsed)):
+            self.deferred[unit] = (since, parsed)
+            return
         ready = [item for item in parsed if _contact_key(item[2]) not in held]
         self.totals["held"] += len(parsed) - len(ready)
         if not ready:
