@@ -34,6 +34,7 @@ from engine.worker import jobs
 from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
 from workbench.services.workspace_settings import save_setting
 from workbench.store import bus, db
+from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import Conversation, Message, Outbox
 
@@ -405,3 +406,49 @@ def test_acks_a_dead_drain_held_back_are_stored_by_the_next_drain(engine, r):
     run_jobs()
     assert _status(outbox_id) == ("sent", "delivered")
     assert r.xlen(IN_STREAM.format(unit)) == 0
+
+
+def _epoch(instance_id: int) -> int:
+    with session_scope() as s:
+        return s.scalar(text("SELECT epoch FROM drain_lanes WHERE instance_id = :i AND lane = 0"), {"i": instance_id})
+
+
+def test_a_drain_that_read_its_time_hands_its_lanes_to_the_next_job_which_goes_on_without_taking_them_again(
+        engine, r, monkeypatch):
+    """Under a steady flow a drain stops at MAX_RUN_S (RQ's job timeout must never cut it) and queues the
+    next job at the front with its leases and fencing tokens: no new epoch, no unit left for a later wake-up."""
+    monkeypatch.setattr(jobs, "MAX_RUN_S", 0.0)
+    monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "5000")
+    get_settings.cache_clear()
+    ws = make_workspace()
+    inst = make_instance(ws)
+    unit = _u(inst)
+    publish(inbound(inst, text="primeira"))
+    Queue(INBOUND_QUEUE, connection=r).empty()  # its wake-up: this test runs the job itself
+    jobs.drain_inbound(inst, 0)  # as RQ runs it; stops after its first read, which had an event
+    epoch = _epoch(inst)
+    [job] = Queue(INBOUND_QUEUE, connection=r).jobs
+    handed = job.args[2]
+    assert job.args[:2] == (inst, 0) and list(handed) == [unit]
+    token, handed_epoch = handed[unit]
+    assert handed_epoch == epoch and r.get(DRAIN_LOCK.format(unit)) == token.encode()  # still held, not released
+    publish(inbound(inst, text="segunda"))
+    run_jobs()  # the next job goes on (and hands over once more while events came), then leaves once idle
+    assert _texts(inst) == ["primeira", "segunda"]
+    assert _epoch(inst) == epoch, "the lane was never taken again"
+    assert not r.exists(DRAIN_LOCK.format(unit)) and r.xlen(IN_STREAM.format(unit)) == 0
+
+
+def test_a_handed_lane_whose_lease_lapsed_is_taken_anew_or_left_to_the_drain_that_took_it(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    unit = _u(inst)
+    publish(inbound(inst, text="um"))
+    stale = {unit: ("maquina.1|velho", 1)}  # the lease lapsed before the job ran: nobody holds the lock
+    jobs.drain_inbound(inst, 0, stale)
+    assert _texts(inst) == ["um"] and _epoch(inst) == 1  # taken anew (the first epoch of this lane)
+
+    r.set(DRAIN_LOCK.format(unit), "outra.2|dono", px=jobs.LOCK_TTL_MS)  # another drain took it meanwhile
+    publish(inbound(inst, text="dois"))
+    assert jobs.drain_inbound(inst, 0, stale) == {"busy": 1}
+    assert _texts(inst) == ["um"] and r.get(DRAIN_LOCK.format(unit)) == b"outra.2|dono"

@@ -129,7 +129,8 @@ def _ensure_group(client: redis.Redis, stream: str) -> None:
             raise
 
 
-def drain_inbound(instance_id: int, lane: int | None = None) -> dict[str, int]:
+def drain_inbound(instance_id: int, lane: int | None = None,
+                  handed: dict[str, tuple[str, int | None]] | None = None) -> dict[str, int]:
     """Store the pending events of one lane of a number (and of units it adopts); returns counts.
 
     ``lane`` None is the number's stream of before lanes (a backlog an older version left, and the jobs it
@@ -139,6 +140,10 @@ def drain_inbound(instance_id: int, lane: int | None = None) -> dict[str, int]:
     is busy), this job takes that unit too and reads all its streams in one blocking call, so one worker serves
     many lanes without switching jobs. Each unit is still drained by one job at a time, in stream order.
 
+    A job that read for ``MAX_RUN_S`` while events kept coming hands its units, leases and fencing tokens
+    (``handed``: unit -> lock token and epoch) to a job it queues at the front and ends; that job goes on where this
+    one stopped, with no unit to take again.
+
     The job always ends with its units handed back: RQ's timeout (an event that hangs) hands them to a new
     drain at once; PostgreSQL out of reach re-raises so that RQ retries later; Redis out of reach ends the job
     quietly. In every case the events stay pending in their streams.
@@ -147,7 +152,9 @@ def drain_inbound(instance_id: int, lane: int | None = None) -> dict[str, int]:
     unit = drain_unit(instance_id, lane)
     with drain.heartbeat(), contextlib.closing(drain):
         try:
-            if not drain.take(unit):
+            if handed:
+                drain.resume(handed)
+            if unit not in drain.tokens and not drain.take(unit) and not drain.tokens:
                 # Another drain holds this unit (it re-checks the stream when it leaves, see _Drain._leave), or the
                 # lane waits for the number's stream of before lanes, whose drain wakes it.
                 return {"busy": 1}
@@ -321,9 +328,34 @@ class _Drain:
             self._drop(unit)
         return True
 
+    def resume(self, handed: dict[str, tuple[str, int | None]]) -> None:
+        """Go on with units the previous job of a worker handed over (``run``): each keeps its lock token and
+        epoch while its lease still holds the token; a unit whose lease lapsed meanwhile is taken anew, or left to
+        the drain that took it."""
+        units = list(handed)
+        pipe = self.client.pipeline(transaction=False)
+        for unit in units:
+            self.renew(keys=[DRAIN_LOCK.format(unit), DRAIN_FLAG.format(unit)],
+                       args=[handed[unit][0], LOCK_TTL_MS], client=pipe)
+        for unit, kept in zip(units, pipe.execute(), strict=True):
+            if parse_unit(unit) is None:
+                continue
+            if not kept:
+                self.take(unit)
+                continue
+            token, epoch = handed[unit]
+            with self.guard:
+                self.tokens[unit] = token
+                self.renewed_at = time.monotonic()
+            self.epochs[unit] = epoch
+            self.held[unit] = set()
+            self.totals["lanes"] += 1
+
     def run(self) -> dict[str, int]:
-        """Read the held streams as events arrive until idle for the linger time or MAX_RUN_S is over."""
+        """Read the held streams as events arrive until idle for the linger time or MAX_RUN_S is over; in the
+        second case, with events still coming, hand the units over to a new job instead of leaving them."""
         began = idle_since = adopted_at = time.monotonic()
+        busy = False  # stopped at MAX_RUN_S with events still coming
         while self.tokens:
             self._drop_lost()
             if not self.tokens or self._lease_lapsed():
@@ -338,7 +370,10 @@ class _Drain:
                     self._drop(unit)
             if got:
                 idle_since = now
-            if now - idle_since > self.linger_s or now - began > MAX_RUN_S:
+            if now - idle_since > self.linger_s:
+                break
+            if now - began > MAX_RUN_S:
+                busy = bool(got)
                 break
             if now - adopted_at >= ADOPT_EVERY_S:  # not after every batch: one round trip per message saved
                 adopted_at = now
@@ -349,9 +384,26 @@ class _Drain:
                     self._process(unit, [], None)
                 except LostDrain:
                     self._drop(unit)
-                    continue
+        if busy and not self._lease_lapsed():
+            self._hand_over()
+        for unit in list(self.tokens):
             self._leave(unit)
         return self.totals
+
+    def _hand_over(self) -> None:
+        """Queue the next job with the units this one holds (those without failed events waiting for a try), at
+        the front of the queue: the worker that runs it next renews the leases, which hold for ``LOCK_TTL_MS``
+        meanwhile. Leaving and taking them again instead cost a fencing transaction per unit and left the units
+        after the first waiting ``ADOPT_AFTER_MS`` to be adopted: a stall of about 100 ms every ``MAX_RUN_S``."""
+        handed = {unit: (token, self.epochs[unit]) for unit, token in self.tokens.items() if not self.held[unit]}
+        if not handed:
+            return
+        instance_id, lane = _unit(next(iter(handed)))
+        Queue(INBOUND_QUEUE, connection=self.client).enqueue(
+            DRAIN_JOB, instance_id, lane, handed, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
+            at_front=True)
+        for unit in handed:
+            self._forget(unit)
 
     def _adopt(self) -> None:
         """Take units whose drain job has waited too long for a free worker."""
