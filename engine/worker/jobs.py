@@ -392,11 +392,14 @@ class _Drain:
 
     def _hand_over(self) -> None:
         """Queue the next job with the units this one holds (those without failed events waiting for a try), at
-        the front of the queue: the worker that runs it next renews the leases, which hold for ``LOCK_TTL_MS``
-        meanwhile. Leaving and taking them again instead cost a fencing transaction per unit and left the units
-        after the first waiting ``ADOPT_AFTER_MS`` to be adopted: a stall of about 100 ms every ``MAX_RUN_S``."""
+        the front of the queue, unless the workers' other queue has jobs waiting: the worker that runs it next
+        renews the leases, which hold for ``LOCK_TTL_MS`` meanwhile. Leaving and taking them again instead cost a
+        fencing transaction per unit and left the units after the first waiting ``ADOPT_AFTER_MS`` to be adopted:
+        a stall of about 100 ms every ``MAX_RUN_S``."""
         handed = {unit: (token, self.epochs[unit]) for unit, token in self.tokens.items() if not self.held[unit]}
-        if not handed:
+        if not handed or Queue(runs.TIMER_QUEUE, connection=self.client).count:
+            # Jobs wait in the workers' other queue (timers, the sweep, the dashboards' refresh): leave instead, as
+            # a job queued at the front would keep a busy worker from ever getting to them.
             return
         instance_id, lane = _unit(next(iter(handed)))
         Queue(INBOUND_QUEUE, connection=self.client).enqueue(
