@@ -108,6 +108,17 @@ def test_the_refresh_runs_in_a_child_that_leaves_the_workers_connections_alone(e
         assert s.scalar(text("SELECT 2")) == 2
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         _in_child(_divide_by_zero)
+    assert _in_child(f"{__name__}:_pid_and_one")["one"] == 1  # named: only the child imports it
+
+
+def test_the_workers_never_load_duckdb_or_polars():
+    """The workers' supervisor imports the jobs before it forks the workers, scheduler and calls pool: DuckDB and
+    polars loaded there (about 50 MB) would be counted in every one of them. Only the refresh's child loads them."""
+    probe = ("import sys, engine.worker.jobs, engine.worker.processes, engine.worker.calls, workbench.launcher; "
+             "print(sorted({'duckdb', 'polars'} & set(sys.modules)))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parent.parent)
+    assert found.stdout.strip() == "[]"
 
 
 def test_the_child_reads_with_polars_after_the_worker_used_it():

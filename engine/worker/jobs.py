@@ -24,6 +24,7 @@ things keep that true when a worker dies, hangs or loses Redis:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
@@ -68,7 +69,6 @@ from connector.contracts import (
     wake_inbound_drain,
 )
 from engine.worker.inbound import AlreadyStored, Applied, LostDrain, apply_events
-from workbench.analytics import store
 from workbench.services import contact_jobs, lgpd, mail, outbox, outside_calls, runs
 from workbench.services.instances import sync_instances
 from workbench.store.bus import get_redis
@@ -747,14 +747,17 @@ def analytics_refresh() -> dict:
     elsewhere on this data dir makes this one return at once.
 
     The refresh runs in a child process: DuckDB and polars keep what it allocated (about 90 MB) for the life of
-    their process, which in a worker would be for good, once per worker that ever refreshed.
+    their process, which in a worker would be for good, once per worker that ever refreshed. The worker names the
+    refresh rather than importing it: DuckDB and polars loaded in the workers' supervisor (about 50 MB) would count
+    in each process it forks.
     """
-    return _in_child(store.refresh, wait=False)
+    return _in_child("workbench.analytics.store:refresh", wait=False)
 
 
-def _in_child(call: Callable[..., dict], /, *args: Any, **kwargs: Any) -> dict:
+def _in_child(call: Callable[..., dict] | str, /, *args: Any, **kwargs: Any) -> dict:
     """Run ``call(*args, **kwargs)`` in a child process and return its result; its failure raises here (RQ records
-    it). ``call`` must be a module-level function (it is pickled by name).
+    it). ``call`` is a module-level function (it is pickled by name) or its name, ``"package.module:function"``,
+    which only the child imports.
 
     The child is spawned, a fresh interpreter, not forked: polars' thread pool does not survive a fork, so a forked
     child of a process that ever used polars waits forever on its first parallel read. Spawning costs the child's
@@ -783,9 +786,12 @@ def _in_child(call: Callable[..., dict], /, *args: Any, **kwargs: Any) -> dict:
     return out["result"]
 
 
-def _child_main(send: Any, call: Callable[..., dict], args: tuple, kwargs: dict) -> None:
+def _child_main(send: Any, call: Callable[..., dict] | str, args: tuple, kwargs: dict) -> None:
     """The child of ``_in_child``: run the call and send back its result, or why it failed."""
     try:
+        if isinstance(call, str):
+            module, _, name = call.partition(":")
+            call = getattr(importlib.import_module(module), name)
         out = {"result": call(*args, **kwargs)}
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         out = {"error": _describe(exc)}
