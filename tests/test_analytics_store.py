@@ -111,11 +111,12 @@ def test_the_refresh_runs_in_a_child_that_leaves_the_workers_connections_alone(e
     assert _in_child(f"{__name__}:_pid_and_one")["one"] == 1  # named: only the child imports it
 
 
-def test_the_workers_never_load_duckdb_or_polars():
+def test_the_workers_never_load_what_only_the_refresh_or_the_panel_uses():
     """The workers' supervisor imports the jobs before it forks the workers, scheduler and calls pool: DuckDB and
-    polars loaded there (about 50 MB) would be counted in every one of them. Only the refresh's child loads them."""
+    polars (about 50 MB) or segno, the QR codes' library (about 10 MB), loaded there would be counted in every one
+    of them. Only the refresh's child loads the first two, only the panel the third."""
     probe = ("import sys, engine.worker.jobs, engine.worker.processes, engine.worker.calls, workbench.launcher; "
-             "print(sorted({'duckdb', 'polars'} & set(sys.modules)))")
+             "print(sorted({'duckdb', 'polars', 'segno'} & set(sys.modules)))")
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                            cwd=Path(__file__).resolve().parent.parent)
     assert found.stdout.strip() == "[]"

@@ -26,7 +26,6 @@ import secrets
 from typing import Any
 from urllib.parse import quote
 
-import segno
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -88,6 +87,8 @@ def wa_url(phone: str, text: str) -> str:
 
 def qr_code(url: str, kind: str = "png") -> bytes:
     """The QR code of ``url`` as a PNG or SVG file (``kind``), dark on white with a quiet border."""
+    import segno  # here, not at the top: only the panel draws QR codes, and the workers import this module
+
     out = io.BytesIO()
     segno.make(url, error="m").save(out, kind=kind, scale=8 if kind == "png" else 4, border=4)
     return out.getvalue()

@@ -7,7 +7,6 @@ import json
 import re
 import time
 
-import segno
 from sqlalchemy import select
 
 from connector.contracts import CONTROL_LIST, INSTANCES_HASH, INSTANCES_MIRRORED, STATUS_HASH, ControlCommand
@@ -186,6 +185,8 @@ def sync_instances(redis_client=None) -> int:
 
 def qr_png(code: str, scale: int = 8) -> bytes:
     """A PNG of a QR code string (large enough to scan from a screen)."""
+    import segno  # here, not at the top: only the panel draws QR codes, and the workers import this module
+
     buf = io.BytesIO()
     segno.make(code, error="l").save(buf, kind="png", scale=scale, border=2)
     return buf.getvalue()
