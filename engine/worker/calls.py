@@ -63,8 +63,10 @@ def run_due(client: redis.Redis) -> dict[str, int]:
 
 
 def run_pool(client: redis.Redis, concurrency: int, stop: threading.Event) -> int:
-    """Run due calls, ``concurrency`` at a time, until ``stop``; waits for Redis when it is away."""
-    outside_calls.load_executors()
+    """Run due calls, ``concurrency`` at a time, until ``stop``; waits for Redis when it is away.
+
+    The executors (the OpenAI SDK, httpx: about 40 MB) are imported by the first call, not here: a workspace that
+    never calls out never pays for them."""
     db.reserve_connections(concurrency)  # every thread needs a connection around its call
     inflight: set[Future] = set()
     guard = threading.Lock()

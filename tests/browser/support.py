@@ -37,6 +37,15 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
         time.sleep(0.25)
 
 
+def click_button(page: Page, name: str) -> None:
+    """Click the button ``name`` once Streamlit's run has settled. While a script reruns, the elements of the
+    previous run stay on the page, marked stale, so a button can be there twice and a strict click fails."""
+    button = page.get_by_role("button", name=name)
+    wait_for(f"the button {name!r} alone on a settled page",
+             lambda: page.locator('[data-stale="true"]').count() == 0 and button.count() == 1)
+    button.click()
+
+
 def log_in(page: Page, base: str, email: str) -> None:
     """Sign in through the real form (the login cookie then carries the session across reloads)."""
     page.goto(base + "/")

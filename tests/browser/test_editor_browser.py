@@ -18,7 +18,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from engine.core.examples import scheduling_funnel
-from tests.browser.support import WINDOW, log_in, shot, wait_for
+from tests.browser.support import WINDOW, click_button, log_in, shot, wait_for
 from tests.factories import make_actor, make_workspace
 from workbench.services import funnels
 
@@ -103,12 +103,12 @@ def test_scheduling_funnel_opens_readable_on_its_trigger(app_server, page):
     assert frame_box["height"] >= 0.7 * WINDOW["height"]
 
     # "Ver o funil inteiro" fits every box into the canvas (zooming out to do it).
-    page.get_by_role("button", name="Ver o funil inteiro").click()
+    click_button(page, "Ver o funil inteiro")
     fitted = wait_canvas(page, "every box to fit in the canvas", lambda canvas: canvas["scale"] < 1 and all(
         inside(n["box"], canvas["pane"]) for n in canvas["nodes"].values()))
     shot(page, "editor_fitted.png")
     # Editing keeps the view: the canvas takes the new node without zooming back.
-    page.get_by_role("button", name="Adicionar").click()
+    click_button(page, "Adicionar")
     assert wait_drawn(page, NODES + 1)["scale"] == pytest.approx(fitted["scale"])
 
 
@@ -122,7 +122,7 @@ def test_editor_draws_saves_and_survives_a_reload(app_server, page):
     assert "Gatilho" in texts and "Aguardar resposta" in texts and "Enviar mensagem" in texts
 
     # Python -> browser: a node added with the palette (default type: the first in the registry) appears.
-    page.get_by_role("button", name="Adicionar").click()
+    click_button(page, "Adicionar")
     assert "trigger_1" in wait_drawn(page, NODES + 1)["nodes"]
 
     # Browser -> Python: drag a node below the others (the canvas in view first, so the mouse can reach it).
@@ -149,7 +149,7 @@ def test_editor_draws_saves_and_survives_a_reload(app_server, page):
         if "trigger_1" in {n["id"] for n in draft["nodes"]}:
             return draft
         if time.monotonic() - clicked_at[0] > 5:
-            page.get_by_role("button", name="Salvar rascunho").click()
+            click_button(page, "Salvar rascunho")
             clicked_at[0] = time.monotonic()
         return None
 
