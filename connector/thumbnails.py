@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import logging
 
-from PIL import Image, ImageOps
-
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 320
@@ -27,6 +25,10 @@ JPEG_QUALITY = 80
 def make_thumbnail(data: bytes) -> bytes | None:
     """A thumbnail of the image ``data`` (JPEG, or PNG with transparency), or None when ``data`` is not an image
     in ``FORMATS`` that decodes within ``MAX_DECODED_PIXELS``."""
+    # Pillow is imported at the first image, not with the module: connectors and workers import this module, and
+    # a number that never receives an image never needs it.
+    from PIL import Image, ImageOps
+
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as probe:
             probe.verify()  # structure and checksums, without decoding the pixels

@@ -113,11 +113,12 @@ def test_the_refresh_runs_in_a_child_that_leaves_the_workers_connections_alone(e
 
 def test_the_workers_never_load_what_only_the_refresh_or_the_panel_uses():
     """The workers' supervisor imports the jobs before it forks the workers, scheduler and calls pool: DuckDB and
-    polars (about 50 MB), segno, the QR codes' library (about 10 MB), or the OpenAI SDK (about 40 MB) loaded there
-    would be counted in every one of them. Only the refresh's child loads the first two, only the panel the third,
-    and the calls pool imports the last with its executors at its first call."""
+    polars (about 50 MB), segno, the QR codes' library (about 10 MB), the OpenAI SDK (about 40 MB) or Pillow loaded
+    there would be counted in every one of them. Only the refresh's child loads the first two, only the panel the
+    third, the calls pool imports the SDK with its executors at its first call, and Pillow comes with the first
+    image."""
     probe = ("import sys, engine.worker.jobs, engine.worker.processes, engine.worker.calls, workbench.launcher; "
-             "print(sorted({'duckdb', 'polars', 'segno', 'openai'} & set(sys.modules)))")
+             "print(sorted({'duckdb', 'polars', 'segno', 'openai', 'PIL'} & set(sys.modules)))")
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                            cwd=Path(__file__).resolve().parent.parent)
     assert found.stdout.strip() == "[]"
