@@ -430,6 +430,7 @@ def test_a_drain_that_read_its_time_hands_its_lanes_to_the_next_job_which_goes_o
     [job] = Queue(INBOUND_QUEUE, connection=r).jobs
     handed = job.args[2]
     assert job.args[:2] == (inst, 0) and list(handed) == [unit]
+    assert job.retries_left == contracts.DRAIN_RETRIES  # PostgreSQL away: retried like any drain, taking anew
     token, handed_epoch = handed[unit]
     assert handed_epoch == epoch and r.get(DRAIN_LOCK.format(unit)) == token.encode()  # still held, not released
     publish(inbound(inst, text="segunda"))

@@ -40,7 +40,7 @@ from typing import Any
 
 import redis
 from pydantic import ValidationError
-from rq import Queue
+from rq import Queue, Retry
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -55,6 +55,8 @@ from connector.contracts import (
     DRAIN_JOB_TIMEOUT_S,
     DRAIN_LOCK,
     DRAIN_QUEUED,
+    DRAIN_RETRIES,
+    DRAIN_RETRY_S,
     IN_ATTEMPTS_HASH,
     IN_FAILED_STREAM,
     IN_GROUP,
@@ -402,9 +404,10 @@ class _Drain:
             # a job queued at the front would keep a busy worker from ever getting to them.
             return
         instance_id, lane = _unit(next(iter(handed)))
+        # retried like every drain job while PostgreSQL is away; a retry finds the leases given back and takes anew
         Queue(INBOUND_QUEUE, connection=self.client).enqueue(
             DRAIN_JOB, instance_id, lane, handed, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
-            at_front=True)
+            at_front=True, retry=Retry(max=DRAIN_RETRIES, interval=DRAIN_RETRY_S))
         for unit in handed:
             self._forget(unit)
 
