@@ -340,16 +340,26 @@ def _read_into(drain: jobs._Drain, r, unit: str, now: float) -> None:
     drain._process(unit, got.get(unit, []), now)
 
 
+def _answered_and_held(r, phone: str) -> tuple[int, str, jobs._Drain]:
+    """A number whose bot answered ``phone`` once (the reply pending), and a drain holding the number's lane:
+    (instance id, unit, drain)."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    _bot_answers_every_message(ws)
+    publish(inbound(inst, phone=phone, text="oi"))
+    run_jobs()
+    unit = _u(inst)
+    drain = jobs._Drain(r)
+    assert drain.take(unit)
+    return inst, unit, drain
+
+
 def test_acks_and_receipts_wait_for_the_lanes_next_message_and_are_stored_in_its_transaction(engine, r,
                                                                                                 monkeypatch):
     """A reply's ack and receipt are not worth a transaction of their own: they ride with the lane's next message,
     or are stored alone once they waited ``DEFER_MS``, and always before the drain leaves."""
-    ws = make_workspace()
-    inst = make_instance(ws)
-    _bot_answers_every_message(ws)
     phone = "5511988887777"
-    publish(inbound(inst, phone=phone, text="oi"))
-    run_jobs()
+    inst, unit, drain = _answered_and_held(r, phone)
     batches: list[list[str]] = []
     real = jobs._apply
 
@@ -358,9 +368,6 @@ def test_acks_and_receipts_wait_for_the_lanes_next_message_and_are_stored_in_its
         return real(unit, events, *args)
 
     monkeypatch.setattr(jobs, "_apply", apply)
-    unit = _u(inst)
-    drain = jobs._Drain(r)
-    assert drain.take(unit)
     first, ack, receipt = _send_and_receipt(inst, phone)
     publish(ack, receipt)
     _read_into(drain, r, unit, now=100.0)
@@ -388,15 +395,8 @@ def test_acks_and_receipts_wait_for_the_lanes_next_message_and_are_stored_in_its
 
 
 def test_acks_a_dead_drain_held_back_are_stored_by_the_next_drain(engine, r):
-    ws = make_workspace()
-    inst = make_instance(ws)
-    _bot_answers_every_message(ws)
     phone = "5511988886666"
-    publish(inbound(inst, phone=phone, text="oi"))
-    run_jobs()
-    unit = _u(inst)
-    dead = jobs._Drain(r)
-    assert dead.take(unit)
+    inst, unit, dead = _answered_and_held(r, phone)
     outbox_id, ack, receipt = _send_and_receipt(inst, phone)
     publish(ack, receipt)
     _read_into(dead, r, unit, now=100.0)  # held back in memory, pending in the stream; then the worker dies
