@@ -767,29 +767,22 @@ def publish_effects(client: redis.Redis, effects: Effects, workspaces: Iterable[
     """After commit: hand read receipts and outbound commands to the connectors, tell the live views of
     ``workspaces``, and schedule the timers, outside calls and e-mails.
 
-    Read receipts go first, so the contact sees the blue ticks before "typing..." and the answer. Receipts,
-    commands and live views take one round trip. ``then`` adds the caller's own last commands (the inbound
-    drain's acknowledgement) to that same round trip when nothing goes to RQ, else to one after the RQ jobs are
-    queued, so a crash in between never leaves acknowledged events whose timers were not scheduled.
+    Everything but the e-mails (rare; RQ wants a pipeline of their own) takes one round trip. Read receipts go
+    first, so the contact sees the blue ticks before "typing..." and the answer. ``then`` adds the caller's own last
+    commands (the inbound drain's acknowledgement) at the end: Redis runs one connection's commands in the order
+    sent, so a crash part way never leaves acknowledged events whose timers or e-mails were not queued.
     """
+    enqueue_emails(client, effects.emails)
     pipe = client.pipeline(transaction=False)
     for instance_id, command in effects.reads:
         pipe.rpush(CONTROL_LIST.format(instance_id), command.model_dump_json(exclude_none=True))
     publish_commands(effects.commands, pipe)
     live.touch(pipe, workspaces)
-    later = bool(effects.timers or effects.calls or effects.emails)
-    if then is not None and not later:
+    schedule_timers(client, effects.timers, pipe)
+    enqueue_calls(pipe, effects.calls)
+    if then is not None:
         then(pipe)
     pipe.execute()
-    if not later:
-        return
-    schedule_timers(client, effects.timers)
-    enqueue_calls(client, effects.calls)
-    enqueue_emails(client, effects.emails)
-    if then is not None:
-        pipe = client.pipeline(transaction=False)
-        then(pipe)
-        pipe.execute()
 
 
 def enqueue_emails(client: redis.Redis, notification_ids: list[int]) -> None:
@@ -805,19 +798,24 @@ def enqueue_emails(client: redis.Redis, notification_ids: list[int]) -> None:
                       retry=Retry(max=len(EMAIL_RETRY_INTERVALS), interval=list(EMAIL_RETRY_INTERVALS)))
 
 
-def enqueue_calls(client: redis.Redis, call_ids: list[int], delay_s: float = 0.0) -> None:
+def enqueue_calls(client: redis.Redis | Pipeline, call_ids: list[int], delay_s: float = 0.0) -> None:
     """Hand outside calls to the calls pool (``engine/worker/calls.py``), due now or after ``delay_s``; call after
-    commit. Adding an id already queued only moves its due time."""
+    commit. Adding an id already queued only moves its due time. ``client`` may be a pipeline its caller executes."""
     if call_ids:
         due = time.time() * 1000 + delay_s * 1000
         client.zadd(CALLS_QUEUE, {str(call_id): due for call_id in call_ids})
 
 
-def schedule_timers(client: redis.Redis, timers: list[tuple[int, str, datetime]]) -> None:
-    """Queue funnel timer jobs (delays, reply timeouts) for after their deadline; call after commit."""
+def schedule_timers(client: redis.Redis, timers: list[tuple[int, str, datetime]],
+                    pipe: Pipeline | None = None) -> None:
+    """Queue funnel timer jobs (delays, reply timeouts) for after their deadline; call after commit. With ``pipe``,
+    the jobs go in it and its caller executes it (one round trip for a whole batch's timers)."""
     if not timers:
         return
     queue = Queue(TIMER_QUEUE, connection=client)
+    into = pipe if pipe is not None else client.pipeline(transaction=False)
     for run_id, token, when in timers:
         queue.enqueue_at(when, TIMER_JOB, run_id, token, job_timeout=120, result_ttl=0,
-                         failure_ttl=86400, retry=Retry(max=5, interval=[1, 5, 30, 60, 300]))
+                         failure_ttl=86400, retry=Retry(max=5, interval=[1, 5, 30, 60, 300]), pipeline=into)
+    if pipe is None:
+        into.execute()
