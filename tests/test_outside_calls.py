@@ -3,6 +3,8 @@ backoff, stale tokens, lost jobs recovered by the sweep, and a result never appl
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -281,3 +283,38 @@ def test_finished_calls_are_pruned_after_a_month(engine, r, echo):
     assert jobs.sweep()["outside_calls_pruned"] == 1
     with session_scope() as s:
         assert [c.status for c in s.scalars(select(OutsideCall))] == ["pending"]
+
+
+def _wait_for(predicate, what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _commands(r, *names: str) -> int:
+    stats = r.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names)
+
+
+def test_the_pool_sleeps_between_calls_and_a_queued_call_wakes_it(engine, r, echo):
+    """The pool blocks on the wake-up list instead of polling: idle, it sends Redis a few commands a second at most
+    (it sent one every 20 ms before); a call queued meanwhile, and a retry due later, still run."""
+    ws, inst, admin, _ = setup_workspace(("Eco", echo_funnel))
+    stop = threading.Event()
+    pool = threading.Thread(target=calls.run_pool, args=(r, 2, stop), daemon=True)
+    pool.start()
+    try:
+        time.sleep(0.3)  # the pool is asleep on the empty queue
+        before = _commands(r, "evalsha", "eval", "blpop")
+        time.sleep(1.5)
+        assert _commands(r, "evalsha", "eval", "blpop") - before <= 6, "the idle pool polls Redis"
+
+        echo.failures, echo.backoff_s = 1, 0.3
+        say(inst, "eco acorda")  # the drain queues the call and pushes the wake-up
+        _wait_for(lambda: bot_texts() == ["eco: eco acorda"], "the call, retried after its backoff, to answer")
+        assert (the_call().attempts, len(echo.seen)) == (2, 2)
+    finally:
+        stop.set()
+        pool.join(10)
+    assert not pool.is_alive()

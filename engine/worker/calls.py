@@ -4,7 +4,9 @@ Why a pool of its own (docs/architecture.md, "Outside calls"): a model answers i
 would hold back every other contact of the number; run as RQ jobs on the drains' queue it would take the few
 workers the drains need. Here one process (``python -m workbench calls``, supervised by ``workers`` like the RQ
 workers) takes due call ids from the Redis sorted set ``runs.CALLS_QUEUE`` and runs each in a thread, at most
-``WORKBENCH_OUTSIDE_CALLS_CONCURRENCY`` at once; the calls wait on the network, so threads are enough. Each try
+``WORKBENCH_OUTSIDE_CALLS_CONCURRENCY`` at once; the calls wait on the network, so threads are enough. Between
+calls it sleeps on ``runs.CALLS_WAKE`` until the next try is due or a new call is queued, instead of polling
+(which cost Redis and this process a round trip every 20 ms, all day, for a workspace that never calls out). Each try
 claims its row in PostgreSQL first, so an id taken twice runs once, and an id lost with Redis or with this process
 is put back by the sweep (``outside_calls.recover``).
 """
@@ -19,28 +21,36 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import redis
 
 from workbench.services import outside_calls
-from workbench.services.runs import CALLS_QUEUE
+from workbench.services.runs import CALLS_QUEUE, CALLS_WAKE
 from workbench.store import db
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.02
-"""How often the pool looks for due calls when it has a free slot and found none (a model takes seconds)."""
+IDLE_WAIT_S = 1.0
+"""The longest the pool sleeps with nothing due: a queued call wakes it at once (``runs.CALLS_WAKE``), so this only
+bounds how late it notices an entry queued without a wake, and how long a stop waits."""
 
-# Take up to ARGV[2] ids due by ARGV[1] (ms), atomically, so two pools never take the same entry.
+# Take up to ARGV[2] ids due by ARGV[1] (ms), atomically, so two pools never take the same entry; clear the wake-up
+# list (what it announced is in the set, seen here) and return the next due time of what is left.
 _TAKE = """
 local ids = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids > 0 then redis.call('zrem', KEYS[1], unpack(ids)) end
-return ids
+redis.call('del', KEYS[2])
+local nxt = redis.call('zrange', KEYS[1], 0, 0, 'WITHSCORES')
+return {ids, nxt[2] or false}
 """
+
+
+def _take(client: redis.Redis, limit: int) -> tuple[list[int], float | None]:
+    """Remove up to ``limit`` due call ids; returns them and when (epoch ms) the next one left is due."""
+    ids, next_due = client.register_script(_TAKE)(keys=[CALLS_QUEUE, CALLS_WAKE],
+                                                  args=[repr(time.time() * 1000 + 1), limit])
+    return [int(x) for x in ids], float(next_due) if next_due else None
 
 
 def take_due(client: redis.Redis, limit: int) -> list[int]:
     """Remove and return up to ``limit`` call ids whose try is due."""
-    if limit <= 0:
-        return []
-    taken = client.eval(_TAKE, 1, CALLS_QUEUE, repr(time.time() * 1000 + 1), limit)
-    return [int(x) for x in taken]
+    return _take(client, limit)[0] if limit > 0 else []
 
 
 def run_one(client: redis.Redis, call_id: int) -> str:
@@ -71,16 +81,27 @@ def run_pool(client: redis.Redis, concurrency: int, stop: threading.Event) -> in
     inflight: set[Future] = set()
     guard = threading.Lock()
 
+    slot_freed = threading.Event()
+
     def done(future: Future) -> None:
         with guard:
             inflight.discard(future)
+        slot_freed.set()
 
     with ThreadPoolExecutor(max_workers=max(concurrency, 1), thread_name_prefix="call") as pool:
         while not stop.is_set():
             with guard:
                 free = concurrency - len(inflight)
+            if free <= 0:
+                slot_freed.wait(IDLE_WAIT_S)
+                slot_freed.clear()
+                continue
             try:
-                ids = take_due(client, free)
+                ids, next_due = _take(client, free)
+                if not ids:
+                    # sleep until the next try is due or a queued call wakes the pool, not in a polling loop
+                    wait = IDLE_WAIT_S if next_due is None else (next_due - time.time() * 1000) / 1000
+                    client.blpop([CALLS_WAKE], timeout=min(max(wait, 0.001), IDLE_WAIT_S))
             except redis.RedisError as exc:
                 log.warning("calls pool: Redis unreachable (%s); trying again", type(exc).__name__)
                 stop.wait(0.5)
@@ -90,6 +111,4 @@ def run_pool(client: redis.Redis, concurrency: int, stop: threading.Event) -> in
                 with guard:
                     inflight.add(future)
                 future.add_done_callback(done)
-            if not ids:
-                stop.wait(TICK_S)
     return 0

@@ -102,6 +102,8 @@ TIMER_QUEUE = "default"
 CALLS_QUEUE = "wb:calls"
 """Redis sorted set of outside call ids scored by when their try is due (ms); the calls pool takes due ones.
 The rows in ``outside_calls`` are the truth: the sweep puts back ids this set lost."""
+CALLS_WAKE = "wb:calls:wake"
+"""Redis list the calls pool blocks on while nothing is due: ``enqueue_calls`` pushes to it after queueing."""
 HISTORY_MESSAGES = 10
 MAX_CHAIN = 5
 """Funnels one incoming event may start through other funnels (go-to steps, add-tag triggers); more are cut."""
@@ -804,6 +806,7 @@ def enqueue_calls(client: redis.Redis | Pipeline, call_ids: list[int], delay_s: 
     if call_ids:
         due = time.time() * 1000 + delay_s * 1000
         client.zadd(CALLS_QUEUE, {str(call_id): due for call_id in call_ids})
+        client.rpush(CALLS_WAKE, 1)  # after the entries: the pool that wakes finds them
 
 
 def schedule_timers(client: redis.Redis, timers: list[tuple[int, str, datetime]],
