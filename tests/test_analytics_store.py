@@ -1,15 +1,13 @@
-"""The DuckDB copy: increments, late commits, the worker's job, and readers in other processes while it is
+"""The DuckDB copy: increments, late commits, the workers' refresh process, and readers in other processes while it is
 refreshed (generations swapped under them)."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from rq import Queue
 from sqlalchemy import text
 
 from tests.analytics_history import History
-from tests.factories import run_jobs
+from workbench import launcher
 from workbench.analytics import store
 from workbench.store.bus import get_redis
 from workbench.store.db import session_scope
@@ -71,50 +69,59 @@ def test_a_late_commit_below_the_watermark_is_still_copied(history):
     assert sorted(store.query("SELECT id FROM messages")["id"].to_list()) == [1, 50, 101]
 
 
-def test_the_workers_job_refreshes(history):
+def test_the_workers_ticker_refreshes_in_a_process_of_its_own_not_a_job(history):
+    """The ticker starts ``refresh-analytics`` beside the workers (no RQ job holds a worker meanwhile), one at a
+    time and once per period across machines; the process's work is in the copy once it ends."""
     h = history
     h.conversation("2026-03-02 10:00")
-    Queue("default", connection=get_redis()).enqueue("engine.worker.jobs.analytics_refresh")
-    run_jobs("default")
+    client = get_redis()
+    client.delete("wb:analytics-tick", "wb:sweep-tick", "wb:retention-tick")
+    queue = Queue("default", connection=client)
+    queue.empty()
+    refresh = launcher.AnalyticsRefresh([sys.executable, "-m", "workbench", "refresh-analytics"])
+    other_machine = launcher.AnalyticsRefresh([sys.executable, "-c", "raise SystemExit(3)"])
+    try:
+        launcher.tick(client, queue, refresh, 60)
+        launcher.tick(client, queue, other_machine, 60)  # the same period: the first ticker won it
+        assert refresh.running() and other_machine.proc is None
+        assert sorted(job.func_name for job in queue.jobs) == ["engine.worker.jobs.retention",
+                                                               "engine.worker.jobs.sweep"]
+        refresh.proc.wait(120)
+        assert refresh.proc.returncode == 0 and not refresh.running()
+    finally:
+        refresh.stop()
+        queue.empty()
     assert count("conversations") == 1
 
 
-def _pid_and_one() -> dict:
-    with session_scope() as s:
-        return {"pid": os.getpid(), "one": s.scalar(text("SELECT 1"))}
+def test_a_refresh_past_its_time_is_killed_and_a_failed_one_reported(monkeypatch, caplog):
+    stuck = launcher.AnalyticsRefresh([sys.executable, "-c", "import time; time.sleep(60)"])
+    stuck.start()
+    monkeypatch.setattr(launcher, "ANALYTICS_TIMEOUT_S", 0)
+    assert not stuck.running(), "a refresh past its time is killed, and the next period may start another"
+    assert stuck.proc is None
+    failed = launcher.AnalyticsRefresh([sys.executable, "-c", "raise SystemExit(3)"])
+    failed.start()
+    failed.proc.wait(30)
+    assert not failed.running()
+    assert "refresh failed (exit code 3)" in caplog.text
 
 
-def _divide_by_zero() -> dict:
-    return {"x": 1 / 0}
-
-
-def _polars_rows(n: int) -> dict:
-    import polars as pl
-
-    frame = pl.read_csv(io.StringIO("a,b\n" + "\n".join(f"{i},{i * 2}" for i in range(n))))
-    return {"rows": frame.height}
-
-
-def test_the_refresh_runs_in_a_child_that_leaves_the_workers_connections_alone(engine):
-    """The job's child process (its memory leaves with it) opens its own connections: the worker's pooled ones
-    still work afterwards, and a failure in the child raises in the worker with its reason."""
-    from engine.worker.jobs import _in_child
-
-    with session_scope() as s:
-        s.scalar(text("SELECT 1"))  # a pooled connection of the worker
-    out = _in_child(_pid_and_one)
-    assert out["one"] == 1 and out["pid"] != os.getpid()
-    with session_scope() as s:
-        assert s.scalar(text("SELECT 2")) == 2
-    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
-        _in_child(_divide_by_zero)
-    assert _in_child(f"{__name__}:_pid_and_one")["one"] == 1  # named: only the child imports it
+def test_the_command_line_refresh_lowers_its_priority_and_prints_what_it_did(history):
+    h = history
+    h.conversation("2026-03-02 10:00")
+    probe = ("import os, sys; import workbench.__main__ as m; code = m.main(['refresh-analytics', '--full']); "
+             "print('nice', os.nice(0)); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert '"full": true' in done.stdout and f"nice {os.nice(0) + 10}" in done.stdout
+    assert count("conversations") == 1
 
 
 def test_the_workers_never_load_what_only_the_refresh_or_the_panel_uses():
     """The workers' supervisor imports the jobs before it forks the workers, scheduler and calls pool: DuckDB and
     polars (about 50 MB), segno, the QR codes' library (about 10 MB), the OpenAI SDK (about 40 MB) or Pillow loaded
-    there would be counted in every one of them. Only the refresh's child loads the first two, only the panel the
+    there would be counted in every one of them. Only the refresh's process loads the first two, only the panel the
     third, the calls pool imports the SDK with its executors at its first call, and Pillow comes with the first
     image."""
     probe = ("import sys, engine.worker.jobs, engine.worker.processes, engine.worker.calls, workbench.launcher; "
@@ -122,19 +129,6 @@ def test_the_workers_never_load_what_only_the_refresh_or_the_panel_uses():
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                            cwd=Path(__file__).resolve().parent.parent)
     assert found.stdout.strip() == "[]"
-
-
-def test_the_child_reads_with_polars_after_the_worker_used_it():
-    """polars' thread pool does not survive a fork: a forked child of a process that used polars waited forever
-    on its first parallel read. The child is spawned; the wait is bounded here so a regression fails, not hangs."""
-    from engine.worker.jobs import _in_child
-
-    assert _polars_rows(200_000) == {"rows": 200_000}  # this process's pool is started
-    found: list[dict] = []
-    child = threading.Thread(target=lambda: found.append(_in_child(_polars_rows, 200_000)), daemon=True)
-    child.start()
-    child.join(timeout=120)
-    assert found == [{"rows": 200_000}], "the child never answered: it was forked after polars started its pool"
 
 
 READER = textwrap.dedent("""

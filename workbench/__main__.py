@@ -1,8 +1,9 @@
 """Command line: ``python -m workbench up | workers | migrate | demo-data | notebooks | admin | doctor |
-backup | restore``.
+backup | restore | refresh-analytics``.
 
 ``worker`` and ``scheduler`` are the processes ``workers`` supervises (engine/worker/processes.py); they end
-with the process that started them.
+with the process that started them. ``workers`` also runs ``refresh-analytics`` every
+``WORKBENCH_ANALYTICS_REFRESH_S``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--agents", type=int, default=8, help="demo agents to create (default 8)")
     demo.add_argument("--workspace", type=int, default=None, help="workspace id (default: the first one)")
     demo.add_argument("--seed", type=int, default=20261202)
+    refresh = sub.add_parser("refresh-analytics", help="bring the dashboards' DuckDB copy up to date now, at a low "
+                                                       "CPU priority (`workers` runs it every minute)")
+    refresh.add_argument("--full", action="store_true", help="rebuild the copy from scratch")
     sub.add_parser("notebooks", help="open Jupyter Lab on notebooks/ with the product's data connected (further "
                                      "options go to jupyter lab)")
     _admin_parser(sub)
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "demo-data":
         return _demo_data(args)
+    if args.command == "refresh-analytics":
+        return _refresh_analytics(args.full)
     if args.command == "notebooks":
         return _notebooks(extra)
     if args.command == "admin":
@@ -241,6 +247,20 @@ def _database(migrate: bool = True):
 
             db.dispose_engines()
             pg.stop()  # only when this command started it
+
+
+def _refresh_analytics(full: bool) -> int:
+    """``refresh-analytics``: one refresh of the dashboards' copy; prints what it did. It lowers its own CPU
+    priority first: on a small machine the message path goes first, and the copy is a minute old anyway. A refresh
+    already running on this data dir makes this one end at once (``skipped``)."""
+    import json
+
+    from workbench.analytics import store
+
+    os.nice(10)
+    with _database(migrate=False):
+        print(json.dumps(store.refresh(full=full, wait=False)))
+    return 0
 
 
 def _demo_data(args) -> int:

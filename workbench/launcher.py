@@ -4,7 +4,8 @@
 the demo workspace on first run, and runs its roles as child processes that it restarts if they die:
 
 - ``panel``: ``streamlit run panel.py`` (the app of ``app.py`` plus the login cookie's routes)
-- ``workers``: ``python -m workbench workers`` (RQ workers, the scheduler, the sweep ticker)
+- ``workers``: ``python -m workbench workers`` (RQ workers, the scheduler, the calls pool, the sweep ticker and
+  the dashboards' refresh)
 - ``connectors``: ``python -m connector supervise`` (one process per WhatsApp number)
 
 Ctrl-C or SIGTERM stops the children, then the servers it started; nothing is left running.
@@ -291,25 +292,81 @@ def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int],
 
 
 RETENTION_EVERY_S = 24 * 3600
+ANALYTICS_TIMEOUT_S = 600
 
 
 def _sweep_ticker(client, stop: threading.Event) -> None:
-    """Queue the sweep job every SWEEP_EVERY_S seconds, and the analytics refresh every
-    ``WORKBENCH_ANALYTICS_REFRESH_S`` (checked at the same ticks); one ticker wins per period across machines."""
+    """Queue the sweep job every SWEEP_EVERY_S seconds and the retention job daily, and run the dashboards' refresh
+    every ``WORKBENCH_ANALYTICS_REFRESH_S`` (checked at the same ticks); one ticker wins per period across machines.
+    """
     from rq import Queue
 
     queue = Queue("default", connection=client)
-    analytics_every = get_settings().analytics_refresh_s
-    while not stop.wait(SWEEP_EVERY_S):
-        try:
-            if client.set("wb:sweep-tick", "1", nx=True, ex=SWEEP_EVERY_S - 1):
-                queue.enqueue("engine.worker.jobs.sweep", job_timeout=120, result_ttl=60, failure_ttl=3600)
-            # LGPD retention (workbench/services/lgpd.py): once a day across machines
-            if client.set("wb:retention-tick", "1", nx=True, ex=RETENTION_EVERY_S):
-                queue.enqueue("engine.worker.jobs.retention", job_timeout=3600, result_ttl=60, failure_ttl=86400)
-            # the dashboards' copy (workbench/analytics/store.py): one refresh per period across machines
-            if analytics_every and client.set("wb:analytics-tick", "1", nx=True, ex=max(1, analytics_every - 1)):
-                queue.enqueue("engine.worker.jobs.analytics_refresh", job_timeout=600, result_ttl=60,
-                              failure_ttl=3600)
-        except Exception:  # noqa: BLE001 - Redis down: try again next tick, never kill the workers
-            log.warning("sweep tick skipped: Redis unreachable")
+    refresh = AnalyticsRefresh([sys.executable, "-m", "workbench", "refresh-analytics"])
+    try:
+        while not stop.wait(SWEEP_EVERY_S):
+            tick(client, queue, refresh, get_settings().analytics_refresh_s)
+    finally:
+        refresh.stop()
+
+
+def tick(client, queue, refresh: AnalyticsRefresh, analytics_every: int) -> None:
+    """One tick of the workers' ticker: queue what is due in this period, unless another machine did."""
+    try:
+        if client.set("wb:sweep-tick", "1", nx=True, ex=SWEEP_EVERY_S - 1):
+            queue.enqueue("engine.worker.jobs.sweep", job_timeout=120, result_ttl=60, failure_ttl=3600)
+        # LGPD retention (workbench/services/lgpd.py): once a day across machines
+        if client.set("wb:retention-tick", "1", nx=True, ex=RETENTION_EVERY_S):
+            queue.enqueue("engine.worker.jobs.retention", job_timeout=3600, result_ttl=60, failure_ttl=86400)
+        # the dashboards' copy (workbench/analytics/store.py): one refresh per period across machines
+        if (analytics_every and not refresh.running()
+                and client.set("wb:analytics-tick", "1", nx=True, ex=max(1, analytics_every - 1))):
+            refresh.start()
+    except Exception:  # noqa: BLE001 - Redis down: try again next tick, never kill the workers
+        log.warning("sweep tick skipped: Redis unreachable")
+
+
+class AnalyticsRefresh:
+    """The dashboards' refresh (``python -m workbench refresh-analytics``) as a process of its own, one at a time.
+
+    Not an RQ job: a worker waiting on a refresh (about a second of CPU, more on a long history) was a worker not
+    draining messages, and with one worker every answer queued behind it. In a process of its own at a lower CPU
+    priority, what DuckDB and polars allocated (about 90 MB) leaves when it ends, and they stay out of this
+    supervisor, whose imports every forked worker shares. A refresh running past ``ANALYTICS_TIMEOUT_S`` is killed;
+    a failed one is logged and the next period tries again.
+    """
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+
+    def running(self) -> bool:
+        """Whether a refresh is still running; reaps (and reports) one that ended, kills one past its time."""
+        if self.proc is None:
+            return False
+        code = self.proc.poll()
+        if code is None and time.monotonic() - self.started <= ANALYTICS_TIMEOUT_S:
+            return True
+        if code is None:
+            log.warning("dashboards' refresh still running after %d s: killed", ANALYTICS_TIMEOUT_S)
+            self.stop()
+        elif code:
+            log.warning("dashboards' refresh failed (exit code %s); the next period tries again", code)
+        self.proc = None
+        return False
+
+    def start(self) -> None:
+        """Start a refresh (its output is discarded; its log goes where this process's goes)."""
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=subprocess.DEVNULL)
+        self.started = time.monotonic()
+
+    def stop(self) -> None:
+        """End a running refresh (the copy it was writing is left unpublished)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -24,9 +24,7 @@ things keep that true when a worker dies, hangs or loses Redis:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
-import multiprocessing
 import os
 import secrets
 import socket
@@ -36,7 +34,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import redis
 from pydantic import ValidationError
@@ -743,63 +740,6 @@ def sweep() -> dict[str, int]:
 def retention() -> dict:
     """The daily retention run: empty message bodies and media older than each workspace's setting (LGPD)."""
     return lgpd.apply_retention_everywhere()
-
-
-def analytics_refresh() -> dict:
-    """Bring the dashboards' DuckDB copy up to date (``workbench.analytics.store``); a refresh already running
-    elsewhere on this data dir makes this one return at once.
-
-    The refresh runs in a child process: DuckDB and polars keep what it allocated (about 90 MB) for the life of
-    their process, which in a worker would be for good, once per worker that ever refreshed. The worker names the
-    refresh rather than importing it: DuckDB and polars loaded in the workers' supervisor (about 50 MB) would count
-    in each process it forks.
-    """
-    return _in_child("workbench.analytics.store:refresh", wait=False)
-
-
-def _in_child(call: Callable[..., dict] | str, /, *args: Any, **kwargs: Any) -> dict:
-    """Run ``call(*args, **kwargs)`` in a child process and return its result; its failure raises here (RQ records
-    it). ``call`` is a module-level function (it is pickled by name) or its name, ``"package.module:function"``,
-    which only the child imports.
-
-    The child is spawned, a fresh interpreter, not forked: polars' thread pool does not survive a fork, so a forked
-    child of a process that ever used polars waits forever on its first parallel read. Spawning costs the child's
-    imports (about a second of CPU) once per refresh.
-    """
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child_main, args=(send, call, args, kwargs), daemon=True)
-    child.start()
-    send.close()
-    try:
-        try:
-            out = receive.recv()
-        except EOFError:
-            out = {"error": "the child process died"}
-        child.join()
-    except BaseException:
-        # RQ's timeout (or a stop) interrupted the wait: the child must not outlive the job
-        child.kill()
-        child.join()
-        raise
-    finally:
-        receive.close()
-    if "error" in out:
-        raise RuntimeError(out["error"])
-    return out["result"]
-
-
-def _child_main(send: Any, call: Callable[..., dict] | str, args: tuple, kwargs: dict) -> None:
-    """The child of ``_in_child``: run the call and send back its result, or why it failed."""
-    try:
-        if isinstance(call, str):
-            module, _, name = call.partition(":")
-            call = getattr(importlib.import_module(module), name)
-        out = {"result": call(*args, **kwargs)}
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        out = {"error": _describe(exc)}
-    send.send(out)
-    send.close()
 
 
 def _end_expired_pauses(session) -> int:
