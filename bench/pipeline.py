@@ -12,7 +12,8 @@ Scenarios: floor with 1 and 2 consumers (burst) and 1 consumer paced; product (`
 workers, scheduler, calls pool; plus one connector per number) with 1 and 2 workers, burst and paced, and with
 1 worker again with the welcome funnel active (every message from a new lead starts a run that sends two
 messages and waits for a choice; latency to the first).
-Prints msgs/s, p50/p99 latency, the peak memory (RSS and PSS) of the product's processes, and where the time goes:
+Prints msgs/s, p50/p99 latency, the peak memory (RSS and PSS) of the product's processes (the dashboards' refresh,
+which runs a second or two each minute, apart), and where the time goes:
 CPU time per message of each group of processes (this bench, PostgreSQL, Redis, connectors, workers or floor
 consumers) and the Redis commands per message, by command. Figures, not pass/fail.
 
@@ -51,8 +52,9 @@ class Result:
     received: int
     seconds: float
     latencies_ms: list[float]
-    rss_mb: float  # peak, summed over the product's processes
+    rss_mb: float  # peak, summed over the product's processes but the dashboards' refresh
     pss_mb: float
+    refresh_mb: float  # peak RSS of the dashboards' refresh when it ran during the scenario, else 0
     cpu_us: dict[str, float] = field(default_factory=dict)  # CPU time per message, by group of processes
     redis_calls: dict[str, float] = field(default_factory=dict)  # Redis commands per message, by command
 
@@ -67,6 +69,8 @@ class Result:
     def line(self, floor: Result | None = None) -> str:
         """One table row; next to ``floor``: throughput as a ratio to its (burst), p99 as a multiple of its (paced)."""
         rss = f"RSS {self.rss_mb:>4.0f} MB PSS {self.pss_mb:>4.0f} MB" if self.rss_mb else " " * 24
+        if self.refresh_mb:
+            rss += f" (+ refresh {self.refresh_mb:.0f} MB)"
         ratio = ""
         if floor is not None and "paced" in self.name:
             ratio = f"p99 {self.pct(0.99) / floor.pct(0.99):>5.1f}x floor"
@@ -171,18 +175,24 @@ def _processes(roots: list[int], descendants: bool = True) -> list[psutil.Proces
     return found
 
 
-def _memory_mb(roots: list[int]) -> tuple[float, float]:
-    """Resident memory of the processes ``roots`` and all their descendants, in MB: (RSS, PSS). Forked workers
-    share their parent's pages, which RSS counts in each process and PSS divides among them."""
-    rss = pss = 0
+def _memory_mb(roots: list[int]) -> tuple[float, float, float]:
+    """Resident memory of the processes ``roots`` and all their descendants, in MB: (RSS, PSS, RSS of the
+    dashboards' refresh). Forked workers share their parent's pages, which RSS counts in each process and PSS
+    divides among them. The refresh (``refresh-analytics``, a minute apart, a second or two long) is counted apart:
+    whether it overlaps a scenario's samples is chance, and the message path's own figure should not depend on it."""
+    rss = pss = refresh = 0
     for proc in _processes(roots):
         try:
             info = proc.memory_full_info()
+            is_refresh = "refresh-analytics" in proc.cmdline()
         except psutil.NoSuchProcess:
+            continue
+        if is_refresh:
+            refresh += info.rss
             continue
         rss += info.rss
         pss += info.pss
-    return rss / 2**20, pss / 2**20
+    return rss / 2**20, pss / 2**20, refresh / 2**20
 
 
 def commandstats(client) -> dict[str, int]:
@@ -274,14 +284,13 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roo
     """
     sent_at: dict[str, list[float]] = {}
     base = watcher.count
-    peak = (0.0, 0.0)
+    peak = (0.0, 0.0, 0.0)
     sampled = 0.0
 
     def sample() -> None:
         nonlocal peak, sampled
         if roots and time.perf_counter() - sampled > 0.5:
-            rss, pss = _memory_mb(roots)
-            peak, sampled = (max(peak[0], rss), max(peak[1], pss)), time.perf_counter()
+            peak, sampled = tuple(max(a, b) for a, b in zip(peak, _memory_mb(roots), strict=True)), time.perf_counter()
 
     cpu_before = meter.read()
     calls_before = commandstats(meter.client)
@@ -496,7 +505,7 @@ def _run(args, children: list[subprocess.Popen]) -> None:
           f"{LEADS} leads, {len(product)} numbers; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
     print("Ratios: product burst msgs/s to the floor's with as many consumers as workers (the welcome funnel to "
           "1 consumer); paced p99 as a multiple of the floor's paced p99. Memory: peak of the workers' supervisor with "
-          "its workers, scheduler and calls pool, plus the connectors.")
+          "its workers, scheduler and calls pool, plus the connectors; the dashboards' refresh apart, when it ran.")
     for result, floor_result in rows:
         print(result.line(floor_result))
     print(f"events left in inbound streams: {left}")
