@@ -226,19 +226,21 @@ def _database(migrate: bool = True):
     """The product's database URL: ``DATABASE_URL``, else the embedded server of the data dir (attached to when
     ``up`` runs it, started and stopped here otherwise), with migrations applied unless ``migrate`` is False."""
     from workbench.store.config import get_settings
-    from workbench.store.embedded import EmbeddedPostgres
-    from workbench.store.migrations import upgrade_database
 
     settings = get_settings()
     pg = None
     url = settings.database_url
     if not url:
+        from workbench.store.embedded import EmbeddedPostgres
+
         pg = EmbeddedPostgres(settings.data_dir.resolve())
         url = pg.start()
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
     try:
         if migrate:
+            from workbench.store.migrations import upgrade_database  # alembic: a fifth of a second of imports
+
             upgrade_database(url)
         yield url
     finally:
