@@ -118,6 +118,15 @@ def test_the_command_line_refresh_lowers_its_priority_and_prints_what_it_did(his
     assert count("conversations") == 1
 
 
+def test_the_command_line_refresh_says_in_one_line_that_postgresql_is_away():
+    env = {**os.environ, "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+    done = subprocess.run([sys.executable, "-m", "workbench", "refresh-analytics"], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+    assert done.returncode == 1
+    assert "refresh-analytics: PostgreSQL unreachable (OperationalError)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_workers_never_load_what_only_the_refresh_or_the_panel_uses():
     """The workers' supervisor imports the jobs before it forks the workers, scheduler and calls pool: DuckDB and
     polars (about 50 MB), segno, the QR codes' library (about 10 MB), the OpenAI SDK (about 40 MB) or Pillow loaded

@@ -258,10 +258,15 @@ def _refresh_analytics(full: bool) -> int:
     import json
 
     from workbench.analytics import store
+    from workbench.store.outages import UNAVAILABLE
 
     os.nice(10)
-    with _database(migrate=False):
-        print(json.dumps(store.refresh(full=full, wait=False)))
+    try:
+        with _database(migrate=False):
+            print(json.dumps(store.refresh(full=full, wait=False)))
+    except UNAVAILABLE as exc:  # PostgreSQL away: one line, not a traceback each minute of an outage
+        print(f"refresh-analytics: PostgreSQL unreachable ({type(exc).__name__}); nothing changed", file=sys.stderr)
+        return 1
     return 0
 
 
