@@ -467,3 +467,38 @@ def test_a_drain_leaves_instead_of_handing_over_while_jobs_wait_in_the_other_que
     jobs.drain_inbound(inst, 0)
     assert _texts(inst) == ["primeira"]
     assert Queue(INBOUND_QUEUE, connection=r).jobs == [] and not r.exists(DRAIN_LOCK.format(_u(inst)))
+
+
+def test_a_lane_adopted_by_a_drain_that_postgresql_refused_is_adopted_again_by_its_retry(engine, r, monkeypatch):
+    """A drain that adopted another number's lane (whose own job then found it busy and ended) and stopped on a
+    PostgreSQL error puts that lane back up for adoption: its retry, or any running drain, takes it once PostgreSQL
+    is back. Its flag alone said "a job is queued" when none was: the lane waited for the sweep (14 s in a run of
+    bench/chaos.py)."""
+    from sqlalchemy.exc import OperationalError
+
+    monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "300")
+    get_settings.cache_clear()
+    ws = make_workspace()
+    first, second = make_instance(ws, "A"), make_instance(ws, "B")
+    publish(inbound(first, text="para A"), inbound(second, text="para B"))
+    Queue(INBOUND_QUEUE, connection=r).empty()  # B's own job ran and found B's lane held: no job is left for it
+    r.zadd(contracts.DRAIN_QUEUED, {_u(second): 1})
+    real_process = jobs._Drain._process
+
+    def refused_for_b(self, unit, entries, now):
+        if unit == _u(second):
+            raise OperationalError("INSERT", {}, psycopg.OperationalError("the database system is shutting down"))
+        return real_process(self, unit, entries, now)
+
+    monkeypatch.setattr(jobs._Drain, "_process", refused_for_b)
+    with pytest.raises(OperationalError):
+        jobs.drain_inbound(first, 0)  # adopts B's lane, then PostgreSQL goes away
+    assert _texts(first) == ["para A"] and _texts(second) == []
+    monkeypatch.setattr(jobs._Drain, "_process", real_process)
+
+    publish(inbound(first, text="de novo A"))
+    Queue(INBOUND_QUEUE, connection=r).empty()
+    jobs.drain_inbound(first, 0)  # RQ's retry of A's job, PostgreSQL back
+    assert _texts(second) == ["para B"], "B's lane waited for the sweep"
+    assert _texts(first) == ["para A", "de novo A"]
+    get_settings.cache_clear()

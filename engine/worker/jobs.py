@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -164,10 +164,10 @@ def drain_inbound(instance_id: int, lane: int | None = None,
             return {**drain.totals, "timed_out": 1}
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("drain job of %s stopped: Redis out of reach; its events stay pending", _name(unit))
-            drain.abandon(wake=False)
+            drain.abandon(wake=False, retried=drain.tokens)
             return {**drain.totals, "redis_down": 1}
         except BaseException:
-            drain.abandon(wake=False)  # RQ retries the job (PostgreSQL out of reach)
+            drain.abandon(wake=False, retried={unit, *(handed or ())})  # RQ retries the job (PostgreSQL out of reach)
             raise
 
 
@@ -461,7 +461,7 @@ class _Drain:
                 timedelta(seconds=RETRY_AFTER_S), DRAIN_JOB, instance_id, lane, job_timeout=DRAIN_JOB_TIMEOUT_S,
                 result_ttl=0, failure_ttl=86400)
 
-    def abandon(self, *, wake: bool) -> None:
+    def abandon(self, *, wake: bool, retried: Iterable[str] = ()) -> None:
         """Hand back every unit still held after the job was cut short; their events stay pending.
 
         Where Redis is out of reach this does what it can, and the leases lapse by themselves.
@@ -469,7 +469,11 @@ class _Drain:
         Args:
             wake: queue a new drain for each unit at once (after RQ's timeout: the try that hung is counted).
                 Otherwise the flag stays up as "a job is queued", for RQ retries the failed job.
+            retried: the units RQ's retry of this job takes again (its own, those handed to it). The others it
+                adopted are put up for adoption again, or they would wait for the sweep: their own job may have
+                ended already, finding them held by this one.
         """
+        retried = set(retried)
         for unit in list(self.tokens):
             token = self._forget(unit)
             try:
@@ -479,6 +483,8 @@ class _Drain:
                     _wake(self.client, unit)
                 else:
                     self.client.set(DRAIN_FLAG.format(unit), "1", ex=DRAIN_FLAG_TTL_S)
+                    if unit not in retried:
+                        self.client.zadd(DRAIN_QUEUED, {unit: now_ms()}, nx=True)
             except redis.RedisError:
                 pass  # Redis is out of reach: the lease lapses by itself
 
