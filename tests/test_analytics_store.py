@@ -132,9 +132,10 @@ def test_the_workers_never_load_what_only_the_refresh_or_the_panel_uses():
     polars (about 50 MB), segno, the QR codes' library (about 10 MB), the OpenAI SDK (about 40 MB) or Pillow loaded
     there would be counted in every one of them. Only the refresh's process loads the first two, only the panel the
     third, the calls pool imports the SDK with its executors at its first call, and Pillow comes with the first
-    image."""
+    image. The password hasher (and the dummy hash it computed at import: a fifth of a second of CPU) comes with the
+    first login, smtplib with the first e-mail."""
     probe = ("import sys, engine.worker.jobs, engine.worker.processes, engine.worker.calls, workbench.launcher; "
-             "print(sorted({'duckdb', 'polars', 'segno', 'openai', 'PIL'} & set(sys.modules)))")
+             "print(sorted({'duckdb', 'polars', 'segno', 'openai', 'PIL', 'argon2', 'smtplib'} & set(sys.modules)))")
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                            cwd=Path(__file__).resolve().parent.parent)
     assert found.stdout.strip() == "[]"

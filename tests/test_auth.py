@@ -199,8 +199,8 @@ def test_password_checks_run_at_most_two_at_a_time(engine, monkeypatch):
                 inside -= 1
             return real.verify(password_hash, password)
 
-    real = auth._hasher
-    monkeypatch.setattr(auth, "_hasher", WatchedHasher())
+    real, dummy = auth._argon2()
+    monkeypatch.setattr(auth, "_argon2", lambda: (WatchedHasher(), dummy))
 
     def attempt(n: int) -> None:
         with pytest.raises(AuthError):

@@ -24,9 +24,9 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -37,9 +37,6 @@ from workbench.store.config import get_settings
 from workbench.store.db import session_scope
 from workbench.store.models import ROLES, AuthSession, LoginThrottle, User, WorkspaceMember
 
-_hasher = PasswordHasher()  # argon2id, 64 MiB, t=3: the library's RFC 9106 "low memory" profile
-# Unknown e-mails still cost one verification, so timing does not reveal which accounts exist.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
 # Each verification holds 64 MiB: a flood of logins queues here instead of exhausting the panel's memory.
 _VERIFY_SLOTS = threading.BoundedSemaphore(2)
 MIN_PASSWORD = 10
@@ -72,11 +69,24 @@ class Actor:
         return self.role in ("admin", "supervisor")
 
 
+@cache
+def _argon2() -> tuple[Any, str]:
+    """The password hasher — argon2id, 64 MiB, t=3: the library's RFC 9106 "low memory" profile — and a hash of
+    no real password, which unknown e-mails are checked against, so timing does not reveal which accounts exist.
+
+    Made at the first login, not at import: the workers import this module (for ``Actor``) and never hash, and
+    the dummy hash costs a fifth of a second of CPU and 64 MiB for that moment."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()
+    return hasher, hasher.hash("not-a-real-password")
+
+
 def hash_password(password: str) -> str:
     """Argon2id hash of a password that meets the minimum length."""
     if len(password) < MIN_PASSWORD:
         raise InvalidInput("password too short", key="error.password_short", min=MIN_PASSWORD)
-    return _hasher.hash(password)
+    return _argon2()[0].hash(password)
 
 
 def generate_password() -> str:
@@ -140,12 +150,12 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
                                                                           User.is_active.is_(True))).first()
     # Checked with no database connection held (a check may wait for a slot). Unknown and inactive accounts cost
     # one check too, so timing does not tell them apart.
-    if not _verify(found.password_hash if found else _DUMMY_HASH, password) or found is None:
+    if not _verify(found.password_hash if found else _argon2()[1], password) or found is None:
         raise AuthError("bad credentials", key="error.bad_credentials")
     with session_scope() as session:
         user = session.get(User, found.id)
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
+        if _argon2()[0].check_needs_rehash(user.password_hash):
+            user.password_hash = _argon2()[0].hash(password)
         user.last_login_at = now()
         session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
         if address_key:
@@ -224,9 +234,11 @@ def _forget_old_attempts(session: Session, at: datetime) -> None:
 
 
 def _verify(password_hash: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     with _VERIFY_SLOTS:
         try:
-            return _hasher.verify(password_hash, password)
+            return _argon2()[0].verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -130,6 +129,8 @@ def deliver(settings: SmtpSettings, password: str | None, recipients: list[str],
     message["Subject"] = " ".join(subject.split())[:200]  # no header injection through a line break
     message["Message-ID"] = make_msgid(domain=settings.sender.rsplit("@", 1)[-1])
     message.set_content(body)
+    import smtplib  # here, not at import: the workers load this module and most never send an e-mail
+
     context = ssl.create_default_context()
     try:
         if settings.security == "tls":
