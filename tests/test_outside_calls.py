@@ -24,6 +24,7 @@ from engine.core.nodes.base import (
     Wait,
 )
 from engine.worker import calls, jobs
+from tests.test_connector_support import wait_until
 from tests.test_funnel_runtime import LEAD, bot_texts, say, setup_workspace, the_run
 from workbench.base.clock import now
 from workbench.services import outside_calls, runs
@@ -285,13 +286,6 @@ def test_finished_calls_are_pruned_after_a_month(engine, r, echo):
         assert [c.status for c in s.scalars(select(OutsideCall))] == ["pending"]
 
 
-def _wait_for(predicate, what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def _commands(r, *names: str) -> int:
     stats = r.info("commandstats")
     return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names)
@@ -312,7 +306,7 @@ def test_the_pool_sleeps_between_calls_and_a_queued_call_wakes_it(engine, r, ech
 
         echo.failures, echo.backoff_s = 1, 0.3
         say(inst, "eco acorda")  # the drain queues the call and pushes the wake-up
-        _wait_for(lambda: bot_texts() == ["eco: eco acorda"], "the call, retried after its backoff, to answer")
+        wait_until(lambda: bot_texts() == ["eco: eco acorda"], what="the call, retried after its backoff, to answer")
         assert (the_call().attempts, len(echo.seen)) == (2, 2)
     finally:
         stop.set()

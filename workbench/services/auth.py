@@ -154,8 +154,9 @@ def login(email: str, password: str, address: str | None = None) -> tuple[Actor,
         raise AuthError("bad credentials", key="error.bad_credentials")
     with session_scope() as session:
         user = session.get(User, found.id)
-        if _argon2()[0].check_needs_rehash(user.password_hash):
-            user.password_hash = _argon2()[0].hash(password)
+        hasher = _argon2()[0]
+        if hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = hasher.hash(password)
         user.last_login_at = now()
         session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
         if address_key:
