@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rq import Queue
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from connector.contracts import (
     CONTROL_LIST,
@@ -178,6 +178,51 @@ def test_agent_reply_goes_to_outbox_and_stream_then_acks_and_receipts(engine, r)
     run_jobs()
     with session_scope() as s:
         assert s.get(Message, message_id).status == "read"  # a late 'delivered' never goes backwards
+
+
+def test_a_batch_of_acks_and_receipts_is_stored_in_one_statement_each(engine, r):
+    inst, agent, conv_id = inbox_with_one_conversation()
+    ids = [conversations.send_text(agent, conv_id, f"mensagem {n}") for n in range(3)]
+    commands = [decode_outbound(fields) for _, fields in r.xrange(OUT_STREAM.format(inst))]
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if "UPDATE outbox" in statement or "UPDATE messages SET status" in statement:
+            statements.append(statement)
+
+    at = now_ms()
+    publish(SendAck(instance_id=inst, outbox_id=commands[0].outbox_id, ok=True, wa_id="OUT1", timestamp_ms=at),
+            SendAck(instance_id=inst, outbox_id=commands[1].outbox_id, ok=True, wa_id="OUT2", timestamp_ms=at),
+            Receipt(instance_id=inst, wa_ids=["OUT2", "OUT1"], status="read", timestamp_ms=at + 2),
+            Receipt(instance_id=inst, wa_ids=["OUT1"], status="delivered", timestamp_ms=at + 1),
+            SendAck(instance_id=inst, outbox_id=commands[2].outbox_id, ok=False, error="número inválido",
+                    timestamp_ms=at),
+            SendAck(instance_id=inst, outbox_id=commands[1].outbox_id, ok=True, wa_id="OTHER", timestamp_ms=at),
+            Receipt(instance_id=inst, wa_ids=["OUT3"], status="delivered", timestamp_ms=at))
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        run_jobs()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 3, "the acks, then one per receipt status"
+    with session_scope() as s:
+        stored = [s.get(Message, i) for i in ids]
+        assert [(m.status, m.wa_id) for m in stored] == [("read", "OUT1"), ("read", "OUT2"), ("failed", None)]
+        assert stored[2].error == "número inválido"
+        assert [s.get(Outbox, c.outbox_id).status for c in commands] == ["sent", "sent", "failed"]
+
+
+def test_our_message_echoed_from_the_phone_after_its_ack_in_one_batch_is_a_duplicate(engine, r, caplog):
+    inst, agent, conv_id = inbox_with_one_conversation()
+    message_id = conversations.send_text(agent, conv_id, "Oi, Maria!")
+    command = decode_outbound(r.xrange(OUT_STREAM.format(inst))[0][1])
+    publish(SendAck(instance_id=inst, outbox_id=command.outbox_id, ok=True, wa_id="OUT1", timestamp_ms=now_ms(),
+                    chat="5511999990001@s.whatsapp.net"),
+            inbound(inst, text="Oi, Maria!", wa_id="OUT1", from_me=True))
+    run_jobs()
+    assert [(m.id, m.wa_id) for m in _messages(inst) if m.direction == "out"] == [(message_id, "OUT1")]
+    assert r.xlen(lane_stream(inst)) == 0 and not r.exists(f"wb:in-failed:{inst}")
+    assert "one at a time" not in caplog.text, "the batch stored its ack before the echo, and did not fail"
 
 
 def test_outbound_messages_update_the_conversation_and_only_humans_set_first_reply(engine, r):

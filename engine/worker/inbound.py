@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from connector.contracts import InboundMessage, Receipt, SendAck, StateChange, phone_digits
 from engine.worker import dispatch
 from workbench.services.conversation_ref import ConversationRef
-from workbench.services.outbox import mark_acked
+from workbench.services.outbox import Ack, mark_acked
 from workbench.services.runs import LIVE, Effects
 from workbench.store.models import LEGACY_LANE, Instance, Message
 from workbench.store.text import clean_json, clean_text, preview
@@ -99,18 +99,53 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
     if instance is None:
         log.warning("events for unknown instance %s dropped", instance_id)
         return applied
+    statuses = _Statuses(instance_id)
     for event in events:
-        if isinstance(event, InboundMessage):
-            _store_message(session, instance, event, applied)
-        elif isinstance(event, SendAck):
-            mark_acked(session, instance_id, event.outbox_id, event.ok, event.wa_id,
-                       clean_text(event.error)[0] if event.error is not None else None, _ts(event.timestamp_ms))
+        if isinstance(event, SendAck):
+            statuses.acks.append(Ack(event.outbox_id, event.ok, event.wa_id,
+                                     clean_text(event.error)[0] if event.error is not None else None,
+                                     _ts(event.timestamp_ms)))
         elif isinstance(event, Receipt):
-            _apply_receipt(session, instance_id, event)
+            statuses.receipts.append(event)
+        elif isinstance(event, InboundMessage):
+            if event.from_me or event.target_id or event.quoted_id:
+                statuses.apply(session)  # it may name one of our messages: their WhatsApp ids must be stored
+            _store_message(session, instance, event, applied)
         elif isinstance(event, StateChange):
             _apply_state(session.get(Instance, instance_id), event)
         applied.workspaces.add(instance.workspace_id)
+    statuses.apply(session)
     return applied
+
+
+class _Statuses:
+    """A batch's send acks and receipts, stored together: one statement for the acks and one per receipt status
+    instead of one per event (a reply brings an ack and a "delivered" receipt, so this halves a busy lane's
+    statements). Acks go first, then receipts in rank order, so a receipt always finds the WhatsApp id its ack
+    stored and a late "delivered" never undoes "read". Only a message that names another one (ours, sent from
+    the phone; an edit, reaction or quote) could see the difference, so ``apply_events`` stores what it has
+    gathered before such a message."""
+
+    def __init__(self, instance_id: int) -> None:
+        self.instance_id = instance_id
+        self.acks: list[Ack] = []
+        self.receipts: list[Receipt] = []
+
+    def apply(self, session: Session) -> None:
+        mark_acked(session, self.instance_id, self.acks)
+        by_status: dict[str, dict[str, datetime]] = {}
+        for receipt in self.receipts:
+            at = _ts(receipt.timestamp_ms)
+            ids = by_status.setdefault(receipt.status, {})
+            for wa_id in receipt.wa_ids:
+                ids.setdefault(wa_id, at)  # the first receipt of a status dates it
+        for status in sorted(by_status, key=STATUS_RANK.__getitem__):
+            ids = by_status[status]
+            session.connection().execute(_RECEIPTS, {
+                "instance_id": self.instance_id, "status": status, "wa_ids": list(ids), "ats": list(ids.values()),
+                "lower": [s for s, r in STATUS_RANK.items() if r < STATUS_RANK[status]]})
+        self.acks.clear()
+        self.receipts.clear()
 
 
 # One statement stores a message: the contact upsert, the conversation upsert and the message insert as
@@ -245,20 +280,13 @@ def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage
 
 
 # Forward only: a late "delivered" never undoes "read" (``lower`` holds the statuses below the new one).
-_RECEIPT = text("""
-UPDATE messages SET status = :status, status_at = :at
-WHERE instance_id = :instance_id AND wa_id = ANY(:wa_ids) AND direction = 'out' AND status = ANY(:lower)
-""").bindparams(bindparam("at", type_=DateTime(timezone=True)), bindparam("wa_ids", type_=ARRAY(String)),
+_RECEIPTS = text("""
+UPDATE messages SET status = :status, status_at = receipts.at
+FROM unnest(CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[])) AS receipts(wa_id, at)
+WHERE messages.instance_id = :instance_id AND messages.wa_id = receipts.wa_id AND messages.direction = 'out'
+  AND messages.status = ANY(:lower)
+""").bindparams(bindparam("wa_ids", type_=ARRAY(String)), bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
                 bindparam("lower", type_=ARRAY(String)))
-
-
-def _apply_receipt(session: Session, instance_id: int, event: Receipt) -> None:
-    """Move our messages forward to delivered/read; a late 'delivered' never undoes 'read'."""
-    rank = STATUS_RANK[event.status]
-    session.connection().execute(_RECEIPT, {
-        "instance_id": instance_id, "wa_ids": event.wa_ids, "status": event.status, "at": _ts(event.timestamp_ms),
-        "lower": [s for s, r in STATUS_RANK.items() if r < rank],
-    })
 
 
 def _apply_state(instance: Instance, event: StateChange) -> None:

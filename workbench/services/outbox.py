@@ -8,13 +8,13 @@ the connector's claim (``connector.claims``, kept in its data dir) makes sure Wh
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.client import Pipeline
-from sqlalchemy import Boolean, DateTime, Interval, String, bindparam, func, literal, or_, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, Boolean, DateTime, Interval, String, bindparam, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from connector.contracts import CLAIM_HORIZONS, OUT_STREAM, STATUS_HASH, MediaRef, OutboundCommand, encode
@@ -156,26 +156,49 @@ def republish_pending(session: Session, redis_client=None, older_than_s: int | N
     return len(rows)
 
 
-# One statement: the outbox row is done, and its message sent or failed. A row already done (the stream may deliver
-# an ack twice) changes nothing, and neither does its message.
-_ACK = text("""
-WITH done AS (
-    UPDATE outbox SET status = :status, error = :error, done_at = :at
-    WHERE id = :outbox_id AND instance_id = :instance_id AND status = 'pending'
-    RETURNING message_id
+# One statement for a batch's acks: each outbox row is done, and its message sent or failed. A row already done
+# (the stream may deliver an ack twice) changes nothing, and neither does its message.
+_ACKS = text("""
+WITH acks AS (
+    SELECT * FROM unnest(CAST(:outbox_ids AS bigint[]), CAST(:statuses AS text[]), CAST(:errors AS text[]),
+                         CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[])) AS a(outbox_id, status, error, wa_id, at)
+), done AS (
+    UPDATE outbox SET status = acks.status, error = acks.error, done_at = acks.at
+    FROM acks
+    WHERE outbox.id = acks.outbox_id AND outbox.instance_id = :instance_id AND outbox.status = 'pending'
+    RETURNING outbox.message_id, acks.status, acks.error, acks.wa_id, acks.at
 )
-UPDATE messages SET status = :status, wa_id = coalesce(:wa_id, messages.wa_id), error = :error, status_at = :at
-WHERE id IN (SELECT message_id FROM done)
-""").bindparams(bindparam("at", type_=DateTime(timezone=True)), bindparam("wa_id", type_=String),
-                bindparam("error", type_=String))
+UPDATE messages SET status = done.status, wa_id = coalesce(done.wa_id, messages.wa_id), error = done.error,
+                    status_at = done.at
+FROM done WHERE messages.id = done.message_id
+""").bindparams(bindparam("outbox_ids", type_=ARRAY(BigInteger)), bindparam("statuses", type_=ARRAY(String)),
+                bindparam("errors", type_=ARRAY(String)), bindparam("wa_ids", type_=ARRAY(String)),
+                bindparam("ats", type_=ARRAY(DateTime(timezone=True))))
 
 
-def mark_acked(session: Session, instance_id: int, outbox_id: int, ok: bool, wa_id: str | None,
-               error: str | None, at: datetime) -> None:
-    """Record the connector's answer: the outbox row is done and its message sent (with its WhatsApp id) or failed."""
-    session.connection().execute(_ACK, {"outbox_id": outbox_id, "instance_id": instance_id,
-                                        "status": "sent" if ok else "failed", "error": error,
-                                        "wa_id": wa_id if ok else None, "at": at})
+class Ack(NamedTuple):
+    """The connector's answer to one send (``connector.contracts.SendAck``, its error text already cleaned)."""
+
+    outbox_id: int
+    ok: bool
+    wa_id: str | None
+    error: str | None
+    at: datetime
+
+
+def mark_acked(session: Session, instance_id: int, acks: Sequence[Ack]) -> None:
+    """Record the connector's answers in one statement: each outbox row is done and its message sent (with its
+    WhatsApp id) or failed. The first answer for an outbox row counts; a repeat changes nothing."""
+    first: dict[int, Ack] = {}
+    for ack in acks:
+        first.setdefault(ack.outbox_id, ack)
+    if not first:
+        return
+    rows = list(first.values())
+    session.connection().execute(_ACKS, {
+        "instance_id": instance_id, "outbox_ids": [a.outbox_id for a in rows],
+        "statuses": ["sent" if a.ok else "failed" for a in rows], "errors": [a.error for a in rows],
+        "wa_ids": [a.wa_id if a.ok else None for a in rows], "ats": [a.at for a in rows]})
 
 
 def prune_claims(session: Session, redis_client=None) -> int:
