@@ -440,6 +440,25 @@ def test_a_drain_that_read_its_time_hands_its_lanes_to_the_next_job_which_goes_o
     assert not r.exists(DRAIN_LOCK.format(unit)) and r.xlen(IN_STREAM.format(unit)) == 0
 
 
+def test_a_drain_whose_last_read_found_nothing_still_hands_over_when_events_came_within_the_linger(
+        engine, r, monkeypatch):
+    """A steady trickle (100 messages a second over a few lanes) leaves gaps of a few ms between reads: a drain
+    that reached MAX_RUN_S in such a gap left its lanes, and taking them again stalled every answer ~100 ms."""
+    monkeypatch.setattr(jobs, "MAX_RUN_S", 0.2)
+    monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "5000")
+    get_settings.cache_clear()
+    inst = make_instance(make_workspace())
+    unit = _u(inst)
+    publish(inbound(inst, text="primeira"))
+    Queue(INBOUND_QUEUE, connection=r).empty()
+    jobs.drain_inbound(inst, 0)  # its first read had the event, the reads after it (till MAX_RUN_S) nothing
+    [job] = Queue(INBOUND_QUEUE, connection=r).jobs
+    assert list(job.args[2]) == [unit] and r.exists(DRAIN_LOCK.format(unit)), "handed over, lease held"
+    run_jobs()  # the successor reads nothing at all, so it leaves once MAX_RUN_S is over
+    assert Queue(INBOUND_QUEUE, connection=r).jobs == [] and not r.exists(DRAIN_LOCK.format(unit))
+    assert _texts(inst) == ["primeira"]
+
+
 def test_a_handed_lane_whose_lease_lapsed_is_taken_anew_or_left_to_the_drain_that_took_it(engine, r):
     ws = make_workspace()
     inst = make_instance(ws)
