@@ -4,8 +4,8 @@
 the demo workspace on first run, and runs its roles as child processes that it restarts if they die:
 
 - ``panel``: ``streamlit run panel.py`` (the app of ``app.py`` plus the login cookie's routes)
-- ``workers``: ``python -m workbench workers`` (RQ workers, the scheduler, the calls pool, the sweep ticker and
-  the dashboards' refresh)
+- ``workers``: ``python -m workbench workers`` (RQ workers, the scheduler with the periodic sweep, the calls pool
+  and the dashboards' refresh)
 - ``connectors``: ``python -m connector supervise`` (one process per WhatsApp number)
 
 Ctrl-C or SIGTERM stops the children, then the servers it started; nothing is left running.
@@ -35,7 +35,7 @@ log = logging.getLogger("workbench")
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("panel", "workers", "connectors")
 QUEUES = ("inbound", "default")
-SWEEP_EVERY_S = 15
+TICKER_S = 15
 TICK_S = 0.2  # how often supervisors look at their children
 QUICK_RESTART_S = 0.5
 CRASH_LOOP = 3  # short runs in a row that make a crash loop
@@ -254,7 +254,7 @@ def _own(data_dir: Path):
 
 def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int],
             calls: Callable[[], int] | None = None) -> int:
-    """Run ``count`` RQ workers, the scheduler, the outside calls pool and the sweep ticker until SIGTERM
+    """Run ``count`` RQ workers, the scheduler (with the sweep), the outside calls pool and the ticker until SIGTERM
     (engine/worker/processes.py, engine/worker/calls.py).
 
     ``worker``, ``scheduler`` and ``calls`` are the mains of those processes: each runs in a fork of this process,
@@ -273,7 +273,7 @@ def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int],
     signal.signal(signal.SIGINT, _raise_stop)
     client = Redis.from_url(settings.redis_url, health_check_interval=30)
     stop = threading.Event()
-    ticker = threading.Thread(target=_sweep_ticker, args=(client, stop), daemon=True)
+    ticker = threading.Thread(target=_ticker, args=(client, stop), daemon=True)
     try:
         for child in children:
             child.start()
@@ -295,16 +295,16 @@ RETENTION_EVERY_S = 24 * 3600
 ANALYTICS_TIMEOUT_S = 600
 
 
-def _sweep_ticker(client, stop: threading.Event) -> None:
-    """Queue the sweep job every SWEEP_EVERY_S seconds and the retention job daily, and run the dashboards' refresh
-    every ``WORKBENCH_ANALYTICS_REFRESH_S`` (checked at the same ticks); one ticker wins per period across machines.
-    """
+def _ticker(client, stop: threading.Event) -> None:
+    """Queue the retention job daily and run the dashboards' refresh every ``WORKBENCH_ANALYTICS_REFRESH_S``
+    (checked every ``TICKER_S``); one ticker wins per period across machines. The sweep is not here: it runs in
+    the scheduler process (``engine.worker.processes.run_sweeps``)."""
     from rq import Queue
 
     queue = Queue("default", connection=client)
     refresh = AnalyticsRefresh([sys.executable, "-m", "workbench", "refresh-analytics"])
     try:
-        while not stop.wait(SWEEP_EVERY_S):
+        while not stop.wait(TICKER_S):
             tick(client, queue, refresh, get_settings().analytics_refresh_s)
     finally:
         refresh.stop()
@@ -313,8 +313,6 @@ def _sweep_ticker(client, stop: threading.Event) -> None:
 def tick(client, queue, refresh: AnalyticsRefresh, analytics_every: int) -> None:
     """One tick of the workers' ticker: queue what is due in this period, unless another machine did."""
     try:
-        if client.set("wb:sweep-tick", "1", nx=True, ex=SWEEP_EVERY_S - 1):
-            queue.enqueue("engine.worker.jobs.sweep", job_timeout=120, result_ttl=60, failure_ttl=3600)
         # LGPD retention (workbench/services/lgpd.py): once a day across machines
         if client.set("wb:retention-tick", "1", nx=True, ex=RETENTION_EVERY_S):
             queue.enqueue("engine.worker.jobs.retention", job_timeout=3600, result_ttl=60, failure_ttl=86400)
@@ -323,7 +321,7 @@ def tick(client, queue, refresh: AnalyticsRefresh, analytics_every: int) -> None
                 and client.set("wb:analytics-tick", "1", nx=True, ex=max(1, analytics_every - 1))):
             refresh.start()
     except Exception:  # noqa: BLE001 - Redis down: try again next tick, never kill the workers
-        log.warning("sweep tick skipped: Redis unreachable")
+        log.warning("workers' tick skipped: Redis unreachable")
 
 
 class AnalyticsRefresh:
