@@ -476,11 +476,11 @@ def test_a_handed_lane_whose_lease_lapsed_is_taken_anew_or_left_to_the_drain_tha
 
 def test_a_drain_leaves_instead_of_handing_over_while_jobs_wait_in_the_other_queue(engine, r, monkeypatch):
     """A successor at the front of the inbound queue would keep a worker under a steady flow from ever running the
-    timers, the sweep or the dashboards' refresh waiting in its other queue."""
+    funnel timers or contact jobs waiting in its other queue."""
     monkeypatch.setattr(jobs, "MAX_RUN_S", 0.0)
     ws = make_workspace()
     inst = make_instance(ws)
-    Queue("default", connection=r).enqueue("engine.worker.jobs.sweep")
+    Queue("default", connection=r).enqueue("engine.worker.jobs.retention")
     publish(inbound(inst, text="primeira"))
     Queue(INBOUND_QUEUE, connection=r).empty()
     jobs.drain_inbound(inst, 0)

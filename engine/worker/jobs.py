@@ -400,8 +400,8 @@ class _Drain:
         a stall of about 100 ms every ``MAX_RUN_S``."""
         handed = {unit: (token, self.epochs[unit]) for unit, token in self.tokens.items() if not self.held[unit]}
         if not handed or Queue(runs.TIMER_QUEUE, connection=self.client).count:
-            # Jobs wait in the workers' other queue (timers, the sweep, the dashboards' refresh): leave instead, as
-            # a job queued at the front would keep a busy worker from ever getting to them.
+            # Jobs wait in the workers' other queue (funnel timers, contact jobs, the daily retention): leave instead,
+            # as a job queued at the front would keep a busy worker from ever getting to them.
             return
         instance_id, lane = _unit(next(iter(handed)))
         # retried like every drain job while PostgreSQL is away; a retry finds the leases given back and takes anew
