@@ -291,32 +291,25 @@ def workers(count: int, worker: Callable[[], int], scheduler: Callable[[], int],
             child.stop(grace=30)  # let a running job finish
 
 
-RETENTION_EVERY_S = 24 * 3600
 ANALYTICS_TIMEOUT_S = 600
 
 
 def _ticker(client, stop: threading.Event) -> None:
-    """Queue the retention job daily and run the dashboards' refresh every ``WORKBENCH_ANALYTICS_REFRESH_S``
-    (checked every ``TICKER_S``); one ticker wins per period across machines. The sweep is not here: it runs in
-    the scheduler process (``engine.worker.processes.run_sweeps``)."""
-    from rq import Queue
-
-    queue = Queue("default", connection=client)
+    """Run the dashboards' refresh every ``WORKBENCH_ANALYTICS_REFRESH_S`` (checked every ``TICKER_S``); one ticker
+    wins per period across machines. The sweep and the retention run in the scheduler process
+    (``engine.worker.processes.run_sweeps``)."""
     refresh = AnalyticsRefresh([sys.executable, "-m", "workbench", "refresh-analytics"])
     try:
         while not stop.wait(TICKER_S):
-            tick(client, queue, refresh, get_settings().analytics_refresh_s)
+            tick(client, refresh, get_settings().analytics_refresh_s)
     finally:
         refresh.stop()
 
 
-def tick(client, queue, refresh: AnalyticsRefresh, analytics_every: int) -> None:
-    """One tick of the workers' ticker: queue what is due in this period, unless another machine did."""
+def tick(client, refresh: AnalyticsRefresh, analytics_every: int) -> None:
+    """One tick of the workers' ticker: start the dashboards' refresh (``workbench/analytics/store.py``) when this
+    period has none yet, here or on another machine."""
     try:
-        # LGPD retention (workbench/services/lgpd.py): once a day across machines
-        if client.set("wb:retention-tick", "1", nx=True, ex=RETENTION_EVERY_S):
-            queue.enqueue("engine.worker.jobs.retention", job_timeout=3600, result_ttl=60, failure_ttl=86400)
-        # the dashboards' copy (workbench/analytics/store.py): one refresh per period across machines
         if (analytics_every and not refresh.running()
                 and client.set("wb:analytics-tick", "1", nx=True, ex=max(1, analytics_every - 1))):
             refresh.start()

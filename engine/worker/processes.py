@@ -15,11 +15,12 @@ We run our own mains rather than ``rq worker --with-scheduler`` because of how R
   (``reap_dead_workers``): it frees the dead worker's drain leases and wakes their drains, and settles its job
   (retried when it has retries left, failed otherwise).
 
-- RQ has no periodic jobs, and the sweep (``engine.worker.jobs.sweep``) was a job queued every 15 s: a job needs
-  a worker, and a worker's drain leaves its lanes for a job waiting in the other queue, so with one worker each
-  sweep stopped the answers for its length plus taking the lanes again (``bench/pipeline.py``'s paced p99 showed
-  it). Here it runs in a thread of the scheduler process (``run_sweeps``), beside the drains rather than in their
-  place, once per period across machines.
+- RQ has no periodic jobs, and the sweep (``engine.worker.jobs.sweep``, every 15 s) and the daily retention were
+  jobs: a job needs a worker, and a worker's drain leaves its lanes for a job waiting in the other queue, so with
+  one worker each of them stopped the answers for its length plus taking the lanes again (``bench/pipeline.py``'s
+  paced p99 showed it; a retention over a long history takes far longer). Here they run in a thread of the
+  scheduler process (``run_sweeps``), beside the drains rather than in their place, once per period across
+  machines.
 
 Every process here also ends with its parent (``die_with_parent``), so a supervisor killed by SIGKILL leaves
 no orphan holding a lock.
@@ -49,7 +50,7 @@ from rq.scheduler import RQScheduler
 from rq.scripts import acquire_or_refresh_lock
 from rq.worker_registration import clean_worker_registry
 
-from engine.worker.jobs import release_drains_of, sweep
+from engine.worker.jobs import release_drains_of, retention, sweep
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ SCHEDULER_TICK_S = 1.0  # how often due jobs are moved to their queues (RQ's own
 REGISTRY_CLEANUP_S = 60  # how often the scheduler cleans RQ's registries (RQ's workers do it every 10 minutes)
 REDIS_RETRY_S = 0.5  # how often a process out of Redis's reach tries again
 SWEEP_EVERY_S = 15
-SWEEP_TICK = "wb:sweep-tick"  # set for the period by the machine whose scheduler sweeps in it
+RETENTION_EVERY_S = 24 * 3600
+# set for the period by the machine whose scheduler ran the task in it
+SWEEP_TICK = "wb:sweep-tick"
+RETENTION_TICK = "wb:retention-tick"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -212,17 +216,20 @@ def run_scheduler(redis_url: str, queues: Iterable[str], stop: threading.Event) 
     return 0
 
 
-def run_sweeps(client: redis.Redis, stop: threading.Event, sweep=sweep) -> None:
-    """Sweep every ``SWEEP_EVERY_S`` until ``stop``, unless another machine swept in that period; a sweep that
-    failed (PostgreSQL or Redis away) is logged, and the next period tries again."""
+def run_sweeps(client: redis.Redis, stop: threading.Event, sweep=sweep, retention=retention) -> None:
+    """Every ``SWEEP_EVERY_S`` until ``stop``: sweep, and once a day apply the workspaces' retention (LGPD), each
+    unless another machine did in that period. A failure (PostgreSQL or Redis away) is logged, and the next period
+    tries again."""
+    tasks = (("sweep", sweep, SWEEP_TICK, SWEEP_EVERY_S), ("retention", retention, RETENTION_TICK, RETENTION_EVERY_S))
     while not stop.wait(SWEEP_EVERY_S):
-        try:
-            if client.set(SWEEP_TICK, "1", nx=True, px=max(1, int(SWEEP_EVERY_S * 900))):  # most of the period
-                done = sweep()
-                if any(count for name, count in done.items() if name not in ("running", "claims_pruned")):
-                    log.info("sweep: %s", done)  # only when it repaired something: every 15 s would bury the log
-        except Exception as exc:  # noqa: BLE001 - the sweep's own trouble must not end the scheduler
-            log.warning("sweep failed (%s); the next period tries again", type(exc).__name__)
+        for name, task, tick, every_s in tasks:
+            try:
+                if client.set(tick, "1", nx=True, px=max(1, int(every_s * 900))):  # most of the period
+                    done = task()
+                    if any(count for key, count in done.items() if key not in ("running", "claims_pruned")):
+                        log.info("%s: %s", name, done)  # only when it did something: every 15 s would bury the log
+            except Exception as exc:  # noqa: BLE001 - a task's own trouble must not end the scheduler
+                log.warning("%s failed (%s); the next period tries again", name, type(exc).__name__)
 
 
 def _reap(client: redis.Redis) -> None:

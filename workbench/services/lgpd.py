@@ -230,9 +230,10 @@ def _drop_media(session: Session, workspace_id: int, media_ids: set[int], shas: 
 
 
 # -- Retention (Configurações › Geral, admins) -------------------------------------------------------------------
-# A workspace may keep message bodies and media for N days only (off by default). The daily job
-# (``engine.worker.jobs.retention``) empties older messages the way erasure does — text, data, media, quoted id —
-# and keeps the rows, so counts and dashboards stay; contacts and their fields are left alone.
+# A workspace may keep message bodies and media for N days only (off by default). The daily run
+# (``engine.worker.jobs.retention``, from the scheduler process's sweep thread) empties older messages the way
+# erasure does — text, data, media, quoted id — and keeps the rows, so counts and dashboards stay; contacts and
+# their fields are left alone.
 
 RETENTION_BATCH = 2000
 """Messages emptied per transaction (a long backlog is worked through in short transactions)."""
