@@ -75,7 +75,7 @@ def test_the_workers_ticker_refreshes_in_a_process_of_its_own_not_a_job(history)
     h = history
     h.conversation("2026-03-02 10:00")
     client = get_redis()
-    client.delete("wb:analytics-tick", "wb:sweep-tick", "wb:retention-tick")
+    client.delete("wb:analytics-tick")
     refresh = launcher.AnalyticsRefresh([sys.executable, "-m", "workbench", "refresh-analytics"])
     other_machine = launcher.AnalyticsRefresh([sys.executable, "-c", "raise SystemExit(3)"])
     try:

@@ -354,7 +354,7 @@ class _Drain:
         """Read the held streams as events arrive until idle for the linger time or MAX_RUN_S is over; in the
         second case, with events still coming, hand the units over to a new job instead of leaving them."""
         began = idle_since = adopted_at = time.monotonic()
-        last_got: float | None = None  # when a read last brought events
+        got_any = False  # a read brought events
         busy = False  # stopped at MAX_RUN_S with events still coming
         while self.tokens:
             self._drop_lost()
@@ -369,13 +369,13 @@ class _Drain:
                 except LostDrain:
                     self._drop(unit)
             if got:
-                idle_since = last_got = now
+                idle_since, got_any = now, True
             if now - idle_since > self.linger_s:
                 break
             if now - began > MAX_RUN_S:
                 # Events came within the linger time, though perhaps not in this very read (a steady trickle has
                 # gaps of a few ms): hand over. Leaving cost a stall of about 100 ms (``_hand_over``).
-                busy = last_got is not None
+                busy = got_any
                 break
             if now - adopted_at >= ADOPT_EVERY_S:  # not after every batch: one round trip per message saved
                 adopted_at = now

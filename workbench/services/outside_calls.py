@@ -296,8 +296,8 @@ def recover(session: Session) -> list[int]:
     running = session.execute(select(OutsideCall.id, OutsideCall.service, OutsideCall.attempts, OutsideCall.started_at)
                               .where(OutsideCall.status == "running").order_by(OutsideCall.started_at)
                               .limit(1000)).all()
-    # the executors' limits, only when needed: importing them (model and HTTP clients) costs the sweep, a fresh
-    # process every 15 s, about 0.4 s of CPU
+    # the executors' limits, only when needed: importing them (model and HTTP clients) costs about 0.4 s of CPU
+    # and their memory in the scheduler process, whose sweep thread runs this
     executors = load_executors() if running else {}
     for call_id, service, attempts, started_at in running:
         executor = executors.get(service)
