@@ -66,6 +66,7 @@ CONSUMER = "relay"  # one relay per instance, so one fixed consumer name finds i
 # threads one each: the client's pool is sized for all of them, so a backlog never runs out of connections.
 LANE_THREADS = 32
 REDIS_CONNECTIONS = LANE_THREADS + 16
+CONTROL_BATCH = 100  # control commands taken from the list in one round trip
 INTERRUPTED = "interrompido durante o envio"  # the error text the brief fixes for a send cut off by a crash
 
 
@@ -363,34 +364,49 @@ class Relay:
     # -- control ---------------------------------------------------------------------------------------------
 
     def _read_controls(self) -> None:
+        """Carry out the control list's commands in order. What waits in the list is taken in one round trip (a
+        batch's read receipts), and the read receipts taken together go out as one per chat."""
         key = contracts.CONTROL_LIST.format(self.instance_id)
         while not self._stop.is_set():
             try:
-                item = self.redis.blpop([key], timeout=1)
+                items = self.redis.lpop(key, CONTROL_BATCH)
+                if not items:
+                    popped = self.redis.blpop([key], timeout=1)
+                    items = [popped[1]] if popped else []
             except redis.RedisError as exc:
                 log.warning("instance %s: control list unreadable (%s)", self.instance_id, type(exc).__name__)
                 self._stop.wait(1)
                 continue
-            if item is None:
-                continue
+            self.carry_out(items)
+
+    def carry_out(self, items: list[bytes]) -> None:
+        """Carry out control commands (JSON) in order; the read receipts among them go out as one per chat."""
+        reads: dict[str, list[str]] = {}  # phone -> message ids, in order
+        for raw in items:
             try:
-                command = ControlCommand.model_validate_json(item[1])
+                command = ControlCommand.model_validate_json(raw)
             except ValidationError:
                 log.error("instance %s: ignoring malformed control command", self.instance_id)
                 continue
             if command.action == "mark_read":
-                self._mark_read(command)
-            else:
-                self.transport.control(command)
+                if command.phone and command.wa_ids:
+                    reads.setdefault(command.phone, []).extend(command.wa_ids)
+                continue
+            self._mark_read(reads)  # those before it first: the commands keep their order
+            reads = {}
+            self.transport.control(command)
+        self._mark_read(reads)
 
-    def _mark_read(self, command: ControlCommand) -> None:
-        """Blue ticks on messages the bot handled: cosmetic, so a failure is logged and nothing retries it."""
-        if not self._connected.is_set() or not command.phone or not command.wa_ids:
+    def _mark_read(self, reads: dict[str, list[str]]) -> None:
+        """Blue ticks on messages the bot handled (phone -> message ids): cosmetic, so a failure is logged and
+        nothing retries it; a connector that is not connected drops them."""
+        if not reads or not self._connected.is_set():
             return
-        try:
-            self.transport.mark_read(command.phone, command.wa_ids)
-        except (TransportError, redis.RedisError) as exc:
-            log.info("instance %s: read receipt not sent (%s)", self.instance_id, type(exc).__name__)
+        for phone, wa_ids in reads.items():
+            try:
+                self.transport.mark_read(phone, wa_ids)
+            except (TransportError, redis.RedisError) as exc:
+                log.info("instance %s: read receipt not sent (%s)", self.instance_id, type(exc).__name__)
 
     # -- outbound --------------------------------------------------------------------------------------------
 

@@ -290,6 +290,19 @@ def test_messages_the_bot_answers_get_a_read_receipt_others_do_not(engine, r):
         ("mark_read", "5511999990001", ["W2"])], "W3 got no answer (once a day), so no blue ticks"
 
 
+def test_a_batchs_read_receipts_are_one_command_per_chat(engine, r):
+    ws = make_workspace()
+    inst = make_instance(ws)
+    admin = make_actor(ws, "admin")
+    save_setting(admin, "default_reply", {"enabled": True, "mode": "every", "text": "Já respondemos!"})
+    other = "5511999990002"
+    publish(inbound(inst, text="oi", wa_id="W1"), inbound(inst, phone=other, text="olá", wa_id="W2"),
+            inbound(inst, text="tem alguém?", wa_id="W3"))
+    run_jobs()
+    assert [(c.action, c.phone, c.wa_ids) for c in _read_receipts(r, inst)] == [
+        ("mark_read", "5511999990001", ["W1", "W3"]), ("mark_read", other, ["W2"])]
+
+
 def test_read_receipts_can_be_switched_off(engine, r):
     ws = make_workspace()
     inst = make_instance(ws)

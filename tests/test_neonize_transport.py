@@ -505,6 +505,20 @@ def test_mark_read_and_presence(r, wa, tmp_path):
     assert wa.chat_presences == [(LEAD_JID, ChatPresence.CHAT_PRESENCE_COMPOSING)]
 
 
+def test_read_receipts_taken_together_go_out_as_one_per_chat_in_order(r, wa, tmp_path):
+    other = "5511977770002"
+    with neonize_relay(r, wa, tmp_path) as relay:
+        connect(r, wa)
+        relay.carry_out([ControlCommand(action=action, **fields).model_dump_json().encode() for action, fields in [
+            ("mark_read", {"phone": LEAD, "wa_ids": ["3EB0A"]}),
+            ("mark_read", {"phone": other, "wa_ids": ["3EB0X"]}),
+            ("mark_read", {"phone": LEAD, "wa_ids": ["3EB0B", "3EB0C"]}),
+            ("mark_read", {"phone": LEAD}),  # nothing to mark: ignored
+        ]] + [b"{not json"])
+    assert [(read["chat"], read["ids"]) for read in wa.reads] == [
+        (LEAD_JID, ["3EB0A", "3EB0B", "3EB0C"]), (f"{other}@s.whatsapp.net", ["3EB0X"])]
+
+
 def test_logout_unlinks_the_device_and_deletes_the_session(r, wa, tmp_path):
     session = tmp_path / "sessions" / "1.sqlite3"
     with neonize_relay(r, wa, tmp_path):

@@ -776,8 +776,8 @@ def publish_effects(client: redis.Redis, effects: Effects, workspaces: Iterable[
     """
     enqueue_emails(client, effects.emails)
     pipe = client.pipeline(transaction=False)
-    for instance_id, command in effects.reads:
-        pipe.rpush(CONTROL_LIST.format(instance_id), command.model_dump_json(exclude_none=True))
+    for instance_id, commands in _merged_reads(effects.reads).items():
+        pipe.rpush(CONTROL_LIST.format(instance_id), *(c.model_dump_json(exclude_none=True) for c in commands))
     publish_commands(effects.commands, pipe)
     live.touch(pipe, workspaces)
     schedule_timers(client, effects.timers, pipe)
@@ -785,6 +785,20 @@ def publish_effects(client: redis.Redis, effects: Effects, workspaces: Iterable[
     if then is not None:
         then(pipe)
     pipe.execute()
+
+
+def _merged_reads(reads: list[tuple[int, ControlCommand]]) -> dict[int, list[ControlCommand]]:
+    """The read receipts of a batch as one command per chat (its message ids in order), by instance: a connector
+    sends one receipt per chat instead of one per message."""
+    merged: dict[int, dict[str, ControlCommand]] = {}
+    for instance_id, command in reads:
+        chats = merged.setdefault(instance_id, {})
+        known = chats.get(command.phone or "")
+        if known is None:
+            chats[command.phone or ""] = command.model_copy(update={"wa_ids": list(command.wa_ids or [])})
+        else:
+            known.wa_ids = [*(known.wa_ids or []), *(command.wa_ids or [])]
+    return {instance_id: list(chats.values()) for instance_id, chats in merged.items()}
 
 
 def enqueue_emails(client: redis.Redis, notification_ids: list[int]) -> None:
