@@ -361,6 +361,17 @@ class Relay:
         with self._send_lock:
             self.spool.publish(receipt)
 
+    def on_events(self, events: list[InboundMessage | Receipt]) -> None:
+        """Hand several messages and receipts to the workers at once, in order, in one round trip (the receipts
+        after the ack of any send in progress, as ``on_receipt``)."""
+        status = (self.status_key, "last_inbound_at", now_ms()) \
+            if any(isinstance(event, InboundMessage) for event in events) else None
+        if all(isinstance(event, InboundMessage) for event in events):
+            self.spool.publish_many(events, status=status)
+            return
+        with self._send_lock:
+            self.spool.publish_many(events, status=status)
+
     # -- control ---------------------------------------------------------------------------------------------
 
     def _read_controls(self) -> None:

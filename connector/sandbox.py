@@ -536,56 +536,48 @@ class SandboxTransport(Transport):
                 entries = reply[0][1] if reply else []
                 if backlog and not entries:
                     backlog = False
-                handed: list[tuple[bytes, InboundMessage | None]] = []
-                try:
-                    for entry_id, fields in entries:
-                        if self._stop.is_set():
-                            return
-                        handed.append((entry_id, self._deliver(entry_id, fields)))
-                finally:
-                    self._acknowledge(phone, inbox, handed)
+                if not entries or self._stop.is_set():
+                    continue
+                events = [self._event(entry_id, fields) for entry_id, fields in entries]
+                handed = [event for event in events if event is not None]
+                if handed:
+                    self.events.on_events(handed)
+                self._acknowledge(phone, inbox, [entry_id for entry_id, _ in entries],
+                                  [event for event in handed if isinstance(event, InboundMessage)])
         finally:
             self._phone = None
 
-    def _acknowledge(self, phone: str, inbox: str, handed: list[tuple[bytes, InboundMessage | None]]) -> None:
-        """Acknowledge the entries handed to the relay, and show the lead "delivered" on its messages among them:
-        one round trip for a whole read."""
-        if not handed:
-            return
-        delivered = [message for _, message in handed if message is not None]
+    def _acknowledge(self, phone: str, inbox: str, entry_ids: list[bytes], delivered: list[InboundMessage]) -> None:
+        """Acknowledge the entries of one read, handed to the relay (or dropped), and show the lead "delivered" on
+        its messages among them: one round trip for a whole read."""
         with self.redis.pipeline(transaction=False) as pipe:
             for message in delivered:
                 self.network.queue_raise_status(pipe, message.phone, phone, [message.wa_id], "delivered")
-            pipe.xack(inbox, INBOX_GROUP, *(entry_id for entry_id, _ in handed))
+            pipe.xack(inbox, INBOX_GROUP, *entry_ids)
             try:
                 pipe.execute()
             except redis.exceptions.NoScriptError:  # a Redis that forgot its scripts: the slow way, once
                 for message in delivered:
                     self.network.raise_status(message.phone, phone, [message.wa_id], "delivered")
 
-    def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> InboundMessage | None:
-        """Hand one inbox entry to the relay; returns the message it was (None for a receipt or a dropped entry).
-        The caller acknowledges it to the network."""
-        delivered = None
-        if fields:  # an entry deleted from the stream while pending comes back empty
-            try:
-                # a lone surrogate escape would stop every write of the entry (Redis, the stream, the spool)
-                payload = without_surrogates(json.loads(fields[b"p"]))
-                event = self._to_inbound(payload) if payload["kind"] == "message" else Receipt(
-                    instance_id=self.instance_id, wa_ids=payload["wa_ids"], status=payload["status"],
-                    timestamp_ms=payload["timestamp_ms"], chat=payload["lead"])
-            except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError; a
-                # TypeError is a field of the wrong shape (a list where an object belongs)
-                # It can never be delivered; keeping it would block the inbox behind it forever.
-                log.error("instance %s: dropping malformed sandbox entry %s (%s)", self.instance_id,
-                          _text(entry_id), type(exc).__name__)
-            else:
-                if isinstance(event, InboundMessage):
-                    self.events.on_message(event)
-                    delivered = event
-                else:
-                    self.events.on_receipt(event)
-        return delivered
+    def _event(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> InboundMessage | Receipt | None:
+        """What one inbox entry brings for the relay: a message (its media downloaded) or a receipt; None for an
+        entry that can never be delivered (logged; the caller acknowledges it to the network all the same)."""
+        if not fields:  # an entry deleted from the stream while pending comes back empty
+            return None
+        try:
+            # a lone surrogate escape would stop every write of the entry (Redis, the stream, the spool)
+            payload = without_surrogates(json.loads(fields[b"p"]))
+            if payload["kind"] == "message":
+                return self._to_inbound(payload)
+            return Receipt(instance_id=self.instance_id, wa_ids=payload["wa_ids"], status=payload["status"],
+                           timestamp_ms=payload["timestamp_ms"], chat=payload["lead"])
+        except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError; a
+            # TypeError is a field of the wrong shape (a list where an object belongs)
+            # It can never be delivered; keeping it would block the inbox behind it forever.
+            log.error("instance %s: dropping malformed sandbox entry %s (%s)", self.instance_id,
+                      _text(entry_id), type(exc).__name__)
+            return None
 
     def _to_inbound(self, payload: dict[str, Any]) -> InboundMessage:
         """The neutral message for a network entry, with its media downloaded into the media store."""

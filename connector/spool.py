@@ -177,51 +177,82 @@ class Spool:
             OSError: the spool file could not be written either (disk full, permissions): the event is not
                 safe, and the caller must not acknowledge it.
         """
-        payload = contracts.encode(event)
+        return self.publish_many([event], status)
+
+    def publish_many(self, events: list[BaseModel], status: tuple[str, str, int] | None = None) -> bool:
+        """``publish`` for several events at once, in order, in one round trip (a transport's batch); ``status``
+        is set with the last of them. All of them reach Redis, or all are spooled."""
+        if not events:
+            return True
+        payloads = [contracts.encode(event)["e"] for event in events]
         published = None
         with self._lock:
             if not self._spooled:
                 try:
-                    published = self._publish(payload, event, status)
+                    published = self._publish(list(zip(payloads, events, strict=True)), status)
                 except redis.RedisError as exc:
                     log.warning("instance %s: Redis unavailable (%s); spooling inbound events to %s",
                                 self.instance_id, type(exc).__name__, self.path)
             if published is None:
-                self._append(payload["e"])
+                self._append(payloads)
         if published is not None:
-            lane, woke = published
-            if woke or self._drain_owed:  # outside the lock: the event is in the stream, order is settled
-                self._queue_drains({lane} if woke else set())
+            if published or self._drain_owed:  # outside the lock: the events are in their streams, order is settled
+                self._queue_drains(published)
             return True
         self._wake.set()
         return False
 
-    def _publish(self, payload: dict[str, str], event: BaseModel | dict,
-                 status: tuple[str, str, int] | None = None) -> tuple[int, bool]:
-        """XADD one event to its lane's stream while the mark says Redis kept its data (else replay the journal
-        first), and journal it with its entry id; returns the lane and whether its drain job must be queued (the
-        script set the lane's flag)."""
+    def _publish(self, items: list[tuple[str, BaseModel | dict]],
+                 status: tuple[str, str, int] | None = None) -> set[int]:
+        """XADD events (payload, what picks its lane) to their lanes' streams, in order and in one round trip,
+        while the mark says Redis kept its data (else replay the journal first), and journal them with their
+        entry ids; returns the lanes whose drain job must be queued (the script set the lane's flag)."""
         if self.lanes is None:
             self.lanes = contracts.inbound_lanes(self.redis, self.instance_id, self.configured_lanes)
-        lane = contracts.lane_of(event, self.lanes)
-        unit = contracts.drain_unit(self.instance_id, lane)
-        stream = contracts.IN_STREAM.format(unit)
-        keys = [self.mark, stream, contracts.DRAIN_FLAG.format(unit)]
-        args: list[str | int] = [payload["e"], contracts.DRAIN_FLAG_TTL_S]
-        if status is not None:
-            keys.append(status[0])
-            args += [status[1], status[2]]
+        calls = []
+        for k, (payload, event) in enumerate(items):
+            lane = contracts.lane_of(event, self.lanes)
+            unit = contracts.drain_unit(self.instance_id, lane)
+            stream = contracts.IN_STREAM.format(unit)
+            keys = [self.mark, stream, contracts.DRAIN_FLAG.format(unit)]
+            args: list[str | int] = [payload, contracts.DRAIN_FLAG_TTL_S]
+            if status is not None and k == len(items) - 1:
+                keys.append(status[0])
+                args += [status[1], status[2]]
+            calls.append((lane, stream, keys, args))
+        woken: set[int] = set()
         with self._journal_lock:
-            found = self._xadd(keys=keys, args=args)
-            if found is None:
+            results = self._xadd_all(calls)
+            if None in results:  # no mark: Redis lost its data before this round trip (it cannot come back within)
+                done = results.index(None)
+                self._journal_calls(calls[:done], results[:done], woken)
                 self._republish_journal()
-                found = self._xadd(keys=keys, args=args)
-                if found is None:  # emptied again in between: the next publish finds out
+                calls = calls[done:]
+                results = self._xadd_all(calls)
+                if None in results:  # emptied again in between: the next publish finds out
                     raise redis.ConnectionError("Redis lost its data while the journal was replayed")
-            entry_id, woke = found
-            self._journal_append(stream, entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
-                                 payload["e"])
-        return lane, bool(woke)
+            self._journal_calls(calls, results, woken)
+        return woken
+
+    def _xadd_all(self, calls: list[tuple[int, str, list[str], list[str | int]]]) -> list[Any]:
+        """Run the publish script once per call in one pipeline; a result is None where the mark was missing. The
+        pipeline loads the script first (a no-op once loaded): a restarted Redis has forgotten it."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.script_load(_XADD_IF_MARKED)
+            for _, _, keys, args in calls:
+                pipe.evalsha(self._xadd.sha, len(keys), *keys, *args)
+            return pipe.execute()[1:]
+
+    def _journal_calls(self, calls: list[tuple[int, str, list[str], list[str | int]]], results: list[Any],
+                       woken: set[int]) -> None:
+        """Journal what the publish script added (called with the journal lock held); the lanes it woke go to
+        ``woken``."""
+        lines = []
+        for (lane, stream, _, args), (entry_id, woke) in zip(calls, results, strict=True):
+            lines.append((stream, entry_id.decode() if isinstance(entry_id, bytes) else entry_id, str(args[0])))
+            if woke:
+                woken.add(lane)
+        self._journal_append(lines)
 
     # -- the journal -----------------------------------------------------------------------------------------
 
@@ -239,13 +270,17 @@ class Spool:
             pass
         return entries
 
-    def _journal_append(self, stream: str, entry_id: str, payload: str) -> None:
-        """Remember one published event (called with the journal lock held)."""
+    def _journal_append(self, lines: list[tuple[str, str, str]]) -> None:
+        """Remember published events, (stream, entry id, payload) each, in one write (called with the journal lock
+        held)."""
+        if not lines:
+            return
         if self._journal_fd is None:
             private_dir(self.journal_path.parent)
             self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
-        os.write(self._journal_fd, (json.dumps({"s": stream, "id": entry_id, "e": payload}) + "\n").encode())
-        self._journal.append((stream, entry_id, payload))
+        os.write(self._journal_fd, "".join(json.dumps({"s": stream, "id": entry_id, "e": payload}) + "\n"
+                                           for stream, entry_id, payload in lines).encode())
+        self._journal.extend(lines)
         self._journal_dirty = True
 
     def _rewrite_journal(self) -> None:
@@ -334,19 +369,19 @@ class Spool:
         except FileNotFoundError:
             return 0
 
-    def _append(self, line: str) -> None:
-        """Append one event and fsync it (called with the lock held)."""
-        if "\n" in line:  # model_dump_json escapes newlines; a raw one would split the event in two
+    def _append(self, lines: list[str]) -> None:
+        """Append events and fsync them once (called with the lock held)."""
+        if any("\n" in line for line in lines):  # model_dump_json escapes newlines; a raw one would split an event
             raise ValueError("a spooled event must be a single line")
         private_dir(self.path.parent)
         # Opened per append: the replay replaces the file by rename, so a long-lived handle would point at
         # the old one. Message bodies: the owner's only.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+            fh.write("".join(line + "\n" for line in lines))
             fh.flush()
             os.fsync(fh.fileno())
-        self._spooled += 1
+        self._spooled += len(lines)
 
     def _read_lines(self, limit: int) -> list[str]:
         """The first ``limit`` events of the file. Appends only add after them, so reading without the lock
@@ -398,11 +433,8 @@ class Spool:
             if self._stop.is_set():
                 return
             try:
-                lanes: set[int] = set()
-                if self.pending():
-                    lanes = self._replay_batch()
-                    if lanes and self.pending():
-                        self._wake.set()  # more to do and Redis answers: go on without waiting
+                if self.pending() and self._replay_batch() and self.pending():
+                    self._wake.set()  # more to do and Redis answers: go on without waiting
                 self._keep_journal()
                 if self._drain_owed:  # replayed lanes whose flag the script set, or jobs that could not be queued
                     self._queue_drains(set())
@@ -411,29 +443,23 @@ class Spool:
             except Exception:  # noqa: BLE001 - the thread must outlive a bad line or a disk hiccup
                 log.exception("instance %s: spool replay failed; retrying", self.instance_id)
 
-    def _replay_batch(self) -> set[int]:
-        """Publish up to ``REPLAY_BATCH`` spooled events in order and cut them; returns the lanes they went to."""
+    def _replay_batch(self) -> int:
+        """Publish up to ``REPLAY_BATCH`` spooled events in order, in one round trip, and cut them; returns how many
+        were published."""
         lines = self._read_lines(REPLAY_BATCH)
-        published, lanes = 0, set()
-        for line in lines:
-            if self._stop.is_set():
-                break
-            try:
-                lane, woke = self._publish({"e": line}, _fields(line))
-            except redis.RedisError as exc:
-                log.info("instance %s: Redis still unavailable (%s); %d events spooled", self.instance_id,
-                         type(exc).__name__, self.pending())
-                break
-            lanes.add(lane)
-            if woke:  # the script set the lane's flag: its job is owed until queued (``_queue_drains``)
-                self._drain_owed.add(lane)
-            published += 1
-        if published:
-            with self._lock:
-                self._cut(published)
-            log.info("instance %s: replayed %d spooled events; %d left", self.instance_id, published,
-                     self.pending())
-        return lanes
+        if not lines or self._stop.is_set():
+            return 0
+        try:
+            self._drain_owed |= self._publish([(line, _fields(line)) for line in lines])
+        except redis.RedisError as exc:
+            # Some may have reached Redis before the error: published again later, the workers absorb them.
+            log.info("instance %s: Redis still unavailable (%s); %d events spooled", self.instance_id,
+                     type(exc).__name__, self.pending())
+            return 0
+        with self._lock:
+            self._cut(len(lines))
+        log.info("instance %s: replayed %d spooled events; %d left", self.instance_id, len(lines), self.pending())
+        return len(lines)
 
 
 def _fields(line: str) -> dict:

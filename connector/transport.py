@@ -56,6 +56,10 @@ class TransportEvents(Protocol):
     def on_receipt(self, receipt: Receipt) -> None:
         """Delivery or read receipts for messages this number sent."""
 
+    def on_events(self, events: list[InboundMessage | Receipt]) -> None:
+        """Several messages and receipts at once, in the order received (a transport that reads them in
+        batches); when this returns, all of them are handed over."""
+
 
 class Transport(ABC):
     """One number's connection to WhatsApp (or to the sandbox).

@@ -159,7 +159,7 @@ def test_a_partial_replay_cuts_only_what_was_published(server, tmp_path, monkeyp
         spool.publish(_message(n))
     server.start()
     monkeypatch.setattr(spool_module, "REPLAY_BATCH", 2)
-    assert spool._replay_batch() == {lead_lane(client, 7)}, "two published, to the lead's lane"
+    assert spool._replay_batch() == 2, "two published, in one round trip"
     assert _stream_ids(client) == ["M000", "M001"]
     left = [json.loads(line)["wa_id"] for line in spool_path(tmp_path, 7).read_text().splitlines()]
     assert left == ["M002", "M003", "M004"]
@@ -319,3 +319,37 @@ def test_a_publish_wakes_its_lane_once_and_sets_the_status_field_in_the_same_rou
     assert spool.publish(_message(3))
     assert queued == [(lane, True)], "the next publish queues the owed job, setting the flag again"
     assert _stream_ids(client) == ["M000", "M001", "M002", "M003"]
+
+
+def test_a_batch_goes_in_one_round_trip_in_order_and_is_spooled_whole_while_redis_is_down(server, tmp_path,
+                                                                                          monkeypatch):
+    """A transport's batch (``publish_many``): one write to Redis for all its events, journaled in order, the display
+    field set once; with Redis down, the whole batch waits in the spool and arrives in order after it."""
+    client = server.client()
+    spool = Spool(client, 7, tmp_path, retry_s=0.05, lanes=1)
+    assert spool.publish(_message(0))  # settles the lane count (a round trip of its own, once)
+    writes = []
+    real_send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(connection, command, check_health=True):
+        writes.append(command)
+        return real_send(connection, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    assert spool.publish_many([_message(n) for n in (1, 2, 3)], status=("wb:conn:7", "last_inbound_at", 99))
+    monkeypatch.undo()
+    assert len(writes) == 1, "the three events, the drain flag and the status field in one round trip"
+    assert _stream_ids(client) == ["M000", "M001", "M002", "M003"]
+    assert spool.journaled() == 4
+    assert client.hget("wb:conn:7", "last_inbound_at") == b"99"
+
+    server.stop()
+    assert not spool.publish_many([_message(n) for n in (4, 5)])
+    assert spool.pending() == 2, "the whole batch went to the spool"
+    server.start()
+    spool.start()
+    try:
+        wait_until(lambda: len(_stream_ids(client)) >= 6, what="the spooled batch")
+        assert _stream_ids(client) == [f"M{n:03d}" for n in range(6)]
+    finally:
+        spool.stop()
