@@ -132,14 +132,36 @@ class Claims:
         Raises:
             OSError: the claim could not be written (nothing may be sent then).
         """
+        return self.claim_many([outbox_id])[outbox_id]
+
+    def claim_many(self, outbox_ids: list[int]) -> dict[int, str | None]:
+        """``claim`` for several commands at once, with one write and one wait for the disk; returns each id's
+        answer as ``claim`` would.
+
+        Raises:
+            OSError: the claims could not be written (nothing may be sent then).
+        """
         if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
             self.prune()
         with self._lock:
-            found = self._claims.get(outbox_id)
-            if found is not None:
-                return found.describe()
-            self._record(outbox_id, _Claim("sending", self._clock_ms()))
-            return None
+            found = {outbox_id: (claim.describe() if (claim := self._claims.get(outbox_id)) else None)
+                     for outbox_id in outbox_ids}
+            new = {outbox_id: _Claim("sending", self._clock_ms()) for outbox_id, claim in found.items()
+                   if claim is None}
+            if new:
+                self._append([_line(outbox_id, claim) for outbox_id, claim in new.items()])
+                self._claims.update(new)
+            return found
+
+    def sent_many(self, sent: list[tuple[int, str]]) -> None:
+        """``sent`` for several commands at once, (outbox id, WhatsApp id) each, in one write."""
+        if not sent:
+            return
+        with self._lock:
+            claims = {outbox_id: _Claim("sent", claim.at_ms if (claim := self._claims.get(outbox_id))
+                                        else self._clock_ms(), wa_id) for outbox_id, wa_id in sent}
+            self._append([_line(outbox_id, claim) for outbox_id, claim in claims.items()], durable=False)
+            self._claims.update(claims)
 
     def found(self, outbox_id: int) -> str | None:
         """The claim of a command, without taking it: None, ``sending`` or ``sent:<wa id>`` (see ``claim``)."""
@@ -149,9 +171,7 @@ class Claims:
 
     def sent(self, outbox_id: int, wa_id: str) -> None:
         """Record that a claimed command went out as WhatsApp message ``wa_id``."""
-        with self._lock:
-            claim = self._claims.get(outbox_id)
-            self._record(outbox_id, _Claim("sent", claim.at_ms if claim else self._clock_ms(), wa_id))
+        self.sent_many([(outbox_id, wa_id)])
 
     def release(self, outbox_id: int) -> None:
         """Give a claim back: nothing went out, so the command may be sent later."""
@@ -190,10 +210,6 @@ class Claims:
         return len(forget)
 
     # -- the file (called with the lock held) ----------------------------------------------------------------
-
-    def _record(self, outbox_id: int, claim: _Claim) -> None:
-        self._append([_line(outbox_id, claim)], durable=claim.state != "sent")
-        self._claims[outbox_id] = claim
 
     def _append(self, entries: list[dict[str, Any]], durable: bool = True) -> None:
         """Write lines to the file, kept open between appends; ``durable`` also waits for the disk (module

@@ -29,6 +29,11 @@ class Pacer:
         self._lock = threading.Lock()
         self._sent: deque[float] = deque()  # send times of the last minute
 
+    @property
+    def unpaced(self) -> bool:
+        """Whether sends may go back to back (no gap, no ceiling)."""
+        return not self.min_gap_s and not self.per_minute
+
     def delay(self) -> float:
         """Seconds to wait before the next send may go (0 when it may go now)."""
         with self._lock:

@@ -107,6 +107,11 @@ class _Lanes:
                 self._threads.append(thread)
                 thread.start()
 
+    def serving(self, key: str) -> bool:
+        """Whether ``key`` has items queued or in hand (a new item for it must queue behind them)."""
+        with self._cond:
+            return key in self._items
+
     @property
     def thread_count(self) -> int:
         """Threads alive now (tests and benchmarks)."""
@@ -445,24 +450,51 @@ class Relay:
             if cursor != ">":
                 # Pending entries stay pending until their lane acks them: page by id, not from "0" again.
                 cursor = entries[-1][0] if entries else ">"
-            for entry_id, fields in entries:
-                if self._stop.is_set():
-                    return  # the rest stays pending for this consumer; the next start reads it from "0"
-                self._dispatch(entry_id, fields)
+            if self._stop.is_set():
+                return  # the rest stays pending for this consumer; the next start reads it from "0"
+            self._dispatch(entries)
 
-    def _dispatch(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
-        try:
-            if not fields:
-                raise ValueError("entry deleted while pending")
-            command = contracts.decode_outbound(fields)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            # Without an outbox id there is nobody to answer; it can never be sent, so drop it.
-            log.error("instance %s: dropping malformed outbound entry %s (%s)", self.instance_id, entry_id,
-                      type(exc).__name__)
-            self._done(entry_id)
-            return
-        # digits only, so "+55 11 9..." and "55119..." share one lane and keep their order
-        self._lanes.dispatch(phone_digits(command.to_phone) or command.to_phone, (entry_id, command))
+    def _dispatch(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> None:
+        """Hand one read's commands to their contacts' lanes. A number that sends unpaced sends the commands that
+        need no typing delay at once instead, in one batch (``_send_batch``), unless their contact's lane is busy;
+        a contact's later commands that need a lane wait for the batch, so each contact keeps its order."""
+        batch: list[tuple[bytes, OutboundCommand]] = []
+        later: list[tuple[str, tuple[bytes, OutboundCommand]]] = []
+        batched: set[str] = set()
+        deferred: set[str] = set()
+        outbox_ids: set[int] = set()
+        for entry_id, fields in entries:
+            try:
+                if not fields:
+                    raise ValueError("entry deleted while pending")
+                command = contracts.decode_outbound(fields)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                # Without an outbox id there is nobody to answer; it can never be sent, so drop it.
+                log.error("instance %s: dropping malformed outbound entry %s (%s)", self.instance_id, entry_id,
+                          type(exc).__name__)
+                self._done(entry_id)
+                continue
+            # digits only, so "+55 11 9..." and "55119..." share one lane and keep their order
+            key = phone_digits(command.to_phone) or command.to_phone
+            item = (entry_id, command)
+            if key in deferred:
+                later.append((key, item))
+            elif self._lanes.serving(key):
+                self._lanes.dispatch(key, item)
+            elif self.pacer.unpaced and not self._typing_ms(command) and command.outbox_id not in outbox_ids:
+                batch.append(item)
+                batched.add(key)
+                outbox_ids.add(command.outbox_id)
+            elif key in batched:  # typing, or a second copy of a batched command: after the batch
+                later.append((key, item))
+                deferred.add(key)
+            else:
+                self._lanes.dispatch(key, item)
+        if batch:  # what was not sent (disconnected) goes first to the lanes, which wait for the connection
+            later = [(phone_digits(item[1].to_phone) or item[1].to_phone, item) for item in self._send_batch(batch)] \
+                + later
+        for key, item in later:
+            self._lanes.dispatch(key, item)
 
     def _process(self, item: tuple[bytes, OutboundCommand]) -> None:
         """Send one command at most once (see the module docstring); runs in the contact's lane."""
@@ -480,11 +512,41 @@ class Relay:
                 return
             self._stop.wait(0.5)
 
-    def _done(self, entry_id: bytes) -> None:
-        """Acknowledge and delete an outbound entry: the outbox row in PostgreSQL is the record, not the stream."""
+    def _send_batch(self, items: list[tuple[bytes, OutboundCommand]]) -> list[tuple[bytes, OutboundCommand]]:
+        """Send commands of different contacts (or one contact's, in order) at once: one claims write, one
+        ``Transport.send_many``, the acks in one round trip; the same at-most-once steps as ``_send_once``.
+        Returns the commands not sent because the number is not connected (their claims given back)."""
+        try:
+            with self._send_lock:
+                claims = self.claims.claim_many([command.outbox_id for _, command in items])
+                mine = [(entry_id, command) for entry_id, command in items
+                        if not self._settled_by_claim(entry_id, command, claims[command.outbox_id])]
+                results = self.transport.send_many([command for _, command in mine]) if mine else []
+                finished: list[tuple[bytes, OutboundCommand, str | None, str | None]] = []
+                for (entry_id, command), result in zip(mine, results, strict=False):
+                    if isinstance(result, SendUncertainError):
+                        # keep the "sending" claim: a re-published copy is then failed too, never sent twice
+                        finished.append((entry_id, command, None, str(result)))
+                    elif isinstance(result, TransportError):
+                        self.claims.release(command.outbox_id)
+                        finished.append((entry_id, command, None, str(result)))
+                    else:
+                        finished.append((entry_id, command, result, None))
+                self.claims.sent_many([(command.outbox_id, wa_id) for _, command, wa_id, _ in finished if wa_id])
+                unsent = mine[len(results):]
+                for _, command in unsent:
+                    self.claims.release(command.outbox_id)
+                self._finish_many(finished)
+            return unsent
+        except Exception:  # noqa: BLE001 - as in a lane: the entries stay pending and the next start settles them
+            log.exception("instance %s: a batch of %d sends failed unexpectedly", self.instance_id, len(items))
+            return []
+
+    def _done(self, *entry_ids: bytes) -> None:
+        """Acknowledge and delete outbound entries: the outbox row in PostgreSQL is the record, not the stream."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(self.out_stream, contracts.OUT_GROUP, entry_id)
-            pipe.xdel(self.out_stream, entry_id)
+            pipe.xack(self.out_stream, contracts.OUT_GROUP, *entry_ids)
+            pipe.xdel(self.out_stream, *entry_ids)
             pipe.execute()
 
     def _connected_or_stopping(self) -> bool:
@@ -564,20 +626,30 @@ class Relay:
 
     def _finish(self, entry_id: bytes, command: OutboundCommand, wa_id: str | None = None,
                 error: str | None = None) -> None:
-        """Tell the workers how the command ended, then drop it from our pending list.
+        """Tell the workers how the command ended, then drop it from our pending list (``_finish_many``)."""
+        self._finish_many([(entry_id, command, wa_id, error)])
 
-        Once the ack is safe (in Redis or the spool) the command is settled: a Redis error after that is only
-        logged, never retried from the claim, which would publish the ack again on every attempt. An entry left
+    def _finish_many(self, finished: list[tuple[bytes, OutboundCommand, str | None, str | None]]) -> None:
+        """Tell the workers how commands ended, (entry id, command, WhatsApp id, error) each, in one round trip,
+        then drop them from our pending list.
+
+        Once the acks are safe (in Redis or the spool) the commands are settled: a Redis error after that is only
+        logged, never retried from the claim, which would publish the acks again on every attempt. An entry left
         pending is settled again by the next start (its claim answers).
         """
-        ack = SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
-                      error=error, timestamp_ms=now_ms(), chat=command.to_jid or command.to_phone)
-        shown = (self.status_key, "last_outbound_at", ack.timestamp_ms) if error is None else None
-        self.spool.publish(ack, status=shown)
-        if error is not None:
-            log.warning("instance %s: outbox %s failed: %s", self.instance_id, command.outbox_id, error)
+        if not finished:
+            return
+        stamp = now_ms()
+        acks = [SendAck(instance_id=self.instance_id, outbox_id=command.outbox_id, ok=error is None, wa_id=wa_id,
+                        error=error, timestamp_ms=stamp, chat=command.to_jid or command.to_phone)
+                for _, command, wa_id, error in finished]
+        shown = (self.status_key, "last_outbound_at", stamp) if any(ack.ok for ack in acks) else None
+        self.spool.publish_many(acks, status=shown)
+        for _, command, _, error in finished:
+            if error is not None:
+                log.warning("instance %s: outbox %s failed: %s", self.instance_id, command.outbox_id, error)
         try:
-            self._done(entry_id)
+            self._done(*(entry_id for entry_id, _, _, _ in finished))
         except redis.RedisError as exc:
             log.warning("instance %s: outbox %s settled but left pending in the stream (%s)", self.instance_id,
-                        command.outbox_id, type(exc).__name__)
+                        ", ".join(str(command.outbox_id) for _, command, _, _ in finished), type(exc).__name__)

@@ -51,7 +51,14 @@ from connector.contracts import (
     without_surrogates,
 )
 from connector.media import MediaError, media_path, store_media
-from connector.transport import NotConnectedError, SendError, SendUncertainError, Transport, TransportEvents
+from connector.transport import (
+    NotConnectedError,
+    SendError,
+    SendUncertainError,
+    Transport,
+    TransportError,
+    TransportEvents,
+)
 
 log = logging.getLogger(__name__)
 
@@ -355,15 +362,17 @@ class SandboxNetwork:
 
     # -- business side (used by SandboxTransport) ------------------------------------------------------------
 
-    def deliver_from_business(self, business: str, lead: str, message: dict[str, Any]) -> None:
-        """Put a business message in the lead's chat (the lead's phone is always on: it is delivered at once)
-        and queue the delivery receipt for the business device. One transaction: all of it or nothing."""
-        receipt = {"kind": "receipt", "lead": lead, "status": "delivered", "wa_ids": [message["id"]],
-                   "timestamp_ms": now_ms()}
+    def deliver_from_business(self, business: str, deliveries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Put business messages, (lead, message) each, in the leads' chats (a lead's phone is always on: it is
+        delivered at once) and queue their delivery receipts for the business device. One transaction: all of it
+        or nothing."""
         with self.redis.pipeline(transaction=True) as pipe:
-            self._append(pipe, lead, business, message, "delivered")
-            pipe.delete(TYPING.format(lead, business))
-            pipe.xadd(INBOX.format(business), {"p": json.dumps(receipt)})
+            for lead, message in deliveries:
+                receipt = {"kind": "receipt", "lead": lead, "status": "delivered", "wa_ids": [message["id"]],
+                           "timestamp_ms": now_ms()}
+                self._append(pipe, lead, business, message, "delivered")
+                pipe.delete(TYPING.format(lead, business))
+                pipe.xadd(INBOX.format(business), {"p": json.dumps(receipt)})
             pipe.execute()
 
     def has_message(self, lead: str, business: str, message_id: str) -> bool:
@@ -612,12 +621,47 @@ class SandboxTransport(Transport):
         return phone
 
     def send(self, command: OutboundCommand) -> str:
-        """Deliver the message to the lead's sandbox phone; returns its id (see ``Transport.send``).
+        """Deliver the message to the lead's sandbox phone; returns its id (see ``Transport.send``)."""
+        results = self.send_many([command])
+        if not results:
+            raise NotConnectedError(f"instance {self.instance_id} is not connected")
+        if isinstance(results[0], TransportError):
+            raise results[0]
+        return results[0]
+
+    def send_many(self, commands: list[OutboundCommand]) -> list[str | TransportError]:
+        """Deliver messages to the leads' sandbox phones in one transaction (see ``Transport.send_many``).
 
         A poll WhatsApp would take arrives as a poll the lead can vote on; any other goes as its fallback text.
         """
+        try:
+            business = self._business()
+        except NotConnectedError:
+            return []
+        results: list[str | TransportError] = []
+        deliveries: list[tuple[str, dict[str, Any]]] = []
+        for command in commands:
+            try:
+                deliveries.append(self._message_for(command))
+                results.append(deliveries[-1][1]["id"])
+            except SendError as exc:
+                results.append(exc)
+        if deliveries:
+            failure = self._deliver(business, deliveries)
+            if failure is not None:
+                kind, detail = failure
+                results = [result if isinstance(result, TransportError)
+                           else kind(f"outbox {command.outbox_id}: {detail}")
+                           for command, result in zip(commands, results, strict=True)]
+        return results
+
+    def _message_for(self, command: OutboundCommand) -> tuple[str, dict[str, Any]]:
+        """The lead and the network message for a command.
+
+        Raises:
+            SendError: it can never be sent (a malformed phone, a text without text, media not in the store).
+        """
         command = command.sendable_poll()
-        business = self._business()
         try:
             lead = normalize_phone(command.to_phone)
         except SandboxError as exc:
@@ -637,25 +681,33 @@ class SandboxTransport(Transport):
         }
         if command.type == "poll":
             message["options"] = command.poll_options
+        return lead, message
+
+    def _deliver(self, business: str, deliveries: list[tuple[str, dict[str, Any]]]
+                 ) -> tuple[type[TransportError], str] | None:
+        """Hand the messages to the network, all or none; None once they arrived, else the error class for all of
+        them and its detail."""
         deadline = time.monotonic() + RESEND_WINDOW_S
+        lead, first = deliveries[0]
         while True:
             try:
-                self.network.deliver_from_business(business, lead, message)
-                return message["id"]
+                self.network.deliver_from_business(business, deliveries)
+                return None
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 # The transaction may have run before the connection broke. Like WhatsApp's servers, the sandbox
-                # knows a message by its id: once reachable again, ask whether it arrived, else send it again.
+                # knows a message by its id (and delivers a batch whole): once reachable again, ask whether it
+                # arrived, else send it again.
                 while True:
                     if time.monotonic() > deadline or self._stop.wait(0.2):
-                        raise SendUncertainError(f"outbox {command.outbox_id}: {type(exc).__name__}") from exc
+                        return SendUncertainError, type(exc).__name__
                     try:
-                        if self.network.has_message(lead, business, message["id"]):
-                            return message["id"]
+                        if self.network.has_message(lead, business, first["id"]):
+                            return None
                         break
                     except redis.RedisError:
                         continue
             except redis.RedisError as exc:
-                raise SendError(f"outbox {command.outbox_id}: {exc}") from exc
+                return SendError, str(exc)
 
     def set_typing(self, to_phone: str, on: bool) -> None:
         """Show or clear "typing..." in the lead's chat."""

@@ -89,6 +89,21 @@ class Transport(ABC):
             SendUncertainError: it may have been sent.
         """
 
+    def send_many(self, commands: list[OutboundCommand]) -> list[str | TransportError]:
+        """Send several messages in order: one result per command tried, its WhatsApp id or the ``SendError`` /
+        ``SendUncertainError`` it met. A ``NotConnectedError`` ends the batch: the commands from there on were not
+        tried, and the list is that much shorter. One by one here; a transport that can send a batch at once
+        overrides it."""
+        results: list[str | TransportError] = []
+        for command in commands:
+            try:
+                results.append(self.send(command))
+            except NotConnectedError:
+                break
+            except (SendError, SendUncertainError) as exc:
+                results.append(exc)
+        return results
+
     @abstractmethod
     def set_typing(self, to_phone: str, on: bool) -> None:
         """Show (or clear) the "typing..." indicator in the contact's chat."""

@@ -90,9 +90,9 @@ def test_lead_sends_text_and_sees_typing_and_read_ticks(linked, r):
     network.set_typing(BUSINESS, LEAD, True)
     at.run()
     assert "_digitando…_" in [c.value for c in at.caption]
-    network.deliver_from_business(BUSINESS, LEAD, {
+    network.deliver_from_business(BUSINESS, [(LEAD, {
         "id": "BIZ1", "direction": "from_business", "type": "text", "text": "Oi! Posso ajudar?",
-        "timestamp_ms": now_ms()})
+        "timestamp_ms": now_ms()})])
     at.run()
     assert "_digitando…_" not in [c.value for c in at.caption]
     assert at.chat_message[-1].get("text")[0].value == "Oi! Posso ajudar?"
@@ -150,9 +150,9 @@ def test_offline_number_is_flagged(linked, r):
 def test_lead_votes_on_a_poll_by_clicking_an_option(linked, r):
     actor, _ = linked
     network = SandboxNetwork(r)
-    network.deliver_from_business(BUSINESS, LEAD, {
+    network.deliver_from_business(BUSINESS, [(LEAD, {
         "id": "POLL1", "direction": "from_business", "type": "poll", "text": "Qual horário?",
-        "options": ["**Manhã**", "Tarde"], "timestamp_ms": now_ms()})
+        "options": ["**Manhã**", "Tarde"], "timestamp_ms": now_ms()})])
     at = open_page(actor)
     assert not at.exception
     bubble = at.chat_message[0]

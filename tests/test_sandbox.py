@@ -276,15 +276,16 @@ def test_a_send_cut_off_by_a_broken_connection_is_delivered_exactly_once(r, netw
     deliver = SandboxNetwork.deliver_from_business
     broken = {"after": 1, "before": 1}
 
-    def flaky(self, business, lead, message):
-        if message["text"] == "chegou" and broken["after"]:
+    def flaky(self, business, deliveries):
+        texts = [message["text"] for _, message in deliveries]
+        if "chegou" in texts and broken["after"]:
             broken["after"] -= 1
-            deliver(self, business, lead, message)
+            deliver(self, business, deliveries)
             raise redis_lib.ConnectionError("Connection closed by server.")
-        if message["text"] == "não chegou" and broken["before"]:
+        if "não chegou" in texts and broken["before"]:
             broken["before"] -= 1
             raise redis_lib.ConnectionError("Error 111 connecting to Redis")
-        deliver(self, business, lead, message)
+        deliver(self, business, deliveries)
 
     monkeypatch.setattr(SandboxNetwork, "deliver_from_business", flaky)
     with relay_thread(r, 1):
@@ -360,3 +361,32 @@ def test_transport_is_registered():
     from connector.transport import load_transport
 
     assert load_transport("sandbox") is SandboxTransport
+
+
+def test_commands_read_together_go_out_in_one_batch_and_each_contact_keeps_its_order(r, network, monkeypatch):
+    """An unpaced number sends what needs no typing delay at once, in one transaction; a contact's command that
+    types waits for the batch, and a second copy of a batched command is acknowledged again, not sent."""
+    other = "5511980000002"
+    deliver = SandboxNetwork.deliver_from_business
+    batches = []
+
+    def recorded(self, business, deliveries):
+        batches.append([message["text"] for _, message in deliveries])
+        deliver(self, business, deliveries)
+
+    monkeypatch.setattr(SandboxNetwork, "deliver_from_business", recorded)
+    with relay_thread(r, 1, typing_ms_per_char=5):
+        # written while the number is offline, so the first read after connecting takes them all
+        send_command(r, 1, 1, "a1", typing=False)
+        send_command(r, 1, 2, "b1", to_phone=other, typing=False)
+        send_command(r, 1, 3, "a2", typing=True)
+        send_command(r, 1, 4, "b2", to_phone=other, typing=False)
+        send_command(r, 1, 1, "a1", typing=False)  # the sweep published it again
+        pair(r, network, 1)
+        wait_until(lambda: sum(len(found) for found in acks(r, 1).values()) == 5, what="five acks")
+    assert batches[0] == ["a1", "b1", "b2"] and batches[1:] == [["a2"]], batches
+    assert [m["text"] for m in network.lead_chat(LEAD, BUSINESS)] == ["a1", "a2"]
+    assert [m["text"] for m in network.lead_chat(other, BUSINESS)] == ["b1", "b2"]
+    first, again = acks(r, 1)[1]
+    assert first.ok and again.ok and first.wa_id == again.wa_id
+    assert all(ack.ok for found in acks(r, 1).values() for ack in found)
