@@ -41,7 +41,7 @@ import os
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from pydantic import BaseModel
@@ -74,6 +74,20 @@ def spool_path(data_dir: Path | str, instance_id: int) -> Path:
 def journal_path(data_dir: Path | str, instance_id: int) -> Path:
     """The journal of one instance: events in Redis that the workers have not stored yet (module docstring)."""
     return Path(data_dir) / SPOOL_DIR / f"{int(instance_id)}.journal.jsonl"
+
+
+class _Journaled(NamedTuple):
+    """One journaled event, with its line of the journal file (kept, so a rewrite serialises nothing again)."""
+
+    stream: str
+    entry_id: str
+    payload: str
+    line: str
+
+
+def _journaled(stream: str, entry_id: str | bytes, payload: str) -> _Journaled:
+    entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return _Journaled(stream, entry_id, payload, json.dumps({"s": stream, "id": entry_id, "e": payload}) + "\n")
 
 
 def _entry_key(entry_id: str) -> tuple[int, int]:
@@ -123,7 +137,7 @@ class Spool:
         # the streams' order and a replay after a Redis loss runs before any newer event is appended.
         self._journal_lock = threading.Lock()
         self.journal_path = journal_path(data_dir, instance_id)
-        self._journal: deque[tuple[str, str, str]] = deque(self._read_journal())  # (stream, entry id, payload)
+        self._journal: deque[_Journaled] = deque(self._read_journal())
         self._journal_fd: int | None = None
         self._journal_dropped = 0  # lines dropped from memory still in the file
         self._journal_dirty = False
@@ -249,14 +263,14 @@ class Spool:
         ``woken``."""
         lines = []
         for (lane, stream, _, args), (entry_id, woke) in zip(calls, results, strict=True):
-            lines.append((stream, entry_id.decode() if isinstance(entry_id, bytes) else entry_id, str(args[0])))
+            lines.append(_journaled(stream, entry_id, str(args[0])))
             if woke:
                 woken.add(lane)
         self._journal_append(lines)
 
     # -- the journal -----------------------------------------------------------------------------------------
 
-    def _read_journal(self) -> list[tuple[str, str, str]]:
+    def _read_journal(self) -> list[_Journaled]:
         entries = []
         try:
             with self.journal_path.open("r", encoding="utf-8") as fh:
@@ -265,21 +279,19 @@ class Spool:
                         break  # torn by a crash mid-write: the transport was not told yet, so it delivers it again
                     with contextlib.suppress(ValueError, KeyError):
                         line = json.loads(raw)
-                        entries.append((line["s"], line["id"], line["e"]))
+                        entries.append(_Journaled(line["s"], line["id"], line["e"], raw))
         except FileNotFoundError:
             pass
         return entries
 
-    def _journal_append(self, lines: list[tuple[str, str, str]]) -> None:
-        """Remember published events, (stream, entry id, payload) each, in one write (called with the journal lock
-        held)."""
+    def _journal_append(self, lines: list[_Journaled]) -> None:
+        """Remember published events in one write (called with the journal lock held)."""
         if not lines:
             return
         if self._journal_fd is None:
             private_dir(self.journal_path.parent)
             self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
-        os.write(self._journal_fd, "".join(json.dumps({"s": stream, "id": entry_id, "e": payload}) + "\n"
-                                           for stream, entry_id, payload in lines).encode())
+        os.write(self._journal_fd, "".join(entry.line for entry in lines).encode())
         self._journal.extend(lines)
         self._journal_dirty = True
 
@@ -289,8 +301,7 @@ class Spool:
             os.close(self._journal_fd)
             self._journal_fd = None
         if self._journal:
-            replace_file(self.journal_path, "".join(json.dumps({"s": s, "id": i, "e": e}) + "\n"
-                                                    for s, i, e in self._journal))
+            replace_file(self.journal_path, "".join(entry.line for entry in self._journal))
         else:
             self.journal_path.unlink(missing_ok=True)
         self._fsync_dir()
@@ -302,19 +313,19 @@ class Spool:
         one transaction (called with the journal lock held)."""
         entries = list(self._journal)
         with self.redis.pipeline(transaction=True) as pipe:
-            for stream, _, payload in entries:
-                pipe.xadd(stream, {"e": payload})
+            for entry in entries:
+                pipe.xadd(entry.stream, {"e": entry.payload})
             pipe.set(self.mark, "1")
             ids = pipe.execute()[:-1]
         if entries:
             log.warning("instance %s: Redis lost its data; %d events not yet stored were published again",
                         self.instance_id, len(entries))
-        self._journal = deque((stream, entry_id.decode() if isinstance(entry_id, bytes) else entry_id, payload)
-                              for (stream, _, payload), entry_id in zip(entries, ids, strict=True))
+        self._journal = deque(_journaled(entry.stream, entry_id, entry.payload)
+                              for entry, entry_id in zip(entries, ids, strict=True))
         self._rewrite_journal()
         # Wake the drains of every lane the journal published to (a lane of this number; None: its stream of
         # before lanes).
-        for stream in {stream for stream, _, _ in entries}:
+        for stream in {entry.stream for entry in entries}:
             unit = contracts.parse_unit(stream.removeprefix(contracts.IN_STREAM.format("")))
             if unit is not None and unit[1] is not None:
                 self._drain_owed.add(unit[1])
@@ -323,7 +334,7 @@ class Spool:
         """Once a second: replay the journal if Redis lost its data, else drop the lines the workers stored;
         fsync what was written since."""
         with self._journal_lock:
-            streams = sorted({stream for stream, _, _ in self._journal})
+            streams = sorted({entry.stream for entry in self._journal})
             with self.redis.pipeline(transaction=True) as pipe:
                 pipe.exists(self.mark)
                 for stream in streams:
@@ -336,12 +347,15 @@ class Spool:
             oldest = {stream: (_entry_key(first[0][0].decode()) if first else None)
                       for stream, first in zip(streams, firsts, strict=True)}
             while self._journal:
-                stream, entry_id, _ = self._journal[0]
-                if oldest[stream] is not None and _entry_key(entry_id) >= oldest[stream]:
+                first = self._journal[0]
+                if oldest[first.stream] is not None and _entry_key(first.entry_id) >= oldest[first.stream]:
                     break
                 self._journal.popleft()
                 self._journal_dropped += 1
-            if self._journal_dropped and (not self._journal or self._journal_dropped >= JOURNAL_REWRITE_LINES):
+            # Rewritten once the stored lines are at least as many as the live ones: each line is written about
+            # twice in all, however long the backlog.
+            if self._journal_dropped and (not self._journal or self._journal_dropped >= max(
+                    JOURNAL_REWRITE_LINES, len(self._journal))):
                 self._rewrite_journal()
             elif self._journal_dirty and self._journal_fd is not None:
                 os.fsync(self._journal_fd)
