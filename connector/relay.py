@@ -385,10 +385,13 @@ class Relay:
         key = contracts.CONTROL_LIST.format(self.instance_id)
         while not self._stop.is_set():
             try:
-                items = self.redis.lpop(key, CONTROL_BATCH)
-                if not items:
-                    popped = self.redis.blpop([key], timeout=1)
-                    items = [popped[1]] if popped else []
+                # One round trip: Redis runs a connection's commands in order, so the LPOP takes what else waits
+                # once the BLPOP returns.
+                with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.blpop([key], timeout=1)
+                    pipe.lpop(key, CONTROL_BATCH - 1)
+                    first, rest = pipe.execute()
+                items = ([first[1]] if first else []) + (rest or [])
             except redis.RedisError as exc:
                 log.warning("instance %s: control list unreadable (%s)", self.instance_id, type(exc).__name__)
                 self._stop.wait(1)
