@@ -136,7 +136,8 @@ class Claims:
 
     def claim_many(self, outbox_ids: list[int]) -> dict[int, str | None]:
         """``claim`` for several commands at once, with one write and one wait for the disk; returns each id's
-        answer as ``claim`` would.
+        answer as ``claim`` would. The ids must be distinct: a second copy of a command is claimed after the first
+        was sent, so that it finds the first one's claim.
 
         Raises:
             OSError: the claims could not be written (nothing may be sent then).
