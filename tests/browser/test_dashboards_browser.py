@@ -34,7 +34,7 @@ def test_clicking_a_day_lists_its_conversations(app_server, page):
     box = bars.last.bounding_box()  # today's bar, the last of the period; Plotly takes clicks on a layer above it
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     expect(page.get_by_text("Conversas criadas no dia")).to_be_visible()
-    expect(page.get_by_text(day)).to_be_visible()
+    expect(page.get_by_text(day, exact=True)).to_be_visible()  # the grid below lists the day's times too
     expect(page.get_by_role("button", name="Baixar CSV")).to_have_count(3)  # per day, by source, the day's list
     expect(page.get_by_text("Etiqueta", exact=True)).to_have_count(1)  # the page drew once, nothing left over
     shot(page, "painel_day_drill.png")
