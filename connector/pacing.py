@@ -48,7 +48,9 @@ class Pacer:
             return max(wait, 0.0)
 
     def record(self) -> None:
-        """Note that a send just went out."""
+        """Note that a send just went out (nothing to note for a number that sends unpaced)."""
+        if self.unpaced:
+            return
         with self._lock:
             self._sent.append(self._clock())
 

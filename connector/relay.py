@@ -49,8 +49,6 @@ from connector.contracts import (
 from connector.pacing import Pacer
 from connector.spool import Spool
 from connector.transport import (
-    NotConnectedError,
-    SendError,
     SendUncertainError,
     Transport,
     TransportError,
@@ -68,6 +66,11 @@ LANE_THREADS = 32
 REDIS_CONNECTIONS = LANE_THREADS + 16
 CONTROL_BATCH = 100  # control commands taken from the list in one round trip
 INTERRUPTED = "interrompido durante o envio"  # the error text the brief fixes for a send cut off by a crash
+
+
+def _lane_key(command: OutboundCommand) -> str:
+    """The contact's lane of a command: digits only, so "+55 11 9..." and "55119..." share one and keep their order."""
+    return phone_digits(command.to_phone) or command.to_phone
 
 
 class _Lanes:
@@ -359,22 +362,20 @@ class Relay:
 
     def on_message(self, message: InboundMessage) -> None:
         """Hand an inbound message to the workers (returns once it is in ``wb:in`` or in the spool file)."""
-        self.spool.publish(message, status=(self.status_key, "last_inbound_at", now_ms()))
+        self.on_events([message])
 
     def on_receipt(self, receipt: Receipt) -> None:
         """Hand receipts to the workers, after the ack of any send in progress."""
-        with self._send_lock:
-            self.spool.publish(receipt)
+        self.on_events([receipt])
 
     def on_events(self, events: list[InboundMessage | Receipt]) -> None:
-        """Hand several messages and receipts to the workers at once, in order, in one round trip (the receipts
-        after the ack of any send in progress, as ``on_receipt``)."""
+        """Hand several messages and receipts to the workers at once, in order, in one round trip. Receipts wait for
+        the ack of any send in progress, so they never reach the workers before it; a message sets the connection's
+        "last inbound at"."""
+        messages_only = all(isinstance(event, InboundMessage) for event in events)
         status = (self.status_key, "last_inbound_at", now_ms()) \
             if any(isinstance(event, InboundMessage) for event in events) else None
-        if all(isinstance(event, InboundMessage) for event in events):
-            self.spool.publish_many(events, status=status)
-            return
-        with self._send_lock:
+        with contextlib.nullcontext() if messages_only else self._send_lock:
             self.spool.publish_many(events, status=status)
 
     # -- control ---------------------------------------------------------------------------------------------
@@ -477,8 +478,7 @@ class Relay:
                           type(exc).__name__)
                 self._done(entry_id)
                 continue
-            # digits only, so "+55 11 9..." and "55119..." share one lane and keep their order
-            key = phone_digits(command.to_phone) or command.to_phone
+            key = _lane_key(command)
             item = (entry_id, command)
             if key in deferred:
                 later.append((key, item))
@@ -494,8 +494,7 @@ class Relay:
             else:
                 self._lanes.dispatch(key, item)
         if batch:  # what was not sent (disconnected) goes first to the lanes, which wait for the connection
-            later = [(phone_digits(item[1].to_phone) or item[1].to_phone, item) for item in self._send_batch(batch)] \
-                + later
+            later = [(_lane_key(item[1]), item) for item in self._send_batch(batch)] + later
         for key, item in later:
             self._lanes.dispatch(key, item)
 
@@ -516,34 +515,41 @@ class Relay:
             self._stop.wait(0.5)
 
     def _send_batch(self, items: list[tuple[bytes, OutboundCommand]]) -> list[tuple[bytes, OutboundCommand]]:
-        """Send commands of different contacts (or one contact's, in order) at once: one claims write, one
-        ``Transport.send_many``, the acks in one round trip; the same at-most-once steps as ``_send_once``.
-        Returns the commands not sent because the number is not connected (their claims given back)."""
+        """Send commands of different contacts (or one contact's, in order) at once (``_send_claimed``); returns
+        the commands not sent because the number is not connected."""
         try:
             with self._send_lock:
-                claims = self.claims.claim_many([command.outbox_id for _, command in items])
-                mine = [(entry_id, command) for entry_id, command in items
-                        if not self._settled_by_claim(entry_id, command, claims[command.outbox_id])]
-                results = self.transport.send_many([command for _, command in mine]) if mine else []
-                finished: list[tuple[bytes, OutboundCommand, str | None, str | None]] = []
-                for (entry_id, command), result in zip(mine, results, strict=False):
-                    if isinstance(result, SendUncertainError):
-                        # keep the "sending" claim: a re-published copy is then failed too, never sent twice
-                        finished.append((entry_id, command, None, str(result)))
-                    elif isinstance(result, TransportError):
-                        self.claims.release(command.outbox_id)
-                        finished.append((entry_id, command, None, str(result)))
-                    else:
-                        finished.append((entry_id, command, result, None))
-                self.claims.sent_many([(command.outbox_id, wa_id) for _, command, wa_id, _ in finished if wa_id])
-                unsent = mine[len(results):]
-                for _, command in unsent:
-                    self.claims.release(command.outbox_id)
-                self._finish_many(finished)
-            return unsent
+                return self._send_claimed(items)
         except Exception:  # noqa: BLE001 - as in a lane: the entries stay pending and the next start settles them
             log.exception("instance %s: a batch of %d sends failed unexpectedly", self.instance_id, len(items))
             return []
+
+    def _send_claimed(self, items: list[tuple[bytes, OutboundCommand]]) -> list[tuple[bytes, OutboundCommand]]:
+        """The at-most-once steps of sending (module docstring), for one command or a batch: claim them (one write,
+        one wait for the disk), settle those an earlier attempt claimed, send the rest (``Transport.send_many``),
+        record what went out and publish the acks in one round trip. Called with the send lock held. Returns the
+        commands not sent because the number is not connected, their claims given back."""
+        claims = self.claims.claim_many([command.outbox_id for _, command in items])
+        mine = [(entry_id, command) for entry_id, command in items
+                if not self._settled_by_claim(entry_id, command, claims[command.outbox_id])]
+        results = self.transport.send_many([command for _, command in mine]) if mine else []
+        finished: list[tuple[bytes, OutboundCommand, str | None, str | None]] = []
+        for (entry_id, command), result in zip(mine, results, strict=False):
+            if isinstance(result, SendUncertainError):
+                # keep the "sending" claim: a re-published copy is then failed too, never sent twice
+                finished.append((entry_id, command, None, str(result)))
+            elif isinstance(result, TransportError):
+                self.claims.release(command.outbox_id)
+                finished.append((entry_id, command, None, str(result)))
+            else:
+                self.pacer.record()
+                finished.append((entry_id, command, result, None))
+        self.claims.sent_many([(command.outbox_id, wa_id) for _, command, wa_id, _ in finished if wa_id])
+        unsent = mine[len(results):]
+        for _, command in unsent:
+            self.claims.release(command.outbox_id)
+        self._finish_many(finished)
+        return unsent
 
     def _done(self, *entry_ids: bytes) -> None:
         """Acknowledge and delete outbound entries: the outbox row in PostgreSQL is the record, not the stream."""
@@ -566,44 +572,21 @@ class Relay:
         while commands wait for their turn (typing, pacing) leaves them unclaimed, so the next start sends them
         instead of failing them as "interrupted".
         """
-        outbox = command.outbox_id
-        if self._settled_by_claim(entry_id, command, self.claims.found(outbox)):
+        if self._settled_by_claim(entry_id, command, self.claims.found(command.outbox_id)):
             return True
         typing = self._typing_ms(command)
         if typing:
             self._set_typing(command.to_phone, True)
-            if self._stop.wait(typing / 1000):
-                # Shutting down before anything went out: the next start sends it.
+        try:
+            if typing and self._stop.wait(typing / 1000):
+                return True  # shutting down before anything went out: the next start sends it
+            with self._send_lock:
+                if not self.pacer.wait(self._stop):
+                    return True  # shutting down while waiting for the number's pace: the same
+                return not self._send_claimed([(entry_id, command)])
+        finally:
+            if typing:
                 self._set_typing(command.to_phone, False)
-                return True
-        with self._send_lock:
-            if not self.pacer.wait(self._stop):
-                # Shutting down while waiting for the number's pace: nothing went out, the next start sends it.
-                if typing:
-                    self._set_typing(command.to_phone, False)
-                return True
-            if self._settled_by_claim(entry_id, command, self.claims.claim(outbox)):
-                return True
-            try:
-                wa_id = self.transport.send(command)
-            except NotConnectedError:
-                self.claims.release(outbox)
-                return False
-            except SendError as exc:
-                self.claims.release(outbox)
-                self._finish(entry_id, command, error=str(exc))
-                return True
-            except SendUncertainError as exc:
-                # keep the "sending" claim: a re-published copy is then failed too, never sent twice
-                self._finish(entry_id, command, error=str(exc))
-                return True
-            finally:
-                if typing:
-                    self._set_typing(command.to_phone, False)
-            self.pacer.record()
-            self.claims.sent(outbox, wa_id)
-            self._finish(entry_id, command, wa_id=wa_id)
-        return True
 
     def _settled_by_claim(self, entry_id: bytes, command: OutboundCommand, claim: str | None) -> bool:
         """Settle a command an earlier attempt claimed: acknowledged again if it went out, else failed (it may
