@@ -57,6 +57,7 @@ class Result:
     refresh_mb: float  # peak RSS of the dashboards' refresh when it ran during the scenario, else 0
     cpu_us: dict[str, float] = field(default_factory=dict)  # CPU time per message, by group of processes
     redis_calls: dict[str, float] = field(default_factory=dict)  # Redis commands per message, by command
+    pg_transactions: float = 0.0  # PostgreSQL transactions per message (every database of the server)
 
     @property
     def rate(self) -> float:
@@ -85,6 +86,8 @@ class Result:
             top = ", ".join(f"{name} {count:.1f}" for name, count in
                             sorted(self.redis_calls.items(), key=lambda item: -item[1]) if count >= 0.1)
             row += f"\n{'':<6}Redis commands per message: {sum(self.redis_calls.values()):.1f} ({top})"
+        if self.pg_transactions:
+            row += f"\n{'':<6}PostgreSQL transactions per message: {self.pg_transactions:.2f}"
         return row
 
 def median_ms(call: Callable[[], object], runs: int = 7) -> float:
@@ -197,6 +200,17 @@ def _memory_mb(roots: list[int]) -> tuple[float, float, float]:
     return rss / 2**20, pss / 2**20, refresh / 2**20
 
 
+def pg_transactions() -> int:
+    """Transactions the PostgreSQL server has ended so far, over its databases (``pg_stat_database``; a backend
+    reports its own at most once a second, so a figure over a few seconds is close, not exact)."""
+    from sqlalchemy import text
+
+    from workbench.store.db import session_scope
+
+    with session_scope() as session:
+        return int(session.scalar(text("SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database")) or 0)
+
+
 def commandstats(client) -> dict[str, int]:
     """Commands the Redis server has run so far, by command (``INFO commandstats``, without ``info`` itself)."""
     return {name.removeprefix("cmdstat_"): stats["calls"]
@@ -296,6 +310,7 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roo
 
     cpu_before = meter.read()
     calls_before = commandstats(meter.client)
+    transactions_before = pg_transactions()
     start = time.perf_counter()
     for k in range(n):
         if rate:
@@ -319,7 +334,8 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roo
     cpu = {group: (seconds - cpu_before.get(group, 0.0)) * 1e6 / n for group, seconds in meter.read().items()}
     calls = {name: (count - calls_before.get(name, 0)) / n for name, count in commandstats(meter.client).items()}
     return Result(name, n, (watcher.count - base) // answers, end - start, latencies, *peak, cpu_us=cpu,
-                  redis_calls={name: count for name, count in calls.items() if count > 0})
+                  redis_calls={name: count for name, count in calls.items() if count > 0},
+                  pg_transactions=(pg_transactions() - transactions_before - 2) / n)  # less the two readings
 
 
 def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: int,

@@ -4,7 +4,7 @@ Leads send ``--messages`` messages through the sandbox connector while no worker
 number's inbound stream the connector stops and this process drains them itself (``drain_inbound``, the job a
 worker runs) under cProfile, counting
 
-- SQL statements and transactions (SQLAlchemy event listeners on every engine),
+- SQL statements (at the driver, ``tests/sql_count.py``) and transactions (SQLAlchemy's commit event),
 - Redis commands (the server's ``INFO commandstats`` before and after) and Redis round trips (requests this
   process sent; a pipeline is one),
 
@@ -58,6 +58,7 @@ def _run(args, children) -> None:
     from engine.core.examples import welcome_funnel
     from engine.worker.jobs import drain_inbound
     from tests.factories import make_actor, make_instance, make_workspace
+    from tests.sql_count import statements_run
     from workbench.services import funnels
     from workbench.services.workspace_settings import save_setting
     from workbench.store.bus import get_redis
@@ -97,10 +98,6 @@ def _run(args, children) -> None:
 
     statements: Counter = Counter()
 
-    @event.listens_for(Engine, "before_cursor_execute")
-    def _count(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements[statement.split(None, 1)[0].upper()] += 1
-
     @event.listens_for(Engine, "commit")
     def _commit(conn) -> None:
         statements["(commit)"] += 1
@@ -119,10 +116,12 @@ def _run(args, children) -> None:
     rss_before = me.memory_info().rss
     profile = cProfile.Profile()
     began = time.perf_counter()
-    profile.enable()
-    while client.xlen(stream):
-        drain_inbound(instance_id, 0)
-    profile.disable()
+    with statements_run() as run:
+        profile.enable()
+        while client.xlen(stream):
+            drain_inbound(instance_id, 0)
+        profile.disable()
+    statements.update(statement.split(None, 1)[0].upper() for statement in run)
     seconds = time.perf_counter() - began
     redis.connection.AbstractConnection.send_packed_command = send
     drained = _commandstats(client) - before

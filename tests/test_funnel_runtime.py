@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rq.job import Job
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 
 from engine.core.examples import scheduling_funnel, welcome_funnel
 from engine.worker import jobs
 from engine.worker.inbound import apply_events
 from tests.factories import inbound, make_actor, make_instance, make_team, make_workspace, publish, run_jobs
+from tests.sql_count import statements_run
 from workbench.base.clock import now
 from workbench.services import conversations, funnels, runs, workspace_settings
-from workbench.store import db, live
+from workbench.store import live
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, ContactTag, Conversation, FunnelEvent, FunnelRun, Message, Tag
 from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_FIELDS, MAX_CONTACT_NAME_CHARS
@@ -260,17 +260,8 @@ def test_a_200_node_funnel_runs(engine, r):
 
 def statements_for(message) -> int:
     """How many SQL statements the inbound path runs to store and answer one message (caches warm)."""
-    executed = []
-
-    def count(*_args) -> None:
-        executed.append(1)
-
-    sa_event.listen(db.get_engine(), "before_cursor_execute", count)
-    try:
-        with session_scope() as s:
-            apply_events(s, message.instance_id, [message])
-    finally:
-        sa_event.remove(db.get_engine(), "before_cursor_execute", count)
+    with statements_run() as executed, session_scope() as s:
+        apply_events(s, message.instance_id, [message])
     return len(executed)
 
 

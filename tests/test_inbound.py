@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rq import Queue
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from connector.contracts import (
     CONTROL_LIST,
@@ -28,6 +28,7 @@ from tests.factories import (
     publish,
     run_jobs,
 )
+from tests.sql_count import statements_run
 from workbench.services import conversations
 from workbench.services.workspace_settings import save_setting
 from workbench.store.db import session_scope
@@ -184,12 +185,6 @@ def test_a_batch_of_acks_and_receipts_is_stored_in_one_statement_each(engine, r)
     inst, agent, conv_id = inbox_with_one_conversation()
     ids = [conversations.send_text(agent, conv_id, f"mensagem {n}") for n in range(3)]
     commands = [decode_outbound(fields) for _, fields in r.xrange(OUT_STREAM.format(inst))]
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:
-        if "UPDATE outbox" in statement or "UPDATE messages SET status" in statement:
-            statements.append(statement)
-
     at = now_ms()
     publish(SendAck(instance_id=inst, outbox_id=commands[0].outbox_id, ok=True, wa_id="OUT1", timestamp_ms=at),
             SendAck(instance_id=inst, outbox_id=commands[1].outbox_id, ok=True, wa_id="OUT2", timestamp_ms=at),
@@ -199,11 +194,9 @@ def test_a_batch_of_acks_and_receipts_is_stored_in_one_statement_each(engine, r)
                     timestamp_ms=at),
             SendAck(instance_id=inst, outbox_id=commands[1].outbox_id, ok=True, wa_id="OTHER", timestamp_ms=at),
             Receipt(instance_id=inst, wa_ids=["OUT3"], status="delivered", timestamp_ms=at))
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_run() as run:
         run_jobs()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    statements = [s for s in run if "UPDATE outbox" in s or "UPDATE messages SET status" in s]
     assert len(statements) == 3, "the acks, then one per receipt status"
     with session_scope() as s:
         stored = [s.get(Message, i) for i in ids]

@@ -22,6 +22,7 @@ from engine.worker import dispatch
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import Ack, mark_acked
 from workbench.services.runs import LIVE, Effects
+from workbench.store.db import HotStatement
 from workbench.store.models import LEGACY_LANE, Instance, Message
 from workbench.store.text import clean_json, clean_text, preview
 
@@ -89,7 +90,7 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
     if epoch is None:
         instance = session.get(Instance, instance_id)
     else:
-        found = session.connection().execute(_LOCK_LANE, {"instance_id": instance_id, "lane": lane}).first()
+        found = _LOCK_LANE.first(session, {"instance_id": instance_id, "lane": lane})
         if found is None or found[2] != epoch:
             if found is not None or session.get(Instance, instance_id) is not None:
                 raise LostDrain(instance_id)
@@ -141,7 +142,7 @@ class _Statuses:
                 ids.setdefault(wa_id, at)  # the first receipt of a status dates it
         for status in sorted(by_status, key=STATUS_RANK.__getitem__):
             ids = by_status[status]
-            session.connection().execute(_RECEIPTS, {
+            _RECEIPTS.execute(session, {
                 "instance_id": self.instance_id, "status": status, "wa_ids": list(ids), "ats": list(ids.values()),
                 "lower": [s for s, r in STATUS_RANK.items() if r < STATUS_RANK[status]]})
         self.acks.clear()
@@ -155,7 +156,7 @@ class _Statuses:
 # statement (subqueries see the statement's snapshot) had no inbound message yet, so this is the contact's first
 # even if we wrote to them first from the phone. ``live_run``: whether the bot has a live run for the contact, so
 # the runtime looks for it only when there is one (the session is flushed first, so this batch's runs count).
-_STORE = text(f"""
+_STORE = HotStatement(text(f"""
 WITH contact AS (
     INSERT INTO contacts (workspace_id, instance_id, phone, jid, push_name, last_inbound_at)
     SELECT :workspace_id, :instance_id, :phone, :jid, :push_name, :inbound_at
@@ -204,18 +205,18 @@ FROM contact, conversation
     bindparam("preview", type_=String), bindparam("direction", type_=String), bindparam("type", type_=String),
     bindparam("unread", type_=Integer), bindparam("wa_id", type_=String), bindparam("text", type_=String),
     bindparam("data", type_=JSONB), bindparam("quoted_id", type_=String), bindparam("status", type_=String),
-)
+))
 
 
 # The lane's fencing row, locked for this transaction, with what storing needs of the number. Plain SQL on the
 # connection: it runs once per transaction of every lane, and an ORM select costs more in Python than the rest of a
 # one-message transaction.
-_LOCK_LANE = text("""
+_LOCK_LANE = HotStatement(text("""
 SELECT instances.id, instances.workspace_id, drain_lanes.epoch
 FROM instances JOIN drain_lanes ON drain_lanes.instance_id = instances.id
 WHERE instances.id = :instance_id AND drain_lanes.lane = :lane
 FOR NO KEY UPDATE OF drain_lanes
-""")
+"""))
 
 
 def _store_message(session: Session, instance: Instance | _Number, event: InboundMessage,
@@ -236,13 +237,13 @@ def _store_message(session: Session, instance: Instance | _Number, event: Inboun
     if event.raw:
         data["raw"] = event.raw
     session.flush()  # runs this batch started must be rows for the statement's live_run
-    row = session.connection().execute(_STORE, {
+    row = _STORE.first(session, {
         "workspace_id": instance.workspace_id, "instance_id": instance.id, "phone": phone, "jid": event.chat_jid,
         "push_name": push_name, "inbound_at": when if inbound else None, "at": when, "preview": preview(text_),
         "direction": "in" if inbound else "out", "type": event.type, "unread": 1 if counts else 0,
         "wa_id": event.wa_id, "text": text_, "data": clean_json(data), "quoted_id": event.quoted_id,
         "status": "received" if inbound else "sent",
-    }).first()
+    })
     if row is None:
         applied.duplicates += 1
         return
@@ -280,13 +281,13 @@ def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage
 
 
 # Forward only: a late "delivered" never undoes "read" (``lower`` holds the statuses below the new one).
-_RECEIPTS = text("""
+_RECEIPTS = HotStatement(text("""
 UPDATE messages SET status = :status, status_at = receipts.at
 FROM unnest(CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[])) AS receipts(wa_id, at)
 WHERE messages.instance_id = :instance_id AND messages.wa_id = receipts.wa_id AND messages.direction = 'out'
   AND messages.status = ANY(:lower)
 """).bindparams(bindparam("wa_ids", type_=ARRAY(String)), bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
-                bindparam("lower", type_=ARRAY(String)))
+                bindparam("lower", type_=ARRAY(String))))
 
 
 def _apply_state(instance: Instance, event: StateChange) -> None:

@@ -23,13 +23,14 @@ from workbench.base.i18n import t
 from workbench.services.conversation_ref import ConversationRef
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
+from workbench.store.db import HotStatement
 from workbench.store.models import Instance, Outbox
 from workbench.store.text import clean_text, preview
 
 # The message, its outbox row and the conversation's last-message fields in one statement (one round trip per
 # message instead of three): data-modifying CTEs all run, in one snapshot, whether or not the outer statement
 # reads them. The first human reply is what "time to first response" measures; bot messages do not count.
-_QUEUE = text("""
+_QUEUE = HotStatement(text("""
 WITH new_message AS (
     INSERT INTO messages (workspace_id, instance_id, conversation_id, direction, type, text, data, media_id, status,
                           sent_by_user_id, sent_by_funnel_id, created_at, status_at)
@@ -47,7 +48,7 @@ INSERT INTO outbox (workspace_id, instance_id, message_id, command, publish_coun
 SELECT :workspace_id, :instance_id, id, :command, 1, :at FROM new_message
 RETURNING id, message_id
 """).bindparams(bindparam("data", type_=JSONB), bindparam("command", type_=JSONB),
-                bindparam("at", type_=DateTime(timezone=True)), bindparam("by_human", type_=Boolean))
+                bindparam("at", type_=DateTime(timezone=True)), bindparam("by_human", type_=Boolean)))
 
 
 def queue_message(
@@ -69,7 +70,6 @@ def queue_message(
     and what goes out where a poll cannot (the question with numbered options).
     Returns the message id and the command.
     """
-    conn = session.connection()
     body, flags = clean_text(text) if text is not None else (None, {})
     when = now()
     scope = {"workspace_id": conversation.workspace_id, "instance_id": conversation.instance_id}
@@ -78,13 +78,13 @@ def queue_message(
         type=type, text=poll[0] if poll else body, media=media,
         **({"poll_options": list(poll[1]), "fallback_text": body} if poll else {}),
     )
-    outbox_id, message_id = conn.execute(_QUEUE, {
+    [(outbox_id, message_id)] = _QUEUE.execute(session, {
         **scope, "conversation_id": conversation.id, "type": type, "text": body,
         "data": {**(data or {}), **flags, **({"media": media.model_dump()} if media else {})},
         "media_id": media_id, "user_id": user_id, "funnel_id": funnel_id, "at": when,
         "command": command.model_dump(exclude={"outbox_id"}, exclude_none=True),
         "preview": preview(body), "by_human": user_id is not None,
-    }).one()
+    })
     return message_id, command.model_copy(update={"outbox_id": outbox_id})
 
 
@@ -158,7 +158,7 @@ def republish_pending(session: Session, redis_client=None, older_than_s: int | N
 
 # One statement for a batch's acks: each outbox row is done, and its message sent or failed. A row already done
 # (the stream may deliver an ack twice) changes nothing, and neither does its message.
-_ACKS = text("""
+_ACKS = HotStatement(text("""
 WITH acks AS (
     SELECT * FROM unnest(CAST(:outbox_ids AS bigint[]), CAST(:statuses AS text[]), CAST(:errors AS text[]),
                          CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[])) AS a(outbox_id, status, error, wa_id, at)
@@ -173,7 +173,7 @@ UPDATE messages SET status = done.status, wa_id = coalesce(done.wa_id, messages.
 FROM done WHERE messages.id = done.message_id
 """).bindparams(bindparam("outbox_ids", type_=ARRAY(BigInteger)), bindparam("statuses", type_=ARRAY(String)),
                 bindparam("errors", type_=ARRAY(String)), bindparam("wa_ids", type_=ARRAY(String)),
-                bindparam("ats", type_=ARRAY(DateTime(timezone=True))))
+                bindparam("ats", type_=ARRAY(DateTime(timezone=True)))))
 
 
 class Ack(NamedTuple):
@@ -195,7 +195,7 @@ def mark_acked(session: Session, instance_id: int, acks: Sequence[Ack]) -> None:
     if not first:
         return
     rows = list(first.values())
-    session.connection().execute(_ACKS, {
+    _ACKS.execute(session, {
         "instance_id": instance_id, "outbox_ids": [a.outbox_id for a in rows],
         "statuses": ["sent" if a.ok else "failed" for a in rows], "errors": [a.error for a in rows],
         "wa_ids": [a.wa_id if a.ok else None for a in rows], "ats": [a.at for a in rows]})
