@@ -8,7 +8,6 @@ from contextlib import contextmanager
 
 import psycopg
 
-
 PING = ";"  # what SQLAlchemy's pool_pre_ping runs on psycopg
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests.factories import make_instance, make_workspace
-from workbench.store.db import safe_error_text, session_scope
+from workbench.store.db import HotStatement, safe_error_text, session_scope
 from workbench.store.models import Contact
 
 PHONE = "5511912345678"
@@ -40,3 +40,23 @@ def test_safe_error_text_names_the_constraint_but_quotes_no_value(engine):
     assert SECRET in str(cast.orig)
     assert SECRET not in safe_error_text(cast) and "InvalidTextRepresentation" in safe_error_text(cast)
     assert safe_error_text(ValueError(f"bad text {SECRET}")) == "ValueError"
+
+
+def test_a_hot_statement_fails_as_sqlalchemy_does_and_quotes_no_value(engine):
+    """The message path's statements bypass SQLAlchemy's execution: their errors must still be SQLAlchemy's (the
+    drain tells "PostgreSQL away" by OperationalError), with the parameters hidden and a dict sent as jsonb."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    insert = HotStatement(text("INSERT INTO contacts (workspace_id, instance_id, phone, custom_data) "
+                               "VALUES (:ws, :inst, :phone, :fields) RETURNING id, custom_data"))
+    with session_scope() as s:
+        [(contact_id, fields)] = insert.execute(s, {"ws": ws, "inst": inst, "phone": PHONE, "fields": {"nota": SECRET}})
+    assert fields == {"nota": SECRET}
+    duplicate = _failure(lambda s: insert.execute(s, {"ws": ws, "inst": inst, "phone": PHONE, "fields": {}}))
+    assert isinstance(duplicate, IntegrityError)
+    assert "parameters hidden" in str(duplicate) and PHONE not in str(duplicate).split("DETAIL")[0]
+    assert safe_error_text(duplicate).startswith("IntegrityError/UniqueViolation sqlstate=23505")
+    by_id = HotStatement(text("SELECT id FROM contacts WHERE id = :id"))
+    with session_scope() as s:
+        assert by_id.first(s, {"id": contact_id}) == (contact_id,)
+        assert by_id.first(s, {"id": -1}) is None
