@@ -22,6 +22,7 @@ tag is another funnel's ``tag_added`` trigger. Such chains stop at ``MAX_CHAIN``
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -33,7 +34,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -63,6 +64,7 @@ from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import publish as publish_commands
 from workbench.services.outbox import queue_message
 from workbench.store import live
+from workbench.store.db import HotStatement
 from workbench.store.models import (
     ActivityEvent,
     Contact,
@@ -523,19 +525,23 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                 effects.commands.append(command)
             if isinstance(action, StartFunnel):
                 start_next = action.funnel_id
-        events.append(dict(
-            workspace_id=run.workspace_id, run_id=run.id, funnel_id=run.funnel_id, version_id=run.version_id,
-            node_id=step.node_id, node_type=step.node_type, output=step.result.output,
-            status="error" if step.result.error else ("waiting" if step.result.wait else "ok"),
-            duration_ms=step.duration_ms, error=step.result.error,
-            data={**dict(step.result.data), **({"log": [*step.result.log, *notes]} if step.result.log or notes
-                                               else {}), **(event_data or {})},
+        events.append((
+            step.node_id, step.node_type, step.result.output,
+            "error" if step.result.error else ("waiting" if step.result.wait else "ok"), step.duration_ms,
+            step.result.error,
+            json.dumps({**dict(step.result.data), **({"log": [*step.result.log, *notes]} if step.result.log or notes
+                                                     else {}), **(event_data or {})}),
         ))
         event_data = None  # the call's figures belong to the step that received its result
     if events:
-        # one multi-row INSERT on the connection: as ORM objects the steps' events cost a third of a new lead's
-        # time in the worker, in the session's flushes
-        session.connection().execute(insert(FunnelEvent.__table__), events)
+        # one statement for the walk's steps: as ORM objects they cost a third of a new lead's time in the worker,
+        # and as SQLAlchemy's multi-row insert (psycopg's executemany) a seventh
+        columns = [list(values) for values in zip(*events, strict=True)]
+        _INSERT_EVENTS.execute(session, {
+            "workspace_id": run.workspace_id, "run_id": run.id, "funnel_id": run.funnel_id,
+            "version_id": run.version_id,
+            **dict(zip(("node_ids", "node_types", "outputs", "statuses", "durations", "errors", "data"), columns,
+                       strict=True))})
     go_to = start_next if result.status == "completed" else None
     if go_to is None and not added:
         return effects
@@ -557,14 +563,28 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
 
 _RUN_COLUMNS = ("workspace_id", "funnel_id", "version_id", "conversation_id", "contact_id", "status", "current_node",
                 "variables", "wait_token", "wait_deadline", "attempts", "error", "updated_at", "ended_at")
-_INSERT_RUN = insert(FunnelRun.__table__).returning(FunnelRun.__table__.c.id)
+_INSERT_RUN = HotStatement(text(f"""
+INSERT INTO funnel_runs ({", ".join(_RUN_COLUMNS)}) VALUES ({", ".join(f":{name}" for name in _RUN_COLUMNS)})
+RETURNING id
+"""))
+
+# A walk's funnel events, one row per step in step order (the arrays are parallel).
+_INSERT_EVENTS = HotStatement(text("""
+INSERT INTO funnel_events (workspace_id, run_id, funnel_id, version_id, node_id, node_type, output, status,
+                           duration_ms, error, data)
+SELECT :workspace_id, :run_id, :funnel_id, :version_id, step.node_id, step.node_type, step.output, step.status,
+       step.duration_ms, step.error, CAST(step.data AS jsonb)
+FROM unnest(CAST(:node_ids AS text[]), CAST(:node_types AS text[]), CAST(:outputs AS text[]),
+            CAST(:statuses AS text[]), CAST(:durations AS integer[]), CAST(:errors AS text[]),
+            CAST(:data AS text[])) AS step(node_id, node_type, output, status, duration_ms, error, data)
+""").bindparams(*(bindparam(name, type_=BigInteger) for name in ("workspace_id", "run_id", "funnel_id", "version_id"))))
 
 
 def _insert_run(session: Session, run: FunnelRun) -> None:
-    """Insert a new run with one INSERT … RETURNING on the session's connection, then put it in the session as
-    loaded, so later changes to it in the transaction are flushed as usual. The ORM's own flush of a new row (unit
-    of work, insertmanyvalues) cost a fifth of a new lead's time in the worker."""
-    run.id = session.connection().execute(_INSERT_RUN, {name: getattr(run, name) for name in _RUN_COLUMNS}).scalar_one()
+    """Insert a new run with one INSERT … RETURNING, then put it in the session as loaded, so later changes to it
+    in the transaction are flushed as usual. The ORM's own flush of a new row (unit of work, insertmanyvalues) cost
+    a fifth of a new lead's time in the worker."""
+    [(run.id,)] = _INSERT_RUN.execute(session, {name: getattr(run, name) for name in _RUN_COLUMNS})
     make_transient_to_detached(run)  # the columns not given (started_at) load when first read
     session.add(run)
 
