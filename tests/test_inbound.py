@@ -30,6 +30,8 @@ from tests.factories import (
 )
 from tests.sql_count import statements_run
 from workbench.services import conversations
+from workbench.services.conversation_ref import ConversationRef
+from workbench.services.outbox import Draft, queue_messages
 from workbench.services.workspace_settings import save_setting
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, Conversation, Instance, Message, Outbox
@@ -240,6 +242,27 @@ def test_outbound_messages_update_the_conversation_and_only_humans_set_first_rep
         assert [m.text for m in s.scalars(select(Message).where(Message.direction == "out").order_by(Message.id))] \
             == ["Resposta automática", "Olá, sou a Ana", "Posso ajudar?"]
         assert s.scalar(select(func.count()).select_from(Outbox)) == 3
+
+
+def test_messages_queued_together_keep_their_order_and_each_outbox_row_sends_its_own(engine, r):
+    """A funnel step's messages go in one statement: each takes its id in the drafts' order, and each outbox row
+    (what the connector sends, and what the sweep publishes again after a Redis loss) carries its own message."""
+    inst, agent, conv_id = inbox_with_one_conversation()
+    with session_scope() as s:
+        ref = ConversationRef.of(s.get(Conversation, conv_id), s.get(Contact, s.get(Conversation, conv_id).contact_id))
+        queued = queue_messages(s, ref, [Draft("Olá!"), Draft("Escolha:", "poll", poll=("Escolha:", ["A", "B"])),
+                                         Draft("sem digitar", typing=False)])
+    with session_scope() as s:
+        assert [message_id for message_id, _ in queued] == sorted(message_id for message_id, _ in queued)
+        for message_id, command in queued:
+            row = s.get(Outbox, command.outbox_id)
+            assert row.message_id == message_id
+            assert (row.command.get("text"), row.command["typing"]) == (command.text, command.typing)
+        assert [s.get(Message, message_id).text for message_id, _ in queued] == ["Olá!", "Escolha:", "sem digitar"]
+        assert [c.poll_options for _, c in queued] == [None, ["A", "B"], None]
+        assert [c.typing for _, c in queued] == [True, True, False]
+        assert s.get(Conversation, conv_id).last_message_preview == "sem digitar"
+        assert queue_messages(s, ref, []) == []
 
 
 def test_state_change_updates_instance(engine, r):

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from psycopg.types.json import Jsonb
 from redis.client import Pipeline
 from sqlalchemy import BigInteger, Boolean, DateTime, Interval, String, bindparam, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -27,16 +28,22 @@ from workbench.store.db import HotStatement
 from workbench.store.models import Instance, Outbox
 from workbench.store.text import clean_text, preview
 
-# The message, its outbox row and the conversation's last-message fields in one statement (one round trip per
-# message instead of three): data-modifying CTEs all run, in one snapshot, whether or not the outer statement
-# reads them. The first human reply is what "time to first response" measures; bot messages do not count.
+# A conversation's new messages, their outbox rows and its last-message fields in one statement (one round trip
+# for a funnel step's greeting and menu, instead of three per message): data-modifying CTEs all run, in one
+# snapshot, whether or not the outer statement reads them. Each draft takes its message id from the sequence in
+# the draft's order, so the outbox row of a draft is the row of its own message, whatever order rows come back in.
+# The first human reply is what "time to first response" measures; bot messages do not count.
 _QUEUE = HotStatement(text("""
-WITH new_message AS (
-    INSERT INTO messages (workspace_id, instance_id, conversation_id, direction, type, text, data, media_id, status,
-                          sent_by_user_id, sent_by_funnel_id, created_at, status_at)
-    VALUES (:workspace_id, :instance_id, :conversation_id, 'out', :type, :text, :data, :media_id, 'pending',
-            :user_id, :funnel_id, :at, :at)
-    RETURNING id
+WITH draft AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS message_id, draft.*
+    FROM jsonb_to_recordset(:drafts)
+         AS draft(type text, text text, data jsonb, media_id bigint, funnel_id bigint, command jsonb)
+), new_message AS (
+    INSERT INTO messages (id, workspace_id, instance_id, conversation_id, direction, type, text, data, media_id,
+                          status, sent_by_user_id, sent_by_funnel_id, created_at, status_at)
+    SELECT message_id, :workspace_id, :instance_id, :conversation_id, 'out', type, text, data, media_id, 'pending',
+           :user_id, funnel_id, :at, :at
+    FROM draft
 ), touched AS (
     UPDATE conversations
     SET last_message_at = :at, last_message_preview = :preview, last_message_direction = 'out',
@@ -45,10 +52,65 @@ WITH new_message AS (
     WHERE id = :conversation_id
 )
 INSERT INTO outbox (workspace_id, instance_id, message_id, command, publish_count, published_at)
-SELECT :workspace_id, :instance_id, id, :command, 1, :at FROM new_message
-RETURNING id, message_id
-""").bindparams(bindparam("data", type_=JSONB), bindparam("command", type_=JSONB),
-                bindparam("at", type_=DateTime(timezone=True)), bindparam("by_human", type_=Boolean)))
+SELECT :workspace_id, :instance_id, message_id, command, 1, :at FROM draft
+RETURNING message_id, id
+""").bindparams(*(bindparam(name, type_=BigInteger) for name in ("workspace_id", "instance_id", "conversation_id",
+                                                                   "user_id")),
+                bindparam("at", type_=DateTime(timezone=True)), bindparam("by_human", type_=Boolean),
+                bindparam("preview", type_=String), bindparam("type", type_=String), bindparam("drafts", type_=JSONB)))
+
+
+class Draft(NamedTuple):
+    """One outbound message for ``queue_messages``.
+
+    ``poll`` = (question, options) makes the command a single-choice poll; ``text`` is then what the inbox shows
+    and what goes out where a poll cannot (the question with numbered options). ``typing`` False sends it without
+    the "typing…" delay.
+    """
+
+    text: str | None
+    type: str = "text"
+    media: MediaRef | None = None
+    media_id: int | None = None
+    funnel_id: int | None = None
+    data: dict[str, Any] | None = None
+    poll: tuple[str, list[str]] | None = None
+    typing: bool = True
+
+
+def queue_messages(session: Session, conversation: ConversationRef, drafts: Sequence[Draft],
+                   user_id: int | None = None) -> list[tuple[int, OutboundCommand]]:
+    """Write outbound messages of one conversation, in order, with their outbox commands, in one statement; publish
+    the returned commands after commit. ``user_id``: the person who sends them (None for the bot).
+
+    Returns each draft's message id and command, in the drafts' order.
+    """
+    when = now()
+    rows, commands = [], []
+    for draft in drafts:
+        body, flags = clean_text(draft.text) if draft.text is not None else (None, {})
+        poll = draft.poll
+        command = OutboundCommand(
+            outbox_id=0, instance_id=conversation.instance_id, to_phone=conversation.phone, to_jid=conversation.jid,
+            type=draft.type, text=poll[0] if poll else body, media=draft.media, typing=draft.typing,
+            **({"poll_options": list(poll[1]), "fallback_text": body} if poll else {}),
+        )
+        rows.append({"type": draft.type, "text": body, "media_id": draft.media_id, "funnel_id": draft.funnel_id,
+                     "data": {**(draft.data or {}), **flags, **({"media": draft.media.model_dump()} if draft.media
+                                                                else {})},
+                     "command": command.model_dump(exclude={"outbox_id"}, exclude_none=True)})
+        commands.append(command)
+    if not commands:
+        return []
+    # one jsonb parameter for the drafts: psycopg dumps a document faster than six arrays
+    outbox_ids = dict(_QUEUE.execute(session, {
+        "workspace_id": conversation.workspace_id, "instance_id": conversation.instance_id,
+        "conversation_id": conversation.id, "user_id": user_id, "at": when, "by_human": user_id is not None,
+        "drafts": Jsonb(rows), "preview": preview(rows[-1]["text"]), "type": rows[-1]["type"],
+    }))
+    message_ids = sorted(outbox_ids)  # taken from the sequence in the drafts' order
+    return [(message_id, command.model_copy(update={"outbox_id": outbox_ids[message_id]}))
+            for message_id, command in zip(message_ids, commands, strict=True)]
 
 
 def queue_message(
@@ -64,28 +126,11 @@ def queue_message(
     data: dict[str, Any] | None = None,
     poll: tuple[str, list[str]] | None = None,
 ) -> tuple[int, OutboundCommand]:
-    """Write an outbound message and its outbox command; publish the returned command after commit.
-
-    ``poll`` = (question, options) makes the command a single-choice poll; ``text`` is then what the inbox shows
-    and what goes out where a poll cannot (the question with numbered options).
-    Returns the message id and the command.
-    """
-    body, flags = clean_text(text) if text is not None else (None, {})
-    when = now()
-    scope = {"workspace_id": conversation.workspace_id, "instance_id": conversation.instance_id}
-    command = OutboundCommand(
-        outbox_id=0, instance_id=conversation.instance_id, to_phone=conversation.phone, to_jid=conversation.jid,
-        type=type, text=poll[0] if poll else body, media=media,
-        **({"poll_options": list(poll[1]), "fallback_text": body} if poll else {}),
-    )
-    [(outbox_id, message_id)] = _QUEUE.execute(session, {
-        **scope, "conversation_id": conversation.id, "type": type, "text": body,
-        "data": {**(data or {}), **flags, **({"media": media.model_dump()} if media else {})},
-        "media_id": media_id, "user_id": user_id, "funnel_id": funnel_id, "at": when,
-        "command": command.model_dump(exclude={"outbox_id"}, exclude_none=True),
-        "preview": preview(body), "by_human": user_id is not None,
-    })
-    return message_id, command.model_copy(update={"outbox_id": outbox_id})
+    """Write one outbound message and its outbox command (``queue_messages`` with one ``Draft``); publish the
+    returned command after commit. Returns the message id and the command."""
+    [queued] = queue_messages(session, conversation, [Draft(text, type, media, media_id, funnel_id, data, poll)],
+                              user_id)
+    return queued
 
 
 def publish(commands: Iterable[OutboundCommand], redis_client=None) -> None:

@@ -61,8 +61,8 @@ from workbench.base.errors import InvalidInput
 from workbench.base.i18n import error_text, t
 from workbench.services import contact_fields, entry_links, routing
 from workbench.services.conversation_ref import ConversationRef
+from workbench.services.outbox import Draft, queue_messages
 from workbench.services.outbox import publish as publish_commands
-from workbench.services.outbox import queue_message
 from workbench.store import live
 from workbench.store.db import HotStatement
 from workbench.store.models import (
@@ -495,7 +495,8 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
         effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     start_next: int | None = None
     added: list[str] = []
-    events: list[dict[str, Any]] = []  # the funnel_events rows of the steps
+    events: list[tuple] = []  # the funnel_events rows of the steps
+    drafts: list[Draft] = []  # the walk's messages, queued together after the steps
     for step in result.steps:
         notes: list[str] = []  # what applying the step's actions adds to its log
         for action in step.result.actions:
@@ -520,9 +521,12 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                     session.flush()
                     effects.emails.append(notification.id)
                 continue
-            command = _apply_action(session, run, conversation, funnel_id, step.node_id, action)
-            if command is not None:
-                effects.commands.append(command)
+            if isinstance(action, SendText | SendPoll | SendMedia):
+                draft = _draft(session, run, funnel_id, step.node_id, action)
+                if draft is not None:
+                    drafts.append(draft)
+                continue
+            _apply_action(session, run, conversation, action)
             if isinstance(action, StartFunnel):
                 start_next = action.funnel_id
         events.append((
@@ -533,6 +537,8 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                                                      else {}), **(event_data or {})}),
         ))
         event_data = None  # the call's figures belong to the step that received its result
+    # one statement for the walk's messages (a greeting and a menu), in the steps' order
+    effects.commands.extend(command for _, command in queue_messages(session, conversation, drafts))
     if events:
         # one statement for the walk's steps: as ORM objects they cost a third of a new lead's time in the worker,
         # and as SQLAlchemy's multi-row insert (psycopg's executemany) a seventh
@@ -612,28 +618,28 @@ def _notify(session: Session, run: FunnelRun, conversation: ConversationRef, act
     return notification
 
 
-def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRef, funnel_id: int, node_id: str,
-                  action: Any) -> OutboundCommand | None:
+def _draft(session: Session, run: FunnelRun, funnel_id: int, node_id: str,
+           action: SendText | SendPoll | SendMedia) -> Draft | None:
+    """The outbound message a send step asks for (None for a media file that is not the workspace's)."""
     data = {"run": run.id, "node": node_id}
     if isinstance(action, SendText):
-        _, command = queue_message(session, conversation, text=action.text, funnel_id=funnel_id, data=data)
-        return command if action.typing else command.model_copy(update={"typing": False})
+        return Draft(action.text, funnel_id=funnel_id, data=data, typing=action.typing)
     if isinstance(action, SendPoll):
         # The inbox shows the question with its numbered options; the command carries the poll, plus that text
         # for where a poll cannot go (see OutboundCommand.sendable_poll).
         poll = {"question": action.question, "options": list(action.options)}
-        _, command = queue_message(session, conversation, text=action.fallback_text, type="poll", funnel_id=funnel_id,
-                                   data={**data, "poll": poll}, poll=(action.question, poll["options"]))
-        return command if action.typing else command.model_copy(update={"typing": False})
-    if isinstance(action, SendMedia):
-        media = session.get(Media, action.media_id) if is_row_id(action.media_id) else None
-        if media is None or media.workspace_id != run.workspace_id:
-            log.warning("run %s: media %s not found; skipped", run.id, action.media_id)
-            return None
-        ref = MediaRef(sha256=media.sha256, mime=media.mime, size=media.size, filename=media.filename)
-        _, command = queue_message(session, conversation, text=action.caption, type=action.media_kind, media=ref,
-                                   media_id=media.id, funnel_id=funnel_id, data=data)
-        return command
+        return Draft(action.fallback_text, "poll", funnel_id=funnel_id, data={**data, "poll": poll},
+                     poll=(action.question, poll["options"]), typing=action.typing)
+    media = session.get(Media, action.media_id) if is_row_id(action.media_id) else None
+    if media is None or media.workspace_id != run.workspace_id:
+        log.warning("run %s: media %s not found; skipped", run.id, action.media_id)
+        return None
+    ref = MediaRef(sha256=media.sha256, mime=media.mime, size=media.size, filename=media.filename)
+    return Draft(action.caption, action.media_kind, ref, media.id, funnel_id, data)
+
+
+def _apply_action(session: Session, run: FunnelRun, conversation: ConversationRef, action: Any) -> None:
+    """Apply a step's action other than a send, a tag added, a field set, an outside call or a notification."""
     if isinstance(action, RemoveTag):
         if untag_contact(session, run.workspace_id, run.contact_id, action.name):
             _record(session, run, "tag_removed", {"tag": action.name})
