@@ -281,13 +281,25 @@ def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage
 
 
 # Forward only: a late "delivered" never undoes "read" (``lower`` holds the statuses below the new one).
+# Each receipt's message is looked up alone (the lateral subquery, kept apart by OFFSET 0, is one probe of the
+# (number, WhatsApp id) index), then updated by primary key, whatever the statistics say: as a plain join, a table
+# that grew faster than autovacuum analyzes it got a plan that read every message of the number once per batch (see
+# ``outbox._ACKS``).
 _RECEIPTS = HotStatement(text("""
-UPDATE messages SET status = :status, status_at = receipts.at
-FROM unnest(CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[])) AS receipts(wa_id, at)
-WHERE messages.instance_id = :instance_id AND messages.wa_id = receipts.wa_id AND messages.direction = 'out'
-  AND messages.status = ANY(:lower)
+WITH found AS MATERIALIZED (
+    SELECT message.id, receipts.at
+    FROM unnest(CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[])) AS receipts(wa_id, at)
+    CROSS JOIN LATERAL (
+        SELECT id FROM messages
+        WHERE instance_id = :instance_id AND wa_id = receipts.wa_id AND direction = 'out' AND status = ANY(:lower)
+        OFFSET 0
+    ) AS message
+)
+UPDATE messages SET status = :status, status_at = found.at
+FROM found
+WHERE messages.id = ANY(ARRAY(SELECT id FROM found)) AND messages.id = found.id AND messages.status = ANY(:lower)
 """).bindparams(bindparam("wa_ids", type_=ARRAY(String)), bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
-                bindparam("lower", type_=ARRAY(String))))
+                bindparam("lower", type_=ARRAY(String))), planned_each_time=True)
 
 
 def _apply_state(instance: Instance, event: StateChange) -> None:

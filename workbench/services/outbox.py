@@ -203,6 +203,13 @@ def republish_pending(session: Session, redis_client=None, older_than_s: int | N
 
 # One statement for a batch's acks: each outbox row is done, and its message sent or failed. A row already done
 # (the stream may deliver an ack twice) changes nothing, and neither does its message.
+#
+# The rows are found by primary key whatever the statistics say: ``id = ANY(ARRAY(...))`` is an index condition
+# whose array size the planner cannot know, and "not done yet" is ``done_at IS NULL`` (set exactly when a row leaves
+# ``pending``, here and in ``_FAIL_REMOVED``) rather than ``status = 'pending'``, which the planner answers with the
+# partial index ``ix_outbox_pending``. Written as a plain join, a table that grew faster than autovacuum analyzes
+# it (a burst into a new installation) got a plan that read every pending row once per batch: 20-40 ms a batch
+# with a few thousand pending, most of PostgreSQL's time in bench/pipeline.py's welcome-funnel burst.
 _ACKS = HotStatement(text("""
 WITH acks AS (
     SELECT * FROM unnest(CAST(:outbox_ids AS bigint[]), CAST(:statuses AS text[]), CAST(:errors AS text[]),
@@ -210,7 +217,8 @@ WITH acks AS (
 ), done AS (
     UPDATE outbox SET status = acks.status, error = acks.error, done_at = acks.at
     FROM acks
-    WHERE outbox.id = acks.outbox_id AND outbox.instance_id = :instance_id AND outbox.status = 'pending'
+    WHERE outbox.id = ANY(ARRAY(SELECT outbox_id FROM acks)) AND outbox.id = acks.outbox_id
+      AND outbox.instance_id = :instance_id AND outbox.done_at IS NULL
     RETURNING outbox.message_id, acks.status, acks.error, acks.wa_id, acks.at
 )
 UPDATE messages SET status = done.status, wa_id = coalesce(done.wa_id, messages.wa_id), error = done.error,
@@ -218,7 +226,7 @@ UPDATE messages SET status = done.status, wa_id = coalesce(done.wa_id, messages.
 FROM done WHERE messages.id = done.message_id
 """).bindparams(bindparam("outbox_ids", type_=ARRAY(BigInteger)), bindparam("statuses", type_=ARRAY(String)),
                 bindparam("errors", type_=ARRAY(String)), bindparam("wa_ids", type_=ARRAY(String)),
-                bindparam("ats", type_=ARRAY(DateTime(timezone=True)))))
+                bindparam("ats", type_=ARRAY(DateTime(timezone=True)))), planned_each_time=True)
 
 
 class Ack(NamedTuple):

@@ -127,15 +127,21 @@ class HotStatement:
     hidden, so callers handle it as any other.
     """
 
-    def __init__(self, clause: TextClause) -> None:
+    def __init__(self, clause: TextClause, planned_each_time: bool = False) -> None:
+        """``planned_each_time``: never a prepared statement, so PostgreSQL plans each run for the tables as they
+        are then. A prepared statement's plan is kept until the table is analyzed again, and autovacuum analyzes
+        at most once a minute: a plan made while a new installation's tables were nearly empty (a sequential scan
+        is the cheapest way through one page) then scans the grown table on every run. For statements that run
+        once per batch, where planning costs little next to that risk."""
         self.sql = str(clause.compile(dialect=_PSYCOPG))
+        self.prepare = False if planned_each_time else None  # None: psycopg prepares it after five runs
 
     def execute(self, session: Session, params: dict[str, Any]) -> list[tuple]:
         """Run the statement in ``session``'s transaction; the rows it returns (none for a plain write)."""
         driver = session.connection().connection.driver_connection
         params = {name: Jsonb(value) if isinstance(value, dict) else value for name, value in params.items()}
         try:
-            cursor = driver.execute(self.sql, params)
+            cursor = driver.execute(self.sql, params, prepare=self.prepare)
             return cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as exc:
             raise sa_exc.DBAPIError.instance(self.sql, params, exc, psycopg.Error, hide_parameters=True) from exc
