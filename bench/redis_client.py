@@ -28,8 +28,8 @@ COMMANDS = 20_000
 ROUNDS = 5
 
 
-def _cpu_us(call, n: int) -> float:
-    """Median over ROUNDS of this process's CPU µs per call."""
+def cpu_us(call, n: int) -> float:
+    """Median over ROUNDS of this process's CPU µs per call of ``call()``."""
     samples = []
     for _ in range(ROUNDS):
         began = time.process_time()
@@ -71,15 +71,21 @@ def run(url: str) -> None:
             pipe.get("x")
         pipe.execute()
 
-    floor = _cpu_us(_raw_socket(pooled), COMMANDS)
+    floor = cpu_us(_raw_socket(pooled), COMMANDS)
     rows = [("raw socket round trip (floor)", floor),
-            ("GET, blocking pool (connectors)", _cpu_us(lambda: blocking.get("x"), COMMANDS)),
-            ("GET, pool (workers, panel)", _cpu_us(lambda: pooled.get("x"), COMMANDS)),
-            ("5 GETs in one pipeline", _cpu_us(pipelined, COMMANDS // 5))]
+            ("GET, blocking pool (connectors)", cpu_us(lambda: blocking.get("x"), COMMANDS)),
+            ("GET, pool (workers, panel)", cpu_us(lambda: pooled.get("x"), COMMANDS)),
+            ("5 GETs in one pipeline", cpu_us(pipelined, COMMANDS // 5))]
     print(f"redis-py {redis.__version__}, hiredis {'yes' if redis.utils.HIREDIS_AVAILABLE else 'no'}; "
           f"CPU µs of this process, median of {ROUNDS} rounds")
+    print_against_floor(rows)
+
+
+def print_against_floor(rows: list[tuple[str, float]]) -> None:
+    """One line per (name, µs) row, with its multiple of the first row's figure (the floor)."""
+    floor = rows[0][1]
     for name, us in rows:
-        print(f"{name:<34} {us:7.1f} µs   {us / floor:4.1f}x floor")
+        print(f"{name:<38} {us:7.1f} µs   {us / floor:4.1f}x floor")
 
 
 def main() -> None:

@@ -7,35 +7,24 @@ the product's CPU per message on a small machine; this is why the message path's
 the shape of the message path's statements (in a temporary table). CPU time of this process only (the server's is
 the same for all).
 
-    python bench/sql_overhead.py                  # embedded PostgreSQL in a temp dir
+    python bench/sql_overhead.py                  # a fresh database on embedded servers in a temp dir
     DATABASE_URL=postgresql+psycopg://... python bench/sql_overhead.py
 """
 
 from __future__ import annotations
 
-import os
-import statistics
+import itertools
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.pipeline import servers  # noqa: E402
+from bench.redis_client import ROUNDS, cpu_us, print_against_floor  # noqa: E402
+
 STATEMENTS = 3000
-ROUNDS = 5
-
-
-def _cpu_us(call, n: int) -> float:
-    """Median over ROUNDS of this process's CPU µs per call."""
-    samples = []
-    for _ in range(ROUNDS):
-        began = time.process_time()
-        for k in range(n):
-            call(k)
-        samples.append((time.process_time() - began) / n * 1e6)
-    return statistics.median(samples)
 
 
 def run(url: str) -> None:
@@ -56,37 +45,34 @@ def run(url: str) -> None:
                                 "data jsonb)"))
         cursor = connection.connection.driver_connection.cursor()
 
-        def params(k: int) -> dict:
+        counter = itertools.count()
+
+        def params() -> dict:
+            k = next(counter)
             return {"n": k, "label": "mensagem", "data": {"run": k, "node": "boas-vindas"}}
 
-        def bare(k: int) -> None:
-            cursor.execute(hot.sql, {**params(k), "data": Jsonb(params(k)["data"])})
+        def bare() -> None:
+            values = params()
+            cursor.execute(hot.sql, {**values, "data": Jsonb(values["data"])})
             cursor.fetchall()
 
-        floor = _cpu_us(bare, STATEMENTS)
-        rows = [("bare psycopg cursor (floor)", floor),
-                ("HotStatement (message path)", _cpu_us(lambda k: hot.execute(session, params(k)), STATEMENTS)),
+        rows = [("bare psycopg cursor (floor)", cpu_us(bare, STATEMENTS)),
+                ("HotStatement (message path)", cpu_us(lambda: hot.execute(session, params()), STATEMENTS)),
                 ("SQLAlchemy Connection.execute(text)",
-                 _cpu_us(lambda k: connection.execute(statement, params(k)).all(), STATEMENTS))]
+                 cpu_us(lambda: connection.execute(statement, params()).all(), STATEMENTS))]
         connection.rollback()
     engine.dispose()
     print(f"CPU µs of this process per statement, median of {ROUNDS} rounds of {STATEMENTS}")
-    for name, us in rows:
-        print(f"{name:<38} {us:7.1f} µs   {us / floor:4.1f}x floor")
+    print_against_floor(rows)
 
 
 def main() -> None:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        run(url)
-        return
-    from workbench.store.embedded import EmbeddedPostgres
-
-    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="wbsql-")))
+    database_url, _, stops = servers(Path(tempfile.mkdtemp(prefix="wbsql-")))  # DATABASE_URL's server, else embedded
     try:
-        run(server.start())
+        run(database_url)
     finally:
-        server.stop()
+        for stop in stops:
+            stop()
 
 
 if __name__ == "__main__":
