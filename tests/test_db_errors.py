@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
 from tests.factories import make_instance, make_workspace
-from workbench.store.db import HotStatement, safe_error_text, session_scope
+from workbench.store.db import HotStatement, get_engine, safe_error_text, session_scope
 from workbench.store.models import Contact
 
 PHONE = "5511912345678"
@@ -60,3 +61,18 @@ def test_a_hot_statement_fails_as_sqlalchemy_does_and_quotes_no_value(engine):
     with session_scope() as s:
         assert by_id.first(s, {"id": contact_id}) == (contact_id,)
         assert by_id.first(s, {"id": -1}) is None
+
+
+def test_a_hot_statement_goes_on_after_the_pool_replaced_its_connection(engine):
+    """HotStatements keep a cursor with the pool's record of a connection; a record that got a new connection (the
+    old one broke and was invalidated) must not be handed the old cursor."""
+    plain = HotStatement(text("SELECT :n"))
+    write = HotStatement(text("SET LOCAL statement_timeout = 0"))  # returns no rows
+    with get_engine().connect() as connection, Session(bind=connection) as session:
+        assert plain.first(session, {"n": 1}) == (1,)
+        assert write.execute(session, {}) == []
+        before = connection.connection.driver_connection
+        connection.invalidate()
+        session.rollback()
+        assert plain.first(session, {"n": 2}) == (2,)
+        assert connection.connection.driver_connection is not before
