@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from psycopg.types.json import Jsonb
 from redis.client import Pipeline
 from sqlalchemy import BigInteger, Boolean, DateTime, Interval, String, bindparam, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -106,7 +105,7 @@ def queue_messages(session: Session, conversation: ConversationRef, drafts: Sequ
     outbox_ids = dict(_QUEUE.execute(session, {
         "workspace_id": conversation.workspace_id, "instance_id": conversation.instance_id,
         "conversation_id": conversation.id, "user_id": user_id, "at": when, "by_human": user_id is not None,
-        "drafts": Jsonb(rows), "preview": preview(rows[-1]["text"]), "type": rows[-1]["type"],
+        "drafts": rows, "preview": preview(rows[-1]["text"]), "type": rows[-1]["type"],
     }))
     message_ids = sorted(outbox_ids)  # taken from the sequence in the drafts' order
     return [(message_id, command.model_copy(update={"outbox_id": outbox_ids[message_id]}))

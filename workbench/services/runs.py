@@ -22,7 +22,6 @@ tag is another funnel's ``tag_added`` trigger. Such chains stop at ``MAX_CHAIN``
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -35,6 +34,7 @@ import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 from sqlalchemy import BigInteger, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -495,7 +495,7 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
         effects.timers.append((run.id, run.wait_token, run.wait_deadline))
     start_next: int | None = None
     added: list[str] = []
-    events: list[tuple] = []  # the funnel_events rows of the steps
+    events: list[dict[str, Any]] = []  # the funnel_events rows of the steps
     drafts: list[Draft] = []  # the walk's messages, queued together after the steps
     for step in result.steps:
         notes: list[str] = []  # what applying the step's actions adds to its log
@@ -529,25 +529,21 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
             _apply_action(session, run, conversation, action)
             if isinstance(action, StartFunnel):
                 start_next = action.funnel_id
-        events.append((
-            step.node_id, step.node_type, step.result.output,
-            "error" if step.result.error else ("waiting" if step.result.wait else "ok"), step.duration_ms,
-            step.result.error,
-            json.dumps({**dict(step.result.data), **({"log": [*step.result.log, *notes]} if step.result.log or notes
-                                                     else {}), **(event_data or {})}),
-        ))
+        events.append({
+            "node_id": step.node_id, "node_type": step.node_type, "output": step.result.output,
+            "status": "error" if step.result.error else ("waiting" if step.result.wait else "ok"),
+            "duration_ms": step.duration_ms, "error": step.result.error,
+            "data": {**dict(step.result.data), **({"log": [*step.result.log, *notes]} if step.result.log or notes
+                                                  else {}), **(event_data or {})},
+        })
         event_data = None  # the call's figures belong to the step that received its result
     # one statement for the walk's messages (a greeting and a menu), in the steps' order
     effects.commands.extend(command for _, command in queue_messages(session, conversation, drafts))
     if events:
         # one statement for the walk's steps: as ORM objects they cost a third of a new lead's time in the worker,
         # and as SQLAlchemy's multi-row insert (psycopg's executemany) a seventh
-        columns = [list(values) for values in zip(*events, strict=True)]
-        _INSERT_EVENTS.execute(session, {
-            "workspace_id": run.workspace_id, "run_id": run.id, "funnel_id": run.funnel_id,
-            "version_id": run.version_id,
-            **dict(zip(("node_ids", "node_types", "outputs", "statuses", "durations", "errors", "data"), columns,
-                       strict=True))})
+        _INSERT_EVENTS.execute(session, {"workspace_id": run.workspace_id, "run_id": run.id,
+                                         "funnel_id": run.funnel_id, "version_id": run.version_id, "steps": events})
     go_to = start_next if result.status == "completed" else None
     if go_to is None and not added:
         return effects
@@ -574,16 +570,16 @@ INSERT INTO funnel_runs ({", ".join(_RUN_COLUMNS)}) VALUES ({", ".join(f":{name}
 RETURNING id
 """))
 
-# A walk's funnel events, one row per step in step order (the arrays are parallel).
+# A walk's funnel events, one row per step, in step order (the steps as one jsonb document, as the walk's messages).
 _INSERT_EVENTS = HotStatement(text("""
 INSERT INTO funnel_events (workspace_id, run_id, funnel_id, version_id, node_id, node_type, output, status,
                            duration_ms, error, data)
 SELECT :workspace_id, :run_id, :funnel_id, :version_id, step.node_id, step.node_type, step.output, step.status,
-       step.duration_ms, step.error, CAST(step.data AS jsonb)
-FROM unnest(CAST(:node_ids AS text[]), CAST(:node_types AS text[]), CAST(:outputs AS text[]),
-            CAST(:statuses AS text[]), CAST(:durations AS integer[]), CAST(:errors AS text[]),
-            CAST(:data AS text[])) AS step(node_id, node_type, output, status, duration_ms, error, data)
-""").bindparams(*(bindparam(name, type_=BigInteger) for name in ("workspace_id", "run_id", "funnel_id", "version_id"))))
+       step.duration_ms, step.error, step.data
+FROM jsonb_to_recordset(:steps) AS step(node_id text, node_type text, output text, status text, duration_ms integer,
+                                        error text, data jsonb)
+""").bindparams(*(bindparam(name, type_=BigInteger) for name in ("workspace_id", "run_id", "funnel_id", "version_id")),
+                bindparam("steps", type_=JSONB)))
 
 
 def _insert_run(session: Session, run: FunnelRun) -> None:
