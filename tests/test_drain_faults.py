@@ -394,6 +394,46 @@ def test_acks_and_receipts_wait_for_the_lanes_next_message_and_are_stored_in_its
     assert r.xlen(IN_STREAM.format(unit)) == 0 and not r.exists(DRAIN_LOCK.format(unit))
 
 
+def test_a_drain_under_load_lets_events_gather_before_its_next_read(engine, r, monkeypatch):
+    """A read that brought more than one event means the number is busy: the drain pauses ``drain_gather_ms``
+    so that what arrives meanwhile makes one batch (one transaction) instead of a batch per read; a read of one
+    event (a quiet number) is followed by the next read at once."""
+    monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "0")
+    monkeypatch.setenv("WORKBENCH_DRAIN_GATHER_MS", "7")
+    get_settings.cache_clear()
+    inst = make_instance(make_workspace())
+    unit = _u(inst)
+    batches: list[list[str]] = []
+    pauses: list[float] = []
+    real = jobs._apply
+
+    def apply(unit, events, *args):
+        batches.append([event.text for event in events])
+        return real(unit, events, *args)
+
+    def pause(seconds: float) -> None:  # while the drain waits, three more messages arrive
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            publish(*(inbound(inst, phone=f"55119{k:08d}", text=f"depois {k}") for k in range(3)))
+
+    monkeypatch.setattr(jobs, "_apply", apply)
+    monkeypatch.setattr(jobs, "_pause", pause)
+    drain = jobs._Drain(r)
+    assert drain.take(unit)
+    publish(inbound(inst, phone="5511900000001", text="um"), inbound(inst, phone="5511900000002", text="dois"))
+    drain.run()
+    drain.close()
+    assert batches == [["um", "dois"], ["depois 0", "depois 1", "depois 2"]]
+    assert pauses == [0.007, 0.007]  # after each read of several events, none after the empty read that ended it
+
+    publish(inbound(inst, phone="5511900000003", text="só uma"))
+    drain = jobs._Drain(r)
+    assert drain.take(unit)
+    drain.run()
+    drain.close()
+    assert batches[2:] == [["só uma"]] and len(pauses) == 2  # one event: no pause
+
+
 def test_acks_a_dead_drain_held_back_are_stored_by_the_next_drain(engine, r):
     phone = "5511988886666"
     inst, unit, dead = _answered_and_held(r, phone)
