@@ -13,7 +13,7 @@ transaction, as under a light, paced flow; the default is the product's batch si
 ``--funnel`` makes every message come from a new lead with the welcome funnel active (two messages and a timer
 per lead).
 
-    python bench/pipeline_profile.py --messages 1000 [--batch 1] [--funnel] [--top 25]
+    python bench/pipeline_profile.py --messages 1000 [--batch 1] [--funnel] [--top 25] [--no-profile]
 """
 
 from __future__ import annotations
@@ -115,25 +115,29 @@ def _run(args, children) -> None:
     me = psutil.Process()
     rss_before = me.memory_info().rss
     profile = cProfile.Profile()
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     with statements_run() as run:
-        profile.enable()
+        if not args.no_profile:
+            profile.enable()
         while client.xlen(stream):
             drain_inbound(instance_id, 0)
         profile.disable()
     statements.update(statement.split(None, 1)[0].upper() for statement in run)
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     redis.connection.AbstractConnection.send_packed_command = send
     drained = _commandstats(client) - before
 
     print(f"\n{n} messages, batch {os.environ['WORKBENCH_INBOUND_BATCH']}, "
           f"{'welcome funnel, new leads' if args.funnel else 'default reply, 50 leads'}; "
-          f"drain {seconds:.2f} s in this process ({n / seconds:.0f} msgs/s, profiler on)")
+          f"drain {seconds:.2f} s in this process ({n / seconds:.0f} msgs/s, "
+          f"profiler {'off' if args.no_profile else 'on'}), its CPU {cpu * 1e6 / n:.0f} µs per message")
     print(f"send phase (sandbox lead + connector), Redis commands: {_per_message(sent, n)}")
     print(f"drain, SQL: {_per_message(statements, n)}")
     print(f"drain, Redis commands: {_per_message(drained, n)}")
     print(f"drain, Redis round trips: {trips['requests'] / n:.2f} per message")
     print(f"drain, this process's RSS: {rss_before / 2**20:.0f} MB before, {me.memory_info().rss / 2**20:.0f} MB after")
+    if args.no_profile:
+        return
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
     stats.sort_stats("tottime").print_stats(args.top)
@@ -147,6 +151,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200, help="events per transaction at most")
     parser.add_argument("--funnel", action="store_true", help="new leads with the welcome funnel active")
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile ordering")
+    parser.add_argument("--no-profile", action="store_true", help="no cProfile: the drain's own time and CPU only")
     args = parser.parse_args()
     with_product_servers("wbprof-", {"WORKBENCH_INBOUND_BATCH": str(args.batch), "WORKBENCH_DRAIN_LINGER_MS": "0",
                                     "WORKBENCH_INBOUND_LANES": "1"},

@@ -17,7 +17,7 @@ from workbench.services import conversations, funnels, runs, workspace_settings
 from workbench.store import live
 from workbench.store.db import session_scope
 from workbench.store.models import Contact, ContactTag, Conversation, FunnelEvent, FunnelRun, Message, Tag
-from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_FIELDS, MAX_CONTACT_NAME_CHARS
+from workbench.store.text import MAX_CONTACT_FIELD_CHARS, MAX_CONTACT_FIELDS, MAX_CONTACT_NAME_CHARS, preview
 
 LEAD = "5521977776666"
 
@@ -282,6 +282,29 @@ def test_the_welcome_funnel_costs_the_same_statements_per_message(engine, monkey
     # walk's messages are one statement (the greeting and the menu: workbench/services/outbox.py), and its funnel
     # events one multi-row insert (workbench/services/runs.py).
     assert (first, reply, quiet) == (5, 15, 3)
+
+
+def test_a_batch_of_new_leads_writes_its_messages_and_steps_in_one_statement_each(engine, monkeypatch):
+    """Under a burst a drain stores many new leads per transaction: each costs its message and its run, and the
+    walks' messages and funnel steps of the whole batch are one statement each (``db.hold_rows``)."""
+    for module in (runs, workspace_settings):
+        monkeypatch.setattr(module, "_CACHE_TTL_S", 3600.0)
+    ws, inst, admin, _ = setup_workspace(("Boas-vindas", welcome_funnel))
+    statements_for(inbound(inst, phone="551190", text="oi"))  # caches warm
+    leads = [f"55219{k:08d}" for k in range(5)]
+    with statements_run() as executed, session_scope() as s:
+        applied = apply_events(s, inst, [inbound(inst, phone=lead, text="oi") for lead in leads])
+    assert len(executed) == 1 + 2 * len(leads) + 2  # the number, each lead's message and run, the batch's writes
+    assert sorted(c.to_phone for c in applied.effects.commands) == sorted(leads * 2)
+    with session_scope() as s:
+        for lead in leads:
+            conversation = s.scalars(select(Conversation).join(Contact, Contact.id == Conversation.contact_id)
+                                        .where(Contact.phone == lead)).one()
+            texts = s.scalars(select(Message.text).where(Message.conversation_id == conversation.id,
+                                                         Message.direction == "out").order_by(Message.id)).all()
+            assert len(texts) == 2 and conversation.last_message_preview == preview(texts[-1])
+            run = s.scalars(select(FunnelRun).where(FunnelRun.conversation_id == conversation.id)).one()
+            assert s.scalar(select(func.count()).select_from(FunnelEvent).where(FunnelEvent.run_id == run.id)) > 0
 
 
 def field_funnel() -> dict:

@@ -17,6 +17,7 @@ from connector.contracts import (
     now_ms,
     wake_inbound_drain,
 )
+from engine.worker.inbound import apply_events
 from tests.factories import (
     contact_lane,
     inbound,
@@ -263,6 +264,35 @@ def test_messages_queued_together_keep_their_order_and_each_outbox_row_sends_its
         assert [c.typing for _, c in queued] == [True, True, False]
         assert s.get(Conversation, conv_id).last_message_preview == "sem digitar"
         assert queue_messages(s, ref, []) == []
+
+
+def test_a_batchs_bot_replies_are_written_together_and_each_contact_keeps_its_order(engine, r):
+    """The bot's replies to a batch's messages are held and written in one statement (``db.hold_rows``), except
+    that a contact's next message is stored only after the reply to its previous one: each chat reads in order,
+    every command carries its own outbox row, and each conversation ends on its own last message."""
+    ws = make_workspace()
+    inst = make_instance(ws)
+    save_setting(make_actor(ws, "admin"), "default_reply", {"enabled": True, "mode": "every", "text": "Já vamos!"})
+    ana, bia, caio = "5511999990001", "5511999990002", "5511999990003"
+    events = [inbound(inst, phone=ana, text="oi", wa_id="A1"), inbound(inst, phone=bia, text="olá", wa_id="B1"),
+              inbound(inst, phone=caio, text="bom dia", wa_id="C1"), inbound(inst, phone=ana, text="e aí?", wa_id="A2")]
+    with statements_run() as executed, session_scope() as s:
+        applied = apply_events(s, inst, events)
+    assert sum("INSERT INTO outbox" in sql for sql in executed) == 2, "the first three replies, then Ana's second"
+    commands = applied.effects.commands
+    assert sorted(c.to_phone for c in commands) == [ana, ana, bia, caio]
+    with session_scope() as s:
+        for command in commands:
+            row = s.get(Outbox, command.outbox_id)
+            message = s.get(Message, row.message_id)
+            contact = s.get(Contact, s.get(Conversation, message.conversation_id).contact_id)
+            assert (contact.phone, message.text, row.command["to_phone"]) == (command.to_phone, "Já vamos!",
+                                                                                command.to_phone)
+        chat = [(m.direction, m.text) for m in _messages(inst)
+                if s.get(Contact, s.get(Conversation, m.conversation_id).contact_id).phone == ana]
+        assert chat == [("in", "oi"), ("out", "Já vamos!"), ("in", "e aí?"), ("out", "Já vamos!")]
+        for conversation in s.scalars(select(Conversation)):
+            assert (conversation.last_message_direction, conversation.last_message_preview) == ("out", "Já vamos!")
 
 
 def test_state_change_updates_instance(engine, r):

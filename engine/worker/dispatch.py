@@ -15,7 +15,7 @@ from connector.contracts import ControlCommand, InboundMessage
 from workbench.base.clock import now
 from workbench.services import runs
 from workbench.services.conversation_ref import ConversationRef
-from workbench.services.outbox import queue_message
+from workbench.services.outbox import Draft, queue_bot_messages
 from workbench.services.runs import Effects
 from workbench.services.workspace_settings import BotSettings, DefaultReply, load_setting
 from workbench.store.models import Message
@@ -49,5 +49,5 @@ def _default_reply(session: Session, conversation: ConversationRef) -> Effects:
         Message.data["auto"].astext == "default_reply", Message.created_at > now() - timedelta(hours=24),
     ))):
         return Effects()
-    _, command = queue_message(session, conversation, text=reply.text, data={"auto": "default_reply"})
-    return Effects(commands=[command])
+    draft = Draft(reply.text, data={"auto": "default_reply"})
+    return Effects(commands=queue_bot_messages(session, conversation, [draft]))

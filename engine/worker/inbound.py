@@ -22,7 +22,7 @@ from engine.worker import dispatch
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import Ack, mark_acked
 from workbench.services.runs import LIVE, Effects
-from workbench.store.db import HotStatement
+from workbench.store.db import HotStatement, hold_rows
 from workbench.store.models import LEGACY_LANE, Instance, Message
 from workbench.store.text import clean_json, clean_text, preview
 
@@ -101,20 +101,24 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
         log.warning("events for unknown instance %s dropped", instance_id)
         return applied
     statuses = _Statuses(instance_id)
-    for event in events:
-        if isinstance(event, SendAck):
-            statuses.acks.append(Ack(event.outbox_id, event.ok, event.wa_id,
-                                     clean_text(event.error)[0] if event.error is not None else None,
-                                     _ts(event.timestamp_ms)))
-        elif isinstance(event, Receipt):
-            statuses.receipts.append(event)
-        elif isinstance(event, InboundMessage):
-            if event.from_me or event.target_id or event.quoted_id:
-                statuses.apply(session)  # it may name one of our messages: their WhatsApp ids must be stored
-            _store_message(session, instance, event, applied)
-        elif isinstance(event, StateChange):
-            _apply_state(session.get(Instance, instance_id), event)
-        applied.workspaces.add(instance.workspace_id)
+    # The bot's messages and funnel steps of the whole batch are written together, one statement of each kind,
+    # before the batch stores another message of the same contact (which reads what they change) and at the end.
+    with hold_rows(session) as held:
+        for event in events:
+            if isinstance(event, SendAck):
+                statuses.acks.append(Ack(event.outbox_id, event.ok, event.wa_id,
+                                         clean_text(event.error)[0] if event.error is not None else None,
+                                         _ts(event.timestamp_ms)))
+            elif isinstance(event, Receipt):
+                statuses.receipts.append(event)
+            elif isinstance(event, InboundMessage):
+                if event.from_me or event.target_id or event.quoted_id:
+                    statuses.apply(session)  # it may name one of our messages: their WhatsApp ids must be stored
+                held.write_for(session, phone_digits(event.phone))
+                _store_message(session, instance, event, applied)
+            elif isinstance(event, StateChange):
+                _apply_state(session.get(Instance, instance_id), event)
+            applied.workspaces.add(instance.workspace_id)
     statuses.apply(session)
     return applied
 

@@ -8,12 +8,12 @@ the connector's claim (``connector.claims``, kept in its data dir) makes sure Wh
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from redis.client import Pipeline
-from sqlalchemy import BigInteger, Boolean, DateTime, Interval, String, bindparam, func, literal, or_, select, text
+from sqlalchemy import BigInteger, DateTime, Interval, String, bindparam, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
@@ -23,40 +23,45 @@ from workbench.base.i18n import t
 from workbench.services.conversation_ref import ConversationRef
 from workbench.store.bus import get_redis
 from workbench.store.config import get_settings
-from workbench.store.db import HotStatement
+from workbench.store.db import HotStatement, write_rows
 from workbench.store.models import Instance, Outbox
 from workbench.store.text import clean_text, preview
 
-# A conversation's new messages, their outbox rows and its last-message fields in one statement (one round trip
-# for a funnel step's greeting and menu, instead of three per message): data-modifying CTEs all run, in one
-# snapshot, whether or not the outer statement reads them. Each draft takes its message id from the sequence in
-# the draft's order, so the outbox row of a draft is the row of its own message, whatever order rows come back in.
-# The first human reply is what "time to first response" measures; bot messages do not count.
+# New outbound messages, their outbox rows and their conversations' last-message fields in one statement, for one
+# conversation (a funnel step's greeting and menu) or for a whole inbound batch's (``hold_rows``), instead of three
+# statements per message: data-modifying CTEs all run, in one snapshot, whether or not the outer statement reads
+# them. Each row takes its message id from the sequence in the rows' order, so the outbox row of a row is the row of
+# its own message whatever order rows come back in, and a conversation's last row is its last message. The
+# conversations are found by primary key whatever the statistics say, planned on each run (see ``_ACKS``). The
+# first human reply is what "time to first response" measures; bot messages do not count.
 _QUEUE = HotStatement(text("""
 WITH draft AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS message_id, draft.*
-    FROM jsonb_to_recordset(:drafts)
-         AS draft(type text, text text, data jsonb, media_id bigint, funnel_id bigint, command jsonb)
+    FROM jsonb_to_recordset(:rows)
+         AS draft(workspace_id bigint, instance_id bigint, conversation_id bigint, user_id bigint, at timestamptz,
+                  type text, text text, preview text, data jsonb, media_id bigint, funnel_id bigint, command jsonb)
 ), new_message AS (
     INSERT INTO messages (id, workspace_id, instance_id, conversation_id, direction, type, text, data, media_id,
                           status, sent_by_user_id, sent_by_funnel_id, created_at, status_at)
-    SELECT message_id, :workspace_id, :instance_id, :conversation_id, 'out', type, text, data, media_id, 'pending',
-           :user_id, funnel_id, :at, :at
+    SELECT message_id, workspace_id, instance_id, conversation_id, 'out', type, text, data, media_id, 'pending',
+           user_id, funnel_id, at, at
     FROM draft
+), last AS MATERIALIZED (
+    SELECT DISTINCT ON (conversation_id) conversation_id, at, preview, type, user_id
+    FROM draft ORDER BY conversation_id, message_id DESC
 ), touched AS (
     UPDATE conversations
-    SET last_message_at = :at, last_message_preview = :preview, last_message_direction = 'out',
-        last_message_type = :type,
-        first_reply_at = CASE WHEN :by_human THEN coalesce(first_reply_at, :at) ELSE first_reply_at END
-    WHERE id = :conversation_id
+    SET last_message_at = last.at, last_message_preview = last.preview, last_message_direction = 'out',
+        last_message_type = last.type,
+        first_reply_at = CASE WHEN last.user_id IS NOT NULL THEN coalesce(first_reply_at, last.at)
+                              ELSE first_reply_at END
+    FROM last
+    WHERE conversations.id = ANY(ARRAY(SELECT conversation_id FROM last)) AND conversations.id = last.conversation_id
 )
 INSERT INTO outbox (workspace_id, instance_id, message_id, command, publish_count, published_at)
-SELECT :workspace_id, :instance_id, message_id, command, 1, :at FROM draft
+SELECT workspace_id, instance_id, message_id, command, 1, at FROM draft
 RETURNING message_id, id
-""").bindparams(*(bindparam(name, type_=BigInteger) for name in ("workspace_id", "instance_id", "conversation_id",
-                                                                   "user_id")),
-                bindparam("at", type_=DateTime(timezone=True)), bindparam("by_human", type_=Boolean),
-                bindparam("preview", type_=String), bindparam("type", type_=String), bindparam("drafts", type_=JSONB)))
+""").bindparams(bindparam("rows", type_=JSONB)), planned_each_time=True)
 
 
 class Draft(NamedTuple):
@@ -84,7 +89,25 @@ def queue_messages(session: Session, conversation: ConversationRef, drafts: Sequ
 
     Returns each draft's message id and command, in the drafts' order.
     """
-    when = now()
+    message_ids: list[int] = []
+    commands = _write(session, conversation, drafts, user_id, message_ids.append, hold=False)
+    return list(zip(message_ids, commands, strict=True))
+
+
+def queue_bot_messages(session: Session, conversation: ConversationRef, drafts: Sequence[Draft]
+                       ) -> list[OutboundCommand]:
+    """The bot's messages to one conversation, as ``queue_messages`` writes them, but held with the rest of an
+    inbound batch's when the session holds rows (``db.hold_rows``): the commands get their outbox ids once the
+    batch's rows are written, which happens before commit and before anything of the same contact is read or
+    stored. Returns the commands, in the drafts' order, to publish after commit."""
+    return _write(session, conversation, drafts, None, None, hold=True)
+
+
+def _write(session: Session, conversation: ConversationRef, drafts: Sequence[Draft], user_id: int | None,
+           message_id: Callable[[int], None] | None, *, hold: bool) -> list[OutboundCommand]:
+    """The rows and commands of ``drafts``; the rows go to ``_QUEUE`` now or held (``hold``), and each command gets
+    its outbox id (and ``message_id`` each message id, in order) once they are written."""
+    when = now().isoformat()
     rows, commands = [], []
     for draft in drafts:
         body, flags = clean_text(draft.text) if draft.text is not None else (None, {})
@@ -94,22 +117,27 @@ def queue_messages(session: Session, conversation: ConversationRef, drafts: Sequ
             type=draft.type, text=poll[0] if poll else body, media=draft.media, typing=draft.typing,
             **({"poll_options": list(poll[1]), "fallback_text": body} if poll else {}),
         )
-        rows.append({"type": draft.type, "text": body, "media_id": draft.media_id, "funnel_id": draft.funnel_id,
+        rows.append({"workspace_id": conversation.workspace_id, "instance_id": conversation.instance_id,
+                     "conversation_id": conversation.id, "user_id": user_id, "at": when, "type": draft.type,
+                     "text": body, "preview": preview(body), "media_id": draft.media_id, "funnel_id": draft.funnel_id,
                      "data": {**(draft.data or {}), **flags, **({"media": draft.media.model_dump()} if draft.media
                                                                 else {})},
                      "command": command.model_dump(exclude={"outbox_id"}, exclude_none=True)})
         commands.append(command)
     if not commands:
         return []
-    # one jsonb parameter for the drafts: psycopg dumps a document faster than six arrays
-    outbox_ids = dict(_QUEUE.execute(session, {
-        "workspace_id": conversation.workspace_id, "instance_id": conversation.instance_id,
-        "conversation_id": conversation.id, "user_id": user_id, "at": when, "by_human": user_id is not None,
-        "drafts": rows, "preview": preview(rows[-1]["text"]), "type": rows[-1]["type"],
-    }))
-    message_ids = sorted(outbox_ids)  # taken from the sequence in the drafts' order
-    return [(message_id, command.model_copy(update={"outbox_id": outbox_ids[message_id]}))
-            for message_id, command in zip(message_ids, commands, strict=True)]
+
+    def written(result: list[tuple]) -> None:  # (message id, outbox id) per row, in the rows' order
+        for (message, outbox_id), command in zip(result, commands, strict=True):
+            command.outbox_id = outbox_id
+            if message_id is not None:
+                message_id(message)
+
+    if hold:
+        write_rows(session, _QUEUE, rows, conversation.phone, written)
+    else:
+        written(sorted(_QUEUE.execute(session, {"rows": rows})))
+    return commands
 
 
 def queue_message(

@@ -33,7 +33,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
-from sqlalchemy import BigInteger, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -61,10 +61,10 @@ from workbench.base.errors import InvalidInput
 from workbench.base.i18n import error_text, t
 from workbench.services import contact_fields, entry_links, routing
 from workbench.services.conversation_ref import ConversationRef
-from workbench.services.outbox import Draft, queue_messages
+from workbench.services.outbox import Draft, queue_bot_messages
 from workbench.services.outbox import publish as publish_commands
 from workbench.store import live
-from workbench.store.db import HotStatement
+from workbench.store.db import HotStatement, write_held, write_rows
 from workbench.store.models import (
     ActivityEvent,
     Contact,
@@ -537,16 +537,18 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
                                                   else {}), **(event_data or {})},
         })
         event_data = None  # the call's figures belong to the step that received its result
-    # one statement for the walk's messages (a greeting and a menu), in the steps' order
-    effects.commands.extend(command for _, command in queue_messages(session, conversation, drafts))
+    # The walk's messages (a greeting and a menu) in the steps' order, and its steps, each kind in one statement, or
+    # with the rest of an inbound batch's (``db.hold_rows``). As ORM objects the steps cost a third of a new lead's
+    # time in the worker, and as SQLAlchemy's multi-row insert (psycopg's executemany) a seventh.
+    effects.commands.extend(queue_bot_messages(session, conversation, drafts))
     if events:
-        # one statement for the walk's steps: as ORM objects they cost a third of a new lead's time in the worker,
-        # and as SQLAlchemy's multi-row insert (psycopg's executemany) a seventh
-        _INSERT_EVENTS.execute(session, {"workspace_id": run.workspace_id, "run_id": run.id,
-                                         "funnel_id": run.funnel_id, "version_id": run.version_id, "steps": events})
+        write_rows(session, _INSERT_EVENTS, [{**event, "workspace_id": run.workspace_id, "run_id": run.id,
+                                              "funnel_id": run.funnel_id, "version_id": run.version_id}
+                                             for event in events], conversation.phone)
     go_to = start_next if result.status == "completed" else None
     if go_to is None and not added:
         return effects
+    write_held(session)  # the funnels started now read the conversation (an AI node its history) as this walk left it
     if depth >= MAX_CHAIN:
         log.warning("run %s: chain of %s funnels in one event cut here (go-to %s, tags added %s not fired)",
                     run.id, depth + 1, go_to, added)
@@ -570,16 +572,16 @@ INSERT INTO funnel_runs ({", ".join(_RUN_COLUMNS)}) VALUES ({", ".join(f":{name}
 RETURNING id
 """))
 
-# A walk's funnel events, one row per step, in step order (the steps as one jsonb document, as the walk's messages).
+# Walks' funnel events, one row per step, in step order (the steps as one jsonb document, as the walks' messages).
 _INSERT_EVENTS = HotStatement(text("""
 INSERT INTO funnel_events (workspace_id, run_id, funnel_id, version_id, node_id, node_type, output, status,
                            duration_ms, error, data)
-SELECT :workspace_id, :run_id, :funnel_id, :version_id, step.node_id, step.node_type, step.output, step.status,
-       step.duration_ms, step.error, step.data
-FROM jsonb_to_recordset(:steps) AS step(node_id text, node_type text, output text, status text, duration_ms integer,
-                                        error text, data jsonb)
-""").bindparams(*(bindparam(name, type_=BigInteger) for name in ("workspace_id", "run_id", "funnel_id", "version_id")),
-                bindparam("steps", type_=JSONB)))
+SELECT step.workspace_id, step.run_id, step.funnel_id, step.version_id, step.node_id, step.node_type, step.output,
+       step.status, step.duration_ms, step.error, step.data
+FROM jsonb_to_recordset(:rows) AS step(workspace_id bigint, run_id bigint, funnel_id bigint, version_id bigint,
+                                       node_id text, node_type text, output text, status text, duration_ms integer,
+                                       error text, data jsonb)
+""").bindparams(bindparam("rows", type_=JSONB)))
 
 
 def _insert_run(session: Session, run: FunnelRun) -> None:

@@ -10,7 +10,7 @@ kind and the names involved, never by PostgreSQL's message (which quotes values:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -159,6 +159,81 @@ class HotStatement:
         """Run the statement; its first row, or None."""
         rows = self.execute(session, params)
         return rows[0] if rows else None
+
+
+_HELD = "workbench.held_rows"
+
+
+class HeldRows:
+    """Rows for multi-row ``HotStatement``s held back within a transaction and written together: one statement of
+    each kind for a whole batch of inbound events instead of one per message (see ``hold_rows``).
+
+    Rows are held under a key (the contact's phone): whoever is about to read or write what a key's rows would
+    change writes them first (``write_for``), so within the transaction nothing sees the difference but the
+    statement count.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[HotStatement, list[tuple[list[dict[str, Any]], Callable[[list[tuple]], None] | None]]] = {}
+        self._keys: set[str] = set()
+
+    def add(self, statement: HotStatement, rows: list[dict[str, Any]], key: str,
+            written: Callable[[list[tuple]], None] | None = None) -> None:
+        """Hold ``rows`` for ``statement``; ``written`` gets the rows the statement returned for them once written."""
+        self._parts.setdefault(statement, []).append((rows, written))
+        self._keys.add(key)
+
+    def write_for(self, session: Session, key: str) -> None:
+        """Write everything held if anything is held under ``key``."""
+        if key in self._keys:
+            self.write(session)
+
+    def write(self, session: Session) -> None:
+        """Run each statement once with all its held rows, in the order they were added.
+
+        A statement that returns rows must return one per row it was given, in an order ``sorted`` restores (the
+        outbox's message ids come from a sequence in the rows' order): each ``written`` gets its own slice.
+        """
+        parts, self._parts, self._keys = self._parts, {}, set()
+        for statement, added in parts.items():
+            result = sorted(statement.execute(session, {"rows": [row for rows, _ in added for row in rows]}))
+            start = 0
+            for rows, written in added:
+                if written is not None:
+                    written(result[start:start + len(rows)])
+                start += len(rows)
+
+
+@contextmanager
+def hold_rows(session: Session) -> Iterator[HeldRows]:
+    """Hold the rows ``write_rows`` gets in ``session`` until the block ends (written then, unless it raises) or
+    until ``HeldRows.write``; the drain's batches use it (``engine/worker/inbound.py``)."""
+    held = session.info[_HELD] = HeldRows()
+    try:
+        yield held
+        held.write(session)
+    finally:
+        session.info.pop(_HELD, None)
+
+
+def write_rows(session: Session, statement: HotStatement, rows: list[dict[str, Any]], key: str,
+               written: Callable[[list[tuple]], None] | None = None) -> None:
+    """Run a multi-row ``statement`` (``:rows``, a jsonb array) now, or hold the rows when the session holds rows
+    (``hold_rows``) under ``key``; ``written`` gets the statement's rows for them, sorted, once written."""
+    held: HeldRows | None = session.info.get(_HELD)
+    if held is not None:
+        held.add(statement, rows, key, written)
+        return
+    result = sorted(statement.execute(session, {"rows": rows}))
+    if written is not None:
+        written(result)
+
+
+def write_held(session: Session) -> None:
+    """Write the rows ``session`` holds (``hold_rows``) now, if it holds any."""
+    held: HeldRows | None = session.info.get(_HELD)
+    if held is not None:
+        held.write(session)
 
 
 def _is_document(value: Any) -> bool:
