@@ -14,6 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from connector.contracts import phone_digits
+from engine.core import templates
 from engine.core.templates import MAX_OUTPUT_CHARS, MAX_RENDER_WORK, check_syntax, render
 from tests import fuzzing
 from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
@@ -31,6 +32,21 @@ namespaces = st.fixed_dictionaries({
     "vars": st.dictionaries(st.sampled_from(["n", "x", "a"]), fuzzing.json_values, max_size=3),
     "last_reply": fuzzing.any_text, "history": fuzzing.any_text,
 })
+
+
+@fuzzing.scaled(0.5)
+@given(text=fuzzing.any_text.map(lambda text: text.replace("{", "(")))
+@example(text="linha 1\r\nlinha 2\n")
+@example(text="100% }} fechado %} #}")
+def test_a_text_without_template_syntax_renders_as_jinja_would_render_it(text):
+    """``render`` skips Jinja for a text with no "{" (most funnel texts and option labels): the result must be
+    exactly what the sandboxed environment makes of it."""
+    result = render(text, {})
+    compiled = templates._compile(text)
+    if isinstance(compiled, str):  # too long: refused the same way
+        assert result.error == compiled and result.text == ""
+    else:
+        assert (result.text, result.error, result.missing) == (compiled.render(), None, [])
 
 
 @fuzzing.scaled(1.0)

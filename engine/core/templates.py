@@ -630,6 +630,10 @@ def render(template: str, ctx: Any) -> RenderResult:
     """
     if not template:
         return RenderResult("")
+    if "{" not in template and "\r" not in template and len(template) <= MAX_TEMPLATE_CHARS:
+        # No Jinja syntax (nor line ends Jinja would normalise): the text is its own rendering, without a context
+        # built for it (most of a funnel's texts and option labels; a fifth of a welcome walk's time).
+        return RenderResult(template)  # shorter than MAX_OUTPUT_CHARS
     compiled = _compile(template)
     if isinstance(compiled, str):
         return RenderResult("", error=compiled)
