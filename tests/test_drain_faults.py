@@ -69,10 +69,10 @@ def _poison(monkeypatch, text_: str, action) -> None:
     """Make storing the message whose text is ``text_`` run ``action`` (raise, hang, kill) instead."""
     real = inbound_mod._store_message
 
-    def store(session, instance, event, applied):
+    def store(session, instance, event, applied, *rest):
         if event.text == text_:
             action()
-        return real(session, instance, event, applied)
+        return real(session, instance, event, applied, *rest)
 
     monkeypatch.setattr(inbound_mod, "_store_message", store)
 
@@ -203,7 +203,7 @@ def test_a_drain_that_lost_its_lock_cannot_answer_a_second_time(engine, r, monke
     real = inbound_mod._store_message
     other: dict = {}
 
-    def store(session, instance, event, applied):
+    def store(session, instance, event, applied, *rest):
         if not other:  # the first drain is about to store: its lock is stolen and a second drain starts
             done = threading.Event()
             other["thread"] = threading.Thread(
@@ -211,7 +211,7 @@ def test_a_drain_that_lost_its_lock_cannot_answer_a_second_time(engine, r, monke
             r.delete(DRAIN_LOCK.format(_u(inst)))
             other["thread"].start()
             _waiting_on_a_lock(done)
-        return real(session, instance, event, applied)
+        return real(session, instance, event, applied, *rest)
 
     monkeypatch.setattr(inbound_mod, "_store_message", store)
     publish(inbound(inst, text="quero comprar"))
@@ -230,18 +230,18 @@ def test_a_message_stored_meanwhile_by_another_writer_gets_no_second_answer(engi
     run_jobs()
     _bot_answers_every_message(ws)
     event = inbound(inst, text="segunda")
-    real = inbound_mod._store_message
+    real = inbound_mod._prepare
 
-    def store(session, instance, ev, applied):
+    def prepare(instance, ev, k):
         if ev.wa_id == event.wa_id and not _texts(inst)[1:]:
-            with session_scope() as other:  # committed after the drain looked for it, before it inserts
+            with session_scope() as other:  # committed after the drain read it, before it stores it
                 conversation_id = other.scalar(select(Conversation.id))
                 other.add(Message(workspace_id=ws, instance_id=inst, conversation_id=conversation_id,
                                   wa_id=ev.wa_id, direction="in", type="text", text="segunda", data={},
                                   status="received"))
-        return real(session, instance, ev, applied)
+        return real(instance, ev, k)
 
-    monkeypatch.setattr(inbound_mod, "_store_message", store)
+    monkeypatch.setattr(inbound_mod, "_prepare", prepare)
     publish(event)
     run_jobs()
     assert _texts(inst) == ["primeira", "segunda"]

@@ -29,10 +29,10 @@ def set_aside(r, monkeypatch, instance_id: int, text: str, phone: str = "5511988
     """Make a message from ``phone`` fail on every try until the drain sets it aside, then let storing work again."""
     real = inbound_mod._store_message
 
-    def store(session, instance, event, applied):
+    def store(session, instance, event, applied, *rest):
         if event.text == text:
             raise RuntimeError("tabela indisponível")
-        return real(session, instance, event, applied)
+        return real(session, instance, event, applied, *rest)
 
     monkeypatch.setattr(inbound_mod, "_store_message", store)
     publish(inbound(instance_id, phone=phone, text=text))

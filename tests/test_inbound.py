@@ -142,11 +142,11 @@ def test_failing_event_is_retried_without_blocking_other_contacts(engine, r, mon
     real = inbound_mod._store_message
     calls = {"n": 0}
 
-    def flaky(session, instance, event, applied):
+    def flaky(session, instance, event, applied, *rest):
         if event.text == "quebra" and calls["n"] < 2:  # the batch and its one-by-one retry
             calls["n"] += 1
             raise ValueError("transient failure")
-        return real(session, instance, event, applied)
+        return real(session, instance, event, applied, *rest)
 
     monkeypatch.setattr(inbound_mod, "_store_message", flaky)
     publish(inbound(inst, phone="551101", text="quebra"), inbound(inst, phone="551101", text="seguinte"),

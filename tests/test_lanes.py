@@ -75,11 +75,11 @@ def test_a_slow_contact_holds_back_only_its_own_lane(engine, r, monkeypatch):
     inside, release = threading.Event(), threading.Event()
     real = inbound_mod._store_message
 
-    def store(session, instance, event, applied):
+    def store(session, instance, event, applied, *rest):
         if event.text == "lento 1":  # a long step inside the drain's transaction, holding its lane's lock
             inside.set()
             assert release.wait(60)
-        return real(session, instance, event, applied)
+        return real(session, instance, event, applied, *rest)
 
     monkeypatch.setattr(inbound_mod, "_store_message", store)
     publish(inbound(inst, phone=slow, text="lento 1"), inbound(inst, phone=fast, text="rápido 1"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, bindparam, select, text
+from sqlalchemy import DateTime, String, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ from engine.worker import dispatch
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import Ack, mark_acked
 from workbench.services.runs import LIVE, Effects
-from workbench.store.db import HotStatement, hold_rows
+from workbench.store.db import HeldRows, HotStatement, hold_rows
 from workbench.store.models import LEGACY_LANE, Instance, Message
 from workbench.store.text import clean_json, clean_text, preview
 
@@ -101,24 +101,32 @@ def apply_events(session: Session, instance_id: int, events: list[Any], epoch: i
         log.warning("events for unknown instance %s dropped", instance_id)
         return applied
     statuses = _Statuses(instance_id)
-    # The bot's messages and funnel steps of the whole batch are written together, one statement of each kind,
-    # before the batch stores another message of the same contact (which reads what they change) and at the end.
+    applied.workspaces.add(instance.workspace_id)
+    # Messages are stored in runs of distinct contacts, one statement per run, and the bot's messages and funnel
+    # steps of the whole batch are written together, one statement of each kind, before the batch stores another
+    # message of the same contact (which reads what they change) and at the end.
     with hold_rows(session) as held:
+        run: list[InboundMessage] = []
+        in_run: set[tuple[str, str]] = set()  # the phones and WhatsApp ids of ``run``
         for event in events:
-            if isinstance(event, SendAck):
+            if isinstance(event, InboundMessage):
+                keys = {("phone", phone_digits(event.phone)), ("id", event.wa_id)}
+                if not in_run.isdisjoint(keys):
+                    _store_messages(session, instance, run, applied, statuses, held)
+                    in_run.clear()
+                run.append(event)
+                in_run |= keys
+            elif isinstance(event, SendAck):
                 statuses.acks.append(Ack(event.outbox_id, event.ok, event.wa_id,
                                          clean_text(event.error)[0] if event.error is not None else None,
                                          _ts(event.timestamp_ms)))
             elif isinstance(event, Receipt):
                 statuses.receipts.append(event)
-            elif isinstance(event, InboundMessage):
-                if event.from_me or event.target_id or event.quoted_id:
-                    statuses.apply(session)  # it may name one of our messages: their WhatsApp ids must be stored
-                held.write_for(session, phone_digits(event.phone))
-                _store_message(session, instance, event, applied)
             elif isinstance(event, StateChange):
+                _store_messages(session, instance, run, applied, statuses, held)
+                in_run.clear()
                 _apply_state(session.get(Instance, instance_id), event)
-            applied.workspaces.add(instance.workspace_id)
+        _store_messages(session, instance, run, applied, statuses, held)
     statuses.apply(session)
     return applied
 
@@ -153,29 +161,37 @@ class _Statuses:
         self.receipts.clear()
 
 
-# One statement stores a message: the contact upsert, the conversation upsert and the message insert as
-# data-modifying CTEs (one round trip instead of four with the look for a stored copy). A message already stored
-# (WhatsApp redelivers, our stream may deliver twice) makes the contact CTE insert nothing, so nothing is
-# counted twice and the statement returns no row. ``never_wrote``: the contact row as it was before this
-# statement (subqueries see the statement's snapshot) had no inbound message yet, so this is the contact's first
-# even if we wrote to them first from the phone. ``live_run``: whether the bot has a live run for the contact, so
-# the runtime looks for it only when there is one (the session is flushed first, so this batch's runs count).
+# One statement stores a run of messages of distinct contacts (one message under a light flow): per message the
+# contact upsert, the conversation upsert and the message insert as data-modifying CTEs, guarded by "not stored yet"
+# (one round trip for a whole run instead of four per message). A message already stored (WhatsApp redelivers, our
+# stream may deliver twice) inserts and counts nothing, and returns no row; each row names its message by ``k``, its
+# place in the run. ``never_wrote``: the contact row as it was before this statement (subqueries see the
+# statement's snapshot) had no inbound message yet, so this is the contact's first even if we wrote to them first
+# from the phone. ``live_run``: whether the bot has a live run for the contact, so the runtime looks for it only
+# when there is one (the session is flushed first, so this batch's runs count). The look for a stored copy is kept
+# a per-message probe of the (number, WhatsApp id) index by OFFSET 0, whatever plan the statement was prepared with.
 _STORE = HotStatement(text(f"""
-WITH contact AS (
+WITH fresh AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset(:rows) AS m(
+        k integer, workspace_id bigint, instance_id bigint, phone text, jid text, push_name text,
+        inbound_at timestamptz, at timestamptz, preview text, direction text, type text, unread integer,
+        wa_id text, text text, data jsonb, quoted_id text, status text)
+    WHERE NOT EXISTS (SELECT 1 FROM messages WHERE instance_id = m.instance_id AND wa_id = m.wa_id OFFSET 0)
+), contact AS (
     INSERT INTO contacts (workspace_id, instance_id, phone, jid, push_name, last_inbound_at)
-    SELECT :workspace_id, :instance_id, :phone, :jid, :push_name, :inbound_at
-    WHERE NOT EXISTS (SELECT 1 FROM messages WHERE instance_id = :instance_id AND wa_id = :wa_id)
+    SELECT workspace_id, instance_id, phone, jid, push_name, inbound_at FROM fresh
     ON CONFLICT (instance_id, phone) DO UPDATE SET
         jid = excluded.jid,
         push_name = coalesce(excluded.push_name, contacts.push_name),
         last_inbound_at = coalesce(excluded.last_inbound_at, contacts.last_inbound_at)
-    RETURNING id, xmax = 0 AS inserted,
+    RETURNING id, phone, xmax = 0 AS inserted,
         (SELECT before.last_inbound_at IS NULL FROM contacts AS before WHERE before.id = contacts.id) AS never_wrote
 ), conversation AS (
     INSERT INTO conversations (workspace_id, instance_id, contact_id, status, last_message_at, last_message_preview,
                                last_message_direction, last_message_type, last_inbound_at, unread_count)
-    SELECT :workspace_id, :instance_id, contact.id, 'open', :at, :preview, :direction, :type, :inbound_at, :unread
-    FROM contact
+    SELECT fresh.workspace_id, fresh.instance_id, contact.id, 'open', fresh.at, fresh.preview, fresh.direction,
+           fresh.type, fresh.inbound_at, fresh.unread
+    FROM fresh JOIN contact ON contact.phone = fresh.phone
     ON CONFLICT (contact_id) DO UPDATE SET
         status = CASE WHEN excluded.unread_count > 0 AND conversations.status = 'closed' THEN 'open'
                       ELSE conversations.status END,
@@ -186,30 +202,23 @@ WITH contact AS (
         last_inbound_at = coalesce(excluded.last_inbound_at, conversations.last_inbound_at),
         unread_count = conversations.unread_count + excluded.unread_count,
         closed_at = CASE WHEN excluded.unread_count > 0 THEN NULL ELSE conversations.closed_at END
-    RETURNING id, bot_paused
+    RETURNING id, contact_id, bot_paused
 ), message AS (
     INSERT INTO messages (workspace_id, instance_id, conversation_id, wa_id, direction, type, text, data,
                           quoted_wa_id, status, wa_timestamp)
-    SELECT :workspace_id, :instance_id, conversation.id, :wa_id, :direction, :type, :text, :data, :quoted_id,
-           :status, :at
-    FROM conversation
+    SELECT fresh.workspace_id, fresh.instance_id, conversation.id, fresh.wa_id, fresh.direction, fresh.type,
+           fresh.text, fresh.data, fresh.quoted_id, fresh.status, fresh.at
+    FROM fresh JOIN contact ON contact.phone = fresh.phone JOIN conversation ON conversation.contact_id = contact.id
     ON CONFLICT (instance_id, wa_id) DO NOTHING
-    RETURNING id
+    RETURNING id, wa_id
 )
-SELECT contact.id, contact.inserted, contact.never_wrote, conversation.id, conversation.bot_paused,
-       (SELECT id FROM message) AS message_id,
+SELECT fresh.k, contact.id, contact.inserted, contact.never_wrote, conversation.id, conversation.bot_paused,
+       message.id,
        EXISTS (SELECT 1 FROM funnel_runs WHERE conversation_id = conversation.id
                AND status IN ({", ".join(f"'{s}'" for s in LIVE)})) AS live_run
-FROM contact, conversation
-""").bindparams(
-    # typed, so that a None reaches PostgreSQL as the column's type (a SELECT list gives no type to infer)
-    bindparam("workspace_id", type_=BigInteger), bindparam("instance_id", type_=BigInteger),
-    bindparam("phone", type_=String), bindparam("jid", type_=String), bindparam("push_name", type_=String),
-    bindparam("inbound_at", type_=DateTime(timezone=True)), bindparam("at", type_=DateTime(timezone=True)),
-    bindparam("preview", type_=String), bindparam("direction", type_=String), bindparam("type", type_=String),
-    bindparam("unread", type_=Integer), bindparam("wa_id", type_=String), bindparam("text", type_=String),
-    bindparam("data", type_=JSONB), bindparam("quoted_id", type_=String), bindparam("status", type_=String),
-))
+FROM fresh JOIN contact ON contact.phone = fresh.phone JOIN conversation ON conversation.contact_id = contact.id
+LEFT JOIN message ON message.wa_id = fresh.wa_id
+""").bindparams(bindparam("rows", type_=JSONB)))
 
 
 # The lane's fencing row, locked for this transaction, with what storing needs of the number. Plain SQL on the
@@ -223,14 +232,20 @@ FOR NO KEY UPDATE OF drain_lanes
 """))
 
 
-def _store_message(session: Session, instance: Instance | _Number, event: InboundMessage,
-                   applied: Applied) -> None:
-    """Store one message (a copy already stored counts as a duplicate) and run the bot on it."""
-    when = _ts(event.timestamp_ms)
+class _Prepared(NamedTuple):
+    """One message made ready for ``_STORE``: its row, and what the bot needs of it afterwards."""
+
+    row: dict[str, Any]
+    phone: str
+    text: str | None
+    push_name: str | None
+
+
+def _prepare(instance: Instance | _Number, event: InboundMessage, k: int) -> _Prepared:
+    when = _ts(event.timestamp_ms).isoformat()
     phone = phone_digits(event.phone)
     inbound = not event.from_me
-    side_effect = event.type in SIDE_EFFECT_TYPES
-    counts = inbound and not side_effect
+    counts = inbound and event.type not in SIDE_EFFECT_TYPES
     text_, flags = clean_text(event.text) if event.text is not None else (None, {})
     push_name = clean_text(event.push_name, limit=PUSH_NAME_CHARS)[0] if event.push_name and inbound else None
     data: dict[str, Any] = {**flags}
@@ -240,14 +255,38 @@ def _store_message(session: Session, instance: Instance | _Number, event: Inboun
         data["target_id"] = event.target_id
     if event.raw:
         data["raw"] = event.raw
+    row = {
+        "k": k, "workspace_id": instance.workspace_id, "instance_id": instance.id, "phone": phone,
+        "jid": event.chat_jid, "push_name": push_name, "inbound_at": when if inbound else None, "at": when,
+        "preview": preview(text_), "direction": "in" if inbound else "out", "type": event.type,
+        "unread": 1 if counts else 0, "wa_id": event.wa_id, "text": text_, "data": clean_json(data),
+        "quoted_id": event.quoted_id, "status": "received" if inbound else "sent",
+    }
+    return _Prepared(row, phone, text_, push_name)
+
+
+def _store_messages(session: Session, instance: Instance | _Number, run: list[InboundMessage], applied: Applied,
+                    statuses: _Statuses, held: HeldRows) -> None:
+    """Store a run of messages of distinct contacts in one statement, then run the bot on each, in order; empties
+    ``run``."""
+    if not run:
+        return
+    if any(event.from_me or event.target_id or event.quoted_id for event in run):
+        statuses.apply(session)  # one may name one of our messages: their WhatsApp ids must be stored first
+    prepared = [_prepare(instance, event, k) for k, event in enumerate(run)]
+    for message in prepared:
+        held.write_for(session, message.phone)  # what the bot wrote to the contact before this message
     session.flush()  # runs this batch started must be rows for the statement's live_run
-    row = _STORE.first(session, {
-        "workspace_id": instance.workspace_id, "instance_id": instance.id, "phone": phone, "jid": event.chat_jid,
-        "push_name": push_name, "inbound_at": when if inbound else None, "at": when, "preview": preview(text_),
-        "direction": "in" if inbound else "out", "type": event.type, "unread": 1 if counts else 0,
-        "wa_id": event.wa_id, "text": text_, "data": clean_json(data), "quoted_id": event.quoted_id,
-        "status": "received" if inbound else "sent",
-    })
+    found = {row[0]: row[1:] for row in _STORE.execute(session, {"rows": [message.row for message in prepared]})}
+    for k, (event, message) in enumerate(zip(run, prepared, strict=True)):
+        _store_message(session, instance, event, applied, message, found.get(k))
+    run.clear()
+
+
+def _store_message(session: Session, instance: Instance | _Number, event: InboundMessage, applied: Applied,
+                   message: _Prepared, row: tuple | None) -> None:
+    """What follows storing one message (``row``, None for a copy already stored): count it, apply what it changes
+    in another message, run the bot on it."""
     if row is None:
         applied.duplicates += 1
         return
@@ -257,17 +296,17 @@ def _store_message(session: Session, instance: Instance | _Number, event: Inboun
         # time. Nothing of this batch may commit, and the bot must not answer twice.
         raise AlreadyStored(instance.id)
     applied.stored += 1
-    if side_effect and event.target_id:
-        _apply_side_effect(session, instance.id, event, text_)
-    if counts:
+    if event.type in SIDE_EFFECT_TYPES and event.target_id:
+        _apply_side_effect(session, instance.id, event, message.text)
+    if message.row["unread"]:
         # What the statement learnt saves the runtime reading it again: whether the bot is paused, whether the
         # contact row is brand new (no tags, fields or runs) and whether a run is live. "First message ever" is
         # wider: a new row, or a contact we had only written to.
         conversation = ConversationRef(
             id=conversation_id, workspace_id=instance.workspace_id, instance_id=instance.id, contact_id=contact_id,
-            phone=phone, jid=event.chat_jid, push_name=push_name, known_unpaused=not paused,
+            phone=message.phone, jid=event.chat_jid, push_name=message.push_name, known_unpaused=not paused,
             contact_created=new_contact, first_message=new_contact or bool(never_wrote), no_live_run=not live_run)
-        applied.effects.extend(dispatch.on_inbound_message(session, conversation, event, text_))
+        applied.effects.extend(dispatch.on_inbound_message(session, conversation, event, message.text))
 
 
 def _apply_side_effect(session: Session, instance_id: int, event: InboundMessage, text: str | None) -> None:
