@@ -308,6 +308,31 @@ def test_a_batch_of_new_leads_costs_a_statement_per_run_and_a_few_for_the_whole_
             assert s.scalar(select(func.count()).select_from(FunnelEvent).where(FunnelEvent.run_id == run.id)) > 0
 
 
+def test_a_funnel_started_by_go_to_reads_the_messages_the_first_one_sent(engine, r):
+    """The bot's messages of a batch are held until the batch ends (``db.hold_rows``), but a funnel that a walk
+    starts in the same conversation reads its history from the database: what the first walk sent is written
+    before the second one starts."""
+    def node(node_id: str, x: int, type_: str, **data) -> dict:
+        return {"id": node_id, "type": type_, "position": {"x": x, "y": 0}, "data": data}
+
+    def chain(*nodes: dict) -> dict:
+        return {"nodes": list(nodes), "edges": [{"id": f"{a['id']}-{b['id']}", "source": a["id"], "target": b["id"],
+                                                 "label": "next"} for a, b in zip(nodes, nodes[1:], strict=False)]}
+
+    second = chain(node("t", 0, "trigger", kind="keyword", mode="exact", words=["nunca"]),
+                   node("eco", 300, "send_message", text="{{history}}", typing=False), node("e", 600, "end"))
+    ws, inst, admin, [second_id] = setup_workspace(("Depois", lambda: second))
+    first = funnels.create_funnel(admin, "Primeiro", chain(
+        node("t", 0, "trigger", kind="any_message"), node("oi", 300, "send_message", text="Olá!", typing=False),
+        node("vai", 600, "go_to_funnel", funnel_id=second_id)))
+    funnels.publish(admin, first)
+    funnels.set_active(admin, first, True)
+    runs.clear_cache()
+    say(inst, "oi")
+    greeting, history = bot_texts()
+    assert greeting == "Olá!" and history.splitlines()[-1] == "Bot: Olá!"
+
+
 def field_funnel() -> dict:
     """Any message -> store it in the contact's name and in the fields "nota" and "extra" -> end."""
     def node(node_id: str, x: int, target: str) -> dict:
