@@ -395,9 +395,9 @@ def test_acks_and_receipts_wait_for_the_lanes_next_message_and_are_stored_in_its
 
 
 def test_a_drain_under_load_lets_events_gather_before_its_next_read(engine, r, monkeypatch):
-    """A read that brought more than one event means the number is busy: the drain pauses ``drain_gather_ms``
+    """A read that brought more than one message means the number is busy: the drain pauses ``drain_gather_ms``
     so that what arrives meanwhile makes one batch (one transaction) instead of a batch per read; a read of one
-    event (a quiet number) is followed by the next read at once."""
+    message (a quiet number), even with acks or connection events beside it, is followed by the next read at once."""
     monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "0")
     monkeypatch.setenv("WORKBENCH_DRAIN_GATHER_MS", "7")
     get_settings.cache_clear()
@@ -408,7 +408,7 @@ def test_a_drain_under_load_lets_events_gather_before_its_next_read(engine, r, m
     real = jobs._apply
 
     def apply(unit, events, *args):
-        batches.append([event.text for event in events])
+        batches.append([getattr(event, "text", event.kind) for event in events])
         return real(unit, events, *args)
 
     def pause(seconds: float) -> None:  # while the drain waits, three more messages arrive
@@ -426,12 +426,13 @@ def test_a_drain_under_load_lets_events_gather_before_its_next_read(engine, r, m
     assert batches == [["um", "dois"], ["depois 0", "depois 1", "depois 2"]]
     assert pauses == [0.007, 0.007]  # after each read of several events, none after the empty read that ended it
 
-    publish(inbound(inst, phone="5511900000003", text="só uma"))
+    publish(inbound(inst, phone="5511900000003", text="só uma"),
+            contracts.StateChange(instance_id=inst, state="connected", timestamp_ms=contracts.now_ms()))
     drain = jobs._Drain(r)
     assert drain.take(unit)
     drain.run()
     drain.close()
-    assert batches[2:] == [["só uma"]] and len(pauses) == 2  # one event: no pause
+    assert batches[2:] == [["só uma", "state"]] and len(pauses) == 2  # one message: no pause
 
 
 def test_acks_a_dead_drain_held_back_are_stored_by_the_next_drain(engine, r):

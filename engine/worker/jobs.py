@@ -364,17 +364,19 @@ class _Drain:
             streams = {IN_STREAM.format(unit): ">" for unit in self.tokens}
             got = _read(self.client, streams, self.batch, block_ms=BLOCK_MS)
             now = time.monotonic()
+            messages = 0
             for unit in {*got, *(u for u, (since, _) in self.deferred.items() if now - since >= DEFER_MS / 1000)}:
                 try:
-                    self._process(unit, got.get(unit, []), now)
+                    messages += self._process(unit, got.get(unit, []), now)
                 except LostDrain:
                     self._drop(unit)
             if got:
                 idle_since, got_any = now, True
-                if self.gather_s and 1 < sum(len(entries) for entries in got.values()) < self.batch:
-                    # Events are coming faster than one at a time: let more gather before the next read, as a
+                if self.gather_s and messages > 1 and sum(len(entries) for entries in got.values()) < self.batch:
+                    # Messages are coming faster than one at a time: let more gather before the next read, as a
                     # read that returns at the first event makes batches of two or three under load, and each
-                    # batch costs a transaction and a round trip (``drain_gather_ms``).
+                    # batch costs a transaction and a round trip (``drain_gather_ms``). Acks and receipts do not
+                    # count: a paced flow brings them with each message, and nobody waits on them.
                     _pause(self.gather_s)
             if now - idle_since > self.linger_s:
                 break
@@ -509,9 +511,9 @@ class _Drain:
                 self._bury(unit, entry_id, fields, MALFORMED, exc.errors()[0]["msg"], 0)
         return parsed
 
-    def _process(self, unit: str, entries: list, now: float | None) -> None:
+    def _process(self, unit: str, entries: list, now: float | None) -> int:
         """Store newly read entries, after the unit's deferred ones, in one transaction; if that fails, try them one
-        at a time.
+        at a time. Returns how many of the new entries were messages.
 
         Acks and receipts alone wait for the lane's next message (``DEFER_MS``) unless ``now`` is None (the drain
         is leaving) or they waited long enough; they stay pending in the stream meanwhile, so a drain that dies
@@ -519,15 +521,21 @@ class _Drain:
         """
         held = self.held[unit]
         since, parsed = self.deferred.pop(unit, (now, []))
-        parsed = parsed + self._parse(unit, entries)
+        new = self._parse(unit, entries)
+        messages = sum(isinstance(event, InboundMessage) for _, _, event in new)
+        parsed = parsed + new
         if (now is not None and now - since < DEFER_MS / 1000 and len(parsed) < self.batch
                 and not any(isinstance(event, InboundMessage | StateChange) for _, _, event in parsed)):
             self.deferred[unit] = (since, parsed)
-            return
+            return messages
         ready = [item for item in parsed if _contact_key(item[2]) not in held]
         self.totals["held"] += len(parsed) - len(ready)
-        if not ready:
-            return
+        if ready:
+            self._store(unit, ready, held)
+        return messages
+
+    def _store(self, unit: str, ready: list[tuple[bytes, dict, object]], held: set[str]) -> None:
+        """``_process``'s transaction for the entries ``ready`` (none of a held-back contact)."""
         try:
             applied = _apply(unit, [event for _, _, event in ready], self.epochs[unit], self.transaction)
         except _STOP:
