@@ -136,10 +136,7 @@ def _write(session: Session, conversation: ConversationRef, drafts: Sequence[Dra
             if message_id is not None:
                 message_id(message)
 
-    if hold:
-        write_rows(session, _QUEUE, rows, conversation.phone, written)
-    else:
-        written(sorted(_QUEUE.execute(session, {"rows": rows})))
+    write_rows(session, _QUEUE, rows, conversation.phone if hold else None, written)
     return commands
 
 

@@ -216,12 +216,13 @@ def hold_rows(session: Session) -> Iterator[HeldRows]:
         session.info.pop(_HELD, None)
 
 
-def write_rows(session: Session, statement: HotStatement, rows: list[dict[str, Any]], key: str,
+def write_rows(session: Session, statement: HotStatement, rows: list[dict[str, Any]], key: str | None,
                written: Callable[[list[tuple]], None] | None = None) -> None:
-    """Run a multi-row ``statement`` (``:rows``, a jsonb array) now, or hold the rows when the session holds rows
-    (``hold_rows``) under ``key``; ``written`` gets the statement's rows for them, sorted, once written."""
+    """Run a multi-row ``statement`` (``:rows``, a jsonb array) now, or hold the rows under ``key`` when the session
+    holds rows (``hold_rows``) and a key is given; ``written`` gets the statement's rows for them, sorted, once
+    written."""
     held: HeldRows | None = session.info.get(_HELD)
-    if held is not None:
+    if held is not None and key is not None:
         held.add(statement, rows, key, written)
         return
     result = sorted(statement.execute(session, {"rows": rows}))
