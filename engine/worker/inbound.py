@@ -168,8 +168,10 @@ class _Statuses:
 # place in the run. ``never_wrote``: the contact row as it was before this statement (subqueries see the
 # statement's snapshot) had no inbound message yet, so this is the contact's first even if we wrote to them first
 # from the phone. ``live_run``: whether the bot has a live run for the contact, so the runtime looks for it only
-# when there is one (the session is flushed first, so this batch's runs count). The look for a stored copy is kept
-# a per-message probe of the (number, WhatsApp id) index by OFFSET 0, whatever plan the statement was prepared with.
+# when there is one (the session is flushed first, so this batch's runs count). The look for a stored copy and the
+# look for a live run are each kept a per-message index probe by OFFSET 0, whatever plan the statement was prepared
+# with: as a plain EXISTS, a plan for the 50 rows PostgreSQL assumes a batch holds hashed every live run of the
+# installation (thousands, while a welcome funnel waits for answers) to store one message.
 _STORE = HotStatement(text(f"""
 WITH fresh AS MATERIALIZED (
     SELECT * FROM jsonb_to_recordset(:rows) AS m(
@@ -215,7 +217,7 @@ WITH fresh AS MATERIALIZED (
 SELECT fresh.k, contact.id, contact.inserted, contact.never_wrote, conversation.id, conversation.bot_paused,
        message.id,
        EXISTS (SELECT 1 FROM funnel_runs WHERE conversation_id = conversation.id
-               AND status IN ({", ".join(f"'{s}'" for s in LIVE)})) AS live_run
+               AND status IN ({", ".join(f"'{s}'" for s in LIVE)}) OFFSET 0) AS live_run
 FROM fresh JOIN contact ON contact.phone = fresh.phone JOIN conversation ON conversation.contact_id = contact.id
 LEFT JOIN message ON message.wa_id = fresh.wa_id
 """).bindparams(bindparam("rows", type_=JSONB)))
@@ -342,7 +344,7 @@ UPDATE messages SET status = :status, status_at = found.at
 FROM found
 WHERE messages.id = ANY(ARRAY(SELECT id FROM found)) AND messages.id = found.id AND messages.status = ANY(:lower)
 """).bindparams(bindparam("wa_ids", type_=ARRAY(String)), bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
-                bindparam("lower", type_=ARRAY(String))), planned_each_time=True)
+                bindparam("lower", type_=ARRAY(String))))
 
 
 def _apply_state(instance: Instance, event: StateChange) -> None:

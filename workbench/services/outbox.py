@@ -33,10 +33,9 @@ from workbench.store.text import clean_text, preview
 # them. Each row takes its message id from the sequence in the rows' order, so the outbox row of a row is the row of
 # its own message whatever order rows come back in, and a conversation's last row is its last message. The
 # statement is prepared: planning it took 0.4 ms, more than running it, and it runs for every paced message. A plan
-# made while a new installation's conversations table was empty joins it by one sequential scan per statement (a
-# hash join; bench/pipeline.py's funnel burst has a few thousand rows then) until autovacuum's first analyze makes
-# PostgreSQL plan it again; unlike ``_ACKS``, never a scan per row. The first human reply is what "time to first
-# response" measures; bot messages do not count.
+# made while a new installation's conversations table was nearly empty joins it by one sequential scan per statement
+# (never a scan per row, unlike the old ``_ACKS``), and lasts no longer than ``db.PLAN_TTL_S``. The first human
+# reply is what "time to first response" measures; bot messages do not count.
 _QUEUE = HotStatement(text("""
 WITH draft AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS message_id, draft.*

@@ -10,13 +10,14 @@ kind and the names involved, never by PostgreSQL's message (which quotes values:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import Engine, TextClause, create_engine
+from sqlalchemy import Engine, TextClause, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,6 +61,7 @@ def get_engine(url: str | None = None) -> Engine:
         # statement's values, which are message bodies, names and phones
         engine = _engines[url] = create_engine(url, pool_pre_ping=True, pool_size=5,
                                                max_overflow=5 + _extra_connections, hide_parameters=True)
+        event.listen(engine, "checkout", _refresh_plans)
         _makers[engine] = sessionmaker(engine, expire_on_commit=False)
     return engine
 
@@ -77,6 +79,30 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# How long a connection keeps the plans PostgreSQL cached for it (PLAN_TTL_S; see _refresh_plans).
+PLAN_TTL_S = 5.0
+_PLANS_AT = "workbench.plans_at"
+
+
+def _refresh_plans(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Have PostgreSQL plan this connection's statements again if its plans are older than ``PLAN_TTL_S``.
+
+    A pooled connection keeps the plans of its prepared statements (psycopg prepares a statement run five times)
+    and of the foreign-key checks its writes fire, and PostgreSQL makes them again only when a table is analyzed,
+    which autovacuum does at most once a minute. A plan made while a table was nearly empty, as a new
+    installation's tables are, scans it on every run, and a burst grows it to thousands of rows within that
+    minute. ``DISCARD PLANS`` keeps the statements prepared and lets each be planned again, with the tables' sizes
+    as they are now, the next time it runs: a few milliseconds every ``PLAN_TTL_S`` for a busy connection.
+    """
+    now = time.monotonic()
+    planned_at = record.info.setdefault(_PLANS_AT, now)
+    if now - planned_at < PLAN_TTL_S:
+        return
+    record.info[_PLANS_AT] = now
+    dbapi_connection.execute("DISCARD PLANS")
+    dbapi_connection.rollback()
 
 
 def dispose_engines() -> None:
@@ -130,14 +156,8 @@ class HotStatement:
     hidden, so callers handle it as any other.
     """
 
-    def __init__(self, clause: TextClause, planned_each_time: bool = False) -> None:
-        """``planned_each_time``: never a prepared statement, so PostgreSQL plans each run for the tables as they
-        are then. A prepared statement's plan is kept until the table is analyzed again, and autovacuum analyzes
-        at most once a minute: a plan made while a new installation's tables were nearly empty (a sequential scan
-        is the cheapest way through one page) then scans the grown table on every run. For statements that run
-        once per batch, where planning costs little next to that risk."""
+    def __init__(self, clause: TextClause) -> None:
         self.sql = str(clause.compile(dialect=_PSYCOPG))
-        self.prepare = False if planned_each_time else None  # None: psycopg prepares it after five runs
 
     def execute(self, session: Session, params: dict[str, Any]) -> list[tuple]:
         """Run the statement in ``session``'s transaction; the rows it returns (none for a plain write)."""
@@ -149,7 +169,7 @@ class HotStatement:
             cursor, driver = pooled.info.get(_CURSOR), pooled.driver_connection
             if cursor is None or cursor.closed or cursor.connection is not driver:  # a new connection, same record
                 cursor = pooled.info[_CURSOR] = driver.cursor()
-            cursor.execute(self.sql, params, prepare=self.prepare)
+            cursor.execute(self.sql, params)  # prepared by psycopg from its fifth run (see _refresh_plans)
             result = cursor.pgresult
             return cursor.fetchall() if result is not None and result.status == _TUPLES_OK else []
         except psycopg.Error as exc:

@@ -1,0 +1,77 @@
+"""Cached plans do not outlive the tables they were made for: a plan made while a table was nearly empty (a new
+installation's first minute) is made again once the table has grown, and the message path's statements reach
+their rows by index whatever plan PostgreSQL keeps for them."""
+
+from __future__ import annotations
+
+import re
+
+from tests.factories import make_instance, make_workspace
+from workbench.store import db
+from workbench.store.models import Funnel, FunnelVersion
+
+
+def _explain(cursor, statement: str) -> str:
+    cursor.execute(f"EXPLAIN EXECUTE {statement}")
+    return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_a_pooled_connection_plans_its_statements_again_once_its_plans_are_old(engine, monkeypatch):
+    # an engine of its own, so that both checkouts get the one connection it opens
+    url = engine.url.update_query_dict({"application_name": "wb_plans_test"})
+    plans_engine = db.get_engine(url.render_as_string(hide_password=False))
+    with plans_engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        cursor = driver.cursor()
+        cursor.execute("CREATE TEMP TABLE probe (id integer PRIMARY KEY, v integer)")
+        cursor.execute("ANALYZE probe")  # known to be empty, as autovacuum finds a new installation's tables
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        driver.commit()  # the new table's own invalidations go out at commit, before any plan is made
+        cursor.execute("PREPARE probe_plan AS SELECT v FROM probe WHERE id = $1")
+        assert "Seq Scan" in _explain(cursor, "probe_plan(1)"), "a scan is the cheapest way through no page"
+        cursor.execute("INSERT INTO probe SELECT g, g FROM generate_series(1, 20000) AS g")
+        driver.commit()
+        assert "Seq Scan" in _explain(cursor, "probe_plan(1)"), "PostgreSQL keeps the plan until an analyze"
+    with plans_engine.connect() as conn:  # checked out again before the plans are PLAN_TTL_S old: kept
+        assert "Seq Scan" in _explain(conn.connection.driver_connection.cursor(), "probe_plan(1)")
+    monkeypatch.setattr(db, "PLAN_TTL_S", 0.0)
+    with plans_engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        plan = _explain(cursor, "probe_plan(1)")
+        assert "Seq Scan" not in plan and "probe_pkey" in plan, plan
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = 'probe_plan'")
+        assert cursor.fetchone() == (1,), "the statement stays prepared: only its plan was made again"
+
+
+def test_the_store_statement_looks_up_live_runs_per_conversation_in_any_plan(engine):
+    """``inbound._STORE`` asks, per stored message, whether its conversation has a live run. A plan made for the
+    50 rows PostgreSQL assumes a batch holds would otherwise read every live run of the installation into a hash
+    (thousands, when a funnel waits for answers) to store one message."""
+    from engine.worker import inbound
+
+    ws = make_workspace()
+    inst = make_instance(ws)
+    sql = re.sub(r"%\(rows\)s", "$1", inbound._STORE.sql)
+    with db.session_scope() as s:
+        funnel = Funnel(workspace_id=ws, name="Boas-vindas")
+        s.add(funnel)
+        s.flush()
+        version = FunnelVersion(funnel_id=funnel.id, version=1, definition={})
+        s.add(version)
+        s.flush()
+        cursor = s.connection().connection.driver_connection.cursor()
+        # 2,000 leads, each waiting in the welcome funnel for an answer
+        cursor.execute("INSERT INTO contacts (workspace_id, instance_id, phone) "
+                       "SELECT %s, %s, '55119' || g FROM generate_series(1, 2000) AS g", (ws, inst))
+        cursor.execute("INSERT INTO conversations (workspace_id, instance_id, contact_id, status) "
+                       "SELECT workspace_id, instance_id, id, 'open' FROM contacts")
+        cursor.execute("INSERT INTO funnel_runs (workspace_id, funnel_id, version_id, conversation_id, contact_id, "
+                       "status, current_node, variables) "
+                       "SELECT workspace_id, %s, %s, id, contact_id, 'waiting', 'n1', '{}' FROM conversations",
+                       (funnel.id, version.id))
+        cursor.execute("ANALYZE funnel_runs")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE store_probe AS {sql}")
+        plan = _explain(cursor, "store_probe('[]'::jsonb)")
+        cursor.execute("DEALLOCATE store_probe")
+    assert "hashed SubPlan" not in plan and "ix_funnel_runs_live" in plan, plan
