@@ -395,11 +395,12 @@ def test_acks_and_receipts_wait_for_the_lanes_next_message_and_are_stored_in_its
 
 
 def test_a_drain_under_load_lets_events_gather_before_its_next_read(engine, r, monkeypatch):
-    """A read that brought more than one message means the number is busy: the drain pauses ``drain_gather_ms``
-    so that what arrives meanwhile makes one batch (one transaction) instead of a batch per read; a read of one
-    message (a quiet number), even with acks or connection events beside it, is followed by the next read at once."""
+    """A drain that reads messages faster than ``GATHER_RATE`` a second is busy: it pauses ``drain_gather_ms`` so
+    that what arrives meanwhile makes one batch (one transaction) instead of a batch per read; a quiet number's
+    message, even with acks or connection events beside it, is followed by the next read at once."""
     monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "0")
     monkeypatch.setenv("WORKBENCH_DRAIN_GATHER_MS", "7")
+    monkeypatch.setattr(jobs, "GATHER_RATE", 4)  # more than one message within RATE_WINDOW_S (0.25 s)
     get_settings.cache_clear()
     inst = make_instance(make_workspace())
     unit = _u(inst)
@@ -433,6 +434,18 @@ def test_a_drain_under_load_lets_events_gather_before_its_next_read(engine, r, m
     drain.run()
     drain.close()
     assert batches[2:] == [["só uma", "state"]] and len(pauses) == 2  # one message: no pause
+
+
+def test_a_paced_flow_never_makes_a_drain_pause_and_a_burst_does(r, monkeypatch):
+    """100 messages a second (one every 10 ms, the bench's paced run) stay under ``GATHER_RATE``, whatever acks and
+    receipts come beside them; 500 a second go over it once the window has seen enough of them."""
+    monkeypatch.setenv("WORKBENCH_DRAIN_GATHER_MS", "5")
+    get_settings.cache_clear()
+    paced, burst = jobs._Drain(r), jobs._Drain(r)
+    assert not any(paced._busy(k * 0.010, 1) or paced._busy(k * 0.010 + 0.002, 0) for k in range(500))
+    busy = [burst._busy(k * 0.002, 1) for k in range(500)]
+    enough = int(jobs.GATHER_RATE * jobs.RATE_WINDOW_S)  # messages the window must hold more of
+    assert not any(busy[:enough]) and all(busy[enough:]), busy[:60]
 
 
 def test_acks_a_dead_drain_held_back_are_stored_by_the_next_drain(engine, r):

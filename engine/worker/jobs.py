@@ -93,6 +93,10 @@ MAX_ATTEMPTS = 5
 # of a drain's work at a steady trickle. Nobody waits on an ack or receipt (a lead waits on the bot's answer, which
 # the message's transaction sends), so they ride with the lane's next message, or go alone after this long.
 DEFER_MS = 100
+# A drain that reads messages faster than this (per second, over the last RATE_WINDOW_S) pauses drain_gather_ms
+# before its next read (``_Drain._busy``).
+GATHER_RATE = 200
+RATE_WINDOW_S = 0.25
 # Why an event was set aside (the ``code`` field of wb:in-failed; the panel names each one).
 MALFORMED, ERROR, STUCK = "malformed", "error", "stuck"
 
@@ -204,6 +208,7 @@ class _Drain:
         # per unit: acks and receipts read but not stored yet (``DEFER_MS``), with when the first was read
         self.deferred: dict[str, tuple[float, list[tuple[bytes, dict, object]]]] = {}
         self.lost: set[str] = set()  # units whose lock the heartbeat found in other hands
+        self.recent: deque[tuple[float, int]] = deque()  # (when, messages) of the reads of the last RATE_WINDOW_S
         self.renewed_at = time.monotonic()
         self.guard = threading.Lock()
         self.renew = client.register_script(_RENEW)
@@ -372,11 +377,10 @@ class _Drain:
                     self._drop(unit)
             if got:
                 idle_since, got_any = now, True
-                if self.gather_s and messages > 1 and sum(len(entries) for entries in got.values()) < self.batch:
-                    # Messages are coming faster than one at a time: let more gather before the next read, as a
-                    # read that returns at the first event makes batches of two or three under load, and each
-                    # batch costs a transaction and a round trip (``drain_gather_ms``). Acks and receipts do not
-                    # count: a paced flow brings them with each message, and nobody waits on them.
+                if self._busy(now, messages) and sum(len(entries) for entries in got.values()) < self.batch:
+                    # Messages are coming fast: let more gather before the next read, as a read that returns at the
+                    # first event makes batches of two or three under load, and each batch costs a transaction and
+                    # a round trip (``drain_gather_ms``).
                     _pause(self.gather_s)
             if now - idle_since > self.linger_s:
                 break
@@ -399,6 +403,16 @@ class _Drain:
         for unit in list(self.tokens):
             self._leave(unit)
         return self.totals
+
+    def _busy(self, now: float, messages: int) -> bool:
+        """Whether this drain has read more than ``GATHER_RATE`` messages a second over the last ``RATE_WINDOW_S``
+        (``messages`` just now). Acks and receipts do not count: a paced flow brings them with each message, and
+        nobody waits on them. A paced flow stays under the rate, and a pause would only delay its replies."""
+        if messages:
+            self.recent.append((now, messages))
+        while self.recent and now - self.recent[0][0] > RATE_WINDOW_S:
+            self.recent.popleft()
+        return bool(self.gather_s) and sum(count for _, count in self.recent) > GATHER_RATE * RATE_WINDOW_S
 
     def _hand_over(self) -> None:
         """Queue the next job with the units this one holds (those without failed events waiting for a try), at

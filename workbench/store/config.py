@@ -37,9 +37,9 @@ class Settings(BaseModel):
     inbound_lanes: int = Field(4, ge=1, le=64, description="Inbound lanes per number: how many workers can drain "
                                "one number's contacts at once (connector/contracts.py, lane_of).")
     drain_linger_ms: int = Field(2000, description="How long an inbound job waits for more events before it ends.")
-    drain_gather_ms: float = Field(2, ge=0, le=50, description="How long an inbound job lets events gather after a "
-                                   "read that brought more than one message (under load), so that its next batch is "
-                                   "larger; 0 reads again at once.")
+    drain_gather_ms: float = Field(25, ge=0, le=50, description="How long an inbound job lets events gather before "
+                                   "each read while it reads more than jobs.GATHER_RATE messages a second (under "
+                                   "load), so that its batches are larger; 0 reads again at once.")
     outbox_republish_after_s: int = Field(30, description="Pending outbox rows older than this are re-published.")
     login_max_failures: int = Field(5, description="Failed logins of one e-mail from one client address before "
                                                    "further tries from there must wait.")
