@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
 from tests.factories import make_instance, make_workspace
 from workbench.store import db
 from workbench.store.models import Funnel, FunnelVersion
@@ -41,6 +44,24 @@ def test_a_pooled_connection_plans_its_statements_again_once_its_plans_are_old(e
         assert "Seq Scan" not in plan and "probe_pkey" in plan, plan
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = 'probe_plan'")
         assert cursor.fetchone() == (1,), "the statement stays prepared: only its plan was made again"
+
+
+def test_a_connection_that_broke_since_the_pools_ping_is_handed_on_for_its_first_statement_to_fail(engine, monkeypatch):
+    """The refresh runs at checkout, after the pool's ping: a connection that broke in between must reach the
+    caller, whose first statement raises SQLAlchemy's ``OperationalError`` (an outage every caller handles), not
+    a psycopg error from inside the pool."""
+    monkeypatch.setattr(db, "PLAN_TTL_S", 0.0)
+    with engine.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        record = conn.connection._connection_record
+        dbapi_connection = conn.connection.driver_connection
+        with engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        record.info[db._PLANS_AT] = -1.0
+        db._refresh_plans(dbapi_connection, record, None)  # does not raise
+        assert record.info[db._PLANS_AT] == -1.0, "not refreshed: the next checkout tries again"
+        with pytest.raises(OperationalError):
+            conn.exec_driver_sql("SELECT 1")
 
 
 def test_the_store_statement_looks_up_live_runs_per_conversation_in_any_plan(engine):

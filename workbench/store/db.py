@@ -10,6 +10,7 @@ kind and the names involved, never by PostgreSQL's message (which quotes values:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,9 +101,16 @@ def _refresh_plans(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     planned_at = record.info.setdefault(_PLANS_AT, now)
     if now - planned_at < PLAN_TTL_S:
         return
+    try:
+        dbapi_connection.execute("DISCARD PLANS")
+        dbapi_connection.rollback()
+    except psycopg.Error:
+        # Broken since the pool's ping: the caller's first statement meets it and raises as SQLAlchemy does (a
+        # raw psycopg error from here would slip past every handler of an outage). The next checkout tries again.
+        with contextlib.suppress(psycopg.Error):
+            dbapi_connection.rollback()
+        return
     record.info[_PLANS_AT] = now
-    dbapi_connection.execute("DISCARD PLANS")
-    dbapi_connection.rollback()
 
 
 def dispose_engines() -> None:
