@@ -19,6 +19,19 @@ def _explain(cursor, statement: str) -> str:
     return "\n".join(row[0] for row in cursor.fetchall())
 
 
+def _generic_plan(cursor, statement: db.HotStatement, params: list[str], args: str) -> str:
+    """The plan PostgreSQL keeps for ``statement`` once it settles on a generic one, made from the tables as they
+    are in ``cursor``'s transaction: psycopg's named parameters become ``$1``… in ``params``' order, and ``args`` is
+    the argument list of the EXECUTE."""
+    sql = re.sub(r"%\((\w+)\)s", lambda m: f"${params.index(m.group(1)) + 1}", statement.sql)
+    cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    cursor.execute(f"PREPARE plan_probe AS {sql}")
+    try:
+        return _explain(cursor, f"plan_probe({args})")
+    finally:
+        cursor.execute("DEALLOCATE plan_probe")
+
+
 def test_a_pooled_connection_plans_its_statements_again_once_its_plans_are_old(engine, monkeypatch):
     # an engine of its own, so that both checkouts get the one connection it opens
     url = engine.url.update_query_dict({"application_name": "wb_plans_test"})
@@ -72,7 +85,6 @@ def test_the_store_statement_looks_up_live_runs_per_conversation_in_any_plan(eng
 
     ws = make_workspace()
     inst = make_instance(ws)
-    sql = re.sub(r"%\(rows\)s", "$1", inbound._STORE.sql)
     with db.session_scope() as s:
         funnel = Funnel(workspace_id=ws, name="Boas-vindas")
         s.add(funnel)
@@ -91,8 +103,17 @@ def test_the_store_statement_looks_up_live_runs_per_conversation_in_any_plan(eng
                        "SELECT workspace_id, %s, %s, id, contact_id, 'waiting', 'n1', '{}' FROM conversations",
                        (funnel.id, version.id))
         cursor.execute("ANALYZE funnel_runs")
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute(f"PREPARE store_probe AS {sql}")
-        plan = _explain(cursor, "store_probe('[]'::jsonb)")
-        cursor.execute("DEALLOCATE store_probe")
+        plan = _generic_plan(cursor, inbound._STORE, ["rows"], "'[]'::jsonb")
     assert "hashed SubPlan" not in plan and "ix_funnel_runs_live" in plan, plan
+
+
+def test_the_acks_statement_finds_its_rows_by_index_even_in_a_plan_made_on_empty_tables(engine):
+    """``outbox._ACKS`` is prepared: the plan PostgreSQL keeps may have been made while a new installation's tables
+    were empty, and must still reach outbox rows and messages by primary key, never by reading a table."""
+    from workbench.services import outbox
+
+    with db.session_scope() as s:
+        cursor = s.connection().connection.driver_connection.cursor()
+        plan = _generic_plan(cursor, outbox._ACKS, ["outbox_ids", "statuses", "errors", "wa_ids", "ats", "instance_id"],
+                             "ARRAY[1]::bigint[], ARRAY['sent'], ARRAY[NULL]::text[], ARRAY['W1'], ARRAY[now()], 1")
+    assert "Seq Scan" not in plan and "pk_outbox" in plan and "pk_messages" in plan, plan

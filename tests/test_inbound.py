@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from rq import Queue
 from sqlalchemy import func, select
 
@@ -33,7 +31,6 @@ from tests.factories import (
 )
 from tests.sql_count import statements_run
 from workbench.services import conversations
-from workbench.services import outbox as outbox_mod
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import Draft, queue_messages
 from workbench.services.workspace_settings import save_setting
@@ -209,24 +206,6 @@ def test_a_batch_of_acks_and_receipts_is_stored_in_one_statement_each(engine, r)
         assert [(m.status, m.wa_id) for m in stored] == [("read", "OUT1"), ("read", "OUT2"), ("failed", None)]
         assert stored[2].error == "número inválido"
         assert [s.get(Outbox, c.outbox_id).status for c in commands] == ["sent", "sent", "failed"]
-
-
-def test_the_acks_statement_finds_its_rows_by_index_even_in_a_plan_made_on_empty_tables(engine):
-    """``outbox._ACKS`` is prepared: the plan PostgreSQL keeps may have been made while a new installation's tables
-    were empty, and must still reach outbox rows and messages by primary key, never by reading a table."""
-    sql = re.sub(r"%\((\w+)\)s", lambda m: f"${_ACKS_PARAMS.index(m.group(1)) + 1}", outbox_mod._ACKS.sql)
-    with session_scope() as s:
-        cursor = s.connection().connection.driver_connection.cursor()
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute(f"PREPARE acks_probe AS {sql}")
-        cursor.execute("EXPLAIN EXECUTE acks_probe(ARRAY[1]::bigint[], ARRAY['sent'], ARRAY[NULL]::text[], "
-                       "ARRAY['W1'], ARRAY[now()], 1)")
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute("DEALLOCATE acks_probe")
-    assert "Seq Scan" not in plan and "pk_outbox" in plan and "pk_messages" in plan, plan
-
-
-_ACKS_PARAMS = ["outbox_ids", "statuses", "errors", "wa_ids", "ats", "instance_id"]
 
 
 def test_our_message_echoed_from_the_phone_after_its_ack_in_one_batch_is_a_duplicate(engine, r, caplog):

@@ -236,7 +236,7 @@ def republish_pending(session: Session, redis_client=None, older_than_s: int | N
 # partial index ``ix_outbox_pending``. Written as a plain join, a table that grew faster than autovacuum analyzes
 # it (a burst into a new installation) got a plan that read every pending row once per batch: 20-40 ms a batch
 # with a few thousand pending, most of PostgreSQL's time in bench/pipeline.py's welcome-funnel burst. Written so, even
-# a plan made on empty tables finds both tables' rows by primary key (tests/test_inbound.py holds it to that), so the
+# a plan made on empty tables finds both tables' rows by primary key (tests/test_db_plans.py holds it to that), so the
 # statement is prepared: planning it on each run cost 0.18 ms of its 0.35.
 _ACKS = HotStatement(text("""
 WITH acks AS (
