@@ -421,17 +421,22 @@ def queue_inbound_drain(redis_client: Any, instance_id: int, lane: int | None, f
     from rq import Queue, Retry
 
     unit = drain_unit(instance_id, lane)
-    if flag:
-        redis_client.set(DRAIN_FLAG.format(unit), "1", ex=DRAIN_FLAG_TTL_S)
-    redis_client.zadd(DRAIN_QUEUED, {unit: now_ms()}, nx=True)
-    # Retries cover PostgreSQL being down; the events stay in the stream meanwhile. Every DRAIN_RETRY_S, not
-    # backing off: a try costs one refused connection, and a drain that backs off to a minute leaves the
-    # number's leads waiting up to that long after PostgreSQL is back (and their answers racing timers).
-    # Past the last try the sweep wakes the drain again.
-    Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
-        DRAIN_JOB, instance_id, lane, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
-        retry=Retry(max=DRAIN_RETRIES, interval=DRAIN_RETRY_S),
-    )
+    # One round trip, all or nothing (RQ turns a pipeline it is given into a transaction): a paced flow wakes a
+    # drain for nearly every event, and RQ alone would take two round trips for the job.
+    with redis_client.pipeline() as pipe:
+        pipe.multi()  # before any command: RQ would call it after ours, which redis-py refuses
+        if flag:
+            pipe.set(DRAIN_FLAG.format(unit), "1", ex=DRAIN_FLAG_TTL_S)
+        pipe.zadd(DRAIN_QUEUED, {unit: now_ms()}, nx=True)
+        # Retries cover PostgreSQL being down; the events stay in the stream meanwhile. Every DRAIN_RETRY_S, not
+        # backing off: a try costs one refused connection, and a drain that backs off to a minute leaves the
+        # number's leads waiting up to that long after PostgreSQL is back (and their answers racing timers).
+        # Past the last try the sweep wakes the drain again.
+        Queue(INBOUND_QUEUE, connection=redis_client).enqueue(
+            DRAIN_JOB, instance_id, lane, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400,
+            retry=Retry(max=DRAIN_RETRIES, interval=DRAIN_RETRY_S), pipeline=pipe,
+        )
+        pipe.execute()
 
 
 def publish_inbound(redis_client: Any, event: BaseModel, lanes: int | None = None) -> str:

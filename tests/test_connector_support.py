@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import redis as redis_lib
 
 from connector import contracts
 from connector.relay import Relay
@@ -40,6 +41,23 @@ def wait_until(condition: Callable[[], T], timeout: float = DEADLINE_S, what: st
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+@contextmanager
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    """Record what every redis-py connection writes to its server while the block runs: one item (the bytes sent) per
+    round trip (a pipeline is one write). The connections stay real; only the record is added."""
+    writes: list[bytes] = []
+    real_send = redis_lib.connection.AbstractConnection.send_packed_command
+
+    def counted(connection: Any, command: Any, check_health: bool = True) -> None:
+        writes.append(command if isinstance(command, bytes) else b"".join(
+            part if isinstance(part, bytes) else str(part).encode() for part in command))
+        real_send(connection, command, check_health)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis_lib.connection.AbstractConnection, "send_packed_command", counted)
+        yield writes
 
 
 def status(r: Any, instance_id: int) -> dict[str, str]:

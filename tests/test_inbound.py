@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from connector.contracts import (
     CONTROL_LIST,
+    DRAIN_QUEUED,
     INBOUND_QUEUE,
     OUT_STREAM,
     ControlCommand,
@@ -14,6 +15,8 @@ from connector.contracts import (
     SendAck,
     StateChange,
     decode_outbound,
+    drain_unit,
+    encode,
     now_ms,
     wake_inbound_drain,
 )
@@ -30,6 +33,7 @@ from tests.factories import (
     run_jobs,
 )
 from tests.sql_count import statements_run
+from tests.test_connector_support import round_trips
 from workbench.services import conversations
 from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import Draft, queue_messages
@@ -386,3 +390,22 @@ def test_a_drain_that_postgresql_refused_is_tried_again_at_a_steady_pace(r):
     [job] = Queue(INBOUND_QUEUE, connection=r).get_jobs()
     assert max(job.retry_intervals) <= 2
     assert sum(job.retry_intervals[min(k, len(job.retry_intervals) - 1)] for k in range(job.retries_left)) >= 180
+
+
+def test_waking_a_drain_takes_two_round_trips_and_its_job_runs(engine, r, monkeypatch):
+    """The flag, then the job with its "queued since" mark in one transaction: a paced flow wakes a drain for nearly
+    every event (the message, its reply's ack, the receipts), so each round trip more is one more per event."""
+    inst = make_instance(make_workspace())
+    event = inbound(inst, text="olá")
+    lane = contact_lane(inst, event.phone)
+    r.xadd(lane_stream(inst, event.phone), encode(event))
+    Queue(INBOUND_QUEUE, connection=r).get_redis_server_version()  # RQ asks for it once per client
+    with round_trips(monkeypatch) as writes:
+        wake_inbound_drain(r, inst, lane)
+        wake_inbound_drain(r, inst, lane)  # the flag is up: nothing more to queue
+    assert len(writes) == 3, "SET NX and one pipeline for the job, then one SET NX"
+    [job] = Queue(INBOUND_QUEUE, connection=r).get_jobs()
+    assert job.args == (inst, lane) and job.retries_left
+    assert r.zscore(DRAIN_QUEUED, drain_unit(inst, lane)) is not None
+    run_jobs()
+    assert [m.text for m in _messages(inst)] == ["olá"]

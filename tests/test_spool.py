@@ -29,7 +29,7 @@ from connector.neonize_transport import NeonizeTransport
 from connector.relay import Relay
 from connector.spool import Spool, spool_path
 from tests.fake_neonize import FakeWhatsApp, make_jid
-from tests.test_connector_support import DEADLINE_S, inbound_entries, relay_thread, wait_until
+from tests.test_connector_support import DEADLINE_S, inbound_entries, relay_thread, round_trips, wait_until
 
 LEAD = "5511980000001"
 BUSINESS = "5511990000001"
@@ -328,16 +328,8 @@ def test_a_batch_goes_in_one_round_trip_in_order_and_is_spooled_whole_while_redi
     client = server.client()
     spool = Spool(client, 7, tmp_path, retry_s=0.05, lanes=1)
     assert spool.publish(_message(0))  # settles the lane count (a round trip of its own, once)
-    writes = []
-    real_send = redis.connection.AbstractConnection.send_packed_command
-
-    def counted(connection, command, check_health=True):
-        writes.append(command)
-        return real_send(connection, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
-    assert spool.publish_many([_message(n) for n in (1, 2, 3)], status=("wb:conn:7", "last_inbound_at", 99))
-    monkeypatch.undo()
+    with round_trips(monkeypatch) as writes:
+        assert spool.publish_many([_message(n) for n in (1, 2, 3)], status=("wb:conn:7", "last_inbound_at", 99))
     assert len(writes) == 1, "the three events, the drain flag and the status field in one round trip"
     assert _stream_ids(client) == ["M000", "M001", "M002", "M003"]
     assert spool.journaled() == 4
