@@ -26,6 +26,7 @@ Redis keys (``wb:sbx:*``; phones are digits only)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -399,13 +400,20 @@ class SandboxNetwork:
             pipe.evalsha(self._raise_status.sha, 1, STATUSES.format(lead, business), status, *wa_ids)
 
 
+class _Handed(NamedTuple):
+    """One inbox read handed to the relay: its entry ids and the messages among them (for their "delivered")."""
+
+    entry_ids: list[bytes]
+    messages: list[InboundMessage]
+
+
 class SandboxTransport(Transport):
     """A linked device of a business number on the ``SandboxNetwork``.
 
     One thread runs the connection: pair (QR codes rotating every ``qr_ttl_s``, or a phone pairing code),
     then read the number's inbox until stopped or asked to reconnect or log out. Each inbox entry is handed
-    to the relay and only then acknowledged, so a crash in between redelivers it (duplicates are fine, the
-    workers dedupe on the WhatsApp id; loss is not).
+    to the relay and only then acknowledged, with the next read (one round trip for both), so a crash in between
+    redelivers it (duplicates are fine, the workers dedupe on the WhatsApp id; loss is not).
     """
 
     def __init__(self, instance_id: int, events: TransportEvents, *, redis_client: Any, data_dir: Path,
@@ -536,38 +544,65 @@ class SandboxTransport(Transport):
         self._phone = phone
         self._report_state("connected", None, phone=phone, push_name=device.get("push_name") or None)
         # First the entries delivered before but never acknowledged (we died between hand-over and ack);
-        # each is acknowledged before the next read, so reading from "0" again pages through them.
+        # each read is acknowledged before the next one, so reading from "0" again pages through them.
         backlog = True
+        handed: _Handed | None = None  # the last read: handed to the relay, not yet acknowledged
         try:
             while not self._interrupted():
-                reply = self.redis.xreadgroup(INBOX_GROUP, INBOX_CONSUMER, {inbox: "0" if backlog else ">"},
-                                              count=100, block=None if backlog else 1000)
-                entries = reply[0][1] if reply else []
+                entries = self._read_inbox(phone, inbox, backlog, handed)
+                handed = None
                 if backlog and not entries:
                     backlog = False
                 if not entries or self._stop.is_set():
                     continue
                 events = [self._event(entry_id, fields) for entry_id, fields in entries]
-                handed = [event for event in events if event is not None]
-                if handed:
-                    self.events.on_events(handed)
-                self._acknowledge(phone, inbox, [entry_id for entry_id, _ in entries],
-                                  [event for event in handed if isinstance(event, InboundMessage)])
+                messages = [event for event in events if event is not None]
+                if messages:
+                    self.events.on_events(messages)
+                handed = _Handed([entry_id for entry_id, _ in entries],
+                                 [event for event in messages if isinstance(event, InboundMessage)])
         finally:
             self._phone = None
+            if handed is not None:  # stopping: acknowledge now (if this fails, they are delivered again)
+                with contextlib.suppress(redis.RedisError), self.redis.pipeline(transaction=False) as pipe:
+                    self._acknowledge(pipe, phone, inbox, handed)
+                    self._settle(pipe.execute(raise_on_error=False), phone, handed)
 
-    def _acknowledge(self, phone: str, inbox: str, entry_ids: list[bytes], delivered: list[InboundMessage]) -> None:
-        """Acknowledge the entries of one read, handed to the relay (or dropped), and show the lead "delivered" on
-        its messages among them: one round trip for a whole read."""
+    def _read_inbox(self, phone: str, inbox: str, backlog: bool, handed: _Handed | None) -> list[Any]:
+        """The inbox's next entries (from "0", the ones delivered before, while ``backlog``); the read before,
+        ``handed``, is acknowledged in the same round trip, ahead of it: Redis runs a connection's commands in
+        order, so the read never sees them again."""
         with self.redis.pipeline(transaction=False) as pipe:
-            for message in delivered:
-                self.network.queue_raise_status(pipe, message.phone, phone, [message.wa_id], "delivered")
-            pipe.xack(inbox, INBOX_GROUP, *entry_ids)
-            try:
-                pipe.execute()
-            except redis.exceptions.NoScriptError:  # a Redis that forgot its scripts: the slow way, once
-                for message in delivered:
-                    self.network.raise_status(message.phone, phone, [message.wa_id], "delivered")
+            if handed is not None:
+                self._acknowledge(pipe, phone, inbox, handed)
+            pipe.xreadgroup(INBOX_GROUP, INBOX_CONSUMER, {inbox: "0" if backlog else ">"}, count=100,
+                            block=None if backlog else 1000)
+            # Errors as results: an error raised for the acknowledgement would lose the read's reply, and its
+            # entries would wait, pending, until the next connection.
+            *acknowledged, reply = pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if handed is not None:
+            self._settle(acknowledged, phone, handed)
+        return reply[0][1] if reply else []
+
+    def _acknowledge(self, pipe: Any, phone: str, inbox: str, handed: _Handed) -> None:
+        """Queue the acknowledgement of a read handed to the relay (or dropped) and the lead's "delivered" on its
+        messages."""
+        for message in handed.messages:
+            self.network.queue_raise_status(pipe, message.phone, phone, [message.wa_id], "delivered")
+        pipe.xack(inbox, INBOX_GROUP, *handed.entry_ids)
+
+    def _settle(self, results: list[Any], phone: str, handed: _Handed) -> None:
+        """After ``_acknowledge``'s commands ran: a Redis that forgot its scripts gets the "delivered" statuses the
+        slow way, once; any other error is raised (the entries are then delivered again)."""
+        errors = [result for result in results if isinstance(result, Exception)]
+        if any(isinstance(error, redis.exceptions.NoScriptError) for error in errors):
+            for message in handed.messages:
+                self.network.raise_status(message.phone, phone, [message.wa_id], "delivered")
+        errors = [error for error in errors if not isinstance(error, redis.exceptions.NoScriptError)]
+        if errors:
+            raise errors[0]
 
     def _event(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> InboundMessage | Receipt | None:
         """What one inbox entry brings for the relay: a message (its media downloaded) or a receipt; None for an

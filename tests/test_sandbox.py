@@ -20,6 +20,7 @@ from tests.test_connector_support import (
     events,
     pair,
     relay_thread,
+    round_trips,
     send_command,
     status,
     wait_qr,
@@ -193,6 +194,24 @@ def test_an_inbound_entry_handed_over_but_not_acknowledged_is_delivered_again(r,
     with relay_thread(r, 1):
         got = wait_until(lambda: events(r, 1, "message"), what="the redelivered message")
     assert [m.wa_id for m in got] == [wa_id]
+
+
+def test_an_inbox_read_is_acknowledged_with_the_next_read_and_on_stopping(r, network, monkeypatch):
+    """One round trip per read: the entries handed over are acknowledged (and their "delivered" set) ahead of the
+    next read, in the same pipeline; a connector that stops acknowledges its last read before it goes."""
+    inbox = f"wb:sbx:inbox:{BUSINESS}".encode()
+    with round_trips(monkeypatch) as writes, relay_thread(r, 1):
+        pair(r, network, 1)
+        for n in range(3):
+            network.send_from_lead(LEAD, BUSINESS, text=f"mensagem {n}")
+            wait_until(lambda n=n: len(events(r, 1, "message")) == n + 1, what="the message")
+        wait_until(lambda: {m["status"] for m in network.lead_chat(LEAD, BUSINESS)} == {"delivered"},
+                   what="the lead's ticks")
+    sandbox_writes = [write for write in writes if inbox in write]
+    acks = [write for write in sandbox_writes if b"XACK" in write]
+    assert len(acks) >= 3
+    assert all(b"XREADGROUP" in write for write in acks[:-1]), "each acknowledgement rides on the next read"
+    assert r.xpending(inbox, "device")["pending"] == 0, "the last read acknowledged on stopping"
 
 
 def test_a_redis_that_forgot_its_scripts_still_gets_messages_delivered_and_acknowledged(r, network):
