@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -432,14 +432,16 @@ class Relay:
 
     def _read_outbound(self) -> None:
         """Feed the lanes from ``wb:out``: first this consumer's pending entries (left by a previous run),
-        then new ones; read only while connected, so commands wait in the stream while we are not."""
+        then new ones; read only while connected, so commands wait in the stream while we are not. The entries a
+        read settled at once (a batch sent, a malformed one dropped) are acknowledged with the next read."""
         cursor = "0"  # pending entries after this id; ">" once they are all dispatched
+        settled: list[bytes] = []
         while not self._stop.is_set():
             if not self._connected.wait(0.5):
+                settled = self._done_now(settled)
                 continue
             try:
-                reply = self.redis.xreadgroup(contracts.OUT_GROUP, CONSUMER, {self.out_stream: cursor}, count=100,
-                                              block=1000 if cursor == ">" else None)
+                reply = self._read_out(cursor, settled)
             except redis.RedisError as exc:
                 log.warning("instance %s: outbound stream unreadable (%s)", self.instance_id, type(exc).__name__)
                 if "NOGROUP" in str(exc):
@@ -449,19 +451,49 @@ class Relay:
                     with contextlib.suppress(redis.RedisError):
                         self._create_out_group()
                 self._stop.wait(1)
-                continue
+                continue  # ``settled`` goes with the next read (acknowledging twice is harmless)
+            settled = []
             entries = reply[0][1] if reply else []
             if cursor != ">":
                 # Pending entries stay pending until their lane acks them: page by id, not from "0" again.
                 cursor = entries[-1][0] if entries else ">"
             if self._stop.is_set():
                 return  # the rest stays pending for this consumer; the next start reads it from "0"
-            self._dispatch(entries)
+            self._dispatch(entries, settled)
+        self._done_now(settled)
 
-    def _dispatch(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> None:
+    def _read_out(self, cursor: str | bytes, settled: list[bytes]) -> Any:
+        """Acknowledge and delete the ``settled`` entries (``_done``), then read the stream, in one round trip. An
+        error of the acknowledgement is logged, not raised: the read's reply must not be lost (its entries would
+        stay pending until the next start)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            if settled:
+                self._queue_done(pipe, settled)
+            pipe.xreadgroup(contracts.OUT_GROUP, CONSUMER, {self.out_stream: cursor}, count=100,
+                            block=1000 if cursor == ">" else None)
+            *done, reply = pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if any(isinstance(result, Exception) for result in done):
+            log.warning("instance %s: %d settled outbound entries left pending in the stream", self.instance_id,
+                        len(settled))
+        return reply
+
+    def _done_now(self, settled: list[bytes]) -> list[bytes]:
+        """Acknowledge and delete ``settled`` entries now (no read follows); returns an empty list."""
+        if settled:
+            try:
+                self._done(*settled)
+            except redis.RedisError as exc:
+                log.warning("instance %s: %d settled outbound entries left pending in the stream (%s)",
+                            self.instance_id, len(settled), type(exc).__name__)
+        return []
+
+    def _dispatch(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]], settled: list[bytes]) -> None:
         """Hand one read's commands to their contacts' lanes. A number that sends unpaced sends the commands that
         need no typing delay at once instead, in one batch (``_send_batch``), unless their contact's lane is busy;
-        a contact's later commands that need a lane wait for the batch, so each contact keeps its order."""
+        a contact's later commands that need a lane wait for the batch, so each contact keeps its order. The
+        entries settled here (sent in the batch, dropped as malformed) go to ``settled``, for the next read."""
         batch: list[tuple[bytes, OutboundCommand]] = []
         later: list[tuple[str, tuple[bytes, OutboundCommand]]] = []
         batched: set[str] = set()
@@ -476,7 +508,7 @@ class Relay:
                 # Without an outbox id there is nobody to answer; it can never be sent, so drop it.
                 log.error("instance %s: dropping malformed outbound entry %s (%s)", self.instance_id, entry_id,
                           type(exc).__name__)
-                self._done(entry_id)
+                settled.append(entry_id)
                 continue
             key = _lane_key(command)
             item = (entry_id, command)
@@ -494,7 +526,7 @@ class Relay:
             else:
                 self._lanes.dispatch(key, item)
         if batch:  # what was not sent (disconnected) goes first to the lanes, which wait for the connection
-            later = [(_lane_key(item[1]), item) for item in self._send_batch(batch)] + later
+            later = [(_lane_key(item[1]), item) for item in self._send_batch(batch, settled)] + later
         for key, item in later:
             self._lanes.dispatch(key, item)
 
@@ -514,17 +546,19 @@ class Relay:
                 return
             self._stop.wait(0.5)
 
-    def _send_batch(self, items: list[tuple[bytes, OutboundCommand]]) -> list[tuple[bytes, OutboundCommand]]:
-        """Send commands of different contacts (or one contact's, in order) at once (``_send_claimed``); returns
-        the commands not sent because the number is not connected."""
+    def _send_batch(self, items: list[tuple[bytes, OutboundCommand]], settled: list[bytes]
+                    ) -> list[tuple[bytes, OutboundCommand]]:
+        """Send commands of different contacts (or one contact's, in order) at once (``_send_claimed``, their
+        entries left in ``settled``); returns the commands not sent because the number is not connected."""
         try:
             with self._send_lock:
-                return self._send_claimed(items)
+                return self._send_claimed(items, settled)
         except Exception:  # noqa: BLE001 - as in a lane: the entries stay pending and the next start settles them
             log.exception("instance %s: a batch of %d sends failed unexpectedly", self.instance_id, len(items))
             return []
 
-    def _send_claimed(self, items: list[tuple[bytes, OutboundCommand]]) -> list[tuple[bytes, OutboundCommand]]:
+    def _send_claimed(self, items: list[tuple[bytes, OutboundCommand]], settled: list[bytes] | None = None
+                      ) -> list[tuple[bytes, OutboundCommand]]:
         """The at-most-once steps of sending (module docstring), for one command or a batch: claim them (one write,
         one wait for the disk), settle those an earlier attempt claimed, send the rest (``Transport.send_many``),
         record what went out and publish the acks in one round trip. Called with the send lock held. Returns the
@@ -548,15 +582,19 @@ class Relay:
         unsent = mine[len(results):]
         for _, command in unsent:
             self.claims.release(command.outbox_id)
-        self._finish_many(finished)
+        self._finish_many(finished, settled)
         return unsent
 
     def _done(self, *entry_ids: bytes) -> None:
         """Acknowledge and delete outbound entries: the outbox row in PostgreSQL is the record, not the stream."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(self.out_stream, contracts.OUT_GROUP, *entry_ids)
-            pipe.xdel(self.out_stream, *entry_ids)
+            self._queue_done(pipe, entry_ids)
             pipe.execute()
+
+    def _queue_done(self, pipe: Any, entry_ids: Sequence[bytes]) -> None:
+        """``_done``'s commands, queued on a pipeline."""
+        pipe.xack(self.out_stream, contracts.OUT_GROUP, *entry_ids)
+        pipe.xdel(self.out_stream, *entry_ids)
 
     def _connected_or_stopping(self) -> bool:
         """Wait until connected; False when stopping (the entry stays pending for the next start)."""
@@ -615,9 +653,11 @@ class Relay:
         """Tell the workers how the command ended, then drop it from our pending list (``_finish_many``)."""
         self._finish_many([(entry_id, command, wa_id, error)])
 
-    def _finish_many(self, finished: list[tuple[bytes, OutboundCommand, str | None, str | None]]) -> None:
+    def _finish_many(self, finished: list[tuple[bytes, OutboundCommand, str | None, str | None]],
+                     settled: list[bytes] | None = None) -> None:
         """Tell the workers how commands ended, (entry id, command, WhatsApp id, error) each, in one round trip,
-        then drop them from our pending list.
+        then drop them from our pending list (``_done``; or leave their entry ids in ``settled``, for the outbound
+        reader to drop with its next read).
 
         Once the acks are safe (in Redis or the spool) the commands are settled: a Redis error after that is only
         logged, never retried from the claim, which would publish the acks again on every attempt. An entry left
@@ -634,6 +674,9 @@ class Relay:
         for _, command, _, error in finished:
             if error is not None:
                 log.warning("instance %s: outbox %s failed: %s", self.instance_id, command.outbox_id, error)
+        if settled is not None:
+            settled.extend(entry_id for entry_id, _, _, _ in finished)
+            return
         try:
             self._done(*(entry_id for entry_id, _, _, _ in finished))
         except redis.RedisError as exc:

@@ -409,3 +409,20 @@ def test_commands_read_together_go_out_in_one_batch_and_each_contact_keeps_its_o
     first, again = acks(r, 1)[1]
     assert first.ok and again.ok and first.wa_id == again.wa_id
     assert all(ack.ok for found in acks(r, 1).values() for ack in found)
+
+
+def test_a_batch_sent_at_once_leaves_the_stream_with_the_next_read(r, network, monkeypatch):
+    """The outbound reader acknowledges and deletes what its read settled (a batch sent, a malformed entry) ahead
+    of its next read, in the same round trip."""
+    out = contracts.OUT_STREAM.format(1).encode()
+    with round_trips(monkeypatch) as writes, relay_thread(r, 1):
+        pair(r, network, 1)
+        for n in range(3):
+            send_command(r, 1, n + 1, f"resposta {n}", typing=False)
+            wait_until(lambda n=n: len(acks(r, 1)) == n + 1, what="the ack")
+        r.xadd(contracts.OUT_STREAM.format(1), {"c": "{not json"})
+        wait_until(lambda: r.xlen(contracts.OUT_STREAM.format(1)) == 0, what="the stream emptied")
+    deletes = [write for write in writes if b"XDEL" in write and out in write]
+    assert len(deletes) >= 3
+    assert all(b"XREADGROUP" in write for write in deletes), "each deletion rides on the next read"
+    assert r.xpending(out, contracts.OUT_GROUP)["pending"] == 0
