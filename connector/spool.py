@@ -35,9 +35,11 @@ machine that loses power may lose that last second, as an embedded Redis (AOF ``
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections import deque
 from pathlib import Path
@@ -331,8 +333,10 @@ class Spool:
                 self._drain_owed.add(unit[1])
 
     def _keep_journal(self) -> None:
-        """Once a second: replay the journal if Redis lost its data, else drop the lines the workers stored;
-        fsync what was written since."""
+        """Once a second: replay the journal if Redis lost its data, else drop the lines the workers stored; then
+        make what was written since durable. The disk's part (the fsync, the rewrite) runs outside the journal lock:
+        a disk that stalls for a moment, as shared and virtual disks do, must not hold up every publish with it."""
+        sync_fd = None
         with self._journal_lock:
             streams = sorted({entry.stream for entry in self._journal})
             with self.redis.pipeline(transaction=True) as pipe:
@@ -352,14 +356,58 @@ class Spool:
                     break
                 self._journal.popleft()
                 self._journal_dropped += 1
+            journal, kept = self._journal, list(self._journal)
             # Rewritten once the stored lines are at least as many as the live ones: each line is written about
             # twice in all, however long the backlog.
-            if self._journal_dropped and (not self._journal or self._journal_dropped >= max(
-                    JOURNAL_REWRITE_LINES, len(self._journal))):
-                self._rewrite_journal()
-            elif self._journal_dirty and self._journal_fd is not None:
-                os.fsync(self._journal_fd)
+            compact = bool(self._journal_dropped) and (not kept or self._journal_dropped >= max(
+                JOURNAL_REWRITE_LINES, len(kept)))
+            if not compact and self._journal_dirty and self._journal_fd is not None:
+                sync_fd = os.dup(self._journal_fd)
                 self._journal_dirty = False
+        if compact:
+            self._compact_journal(journal, kept)
+        elif sync_fd is not None:
+            try:
+                os.fsync(sync_fd)
+            except OSError:
+                self._journal_dirty = True  # the next second tries again
+                raise
+            finally:
+                os.close(sync_fd)
+
+    def _compact_journal(self, journal: deque[_Journaled], kept: list[_Journaled]) -> None:
+        """Rewrite the journal file with ``kept``, the lines of ``journal`` not yet stored, plus whatever was
+        published meanwhile. The lines kept are written and fsync'd outside the lock (only this thread drops lines,
+        so ``journal`` still starts with them); under it, the later lines are added and the file is swapped in."""
+        fd, tmp = (tempfile.mkstemp(dir=self.journal_path.parent, prefix=f".{self.journal_path.name}-")
+                   if kept else (None, None))
+        try:
+            if fd is not None:
+                os.write(fd, "".join(entry.line for entry in kept).encode())
+                os.fsync(fd)
+            with self._journal_lock:
+                if self._journal is not journal:  # Redis lost its data meanwhile: the replay rewrote the file
+                    return
+                later = list(itertools.islice(journal, len(kept), None))
+                if later and fd is None:
+                    fd, tmp = tempfile.mkstemp(dir=self.journal_path.parent, prefix=f".{self.journal_path.name}-")
+                if self._journal_fd is not None:
+                    os.close(self._journal_fd)
+                    self._journal_fd = None  # the next publish opens the new file
+                if fd is not None:
+                    os.write(fd, "".join(entry.line for entry in later).encode())  # fsync'd by the next second
+                    os.replace(tmp, self.journal_path)
+                    tmp = None
+                else:
+                    self.journal_path.unlink(missing_ok=True)
+                self._journal_dropped = 0
+                self._journal_dirty = bool(later)
+        finally:
+            if fd is not None:
+                os.close(fd)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+        self._fsync_dir()
 
     def _queue_drains(self, lanes: set[int]) -> None:
         """Queue the drain jobs of these lanes, whose flags the publish script just set, and of the lanes owed (their

@@ -8,10 +8,12 @@ before a stop is still there after the restart, as with a production Redis that 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -345,3 +347,43 @@ def test_a_batch_goes_in_one_round_trip_in_order_and_is_spooled_whole_while_redi
         assert _stream_ids(client) == [f"M{n:03d}" for n in range(6)]
     finally:
         spool.stop()
+
+
+def test_a_disk_that_stalls_never_holds_up_a_publish_and_the_journal_keeps_every_line(server, tmp_path,
+                                                                                     monkeypatch):
+    """The journal's fsync and rewrite run outside its lock: while the keeper waits on a disk that does not
+    answer, events are still published; the rewritten file then holds every line not yet stored, the ones
+    published meanwhile too."""
+    client = server.client()
+    spool = Spool(client, 7, tmp_path, lanes=1)
+    for n in range(4):
+        assert spool.publish(_message(n))
+    [(stream, entries)] = [(key, client.xrange(key)) for key in client.scan_iter(match="wb:in:7:*")]
+    client.xdel(stream, entries[0][0], entries[1][0])  # the workers stored the first two
+    monkeypatch.setattr(spool_module, "JOURNAL_REWRITE_LINES", 1)
+    entered, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def stalled(fd):
+        if threading.current_thread().name == "keeper":
+            entered.set()
+            release.wait(DEADLINE_S)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", stalled)
+    keeper = threading.Thread(target=spool._keep_journal, name="keeper")
+    keeper.start()
+    try:
+        assert entered.wait(DEADLINE_S), "the keeper wrote nothing"
+        publisher = threading.Thread(target=spool.publish, args=(_message(4),))
+        publisher.start()
+        publisher.join(DEADLINE_S)
+        assert not publisher.is_alive(), "the publish waited for the disk"
+    finally:
+        release.set()
+        keeper.join(DEADLINE_S)
+    journaled = [json.loads(json.loads(line)["e"])["wa_id"]
+                 for line in spool_module.journal_path(tmp_path, 7).read_text().splitlines()]
+    assert journaled == ["M002", "M003", "M004"]
+    assert spool.journaled() == 3
+    spool.stop()
