@@ -422,11 +422,8 @@ class Relay:
         nothing retries it; a connector that is not connected drops them."""
         if not reads or not self._connected.is_set():
             return
-        for phone, wa_ids in reads.items():
-            try:
-                self.transport.mark_read(phone, wa_ids)
-            except (TransportError, redis.RedisError) as exc:
-                log.info("instance %s: read receipt not sent (%s)", self.instance_id, type(exc).__name__)
+        for exc in self.transport.mark_read_many(reads).values():
+            log.info("instance %s: read receipt not sent (%s)", self.instance_id, type(exc).__name__)
 
     # -- outbound --------------------------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Protocol
 
+import redis
+
 from connector.contracts import ControlCommand, InboundMessage, OutboundCommand, Receipt
 
 
@@ -111,6 +113,18 @@ class Transport(ABC):
     @abstractmethod
     def mark_read(self, chat_phone: str, wa_ids: list[str]) -> None:
         """Mark the contact's messages as read (blue ticks on their phone)."""
+
+    def mark_read_many(self, reads: dict[str, list[str]]) -> dict[str, Exception]:
+        """``mark_read`` in several chats (phone -> message ids); returns the error of each chat whose receipt did
+        not go out (``TransportError`` or a Redis error). Chat by chat here; a transport that can send them at
+        once overrides it."""
+        failed: dict[str, Exception] = {}
+        for phone, wa_ids in reads.items():
+            try:
+                self.mark_read(phone, wa_ids)
+            except (TransportError, redis.RedisError) as exc:
+                failed[phone] = exc
+        return failed
 
     @abstractmethod
     def control(self, command: ControlCommand) -> None:

@@ -266,6 +266,21 @@ def test_the_business_marks_the_leads_messages_read(r, network):
         wait_until(lambda: network.lead_chat(LEAD, BUSINESS)[0]["status"] == "read", what="blue ticks")
 
 
+def test_read_receipts_for_several_chats_go_out_in_one_round_trip(r, network, monkeypatch):
+    """A batch of the workers' read requests becomes one pipeline of status changes, one per chat."""
+    other = "5511980000002"
+    with relay_thread(r, 1) as relay:
+        pair(r, network, 1)
+        sent = {lead: network.send_from_lead(lead, BUSINESS, text="oi") for lead in (LEAD, other)}
+        wait_until(lambda: len(events(r, 1, "message")) == 2, what="the inbound messages")
+        with round_trips(monkeypatch) as writes:
+            relay.carry_out([contracts.ControlCommand(action="mark_read", phone=lead, wa_ids=[wa_id])
+                             .model_dump_json().encode() for lead, wa_id in sent.items()])
+    status_writes = [write for write in writes if b"EVALSHA" in write]
+    assert len(status_writes) == 1 and status_writes[0].count(b"EVALSHA") == 2
+    assert [network.lead_chat(lead, BUSINESS)[0]["status"] for lead in sent] == ["read", "read"]
+
+
 def test_commands_wait_while_disconnected_and_go_out_once_connected(r, network):
     with relay_thread(r, 1):
         send_command(r, 1, 1, "primeira")
