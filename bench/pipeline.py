@@ -15,7 +15,8 @@ messages and waits for a choice; latency to the first).
 Prints msgs/s, p50/p99 latency, the peak memory (RSS and PSS) of the product's processes (the dashboards' refresh,
 which runs a second or two each minute, apart), and where the time goes:
 CPU time per message of each group of processes (this bench, PostgreSQL, Redis, connectors, workers or floor
-consumers) and the Redis commands per message, by command. Figures, not pass/fail.
+consumers), the Redis commands per message, by command, and the disk's stalls during each run (``DiskProbe``: the
+paced runs' p99, the floor's too, is often one of them). Figures, not pass/fail.
 
     python bench/pipeline.py --messages 2000 --paced-seconds 10   # embedded servers in a temp dir
     DATABASE_URL=... REDIS_URL=... python bench/pipeline.py
@@ -58,6 +59,7 @@ class Result:
     cpu_us: dict[str, float] = field(default_factory=dict)  # CPU time per message, by group of processes
     redis_calls: dict[str, float] = field(default_factory=dict)  # Redis commands per message, by command
     pg_transactions: float = 0.0  # PostgreSQL transactions per message (every database of the server)
+    disk_stalls_ms: list[float] = field(default_factory=list)  # the disk probe's slow fsyncs during the run
 
     @property
     def rate(self) -> float:
@@ -88,7 +90,47 @@ class Result:
             row += f"\n{'':<6}Redis commands per message: {sum(self.redis_calls.values()):.1f} ({top})"
         if self.pg_transactions:
             row += f"\n{'':<6}PostgreSQL transactions per message: {self.pg_transactions:.2f}"
+        if self.disk_stalls_ms:
+            row += (f"\n{'':<6}disk: {len(self.disk_stalls_ms)} fsync(s) over {DiskProbe.STALL_MS:.0f} ms during "
+                    f"the run, longest {max(self.disk_stalls_ms):.0f} ms")
         return row
+
+class DiskProbe(threading.Thread):
+    """Fsync a small file every ``EVERY_S`` and note the fsyncs slower than ``STALL_MS``, with when they ended.
+
+    Every commit of PostgreSQL and every send claim waits for the disk, the floor's commits too: a virtual disk that
+    stalls for a tenth of a second holds up every message in flight, and the paced runs' p99 is often that stall.
+    Printed next to each scenario, it tells the machine's noise from the product's."""
+
+    EVERY_S = 0.05
+    STALL_MS = 20.0
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(name="disk-probe", daemon=True)
+        self.path = folder / "disk-probe"
+        self.stalls: list[tuple[float, float]] = []  # (perf_counter at the end, milliseconds)
+
+    def run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while True:
+                os.write(fd, b"probe\n")
+                began = time.perf_counter()
+                os.fsync(fd)
+                ended = time.perf_counter()
+                if (ended - began) * 1000 > self.STALL_MS:
+                    self.stalls.append((ended, (ended - began) * 1000))
+                time.sleep(self.EVERY_S)
+        finally:
+            os.close(fd)
+
+    def between(self, start: float, end: float) -> list[float]:
+        """The stalls (ms) that ended between two ``perf_counter`` readings."""
+        return [ms for ended, ms in self.stalls if start <= ended <= end]
+
+
+_DISK: DiskProbe | None = None
+
 
 def median_ms(call: Callable[[], object], runs: int = 7) -> float:
     """Median wall time of ``runs`` calls in milliseconds, after one warm-up call (plan cache, pages)."""
@@ -335,7 +377,8 @@ def _drive(name: str, n: int, rate: float | None, send, watcher: OutWatcher, roo
     calls = {name: (count - calls_before.get(name, 0)) / n for name, count in commandstats(meter.client).items()}
     return Result(name, n, (watcher.count - base) // answers, end - start, latencies, *peak, cpu_us=cpu,
                   redis_calls={name: count for name, count in calls.items() if count > 0},
-                  pg_transactions=(pg_transactions() - transactions_before - 2) / n)  # less the two readings
+                  pg_transactions=(pg_transactions() - transactions_before - 2) / n,  # less the two readings
+                  disk_stalls_ms=_DISK.between(start, end) if _DISK is not None else [])
 
 
 def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: int,
@@ -462,9 +505,12 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     from workbench.store.bus import get_redis
     from workbench.store.migrations import upgrade_database
 
+    global _DISK
     upgrade_database(os.environ["DATABASE_URL"])
     client = get_redis()
     client.flushdb()
+    _DISK = DiskProbe(Path(os.environ["WORKBENCH_DATA_DIR"]))
+    _DISK.start()
     paced_n = int(args.paced_seconds * args.rate)
     meter = CpuMeter(client)
     floors = _floor_scenarios(args, client, children, paced_n, meter)
