@@ -564,9 +564,8 @@ class SandboxTransport(Transport):
         finally:
             self._phone = None
             if handed is not None:  # stopping: acknowledge now (if this fails, they are delivered again)
-                with contextlib.suppress(redis.RedisError), self.redis.pipeline(transaction=False) as pipe:
-                    self._acknowledge(pipe, phone, inbox, handed)
-                    self._settle(pipe.execute(raise_on_error=False), phone, handed)
+                with contextlib.suppress(redis.RedisError):
+                    self._acknowledge_now(phone, inbox, handed)
 
     def _read_inbox(self, phone: str, inbox: str, backlog: bool, handed: _Handed | None) -> list[Any]:
         """The inbox's next entries (from "0", the ones delivered before, while ``backlog``); the read before,
@@ -585,6 +584,12 @@ class SandboxTransport(Transport):
         if handed is not None:
             self._settle(acknowledged, phone, handed)
         return reply[0][1] if reply else []
+
+    def _acknowledge_now(self, phone: str, inbox: str, handed: _Handed) -> None:
+        """Acknowledge a read in a round trip of its own (no read follows: the connection ends)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self._acknowledge(pipe, phone, inbox, handed)
+            self._settle(pipe.execute(raise_on_error=False), phone, handed)
 
     def _acknowledge(self, pipe: Any, phone: str, inbox: str, handed: _Handed) -> None:
         """Queue the acknowledgement of a read handed to the relay (or dropped) and the lead's "delivered" on its

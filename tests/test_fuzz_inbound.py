@@ -34,7 +34,7 @@ from connector.contracts import (
     encode,
     now_ms,
 )
-from connector.sandbox import SandboxTransport
+from connector.sandbox import SandboxTransport, _Handed
 from connector.wa_inbound import InboundMapper, to_ms
 from engine.worker.inbound import apply_events
 from tests import fuzzing
@@ -178,8 +178,8 @@ def test_sandbox_inbox_entries_are_handed_over_or_dropped(number, r, tmp_path):
     def one_entry(payload, as_json, junk):
         body = json.dumps(payload).encode("utf-8", "surrogatepass") if as_json else junk
         event = transport._event(b"1-1", {b"p": body})
-        transport._acknowledge(BUSINESS, f"sandbox:inbox:{BUSINESS}", [b"1-1"],
-                               [event] if isinstance(event, InboundMessage) else [])
+        transport._acknowledge_now(BUSINESS, f"sandbox:inbox:{BUSINESS}",
+                                   _Handed([b"1-1"], [event] if isinstance(event, InboundMessage) else []))
         fuzzing.count("sandbox inbox entry", None if event is not None else "dropped (logged)")
         if event is not None:
             store("sandbox event", number, event)
