@@ -387,3 +387,42 @@ def test_a_disk_that_stalls_never_holds_up_a_publish_and_the_journal_keeps_every
     assert journaled == ["M002", "M003", "M004"]
     assert spool.journaled() == 3
     spool.stop()
+
+
+def test_a_redis_that_lost_its_data_during_a_rewrite_of_the_journal_keeps_the_replays_file(server, tmp_path,
+                                                                                          monkeypatch):
+    """The journal's rewrite writes outside the lock; if Redis lost its data meanwhile, the publish that found out
+    replays the journal and writes the file itself, and the rewrite, when the disk answers, leaves that file alone
+    and no temporary file behind."""
+    client = server.client()
+    spool = Spool(client, 7, tmp_path, lanes=1)
+    for n in range(3):
+        assert spool.publish(_message(n))
+    [(stream, entries)] = [(key, client.xrange(key)) for key in client.scan_iter(match="wb:in:7:*")]
+    client.xdel(stream, entries[0][0])  # the workers stored the first one
+    monkeypatch.setattr(spool_module, "JOURNAL_REWRITE_LINES", 1)
+    entered, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def stalled(fd):
+        if threading.current_thread().name == "keeper":
+            entered.set()
+            release.wait(DEADLINE_S)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", stalled)
+    keeper = threading.Thread(target=spool._keep_journal, name="keeper")
+    keeper.start()
+    try:
+        assert entered.wait(DEADLINE_S), "the keeper wrote nothing"
+        client.flushall()  # Redis restarted empty while the rewrite waits for the disk
+        assert spool.publish(_message(3))  # finds no mark: replays M001, M002, then publishes M003
+    finally:
+        release.set()
+        keeper.join(DEADLINE_S)
+    assert _stream_ids(client) == ["M001", "M002", "M003"]
+    journaled = [json.loads(json.loads(line)["e"])["wa_id"]
+                 for line in spool_module.journal_path(tmp_path, 7).read_text().splitlines()]
+    assert journaled == ["M001", "M002", "M003"]
+    assert [path.name for path in spool_module.journal_path(tmp_path, 7).parent.iterdir()] == ["7.journal.jsonl"]
+    spool.stop()
