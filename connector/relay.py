@@ -435,7 +435,8 @@ class Relay:
         settled: list[bytes] = []
         while not self._stop.is_set():
             if not self._connected.wait(0.5):
-                settled = self._done_now(settled)
+                self._done_now(settled)
+                settled = []
                 continue
             try:
                 reply = self._read_out(cursor, settled)
@@ -476,15 +477,14 @@ class Relay:
                         len(settled))
         return reply
 
-    def _done_now(self, settled: list[bytes]) -> list[bytes]:
-        """Acknowledge and delete ``settled`` entries now (no read follows); returns an empty list."""
+    def _done_now(self, settled: list[bytes]) -> None:
+        """Acknowledge and delete ``settled`` entries now (no read follows)."""
         if settled:
             try:
                 self._done(*settled)
             except redis.RedisError as exc:
                 log.warning("instance %s: %d settled outbound entries left pending in the stream (%s)",
                             self.instance_id, len(settled), type(exc).__name__)
-        return []
 
     def _dispatch(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]], settled: list[bytes]) -> None:
         """Hand one read's commands to their contacts' lanes. A number that sends unpaced sends the commands that

@@ -356,11 +356,12 @@ class Spool:
                     break
                 self._journal.popleft()
                 self._journal_dropped += 1
-            journal, kept = self._journal, list(self._journal)
+            journal = self._journal
             # Rewritten once the stored lines are at least as many as the live ones: each line is written about
             # twice in all, however long the backlog.
-            compact = bool(self._journal_dropped) and (not kept or self._journal_dropped >= max(
-                JOURNAL_REWRITE_LINES, len(kept)))
+            compact = bool(self._journal_dropped) and (not journal or self._journal_dropped >= max(
+                JOURNAL_REWRITE_LINES, len(journal)))
+            kept = list(journal) if compact else []
             if not compact and self._journal_dirty and self._journal_fd is not None:
                 sync_fd = os.dup(self._journal_fd)
                 self._journal_dirty = False

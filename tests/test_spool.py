@@ -349,17 +349,12 @@ def test_a_batch_goes_in_one_round_trip_in_order_and_is_spooled_whole_while_redi
         spool.stop()
 
 
-def test_a_disk_that_stalls_never_holds_up_a_publish_and_the_journal_keeps_every_line(server, tmp_path,
-                                                                                     monkeypatch):
-    """The journal's fsync and rewrite run outside its lock: while the keeper waits on a disk that does not
-    answer, events are still published; the rewritten file then holds every line not yet stored, the ones
-    published meanwhile too."""
-    client = server.client()
-    spool = Spool(client, 7, tmp_path, lanes=1)
-    for n in range(4):
-        assert spool.publish(_message(n))
+@contextmanager
+def _keeper_waiting_on_disk(spool: Spool, client: redis.Redis, stored: int, monkeypatch) -> Iterator[None]:
+    """The workers stored the first ``stored`` events, and the journal's keeper runs in a thread of its own against a
+    disk that does not answer its fsync: the block runs while the keeper waits, and the disk answers when it ends."""
     [(stream, entries)] = [(key, client.xrange(key)) for key in client.scan_iter(match="wb:in:7:*")]
-    client.xdel(stream, entries[0][0], entries[1][0])  # the workers stored the first two
+    client.xdel(stream, *(entry_id for entry_id, _ in entries[:stored]))
     monkeypatch.setattr(spool_module, "JOURNAL_REWRITE_LINES", 1)
     entered, release = threading.Event(), threading.Event()
     real_fsync = os.fsync
@@ -375,16 +370,33 @@ def test_a_disk_that_stalls_never_holds_up_a_publish_and_the_journal_keeps_every
     keeper.start()
     try:
         assert entered.wait(DEADLINE_S), "the keeper wrote nothing"
+        yield
+    finally:
+        release.set()
+        keeper.join(DEADLINE_S)
+
+
+def _journaled_ids(data_dir: Path) -> list[str]:
+    """The WhatsApp ids of the events the journal file of instance 7 holds, in its order."""
+    return [json.loads(json.loads(line)["e"])["wa_id"]
+            for line in spool_module.journal_path(data_dir, 7).read_text().splitlines()]
+
+
+def test_a_disk_that_stalls_never_holds_up_a_publish_and_the_journal_keeps_every_line(server, tmp_path,
+                                                                                     monkeypatch):
+    """The journal's fsync and rewrite run outside its lock: while the keeper waits on a disk that does not
+    answer, events are still published; the rewritten file then holds every line not yet stored, the ones
+    published meanwhile too."""
+    client = server.client()
+    spool = Spool(client, 7, tmp_path, lanes=1)
+    for n in range(4):
+        assert spool.publish(_message(n))
+    with _keeper_waiting_on_disk(spool, client, 2, monkeypatch):
         publisher = threading.Thread(target=spool.publish, args=(_message(4),))
         publisher.start()
         publisher.join(DEADLINE_S)
         assert not publisher.is_alive(), "the publish waited for the disk"
-    finally:
-        release.set()
-        keeper.join(DEADLINE_S)
-    journaled = [json.loads(json.loads(line)["e"])["wa_id"]
-                 for line in spool_module.journal_path(tmp_path, 7).read_text().splitlines()]
-    assert journaled == ["M002", "M003", "M004"]
+    assert _journaled_ids(tmp_path) == ["M002", "M003", "M004"]
     assert spool.journaled() == 3
     spool.stop()
 
@@ -398,31 +410,10 @@ def test_a_redis_that_lost_its_data_during_a_rewrite_of_the_journal_keeps_the_re
     spool = Spool(client, 7, tmp_path, lanes=1)
     for n in range(3):
         assert spool.publish(_message(n))
-    [(stream, entries)] = [(key, client.xrange(key)) for key in client.scan_iter(match="wb:in:7:*")]
-    client.xdel(stream, entries[0][0])  # the workers stored the first one
-    monkeypatch.setattr(spool_module, "JOURNAL_REWRITE_LINES", 1)
-    entered, release = threading.Event(), threading.Event()
-    real_fsync = os.fsync
-
-    def stalled(fd):
-        if threading.current_thread().name == "keeper":
-            entered.set()
-            release.wait(DEADLINE_S)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", stalled)
-    keeper = threading.Thread(target=spool._keep_journal, name="keeper")
-    keeper.start()
-    try:
-        assert entered.wait(DEADLINE_S), "the keeper wrote nothing"
+    with _keeper_waiting_on_disk(spool, client, 1, monkeypatch):
         client.flushall()  # Redis restarted empty while the rewrite waits for the disk
         assert spool.publish(_message(3))  # finds no mark: replays M001, M002, then publishes M003
-    finally:
-        release.set()
-        keeper.join(DEADLINE_S)
     assert _stream_ids(client) == ["M001", "M002", "M003"]
-    journaled = [json.loads(json.loads(line)["e"])["wa_id"]
-                 for line in spool_module.journal_path(tmp_path, 7).read_text().splitlines()]
-    assert journaled == ["M001", "M002", "M003"]
+    assert _journaled_ids(tmp_path) == ["M001", "M002", "M003"]
     assert [path.name for path in spool_module.journal_path(tmp_path, 7).parent.iterdir()] == ["7.journal.jsonl"]
     spool.stop()
