@@ -44,15 +44,18 @@ def wait_until(condition: Callable[[], T], timeout: float = DEADLINE_S, what: st
 
 
 @contextmanager
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+def round_trips(monkeypatch: pytest.MonkeyPatch, this_thread_only: bool = False) -> Iterator[list[bytes]]:
     """Record what every redis-py connection writes to its server while the block runs: one item (the bytes sent) per
-    round trip (a pipeline is one write). The connections stay real; only the record is added."""
+    round trip (a pipeline is one write). The connections stay real; only the record is added. With
+    `this_thread_only`, the writes of other threads (a transport's reader running meanwhile) are left out."""
     writes: list[bytes] = []
     real_send = redis_lib.connection.AbstractConnection.send_packed_command
+    caller = threading.get_ident()
 
     def counted(connection: Any, command: Any, check_health: bool = True) -> None:
-        writes.append(command if isinstance(command, bytes) else b"".join(
-            part if isinstance(part, bytes) else str(part).encode() for part in command))
+        if not this_thread_only or threading.get_ident() == caller:
+            writes.append(command if isinstance(command, bytes) else b"".join(
+                part if isinstance(part, bytes) else str(part).encode() for part in command))
         real_send(connection, command, check_health)
 
     with monkeypatch.context() as patch:

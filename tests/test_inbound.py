@@ -400,7 +400,7 @@ def test_waking_a_drain_takes_two_round_trips_and_its_job_runs(engine, r, monkey
     lane = contact_lane(inst, event.phone)
     r.xadd(lane_stream(inst, event.phone), encode(event))
     Queue(INBOUND_QUEUE, connection=r).get_redis_server_version()  # RQ asks for it once per client
-    with round_trips(monkeypatch) as writes:
+    with round_trips(monkeypatch, this_thread_only=True) as writes:
         wake_inbound_drain(r, inst, lane)
         wake_inbound_drain(r, inst, lane)  # the flag is up: nothing more to queue
     assert len(writes) == 3, "SET NX and one pipeline for the job, then one SET NX"

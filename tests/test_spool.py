@@ -330,7 +330,7 @@ def test_a_batch_goes_in_one_round_trip_in_order_and_is_spooled_whole_while_redi
     client = server.client()
     spool = Spool(client, 7, tmp_path, retry_s=0.05, lanes=1)
     assert spool.publish(_message(0))  # settles the lane count (a round trip of its own, once)
-    with round_trips(monkeypatch) as writes:
+    with round_trips(monkeypatch, this_thread_only=True) as writes:
         assert spool.publish_many([_message(n) for n in (1, 2, 3)], status=("wb:conn:7", "last_inbound_at", 99))
     assert len(writes) == 1, "the three events, the drain flag and the status field in one round trip"
     assert _stream_ids(client) == ["M000", "M001", "M002", "M003"]
