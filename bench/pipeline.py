@@ -10,8 +10,8 @@ floor figure.
 
 Scenarios: floor with 1 and 2 consumers (burst) and 1 consumer paced; product (``python -m workbench workers``:
 workers, scheduler, calls pool; plus one connector per number) with 1 and 2 workers, burst and paced, and with
-1 worker again with the welcome funnel active (every message from a new lead starts a run that sends two
-messages and waits for a choice; latency to the first).
+1 and 2 workers again with the welcome funnel active (``--funnel-workers``; every message from a new lead starts a
+run that sends two messages and waits for a choice; latency to the first).
 Prints msgs/s, p50/p99 latency, the peak memory (RSS and PSS) of the product's processes (the dashboards' refresh,
 which runs a second or two each minute, apart), and where the time goes:
 CPU time per message of each group of processes (this bench, PostgreSQL, Redis, connectors, workers or floor
@@ -420,7 +420,7 @@ def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: in
 
 
 def _funnel_scenarios(args, client, admin, product, product_send, watcher, roots, paced_n,
-                      meter: CpuMeter) -> list[Result]:
+                      meter: CpuMeter, count: int) -> list[Result]:
     """The same path with the welcome funnel active: each message comes from a new lead and starts a run
     that sends two messages (welcome, then the menu) and waits for the choice."""
     from engine.core.examples import welcome_funnel
@@ -430,11 +430,12 @@ def _funnel_scenarios(args, client, admin, product, product_send, watcher, roots
     funnels.publish(admin, funnel_id)
     funnels.set_active(admin, funnel_id, True)
     time.sleep(6)  # workers cache the active funnels for 5 s
-    found = [_drive("product, 1 worker, welcome funnel, burst", args.messages, None, product_send,
-                    watcher, roots, meter, lead_of=lambda k: f"55229{k:08d}", answers=2)]
+    # each scenario's leads are new to the installation: the worker count is in their numbers
+    found = [_drive(f"product, {count} worker(s), welcome funnel, burst", args.messages, None, product_send,
+                    watcher, roots, meter, lead_of=lambda k: f"5523{count}{k:08d}", answers=2)]
     _settle(client, product)
-    found.append(_drive(f"product, 1 worker, welcome funnel, paced {args.rate:.0f}/s", paced_n, args.rate,
-                        product_send, watcher, roots, meter, lead_of=lambda k: f"55239{k:08d}", answers=2))
+    found.append(_drive(f"product, {count} worker(s), welcome funnel, paced {args.rate:.0f}/s", paced_n, args.rate,
+                        product_send, watcher, roots, meter, lead_of=lambda k: f"5524{count}{k:08d}", answers=2))
     _settle(client, product)
     funnels.set_active(admin, funnel_id, False)
     time.sleep(6)
@@ -447,6 +448,8 @@ def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=10, help="length of each paced scenario")
     parser.add_argument("--rate", type=float, default=100, help="paced rate, msgs/s")
     parser.add_argument("--workers", default="1,2", help="worker counts to run the product with (comma-separated)")
+    parser.add_argument("--funnel-workers", default="1,2",
+                        help="worker counts to run the welcome-funnel scenarios with (comma-separated, of --workers)")
     parser.add_argument("--no-funnel", action="store_true", help="skip the welcome-funnel scenarios")
     args = parser.parse_args()
 
@@ -554,9 +557,9 @@ def _run(args, children: list[subprocess.Popen]) -> None:
                        watcher, roots, meter)
         rows.append((paced, floors["paced"]))
         _settle(client, product)
-        if count == 1 and not args.no_funnel:
+        if str(count) in args.funnel_workers.split(",") and not args.no_funnel:
             funnel_burst, funnel_paced = _funnel_scenarios(args, client, admin, product, product_send, watcher,
-                                                           roots, paced_n, meter)
+                                                           roots, paced_n, meter, count)
             rows += [(funnel_burst, floors["burst1"]), (funnel_paced, floors["paced"])]
         workers.terminate()
         workers.wait(20)
@@ -568,7 +571,7 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     print(f"\nPipeline benchmark — {args.messages} messages per burst, {paced_n} per paced run, "
           f"{LEADS} leads, {len(product)} numbers; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
     print("Ratios: product burst msgs/s to the floor's with as many consumers as workers (the welcome funnel to "
-          "1 consumer); paced p99 as a multiple of the floor's paced p99. Memory: peak of the workers' supervisor with "
+          "1 consumer, with any number of workers); paced p99 as a multiple of the floor's paced p99. Memory: peak of the workers' supervisor with "
           "its workers, scheduler and calls pool, plus the connectors; the dashboards' refresh apart, when it ran.")
     for result, floor_result in rows:
         print(result.line(floor_result))

@@ -140,6 +140,8 @@ def _run(args, children) -> None:
         return
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
+    if args.save:
+        stats.dump_stats(args.save)
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
     print(out.getvalue())
@@ -151,6 +153,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200, help="events per transaction at most")
     parser.add_argument("--funnel", action="store_true", help="new leads with the welcome funnel active")
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile ordering")
+    parser.add_argument("--save", help="also write the profile to this file (for pstats: callers, callees)")
     parser.add_argument("--no-profile", action="store_true", help="no cProfile: the drain's own time and CPU only")
     args = parser.parse_args()
     with_product_servers("wbprof-", {"WORKBENCH_INBOUND_BATCH": str(args.batch), "WORKBENCH_DRAIN_LINGER_MS": "0",
