@@ -284,18 +284,20 @@ def test_the_welcome_funnel_costs_the_same_statements_per_message(engine, monkey
     assert (first, reply, quiet) == (5, 15, 3)
 
 
-def test_a_batch_of_new_leads_costs_a_statement_per_run_and_a_few_for_the_whole_batch(engine, monkeypatch):
+def test_a_batch_of_new_leads_costs_a_few_statements_for_the_whole_batch(engine, monkeypatch):
     """Under a burst a drain stores many new leads per transaction: their messages are one statement (a run of
-    distinct contacts), each walk inserts its run, and the walks' messages and funnel steps of the whole batch are
-    one statement each (``db.hold_rows``)."""
+    distinct contacts); the first walk inserts its run, the others take ids reserved in doubling blocks and their
+    runs, like the walks' messages and funnel steps of the whole batch, are one statement each (``db.hold_rows``)."""
     for module in (runs, workspace_settings):
         monkeypatch.setattr(module, "_CACHE_TTL_S", 3600.0)
     ws, inst, admin, _ = setup_workspace(("Boas-vindas", welcome_funnel))
     statements_for(inbound(inst, phone="551190", text="oi"))  # caches warm
-    leads = [f"55219{k:08d}" for k in range(5)]
+    leads = [f"55219{k:08d}" for k in range(20)]
     with statements_run() as executed, session_scope() as s:
         applied = apply_events(s, inst, [inbound(inst, phone=lead, text="oi") for lead in leads])
-    assert len(executed) == 1 + 1 + len(leads) + 2  # the number, the messages, each lead's run, the held writes
+    reservations = [sql for sql in executed if "nextval(pg_get_serial_sequence('funnel_runs'" in sql]
+    assert len(reservations) == 4, "ids for 19 runs in blocks of 2, 4, 8 and 16"
+    assert len(executed) == 1 + 1 + 1 + 4 + 3  # the number, the messages, the first run, the ids, the held writes
     assert sorted(c.to_phone for c in applied.effects.commands) == sorted(leads * 2)
     with session_scope() as s:
         for lead in leads:
@@ -306,6 +308,29 @@ def test_a_batch_of_new_leads_costs_a_statement_per_run_and_a_few_for_the_whole_
             assert len(texts) == 2 and conversation.last_message_preview == preview(texts[-1])
             run = s.scalars(select(FunnelRun).where(FunnelRun.conversation_id == conversation.id)).one()
             assert s.scalar(select(func.count()).select_from(FunnelEvent).where(FunnelEvent.run_id == run.id)) > 0
+
+
+def test_held_runs_are_written_before_their_steps_and_before_their_contact_writes_again(engine):
+    """A batch where a waiting lead answers first (its steps held first), then new leads arrive, one of them
+    answering the menu within the same batch: each new lead after the first has its run held (a reserved id), and
+    it is written before the held funnel steps that refer to it and before the lead's next message is stored, so
+    that message resumes the run rather than starting another."""
+    ws, inst, admin, _ = setup_workspace(("Boas-vindas", welcome_funnel))
+    waiting, first, second = "5521911110000", "5521922220000", "5521933330000"
+    say(inst, "oi", phone=waiting)
+    with session_scope() as s:
+        apply_events(s, inst, [inbound(inst, phone=waiting, text="1"), inbound(inst, phone=first, text="oi"),
+                               inbound(inst, phone=second, text="oi"), inbound(inst, phone=second, text="2")])
+    assert bot_texts(second)[-1].startswith("Certo! Nossa equipe de suporte")
+    assert bot_texts(waiting)[-1].startswith("Perfeito! Um consultor de vendas")
+    with session_scope() as s:
+        by_lead = {phone: s.execute(select(FunnelRun.status, func.count(FunnelEvent.id))
+                                    .join(Contact, Contact.id == FunnelRun.contact_id)
+                                    .join(FunnelEvent, FunnelEvent.run_id == FunnelRun.id)
+                                    .where(Contact.phone == phone).group_by(FunnelRun.id)).all()
+                   for phone in (waiting, first, second)}
+    assert [len(runs_) for runs_ in by_lead.values()] == [1, 1, 1], "one run per lead"
+    assert [runs_[0][0] for runs_ in by_lead.values()] == ["completed", "waiting", "completed"]
 
 
 def test_a_funnel_started_by_go_to_reads_the_messages_the_first_one_sent(engine, r):

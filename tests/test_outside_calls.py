@@ -24,6 +24,8 @@ from engine.core.nodes.base import (
     Wait,
 )
 from engine.worker import calls, jobs
+from engine.worker.inbound import apply_events
+from tests.factories import inbound
 from tests.test_connector_support import wait_until
 from tests.test_funnel_runtime import LEAD, bot_texts, say, setup_workspace, the_run
 from workbench.base.clock import now
@@ -116,6 +118,19 @@ def the_call() -> OutsideCall:
 
 def queued(r) -> list[int]:
     return [int(x) for x in r.zrange(runs.CALLS_QUEUE, 0, -1)]
+
+
+def test_new_leads_of_one_batch_each_get_their_call(engine, r, echo):
+    """The second new lead's run is held with the batch's rows (a reserved id): it is written before its call,
+    which refers to it."""
+    ws, inst, admin, _ = setup_workspace(("Eco", echo_funnel))
+    leads = ["5521900000001", "5521900000002", "5521900000003"]
+    with session_scope() as s:
+        applied = apply_events(s, inst, [inbound(inst, phone=lead, text=f"eco {lead}") for lead in leads])
+    assert len(applied.effects.calls) == 3
+    with session_scope() as s:
+        requests = s.scalars(select(OutsideCall.request).order_by(OutsideCall.id)).all()
+    assert [request["text"] for request in requests] == [f"eco {lead}" for lead in leads]
 
 
 def test_a_call_goes_pending_done_applied_outside_the_drain(engine, r, echo):

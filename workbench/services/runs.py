@@ -64,7 +64,7 @@ from workbench.services.conversation_ref import ConversationRef
 from workbench.services.outbox import Draft, queue_bot_messages
 from workbench.services.outbox import publish as publish_commands
 from workbench.store import live
-from workbench.store.db import HotStatement, write_held, write_rows
+from workbench.store.db import HotStatement, held_rows, write_held, write_rows
 from workbench.store.models import (
     ActivityEvent,
     Contact,
@@ -486,10 +486,10 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
         run.status = "completed" if result.status == "completed" else "failed"
         run.error = result.error
         run.ended_at, run.wait_token, run.wait_deadline = now(), None, None
-    # A new run is inserted here with where the walk left it (one statement, no insert-then-update); its id
-    # is what the messages and events below refer to, and what its timer job names (None before the insert).
+    # A new run is inserted here with where the walk left it (one statement, no insert-then-update), or held with
+    # an inbound batch's rows; its id is what the events below refer to, and what its timer job names.
     if run.id is None:
-        _insert_run(session, run)
+        _insert_run(session, run, conversation.phone)
     session.flush()
     if timer:
         effects.timers.append((run.id, run.wait_token, run.wait_deadline))
@@ -565,12 +565,23 @@ def _apply(session: Session, run: FunnelRun, conversation: ConversationRef, funn
     return effects
 
 
-_RUN_COLUMNS = ("workspace_id", "funnel_id", "version_id", "conversation_id", "contact_id", "status", "current_node",
-                "variables", "wait_token", "wait_deadline", "attempts", "error", "updated_at", "ended_at")
+_RUN_COLUMNS = {"workspace_id": "bigint", "funnel_id": "bigint", "version_id": "bigint", "conversation_id": "bigint",
+                "contact_id": "bigint", "status": "text", "current_node": "text", "variables": "jsonb",
+                "wait_token": "text", "wait_deadline": "timestamptz", "attempts": "integer", "error": "text",
+                "updated_at": "timestamptz", "ended_at": "timestamptz"}
 _INSERT_RUN = HotStatement(text(f"""
 INSERT INTO funnel_runs ({", ".join(_RUN_COLUMNS)}) VALUES ({", ".join(f":{name}" for name in _RUN_COLUMNS)})
 RETURNING id
 """))
+# New runs of an inbound batch, with the ids reserved for them (_NEW_RUN_IDS), as one statement (``db.hold_rows``).
+_INSERT_RUNS = HotStatement(text(f"""
+INSERT INTO funnel_runs (id, {", ".join(_RUN_COLUMNS)})
+SELECT run.id, {", ".join(f"run.{name}" for name in _RUN_COLUMNS)}
+FROM jsonb_to_recordset(:rows)
+     AS run(id bigint, {", ".join(f"{name} {kind}" for name, kind in _RUN_COLUMNS.items())})
+""").bindparams(bindparam("rows", type_=JSONB)))
+_NEW_RUN_IDS = HotStatement(text(
+    "SELECT nextval(pg_get_serial_sequence('funnel_runs', 'id')) FROM generate_series(1, :n)"))
 
 # Walks' funnel events, one row per step, in step order (the steps as one jsonb document, as the walks' messages).
 _INSERT_EVENTS = HotStatement(text("""
@@ -584,11 +595,25 @@ FROM jsonb_to_recordset(:rows) AS step(workspace_id bigint, run_id bigint, funne
 """).bindparams(bindparam("rows", type_=JSONB)))
 
 
-def _insert_run(session: Session, run: FunnelRun) -> None:
-    """Insert a new run with one INSERT … RETURNING, then put it in the session as loaded, so later changes to it
-    in the transaction are flushed as usual. The ORM's own flush of a new row (unit of work, insertmanyvalues) cost
-    a fifth of a new lead's time in the worker."""
-    [(run.id,)] = _INSERT_RUN.execute(session, {name: getattr(run, name) for name in _RUN_COLUMNS})
+def _insert_run(session: Session, run: FunnelRun, phone: str) -> None:
+    """Insert a new run, then put it in the session as loaded, so later changes to it in the transaction are flushed
+    as usual. The ORM's own flush of a new row (unit of work, insertmanyvalues) cost a fifth of a new lead's time in
+    the worker.
+
+    One INSERT … RETURNING, except for the second and later new runs of an inbound batch (``db.hold_rows``): those
+    take a reserved id and their rows are held under the contact's phone, written before the batch's other held
+    rows (their events refer to them) and before anything reads the contact's runs, so a new lead's run costs no
+    round trip of its own (a fifth of the drain's time in a burst of new leads, ``bench/pipeline_profile.py
+    --funnel``)."""
+    held = held_rows(session)
+    run.id = held.new_id(session, _NEW_RUN_IDS) if held is not None else None
+    if run.id is None:
+        [(run.id,)] = _INSERT_RUN.execute(session, {name: getattr(run, name) for name in _RUN_COLUMNS})
+    else:
+        row = {name: getattr(run, name) for name in ("id", *_RUN_COLUMNS)}
+        for name in ("wait_deadline", "updated_at", "ended_at"):
+            row[name] = row[name].isoformat() if row[name] is not None else None
+        held.add(_INSERT_RUNS, [row], phone, first=True)
     make_transient_to_detached(run)  # the columns not given (started_at) load when first read
     session.add(run)
 
@@ -599,6 +624,7 @@ def _insert_call(session: Session, run: FunnelRun, node_id: str, action: CallOut
     It carries the run's wait token: its result applies only while the run still waits on it. A call made by
     a step that did not wait (a node bug) gets no token and its result will be stale.
     """
+    write_held(session)  # the run, when held with an inbound batch's rows (_insert_run): the call refers to it
     call = OutsideCall(workspace_id=run.workspace_id, run_id=run.id, wait_token=run.wait_token or "-",
                        node_id=node_id, service=action.service, request=clean_json(dict(action.request)))
     session.add(call)
