@@ -32,6 +32,7 @@ from connector.contracts import (
 )
 from engine.worker import jobs
 from tests.factories import inbound, make_actor, make_instance, make_workspace, publish, run_jobs
+from tests.test_connector_support import wait_until
 from workbench.services.workspace_settings import save_setting
 from workbench.store import bus, db
 from workbench.store.config import get_settings
@@ -540,6 +541,30 @@ def test_a_drain_leaves_instead_of_handing_over_while_jobs_wait_in_the_other_que
     jobs.drain_inbound(inst, 0)
     assert _texts(inst) == ["primeira"]
     assert Queue(INBOUND_QUEUE, connection=r).jobs == [] and not r.exists(DRAIN_LOCK.format(_u(inst)))
+
+
+def test_a_drain_under_a_steady_flow_keeps_its_lanes_until_jobs_wait_in_the_other_queue(engine, r, monkeypatch):
+    """Between two checks for the other queue's jobs a drain goes on with its lanes, however often it checks: ending
+    and starting a job at every check left a gap of about 35 ms in the answers each time. Once a job waits in the
+    other queue, the drain leaves at its next check (a successor at the front would starve that job)."""
+    monkeypatch.setattr(jobs, "YIELD_CHECK_S", 0.0)
+    monkeypatch.setenv("WORKBENCH_DRAIN_LINGER_MS", "60000")  # only the other queue's job can end it in this test
+    get_settings.cache_clear()
+    inst = make_instance(make_workspace())
+    unit = _u(inst)
+    publish(inbound(inst, text="primeira"))
+    Queue(INBOUND_QUEUE, connection=r).empty()  # its wake-up: this test runs the job itself
+    drain = threading.Thread(target=jobs.drain_inbound, args=(inst, 0), daemon=True)
+    drain.start()
+    wait_until(lambda: _texts(inst) == ["primeira"], what="the first message stored")
+    publish(inbound(inst, text="segunda"))
+    wait_until(lambda: _texts(inst) == ["primeira", "segunda"], what="the second message, by the same job")
+    assert drain.is_alive() and r.exists(DRAIN_LOCK.format(unit)), "checked many times, the drain holds its lane"
+    assert Queue(INBOUND_QUEUE, connection=r).jobs == [], "no successor queued"
+    Queue("default", connection=r).enqueue("engine.worker.jobs.retention")
+    drain.join(20)
+    assert not drain.is_alive(), "left for the other queue's job"
+    assert Queue(INBOUND_QUEUE, connection=r).jobs == [] and not r.exists(DRAIN_LOCK.format(unit))
 
 
 def test_a_lane_adopted_by_a_drain_that_postgresql_refused_is_adopted_again_by_its_retry(engine, r, monkeypatch):

@@ -82,7 +82,8 @@ CONSUMER = "drain"
 LOCK_TTL_MS = 5000
 HEARTBEAT_S = 1.0
 BLOCK_MS = 20
-MAX_RUN_S = 10.0
+MAX_RUN_S = 30.0  # how long a job reads under a steady flow before a successor goes on (RQ's timeout: 60 s)
+YIELD_CHECK_S = 10.0  # how often a job under a steady flow looks for jobs waiting in the workers' other queue
 ADOPT_AFTER_MS = 50
 ADOPT_MAX = 32
 ADOPT_EVERY_S = ADOPT_AFTER_MS / 2000  # how often a drain looks for numbers to adopt
@@ -145,7 +146,8 @@ def drain_inbound(instance_id: int, lane: int | None = None,
 
     A job that read for ``MAX_RUN_S`` while events kept coming hands its units, leases and fencing tokens
     (``handed``: unit -> lock token and epoch) to a job it queues at the front and ends; that job goes on where this
-    one stopped, with no unit to take again.
+    one stopped, with no unit to take again. Every ``YIELD_CHECK_S`` it also looks whether jobs wait in the workers'
+    other queue, and leaves its units for them if so.
 
     The job always ends with its units handed back: RQ's timeout (an event that hangs) hands them to a new
     drain at once; PostgreSQL out of reach re-raises so that RQ retries later; Redis out of reach ends the job
@@ -357,9 +359,10 @@ class _Drain:
             self.totals["lanes"] += 1
 
     def run(self) -> dict[str, int]:
-        """Read the held streams as events arrive until idle for the linger time or MAX_RUN_S is over; in the
-        second case, with events still coming, hand the units over to a new job instead of leaving them."""
-        began = idle_since = adopted_at = time.monotonic()
+        """Read the held streams as events arrive until idle for the linger time, MAX_RUN_S is over, or jobs wait in
+        the workers' other queue; in the last two cases, with events still coming, hand the units over to a new job
+        instead of leaving them (``_hand_over``: unless jobs wait in the other queue)."""
+        began = idle_since = adopted_at = checked_at = time.monotonic()
         got_any = False  # a read brought events
         busy = False  # stopped at MAX_RUN_S with events still coming
         while self.tokens:
@@ -384,11 +387,16 @@ class _Drain:
                     _pause(self.gather_s)
             if now - idle_since > self.linger_s:
                 break
-            if now - began > MAX_RUN_S:
-                # Events came within the linger time, though perhaps not in this very read (a steady trickle has
-                # gaps of a few ms): hand over. Leaving cost a stall of about 100 ms (``_hand_over``).
-                busy = got_any
-                break
+            overdue = now - began > MAX_RUN_S
+            if overdue or now - checked_at > YIELD_CHECK_S:
+                checked_at = now
+                if overdue or self._others_waiting():
+                    # Events came within the linger time, though perhaps not in this very read (a steady trickle
+                    # has gaps of a few ms): hand over, or leave for the other queue's jobs (``_hand_over``).
+                    # Ending at every check cost a gap of about 35 ms in the answers each time (RQ's bookkeeping
+                    # of the job's end and the successor's start): under a paced flow, the p99's worst cluster.
+                    busy = got_any
+                    break
             if now - adopted_at >= ADOPT_EVERY_S:  # not after every batch: one round trip per message saved
                 adopted_at = now
                 self._adopt()
@@ -414,6 +422,10 @@ class _Drain:
             self.recent.popleft()
         return bool(self.gather_s) and sum(count for _, count in self.recent) > GATHER_RATE * RATE_WINDOW_S
 
+    def _others_waiting(self) -> bool:
+        """Whether jobs wait in the workers' other queue (funnel timers, contact jobs, the daily retention)."""
+        return bool(Queue(runs.TIMER_QUEUE, connection=self.client).count)
+
     def _hand_over(self) -> None:
         """Queue the next job with the units this one holds (those without failed events waiting for a try), at
         the front of the queue, unless the workers' other queue has jobs waiting: the worker that runs it next
@@ -421,7 +433,7 @@ class _Drain:
         fencing transaction per unit and left the units after the first waiting ``ADOPT_AFTER_MS`` to be adopted:
         a stall of about 100 ms every ``MAX_RUN_S``."""
         handed = {unit: (token, self.epochs[unit]) for unit, token in self.tokens.items() if not self.held[unit]}
-        if not handed or Queue(runs.TIMER_QUEUE, connection=self.client).count:
+        if not handed or self._others_waiting():
             # Jobs wait in the workers' other queue (funnel timers, contact jobs, the daily retention): leave instead,
             # as a job queued at the front would keep a busy worker from ever getting to them.
             return
