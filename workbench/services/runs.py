@@ -604,7 +604,9 @@ def _insert_run(session: Session, run: FunnelRun, phone: str) -> None:
     take a reserved id and their rows are held under the contact's phone, written before the batch's other held
     rows (their events refer to them) and before anything reads the contact's runs, so a new lead's run costs no
     round trip of its own (a fifth of the drain's time in a burst of new leads, ``bench/pipeline_profile.py
-    --funnel``)."""
+    --funnel``). A held run is in the session as loaded before its row exists, so nothing may change it until the
+    held rows are written: its walk's changes come before this call, and whatever reads the contact's runs later in
+    the batch writes the held rows first."""
     held = held_rows(session)
     run.id = held.new_id(session, _NEW_RUN_IDS) if held is not None else None
     if run.id is None:
