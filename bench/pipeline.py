@@ -557,7 +557,7 @@ def _run(args, children: list[subprocess.Popen]) -> None:
                        watcher, roots, meter)
         rows.append((paced, floors["paced"]))
         _settle(client, product)
-        if str(count) in args.funnel_workers.split(",") and not args.no_funnel:
+        if count in {int(c) for c in args.funnel_workers.split(",")} and not args.no_funnel:
             funnel_burst, funnel_paced = _funnel_scenarios(args, client, admin, product, product_send, watcher,
                                                            roots, paced_n, meter, count)
             rows += [(funnel_burst, floors["burst1"]), (funnel_paced, floors["paced"])]
@@ -571,8 +571,9 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     print(f"\nPipeline benchmark — {args.messages} messages per burst, {paced_n} per paced run, "
           f"{LEADS} leads, {len(product)} numbers; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
     print("Ratios: product burst msgs/s to the floor's with as many consumers as workers (the welcome funnel to "
-          "1 consumer, with any number of workers); paced p99 as a multiple of the floor's paced p99. Memory: peak of the workers' supervisor with "
-          "its workers, scheduler and calls pool, plus the connectors; the dashboards' refresh apart, when it ran.")
+          "1 consumer, with any number of workers); paced p99 as a multiple of the floor's paced p99. Memory: peak of "
+          "the workers' supervisor with its workers, scheduler and calls pool, plus the connectors; the dashboards' "
+          "refresh apart, when it ran.")
     for result, floor_result in rows:
         print(result.line(floor_result))
     print(f"events left in inbound streams: {left}")

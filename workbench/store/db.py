@@ -222,10 +222,10 @@ class HeldRows:
         reservation and a held write cost two, and a batch of one message (a paced flow) has no other. Later ids
         are reserved in blocks that double (2, 4 … 64): a few round trips for a burst's hundreds of rows. Ids
         reserved and not used are skipped, as a sequence skips those of a rolled-back transaction."""
-        ids, block = self._ids.get(reserve, ([], 1))
-        if block == 1 and reserve not in self._ids:
+        if reserve not in self._ids:
             self._ids[reserve] = ([], 1)
             return None
+        ids, block = self._ids[reserve]
         if not ids:
             block = min(block * 2, 64)
             ids = [row[0] for row in reserve.execute(session, {"n": block})]
