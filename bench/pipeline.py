@@ -18,7 +18,12 @@ CPU time per message of each group of processes (this bench, PostgreSQL, Redis, 
 consumers), the Redis commands per message, by command, and the disk's stalls during each run (``DiskProbe``: the
 paced runs' p99, the floor's too, is often one of them). Figures, not pass/fail.
 
+On a shared virtual machine a single run's ratios move by a quarter from one minute to the next, the floor's as
+much as the product's: ``--rounds N`` runs the floor and the product N times, alternately, and adds the median and
+range of each figure over the rounds, each product figure taken against the floor of its own round.
+
     python bench/pipeline.py --messages 2000 --paced-seconds 10   # embedded servers in a temp dir
+    python bench/pipeline.py --rounds 5                           # medians over five alternated rounds
     DATABASE_URL=... REDIS_URL=... python bench/pipeline.py
 """
 
@@ -419,23 +424,22 @@ def _floor_scenarios(args, client, children: list[subprocess.Popen], paced_n: in
     return found
 
 
-def _funnel_scenarios(args, client, admin, product, product_send, watcher, roots, paced_n,
-                      meter: CpuMeter, count: int) -> list[Result]:
+def _funnel_scenarios(args, client, admin, funnel_id: int, product, product_send, watcher, roots, paced_n,
+                      meter: CpuMeter, count: int, round_no: int) -> list[Result]:
     """The same path with the welcome funnel active: each message comes from a new lead and starts a run
     that sends two messages (welcome, then the menu) and waits for the choice."""
-    from engine.core.examples import welcome_funnel
     from workbench.services import funnels
 
-    funnel_id = funnels.create_funnel(admin, "Boas-vindas", welcome_funnel())
-    funnels.publish(admin, funnel_id)
     funnels.set_active(admin, funnel_id, True)
     time.sleep(6)  # workers cache the active funnels for 5 s
-    # each scenario's leads are new to the installation: the worker count is in their numbers
+    # each scenario's leads are new to the installation: the round and the worker count are in their numbers
+    burst_area, paced_area = 23 + 2 * round_no, 24 + 2 * round_no
     found = [_drive(f"product, {count} worker(s), welcome funnel, burst", args.messages, None, product_send,
-                    watcher, roots, meter, lead_of=lambda k: f"5523{count}{k:08d}", answers=2)]
+                    watcher, roots, meter, lead_of=lambda k: f"55{burst_area}{count}{k:08d}", answers=2)]
     _settle(client, product)
     found.append(_drive(f"product, {count} worker(s), welcome funnel, paced {args.rate:.0f}/s", paced_n, args.rate,
-                        product_send, watcher, roots, meter, lead_of=lambda k: f"5524{count}{k:08d}", answers=2))
+                        product_send, watcher, roots, meter, lead_of=lambda k: f"55{paced_area}{count}{k:08d}",
+                        answers=2))
     _settle(client, product)
     funnels.set_active(admin, funnel_id, False)
     time.sleep(6)
@@ -451,6 +455,9 @@ def main() -> None:
     parser.add_argument("--funnel-workers", default="1,2",
                         help="worker counts to run the welcome-funnel scenarios with (comma-separated, of --workers)")
     parser.add_argument("--no-funnel", action="store_true", help="skip the welcome-funnel scenarios")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the floor and the product this many times, alternately, and print the median and "
+                             "range of each figure over the rounds as well")
     args = parser.parse_args()
 
     with_product_servers("wbbench-", {}, lambda children: _run(args, children))
@@ -499,11 +506,11 @@ def _wait(predicate, timeout: float = 60, what: str = "condition") -> None:
 
 
 def _run(args, children: list[subprocess.Popen]) -> None:
-    from rq import Worker
-
     from connector.contracts import STATUS_HASH, inbound_backlog
     from connector.sandbox import INBOX, SandboxNetwork
+    from engine.core.examples import welcome_funnel
     from tests.factories import make_actor, make_instance, make_workspace
+    from workbench.services import funnels
     from workbench.services.workspace_settings import save_setting
     from workbench.store.bus import get_redis
     from workbench.store.migrations import upgrade_database
@@ -516,11 +523,12 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     _DISK.start()
     paced_n = int(args.paced_seconds * args.rate)
     meter = CpuMeter(client)
-    floors = _floor_scenarios(args, client, children, paced_n, meter)
 
     ws = make_workspace("Bench")
     admin = make_actor(ws, "admin")
     save_setting(admin, "default_reply", {"enabled": True, "mode": "every", "text": "Recebido, já respondo!"})
+    funnel_id = funnels.create_funnel(admin, "Boas-vindas", welcome_funnel())
+    funnels.publish(admin, funnel_id)
     product = [make_instance(ws, f"bench-{k}") for k in range(len(BUSINESS_PHONES))]
 
     network = SandboxNetwork(client)
@@ -530,8 +538,6 @@ def _run(args, children: list[subprocess.Popen]) -> None:
         _wait(lambda i=instance_id: client.hget(STATUS_HASH.format(i), "qr"), what="QR")
         network.scan(client.hget(STATUS_HASH.format(instance_id), "qr").decode(), phone)
         _wait(lambda i=instance_id: client.hget(STATUS_HASH.format(i), "state") == b"connected", what="connect")
-
-    # --- product: sandbox lead -> connector -> wb:in -> RQ drain -> outbox -> wb:out ----------------------
     meter.add("connectors", [c.pid for c in connectors])
     # The answer counts once it reached the lead's phone: the sandbox network's "delivered" receipt in the number's
     # inbox (the connector deletes what it sent from the outbound stream, so a reader of that stream may miss it).
@@ -541,8 +547,42 @@ def _run(args, children: list[subprocess.Popen]) -> None:
     def product_send(k: int, lead: str) -> None:
         network.send_from_lead(lead, BUSINESS_PHONES[k % len(BUSINESS_PHONES)], text=f"mensagem {k}")
 
-    rows: list[tuple[Result, Result | None]] = [(floors["burst1"], None), (floors["burst2"], None),
-                                                (floors["paced"], None)]
+    rounds = []
+    for round_no in range(args.rounds):
+        floors = _floor_scenarios(args, client, children, paced_n, meter)
+        rows = [(floors["burst1"], None), (floors["burst2"], None), (floors["paced"], None)]
+        rows += _product_scenarios(args, client, children, admin, funnel_id, product, connectors, product_send,
+                                   watcher, paced_n, meter, floors, round_no)
+        rounds.append(rows)
+    watcher.stop_flag.set()
+    left = sum(inbound_backlog(client, i) for i in product)
+
+    print(f"\nPipeline benchmark — {args.messages} messages per burst, {paced_n} per paced run, "
+          f"{LEADS} leads, {len(product)} numbers; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
+    print("Ratios: product burst msgs/s to the floor's with as many consumers as workers (the welcome funnel to "
+          "1 consumer, with any number of workers); paced p99 as a multiple of the floor's paced p99. Memory: peak of "
+          "the workers' supervisor with its workers, scheduler and calls pool, plus the connectors; the dashboards' "
+          "refresh apart, when it ran.")
+    for round_no, rows in enumerate(rounds):
+        if len(rounds) > 1:
+            print(f"\n--- round {round_no + 1} of {len(rounds)}")
+        for result, floor_result in rows:
+            print(result.line(floor_result))
+    if len(rounds) > 1:
+        print(f"\nOver the {len(rounds)} rounds (each product figure next to the floor of its own round): "
+              "median [lowest – highest]")
+        for line in summary(rounds):
+            print(line)
+    print(f"events left in inbound streams: {left}")
+
+
+def _product_scenarios(args, client, children, admin, funnel_id, product, connectors, product_send, watcher,
+                       paced_n, meter, floors, round_no) -> list[tuple[Result, Result]]:
+    """The product with each of ``--workers`` (burst, paced, and the welcome funnel for ``--funnel-workers``),
+    each row next to the floor it is compared with."""
+    from rq import Worker
+
+    rows = []
     for count in (int(c) for c in args.workers.split(",")):
         # the product as deployed: the workers' supervisor forks the workers, the scheduler and the calls pool
         workers = _spawn(children, "-m", "workbench", "workers", "--count", str(count))
@@ -558,25 +598,33 @@ def _run(args, children: list[subprocess.Popen]) -> None:
         rows.append((paced, floors["paced"]))
         _settle(client, product)
         if count in {int(c) for c in args.funnel_workers.split(",")} and not args.no_funnel:
-            funnel_burst, funnel_paced = _funnel_scenarios(args, client, admin, product, product_send, watcher,
-                                                           roots, paced_n, meter, count)
+            funnel_burst, funnel_paced = _funnel_scenarios(args, client, admin, funnel_id, product, product_send,
+                                                           watcher, roots, paced_n, meter, count, round_no)
             rows += [(funnel_burst, floors["burst1"]), (funnel_paced, floors["paced"])]
         workers.terminate()
         workers.wait(20)
         children.remove(workers)
         _wait(lambda: not Worker.all(connection=client), what="workers to leave")
-    watcher.stop_flag.set()
-    left = sum(inbound_backlog(client, i) for i in product)
+    return rows
 
-    print(f"\nPipeline benchmark — {args.messages} messages per burst, {paced_n} per paced run, "
-          f"{LEADS} leads, {len(product)} numbers; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
-    print("Ratios: product burst msgs/s to the floor's with as many consumers as workers (the welcome funnel to "
-          "1 consumer, with any number of workers); paced p99 as a multiple of the floor's paced p99. Memory: peak of "
-          "the workers' supervisor with its workers, scheduler and calls pool, plus the connectors; the dashboards' "
-          "refresh apart, when it ran.")
-    for result, floor_result in rows:
-        print(result.line(floor_result))
-    print(f"events left in inbound streams: {left}")
+
+def summary(rounds: list[list[tuple[Result, Result | None]]]) -> list[str]:
+    """One line per scenario over several rounds: the median and range of its throughput, p99 and ratio to the
+    floor of the same round (a single round's ratio is at the machine's mercy: a noisy minute moves it by a quarter)."""
+    def spread(values: list[float], fmt: str) -> str:
+        return f"{statistics.median(values):{fmt}} [{min(values):{fmt}} – {max(values):{fmt}}]"
+
+    lines = []
+    for k, (first, _) in enumerate(rounds[0]):
+        results = [rows[k] for rows in rounds]
+        line = (f"{first.name:<44} {spread([r.rate for r, _ in results], '.0f')} msgs/s  "
+                f"p99 {spread([r.pct(0.99) for r, _ in results], '.1f')} ms")
+        if results[0][1] is not None and "paced" in first.name:
+            line += f"  p99 {spread([r.pct(0.99) / f.pct(0.99) for r, f in results], '.1f')}x floor"
+        elif results[0][1] is not None:
+            line += f"  {spread([r.rate / f.rate for r, f in results], '.2f')}x floor"
+        lines.append(line)
+    return lines
 
 
 if __name__ == "__main__":
