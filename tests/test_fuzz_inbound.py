@@ -175,6 +175,7 @@ def test_sandbox_inbox_entries_are_handed_over_or_dropped(number, r, tmp_path):
     @example(payload={**seed, "raw": [[1, 2]]}, as_json=True, junk=b"")
     @example(payload={**seed, "id": "3A\ud800", "text": "\udfff"}, as_json=True, junk=b"")  # once never acked
     @example(payload={**seed, "lead": "55\ud80011987654321"}, as_json=True, junk=b"")
+    @example(payload={**receipt, "wa_ids": []}, as_json=True, junk=b"")  # once failed its batch's transaction
     def one_entry(payload, as_json, junk):
         body = json.dumps(payload).encode("utf-8", "surrogatepass") if as_json else junk
         event = transport._event(b"1-1", {b"p": body})

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from connector.contracts import (
     CONTROL_LIST,
     DRAIN_QUEUED,
+    IN_FAILED_STREAM,
     INBOUND_QUEUE,
     OUT_STREAM,
     ControlCommand,
@@ -210,6 +211,23 @@ def test_a_batch_of_acks_and_receipts_is_stored_in_one_statement_each(engine, r)
         assert [(m.status, m.wa_id) for m in stored] == [("read", "OUT1"), ("read", "OUT2"), ("failed", None)]
         assert stored[2].error == "número inválido"
         assert [s.get(Outbox, c.outbox_id).status for c in commands] == ["sent", "sent", "failed"]
+
+
+def test_a_receipt_that_names_no_message_changes_nothing_and_spoils_nothing(engine, r):
+    """A receipt with an empty id list (a network may send one) is a no-op: the acks, receipts and messages of its
+    batch are stored as if it were not there (it once failed the batch's transaction, so every try of it)."""
+    inst, agent, conv_id = inbox_with_one_conversation()
+    message_id = conversations.send_text(agent, conv_id, "Oi!")
+    command = decode_outbound(r.xrange(OUT_STREAM.format(inst))[0][1])
+    publish(SendAck(instance_id=inst, outbox_id=command.outbox_id, ok=True, wa_id="OUT1", timestamp_ms=now_ms()),
+            Receipt(instance_id=inst, wa_ids=[], status="read", timestamp_ms=now_ms()),
+            Receipt(instance_id=inst, wa_ids=["OUT1"], status="delivered", timestamp_ms=now_ms()),
+            inbound(inst, "5511999990001", "ainda aí?"))
+    run_jobs()
+    with session_scope() as s:
+        assert (s.get(Message, message_id).status, s.get(Message, message_id).wa_id) == ("delivered", "OUT1")
+    assert [m.text for m in _messages(inst) if m.direction == "in"][-1] == "ainda aí?"
+    assert not r.xlen(IN_FAILED_STREAM.format(inst))
 
 
 def test_our_message_echoed_from_the_phone_after_its_ack_in_one_batch_is_a_duplicate(engine, r, caplog):

@@ -149,9 +149,8 @@ class _Statuses:
         by_status: dict[str, dict[str, datetime]] = {}
         for receipt in self.receipts:
             at = _ts(receipt.timestamp_ms)
-            ids = by_status.setdefault(receipt.status, {})
-            for wa_id in receipt.wa_ids:
-                ids.setdefault(wa_id, at)  # the first receipt of a status dates it
+            for wa_id in receipt.wa_ids:  # a receipt that names no message adds nothing (no empty statement)
+                by_status.setdefault(receipt.status, {}).setdefault(wa_id, at)  # the first receipt of a status dates it
         for status in sorted(by_status, key=STATUS_RANK.__getitem__):
             ids = by_status[status]
             _RECEIPTS.execute(session, {
