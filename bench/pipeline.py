@@ -241,10 +241,11 @@ class PeakMemory(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        while self.roots:
+        if not self.roots:
+            return
+        self._sample()
+        while not self.done.wait(self.EVERY_S):
             self._sample()
-            if self.done.wait(self.EVERY_S):
-                return
 
     def finish(self) -> tuple[float, float, float]:
         """Stop sampling, take the last sample and return the peaks (zeros without roots)."""
